@@ -1,0 +1,46 @@
+//! `CoreError`: every refusal of the domain, with the client-facing message.
+
+/// Why the domain refused a value or a transition. Every variant is the
+/// client's doing (a 400 or a 404 at the HTTP boundary), never an internal
+/// failure; the `Display` text is safe to show to the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoreError {
+    #[error("{kind} id is malformed")]
+    InvalidId { kind: &'static str },
+    #[error("slug must match ^[a-z0-9][a-z0-9_-]{{0,62}}$")]
+    InvalidSlug,
+    #[error("slug '{0}' is reserved")]
+    ReservedSlug(String),
+    #[error("{field} may not be blank")]
+    Blank { field: &'static str },
+    #[error("{field} is longer than {max} characters")]
+    TooLong { field: &'static str, max: usize },
+    #[error("{field} contains control characters")]
+    ControlCharacters { field: &'static str },
+    #[error("invalid domain '{0}': expected a host name such as app.example.com or *.example.com")]
+    InvalidDomain(String),
+    #[error("too many allowed domains (at most {max})")]
+    TooManyDomains { max: usize },
+    #[error("mode must be 'sandbox' or 'production'")]
+    InvalidMode,
+    #[error("grace_period_seconds must be between 0 and {max}")]
+    InvalidGracePeriod { max: u64 },
+    #[error("limit must be an integer between 1 and 100")]
+    InvalidLimit,
+    #[error("offset must be a non-negative integer")]
+    InvalidOffset,
+    #[error("only 1 active signing key is allowed")]
+    OnlyOneActiveSigningKey,
+    #[error("only an active signing key can be rolled")]
+    SigningKeyNotActive,
+    #[error("the default public key cannot be deleted while other public keys exist")]
+    DefaultPublicKeyInUse,
+    #[error("{kind} is deleted")]
+    AlreadyDeleted { kind: &'static str },
+    #[error("{kind} not found")]
+    NotFound { kind: &'static str },
+    #[error("organisation name '{0}' already exists")]
+    OrganisationNameTaken(String),
+    #[error("workspace slug '{0}' already exists")]
+    SlugTaken(String),
+}

@@ -1,0 +1,42 @@
+//! keys-core: the pure domain of keysd.
+//!
+//! Organisations, workspaces and their keys, every state transition of the
+//! key lifecycle, the invariants those transitions keep, and the one
+//! verification decision that says whether a credential may authenticate at a
+//! given moment.
+//!
+//! **Architecture invariant:** this crate knows nothing of tokio, sqlx, hyper,
+//! serde_json or the clock. Time (`now`) and randomness (an `RngCore`) are
+//! parameters of every function that needs them.
+//!
+//! Entities are newtypes over a `…State` struct with public fields: reading
+//! is plain field access (through `Deref`), while every change goes through a
+//! transition method that returns `Result<_, CoreError>`. `restore` rebuilds
+//! an entity from what storage read back.
+
+mod digest;
+mod error;
+mod ids;
+mod organisation;
+mod signing_key;
+pub mod verify;
+mod values;
+mod workspace;
+
+pub use digest::SecretDigest;
+pub use error::CoreError;
+pub use ids::{
+    ulid, ApiKeyId, OrganisationId, OrganisationKeyId, PublicKeyId, ServiceTokenId, SigningKeyId, SigningKeyUid,
+    WorkspaceUid,
+};
+pub use organisation::{
+    Organisation, OrganisationSigningKey, OrganisationSigningKeyState, ServiceTokenRecord, ServiceTokenState,
+};
+pub use signing_key::{GracePeriod, NewSigningKey, SigningKeyRing, SigningKeyState, SigningKeyStatus, WorkspaceSigningKey};
+pub use values::{
+    origin_host, timestamp, Actor, Description, DomainPattern, Mode, Name, Page, Pagination, WorkspaceSlug,
+    RESERVED_SLUGS,
+};
+pub use workspace::{
+    ApiKey, ApiKeyState, NewWorkspace, PublicKey, PublicKeyPatch, PublicKeyRing, PublicKeyState, Workspace,
+};

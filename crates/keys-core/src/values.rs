@@ -1,0 +1,300 @@
+//! Validated values: parse, don't validate. Each type can only hold a value
+//! that passed its `parse`.
+
+use std::fmt;
+
+use time::OffsetDateTime;
+
+use crate::CoreError;
+
+/// Slugs that would collide with routes of the HTTP API.
+pub const RESERVED_SLUGS: [&str; 5] = ["workspace", "organisations", "keys", "verify", "health"];
+
+/// A workspace slug: `^[a-z0-9][a-z0-9_-]{0,62}$`, not reserved.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WorkspaceSlug(String);
+
+impl WorkspaceSlug {
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        let bytes = text.as_bytes();
+        let well_formed = !bytes.is_empty()
+            && bytes.len() <= 63
+            && matches!(bytes[0], b'a'..=b'z' | b'0'..=b'9')
+            && bytes.iter().all(|byte| matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'));
+        if !well_formed {
+            return Err(CoreError::InvalidSlug);
+        }
+        if RESERVED_SLUGS.contains(&text) {
+            return Err(CoreError::ReservedSlug(text.to_owned()));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The slug a workspace gets when the client names it but gives no slug:
+    /// the name lower-cased, every run of other characters turned into `-`.
+    pub fn derive_from_name(name: &Name) -> Result<Self, CoreError> {
+        let mut slug = String::new();
+        for character in name.as_str().chars() {
+            let lower = character.to_ascii_lowercase();
+            if lower.is_ascii_lowercase() || lower.is_ascii_digit() || lower == '_' {
+                slug.push(lower);
+            } else if !slug.is_empty() && !slug.ends_with('-') {
+                slug.push('-');
+            }
+        }
+        while slug.ends_with('-') {
+            slug.pop();
+        }
+        let slug = slug.trim_start_matches('_').to_owned();
+        let mut slug: String = slug.chars().take(63).collect();
+        while slug.ends_with('-') {
+            slug.pop();
+        }
+        Self::parse(&slug)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkspaceSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for WorkspaceSlug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WorkspaceSlug({})", self.0)
+    }
+}
+
+fn checked_text(text: &str, field: &'static str, max: usize) -> Result<String, CoreError> {
+    let trimmed = text.trim();
+    if trimmed.chars().count() > max {
+        return Err(CoreError::TooLong { field, max });
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(CoreError::ControlCharacters { field });
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// A display name: 1 to 255 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Name(String);
+
+impl Name {
+    pub const MAX_CHARS: usize = 255;
+
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        let name = checked_text(text, "name", Self::MAX_CHARS)?;
+        if name.is_empty() {
+            return Err(CoreError::Blank { field: "name" });
+        }
+        Ok(Self(name))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An optional free-text description: at most 1024 characters; blank means none.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Description(String);
+
+impl Description {
+    pub const MAX_CHARS: usize = 1024;
+
+    /// `None` for an absent or blank description.
+    pub fn parse(text: Option<&str>) -> Result<Option<Self>, CoreError> {
+        let Some(text) = text else { return Ok(None) };
+        let description = checked_text(text, "description", Self::MAX_CHARS)?;
+        Ok((!description.is_empty()).then_some(Self(description)))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The workspace mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mode {
+    Sandbox,
+    Production,
+}
+
+impl Mode {
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        match text {
+            "sandbox" => Ok(Self::Sandbox),
+            "production" => Ok(Self::Production),
+            _ => Err(CoreError::InvalidMode),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sandbox => "sandbox",
+            Self::Production => "production",
+        }
+    }
+}
+
+/// Who caused a change: `{name, email}`. Every `*_by` field holds one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Actor {
+    name: String,
+    email: String,
+}
+
+impl Actor {
+    pub fn new(name: impl Into<String>, email: impl Into<String>) -> Self {
+        Self { name: name.into(), email: email.into() }
+    }
+
+    /// The actor of an organisation's service tokens:
+    /// `System User`, `org_<orgid>@systemuser.keysd.local`.
+    pub fn system_user(organisation: &crate::OrganisationId) -> Self {
+        Self::new("System User", format!("org_{organisation}@systemuser.keysd.local"))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn email(&self) -> &str {
+        &self.email
+    }
+}
+
+/// A host pattern in `allowed_domains`: an exact host (`app.example.com`) or
+/// a wildcard (`*.example.com`, every subdomain but not the apex). Stored
+/// lower-case; a trailing dot is dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DomainPattern(String);
+
+impl DomainPattern {
+    pub const MAX_PER_KEY: usize = 100;
+
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        let lower = text.trim().trim_end_matches('.').to_ascii_lowercase();
+        let host = lower.strip_prefix("*.").unwrap_or(&lower);
+        if !is_host(host) {
+            return Err(CoreError::InvalidDomain(text.chars().take(100).collect()));
+        }
+        Ok(Self(lower))
+    }
+
+    /// Parses a whole `allowed_domains` list.
+    pub fn parse_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<Self>, CoreError> {
+        let list = items.into_iter().map(Self::parse).collect::<Result<Vec<_>, _>>()?;
+        if list.len() > Self::MAX_PER_KEY {
+            return Err(CoreError::TooManyDomains { max: Self::MAX_PER_KEY });
+        }
+        Ok(list)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether a lower-case host is covered by this pattern.
+    pub fn covers(&self, host: &str) -> bool {
+        match self.0.strip_prefix("*.") {
+            Some(apex) => host.len() > apex.len() + 1 && host.ends_with(apex) && host.as_bytes()[host.len() - apex.len() - 1] == b'.',
+            None => host == self.0,
+        }
+    }
+}
+
+fn is_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
+        })
+}
+
+/// The host of an `origin` as clients send it: a full origin
+/// (`https://app.example.com:8443`), or a bare host (`app.example.com`).
+/// Lower-cased, without scheme, port, path or trailing dot. `None` when no
+/// host can be read from it.
+pub fn origin_host(origin: &str) -> Option<String> {
+    let origin = origin.trim();
+    let rest = match origin.find("://") {
+        Some(index) => &origin[index + 3..],
+        None => origin,
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = if let Some(bracketed) = authority.strip_prefix('[') {
+        // An IPv6 literal: keep what is inside the brackets.
+        bracketed.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    (!host.is_empty()).then_some(host)
+}
+
+/// The moment a change happens, truncated to microseconds in UTC: the
+/// precision every `*_at` field and both databases keep, so what is written
+/// reads back equal.
+pub fn timestamp(now: OffsetDateTime) -> OffsetDateTime {
+    let utc = now.to_offset(time::UtcOffset::UTC);
+    utc.replace_nanosecond(utc.nanosecond() / 1_000 * 1_000).unwrap_or(utc)
+}
+
+/// One page of a list: `limit` in 1..=100 (default 10), `offset` ≥ 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pagination {
+    limit: u32,
+    offset: u64,
+}
+
+impl Pagination {
+    pub const DEFAULT_LIMIT: u32 = 10;
+    pub const MAX_LIMIT: u32 = 100;
+    /// Offsets past this are refused rather than sent to the database.
+    pub const MAX_OFFSET: u64 = i64::MAX as u64;
+
+    pub fn new(limit: u32, offset: u64) -> Result<Self, CoreError> {
+        if limit == 0 || limit > Self::MAX_LIMIT {
+            return Err(CoreError::InvalidLimit);
+        }
+        if offset > Self::MAX_OFFSET {
+            return Err(CoreError::InvalidOffset);
+        }
+        Ok(Self { limit, offset })
+    }
+
+    pub fn limit(self) -> u32 {
+        self.limit
+    }
+
+    pub fn offset(self) -> u64 {
+        self.offset
+    }
+}
+
+impl Default for Pagination {
+    fn default() -> Self {
+        Self { limit: Self::DEFAULT_LIMIT, offset: 0 }
+    }
+}
+
+/// One page of results and the total count of the whole list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: u64,
+    pub pagination: Pagination,
+}
