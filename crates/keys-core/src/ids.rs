@@ -137,7 +137,13 @@ mod tests {
         let key = ApiKeyId::generate(now, &mut rng);
         assert!(key.as_str().starts_with("ws_apik_"));
         assert_eq!(ApiKeyId::parse(key.as_str()), Ok(key.clone()));
-        for bad in ["", "ws_apik_", "ws_pubk_01ARZ3NDEKTSV4RRFFQ69G5FAV", "ws_apik_01ARZ3NDEKTSV4RRFFQ69G5FA!", "ws_apik_81ARZ3NDEKTSV4RRFFQ69G5FAV"] {
+        for bad in [
+            "",
+            "ws_apik_",
+            "ws_pubk_01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "ws_apik_01ARZ3NDEKTSV4RRFFQ69G5FA!",
+            "ws_apik_81ARZ3NDEKTSV4RRFFQ69G5FAV",
+        ] {
             assert!(ApiKeyId::parse(bad).is_err(), "{bad} parsed");
         }
         assert!(ApiKeyId::parse("ws_apik_01ARZ3NDEKTSV4RRFFQ69G5FAV").is_ok());

@@ -19,8 +19,8 @@ mod error;
 mod ids;
 mod organisation;
 mod signing_key;
-pub mod verify;
 mod values;
+pub mod verify;
 mod workspace;
 
 pub use digest::SecretDigest;
@@ -32,7 +32,9 @@ pub use ids::{
 pub use organisation::{
     Organisation, OrganisationSigningKey, OrganisationSigningKeyState, ServiceTokenRecord, ServiceTokenState,
 };
-pub use signing_key::{GracePeriod, NewSigningKey, SigningKeyRing, SigningKeyState, SigningKeyStatus, WorkspaceSigningKey};
+pub use signing_key::{
+    GracePeriod, NewSigningKey, SigningKeyRing, SigningKeyState, SigningKeyStatus, WorkspaceSigningKey,
+};
 pub use values::{
     origin_host, timestamp, Actor, Description, DomainPattern, Mode, Name, Page, Pagination, WorkspaceSlug,
     RESERVED_SLUGS,

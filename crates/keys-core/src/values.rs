@@ -205,7 +205,11 @@ impl DomainPattern {
     /// Whether a lower-case host is covered by this pattern.
     pub fn covers(&self, host: &str) -> bool {
         match self.0.strip_prefix("*.") {
-            Some(apex) => host.len() > apex.len() + 1 && host.ends_with(apex) && host.as_bytes()[host.len() - apex.len() - 1] == b'.',
+            Some(apex) => {
+                host.len() > apex.len() + 1
+                    && host.ends_with(apex)
+                    && host.as_bytes()[host.len() - apex.len() - 1] == b'.'
+            }
             None => host == self.0,
         }
     }

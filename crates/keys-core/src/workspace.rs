@@ -252,6 +252,7 @@ impl PublicKeyRing {
     }
 
     /// Adds a key; it is the default if the workspace has no live key.
+    #[allow(clippy::too_many_arguments)]
     pub fn create(
         &mut self,
         id: PublicKeyId,
@@ -289,8 +290,7 @@ impl PublicKeyRing {
     /// Deletes a live key and returns it. Deleting the default while it is
     /// not the last live key is refused.
     pub fn delete(&mut self, id: &PublicKeyId, actor: &Actor, now: OffsetDateTime) -> Result<PublicKey, CoreError> {
-        let index =
-            self.keys.iter().position(|key| &key.id == id).ok_or(CoreError::NotFound { kind: "public key" })?;
+        let index = self.keys.iter().position(|key| &key.id == id).ok_or(CoreError::NotFound { kind: "public key" })?;
         if self.keys[index].is_default && self.keys.len() > 1 {
             return Err(CoreError::DefaultPublicKeyInUse);
         }

@@ -1,0 +1,388 @@
+//! Table-driven tests for every transition and every refusal of keys-core.
+
+mod common;
+
+use common::*;
+use keys_core::verify::*;
+use keys_core::*;
+
+#[test]
+fn slugs_are_validated_and_reserved_ones_refused() {
+    let cases: &[(&str, Result<(), CoreError>)] = &[
+        ("staging", Ok(())),
+        ("production", Ok(())),
+        ("a", Ok(())),
+        ("0abc_def-9", Ok(())),
+        (&"a".repeat(63), Ok(())),
+        (&"a".repeat(64), Err(CoreError::InvalidSlug)),
+        ("", Err(CoreError::InvalidSlug)),
+        ("-abc", Err(CoreError::InvalidSlug)),
+        ("_abc", Err(CoreError::InvalidSlug)),
+        ("Abc", Err(CoreError::InvalidSlug)),
+        ("a b", Err(CoreError::InvalidSlug)),
+        ("a.b", Err(CoreError::InvalidSlug)),
+        ("é", Err(CoreError::InvalidSlug)),
+        ("workspace", Err(CoreError::ReservedSlug("workspace".into()))),
+        ("organisations", Err(CoreError::ReservedSlug("organisations".into()))),
+        ("keys", Err(CoreError::ReservedSlug("keys".into()))),
+        ("verify", Err(CoreError::ReservedSlug("verify".into()))),
+        ("health", Err(CoreError::ReservedSlug("health".into()))),
+    ];
+    for (input, expected) in cases {
+        assert_eq!(WorkspaceSlug::parse(input).map(|_| ()), *expected, "slug {input:?}");
+    }
+}
+
+#[test]
+fn slug_is_derived_from_name_when_absent() {
+    let cases = [("My Workspace", "my-workspace"), ("  Prod / EU  ", "prod-eu"), ("Team_42", "team_42")];
+    for (input, expected) in cases {
+        assert_eq!(
+            WorkspaceSlug::derive_from_name(&name(input)).map(|slug| slug.as_str().to_owned()),
+            Ok(expected.to_owned())
+        );
+    }
+    assert_eq!(WorkspaceSlug::derive_from_name(&name("!!!")), Err(CoreError::InvalidSlug));
+    assert!(WorkspaceSlug::derive_from_name(&name("Verify")).is_err());
+}
+
+#[test]
+fn names_and_descriptions_are_bounded() {
+    assert_eq!(Name::parse("  web-app ").map(|n| n.as_str().to_owned()), Ok("web-app".to_owned()));
+    assert_eq!(Name::parse("   "), Err(CoreError::Blank { field: "name" }));
+    assert_eq!(Name::parse(&"x".repeat(256)), Err(CoreError::TooLong { field: "name", max: 255 }));
+    assert!(Name::parse(&"é".repeat(255)).is_ok());
+    assert_eq!(Name::parse("a\u{0}b"), Err(CoreError::ControlCharacters { field: "name" }));
+    assert_eq!(Description::parse(None), Ok(None));
+    assert_eq!(Description::parse(Some("  ")), Ok(None));
+    assert!(Description::parse(Some(&"d".repeat(1025))).is_err());
+}
+
+#[test]
+fn modes_parse() {
+    assert_eq!(Mode::parse("sandbox"), Ok(Mode::Sandbox));
+    assert_eq!(Mode::parse("production"), Ok(Mode::Production));
+    assert_eq!(Mode::parse("Production"), Err(CoreError::InvalidMode));
+}
+
+#[test]
+fn pagination_bounds() {
+    assert!(Pagination::new(1, 0).is_ok());
+    assert!(Pagination::new(100, 5).is_ok());
+    assert_eq!(Pagination::new(0, 0), Err(CoreError::InvalidLimit));
+    assert_eq!(Pagination::new(101, 0), Err(CoreError::InvalidLimit));
+    assert_eq!(Pagination::default().limit(), 10);
+}
+
+#[test]
+fn workspace_create_defaults() {
+    let mut rng = rng();
+    let organisation = OrganisationId::generate(t0(), &mut rng);
+    let new = NewWorkspace { name: name("Staging"), slug: None, description: None, mode: None };
+    let workspace = Workspace::create(organisation.clone(), new, Some(&actor()), t0(), &mut rng).expect("created");
+    assert_eq!(workspace.slug.as_str(), "staging");
+    assert_eq!(workspace.mode, Mode::Sandbox);
+    assert!(workspace.uid.as_str().starts_with("wksp_"));
+    assert_eq!(workspace.organisation_id, organisation);
+}
+
+#[test]
+fn api_key_delete_is_terminal() {
+    let mut rng = rng();
+    let mut key = ApiKey::create(
+        ApiKeyId::generate(t0(), &mut rng),
+        workspace_uid(&mut rng),
+        name("backend"),
+        None,
+        SecretDigest::from_bytes([1; 32]),
+        "SS.abcdefg*****".into(),
+        &actor(),
+        t0(),
+    );
+    assert_eq!(decide_api_key(Some(&key)), Ok(()));
+    key.delete(&actor(), at(1)).expect("first delete");
+    assert_eq!(key.deleted_at, Some(at(1)));
+    assert_eq!(key.deleted_by, Some(actor()));
+    assert_eq!(key.delete(&actor(), at(2)), Err(CoreError::AlreadyDeleted { kind: "api key" }));
+    assert_eq!(key.deleted_at, Some(at(1)), "a refused delete changes nothing");
+    assert_eq!(decide_api_key(Some(&key)), Err(Denial::Deleted));
+    assert_eq!(decide_api_key(None), Err(Denial::UnknownKey));
+}
+
+fn ring_with(count: usize, rng: &mut rand_chacha::ChaCha8Rng) -> (PublicKeyRing, Vec<PublicKeyId>) {
+    let workspace = workspace_uid(rng);
+    let mut ring = PublicKeyRing::restore(Vec::new());
+    let mut ids = Vec::new();
+    for index in 0..count {
+        let id = PublicKeyId::generate(at(index as i64), rng);
+        ring.create(
+            id.clone(),
+            workspace.clone(),
+            format!("SS.PUBK.{index}"),
+            name("web"),
+            None,
+            &actor(),
+            at(index as i64),
+        );
+        ids.push(id);
+    }
+    (ring, ids)
+}
+
+#[test]
+fn first_public_key_is_default_and_default_is_protected() {
+    let mut rng = rng();
+    let (mut ring, ids) = ring_with(3, &mut rng);
+    let defaults: Vec<bool> = ring.keys().iter().map(|key| key.is_default).collect();
+    assert_eq!(defaults, [true, false, false]);
+    assert_eq!(ring.delete(&ids[0], &actor(), at(10)).map(|_| ()), Err(CoreError::DefaultPublicKeyInUse));
+    let deleted = ring.delete(&ids[1], &actor(), at(10)).expect("non-default delete");
+    assert!(deleted.is_deleted());
+    assert_eq!(ring.delete(&ids[1], &actor(), at(11)).map(|_| ()), Err(CoreError::NotFound { kind: "public key" }));
+    ring.delete(&ids[2], &actor(), at(12)).expect("delete");
+    // The default is now the last live key: deleting it is allowed.
+    ring.delete(&ids[0], &actor(), at(13)).expect("last key delete");
+    assert!(ring.keys().is_empty());
+    // A new key in an empty workspace becomes its default again.
+    let fresh = ring.create(
+        PublicKeyId::generate(at(14), &mut rng),
+        workspace_uid(&mut rng),
+        "SS.PUBK.x".into(),
+        name("n"),
+        None,
+        &actor(),
+        at(14),
+    );
+    assert!(fresh.is_default);
+}
+
+#[test]
+fn public_key_patch_rotate_and_deleted_refusals() {
+    let mut rng = rng();
+    let (ring, _) = ring_with(1, &mut rng);
+    let mut key = ring.keys()[0].clone();
+    let domains = DomainPattern::parse_list(["app.example.com", "*.example.org"]).expect("domains");
+    let patch = PublicKeyPatch {
+        name: Some(name("renamed")),
+        allowed_domains: Some(Some(domains.clone())),
+        is_secure_mode_enabled: Some(true),
+        ..PublicKeyPatch::default()
+    };
+    key.patch(patch, &actor(), at(5)).expect("patch");
+    assert_eq!(key.name.as_str(), "renamed");
+    assert_eq!(key.allowed_domains.as_deref(), Some(domains.as_slice()));
+    assert!(key.is_secure_mode_enabled);
+    assert_eq!(key.updated_at, at(5));
+    key.rotate("SS.PUBK.new".into(), &actor(), at(6)).expect("rotate");
+    assert_eq!(key.api_key, "SS.PUBK.new");
+    assert_eq!(key.rotated_at, Some(at(6)));
+
+    let mut ring = PublicKeyRing::restore(vec![key.clone()]);
+    let mut deleted = ring.delete(&key.id, &actor(), at(7)).expect("delete");
+    assert_eq!(
+        deleted.patch(PublicKeyPatch::default(), &actor(), at(8)),
+        Err(CoreError::AlreadyDeleted { kind: "public key" })
+    );
+    assert_eq!(
+        deleted.rotate("SS.PUBK.z".into(), &actor(), at(8)),
+        Err(CoreError::AlreadyDeleted { kind: "public key" })
+    );
+    assert_eq!(decide_public_key(Some(&deleted), None), Err(Denial::Deleted));
+}
+
+#[test]
+fn public_key_origin_rules() {
+    let mut rng = rng();
+    let (ring, _) = ring_with(1, &mut rng);
+    let mut key = ring.keys()[0].clone();
+    assert_eq!(decide_public_key(Some(&key), None), Ok(PublicKeyAccess::Granted));
+    assert_eq!(decide_public_key(Some(&key), Some("https://anything.test")), Ok(PublicKeyAccess::Granted));
+    let domains = DomainPattern::parse_list(["app.example.com", "*.example.org"]).expect("domains");
+    key.patch(PublicKeyPatch { allowed_domains: Some(Some(domains)), ..Default::default() }, &actor(), at(1))
+        .expect("patch");
+    let cases: &[(Option<&str>, Result<PublicKeyAccess, Denial>)] = &[
+        (Some("https://app.example.com"), Ok(PublicKeyAccess::Granted)),
+        (Some("https://APP.example.com:8443/path"), Ok(PublicKeyAccess::Granted)),
+        (Some("app.example.com"), Ok(PublicKeyAccess::Granted)),
+        (Some("https://eu.example.org"), Ok(PublicKeyAccess::Granted)),
+        (Some("https://a.b.example.org"), Ok(PublicKeyAccess::Granted)),
+        (Some("https://example.org"), Err(Denial::OriginNotAllowed)),
+        (Some("https://badexample.org"), Err(Denial::OriginNotAllowed)),
+        (Some("https://example.com"), Err(Denial::OriginNotAllowed)),
+        (Some("https://app.example.com.evil.test"), Err(Denial::OriginNotAllowed)),
+        (Some("https://evil.test/app.example.com"), Err(Denial::OriginNotAllowed)),
+        (Some("https://app.example.com@evil.test"), Err(Denial::OriginNotAllowed)),
+        (Some("://"), Err(Denial::OriginNotAllowed)),
+        (Some(""), Err(Denial::OriginRequired)),
+        (None, Err(Denial::OriginRequired)),
+    ];
+    for (origin, expected) in cases {
+        assert_eq!(decide_public_key(Some(&key), *origin), *expected, "origin {origin:?}");
+    }
+    key.patch(PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() }, &actor(), at(2))
+        .expect("patch");
+    assert_eq!(decide_public_key(Some(&key), Some("app.example.com")), Ok(PublicKeyAccess::NeedsUserToken));
+    assert_eq!(decide_public_key(None, None), Err(Denial::UnknownKey));
+}
+
+#[test]
+fn domain_patterns_are_validated() {
+    for good in ["example.com", "*.example.com", "localhost", "APP.Example.com.", "xn--bcher-kva.example"] {
+        assert!(DomainPattern::parse(good).is_ok(), "{good}");
+    }
+    for bad in ["", "*", "*.", "https://example.com", "exa mple.com", "-a.com", "a..com", "*.*.com", "a/b"] {
+        assert!(DomainPattern::parse(bad).is_err(), "{bad}");
+    }
+    let too_many: Vec<String> = (0..101).map(|index| format!("h{index}.example.com")).collect();
+    assert_eq!(
+        DomainPattern::parse_list(too_many.iter().map(String::as_str)),
+        Err(CoreError::TooManyDomains { max: 100 })
+    );
+}
+
+#[test]
+fn signing_key_lifecycle() {
+    let mut rng = rng();
+    let workspace = workspace_uid(&mut rng);
+    let mut ring = SigningKeyRing::restore(workspace.clone(), Vec::new());
+    let first = ring.create(new_signing_key(&mut rng), &actor(), t0()).expect("first create").uid.clone();
+    assert_eq!(
+        ring.create(new_signing_key(&mut rng), &actor(), t0()).map(|_| ()),
+        Err(CoreError::OnlyOneActiveSigningKey)
+    );
+    assert_eq!(CoreError::OnlyOneActiveSigningKey.to_string(), "only 1 active signing key is allowed");
+
+    // Roll with a grace period: the old key verifies until expiry_at.
+    let grace = GracePeriod::from_seconds(60).expect("grace");
+    let (rolled, fresh) = ring.roll(&first, Some(grace), new_signing_key(&mut rng), &actor(), at(10)).expect("roll");
+    assert_eq!(rolled.status, SigningKeyStatus::Rolled);
+    assert_eq!(rolled.rolled_at, Some(at(10)));
+    assert_eq!(rolled.expiry_at, Some(at(70)));
+    assert_eq!(fresh.status, SigningKeyStatus::Active);
+    let second = fresh.uid.clone();
+    assert_eq!(decide_signing_key(ring.get(&first), at(69)), Ok(()));
+    assert_eq!(decide_signing_key(ring.get(&first), at(70)), Err(Denial::KeyExpired));
+    assert_eq!(ring.verifying_at(at(30)).count(), 2);
+    assert_eq!(ring.verifying_at(at(70)).count(), 1);
+
+    // Rolling a rolled key is refused; the ring is unchanged.
+    assert_eq!(
+        ring.roll(&first, None, new_signing_key(&mut rng), &actor(), at(11)).map(|_| ()),
+        Err(CoreError::SigningKeyNotActive)
+    );
+    assert_eq!(ring.keys().len(), 2);
+
+    // Roll without grace: the old key stops at once.
+    let (rolled, _) = ring.roll(&second, None, new_signing_key(&mut rng), &actor(), at(20)).expect("roll");
+    assert_eq!(rolled.expiry_at, Some(at(20)));
+    assert_eq!(decide_signing_key(ring.get(&second), at(20)), Err(Denial::KeyExpired));
+
+    // Delete is terminal; a deleted key never verifies and cannot be rolled.
+    let deleted = ring.delete(&first, &actor(), at(30)).expect("delete");
+    assert!(deleted.is_deleted());
+    assert!(!deleted.verifies_at(at(31)));
+    assert_eq!(decide_signing_key(Some(&deleted), at(31)), Err(Denial::Deleted));
+    assert_eq!(ring.delete(&first, &actor(), at(31)).map(|_| ()), Err(CoreError::NotFound { kind: "signing key" }));
+    assert_eq!(
+        ring.roll(&first, None, new_signing_key(&mut rng), &actor(), at(31)).map(|_| ()),
+        Err(CoreError::NotFound { kind: "signing key" })
+    );
+    assert_eq!(ring.keys().iter().filter(|key| key.status == SigningKeyStatus::Active).count(), 1);
+
+    // Deleting the active key allows a new create.
+    let active = ring.active().expect("active").uid.clone();
+    ring.delete(&active, &actor(), at(40)).expect("delete active");
+    assert!(ring.create(new_signing_key(&mut rng), &actor(), at(41)).is_ok());
+
+    // A ring rebuilt from storage ignores deleted keys.
+    let rebuilt = SigningKeyRing::restore(workspace, vec![deleted]);
+    assert!(rebuilt.keys().is_empty());
+}
+
+#[test]
+fn grace_period_bounds() {
+    assert!(GracePeriod::from_seconds(0).is_ok());
+    assert!(GracePeriod::from_seconds(GracePeriod::MAX_SECONDS).is_ok());
+    assert_eq!(
+        GracePeriod::from_seconds(GracePeriod::MAX_SECONDS + 1),
+        Err(CoreError::InvalidGracePeriod { max: GracePeriod::MAX_SECONDS })
+    );
+}
+
+#[test]
+fn user_token_rules() {
+    let valid = UserTokenClaims {
+        entity_type: Some("subscriber".into()),
+        entity_id: Some("user-1".into()),
+        exp: Some(at(60).unix_timestamp()),
+        tenant_id: None,
+    };
+    assert_eq!(decide_user_token(&valid, None, t0()), Ok(()));
+    assert_eq!(decide_user_token(&valid, Some("default"), t0()), Ok(()));
+    let cases: Vec<(UserTokenClaims, Option<&str>, Denial)> = vec![
+        (UserTokenClaims { entity_type: Some("user".into()), ..valid.clone() }, None, Denial::EntityTypeNotSubscriber),
+        (UserTokenClaims { entity_type: None, ..valid.clone() }, None, Denial::EntityTypeNotSubscriber),
+        (UserTokenClaims { entity_id: None, ..valid.clone() }, None, Denial::EntityIdMissing),
+        (UserTokenClaims { entity_id: Some(" ".into()), ..valid.clone() }, None, Denial::EntityIdMissing),
+        (UserTokenClaims { exp: None, ..valid.clone() }, None, Denial::UserTokenExpired),
+        (UserTokenClaims { exp: Some(t0().unix_timestamp()), ..valid.clone() }, None, Denial::UserTokenExpired),
+        (valid.clone(), Some("acme"), Denial::TenantMismatch),
+        (UserTokenClaims { tenant_id: Some("acme".into()), ..valid.clone() }, None, Denial::TenantMismatch),
+    ];
+    for (claims, tenant, denial) in cases {
+        assert_eq!(decide_user_token(&claims, tenant, t0()), Err(denial), "{claims:?} {tenant:?}");
+    }
+    let acme = UserTokenClaims { tenant_id: Some("acme".into()), ..valid };
+    assert_eq!(decide_user_token(&acme, Some("acme"), t0()), Ok(()));
+}
+
+#[test]
+fn organisation_key_rules_and_issuer() {
+    let mut rng = rng();
+    let mine = OrganisationId::generate(t0(), &mut rng);
+    let theirs = OrganisationId::generate(t0(), &mut rng);
+    let mut key = OrganisationSigningKey::create(
+        OrganisationKeyId::generate(t0(), &mut rng),
+        mine.clone(),
+        name("k"),
+        "pem".into(),
+        &actor(),
+        t0(),
+    );
+    assert_eq!(decide_organisation_key(Some(&key), &mine), Ok(()));
+    assert_eq!(decide_organisation_key(Some(&key), &theirs), Err(Denial::WrongOrganisation));
+    assert_eq!(decide_organisation_key(None, &mine), Err(Denial::UnknownKey));
+    key.delete(&actor(), at(1)).expect("delete");
+    assert_eq!(decide_organisation_key(Some(&key), &mine), Err(Denial::Deleted));
+    assert!(key.delete(&actor(), at(2)).is_err());
+
+    assert_eq!(parse_issuer("https://versori.com/sk/01ABC", &[]), Ok(("https://versori.com", "01ABC")));
+    assert_eq!(parse_issuer("https://versori.com/sk/", &[]), Err(Denial::IssuerNotAccepted));
+    assert_eq!(parse_issuer("https://versori.com", &[]), Err(Denial::IssuerNotAccepted));
+    let pinned = vec!["https://auth.example.com/".to_owned()];
+    assert!(parse_issuer("https://auth.example.com/sk/01ABC", &pinned).is_ok());
+    assert_eq!(parse_issuer("https://versori.com/sk/01ABC", &pinned), Err(Denial::IssuerNotAccepted));
+}
+
+#[test]
+fn timestamps_are_microsecond_utc() {
+    let now = time::macros::datetime!(2026-04-21 14:35:24.117631999 +02:00);
+    let stamped = timestamp(now);
+    assert_eq!(stamped.offset(), time::UtcOffset::UTC);
+    assert_eq!(stamped.nanosecond(), 117_631_000);
+    assert_eq!(stamped.hour(), 12);
+}
+
+#[test]
+fn denial_reasons_are_distinct_snake_case() {
+    let mut seen = std::collections::HashSet::new();
+    for denial in Denial::ALL {
+        let reason = denial.reason();
+        assert!(reason.bytes().all(|byte| byte.is_ascii_lowercase() || byte == b'_'), "{reason}");
+        // WrongOrganisation deliberately reads as unknown_key: a caller must
+        // not learn that another organisation's key exists.
+        if denial != Denial::WrongOrganisation {
+            assert!(seen.insert(reason), "duplicate reason {reason}");
+        }
+    }
+}
