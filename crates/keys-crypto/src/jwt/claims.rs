@@ -1,0 +1,175 @@
+//! Claims of a verified token, and the unverified views used to choose a
+//! key.
+
+use serde_json::{Map, Value};
+
+use super::{Algorithm, JwtError};
+
+/// The claims of a token whose signature and time window have been verified.
+/// Only [`crate::jwt::verify`] and [`crate::jwt::Verifier::verify`] make one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claims {
+    map: Map<String, Value>,
+}
+
+impl Claims {
+    pub(crate) fn from_map(map: Map<String, Value>) -> Self {
+        Self { map }
+    }
+
+    /// Any claim.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.map.get(name)
+    }
+
+    /// A claim if it is a string.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.map.get(name).and_then(Value::as_str)
+    }
+
+    /// A claim that must be present and a string.
+    pub fn require_str(&self, name: &'static str) -> Result<&str, JwtError> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Err(JwtError::MissingClaim(name)),
+            Some(Value::String(text)) => Ok(text),
+            Some(_) => Err(JwtError::InvalidClaim(name)),
+        }
+    }
+
+    /// `sub`, if a string.
+    pub fn sub(&self) -> Option<&str> {
+        self.get_str("sub")
+    }
+
+    /// `iss`, if a string.
+    pub fn iss(&self) -> Option<&str> {
+        self.get_str("iss")
+    }
+
+    /// `jti`, if a string.
+    pub fn jti(&self) -> Option<&str> {
+        self.get_str("jti")
+    }
+
+    /// `aud` as a list: a single string becomes one entry, an array keeps
+    /// its string entries.
+    pub fn aud(&self) -> Vec<&str> {
+        match self.map.get("aud") {
+            Some(Value::String(audience)) => vec![audience.as_str()],
+            Some(Value::Array(audiences)) => audiences.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `exp` in Unix seconds (a fractional value rounded down), if numeric.
+    pub fn exp(&self) -> Option<i64> {
+        self.map.get("exp").and_then(|value| numeric_date(value, Rounding::Down))
+    }
+
+    /// `nbf` in Unix seconds (a fractional value rounded up), if numeric.
+    pub fn nbf(&self) -> Option<i64> {
+        self.map.get("nbf").and_then(|value| numeric_date(value, Rounding::Up))
+    }
+
+    /// `iat` in Unix seconds (a fractional value rounded down), if numeric.
+    pub fn iat(&self) -> Option<i64> {
+        self.map.get("iat").and_then(|value| numeric_date(value, Rounding::Down))
+    }
+
+    /// All claims.
+    pub fn as_map(&self) -> &Map<String, Value> {
+        &self.map
+    }
+
+    /// All claims, owned.
+    pub fn into_map(self) -> Map<String, Value> {
+        self.map
+    }
+
+    /// All claims as one JSON object value (for a `claims` response field).
+    pub fn into_value(self) -> Value {
+        Value::Object(self.map)
+    }
+}
+
+/// Claims read from a token **without verifying anything**: not the
+/// signature, not the time window. Only for choosing which key to verify
+/// with (by `iss`, say); never for an authorisation decision. Deliberately a
+/// different type from [`Claims`], with no conversion into it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnverifiedClaims {
+    map: Map<String, Value>,
+}
+
+impl UnverifiedClaims {
+    pub(crate) fn from_map(map: Map<String, Value>) -> Self {
+        Self { map }
+    }
+
+    /// Any claim, unverified.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.map.get(name)
+    }
+
+    /// A claim if it is a string, unverified.
+    pub fn get_str(&self, name: &str) -> Option<&str> {
+        self.map.get(name).and_then(Value::as_str)
+    }
+
+    /// `iss`, unverified.
+    pub fn iss(&self) -> Option<&str> {
+        self.get_str("iss")
+    }
+
+    /// `sub`, unverified.
+    pub fn sub(&self) -> Option<&str> {
+        self.get_str("sub")
+    }
+}
+
+/// The JOSE header of a token, read **without verification**, to choose a
+/// key by `kid`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The `alg` exactly as the token states it (`ES256`, `none`, ...).
+    pub alg: String,
+    /// The `kid`, if the token names one.
+    pub kid: Option<String>,
+}
+
+impl Header {
+    /// `alg` if it is one this crate verifies.
+    pub fn algorithm(&self) -> Option<Algorithm> {
+        Algorithm::from_jose_name(&self.alg)
+    }
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Rounding {
+    /// For `exp` and `iat`: a fractional expiry counts as the second before.
+    Down,
+    /// For `nbf`: a fractional start counts as the second after.
+    Up,
+}
+
+/// A NumericDate (RFC 7519 §2) as whole Unix seconds, saturating at the
+/// `i64` range. `None` for anything that is not a finite JSON number.
+pub(crate) fn numeric_date(value: &Value, rounding: Rounding) -> Option<i64> {
+    let Value::Number(number) = value else {
+        return None;
+    };
+    if let Some(seconds) = number.as_i64() {
+        return Some(seconds);
+    }
+    if number.as_u64().is_some() {
+        // An unsigned integer that does not fit in i64: the far future.
+        return Some(i64::MAX);
+    }
+    let seconds = number.as_f64().filter(|seconds| seconds.is_finite())?;
+    let whole = match rounding {
+        Rounding::Down => seconds.floor(),
+        Rounding::Up => seconds.ceil(),
+    };
+    // `as` from f64 to i64 saturates at the bounds, which is what we want.
+    Some(whole as i64)
+}

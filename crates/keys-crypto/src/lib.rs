@@ -1,0 +1,39 @@
+//! keys-crypto: the cryptography of keysd.
+//!
+//! - [`secret`]: the text formats of API keys (`SS.…`), service tokens
+//!   (`kst_…`) and publishable keys (`SS.PUBK.…`), each with a CRC32 checksum
+//!   so that a mistyped or truncated value is rejected before any storage
+//!   lookup, and their SHA-256 digests (the only form storage keeps).
+//! - [`keypair`]: P-256 (ES256) workspace signing keys and RSA-2048 (RS256)
+//!   organisation keys, their PKCS#8 / SPKI PEM encodings, RFC 7517 JWKs, and
+//!   a background pool of pre-generated RSA keys.
+//! - [`jwt`]: verification of JWS compact tokens with the algorithm pinned by
+//!   the key, time checked against a caller-supplied `now`, plus a signing
+//!   helper for tests and embedders.
+//!
+//! **Architecture invariant:** this crate never sees a database, a socket or
+//! the system clock. Randomness is a parameter (`RngCore + CryptoRng`) except
+//! in [`keypair::RsaKeyPool`], whose whole point is to generate keys ahead of
+//! time from the operating system's RNG, and the current time is always a
+//! parameter of verification.
+//!
+//! **Architecture invariant:** private key material and secrets live only in
+//! memory, in types that are not `Clone`, redact themselves in `Debug` and
+//! zeroize on drop. The one place plaintext is read out is the explicit
+//! `expose` / `private_key_pem` call that puts it into a create response.
+
+mod error;
+mod key_material;
+mod provider;
+
+pub mod jwt;
+pub mod keypair;
+pub mod secret;
+
+#[cfg(test)]
+mod test_support;
+
+pub use error::CryptoError;
+pub use jwt::{Algorithm, Claims, JwtError, VerificationKey, Verifier};
+pub use keypair::{EcKeyPair, Jwk, JwkSet, RsaKeyPair, RsaKeyPool};
+pub use secret::{ApiKeySecret, PublicKeyValue, SecretRejection, ServiceToken};
