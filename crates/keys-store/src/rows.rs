@@ -1,0 +1,189 @@
+//! Rows back into domain entities, once for both backends.
+//!
+//! Each backend says how to read one typed column of its row type
+//! ([`RowExt`]); the decoders below then rebuild entities through their
+//! `parse` constructors and `restore`, so a value that would not pass the
+//! domain's validation is reported as a database fault instead of being
+//! smuggled into the domain.
+
+use keys_core::{
+    Actor, ApiKey, ApiKeyId, ApiKeyState, Description, DomainPattern, Mode, Name, Organisation, OrganisationId,
+    OrganisationKeyId, OrganisationSigningKey, OrganisationSigningKeyState, PublicKey, PublicKeyId, PublicKeyState,
+    SecretDigest, ServiceTokenId, ServiceTokenRecord, ServiceTokenState, SigningKeyId, SigningKeyState,
+    SigningKeyStatus, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
+};
+use time::OffsetDateTime;
+
+use crate::{AuditEvent, StoreError, StoreResult};
+
+/// How a backend reads one column of its row type.
+pub trait RowExt {
+    fn text(&self, column: &str) -> StoreResult<String>;
+    fn optional_text(&self, column: &str) -> StoreResult<Option<String>>;
+    fn time(&self, column: &str) -> StoreResult<OffsetDateTime>;
+    fn optional_time(&self, column: &str) -> StoreResult<Option<OffsetDateTime>>;
+    fn flag(&self, column: &str) -> StoreResult<bool>;
+    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>>;
+    /// `allowed_domains`: `None` for any origin, else the stored patterns.
+    fn domains(&self, column: &str) -> StoreResult<Option<Vec<String>>>;
+    fn integer(&self, column: &str) -> StoreResult<i64>;
+}
+
+/// A stored value the domain would not accept: the database was written by
+/// something else than this crate, or by a buggy version of it.
+pub fn corrupt(what: &str, column: &str) -> StoreError {
+    StoreError::Database(format!("stored {what} in column '{column}' is not valid"))
+}
+
+fn parsed<T, E>(result: Result<T, E>, column: &str) -> StoreResult<T> {
+    result.map_err(|_| corrupt("value", column))
+}
+
+fn actor(row: &impl RowExt, prefix: &str) -> StoreResult<Option<Actor>> {
+    let name = row.optional_text(&format!("{prefix}_name"))?;
+    let email = row.optional_text(&format!("{prefix}_email"))?;
+    Ok(match (name, email) {
+        (Some(name), Some(email)) => Some(Actor::new(name, email)),
+        _ => None,
+    })
+}
+
+fn name(row: &impl RowExt, column: &str) -> StoreResult<Name> {
+    parsed(Name::parse(&row.text(column)?), column)
+}
+
+fn description(row: &impl RowExt, column: &str) -> StoreResult<Option<Description>> {
+    let text = row.optional_text(column)?;
+    parsed(Description::parse(text.as_deref()), column)
+}
+
+fn domains(row: &impl RowExt, column: &str) -> StoreResult<Option<Vec<DomainPattern>>> {
+    let Some(patterns) = row.domains(column)? else { return Ok(None) };
+    let list = patterns.iter().map(|pattern| DomainPattern::parse(pattern)).collect::<Result<Vec<_>, _>>();
+    parsed(list, column).map(Some)
+}
+
+fn digest(row: &impl RowExt, column: &str) -> StoreResult<SecretDigest> {
+    let bytes: [u8; 32] = row.bytes(column)?.try_into().map_err(|_| corrupt("digest", column))?;
+    Ok(SecretDigest::from_bytes(bytes))
+}
+
+/// The total of a `COUNT(*)`.
+pub fn count(row: &impl RowExt) -> StoreResult<u64> {
+    u64::try_from(row.integer("total")?).map_err(|_| corrupt("count", "total"))
+}
+
+pub fn organisation(row: &impl RowExt) -> StoreResult<Organisation> {
+    Ok(Organisation {
+        id: parsed(OrganisationId::parse(&row.text("id")?), "id")?,
+        name: name(row, "name")?,
+        created_at: row.time("created_at")?,
+    })
+}
+
+pub fn service_token(row: &impl RowExt) -> StoreResult<ServiceTokenRecord> {
+    Ok(ServiceTokenRecord::restore(ServiceTokenState {
+        id: parsed(ServiceTokenId::parse(&row.text("id")?), "id")?,
+        organisation_id: parsed(OrganisationId::parse(&row.text("organisation_id")?), "organisation_id")?,
+        name: name(row, "name")?,
+        digest: digest(row, "digest")?,
+        actor: actor(row, "actor")?.ok_or_else(|| corrupt("actor", "actor_name"))?,
+        created_at: row.time("created_at")?,
+        revoked_at: row.optional_time("revoked_at")?,
+    }))
+}
+
+/// A workspace whose columns carry `prefix` (`""`, or `w_` in joins).
+pub fn workspace(row: &impl RowExt, prefix: &str) -> StoreResult<Workspace> {
+    let column = |name: &str| format!("{prefix}{name}");
+    Ok(Workspace {
+        uid: parsed(WorkspaceUid::parse(&row.text(&column("uid"))?), "uid")?,
+        organisation_id: parsed(OrganisationId::parse(&row.text(&column("organisation_id"))?), "organisation_id")?,
+        slug: parsed(WorkspaceSlug::parse(&row.text(&column("slug"))?), "slug")?,
+        name: name(row, &column("name"))?,
+        description: description(row, &column("description"))?,
+        mode: parsed(Mode::parse(&row.text(&column("mode"))?), "mode")?,
+        created_at: row.time(&column("created_at"))?,
+        created_by: actor(row, &column("created_by"))?,
+    })
+}
+
+pub fn api_key(row: &impl RowExt) -> StoreResult<ApiKey> {
+    Ok(ApiKey::restore(ApiKeyState {
+        id: parsed(ApiKeyId::parse(&row.text("id")?), "id")?,
+        workspace: parsed(WorkspaceUid::parse(&row.text("workspace_uid")?), "workspace_uid")?,
+        name: name(row, "name")?,
+        description: description(row, "description")?,
+        digest: digest(row, "digest")?,
+        masked_api_key: row.text("masked_api_key")?,
+        created_at: row.time("created_at")?,
+        created_by: actor(row, "created_by")?,
+        deleted_at: row.optional_time("deleted_at")?,
+        deleted_by: actor(row, "deleted_by")?,
+    }))
+}
+
+pub fn public_key(row: &impl RowExt) -> StoreResult<PublicKey> {
+    Ok(PublicKey::restore(PublicKeyState {
+        id: parsed(PublicKeyId::parse(&row.text("id")?), "id")?,
+        workspace: parsed(WorkspaceUid::parse(&row.text("workspace_uid")?), "workspace_uid")?,
+        api_key: row.text("value")?,
+        name: name(row, "name")?,
+        description: description(row, "description")?,
+        allowed_domains: domains(row, "allowed_domains")?,
+        is_secure_mode_enabled: row.flag("is_secure_mode_enabled")?,
+        is_default: row.flag("is_default")?,
+        created_at: row.time("created_at")?,
+        created_by: actor(row, "created_by")?,
+        rotated_at: row.optional_time("rotated_at")?,
+        rotated_by: actor(row, "rotated_by")?,
+        updated_at: row.time("updated_at")?,
+        updated_by: actor(row, "updated_by")?,
+        deleted_at: row.optional_time("deleted_at")?,
+        deleted_by: actor(row, "deleted_by")?,
+    }))
+}
+
+pub fn signing_key(row: &impl RowExt) -> StoreResult<WorkspaceSigningKey> {
+    let status = row.text("status")?;
+    Ok(WorkspaceSigningKey::restore(SigningKeyState {
+        id: parsed(SigningKeyId::parse(&row.text("id")?), "id")?,
+        uid: parsed(SigningKeyUid::parse(&row.text("uid")?), "uid")?,
+        workspace: parsed(WorkspaceUid::parse(&row.text("workspace_uid")?), "workspace_uid")?,
+        public_key_pem: row.text("public_key_pem")?,
+        status: SigningKeyStatus::parse(&status).ok_or_else(|| corrupt("status", "status"))?,
+        allowed_domains: domains(row, "allowed_domains")?,
+        expiry_at: row.optional_time("expiry_at")?,
+        created_at: row.time("created_at")?,
+        created_by: actor(row, "created_by")?,
+        rolled_at: row.optional_time("rolled_at")?,
+        rolled_by: actor(row, "rolled_by")?,
+        deleted_at: row.optional_time("deleted_at")?,
+        deleted_by: actor(row, "deleted_by")?,
+    }))
+}
+
+pub fn organisation_key(row: &impl RowExt) -> StoreResult<OrganisationSigningKey> {
+    Ok(OrganisationSigningKey::restore(OrganisationSigningKeyState {
+        id: parsed(OrganisationKeyId::parse(&row.text("id")?), "id")?,
+        organisation_id: parsed(OrganisationId::parse(&row.text("organisation_id")?), "organisation_id")?,
+        name: name(row, "name")?,
+        public_key_pem: row.text("public_key_pem")?,
+        created_at: row.time("created_at")?,
+        created_by: actor(row, "created_by")?,
+        deleted_at: row.optional_time("deleted_at")?,
+        deleted_by: actor(row, "deleted_by")?,
+    }))
+}
+
+pub fn audit_event(row: &impl RowExt) -> StoreResult<AuditEvent> {
+    let workspace = row.optional_text("workspace_uid")?;
+    Ok(AuditEvent {
+        organisation_id: parsed(OrganisationId::parse(&row.text("organisation_id")?), "organisation_id")?,
+        workspace: workspace.map(|uid| parsed(WorkspaceUid::parse(&uid), "workspace_uid")).transpose()?,
+        actor: actor(row, "actor")?,
+        action: row.text("action")?,
+        target_id: row.text("target_id")?,
+        at: row.time("at")?,
+    })
+}

@@ -1,0 +1,261 @@
+//! SQLite: the embedded, zero-setup backend.
+//!
+//! Every write transaction starts with `BEGIN IMMEDIATE`, which takes the
+//! database's write lock up front: writers, including those of other
+//! processes on the same file, run one after the other (waiting up to the
+//! busy timeout), so the ring a transition sees is the ring it changes.
+//! Readers are not blocked (WAL mode). The partial unique indexes of the
+//! schema hold the same invariants again.
+
+use std::future::Future;
+use std::ops::DerefMut;
+use std::pin::Pin;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use keys_core::DomainPattern;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use time::OffsetDateTime;
+
+use crate::engine::{Backend, SqlStore};
+use crate::repo::{Constraint, Writer};
+use crate::rows::{corrupt, RowExt};
+use crate::{StoreError, StoreResult};
+
+/// The store on an SQLite file (or in memory).
+pub type SqliteStore = SqlStore<Sqlite>;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a writer waits for another one before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How many times `open` tries again when the file is busy (about 15 s).
+const CONNECT_ATTEMPTS: u64 = 150;
+
+/// `SQLITE_BUSY` and its extended codes (the low byte is 5).
+fn is_busy(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 5)
+}
+
+impl SqlStore<Sqlite> {
+    /// Opens (creating it if missing) the database `url` names:
+    /// `sqlite://path`, `sqlite:path` or `sqlite::memory:`; applies the
+    /// migrations.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(|error| StoreError::Database(format!("invalid SQLite url '{url}': {error}")))?
+            .create_if_missing(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let target = options.get_filename().display().to_string();
+        let pool_options = if in_memory {
+            // An in-memory database lives as long as its connection: keep
+            // exactly one, forever, and let every caller share it.
+            SqlitePoolOptions::new().max_connections(1).min_connections(1).idle_timeout(None).max_lifetime(None)
+        } else {
+            SqlitePoolOptions::new().max_connections(8)
+        };
+        let options = if in_memory {
+            options
+        } else {
+            options.journal_mode(SqliteJournalMode::Wal).synchronous(SqliteSynchronous::Normal)
+        };
+        // Switching a new file to WAL takes an exclusive lock without
+        // waiting on the busy handler, so processes that open the same new
+        // file at once can see SQLITE_BUSY here: try again shortly.
+        let mut attempt = 0u64;
+        let pool = loop {
+            match pool_options.clone().connect_with(options.clone()).await {
+                Err(error) if is_busy(&error) && attempt < CONNECT_ATTEMPTS => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * attempt.min(10))).await;
+                }
+                result => break result,
+            }
+        }
+        .map_err(|error| StoreError::Database(format!("could not open SQLite database {target}: {error}")))?;
+        Self::from_pool(pool).await
+    }
+
+    /// Wraps an existing pool and applies the migrations. The pool's
+    /// connections should have foreign keys on (sqlx's default).
+    pub async fn from_pool(pool: sqlx::SqlitePool) -> StoreResult<Self> {
+        migrate(&pool).await.map_err(|error| StoreError::Database(format!("SQLite migrations failed: {error}")))?;
+        Ok(Self { pool })
+    }
+}
+
+/// Applies the migrations inside one `BEGIN IMMEDIATE` transaction. sqlx
+/// takes no lock while migrating SQLite, so two processes opening a new file
+/// at once would both try to create the tables; holding the write lock makes
+/// the second wait, then find the migrations applied. (The migrator's own
+/// transactions become savepoints of this one.)
+///
+/// Boxed as `Send` here, where every lifetime is concrete: left to
+/// inference, sqlx's higher-ranked `Acquire` bounds make the compiler unable
+/// to prove `open`'s future `Send`, and callers spawn it.
+fn migrate(pool: &sqlx::SqlitePool) -> Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + '_>> {
+    Box::pin(async move {
+        let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
+        MIGRATOR.run_direct(&mut *transaction).await?;
+        transaction.commit().await
+    })
+}
+
+/// A [`crate::repo::Repo`] on an SQLite connection: pooled (reads) or a
+/// transaction (writes).
+pub struct SqliteRepo<C>(C);
+
+impl<C> std::fmt::Debug for SqliteRepo<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SqliteRepo")
+    }
+}
+
+/// Microseconds since the Unix epoch: what the INTEGER columns hold.
+fn encode_time(time: OffsetDateTime) -> i64 {
+    // i64 microseconds reach past the year 292000; `OffsetDateTime` stops at
+    // 9999, so the conversion cannot overflow.
+    i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000)).unwrap_or(i64::MAX)
+}
+
+fn encode_optional_time(time: Option<OffsetDateTime>) -> Option<i64> {
+    time.map(encode_time)
+}
+
+fn decode_time(micros: i64, column: &str) -> StoreResult<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).map_err(|_| corrupt("timestamp", column))
+}
+
+/// `NULL` for any origin; else the patterns joined by commas (a pattern
+/// never contains one), the empty string for an empty list.
+fn encode_domains(domains: &Option<Vec<DomainPattern>>) -> Option<String> {
+    domains.as_ref().map(|list| list.iter().map(DomainPattern::as_str).collect::<Vec<_>>().join(","))
+}
+
+fn database_error(error: sqlx::Error) -> StoreError {
+    StoreError::Database(error.to_string())
+}
+
+/// Which domain rule a unique violation stands for. SQLite names the
+/// columns of the violated index, not the index (`UNIQUE constraint failed:
+/// workspace_signing_keys.workspace_uid`); each rule below is the only
+/// unique index on its columns.
+fn violated(error: &sqlx::Error) -> Option<Constraint> {
+    let database_error = error.as_database_error()?;
+    if !database_error.is_unique_violation() {
+        return None;
+    }
+    let columns = database_error.message().strip_prefix("UNIQUE constraint failed: ")?;
+    match columns {
+        "organisations.name" => Some(Constraint::OrganisationName),
+        "workspaces.organisation_id, workspaces.slug" => Some(Constraint::WorkspaceSlug),
+        "workspace_signing_keys.workspace_uid" => Some(Constraint::ActiveSigningKey),
+        "public_keys.workspace_uid" => Some(Constraint::DefaultPublicKey),
+        _ => None,
+    }
+}
+
+sql_repo!(SqliteRepo, SqliteConnection, "");
+
+#[async_trait]
+impl Writer for SqliteRepo<Transaction<'static, Sqlite>> {
+    async fn lock_bootstrap(&mut self) -> StoreResult<()> {
+        // `BEGIN IMMEDIATE` already holds the database's write lock.
+        Ok(())
+    }
+
+    async fn commit(self) -> StoreResult<()> {
+        self.0.commit().await.map_err(database_error)
+    }
+}
+
+#[async_trait]
+impl Backend for Sqlite {
+    type Reader = SqliteRepo<PoolConnection<Sqlite>>;
+    type Writer = SqliteRepo<Transaction<'static, Sqlite>>;
+
+    async fn reader(pool: &sqlx::Pool<Self>) -> StoreResult<Self::Reader> {
+        Ok(SqliteRepo(pool.acquire().await.map_err(database_error)?))
+    }
+
+    async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Self::Writer> {
+        Ok(SqliteRepo(pool.begin_with("BEGIN IMMEDIATE").await.map_err(database_error)?))
+    }
+
+    async fn ping(pool: &sqlx::Pool<Self>) -> StoreResult<()> {
+        let mut connection = pool.acquire().await.map_err(database_error)?;
+        sqlx::query("SELECT 1").execute(connection.deref_mut()).await.map_err(database_error)?;
+        Ok(())
+    }
+}
+
+fn get<'r, T>(row: &'r SqliteRow, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(column).map_err(|error| StoreError::Database(format!("reading column '{column}': {error}")))
+}
+
+impl RowExt for SqliteRow {
+    fn text(&self, column: &str) -> StoreResult<String> {
+        get(self, column)
+    }
+
+    fn optional_text(&self, column: &str) -> StoreResult<Option<String>> {
+        get(self, column)
+    }
+
+    fn time(&self, column: &str) -> StoreResult<OffsetDateTime> {
+        decode_time(get(self, column)?, column)
+    }
+
+    fn optional_time(&self, column: &str) -> StoreResult<Option<OffsetDateTime>> {
+        get::<Option<i64>>(self, column)?.map(|micros| decode_time(micros, column)).transpose()
+    }
+
+    fn flag(&self, column: &str) -> StoreResult<bool> {
+        get(self, column)
+    }
+
+    fn bytes(&self, column: &str) -> StoreResult<Vec<u8>> {
+        get(self, column)
+    }
+
+    fn domains(&self, column: &str) -> StoreResult<Option<Vec<String>>> {
+        let Some(joined) = get::<Option<String>>(self, column)? else { return Ok(None) };
+        if joined.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        Ok(Some(joined.split(',').map(str::to_owned).collect()))
+    }
+
+    fn integer(&self, column: &str) -> StoreResult<i64> {
+        get(self, column)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_round_trips_through_microseconds() {
+        for time in [
+            time::macros::datetime!(2026-04-21 12:35:24.117631 UTC),
+            time::macros::datetime!(1969-12-31 23:59:59.999999 UTC),
+            OffsetDateTime::UNIX_EPOCH,
+        ] {
+            assert_eq!(decode_time(encode_time(time), "t").ok(), Some(time));
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! Belt and braces: the schema's unique indexes refuse what the domain
+//! refuses, and their violations come back as the domain's refusals. The
+//! store's own paths never reach them (the domain refuses first, under the
+//! aggregate's lock), so these tests write through [`Repo`] directly,
+//! bypassing the rings.
+
+#![allow(clippy::unwrap_used)]
+
+use keys_core::{
+    Actor, CoreError, Mode, Name, NewSigningKey, NewWorkspace, Organisation, OrganisationId, PublicKeyId,
+    PublicKeyRing, SigningKeyId, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceSlug,
+};
+use rand_chacha::rand_core::SeedableRng;
+use sqlx::{Connection, Executor};
+use time::macros::datetime;
+
+use crate::engine::{Backend, SqlStore};
+use crate::repo::{Repo, Writer};
+use crate::StoreError;
+
+struct Fixture {
+    organisation: Organisation,
+    workspace: Workspace,
+    actor: Actor,
+    rng: rand_chacha::ChaCha8Rng,
+}
+
+fn fixture() -> Fixture {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
+    let now = datetime!(2026-04-21 12:00 UTC);
+    let organisation = Organisation::create(OrganisationId::generate(now, &mut rng), Name::parse("acme").unwrap(), now);
+    let new = NewWorkspace {
+        name: Name::parse("Demo").unwrap(),
+        slug: Some(WorkspaceSlug::parse("demo").unwrap()),
+        description: None,
+        mode: Some(Mode::Sandbox),
+    };
+    let workspace = Workspace::create(organisation.id.clone(), new, None, now, &mut rng).unwrap();
+    Fixture { organisation, workspace, actor: Actor::new("Ada", "ada@example.com"), rng }
+}
+
+fn expect_refused(result: Result<(), StoreError>, expected: CoreError) {
+    match result {
+        Err(StoreError::Refused(refusal)) => assert_eq!(refusal, expected),
+        other => panic!("expected Refused({expected:?}), got {other:?}"),
+    }
+}
+
+async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
+    let mut fixture = fixture();
+    let now = datetime!(2026-04-21 12:00:01 UTC);
+    let mut writer = DB::writer(&store.pool).await.unwrap();
+    writer.insert_organisation(&fixture.organisation).await.unwrap();
+    writer.insert_workspace(&fixture.workspace).await.unwrap();
+    let mut ring = SigningKeyRing::restore(fixture.workspace.uid.clone(), Vec::new());
+    let material = |rng: &mut rand_chacha::ChaCha8Rng| NewSigningKey {
+        id: SigningKeyId::generate(now, rng),
+        uid: SigningKeyUid::generate(now, rng),
+        public_key_pem: "-----BEGIN PUBLIC KEY-----\nstand-in\n-----END PUBLIC KEY-----\n".to_owned(),
+    };
+    let active = ring.create(material(&mut fixture.rng), &fixture.actor, now).unwrap().clone();
+    writer.insert_signing_key(&active).await.unwrap();
+    let mut public_keys = PublicKeyRing::default();
+    let default = public_keys
+        .create(
+            PublicKeyId::generate(now, &mut fixture.rng),
+            fixture.workspace.uid.clone(),
+            "SS.PUBK.one".to_owned(),
+            Name::parse("one").unwrap(),
+            None,
+            &fixture.actor,
+            now,
+        )
+        .clone();
+    writer.insert_public_key(&default).await.unwrap();
+    writer.commit().await.unwrap();
+
+    // Each violation in a transaction of its own: PostgreSQL aborts the
+    // transaction a failed statement ran in. (Each is dropped, so rolled
+    // back, before the next begins: SQLite has one writer at a time.)
+    let mut writer = DB::writer(&store.pool).await.unwrap();
+    let twin =
+        Organisation::create(OrganisationId::generate(now, &mut fixture.rng), fixture.organisation.name.clone(), now);
+    expect_refused(writer.insert_organisation(&twin).await, CoreError::OrganisationNameTaken("acme".into()));
+
+    drop(writer);
+    let mut writer = DB::writer(&store.pool).await.unwrap();
+    let mut twin = fixture.workspace.clone();
+    twin.uid = keys_core::WorkspaceUid::generate(now, &mut fixture.rng);
+    expect_refused(writer.insert_workspace(&twin).await, CoreError::SlugTaken("demo".into()));
+
+    // A second active key, as a ring that did not see the first would make.
+    drop(writer);
+    let mut writer = DB::writer(&store.pool).await.unwrap();
+    let mut blind = SigningKeyRing::restore(fixture.workspace.uid.clone(), Vec::new());
+    let second = blind.create(material(&mut fixture.rng), &fixture.actor, now).unwrap().clone();
+    expect_refused(writer.insert_signing_key(&second).await, CoreError::OnlyOneActiveSigningKey);
+
+    // A second default public key has no domain refusal: a fault.
+    drop(writer);
+    let mut writer = DB::writer(&store.pool).await.unwrap();
+    let mut blind = PublicKeyRing::default();
+    let second_default = blind
+        .create(
+            PublicKeyId::generate(now, &mut fixture.rng),
+            fixture.workspace.uid.clone(),
+            "SS.PUBK.two".to_owned(),
+            Name::parse("two").unwrap(),
+            None,
+            &fixture.actor,
+            now,
+        )
+        .clone();
+    assert!(matches!(writer.insert_public_key(&second_default).await, Err(StoreError::Database(_))));
+    drop(writer);
+
+    // Nothing of the refused writes is left behind.
+    let mut reader = DB::reader(&store.pool).await.unwrap();
+    assert_eq!(reader.count_organisations().await.unwrap(), 1);
+    assert_eq!(reader.live_signing_keys(&fixture.workspace.uid).await.unwrap(), vec![active]);
+    assert_eq!(reader.live_public_keys(&fixture.workspace.uid).await.unwrap(), vec![default]);
+}
+
+#[tokio::test]
+async fn sqlite_unique_violations_become_refusals() {
+    let directory = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", directory.path().join("keysd.db").display());
+    let store = crate::SqliteStore::open(&url).await.unwrap();
+    unique_violations_become_refusals(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_unique_violations_become_refusals() {
+    use rand_chacha::rand_core::RngCore;
+
+    let admin = std::env::var("KEYSD_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let name = format!("keysd_test_{:016x}", rand_core::OsRng.next_u64());
+    let mut connection = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|error| panic!("PostgreSQL is unreachable at {admin}: {error}"));
+    connection.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.unwrap();
+    let url = match admin.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/{name}"),
+        None => panic!("admin url without a database: {admin}"),
+    };
+    let store = crate::PgStore::connect(&url).await.unwrap();
+    unique_violations_become_refusals(&store).await;
+    store.close().await;
+    connection.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.unwrap();
+}

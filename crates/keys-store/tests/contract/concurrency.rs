@@ -1,0 +1,180 @@
+//! Concurrent writers through two stores (two connection pools, as two
+//! processes would have) on one database: the invariants hold, every loser
+//! gets the domain's refusal, never a database error.
+
+use std::sync::Arc;
+
+use keys_core::{CoreError, Organisation, PublicKey, SigningKeyStatus, Workspace, WorkspaceSigningKey};
+use keys_store::{Store, StoreError, StoreResult};
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+
+use crate::support::{name_of, TestDb, World};
+
+/// Two stores on `db` and an organisation with one workspace.
+async fn two_stores(db: &TestDb, world: &mut World) -> ([Arc<dyn Store>; 2], Organisation, Workspace) {
+    let stores = [db.store().await, db.store().await];
+    let organisation = world.organisation("acme");
+    stores[0].create_organisation(&organisation).await.unwrap();
+    let workspace = world.workspace(&organisation, "demo");
+    stores[0].create_workspace(&workspace).await.unwrap();
+    (stores, organisation, workspace)
+}
+
+/// Runs every attempt at once (they all pass a barrier first) and returns
+/// their results.
+async fn race<T: Send + 'static>(
+    attempts: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<T>> + Send>>>,
+) -> Vec<StoreResult<T>> {
+    let barrier = Arc::new(Barrier::new(attempts.len()));
+    let mut tasks = JoinSet::new();
+    for attempt in attempts {
+        let barrier = barrier.clone();
+        tasks.spawn(async move {
+            barrier.wait().await;
+            attempt.await
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        results.push(joined.expect("task panicked"));
+    }
+    results
+}
+
+/// Splits results into successes and refusals; any other error fails.
+fn tally<T: std::fmt::Debug>(results: Vec<StoreResult<T>>) -> (Vec<T>, Vec<CoreError>) {
+    let mut successes = Vec::new();
+    let mut refusals = Vec::new();
+    for result in results {
+        match result {
+            Ok(value) => successes.push(value),
+            Err(StoreError::Refused(refusal)) => refusals.push(refusal),
+            Err(other) => panic!("a concurrent writer got a non-domain error: {other:?}"),
+        }
+    }
+    (successes, refusals)
+}
+
+pub async fn concurrent_opens_migrate_once(db: &TestDb) {
+    let mut tasks = JoinSet::new();
+    for _ in 0..6 {
+        let url = db.url.clone();
+        tasks.spawn(async move { keys_store::open(&url).await.map(|_| ()) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.unwrap().unwrap();
+    }
+    db.store().await.ping().await.unwrap();
+}
+
+pub async fn concurrent_bootstraps_elect_one(db: &TestDb) {
+    let stores = [db.store().await, db.store().await];
+    let mut world = World::new(21);
+    let bootstraps: Vec<_> = (0..20).map(|index| world.bootstrap(&format!("org-{index}"))).collect();
+    let attempts = bootstraps
+        .iter()
+        .enumerate()
+        .map(|(index, bootstrap)| {
+            let (store, bootstrap) = (stores[index % 2].clone(), bootstrap.clone());
+            Box::pin(async move { store.bootstrap_if_empty(&bootstrap).await }) as _
+        })
+        .collect();
+    let (outcomes, refusals) = tally(race(attempts).await);
+    assert!(refusals.is_empty(), "{refusals:?}");
+    assert_eq!(outcomes.iter().filter(|bootstrapped| **bootstrapped).count(), 1);
+    let mut existing = 0;
+    for bootstrap in &bootstraps {
+        if stores[1].organisation(&bootstrap.organisation.id).await.unwrap().is_some() {
+            existing += 1;
+            let listed = stores[1].list_workspaces(&bootstrap.organisation.id, Default::default()).await.unwrap();
+            assert_eq!(listed.total, 2);
+        }
+    }
+    assert_eq!(existing, 1);
+}
+
+pub async fn concurrent_signing_key_creates_leave_one_active(db: &TestDb) {
+    let mut world = World::new(22);
+    let (stores, _, workspace) = two_stores(db, &mut world).await;
+    let attempts = (0..60)
+        .map(|index| {
+            let (store, uid, actor) = (stores[index % 2].clone(), workspace.uid.clone(), world.actor.clone());
+            let (new, now) = (world.signing_key(), world.tick(1));
+            Box::pin(async move { store.create_signing_key(&uid, new, &actor, now).await }) as _
+        })
+        .collect();
+    let (created, refusals) = tally(race(attempts).await);
+    assert_eq!(created.len(), 1, "{created:?}");
+    assert_eq!(refusals.len(), 59);
+    assert!(refusals.iter().all(|refusal| *refusal == CoreError::OnlyOneActiveSigningKey), "{refusals:?}");
+    let live = stores[1].live_signing_keys(&workspace.uid).await.unwrap();
+    assert_eq!(live, created);
+}
+
+pub async fn concurrent_rolls_leave_one_active(db: &TestDb) {
+    let mut world = World::new(23);
+    let (stores, _, workspace) = two_stores(db, &mut world).await;
+    let actor = world.actor.clone();
+    let original =
+        stores[0].create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(1)).await.unwrap();
+    let attempts = (0..50)
+        .map(|index| {
+            let (store, uid, actor) = (stores[index % 2].clone(), workspace.uid.clone(), actor.clone());
+            let (key, new, now) = (original.uid.clone(), world.signing_key(), world.tick(1));
+            Box::pin(async move { store.roll_signing_key(&uid, &key, None, new, &actor, now).await }) as _
+        })
+        .collect();
+    let (rolls, refusals) = tally(race(attempts).await);
+    assert_eq!(rolls.len(), 1, "{rolls:?}");
+    assert_eq!(refusals.len(), 49);
+    assert!(
+        refusals.iter().all(|refusal| matches!(
+            refusal,
+            CoreError::SigningKeyNotActive | CoreError::NotFound { kind: "signing key" }
+        )),
+        "{refusals:?}"
+    );
+    let (rolled, fresh): &(WorkspaceSigningKey, WorkspaceSigningKey) = &rolls[0];
+    assert_eq!(rolled.uid, original.uid);
+    let live = stores[1].live_signing_keys(&workspace.uid).await.unwrap();
+    assert_eq!(live.len(), 2);
+    let active: Vec<_> = live.iter().filter(|key| key.status == SigningKeyStatus::Active).collect();
+    assert_eq!(active, vec![fresh]);
+}
+
+pub async fn concurrent_public_key_creates_keep_one_default(db: &TestDb) {
+    let mut world = World::new(24);
+    let (stores, _, workspace) = two_stores(db, &mut world).await;
+    let attempts = (0..30)
+        .map(|index| {
+            let (store, uid, actor) = (stores[index % 2].clone(), workspace.uid.clone(), world.actor.clone());
+            let (id, value, now) = (world.public_key_id(), world.public_key_value(), world.tick(1));
+            Box::pin(async move { store.create_public_key(&uid, id, value, name_of("k"), None, &actor, now).await })
+                as _
+        })
+        .collect();
+    let (created, refusals): (Vec<PublicKey>, _) = tally(race(attempts).await);
+    assert!(refusals.is_empty(), "{refusals:?}");
+    assert_eq!(created.len(), 30);
+    assert_eq!(created.iter().filter(|key| key.is_default).count(), 1);
+    let listed = stores[1].list_public_keys(&workspace.uid, keys_core::Pagination::new(100, 0).unwrap(), false).await;
+    let listed = listed.unwrap();
+    assert_eq!(listed.total, 30);
+    assert_eq!(listed.items.iter().filter(|key| key.is_default).count(), 1);
+}
+
+pub async fn concurrent_workspace_creates_refuse_taken_slug(db: &TestDb) {
+    let mut world = World::new(25);
+    let (stores, organisation, _) = two_stores(db, &mut world).await;
+    let attempts = (0..20)
+        .map(|index| {
+            let (store, workspace) = (stores[index % 2].clone(), world.workspace(&organisation, "shared"));
+            Box::pin(async move { store.create_workspace(&workspace).await }) as _
+        })
+        .collect();
+    let (created, refusals) = tally(race(attempts).await);
+    assert_eq!(created.len(), 1);
+    assert_eq!(refusals.len(), 19);
+    assert!(refusals.iter().all(|refusal| *refusal == CoreError::SlugTaken("shared".into())), "{refusals:?}");
+}

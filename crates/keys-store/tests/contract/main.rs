@@ -1,0 +1,58 @@
+//! The contract suite of keys-store: every test is written once against
+//! `&dyn Store` and runs on both backends (`sqlite::…` and `postgres::…`),
+//! each on a fresh database.
+
+#![allow(clippy::unwrap_used)]
+
+mod concurrency;
+mod lifecycle;
+mod secrets;
+mod support;
+
+/// Instantiates `module::test(&TestDb)` for each backend, as
+/// `sqlite::test` and `postgres::test`.
+macro_rules! on_both_backends {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = crate::support::TestDb::new(crate::support::Kind::Sqlite).await;
+                    crate::$module::$test(&db).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    let db = crate::support::TestDb::new(crate::support::Kind::Postgres).await;
+                    crate::$module::$test(&db).await;
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    lifecycle::opens_migrates_and_pings,
+    lifecycle::bootstrap_happens_once,
+    lifecycle::organisations_and_name_refusal,
+    lifecycle::service_tokens_by_digest,
+    lifecycle::workspaces_slugs_and_listing,
+    lifecycle::api_key_lifecycle,
+    lifecycle::public_key_lifecycle,
+    lifecycle::signing_key_lifecycle,
+    lifecycle::organisation_key_lifecycle,
+    lifecycle::missing_targets_are_not_found,
+    lifecycle::timestamps_read_back_exactly,
+    lifecycle::lists_page_newest_first_with_ties,
+    lifecycle::audit_trail_records_every_mutation,
+    concurrency::concurrent_opens_migrate_once,
+    concurrency::concurrent_bootstraps_elect_one,
+    concurrency::concurrent_signing_key_creates_leave_one_active,
+    concurrency::concurrent_rolls_leave_one_active,
+    concurrency::concurrent_public_key_creates_keep_one_default,
+    concurrency::concurrent_workspace_creates_refuse_taken_slug,
+    secrets::no_secret_reaches_the_database,
+);
