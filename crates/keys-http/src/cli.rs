@@ -1,0 +1,356 @@
+//! The `keysd` command line: `serve`, and the operator commands that create
+//! organisations, workspaces and service tokens directly in the database
+//! (they work while a `keysd serve` runs on the same database).
+//!
+//! Output contract: `org create` prints the new id alone, `token create` the
+//! token alone, `workspace create` the new workspace uid alone; `serve`
+//! prints the bootstrap token (only when this process bootstrapped) and a
+//! `keysd listening on http://ADDR` line to stdout. Logs go to stderr. Errors
+//! are one line on stderr and a non-zero exit.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Parser, Subcommand};
+use keys_core::{
+    Mode, Name, NewWorkspace, Organisation, OrganisationId, ServiceTokenId, ServiceTokenRecord, Workspace,
+    WorkspaceSlug,
+};
+use keys_crypto::ServiceToken;
+use keys_store::{Bootstrap, Store, StoreError};
+use rand_core::OsRng;
+use time::OffsetDateTime;
+use tokio::net::TcpListener;
+
+use crate::server::{serve, App, AppConfig};
+
+/// keysd: API keys, publishable keys and signing keys as a service.
+#[derive(Debug, Parser)]
+#[command(name = "keysd", version, about)]
+pub struct Cli {
+    /// Database: `sqlite://PATH` (created if missing) or `postgres://…`.
+    #[arg(long, global = true, env = "KEYSD_DATABASE_URL", default_value = "sqlite://keysd.db")]
+    pub database_url: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(ServeArgs),
+    /// Manage organisations.
+    #[command(subcommand)]
+    Org(OrgCommand),
+    /// Manage workspaces.
+    #[command(subcommand)]
+    Workspace(WorkspaceCommand),
+    /// Manage service tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, env = "KEYSD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Accepted issuer base of Versori-style JWTs (repeatable); none given
+    /// accepts the base a token states.
+    #[arg(long = "jwt-issuer-base", value_name = "URL")]
+    pub jwt_issuer_bases: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrgCommand {
+    /// Create an organisation (no workspaces) and print its id.
+    Create {
+        /// The organisation's unique name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkspaceCommand {
+    /// Create a workspace and print its uid.
+    Create {
+        /// Organisation id or name.
+        #[arg(long)]
+        org: String,
+        /// The workspace slug (`^[a-z0-9][a-z0-9_-]{0,62}$`).
+        slug: String,
+        /// Display name (default: the slug).
+        #[arg(long)]
+        name: Option<String>,
+        /// `sandbox` (default) or `production`.
+        #[arg(long)]
+        mode: Option<String>,
+        /// Free-text description.
+        #[arg(long)]
+        description: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create a service token and print it (shown once).
+    Create {
+        /// Organisation id or name.
+        #[arg(long)]
+        org: String,
+        /// A label for the token.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// Runs the command line; the exit code is non-zero on any error.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("keysd: error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("keysd: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _already_set = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs one parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => run_serve(&cli.database_url, args).await,
+        Command::Org(OrgCommand::Create { name }) => {
+            let store = open_store(&cli.database_url).await?;
+            let name = Name::parse(&name).map_err(|error| anyhow!("{error}"))?;
+            let now = OffsetDateTime::now_utc();
+            let organisation = Organisation::create(OrganisationId::generate(now, &mut OsRng), name, now);
+            store.create_organisation(&organisation).await.map_err(store_error)?;
+            println!("{}", organisation.id);
+            Ok(())
+        }
+        Command::Workspace(WorkspaceCommand::Create { org, slug, name, mode, description }) => {
+            let store = open_store(&cli.database_url).await?;
+            let organisation = find_organisation(store.as_ref(), &org).await?;
+            let slug = WorkspaceSlug::parse(&slug).map_err(|error| anyhow!("{error}"))?;
+            let new = NewWorkspace {
+                name: Name::parse(name.as_deref().unwrap_or(slug.as_str())).map_err(|error| anyhow!("{error}"))?,
+                slug: Some(slug),
+                description: keys_core::Description::parse(description.as_deref())
+                    .map_err(|error| anyhow!("{error}"))?,
+                mode: mode.as_deref().map(Mode::parse).transpose().map_err(|error| anyhow!("{error}"))?,
+            };
+            let now = OffsetDateTime::now_utc();
+            let workspace = Workspace::create(organisation.id.clone(), new, None, now, &mut OsRng)
+                .map_err(|error| anyhow!("{error}"))?;
+            store.create_workspace(&workspace).await.map_err(store_error)?;
+            println!("{}", workspace.uid);
+            Ok(())
+        }
+        Command::Token(TokenCommand::Create { org, name }) => {
+            let store = open_store(&cli.database_url).await?;
+            let organisation = find_organisation(store.as_ref(), &org).await?;
+            let name = Name::parse(&name).map_err(|error| anyhow!("{error}"))?;
+            let token = ServiceToken::generate(&mut OsRng);
+            let now = OffsetDateTime::now_utc();
+            let record = ServiceTokenRecord::create(
+                ServiceTokenId::generate(now, &mut OsRng),
+                &organisation,
+                name,
+                token.digest(),
+                now,
+            );
+            store.create_service_token(&record).await.map_err(store_error)?;
+            println!("{}", token.expose());
+            Ok(())
+        }
+    }
+}
+
+async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
+    // Bind first: a port in use fails before anything is written.
+    let listener =
+        TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+    let address = listener.local_addr().context("cannot read the listening address")?;
+    let store = open_store(database_url).await?;
+    bootstrap(store.as_ref()).await?;
+    let config = AppConfig { issuer_bases: args.jwt_issuer_bases, ..AppConfig::default() };
+    let app = App::new(store, config);
+    println!("keysd listening on http://{address}");
+    tracing::info!(%address, "listening");
+    serve(listener, app, shutdown_signal()).await.context("server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// On an empty database: organisation `default`, workspaces `staging`
+/// (sandbox) and `production`, one service token, printed once, only by the
+/// process that wrote it.
+async fn bootstrap(store: &dyn Store) -> anyhow::Result<()> {
+    let now = OffsetDateTime::now_utc();
+    let invalid = |error: keys_core::CoreError| anyhow!("bootstrap: {error}");
+    let organisation =
+        Organisation::create(OrganisationId::generate(now, &mut OsRng), Name::parse("default").map_err(invalid)?, now);
+    let mut workspaces = Vec::new();
+    for (slug, mode) in [("staging", Mode::Sandbox), ("production", Mode::Production)] {
+        let new = NewWorkspace {
+            name: Name::parse(slug).map_err(invalid)?,
+            slug: Some(WorkspaceSlug::parse(slug).map_err(invalid)?),
+            description: None,
+            mode: Some(mode),
+        };
+        workspaces.push(Workspace::create(organisation.id.clone(), new, None, now, &mut OsRng).map_err(invalid)?);
+    }
+    let token = ServiceToken::generate(&mut OsRng);
+    let record = ServiceTokenRecord::create(
+        ServiceTokenId::generate(now, &mut OsRng),
+        &organisation,
+        Name::parse("bootstrap").map_err(invalid)?,
+        token.digest(),
+        now,
+    );
+    let bootstrap = Bootstrap { organisation, workspaces, token: record };
+    if store.bootstrap_if_empty(&bootstrap).await.map_err(store_error)? {
+        println!(
+            "keysd bootstrapped organisation 'default' ({}) with workspaces 'staging' and 'production'",
+            bootstrap.organisation.id
+        );
+        println!("keysd service token (shown once, store it now): {}", token.expose());
+    }
+    Ok(())
+}
+
+async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
+    keys_store::open(url).await.map_err(|error| match error {
+        StoreError::UnsupportedUrl => {
+            anyhow!("unsupported database url '{}' (expected sqlite://PATH or postgres://…)", redact_url(url))
+        }
+        StoreError::Database(reason) => anyhow!("cannot open database {}: {reason}", redact_url(url)),
+        StoreError::Refused(refusal) => anyhow!("cannot open database {}: {refusal}", redact_url(url)),
+    })
+}
+
+fn store_error(error: StoreError) -> anyhow::Error {
+    match error {
+        StoreError::Refused(refusal) => anyhow!("{refusal}"),
+        other => anyhow!("{other}"),
+    }
+}
+
+/// `--org` takes an organisation id or its name.
+async fn find_organisation(store: &dyn Store, reference: &str) -> anyhow::Result<Organisation> {
+    if let Ok(id) = OrganisationId::parse(reference) {
+        if let Some(organisation) = store.organisation(&id).await.map_err(store_error)? {
+            return Ok(organisation);
+        }
+    }
+    match store.organisation_by_name(reference).await.map_err(store_error)? {
+        Some(organisation) => Ok(organisation),
+        None => bail!("organisation '{reference}' not found"),
+    }
+}
+
+/// The URL with any password replaced, for error messages.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(authority, path)| (authority, path));
+    let authority = match authority.rsplit_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _password)) => format!("{user}:***@{host}"),
+            None => format!("{credentials}@{host}"),
+        },
+        None => authority.to_owned(),
+    };
+    if rest.contains('/') {
+        format!("{scheme}://{authority}/{path}")
+    } else {
+        format!("{scheme}://{authority}")
+    }
+}
+
+/// Completes on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("ctrl-c received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(redact_url("postgres://user:secret@db:5432/keys"), "postgres://user:***@db:5432/keys");
+        assert_eq!(redact_url("postgres://postgres@127.0.0.1/test"), "postgres://postgres@127.0.0.1/test");
+        assert_eq!(redact_url("sqlite://keysd.db"), "sqlite://keysd.db");
+        assert_eq!(redact_url("nonsense"), "nonsense");
+    }
+
+    #[test]
+    fn cli_parses_serve_and_commands() {
+        let cli = Cli::try_parse_from(["keysd", "serve", "--listen", "127.0.0.1:0", "--jwt-issuer-base", "https://a"])
+            .expect("parses");
+        match cli.command {
+            Command::Serve(args) => {
+                assert_eq!(args.listen, "127.0.0.1:0");
+                assert_eq!(args.jwt_issuer_bases, vec!["https://a".to_owned()]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        let cli = Cli::try_parse_from([
+            "keysd",
+            "token",
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "ci",
+            "--database-url",
+            "sqlite://x.db",
+        ])
+        .expect("parses");
+        assert_eq!(cli.database_url, "sqlite://x.db");
+    }
+}

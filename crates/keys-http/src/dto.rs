@@ -1,0 +1,462 @@
+//! Wire types: the JSON that clients send and receive, with the seeds' field
+//! names. Domain types carry no serde; they convert here, explicitly.
+//!
+//! Request bodies deny unknown fields, so a typo is a 400 instead of a
+//! silently ignored setting. Responses that carry secret material (the API
+//! key at creation, private keys at creation and roll) implement `Debug` by
+//! hand without it.
+
+use std::fmt;
+
+use keys_core::{
+    Actor, ApiKey, CoreError, OrganisationSigningKey, Page, Pagination, PublicKey, Workspace, WorkspaceSigningKey,
+};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::ApiError;
+
+/// RFC 3339 in UTC with exactly six fractional digits:
+/// `2026-04-21T12:35:24.117631Z`.
+pub fn format_timestamp(at: OffsetDateTime) -> String {
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second(),
+        utc.microsecond()
+    )
+}
+
+fn timestamp_opt(at: Option<OffsetDateTime>) -> Option<String> {
+    at.map(format_timestamp)
+}
+
+/// `{name, email}` of a `*_by` field.
+#[derive(Debug, Clone, Serialize)]
+pub struct ActorDto {
+    pub name: String,
+    pub email: String,
+}
+
+fn actor(actor: &Option<Actor>) -> Option<ActorDto> {
+    actor.as_ref().map(|actor| ActorDto { name: actor.name().to_owned(), email: actor.email().to_owned() })
+}
+
+/// `{"meta": {count, limit, offset}, "results": [...]}`.
+#[derive(Debug, Serialize)]
+pub struct ListDto<T> {
+    pub meta: ListMeta,
+    pub results: Vec<T>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ListMeta {
+    pub count: u64,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+impl<T> ListDto<T> {
+    pub fn from_page<D>(page: Page<D>) -> Self
+    where
+        T: for<'a> From<&'a D>,
+    {
+        Self {
+            meta: ListMeta { count: page.total, limit: page.pagination.limit(), offset: page.pagination.offset() },
+            results: page.items.iter().map(T::from).collect(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- workspaces
+
+#[derive(Debug, Serialize)]
+pub struct WorkspaceDto {
+    pub uid: String,
+    pub slug: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub mode: &'static str,
+    pub created_at: String,
+    pub created_by: Option<ActorDto>,
+}
+
+impl From<&Workspace> for WorkspaceDto {
+    fn from(workspace: &Workspace) -> Self {
+        Self {
+            uid: workspace.uid.to_string(),
+            slug: workspace.slug.to_string(),
+            name: workspace.name.as_str().to_owned(),
+            description: workspace.description.as_ref().map(|description| description.as_str().to_owned()),
+            mode: workspace.mode.as_str(),
+            created_at: format_timestamp(workspace.created_at),
+            created_by: actor(&workspace.created_by),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWorkspace {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub description: Option<String>,
+    pub mode: Option<String>,
+}
+
+// ------------------------------------------------------------------ api keys
+
+#[derive(Serialize)]
+pub struct ApiKeyDto {
+    pub id: String,
+    pub masked_api_key: String,
+    pub is_deleted: bool,
+    pub name: String,
+    pub description: Option<String>,
+    pub allowed_domains: Vec<String>,
+    pub created_at: String,
+    pub created_by: Option<ActorDto>,
+    pub deleted_at: Option<String>,
+    pub deleted_by: Option<ActorDto>,
+    /// The secret: only in the create response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+}
+
+impl fmt::Debug for ApiKeyDto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyDto")
+            .field("id", &self.id)
+            .field("masked_api_key", &self.masked_api_key)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&ApiKey> for ApiKeyDto {
+    fn from(key: &ApiKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            masked_api_key: key.masked_api_key.clone(),
+            is_deleted: key.is_deleted(),
+            name: key.name.as_str().to_owned(),
+            description: key.description.as_ref().map(|description| description.as_str().to_owned()),
+            allowed_domains: Vec::new(),
+            created_at: format_timestamp(key.created_at),
+            created_by: actor(&key.created_by),
+            deleted_at: timestamp_opt(key.deleted_at),
+            deleted_by: actor(&key.deleted_by),
+            api_key: None,
+        }
+    }
+}
+
+/// `{name, description?}` of API keys and public keys.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKey {
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+// --------------------------------------------------------------- public keys
+
+#[derive(Debug, Serialize)]
+pub struct PublicKeyDto {
+    pub id: String,
+    pub api_key: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub allowed_domains: Option<Vec<String>>,
+    pub is_secure_mode_enabled: bool,
+    pub is_deleted: bool,
+    pub is_default: bool,
+    pub created_at: String,
+    pub created_by: Option<ActorDto>,
+    pub rotated_at: Option<String>,
+    pub rotated_by: Option<ActorDto>,
+    pub updated_at: String,
+    pub updated_by: Option<ActorDto>,
+    pub deleted_at: Option<String>,
+    pub deleted_by: Option<ActorDto>,
+}
+
+impl From<&PublicKey> for PublicKeyDto {
+    fn from(key: &PublicKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            api_key: key.api_key.clone(),
+            name: key.name.as_str().to_owned(),
+            description: key.description.as_ref().map(|description| description.as_str().to_owned()),
+            allowed_domains: key
+                .allowed_domains
+                .as_ref()
+                .map(|domains| domains.iter().map(|domain| domain.as_str().to_owned()).collect()),
+            is_secure_mode_enabled: key.is_secure_mode_enabled,
+            is_deleted: key.is_deleted(),
+            is_default: key.is_default,
+            created_at: format_timestamp(key.created_at),
+            created_by: actor(&key.created_by),
+            rotated_at: timestamp_opt(key.rotated_at),
+            rotated_by: actor(&key.rotated_by),
+            updated_at: format_timestamp(key.updated_at),
+            updated_by: actor(&key.updated_by),
+            deleted_at: timestamp_opt(key.deleted_at),
+            deleted_by: actor(&key.deleted_by),
+        }
+    }
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null`
+/// (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A partial update of a public key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchPublicKey {
+    #[serde(default, deserialize_with = "present")]
+    pub is_secure_mode_enabled: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub allowed_domains: Option<Option<Vec<String>>>,
+}
+
+// -------------------------------------------------------------- signing keys
+
+#[derive(Serialize)]
+pub struct SigningKeyDto {
+    pub id: String,
+    pub uid: String,
+    pub status: &'static str,
+    pub allowed_domains: Option<Vec<String>>,
+    pub expiry_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key_pem: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key_base64: Option<String>,
+    pub created_at: String,
+    pub created_by: Option<ActorDto>,
+    pub rolled_at: Option<String>,
+    pub rolled_by: Option<ActorDto>,
+    pub deleted_at: Option<String>,
+    pub deleted_by: Option<ActorDto>,
+}
+
+impl fmt::Debug for SigningKeyDto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyDto")
+            .field("id", &self.id)
+            .field("uid", &self.uid)
+            .field("status", &self.status)
+            .field("private_key_pem", &self.private_key_pem.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&WorkspaceSigningKey> for SigningKeyDto {
+    fn from(key: &WorkspaceSigningKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            uid: key.uid.to_string(),
+            status: key.status.as_str(),
+            allowed_domains: key
+                .allowed_domains
+                .as_ref()
+                .map(|domains| domains.iter().map(|domain| domain.as_str().to_owned()).collect()),
+            expiry_at: timestamp_opt(key.expiry_at),
+            private_key_pem: None,
+            private_key_base64: None,
+            created_at: format_timestamp(key.created_at),
+            created_by: actor(&key.created_by),
+            rolled_at: timestamp_opt(key.rolled_at),
+            rolled_by: actor(&key.rolled_by),
+            deleted_at: timestamp_opt(key.deleted_at),
+            deleted_by: actor(&key.deleted_by),
+        }
+    }
+}
+
+/// The body of a signing-key create or a public-key rotate: nothing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoFields {}
+
+/// The optional body of a roll.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollSigningKey {
+    pub grace_period_seconds: Option<u64>,
+}
+
+// ------------------------------------------------- organisation keys (Versori)
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrganisationKey {
+    pub name: Option<String>,
+}
+
+/// `{id, name, publicKey, createdAt}`, plus `privateKey` at creation only.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganisationKeyDto {
+    pub id: String,
+    pub name: String,
+    pub public_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
+    pub created_at: String,
+}
+
+impl fmt::Debug for OrganisationKeyDto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OrganisationKeyDto")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&OrganisationSigningKey> for OrganisationKeyDto {
+    fn from(key: &OrganisationSigningKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            name: key.name.as_str().to_owned(),
+            public_key: key.public_key_pem.clone(),
+            private_key: None,
+            created_at: format_timestamp(key.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrganisationKeyList {
+    pub keys: Vec<OrganisationKeyDto>,
+}
+
+// --------------------------------------------------------------------- query
+
+/// The list query: `limit`, `offset`, `include_deleted`. Out-of-range or
+/// non-numeric values are refused, never clamped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListQuery {
+    pub pagination: Pagination,
+    pub include_deleted: bool,
+}
+
+impl ListQuery {
+    pub fn parse(query: Option<&str>) -> Result<Self, ApiError> {
+        let mut limit = None;
+        let mut offset = None;
+        let mut include_deleted = false;
+        let mut problems = Vec::new();
+        for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(value);
+            match key {
+                "limit" => match value.parse::<u32>() {
+                    Ok(parsed) => limit = Some(parsed),
+                    Err(_) => problems.push(CoreError::InvalidLimit.to_string()),
+                },
+                "offset" => match value.parse::<u64>() {
+                    Ok(parsed) => offset = Some(parsed),
+                    Err(_) => problems.push(CoreError::InvalidOffset.to_string()),
+                },
+                "include_deleted" => match value.as_str() {
+                    "true" => include_deleted = true,
+                    "false" => include_deleted = false,
+                    _ => problems.push("include_deleted must be true or false".to_owned()),
+                },
+                // Other parameters (cache busters, tracing) are ignored.
+                _ => {}
+            }
+        }
+        if !problems.is_empty() {
+            return Err(ApiError::Validation(problems));
+        }
+        let pagination = Pagination::new(limit.unwrap_or(Pagination::DEFAULT_LIMIT), offset.unwrap_or(0))?;
+        Ok(Self { pagination, include_deleted })
+    }
+}
+
+/// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        match bytes[index] {
+            b'%' if index + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[index + 1..index + 3]).ok();
+                match hex.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
+                    Some(byte) => {
+                        out.push(byte);
+                        index += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        index += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                index += 1;
+            }
+            byte => {
+                out.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_have_six_fractional_digits() {
+        let at = time::macros::datetime!(2026-04-21 12:35:24.117631 UTC);
+        assert_eq!(format_timestamp(at), "2026-04-21T12:35:24.117631Z");
+        let whole = time::macros::datetime!(2026-01-02 03:04:05 +02:00);
+        assert_eq!(format_timestamp(whole), "2026-01-02T01:04:05.000000Z");
+    }
+
+    #[test]
+    fn list_query_validates_without_clamping() {
+        let default = ListQuery::parse(None).expect("default");
+        assert_eq!(default.pagination, Pagination::default());
+        assert!(!default.include_deleted);
+        let explicit = ListQuery::parse(Some("limit=100&offset=5&include_deleted=true")).expect("valid");
+        assert_eq!((explicit.pagination.limit(), explicit.pagination.offset()), (100, 5));
+        assert!(explicit.include_deleted);
+        for bad in ["limit=0", "limit=101", "limit=abc", "offset=-1", "offset=x", "include_deleted=yes", "limit="] {
+            assert!(ListQuery::parse(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding() {
+        assert_eq!(percent_decode("a%20b+c"), "a b c");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+}

@@ -1,0 +1,216 @@
+//! `ApiError`: every way a request can fail, and how each dialect spells it.
+//!
+//! Dialect 1 (SuprSend) answers `{"code", "error_code", "type", "message",
+//! "detail"}`; dialect 2 (Versori) answers `{"code", "message", "cause"}`.
+//! Internal failures are logged where they happen (see [`ApiError::internal`])
+//! and reach the client only as a bare 500: no database text, no paths, no
+//! secrets.
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Response, StatusCode};
+use http_body_util::Full;
+use keys_core::CoreError;
+use keys_store::StoreError;
+use serde::Serialize;
+
+/// Which of the two API dialects a path belongs to; it decides the error
+/// body shape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// `/v1/...`, `/health`, `/metrics` and the rest: SuprSend-shaped errors.
+    SuprSend,
+    /// `/api/organisations/v1/...`: Versori-shaped errors.
+    Versori,
+}
+
+impl Dialect {
+    /// The dialect of a request path.
+    pub fn of_path(path: &str) -> Self {
+        if path.starts_with("/api/organisations/") {
+            Self::Versori
+        } else {
+            Self::SuprSend
+        }
+    }
+}
+
+/// A failed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: the request is not acceptable; one message per problem.
+    Validation(Vec<String>),
+    /// 401: no, a malformed or an unknown service token.
+    Unauthenticated,
+    /// 404 with a client-facing message such as `workspace 'demo' not found`.
+    NotFound(String),
+    /// 405: the path exists, the method does not.
+    MethodNotAllowed { allow: Vec<Method> },
+    /// 408: the client was too slow sending its body.
+    RequestTimeout,
+    /// 413: the body is over the limit.
+    PayloadTooLarge { limit: usize },
+    /// 415: a body that is not `application/json`.
+    UnsupportedMediaType,
+    /// 500: already logged; nothing of it reaches the client.
+    Internal,
+    /// 503: a dependency (the database) is not reachable, or the request ran
+    /// out of time.
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// A 400 with one message.
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::Validation(vec![message.into()])
+    }
+
+    /// Logs an internal failure with its context and returns the bare 500.
+    pub fn internal(context: &str, error: &dyn std::fmt::Display) -> Self {
+        tracing::error!(context, error = %error, "internal error");
+        Self::Internal
+    }
+
+    /// Maps a store failure. `target` names what the request addressed
+    /// (`api key 'ws_apik_…'`) for the 404 message.
+    pub fn from_store(error: StoreError, target: &str) -> Self {
+        match error {
+            StoreError::Refused(CoreError::NotFound { .. } | CoreError::AlreadyDeleted { .. }) => {
+                Self::NotFound(format!("{target} not found"))
+            }
+            StoreError::Refused(refusal) => Self::Validation(vec![refusal.to_string()]),
+            StoreError::Database(_) | StoreError::UnsupportedUrl => Self::internal("store", &error),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// (dialect-1 `error_code`, dialect-1 `type`, dialect-2 `code`).
+    fn codes(&self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            Self::Validation(_) => ("error", "ValidationError", "invalid_request"),
+            Self::Unauthenticated => ("authentication_failed", "AuthenticationFailed", "unauthenticated"),
+            Self::NotFound(_) => ("not_found", "NotFound", "not_found"),
+            Self::MethodNotAllowed { .. } => ("method_not_allowed", "MethodNotAllowed", "method_not_allowed"),
+            Self::RequestTimeout => ("request_timeout", "RequestTimeout", "request_timeout"),
+            Self::PayloadTooLarge { .. } => ("payload_too_large", "PayloadTooLarge", "payload_too_large"),
+            Self::UnsupportedMediaType => ("unsupported_media_type", "UnsupportedMediaType", "unsupported_media_type"),
+            Self::Internal => ("internal_server_error", "InternalServerError", "internal"),
+            Self::Unavailable(_) => ("service_unavailable", "ServiceUnavailable", "unavailable"),
+        }
+    }
+
+    /// The human-readable message (for validation errors: every problem).
+    fn messages(&self) -> Vec<String> {
+        match self {
+            Self::Validation(problems) => problems.clone(),
+            Self::Unauthenticated => vec!["Invalid service token.".to_owned()],
+            Self::NotFound(message) => vec![message.clone()],
+            Self::MethodNotAllowed { .. } => vec!["Method not allowed.".to_owned()],
+            Self::RequestTimeout => vec!["Request timed out.".to_owned()],
+            Self::PayloadTooLarge { limit } => vec![format!("Request body is larger than {limit} bytes.")],
+            Self::UnsupportedMediaType => vec!["Content-Type must be application/json.".to_owned()],
+            Self::Internal => vec!["Internal server error.".to_owned()],
+            Self::Unavailable(message) => vec![message.clone()],
+        }
+    }
+
+    /// The response in the dialect of the request.
+    pub fn into_response(self, dialect: Dialect) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let (error_code, error_type, versori_code) = self.codes();
+        let messages = self.messages();
+        let body = match dialect {
+            Dialect::SuprSend => {
+                let (message, detail) = match &self {
+                    // The seed: message is the JSON text of the detail array.
+                    Self::Validation(problems) => {
+                        (serde_json::to_string(problems).unwrap_or_default(), serde_json::Value::from(problems.clone()))
+                    }
+                    _ => {
+                        let message = messages.join("; ");
+                        (message.clone(), serde_json::Value::from(message))
+                    }
+                };
+                serde_json::to_vec(&SuprSendError { code: status.as_u16(), error_code, error_type, message, detail })
+            }
+            Dialect::Versori => {
+                let message = match &self {
+                    Self::Validation(_) => "The request is invalid.".to_owned(),
+                    _ => messages.join("; "),
+                };
+                let cause = match &self {
+                    Self::Validation(problems) => problems.join("; "),
+                    _ => String::new(),
+                };
+                serde_json::to_vec(&VersoriError { code: versori_code, message, cause })
+            }
+        };
+        let mut response = json_bytes(status, body.unwrap_or_default());
+        if let Self::MethodNotAllowed { allow } = &self {
+            let allow = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+        }
+        response
+    }
+}
+
+impl From<CoreError> for ApiError {
+    fn from(error: CoreError) -> Self {
+        match error {
+            CoreError::NotFound { .. } | CoreError::AlreadyDeleted { .. } => Self::NotFound(error.to_string()),
+            other => Self::Validation(vec![other.to_string()]),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct SuprSendError {
+    code: u16,
+    error_code: &'static str,
+    #[serde(rename = "type")]
+    error_type: &'static str,
+    message: String,
+    detail: serde_json::Value,
+}
+
+#[derive(Serialize)]
+struct VersoriError {
+    code: &'static str,
+    message: String,
+    cause: String,
+}
+
+/// A JSON response from already-serialised bytes.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// A JSON response from a serialisable value.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Result<Response<Full<Bytes>>, ApiError> {
+    let body = serde_json::to_vec(value).map_err(|error| ApiError::internal("serialise response", &error))?;
+    Ok(json_bytes(status, body))
+}
+
+/// An empty response (204).
+pub fn no_content() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}

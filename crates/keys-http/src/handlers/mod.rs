@@ -1,0 +1,239 @@
+//! Request handling after routing: method check, size limits, service-token
+//! authentication, body reading, then one handler per route.
+//!
+//! The order of checks is fixed: unknown path (404), wrong method (405 with
+//! `Allow`), declared body too large (413), authentication (401), body read
+//! with the limit enforced while reading (413), content type (415), JSON
+//! shape (400), then the handler.
+
+mod ops;
+mod suprsend;
+mod verify;
+mod versori;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
+use keys_core::{Actor, OrganisationId};
+use keys_crypto::ServiceToken;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+use crate::router::{Matched, RouteKind};
+use crate::server::AppState;
+
+/// The boxed error of request bodies.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Who is calling: the organisation of the service token and the actor that
+/// fills every `*_by` the request causes.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub organisation_id: OrganisationId,
+    pub actor: Actor,
+}
+
+/// The parts of a request a handler reads besides its path parameters.
+#[derive(Default)]
+pub(crate) struct Input {
+    pub query: Option<String>,
+    content_type: Option<String>,
+    body: Bytes,
+}
+
+impl std::fmt::Debug for Input {
+    // The body may hold a secret (a key to verify), so only its size shows.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input")
+            .field("query", &self.query)
+            .field("content_type", &self.content_type)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+impl Input {
+    /// Whether the declared media type is JSON (`application/json`, any
+    /// parameters, or a `+json` suffix type).
+    fn is_json(&self) -> bool {
+        let Some(content_type) = &self.content_type else { return false };
+        let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        media_type == "application/json" || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+    }
+
+    fn body_is_empty(&self) -> bool {
+        self.body.iter().all(u8::is_ascii_whitespace)
+    }
+
+    /// A required JSON body.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if !self.is_json() {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        if self.body_is_empty() {
+            return Err(ApiError::validation("request body must be a JSON object"));
+        }
+        serde_json::from_slice(&self.body).map_err(|error| ApiError::validation(json_error_message(&error)))
+    }
+
+    /// An optional JSON body: empty (with or without a content type) means
+    /// the default.
+    pub fn optional_json<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        if self.body_is_empty() {
+            return Ok(T::default());
+        }
+        self.json()
+    }
+}
+
+/// A client-facing description of a JSON error: what serde says, which is
+/// about the shape of the document (field names, expected types, position).
+fn json_error_message(error: &serde_json::Error) -> String {
+    match error.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("request body is not valid JSON: {error}")
+        }
+        _ => format!("invalid request body: {error}"),
+    }
+}
+
+/// Routes one request. `matched` is the router's answer for its path.
+pub(crate) async fn dispatch<B>(
+    state: &Arc<AppState>,
+    matched: Option<Matched>,
+    request: Request<B>,
+) -> Result<Response<Full<Bytes>>, ApiError>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let Some(matched) = matched else {
+        return Err(ApiError::NotFound("path not found".to_owned()));
+    };
+    let kind = matched.kind;
+    if !kind.methods().contains(request.method()) {
+        return Err(ApiError::MethodNotAllowed { allow: kind.methods().to_vec() });
+    }
+    let limit = state.config.body_limit;
+    check_declared_length(request.headers(), limit)?;
+
+    // Public routes: no token, no body.
+    match kind {
+        RouteKind::Health => return ops::health(),
+        RouteKind::Ready => return ops::ready(state).await,
+        RouteKind::Metrics => return Ok(ops::metrics(state)),
+        RouteKind::OpenApi => return Ok(ops::openapi()),
+        RouteKind::WorkspaceJwks => return suprsend::workspace_jwks(state, matched.param(0)).await,
+        RouteKind::OrganisationJwks => return versori::organisation_jwks(state, matched.param(0)).await,
+        RouteKind::PublicOrganisationKey => return versori::public_key(state, matched.param(0)).await,
+        _ => {}
+    }
+
+    let caller = authenticate(state, request.headers(), kind.accepts_bearer()).await?;
+    let (parts, body) = request.into_parts();
+    let body = if matches!(parts.method, Method::POST | Method::PATCH | Method::PUT) {
+        read_body(body, limit, state.config.body_read_timeout).await?
+    } else {
+        Bytes::new()
+    };
+    let input = Input {
+        query: parts.uri.query().map(str::to_owned),
+        content_type: parts.headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned),
+        body,
+    };
+    let workspace = matched.param(0);
+    let id = matched.param(1);
+    let method = parts.method;
+    match (kind, method) {
+        (RouteKind::Workspaces, Method::GET) => suprsend::list_workspaces(state, &caller, &input).await,
+        (RouteKind::Workspaces, _) => suprsend::create_workspace(state, &caller, &input).await,
+        (RouteKind::ApiKeys, Method::GET) => suprsend::list_api_keys(state, &caller, workspace, &input).await,
+        (RouteKind::ApiKeys, _) => suprsend::create_api_key(state, &caller, workspace, &input).await,
+        (RouteKind::ApiKey, _) => suprsend::delete_api_key(state, &caller, workspace, id).await,
+        (RouteKind::PublicKeys, Method::GET) => suprsend::list_public_keys(state, &caller, workspace, &input).await,
+        (RouteKind::PublicKeys, _) => suprsend::create_public_key(state, &caller, workspace, &input).await,
+        (RouteKind::PublicKey, Method::PATCH) => {
+            suprsend::patch_public_key(state, &caller, workspace, id, &input).await
+        }
+        (RouteKind::PublicKey, _) => suprsend::delete_public_key(state, &caller, workspace, id).await,
+        (RouteKind::PublicKeyRotate, _) => suprsend::rotate_public_key(state, &caller, workspace, id, &input).await,
+        (RouteKind::SigningKeys, Method::GET) => suprsend::list_signing_keys(state, &caller, workspace, &input).await,
+        (RouteKind::SigningKeys, _) => suprsend::create_signing_key(state, &caller, workspace, &input).await,
+        (RouteKind::SigningKey, _) => suprsend::delete_signing_key(state, &caller, workspace, id).await,
+        (RouteKind::SigningKeyRoll, _) => suprsend::roll_signing_key(state, &caller, workspace, id, &input).await,
+        (RouteKind::VerifyApiKey, _) => verify::api_key(state, &caller, &input).await,
+        (RouteKind::VerifyPublicKey, _) => verify::public_key(state, &caller, &input).await,
+        (RouteKind::VerifyJwt, _) => verify::jwt(state, &caller, &input).await,
+        (RouteKind::OrganisationKeys, Method::GET) => versori::list_keys(state, &caller, workspace).await,
+        (RouteKind::OrganisationKeys, _) => versori::create_key(state, &caller, workspace, &input).await,
+        (RouteKind::OrganisationKey, _) => versori::delete_key(state, &caller, workspace, id).await,
+        (
+            RouteKind::Health
+            | RouteKind::Ready
+            | RouteKind::Metrics
+            | RouteKind::OpenApi
+            | RouteKind::WorkspaceJwks
+            | RouteKind::OrganisationJwks
+            | RouteKind::PublicOrganisationKey,
+            _,
+        ) => Err(ApiError::internal("dispatch", &"public route reached the authenticated branch")),
+    }
+}
+
+/// 413 before reading anything when `Content-Length` is over the limit.
+fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(ApiError::PayloadTooLarge { limit }),
+        _ => Ok(()),
+    }
+}
+
+/// Reads the whole body, at most `limit` bytes, within `timeout`.
+async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, ApiError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ApiError::RequestTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(ApiError::PayloadTooLarge { limit })
+        }
+        Ok(Err(error)) => {
+            tracing::debug!(error = %error, "request body could not be read");
+            Err(ApiError::validation("request body could not be read"))
+        }
+    }
+}
+
+/// `Authorization: ServiceToken <token>` (and `Bearer <token>` where the
+/// dialect allows it): format and checksum first, then one digest lookup.
+async fn authenticate(state: &AppState, headers: &HeaderMap, accepts_bearer: bool) -> Result<Caller, ApiError> {
+    let header = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()).ok_or(ApiError::Unauthenticated)?;
+    let (scheme, credentials) = header.trim().split_once(' ').ok_or(ApiError::Unauthenticated)?;
+    let scheme_accepted =
+        scheme.eq_ignore_ascii_case("ServiceToken") || (accepts_bearer && scheme.eq_ignore_ascii_case("Bearer"));
+    if !scheme_accepted {
+        return Err(ApiError::Unauthenticated);
+    }
+    let token = ServiceToken::parse(credentials.trim()).map_err(|_| ApiError::Unauthenticated)?;
+    let record = state
+        .store
+        .service_token_by_digest(&token.digest())
+        .await
+        .map_err(|error| ApiError::internal("service token lookup", &error))?
+        .ok_or(ApiError::Unauthenticated)?;
+    Ok(Caller { organisation_id: record.organisation_id.clone(), actor: record.actor.clone() })
+}
+
+/// Shortens client-supplied text echoed in a message.
+pub(crate) fn echo(text: &str) -> String {
+    text.chars().take(100).collect()
+}

@@ -1,0 +1,182 @@
+//! `POST /v1/verify/{api_key,public_key,jwt}/`: 200 with `valid` for any
+//! well-formed JSON object that has the required field; 400 only for a body
+//! that is not a JSON object or lacks that field.
+//!
+//! A required field of the wrong type, or an optional one of the wrong type,
+//! is a credential that does not verify (`valid:false`, `malformed`), not a
+//! client error: verifiers forward whatever they were handed.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::OffsetDateTime;
+
+use super::{Caller, Input};
+use crate::error::{json, ApiError};
+use crate::server::AppState;
+use crate::verify::{self as verification, PublicKeyRequest, Refusal};
+use keys_core::verify::Denial;
+
+type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
+
+/// The body as a JSON object.
+fn object(input: &Input) -> Result<Map<String, Value>, ApiError> {
+    match input.json::<Value>()? {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::validation("request body must be a JSON object")),
+    }
+}
+
+/// A required field: absent is a 400; present but not a string is `None`
+/// (it will not verify).
+fn required<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ApiError> {
+    match body.get(field) {
+        None => Err(ApiError::validation(format!("{field} is required"))),
+        Some(value) => Ok(value.as_str()),
+    }
+}
+
+/// An optional string field: absent or null is `Ok(None)`, a string is
+/// `Ok(Some)`, anything else is `Err` (the request does not verify).
+fn optional<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a str>, ()> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(text)) => Ok(Some(text)),
+        Some(_) => Err(()),
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+struct ApiKeyVerdict {
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workspace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct PublicKeyVerdict {
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workspace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    public_key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    entity_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct JwtVerdict {
+    valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    organisation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sub: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claims: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+}
+
+fn malformed() -> Refusal {
+    Refusal::Denied(Denial::Malformed)
+}
+
+fn record(state: &AppState, kind: &'static str, refusal: Option<Refusal>) -> Option<&'static str> {
+    let outcome = refusal.map_or("valid", Refusal::reason);
+    state.metrics.observe_verification(kind, outcome);
+    tracing::debug!(kind, outcome, "verification");
+    refusal.map(Refusal::reason)
+}
+
+fn store_failure(error: keys_store::StoreError) -> ApiError {
+    ApiError::from_store(error, "key")
+}
+
+pub(crate) async fn api_key(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+    let body = object(input)?;
+    let presented = required(&body, "api_key")?;
+    let verdict = match presented {
+        None => Err(malformed()),
+        Some(presented) => verification::api_key(state.store.as_ref(), &caller.organisation_id, presented)
+            .await
+            .map_err(store_failure)?,
+    };
+    let response = match verdict {
+        Ok(verified) => ApiKeyVerdict {
+            valid: true,
+            workspace: Some(verified.workspace.slug.to_string()),
+            key_id: Some(verified.key.id.to_string()),
+            name: Some(verified.key.name.as_str().to_owned()),
+            reason: record(state, "api_key", None),
+        },
+        Err(refusal) => ApiKeyVerdict { reason: record(state, "api_key", Some(refusal)), ..Default::default() },
+    };
+    json(StatusCode::OK, &response)
+}
+
+pub(crate) async fn public_key(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+    let body = object(input)?;
+    let presented = required(&body, "api_key")?;
+    let fields = (optional(&body, "origin"), optional(&body, "user_token"), optional(&body, "tenant_id"));
+    let verdict = match (presented, fields) {
+        (Some(api_key), (Ok(origin), Ok(user_token), Ok(tenant_id))) => {
+            let request = PublicKeyRequest { api_key, origin, user_token, tenant_id };
+            verification::public_key(state.store.as_ref(), &caller.organisation_id, request, OffsetDateTime::now_utc())
+                .await
+                .map_err(store_failure)?
+        }
+        _ => Err(malformed()),
+    };
+    let response = match verdict {
+        Ok(verified) => PublicKeyVerdict {
+            valid: true,
+            workspace: Some(verified.workspace.slug.to_string()),
+            public_key_id: Some(verified.key.id.to_string()),
+            entity_id: verified.entity_id,
+            reason: record(state, "public_key", None),
+        },
+        Err(refusal) => PublicKeyVerdict { reason: record(state, "public_key", Some(refusal)), ..Default::default() },
+    };
+    json(StatusCode::OK, &response)
+}
+
+pub(crate) async fn jwt(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+    let body = object(input)?;
+    let presented = required(&body, "token")?;
+    let verdict = match presented {
+        None => Err(malformed()),
+        Some(token) => verification::organisation_jwt(
+            state.store.as_ref(),
+            &caller.organisation_id,
+            token,
+            &state.config.issuer_bases,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+        .map_err(store_failure)?,
+    };
+    let response = match verdict {
+        Ok(verified) => JwtVerdict {
+            valid: true,
+            organisation_id: Some(verified.organisation_id.to_string()),
+            key_id: Some(verified.key_id.to_string()),
+            sub: Some(verified.sub),
+            claims: Some(verified.claims),
+            reason: record(state, "jwt", None),
+        },
+        Err(refusal) => JwtVerdict { reason: record(state, "jwt", Some(refusal)), ..Default::default() },
+    };
+    json(StatusCode::OK, &response)
+}

@@ -1,0 +1,221 @@
+//! The application ([`App`]: one function from request to response) and the
+//! hyper 1 server around it ([`serve`]).
+//!
+//! [`App::handle`] is generic over the request body, so tests call it with
+//! in-memory bodies and no socket; [`serve`] feeds it hyper's `Incoming`
+//! bodies from an accept loop (HTTP/1.1 and HTTP/2 via hyper-util's auto
+//! builder) and shuts down gracefully: on the shutdown signal it stops
+//! accepting, lets in-flight requests finish, and closes idle connections.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body_util::Full;
+use hyper::body::Body;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use keys_crypto::RsaKeyPool;
+use keys_store::Store;
+use rand_core::OsRng;
+use tokio::net::TcpListener;
+use tracing::Instrument;
+
+use crate::error::{ApiError, Dialect};
+use crate::handlers::{self, BoxError};
+use crate::metrics::Metrics;
+use crate::router;
+
+/// The `x-request-id` header.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Limits and policy of the server.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Issuer bases accepted in Versori-style JWTs; empty accepts any base.
+    pub issuer_bases: Vec<String>,
+    /// Largest request body, in bytes (413 beyond).
+    pub body_limit: usize,
+    /// Longest time to receive a request body (408 beyond).
+    pub body_read_timeout: Duration,
+    /// Longest time to answer a request, body included (503 beyond).
+    pub request_timeout: Duration,
+    /// Longest time a client may take to send the request head (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// Longest wait for in-flight requests at shutdown.
+    pub shutdown_grace: Duration,
+    /// RSA keys generated ahead of time; 0 generates on demand.
+    pub rsa_pool_capacity: usize,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            issuer_bases: Vec::new(),
+            body_limit: 64 * 1024,
+            body_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            rsa_pool_capacity: 2,
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub store: Arc<dyn Store>,
+    pub config: AppConfig,
+    pub metrics: Metrics,
+    pub rsa_pool: RsaKeyPool,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// The keysd HTTP application. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct App {
+    state: Arc<AppState>,
+}
+
+impl App {
+    pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {
+        let rsa_pool = RsaKeyPool::new(config.rsa_pool_capacity);
+        Self { state: Arc::new(AppState { store, config, metrics: Metrics::new(), rsa_pool }) }
+    }
+
+    pub fn config(&self) -> &AppConfig {
+        &self.state.config
+    }
+
+    /// Answers one request. Never fails: every error is a response in the
+    /// dialect of the path. Adds `x-request-id`, logs one line and records
+    /// metrics.
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let started = Instant::now();
+        let request_id = request_id(request.headers());
+        let method = request.method().clone();
+        let path = request.uri().path().to_owned();
+        let dialect = Dialect::of_path(&path);
+        let matched = router::resolve(&path);
+        let route = matched.as_ref().map_or("unmatched", |matched| matched.kind.pattern());
+        let span = tracing::info_span!("request", request_id = %request_id, method = %method, route);
+        let state = &self.state;
+        let mut response = async {
+            let outcome =
+                tokio::time::timeout(state.config.request_timeout, handlers::dispatch(state, matched, request)).await;
+            let response = match outcome {
+                Ok(Ok(response)) => response,
+                Ok(Err(error)) => error.into_response(dialect),
+                Err(_) => {
+                    tracing::warn!("request timed out");
+                    ApiError::Unavailable("Request timed out.".to_owned()).into_response(dialect)
+                }
+            };
+            let status = response.status().as_u16();
+            let elapsed = started.elapsed();
+            state.metrics.observe_request(route, method_label(&method), status, elapsed);
+            // The path holds slugs and ids, never secrets; the query and the
+            // body (which may) are not logged.
+            tracing::info!(path = %path, status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request");
+            response
+        }
+        .instrument(span)
+        .await;
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        response
+    }
+}
+
+/// The metrics label of a method: the standard ones by name, any extension
+/// method as `OTHER`, so clients cannot mint new series.
+fn method_label(method: &http::Method) -> &'static str {
+    use http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// The client's request id when it is a sane token, otherwise a new ULID.
+fn request_id(headers: &HeaderMap) -> String {
+    let offered = headers.get(REQUEST_ID).and_then(|value| value.to_str().ok()).filter(|value| {
+        !value.is_empty()
+            && value.len() <= 128
+            && value.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
+    });
+    match offered {
+        Some(offered) => offered.to_owned(),
+        None => keys_core::ulid(time::OffsetDateTime::now_utc(), &mut OsRng),
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains
+/// in-flight requests for at most `shutdown_grace`.
+pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+    let config = app.config().clone();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and similar: back off
+                        // instead of spinning, and keep serving.
+                        tracing::warn!(error = %error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(app.handle(request).await) }
+                });
+                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    if let Err(error) = connection.await {
+                        tracing::debug!(peer = %peer, error = %error, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    tracing::info!("shutting down: finishing in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        () = tokio::time::sleep(config.shutdown_grace) => {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,670 @@
+//! End-to-end: the real `keysd` binary on port 0, over a real socket, on
+//! SQLite (temporary directory) and on PostgreSQL (a fresh database per test
+//! on `KEYSD_TEST_DATABASE_URL`, default
+//! `postgres://postgres@127.0.0.1:5432/test`). PostgreSQL being down fails
+//! these tests; it never skips them.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use keys_crypto::jwt::{self, Algorithm};
+use rand_core::{OsRng, RngCore};
+use serde_json::{json, Value};
+use sqlx::Connection;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_keysd");
+const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+// ------------------------------------------------------------------ backends
+
+/// Where a test's keysd keeps its data.
+enum Backend {
+    Sqlite { dir: tempfile::TempDir },
+    Postgres { admin_url: String, name: String, dir: tempfile::TempDir },
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        Self::Sqlite { dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    /// A fresh database `keysd_e2e_<random>`.
+    async fn postgres() -> Self {
+        let admin_url = std::env::var("KEYSD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
+        let name = format!("keysd_e2e_{:016x}", OsRng.next_u64());
+        let mut connection = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|error| panic!("PostgreSQL at {admin_url} is required for these tests: {error}"));
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut connection).await.expect("create database");
+        connection.close().await.expect("close");
+        Self::Postgres { admin_url, name, dir: tempfile::tempdir().expect("tempdir") }
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Self::Sqlite { dir } => format!("sqlite://{}", dir.path().join("keysd.db").display()),
+            Self::Postgres { admin_url, name, .. } => {
+                let without_query = admin_url.split('?').next().unwrap_or_default();
+                let (server, _database) = without_query.rsplit_once('/').expect("database url has a path");
+                format!("{server}/{name}")
+            }
+        }
+    }
+
+    fn dir(&self) -> PathBuf {
+        match self {
+            Self::Sqlite { dir } | Self::Postgres { dir, .. } => dir.path().to_owned(),
+        }
+    }
+
+    /// Drops the PostgreSQL database (servers must be stopped first).
+    async fn cleanup(self) {
+        if let Self::Postgres { admin_url, name, .. } = self {
+            if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url).await {
+                let _ =
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut connection).await;
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------- servers
+
+/// A running `keysd serve`.
+struct Server {
+    child: Child,
+    base: String,
+    /// The bootstrap token, when this process bootstrapped.
+    token: Option<String>,
+    log: PathBuf,
+}
+
+impl Server {
+    async fn start(backend: &Backend, extra: &[&str]) -> Self {
+        let log = backend.dir().join(format!("keysd-{:08x}.log", OsRng.next_u32()));
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--database-url", &backend.url()])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("keysd starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut token = None;
+        let base = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(line) = lines.next_line().await.expect("stdout") {
+                if let Some(rest) = line.strip_prefix("keysd service token (shown once, store it now): ") {
+                    token = Some(rest.trim().to_owned());
+                }
+                if let Some(address) = line.strip_prefix("keysd listening on ") {
+                    return address.trim().to_owned();
+                }
+            }
+            panic!("keysd exited before listening: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        })
+        .await
+        .expect("keysd listens within a minute");
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self { child, base, token, log }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    async fn stop(mut self) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+        assert!(status.success());
+        let exit = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("keysd stops within 30 s")
+            .expect("wait");
+        assert!(exit.success(), "keysd exit {exit:?}: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
+    }
+
+    fn client(&self, token: &str) -> Api {
+        Api {
+            http: Client::builder(TokioExecutor::new()).build_http(),
+            base: self.base.clone(),
+            token: token.to_owned(),
+        }
+    }
+}
+
+/// Runs a `keysd` operator command and returns its stdout, trimmed.
+async fn keysd(backend: &Backend, args: &[&str]) -> String {
+    let output =
+        Command::new(BINARY).args(args).args(["--database-url", &backend.url()]).output().await.expect("keysd runs");
+    assert!(output.status.success(), "keysd {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+}
+
+// -------------------------------------------------------------------- client
+
+struct Api {
+    http: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    token: String,
+}
+
+struct Reply {
+    status: StatusCode,
+    body: Value,
+}
+
+impl Api {
+    async fn send(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> Reply {
+        let mut builder = Request::builder().method(method).uri(format!("{}{path}", self.base));
+        if let Some(token) = token {
+            builder = builder.header(header::AUTHORIZATION, format!("ServiceToken {token}"));
+        }
+        let body = match body {
+            Some(body) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(body.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let response = self.http.request(builder.body(Full::new(body)).expect("request")).await.expect("response");
+        let status = response.status();
+        assert!(response.headers().contains_key("x-request-id"));
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.send(method, path, Some(&self.token), body).await
+    }
+
+    async fn public(&self, path: &str) -> Reply {
+        self.send(Method::GET, path, None, None).await
+    }
+
+    async fn verify(&self, kind: &str, body: Value) -> Value {
+        let reply = self.call(Method::POST, &format!("/v1/verify/{kind}/"), Some(body)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+        reply.body
+    }
+
+    async fn workspace_uid(&self, slug: &str) -> String {
+        let list = self.call(Method::GET, "/v1/workspace/?limit=100", None).await;
+        list.body["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .find(|workspace| workspace["slug"] == slug)
+            .and_then(|workspace| workspace["uid"].as_str())
+            .expect("workspace")
+            .to_owned()
+    }
+
+    async fn kids(&self, workspace_uid: &str) -> Vec<String> {
+        let jwks = self.public(&format!("/v1/workspace/{workspace_uid}/jwks.json")).await;
+        assert_eq!(jwks.status, StatusCode::OK);
+        jwks.body["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|key| key["kid"].as_str().expect("kid").to_owned())
+            .collect()
+    }
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().unwrap_or_else(|| panic!("not a string: {value}")).to_owned()
+}
+
+fn now_seconds() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+// ------------------------------------------------------------------ journeys
+
+/// API keys, public keys (domains, secure mode, rotation) and signing keys
+/// (create, refusal, roll with grace, delete), all through the socket.
+async fn workspace_keys_journey(backend: Backend) {
+    let server = Server::start(&backend, &[]).await;
+    let api = server.client(server.token.as_deref().expect("bootstrap token printed"));
+
+    // API keys.
+    let created = api.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "backend-prod"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let secret = text(&created.body["api_key"]);
+    let key_id = text(&created.body["id"]);
+    let list = api.call(Method::GET, "/v1/staging/ws_api_key", None).await;
+    assert_eq!(list.body["meta"]["count"], 1);
+    assert_eq!(list.body["results"][0]["masked_api_key"], format!("{}*****", &secret[..10]));
+    assert_eq!(api.verify("api_key", json!({"api_key": secret})).await["valid"], true);
+    let deleted = api.call(Method::DELETE, &format!("/v1/staging/ws_api_key/{key_id}/"), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        api.verify("api_key", json!({"api_key": secret})).await,
+        json!({"valid": false, "reason": "key_deleted"})
+    );
+
+    // Signing keys.
+    let workspace_uid = api.workspace_uid("staging").await;
+    let signing = api.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
+    assert_eq!(signing.status, StatusCode::CREATED);
+    let kid = text(&signing.body["uid"]);
+    let pem = text(&signing.body["private_key_pem"]);
+    let second = api.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
+    assert_eq!(
+        second.body,
+        json!({"code": 400, "error_code": "error", "type": "ValidationError",
+               "message": "[\"only 1 active signing key is allowed\"]",
+               "detail": ["only 1 active signing key is allowed"]})
+    );
+    assert_eq!(api.kids(&workspace_uid).await, vec![kid.clone()]);
+
+    // Public keys: allowed domains and secure mode with a user token signed
+    // by the workspace's private key.
+    let public = api.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web-app"}))).await;
+    assert_eq!(public.status, StatusCode::CREATED);
+    let public_id = text(&public.body["id"]);
+    let value = text(&public.body["api_key"]);
+    let patched = api
+        .call(
+            Method::PATCH,
+            &format!("/v1/staging/ws_public_key/{public_id}/"),
+            Some(json!({"allowed_domains": ["*.example.com"], "is_secure_mode_enabled": true})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::ACCEPTED);
+    let claims = json!({"entity_type": "subscriber", "entity_id": "user-1", "exp": now_seconds() + 600});
+    let user_token = jwt::sign(&claims, Some(&kid), &pem, Algorithm::Es256).expect("signs");
+    let request = json!({"api_key": value, "origin": "https://app.example.com", "user_token": user_token});
+    let verdict = api.verify("public_key", request.clone()).await;
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    assert_eq!(verdict["entity_id"], "user-1");
+    let wrong_origin = json!({"api_key": value, "origin": "https://example.com", "user_token": user_token});
+    assert_eq!(api.verify("public_key", wrong_origin).await["reason"], "origin_not_allowed");
+
+    // Roll with grace: the old kid stays in the JWKS and keeps verifying.
+    let rolled = api
+        .call(
+            Method::POST,
+            &format!("/v1/staging/ws_signing_key/{kid}/roll/"),
+            Some(json!({"grace_period_seconds": 600})),
+        )
+        .await;
+    assert_eq!(rolled.status, StatusCode::CREATED);
+    let new_kid = text(&rolled.body["uid"]);
+    let kids = api.kids(&workspace_uid).await;
+    assert!(kids.contains(&kid) && kids.contains(&new_kid), "{kids:?}");
+    assert_eq!(api.verify("public_key", request.clone()).await["valid"], true);
+    // Delete the rolled key: the JWKS changes and its tokens stop.
+    let deleted = api.call(Method::DELETE, &format!("/v1/staging/ws_signing_key/{kid}/"), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(api.kids(&workspace_uid).await, vec![new_kid.clone()]);
+    assert_eq!(api.verify("public_key", request).await["reason"], "key_deleted");
+
+    // Rotation: the old value stops at once.
+    let rotated = api.call(Method::PATCH, &format!("/v1/staging/ws_public_key/{public_id}/rotate/"), None).await;
+    assert_eq!(rotated.status, StatusCode::ACCEPTED);
+    let new_value = text(&rotated.body["api_key"]);
+    let new_token =
+        jwt::sign(&claims, Some(&new_kid), &text(&rolled.body["private_key_pem"]), Algorithm::Es256).expect("signs");
+    let old = json!({"api_key": value, "origin": "https://app.example.com", "user_token": new_token});
+    assert_eq!(api.verify("public_key", old).await["reason"], "unknown_key");
+    let new = json!({"api_key": new_value, "origin": "https://app.example.com", "user_token": new_token});
+    assert_eq!(api.verify("public_key", new).await["valid"], true);
+
+    let log = server.log.clone();
+    let token = server.token.clone().expect("token");
+    server.stop().await;
+    // Every request was logged, and no secret was.
+    let log = std::fs::read_to_string(log).expect("log");
+    assert!(log.contains("/v1/verify/api_key/"), "requests are logged");
+    for secret in [secret.as_str(), token.as_str(), "PRIVATE KEY", pem.lines().nth(1).expect("pem body"), &user_token] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+    backend.cleanup().await;
+}
+
+/// Versori organisation keys: create, list, public GET, RS256 JWTs verified
+/// before and refused after delete.
+async fn organisation_keys_journey(backend: Backend) {
+    let server = Server::start(&backend, &["--jwt-issuer-base", "https://versori.com"]).await;
+    let token = server.token.clone().expect("bootstrap token");
+    let api = server.client(&token);
+    let organisation = keysd(&backend, &["org", "create", "second-org"]).await;
+    assert_eq!(organisation.len(), 26);
+    let default = api.call(Method::GET, "/api/organisations/v1/organisations/nope/keys", None).await;
+    assert_eq!(default.status, StatusCode::NOT_FOUND);
+    assert_eq!(default.body["code"], "not_found");
+
+    // The bootstrap organisation's id: from a created actor email.
+    let workspace = api.call(Method::POST, "/v1/workspace/", Some(json!({"name": "Org Probe"}))).await;
+    let email = text(&workspace.body["created_by"]["email"]);
+    let organisation_id = email.trim_start_matches("org_").split('@').next().expect("id").to_owned();
+    let base = format!("/api/organisations/v1/organisations/{organisation_id}");
+
+    let created =
+        api.call(Method::POST, &format!("{base}/keys"), Some(json!({"name": "Organisation Public Key 1"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let key_id = text(&created.body["id"]);
+    let private_pem = text(&created.body["privateKey"]);
+    let list = api.call(Method::GET, &format!("{base}/keys"), None).await;
+    assert_eq!(list.body["keys"][0]["id"], key_id.as_str());
+    assert!(list.body["keys"][0].get("privateKey").is_none());
+    let public = api.public(&format!("/api/organisations/v1/keys/{key_id}")).await;
+    assert_eq!(public.status, StatusCode::OK);
+    assert_eq!(public.body["publicKey"], created.body["publicKey"]);
+    let jwks = api.public(&format!("{base}/jwks.json")).await;
+    assert_eq!(jwks.body["keys"][0]["kid"], key_id.as_str());
+
+    let claims =
+        json!({"iss": format!("https://versori.com/sk/{key_id}"), "sub": "end-user", "exp": now_seconds() + 600});
+    let token = jwt::sign(&claims, None, &private_pem, Algorithm::Rs256).expect("signs");
+    let verdict = api.verify("jwt", json!({"token": token})).await;
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    assert_eq!(verdict["sub"], "end-user");
+    // Not the pinned base.
+    let mut other_base = claims.clone();
+    other_base["iss"] = json!(format!("https://evil.example/sk/{key_id}"));
+    let other_token = jwt::sign(&other_base, None, &private_pem, Algorithm::Rs256).expect("signs");
+    assert_eq!(api.verify("jwt", json!({"token": other_token})).await["reason"], "issuer_not_accepted");
+
+    let deleted = api.call(Method::DELETE, &format!("{base}/keys/{key_id}"), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(api.verify("jwt", json!({"token": token})).await, json!({"valid": false, "reason": "key_deleted"}));
+    assert_eq!(api.public(&format!("/api/organisations/v1/keys/{key_id}")).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(api.public(&format!("{base}/jwks.json")).await.body["keys"], json!([]));
+
+    server.stop().await;
+    backend.cleanup().await;
+}
+
+/// Two organisations (the second made with `keysd org create` and `keysd
+/// token create`) cannot see or use each other's keys.
+async fn tenant_isolation_journey(backend: Backend) {
+    let server = Server::start(&backend, &[]).await;
+    let first = server.client(server.token.as_deref().expect("bootstrap token"));
+    let organisation = keysd(&backend, &["org", "create", "acme"]).await;
+    let workspace = keysd(&backend, &["workspace", "create", "--org", "acme", "staging", "--mode", "production"]).await;
+    assert!(workspace.starts_with("wksp_"), "{workspace}");
+    let second_token = keysd(&backend, &["token", "create", "--org", &organisation, "--name", "ci"]).await;
+    assert!(second_token.starts_with("kst_") && !second_token.contains(char::is_whitespace));
+    let second = server.client(&second_token);
+
+    let listed = second.call(Method::GET, "/v1/workspace/", None).await;
+    assert_eq!(listed.body["meta"]["count"], 1);
+    assert_eq!(listed.body["results"][0]["mode"], "production");
+    let mine = first.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "first"}))).await;
+    let secret = text(&mine.body["api_key"]);
+    let id = text(&mine.body["id"]);
+    assert_eq!(second.call(Method::GET, "/v1/staging/ws_api_key/", None).await.body["meta"]["count"], 0);
+    assert_eq!(second.call(Method::GET, "/v1/production/ws_api_key/", None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        second.call(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}/"), None).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        second.verify("api_key", json!({"api_key": secret})).await,
+        json!({"valid": false, "reason": "unknown_key"})
+    );
+    assert_eq!(first.verify("api_key", json!({"api_key": secret})).await["valid"], true);
+    let theirs = format!("/api/organisations/v1/organisations/{organisation}/keys");
+    assert_eq!(first.call(Method::GET, &theirs, None).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(second.call(Method::GET, &theirs, None).await.status, StatusCode::OK);
+
+    server.stop().await;
+    backend.cleanup().await;
+}
+
+/// Keys and tokens survive a restart; the second start does not bootstrap.
+async fn restart_journey(backend: Backend) {
+    let server = Server::start(&backend, &[]).await;
+    let token = server.token.clone().expect("bootstrap token");
+    let api = server.client(&token);
+    let created = api.call(Method::POST, "/v1/production/ws_api_key/", Some(json!({"name": "survivor"}))).await;
+    let secret = text(&created.body["api_key"]);
+    let signing = api.call(Method::POST, "/v1/production/ws_signing_key/", None).await;
+    let kid = text(&signing.body["uid"]);
+    let workspace_uid = api.workspace_uid("production").await;
+    server.stop().await;
+
+    let restarted = Server::start(&backend, &[]).await;
+    assert_eq!(restarted.token, None, "a second start must not bootstrap again");
+    let api = restarted.client(&token);
+    assert_eq!(api.verify("api_key", json!({"api_key": secret})).await["valid"], true);
+    assert_eq!(api.kids(&workspace_uid).await, vec![kid]);
+    assert_eq!(api.call(Method::GET, "/ready", None).await.status, StatusCode::OK);
+    restarted.stop().await;
+    backend.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_workspace_keys() {
+    workspace_keys_journey(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_workspace_keys() {
+    workspace_keys_journey(Backend::postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_organisation_keys() {
+    organisation_keys_journey(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_organisation_keys() {
+    organisation_keys_journey(Backend::postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_tenant_isolation() {
+    tenant_isolation_journey(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_tenant_isolation() {
+    tenant_isolation_journey(Backend::postgres().await).await;
+}
+
+#[tokio::test]
+async fn sqlite_restart() {
+    restart_journey(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_restart() {
+    restart_journey(Backend::postgres().await).await;
+}
+
+/// Two `keysd` on one PostgreSQL: concurrent signing-key creates across both
+/// end with exactly one active key, and a delete on one is seen by
+/// verification on the other.
+#[tokio::test]
+async fn postgres_two_processes_keep_invariants() {
+    let backend = Backend::postgres().await;
+    let first = Server::start(&backend, &[]).await;
+    let token = first.token.clone().expect("bootstrap token");
+    let second = Server::start(&backend, &[]).await;
+    assert_eq!(second.token, None);
+    let apis = [first.client(&token), second.client(&token)];
+
+    for round in 0..2 {
+        let attempts = (0..8).map(|index| apis[index % 2].call(Method::POST, "/v1/staging/ws_signing_key/", None));
+        let replies = futures_join_all(attempts).await;
+        let created: Vec<&Reply> = replies.iter().filter(|reply| reply.status == StatusCode::CREATED).collect();
+        assert_eq!(created.len(), 1, "round {round}: exactly one create wins");
+        for reply in replies.iter().filter(|reply| reply.status != StatusCode::CREATED) {
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+            assert_eq!(reply.body["detail"], json!(["only 1 active signing key is allowed"]));
+        }
+        let list = apis[round % 2].call(Method::GET, "/v1/staging/ws_signing_key/", None).await;
+        let active =
+            list.body["results"].as_array().expect("results").iter().filter(|key| key["status"] == "active").count();
+        assert_eq!(active, 1);
+        let uid = text(&created[0].body["uid"]);
+        let deleted =
+            apis[1 - round % 2].call(Method::DELETE, &format!("/v1/staging/ws_signing_key/{uid}/"), None).await;
+        assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    }
+
+    let created = apis[0].call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "shared"}))).await;
+    let secret = text(&created.body["api_key"]);
+    let id = text(&created.body["id"]);
+    assert_eq!(apis[1].verify("api_key", json!({"api_key": secret})).await["valid"], true);
+    apis[0].call(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
+    assert_eq!(apis[1].verify("api_key", json!({"api_key": secret})).await["reason"], "key_deleted");
+
+    first.stop().await;
+    second.stop().await;
+    backend.cleanup().await;
+}
+
+/// Runs futures concurrently on this task and collects their outputs in
+/// order.
+async fn futures_join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
+    let mut pending = handles.into_iter().enumerate().map(|(index, future)| (index, Some(future))).collect::<Vec<_>>();
+    std::future::poll_fn(|context| {
+        let mut all_done = true;
+        for (index, slot) in pending.iter_mut() {
+            if let Some(future) = slot {
+                match future.as_mut().poll(context) {
+                    std::task::Poll::Ready(output) => {
+                        outputs[*index] = Some(output);
+                        *slot = None;
+                    }
+                    std::task::Poll::Pending => all_done = false,
+                }
+            }
+        }
+        if all_done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().map(|output| output.expect("completed")).collect()
+}
+
+// ---------------------------------------------------------------- operator
+
+#[tokio::test]
+async fn clear_errors_for_bad_urls_and_busy_ports() {
+    let bad_url = Command::new(BINARY)
+        .args(["org", "create", "x", "--database-url", "mysql://nowhere/db"])
+        .output()
+        .await
+        .expect("runs");
+    assert!(!bad_url.status.success());
+    let stderr = String::from_utf8_lossy(&bad_url.stderr);
+    assert!(stderr.contains("unsupported database url"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = busy.local_addr().expect("address").to_string();
+    let backend = Backend::sqlite();
+    let in_use = Command::new(BINARY)
+        .args(["serve", "--listen", &address, "--database-url", &backend.url()])
+        .env("RUST_LOG", "off")
+        .output()
+        .await
+        .expect("runs");
+    assert!(!in_use.status.success());
+    let stderr = String::from_utf8_lossy(&in_use.stderr);
+    assert!(stderr.contains(&format!("cannot listen on {address}")), "{stderr}");
+    assert!(in_use.stdout.is_empty(), "nothing bootstrapped or printed");
+
+    let missing = Command::new(BINARY)
+        .args(["token", "create", "--org", "nobody", "--name", "x", "--database-url", &backend.url()])
+        .output()
+        .await
+        .expect("runs");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("organisation 'nobody' not found"));
+}
+
+/// SIGTERM while a request is in flight: the listener closes, the request
+/// still completes, then the process exits cleanly.
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let backend = Backend::sqlite();
+    let server = Server::start(&backend, &[]).await;
+    let token = server.token.clone().expect("token");
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let body = r#"{"name":"in-flight"}"#;
+    let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let head = format!(
+        "POST /v1/staging/ws_api_key/ HTTP/1.1\r\nHost: {address}\r\nAuthorization: ServiceToken {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.expect("head");
+    stream.write_all(&body.as_bytes()[..5]).await.expect("first bytes");
+    stream.flush().await.expect("flush");
+
+    let pid = server.child.id().expect("running");
+    let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
+    assert!(status.success());
+    // Wait (bounded) until the server stops accepting: then it is shutting
+    // down with our request in flight.
+    let mut closed = false;
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(&address).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(closed, "the listener closes on SIGTERM");
+
+    stream.write_all(&body.as_bytes()[5..]).await.expect("rest of body");
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut response))
+        .await
+        .expect("response within 30 s")
+        .expect("read");
+    let response = String::from_utf8_lossy(&response);
+    assert!(response.starts_with("HTTP/1.1 201"), "{response}");
+    assert!(response.contains("in-flight"));
+
+    let mut child = server.child;
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait()).await.expect("exits").expect("wait");
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn http2_and_limits_over_the_socket() {
+    let backend = Backend::sqlite();
+    let server = Server::start(&backend, &[]).await;
+    let token = server.token.clone().expect("token");
+    // HTTP/2 with prior knowledge.
+    let h2: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).http2_only(true).build_http();
+    let request = Request::get(format!("{}/v1/workspace/", server.base))
+        .header(header::AUTHORIZATION, format!("ServiceToken {token}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = h2.request(request).await.expect("h2 response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert_eq!(response.status(), StatusCode::OK);
+    // A body over 64 KiB.
+    let api = server.client(&token);
+    let big = json!({"name": "x", "description": "a".repeat(70 * 1024)});
+    let reply = api.call(Method::POST, "/v1/staging/ws_api_key/", Some(big)).await;
+    assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(reply.body["type"], "PayloadTooLarge");
+    server.stop().await;
+}

@@ -1,0 +1,1042 @@
+//! Handler tests without a socket: `App::handle` with requests built here,
+//! against a real SQLite store in a temporary directory.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use keys_core::{
+    Mode, Name, NewWorkspace, Organisation, OrganisationId, ServiceTokenId, ServiceTokenRecord, Workspace,
+    WorkspaceSlug,
+};
+use keys_crypto::jwt::{self, Algorithm};
+use keys_crypto::ServiceToken;
+use keys_http::{App, AppConfig};
+use keys_store::{Bootstrap, Store};
+use rand_core::OsRng;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+
+struct Harness {
+    app: App,
+    store: Arc<dyn Store>,
+    token: String,
+    organisation: OrganisationId,
+    _dir: tempfile::TempDir,
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Value,
+    text: String,
+}
+
+async fn harness() -> Harness {
+    harness_with(AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() }).await
+}
+
+async fn harness_with(config: AppConfig) -> Harness {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+    let store = keys_store::open(&url).await.expect("store opens");
+    let now = OffsetDateTime::now_utc();
+    let organisation =
+        Organisation::create(OrganisationId::generate(now, &mut OsRng), Name::parse("default").expect("name"), now);
+    let workspaces = [("staging", Mode::Sandbox), ("production", Mode::Production)]
+        .into_iter()
+        .map(|(slug, mode)| {
+            let new = NewWorkspace {
+                name: Name::parse(slug).expect("name"),
+                slug: Some(WorkspaceSlug::parse(slug).expect("slug")),
+                description: None,
+                mode: Some(mode),
+            };
+            Workspace::create(organisation.id.clone(), new, None, now, &mut OsRng).expect("workspace")
+        })
+        .collect();
+    let token = ServiceToken::generate(&mut OsRng);
+    let record = ServiceTokenRecord::create(
+        ServiceTokenId::generate(now, &mut OsRng),
+        &organisation,
+        Name::parse("test").expect("name"),
+        token.digest(),
+        now,
+    );
+    let organisation_id = organisation.id.clone();
+    let bootstrap = Bootstrap { organisation, workspaces, token: record };
+    assert!(store.bootstrap_if_empty(&bootstrap).await.expect("bootstrap"));
+    let app = App::new(Arc::clone(&store), config);
+    Harness { app, store, token: token.expose().to_owned(), organisation: organisation_id, _dir: dir }
+}
+
+impl Harness {
+    /// A second organisation with its own token, created like `keysd org
+    /// create` + `keysd token create` do.
+    async fn other_organisation(&self, name: &str) -> (OrganisationId, String) {
+        let now = OffsetDateTime::now_utc();
+        let organisation =
+            Organisation::create(OrganisationId::generate(now, &mut OsRng), Name::parse(name).expect("name"), now);
+        self.store.create_organisation(&organisation).await.expect("organisation");
+        let new = NewWorkspace {
+            name: Name::parse("staging").expect("name"),
+            slug: Some(WorkspaceSlug::parse("staging").expect("slug")),
+            description: None,
+            mode: None,
+        };
+        let workspace = Workspace::create(organisation.id.clone(), new, None, now, &mut OsRng).expect("workspace");
+        self.store.create_workspace(&workspace).await.expect("workspace stored");
+        let token = ServiceToken::generate(&mut OsRng);
+        let record = ServiceTokenRecord::create(
+            ServiceTokenId::generate(now, &mut OsRng),
+            &organisation,
+            Name::parse("other").expect("name"),
+            token.digest(),
+            now,
+        );
+        self.store.create_service_token(&record).await.expect("token");
+        (organisation.id, token.expose().to_owned())
+    }
+
+    async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
+        let response = self.app.handle(request).await;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply { status, headers, body, text }
+    }
+
+    /// An authenticated request with an optional JSON body.
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+        self.call_as(&self.token, method, path, body).await
+    }
+
+    async fn call_as(&self, token: &str, method: Method, path: &str, body: Option<Value>) -> Reply {
+        let mut builder =
+            Request::builder().method(method).uri(path).header(header::AUTHORIZATION, format!("ServiceToken {token}"));
+        let body = match body {
+            Some(body) => {
+                builder = builder.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(body.to_string())
+            }
+            None => Bytes::new(),
+        };
+        self.send(builder.body(Full::new(body)).expect("request")).await
+    }
+
+    /// An authenticated request with a raw body and content type.
+    async fn raw(&self, method: Method, path: &str, content_type: Option<&str>, body: &str) -> Reply {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("ServiceToken {}", self.token));
+        if let Some(content_type) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+        }
+        self.send(builder.body(Full::new(Bytes::from(body.to_owned()))).expect("request")).await
+    }
+
+    async fn public(&self, method: Method, path: &str) -> Reply {
+        self.send(Request::builder().method(method).uri(path).body(Full::new(Bytes::new())).expect("request")).await
+    }
+}
+
+fn validation(reply: &Reply, message: &str) {
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text);
+    assert_eq!(reply.body["code"], 400);
+    assert_eq!(reply.body["error_code"], "error");
+    assert_eq!(reply.body["type"], "ValidationError");
+    let detail = reply.body["detail"].as_array().expect("detail array");
+    assert!(detail.iter().any(|item| item.as_str().is_some_and(|item| item.contains(message))), "{}", reply.text);
+    assert_eq!(reply.body["message"], serde_json::to_string(detail).expect("json"));
+}
+
+fn not_found(reply: &Reply, message: &str) {
+    assert_eq!(reply.status, StatusCode::NOT_FOUND, "{}", reply.text);
+    assert_eq!(
+        reply.body,
+        json!({"code": 404, "error_code": "not_found", "type": "NotFound", "message": message, "detail": message})
+    );
+}
+
+fn keys_of(value: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = value.as_object().expect("object").keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    keys
+}
+
+fn is_timestamp(value: &Value) -> bool {
+    let Some(text) = value.as_str() else { return false };
+    // 2026-04-21T12:35:24.117631Z
+    text.len() == 27
+        && text.ends_with('Z')
+        && text.as_bytes()[19] == b'.'
+        && text[20..26].bytes().all(|b| b.is_ascii_digit())
+}
+
+fn now_seconds() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+// ------------------------------------------------------------------ operations
+
+#[tokio::test]
+async fn health_ready_metrics_openapi() {
+    let harness = harness().await;
+    let health = harness.public(Method::GET, "/health").await;
+    assert_eq!(health.status, StatusCode::OK);
+    assert_eq!(health.body, json!({"status": "ok"}));
+    assert!(health.headers.contains_key("x-request-id"));
+    let ready = harness.public(Method::GET, "/ready").await;
+    assert_eq!(ready.status, StatusCode::OK);
+    let openapi = harness.public(Method::GET, "/openapi.json").await;
+    assert_eq!(openapi.status, StatusCode::OK);
+    assert_eq!(openapi.body["openapi"], "3.1.0");
+    let metrics = harness.public(Method::GET, "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    assert!(metrics.headers[header::CONTENT_TYPE].to_str().expect("ascii").starts_with("text/plain"));
+    assert!(metrics.text.contains("keysd_http_requests_total{route=\"/health\",method=\"GET\",status=\"200\"} 1"));
+    assert!(metrics.text.contains("keysd_http_request_duration_seconds_bucket{route=\"/ready\""));
+}
+
+#[tokio::test]
+async fn request_id_is_echoed_or_generated() {
+    let harness = harness().await;
+    let request = Request::builder()
+        .uri("/health")
+        .header("x-request-id", "abc-123")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    assert_eq!(harness.send(request).await.headers["x-request-id"], "abc-123");
+    let request = Request::builder()
+        .uri("/health")
+        .header("x-request-id", "bad id!")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let generated = harness.send(request).await.headers["x-request-id"].to_str().expect("ascii").to_owned();
+    assert_eq!(generated.len(), 26);
+}
+
+#[tokio::test]
+async fn unknown_path_and_wrong_method() {
+    let harness = harness().await;
+    let missing = harness.call(Method::GET, "/v2/nothing/", None).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.body["type"], "NotFound");
+    let wrong = harness.call(Method::PUT, "/v1/staging/ws_api_key/", None).await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.headers[header::ALLOW], "GET, POST");
+    assert_eq!(wrong.body["error_code"], "method_not_allowed");
+    assert_eq!(wrong.body["type"], "MethodNotAllowed");
+    assert_eq!(wrong.body["message"], wrong.body["detail"]);
+    let wrong = harness.public(Method::POST, "/health").await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.headers[header::ALLOW], "GET");
+    let wrong = harness.call(Method::GET, "/api/organisations/v1/keys/x", None).await;
+    assert_eq!(wrong.status, StatusCode::NOT_FOUND);
+    assert_eq!(wrong.body["code"], "not_found");
+    let wrong = harness.call(Method::PATCH, "/api/organisations/v1/keys/x", None).await;
+    assert_eq!(wrong.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(wrong.body["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn internal_errors_reveal_nothing() {
+    use sqlx::Connection;
+    let harness = harness().await;
+    // Break the database under the running store: a table disappears.
+    let url = format!("sqlite://{}", harness._dir.path().join("keys.db").display());
+    let mut connection = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+    sqlx::query("DROP TABLE api_keys").execute(&mut connection).await.expect("drop");
+    connection.close().await.expect("close");
+    let broken = harness.call(Method::GET, "/v1/staging/ws_api_key/", None).await;
+    assert_eq!(broken.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        broken.body,
+        json!({"code": 500, "error_code": "internal_server_error", "type": "InternalServerError",
+               "message": "Internal server error.", "detail": "Internal server error."})
+    );
+    assert!(!broken.text.contains("api_keys") && !broken.text.contains("table"));
+    let verify = harness
+        .call(
+            Method::POST,
+            "/v1/verify/api_key/",
+            Some(json!({"api_key": keys_crypto::ApiKeySecret::generate(&mut OsRng).expose()})),
+        )
+        .await;
+    assert_eq!(verify.status, StatusCode::INTERNAL_SERVER_ERROR);
+}
+
+// ------------------------------------------------------------------------ auth
+
+#[tokio::test]
+async fn authentication_failures_are_the_seed_401() {
+    let harness = harness().await;
+    let expected = json!({
+        "code": 401, "error_code": "authentication_failed", "type": "AuthenticationFailed",
+        "message": "Invalid service token.", "detail": "Invalid service token."
+    });
+    let missing = harness.public(Method::GET, "/v1/workspace/").await;
+    assert_eq!(missing.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(missing.body, expected);
+    // Well-formed but unknown, malformed, and the wrong scheme.
+    let unknown = ServiceToken::generate(&mut OsRng);
+    for header_value in [
+        format!("ServiceToken {}", unknown.expose()),
+        "ServiceToken kst_nonsense".to_owned(),
+        format!("Bearer {}", harness.token),
+        format!("Basic {}", harness.token),
+        harness.token.clone(),
+    ] {
+        let request = Request::builder()
+            .uri("/v1/workspace/")
+            .header(header::AUTHORIZATION, header_value)
+            .body(Full::new(Bytes::new()))
+            .expect("request");
+        let reply = harness.send(request).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(reply.body, expected);
+    }
+    // Dialect 2 accepts Bearer, and answers 401 in its own shape.
+    let path = format!("/api/organisations/v1/organisations/{}/keys", harness.organisation);
+    let bearer = Request::builder()
+        .uri(&path)
+        .header(header::AUTHORIZATION, format!("Bearer {}", harness.token))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    assert_eq!(harness.send(bearer).await.status, StatusCode::OK);
+    let refused = harness.public(Method::GET, &path).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(refused.body["code"], "unauthenticated");
+    assert!(refused.body["message"].is_string());
+    assert!(refused.body.get("cause").is_some());
+}
+
+// ------------------------------------------------------------------ workspaces
+
+#[tokio::test]
+async fn workspaces_list_and_create() {
+    let harness = harness().await;
+    let list = harness.call(Method::GET, "/v1/workspace/", None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body["meta"], json!({"count": 2, "limit": 10, "offset": 0}));
+    let slugs: Vec<&str> =
+        list.body["results"].as_array().expect("results").iter().filter_map(|w| w["slug"].as_str()).collect();
+    assert!(slugs.contains(&"staging") && slugs.contains(&"production"));
+
+    let created = harness
+        .call(
+            Method::POST,
+            "/v1/workspace",
+            Some(json!({"name": "Demo Space", "description": "d", "mode": "production"})),
+        )
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.body["slug"], "demo-space");
+    assert_eq!(created.body["mode"], "production");
+    assert!(created.body["uid"].as_str().expect("uid").starts_with("wksp_"));
+    assert!(is_timestamp(&created.body["created_at"]));
+    assert_eq!(created.body["created_by"]["name"], "System User");
+    assert_eq!(created.body["created_by"]["email"], format!("org_{}@systemuser.keysd.local", harness.organisation));
+
+    let duplicate =
+        harness.call(Method::POST, "/v1/workspace/", Some(json!({"name": "x", "slug": "demo-space"}))).await;
+    validation(&duplicate, "workspace slug 'demo-space' already exists");
+    let reserved = harness.call(Method::POST, "/v1/workspace/", Some(json!({"name": "x", "slug": "verify"}))).await;
+    validation(&reserved, "reserved");
+    let bad_slug = harness.call(Method::POST, "/v1/workspace/", Some(json!({"name": "x", "slug": "Bad Slug"}))).await;
+    validation(&bad_slug, "slug must match");
+    let bad_mode = harness.call(Method::POST, "/v1/workspace/", Some(json!({"name": "x", "mode": "test"}))).await;
+    validation(&bad_mode, "mode must be");
+    let paged = harness.call(Method::GET, "/v1/workspace/?limit=1&offset=1", None).await;
+    assert_eq!(paged.body["meta"], json!({"count": 3, "limit": 1, "offset": 1}));
+    assert_eq!(paged.body["results"].as_array().expect("results").len(), 1);
+}
+
+#[tokio::test]
+async fn bad_bodies_are_rejected() {
+    let harness = harness().await;
+    let path = "/v1/staging/ws_api_key/";
+    validation(&harness.raw(Method::POST, path, Some("application/json"), "{not json").await, "not valid JSON");
+    validation(&harness.raw(Method::POST, path, Some("application/json"), "").await, "JSON object");
+    validation(&harness.raw(Method::POST, path, Some("application/json"), "[1,2]").await, "invalid request body");
+    validation(&harness.call(Method::POST, path, Some(json!({"name": 5}))).await, "invalid type");
+    validation(&harness.call(Method::POST, path, Some(json!({"name": "a", "colour": "red"}))).await, "unknown field");
+    validation(&harness.call(Method::POST, path, Some(json!({"description": "no name"}))).await, "name is required");
+    validation(&harness.call(Method::POST, path, Some(json!({"name": "   "}))).await, "name may not be blank");
+    validation(&harness.call(Method::POST, path, Some(json!({"name": "n".repeat(256)}))).await, "longer than 255");
+    validation(&harness.call(Method::POST, path, Some(json!({"name": "a\u{0007}b"}))).await, "control characters");
+
+    for content_type in [None, Some("text/plain"), Some("application/x-www-form-urlencoded")] {
+        let reply = harness.raw(Method::POST, path, content_type, r#"{"name":"x"}"#).await;
+        assert_eq!(reply.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type:?}");
+        assert_eq!(reply.body["type"], "UnsupportedMediaType");
+        assert_eq!(reply.body["code"], 415);
+    }
+    let charset = harness.raw(Method::POST, path, Some("application/json; charset=utf-8"), r#"{"name":"x"}"#).await;
+    assert_eq!(charset.status, StatusCode::CREATED);
+
+    // Over 64 KiB: refused while reading (no Content-Length), and by the
+    // declared Content-Length before reading.
+    let big = format!(r#"{{"name":"x","description":"{}"}}"#, "a".repeat(70 * 1024));
+    let declared = harness.raw(Method::POST, path, Some("application/json"), &big).await;
+    assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(declared.body["type"], "PayloadTooLarge");
+    assert_eq!(declared.body["error_code"], "payload_too_large");
+    let declared = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("ServiceToken {}", harness.token))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, big.len().to_string())
+        .body(Full::new(Bytes::from(big.clone())))
+        .expect("request");
+    let declared = harness.send(declared).await;
+    assert_eq!(declared.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(declared.body["code"], 413);
+    // A lying Content-Length does not get past the limit either.
+    let lying = Request::builder()
+        .method(Method::POST)
+        .uri(path)
+        .header(header::AUTHORIZATION, format!("ServiceToken {}", harness.token))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header(header::CONTENT_LENGTH, "10")
+        .body(Full::new(Bytes::from(big)))
+        .expect("request");
+    assert_eq!(harness.send(lying).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn list_parameters_are_validated_not_clamped() {
+    let harness = harness().await;
+    for query in ["limit=0", "limit=101", "limit=abc", "offset=-1", "offset=abc", "include_deleted=maybe"] {
+        let reply = harness.call(Method::GET, &format!("/v1/staging/ws_api_key/?{query}"), None).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{query}");
+    }
+    validation(&harness.call(Method::GET, "/v1/staging/ws_api_key/?limit=0", None).await, "limit must be");
+    validation(&harness.call(Method::GET, "/v1/staging/ws_public_key/?limit=101", None).await, "limit must be");
+    validation(&harness.call(Method::GET, "/v1/staging/ws_signing_key/?limit=abc", None).await, "limit must be");
+    validation(&harness.call(Method::GET, "/v1/workspace/?offset=x", None).await, "offset must be");
+    let ok = harness.call(Method::GET, "/v1/staging/ws_api_key/?limit=100&offset=0", None).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.body["meta"], json!({"count": 0, "limit": 100, "offset": 0}));
+}
+
+// -------------------------------------------------------------------- api keys
+
+#[tokio::test]
+async fn api_key_lifecycle_and_verification() {
+    let harness = harness().await;
+    let created = harness
+        .call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "backend-prod", "description": "Primary"})))
+        .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(
+        keys_of(&created.body),
+        vec![
+            "allowed_domains",
+            "api_key",
+            "created_at",
+            "created_by",
+            "deleted_at",
+            "deleted_by",
+            "description",
+            "id",
+            "is_deleted",
+            "masked_api_key",
+            "name"
+        ]
+    );
+    let secret = created.body["api_key"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("SS.") && secret.len() == 46);
+    assert_eq!(created.body["masked_api_key"], format!("{}*****", &secret[..10]));
+    assert_eq!(created.body["allowed_domains"], json!([]));
+    assert_eq!(created.body["is_deleted"], false);
+    assert!(is_timestamp(&created.body["created_at"]));
+    let id = created.body["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("ws_apik_"));
+
+    let list = harness.call(Method::GET, "/v1/staging/ws_api_key", None).await;
+    assert_eq!(list.body["meta"]["count"], 1);
+    assert!(list.body["results"][0].get("api_key").is_none());
+    assert!(!list.text.contains(&secret));
+
+    let harness = &harness;
+    let verify = |key: String| async move {
+        harness.call(Method::POST, "/v1/verify/api_key/", Some(json!({"api_key": key}))).await
+    };
+    let valid = verify(secret.clone()).await;
+    assert_eq!(valid.body, json!({"valid": true, "workspace": "staging", "key_id": id, "name": "backend-prod"}));
+
+    let deleted = harness.call(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert!(deleted.text.is_empty());
+    not_found(
+        &harness.call(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}"), None).await,
+        &format!("api key '{id}' not found"),
+    );
+    not_found(&harness.call(Method::DELETE, "/v1/staging/ws_api_key/nope/", None).await, "api key 'nope' not found");
+    let after = verify(secret.clone()).await;
+    assert_eq!(after.body, json!({"valid": false, "reason": "key_deleted"}));
+
+    let hidden = harness.call(Method::GET, "/v1/staging/ws_api_key/", None).await;
+    assert_eq!(hidden.body["meta"]["count"], 0);
+    let shown = harness.call(Method::GET, "/v1/staging/ws_api_key/?include_deleted=true", None).await;
+    assert_eq!(shown.body["meta"]["count"], 1);
+    assert_eq!(shown.body["results"][0]["is_deleted"], true);
+    assert!(is_timestamp(&shown.body["results"][0]["deleted_at"]));
+    assert_eq!(shown.body["results"][0]["deleted_by"]["name"], "System User");
+
+    // Garbage verifies as invalid, never as an error; a missing field is 400.
+    assert_eq!(verify("SS.garbage".to_owned()).await.body, json!({"valid": false, "reason": "malformed"}));
+    let numeric = harness.call(Method::POST, "/v1/verify/api_key/", Some(json!({"api_key": 12}))).await;
+    assert_eq!(numeric.body, json!({"valid": false, "reason": "malformed"}));
+    let unknown = keys_crypto::ApiKeySecret::generate(&mut OsRng);
+    assert_eq!(verify(unknown.expose().to_owned()).await.body, json!({"valid": false, "reason": "unknown_key"}));
+    validation(&harness.call(Method::POST, "/v1/verify/api_key/", Some(json!({}))).await, "api_key is required");
+    validation(&harness.raw(Method::POST, "/v1/verify/api_key/", Some("application/json"), "nope").await, "JSON");
+    validation(&harness.call(Method::POST, "/v1/verify/api_key/", Some(json!(["x"]))).await, "JSON object");
+
+    let metrics = harness.public(Method::GET, "/metrics").await;
+    assert!(metrics.text.contains("keysd_verifications_total{kind=\"api_key\",outcome=\"valid\"} 1"));
+    assert!(metrics.text.contains("keysd_verifications_total{kind=\"api_key\",outcome=\"key_deleted\"} 1"));
+}
+
+#[tokio::test]
+async fn unknown_workspace_is_the_seed_404() {
+    let harness = harness().await;
+    not_found(&harness.call(Method::GET, "/v1/demo/ws_api_key/", None).await, "workspace 'demo' not found");
+    not_found(&harness.call(Method::POST, "/v1/demo/ws_signing_key/", None).await, "workspace 'demo' not found");
+    not_found(
+        &harness.call(Method::GET, "/v1/Not_A_Slug/ws_public_key", None).await,
+        "workspace 'Not_A_Slug' not found",
+    );
+}
+
+// ----------------------------------------------------------------- public keys
+
+#[tokio::test]
+async fn public_key_lifecycle_domains_and_rotation() {
+    let harness = harness().await;
+    let first = harness.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web-app"}))).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    assert_eq!(
+        keys_of(&first.body),
+        vec![
+            "allowed_domains",
+            "api_key",
+            "created_at",
+            "created_by",
+            "deleted_at",
+            "deleted_by",
+            "description",
+            "id",
+            "is_default",
+            "is_deleted",
+            "is_secure_mode_enabled",
+            "name",
+            "rotated_at",
+            "rotated_by",
+            "updated_at",
+            "updated_by"
+        ]
+    );
+    assert_eq!(first.body["is_default"], true);
+    assert_eq!(first.body["allowed_domains"], Value::Null);
+    assert_eq!(first.body["updated_by"], Value::Null);
+    let first_id = first.body["id"].as_str().expect("id").to_owned();
+    let value = first.body["api_key"].as_str().expect("value").to_owned();
+    assert!(value.starts_with("SS.PUBK.") && value.len() == 51);
+    let second = harness.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "mobile"}))).await;
+    assert_eq!(second.body["is_default"], false);
+    let second_id = second.body["id"].as_str().expect("id").to_owned();
+
+    let verify = |body: Value| harness.call(Method::POST, "/v1/verify/public_key/", Some(body));
+    let any_origin = verify(json!({"api_key": value})).await;
+    assert_eq!(any_origin.body, json!({"valid": true, "workspace": "staging", "public_key_id": first_id}));
+
+    let patched = harness
+        .call(
+            Method::PATCH,
+            &format!("/v1/staging/ws_public_key/{first_id}/"),
+            Some(json!({"allowed_domains": ["app.example.com", "*.example.org"], "description": "browser"})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::ACCEPTED, "{}", patched.text);
+    assert_eq!(patched.body["allowed_domains"], json!(["app.example.com", "*.example.org"]));
+    assert_eq!(patched.body["description"], "browser");
+    assert_eq!(patched.body["updated_by"]["name"], "System User");
+    let reason = |reply: &Reply| reply.body["reason"].clone();
+    assert_eq!(verify(json!({"api_key": value, "origin": "https://app.example.com"})).await.body["valid"], true);
+    assert_eq!(verify(json!({"api_key": value, "origin": "https://a.b.example.org:8443"})).await.body["valid"], true);
+    assert_eq!(reason(&verify(json!({"api_key": value, "origin": "https://example.org"})).await), "origin_not_allowed");
+    assert_eq!(reason(&verify(json!({"api_key": value, "origin": "evil.com"})).await), "origin_not_allowed");
+    assert_eq!(reason(&verify(json!({"api_key": value})).await), "origin_required");
+    assert_eq!(reason(&verify(json!({"api_key": value, "origin": 5})).await), "malformed");
+    validation(&verify(json!({"origin": "x"})).await, "api_key is required");
+
+    let bad_domain = harness
+        .call(
+            Method::PATCH,
+            &format!("/v1/staging/ws_public_key/{first_id}/"),
+            Some(json!({"allowed_domains": ["not a host"]})),
+        )
+        .await;
+    validation(&bad_domain, "invalid domain");
+    validation(
+        &harness
+            .call(Method::PATCH, &format!("/v1/staging/ws_public_key/{first_id}/"), Some(json!({"name": null})))
+            .await,
+        "name may not be null",
+    );
+    validation(
+        &harness.call(Method::PATCH, &format!("/v1/staging/ws_public_key/{first_id}/"), Some(json!({"nope": 1}))).await,
+        "unknown field",
+    );
+    let cleared = harness
+        .call(Method::PATCH, &format!("/v1/staging/ws_public_key/{first_id}"), Some(json!({"allowed_domains": null})))
+        .await;
+    assert_eq!(cleared.body["allowed_domains"], Value::Null);
+
+    // Rotate: same record, new value; the old one stops at once.
+    let rotated = harness.call(Method::PATCH, &format!("/v1/staging/ws_public_key/{first_id}/rotate/"), None).await;
+    assert_eq!(rotated.status, StatusCode::ACCEPTED, "{}", rotated.text);
+    assert_eq!(rotated.body["id"], first_id.as_str());
+    let new_value = rotated.body["api_key"].as_str().expect("value").to_owned();
+    assert_ne!(new_value, value);
+    assert!(is_timestamp(&rotated.body["rotated_at"]));
+    assert_eq!(reason(&verify(json!({"api_key": value})).await), "unknown_key");
+    assert_eq!(verify(json!({"api_key": new_value})).await.body["valid"], true);
+    // Rotate takes an empty body with or without a content type, or `{}`.
+    let with_type = harness
+        .raw(Method::PATCH, &format!("/v1/staging/ws_public_key/{first_id}/rotate/"), Some("application/json"), "")
+        .await;
+    assert_eq!(with_type.status, StatusCode::ACCEPTED);
+    let with_object =
+        harness.call(Method::PATCH, &format!("/v1/staging/ws_public_key/{first_id}/rotate/"), Some(json!({}))).await;
+    assert_eq!(with_object.status, StatusCode::ACCEPTED);
+
+    // The default cannot go while another key is live.
+    let refused = harness.call(Method::DELETE, &format!("/v1/staging/ws_public_key/{first_id}/"), None).await;
+    validation(&refused, "default public key");
+    assert_eq!(
+        harness.call(Method::DELETE, &format!("/v1/staging/ws_public_key/{second_id}/"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        harness.call(Method::DELETE, &format!("/v1/staging/ws_public_key/{first_id}/"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    not_found(
+        &harness.call(Method::DELETE, &format!("/v1/staging/ws_public_key/{first_id}/"), None).await,
+        &format!("public key '{first_id}' not found"),
+    );
+    not_found(
+        &harness.call(Method::PATCH, &format!("/v1/staging/ws_public_key/{first_id}/rotate/"), None).await,
+        &format!("public key '{first_id}' not found"),
+    );
+    let current = rotated.body["api_key"].as_str().expect("value");
+    let _ = current;
+    let listed = harness.call(Method::GET, "/v1/staging/ws_public_key/?include_deleted=true", None).await;
+    assert_eq!(listed.body["meta"]["count"], 2);
+}
+
+// ---------------------------------------------------------------- signing keys
+
+#[tokio::test]
+async fn signing_key_create_roll_delete_and_jwks() {
+    let harness = harness().await;
+    let created = harness.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(
+        keys_of(&created.body),
+        vec![
+            "allowed_domains",
+            "created_at",
+            "created_by",
+            "deleted_at",
+            "deleted_by",
+            "expiry_at",
+            "id",
+            "private_key_base64",
+            "private_key_pem",
+            "rolled_at",
+            "rolled_by",
+            "status",
+            "uid"
+        ]
+    );
+    assert_eq!(created.body["status"], "active");
+    let pem = created.body["private_key_pem"].as_str().expect("pem");
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    let uid = created.body["uid"].as_str().expect("uid").to_owned();
+    assert!(uid.starts_with("signing_key_"));
+
+    // The seed's exact refusal, with or without a content type.
+    let expected = json!({
+        "code": 400, "error_code": "error", "type": "ValidationError",
+        "message": "[\"only 1 active signing key is allowed\"]",
+        "detail": ["only 1 active signing key is allowed"]
+    });
+    let second = harness.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
+    assert_eq!(second.body, expected);
+    let second = harness.raw(Method::POST, "/v1/staging/ws_signing_key", Some("application/json"), "").await;
+    assert_eq!(second.body, expected);
+    validation(
+        &harness.call(Method::POST, "/v1/staging/ws_signing_key/", Some(json!({"x": 1}))).await,
+        "unknown field",
+    );
+
+    let list = harness.call(Method::GET, "/v1/staging/ws_signing_key/", None).await;
+    assert_eq!(list.body["meta"]["count"], 1);
+    assert!(list.body["results"][0].get("private_key_pem").is_none());
+    assert!(!list.text.contains("PRIVATE KEY"));
+
+    let workspaces = harness.call(Method::GET, "/v1/workspace/", None).await;
+    let workspace_uid = workspaces.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .find(|workspace| workspace["slug"] == "staging")
+        .and_then(|workspace| workspace["uid"].as_str())
+        .expect("staging")
+        .to_owned();
+    let jwks_path = format!("/v1/workspace/{workspace_uid}/jwks.json");
+    let kids = |reply: &Reply| -> Vec<String> {
+        reply.body["keys"]
+            .as_array()
+            .expect("keys")
+            .iter()
+            .map(|key| key["kid"].as_str().expect("kid").to_owned())
+            .collect()
+    };
+    let jwks = harness.public(Method::GET, &jwks_path).await;
+    assert_eq!(jwks.status, StatusCode::OK);
+    assert_eq!(kids(&jwks), vec![uid.clone()]);
+    assert_eq!(jwks.body["keys"][0]["alg"], "ES256");
+    assert_eq!(jwks.body["keys"][0]["kty"], "EC");
+
+    validation(
+        &harness
+            .call(
+                Method::POST,
+                &format!("/v1/staging/ws_signing_key/{uid}/roll/"),
+                Some(json!({"grace_period_seconds": -1})),
+            )
+            .await,
+        "invalid value",
+    );
+    validation(
+        &harness
+            .call(
+                Method::POST,
+                &format!("/v1/staging/ws_signing_key/{uid}/roll/"),
+                Some(json!({"grace_period_seconds": 99_999_999})),
+            )
+            .await,
+        "grace_period_seconds must be between",
+    );
+    let rolled = harness
+        .call(
+            Method::POST,
+            &format!("/v1/staging/ws_signing_key/{uid}/roll/"),
+            Some(json!({"grace_period_seconds": 3600})),
+        )
+        .await;
+    assert_eq!(rolled.status, StatusCode::CREATED, "{}", rolled.text);
+    let new_uid = rolled.body["uid"].as_str().expect("uid").to_owned();
+    assert_ne!(new_uid, uid);
+    assert_eq!(rolled.body["status"], "active");
+    assert!(rolled.body["private_key_pem"].as_str().expect("pem").starts_with("-----BEGIN PRIVATE KEY-----"));
+    let jwks = kids(&harness.public(Method::GET, &jwks_path).await);
+    assert!(jwks.contains(&uid) && jwks.contains(&new_uid), "{jwks:?}");
+    // Rolling the rolled key is refused; rolling without grace stops it at once.
+    validation(
+        &harness.call(Method::POST, &format!("/v1/staging/ws_signing_key/{uid}/roll/"), None).await,
+        "only an active",
+    );
+    let list = harness.call(Method::GET, "/v1/staging/ws_signing_key/", None).await;
+    let old =
+        list.body["results"].as_array().expect("results").iter().find(|key| key["uid"] == uid.as_str()).expect("old");
+    assert_eq!(old["status"], "rolled");
+    assert!(is_timestamp(&old["rolled_at"]) && is_timestamp(&old["expiry_at"]));
+
+    let newest = harness.raw(Method::POST, &format!("/v1/staging/ws_signing_key/{new_uid}/roll"), None, "").await;
+    assert_eq!(newest.status, StatusCode::CREATED);
+    let newest_uid = newest.body["uid"].as_str().expect("uid").to_owned();
+    let jwks = kids(&harness.public(Method::GET, &jwks_path).await);
+    assert!(jwks.contains(&uid) && jwks.contains(&newest_uid) && !jwks.contains(&new_uid), "{jwks:?}");
+
+    assert_eq!(
+        harness.call(Method::DELETE, &format!("/v1/staging/ws_signing_key/{uid}/"), None).await.status,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(kids(&harness.public(Method::GET, &jwks_path).await), vec![newest_uid.clone()]);
+    not_found(
+        &harness.call(Method::DELETE, &format!("/v1/staging/ws_signing_key/{uid}/"), None).await,
+        &format!("signing key '{uid}' not found"),
+    );
+    not_found(
+        &harness.call(Method::POST, "/v1/staging/ws_signing_key/signing_key_nope/roll/", None).await,
+        "signing key 'signing_key_nope' not found",
+    );
+    assert_eq!(harness.public(Method::GET, "/v1/workspace/wksp_nope/jwks.json").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(harness.public(Method::GET, &format!("{jwks_path}/")).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn secure_mode_user_tokens() {
+    let harness = harness().await;
+    let public = harness.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web"}))).await;
+    let key_id = public.body["id"].as_str().expect("id").to_owned();
+    let value = public.body["api_key"].as_str().expect("value").to_owned();
+    let secure = harness
+        .call(
+            Method::PATCH,
+            &format!("/v1/staging/ws_public_key/{key_id}/"),
+            Some(json!({"is_secure_mode_enabled": true})),
+        )
+        .await;
+    assert_eq!(secure.body["is_secure_mode_enabled"], true);
+    let signing = harness.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
+    let kid = signing.body["uid"].as_str().expect("uid").to_owned();
+    let pem = signing.body["private_key_pem"].as_str().expect("pem").to_owned();
+    let sign = |claims: Value, kid: &str| jwt::sign(&claims, Some(kid), &pem, Algorithm::Es256).expect("signs");
+    let good = |tenant: Option<&str>| {
+        let mut claims = json!({"entity_type": "subscriber", "entity_id": "user-42", "exp": now_seconds() + 600});
+        if let Some(tenant) = tenant {
+            claims["scope"] = json!({"tenant_id": tenant});
+        }
+        claims
+    };
+    let verify = |body: Value| harness.call(Method::POST, "/v1/verify/public_key/", Some(body));
+
+    let valid = verify(json!({"api_key": value, "user_token": sign(good(None), &kid)})).await;
+    assert_eq!(
+        valid.body,
+        json!({"valid": true, "workspace": "staging", "public_key_id": key_id, "entity_id": "user-42"})
+    );
+    let tenant =
+        verify(json!({"api_key": value, "user_token": sign(good(Some("acme")), &kid), "tenant_id": "acme"})).await;
+    assert_eq!(tenant.body["valid"], true);
+    let reason = |reply: Reply| reply.body["reason"].as_str().expect("reason").to_owned();
+    assert_eq!(reason(verify(json!({"api_key": value})).await), "user_token_required");
+    assert_eq!(reason(verify(json!({"api_key": value, "user_token": "garbage"})).await), "user_token_invalid");
+    assert_eq!(
+        reason(verify(json!({"api_key": value, "user_token": sign(good(Some("acme")), &kid)})).await),
+        "tenant_mismatch"
+    );
+    let mut expired = good(None);
+    expired["exp"] = json!(now_seconds() - 3600);
+    assert_eq!(
+        reason(verify(json!({"api_key": value, "user_token": sign(expired, &kid)})).await),
+        "user_token_expired"
+    );
+    let mut no_exp = good(None);
+    no_exp.as_object_mut().expect("object").remove("exp");
+    assert_eq!(reason(verify(json!({"api_key": value, "user_token": sign(no_exp, &kid)})).await), "user_token_expired");
+    let mut wrong_type = good(None);
+    wrong_type["entity_type"] = json!("user");
+    assert_eq!(
+        reason(verify(json!({"api_key": value, "user_token": sign(wrong_type, &kid)})).await),
+        "entity_type_not_subscriber"
+    );
+    // Signed by a key that is not the one its kid names.
+    let stranger = keys_crypto::EcKeyPair::generate(&mut OsRng);
+    let forged = jwt::sign(&good(None), Some(&kid), &stranger.private_key_pem(), Algorithm::Es256).expect("signs");
+    assert_eq!(reason(verify(json!({"api_key": value, "user_token": forged})).await), "user_token_invalid");
+    // A kid of another workspace's key is no key for this one.
+    let production = harness.call(Method::POST, "/v1/production/ws_signing_key/", None).await;
+    let production_kid = production.body["uid"].as_str().expect("uid").to_owned();
+    let production_pem = production.body["private_key_pem"].as_str().expect("pem").to_owned();
+    let cross = jwt::sign(&good(None), Some(&production_kid), &production_pem, Algorithm::Es256).expect("signs");
+    assert_eq!(reason(verify(json!({"api_key": value, "user_token": cross})).await), "unknown_key");
+
+    // Roll without grace: the old key's tokens stop at once.
+    let token = sign(good(None), &kid);
+    let rolled = harness.call(Method::POST, &format!("/v1/staging/ws_signing_key/{kid}/roll/"), None).await;
+    assert_eq!(rolled.status, StatusCode::CREATED);
+    assert_eq!(reason(verify(json!({"api_key": value, "user_token": token})).await), "key_expired");
+    let new_kid = rolled.body["uid"].as_str().expect("uid").to_owned();
+    let new_pem = rolled.body["private_key_pem"].as_str().expect("pem").to_owned();
+    let token = jwt::sign(&good(None), Some(&new_kid), &new_pem, Algorithm::Es256).expect("signs");
+    assert_eq!(verify(json!({"api_key": value, "user_token": token.clone()})).await.body["valid"], true);
+    harness.call(Method::DELETE, &format!("/v1/staging/ws_signing_key/{new_kid}/"), None).await;
+    assert_eq!(reason(verify(json!({"api_key": value, "user_token": token})).await), "key_deleted");
+}
+
+// -------------------------------------------------------- organisation keys
+
+#[tokio::test]
+async fn organisation_keys_and_jwt_verification() {
+    let harness = harness().await;
+    let organisation = harness.organisation.to_string();
+    let base = format!("/api/organisations/v1/organisations/{organisation}");
+    let created =
+        harness.call(Method::POST, &format!("{base}/keys"), Some(json!({"name": "Organisation Key 1"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(keys_of(&created.body), vec!["createdAt", "id", "name", "privateKey", "publicKey"]);
+    let key_id = created.body["id"].as_str().expect("id").to_owned();
+    let private_pem = created.body["privateKey"].as_str().expect("private").to_owned();
+    assert!(private_pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+    assert!(created.body["publicKey"].as_str().expect("public").starts_with("-----BEGIN PUBLIC KEY-----"));
+    assert!(is_timestamp(&created.body["createdAt"]));
+
+    let list = harness.call(Method::GET, &format!("{base}/keys/"), None).await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert_eq!(list.body["keys"].as_array().expect("keys").len(), 1);
+    assert_eq!(keys_of(&list.body["keys"][0]), vec!["createdAt", "id", "name", "publicKey"]);
+
+    let public = harness.public(Method::GET, &format!("/api/organisations/v1/keys/{key_id}")).await;
+    assert_eq!(public.status, StatusCode::OK);
+    assert_eq!(public.body, list.body["keys"][0]);
+    let jwks = harness.public(Method::GET, &format!("{base}/jwks.json")).await;
+    assert_eq!(jwks.body["keys"][0]["kid"], key_id.as_str());
+    assert_eq!(jwks.body["keys"][0]["alg"], "RS256");
+
+    let claims =
+        json!({"iss": format!("https://versori.com/sk/{key_id}"), "sub": "user-7", "exp": now_seconds() + 600});
+    let token = jwt::sign(&claims, None, &private_pem, Algorithm::Rs256).expect("signs");
+    let verify = |token: String| harness.call(Method::POST, "/v1/verify/jwt/", Some(json!({"token": token})));
+    let valid = verify(token.clone()).await;
+    assert_eq!(valid.body["valid"], true, "{}", valid.text);
+    assert_eq!(valid.body["organisation_id"], organisation.as_str());
+    assert_eq!(valid.body["key_id"], key_id.as_str());
+    assert_eq!(valid.body["sub"], "user-7");
+    assert_eq!(valid.body["claims"]["sub"], "user-7");
+
+    let reason = |reply: Reply| reply.body["reason"].as_str().expect("reason").to_owned();
+    let mut no_sub = claims.clone();
+    no_sub.as_object_mut().expect("object").remove("sub");
+    assert_eq!(
+        reason(verify(jwt::sign(&no_sub, None, &private_pem, Algorithm::Rs256).expect("signs")).await),
+        "subject_missing"
+    );
+    let mut expired = claims.clone();
+    expired["exp"] = json!(now_seconds() - 3600);
+    assert_eq!(
+        reason(verify(jwt::sign(&expired, None, &private_pem, Algorithm::Rs256).expect("signs")).await),
+        "token_expired"
+    );
+    let mut bad_issuer = claims.clone();
+    bad_issuer["iss"] = json!("https://versori.com/keys");
+    assert_eq!(
+        reason(verify(jwt::sign(&bad_issuer, None, &private_pem, Algorithm::Rs256).expect("signs")).await),
+        "issuer_not_accepted"
+    );
+    assert_eq!(reason(verify("garbage".to_owned()).await), "malformed");
+    // An unsigned token naming the key.
+    let header = "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0";
+    let payload = token.split('.').nth(1).expect("payload");
+    assert_eq!(reason(verify(format!("{header}.{payload}.")).await), "algorithm_mismatch");
+    // Another key's signature under this key's issuer.
+    let other = harness.call(Method::POST, &format!("{base}/keys"), Some(json!({"name": "Key 2"}))).await;
+    let other_pem = other.body["privateKey"].as_str().expect("private").to_owned();
+    assert_eq!(
+        reason(verify(jwt::sign(&claims, None, &other_pem, Algorithm::Rs256).expect("signs")).await),
+        "signature_invalid"
+    );
+
+    // Dialect-2 errors.
+    let missing_name = harness.call(Method::POST, &format!("{base}/keys"), Some(json!({}))).await;
+    assert_eq!(missing_name.status, StatusCode::BAD_REQUEST);
+    assert_eq!(missing_name.body["code"], "invalid_request");
+    assert_eq!(missing_name.body["cause"], "name is required");
+    let unsupported = harness.raw(Method::POST, &format!("{base}/keys"), Some("text/plain"), "{}").await;
+    assert_eq!(unsupported.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(unsupported.body["code"], "unsupported_media_type");
+
+    let deleted = harness.call(Method::DELETE, &format!("{base}/keys/{key_id}"), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(reason(verify(token).await), "key_deleted");
+    let again = harness.call(Method::DELETE, &format!("{base}/keys/{key_id}"), None).await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+    assert_eq!(again.body["code"], "not_found");
+    assert_eq!(
+        harness.public(Method::GET, &format!("/api/organisations/v1/keys/{key_id}")).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let jwks = harness.public(Method::GET, &format!("{base}/jwks.json")).await;
+    assert!(!jwks.text.contains(&key_id));
+    assert_eq!(
+        harness.call(Method::GET, &format!("{base}/keys"), None).await.body["keys"].as_array().expect("keys").len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn pinned_issuer_bases() {
+    let harness = harness_with(AppConfig {
+        rsa_pool_capacity: 0,
+        issuer_bases: vec!["https://issuer.example.com/".to_owned()],
+        ..AppConfig::default()
+    })
+    .await;
+    let base = format!("/api/organisations/v1/organisations/{}", harness.organisation);
+    let created = harness.call(Method::POST, &format!("{base}/keys"), Some(json!({"name": "k"}))).await;
+    let key_id = created.body["id"].as_str().expect("id").to_owned();
+    let pem = created.body["privateKey"].as_str().expect("pem").to_owned();
+    let token_for = |issuer: &str| {
+        let claims = json!({"iss": format!("{issuer}/sk/{key_id}"), "sub": "s", "exp": now_seconds() + 60});
+        jwt::sign(&claims, None, &pem, Algorithm::Rs256).expect("signs")
+    };
+    let pinned = harness
+        .call(Method::POST, "/v1/verify/jwt/", Some(json!({"token": token_for("https://issuer.example.com")})))
+        .await;
+    assert_eq!(pinned.body["valid"], true, "{}", pinned.text);
+    let other =
+        harness.call(Method::POST, "/v1/verify/jwt/", Some(json!({"token": token_for("https://versori.com")}))).await;
+    assert_eq!(other.body, json!({"valid": false, "reason": "issuer_not_accepted"}));
+}
+
+// ----------------------------------------------------------- tenant isolation
+
+#[tokio::test]
+async fn organisations_are_isolated() {
+    let harness = harness().await;
+    let (other_org, other_token) = harness.other_organisation("acme").await;
+    // Both have a `staging` workspace; each sees only its own.
+    let api_key = harness.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "mine"}))).await;
+    let api_key_id = api_key.body["id"].as_str().expect("id").to_owned();
+    let secret = api_key.body["api_key"].as_str().expect("secret").to_owned();
+    let theirs = harness.call_as(&other_token, Method::GET, "/v1/staging/ws_api_key/", None).await;
+    assert_eq!(theirs.body["meta"]["count"], 0);
+    let workspaces = harness.call_as(&other_token, Method::GET, "/v1/workspace/", None).await;
+    assert_eq!(workspaces.body["meta"]["count"], 1);
+    not_found(
+        &harness.call_as(&other_token, Method::GET, "/v1/production/ws_api_key/", None).await,
+        "workspace 'production' not found",
+    );
+    not_found(
+        &harness.call_as(&other_token, Method::DELETE, &format!("/v1/staging/ws_api_key/{api_key_id}/"), None).await,
+        &format!("api key '{api_key_id}' not found"),
+    );
+    let verified =
+        harness.call_as(&other_token, Method::POST, "/v1/verify/api_key/", Some(json!({"api_key": secret}))).await;
+    assert_eq!(verified.body, json!({"valid": false, "reason": "unknown_key"}));
+    let public = harness.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web"}))).await;
+    let value = public.body["api_key"].as_str().expect("value").to_owned();
+    let verified =
+        harness.call_as(&other_token, Method::POST, "/v1/verify/public_key/", Some(json!({"api_key": value}))).await;
+    assert_eq!(verified.body, json!({"valid": false, "reason": "unknown_key"}));
+
+    // Dialect 2: the path's organisation must be the caller's.
+    let mine = format!("/api/organisations/v1/organisations/{}/keys", harness.organisation);
+    let refused = harness.call_as(&other_token, Method::GET, &mine, None).await;
+    assert_eq!(refused.status, StatusCode::NOT_FOUND);
+    assert_eq!(refused.body["code"], "not_found");
+    let created = harness.call(Method::POST, &mine, Some(json!({"name": "k"}))).await;
+    let key_id = created.body["id"].as_str().expect("id").to_owned();
+    let pem = created.body["privateKey"].as_str().expect("pem").to_owned();
+    let theirs = format!("/api/organisations/v1/organisations/{other_org}/keys/{key_id}");
+    assert_eq!(harness.call_as(&other_token, Method::DELETE, &theirs, None).await.status, StatusCode::NOT_FOUND);
+    let claims = json!({"iss": format!("https://versori.com/sk/{key_id}"), "sub": "s", "exp": now_seconds() + 60});
+    let token = jwt::sign(&claims, None, &pem, Algorithm::Rs256).expect("signs");
+    let verified =
+        harness.call_as(&other_token, Method::POST, "/v1/verify/jwt/", Some(json!({"token": token.clone()}))).await;
+    assert_eq!(verified.body, json!({"valid": false, "reason": "unknown_key"}));
+    assert_eq!(harness.call(Method::POST, "/v1/verify/jwt/", Some(json!({"token": token}))).await.body["valid"], true);
+}
