@@ -84,7 +84,8 @@ fn ensure_postgres() -> Result<()> {
         eprintln!("postgres: reachable at {}", postgres_url());
         return Ok(());
     }
-    let versions = std::fs::read_dir("/etc/postgresql").context("PostgreSQL is not reachable on 127.0.0.1:5432 and not installed (no /etc/postgresql)")?;
+    let versions = std::fs::read_dir("/etc/postgresql")
+        .context("PostgreSQL is not reachable on 127.0.0.1:5432 and not installed (no /etc/postgresql)")?;
     for version in versions.flatten() {
         let version = version.file_name().to_string_lossy().into_owned();
         eprintln!("postgres: starting cluster {version}/main");

@@ -35,8 +35,23 @@ mod tests {
     #[test]
     fn keys_core_stays_pure() {
         let forbidden = [
-            "tokio", "sqlx", "hyper", "hyper-util", "http", "serde_json", "reqwest", "async-std", "mio", "socket2",
-            "getrandom", "rand", "chrono", "tracing", "keys-crypto", "keys-store", "keys-http",
+            "tokio",
+            "sqlx",
+            "hyper",
+            "hyper-util",
+            "http",
+            "serde_json",
+            "reqwest",
+            "async-std",
+            "mio",
+            "socket2",
+            "getrandom",
+            "rand",
+            "chrono",
+            "tracing",
+            "keys-crypto",
+            "keys-store",
+            "keys-http",
         ];
         let deps = dependencies(&manifest("keys-core"), false);
         for name in forbidden {
@@ -53,7 +68,10 @@ mod tests {
         for (position, krate) in order.iter().enumerate() {
             let deps = dependencies(&manifest(krate), true);
             for later in &order[position + 1..] {
-                assert!(!deps.contains(*later), "{krate} must not depend on {later}: the direction is core <- crypto <- store <- http");
+                assert!(
+                    !deps.contains(*later),
+                    "{krate} must not depend on {later}: the direction is core <- crypto <- store <- http"
+                );
             }
         }
     }
