@@ -4,10 +4,13 @@
 //!   local PostgreSQL started first if it is installed but stopped. This is
 //!   the README's test command and what `.ci/run` runs.
 //! - `cargo xtask pg`: only make sure PostgreSQL is up.
+//! - `cargo xtask bench [--quick]`: the benchmarks of docs/BENCHMARKS.md
+//!   (see `bench/mod.rs`); `xtask bench-hello ADDR` is its baseline server.
 //!
-//! It calls cargo through `$CARGO` and has no dependencies beyond anyhow, so
-//! it builds in seconds.
+//! It calls cargo through `$CARGO`. Its dependencies beyond anyhow (tokio,
+//! hyper, keys-crypto) are the bench's, already built for the workspace.
 
+mod bench;
 mod tidy;
 
 use std::env;
@@ -23,10 +26,13 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("pg") => ensure_postgres(),
+        Some("bench") => bench::main(&args[1..]),
+        Some("bench-hello") => bench::hello::main(args.get(1).map_or("127.0.0.1:0", String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <ci|pg>");
-            eprintln!("  ci   fmt --check, clippy -D warnings, the whole test suite (PostgreSQL included)");
-            eprintln!("  pg   start the local PostgreSQL if it is installed but stopped");
+            eprintln!("usage: cargo xtask <ci|pg|bench>");
+            eprintln!("  ci      fmt --check, clippy -D warnings, the whole test suite (PostgreSQL included)");
+            eprintln!("  pg      start the local PostgreSQL if it is installed but stopped");
+            eprintln!("  bench   build in release and write docs/BENCHMARKS.md (--quick: under 2 minutes; --help)");
             std::process::exit(2);
         }
     }

@@ -1,0 +1,273 @@
+//! `cargo xtask bench [--quick]`: builds keysd and this tool in release,
+//! starts what it needs on loopback (keysd on SQLite and on a scratch
+//! PostgreSQL database, a hello baseline server), drives load with the
+//! in-repo load generator ([`load`]) and writes `docs/BENCHMARKS.md` and
+//! `docs/benchmarks.json`.
+//!
+//! Every figure is the median of several runs and is paired with a baseline
+//! measured in the same invocation, interleaved run by run where both are
+//! HTTP/SQL loads (hello vs keysd, pgbench vs keysd). Every child process
+//! and the scratch databases are owned by guards ([`procs`]) and stopped or
+//! dropped when the run ends, on error too. Nothing here is a test: no
+//! figure is asserted anywhere, targets are only reported as met or not.
+
+mod figures;
+pub mod hello;
+mod load;
+mod procs;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+use crate::{cargo, project_root, run};
+
+/// What `cargo xtask bench` does, from its flags.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub quick: bool,
+    /// Connections of the throughput figures (1, 3).
+    pub concurrency: usize,
+    /// Length of one measured run.
+    pub duration: Duration,
+    /// Runs per figure (the median is reported).
+    pub runs: usize,
+    /// Unmeasured load before a series of runs.
+    pub warmup: Duration,
+    /// Connections of the key-count scaling figure (2).
+    pub scale_concurrency: usize,
+    /// Stored API keys of figure 2.
+    pub key_counts: Vec<u64>,
+    /// Clients of the management-write figure (5), keysd and pgbench alike.
+    pub write_concurrency: usize,
+    /// Steady key-creation rate (4), per second.
+    pub rate: f64,
+    /// Length of one steady key-creation run.
+    pub steady_duration: Duration,
+    /// Simultaneous key creations of a burst (4).
+    pub burst: usize,
+    /// Worker threads of the load generator.
+    pub client_threads: usize,
+    /// Time budget for pre-signing the distinct RS256 tokens (3).
+    pub rs256_signing_budget: Duration,
+    /// `openssl speed -seconds`.
+    pub openssl_seconds: u32,
+    /// Where BENCHMARKS.md and benchmarks.json go.
+    pub out_dir: PathBuf,
+}
+
+impl Options {
+    fn defaults(quick: bool) -> Self {
+        Self {
+            quick,
+            concurrency: 32,
+            duration: Duration::from_secs(if quick { 2 } else { 8 }),
+            runs: if quick { 3 } else { 5 },
+            warmup: Duration::from_millis(if quick { 500 } else { 2000 }),
+            scale_concurrency: 1,
+            key_counts: if quick { vec![1_000, 100_000] } else { vec![1_000, 100_000, 1_000_000] },
+            write_concurrency: 16,
+            rate: 5.0,
+            steady_duration: Duration::from_secs(if quick { 2 } else { 12 }),
+            burst: if quick { 8 } else { 16 },
+            client_threads: 1,
+            rs256_signing_budget: Duration::from_secs(if quick { 3 } else { 20 }),
+            openssl_seconds: if quick { 1 } else { 3 },
+            out_dir: project_root().join("docs"),
+        }
+    }
+
+    fn parse(args: &[String]) -> Result<Self> {
+        let quick = args.iter().any(|arg| arg == "--quick");
+        let mut options = Self::defaults(quick);
+        let mut iter = args.iter();
+        while let Some(flag) = iter.next() {
+            let mut value = || iter.next().with_context(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--quick" | "--built" => {}
+                "--concurrency" | "-c" => options.concurrency = positive(value()?)?,
+                "--duration" | "-d" => options.duration = seconds(value()?)?,
+                "--runs" => options.runs = positive(value()?)?,
+                "--warmup" => options.warmup = Duration::from_secs_f64(value()?.parse().context("--warmup")?),
+                "--scale-concurrency" => options.scale_concurrency = positive(value()?)?,
+                "--keys" => {
+                    options.key_counts = value()?
+                        .split(',')
+                        .map(|count| {
+                            count.trim().replace('_', "").parse::<u64>().context("--keys takes counts like 1000,100000")
+                        })
+                        .collect::<Result<_>>()?;
+                    if options.key_counts.is_empty() || options.key_counts.contains(&0) {
+                        bail!("--keys needs positive counts");
+                    }
+                    options.key_counts.sort_unstable();
+                    options.key_counts.dedup();
+                }
+                "--write-concurrency" => options.write_concurrency = positive(value()?)?,
+                "--rate" => {
+                    options.rate = value()?.parse().context("--rate")?;
+                    if !(options.rate > 0.0 && options.rate <= 1000.0) {
+                        bail!("--rate must be in (0, 1000]");
+                    }
+                }
+                "--steady-duration" => options.steady_duration = seconds(value()?)?,
+                "--burst" => options.burst = positive(value()?)?,
+                "--client-threads" => options.client_threads = positive(value()?)?,
+                "--out" => options.out_dir = PathBuf::from(value()?),
+                other => bail!("unknown flag {other}\n{USAGE}"),
+            }
+        }
+        Ok(options)
+    }
+}
+
+fn positive(text: &str) -> Result<usize> {
+    match text.parse::<usize>() {
+        Ok(value) if value > 0 && value <= 10_000 => Ok(value),
+        _ => bail!("expected a count in 1..=10000, got {text:?}"),
+    }
+}
+
+fn seconds(text: &str) -> Result<Duration> {
+    match text.trim_end_matches('s').parse::<u64>() {
+        Ok(value) if (1..=3600).contains(&value) => Ok(Duration::from_secs(value)),
+        _ => bail!("expected whole seconds in 1..=3600, got {text:?}"),
+    }
+}
+
+pub const USAGE: &str = "\
+usage: cargo xtask bench [--quick] [flags]
+  --quick                 a fast check (under 2 minutes): short runs, key counts up to 100k
+  -c, --concurrency N     connections of the throughput runs (default 32)
+  -d, --duration S        seconds per measured run (default 8, quick 2)
+  --runs N                runs per figure, the median is reported (default 5, quick 3)
+  --warmup S              unmeasured load before each series (default 2, quick 0.5)
+  --scale-concurrency N   connections of the key-count scaling runs (default 1)
+  --keys A,B,C            stored API keys of the scaling figure (default 1000,100000,1000000)
+  --write-concurrency N   clients of the management-write figure, keysd and pgbench (default 16)
+  --rate R                steady key-creation rate per second (default 5)
+  --steady-duration S     seconds per steady key-creation run (default 12, quick 2)
+  --burst N               simultaneous key creations of a burst (default 16, quick 8)
+  --client-threads N      load generator threads (default 1)
+  --out DIR               where BENCHMARKS.md and benchmarks.json go (default docs/)";
+
+/// `cargo xtask bench ARGS`: builds in release, then runs the release build
+/// of this tool (a debug load generator would measure itself).
+pub fn main(args: &[String]) -> Result<()> {
+    if args.iter().any(|arg| arg == "--help" || arg == "-h") {
+        println!("{USAGE}");
+        return Ok(());
+    }
+    let options = Options::parse(args)?;
+    if !args.iter().any(|arg| arg == "--built") {
+        let mut build = cargo();
+        build.args(["build", "--release", "--package", "keys-http", "--package", "xtask"]);
+        run(build)?;
+        let exe = target_dir().join("release").join("xtask");
+        let mut inner = Command::new(&exe);
+        inner.arg("bench").arg("--built").args(args).current_dir(project_root());
+        let status = inner.status().with_context(|| format!("starting {}", exe.display()))?;
+        if !status.success() {
+            bail!("the benchmark failed ({status})");
+        }
+        return Ok(());
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("bench: warning: this is a debug build of xtask; the load generator will be slow");
+    }
+    crate::ensure_postgres()?;
+    let keysd = std::env::current_exe()
+        .context("locating xtask")?
+        .parent()
+        .map(|dir| dir.join("keysd"))
+        .filter(|path| path.exists())
+        .context("target/release/keysd not found next to xtask (run `cargo xtask bench`, which builds it)")?;
+    let started = Instant::now();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.client_threads)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let results = runtime.block_on(figures::run_all(&options, &keysd))?;
+    drop(runtime);
+    let elapsed = started.elapsed();
+    report::write(&options, &results, elapsed)?;
+    eprintln!(
+        "bench: done in {:.0} s; wrote {} and {}",
+        elapsed.as_secs_f64(),
+        options.out_dir.join("BENCHMARKS.md").display(),
+        options.out_dir.join("benchmarks.json").display()
+    );
+    Ok(())
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| project_root().join("target"), PathBuf::from)
+}
+
+/// The PostgreSQL server to create scratch databases on.
+fn admin_url() -> String {
+    std::env::var("KEYSD_BENCH_DATABASE_URL")
+        .or_else(|_| std::env::var("KEYSD_TEST_DATABASE_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// A short random hex string for scratch names.
+fn random_suffix() -> String {
+    use rand_core::RngCore;
+    format!("{:012x}", rand_core::OsRng.next_u64() & 0xffff_ffff_ffff)
+}
+
+/// The median of `values` (the mean of the middle two for an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|value| !value.is_nan()).collect();
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let middle = sorted.len() / 2;
+    if sorted.len() % 2 == 1 {
+        sorted[middle]
+    } else {
+        (sorted[middle - 1] + sorted[middle]) / 2.0
+    }
+}
+
+fn display(path: &Path) -> String {
+    path.strip_prefix(project_root()).unwrap_or(path).display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|arg| (*arg).to_owned()).collect()
+    }
+
+    #[test]
+    fn quick_and_flags_parse() {
+        let options =
+            Options::parse(&args(&["--quick", "-c", "8", "--duration", "3", "--keys", "1000,10_000"])).expect("parses");
+        assert!(options.quick);
+        assert_eq!(options.concurrency, 8);
+        assert_eq!(options.duration, Duration::from_secs(3));
+        assert_eq!(options.key_counts, vec![1_000, 10_000]);
+        assert_eq!(options.runs, 3);
+        let full = Options::parse(&[]).expect("parses");
+        assert_eq!(full.key_counts, vec![1_000, 100_000, 1_000_000]);
+        assert!(Options::parse(&args(&["--concurrency", "0"])).is_err());
+        assert!(Options::parse(&args(&["--bogus"])).is_err());
+        assert!(Options::parse(&args(&["--duration"])).is_err());
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
+}
