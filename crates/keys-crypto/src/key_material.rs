@@ -154,21 +154,6 @@ impl PublicKeyMaterial {
         }
         jwk
     }
-
-    /// The key in the form jsonwebtoken verifies with.
-    pub(crate) fn to_decoding_key(&self) -> jsonwebtoken::DecodingKey {
-        match self {
-            Self::Ec(key) => {
-                // jsonwebtoken's RustCrypto verifier reads EC keys as a SEC1
-                // uncompressed point (`04 || x || y`), despite the name of
-                // the constructor.
-                jsonwebtoken::DecodingKey::from_ec_der(key.to_encoded_point(false).as_bytes())
-            }
-            Self::Rsa(key) => {
-                jsonwebtoken::DecodingKey::from_rsa_raw_components(&key.n().to_bytes_be(), &key.e().to_bytes_be())
-            }
-        }
-    }
 }
 
 fn decode_member(value: Option<&str>, name: &str) -> Result<Vec<u8>, CryptoError> {

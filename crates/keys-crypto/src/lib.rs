@@ -11,6 +11,13 @@
 //!   the key, time checked against a caller-supplied `now`, plus a signing
 //!   helper for tests and embedders.
 //!
+//! Two cryptographic backends, each for what it does best: the pure-Rust
+//! `p256` and `rsa` crates generate keys and parse, validate and encode all
+//! key material (PEM, DER, JWK); `ring` checks signatures, since its assembly
+//! P-256 and RSA verify several times faster (close to OpenSSL) and
+//! verification is the hot path of the service. `jsonwebtoken` (RustCrypto
+//! backend) is used only by the [`jwt::sign`] helper.
+//!
 //! **Architecture invariant:** this crate never sees a database, a socket or
 //! the system clock. Randomness is a parameter (`RngCore + CryptoRng`) except
 //! in [`keypair::RsaKeyPool`], whose whole point is to generate keys ahead of

@@ -1,4 +1,5 @@
-//! Selection of the `jsonwebtoken` crypto provider.
+//! Selection of the `jsonwebtoken` crypto provider, for [`crate::jwt::sign`]
+//! (verification does not go through jsonwebtoken; see [`crate::jwt`]).
 //!
 //! jsonwebtoken 11 picks its provider from its own crate features; with
 //! exactly one backend compiled in (our `rust_crypto`) it needs nothing. But

@@ -240,6 +240,25 @@ fn keys_generated_by_openssl_work_here() {
 }
 
 #[test]
+fn openssl_rsa_4096_signatures_verify_here() {
+    // 4096 bits is the largest modulus our key policy accepts; the verifier
+    // must handle the whole range, not only the 2048 bits we generate.
+    let dir = TempDir::new().unwrap();
+    let key_path = dir.path().join("rsa4096.key");
+    openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:4096", "-out", text(&key_path)]);
+    let public_pem = String::from_utf8(openssl(&["pkey", "-in", text(&key_path), "-pubout"])).unwrap();
+    let key = VerificationKey::from_pem(Algorithm::Rs256, &public_pem).unwrap();
+    let input = signing_input("RS256", "rsa-4096");
+    let input_path = write(&dir, "rsa4096.input", input.as_bytes());
+    let signature = openssl(&["dgst", "-sha256", "-sign", text(&key_path), text(&input_path)]);
+    assert_eq!(signature.len(), 512);
+    let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&signature));
+    assert_eq!(verify(&token, &key, now(), 60).unwrap().sub(), Some("user-1"));
+    let tampered = token.replacen(".eyJ", ".eyK", 1);
+    assert!(verify(&tampered, &key, now(), 60).is_err());
+}
+
+#[test]
 fn der_jose_conversion_round_trips() {
     // High bits set in both halves (needs the 0x00 pad) and leading zeros.
     let mut jose = [0u8; 64];

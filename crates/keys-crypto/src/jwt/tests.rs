@@ -278,6 +278,35 @@ fn tampered_payload_and_signature_are_bad_signatures() {
 }
 
 #[test]
+fn signatures_of_the_wrong_shape_or_range_are_bad_signatures() {
+    let (pair, token) = es256_token(&claims());
+    let head = &token[..token.rfind('.').unwrap()];
+    let with_signature = |head: &str, signature: &[u8]| format!("{head}.{}", URL_SAFE_NO_PAD.encode(signature));
+    let key = pair.verification_key();
+    // Empty, too long, r = s = 0, and r, s above the group order.
+    for signature in [&[][..], &[1u8; 65][..], &[0u8; 64][..], &[0xffu8; 64][..]] {
+        assert_eq!(verify(&with_signature(head, signature), &key, at(NOW), 60), Err(JwtError::BadSignature));
+    }
+
+    let rsa_token = sign(&claims(), None, &rsa_key().private_key_pem(), Algorithm::Rs256).unwrap();
+    let rsa_head = &rsa_token[..rsa_token.rfind('.').unwrap()];
+    let real = URL_SAFE_NO_PAD.decode(rsa_token.rsplit('.').next().unwrap()).unwrap();
+    assert_eq!(real.len(), 256);
+    let mut padded = vec![0u8];
+    padded.extend_from_slice(&real);
+    let rsa_verification = rsa_key().verification_key();
+    // Empty, one byte short, the real one with a leading zero byte (not the
+    // modulus length), and a value above the modulus.
+    for signature in [&[][..], &real[1..], &padded[..], &[0xffu8; 256][..]] {
+        assert_eq!(
+            verify(&with_signature(rsa_head, signature), &rsa_verification, at(NOW), 60),
+            Err(JwtError::BadSignature)
+        );
+    }
+    assert!(verify(&with_signature(rsa_head, &real), &rsa_verification, at(NOW), 60).is_ok());
+}
+
+#[test]
 fn a_different_key_is_a_bad_signature() {
     let (_, token) = es256_token(&claims());
     assert_eq!(verify(&token, &ec_key(99).verification_key(), at(NOW), 60), Err(JwtError::BadSignature));

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use super::{peek_header, verify, Claims, JwtError, VerificationKey, DEFAULT_LEEWAY_SECONDS};
+use super::{Claims, JwtError, ParsedToken, VerificationKey, DEFAULT_LEEWAY_SECONDS};
 use crate::keypair::JwkSet;
 use crate::CryptoError;
 
@@ -86,10 +86,11 @@ impl Verifier {
     }
 
     /// Picks the key named by the token's `kid` ([`JwtError::UnknownKey`] if
-    /// there is none or it names no key here) and [`verify`]s with it.
+    /// there is none or it names no key here) and verifies with it, as
+    /// [`super::verify`] does.
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<Claims, JwtError> {
-        let header = peek_header(token)?;
-        let key = header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(JwtError::UnknownKey)?;
-        verify(token, key, now, self.leeway_seconds)
+        let parsed = ParsedToken::parse(token)?;
+        let key = parsed.header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(JwtError::UnknownKey)?;
+        parsed.verify(key, now, self.leeway_seconds)
     }
 }
