@@ -18,7 +18,7 @@ use keys_core::{
     WorkspaceSlug,
 };
 use keys_crypto::ServiceToken;
-use keys_store::{Bootstrap, Store, StoreError};
+use keys_store::{Bootstrap, CacheConfig, Store, StoreError};
 use rand_core::OsRng;
 use time::OffsetDateTime;
 use tokio::net::TcpListener;
@@ -60,6 +60,17 @@ pub struct ServeArgs {
     /// accepts the base a token states.
     #[arg(long = "jwt-issuer-base", value_name = "URL")]
     pub jwt_issuer_bases: Vec<String>,
+    /// How long, in milliseconds, a cached verification lookup may answer
+    /// (0 turns the cache off). At most 1000, so that a change made by
+    /// another process is seen within a second even without notifications.
+    #[arg(
+        long,
+        env = "KEYSD_CACHE_TTL_MS",
+        value_name = "MS",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(0..=1000)
+    )]
+    pub cache_ttl_ms: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -192,7 +203,8 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("cannot read the listening address")?;
-    let store = open_store(database_url).await?;
+    let cache = CacheConfig { ttl: std::time::Duration::from_millis(args.cache_ttl_ms), ..CacheConfig::default() };
+    let store = open_cached_store(database_url, cache).await?;
     bootstrap(store.as_ref()).await?;
     let config = AppConfig { issuer_bases: args.jwt_issuer_bases, ..AppConfig::default() };
     let app = App::new(store, config);
@@ -241,13 +253,23 @@ async fn bootstrap(store: &dyn Store) -> anyhow::Result<()> {
 }
 
 async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    keys_store::open(url).await.map_err(|error| match error {
+    keys_store::open(url).await.map_err(|error| open_error(url, error))
+}
+
+/// The store of `serve`: verification lookups cached, and (on PostgreSQL)
+/// kept fresh by the changes other processes announce.
+async fn open_cached_store(url: &str, cache: CacheConfig) -> anyhow::Result<Arc<dyn Store>> {
+    keys_store::open_cached(url, cache).await.map_err(|error| open_error(url, error))
+}
+
+fn open_error(url: &str, error: StoreError) -> anyhow::Error {
+    match error {
         StoreError::UnsupportedUrl => {
             anyhow!("unsupported database url '{}' (expected sqlite://PATH or postgres://…)", redact_url(url))
         }
         StoreError::Database(reason) => anyhow!("cannot open database {}: {reason}", redact_url(url)),
         StoreError::Refused(refusal) => anyhow!("cannot open database {}: {refusal}", redact_url(url)),
-    })
+    }
 }
 
 fn store_error(error: StoreError) -> anyhow::Error {
@@ -336,6 +358,7 @@ mod tests {
             Command::Serve(args) => {
                 assert_eq!(args.listen, "127.0.0.1:0");
                 assert_eq!(args.jwt_issuer_bases, vec!["https://a".to_owned()]);
+                assert_eq!(args.cache_ttl_ms, 500);
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -352,5 +375,7 @@ mod tests {
         ])
         .expect("parses");
         assert_eq!(cli.database_url, "sqlite://x.db");
+        assert!(Cli::try_parse_from(["keysd", "serve", "--cache-ttl-ms", "0"]).is_ok());
+        assert!(Cli::try_parse_from(["keysd", "serve", "--cache-ttl-ms", "1001"]).is_err());
     }
 }

@@ -122,6 +122,11 @@ impl RouteKind {
         )
     }
 
+    /// Whether the route is one of the verification endpoints.
+    pub fn is_verification(self) -> bool {
+        matches!(self, Self::VerifyApiKey | Self::VerifyPublicKey | Self::VerifyJwt)
+    }
+
     /// Whether `Authorization: Bearer <token>` is accepted besides
     /// `ServiceToken <token>` (dialect 2 only).
     pub fn accepts_bearer(self) -> bool {
@@ -153,10 +158,21 @@ pub fn resolve(path: &str) -> Option<Matched> {
     if rest.is_empty() {
         return None;
     }
-    let segments: Vec<&str> = rest.split('/').collect();
-    if segments.iter().any(|segment| segment.is_empty()) {
-        return None;
+    // Routes have at most seven segments, and a path with more matches
+    // none: the segments fit on the stack (this runs for every request).
+    let mut buffer = [""; 8];
+    let mut count = 0;
+    for segment in rest.split('/') {
+        if segment.is_empty() {
+            return None;
+        }
+        match buffer.get_mut(count) {
+            Some(slot) => *slot = segment,
+            None => return None,
+        }
+        count += 1;
     }
+    let segments = &buffer[..count];
     if trailing_slash && segments.last().is_some_and(|last| last.ends_with(".json")) {
         return None;
     }
@@ -164,7 +180,7 @@ pub fn resolve(path: &str) -> Option<Matched> {
         Some(Matched { kind, params: params.iter().map(|param| (*param).to_owned()).collect() })
     };
     use RouteKind as R;
-    match segments.as_slice() {
+    match segments {
         ["health"] => matched(R::Health, &[]),
         ["ready"] => matched(R::Ready, &[]),
         ["metrics"] => matched(R::Metrics, &[]),

@@ -7,6 +7,7 @@
 //! builder) and shuts down gracefully: on the shutdown signal it stops
 //! accepting, lets in-flight requests finish, and closes idle connections.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::pin;
@@ -22,7 +23,8 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use keys_crypto::RsaKeyPool;
 use keys_store::Store;
-use rand_core::OsRng;
+use rand_chacha::ChaCha8Rng;
+use rand_core::SeedableRng;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
@@ -100,6 +102,12 @@ impl App {
     /// Answers one request. Never fails: every error is a response in the
     /// dialect of the path. Adds `x-request-id`, logs one line and records
     /// metrics.
+    ///
+    /// The line (and the span that gives `request_id` to whatever is logged
+    /// on the way) is `info`, except for the verification endpoints that
+    /// answer below 500: those are the hot path, called for every request
+    /// of the services that embed keysd, and their line is `debug` (their
+    /// outcomes are counted in the metrics; failures are still logged).
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -108,13 +116,20 @@ impl App {
         let started = Instant::now();
         let request_id = request_id(request.headers());
         let method = request.method().clone();
-        let path = request.uri().path().to_owned();
-        let dialect = Dialect::of_path(&path);
-        let matched = router::resolve(&path);
+        // A clone of the URI shares its bytes: the path outlives the request.
+        let uri = request.uri().clone();
+        let path = uri.path();
+        let dialect = Dialect::of_path(path);
+        let matched = router::resolve(path);
         let route = matched.as_ref().map_or("unmatched", |matched| matched.kind.pattern());
-        let span = tracing::info_span!("request", request_id = %request_id, method = %method, route);
+        let verification = matched.as_ref().is_some_and(|matched| matched.kind.is_verification());
+        let span = if verification {
+            tracing::debug_span!("request", request_id = %request_id, method = %method, route)
+        } else {
+            tracing::info_span!("request", request_id = %request_id, method = %method, route)
+        };
         let state = &self.state;
-        let mut response = async {
+        let work = async {
             let outcome =
                 tokio::time::timeout(state.config.request_timeout, handlers::dispatch(state, matched, request)).await;
             let response = match outcome {
@@ -130,12 +145,21 @@ impl App {
             state.metrics.observe_request(route, method_label(&method), status, elapsed);
             // The path holds slugs and ids, never secrets; the query and the
             // body (which may) are not logged.
-            tracing::info!(path = %path, status, elapsed_ms = elapsed.as_secs_f64() * 1000.0, "request");
+            let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+            if verification && status < 500 {
+                tracing::debug!(path = %path, status, elapsed_ms, "request");
+            } else if verification {
+                // The span may be disabled: say which request it was.
+                tracing::info!(request_id = %request_id, path = %path, status, elapsed_ms, "request");
+            } else {
+                tracing::info!(path = %path, status, elapsed_ms, "request");
+            }
             response
-        }
-        .instrument(span)
-        .await;
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
+        };
+        // A disabled span (the verification routes at `info`) has nothing to
+        // enter on every poll.
+        let mut response = if span.is_disabled() { work.await } else { work.instrument(span).await };
+        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(request_id)) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
         response
@@ -158,6 +182,12 @@ fn method_label(method: &http::Method) -> &'static str {
     }
 }
 
+thread_local! {
+    /// Randomness of generated request ids: a CSPRNG per thread, seeded
+    /// from the OS once, instead of a `getrandom` call per request.
+    static REQUEST_ID_RNG: RefCell<ChaCha8Rng> = RefCell::new(ChaCha8Rng::from_entropy());
+}
+
 /// The client's request id when it is a sane token, otherwise a new ULID.
 fn request_id(headers: &HeaderMap) -> String {
     let offered = headers.get(REQUEST_ID).and_then(|value| value.to_str().ok()).filter(|value| {
@@ -167,7 +197,7 @@ fn request_id(headers: &HeaderMap) -> String {
     });
     match offered {
         Some(offered) => offered.to_owned(),
-        None => keys_core::ulid(time::OffsetDateTime::now_utc(), &mut OsRng),
+        None => REQUEST_ID_RNG.with(|rng| keys_core::ulid(time::OffsetDateTime::now_utc(), &mut *rng.borrow_mut())),
     }
 }
 

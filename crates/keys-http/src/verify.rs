@@ -6,6 +6,15 @@
 //! need and maps their answers (and keys-crypto's `JwtError`s) to the
 //! `reason` strings of the API. Embedding services can call these functions
 //! directly, without HTTP.
+//!
+//! Signing keys are parsed from their stored PEM once per process and kept
+//! in a small memo by PEM text ([`verification_key`]): parsing costs far more
+//! than a signature check's bookkeeping, and a PEM always parses to the
+//! same key. The memo decides nothing: whether a key may verify is decided
+//! from the record the store returns, on every request.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, PoisonError, RwLock};
 
 use keys_core::verify::{
     decide_api_key, decide_organisation_key, decide_public_key, decide_signing_key, decide_user_token, parse_issuer,
@@ -45,11 +54,21 @@ impl From<Denial> for Refusal {
 /// or the refusal; `Err` only when the store failed.
 pub type Verdict<T> = Result<Result<T, Refusal>, StoreError>;
 
-/// An API key that verified.
+/// An API key that verified, with its workspace. Shared with the store's
+/// cache rather than copied: this is the hottest path of the service.
 #[derive(Debug, Clone)]
 pub struct VerifiedApiKey {
-    pub key: ApiKey,
-    pub workspace: Workspace,
+    found: Arc<(ApiKey, Workspace)>,
+}
+
+impl VerifiedApiKey {
+    pub fn key(&self) -> &ApiKey {
+        &self.found.0
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.found.1
+    }
 }
 
 /// Verifies a server-side API key for the caller's organisation.
@@ -57,18 +76,18 @@ pub async fn api_key(store: &dyn Store, caller: &OrganisationId, presented: &str
     let Ok(secret) = ApiKeySecret::parse(presented) else {
         return Ok(Err(Denial::Malformed.into()));
     };
-    let found = store.api_key_by_digest(&secret.digest()).await?;
+    let found = store.shared_api_key_by_digest(&secret.digest()).await?;
     // A key of another organisation does not exist for this caller.
-    if let Some((_, workspace)) = &found {
-        if &workspace.organisation_id != caller {
+    if let Some(found) = &found {
+        if found.1.organisation_id != *caller {
             return Ok(Err(Denial::WrongOrganisation.into()));
         }
     }
-    if let Err(denial) = decide_api_key(found.as_ref().map(|(key, _)| key)) {
+    if let Err(denial) = decide_api_key(found.as_deref().map(|(key, _)| key)) {
         return Ok(Err(denial.into()));
     }
     Ok(match found {
-        Some((key, workspace)) => Ok(VerifiedApiKey { key, workspace }),
+        Some(found) => Ok(VerifiedApiKey { found }),
         None => Err(Denial::UnknownKey.into()),
     })
 }
@@ -165,11 +184,11 @@ async fn user_token(
     let Some(signing_key) = signing_key else {
         return Ok(Err(Denial::UnknownKey.into()));
     };
-    let Ok(verification_key) = VerificationKey::from_pem(Algorithm::Es256, &signing_key.public_key_pem) else {
+    let Some(parsed_key) = verification_key(Algorithm::Es256, &signing_key.public_key_pem) else {
         tracing::error!(kid = %uid, "stored signing key does not parse");
         return Ok(Err(Denial::UserTokenInvalid.into()));
     };
-    let claims = match jwt::verify(token, &verification_key, now, DEFAULT_LEEWAY_SECONDS) {
+    let claims = match jwt::verify(token, &parsed_key, now, DEFAULT_LEEWAY_SECONDS) {
         Ok(claims) => claims,
         Err(JwtError::Expired) => return Ok(Err(Denial::UserTokenExpired.into())),
         Err(JwtError::NotYetValid) => return Ok(Err(Denial::UserTokenNotYetValid.into())),
@@ -236,11 +255,11 @@ pub async fn organisation_jwt(
     let Some(key) = key else {
         return Ok(Err(Denial::UnknownKey.into()));
     };
-    let Ok(verification_key) = VerificationKey::from_pem(Algorithm::Rs256, &key.public_key_pem) else {
+    let Some(parsed_key) = verification_key(Algorithm::Rs256, &key.public_key_pem) else {
         tracing::error!(key_id = %key.id, "stored organisation key does not parse");
         return Ok(Err(Denial::SignatureInvalid.into()));
     };
-    let claims = match jwt::verify(token, &verification_key, now, DEFAULT_LEEWAY_SECONDS) {
+    let claims = match jwt::verify(token, &parsed_key, now, DEFAULT_LEEWAY_SECONDS) {
         Ok(claims) => claims,
         Err(error) => return Ok(Err(refusal_of_jwt_error(error))),
     };
@@ -253,6 +272,32 @@ pub async fn organisation_jwt(
         sub,
         claims: claims.into_value(),
     }))
+}
+
+/// The most parsed keys the memo keeps; past it, it starts over. Keys only
+/// come from the store, so this is a guard, not a working limit.
+const PARSED_KEYS_CAPACITY: usize = 10_000;
+
+/// Parsed keys by PEM text.
+static PARSED_KEYS: LazyLock<RwLock<HashMap<String, Arc<VerificationKey>>>> = LazyLock::new(RwLock::default);
+
+/// The key a stored PEM holds, parsed for `algorithm`; `None` if it does
+/// not parse as one (failures are not remembered: they are logged, and
+/// should not happen).
+pub fn verification_key(algorithm: Algorithm, public_key_pem: &str) -> Option<Arc<VerificationKey>> {
+    // A poisoned lock still guards a consistent map: every update is one
+    // insert or clear.
+    let known = PARSED_KEYS.read().unwrap_or_else(PoisonError::into_inner).get(public_key_pem).cloned();
+    if let Some(key) = known.filter(|key| key.algorithm() == algorithm) {
+        return Some(key);
+    }
+    let key = Arc::new(VerificationKey::from_pem(algorithm, public_key_pem).ok()?);
+    let mut parsed = PARSED_KEYS.write().unwrap_or_else(PoisonError::into_inner);
+    if parsed.len() >= PARSED_KEYS_CAPACITY {
+        parsed.clear();
+    }
+    parsed.insert(public_key_pem.to_owned(), Arc::clone(&key));
+    Some(key)
 }
 
 /// keys-core's word for a token failure where it has one, keys-crypto's

@@ -1,5 +1,7 @@
 //! Handler tests without a socket: `App::handle` with requests built here,
-//! against a real SQLite store in a temporary directory.
+//! against a real SQLite store in a temporary directory, behind the
+//! verification cache as `keysd serve` runs it (so every test that changes
+//! a key and then verifies also checks that the change is seen at once).
 
 use std::sync::Arc;
 
@@ -40,7 +42,7 @@ async fn harness() -> Harness {
 async fn harness_with(config: AppConfig) -> Harness {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-    let store = keys_store::open(&url).await.expect("store opens");
+    let store = keys_store::open_cached(&url, keys_store::CacheConfig::default()).await.expect("store opens");
     let now = OffsetDateTime::now_utc();
     let organisation =
         Organisation::create(OrganisationId::generate(now, &mut OsRng), Name::parse("default").expect("name"), now);

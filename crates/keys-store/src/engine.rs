@@ -1,7 +1,8 @@
 //! The [`Store`] implementation, once for both backends: every mutation is
 //! one transaction that locks the aggregate it changes, loads what the
 //! keys-core transition needs, applies the transition (the domain decides),
-//! writes the result and an audit event.
+//! writes the result and an audit event, and announces its [`Change`] (to
+//! other processes, on commit).
 
 use std::fmt;
 
@@ -14,7 +15,7 @@ use keys_core::{
 use time::OffsetDateTime;
 
 use crate::repo::{Repo, Writer};
-use crate::{AuditEvent, Bootstrap, PublicKeyChange, Store, StoreResult};
+use crate::{AuditEvent, Bootstrap, Change, PublicKeyChange, Store, StoreResult};
 
 /// What a database brings to [`SqlStore`]: a connection to read on and a
 /// write transaction, both speaking [`Repo`].
@@ -154,6 +155,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
             write_workspace(&mut writer, workspace).await?;
         }
         write_service_token(&mut writer, &bootstrap.token).await?;
+        writer.announce(&Change::Everything).await?;
         writer.commit().await?;
         tracing::info!(organisation = %bootstrap.organisation.id, "bootstrapped an empty database");
         Ok(true)
@@ -162,6 +164,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
     async fn create_organisation(&self, organisation: &Organisation) -> StoreResult<()> {
         let mut writer = DB::writer(&self.pool).await?;
         write_organisation(&mut writer, organisation).await?;
+        writer.announce(&Change::Organisation(organisation.id.clone())).await?;
         writer.commit().await
     }
 
@@ -177,6 +180,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
         let mut writer = DB::writer(&self.pool).await?;
         lock_organisation(&mut writer, &token.organisation_id).await?;
         write_service_token(&mut writer, token).await?;
+        writer.announce(&Change::ServiceToken(token.digest)).await?;
         writer.commit().await
     }
 
@@ -188,6 +192,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
         let mut writer = DB::writer(&self.pool).await?;
         lock_organisation(&mut writer, &workspace.organisation_id).await?;
         write_workspace(&mut writer, workspace).await?;
+        writer.announce(&Change::Workspace(workspace.uid.clone())).await?;
         writer.commit().await
     }
 
@@ -217,6 +222,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 key.created_at,
             ))
             .await?;
+        writer.announce(&Change::ApiKey(key.digest)).await?;
         writer.commit().await
     }
 
@@ -244,6 +250,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 at,
             ))
             .await?;
+        writer.announce(&Change::ApiKey(key.digest)).await?;
         writer.commit().await?;
         Ok(key)
     }
@@ -286,6 +293,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 key.created_at,
             ))
             .await?;
+        writer.announce(&Change::PublicKeys(workspace.uid.clone())).await?;
         writer.commit().await?;
         Ok(key)
     }
@@ -326,6 +334,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 key.updated_at,
             ))
             .await?;
+        writer.announce(&Change::PublicKeys(workspace.uid.clone())).await?;
         writer.commit().await?;
         Ok(key)
     }
@@ -352,6 +361,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 key.updated_at,
             ))
             .await?;
+        writer.announce(&Change::PublicKeys(workspace.uid.clone())).await?;
         writer.commit().await?;
         Ok(key)
     }
@@ -391,6 +401,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 key.created_at,
             ))
             .await?;
+        writer.announce(&Change::SigningKeys(workspace.uid.clone())).await?;
         writer.commit().await?;
         Ok(key)
     }
@@ -425,6 +436,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 ))
                 .await?;
         }
+        writer.announce(&Change::SigningKeys(workspace.uid.clone())).await?;
         writer.commit().await?;
         Ok((rolled, fresh))
     }
@@ -451,6 +463,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 key.deleted_at.unwrap_or(now),
             ))
             .await?;
+        writer.announce(&Change::SigningKeys(workspace.uid.clone())).await?;
         writer.commit().await?;
         Ok(key)
     }
@@ -486,6 +499,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 key.created_at,
             ))
             .await?;
+        writer.announce(&Change::OrganisationKey(key.id.clone())).await?;
         writer.commit().await
     }
 
@@ -523,6 +537,7 @@ impl<DB: Backend> Store for SqlStore<DB> {
                 key.deleted_at.unwrap_or(now),
             ))
             .await?;
+        writer.announce(&Change::OrganisationKey(key.id.clone())).await?;
         writer.commit().await?;
         Ok(key)
     }

@@ -8,6 +8,10 @@
 //! (partial unique indexes, unique digests, foreign keys), so two processes on
 //! one database cannot break them.
 //!
+//! [`CachedStore`] wraps any store and serves the lookups of verification
+//! and authentication from memory; every mutation announces its [`Change`]
+//! (PostgreSQL `NOTIFY`) so the caches of other processes stay fresh.
+//!
 //! **Architecture invariant:** this is the only crate that knows SQL. It
 //! never sees a secret: only digests (API keys, service tokens) and public
 //! keys reach it.
@@ -17,6 +21,8 @@ use std::sync::Arc;
 // `repo` first: its macros are used by the backend modules.
 #[macro_use]
 mod repo;
+mod cache;
+mod change;
 mod engine;
 mod postgres;
 mod rows;
@@ -24,6 +30,8 @@ mod sqlite;
 #[cfg(test)]
 mod tests;
 
+pub use cache::{CacheConfig, CachedStore};
+pub use change::{Change, CHANGES_CHANNEL};
 pub use engine::SqlStore;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -105,6 +113,16 @@ pub trait Store: Send + Sync + 'static {
     async fn create_service_token(&self, token: &ServiceTokenRecord) -> StoreResult<()>;
     /// The authentication lookup: unrevoked tokens only.
     async fn service_token_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<ServiceTokenRecord>>;
+    /// [`Store::service_token_by_digest`] for callers that only read the
+    /// record: a caching store hands out the record it holds rather than a
+    /// copy. Authentication runs on every request, where copying a record
+    /// (a string allocation per field) is a measurable part of the cost.
+    async fn shared_service_token_by_digest(
+        &self,
+        digest: &SecretDigest,
+    ) -> StoreResult<Option<Arc<ServiceTokenRecord>>> {
+        Ok(self.service_token_by_digest(digest).await?.map(Arc::new))
+    }
 
     // Workspaces.
 
@@ -133,6 +151,11 @@ pub trait Store: Send + Sync + 'static {
     /// The verification path: one index lookup by digest. Deleted keys are
     /// returned too, so the decision can say `key_deleted`.
     async fn api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<(ApiKey, Workspace)>>;
+    /// [`Store::api_key_by_digest`], shared rather than copied (see
+    /// [`Store::shared_service_token_by_digest`]).
+    async fn shared_api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<Arc<(ApiKey, Workspace)>>> {
+        Ok(self.api_key_by_digest(digest).await?.map(Arc::new))
+    }
 
     // Public keys.
 
@@ -236,11 +259,32 @@ pub trait Store: Send + Sync + 'static {
 /// Opens the store a URL names (`sqlite://path`, `sqlite::memory:`,
 /// `postgres://…`), running its migrations.
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+    if is_postgres(url) {
         Ok(Arc::new(PgStore::connect(url).await?))
-    } else if url.starts_with("sqlite:") {
+    } else if is_sqlite(url) {
         Ok(Arc::new(SqliteStore::open(url).await?))
     } else {
         Err(StoreError::UnsupportedUrl)
     }
+}
+
+/// Like [`open`], behind a [`CachedStore`] for long-running servers: on
+/// PostgreSQL it also follows the changes other processes announce
+/// ([`CachedStore::following`]).
+pub async fn open_cached(url: &str, config: CacheConfig) -> StoreResult<Arc<dyn Store>> {
+    if is_postgres(url) {
+        Ok(Arc::new(CachedStore::following(PgStore::connect(url).await?, config).await?))
+    } else if is_sqlite(url) {
+        Ok(Arc::new(CachedStore::new(SqliteStore::open(url).await?, config)))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+fn is_sqlite(url: &str) -> bool {
+    url.starts_with("sqlite:")
 }

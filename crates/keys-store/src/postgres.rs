@@ -16,14 +16,15 @@ use async_trait::async_trait;
 use keys_core::DomainPattern;
 use sqlx::migrate::MigrateError;
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
+use crate::cache::{ChangeFeed, Heard};
 use crate::engine::{Backend, SqlStore};
 use crate::repo::{Constraint, Writer};
 use crate::rows::{corrupt, RowExt};
-use crate::{StoreError, StoreResult};
+use crate::{Change, StoreError, StoreResult, CHANGES_CHANNEL};
 
 /// The store on PostgreSQL.
 pub type PgStore = SqlStore<Postgres>;
@@ -86,6 +87,56 @@ fn redact(error: &dyn std::fmt::Display) -> String {
     }
 }
 
+/// A connection of its own that `LISTEN`s on [`CHANGES_CHANNEL`]: the
+/// [`ChangeFeed`] of [`crate::CachedStore::following`].
+pub(crate) struct ChangeListener {
+    listener: PgListener,
+    options: PgConnectOptions,
+}
+
+impl std::fmt::Debug for ChangeListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ChangeListener")
+    }
+}
+
+impl ChangeListener {
+    /// Connects with `options` (the store pool's) and starts listening:
+    /// every change committed after this returns will be heard (or a
+    /// [`Heard::Reconnected`] will say it may not have been).
+    pub(crate) async fn connect(options: &PgConnectOptions) -> StoreResult<Self> {
+        // A pool of one connection of its own, kept for good: the listener
+        // must not take one of the store's, and sqlx reconnects through it.
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options.clone())
+            .await
+            .map_err(database_error)?;
+        let mut listener = PgListener::connect_with(&pool).await.map_err(database_error)?;
+        listener.listen(CHANGES_CHANNEL).await.map_err(database_error)?;
+        Ok(Self { listener, options: options.clone() })
+    }
+}
+
+impl ChangeFeed for ChangeListener {
+    async fn next(&mut self) -> StoreResult<Heard> {
+        match self.listener.try_recv().await {
+            Ok(Some(notification)) => Ok(Heard::Change(Change::from_payload(notification.payload()))),
+            // sqlx has already reconnected and listened again (eager
+            // reconnection, its default) when it says the connection was lost.
+            Ok(None) => Ok(Heard::Reconnected),
+            Err(error) => Err(database_error(error)),
+        }
+    }
+
+    async fn reopen(&self) -> StoreResult<Self> {
+        Self::connect(&self.options).await
+    }
+}
+
 /// A [`crate::repo::Repo`] on a PostgreSQL connection: pooled (reads) or a
 /// transaction (writes).
 pub struct PgRepo<C>(C);
@@ -134,6 +185,18 @@ impl Writer for PgRepo<Transaction<'static, Postgres>> {
     async fn lock_bootstrap(&mut self) -> StoreResult<()> {
         sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(BOOTSTRAP_LOCK)
+            .execute(self.0.deref_mut())
+            .await
+            .map_err(database_error)?;
+        Ok(())
+    }
+
+    async fn announce(&mut self, change: &Change) -> StoreResult<()> {
+        // PostgreSQL queues the notification with the transaction: listeners
+        // hear it only after the commit, never after a rollback.
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANGES_CHANNEL)
+            .bind(change.to_payload())
             .execute(self.0.deref_mut())
             .await
             .map_err(database_error)?;

@@ -140,6 +140,11 @@ pub trait Writer: Repo + Sized {
     /// ends (PostgreSQL: an advisory lock; SQLite: the write transaction
     /// already excludes every other writer).
     async fn lock_bootstrap(&mut self) -> StoreResult<()>;
+    /// Announces what this transaction changes to every other process on
+    /// the database, delivered only if (and when) it commits. PostgreSQL:
+    /// `pg_notify` on [`crate::CHANGES_CHANNEL`]. SQLite has no such
+    /// channel: there, other processes' caches rely on their time to live.
+    async fn announce(&mut self, change: &crate::Change) -> StoreResult<()>;
     async fn commit(self) -> StoreResult<()>;
 }
 

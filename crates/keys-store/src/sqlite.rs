@@ -174,6 +174,12 @@ impl Writer for SqliteRepo<Transaction<'static, Sqlite>> {
         Ok(())
     }
 
+    async fn announce(&mut self, _change: &crate::Change) -> StoreResult<()> {
+        // No notification channel between processes on one file: a cache in
+        // another process sees the change when its entry expires.
+        Ok(())
+    }
+
     async fn commit(self) -> StoreResult<()> {
         self.0.commit().await.map_err(database_error)
     }

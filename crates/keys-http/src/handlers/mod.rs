@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
-use http::{HeaderMap, Method, Request, Response};
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
-use keys_core::{Actor, OrganisationId};
+use keys_core::ServiceTokenRecord;
 use keys_crypto::ServiceToken;
 use serde::de::DeserializeOwned;
 
@@ -30,19 +30,35 @@ use crate::server::AppState;
 /// The boxed error of request bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Who is calling: the organisation of the service token and the actor that
-/// fills every `*_by` the request causes.
-#[derive(Debug, Clone)]
-pub(crate) struct Caller {
-    pub organisation_id: OrganisationId,
-    pub actor: Actor,
+/// Who is calling: the service token's record, read through to its
+/// `organisation_id` and to the `actor` that fills every `*_by` the
+/// request causes. Shared with the store's cache, not copied.
+#[derive(Clone)]
+pub(crate) struct Caller(Arc<ServiceTokenRecord>);
+
+impl std::ops::Deref for Caller {
+    type Target = ServiceTokenRecord;
+
+    fn deref(&self) -> &ServiceTokenRecord {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("organisation_id", &self.organisation_id)
+            .field("actor", &self.actor)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The parts of a request a handler reads besides its path parameters.
 #[derive(Default)]
 pub(crate) struct Input {
     pub query: Option<String>,
-    content_type: Option<String>,
+    /// Shares the request's header bytes.
+    content_type: Option<HeaderValue>,
     body: Bytes,
 }
 
@@ -61,9 +77,18 @@ impl Input {
     /// Whether the declared media type is JSON (`application/json`, any
     /// parameters, or a `+json` suffix type).
     fn is_json(&self) -> bool {
-        let Some(content_type) = &self.content_type else { return false };
-        let media_type = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-        media_type == "application/json" || (media_type.starts_with("application/") && media_type.ends_with("+json"))
+        let Some(content_type) = self.content_type.as_ref().and_then(|value| value.to_str().ok()) else {
+            return false;
+        };
+        let media_type = content_type.split(';').next().unwrap_or_default().trim().as_bytes();
+        let starts_with = |prefix: &str| {
+            media_type.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+        };
+        let ends_with = |suffix: &str| {
+            media_type.len() >= suffix.len()
+                && media_type[media_type.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+        };
+        media_type.eq_ignore_ascii_case(b"application/json") || (starts_with("application/") && ends_with("+json"))
     }
 
     fn body_is_empty(&self) -> bool {
@@ -143,7 +168,7 @@ where
     };
     let input = Input {
         query: parts.uri.query().map(str::to_owned),
-        content_type: parts.headers.get(CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned),
+        content_type: parts.headers.get(CONTENT_TYPE).cloned(),
         body,
     };
     let workspace = matched.param(0);
@@ -226,11 +251,11 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, accepts_bearer: boo
     let token = ServiceToken::parse(credentials.trim()).map_err(|_| ApiError::Unauthenticated)?;
     let record = state
         .store
-        .service_token_by_digest(&token.digest())
+        .shared_service_token_by_digest(&token.digest())
         .await
         .map_err(|error| ApiError::internal("service token lookup", &error))?
         .ok_or(ApiError::Unauthenticated)?;
-    Ok(Caller { organisation_id: record.organisation_id.clone(), actor: record.actor.clone() })
+    Ok(Caller(record))
 }
 
 /// Shortens client-supplied text echoed in a message.

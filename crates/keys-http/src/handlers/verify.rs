@@ -49,14 +49,14 @@ fn optional<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a 
 }
 
 #[derive(Debug, Default, Serialize)]
-struct ApiKeyVerdict {
+struct ApiKeyVerdict<'a> {
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
-    workspace: Option<String>,
+    workspace: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    key_id: Option<String>,
+    key_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
+    name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<&'static str>,
 }
@@ -113,15 +113,15 @@ pub(crate) async fn api_key(state: &AppState, caller: &Caller, input: &Input) ->
             .await
             .map_err(store_failure)?,
     };
-    let response = match verdict {
+    let response = match &verdict {
         Ok(verified) => ApiKeyVerdict {
             valid: true,
-            workspace: Some(verified.workspace.slug.to_string()),
-            key_id: Some(verified.key.id.to_string()),
-            name: Some(verified.key.name.as_str().to_owned()),
+            workspace: Some(verified.workspace().slug.as_str()),
+            key_id: Some(verified.key().id.as_str()),
+            name: Some(verified.key().name.as_str()),
             reason: record(state, "api_key", None),
         },
-        Err(refusal) => ApiKeyVerdict { reason: record(state, "api_key", Some(refusal)), ..Default::default() },
+        Err(refusal) => ApiKeyVerdict { reason: record(state, "api_key", Some(*refusal)), ..Default::default() },
     };
     json(StatusCode::OK, &response)
 }

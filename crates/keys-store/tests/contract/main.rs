@@ -1,9 +1,12 @@
 //! The contract suite of keys-store: every test is written once against
 //! `&dyn Store` and runs on both backends (`sqlite::…` and `postgres::…`),
-//! each on a fresh database.
+//! each on a fresh database. The single-store tests run a second time
+//! behind the verification cache (`cached::sqlite::…`, `cached::postgres::…`):
+//! a cached store must answer exactly as the store it wraps.
 
 #![allow(clippy::unwrap_used)]
 
+mod cache;
 mod concurrency;
 mod lifecycle;
 mod secrets;
@@ -34,7 +37,50 @@ macro_rules! on_both_backends {
     };
 }
 
+/// Instantiates `module::test(&TestDb)` for each backend behind the
+/// verification cache, as `cached::sqlite::test` and `cached::postgres::test`.
+macro_rules! through_the_cache {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        mod cached {
+            mod sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $test() {
+                        let db = crate::support::TestDb::new_cached(crate::support::Kind::Sqlite).await;
+                        crate::$module::$test(&db).await;
+                    }
+                )*
+            }
+            mod postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $test() {
+                        let db = crate::support::TestDb::new_cached(crate::support::Kind::Postgres).await;
+                        crate::$module::$test(&db).await;
+                    }
+                )*
+            }
+        }
+    };
+}
+
+through_the_cache!(
+    lifecycle::bootstrap_happens_once,
+    lifecycle::service_tokens_by_digest,
+    lifecycle::api_key_lifecycle,
+    lifecycle::public_key_lifecycle,
+    lifecycle::signing_key_lifecycle,
+    lifecycle::organisation_key_lifecycle,
+    lifecycle::missing_targets_are_not_found,
+    lifecycle::timestamps_read_back_exactly,
+    secrets::no_secret_reaches_the_database,
+);
+
 on_both_backends!(
+    cache::cached_lookups_answer_as_the_store_does,
+    cache::own_changes_are_seen_at_once,
+    cache::other_stores_changes_are_seen_within_a_second,
+    cache::the_cache_stays_within_its_capacity,
     lifecycle::opens_migrates_and_pings,
     lifecycle::bootstrap_happens_once,
     lifecycle::organisations_and_name_refusal,

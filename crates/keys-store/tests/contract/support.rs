@@ -9,11 +9,14 @@ use keys_core::{
     OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKeyId, SecretDigest, ServiceTokenId,
     ServiceTokenRecord, SigningKeyId, SigningKeyUid, Workspace, WorkspaceSlug,
 };
-use keys_store::{Bootstrap, PgStore, SqliteStore, Store, StoreError, StoreResult};
+use keys_store::{Bootstrap, CacheConfig, CachedStore, PgStore, SqliteStore, Store, StoreError, StoreResult};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use sqlx::{Connection, Executor, Row};
 use time::{Duration, OffsetDateTime};
+
+/// A time to live no test outlives.
+pub const LONG_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// The server the PostgreSQL half of the suite creates its databases on.
 pub const DEFAULT_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -30,6 +33,9 @@ pub enum Kind {
 pub struct TestDb {
     pub kind: Kind,
     pub url: String,
+    /// When set, [`TestDb::store`] opens stores behind the verification
+    /// cache with this configuration.
+    cache: Option<CacheConfig>,
     directory: Option<tempfile::TempDir>,
     postgres: Option<(String, String)>,
 }
@@ -61,7 +67,7 @@ impl TestDb {
             Kind::Sqlite => {
                 let directory = tempfile::tempdir().expect("temporary directory");
                 let url = format!("sqlite://{}", directory.path().join("keysd.db").display());
-                Self { kind, url, directory: Some(directory), postgres: None }
+                Self { kind, url, cache: None, directory: Some(directory), postgres: None }
             }
             Kind::Postgres => {
                 let admin = admin_url();
@@ -80,18 +86,52 @@ impl TestDb {
                     .unwrap_or_else(|error| panic!("CREATE DATABASE {name}: {error}"));
                 connection.close().await.ok();
                 let url = with_database(&admin, &name);
-                Self { kind, url, directory: None, postgres: Some((admin, name)) }
+                Self { kind, url, cache: None, directory: None, postgres: Some((admin, name)) }
             }
         }
+    }
+
+    /// A fresh database whose [`TestDb::store`]s sit behind the verification
+    /// cache, with entries that never expire during a test: whatever such a
+    /// store reads after its own mutation is fresh only because the
+    /// mutation invalidated it.
+    pub async fn new_cached(kind: Kind) -> Self {
+        let mut db = Self::new(kind).await;
+        db.cache = Some(CacheConfig { ttl: LONG_TTL, ..CacheConfig::default() });
+        db
     }
 
     /// A new store (its own connection pool) on this database, as another
     /// process would open it.
     pub async fn store(&self) -> Arc<dyn Store> {
-        match self.kind {
-            Kind::Sqlite => Arc::new(SqliteStore::open(&self.url).await.expect("open SQLite store")),
-            Kind::Postgres => Arc::new(PgStore::connect(&self.url).await.expect("connect PostgreSQL store")),
+        match self.cache {
+            Some(config) => self.cached_store(config).await,
+            None => match self.kind {
+                Kind::Sqlite => Arc::new(self.sqlite_store().await),
+                Kind::Postgres => Arc::new(self.postgres_store().await),
+            },
         }
+    }
+
+    /// A new store behind the verification cache, as `keysd serve` opens
+    /// it: on PostgreSQL it follows the changes other stores announce.
+    pub async fn cached_store(&self, config: CacheConfig) -> Arc<dyn Store> {
+        match self.kind {
+            Kind::Sqlite => Arc::new(CachedStore::new(self.sqlite_store().await, config)),
+            Kind::Postgres => {
+                Arc::new(CachedStore::following(self.postgres_store().await, config).await.expect("listen for changes"))
+            }
+        }
+    }
+
+    pub async fn sqlite_store(&self) -> SqliteStore {
+        assert_eq!(self.kind, Kind::Sqlite);
+        SqliteStore::open(&self.url).await.expect("open SQLite store")
+    }
+
+    pub async fn postgres_store(&self) -> PgStore {
+        assert_eq!(self.kind, Kind::Postgres);
+        PgStore::connect(&self.url).await.expect("connect PostgreSQL store")
     }
 
     /// Every value of every column of every table, as bytes (text as UTF-8,

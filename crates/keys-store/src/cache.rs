@@ -1,0 +1,851 @@
+//! [`CachedStore`]: the read-only lookups of verification and of
+//! authentication served from memory, without giving up the freshness the
+//! service promises across processes.
+//!
+//! Cached: service tokens by digest, API keys by digest (with their
+//! workspace), public keys by value (with their workspace), workspace
+//! signing keys by uid, the live signing keys of a workspace, organisation
+//! signing keys by id. "Not found" is cached too, so a flood of well-formed
+//! but unknown credentials does not reach the database on every request.
+//! Everything else goes straight to the inner store. The cache holds the
+//! entity values the store returned, unchanged: every decision is still
+//! made, per request, by keys-core on those values (a rolled key's expiry
+//! is compared with the request's `now`, not with the time it was cached).
+//!
+//! **Freshness**, fastest first:
+//! 1. A mutation made through this `CachedStore` invalidates what it touched
+//!    before it returns: this process sees its own changes at once.
+//! 2. On PostgreSQL every mutation transaction announces its [`Change`]
+//!    (`pg_notify`, delivered on commit), and a store made with
+//!    [`CachedStore::following`] runs a listener task that applies every
+//!    announcement as it arrives (typically within milliseconds), and clears
+//!    the whole cache whenever its connection was lost, since announcements
+//!    may have been missed meanwhile.
+//! 3. Whatever happens, an entry is used for at most [`CacheConfig::ttl`]
+//!    (500 ms by default) after the lookup that produced it began. This
+//!    bounds staleness when an announcement is lost, and is the only
+//!    mechanism between processes on SQLite (the CLI adding a token while
+//!    `serve` runs).
+//!
+//! A lookup that misses races with invalidations: it may read the database
+//! just before a change commits and come back after the change was applied
+//! to the cache. Each section therefore counts its invalidations, and a
+//! fill whose lookup began before the latest invalidation is dropped.
+//!
+//! **Bounded**: each section keeps at most [`CacheConfig::capacity`] found
+//! and as many not-found entries; a full map first drops its expired
+//! entries and, if still full, starts over empty.
+
+use std::borrow::Borrow;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use keys_core::{
+    Actor, ApiKey, ApiKeyId, Description, GracePeriod, Name, NewSigningKey, Organisation, OrganisationId,
+    OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey, PublicKeyId, SecretDigest,
+    ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+};
+use time::OffsetDateTime;
+
+use crate::{AuditEvent, Bootstrap, Change, PublicKeyChange, Store, StoreError, StoreResult};
+
+/// How long entries live and how many there may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// How long after its lookup began an entry may answer. Zero disables
+    /// the cache (every lookup reaches the inner store).
+    pub ttl: Duration,
+    /// The most found, and the most not-found, entries of each kind of
+    /// lookup. Zero disables the cache.
+    pub capacity: usize,
+}
+
+impl CacheConfig {
+    /// 500 ms: well inside the one second within which a change made by
+    /// another process must be seen, even if its announcement is lost.
+    pub const DEFAULT_TTL: Duration = Duration::from_millis(500);
+    /// Per kind of lookup and outcome.
+    pub const DEFAULT_CAPACITY: usize = 100_000;
+
+    /// A cache that stores nothing.
+    pub const fn disabled() -> Self {
+        Self { ttl: Duration::ZERO, capacity: 0 }
+    }
+
+    fn is_enabled(&self) -> bool {
+        !self.ttl.is_zero() && self.capacity > 0
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self { ttl: Self::DEFAULT_TTL, capacity: Self::DEFAULT_CAPACITY }
+    }
+}
+
+/// A found entry: the value and when the lookup that read it began.
+struct Slot<V> {
+    read_at: Instant,
+    value: V,
+}
+
+struct SectionState<K, V> {
+    found: HashMap<K, Slot<V>>,
+    missing: HashMap<K, Instant>,
+    /// Bumped by every invalidation of the section.
+    generation: u64,
+}
+
+/// The cache of one kind of lookup.
+struct Section<K, V> {
+    state: RwLock<SectionState<K, V>>,
+}
+
+/// The answer of [`Section::get`].
+enum Cached<V> {
+    /// A fresh entry: the value, or `None` for a cached "not found".
+    Hit(Option<V>),
+    /// Nothing fresh; a fill must present this generation.
+    Miss { generation: u64 },
+}
+
+impl<K: Hash + Eq, V: Clone> Section<K, V> {
+    fn new() -> Self {
+        Self { state: RwLock::new(SectionState { found: HashMap::new(), missing: HashMap::new(), generation: 0 }) }
+    }
+
+    // A panic while holding the lock cannot leave a map half-updated in a
+    // way that matters (each update is one insert, remove or clear), so a
+    // poisoned lock is still safe to use.
+    fn read(&self) -> RwLockReadGuard<'_, SectionState<K, V>> {
+        self.state.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, SectionState<K, V>> {
+        self.state.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn get<Q>(&self, key: &Q, now: Instant, ttl: Duration) -> Cached<V>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let state = self.read();
+        let fresh = |read_at: Instant| now.saturating_duration_since(read_at) < ttl;
+        if let Some(slot) = state.found.get(key) {
+            if fresh(slot.read_at) {
+                return Cached::Hit(Some(slot.value.clone()));
+            }
+        } else if let Some(read_at) = state.missing.get(key) {
+            if fresh(*read_at) {
+                return Cached::Hit(None);
+            }
+        }
+        Cached::Miss { generation: state.generation }
+    }
+
+    /// Stores what a lookup that began at `read_at` found, unless the
+    /// section was invalidated since (`generation` moved).
+    fn fill(&self, key: K, value: Option<V>, read_at: Instant, generation: u64, config: &CacheConfig) {
+        let mut state = self.write();
+        if state.generation != generation {
+            return;
+        }
+        let now = Instant::now();
+        match value {
+            Some(value) => {
+                state.missing.remove(&key);
+                make_room(&mut state.found, &key, now, config, |slot| slot.read_at);
+                state.found.insert(key, Slot { read_at, value });
+            }
+            None => {
+                state.found.remove(&key);
+                make_room(&mut state.missing, &key, now, config, |read_at| *read_at);
+                state.missing.insert(key, read_at);
+            }
+        }
+    }
+
+    fn remove<Q>(&self, key: &Q)
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let mut state = self.write();
+        state.generation += 1;
+        state.found.remove(key);
+        state.missing.remove(key);
+    }
+
+    /// Drops every found entry `doomed` picks and every not-found entry
+    /// (the change may have created what was missing).
+    fn remove_where(&self, doomed: impl Fn(&V) -> bool) {
+        let mut state = self.write();
+        state.generation += 1;
+        state.found.retain(|_, slot| !doomed(&slot.value));
+        state.missing = HashMap::new();
+    }
+
+    fn clear(&self) {
+        let mut state = self.write();
+        state.generation += 1;
+        state.found = HashMap::new();
+        state.missing = HashMap::new();
+    }
+
+    fn len(&self) -> usize {
+        let state = self.read();
+        state.found.len() + state.missing.len()
+    }
+}
+
+/// Keeps a map under its capacity before `key` is inserted: expired
+/// entries go first; if the map is still full, it starts over empty (so
+/// garbage presented faster than entries expire costs a refill, never
+/// unbounded memory).
+fn make_room<K: Hash + Eq, T>(
+    map: &mut HashMap<K, T>,
+    key: &K,
+    now: Instant,
+    config: &CacheConfig,
+    read_at: impl Fn(&T) -> Instant,
+) {
+    if map.len() < config.capacity || map.contains_key(key) {
+        return;
+    }
+    map.retain(|_, entry| now.saturating_duration_since(read_at(entry)) < config.ttl);
+    if map.len() >= config.capacity {
+        *map = HashMap::new();
+    }
+}
+
+/// Every section, and the configuration they share.
+struct Cache {
+    config: CacheConfig,
+    // The two lookups of every API-key verification keep their values
+    // shared, so a hit costs a reference count, not a copy.
+    service_tokens: Section<SecretDigest, Arc<ServiceTokenRecord>>,
+    api_keys: Section<SecretDigest, Arc<(ApiKey, Workspace)>>,
+    public_keys: Section<String, (PublicKey, Workspace)>,
+    signing_keys: Section<SigningKeyUid, WorkspaceSigningKey>,
+    live_signing_keys: Section<WorkspaceUid, Vec<WorkspaceSigningKey>>,
+    organisation_keys: Section<OrganisationKeyId, OrganisationSigningKey>,
+}
+
+impl Cache {
+    fn new(config: CacheConfig) -> Self {
+        Self {
+            config,
+            service_tokens: Section::new(),
+            api_keys: Section::new(),
+            public_keys: Section::new(),
+            signing_keys: Section::new(),
+            live_signing_keys: Section::new(),
+            organisation_keys: Section::new(),
+        }
+    }
+
+    /// Forgets whatever `change` may have made stale.
+    fn apply(&self, change: &Change) {
+        match change {
+            Change::Everything => {
+                self.service_tokens.clear();
+                self.api_keys.clear();
+                self.public_keys.clear();
+                self.signing_keys.clear();
+                self.live_signing_keys.clear();
+                self.organisation_keys.clear();
+            }
+            // Workspaces never change once created, and organisations only
+            // gain workspaces and keys, which announce themselves; no
+            // cached lookup answers differently after these.
+            Change::Organisation(_) | Change::Workspace(_) => {}
+            Change::ServiceToken(digest) => self.service_tokens.remove(digest),
+            Change::ApiKey(digest) => self.api_keys.remove(digest),
+            Change::PublicKeys(workspace) => self.public_keys.remove_where(|(key, _)| &key.workspace == workspace),
+            Change::SigningKeys(workspace) => {
+                self.signing_keys.remove_where(|key| &key.workspace == workspace);
+                self.live_signing_keys.remove(workspace);
+            }
+            Change::OrganisationKey(id) => self.organisation_keys.remove(id),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.service_tokens.len()
+            + self.api_keys.len()
+            + self.public_keys.len()
+            + self.signing_keys.len()
+            + self.live_signing_keys.len()
+            + self.organisation_keys.len()
+    }
+
+    /// The cached answer for `key`, or the inner store's (then cached).
+    /// `lookup` is only called on a miss.
+    async fn through<K, V, Q, F>(
+        &self,
+        section: &Section<K, V>,
+        key: &Q,
+        lookup: impl FnOnce() -> F,
+    ) -> StoreResult<Option<V>>
+    where
+        K: Borrow<Q> + Hash + Eq,
+        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
+        V: Clone,
+        F: Future<Output = StoreResult<Option<V>>>,
+    {
+        if !self.config.is_enabled() {
+            return lookup().await;
+        }
+        let started = Instant::now();
+        let generation = match section.get(key, started, self.config.ttl) {
+            Cached::Hit(value) => return Ok(value),
+            Cached::Miss { generation } => generation,
+        };
+        let value = lookup().await?;
+        section.fill(key.to_owned(), value.clone(), started, generation, &self.config);
+        Ok(value)
+    }
+}
+
+/// Aborts the listener task when the store goes away.
+struct ListenerTask(tokio::task::JoinHandle<()>);
+
+impl Drop for ListenerTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A [`Store`] that serves the lookups of verification and authentication
+/// from memory and passes everything else to the store it wraps. See the
+/// module documentation for what is cached and how it stays fresh.
+pub struct CachedStore<S> {
+    inner: S,
+    cache: Arc<Cache>,
+    listener: Option<ListenerTask>,
+}
+
+impl<S> std::fmt::Debug for CachedStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedStore")
+            .field("config", &self.cache.config)
+            .field("entries", &self.cache.len())
+            .field("following", &self.listener.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Store> CachedStore<S> {
+    /// Caches in front of `inner`. Changes made by other processes are
+    /// seen when entries expire; on PostgreSQL prefer
+    /// [`CachedStore::following`], which also hears their announcements.
+    pub fn new(inner: S, config: CacheConfig) -> Self {
+        Self { inner, cache: Arc::new(Cache::new(config)), listener: None }
+    }
+
+    /// The wrapped store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Forgets whatever `change` may have made stale. Mutations through
+    /// this store and announcements heard by [`CachedStore::following`] do
+    /// this already; this is for changes learnt of some other way.
+    pub fn invalidate(&self, change: &Change) {
+        self.cache.apply(change);
+    }
+
+    /// How many entries (found and not found) the cache holds.
+    pub fn cached_entries(&self) -> usize {
+        self.cache.len()
+    }
+
+    /// Applies the change a finished mutation made. A refusal wrote
+    /// nothing; any other error may hide a commit that happened (the
+    /// connection died while committing), so everything goes.
+    fn settle<T>(&self, result: StoreResult<T>, change: impl FnOnce(&T) -> Change) -> StoreResult<T> {
+        match &result {
+            Ok(value) => self.cache.apply(&change(value)),
+            Err(StoreError::Refused(_)) => {}
+            Err(_) => self.cache.apply(&Change::Everything),
+        }
+        result
+    }
+}
+
+impl CachedStore<crate::PgStore> {
+    /// Caches in front of a PostgreSQL store and follows the changes every
+    /// process announces on the database (see the module documentation).
+    /// Listening has begun when this returns.
+    pub async fn following(inner: crate::PgStore, config: CacheConfig) -> StoreResult<Self> {
+        let mut store = Self::new(inner, config);
+        if config.is_enabled() {
+            let feed = crate::postgres::ChangeListener::connect(&store.inner.pool().connect_options()).await?;
+            store.listener = Some(ListenerTask(tokio::spawn(follow(Arc::clone(&store.cache), feed))));
+        }
+        Ok(store)
+    }
+}
+
+/// What a [`ChangeFeed`] heard.
+#[derive(Debug)]
+pub(crate) enum Heard {
+    /// A process (this one included) committed a change.
+    Change(Change),
+    /// The feed's connection was lost and has been re-established,
+    /// listening included: whatever was announced in between is lost.
+    Reconnected,
+}
+
+/// Where announced changes come from: on PostgreSQL,
+/// [`crate::postgres::ChangeListener`].
+pub(crate) trait ChangeFeed: Sized + Send + 'static {
+    /// Waits for the next announcement. An error means the feed is broken
+    /// and will hear nothing more: [`ChangeFeed::reopen`] makes a new one.
+    fn next(&mut self) -> impl Future<Output = StoreResult<Heard>> + Send;
+    /// A new feed like this one, listening when it returns.
+    fn reopen(&self) -> impl Future<Output = StoreResult<Self>> + Send;
+}
+
+/// The first wait before reopening a broken feed; it doubles up to
+/// [`MAX_REOPEN_DELAY`] while attempts fail.
+const FIRST_REOPEN_DELAY: Duration = Duration::from_millis(100);
+const MAX_REOPEN_DELAY: Duration = Duration::from_secs(5);
+
+/// The listener task: applies every announcement; clears everything
+/// whenever announcements may have been missed (a lost connection, until
+/// listening again), and reopens a broken feed with backoff. Meanwhile the
+/// time to live keeps entries from answering for long.
+async fn follow<F: ChangeFeed>(cache: Arc<Cache>, mut feed: F) {
+    loop {
+        match feed.next().await {
+            Ok(Heard::Change(change)) => cache.apply(&change),
+            Ok(Heard::Reconnected) => {
+                tracing::warn!("change listener reconnected; verification cache cleared");
+                cache.apply(&Change::Everything);
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "change listener lost its connection; verification cache cleared");
+                cache.apply(&Change::Everything);
+                let mut delay = FIRST_REOPEN_DELAY;
+                feed = loop {
+                    tokio::time::sleep(delay).await;
+                    match feed.reopen().await {
+                        Ok(reopened) => break reopened,
+                        Err(error) => {
+                            tracing::debug!(error = %error, "change listener cannot reconnect yet");
+                            delay = (delay * 2).min(MAX_REOPEN_DELAY);
+                        }
+                    }
+                };
+                // Entries filled while nobody listened may be stale.
+                cache.apply(&Change::Everything);
+                tracing::info!("change listener reconnected");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Store> Store for CachedStore<S> {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    async fn bootstrap_if_empty(&self, bootstrap: &Bootstrap) -> StoreResult<bool> {
+        let result = self.inner.bootstrap_if_empty(bootstrap).await;
+        self.settle(result, |_| Change::Everything)
+    }
+
+    async fn create_organisation(&self, organisation: &Organisation) -> StoreResult<()> {
+        let result = self.inner.create_organisation(organisation).await;
+        self.settle(result, |()| Change::Organisation(organisation.id.clone()))
+    }
+
+    async fn organisation(&self, id: &OrganisationId) -> StoreResult<Option<Organisation>> {
+        self.inner.organisation(id).await
+    }
+
+    async fn organisation_by_name(&self, name: &str) -> StoreResult<Option<Organisation>> {
+        self.inner.organisation_by_name(name).await
+    }
+
+    async fn create_service_token(&self, token: &ServiceTokenRecord) -> StoreResult<()> {
+        let result = self.inner.create_service_token(token).await;
+        self.settle(result, |()| Change::ServiceToken(token.digest))
+    }
+
+    async fn service_token_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<ServiceTokenRecord>> {
+        Ok(self.shared_service_token_by_digest(digest).await?.map(Arc::unwrap_or_clone))
+    }
+
+    async fn shared_service_token_by_digest(
+        &self,
+        digest: &SecretDigest,
+    ) -> StoreResult<Option<Arc<ServiceTokenRecord>>> {
+        self.cache
+            .through(&self.cache.service_tokens, digest, || self.inner.shared_service_token_by_digest(digest))
+            .await
+    }
+
+    async fn create_workspace(&self, workspace: &Workspace) -> StoreResult<()> {
+        let result = self.inner.create_workspace(workspace).await;
+        self.settle(result, |()| Change::Workspace(workspace.uid.clone()))
+    }
+
+    async fn workspace_by_slug(&self, organisation: &OrganisationId, slug: &str) -> StoreResult<Option<Workspace>> {
+        self.inner.workspace_by_slug(organisation, slug).await
+    }
+
+    async fn workspace_by_uid(&self, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>> {
+        self.inner.workspace_by_uid(uid).await
+    }
+
+    async fn list_workspaces(&self, organisation: &OrganisationId, page: Pagination) -> StoreResult<Page<Workspace>> {
+        self.inner.list_workspaces(organisation, page).await
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        let result = self.inner.create_api_key(key).await;
+        self.settle(result, |()| Change::ApiKey(key.digest))
+    }
+
+    async fn delete_api_key(
+        &self,
+        workspace: &WorkspaceUid,
+        id: &ApiKeyId,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<ApiKey> {
+        let result = self.inner.delete_api_key(workspace, id, actor, now).await;
+        self.settle(result, |key| Change::ApiKey(key.digest))
+    }
+
+    async fn list_api_keys(
+        &self,
+        workspace: &WorkspaceUid,
+        page: Pagination,
+        include_deleted: bool,
+    ) -> StoreResult<Page<ApiKey>> {
+        self.inner.list_api_keys(workspace, page, include_deleted).await
+    }
+
+    async fn api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<(ApiKey, Workspace)>> {
+        Ok(self.shared_api_key_by_digest(digest).await?.map(Arc::unwrap_or_clone))
+    }
+
+    async fn shared_api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<Arc<(ApiKey, Workspace)>>> {
+        self.cache.through(&self.cache.api_keys, digest, || self.inner.shared_api_key_by_digest(digest)).await
+    }
+
+    async fn create_public_key(
+        &self,
+        workspace: &WorkspaceUid,
+        id: PublicKeyId,
+        value: String,
+        name: Name,
+        description: Option<Description>,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<PublicKey> {
+        let result = self.inner.create_public_key(workspace, id, value, name, description, actor, now).await;
+        self.settle(result, |_| Change::PublicKeys(workspace.clone()))
+    }
+
+    async fn change_public_key(
+        &self,
+        workspace: &WorkspaceUid,
+        id: &PublicKeyId,
+        change: PublicKeyChange,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<PublicKey> {
+        let result = self.inner.change_public_key(workspace, id, change, actor, now).await;
+        self.settle(result, |_| Change::PublicKeys(workspace.clone()))
+    }
+
+    async fn delete_public_key(
+        &self,
+        workspace: &WorkspaceUid,
+        id: &PublicKeyId,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<PublicKey> {
+        let result = self.inner.delete_public_key(workspace, id, actor, now).await;
+        self.settle(result, |_| Change::PublicKeys(workspace.clone()))
+    }
+
+    async fn list_public_keys(
+        &self,
+        workspace: &WorkspaceUid,
+        page: Pagination,
+        include_deleted: bool,
+    ) -> StoreResult<Page<PublicKey>> {
+        self.inner.list_public_keys(workspace, page, include_deleted).await
+    }
+
+    async fn public_key_by_value(&self, value: &str) -> StoreResult<Option<(PublicKey, Workspace)>> {
+        self.cache.through(&self.cache.public_keys, value, || self.inner.public_key_by_value(value)).await
+    }
+
+    async fn create_signing_key(
+        &self,
+        workspace: &WorkspaceUid,
+        new: NewSigningKey,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<WorkspaceSigningKey> {
+        let result = self.inner.create_signing_key(workspace, new, actor, now).await;
+        self.settle(result, |_| Change::SigningKeys(workspace.clone()))
+    }
+
+    async fn roll_signing_key(
+        &self,
+        workspace: &WorkspaceUid,
+        uid: &SigningKeyUid,
+        grace: Option<GracePeriod>,
+        new: NewSigningKey,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<(WorkspaceSigningKey, WorkspaceSigningKey)> {
+        let result = self.inner.roll_signing_key(workspace, uid, grace, new, actor, now).await;
+        self.settle(result, |_| Change::SigningKeys(workspace.clone()))
+    }
+
+    async fn delete_signing_key(
+        &self,
+        workspace: &WorkspaceUid,
+        uid: &SigningKeyUid,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<WorkspaceSigningKey> {
+        let result = self.inner.delete_signing_key(workspace, uid, actor, now).await;
+        self.settle(result, |_| Change::SigningKeys(workspace.clone()))
+    }
+
+    async fn list_signing_keys(
+        &self,
+        workspace: &WorkspaceUid,
+        page: Pagination,
+        include_deleted: bool,
+    ) -> StoreResult<Page<WorkspaceSigningKey>> {
+        self.inner.list_signing_keys(workspace, page, include_deleted).await
+    }
+
+    async fn live_signing_keys(&self, workspace: &WorkspaceUid) -> StoreResult<Vec<WorkspaceSigningKey>> {
+        let lookup = || async { self.inner.live_signing_keys(workspace).await.map(Some) };
+        Ok(self.cache.through(&self.cache.live_signing_keys, workspace, lookup).await?.unwrap_or_default())
+    }
+
+    async fn signing_key_by_uid(&self, uid: &SigningKeyUid) -> StoreResult<Option<WorkspaceSigningKey>> {
+        self.cache.through(&self.cache.signing_keys, uid, || self.inner.signing_key_by_uid(uid)).await
+    }
+
+    async fn create_organisation_key(&self, key: &OrganisationSigningKey) -> StoreResult<()> {
+        let result = self.inner.create_organisation_key(key).await;
+        self.settle(result, |()| Change::OrganisationKey(key.id.clone()))
+    }
+
+    async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>> {
+        self.inner.list_organisation_keys(organisation).await
+    }
+
+    async fn organisation_key(&self, id: &OrganisationKeyId) -> StoreResult<Option<OrganisationSigningKey>> {
+        self.cache.through(&self.cache.organisation_keys, id, || self.inner.organisation_key(id)).await
+    }
+
+    async fn delete_organisation_key(
+        &self,
+        organisation: &OrganisationId,
+        id: &OrganisationKeyId,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<OrganisationSigningKey> {
+        let result = self.inner.delete_organisation_key(organisation, id, actor, now).await;
+        self.settle(result, |_| Change::OrganisationKey(id.clone()))
+    }
+
+    async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        self.inner.audit_events(organisation, limit).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::rand_core::SeedableRng;
+    use tokio::sync::{mpsc, Mutex, Semaphore};
+
+    fn config(ttl_ms: u64, capacity: usize) -> CacheConfig {
+        CacheConfig { ttl: Duration::from_millis(ttl_ms), capacity }
+    }
+
+    fn hit(cached: Cached<u32>) -> Option<Option<u32>> {
+        match cached {
+            Cached::Hit(value) => Some(value),
+            Cached::Miss { .. } => None,
+        }
+    }
+
+    fn generation(cached: Cached<u32>) -> u64 {
+        match cached {
+            Cached::Hit(_) => panic!("expected a miss"),
+            Cached::Miss { generation } => generation,
+        }
+    }
+
+    #[test]
+    fn found_and_missing_entries_answer_until_they_expire() {
+        let config = config(500, 10);
+        let section: Section<u32, u32> = Section::new();
+        let start = Instant::now();
+        let fill_generation = generation(section.get(&1, start, config.ttl));
+        section.fill(1, Some(10), start, fill_generation, &config);
+        section.fill(2, None, start, fill_generation, &config);
+        assert_eq!(hit(section.get(&1, start, config.ttl)), Some(Some(10)));
+        assert_eq!(hit(section.get(&2, start, config.ttl)), Some(None));
+        let later = start + Duration::from_millis(500);
+        assert_eq!(hit(section.get(&1, later, config.ttl)), None);
+        assert_eq!(hit(section.get(&2, later, config.ttl)), None);
+    }
+
+    #[test]
+    fn a_fill_that_began_before_an_invalidation_is_dropped() {
+        let config = config(500, 10);
+        let section: Section<u32, u32> = Section::new();
+        let start = Instant::now();
+        let before = generation(section.get(&1, start, config.ttl));
+        section.remove(&1);
+        section.fill(1, Some(10), start, before, &config);
+        assert_eq!(hit(section.get(&1, start, config.ttl)), None);
+        let after = generation(section.get(&1, start, config.ttl));
+        section.fill(1, Some(11), start, after, &config);
+        assert_eq!(hit(section.get(&1, start, config.ttl)), Some(Some(11)));
+    }
+
+    #[test]
+    fn remove_where_drops_picked_entries_and_every_miss() {
+        let config = config(500, 10);
+        let section: Section<u32, u32> = Section::new();
+        let start = Instant::now();
+        let current = generation(section.get(&1, start, config.ttl));
+        section.fill(1, Some(10), start, current, &config);
+        section.fill(2, Some(20), start, current, &config);
+        section.fill(3, None, start, current, &config);
+        section.remove_where(|value| *value == 10);
+        assert_eq!(hit(section.get(&1, start, config.ttl)), None);
+        assert_eq!(hit(section.get(&2, start, config.ttl)), Some(Some(20)));
+        assert_eq!(hit(section.get(&3, start, config.ttl)), None);
+    }
+
+    #[test]
+    fn maps_never_grow_past_their_capacity() {
+        let config = config(60_000, 100);
+        let section: Section<u32, u32> = Section::new();
+        let start = Instant::now();
+        for key in 0..10_000u32 {
+            let current = generation(section.get(&key, start, config.ttl));
+            let value = (key % 2 == 0).then_some(key);
+            section.fill(key, value, start, current, &config);
+            assert!(section.len() <= 2 * config.capacity);
+        }
+        // Room is made by dropping expired entries first.
+        let Some(expired) = start.checked_sub(Duration::from_secs(120)) else { return };
+        let section: Section<u32, u32> = Section::new();
+        for key in 0..100u32 {
+            section.fill(key, Some(key), expired, 0, &config);
+        }
+        section.fill(1_000, Some(1), start, 0, &config);
+        assert_eq!(section.len(), 1);
+    }
+
+    /// A feed the test drives: `next` answers what the test sends (an
+    /// `Err(())` is a broken connection); `reopen` waits for a permit.
+    struct ScriptedFeed {
+        events: Arc<Mutex<mpsc::UnboundedReceiver<Result<Heard, ()>>>>,
+        reopenings: Arc<Semaphore>,
+    }
+
+    impl ChangeFeed for ScriptedFeed {
+        async fn next(&mut self) -> StoreResult<Heard> {
+            match self.events.lock().await.recv().await {
+                Some(Ok(heard)) => Ok(heard),
+                Some(Err(())) => Err(StoreError::Database("connection lost".to_owned())),
+                None => std::future::pending().await,
+            }
+        }
+
+        async fn reopen(&self) -> StoreResult<Self> {
+            let permit = self.reopenings.acquire().await.map_err(|_| StoreError::Database("closed".to_owned()))?;
+            permit.forget();
+            Ok(Self { events: Arc::clone(&self.events), reopenings: Arc::clone(&self.reopenings) })
+        }
+    }
+
+    /// Caches "no live signing keys" for `workspace`.
+    fn fill(cache: &Cache, workspace: &WorkspaceUid) {
+        let section = &cache.live_signing_keys;
+        let Cached::Miss { generation } = section.get(workspace, Instant::now(), cache.config.ttl) else {
+            panic!("expected a miss");
+        };
+        section.fill(workspace.clone(), Some(Vec::new()), Instant::now(), generation, &cache.config);
+        assert_eq!(cache.len(), 1);
+    }
+
+    /// Lets the listener task run until `done` holds (at most 5 s).
+    async fn until(cache: &Cache, done: impl Fn(&Cache) -> bool) {
+        let since = Instant::now();
+        while !done(cache) {
+            assert!(since.elapsed() < Duration::from_secs(5), "the listener task did not get there");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn thelistener_applies_changes_and_clears_whenever_it_may_have_missed_some() {
+        let cache = Arc::new(Cache::new(config(3_600_000, 100)));
+        let (events, receiver) = mpsc::unbounded_channel();
+        let reopenings = Arc::new(Semaphore::new(0));
+        let feed = ScriptedFeed { events: Arc::new(Mutex::new(receiver)), reopenings: Arc::clone(&reopenings) };
+        let task = ListenerTask(tokio::spawn(follow(Arc::clone(&cache), feed)));
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let now = time::macros::datetime!(2026-04-21 12:00 UTC);
+        let workspace = WorkspaceUid::generate(now, &mut rng);
+        let empty = |cache: &Cache| cache.len() == 0;
+
+        // An announcement forgets what it names, and only that.
+        fill(&cache, &workspace);
+        events.send(Ok(Heard::Change(Change::SigningKeys(WorkspaceUid::generate(now, &mut rng))))).ok();
+        events.send(Ok(Heard::Change(Change::SigningKeys(workspace.clone())))).ok();
+        until(&cache, empty).await;
+
+        // A reconnection forgets everything.
+        fill(&cache, &workspace);
+        events.send(Ok(Heard::Reconnected)).ok();
+        until(&cache, empty).await;
+
+        // A broken feed forgets everything at once, and again once it is
+        // listening anew: what was filled in between may be stale.
+        fill(&cache, &workspace);
+        events.send(Err(())).ok();
+        until(&cache, empty).await;
+        fill(&cache, &workspace);
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(cache.len(), 1, "cleared before listening again");
+        reopenings.add_permits(1);
+        until(&cache, empty).await;
+
+        // And the reopened feed is followed.
+        fill(&cache, &workspace);
+        events.send(Ok(Heard::Change(Change::SigningKeys(workspace.clone())))).ok();
+        until(&cache, empty).await;
+        drop(task);
+    }
+}
