@@ -71,6 +71,17 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(0..=1000)
     )]
     pub cache_ttl_ms: u64,
+    /// RSA-2048 keys generated ahead of time for organisation signing keys
+    /// (0 generates each on demand). Generating one takes 0.2-0.7 s of a
+    /// core, so a create that finds the pool empty waits that long.
+    #[arg(
+        long,
+        env = "KEYSD_RSA_POOL_SIZE",
+        value_name = "KEYS",
+        default_value_t = 8,
+        value_parser = clap::value_parser!(u64).range(0..=256)
+    )]
+    pub rsa_pool_size: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -206,7 +217,12 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let cache = CacheConfig { ttl: std::time::Duration::from_millis(args.cache_ttl_ms), ..CacheConfig::default() };
     let store = open_cached_store(database_url, cache).await?;
     bootstrap(store.as_ref()).await?;
-    let config = AppConfig { issuer_bases: args.jwt_issuer_bases, ..AppConfig::default() };
+    let config = AppConfig {
+        issuer_bases: args.jwt_issuer_bases,
+        // The range check of the flag keeps this far inside usize.
+        rsa_pool_capacity: args.rsa_pool_size as usize,
+        ..AppConfig::default()
+    };
     let app = App::new(store, config);
     println!("keysd listening on http://{address}");
     tracing::info!(%address, "listening");

@@ -64,7 +64,7 @@ impl Default for AppConfig {
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
-            rsa_pool_capacity: 2,
+            rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
         }
     }
 }

@@ -98,6 +98,10 @@ impl Server {
             // keysd's own `debug` lines too (the verification endpoints log
             // each request at `debug`), so the secret scans below cover them.
             .env("RUST_LOG", "info,keys_http=debug")
+            // A small RSA pool: many servers share two cores in this suite,
+            // and a full pool of background key generation per process
+            // would only slow the others down.
+            .env("KEYSD_RSA_POOL_SIZE", "1")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .kill_on_drop(true)
