@@ -626,6 +626,32 @@ async fn graceful_shutdown_finishes_in_flight_requests() {
     let address = server.base.trim_start_matches("http://").to_owned();
     let body = r#"{"name":"in-flight"}"#;
     let mut stream = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    // One whole exchange first, so the server has certainly accepted this
+    // connection: a connection still in the kernel's accept backlog when
+    // SIGTERM arrives is never served, and the test would race that.
+    stream.write_all(format!("GET /health HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes()).await.expect("health");
+    let mut first = Vec::new();
+    let mut buffer = [0u8; 1024];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buffer))
+            .await
+            .expect("health answer within 10 s")
+            .expect("read");
+        assert!(read > 0, "connection closed before the health answer");
+        first.extend_from_slice(&buffer[..read]);
+        let text = String::from_utf8_lossy(&first);
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length = text[..end]
+                .lines()
+                .find_map(|line| line.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_owned()))
+                .and_then(|value| value.parse::<usize>().ok())
+                .unwrap_or(0);
+            if first.len() >= end + 4 + length {
+                break;
+            }
+        }
+    }
+    assert!(first.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&first));
     let head = format!(
         "POST /v1/staging/ws_api_key/ HTTP/1.1\r\nHost: {address}\r\nAuthorization: ServiceToken {token}\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",

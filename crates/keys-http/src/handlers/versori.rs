@@ -116,7 +116,8 @@ pub(crate) async fn organisation_jwks(state: &Arc<AppState>, organisation: &str)
     let keys =
         state.store.list_organisation_keys(&id).await.map_err(|error| ApiError::from_store(error, "organisation"))?;
     let mut set = JwkSet::default();
-    for key in keys.iter().filter(|key| !key.is_deleted()) {
+    // `list_organisation_keys` returns live keys only.
+    for key in &keys {
         match public_jwk_from_pem(Algorithm::Rs256, &key.public_key_pem, key.id.as_str()) {
             Ok(jwk) => set.keys.push(jwk),
             Err(error) => tracing::error!(key_id = %key.id, error = %error, "stored organisation key does not parse"),
