@@ -25,6 +25,8 @@ pub enum CoreError {
     InvalidMode,
     #[error("grace_period_seconds must be between 0 and {max}")]
     InvalidGracePeriod { max: u64 },
+    #[error("the token leeway must be a whole number of seconds between 0 and {max}")]
+    InvalidLeeway { max: u32 },
     #[error("limit must be an integer between 1 and 100")]
     InvalidLimit,
     #[error("offset must be a non-negative integer")]

@@ -128,6 +128,13 @@ impl OrganisationSigningKey {
         Self(state)
     }
 
+    /// Whether the key may verify tokens (and so be listed in the JWKS):
+    /// until it is deleted. The one rule both the JWKS and
+    /// [`crate::verify::decide_organisation_key`] follow.
+    pub fn verifies(&self) -> bool {
+        !self.is_deleted()
+    }
+
     pub fn is_deleted(&self) -> bool {
         self.0.deleted_at.is_some()
     }

@@ -3,13 +3,22 @@
 //!
 //! Callers look the credential up (by digest, by value, by kid) and, where a
 //! signature is involved, check it cryptographically; these functions then
-//! decide. keys-http and embedding services both call them, so the rules
-//! exist once.
+//! decide. Each decision is total: it takes what the lookup found (`None`
+//! included) and the caller's [`Scope`], and returns either what may be
+//! used or the [`Denial`], so no caller unwraps or filters again. Tenant
+//! isolation, "secure mode needs a user token", "a JWT needs a `sub`" and
+//! the one time policy of every token ([`TimePolicy`]) are decided here and
+//! nowhere else; keys-service calls these functions for the HTTP server, the
+//! CLI and embedding services alike.
+
+mod time_policy;
 
 use time::OffsetDateTime;
 
+pub use time_policy::{TimeDenial, TimePolicy, TokenTimes, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS};
+
 use crate::values::origin_host;
-use crate::{ApiKey, OrganisationSigningKey, PublicKey, WorkspaceSigningKey};
+use crate::{ApiKey, OrganisationId, OrganisationSigningKey, PublicKey, Workspace, WorkspaceSigningKey, WorkspaceUid};
 
 /// Why a credential may not authenticate. `reason()` is the stable
 /// snake_case text of API responses and metrics labels.
@@ -108,53 +117,124 @@ impl Denial {
     ];
 }
 
-/// May this API key (looked up by the digest of the presented secret)
-/// authenticate?
-pub fn decide_api_key(key: Option<&ApiKey>) -> Result<(), Denial> {
-    match key {
-        None => Err(Denial::UnknownKey),
-        Some(key) if key.is_deleted() => Err(Denial::Deleted),
-        Some(_) => Ok(()),
+/// What a caller may reach: its own organisation. Every decision takes it,
+/// so tenant isolation is decided here and nowhere else; a credential of
+/// another organisation is, for this caller, no credential at all
+/// ([`Denial::WrongOrganisation`], reported as `unknown_key`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    organisation: &'a OrganisationId,
+}
+
+impl<'a> Scope<'a> {
+    /// The scope of a caller authenticated for `organisation`.
+    pub fn organisation(organisation: &'a OrganisationId) -> Self {
+        Self { organisation }
     }
+
+    /// The organisation the caller belongs to.
+    pub fn organisation_id(&self) -> &'a OrganisationId {
+        self.organisation
+    }
+
+    /// Whether the caller may see this organisation's resources.
+    pub fn reaches_organisation(&self, organisation: &OrganisationId) -> bool {
+        self.organisation == organisation
+    }
+
+    /// Whether the caller may see this workspace and its keys.
+    pub fn reaches(&self, workspace: &Workspace) -> bool {
+        self.reaches_organisation(&workspace.organisation_id)
+    }
+
+    /// `found`, if the caller may see it: the one filter of every workspace
+    /// lookup, for management as for verification.
+    pub fn filter_workspace(&self, found: Option<Workspace>) -> Option<Workspace> {
+        found.filter(|workspace| self.reaches(workspace))
+    }
+}
+
+/// May this API key (looked up by the digest of the presented secret, with
+/// its workspace) authenticate for the caller? Returns what was found.
+pub fn decide_api_key<'a>(
+    found: Option<(&'a ApiKey, &'a Workspace)>,
+    scope: Scope<'_>,
+) -> Result<(&'a ApiKey, &'a Workspace), Denial> {
+    let (key, workspace) = found.ok_or(Denial::UnknownKey)?;
+    if !scope.reaches(workspace) {
+        return Err(Denial::WrongOrganisation);
+    }
+    if key.is_deleted() {
+        return Err(Denial::Deleted);
+    }
+    Ok((key, workspace))
 }
 
 /// What a public key grants once its own checks pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublicKeyAccess {
+pub enum PublicKeyAccess<'a> {
     /// The key alone suffices.
-    Granted,
-    /// Secure mode: a user token must also verify (see
+    Granted { key: &'a PublicKey, workspace: &'a Workspace },
+    /// Secure mode, and a user token was presented: it must verify (see
     /// [`decide_signing_key`] and [`decide_user_token`]).
-    NeedsUserToken,
+    NeedsUserToken { key: &'a PublicKey, workspace: &'a Workspace },
 }
 
-/// May this public key (looked up by its value) be used from `origin`?
-pub fn decide_public_key(key: Option<&PublicKey>, origin: Option<&str>) -> Result<PublicKeyAccess, Denial> {
-    let key = key.ok_or(Denial::UnknownKey)?;
+/// What a public-key request presents besides the key.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PublicKeyPresentation<'r> {
+    /// The `Origin` (or bare host) the request came from.
+    pub origin: Option<&'r str>,
+    /// Whether a non-blank user token was sent.
+    pub has_user_token: bool,
+}
+
+/// May this public key (looked up by its value, with its workspace) be used
+/// by the caller from the presented origin, and does it need a user token?
+pub fn decide_public_key<'a>(
+    found: Option<(&'a PublicKey, &'a Workspace)>,
+    scope: Scope<'_>,
+    presented: PublicKeyPresentation<'_>,
+) -> Result<PublicKeyAccess<'a>, Denial> {
+    let (key, workspace) = found.ok_or(Denial::UnknownKey)?;
+    if !scope.reaches(workspace) {
+        return Err(Denial::WrongOrganisation);
+    }
     if key.is_deleted() {
         return Err(Denial::Deleted);
     }
     if let Some(allowed) = &key.allowed_domains {
-        let origin = origin.filter(|origin| !origin.trim().is_empty()).ok_or(Denial::OriginRequired)?;
+        let origin = presented.origin.filter(|origin| !origin.trim().is_empty()).ok_or(Denial::OriginRequired)?;
         let host = origin_host(origin).ok_or(Denial::OriginNotAllowed)?;
         if !allowed.iter().any(|pattern| pattern.covers(&host)) {
             return Err(Denial::OriginNotAllowed);
         }
     }
-    Ok(if key.is_secure_mode_enabled { PublicKeyAccess::NeedsUserToken } else { PublicKeyAccess::Granted })
+    if !key.is_secure_mode_enabled {
+        return Ok(PublicKeyAccess::Granted { key, workspace });
+    }
+    if !presented.has_user_token {
+        return Err(Denial::UserTokenRequired);
+    }
+    Ok(PublicKeyAccess::NeedsUserToken { key, workspace })
 }
 
-/// May a token whose `kid` names this workspace signing key be checked
-/// against it at `now`?
-pub fn decide_signing_key(key: Option<&WorkspaceSigningKey>, now: OffsetDateTime) -> Result<(), Denial> {
-    let key = key.ok_or(Denial::UnknownKey)?;
+/// May a user token for `workspace` whose `kid` names this signing key be
+/// checked against it at `now`? A key of another workspace is, for this
+/// workspace, no key at all.
+pub fn decide_signing_key<'a>(
+    found: Option<&'a WorkspaceSigningKey>,
+    workspace: &WorkspaceUid,
+    now: OffsetDateTime,
+) -> Result<&'a WorkspaceSigningKey, Denial> {
+    let key = found.filter(|key| &key.workspace == workspace).ok_or(Denial::UnknownKey)?;
     if key.is_deleted() {
         return Err(Denial::Deleted);
     }
     if !key.verifies_at(now) {
         return Err(Denial::KeyExpired);
     }
-    Ok(())
+    Ok(key)
 }
 
 /// The claims of a user token that the secure-mode rules read, extracted by
@@ -163,8 +243,7 @@ pub fn decide_signing_key(key: Option<&WorkspaceSigningKey>, now: OffsetDateTime
 pub struct UserTokenClaims {
     pub entity_type: Option<String>,
     pub entity_id: Option<String>,
-    /// Seconds since the epoch.
-    pub exp: Option<i64>,
+    pub times: TokenTimes,
     pub tenant_id: Option<String>,
 }
 
@@ -172,38 +251,70 @@ pub struct UserTokenClaims {
 pub const DEFAULT_TENANT: &str = "default";
 
 /// Do a verified user token's claims allow access for `tenant_id` at `now`?
-pub fn decide_user_token(claims: &UserTokenClaims, tenant_id: Option<&str>, now: OffsetDateTime) -> Result<(), Denial> {
+/// Returns the token's `entity_id`.
+pub fn decide_user_token<'c>(
+    claims: &'c UserTokenClaims,
+    tenant_id: Option<&str>,
+    policy: &TimePolicy,
+    now: OffsetDateTime,
+) -> Result<&'c str, Denial> {
+    policy.check(&claims.times, now).map_err(|denial| match denial {
+        TimeDenial::Expired => Denial::UserTokenExpired,
+        TimeDenial::NotYetValid => Denial::UserTokenNotYetValid,
+    })?;
     if claims.entity_type.as_deref() != Some("subscriber") {
         return Err(Denial::EntityTypeNotSubscriber);
     }
-    if claims.entity_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
-        return Err(Denial::EntityIdMissing);
-    }
-    match claims.exp {
-        Some(exp) if exp > now.unix_timestamp() => {}
-        _ => return Err(Denial::UserTokenExpired),
+    let entity_id = claims.entity_id.as_deref().filter(|id| !id.trim().is_empty()).ok_or(Denial::EntityIdMissing)?;
+    // A user token without an expiry would be valid for as long as its key:
+    // secure mode requires one.
+    if claims.times.exp.is_none() {
+        return Err(Denial::UserTokenExpired);
     }
     let wanted = tenant_id.unwrap_or(DEFAULT_TENANT);
     let token_tenant = claims.tenant_id.as_deref().unwrap_or(DEFAULT_TENANT);
     if wanted != token_tenant {
         return Err(Denial::TenantMismatch);
     }
-    Ok(())
+    Ok(entity_id)
 }
 
-/// May this organisation signing key verify a JWT for `caller_organisation`?
-pub fn decide_organisation_key(
-    key: Option<&OrganisationSigningKey>,
-    caller_organisation: &crate::OrganisationId,
-) -> Result<(), Denial> {
-    let key = key.ok_or(Denial::UnknownKey)?;
-    if &key.organisation_id != caller_organisation {
+/// May this organisation signing key verify a JWT for the caller? Returns
+/// the key.
+pub fn decide_organisation_key<'a>(
+    found: Option<&'a OrganisationSigningKey>,
+    scope: Scope<'_>,
+) -> Result<&'a OrganisationSigningKey, Denial> {
+    let key = found.ok_or(Denial::UnknownKey)?;
+    if !scope.reaches_organisation(&key.organisation_id) {
         return Err(Denial::WrongOrganisation);
     }
     if key.is_deleted() {
         return Err(Denial::Deleted);
     }
-    Ok(())
+    Ok(key)
+}
+
+/// The claims of a Versori-style JWT that the rules read, from a token
+/// whose signature already verified.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrganisationTokenClaims<'c> {
+    pub sub: Option<&'c str>,
+    pub times: TokenTimes,
+}
+
+/// Do a verified organisation JWT's claims allow access at `now`? Returns
+/// its subject.
+pub fn decide_organisation_token<'c>(
+    claims: &OrganisationTokenClaims<'c>,
+    policy: &TimePolicy,
+    now: OffsetDateTime,
+) -> Result<&'c str, Denial> {
+    policy.check(&claims.times, now).map_err(|denial| match denial {
+        TimeDenial::Expired => Denial::TokenExpired,
+        TimeDenial::NotYetValid => Denial::TokenNotYetValid,
+    })?;
+    claims.sub.filter(|sub| !sub.trim().is_empty()).ok_or(Denial::SubjectMissing)
 }
 
 /// Splits a Versori-style issuer `<base>/sk/<KEY_ID>` into (base, key id),

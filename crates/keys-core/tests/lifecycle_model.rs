@@ -71,6 +71,7 @@ struct RefWorkspace {
 
 struct SutWorkspace {
     uid: WorkspaceUid,
+    workspace: Workspace,
     api_keys: Vec<ApiKey>,
     public_ring: PublicKeyRing,
     public_ids: Vec<PublicKeyId>,
@@ -88,11 +89,14 @@ fn run(ops: Vec<Op>) {
     let mut rng: ChaCha8Rng = rng();
     let mut clock: i64 = 0;
     let mut model: Vec<RefWorkspace> = vec![RefWorkspace::default(); WORKSPACES];
+    let organisation = OrganisationId::generate(t0(), &mut rng);
     let mut sut: Vec<SutWorkspace> = (0..WORKSPACES)
         .map(|_| {
-            let uid = workspace_uid(&mut rng);
+            let workspace = workspace_of(&organisation, &mut rng);
+            let uid = workspace.uid.clone();
             SutWorkspace {
                 uid: uid.clone(),
+                workspace,
                 api_keys: Vec::new(),
                 public_ring: PublicKeyRing::restore(Vec::new()),
                 public_ids: Vec::new(),
@@ -257,7 +261,8 @@ fn check_invariants(model: &[RefWorkspace], sut: &[SutWorkspace], clock: i64) {
                 RefSigning::Rolled { .. } => Err(Denial::KeyExpired),
                 RefSigning::Deleted => Err(Denial::Deleted),
             };
-            assert_eq!(decide_signing_key(Some(key), now), expected, "signing key {uid}");
+            let decided = decide_signing_key(Some(key), &workspace.uid, now).map(|_| ());
+            assert_eq!(decided, expected, "signing key {uid}");
         }
         let verifying = workspace.signing_ring.verifying_at(now).count();
         let expected_verifying = reference
@@ -274,7 +279,8 @@ fn check_invariants(model: &[RefWorkspace], sut: &[SutWorkspace], clock: i64) {
         // Deleted API keys never authenticate; live ones do.
         for (key, deleted) in workspace.api_keys.iter().zip(&reference.api_deleted) {
             let expected = if *deleted { Err(Denial::Deleted) } else { Ok(()) };
-            assert_eq!(decide_api_key(Some(key)), expected);
+            let scope = Scope::organisation(&workspace.workspace.organisation_id);
+            assert_eq!(decide_api_key(Some((key, &workspace.workspace)), scope).map(|_| ()), expected);
         }
 
         // Exactly one default among live public keys, when any is live.
@@ -283,7 +289,9 @@ fn check_invariants(model: &[RefWorkspace], sut: &[SutWorkspace], clock: i64) {
         assert_eq!(defaults, usize::from(!live.is_empty()), "defaults among {} live keys", live.len());
         assert_eq!(live.len(), reference.public.iter().filter(|(deleted, _)| !deleted).count());
         for key in &workspace.public_deleted {
-            assert_eq!(decide_public_key(Some(key), None), Err(Denial::Deleted));
+            let scope = Scope::organisation(&workspace.workspace.organisation_id);
+            let presented = PublicKeyPresentation::default();
+            assert_eq!(decide_public_key(Some((key, &workspace.workspace)), scope, presented), Err(Denial::Deleted));
         }
     }
 }

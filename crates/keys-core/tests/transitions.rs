@@ -89,9 +89,13 @@ fn workspace_create_defaults() {
 #[test]
 fn api_key_delete_is_terminal() {
     let mut rng = rng();
+    let organisation = OrganisationId::generate(t0(), &mut rng);
+    let other = OrganisationId::generate(t0(), &mut rng);
+    let workspace = workspace_of(&organisation, &mut rng);
+    let mine = Scope::organisation(&organisation);
     let mut key = ApiKey::create(
         ApiKeyId::generate(t0(), &mut rng),
-        workspace_uid(&mut rng),
+        workspace.uid.clone(),
         name("backend"),
         None,
         SecretDigest::from_bytes([1; 32]),
@@ -99,14 +103,17 @@ fn api_key_delete_is_terminal() {
         &actor(),
         t0(),
     );
-    assert_eq!(decide_api_key(Some(&key)), Ok(()));
+    assert_eq!(decide_api_key(Some((&key, &workspace)), mine), Ok((&key, &workspace)));
+    // Tenant isolation: another organisation's key is no key for this caller.
+    assert_eq!(decide_api_key(Some((&key, &workspace)), Scope::organisation(&other)), Err(Denial::WrongOrganisation));
+    assert_eq!(Denial::WrongOrganisation.reason(), "unknown_key");
     key.delete(&actor(), at(1)).expect("first delete");
     assert_eq!(key.deleted_at, Some(at(1)));
     assert_eq!(key.deleted_by, Some(actor()));
     assert_eq!(key.delete(&actor(), at(2)), Err(CoreError::AlreadyDeleted { kind: "api key" }));
     assert_eq!(key.deleted_at, Some(at(1)), "a refused delete changes nothing");
-    assert_eq!(decide_api_key(Some(&key)), Err(Denial::Deleted));
-    assert_eq!(decide_api_key(None), Err(Denial::UnknownKey));
+    assert_eq!(decide_api_key(Some((&key, &workspace)), mine), Err(Denial::Deleted));
+    assert_eq!(decide_api_key(None, mine), Err(Denial::UnknownKey));
 }
 
 fn ring_with(count: usize, rng: &mut rand_chacha::ChaCha8Rng) -> (PublicKeyRing, Vec<PublicKeyId>) {
@@ -187,7 +194,13 @@ fn public_key_patch_rotate_and_deleted_refusals() {
         deleted.rotate("SS.PUBK.z".into(), &actor(), at(8)),
         Err(CoreError::AlreadyDeleted { kind: "public key" })
     );
-    assert_eq!(decide_public_key(Some(&deleted), None), Err(Denial::Deleted));
+    let organisation = OrganisationId::generate(t0(), &mut rng);
+    let workspace = workspace_of(&organisation, &mut rng);
+    let scope = Scope::organisation(&organisation);
+    assert_eq!(
+        decide_public_key(Some((&deleted, &workspace)), scope, PublicKeyPresentation::default()),
+        Err(Denial::Deleted)
+    );
 }
 
 #[test]
@@ -195,17 +208,27 @@ fn public_key_origin_rules() {
     let mut rng = rng();
     let (ring, _) = ring_with(1, &mut rng);
     let mut key = ring.keys()[0].clone();
-    assert_eq!(decide_public_key(Some(&key), None), Ok(PublicKeyAccess::Granted));
-    assert_eq!(decide_public_key(Some(&key), Some("https://anything.test")), Ok(PublicKeyAccess::Granted));
+    let organisation = OrganisationId::generate(t0(), &mut rng);
+    let workspace = workspace_of(&organisation, &mut rng);
+    let scope = Scope::organisation(&organisation);
+    let from = |origin: Option<&'static str>| PublicKeyPresentation { origin, has_user_token: false };
+    let decide = |key: &PublicKey, presented: PublicKeyPresentation<'_>| {
+        decide_public_key(Some((key, &workspace)), scope, presented).map(|access| match access {
+            PublicKeyAccess::Granted { .. } => "granted",
+            PublicKeyAccess::NeedsUserToken { .. } => "needs user token",
+        })
+    };
+    assert_eq!(decide(&key, from(None)), Ok("granted"));
+    assert_eq!(decide(&key, from(Some("https://anything.test"))), Ok("granted"));
     let domains = DomainPattern::parse_list(["app.example.com", "*.example.org"]).expect("domains");
     key.patch(PublicKeyPatch { allowed_domains: Some(Some(domains)), ..Default::default() }, &actor(), at(1))
         .expect("patch");
-    let cases: &[(Option<&str>, Result<PublicKeyAccess, Denial>)] = &[
-        (Some("https://app.example.com"), Ok(PublicKeyAccess::Granted)),
-        (Some("https://APP.example.com:8443/path"), Ok(PublicKeyAccess::Granted)),
-        (Some("app.example.com"), Ok(PublicKeyAccess::Granted)),
-        (Some("https://eu.example.org"), Ok(PublicKeyAccess::Granted)),
-        (Some("https://a.b.example.org"), Ok(PublicKeyAccess::Granted)),
+    let cases: &[(Option<&'static str>, Result<&str, Denial>)] = &[
+        (Some("https://app.example.com"), Ok("granted")),
+        (Some("https://APP.example.com:8443/path"), Ok("granted")),
+        (Some("app.example.com"), Ok("granted")),
+        (Some("https://eu.example.org"), Ok("granted")),
+        (Some("https://a.b.example.org"), Ok("granted")),
         (Some("https://example.org"), Err(Denial::OriginNotAllowed)),
         (Some("https://badexample.org"), Err(Denial::OriginNotAllowed)),
         (Some("https://example.com"), Err(Denial::OriginNotAllowed)),
@@ -217,12 +240,22 @@ fn public_key_origin_rules() {
         (None, Err(Denial::OriginRequired)),
     ];
     for (origin, expected) in cases {
-        assert_eq!(decide_public_key(Some(&key), *origin), *expected, "origin {origin:?}");
+        assert_eq!(decide(&key, from(*origin)), *expected, "origin {origin:?}");
     }
     key.patch(PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() }, &actor(), at(2))
         .expect("patch");
-    assert_eq!(decide_public_key(Some(&key), Some("app.example.com")), Ok(PublicKeyAccess::NeedsUserToken));
-    assert_eq!(decide_public_key(None, None), Err(Denial::UnknownKey));
+    // Secure mode: no user token is refused here, one is to be verified.
+    assert_eq!(decide(&key, from(Some("app.example.com"))), Err(Denial::UserTokenRequired));
+    let with_token = PublicKeyPresentation { origin: Some("app.example.com"), has_user_token: true };
+    assert_eq!(decide(&key, with_token), Ok("needs user token"));
+    // Origin rules come before the user token.
+    assert_eq!(decide(&key, PublicKeyPresentation { origin: None, has_user_token: true }), Err(Denial::OriginRequired));
+    assert_eq!(decide_public_key(None, scope, with_token), Err(Denial::UnknownKey));
+    let other = OrganisationId::generate(t0(), &mut rng);
+    assert_eq!(
+        decide_public_key(Some((&key, &workspace)), Scope::organisation(&other), with_token),
+        Err(Denial::WrongOrganisation)
+    );
 }
 
 #[test]
@@ -260,8 +293,12 @@ fn signing_key_lifecycle() {
     assert_eq!(rolled.expiry_at, Some(at(70)));
     assert_eq!(fresh.status, SigningKeyStatus::Active);
     let second = fresh.uid.clone();
-    assert_eq!(decide_signing_key(ring.get(&first), at(69)), Ok(()));
-    assert_eq!(decide_signing_key(ring.get(&first), at(70)), Err(Denial::KeyExpired));
+    assert_eq!(decide_signing_key(ring.get(&first), &workspace, at(69)).map(|key| &key.uid), Ok(&first));
+    assert_eq!(decide_signing_key(ring.get(&first), &workspace, at(70)), Err(Denial::KeyExpired));
+    // A key of another workspace is no key for this one.
+    let elsewhere = workspace_uid(&mut rng);
+    assert_eq!(decide_signing_key(ring.get(&first), &elsewhere, at(69)), Err(Denial::UnknownKey));
+    assert_eq!(decide_signing_key(None, &workspace, at(69)), Err(Denial::UnknownKey));
     assert_eq!(ring.verifying_at(at(30)).count(), 2);
     assert_eq!(ring.verifying_at(at(70)).count(), 1);
 
@@ -275,13 +312,13 @@ fn signing_key_lifecycle() {
     // Roll without grace: the old key stops at once.
     let (rolled, _) = ring.roll(&second, None, new_signing_key(&mut rng), &actor(), at(20)).expect("roll");
     assert_eq!(rolled.expiry_at, Some(at(20)));
-    assert_eq!(decide_signing_key(ring.get(&second), at(20)), Err(Denial::KeyExpired));
+    assert_eq!(decide_signing_key(ring.get(&second), &workspace, at(20)), Err(Denial::KeyExpired));
 
     // Delete is terminal; a deleted key never verifies and cannot be rolled.
     let deleted = ring.delete(&first, &actor(), at(30)).expect("delete");
     assert!(deleted.is_deleted());
     assert!(!deleted.verifies_at(at(31)));
-    assert_eq!(decide_signing_key(Some(&deleted), at(31)), Err(Denial::Deleted));
+    assert_eq!(decide_signing_key(Some(&deleted), &workspace, at(31)), Err(Denial::Deleted));
     assert_eq!(ring.delete(&first, &actor(), at(31)).map(|_| ()), Err(CoreError::NotFound { kind: "signing key" }));
     assert_eq!(
         ring.roll(&first, None, new_signing_key(&mut rng), &actor(), at(31)).map(|_| ()),
@@ -311,29 +348,66 @@ fn grace_period_bounds() {
 
 #[test]
 fn user_token_rules() {
+    let policy = TimePolicy::default();
     let valid = UserTokenClaims {
         entity_type: Some("subscriber".into()),
         entity_id: Some("user-1".into()),
-        exp: Some(at(60).unix_timestamp()),
+        times: TokenTimes { exp: Some(at(60).unix_timestamp()), ..TokenTimes::default() },
         tenant_id: None,
     };
-    assert_eq!(decide_user_token(&valid, None, t0()), Ok(()));
-    assert_eq!(decide_user_token(&valid, Some("default"), t0()), Ok(()));
+    assert_eq!(decide_user_token(&valid, None, &policy, t0()), Ok("user-1"));
+    assert_eq!(decide_user_token(&valid, Some("default"), &policy, t0()), Ok("user-1"));
+    let times = |exp: Option<i64>, iat: Option<i64>| TokenTimes { exp, iat, nbf: None };
+    let now = t0().unix_timestamp();
     let cases: Vec<(UserTokenClaims, Option<&str>, Denial)> = vec![
         (UserTokenClaims { entity_type: Some("user".into()), ..valid.clone() }, None, Denial::EntityTypeNotSubscriber),
         (UserTokenClaims { entity_type: None, ..valid.clone() }, None, Denial::EntityTypeNotSubscriber),
         (UserTokenClaims { entity_id: None, ..valid.clone() }, None, Denial::EntityIdMissing),
         (UserTokenClaims { entity_id: Some(" ".into()), ..valid.clone() }, None, Denial::EntityIdMissing),
-        (UserTokenClaims { exp: None, ..valid.clone() }, None, Denial::UserTokenExpired),
-        (UserTokenClaims { exp: Some(t0().unix_timestamp()), ..valid.clone() }, None, Denial::UserTokenExpired),
+        (UserTokenClaims { times: times(None, None), ..valid.clone() }, None, Denial::UserTokenExpired),
+        // One leeway (60 s by default) for exp, nbf and iat.
+        (UserTokenClaims { times: times(Some(now - 60), None), ..valid.clone() }, None, Denial::UserTokenExpired),
+        (
+            UserTokenClaims { times: times(Some(now + 600), Some(now + 61)), ..valid.clone() },
+            None,
+            Denial::UserTokenNotYetValid,
+        ),
         (valid.clone(), Some("acme"), Denial::TenantMismatch),
         (UserTokenClaims { tenant_id: Some("acme".into()), ..valid.clone() }, None, Denial::TenantMismatch),
     ];
     for (claims, tenant, denial) in cases {
-        assert_eq!(decide_user_token(&claims, tenant, t0()), Err(denial), "{claims:?} {tenant:?}");
+        assert_eq!(decide_user_token(&claims, tenant, &policy, t0()), Err(denial), "{claims:?} {tenant:?}");
     }
+    let skewed = UserTokenClaims { times: times(Some(now - 59), Some(now + 60)), ..valid.clone() };
+    assert_eq!(decide_user_token(&skewed, None, &policy, t0()), Ok("user-1"));
     let acme = UserTokenClaims { tenant_id: Some("acme".into()), ..valid };
-    assert_eq!(decide_user_token(&acme, Some("acme"), t0()), Ok(()));
+    assert_eq!(decide_user_token(&acme, Some("acme"), &policy, t0()), Ok("user-1"));
+}
+
+#[test]
+fn organisation_token_rules() {
+    let policy = TimePolicy::default();
+    let now = t0().unix_timestamp();
+    let claims = |sub: Option<&'static str>, exp: Option<i64>, nbf: Option<i64>| OrganisationTokenClaims {
+        sub,
+        times: TokenTimes { exp, nbf, iat: None },
+    };
+    assert_eq!(decide_organisation_token(&claims(Some("user-1"), None, None), &policy, t0()), Ok("user-1"));
+    assert_eq!(decide_organisation_token(&claims(None, None, None), &policy, t0()), Err(Denial::SubjectMissing));
+    assert_eq!(decide_organisation_token(&claims(Some("  "), None, None), &policy, t0()), Err(Denial::SubjectMissing));
+    assert_eq!(
+        decide_organisation_token(&claims(Some("user-1"), Some(now - 60), None), &policy, t0()),
+        Err(Denial::TokenExpired)
+    );
+    assert_eq!(
+        decide_organisation_token(&claims(Some("user-1"), None, Some(now + 61)), &policy, t0()),
+        Err(Denial::TokenNotYetValid)
+    );
+    // Time is checked before the subject.
+    assert_eq!(
+        decide_organisation_token(&claims(None, Some(now - 60), None), &policy, t0()),
+        Err(Denial::TokenExpired)
+    );
 }
 
 #[test]
@@ -349,11 +423,11 @@ fn organisation_key_rules_and_issuer() {
         &actor(),
         t0(),
     );
-    assert_eq!(decide_organisation_key(Some(&key), &mine), Ok(()));
-    assert_eq!(decide_organisation_key(Some(&key), &theirs), Err(Denial::WrongOrganisation));
-    assert_eq!(decide_organisation_key(None, &mine), Err(Denial::UnknownKey));
+    assert_eq!(decide_organisation_key(Some(&key), Scope::organisation(&mine)).map(|key| &key.id), Ok(&key.id));
+    assert_eq!(decide_organisation_key(Some(&key), Scope::organisation(&theirs)), Err(Denial::WrongOrganisation));
+    assert_eq!(decide_organisation_key(None, Scope::organisation(&mine)), Err(Denial::UnknownKey));
     key.delete(&actor(), at(1)).expect("delete");
-    assert_eq!(decide_organisation_key(Some(&key), &mine), Err(Denial::Deleted));
+    assert_eq!(decide_organisation_key(Some(&key), Scope::organisation(&mine)), Err(Denial::Deleted));
     assert!(key.delete(&actor(), at(2)).is_err());
 
     assert_eq!(parse_issuer("https://versori.com/sk/01ABC", &[]), Ok(("https://versori.com", "01ABC")));

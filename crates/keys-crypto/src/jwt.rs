@@ -8,16 +8,14 @@
 //! [`JwtError::UnsupportedAlgorithm`], the other supported algorithm is
 //! [`JwtError::AlgorithmMismatch`].
 //!
-//! **Time is a parameter.** `exp` and `nbf`, when present, are checked
-//! against the `now` the caller passes, never the system clock, with a
-//! leeway for clock skew ([`DEFAULT_LEEWAY_SECONDS`]):
-//! - valid while `now < exp + leeway` (RFC 7519 §4.1.4: "on or after" the
-//!   expiry the token is rejected), so at exactly `exp + leeway` it has
-//!   expired;
-//! - valid from `now + leeway >= nbf` (§4.1.5: "on or after").
-//!
-//! Whether a claim such as `exp` or `sub` is *required* is the caller's
-//! policy: use [`Claims::require_str`] or check [`Claims::exp`].
+//! **Signatures and structure only.** [`verify`] checks the algorithm, the
+//! signature, and that `exp`, `nbf` and `iat`, when present, are
+//! NumericDates ([`JwtError::InvalidClaim`] otherwise). Whether the token is
+//! valid *now* is keys-core's one time policy
+//! (`keys_core::verify::TimePolicy`, fed by [`Claims::times`]); whether a
+//! claim such as `exp` or `sub` is *required* is the rule of the token kind,
+//! also in keys-core. [`Verifier`], for embedders that verify against a JWKS
+//! without keysd, applies that same policy.
 //!
 //! Tokens longer than [`MAX_TOKEN_BYTES`] are rejected before decoding.
 //!
@@ -52,7 +50,6 @@ use std::sync::Arc;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{Map, Value};
-use time::OffsetDateTime;
 
 use crate::key_material::PublicKeyMaterial;
 use crate::keypair::{EcKeyPair, Jwk, RsaKeyPair};
@@ -64,9 +61,6 @@ pub use verifier::Verifier;
 
 use claims::{numeric_date, Rounding};
 use signature::SignatureKey;
-
-/// Default allowance for clock skew when checking `exp` and `nbf`.
-pub const DEFAULT_LEEWAY_SECONDS: u64 = 60;
 
 /// Longest token accepted, in bytes (8 KiB).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
@@ -174,14 +168,10 @@ impl fmt::Debug for VerificationKey {
 }
 
 /// Verifies `token` with `key`: algorithm (pinned by the key), signature,
-/// then `exp`/`nbf` against `now` with `leeway_seconds`. Returns the claims.
-pub fn verify(
-    token: &str,
-    key: &VerificationKey,
-    now: OffsetDateTime,
-    leeway_seconds: u64,
-) -> Result<Claims, JwtError> {
-    ParsedToken::parse(token)?.verify(key, now, leeway_seconds)
+/// and the shape of the time claims. Returns the claims; their time window
+/// is the caller's to check (keys-core's `TimePolicy`).
+pub fn verify(token: &str, key: &VerificationKey) -> Result<Claims, JwtError> {
+    ParsedToken::parse(token)?.verify(key)
 }
 
 /// Reads the header of `token` **without verifying anything**, to choose a
@@ -261,9 +251,10 @@ impl<'a> ParsedToken<'a> {
         Ok(Self { segments, header, has_critical_parameters })
     }
 
-    /// Algorithm (pinned by the key), `crit`, claims, signature, time: in
-    /// that order, so the cheap refusals come before any cryptography.
-    fn verify(self, key: &VerificationKey, now: OffsetDateTime, leeway_seconds: u64) -> Result<Claims, JwtError> {
+    /// Algorithm (pinned by the key), `crit`, claims, signature, the shape of
+    /// the time claims: in that order, so the cheap refusals come before any
+    /// cryptography.
+    fn verify(self, key: &VerificationKey) -> Result<Claims, JwtError> {
         let algorithm = self.header.algorithm().ok_or(JwtError::UnsupportedAlgorithm)?;
         if algorithm != key.algorithm() {
             return Err(JwtError::AlgorithmMismatch);
@@ -283,7 +274,7 @@ impl<'a> ParsedToken<'a> {
             .verify(self.segments.signing_input.as_bytes(), &signature)
             .map_err(|_| JwtError::BadSignature)?;
 
-        check_time_window(&claims, now, leeway_seconds)?;
+        check_time_claims(&claims)?;
         Ok(claims)
     }
 }
@@ -311,19 +302,13 @@ fn decode_json_object(segment: &str) -> Result<Map<String, Value>, JwtError> {
     }
 }
 
-fn check_time_window(claims: &Claims, now: OffsetDateTime, leeway_seconds: u64) -> Result<(), JwtError> {
-    let now = now.unix_timestamp();
-    let leeway = i64::try_from(leeway_seconds).unwrap_or(i64::MAX);
-    if let Some(value) = claims.get("exp") {
-        let expires = numeric_date(value, Rounding::Down).ok_or(JwtError::InvalidClaim("exp"))?;
-        if now >= expires.saturating_add(leeway) {
-            return Err(JwtError::Expired);
-        }
-    }
-    if let Some(value) = claims.get("nbf") {
-        let not_before = numeric_date(value, Rounding::Up).ok_or(JwtError::InvalidClaim("nbf"))?;
-        if now.saturating_add(leeway) < not_before {
-            return Err(JwtError::NotYetValid);
+/// `exp`, `nbf` and `iat`, when present, must be NumericDates (RFC 7519
+/// §4.1.4–6): a token whose `exp` is `"tomorrow"` is malformed, not
+/// unlimited.
+fn check_time_claims(claims: &Claims) -> Result<(), JwtError> {
+    for (name, rounding) in [("exp", Rounding::Down), ("nbf", Rounding::Up), ("iat", Rounding::Down)] {
+        if let Some(value) = claims.get(name) {
+            numeric_date(value, rounding).ok_or(JwtError::InvalidClaim(name))?;
         }
     }
     Ok(())

@@ -37,3 +37,9 @@ pub fn new_signing_key(rng: &mut ChaCha8Rng) -> NewSigningKey {
 pub fn name(text: &str) -> Name {
     Name::parse(text).expect("valid name")
 }
+
+/// A workspace of `organisation`, for decisions that take one.
+pub fn workspace_of(organisation: &OrganisationId, rng: &mut ChaCha8Rng) -> Workspace {
+    let new = NewWorkspace { name: name("staging"), slug: None, description: None, mode: None };
+    Workspace::create(organisation.clone(), new, None, t0(), rng).expect("valid workspace")
+}

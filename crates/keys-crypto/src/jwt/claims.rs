@@ -5,7 +5,8 @@ use serde_json::{Map, Value};
 
 use super::{Algorithm, JwtError};
 
-/// The claims of a token whose signature and time window have been verified.
+/// The claims of a token whose signature and claim shapes have been verified
+/// (not its time window: that is keys-core's `TimePolicy`).
 /// Only [`crate::jwt::verify`] and [`crate::jwt::Verifier::verify`] make one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Claims {
@@ -74,6 +75,12 @@ impl Claims {
     /// `iat` in Unix seconds (a fractional value rounded down), if numeric.
     pub fn iat(&self) -> Option<i64> {
         self.map.get("iat").and_then(|value| numeric_date(value, Rounding::Down))
+    }
+
+    /// `exp`, `nbf` and `iat`, for keys-core's time policy. [`super::verify`]
+    /// has already refused a token where one of them is not a NumericDate.
+    pub fn times(&self) -> keys_core::verify::TokenTimes {
+        keys_core::verify::TokenTimes { exp: self.exp(), nbf: self.nbf(), iat: self.iat() }
     }
 
     /// All claims.

@@ -27,10 +27,12 @@ pub enum JwtError {
     /// The signature does not verify with the key.
     #[error("token signature does not verify")]
     BadSignature,
-    /// `exp` (plus leeway) is not after `now`.
+    /// `exp` (plus leeway) is not after `now` ([`super::Verifier`] only;
+    /// keysd itself maps keys-core's time denials).
     #[error("token has expired")]
     Expired,
-    /// `nbf` is after `now` (plus leeway).
+    /// `nbf` or `iat` is after `now` (plus leeway) ([`super::Verifier`]
+    /// only).
     #[error("token is not valid yet")]
     NotYetValid,
     /// No key with the token's `kid` (or the token has no `kid`).

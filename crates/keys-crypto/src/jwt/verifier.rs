@@ -3,9 +3,10 @@
 
 use std::collections::BTreeMap;
 
+use keys_core::verify::{TimeDenial, TimePolicy};
 use time::OffsetDateTime;
 
-use super::{Claims, JwtError, ParsedToken, VerificationKey, DEFAULT_LEEWAY_SECONDS};
+use super::{Claims, JwtError, ParsedToken, VerificationKey};
 use crate::keypair::JwkSet;
 use crate::CryptoError;
 
@@ -14,7 +15,7 @@ use crate::CryptoError;
 #[derive(Debug, Clone)]
 pub struct Verifier {
     keys: BTreeMap<String, VerificationKey>,
-    leeway_seconds: u64,
+    policy: TimePolicy,
 }
 
 impl Verifier {
@@ -28,7 +29,7 @@ impl Verifier {
             }
             by_kid.insert(kid, key);
         }
-        Ok(Self { keys: by_kid, leeway_seconds: DEFAULT_LEEWAY_SECONDS })
+        Ok(Self { keys: by_kid, policy: TimePolicy::default() })
     }
 
     /// From a JWK Set. As RFC 7517 §5 asks, keys this verifier cannot use
@@ -57,10 +58,10 @@ impl Verifier {
         Self::from_jwk_set(&set)
     }
 
-    /// The same verifier with another leeway for `exp`/`nbf` (default
-    /// [`DEFAULT_LEEWAY_SECONDS`]).
-    pub fn with_leeway(mut self, leeway_seconds: u64) -> Self {
-        self.leeway_seconds = leeway_seconds;
+    /// The same verifier with another time policy (default: keys-core's
+    /// default leeway for `exp`, `nbf` and `iat`).
+    pub fn with_time_policy(mut self, policy: TimePolicy) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -87,10 +88,15 @@ impl Verifier {
 
     /// Picks the key named by the token's `kid` ([`JwtError::UnknownKey`] if
     /// there is none or it names no key here) and verifies with it, as
-    /// [`super::verify`] does.
+    /// [`super::verify`] does, then applies the time policy at `now`.
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<Claims, JwtError> {
         let parsed = ParsedToken::parse(token)?;
         let key = parsed.header.kid.as_deref().and_then(|kid| self.keys.get(kid)).ok_or(JwtError::UnknownKey)?;
-        parsed.verify(key, now, self.leeway_seconds)
+        let claims = parsed.verify(key)?;
+        self.policy.check(&claims.times(), now).map_err(|denial| match denial {
+            TimeDenial::Expired => JwtError::Expired,
+            TimeDenial::NotYetValid => JwtError::NotYetValid,
+        })?;
+        Ok(claims)
     }
 }
