@@ -51,6 +51,7 @@ mod tests {
             "tracing",
             "keys-crypto",
             "keys-store",
+            "keys-service",
             "keys-http",
         ];
         let deps = dependencies(&manifest("keys-core"), false);
@@ -63,14 +64,14 @@ mod tests {
     }
 
     #[test]
-    fn dependency_direction_is_core_crypto_store_http() {
-        let order = ["keys-core", "keys-crypto", "keys-store", "keys-http"];
+    fn dependency_direction_is_core_crypto_store_service_http() {
+        let order = ["keys-core", "keys-crypto", "keys-store", "keys-service", "keys-http"];
         for (position, krate) in order.iter().enumerate() {
             let deps = dependencies(&manifest(krate), true);
             for later in &order[position + 1..] {
                 assert!(
                     !deps.contains(*later),
-                    "{krate} must not depend on {later}: the direction is core <- crypto <- store <- http"
+                    "{krate} must not depend on {later}: the direction is core <- crypto <- store <- service <- http"
                 );
             }
         }
@@ -78,13 +79,13 @@ mod tests {
 
     #[test]
     fn only_keys_http_knows_http_and_only_keys_store_knows_sql() {
-        for krate in ["keys-core", "keys-crypto", "keys-store"] {
+        for krate in ["keys-core", "keys-crypto", "keys-store", "keys-service"] {
             let deps = dependencies(&manifest(krate), false);
             for name in ["hyper", "hyper-util", "http", "http-body-util"] {
                 assert!(!deps.contains(name), "{krate} must not know HTTP ({name})");
             }
         }
-        for krate in ["keys-core", "keys-crypto", "keys-http"] {
+        for krate in ["keys-core", "keys-crypto", "keys-service", "keys-http"] {
             let deps = dependencies(&manifest(krate), false);
             assert!(!deps.contains("sqlx"), "{krate} must not know SQL (sqlx)");
         }

@@ -13,14 +13,10 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
-use keys_core::{
-    Mode, Name, NewWorkspace, Organisation, OrganisationId, ServiceTokenId, ServiceTokenRecord, Workspace,
-    WorkspaceSlug,
-};
-use keys_crypto::ServiceToken;
-use keys_store::{Bootstrap, CacheConfig, Store, StoreError};
-use rand_core::OsRng;
-use time::OffsetDateTime;
+use keys_core::verify::TimePolicy;
+use keys_core::{Mode, Name, NewWorkspace, Organisation, WorkspaceSlug};
+use keys_service::{Service, ServiceConfig, ServiceError};
+use keys_store::{CacheConfig, Store, StoreError};
 use tokio::net::TcpListener;
 
 use crate::server::{serve, App, AppConfig};
@@ -82,6 +78,15 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(0..=256)
     )]
     pub rsa_pool_size: u64,
+    /// Allowance for clock skew on every token's `exp`, `nbf` and `iat`.
+    #[arg(
+        long,
+        env = "KEYSD_JWT_LEEWAY_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = keys_core::verify::DEFAULT_LEEWAY_SECONDS,
+        value_parser = clap::value_parser!(u32).range(0..=i64::from(keys_core::verify::MAX_LEEWAY_SECONDS))
+    )]
+    pub jwt_leeway_seconds: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,17 +168,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => run_serve(&cli.database_url, args).await,
         Command::Org(OrgCommand::Create { name }) => {
-            let store = open_store(&cli.database_url).await?;
+            let service = open_service(&cli.database_url).await?;
             let name = Name::parse(&name).map_err(|error| anyhow!("{error}"))?;
-            let now = OffsetDateTime::now_utc();
-            let organisation = Organisation::create(OrganisationId::generate(now, &mut OsRng), name, now);
-            store.create_organisation(&organisation).await.map_err(store_error)?;
+            let organisation = service.create_organisation(name).await.map_err(service_error)?;
             println!("{}", organisation.id);
             Ok(())
         }
         Command::Workspace(WorkspaceCommand::Create { org, slug, name, mode, description }) => {
-            let store = open_store(&cli.database_url).await?;
-            let organisation = find_organisation(store.as_ref(), &org).await?;
+            let service = open_service(&cli.database_url).await?;
+            let organisation = find_organisation(&service, &org).await?;
             let slug = WorkspaceSlug::parse(&slug).map_err(|error| anyhow!("{error}"))?;
             let new = NewWorkspace {
                 name: Name::parse(name.as_deref().unwrap_or(slug.as_str())).map_err(|error| anyhow!("{error}"))?,
@@ -182,28 +185,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|error| anyhow!("{error}"))?,
                 mode: mode.as_deref().map(Mode::parse).transpose().map_err(|error| anyhow!("{error}"))?,
             };
-            let now = OffsetDateTime::now_utc();
-            let workspace = Workspace::create(organisation.id.clone(), new, None, now, &mut OsRng)
-                .map_err(|error| anyhow!("{error}"))?;
-            store.create_workspace(&workspace).await.map_err(store_error)?;
+            let workspace = service.create_operator_workspace(&organisation, new).await.map_err(service_error)?;
             println!("{}", workspace.uid);
             Ok(())
         }
         Command::Token(TokenCommand::Create { org, name }) => {
-            let store = open_store(&cli.database_url).await?;
-            let organisation = find_organisation(store.as_ref(), &org).await?;
+            let service = open_service(&cli.database_url).await?;
+            let organisation = find_organisation(&service, &org).await?;
             let name = Name::parse(&name).map_err(|error| anyhow!("{error}"))?;
-            let token = ServiceToken::generate(&mut OsRng);
-            let now = OffsetDateTime::now_utc();
-            let record = ServiceTokenRecord::create(
-                ServiceTokenId::generate(now, &mut OsRng),
-                &organisation,
-                name,
-                token.digest(),
-                now,
-            );
-            store.create_service_token(&record).await.map_err(store_error)?;
-            println!("{}", token.expose());
+            let issued = service.create_service_token(&organisation, name).await.map_err(service_error)?;
+            println!("{}", issued.token.expose());
             Ok(())
         }
     }
@@ -216,14 +207,15 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr().context("cannot read the listening address")?;
     let cache = CacheConfig { ttl: std::time::Duration::from_millis(args.cache_ttl_ms), ..CacheConfig::default() };
     let store = open_cached_store(database_url, cache).await?;
-    bootstrap(store.as_ref()).await?;
     let config = AppConfig {
         issuer_bases: args.jwt_issuer_bases,
         // The range check of the flag keeps this far inside usize.
         rsa_pool_capacity: args.rsa_pool_size as usize,
+        time_policy: TimePolicy::new(args.jwt_leeway_seconds).map_err(|error| anyhow!("{error}"))?,
         ..AppConfig::default()
     };
     let app = App::new(store, config);
+    bootstrap(app.service()).await?;
     println!("keysd listening on http://{address}");
     tracing::info!(%address, "listening");
     serve(listener, app, shutdown_signal()).await.context("server failed")?;
@@ -231,49 +223,23 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// On an empty database: organisation `default`, workspaces `staging`
-/// (sandbox) and `production`, one service token, printed once, only by the
-/// process that wrote it.
-async fn bootstrap(store: &dyn Store) -> anyhow::Result<()> {
-    let now = OffsetDateTime::now_utc();
-    let invalid = |error: keys_core::CoreError| anyhow!("bootstrap: {error}");
-    let organisation =
-        Organisation::create(OrganisationId::generate(now, &mut OsRng), Name::parse("default").map_err(invalid)?, now);
-    let mut workspaces = Vec::new();
-    for (slug, mode) in [("staging", Mode::Sandbox), ("production", Mode::Production)] {
-        let new = NewWorkspace {
-            name: Name::parse(slug).map_err(invalid)?,
-            slug: Some(WorkspaceSlug::parse(slug).map_err(invalid)?),
-            description: None,
-            mode: Some(mode),
-        };
-        workspaces.push(Workspace::create(organisation.id.clone(), new, None, now, &mut OsRng).map_err(invalid)?);
-    }
-    let token = ServiceToken::generate(&mut OsRng);
-    let record = ServiceTokenRecord::create(
-        ServiceTokenId::generate(now, &mut OsRng),
-        &organisation,
-        Name::parse("bootstrap").map_err(invalid)?,
-        token.digest(),
-        now,
-    );
-    let bootstrap = Bootstrap { organisation, workspaces, token: record };
-    if store.bootstrap_if_empty(&bootstrap).await.map_err(store_error)? {
+async fn bootstrap(service: &Service) -> anyhow::Result<()> {
+    if let Some(bootstrapped) = service.bootstrap_if_empty().await.map_err(service_error)? {
         println!(
             "keysd bootstrapped organisation 'default' ({}) with workspaces 'staging' and 'production'",
-            bootstrap.organisation.id
+            bootstrapped.organisation.id
         );
-        println!("keysd service token (shown once, store it now): {}", token.expose());
+        println!("keysd service token (shown once, store it now): {}", bootstrapped.token.expose());
     }
     Ok(())
 }
 
-async fn open_store(url: &str) -> anyhow::Result<Arc<dyn Store>> {
-    keys_store::open(url).await.map_err(|error| open_error(url, error))
+/// The use cases over the uncached store: operator commands write and exit.
+async fn open_service(url: &str) -> anyhow::Result<Service> {
+    let store = keys_store::open(url).await.map_err(|error| open_error(url, error))?;
+    Ok(Service::new(store, ServiceConfig::default()))
 }
 
-/// The store of `serve`: verification lookups cached, and (on PostgreSQL)
-/// kept fresh by the changes other processes announce.
 async fn open_cached_store(url: &str, cache: CacheConfig) -> anyhow::Result<Arc<dyn Store>> {
     keys_store::open_cached(url, cache).await.map_err(|error| open_error(url, error))
 }
@@ -288,21 +254,16 @@ fn open_error(url: &str, error: StoreError) -> anyhow::Error {
     }
 }
 
-fn store_error(error: StoreError) -> anyhow::Error {
+fn service_error(error: ServiceError) -> anyhow::Error {
     match error {
-        StoreError::Refused(refusal) => anyhow!("{refusal}"),
+        ServiceError::Store(StoreError::Refused(refusal)) => anyhow!("{refusal}"),
         other => anyhow!("{other}"),
     }
 }
 
 /// `--org` takes an organisation id or its name.
-async fn find_organisation(store: &dyn Store, reference: &str) -> anyhow::Result<Organisation> {
-    if let Ok(id) = OrganisationId::parse(reference) {
-        if let Some(organisation) = store.organisation(&id).await.map_err(store_error)? {
-            return Ok(organisation);
-        }
-    }
-    match store.organisation_by_name(reference).await.map_err(store_error)? {
+async fn find_organisation(service: &Service, reference: &str) -> anyhow::Result<Organisation> {
+    match service.find_organisation(reference).await.map_err(service_error)? {
         Some(organisation) => Ok(organisation),
         None => bail!("organisation '{reference}' not found"),
     }

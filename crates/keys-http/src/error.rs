@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use keys_core::CoreError;
+use keys_service::ServiceError;
 use keys_store::StoreError;
 use serde::Serialize;
 
@@ -79,6 +80,19 @@ impl ApiError {
             }
             StoreError::Refused(refusal) => Self::Validation(vec![refusal.to_string()]),
             StoreError::Database(_) | StoreError::UnsupportedUrl => Self::internal("store", &error),
+        }
+    }
+
+    /// Maps a failed use case. `named` is the path segment that named the
+    /// workspace or organisation (echoed, shortened, in the 404), `target`
+    /// as for [`ApiError::from_store`].
+    pub fn from_service(error: ServiceError, named: &str, target: &str) -> Self {
+        let named: String = named.chars().take(100).collect();
+        match error {
+            ServiceError::WorkspaceNotFound => Self::NotFound(format!("workspace '{named}' not found")),
+            ServiceError::OrganisationNotFound => Self::NotFound(format!("organisation '{named}' not found")),
+            ServiceError::Store(error) => Self::from_store(error, target),
+            ServiceError::Background(error) => Self::internal("background task", &error),
         }
     }
 

@@ -21,7 +21,8 @@ use hyper::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use keys_crypto::RsaKeyPool;
+use keys_core::verify::TimePolicy;
+use keys_service::{Service, ServiceConfig};
 use keys_store::Store;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
@@ -53,6 +54,8 @@ pub struct AppConfig {
     pub shutdown_grace: Duration,
     /// RSA keys generated ahead of time; 0 generates on demand.
     pub rsa_pool_capacity: usize,
+    /// The one time window rule of every token (`--jwt-leeway-seconds`).
+    pub time_policy: TimePolicy,
 }
 
 impl Default for AppConfig {
@@ -65,16 +68,17 @@ impl Default for AppConfig {
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(30),
             rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
+            time_policy: TimePolicy::default(),
         }
     }
 }
 
 /// What every handler shares.
 pub(crate) struct AppState {
-    pub store: Arc<dyn Store>,
+    /// The use cases; handlers call nothing else below HTTP.
+    pub service: Service,
     pub config: AppConfig,
     pub metrics: Metrics,
-    pub rsa_pool: RsaKeyPool,
 }
 
 impl std::fmt::Debug for AppState {
@@ -91,12 +95,23 @@ pub struct App {
 
 impl App {
     pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {
-        let rsa_pool = RsaKeyPool::new(config.rsa_pool_capacity);
-        Self { state: Arc::new(AppState { store, config, metrics: Metrics::new(), rsa_pool }) }
+        let service_config = ServiceConfig {
+            issuer_bases: config.issuer_bases.clone(),
+            time_policy: config.time_policy,
+            rsa_pool_capacity: config.rsa_pool_capacity,
+        };
+        let service = Service::new(store, service_config);
+        Self { state: Arc::new(AppState { service, config, metrics: Metrics::new() }) }
     }
 
     pub fn config(&self) -> &AppConfig {
         &self.state.config
+    }
+
+    /// The use cases this application serves (for the CLI's bootstrap and
+    /// for embedders that want both HTTP and direct calls).
+    pub fn service(&self) -> &Service {
+        &self.state.service
     }
 
     /// Answers one request. Never fails: every error is a response in the

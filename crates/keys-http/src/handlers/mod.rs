@@ -6,10 +6,13 @@
 //! with the limit enforced while reading (413), content type (415), JSON
 //! shape (400), then the handler.
 
+mod api_keys;
 mod ops;
-mod suprsend;
-mod verify;
-mod versori;
+mod organisation_keys;
+mod public_keys;
+mod signing_keys;
+mod verification;
+mod workspaces;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,8 +22,7 @@ use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
-use keys_core::ServiceTokenRecord;
-use keys_crypto::ServiceToken;
+use keys_core::{CoreError, Name};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -30,28 +32,10 @@ use crate::server::AppState;
 /// The boxed error of request bodies.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Who is calling: the service token's record, read through to its
-/// `organisation_id` and to the `actor` that fills every `*_by` the
-/// request causes. Shared with the store's cache, not copied.
-#[derive(Clone)]
-pub(crate) struct Caller(Arc<ServiceTokenRecord>);
+pub(crate) use keys_service::Caller;
 
-impl std::ops::Deref for Caller {
-    type Target = ServiceTokenRecord;
-
-    fn deref(&self) -> &ServiceTokenRecord {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Caller {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Caller")
-            .field("organisation_id", &self.organisation_id)
-            .field("actor", &self.actor)
-            .finish_non_exhaustive()
-    }
-}
+/// What every handler returns.
+pub(crate) type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
 
 /// The parts of a request a handler reads besides its path parameters.
 #[derive(Default)]
@@ -153,9 +137,9 @@ where
         RouteKind::Ready => return ops::ready(state).await,
         RouteKind::Metrics => return Ok(ops::metrics(state)),
         RouteKind::OpenApi => return Ok(ops::openapi()),
-        RouteKind::WorkspaceJwks => return suprsend::workspace_jwks(state, matched.param(0)).await,
-        RouteKind::OrganisationJwks => return versori::organisation_jwks(state, matched.param(0)).await,
-        RouteKind::PublicOrganisationKey => return versori::public_key(state, matched.param(0)).await,
+        RouteKind::WorkspaceJwks => return workspaces::workspace_jwks(state, matched.param(0)).await,
+        RouteKind::OrganisationJwks => return organisation_keys::organisation_jwks(state, matched.param(0)).await,
+        RouteKind::PublicOrganisationKey => return organisation_keys::public_key(state, matched.param(0)).await,
         _ => {}
     }
 
@@ -175,28 +159,30 @@ where
     let id = matched.param(1);
     let method = parts.method;
     match (kind, method) {
-        (RouteKind::Workspaces, Method::GET) => suprsend::list_workspaces(state, &caller, &input).await,
-        (RouteKind::Workspaces, _) => suprsend::create_workspace(state, &caller, &input).await,
-        (RouteKind::ApiKeys, Method::GET) => suprsend::list_api_keys(state, &caller, workspace, &input).await,
-        (RouteKind::ApiKeys, _) => suprsend::create_api_key(state, &caller, workspace, &input).await,
-        (RouteKind::ApiKey, _) => suprsend::delete_api_key(state, &caller, workspace, id).await,
-        (RouteKind::PublicKeys, Method::GET) => suprsend::list_public_keys(state, &caller, workspace, &input).await,
-        (RouteKind::PublicKeys, _) => suprsend::create_public_key(state, &caller, workspace, &input).await,
+        (RouteKind::Workspaces, Method::GET) => workspaces::list_workspaces(state, &caller, &input).await,
+        (RouteKind::Workspaces, _) => workspaces::create_workspace(state, &caller, &input).await,
+        (RouteKind::ApiKeys, Method::GET) => api_keys::list_api_keys(state, &caller, workspace, &input).await,
+        (RouteKind::ApiKeys, _) => api_keys::create_api_key(state, &caller, workspace, &input).await,
+        (RouteKind::ApiKey, _) => api_keys::delete_api_key(state, &caller, workspace, id).await,
+        (RouteKind::PublicKeys, Method::GET) => public_keys::list_public_keys(state, &caller, workspace, &input).await,
+        (RouteKind::PublicKeys, _) => public_keys::create_public_key(state, &caller, workspace, &input).await,
         (RouteKind::PublicKey, Method::PATCH) => {
-            suprsend::patch_public_key(state, &caller, workspace, id, &input).await
+            public_keys::patch_public_key(state, &caller, workspace, id, &input).await
         }
-        (RouteKind::PublicKey, _) => suprsend::delete_public_key(state, &caller, workspace, id).await,
-        (RouteKind::PublicKeyRotate, _) => suprsend::rotate_public_key(state, &caller, workspace, id, &input).await,
-        (RouteKind::SigningKeys, Method::GET) => suprsend::list_signing_keys(state, &caller, workspace, &input).await,
-        (RouteKind::SigningKeys, _) => suprsend::create_signing_key(state, &caller, workspace, &input).await,
-        (RouteKind::SigningKey, _) => suprsend::delete_signing_key(state, &caller, workspace, id).await,
-        (RouteKind::SigningKeyRoll, _) => suprsend::roll_signing_key(state, &caller, workspace, id, &input).await,
-        (RouteKind::VerifyApiKey, _) => verify::api_key(state, &caller, &input).await,
-        (RouteKind::VerifyPublicKey, _) => verify::public_key(state, &caller, &input).await,
-        (RouteKind::VerifyJwt, _) => verify::jwt(state, &caller, &input).await,
-        (RouteKind::OrganisationKeys, Method::GET) => versori::list_keys(state, &caller, workspace).await,
-        (RouteKind::OrganisationKeys, _) => versori::create_key(state, &caller, workspace, &input).await,
-        (RouteKind::OrganisationKey, _) => versori::delete_key(state, &caller, workspace, id).await,
+        (RouteKind::PublicKey, _) => public_keys::delete_public_key(state, &caller, workspace, id).await,
+        (RouteKind::PublicKeyRotate, _) => public_keys::rotate_public_key(state, &caller, workspace, id, &input).await,
+        (RouteKind::SigningKeys, Method::GET) => {
+            signing_keys::list_signing_keys(state, &caller, workspace, &input).await
+        }
+        (RouteKind::SigningKeys, _) => signing_keys::create_signing_key(state, &caller, workspace, &input).await,
+        (RouteKind::SigningKey, _) => signing_keys::delete_signing_key(state, &caller, workspace, id).await,
+        (RouteKind::SigningKeyRoll, _) => signing_keys::roll_signing_key(state, &caller, workspace, id, &input).await,
+        (RouteKind::VerifyApiKey, _) => verification::api_key(state, &caller, &input).await,
+        (RouteKind::VerifyPublicKey, _) => verification::public_key(state, &caller, &input).await,
+        (RouteKind::VerifyJwt, _) => verification::jwt(state, &caller, &input).await,
+        (RouteKind::OrganisationKeys, Method::GET) => organisation_keys::list_keys(state, &caller, workspace).await,
+        (RouteKind::OrganisationKeys, _) => organisation_keys::create_key(state, &caller, workspace, &input).await,
+        (RouteKind::OrganisationKey, _) => organisation_keys::delete_key(state, &caller, workspace, id).await,
         (
             RouteKind::Health
             | RouteKind::Ready
@@ -248,17 +234,50 @@ async fn authenticate(state: &AppState, headers: &HeaderMap, accepts_bearer: boo
     if !scheme_accepted {
         return Err(ApiError::Unauthenticated);
     }
-    let token = ServiceToken::parse(credentials.trim()).map_err(|_| ApiError::Unauthenticated)?;
-    let record = state
-        .store
-        .shared_service_token_by_digest(&token.digest())
+    state
+        .service
+        .authenticate(credentials.trim())
         .await
         .map_err(|error| ApiError::internal("service token lookup", &error))?
-        .ok_or(ApiError::Unauthenticated)?;
-    Ok(Caller(record))
+        .ok_or(ApiError::Unauthenticated)
 }
 
 /// Shortens client-supplied text echoed in a message.
 pub(crate) fn echo(text: &str) -> String {
     text.chars().take(100).collect()
+}
+
+/// A required name: absent, blank or too long is a 400.
+pub(crate) fn required_name(name: Option<&str>) -> Result<Name, ApiError> {
+    let name = name.ok_or_else(|| ApiError::validation("name is required"))?;
+    Ok(Name::parse(name)?)
+}
+
+/// A key id from the path. A malformed one names nothing (404 for
+/// `target`), but the workspace is resolved first, so that a missing
+/// workspace is reported as such whatever the id looks like.
+pub(crate) async fn path_id<T>(
+    state: &AppState,
+    caller: &Caller,
+    workspace: &str,
+    parsed: Result<T, CoreError>,
+    target: &str,
+) -> Result<T, ApiError> {
+    match parsed {
+        Ok(id) => Ok(id),
+        Err(_) => {
+            state
+                .service
+                .workspace(caller, workspace)
+                .await
+                .map_err(|error| ApiError::from_service(error, workspace, target))?;
+            Err(ApiError::NotFound(format!("{target} not found")))
+        }
+    }
+}
+
+/// Adds a `Cache-Control` header.
+pub(crate) fn with_cache_control(mut response: Response<Full<Bytes>>, value: &'static str) -> Response<Full<Bytes>> {
+    response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static(value));
+    response
 }

@@ -17,7 +17,7 @@ pub(crate) fn health() -> HttpResult {
 
 /// `GET /ready`: the store answers too.
 pub(crate) async fn ready(state: &AppState) -> HttpResult {
-    match state.store.ping().await {
+    match state.service.ping().await {
         Ok(()) => json(StatusCode::OK, &json!({"status": "ready"})),
         Err(error) => {
             tracing::warn!(error = %error, "readiness check failed");

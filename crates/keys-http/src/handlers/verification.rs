@@ -9,15 +9,14 @@
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
+use keys_core::verify::Denial;
+use keys_service::{PublicKeyRequest, Refusal};
 use serde::Serialize;
 use serde_json::{Map, Value};
-use time::OffsetDateTime;
 
 use super::{Caller, Input};
 use crate::error::{json, ApiError};
 use crate::server::AppState;
-use crate::verify::{self as verification, PublicKeyRequest, Refusal};
-use keys_core::verify::Denial;
 
 type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -109,9 +108,7 @@ pub(crate) async fn api_key(state: &AppState, caller: &Caller, input: &Input) ->
     let presented = required(&body, "api_key")?;
     let verdict = match presented {
         None => Err(malformed()),
-        Some(presented) => verification::api_key(state.store.as_ref(), &caller.organisation_id, presented)
-            .await
-            .map_err(store_failure)?,
+        Some(presented) => state.service.verify_api_key(caller, presented).await.map_err(store_failure)?,
     };
     let response = match &verdict {
         Ok(verified) => ApiKeyVerdict {
@@ -133,9 +130,7 @@ pub(crate) async fn public_key(state: &AppState, caller: &Caller, input: &Input)
     let verdict = match (presented, fields) {
         (Some(api_key), (Ok(origin), Ok(user_token), Ok(tenant_id))) => {
             let request = PublicKeyRequest { api_key, origin, user_token, tenant_id };
-            verification::public_key(state.store.as_ref(), &caller.organisation_id, request, OffsetDateTime::now_utc())
-                .await
-                .map_err(store_failure)?
+            state.service.verify_public_key(caller, request).await.map_err(store_failure)?
         }
         _ => Err(malformed()),
     };
@@ -157,15 +152,7 @@ pub(crate) async fn jwt(state: &AppState, caller: &Caller, input: &Input) -> Htt
     let presented = required(&body, "token")?;
     let verdict = match presented {
         None => Err(malformed()),
-        Some(token) => verification::organisation_jwt(
-            state.store.as_ref(),
-            &caller.organisation_id,
-            token,
-            &state.config.issuer_bases,
-            OffsetDateTime::now_utc(),
-        )
-        .await
-        .map_err(store_failure)?,
+        Some(token) => state.service.verify_jwt(caller, token).await.map_err(store_failure)?,
     };
     let response = match verdict {
         Ok(verified) => JwtVerdict {

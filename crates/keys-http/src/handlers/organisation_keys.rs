@@ -1,0 +1,81 @@
+//! Organisation signing keys (dialect 2, Versori-compatible, under
+//! `/api/organisations/v1`): list, create, delete, the public key lookup and
+//! the organisation's JWKS.
+//!
+//! The `{organisation_id}` of a path must be the caller's own organisation;
+//! any other is a 404, exactly like one that does not exist (decided in
+//! keys-service by the caller's scope).
+
+use http::StatusCode;
+use keys_core::{Name, OrganisationId, OrganisationKeyId};
+
+use super::{echo, with_cache_control, Caller, HttpResult, Input};
+use crate::dto::{CreateOrganisationKey, OrganisationKeyDto, OrganisationKeyList};
+use crate::error::{json, no_content, ApiError};
+use crate::server::AppState;
+
+fn organisation_not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("organisation '{}' not found", echo(id)))
+}
+
+pub(crate) async fn list_keys(state: &AppState, caller: &Caller, organisation: &str) -> HttpResult {
+    let keys = state
+        .service
+        .list_organisation_keys(caller, organisation)
+        .await
+        .map_err(|error| ApiError::from_service(error, organisation, "organisation"))?;
+    json(StatusCode::OK, &OrganisationKeyList { keys: keys.iter().map(OrganisationKeyDto::from).collect() })
+}
+
+pub(crate) async fn create_key(state: &AppState, caller: &Caller, organisation: &str, input: &Input) -> HttpResult {
+    state.service.own_organisation(caller, organisation).map_err(|_| organisation_not_found(organisation))?;
+    let body: CreateOrganisationKey = input.json()?;
+    let name = body.name.as_deref().ok_or_else(|| ApiError::validation("name is required"))?;
+    let name = Name::parse(name)?;
+    let issued = state
+        .service
+        .create_organisation_key(caller, organisation, name)
+        .await
+        .map_err(|error| ApiError::from_service(error, organisation, "organisation"))?;
+    let mut dto = OrganisationKeyDto::from(&issued.key);
+    dto.private_key = Some(issued.pair.private_key_pem().as_str().to_owned());
+    json(StatusCode::CREATED, &dto)
+}
+
+pub(crate) async fn delete_key(state: &AppState, caller: &Caller, organisation: &str, key_id: &str) -> HttpResult {
+    state.service.own_organisation(caller, organisation).map_err(|_| organisation_not_found(organisation))?;
+    let target = format!("key '{}'", echo(key_id));
+    let id = OrganisationKeyId::parse(key_id).map_err(|_| ApiError::NotFound(format!("{target} not found")))?;
+    state
+        .service
+        .delete_organisation_key(caller, organisation, &id)
+        .await
+        .map_err(|error| ApiError::from_service(error, organisation, &target))?;
+    Ok(no_content())
+}
+
+/// `GET /keys/{key_id}`: public, for verifiers; deleted keys are gone.
+pub(crate) async fn public_key(state: &AppState, key_id: &str) -> HttpResult {
+    let not_found = || ApiError::NotFound(format!("key '{}' not found", echo(key_id)));
+    let id = OrganisationKeyId::parse(key_id).map_err(|_| not_found())?;
+    let key = state
+        .service
+        .public_organisation_key(&id)
+        .await
+        .map_err(|error| ApiError::from_service(error, "", "key"))?
+        .ok_or_else(not_found)?;
+    json(StatusCode::OK, &OrganisationKeyDto::from(&key))
+}
+
+/// `GET /organisations/{organisation_id}/jwks.json`: public, the live keys
+/// as RS256 JWKs with `kid` = key id.
+pub(crate) async fn organisation_jwks(state: &AppState, organisation: &str) -> HttpResult {
+    let id = OrganisationId::parse(organisation).map_err(|_| organisation_not_found(organisation))?;
+    let set = state
+        .service
+        .organisation_jwks(&id)
+        .await
+        .map_err(|error| ApiError::from_store(error, "organisation"))?
+        .ok_or_else(|| organisation_not_found(organisation))?;
+    Ok(with_cache_control(json(StatusCode::OK, &set)?, "public, max-age=60"))
+}

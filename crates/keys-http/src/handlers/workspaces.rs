@@ -1,0 +1,54 @@
+//! Workspaces (dialect 1): list, create, and the public JWKS of a workspace.
+//!
+//! Workspaces are addressed by slug inside the caller's organisation; a
+//! workspace (or key) of another organisation is indistinguishable from one
+//! that does not exist (404): keys-service resolves every slug within the
+//! caller's scope.
+
+use http::StatusCode;
+use keys_core::{Description, Mode, NewWorkspace, WorkspaceSlug, WorkspaceUid};
+
+use super::{echo, required_name, with_cache_control, Caller, HttpResult, Input};
+use crate::dto::{CreateWorkspace, ListDto, ListQuery, WorkspaceDto};
+use crate::error::{json, ApiError};
+use crate::server::AppState;
+
+pub(crate) async fn list_workspaces(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+    let query = ListQuery::parse(input.query.as_deref())?;
+    let page = state
+        .service
+        .list_workspaces(caller, query.pagination)
+        .await
+        .map_err(|error| ApiError::from_service(error, "", "organisation"))?;
+    json(StatusCode::OK, &ListDto::<WorkspaceDto>::from_page(page))
+}
+
+pub(crate) async fn create_workspace(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+    let body: CreateWorkspace = input.json()?;
+    let new = NewWorkspace {
+        name: required_name(body.name.as_deref())?,
+        slug: body.slug.as_deref().map(WorkspaceSlug::parse).transpose()?,
+        description: Description::parse(body.description.as_deref())?,
+        mode: body.mode.as_deref().map(Mode::parse).transpose()?,
+    };
+    let workspace = state
+        .service
+        .create_workspace(caller, new)
+        .await
+        .map_err(|error| ApiError::from_service(error, "", "organisation"))?;
+    json(StatusCode::CREATED, &WorkspaceDto::from(&workspace))
+}
+
+/// `GET /v1/workspace/{workspace_uid}/jwks.json`: public, the keys that
+/// verify now (active, and rolled before their `expiry_at`).
+pub(crate) async fn workspace_jwks(state: &AppState, uid: &str) -> HttpResult {
+    let not_found = || ApiError::NotFound(format!("workspace '{}' not found", echo(uid)));
+    let uid = WorkspaceUid::parse(uid).map_err(|_| not_found())?;
+    let set = state
+        .service
+        .workspace_jwks(&uid)
+        .await
+        .map_err(|error| ApiError::from_store(error, "workspace"))?
+        .ok_or_else(not_found)?;
+    Ok(with_cache_control(json(StatusCode::OK, &set)?, "public, max-age=60"))
+}

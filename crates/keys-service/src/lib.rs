@@ -1,0 +1,202 @@
+//! keys-service: the use cases of keysd, below HTTP.
+//!
+//! Every flow exists here once: bootstrap, organisation and service-token
+//! creation, workspace, API-key, public-key, signing-key and
+//! organisation-key management, and every verification. The HTTP handlers
+//! of keys-http, the `keysd` CLI, the tests and services that embed keysd
+//! all call a [`Service`]; a handler only parses the request into keys-core
+//! values, calls one method, and renders what it returns.
+//!
+//! A use case (1) resolves what the request names *within the caller's
+//! [`Scope`]* (a workspace slug of another organisation does not exist for
+//! the caller), (2) makes what is new — ids, secrets, key pairs — from the
+//! injected [`Entropy`] at the injected [`Clock`]'s `now`, (3) hands the
+//! keys-core value or transition to the store, which runs it in one
+//! transaction, and (4) returns the result together with the secret that
+//! exists in plaintext only in that return value. Verification looks the
+//! credential up, checks signatures with keys-crypto, and lets the total
+//! `keys_core::verify::decide_*` functions decide.
+//!
+//! **Architecture invariant:** keys-service knows no HTTP, no JSON wire
+//! format and no SQL. It decides nothing itself: every rule is a keys-core
+//! function; it only fetches what those functions need, in the right order.
+//!
+//! Modules are named by the resource they hold: [`workspaces`],
+//! [`api_keys`], [`public_keys`], [`signing_keys`], [`organisation_keys`],
+//! [`operators`] (organisations, service tokens, bootstrap) and
+//! [`verification`].
+
+pub mod api_keys;
+pub mod operators;
+pub mod organisation_keys;
+pub mod public_keys;
+pub mod signing_keys;
+pub mod verification;
+pub mod workspaces;
+
+use std::fmt;
+use std::sync::Arc;
+
+use keys_core::verify::{Scope, TimePolicy};
+use keys_core::{Actor, ServiceTokenRecord};
+use keys_crypto::RsaKeyPool;
+use keys_store::{Store, StoreError};
+use rand_core::{CryptoRngCore, OsRng};
+use time::OffsetDateTime;
+
+pub use verification::{PublicKeyRequest, Refusal, Verdict, VerifiedApiKey, VerifiedJwt, VerifiedPublicKey};
+
+/// Where `now` comes from. [`SystemClock`] in production; tests and
+/// embedders may pass their own.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> OffsetDateTime;
+}
+
+/// The system's UTC clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> OffsetDateTime {
+        OffsetDateTime::now_utc()
+    }
+}
+
+/// Where randomness comes from: a cryptographically secure generator for
+/// each use case that makes ids, secrets or key pairs.
+pub trait Entropy: Send + Sync + 'static {
+    fn generator(&self) -> Box<dyn CryptoRngCore + Send>;
+}
+
+/// The operating system's CSPRNG ([`OsRng`]; boxing it allocates nothing).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsEntropy;
+
+impl Entropy for OsEntropy {
+    fn generator(&self) -> Box<dyn CryptoRngCore + Send> {
+        Box::new(OsRng)
+    }
+}
+
+/// The policy a [`Service`] applies.
+#[derive(Debug, Clone, Default)]
+pub struct ServiceConfig {
+    /// Issuer bases accepted in Versori-style JWTs; empty accepts any base.
+    pub issuer_bases: Vec<String>,
+    /// The one time window rule of every token (`exp`, `nbf`, `iat`).
+    pub time_policy: TimePolicy,
+    /// RSA keys generated ahead of time; 0 generates on demand.
+    pub rsa_pool_capacity: usize,
+}
+
+/// Who is calling: an authenticated service token's record (shared with the
+/// store's cache, not copied). It gives the [`Scope`] every decision takes
+/// and the [`Actor`] that fills every `*_by` the call causes.
+#[derive(Clone)]
+pub struct Caller(Arc<ServiceTokenRecord>);
+
+impl Caller {
+    pub fn new(record: Arc<ServiceTokenRecord>) -> Self {
+        Self(record)
+    }
+
+    pub fn scope(&self) -> Scope<'_> {
+        Scope::organisation(&self.0.organisation_id)
+    }
+
+    pub fn actor(&self) -> &Actor {
+        &self.0.actor
+    }
+
+    pub fn token(&self) -> &ServiceTokenRecord {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Caller")
+            .field("organisation_id", &self.0.organisation_id)
+            .field("actor", &self.0.actor)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a use case did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The workspace the request names does not exist for the caller (it
+    /// may exist in another organisation: the caller cannot tell).
+    #[error("workspace not found")]
+    WorkspaceNotFound,
+    /// The organisation the request names is not the caller's, or does not
+    /// exist.
+    #[error("organisation not found")]
+    OrganisationNotFound,
+    /// The store refused or failed; see [`StoreError`].
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Work handed to a blocking thread (RSA key generation) did not finish.
+    #[error("background task failed")]
+    Background(#[source] tokio::task::JoinError),
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// The use cases over one store. Cheap to share (`Arc` it); every method
+/// takes `&self`.
+pub struct Service {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    config: ServiceConfig,
+    rsa_pool: Arc<RsaKeyPool>,
+    parsed_keys: verification::ParsedKeys,
+}
+
+impl fmt::Debug for Service {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Service").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// A service on `store` with the system clock and the OS CSPRNG.
+    pub fn new(store: Arc<dyn Store>, config: ServiceConfig) -> Self {
+        Self::with_sources(store, config, Arc::new(SystemClock), Arc::new(OsEntropy))
+    }
+
+    /// A service with an explicit clock and entropy source.
+    pub fn with_sources(
+        store: Arc<dyn Store>,
+        config: ServiceConfig,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+    ) -> Self {
+        let rsa_pool = Arc::new(RsaKeyPool::new(config.rsa_pool_capacity));
+        Self { store, clock, entropy, config, rsa_pool, parsed_keys: verification::ParsedKeys::default() }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn config(&self) -> &ServiceConfig {
+        &self.config
+    }
+
+    /// The clock's `now`.
+    pub fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    /// A generator for one use case.
+    fn rng(&self) -> Box<dyn CryptoRngCore + Send> {
+        self.entropy.generator()
+    }
+
+    /// Readiness: one round trip to the database.
+    pub async fn ping(&self) -> ServiceResult<()> {
+        Ok(self.store.ping().await?)
+    }
+}

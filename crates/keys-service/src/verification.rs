@@ -1,0 +1,363 @@
+//! Verification: look the credential up, check signatures with keys-crypto,
+//! and let the total decisions of `keys_core::verify` decide.
+//!
+//! **Invariant:** no rule of *whether* a credential may authenticate lives
+//! here. This module only fetches what the `decide_*` functions need, in the
+//! order they need it, and maps keys-crypto's structural `JwtError`s to the
+//! `reason`s of the API.
+//!
+//! Signing keys are parsed from their stored PEM once per service and kept
+//! in a small memo by PEM text ([`ParsedKeys`]): parsing costs far more
+//! than a signature check's bookkeeping, and a PEM always parses to the
+//! same key. The memo decides nothing: whether a key may verify is decided
+//! from the record the store returns, on every request.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use keys_core::verify::{
+    decide_api_key, decide_organisation_key, decide_organisation_token, decide_public_key, decide_signing_key,
+    decide_user_token, parse_issuer, Denial, OrganisationTokenClaims, PublicKeyAccess, PublicKeyPresentation,
+    UserTokenClaims,
+};
+use keys_core::{
+    ApiKey, OrganisationId, OrganisationKeyId, PublicKey, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceUid,
+};
+use keys_crypto::jwt::{self, Algorithm, Claims, JwtError, VerificationKey};
+use keys_crypto::keypair::public_jwk_from_pem;
+use keys_crypto::{ApiKeySecret, JwkSet, PublicKeyValue, ServiceToken};
+use keys_store::StoreError;
+
+use crate::{Caller, Service};
+
+/// Why a credential did not verify: a keys-core denial, or (for the few
+/// structural token failures keys-core has no word for) keys-crypto's
+/// reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Denied(Denial),
+    Token(JwtError),
+}
+
+impl Refusal {
+    /// The stable snake_case `reason` of responses and metrics.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Denied(denial) => denial.reason(),
+            Self::Token(error) => error.reason(),
+        }
+    }
+
+    /// Every reason a verification can give, for documentation and metrics
+    /// that pre-register their labels: keys-core's denials, then the
+    /// keys-crypto reasons [`Refusal::Token`] can carry.
+    pub fn all_reasons() -> Vec<&'static str> {
+        let mut reasons: Vec<&'static str> = Denial::ALL.iter().map(|denial| denial.reason()).collect();
+        for error in TOKEN_ONLY_ERRORS {
+            if !reasons.contains(&error.reason()) {
+                reasons.push(error.reason());
+            }
+        }
+        reasons
+    }
+}
+
+impl From<Denial> for Refusal {
+    fn from(denial: Denial) -> Self {
+        Self::Denied(denial)
+    }
+}
+
+/// The keys-crypto errors that reach a response as themselves (see
+/// [`refusal_of_jwt_error`]).
+const TOKEN_ONLY_ERRORS: [JwtError; 3] =
+    [JwtError::UnsupportedCriticalHeader, JwtError::MissingClaim("exp"), JwtError::InvalidClaim("exp")];
+
+/// The answer to "does this credential verify?": `Ok` with what it grants,
+/// or the refusal; `Err` only when the store failed.
+pub type Verdict<T> = Result<Result<T, Refusal>, StoreError>;
+
+/// An API key that verified, with its workspace. Shared with the store's
+/// cache rather than copied: this is the hottest path of the service.
+#[derive(Debug, Clone)]
+pub struct VerifiedApiKey {
+    found: Arc<(ApiKey, Workspace)>,
+}
+
+impl VerifiedApiKey {
+    pub fn key(&self) -> &ApiKey {
+        &self.found.0
+    }
+
+    pub fn workspace(&self) -> &Workspace {
+        &self.found.1
+    }
+}
+
+/// What a public-key check presents.
+#[derive(Clone, Copy, Default)]
+pub struct PublicKeyRequest<'a> {
+    pub api_key: &'a str,
+    pub origin: Option<&'a str>,
+    pub user_token: Option<&'a str>,
+    pub tenant_id: Option<&'a str>,
+}
+
+impl fmt::Debug for PublicKeyRequest<'_> {
+    // The user token is a bearer credential: never printed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKeyRequest")
+            .field("api_key", &self.api_key)
+            .field("origin", &self.origin)
+            .field("user_token", &self.user_token.map(|_| "<redacted>"))
+            .field("tenant_id", &self.tenant_id)
+            .finish()
+    }
+}
+
+/// A public key that verified, with the user token's subject in secure mode.
+#[derive(Debug, Clone)]
+pub struct VerifiedPublicKey {
+    pub key: PublicKey,
+    pub workspace: Workspace,
+    pub entity_id: Option<String>,
+}
+
+/// A Versori-style JWT that verified.
+#[derive(Debug, Clone)]
+pub struct VerifiedJwt {
+    pub organisation_id: OrganisationId,
+    pub key_id: OrganisationKeyId,
+    pub sub: String,
+    pub claims: serde_json::Value,
+}
+
+impl Service {
+    /// Authenticates a presented service token (format and checksum first,
+    /// then one digest lookup). `None`: not a valid token.
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, StoreError> {
+        let Ok(token) = ServiceToken::parse(presented) else {
+            return Ok(None);
+        };
+        Ok(self.store.shared_service_token_by_digest(&token.digest()).await?.map(Caller::new))
+    }
+
+    /// Verifies a server-side API key for the caller.
+    pub async fn verify_api_key(&self, caller: &Caller, presented: &str) -> Verdict<VerifiedApiKey> {
+        let Ok(secret) = ApiKeySecret::parse(presented) else {
+            return Ok(Err(Denial::Malformed.into()));
+        };
+        let found = self.store.shared_api_key_by_digest(&secret.digest()).await?;
+        let decided =
+            decide_api_key(found.as_deref().map(|(key, workspace)| (key, workspace)), caller.scope()).map(|_| ());
+        Ok(match (decided, found) {
+            (Ok(()), Some(found)) => Ok(VerifiedApiKey { found }),
+            (Err(denial), _) => Err(denial.into()),
+            // A decision that grants always had something to grant.
+            (Ok(()), None) => Err(Denial::UnknownKey.into()),
+        })
+    }
+
+    /// Verifies a publishable key (and, in secure mode, its user token) for
+    /// the caller, at the clock's `now`.
+    pub async fn verify_public_key(
+        &self,
+        caller: &Caller,
+        request: PublicKeyRequest<'_>,
+    ) -> Verdict<VerifiedPublicKey> {
+        let Ok(value) = PublicKeyValue::parse(request.api_key) else {
+            return Ok(Err(Denial::Malformed.into()));
+        };
+        let found = self.store.public_key_by_value(value.as_str()).await?;
+        let user_token = request.user_token.filter(|token| !token.trim().is_empty());
+        let presented = PublicKeyPresentation { origin: request.origin, has_user_token: user_token.is_some() };
+        let pair = found.as_ref().map(|(key, workspace)| (key, workspace));
+        // What the decision grants, reduced to what outlives the borrow.
+        let needs_token_for = match decide_public_key(pair, caller.scope(), presented) {
+            Ok(PublicKeyAccess::Granted { .. }) => None,
+            Ok(PublicKeyAccess::NeedsUserToken { workspace, .. }) => Some(workspace.uid.clone()),
+            Err(denial) => return Ok(Err(denial.into())),
+        };
+        let entity_id = match (needs_token_for, user_token) {
+            (None, _) => None,
+            (Some(workspace), Some(token)) => match self.user_token(&workspace, token, request.tenant_id).await? {
+                Ok(entity_id) => Some(entity_id),
+                Err(refusal) => return Ok(Err(refusal)),
+            },
+            // decide_public_key asks for a token only when one was sent.
+            (Some(_), None) => return Ok(Err(Denial::UserTokenRequired.into())),
+        };
+        Ok(match found {
+            Some((key, workspace)) => Ok(VerifiedPublicKey { key, workspace, entity_id }),
+            None => Err(Denial::UnknownKey.into()),
+        })
+    }
+
+    /// Secure mode: the user token must be an ES256 JWT whose `kid` is a
+    /// signing key of the same workspace that verifies now, and whose claims
+    /// pass [`decide_user_token`]. Returns the token's `entity_id`.
+    async fn user_token(&self, workspace: &WorkspaceUid, token: &str, tenant_id: Option<&str>) -> Verdict<String> {
+        let Ok(header) = jwt::peek_header(token) else {
+            return Ok(Err(Denial::UserTokenInvalid.into()));
+        };
+        let Some(uid) = header.kid.as_deref().and_then(|kid| SigningKeyUid::parse(kid).ok()) else {
+            return Ok(Err(Denial::UserTokenInvalid.into()));
+        };
+        let now = self.now();
+        let found = self.store.signing_key_by_uid(&uid).await?;
+        let signing_key = match decide_signing_key(found.as_ref(), workspace, now) {
+            Ok(key) => key,
+            Err(denial) => return Ok(Err(denial.into())),
+        };
+        let Some(parsed_key) = self.parsed_keys.get(Algorithm::Es256, &signing_key.public_key_pem) else {
+            tracing::error!(kid = %uid, "stored signing key does not parse");
+            return Ok(Err(Denial::UserTokenInvalid.into()));
+        };
+        let Ok(claims) = jwt::verify(token, &parsed_key) else {
+            return Ok(Err(Denial::UserTokenInvalid.into()));
+        };
+        let user_claims = user_token_claims(&claims);
+        Ok(decide_user_token(&user_claims, tenant_id, &self.config.time_policy, now)
+            .map(str::to_owned)
+            .map_err(Refusal::from))
+    }
+
+    /// Verifies an RS256 JWT whose `iss` is `<base>/sk/<KEY_ID>` against that
+    /// organisation key, for the caller.
+    pub async fn verify_jwt(&self, caller: &Caller, token: &str) -> Verdict<VerifiedJwt> {
+        let unverified = match jwt::peek_unverified_claims(token) {
+            Ok(claims) => claims,
+            Err(_) => return Ok(Err(Denial::Malformed.into())),
+        };
+        let Some(issuer) = unverified.iss() else {
+            return Ok(Err(Denial::IssuerNotAccepted.into()));
+        };
+        let key_id = match parse_issuer(issuer, &self.config.issuer_bases) {
+            Ok((_base, key_id)) => key_id,
+            Err(denial) => return Ok(Err(denial.into())),
+        };
+        let Ok(key_id) = OrganisationKeyId::parse(key_id) else {
+            return Ok(Err(Denial::UnknownKey.into()));
+        };
+        let found = self.store.organisation_key(&key_id).await?;
+        let key = match decide_organisation_key(found.as_ref(), caller.scope()) {
+            Ok(key) => key,
+            Err(denial) => return Ok(Err(denial.into())),
+        };
+        let Some(parsed_key) = self.parsed_keys.get(Algorithm::Rs256, &key.public_key_pem) else {
+            tracing::error!(key_id = %key.id, "stored organisation key does not parse");
+            return Ok(Err(Denial::SignatureInvalid.into()));
+        };
+        let claims = match jwt::verify(token, &parsed_key) {
+            Ok(claims) => claims,
+            Err(error) => return Ok(Err(refusal_of_jwt_error(error))),
+        };
+        let decided = OrganisationTokenClaims { sub: claims.sub(), times: claims.times() };
+        let sub = match decide_organisation_token(&decided, &self.config.time_policy, self.now()) {
+            Ok(sub) => sub.to_owned(),
+            Err(denial) => return Ok(Err(denial.into())),
+        };
+        Ok(Ok(VerifiedJwt {
+            organisation_id: key.organisation_id.clone(),
+            key_id: key.id.clone(),
+            sub,
+            claims: claims.into_value(),
+        }))
+    }
+
+    /// The JWKS of a workspace: the keys that verify now (active, and rolled
+    /// before their `expiry_at`), by the ring's rule, which is the one
+    /// [`decide_signing_key`] applies. `None`: no such workspace.
+    pub async fn workspace_jwks(&self, uid: &WorkspaceUid) -> Result<Option<JwkSet>, StoreError> {
+        let Some(workspace) = self.store.workspace_by_uid(uid).await? else {
+            return Ok(None);
+        };
+        let ring = SigningKeyRing::restore(workspace.uid.clone(), self.store.live_signing_keys(&workspace.uid).await?);
+        let mut set = JwkSet::default();
+        for key in ring.verifying_at(self.now()) {
+            match public_jwk_from_pem(Algorithm::Es256, &key.public_key_pem, key.uid.as_str()) {
+                Ok(jwk) => set.keys.push(jwk),
+                Err(error) => tracing::error!(kid = %key.uid, error = %error, "stored signing key does not parse"),
+            }
+        }
+        Ok(Some(set))
+    }
+
+    /// The JWKS of an organisation: its keys that verify (not deleted).
+    /// `None`: no such organisation.
+    pub async fn organisation_jwks(&self, id: &OrganisationId) -> Result<Option<JwkSet>, StoreError> {
+        if self.store.organisation(id).await?.is_none() {
+            return Ok(None);
+        }
+        let mut set = JwkSet::default();
+        for key in self.store.list_organisation_keys(id).await?.iter().filter(|key| key.verifies()) {
+            match public_jwk_from_pem(Algorithm::Rs256, &key.public_key_pem, key.id.as_str()) {
+                Ok(jwk) => set.keys.push(jwk),
+                Err(error) => {
+                    tracing::error!(key_id = %key.id, error = %error, "stored organisation key does not parse")
+                }
+            }
+        }
+        Ok(Some(set))
+    }
+}
+
+/// The claims the secure-mode rules read, from a verified token.
+fn user_token_claims(claims: &Claims) -> UserTokenClaims {
+    UserTokenClaims {
+        entity_type: claims.get_str("entity_type").map(str::to_owned),
+        entity_id: claims.get_str("entity_id").map(str::to_owned),
+        times: claims.times(),
+        tenant_id: claims
+            .get("scope")
+            .and_then(|scope| scope.get("tenant_id"))
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned),
+    }
+}
+
+/// keys-core's word for a structural token failure where it has one,
+/// keys-crypto's otherwise.
+fn refusal_of_jwt_error(error: JwtError) -> Refusal {
+    match error {
+        JwtError::Malformed | JwtError::TooLarge => Denial::Malformed.into(),
+        JwtError::BadSignature => Denial::SignatureInvalid.into(),
+        JwtError::AlgorithmMismatch | JwtError::UnsupportedAlgorithm => Denial::AlgorithmMismatch.into(),
+        JwtError::Expired => Denial::TokenExpired.into(),
+        JwtError::NotYetValid => Denial::TokenNotYetValid.into(),
+        JwtError::UnknownKey => Denial::UnknownKey.into(),
+        other => Refusal::Token(other),
+    }
+}
+
+/// The most parsed keys the memo keeps; past it, it starts over. Keys only
+/// come from the store, so this is a guard, not a working limit.
+const PARSED_KEYS_CAPACITY: usize = 10_000;
+
+/// Parsed keys by PEM text.
+#[derive(Default)]
+pub(crate) struct ParsedKeys {
+    keys: RwLock<HashMap<String, Arc<VerificationKey>>>,
+}
+
+impl ParsedKeys {
+    /// The key a stored PEM holds, parsed for `algorithm`; `None` if it does
+    /// not parse as one (failures are not remembered: they are logged, and
+    /// should not happen).
+    fn get(&self, algorithm: Algorithm, public_key_pem: &str) -> Option<Arc<VerificationKey>> {
+        // A poisoned lock still guards a consistent map: every update is one
+        // insert or clear.
+        let known = self.keys.read().unwrap_or_else(PoisonError::into_inner).get(public_key_pem).cloned();
+        if let Some(key) = known.filter(|key| key.algorithm() == algorithm) {
+            return Some(key);
+        }
+        let key = Arc::new(VerificationKey::from_pem(algorithm, public_key_pem).ok()?);
+        let mut parsed = self.keys.write().unwrap_or_else(PoisonError::into_inner);
+        if parsed.len() >= PARSED_KEYS_CAPACITY {
+            parsed.clear();
+        }
+        parsed.insert(public_key_pem.to_owned(), Arc::clone(&key));
+        Some(key)
+    }
+}
