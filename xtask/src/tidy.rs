@@ -1,35 +1,76 @@
 //! Tidy checks that run as ordinary `#[test]`s: the crate boundaries of
-//! docs/ARCHITECTURE.md, checked against the `Cargo.toml` files.
+//! docs/ARCHITECTURE.md, read from `cargo metadata`; a `//!` doc at the top
+//! of every module; and every code symbol ARCHITECTURE.md names exists.
+//! (The route-table checks — reserved slugs, the reason enum of the OpenAPI
+//! document — live in keys-http's tests, beside what they check.)
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
-    use std::path::PathBuf;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::sync::OnceLock;
 
-    fn manifest(krate: &str) -> String {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("crates").join(krate).join("Cargo.toml");
-        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
+    use serde_json::Value;
+
+    /// The crates of the workspace, in dependency order: each may depend on
+    /// the ones before it, never on the ones after.
+    const LAYERS: [&str; 5] = ["keys-core", "keys-crypto", "keys-store", "keys-service", "keys-http"];
+
+    fn root() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
     }
 
-    /// The dependency names of a manifest's `[dependencies]` and
-    /// `[dev-dependencies]` sections (or only the former).
-    fn dependencies(text: &str, include_dev: bool) -> BTreeSet<String> {
-        let mut names = BTreeSet::new();
-        let mut in_section = false;
-        for line in text.lines() {
-            let line = line.trim();
-            if line.starts_with('[') {
-                in_section = line == "[dependencies]" || (include_dev && line == "[dev-dependencies]");
-                continue;
+    /// Each workspace package's dependencies as (name, kind) pairs, kind
+    /// `normal`, `dev` or `build`, as `cargo metadata` reports them.
+    fn dependencies() -> &'static BTreeMap<String, BTreeSet<(String, String)>> {
+        static DEPENDENCIES: OnceLock<BTreeMap<String, BTreeSet<(String, String)>>> = OnceLock::new();
+        DEPENDENCIES.get_or_init(|| {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+            let output = Command::new(cargo)
+                .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
+                .current_dir(root())
+                .output()
+                .expect("cargo metadata runs");
+            assert!(output.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&output.stderr));
+            let metadata: Value = serde_json::from_slice(&output.stdout).expect("cargo metadata prints JSON");
+            let mut by_package = BTreeMap::new();
+            for package in metadata["packages"].as_array().expect("packages") {
+                let name = package["name"].as_str().expect("a package name").to_owned();
+                let deps = package["dependencies"]
+                    .as_array()
+                    .expect("dependencies")
+                    .iter()
+                    .map(|dependency| {
+                        let name = dependency["name"].as_str().expect("a dependency name").to_owned();
+                        let kind = dependency["kind"].as_str().unwrap_or("normal").to_owned();
+                        (name, kind)
+                    })
+                    .collect();
+                by_package.insert(name, deps);
             }
-            if in_section && !line.is_empty() && !line.starts_with('#') {
-                if let Some((name, _)) = line.split_once('=') {
-                    let name = name.trim().split('.').next().unwrap_or_default();
-                    names.insert(name.trim_matches('"').to_owned());
-                }
-            }
+            by_package
+        })
+    }
+
+    fn depends_on(krate: &str, dependency: &str, include_dev: bool) -> bool {
+        dependencies()
+            .get(krate)
+            .unwrap_or_else(|| panic!("{krate} is not a workspace package"))
+            .iter()
+            .any(|(name, kind)| name == dependency && (include_dev || kind != "dev"))
+    }
+
+    #[test]
+    fn every_layer_is_a_workspace_package_and_the_reader_sees_dependencies() {
+        // Guards the guards: if the reader saw nothing, every check below
+        // would pass vacuously.
+        for krate in LAYERS {
+            assert!(dependencies().contains_key(krate), "{krate} missing from cargo metadata");
         }
-        names
+        assert!(depends_on("keys-store", "sqlx", false));
+        assert!(depends_on("keys-store", "keys-core", false));
+        assert!(depends_on("keys-http", "keys-service", false));
     }
 
     #[test]
@@ -40,6 +81,7 @@ mod tests {
             "hyper",
             "hyper-util",
             "http",
+            "serde",
             "serde_json",
             "reqwest",
             "async-std",
@@ -49,28 +91,24 @@ mod tests {
             "rand",
             "chrono",
             "tracing",
-            "keys-crypto",
-            "keys-store",
-            "keys-service",
-            "keys-http",
         ];
-        let deps = dependencies(&manifest("keys-core"), false);
-        for name in forbidden {
-            assert!(!deps.contains(name), "keys-core must not depend on {name} (it is the pure domain)");
+        for name in forbidden.iter().chain(&LAYERS[1..]) {
+            assert!(
+                !depends_on("keys-core", name, false),
+                "keys-core must not depend on {name} (it is the pure domain)"
+            );
         }
         // rand_core without getrandom: randomness is a parameter, never the OS.
-        let text = manifest("keys-core");
-        assert!(!text.contains("getrandom"), "keys-core must not reach the OS RNG");
+        let manifest = std::fs::read_to_string(root().join("crates/keys-core/Cargo.toml")).expect("manifest");
+        assert!(!manifest.contains("getrandom"), "keys-core must not reach the OS RNG");
     }
 
     #[test]
     fn dependency_direction_is_core_crypto_store_service_http() {
-        let order = ["keys-core", "keys-crypto", "keys-store", "keys-service", "keys-http"];
-        for (position, krate) in order.iter().enumerate() {
-            let deps = dependencies(&manifest(krate), true);
-            for later in &order[position + 1..] {
+        for (position, krate) in LAYERS.iter().enumerate() {
+            for later in &LAYERS[position + 1..] {
                 assert!(
-                    !deps.contains(*later),
+                    !depends_on(krate, later, true),
                     "{krate} must not depend on {later}: the direction is core <- crypto <- store <- service <- http"
                 );
             }
@@ -79,23 +117,104 @@ mod tests {
 
     #[test]
     fn only_keys_http_knows_http_and_only_keys_store_knows_sql() {
-        for krate in ["keys-core", "keys-crypto", "keys-store", "keys-service"] {
-            let deps = dependencies(&manifest(krate), false);
+        for krate in &LAYERS[..4] {
             for name in ["hyper", "hyper-util", "http", "http-body-util"] {
-                assert!(!deps.contains(name), "{krate} must not know HTTP ({name})");
+                assert!(!depends_on(krate, name, false), "{krate} must not know HTTP ({name})");
             }
         }
         for krate in ["keys-core", "keys-crypto", "keys-service", "keys-http"] {
-            let deps = dependencies(&manifest(krate), false);
-            assert!(!deps.contains("sqlx"), "{krate} must not know SQL (sqlx)");
+            assert!(!depends_on(krate, "sqlx", false), "{krate} must not know SQL (sqlx)");
         }
     }
 
+    fn rust_files(directory: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(directory) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                rust_files(&path, found);
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                found.push(path);
+            }
+        }
+    }
+
+    /// Every `.rs` file under the crates' `src/` and xtask's `src/`.
+    fn source_files() -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        for krate in LAYERS {
+            rust_files(&root().join("crates").join(krate).join("src"), &mut found);
+        }
+        rust_files(&root().join("xtask").join("src"), &mut found);
+        found
+    }
+
     #[test]
-    fn the_parser_sees_real_dependencies() {
-        // Guards the guards: if the parser read nothing, every check above
-        // would pass vacuously.
-        let deps = dependencies(&manifest("keys-store"), false);
-        assert!(deps.contains("sqlx") && deps.contains("keys-core"), "{deps:?}");
+    fn every_module_starts_with_its_doc() {
+        let files = source_files();
+        assert!(files.len() > 20, "found only {} source files", files.len());
+        let undocumented: Vec<_> = files
+            .iter()
+            .filter(|path| {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                !text.trim_start().starts_with("//!")
+            })
+            .collect();
+        assert!(undocumented.is_empty(), "modules without a `//!` doc at the top: {undocumented:?}");
+    }
+
+    /// Names of the standard library ARCHITECTURE.md may mention.
+    const STD_NAMES: [&str; 8] = ["Deref", "Debug", "Clone", "Arc", "TryFrom", "From", "Option", "Result"];
+
+    /// The code symbols ARCHITECTURE.md names in backticks: `Type`,
+    /// `Type::function`, `function(…)`-free identifiers with an underscore
+    /// such as `decide_api_key`. File names, SQL and flags are left alone.
+    fn architecture_symbols() -> BTreeSet<String> {
+        let text = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+        let mut symbols = BTreeSet::new();
+        for (index, chunk) in text.split('`').enumerate() {
+            // Odd chunks are inside backticks.
+            if index % 2 == 0 || chunk.contains(' ') || chunk.contains('/') || chunk.contains('.') {
+                continue;
+            }
+            let symbol = chunk.trim_end_matches("()");
+            let is_identifier =
+                |part: &str| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            let parts: Vec<&str> = symbol.split("::").collect();
+            if !parts.iter().all(|part| is_identifier(part)) {
+                continue;
+            }
+            let last = parts.last().copied().unwrap_or_default();
+            let is_type = last.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                && last.chars().any(|c| c.is_ascii_lowercase());
+            let is_function = last.contains('_') && last.chars().all(|c| !c.is_ascii_uppercase());
+            // Prefixes (`wksp_`) are formats, not symbols; std names are not ours.
+            let is_prefix = symbol.ends_with('_');
+            let is_std = STD_NAMES.contains(&last);
+            if (is_type || is_function) && !is_prefix && !is_std && !symbol.starts_with("KEYSD_") {
+                // A crate name in a path (`keys_store::open`) is not a symbol.
+                let ours: Vec<&str> = parts.into_iter().filter(|part| !part.starts_with("keys_")).collect();
+                symbols.insert(ours.join("::"));
+            }
+        }
+        symbols
+    }
+
+    #[test]
+    fn symbols_named_in_architecture_exist() {
+        let sources: String =
+            source_files().iter().map(|path| std::fs::read_to_string(path).unwrap_or_default()).collect();
+        let defines = |name: &str| {
+            ["fn ", "struct ", "enum ", "trait ", "type ", "const ", "static ", "mod ", "macro_rules! "]
+                .iter()
+                .any(|keyword| sources.contains(&format!("{keyword}{name}")))
+                || sources.contains(&format!("{name}("))
+                || sources.contains(&format!("{name} {{"))
+                || sources.contains(&format!("{name},"))
+        };
+        let symbols = architecture_symbols();
+        assert!(symbols.len() >= 10, "ARCHITECTURE.md names only {symbols:?}");
+        let missing: Vec<_> = symbols.iter().filter(|symbol| !symbol.split("::").all(|part| defines(part))).collect();
+        assert!(missing.is_empty(), "ARCHITECTURE.md names symbols the code does not define: {missing:?}");
     }
 }
