@@ -1,0 +1,169 @@
+//! The use cases as an embedding service calls them: no HTTP, a real
+//! SQLite file, a clock the test moves and a seeded entropy source.
+
+use std::sync::{Arc, Mutex};
+
+use keys_core::verify::{Denial, TimePolicy};
+use keys_core::{GracePeriod, Name};
+use keys_crypto::jwt::{self, Algorithm};
+use keys_service::api_keys::NewApiKey;
+use keys_service::{Caller, Clock, Entropy, PublicKeyRequest, Refusal, Service, ServiceConfig, ServiceError};
+use rand_chacha::rand_core::{CryptoRngCore, RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use serde_json::json;
+use time::{Duration, OffsetDateTime};
+
+/// A clock that moves only when the test says so.
+struct TestClock(Mutex<OffsetDateTime>);
+
+impl TestClock {
+    fn advance(&self, seconds: i64) {
+        let mut now = self.0.lock().expect("clock");
+        *now += Duration::seconds(seconds);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> OffsetDateTime {
+        *self.0.lock().expect("clock")
+    }
+}
+
+/// Deterministic randomness: each use case gets a generator seeded from
+/// one seeded stream.
+struct SeededEntropy(Mutex<ChaCha20Rng>);
+
+impl Entropy for SeededEntropy {
+    fn generator(&self) -> Box<dyn CryptoRngCore + Send> {
+        let seed = self.0.lock().expect("entropy").next_u64();
+        Box::new(ChaCha20Rng::seed_from_u64(seed))
+    }
+}
+
+const T0: i64 = 1_800_000_000;
+
+struct Fixture {
+    service: Service,
+    clock: Arc<TestClock>,
+    caller: Caller,
+    _directory: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", directory.path().join("keysd.db").display());
+    let store = keys_store::open(&url).await.expect("store opens");
+    let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::from_unix_timestamp(T0).expect("valid"))));
+    let entropy = Arc::new(SeededEntropy(Mutex::new(ChaCha20Rng::seed_from_u64(7))));
+    let config = ServiceConfig { rsa_pool_capacity: 0, ..ServiceConfig::default() };
+    let service = Service::with_sources(store, config, Arc::clone(&clock) as Arc<dyn Clock>, entropy);
+    let bootstrapped = service.bootstrap_if_empty().await.expect("bootstrap").expect("an empty database");
+    assert!(service.bootstrap_if_empty().await.expect("second bootstrap").is_none(), "bootstraps once");
+    let caller = service.authenticate(bootstrapped.token.expose()).await.expect("lookup").expect("token is valid");
+    Fixture { service, clock, caller, _directory: directory }
+}
+
+fn user_token(private_key_pem: &str, kid: &str, exp: i64) -> String {
+    let claims = json!({"entity_type": "subscriber", "entity_id": "user-1", "exp": exp, "iat": T0});
+    jwt::sign(&claims, Some(kid), private_key_pem, Algorithm::Es256).expect("signs")
+}
+
+#[tokio::test]
+async fn a_rolled_signing_key_verifies_until_its_grace_ends_on_the_injected_clock() {
+    let Fixture { service, clock, caller, _directory } = fixture().await;
+    let issued = service.create_signing_key(&caller, "staging").await.expect("created");
+    let old_pem = issued.pair.private_key_pem();
+    let old_kid = issued.key.uid.as_str().to_owned();
+
+    let key = service.create_public_key(
+        &caller,
+        "staging",
+        keys_service::public_keys::NewPublicKey { name: Name::parse("web").expect("name"), description: None },
+    );
+    let public_key = key.await.expect("public key");
+    let patch = keys_core::PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() };
+    service.patch_public_key(&caller, "staging", &public_key.id, patch).await.expect("secure mode on");
+
+    let grace = GracePeriod::from_seconds(600).expect("grace");
+    service.roll_signing_key(&caller, "staging", &issued.key.uid, Some(grace)).await.expect("rolled");
+
+    // The token itself is valid for a day; only the key's grace matters.
+    let token = user_token(&old_pem, &old_kid, T0 + 86_400);
+    let request = PublicKeyRequest { api_key: &public_key.api_key, user_token: Some(&token), ..Default::default() };
+    clock.advance(599);
+    let verified = service.verify_public_key(&caller, request).await.expect("store").expect("inside the grace");
+    assert_eq!(verified.entity_id.as_deref(), Some("user-1"));
+    clock.advance(1);
+    let refused = service.verify_public_key(&caller, request).await.expect("store");
+    assert_eq!(refused.map(|_| ()), Err(Refusal::Denied(Denial::KeyExpired)));
+
+    // Secure mode without a token is decided by keys-core, not by a caller.
+    let without = PublicKeyRequest { api_key: &public_key.api_key, ..Default::default() };
+    let refused = service.verify_public_key(&caller, without).await.expect("store");
+    assert_eq!(refused.map(|_| ()), Err(Refusal::Denied(Denial::UserTokenRequired)));
+}
+
+#[tokio::test]
+async fn api_keys_verify_for_their_own_organisation_only() {
+    let Fixture { service, caller, _directory, .. } = fixture().await;
+    let issued = service
+        .create_api_key(
+            &caller,
+            "production",
+            NewApiKey { name: Name::parse("backend").expect("name"), description: None },
+        )
+        .await
+        .expect("created");
+    // The secret is only in the issued value, never in its Debug.
+    assert!(!format!("{issued:?}").contains(issued.secret.expose()));
+    let verified = service.verify_api_key(&caller, issued.secret.expose()).await.expect("store").expect("valid");
+    assert_eq!(verified.key().id, issued.key.id);
+    assert_eq!(verified.workspace().slug.as_str(), "production");
+
+    // A caller of another organisation sees neither the key nor the workspace.
+    let other = service.create_organisation(Name::parse("other").expect("name")).await.expect("organisation");
+    let token = service.create_service_token(&other, Name::parse("ci").expect("name")).await.expect("token");
+    let outsider = service.authenticate(token.token.expose()).await.expect("lookup").expect("valid");
+    let refused = service.verify_api_key(&outsider, issued.secret.expose()).await.expect("store");
+    assert_eq!(refused.map(|_| ()).map_err(Refusal::reason), Err("unknown_key"));
+    let hidden = service.list_api_keys(&outsider, "production", Default::default(), false).await;
+    assert!(matches!(hidden, Err(ServiceError::WorkspaceNotFound)), "{hidden:?}");
+
+    // Deleted is terminal, and verification says so.
+    service.delete_api_key(&caller, "production", &issued.key.id).await.expect("deleted");
+    let refused = service.verify_api_key(&caller, issued.secret.expose()).await.expect("store");
+    assert_eq!(refused.map(|_| ()), Err(Refusal::Denied(Denial::Deleted)));
+    assert!(service.delete_api_key(&caller, "production", &issued.key.id).await.is_err());
+}
+
+#[tokio::test]
+async fn the_time_policy_is_the_services_one_leeway() {
+    let directory = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", directory.path().join("keysd.db").display());
+    let store = keys_store::open(&url).await.expect("store opens");
+    let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::from_unix_timestamp(T0).expect("valid"))));
+    let entropy = Arc::new(SeededEntropy(Mutex::new(ChaCha20Rng::seed_from_u64(9))));
+    let config = ServiceConfig {
+        rsa_pool_capacity: 0,
+        time_policy: TimePolicy::new(0).expect("no leeway"),
+        ..ServiceConfig::default()
+    };
+    let service = Service::with_sources(store, config, Arc::clone(&clock) as Arc<dyn Clock>, entropy);
+    let token = service.bootstrap_if_empty().await.expect("bootstrap").expect("empty").token;
+    let caller = service.authenticate(token.expose()).await.expect("lookup").expect("valid");
+    let organisation = caller.scope().organisation_id().as_str().to_owned();
+    let issued = service
+        .create_organisation_key(&caller, &organisation, Name::parse("k").expect("name"))
+        .await
+        .expect("created");
+    let claims = json!({"iss": format!("https://versori.com/sk/{}", issued.key.id), "sub": "u", "exp": T0 + 10});
+    let token = jwt::sign(&claims, None, &issued.pair.private_key_pem(), Algorithm::Rs256).expect("signs");
+    clock.advance(9);
+    assert!(service.verify_jwt(&caller, &token).await.expect("store").is_ok());
+    clock.advance(1);
+    let refused = service.verify_jwt(&caller, &token).await.expect("store");
+    assert_eq!(refused.map(|_| ()), Err(Refusal::Denied(Denial::TokenExpired)));
+    // The wrong organisation in the path is not the caller's.
+    let wrong = service.list_organisation_keys(&caller, "01ARZ3NDEKTSV4RRFFQ69G5FAV").await;
+    assert!(matches!(wrong, Err(ServiceError::OrganisationNotFound)), "{wrong:?}");
+}
