@@ -18,7 +18,10 @@ use time::OffsetDateTime;
 pub use time_policy::{TimeDenial, TimePolicy, TokenTimes, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS};
 
 use crate::values::origin_host;
-use crate::{ApiKey, OrganisationId, OrganisationSigningKey, PublicKey, Workspace, WorkspaceSigningKey, WorkspaceUid};
+use crate::{
+    ApiKey, OrganisationId, OrganisationSigningKey, PublicKey, SigningKeyRing, Workspace, WorkspaceSigningKey,
+    WorkspaceUid,
+};
 
 /// Why a credential may not authenticate. `reason()` is the stable
 /// snake_case text of API responses and metrics labels.
@@ -42,8 +45,10 @@ pub enum Denial {
     UserTokenRequired,
     /// The user token's signature, format or algorithm did not verify.
     UserTokenInvalid,
-    /// The user token is past its `exp` (or has none).
+    /// The user token is past its `exp`.
     UserTokenExpired,
+    /// The user token has no `exp`: secure mode requires one.
+    UserTokenExpiryMissing,
     /// The user token is not yet valid (`nbf`).
     UserTokenNotYetValid,
     /// `entity_type` is not `subscriber`.
@@ -79,6 +84,7 @@ impl Denial {
             Self::UserTokenRequired => "user_token_required",
             Self::UserTokenInvalid => "user_token_invalid",
             Self::UserTokenExpired => "user_token_expired",
+            Self::UserTokenExpiryMissing => "user_token_exp_missing",
             Self::UserTokenNotYetValid => "user_token_not_yet_valid",
             Self::EntityTypeNotSubscriber => "entity_type_not_subscriber",
             Self::EntityIdMissing => "entity_id_missing",
@@ -93,7 +99,7 @@ impl Denial {
     }
 
     /// Every denial, for metrics that pre-register their labels.
-    pub const ALL: [Denial; 20] = [
+    pub const ALL: [Denial; 21] = [
         Self::Malformed,
         Self::UnknownKey,
         Self::Deleted,
@@ -104,6 +110,7 @@ impl Denial {
         Self::UserTokenRequired,
         Self::UserTokenInvalid,
         Self::UserTokenExpired,
+        Self::UserTokenExpiryMissing,
         Self::UserTokenNotYetValid,
         Self::EntityTypeNotSubscriber,
         Self::EntityIdMissing,
@@ -237,6 +244,26 @@ pub fn decide_signing_key<'a>(
     Ok(key)
 }
 
+/// The keys a user token *without* a `kid` is checked against, in order:
+/// the workspace's active key, then each rolled key still inside its grace,
+/// most recently rolled first. SuprSend's documented recipe
+/// (`jwt.sign(payload, pem, {algorithm: 'ES256'})`) writes no `kid`, so this
+/// is how most real tokens arrive. The token is valid if one of them
+/// verifies its signature: at most this many signature checks, each with the
+/// algorithm pinned by the key. No key verifying now is
+/// [`Denial::UnknownKey`].
+pub fn kidless_candidates(ring: &SigningKeyRing, now: OffsetDateTime) -> Result<Vec<&WorkspaceSigningKey>, Denial> {
+    let mut candidates: Vec<&WorkspaceSigningKey> = ring.verifying_at(now).collect();
+    // Active first (it has no `rolled_at`), then the newest roll.
+    candidates.sort_by(|left, right| {
+        right.rolled_at.is_none().cmp(&left.rolled_at.is_none()).then(right.rolled_at.cmp(&left.rolled_at))
+    });
+    if candidates.is_empty() {
+        return Err(Denial::UnknownKey);
+    }
+    Ok(candidates)
+}
+
 /// The claims of a user token that the secure-mode rules read, extracted by
 /// the caller from a token whose signature already verified.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -269,7 +296,7 @@ pub fn decide_user_token<'c>(
     // A user token without an expiry would be valid for as long as its key:
     // secure mode requires one.
     if claims.times.exp.is_none() {
-        return Err(Denial::UserTokenExpired);
+        return Err(Denial::UserTokenExpiryMissing);
     }
     let wanted = tenant_id.unwrap_or(DEFAULT_TENANT);
     let token_tenant = claims.tenant_id.as_deref().unwrap_or(DEFAULT_TENANT);

@@ -301,6 +301,11 @@ fn signing_key_lifecycle() {
     assert_eq!(decide_signing_key(None, &workspace, at(69)), Err(Denial::UnknownKey));
     assert_eq!(ring.verifying_at(at(30)).count(), 2);
     assert_eq!(ring.verifying_at(at(70)).count(), 1);
+    // A token without kid: the active key first, then the rolled one in grace.
+    let uids =
+        |now| kidless_candidates(&ring, now).map(|keys| keys.iter().map(|key| key.uid.clone()).collect::<Vec<_>>());
+    assert_eq!(uids(at(30)), Ok(vec![second.clone(), first.clone()]));
+    assert_eq!(uids(at(70)), Ok(vec![second.clone()]));
 
     // Rolling a rolled key is refused; the ring is unchanged.
     assert_eq!(
@@ -325,6 +330,21 @@ fn signing_key_lifecycle() {
         Err(CoreError::NotFound { kind: "signing key" })
     );
     assert_eq!(ring.keys().iter().filter(|key| key.status == SigningKeyStatus::Active).count(), 1);
+
+    // Several rolled keys in grace: newest roll first, after the active key.
+    let mut graced = SigningKeyRing::restore(workspace.clone(), Vec::new());
+    let oldest = graced.create(new_signing_key(&mut rng), &actor(), t0()).expect("create").uid.clone();
+    let long = GracePeriod::from_seconds(1_000).expect("grace");
+    let (_, middle) = graced.roll(&oldest, Some(long), new_signing_key(&mut rng), &actor(), at(1)).expect("roll");
+    let middle = middle.uid.clone();
+    let (_, newest) = graced.roll(&middle, Some(long), new_signing_key(&mut rng), &actor(), at(2)).expect("roll");
+    let newest = newest.uid.clone();
+    let order: Vec<_> = kidless_candidates(&graced, at(3)).expect("keys").iter().map(|key| key.uid.clone()).collect();
+    assert_eq!(order, vec![newest, middle, oldest]);
+    assert_eq!(
+        kidless_candidates(&SigningKeyRing::restore(workspace.clone(), Vec::new()), at(3)),
+        Err(Denial::UnknownKey)
+    );
 
     // Deleting the active key allows a new create.
     let active = ring.active().expect("active").uid.clone();
@@ -364,7 +384,7 @@ fn user_token_rules() {
         (UserTokenClaims { entity_type: None, ..valid.clone() }, None, Denial::EntityTypeNotSubscriber),
         (UserTokenClaims { entity_id: None, ..valid.clone() }, None, Denial::EntityIdMissing),
         (UserTokenClaims { entity_id: Some(" ".into()), ..valid.clone() }, None, Denial::EntityIdMissing),
-        (UserTokenClaims { times: times(None, None), ..valid.clone() }, None, Denial::UserTokenExpired),
+        (UserTokenClaims { times: times(None, None), ..valid.clone() }, None, Denial::UserTokenExpiryMissing),
         // One leeway (60 s by default) for exp, nbf and iat.
         (UserTokenClaims { times: times(Some(now - 60), None), ..valid.clone() }, None, Denial::UserTokenExpired),
         (

@@ -839,7 +839,10 @@ async fn secure_mode_user_tokens() {
     );
     let mut no_exp = good(None);
     no_exp.as_object_mut().expect("object").remove("exp");
-    assert_eq!(reason(verify(json!({"api_key": value, "user_token": sign(no_exp, &kid)})).await), "user_token_expired");
+    assert_eq!(
+        reason(verify(json!({"api_key": value, "user_token": sign(no_exp, &kid)})).await),
+        "user_token_exp_missing"
+    );
     let mut wrong_type = good(None);
     wrong_type["entity_type"] = json!("user");
     assert_eq!(

@@ -18,11 +18,12 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use keys_core::verify::{
     decide_api_key, decide_organisation_key, decide_organisation_token, decide_public_key, decide_signing_key,
-    decide_user_token, parse_issuer, Denial, OrganisationTokenClaims, PublicKeyAccess, PublicKeyPresentation,
-    UserTokenClaims,
+    decide_user_token, kidless_candidates, parse_issuer, Denial, OrganisationTokenClaims, PublicKeyAccess,
+    PublicKeyPresentation, UserTokenClaims,
 };
 use keys_core::{
-    ApiKey, OrganisationId, OrganisationKeyId, PublicKey, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceUid,
+    ApiKey, OrganisationId, OrganisationKeyId, PublicKey, SigningKeyRing, SigningKeyUid, Workspace,
+    WorkspaceSigningKey, WorkspaceUid,
 };
 use keys_crypto::jwt::{self, Algorithm, Claims, JwtError, VerificationKey};
 use keys_crypto::keypair::public_jwk_from_pem;
@@ -194,33 +195,69 @@ impl Service {
         })
     }
 
-    /// Secure mode: the user token must be an ES256 JWT whose `kid` is a
-    /// signing key of the same workspace that verifies now, and whose claims
+    /// Secure mode: the user token must be an ES256 JWT signed by a key of
+    /// the same workspace that verifies now — the one its `kid` names, or,
+    /// without a `kid`, one of [`kidless_candidates`] — and whose claims
     /// pass [`decide_user_token`]. Returns the token's `entity_id`.
     async fn user_token(&self, workspace: &WorkspaceUid, token: &str, tenant_id: Option<&str>) -> Verdict<String> {
         let Ok(header) = jwt::peek_header(token) else {
             return Ok(Err(Denial::UserTokenInvalid.into()));
         };
-        let Some(uid) = header.kid.as_deref().and_then(|kid| SigningKeyUid::parse(kid).ok()) else {
-            return Ok(Err(Denial::UserTokenInvalid.into()));
-        };
         let now = self.now();
-        let found = self.store.signing_key_by_uid(&uid).await?;
-        let signing_key = match decide_signing_key(found.as_ref(), workspace, now) {
-            Ok(key) => key,
-            Err(denial) => return Ok(Err(denial.into())),
-        };
-        let Some(parsed_key) = self.parsed_keys.get(Algorithm::Es256, &signing_key.public_key_pem) else {
-            tracing::error!(kid = %uid, "stored signing key does not parse");
-            return Ok(Err(Denial::UserTokenInvalid.into()));
-        };
-        let Ok(claims) = jwt::verify(token, &parsed_key) else {
-            return Ok(Err(Denial::UserTokenInvalid.into()));
+        let claims = match header.kid.as_deref() {
+            Some(kid) => {
+                let Ok(uid) = SigningKeyUid::parse(kid) else {
+                    return Ok(Err(Denial::UserTokenInvalid.into()));
+                };
+                let found = self.store.signing_key_by_uid(&uid).await?;
+                let signing_key = match decide_signing_key(found.as_ref(), workspace, now) {
+                    Ok(key) => key,
+                    Err(denial) => return Ok(Err(denial.into())),
+                };
+                let Some(parsed_key) = self.parsed_keys.get(Algorithm::Es256, &signing_key.public_key_pem) else {
+                    tracing::error!(kid = %uid, "stored signing key does not parse");
+                    return Ok(Err(Denial::UserTokenInvalid.into()));
+                };
+                match jwt::verify(token, &parsed_key) {
+                    Ok(claims) => claims,
+                    Err(_) => return Ok(Err(Denial::UserTokenInvalid.into())),
+                }
+            }
+            None => {
+                let ring = SigningKeyRing::restore(workspace.clone(), self.store.live_signing_keys(workspace).await?);
+                let candidates = match kidless_candidates(&ring, now) {
+                    Ok(candidates) => candidates,
+                    Err(denial) => return Ok(Err(denial.into())),
+                };
+                match self.verify_with_any(token, &candidates) {
+                    Some(claims) => claims,
+                    None => return Ok(Err(Denial::UserTokenInvalid.into())),
+                }
+            }
         };
         let user_claims = user_token_claims(&claims);
         Ok(decide_user_token(&user_claims, tenant_id, &self.config.time_policy, now)
             .map(str::to_owned)
             .map_err(Refusal::from))
+    }
+
+    /// The claims of `token` if one of `candidates` verifies its signature.
+    /// Only a bad signature moves on to the next key: a token that is
+    /// malformed or names another algorithm fails the same way for every
+    /// key, so it is refused after one check.
+    fn verify_with_any(&self, token: &str, candidates: &[&WorkspaceSigningKey]) -> Option<Claims> {
+        for key in candidates {
+            let Some(parsed_key) = self.parsed_keys.get(Algorithm::Es256, &key.public_key_pem) else {
+                tracing::error!(kid = %key.uid, "stored signing key does not parse");
+                continue;
+            };
+            match jwt::verify(token, &parsed_key) {
+                Ok(claims) => return Some(claims),
+                Err(JwtError::BadSignature) => continue,
+                Err(_) => return None,
+            }
+        }
+        None
     }
 
     /// Verifies an RS256 JWT whose `iss` is `<base>/sk/<KEY_ID>` against that

@@ -167,3 +167,82 @@ async fn the_time_policy_is_the_services_one_leeway() {
     let wrong = service.list_organisation_keys(&caller, "01ARZ3NDEKTSV4RRFFQ69G5FAV").await;
     assert!(matches!(wrong, Err(ServiceError::OrganisationNotFound)), "{wrong:?}");
 }
+
+/// A token as SuprSend's documentation makes it: no `kid`.
+fn kidless_token(private_key_pem: &str, tenant: &str, exp: i64) -> String {
+    let claims = json!({"entity_type": "subscriber", "entity_id": "user-9", "exp": exp, "iat": T0, "scope": {"tenant_id": tenant}});
+    jwt::sign(&claims, None, private_key_pem, Algorithm::Es256).expect("signs")
+}
+
+#[tokio::test]
+async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_keys() {
+    let Fixture { service, clock, caller, _directory } = fixture().await;
+    let public_key = service
+        .create_public_key(
+            &caller,
+            "staging",
+            keys_service::public_keys::NewPublicKey { name: Name::parse("web").expect("name"), description: None },
+        )
+        .await
+        .expect("public key");
+    let patch = keys_core::PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() };
+    service.patch_public_key(&caller, "staging", &public_key.id, patch).await.expect("secure mode on");
+    let verify = |token: String, tenant: &'static str| {
+        let service = &service;
+        let caller = &caller;
+        let api_key = public_key.api_key.clone();
+        async move {
+            let request = PublicKeyRequest {
+                api_key: &api_key,
+                user_token: Some(&token),
+                tenant_id: Some(tenant),
+                ..Default::default()
+            };
+            service.verify_public_key(caller, request).await.expect("store").map(|verified| verified.entity_id)
+        }
+    };
+
+    // No signing key at all: nothing can verify it.
+    let stranger = keys_crypto::EcKeyPair::generate(&mut rand_core_os());
+    let no_keys = verify(kidless_token(&stranger.private_key_pem(), "acme", T0 + 600), "acme").await;
+    assert_eq!(no_keys, Err(Refusal::Denied(Denial::UnknownKey)));
+
+    let first = service.create_signing_key(&caller, "staging").await.expect("created");
+    let first_pem = first.pair.private_key_pem();
+    let valid = verify(kidless_token(&first_pem, "acme", T0 + 600), "acme").await;
+    assert_eq!(valid, Ok(Some("user-9".to_owned())));
+    assert_eq!(verify(kidless_token(&first_pem, "acme", T0 + 600), "other").await, Err(Denial::TenantMismatch.into()));
+
+    // After a roll with grace both keys verify kid-less tokens; after the
+    // grace only the new one does.
+    let grace = GracePeriod::from_seconds(300).expect("grace");
+    let second = service.roll_signing_key(&caller, "staging", &first.key.uid, Some(grace)).await.expect("rolled");
+    let second_pem = second.pair.private_key_pem();
+    assert!(verify(kidless_token(&first_pem, "acme", T0 + 6_000), "acme").await.is_ok());
+    assert!(verify(kidless_token(&second_pem, "acme", T0 + 6_000), "acme").await.is_ok());
+    clock.advance(300);
+    assert_eq!(
+        verify(kidless_token(&first_pem, "acme", T0 + 6_000), "acme").await,
+        Err(Denial::UserTokenInvalid.into())
+    );
+    assert!(verify(kidless_token(&second_pem, "acme", T0 + 6_000), "acme").await.is_ok());
+
+    // A key outside the workspace never verifies, and a token without exp is
+    // refused with its own reason.
+    assert_eq!(
+        verify(kidless_token(&stranger.private_key_pem(), "acme", T0 + 6_000), "acme").await,
+        Err(Denial::UserTokenInvalid.into())
+    );
+    let missing_exp = jwt::sign(
+        &json!({"entity_type": "subscriber", "entity_id": "user-9", "scope": {"tenant_id": "acme"}}),
+        None,
+        &second_pem,
+        Algorithm::Es256,
+    )
+    .expect("signs");
+    assert_eq!(verify(missing_exp, "acme").await, Err(Denial::UserTokenExpiryMissing.into()));
+}
+
+fn rand_core_os() -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(99)
+}
