@@ -35,6 +35,7 @@ mod provider;
 
 pub mod jwt;
 pub mod keypair;
+pub mod mint;
 pub mod secret;
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 //!
 //! Output contract: `org create` prints the new id alone, `token create` the
 //! token alone, `workspace create` the new workspace uid alone; `serve`
+//! `sign user-token` / `sign jwt` print the token alone (no database); `serve`
 //! prints the bootstrap token (only when this process bootstrapped) and a
 //! `keysd listening on http://ADDR` line to stdout. Logs go to stderr. Errors
 //! are one line on stderr and a non-zero exit.
@@ -45,6 +46,43 @@ pub enum Command {
     /// Manage service tokens.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Sign tokens locally with a private key keysd returned (no database).
+    #[command(subcommand)]
+    Sign(SignCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SignCommand {
+    /// An ES256 secure-mode user token (SPEC section 4).
+    UserToken {
+        /// File holding the signing key's `private_key_pem` or `private_key_base64`.
+        #[arg(long, value_name = "FILE")]
+        private_key: std::path::PathBuf,
+        #[arg(long)]
+        entity_id: String,
+        #[arg(long)]
+        tenant_id: Option<String>,
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
+        ttl_seconds: u32,
+        /// The signing key's uid as `kid` (optional: keysd tries the active key
+        /// and the rolled keys in grace).
+        #[arg(long, value_name = "UID")]
+        kid: Option<String>,
+    },
+    /// An RS256 Versori-style JWT for an organisation key.
+    Jwt {
+        /// File holding the organisation key's `privateKey` PEM (or its base64).
+        #[arg(long, value_name = "FILE")]
+        private_key: std::path::PathBuf,
+        #[arg(long)]
+        key_id: String,
+        #[arg(long)]
+        sub: String,
+        #[arg(long, default_value = "https://versori.com")]
+        issuer_base: String,
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
+        ttl_seconds: u32,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +204,10 @@ fn init_tracing() {
 /// Runs one parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Sign(command) => {
+            println!("{}", sign(command)?);
+            Ok(())
+        }
         Command::Serve(args) => run_serve(&cli.database_url, args).await,
         Command::Org(OrgCommand::Create { name }) => {
             let service = open_service(&cli.database_url).await?;
@@ -221,6 +263,37 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     serve(listener, app, shutdown_signal()).await.context("server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `keysd sign …`: reads the key file, mints the token at the system clock.
+fn sign(command: SignCommand) -> anyhow::Result<String> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path)
+            .map(zeroize::Zeroizing::new)
+            .with_context(|| format!("cannot read the private key file {}", path.display()))
+    };
+    let now = time::OffsetDateTime::now_utc();
+    match command {
+        SignCommand::UserToken { private_key, entity_id, tenant_id, ttl_seconds, kid } => {
+            let request = keys_crypto::mint::UserTokenRequest {
+                entity_id: &entity_id,
+                tenant_id: tenant_id.as_deref(),
+                ttl_seconds,
+                kid: kid.as_deref(),
+            };
+            keys_crypto::mint::user_token(&read(&private_key)?, &request, now).map_err(|error| anyhow!("{error}"))
+        }
+        SignCommand::Jwt { private_key, key_id, sub, issuer_base, ttl_seconds } => {
+            let request = keys_crypto::mint::OrganisationTokenRequest {
+                key_id: &key_id,
+                sub: &sub,
+                issuer_base: &issuer_base,
+                ttl_seconds,
+            };
+            keys_crypto::mint::organisation_token(&read(&private_key)?, &request, now)
+                .map_err(|error| anyhow!("{error}"))
+        }
+    }
 }
 
 async fn bootstrap(service: &Service) -> anyhow::Result<()> {

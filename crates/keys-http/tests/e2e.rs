@@ -713,3 +713,146 @@ async fn http2_and_limits_over_the_socket() {
     assert_eq!(reply.body["type"], "PayloadTooLarge");
     server.stop().await;
 }
+
+// ------------------------------------------- real client tokens, keysd sign
+
+/// Runs Python with PyJWT (an independent JOSE implementation). A missing
+/// PyJWT fails the test: `.ci/run` installs it.
+fn python(script: &str, args: &[&str]) -> String {
+    let output = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3 runs (the suite needs it, with PyJWT: `.ci/run` installs both)");
+    assert!(output.status.success(), "python: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+}
+
+/// SuprSend's documented recipe, in PyJWT: no `kid` in the header.
+const PYJWT_SUPRSEND_RECIPE: &str = r#"
+import sys, time, jwt
+pem = open(sys.argv[1]).read()
+now = int(time.time())
+payload = {"entity_type": "subscriber", "entity_id": "user-py", "exp": now + 600, "iat": now,
+           "scope": {"tenant_id": "acme"}}
+print(jwt.encode(payload, pem, algorithm="ES256"))
+"#;
+
+/// Verifies a token with PyJWT against a JWKS file (by `kid`, or the only
+/// key) or a PEM file, and prints its claims.
+const PYJWT_VERIFY: &str = r#"
+import json, sys, jwt
+token, key_file, algorithm = sys.argv[1], sys.argv[2], sys.argv[3]
+text = open(key_file).read()
+if text.lstrip().startswith("{"):
+    keys = json.loads(text)["keys"]
+    kid = jwt.get_unverified_header(token).get("kid")
+    jwk = next(k for k in keys if kid is None or k["kid"] == kid)
+    key = jwt.PyJWK(jwk).key
+else:
+    key = text
+print(json.dumps(jwt.decode(token, key, algorithms=[algorithm], options={"verify_aud": False})))
+"#;
+
+async fn client_tokens_journey(backend: Backend) {
+    let server = Server::start(&backend, &[]).await;
+    let api = server.client(server.token.as_deref().expect("bootstrap token printed"));
+    let dir = backend.dir();
+
+    let signing = api.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
+    let pem_file = dir.join("signing.pem");
+    std::fs::write(&pem_file, text(&signing.body["private_key_pem"])).expect("write pem");
+    let base64_file = dir.join("signing.b64");
+    std::fs::write(&base64_file, text(&signing.body["private_key_base64"])).expect("write base64");
+    let public = api.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web"}))).await;
+    let public_id = text(&public.body["id"]);
+    let value = text(&public.body["api_key"]);
+    let secure = Some(json!({"is_secure_mode_enabled": true}));
+    api.call(Method::PATCH, &format!("/v1/staging/ws_public_key/{public_id}/"), secure).await;
+
+    // A token made by PyJWT the way SuprSend documents it (no kid) verifies.
+    let pem_path = pem_file.to_str().expect("utf-8 path");
+    let token = python(PYJWT_SUPRSEND_RECIPE, &[pem_path]);
+    assert!(!token.is_empty());
+    let verdict = api.verify("public_key", json!({"api_key": value, "user_token": token, "tenant_id": "acme"})).await;
+    assert_eq!(verdict["valid"], true, "{verdict}");
+    assert_eq!(verdict["entity_id"], "user-py");
+
+    // `keysd sign user-token` from the base64 form verifies with keysd, and
+    // with PyJWT against the JWKS.
+    let signed = keysd(
+        &backend,
+        &[
+            "sign",
+            "user-token",
+            "--private-key",
+            base64_file.to_str().expect("utf-8 path"),
+            "--entity-id",
+            "user-cli",
+            "--tenant-id",
+            "acme",
+        ],
+    )
+    .await;
+    let verdict = api.verify("public_key", json!({"api_key": value, "user_token": signed, "tenant_id": "acme"})).await;
+    assert_eq!(verdict["entity_id"], "user-cli", "{verdict}");
+    let workspace_uid = api.workspace_uid("staging").await;
+    let jwks = api.public(&format!("/v1/workspace/{workspace_uid}/jwks.json")).await;
+    let jwks_file = dir.join("jwks.json");
+    std::fs::write(&jwks_file, jwks.body.to_string()).expect("write jwks");
+    let claims: Value =
+        serde_json::from_str(&python(PYJWT_VERIFY, &[&signed, jwks_file.to_str().expect("utf-8"), "ES256"]))
+            .expect("claims");
+    assert_eq!(claims["entity_id"], "user-cli");
+    assert_eq!(claims["scope"]["tenant_id"], "acme");
+
+    // `keysd sign jwt` for an organisation key verifies with keysd and PyJWT.
+    // The bootstrap organisation's id: from a created actor's email.
+    let workspace = api.call(Method::POST, "/v1/workspace/", Some(json!({"name": "Org Probe"}))).await;
+    let email = text(&workspace.body["created_by"]["email"]);
+    let organisation = email.trim_start_matches("org_").split('@').next().expect("id").to_owned();
+    let base = format!("/api/organisations/v1/organisations/{organisation}/keys");
+    let created = api.call(Method::POST, &base, Some(json!({"name": "backend"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    {
+        let key_id = text(&created.body["id"]);
+        let private_file = dir.join("organisation.pem");
+        std::fs::write(&private_file, text(&created.body["privateKey"])).expect("write pem");
+        let public_file = dir.join("organisation.pub.pem");
+        std::fs::write(&public_file, text(&created.body["publicKey"])).expect("write pem");
+        let jwt = keysd(
+            &backend,
+            &[
+                "sign",
+                "jwt",
+                "--private-key",
+                private_file.to_str().expect("utf-8"),
+                "--key-id",
+                &key_id,
+                "--sub",
+                "user-7",
+            ],
+        )
+        .await;
+        let verdict = api.verify("jwt", json!({"token": jwt})).await;
+        assert_eq!(verdict["valid"], true, "{verdict}");
+        assert_eq!(verdict["sub"], "user-7");
+        let claims: Value =
+            serde_json::from_str(&python(PYJWT_VERIFY, &[&jwt, public_file.to_str().expect("utf-8"), "RS256"]))
+                .expect("claims");
+        assert_eq!(claims["iss"], format!("https://versori.com/sk/{key_id}"));
+    }
+    server.stop().await;
+    backend.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_client_tokens() {
+    client_tokens_journey(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_client_tokens() {
+    client_tokens_journey(Backend::postgres().await).await;
+}
