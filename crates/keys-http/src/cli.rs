@@ -3,7 +3,7 @@
 //! (they work while a `keysd serve` runs on the same database).
 //!
 //! Output contract: `org create` prints the new id alone, `token create` the
-//! token alone, `workspace create` the new workspace uid alone; `serve`
+//! token alone, `workspace create` the new workspace uid alone;
 //! `sign user-token` / `sign jwt` print the token alone (no database); `serve`
 //! prints the bootstrap token (only when this process bootstrapped) and a
 //! `keysd listening on http://ADDR` line to stdout. Logs go to stderr. Errors
