@@ -145,6 +145,18 @@ impl SigningKeyRing {
         self.keys.iter().filter(move |key| key.verifies_at(now))
     }
 
+    /// How long an outside verifier may cache the JWKS published at `now`:
+    /// at most `cap_seconds`, and never past the earliest `expiry_at` of a
+    /// listed (rolled) key, so a cache never keeps a key that stopped
+    /// verifying. Whole seconds, rounded down.
+    pub fn jwks_max_age(&self, now: OffsetDateTime, cap_seconds: u32) -> u32 {
+        self.verifying_at(now)
+            .filter_map(|key| key.expiry_at)
+            .map(|expiry| (expiry - now).whole_seconds().clamp(0, i64::from(cap_seconds)))
+            .min()
+            .map_or(cap_seconds, |seconds| u32::try_from(seconds).unwrap_or(0))
+    }
+
     fn new_active(&self, new: NewSigningKey, actor: &Actor, now: OffsetDateTime) -> WorkspaceSigningKey {
         WorkspaceSigningKey(SigningKeyState {
             id: new.id,

@@ -301,6 +301,11 @@ fn signing_key_lifecycle() {
     assert_eq!(decide_signing_key(None, &workspace, at(69)), Err(Denial::UnknownKey));
     assert_eq!(ring.verifying_at(at(30)).count(), 2);
     assert_eq!(ring.verifying_at(at(70)).count(), 1);
+    // The JWKS may be cached for 60 s, but never past the rolled key's expiry.
+    assert_eq!(ring.jwks_max_age(at(10), 60), 60);
+    assert_eq!(ring.jwks_max_age(at(30), 60), 40);
+    assert_eq!(ring.jwks_max_age(at(69), 60), 1);
+    assert_eq!(ring.jwks_max_age(at(70), 60), 60, "the expired key is no longer listed");
     // A token without kid: the active key first, then the rolled one in grace.
     let uids =
         |now| kidless_candidates(&ring, now).map(|keys| keys.iter().map(|key| key.uid.clone()).collect::<Vec<_>>());

@@ -305,25 +305,28 @@ impl Service {
 
     /// The JWKS of a workspace: the keys that verify now (active, and rolled
     /// before their `expiry_at`), by the ring's rule, which is the one
-    /// [`decide_signing_key`] applies. `None`: no such workspace.
-    pub async fn workspace_jwks(&self, uid: &WorkspaceUid) -> Result<Option<JwkSet>, StoreError> {
+    /// [`decide_signing_key`] applies, with how long outside verifiers may
+    /// cache it. `None`: no such workspace.
+    pub async fn workspace_jwks(&self, uid: &WorkspaceUid) -> Result<Option<PublishedJwks>, StoreError> {
         let Some(workspace) = self.store.workspace_by_uid(uid).await? else {
             return Ok(None);
         };
         let ring = SigningKeyRing::restore(workspace.uid.clone(), self.store.live_signing_keys(&workspace.uid).await?);
+        let now = self.now();
         let mut set = JwkSet::default();
-        for key in ring.verifying_at(self.now()) {
+        for key in ring.verifying_at(now) {
             match public_jwk_from_pem(Algorithm::Es256, &key.public_key_pem, key.uid.as_str()) {
                 Ok(jwk) => set.keys.push(jwk),
                 Err(error) => tracing::error!(kid = %key.uid, error = %error, "stored signing key does not parse"),
             }
         }
-        Ok(Some(set))
+        Ok(Some(PublishedJwks { max_age_seconds: ring.jwks_max_age(now, JWKS_MAX_AGE_SECONDS), keys: set }))
     }
 
-    /// The JWKS of an organisation: its keys that verify (not deleted).
-    /// `None`: no such organisation.
-    pub async fn organisation_jwks(&self, id: &OrganisationId) -> Result<Option<JwkSet>, StoreError> {
+    /// The JWKS of an organisation: its keys that verify (not deleted; they
+    /// have no expiry, so the full cache lifetime applies). `None`: no such
+    /// organisation.
+    pub async fn organisation_jwks(&self, id: &OrganisationId) -> Result<Option<PublishedJwks>, StoreError> {
         if self.store.organisation(id).await?.is_none() {
             return Ok(None);
         }
@@ -336,8 +339,19 @@ impl Service {
                 }
             }
         }
-        Ok(Some(set))
+        Ok(Some(PublishedJwks { keys: set, max_age_seconds: JWKS_MAX_AGE_SECONDS }))
     }
+}
+
+/// The longest an outside verifier may cache a JWKS (SPEC section 4).
+pub const JWKS_MAX_AGE_SECONDS: u32 = 60;
+
+/// A JWKS as published, with its cache lifetime.
+#[derive(Debug, Clone)]
+pub struct PublishedJwks {
+    pub keys: JwkSet,
+    /// `Cache-Control: public, max-age=N`.
+    pub max_age_seconds: u32,
 }
 
 /// The claims the secure-mode rules read, from a verified token.

@@ -276,8 +276,15 @@ pub(crate) async fn path_id<T>(
     }
 }
 
-/// Adds a `Cache-Control` header.
-pub(crate) fn with_cache_control(mut response: Response<Full<Bytes>>, value: &'static str) -> Response<Full<Bytes>> {
-    response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static(value));
-    response
+/// A JWKS response: public, readable by browsers of any origin, cacheable
+/// for as long as keys-core allows.
+pub(crate) fn jwks_response(published: &keys_service::verification::PublishedJwks) -> HttpResult {
+    let mut response = crate::error::json(http::StatusCode::OK, &published.keys)?;
+    let headers = response.headers_mut();
+    let cache_control = format!("public, max-age={}", published.max_age_seconds);
+    if let Ok(value) = HeaderValue::from_str(&cache_control) {
+        headers.insert(http::header::CACHE_CONTROL, value);
+    }
+    headers.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    Ok(response)
 }

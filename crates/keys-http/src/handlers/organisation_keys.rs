@@ -9,7 +9,7 @@
 use http::StatusCode;
 use keys_core::{Name, OrganisationId, OrganisationKeyId};
 
-use super::{echo, with_cache_control, Caller, HttpResult, Input};
+use super::{echo, jwks_response, Caller, HttpResult, Input};
 use crate::dto::{CreateOrganisationKey, OrganisationKeyDto, OrganisationKeyList};
 use crate::error::{json, no_content, ApiError};
 use crate::server::AppState;
@@ -71,11 +71,11 @@ pub(crate) async fn public_key(state: &AppState, key_id: &str) -> HttpResult {
 /// as RS256 JWKs with `kid` = key id.
 pub(crate) async fn organisation_jwks(state: &AppState, organisation: &str) -> HttpResult {
     let id = OrganisationId::parse(organisation).map_err(|_| organisation_not_found(organisation))?;
-    let set = state
+    let published = state
         .service
         .organisation_jwks(&id)
         .await
         .map_err(|error| ApiError::from_store(error, "organisation"))?
         .ok_or_else(|| organisation_not_found(organisation))?;
-    Ok(with_cache_control(json(StatusCode::OK, &set)?, "public, max-age=60"))
+    jwks_response(&published)
 }

@@ -8,7 +8,7 @@
 use http::StatusCode;
 use keys_core::{Description, Mode, NewWorkspace, WorkspaceSlug, WorkspaceUid};
 
-use super::{echo, required_name, with_cache_control, Caller, HttpResult, Input};
+use super::{echo, jwks_response, required_name, Caller, HttpResult, Input};
 use crate::dto::{CreateWorkspace, ListDto, ListQuery, WorkspaceDto};
 use crate::error::{json, ApiError};
 use crate::server::AppState;
@@ -44,11 +44,11 @@ pub(crate) async fn create_workspace(state: &AppState, caller: &Caller, input: &
 pub(crate) async fn workspace_jwks(state: &AppState, uid: &str) -> HttpResult {
     let not_found = || ApiError::NotFound(format!("workspace '{}' not found", echo(uid)));
     let uid = WorkspaceUid::parse(uid).map_err(|_| not_found())?;
-    let set = state
+    let published = state
         .service
         .workspace_jwks(&uid)
         .await
         .map_err(|error| ApiError::from_store(error, "workspace"))?
         .ok_or_else(not_found)?;
-    Ok(with_cache_control(json(StatusCode::OK, &set)?, "public, max-age=60"))
+    jwks_response(&published)
 }
