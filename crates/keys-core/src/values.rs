@@ -8,7 +8,8 @@ use time::OffsetDateTime;
 use crate::CoreError;
 
 /// Slugs that would collide with routes of the HTTP API.
-pub const RESERVED_SLUGS: [&str; 5] = ["workspace", "organisations", "keys", "verify", "health"];
+pub const RESERVED_SLUGS: [&str; 9] =
+    ["workspace", "organisations", "keys", "verify", "health", "service_token", "audit_event", "auth", "console"];
 
 /// A workspace slug: `^[a-z0-9][a-z0-9_-]{0,62}$`, not reserved.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -69,6 +69,10 @@ pub enum Denial {
     TokenExpired,
     /// A JWT is not valid yet (`nbf`).
     TokenNotYetValid,
+    /// The credential verified but lacks one of the required scopes.
+    InsufficientScope,
+    /// The request carried no credential at all (forward authentication).
+    CredentialMissing,
 }
 
 impl Denial {
@@ -95,11 +99,13 @@ impl Denial {
             Self::AlgorithmMismatch => "algorithm_mismatch",
             Self::TokenExpired => "token_expired",
             Self::TokenNotYetValid => "token_not_yet_valid",
+            Self::InsufficientScope => "insufficient_scope",
+            Self::CredentialMissing => "credential_missing",
         }
     }
 
     /// Every denial, for metrics that pre-register their labels.
-    pub const ALL: [Denial; 21] = [
+    pub const ALL: [Denial; 23] = [
         Self::Malformed,
         Self::UnknownKey,
         Self::Deleted,
@@ -121,6 +127,8 @@ impl Denial {
         Self::AlgorithmMismatch,
         Self::TokenExpired,
         Self::TokenNotYetValid,
+        Self::InsufficientScope,
+        Self::CredentialMissing,
     ];
 }
 
@@ -342,6 +350,24 @@ pub fn decide_organisation_token<'c>(
         TimeDenial::NotYetValid => Denial::TokenNotYetValid,
     })?;
     claims.sub.filter(|sub| !sub.trim().is_empty()).ok_or(Denial::SubjectMissing)
+}
+
+/// Does a credential granted `granted` cover every scope in `required`? A
+/// granted scope ending in `:*` covers every scope that starts with the
+/// part before the `*` (`keys:*` covers `keys:read` and `keys:admin:write`);
+/// any other covers only itself. Nothing required: always covered.
+pub fn decide_scopes<G: AsRef<str>, R: AsRef<str>>(granted: &[G], required: &[R]) -> Result<(), Denial> {
+    let covers = |granted: &str, wanted: &str| match granted.strip_suffix('*') {
+        Some(prefix) if prefix.ends_with(':') => wanted.starts_with(prefix),
+        _ => granted == wanted,
+    };
+    let all_covered =
+        required.iter().all(|wanted| granted.iter().any(|granted| covers(granted.as_ref(), wanted.as_ref())));
+    if all_covered {
+        Ok(())
+    } else {
+        Err(Denial::InsufficientScope)
+    }
 }
 
 /// Splits a Versori-style issuer `<base>/sk/<KEY_ID>` into (base, key id),

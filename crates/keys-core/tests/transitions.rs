@@ -410,6 +410,27 @@ fn user_token_rules() {
 }
 
 #[test]
+fn scopes_cover_exactly_or_by_a_trailing_wildcard() {
+    let granted = ["keys:*", "audit:read"];
+    let none: [&str; 0] = [];
+    let cases: &[(&[&str], Result<(), Denial>)] = &[
+        (&[], Ok(())),
+        (&["keys:read"], Ok(())),
+        (&["keys:admin:write", "audit:read"], Ok(())),
+        (&["keys"], Err(Denial::InsufficientScope)),
+        (&["audit:write"], Err(Denial::InsufficientScope)),
+        (&["audit:read", "billing:read"], Err(Denial::InsufficientScope)),
+    ];
+    for (required, expected) in cases {
+        assert_eq!(decide_scopes(&granted, required), *expected, "{required:?}");
+    }
+    assert_eq!(decide_scopes(&none, &["keys:read"]), Err(Denial::InsufficientScope));
+    // `*` alone or a wildcard not after a colon is not a wildcard.
+    assert_eq!(decide_scopes(&["*"], &["keys:read"]), Err(Denial::InsufficientScope));
+    assert_eq!(decide_scopes(&["keys*"], &["keysmith"]), Err(Denial::InsufficientScope));
+}
+
+#[test]
 fn organisation_token_rules() {
     let policy = TimePolicy::default();
     let now = t0().unix_timestamp();

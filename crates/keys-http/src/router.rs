@@ -28,6 +28,7 @@ pub enum RouteKind {
     VerifyApiKey,
     VerifyPublicKey,
     VerifyJwt,
+    ForwardAuth,
     OrganisationKeys,
     OrganisationKey,
     OrganisationJwks,
@@ -36,7 +37,7 @@ pub enum RouteKind {
 
 impl RouteKind {
     /// Every route, for the OpenAPI completeness test and documentation.
-    pub const ALL: [RouteKind; 21] = [
+    pub const ALL: [RouteKind; 22] = [
         Self::Health,
         Self::Ready,
         Self::Metrics,
@@ -54,6 +55,7 @@ impl RouteKind {
         Self::VerifyApiKey,
         Self::VerifyPublicKey,
         Self::VerifyJwt,
+        Self::ForwardAuth,
         Self::OrganisationKeys,
         Self::OrganisationKey,
         Self::OrganisationJwks,
@@ -80,6 +82,7 @@ impl RouteKind {
             Self::VerifyApiKey => "/v1/verify/api_key/",
             Self::VerifyPublicKey => "/v1/verify/public_key/",
             Self::VerifyJwt => "/v1/verify/jwt/",
+            Self::ForwardAuth => "/v1/auth/forward",
             Self::OrganisationKeys => "/api/organisations/v1/organisations/{organisation_id}/keys",
             Self::OrganisationKey => "/api/organisations/v1/organisations/{organisation_id}/keys/{key_id}",
             Self::OrganisationJwks => "/api/organisations/v1/organisations/{organisation_id}/jwks.json",
@@ -95,7 +98,10 @@ impl RouteKind {
         const GET_POST: &[Method] = &[Method::GET, Method::POST];
         const PATCH: &[Method] = &[Method::PATCH];
         const PATCH_DELETE: &[Method] = &[Method::PATCH, Method::DELETE];
+        const ANY: &[Method] =
+            &[Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
         match self {
+            Self::ForwardAuth => ANY,
             Self::Health | Self::Ready | Self::Metrics | Self::OpenApi => GET,
             Self::WorkspaceJwks | Self::OrganisationJwks | Self::PublicOrganisationKey => GET,
             Self::Workspaces | Self::ApiKeys | Self::PublicKeys | Self::SigningKeys | Self::OrganisationKeys => {
@@ -116,6 +122,7 @@ impl RouteKind {
                 | Self::Ready
                 | Self::Metrics
                 | Self::OpenApi
+                | Self::ForwardAuth
                 | Self::WorkspaceJwks
                 | Self::OrganisationJwks
                 | Self::PublicOrganisationKey
@@ -190,6 +197,7 @@ pub fn resolve(path: &str) -> Option<Matched> {
         ["v1", "verify", "api_key"] => matched(R::VerifyApiKey, &[]),
         ["v1", "verify", "public_key"] => matched(R::VerifyPublicKey, &[]),
         ["v1", "verify", "jwt"] => matched(R::VerifyJwt, &[]),
+        ["v1", "auth", "forward"] => matched(R::ForwardAuth, &[]),
         ["v1", workspace, "ws_api_key"] => matched(R::ApiKeys, &[workspace]),
         ["v1", workspace, "ws_api_key", id] => matched(R::ApiKey, &[workspace, id]),
         ["v1", workspace, "ws_public_key"] => matched(R::PublicKeys, &[workspace]),

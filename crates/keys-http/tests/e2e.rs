@@ -856,3 +856,314 @@ async fn sqlite_client_tokens() {
 async fn postgres_client_tokens() {
     client_tokens_journey(Backend::postgres().await).await;
 }
+
+// ------------------------------------------ forward auth through a real nginx
+
+/// An upstream that answers every request with the headers it received, as
+/// a JSON object (lower-case names; repeated headers joined by `, `).
+async fn start_echo_upstream() -> (u16, tokio::task::JoinHandle<()>) {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let port = listener.local_addr().expect("address").port();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|request: hyper::Request<hyper::body::Incoming>| async move {
+                    let mut seen = serde_json::Map::new();
+                    for (name, value) in request.headers() {
+                        let value = value.to_str().unwrap_or_default().to_owned();
+                        let entry = seen.entry(name.as_str().to_owned()).or_insert(Value::String(String::new()));
+                        let joined = match entry.as_str() {
+                            Some("") | None => value,
+                            Some(previous) => format!("{previous}, {value}"),
+                        };
+                        *entry = Value::String(joined);
+                    }
+                    let body = Full::new(Bytes::from(Value::Object(seen).to_string()));
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(body))
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (port, task)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address").port()
+}
+
+/// The nginx configuration the README shows, pointed at this test's keysd
+/// and upstream.
+fn nginx_config(dir: &std::path::Path, listen: u16, keysd: &str, upstream: u16, gateway_token: &str) -> String {
+    let dir = dir.display();
+    let keysd = keysd.trim_start_matches("http://");
+    format!(
+        r#"daemon off;
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/nginx-error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/nginx-body;
+    proxy_temp_path {dir}/nginx-proxy;
+    fastcgi_temp_path {dir}/nginx-fastcgi;
+    uwsgi_temp_path {dir}/nginx-uwsgi;
+    scgi_temp_path {dir}/nginx-scgi;
+    server {{
+        listen 127.0.0.1:{listen};
+        location / {{
+            auth_request /_keysd;
+            # The identity keysd answered with, and nothing a client sent
+            # under the same names.
+            auth_request_set $keysd_organisation $upstream_http_x_keysd_organisation;
+            auth_request_set $keysd_workspace $upstream_http_x_keysd_workspace;
+            auth_request_set $keysd_key_id $upstream_http_x_keysd_key_id;
+            auth_request_set $keysd_entity_id $upstream_http_x_keysd_entity_id;
+            auth_request_set $keysd_subject $upstream_http_x_keysd_subject;
+            auth_request_set $keysd_reason $upstream_http_x_keysd_reason;
+            proxy_set_header X-Keysd-Organisation $keysd_organisation;
+            proxy_set_header X-Keysd-Workspace $keysd_workspace;
+            proxy_set_header X-Keysd-Key-Id $keysd_key_id;
+            proxy_set_header X-Keysd-Entity-Id $keysd_entity_id;
+            proxy_set_header X-Keysd-Subject $keysd_subject;
+            proxy_set_header X-Keysd-External-Id "";
+            proxy_set_header X-Keysd-Scopes "";
+            proxy_set_header X-Keysd-Service-Token "";
+            add_header X-Keysd-Reason $keysd_reason always;
+            proxy_pass http://127.0.0.1:{upstream};
+        }}
+        location = /_keysd {{
+            internal;
+            proxy_pass http://{keysd}/v1/auth/forward;
+            proxy_pass_request_body off;
+            proxy_set_header Content-Length "";
+            proxy_set_header X-Keysd-Service-Token "{gateway_token}";
+            proxy_set_header X-Original-URI $request_uri;
+        }}
+    }}
+}}
+"#
+    )
+}
+
+/// A running nginx, stopped on drop.
+struct Nginx {
+    /// Killed on drop.
+    _child: Child,
+    base: String,
+}
+
+impl Nginx {
+    async fn start(dir: &std::path::Path, keysd: &str, upstream: u16, gateway_token: &str) -> Self {
+        let port = free_port();
+        let config = dir.join("nginx.conf");
+        std::fs::write(&config, nginx_config(dir, port, keysd, upstream, gateway_token)).expect("write config");
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|path| std::path::Path::new(path).exists())
+            .expect("nginx is installed (the suite needs it: `.ci/run` installs Debian's nginx)");
+        let child = Command::new(binary)
+            .args(["-p", &dir.display().to_string(), "-c", &config.display().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx starts");
+        let address = format!("127.0.0.1:{port}");
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(&address).await.is_ok() {
+                return Self { _child: child, base: format!("http://{address}") };
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("nginx did not listen: {}", std::fs::read_to_string(dir.join("nginx-error.log")).unwrap_or_default());
+    }
+
+    async fn get(&self, headers: &[(&str, &str)]) -> (StatusCode, http::HeaderMap, Value) {
+        let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+        let mut builder = Request::builder().method(Method::GET).uri(format!("{}/orders/42", self.base));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let response = http.request(builder.body(Full::new(Bytes::new())).expect("request")).await.expect("response");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        (status, headers, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+}
+
+async fn gateway_journey(backend: Backend) {
+    let server = Server::start(&backend, &[]).await;
+    let admin = server.token.clone().expect("bootstrap token printed");
+    let api = server.client(&admin);
+    let gateway_token = keysd(&backend, &["token", "create", "--org", "default", "--name", "nginx"]).await;
+    let (upstream, upstream_task) = start_echo_upstream().await;
+    let dir = backend.dir();
+    let nginx = Nginx::start(&dir, &server.base, upstream, &gateway_token).await;
+
+    // An API key reaches the upstream with keysd's identity headers, and a
+    // client's own X-Keysd-* headers never do.
+    let created = api.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "backend"}))).await;
+    let secret = text(&created.body["api_key"]);
+    let key_id = text(&created.body["id"]);
+    let bearer = format!("Bearer {secret}");
+    let forged = [("authorization", bearer.as_str()), ("x-keysd-workspace", "production"), ("x-keysd-subject", "root")];
+    let (status, _, seen) = nginx.get(&forged).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen["x-keysd-workspace"], "staging", "{seen}");
+    assert_eq!(seen["x-keysd-key-id"], key_id.as_str());
+    assert!(seen.get("x-keysd-subject").is_none(), "a client-sent identity header reached the upstream: {seen}");
+    assert!(seen.get("x-keysd-service-token").is_none(), "the gateway token reached the upstream: {seen}");
+    for headers in [vec![("x-api-key", secret.as_str())], vec![("authorization", secret.as_str())]] {
+        assert_eq!(nginx.get(&headers).await.0, StatusCode::OK);
+    }
+
+    // Refusals: a wrong key, no credential, garbage; the reason travels back.
+    let wrong = "Bearer SS.notakeynotakeynotakeynotakeynotakeynotakey00";
+    let (status, headers, _) = nginx.get(&[("authorization", wrong)]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers.get("x-keysd-reason").and_then(|v| v.to_str().ok()), Some("malformed"));
+    let (status, headers, _) = nginx.get(&[]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers.get("x-keysd-reason").and_then(|v| v.to_str().ok()), Some("credential_missing"));
+
+    // A public key with a user token made as SuprSend documents it (no kid),
+    // sent as the web SDK sends it.
+    let signing = api.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
+    let pem_file = dir.join("gateway-signing.pem");
+    std::fs::write(&pem_file, text(&signing.body["private_key_pem"])).expect("write pem");
+    let public = api.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web"}))).await;
+    let public_id = text(&public.body["id"]);
+    let value = text(&public.body["api_key"]);
+    let secure = Some(json!({"is_secure_mode_enabled": true}));
+    api.call(Method::PATCH, &format!("/v1/staging/ws_public_key/{public_id}/"), secure).await;
+    let user_token = python(PYJWT_SUPRSEND_RECIPE, &[pem_file.to_str().expect("utf-8")]);
+    let sdk =
+        [("authorization", value.as_str()), ("x-ss-signature", user_token.as_str()), ("x-keysd-tenant-id", "acme")];
+    let (status, _, seen) = nginx.get(&sdk).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen["x-keysd-entity-id"], "user-py");
+    let (status, headers, _) = nginx.get(&[("authorization", value.as_str())]).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers.get("x-keysd-reason").and_then(|v| v.to_str().ok()), Some("user_token_required"));
+
+    // A Versori-style JWT.
+    let workspace = api.call(Method::POST, "/v1/workspace/", Some(json!({"name": "Gateway Probe"}))).await;
+    let email = text(&workspace.body["created_by"]["email"]);
+    let organisation = email.trim_start_matches("org_").split('@').next().expect("id").to_owned();
+    let created = api
+        .call(
+            Method::POST,
+            &format!("/api/organisations/v1/organisations/{organisation}/keys"),
+            Some(json!({"name": "k"})),
+        )
+        .await;
+    let private_file = dir.join("gateway-organisation.pem");
+    std::fs::write(&private_file, text(&created.body["privateKey"])).expect("write pem");
+    let organisation_key = text(&created.body["id"]);
+    let private_path = private_file.to_str().expect("utf-8");
+    let jwt =
+        keysd(&backend, &["sign", "jwt", "--private-key", private_path, "--key-id", &organisation_key, "--sub", "u-1"])
+            .await;
+    let (status, _, seen) = nginx.get(&[("authorization", &format!("JWT {jwt}"))]).await;
+    assert_eq!(status, StatusCode::OK, "{seen}");
+    assert_eq!(seen["x-keysd-subject"], "u-1");
+    assert_eq!(nginx.get(&[("authorization", &format!("Bearer {jwt}"))]).await.0, StatusCode::OK);
+
+    // A key deleted through the API is refused through nginx within a second.
+    let deleted = api.call(Method::DELETE, &format!("/v1/staging/ws_api_key/{key_id}/"), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let (status, headers, _) = nginx.get(&[("authorization", bearer.as_str())]).await;
+        if status == StatusCode::UNAUTHORIZED {
+            assert_eq!(headers.get("x-keysd-reason").and_then(|v| v.to_str().ok()), Some("key_deleted"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "deleted key still passes nginx after a second");
+    }
+
+    drop(nginx);
+    upstream_task.abort();
+    server.stop().await;
+    backend.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_gateway_forward_auth_through_nginx() {
+    gateway_journey(Backend::sqlite()).await;
+}
+
+#[tokio::test]
+async fn postgres_gateway_forward_auth_through_nginx() {
+    gateway_journey(Backend::postgres().await).await;
+}
+
+// ------------------------------------------------------------ JWKS caching
+
+/// A GET with headers, returning status, headers and the raw body.
+async fn raw_get(base: &str, path: &str, headers: &[(&str, &str)]) -> (StatusCode, http::HeaderMap, Bytes) {
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = Request::builder().method(Method::GET).uri(format!("{base}{path}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = http.request(builder.body(Full::new(Bytes::new())).expect("request")).await.expect("response");
+    let (parts, body) = response.into_parts();
+    (parts.status, parts.headers, body.collect().await.expect("body").to_bytes())
+}
+
+#[tokio::test]
+async fn jwks_cache_correctly_for_outside_verifiers() {
+    let backend = Backend::sqlite();
+    let server = Server::start(&backend, &[]).await;
+    let api = server.client(server.token.as_deref().expect("bootstrap token printed"));
+    let workspace_uid = api.workspace_uid("staging").await;
+    let path = format!("/v1/workspace/{workspace_uid}/jwks.json");
+    let header = |headers: &http::HeaderMap, name: &str| {
+        headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or_default().to_owned()
+    };
+
+    let signing = api.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
+    let kid = text(&signing.body["uid"]);
+    let (status, headers, body) = raw_get(&server.base, &path, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(header(&headers, "access-control-allow-origin"), "*");
+    assert_eq!(header(&headers, "cache-control"), "public, max-age=60");
+    let etag = header(&headers, "etag");
+    assert!(etag.starts_with('"') && etag.len() > 10, "{etag}");
+    assert!(!body.is_empty());
+
+    // The same document: 304 without a body; a stale tag gets the document.
+    let (status, headers, body) = raw_get(&server.base, &path, &[("if-none-match", &etag)]).await;
+    assert_eq!(status, StatusCode::NOT_MODIFIED);
+    assert!(body.is_empty());
+    assert_eq!(header(&headers, "etag"), etag);
+    let (status, _, _) = raw_get(&server.base, &path, &[("if-none-match", "\"stale\"")]).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // After a roll with a 30 s grace, caches may not keep the document past
+    // the rolled key's expiry; the tag changes with the key set.
+    let rolled = api
+        .call(
+            Method::POST,
+            &format!("/v1/staging/ws_signing_key/{kid}/roll/"),
+            Some(json!({"grace_period_seconds": 30})),
+        )
+        .await;
+    assert_eq!(rolled.status, StatusCode::CREATED);
+    let (status, headers, _) = raw_get(&server.base, &path, &[("if-none-match", &etag)]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_ne!(header(&headers, "etag"), etag);
+    let max_age: u32 =
+        header(&headers, "cache-control").trim_start_matches("public, max-age=").parse().expect("max-age is a number");
+    assert!((25..=30).contains(&max_age), "max-age {max_age} reaches past the rolled key's expiry");
+    server.stop().await;
+    backend.cleanup().await;
+}

@@ -17,9 +17,9 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use keys_core::verify::{
-    decide_api_key, decide_organisation_key, decide_organisation_token, decide_public_key, decide_signing_key,
-    decide_user_token, kidless_candidates, parse_issuer, Denial, OrganisationTokenClaims, PublicKeyAccess,
-    PublicKeyPresentation, UserTokenClaims,
+    decide_api_key, decide_organisation_key, decide_organisation_token, decide_public_key, decide_scopes,
+    decide_signing_key, decide_user_token, kidless_candidates, parse_issuer, Denial, OrganisationTokenClaims,
+    PublicKeyAccess, PublicKeyPresentation, UserTokenClaims,
 };
 use keys_core::{
     ApiKey, OrganisationId, OrganisationKeyId, PublicKey, SigningKeyRing, SigningKeyUid, Workspace,
@@ -158,6 +158,25 @@ impl Service {
             // A decision that grants always had something to grant.
             (Ok(()), None) => Err(Denial::UnknownKey.into()),
         })
+    }
+
+    /// Verifies a server-side API key that must also grant every scope in
+    /// `required_scopes` (forward authentication's
+    /// `X-Keysd-Required-Scopes`). API keys are granted the scopes they
+    /// carry; a key carries none until scopes are assigned (SPEC section 1
+    /// default `[]`), so any required scope is then `insufficient_scope`.
+    pub async fn verify_api_key_with_scopes(
+        &self,
+        caller: &Caller,
+        presented: &str,
+        required_scopes: &[&str],
+    ) -> Verdict<VerifiedApiKey> {
+        let verified = match self.verify_api_key(caller, presented).await? {
+            Ok(verified) => verified,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let granted: &[&str] = &[];
+        Ok(decide_scopes(granted, required_scopes).map(|()| verified).map_err(Refusal::from))
     }
 
     /// Verifies a publishable key (and, in secure mode, its user token) for

@@ -7,6 +7,7 @@
 //! shape (400), then the handler.
 
 mod api_keys;
+mod forward_auth;
 mod ops;
 mod organisation_keys;
 mod public_keys;
@@ -137,8 +138,14 @@ where
         RouteKind::Ready => return ops::ready(state).await,
         RouteKind::Metrics => return Ok(ops::metrics(state)),
         RouteKind::OpenApi => return Ok(ops::openapi()),
-        RouteKind::WorkspaceJwks => return workspaces::workspace_jwks(state, matched.param(0)).await,
-        RouteKind::OrganisationJwks => return organisation_keys::organisation_jwks(state, matched.param(0)).await,
+        // The gateway authenticates with its own header, not Authorization.
+        RouteKind::ForwardAuth => return forward_auth::forward(state, request.headers()).await,
+        RouteKind::WorkspaceJwks => {
+            return workspaces::workspace_jwks(state, matched.param(0), request.headers()).await;
+        }
+        RouteKind::OrganisationJwks => {
+            return organisation_keys::organisation_jwks(state, matched.param(0), request.headers()).await;
+        }
         RouteKind::PublicOrganisationKey => return organisation_keys::public_key(state, matched.param(0)).await,
         _ => {}
     }
@@ -188,6 +195,7 @@ where
             | RouteKind::Ready
             | RouteKind::Metrics
             | RouteKind::OpenApi
+            | RouteKind::ForwardAuth
             | RouteKind::WorkspaceJwks
             | RouteKind::OrganisationJwks
             | RouteKind::PublicOrganisationKey,
@@ -277,10 +285,37 @@ pub(crate) async fn path_id<T>(
 }
 
 /// A JWKS response: public, readable by browsers of any origin, cacheable
-/// for as long as keys-core allows.
-pub(crate) fn jwks_response(published: &keys_service::verification::PublishedJwks) -> HttpResult {
-    let mut response = crate::error::json(http::StatusCode::OK, &published.keys)?;
+/// for as long as keys-core allows, with a strong `ETag` (the SHA-256 of the
+/// document, the same on every replica) that `If-None-Match` turns into a
+/// bodiless 304.
+pub(crate) fn jwks_response(
+    published: &keys_service::verification::PublishedJwks,
+    request_headers: &HeaderMap,
+) -> HttpResult {
+    use sha2::Digest;
+    let body = serde_json::to_vec(&published.keys).map_err(|error| ApiError::internal("jwks", &error))?;
+    let digest = sha2::Sha256::digest(&body);
+    let etag = format!("\"{}\"", digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect::<String>());
+    let matches = request_headers
+        .get_all(http::header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|candidate| {
+            let candidate = candidate.trim();
+            candidate == "*" || candidate.trim_start_matches("W/") == etag
+        });
+    let mut response = if matches {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = http::StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        crate::error::json_bytes(http::StatusCode::OK, body)
+    };
     let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(http::header::ETAG, value);
+    }
     let cache_control = format!("public, max-age={}", published.max_age_seconds);
     if let Ok(value) = HeaderValue::from_str(&cache_control) {
         headers.insert(http::header::CACHE_CONTROL, value);

@@ -69,7 +69,7 @@ pub(crate) async fn public_key(state: &AppState, key_id: &str) -> HttpResult {
 
 /// `GET /organisations/{organisation_id}/jwks.json`: public, the live keys
 /// as RS256 JWKs with `kid` = key id.
-pub(crate) async fn organisation_jwks(state: &AppState, organisation: &str) -> HttpResult {
+pub(crate) async fn organisation_jwks(state: &AppState, organisation: &str, headers: &http::HeaderMap) -> HttpResult {
     let id = OrganisationId::parse(organisation).map_err(|_| organisation_not_found(organisation))?;
     let published = state
         .service
@@ -77,5 +77,5 @@ pub(crate) async fn organisation_jwks(state: &AppState, organisation: &str) -> H
         .await
         .map_err(|error| ApiError::from_store(error, "organisation"))?
         .ok_or_else(|| organisation_not_found(organisation))?;
-    jwks_response(&published)
+    jwks_response(&published, headers)
 }

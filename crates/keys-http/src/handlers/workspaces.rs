@@ -41,7 +41,7 @@ pub(crate) async fn create_workspace(state: &AppState, caller: &Caller, input: &
 
 /// `GET /v1/workspace/{workspace_uid}/jwks.json`: public, the keys that
 /// verify now (active, and rolled before their `expiry_at`).
-pub(crate) async fn workspace_jwks(state: &AppState, uid: &str) -> HttpResult {
+pub(crate) async fn workspace_jwks(state: &AppState, uid: &str, headers: &http::HeaderMap) -> HttpResult {
     let not_found = || ApiError::NotFound(format!("workspace '{}' not found", echo(uid)));
     let uid = WorkspaceUid::parse(uid).map_err(|_| not_found())?;
     let published = state
@@ -50,5 +50,5 @@ pub(crate) async fn workspace_jwks(state: &AppState, uid: &str) -> HttpResult {
         .await
         .map_err(|error| ApiError::from_store(error, "workspace"))?
         .ok_or_else(not_found)?;
-    jwks_response(&published)
+    jwks_response(&published, headers)
 }

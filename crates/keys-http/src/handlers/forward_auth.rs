@@ -1,0 +1,201 @@
+//! `/v1/auth/forward`: the sub-request of a reverse proxy (nginx
+//! `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz` over HTTP), so
+//! keysd can guard any service without code in it (SPEC section 8).
+//!
+//! The gateway authenticates itself with `X-Keysd-Service-Token`; the
+//! client's own headers say what to verify, in the shapes real clients send:
+//! - API key: `Authorization: Bearer SS.…`, `Authorization: SS.…` or
+//!   `X-Api-Key: SS.…` (and the gateway's `X-Keysd-Required-Scopes: a,b`);
+//! - public key as SuprSend's web SDK sends it: `Authorization: SS.PUBK.…`,
+//!   `x-ss-signature: <user token>`, `Origin`, `X-Keysd-Tenant-Id`;
+//! - Versori-style JWT: `Authorization: JWT <token>` or `Bearer <token>`.
+//!
+//! Which header holds which credential is parsed here; whether it verifies
+//! is the same keys-service call (and cache) as the JSON verify endpoints.
+//! Gateways only understand 2xx, 401 and 403 from an auth service (nginx
+//! turns anything else into a 500 for the client), so every refusal a
+//! client can cause is a 401 with `X-Keysd-Reason` and `WWW-Authenticate`,
+//! or a 403 for `insufficient_scope`; never a 4xx of another kind or a 5xx.
+
+use bytes::Bytes;
+use http::header::{AUTHORIZATION, ORIGIN, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode};
+use http_body_util::Full;
+use keys_core::verify::Denial;
+use keys_service::{PublicKeyRequest, Refusal};
+
+use crate::error::ApiError;
+use crate::server::AppState;
+
+/// The gateway's own service token.
+pub const SERVICE_TOKEN_HEADER: &str = "x-keysd-service-token";
+/// Scopes the gateway requires of an API key, comma-separated.
+pub const REQUIRED_SCOPES_HEADER: &str = "x-keysd-required-scopes";
+/// The tenant of a secure-mode user token (absent: `default`).
+pub const TENANT_HEADER: &str = "x-keysd-tenant-id";
+/// SuprSend's web SDK sends the user token here.
+pub const SIGNATURE_HEADER: &str = "x-ss-signature";
+/// Why a request was refused, on every 401/403.
+pub const REASON_HEADER: &str = "x-keysd-reason";
+
+/// Longest credential header accepted; real ones are far shorter (a JWT is
+/// at most 8 KiB for keysd).
+const MAX_CREDENTIAL_BYTES: usize = 8 * 1024 + 64;
+/// Most required scopes a gateway may ask for at once.
+const MAX_REQUIRED_SCOPES: usize = 64;
+
+/// What the client presented.
+enum Credential<'a> {
+    ApiKey(&'a str),
+    PublicKey(&'a str),
+    Jwt(&'a str),
+}
+
+/// A refusal as a gateway understands it.
+fn refused(reason: &str) -> Response<Full<Bytes>> {
+    let status = if reason == Denial::InsufficientScope.reason() { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(reason) {
+        headers.insert(HeaderName::from_static(REASON_HEADER), value.clone());
+        let challenge = if status == StatusCode::FORBIDDEN {
+            format!("Bearer realm=\"keysd\", error=\"insufficient_scope\", error_description=\"{reason}\"")
+        } else {
+            format!("Bearer realm=\"keysd\", error=\"invalid_token\", error_description=\"{reason}\"")
+        };
+        if let Ok(challenge) = HeaderValue::from_str(&challenge) {
+            headers.insert(WWW_AUTHENTICATE, challenge);
+        }
+    }
+    headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The one value of a header: absent is `Ok(None)`; repeated, oversized or
+/// not visible ASCII is `Err` (a client error, refused as `malformed`).
+fn single<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ()> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else { return Ok(None) };
+    if values.next().is_some() || first.len() > MAX_CREDENTIAL_BYTES {
+        return Err(());
+    }
+    let text = first.to_str().map_err(|_| ())?.trim();
+    Ok(if text.is_empty() { None } else { Some(text) })
+}
+
+/// Which credential the client's headers carry.
+fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, ()> {
+    let authorization = single(headers, AUTHORIZATION.as_str())?;
+    let api_key_header = single(headers, "x-api-key")?;
+    let from_authorization = match authorization {
+        None => None,
+        Some(value) => Some(match value.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("Bearer") => {
+                let rest = rest.trim();
+                if rest.starts_with("SS.") && !rest.starts_with("SS.PUBK.") {
+                    Credential::ApiKey(rest)
+                } else {
+                    Credential::Jwt(rest)
+                }
+            }
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("JWT") => Credential::Jwt(rest.trim()),
+            Some(_) => return Err(()),
+            None if value.starts_with("SS.PUBK.") => Credential::PublicKey(value),
+            None if value.starts_with("SS.") => Credential::ApiKey(value),
+            None => return Err(()),
+        }),
+    };
+    match (from_authorization, api_key_header) {
+        (Some(_), Some(_)) => Err(()),
+        (Some(credential), None) => Ok(Some(credential)),
+        (None, Some(key)) => Ok(Some(Credential::ApiKey(key))),
+        (None, None) => Ok(None),
+    }
+}
+
+fn set(response: &mut Response<Full<Bytes>>, name: &'static str, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        response.headers_mut().insert(HeaderName::from_static(name), value);
+    }
+}
+
+fn record(state: &AppState, kind: &'static str, refusal: Option<Refusal>) {
+    state.metrics.observe_verification(kind, refusal.map_or("valid", Refusal::reason));
+}
+
+/// Answers one forward-authentication sub-request.
+pub(crate) async fn forward(state: &AppState, headers: &HeaderMap) -> Result<Response<Full<Bytes>>, ApiError> {
+    let gateway = match single(headers, SERVICE_TOKEN_HEADER) {
+        Ok(Some(token)) => token,
+        _ => return Ok(refused("service_token_invalid")),
+    };
+    let Some(caller) = state
+        .service
+        .authenticate(gateway)
+        .await
+        .map_err(|error| ApiError::internal("service token lookup", &error))?
+    else {
+        return Ok(refused("service_token_invalid"));
+    };
+    let credential = match credential(headers) {
+        Ok(Some(credential)) => credential,
+        Ok(None) => return Ok(refused(Denial::CredentialMissing.reason())),
+        Err(()) => return Ok(refused(Denial::Malformed.reason())),
+    };
+    let store_failure = |error| ApiError::internal("forward auth", &error);
+    let mut granted = Response::new(Full::new(Bytes::new()));
+    granted.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    set(&mut granted, "x-keysd-organisation", caller.scope().organisation_id().as_str());
+    match credential {
+        Credential::ApiKey(presented) => {
+            let Ok(required) = single(headers, REQUIRED_SCOPES_HEADER) else {
+                return Ok(refused(Denial::Malformed.reason()));
+            };
+            let required: Vec<&str> =
+                required.unwrap_or_default().split(',').map(str::trim).filter(|scope| !scope.is_empty()).collect();
+            if required.len() > MAX_REQUIRED_SCOPES {
+                return Ok(refused(Denial::Malformed.reason()));
+            }
+            let verdict =
+                state.service.verify_api_key_with_scopes(&caller, presented, &required).await.map_err(store_failure)?;
+            record(state, "api_key", verdict.as_ref().err().copied());
+            let verified = match verdict {
+                Ok(verified) => verified,
+                Err(refusal) => return Ok(refused(refusal.reason())),
+            };
+            set(&mut granted, "x-keysd-workspace", verified.workspace().slug.as_str());
+            set(&mut granted, "x-keysd-key-id", verified.key().id.as_str());
+        }
+        Credential::PublicKey(api_key) => {
+            let (Ok(user_token), Ok(origin), Ok(tenant_id)) =
+                (single(headers, SIGNATURE_HEADER), single(headers, ORIGIN.as_str()), single(headers, TENANT_HEADER))
+            else {
+                return Ok(refused(Denial::Malformed.reason()));
+            };
+            let request = PublicKeyRequest { api_key, origin, user_token, tenant_id };
+            let verdict = state.service.verify_public_key(&caller, request).await.map_err(store_failure)?;
+            record(state, "public_key", verdict.as_ref().err().copied());
+            let verified = match verdict {
+                Ok(verified) => verified,
+                Err(refusal) => return Ok(refused(refusal.reason())),
+            };
+            set(&mut granted, "x-keysd-workspace", verified.workspace.slug.as_str());
+            set(&mut granted, "x-keysd-key-id", verified.key.id.as_str());
+            if let Some(entity_id) = &verified.entity_id {
+                set(&mut granted, "x-keysd-entity-id", entity_id);
+            }
+        }
+        Credential::Jwt(token) => {
+            let verdict = state.service.verify_jwt(&caller, token).await.map_err(store_failure)?;
+            record(state, "jwt", verdict.as_ref().err().copied());
+            let verified = match verdict {
+                Ok(verified) => verified,
+                Err(refusal) => return Ok(refused(refusal.reason())),
+            };
+            set(&mut granted, "x-keysd-key-id", verified.key_id.as_str());
+            set(&mut granted, "x-keysd-subject", &verified.sub);
+        }
+    }
+    Ok(granted)
+}
