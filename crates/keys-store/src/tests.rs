@@ -1,8 +1,8 @@
 //! Belt and braces: the schema's unique indexes refuse what the domain
 //! refuses, and their violations come back as the domain's refusals. The
 //! store's own paths never reach them (the domain refuses first, under the
-//! aggregate's lock), so these tests write through [`Repo`] directly,
-//! bypassing the rings.
+//! aggregate's lock), so these tests write through the statements of
+//! [`crate::repo`] directly, bypassing the commands and their rings.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,8 +14,9 @@ use rand_chacha::rand_core::SeedableRng;
 use sqlx::{Connection, Executor};
 use time::macros::datetime;
 
-use crate::engine::{Backend, SqlStore};
-use crate::repo::{Repo, Writer};
+use crate::error::Conflict;
+use crate::pipeline::{Backend, SqlStore};
+use crate::repo;
 use crate::StoreError;
 
 struct Fixture {
@@ -46,12 +47,19 @@ fn expect_refused(result: Result<(), StoreError>, expected: CoreError) {
     }
 }
 
+fn expect_conflict(result: Result<(), StoreError>, expected: Conflict) {
+    match result {
+        Err(StoreError::Conflict(conflict)) => assert_eq!(conflict, expected),
+        other => panic!("expected Conflict({expected:?}), got {other:?}"),
+    }
+}
+
 async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
     let mut fixture = fixture();
     let now = datetime!(2026-04-21 12:00:01 UTC);
     let mut writer = DB::writer(&store.pool).await.unwrap();
-    writer.insert_organisation(&fixture.organisation).await.unwrap();
-    writer.insert_workspace(&fixture.workspace).await.unwrap();
+    repo::insert_organisation(&mut *writer, &fixture.organisation).await.unwrap();
+    repo::insert_workspace(&mut *writer, &fixture.workspace).await.unwrap();
     let mut ring = SigningKeyRing::restore(fixture.workspace.uid.clone(), Vec::new());
     let material = |rng: &mut rand_chacha::ChaCha8Rng| NewSigningKey {
         id: SigningKeyId::generate(now, rng),
@@ -59,7 +67,7 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
         public_key_pem: "-----BEGIN PUBLIC KEY-----\nstand-in\n-----END PUBLIC KEY-----\n".to_owned(),
     };
     let active = ring.create(material(&mut fixture.rng), &fixture.actor, now).unwrap().clone();
-    writer.insert_signing_key(&active).await.unwrap();
+    repo::insert_signing_key(&mut *writer, &active).await.unwrap();
     let mut public_keys = PublicKeyRing::default();
     let default = public_keys
         .create(
@@ -72,7 +80,7 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
             now,
         )
         .clone();
-    writer.insert_public_key(&default).await.unwrap();
+    repo::insert_public_key(&mut *writer, &default).await.unwrap();
     writer.commit().await.unwrap();
 
     // Each violation in a transaction of its own: PostgreSQL aborts the
@@ -81,20 +89,23 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
     let mut writer = DB::writer(&store.pool).await.unwrap();
     let twin =
         Organisation::create(OrganisationId::generate(now, &mut fixture.rng), fixture.organisation.name.clone(), now);
-    expect_refused(writer.insert_organisation(&twin).await, CoreError::OrganisationNameTaken("acme".into()));
+    expect_conflict(
+        repo::insert_organisation(&mut *writer, &twin).await,
+        Conflict::OrganisationNameTaken("acme".into()),
+    );
 
     drop(writer);
     let mut writer = DB::writer(&store.pool).await.unwrap();
     let mut twin = fixture.workspace.clone();
     twin.uid = keys_core::WorkspaceUid::generate(now, &mut fixture.rng);
-    expect_refused(writer.insert_workspace(&twin).await, CoreError::SlugTaken("demo".into()));
+    expect_conflict(repo::insert_workspace(&mut *writer, &twin).await, Conflict::SlugTaken("demo".into()));
 
     // A second active key, as a ring that did not see the first would make.
     drop(writer);
     let mut writer = DB::writer(&store.pool).await.unwrap();
     let mut blind = SigningKeyRing::restore(fixture.workspace.uid.clone(), Vec::new());
     let second = blind.create(material(&mut fixture.rng), &fixture.actor, now).unwrap().clone();
-    expect_refused(writer.insert_signing_key(&second).await, CoreError::OnlyOneActiveSigningKey);
+    expect_refused(repo::insert_signing_key(&mut *writer, &second).await, CoreError::OnlyOneActiveSigningKey);
 
     // A second default public key has no domain refusal: a fault.
     drop(writer);
@@ -111,14 +122,23 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
             now,
         )
         .clone();
-    assert!(matches!(writer.insert_public_key(&second_default).await, Err(StoreError::Database(_))));
+    assert!(matches!(repo::insert_public_key(&mut *writer, &second_default).await, Err(StoreError::Database { .. })));
     drop(writer);
 
     // Nothing of the refused writes is left behind.
     let mut reader = DB::reader(&store.pool).await.unwrap();
-    assert_eq!(reader.count_organisations().await.unwrap(), 1);
-    assert_eq!(reader.live_signing_keys(&fixture.workspace.uid).await.unwrap(), vec![active]);
-    assert_eq!(reader.live_public_keys(&fixture.workspace.uid).await.unwrap(), vec![default]);
+    assert_eq!(repo::count_organisations(&mut *reader).await.unwrap(), 1);
+    assert_eq!(repo::live_signing_keys(&mut *reader, &fixture.workspace.uid).await.unwrap(), vec![active.clone()]);
+    assert_eq!(repo::live_public_keys(&mut *reader, &fixture.workspace.uid).await.unwrap(), vec![default]);
+    drop(reader);
+
+    // A deleted row is never written again: its save finds no live row.
+    let mut writer = DB::writer(&store.pool).await.unwrap();
+    let mut ring = SigningKeyRing::restore(fixture.workspace.uid.clone(), vec![active.clone()]);
+    let deleted = ring.delete(&active.uid, &fixture.actor, now).unwrap();
+    repo::save_signing_key(&mut *writer, &deleted).await.unwrap();
+    let again = repo::save_signing_key(&mut *writer, &deleted).await;
+    assert!(matches!(again, Err(StoreError::Inconsistent(_))), "{again:?}");
 }
 
 #[tokio::test]

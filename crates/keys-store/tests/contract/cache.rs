@@ -12,7 +12,7 @@ use keys_core::{
     Actor, ApiKey, GracePeriod, Organisation, OrganisationKeyId, PublicKeyPatch, SecretDigest, SigningKeyUid,
     Workspace, WorkspaceUid,
 };
-use keys_store::{CacheConfig, CachedStore, PublicKeyChange, Store, CHANGES_CHANNEL};
+use keys_store::{CacheConfig, CachedStore, Lookups, PublicKeyChange, Store, CHANGES_CHANNEL};
 use sqlx::Connection;
 
 use crate::support::{name_of, Kind, TestDb, World, LONG_TTL};
