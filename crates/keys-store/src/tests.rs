@@ -14,10 +14,11 @@ use rand_chacha::rand_core::SeedableRng;
 use sqlx::{Connection, Executor};
 use time::macros::datetime;
 
+use crate::commands::AuditAction;
 use crate::error::Conflict;
 use crate::pipeline::{Backend, SqlStore};
 use crate::repo;
-use crate::StoreError;
+use crate::{Management, StoreError};
 
 struct Fixture {
     organisation: Organisation,
@@ -149,8 +150,9 @@ async fn sqlite_unique_violations_become_refusals() {
     unique_violations_become_refusals(&store).await;
 }
 
-#[tokio::test]
-async fn postgres_unique_violations_become_refusals() {
+/// A fresh PostgreSQL database: its url, its name and an admin connection
+/// to drop it with.
+async fn fresh_postgres() -> (String, String, sqlx::PgConnection) {
     use rand_chacha::rand_core::RngCore;
 
     let admin = std::env::var("KEYSD_TEST_DATABASE_URL")
@@ -164,8 +166,99 @@ async fn postgres_unique_violations_become_refusals() {
         Some((server, _)) => format!("{server}/{name}"),
         None => panic!("admin url without a database: {admin}"),
     };
+    (url, name, connection)
+}
+
+#[tokio::test]
+async fn postgres_unique_violations_become_refusals() {
+    let (url, name, mut connection) = fresh_postgres().await;
     let store = crate::PgStore::connect(&url).await.unwrap();
     unique_violations_become_refusals(&store).await;
     store.close().await;
     connection.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.unwrap();
+}
+
+/// The action names of the first schema, and what migration 0002 renames
+/// each of them to.
+const RENAMED_ACTIONS: [(&str, AuditAction); 14] = [
+    ("organisation.create", AuditAction::OrganisationCreated),
+    ("workspace.create", AuditAction::WorkspaceCreated),
+    ("service_token.create", AuditAction::ServiceTokenGenerated),
+    ("api_key.create", AuditAction::ApiKeyGenerated),
+    ("api_key.delete", AuditAction::ApiKeyDeleted),
+    ("public_key.create", AuditAction::PublicApiKeyGenerated),
+    ("public_key.update", AuditAction::PublicApiKeyUpdated),
+    ("public_key.rotate", AuditAction::PublicApiKeyRotated),
+    ("public_key.delete", AuditAction::PublicApiKeyDeleted),
+    ("signing_key.create", AuditAction::SigningApiKeyGenerated),
+    ("signing_key.roll", AuditAction::SigningApiKeyRolled),
+    ("signing_key.delete", AuditAction::SigningApiKeyDeleted),
+    ("organisation_key.create", AuditAction::OrganisationKeyGenerated),
+    ("organisation_key.delete", AuditAction::OrganisationKeyDeleted),
+];
+
+/// A migrator of the first migration of `backend` alone, as a database
+/// written by the first release has it.
+async fn first_migration(backend: &str, directory: &std::path::Path) -> sqlx::migrate::Migrator {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    std::fs::copy(source.join("0001_initial.sql"), directory.join("0001_initial.sql")).unwrap();
+    sqlx::migrate::Migrator::new(directory).await.unwrap()
+}
+
+/// Writes one event under each old name, then (after the caller migrated)
+/// checks that every one carries its new name.
+async fn write_old_actions<C: repo::Sql + ?Sized>(connection: &mut C, organisation: &Organisation) {
+    repo::insert_organisation(connection, organisation).await.unwrap();
+    for (old, _) in RENAMED_ACTIONS {
+        let row = repo::AuditRow {
+            organisation_id: organisation.id.as_str(),
+            workspace_uid: None,
+            actor: None,
+            action: old,
+            target_id: organisation.id.as_str(),
+            at: organisation.created_at,
+        };
+        repo::insert_audit_event(connection, row).await.unwrap();
+    }
+}
+
+async fn expect_new_actions(store: &impl Management, organisation: &Organisation) {
+    let events = store.audit_events(&organisation.id, 100).await.unwrap();
+    let actions: Vec<AuditAction> = events.iter().rev().map(|event| event.action).collect();
+    assert_eq!(actions, RENAMED_ACTIONS.map(|(_, new)| new));
+}
+
+#[tokio::test]
+async fn sqlite_migration_renames_old_audit_actions() {
+    let directory = tempfile::tempdir().unwrap();
+    let migrations = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", directory.path().join("keysd.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    first_migration("sqlite", migrations.path()).await.run(&pool).await.unwrap();
+    let organisation = fixture().organisation;
+    write_old_actions(&mut *pool.acquire().await.unwrap(), &organisation).await;
+    let store = crate::SqliteStore::from_pool(pool).await.unwrap();
+    expect_new_actions(&store, &organisation).await;
+}
+
+#[tokio::test]
+async fn postgres_migration_renames_old_audit_actions() {
+    let (url, name, mut connection) = fresh_postgres().await;
+    let migrations = tempfile::tempdir().unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    first_migration("postgres", migrations.path()).await.run(&pool).await.unwrap();
+    let organisation = fixture().organisation;
+    write_old_actions(&mut *pool.acquire().await.unwrap(), &organisation).await;
+    let store = crate::PgStore::from_pool(pool).await.unwrap();
+    expect_new_actions(&store, &organisation).await;
+    store.close().await;
+    connection.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.unwrap();
+}
+
+#[test]
+fn audit_actions_round_trip_through_their_names() {
+    for action in AuditAction::ALL {
+        assert_eq!(AuditAction::parse(action.as_str()), Some(action));
+    }
+    assert_eq!(AuditAction::parse("api_key.create"), None);
 }
