@@ -24,7 +24,7 @@ use sqlx::Transaction;
 
 use crate::change::Change;
 use crate::commands::{self, AuditEvent, Command, Executed, Lock, Locked, Mutations};
-use crate::error::{StoreError, StoreResult};
+use crate::error::{database, StoreError, StoreResult};
 use crate::repo::{self, Sql};
 use crate::store::{Lookups, Management};
 
@@ -33,7 +33,6 @@ use crate::store::{Lookups, Management};
 /// how to do inside one (the bootstrap lock and the announcement).
 #[async_trait]
 pub trait Backend: sqlx::Database<Connection: Sql> {
-    async fn reader(pool: &sqlx::Pool<Self>) -> StoreResult<PoolConnection<Self>>;
     /// A transaction that excludes concurrent writers of what it locks.
     async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Transaction<'static, Self>>;
     /// Serializes bootstrap attempts across processes until the transaction
@@ -65,7 +64,7 @@ impl<DB: Backend> SqlStore<DB> {
     }
 
     async fn reader(&self) -> StoreResult<PoolConnection<DB>> {
-        DB::reader(&self.pool).await
+        self.pool.acquire().await.map_err(database)
     }
 }
 

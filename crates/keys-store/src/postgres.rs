@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::migrate::MigrateError;
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
@@ -149,25 +148,14 @@ impl Sql for PgConnection {
     const ROW_LOCK: &'static str = " FOR NO KEY UPDATE";
 
     /// Which rule a unique violation stands for, by constraint name.
-    fn violated(error: &sqlx::Error) -> Option<Constraint> {
-        let database_error = error.as_database_error()?;
-        if !database_error.is_unique_violation() {
-            return None;
-        }
-        match database_error.constraint()? {
+    fn violated(unique_violation: &dyn sqlx::error::DatabaseError) -> Option<Constraint> {
+        match unique_violation.constraint()? {
             "organisations_name_key" => Some(Constraint::OrganisationName),
             "workspaces_organisation_slug_key" => Some(Constraint::WorkspaceSlug),
             "workspace_signing_keys_one_active" => Some(Constraint::ActiveSigningKey),
             "public_keys_one_default" => Some(Constraint::DefaultPublicKey),
             _ => None,
         }
-    }
-
-    fn fetch_optional<'a>(
-        &'a mut self,
-        statement: Statement<'a>,
-    ) -> impl Future<Output = Result<Option<PgRow>, sqlx::Error>> + Send + 'a {
-        bind(statement).fetch_optional(self)
     }
 
     fn fetch_all<'a>(
@@ -188,10 +176,6 @@ impl Sql for PgConnection {
 
 #[async_trait]
 impl Backend for Postgres {
-    async fn reader(pool: &sqlx::Pool<Self>) -> StoreResult<PoolConnection<Self>> {
-        pool.acquire().await.map_err(database)
-    }
-
     async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Transaction<'static, Self>> {
         pool.begin().await.map_err(database)
     }

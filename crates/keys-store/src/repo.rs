@@ -74,12 +74,10 @@ pub trait Sql: Send {
     /// Appended to the `lock_*` lookups.
     const ROW_LOCK: &'static str;
 
-    /// Which rule a failed write violated, if it is one of [`Constraint`].
-    fn violated(error: &sqlx::Error) -> Option<Constraint>;
-    fn fetch_optional<'a>(
-        &'a mut self,
-        statement: Statement<'a>,
-    ) -> impl Future<Output = Result<Option<Self::Row>, sqlx::Error>> + Send + 'a;
+    /// Which rule a unique violation is, if it is one of [`Constraint`].
+    fn violated(unique_violation: &dyn sqlx::error::DatabaseError) -> Option<Constraint>;
+    /// Every row a statement returns (lookups by a unique key return one
+    /// or none).
     fn fetch_all<'a>(
         &'a mut self,
         statement: Statement<'a>,
@@ -121,7 +119,8 @@ fn statement<'a>(sql: &'a str, values: &[&[Value<'a>]]) -> Statement<'a> {
 /// Maps a failed write: a violated uniqueness rule that stands for a rule
 /// becomes its refusal or conflict, anything else a database error.
 fn write_error<C: Sql + ?Sized>(error: sqlx::Error, subject: &str) -> StoreError {
-    match C::violated(&error) {
+    let unique_violation = error.as_database_error().filter(|database_error| database_error.is_unique_violation());
+    match unique_violation.and_then(C::violated) {
         Some(Constraint::OrganisationName) => Conflict::OrganisationNameTaken(subject.to_owned()).into(),
         Some(Constraint::WorkspaceSlug) => Conflict::SlugTaken(subject.to_owned()).into(),
         Some(Constraint::ActiveSigningKey) => keys_core::CoreError::OnlyOneActiveSigningKey.into(),
@@ -136,7 +135,7 @@ async fn one<C: Sql + ?Sized, T>(
     statement: Statement<'_>,
     decode: impl FnOnce(&C::Row) -> StoreResult<T>,
 ) -> StoreResult<Option<T>> {
-    sql.fetch_optional(statement).await.map_err(database)?.as_ref().map(decode).transpose()
+    sql.fetch_all(statement).await.map_err(database)?.first().map(decode).transpose()
 }
 
 async fn all<C: Sql + ?Sized, T>(
@@ -171,13 +170,34 @@ async fn page<C: Sql + ?Sized, T>(
     pagination: Pagination,
     decode: impl Fn(&C::Row) -> StoreResult<T>,
 ) -> StoreResult<Page<T>> {
-    let total = sql.fetch_optional(statement(count, &[values])).await.map_err(database)?;
-    let total = total.as_ref().map(rows::count).transpose()?.unwrap_or(0);
+    let total = one(sql, statement(count, &[values]), rows::count).await?.unwrap_or(0);
     // `Pagination` keeps the offset within `i64`.
     let (limit, offset) = (i64::from(pagination.limit()), i64::try_from(pagination.offset()).unwrap_or(i64::MAX));
     let items =
         all(sql, statement(select, &[values, &[Value::Integer(limit), Value::Integer(offset)]]), decode).await?;
     Ok(Page { items, total, pagination })
+}
+
+/// The two statements of a list of a workspace's keys (count, page), newest
+/// first, deleted keys only when asked for.
+fn workspace_list(table: &str, columns: &str) -> [String; 2] {
+    let filter = "workspace_uid = $1 AND ($2 OR deleted_at IS NULL)";
+    [
+        format!("SELECT COUNT(*) AS total FROM {table} WHERE {filter}"),
+        select(columns, &format!("{table} WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4")),
+    ]
+}
+
+/// One page of the list [`workspace_list`] made.
+async fn workspace_page<C: Sql + ?Sized, T>(
+    sql: &mut C,
+    [count, select]: &[String; 2],
+    (workspace, include_deleted): (&WorkspaceUid, bool),
+    pagination: Pagination,
+    decode: impl Fn(&C::Row) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let values = [text(workspace.as_str()), Value::Flag(include_deleted)];
+    page(sql, (count, select), &values, pagination, decode).await
 }
 
 /// `SELECT columns FROM table WHERE …`, built once per statement.
@@ -345,16 +365,8 @@ pub async fn list_api_keys<C: Sql + ?Sized>(
     pagination: Pagination,
     include_deleted: bool,
 ) -> StoreResult<Page<ApiKey>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        select(
-            API_KEY,
-            "api_keys WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL) \
-             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
-        )
-    });
-    let count = "SELECT COUNT(*) AS total FROM api_keys WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL)";
-    let values = [text(workspace.as_str()), Value::Flag(include_deleted)];
-    page(sql, (count, &SQL), &values, pagination, rows::api_key).await
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("api_keys", API_KEY));
+    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::api_key).await
 }
 
 /// The verification path: one index lookup by digest, deleted keys too.
@@ -426,16 +438,8 @@ pub async fn list_public_keys<C: Sql + ?Sized>(
     pagination: Pagination,
     include_deleted: bool,
 ) -> StoreResult<Page<PublicKey>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        select(
-            PUBLIC_KEY,
-            "public_keys WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL) \
-             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
-        )
-    });
-    let count = "SELECT COUNT(*) AS total FROM public_keys WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL)";
-    let values = [text(workspace.as_str()), Value::Flag(include_deleted)];
-    page(sql, (count, &SQL), &values, pagination, rows::public_key).await
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("public_keys", PUBLIC_KEY));
+    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::public_key).await
 }
 
 /// The verification path: by the `SS.PUBK.` value (unique index).
@@ -519,17 +523,8 @@ pub async fn list_signing_keys<C: Sql + ?Sized>(
     pagination: Pagination,
     include_deleted: bool,
 ) -> StoreResult<Page<WorkspaceSigningKey>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        select(
-            SIGNING_KEY,
-            "workspace_signing_keys WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL) \
-             ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
-        )
-    });
-    let count = "SELECT COUNT(*) AS total FROM workspace_signing_keys \
-                 WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL)";
-    let values = [text(workspace.as_str()), Value::Flag(include_deleted)];
-    page(sql, (count, &SQL), &values, pagination, rows::signing_key).await
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("workspace_signing_keys", SIGNING_KEY));
+    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::signing_key).await
 }
 
 /// By `uid` (the JWT `kid`), deleted keys included.

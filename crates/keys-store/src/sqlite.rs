@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keys_core::DomainPattern;
-use sqlx::pool::PoolConnection;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -157,25 +156,14 @@ impl Sql for SqliteConnection {
     /// the violated index, not the index (`UNIQUE constraint failed:
     /// workspace_signing_keys.workspace_uid`); each rule below is the only
     /// unique index on its columns.
-    fn violated(error: &sqlx::Error) -> Option<Constraint> {
-        let database_error = error.as_database_error()?;
-        if !database_error.is_unique_violation() {
-            return None;
-        }
-        match database_error.message().strip_prefix("UNIQUE constraint failed: ")? {
+    fn violated(unique_violation: &dyn sqlx::error::DatabaseError) -> Option<Constraint> {
+        match unique_violation.message().strip_prefix("UNIQUE constraint failed: ")? {
             "organisations.name" => Some(Constraint::OrganisationName),
             "workspaces.organisation_id, workspaces.slug" => Some(Constraint::WorkspaceSlug),
             "workspace_signing_keys.workspace_uid" => Some(Constraint::ActiveSigningKey),
             "public_keys.workspace_uid" => Some(Constraint::DefaultPublicKey),
             _ => None,
         }
-    }
-
-    fn fetch_optional<'a>(
-        &'a mut self,
-        statement: Statement<'a>,
-    ) -> impl Future<Output = Result<Option<SqliteRow>, sqlx::Error>> + Send + 'a {
-        bind(statement).fetch_optional(self)
     }
 
     fn fetch_all<'a>(
@@ -196,10 +184,6 @@ impl Sql for SqliteConnection {
 
 #[async_trait]
 impl Backend for Sqlite {
-    async fn reader(pool: &sqlx::Pool<Self>) -> StoreResult<PoolConnection<Self>> {
-        pool.acquire().await.map_err(database)
-    }
-
     async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Transaction<'static, Self>> {
         pool.begin_with("BEGIN IMMEDIATE").await.map_err(database)
     }

@@ -127,7 +127,7 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
     drop(writer);
 
     // Nothing of the refused writes is left behind.
-    let mut reader = DB::reader(&store.pool).await.unwrap();
+    let mut reader = store.pool.acquire().await.unwrap();
     assert_eq!(repo::count_organisations(&mut *reader).await.unwrap(), 1);
     assert_eq!(repo::live_signing_keys(&mut *reader, &fixture.workspace.uid).await.unwrap(), vec![active.clone()]);
     assert_eq!(repo::live_public_keys(&mut *reader, &fixture.workspace.uid).await.unwrap(), vec![default]);
