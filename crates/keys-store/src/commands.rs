@@ -554,7 +554,7 @@ impl Command {
 
 /// The outcome a typed method expects, or a fault: `execute` answered a
 /// command with another command's kind of outcome.
-fn expect<T>(executed: Executed, pick: impl FnOnce(Outcome) -> Option<T>) -> StoreResult<T> {
+fn outcome_of<T>(executed: Executed, pick: impl FnOnce(Outcome) -> Option<T>) -> StoreResult<T> {
     pick(executed.outcome).ok_or_else(|| StoreError::Inconsistent("a command returned another kind of outcome".into()))
 }
 
@@ -575,7 +575,7 @@ pub trait Mutations: Send + Sync {
     async fn bootstrap_if_empty(&self, bootstrap: &Bootstrap) -> StoreResult<bool> {
         let executed = self.execute(Command::Bootstrap(bootstrap.clone())).await?;
         let done =
-            expect(executed, |outcome| if let Outcome::Bootstrapped(done) = outcome { Some(done) } else { None })?;
+            outcome_of(executed, |outcome| if let Outcome::Bootstrapped(done) = outcome { Some(done) } else { None })?;
         if done {
             tracing::info!(organisation = %bootstrap.organisation.id, "bootstrapped an empty database");
         }
@@ -607,7 +607,7 @@ pub trait Mutations: Send + Sync {
     ) -> StoreResult<ApiKey> {
         let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
         let executed = self.execute(Command::DeleteApiKey { workspace, id, actor, now }).await?;
-        expect(executed, |outcome| if let Outcome::ApiKey(key) = outcome { Some(key) } else { None })
+        outcome_of(executed, |outcome| if let Outcome::ApiKey(key) = outcome { Some(key) } else { None })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -623,7 +623,7 @@ pub trait Mutations: Send + Sync {
     ) -> StoreResult<PublicKey> {
         let (workspace, actor) = (workspace.clone(), actor.clone());
         let command = Command::CreatePublicKey { workspace, id, value, name, description, actor, now };
-        expect(self.execute(command).await?, public_key)
+        outcome_of(self.execute(command).await?, public_key)
     }
 
     async fn change_public_key(
@@ -635,7 +635,7 @@ pub trait Mutations: Send + Sync {
         now: OffsetDateTime,
     ) -> StoreResult<PublicKey> {
         let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
-        expect(self.execute(Command::ChangePublicKey { workspace, id, change, actor, now }).await?, public_key)
+        outcome_of(self.execute(Command::ChangePublicKey { workspace, id, change, actor, now }).await?, public_key)
     }
 
     async fn delete_public_key(
@@ -646,7 +646,7 @@ pub trait Mutations: Send + Sync {
         now: OffsetDateTime,
     ) -> StoreResult<PublicKey> {
         let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
-        expect(self.execute(Command::DeletePublicKey { workspace, id, actor, now }).await?, public_key)
+        outcome_of(self.execute(Command::DeletePublicKey { workspace, id, actor, now }).await?, public_key)
     }
 
     async fn create_signing_key(
@@ -657,7 +657,7 @@ pub trait Mutations: Send + Sync {
         now: OffsetDateTime,
     ) -> StoreResult<WorkspaceSigningKey> {
         let (workspace, actor) = (workspace.clone(), actor.clone());
-        expect(self.execute(Command::CreateSigningKey { workspace, new, actor, now }).await?, signing_key)
+        outcome_of(self.execute(Command::CreateSigningKey { workspace, new, actor, now }).await?, signing_key)
     }
 
     /// Returns (the rolled key, the new active key).
@@ -672,7 +672,7 @@ pub trait Mutations: Send + Sync {
     ) -> StoreResult<(WorkspaceSigningKey, WorkspaceSigningKey)> {
         let (workspace, uid, actor) = (workspace.clone(), uid.clone(), actor.clone());
         let executed = self.execute(Command::RollSigningKey { workspace, uid, grace, new, actor, now }).await?;
-        expect(executed, |outcome| match outcome {
+        outcome_of(executed, |outcome| match outcome {
             Outcome::RolledSigningKey(pair) => Some(*pair),
             _ => None,
         })
@@ -686,7 +686,7 @@ pub trait Mutations: Send + Sync {
         now: OffsetDateTime,
     ) -> StoreResult<WorkspaceSigningKey> {
         let (workspace, uid, actor) = (workspace.clone(), uid.clone(), actor.clone());
-        expect(self.execute(Command::DeleteSigningKey { workspace, uid, actor, now }).await?, signing_key)
+        outcome_of(self.execute(Command::DeleteSigningKey { workspace, uid, actor, now }).await?, signing_key)
     }
 
     async fn create_organisation_key(&self, key: &OrganisationSigningKey) -> StoreResult<()> {
@@ -702,7 +702,7 @@ pub trait Mutations: Send + Sync {
     ) -> StoreResult<OrganisationSigningKey> {
         let (organisation, id, actor) = (organisation.clone(), id.clone(), actor.clone());
         let executed = self.execute(Command::DeleteOrganisationKey { organisation, id, actor, now }).await?;
-        expect(executed, |outcome| if let Outcome::OrganisationKey(key) = outcome { Some(key) } else { None })
+        outcome_of(executed, |outcome| if let Outcome::OrganisationKey(key) = outcome { Some(key) } else { None })
     }
 }
 
