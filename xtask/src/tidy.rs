@@ -1,5 +1,6 @@
 //! Tidy checks that run as ordinary `#[test]`s: the crate boundaries of
-//! docs/ARCHITECTURE.md, checked against the `Cargo.toml` files.
+//! docs/ARCHITECTURE.md, checked against the `Cargo.toml` files, and the
+//! one-way module dependencies inside keys-store.
 
 #[cfg(test)]
 mod tests {
@@ -96,5 +97,69 @@ mod tests {
         // would pass vacuously.
         let deps = dependencies(&manifest("keys-store"), false);
         assert!(deps.contains("sqlx") && deps.contains("keys-core"), "{deps:?}");
+    }
+
+    /// The modules of keys-store (file stems of `src/`, the crate root and
+    /// its unit tests left out) and, for each, the modules it names with
+    /// `crate::module`, outside comments.
+    fn keys_store_module_imports() -> std::collections::BTreeMap<String, BTreeSet<String>> {
+        let source = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/keys-store/src");
+        let mut texts = std::collections::BTreeMap::new();
+        for entry in std::fs::read_dir(&source).unwrap_or_else(|error| panic!("reading {}: {error}", source.display()))
+        {
+            let path = entry.map(|entry| entry.path()).unwrap_or_default();
+            let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_owned();
+            if path.extension().is_some_and(|extension| extension == "rs") && stem != "lib" && stem != "tests" {
+                texts.insert(stem, std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+        let modules: BTreeSet<String> = texts.keys().cloned().collect();
+        texts
+            .iter()
+            .map(|(module, text)| {
+                let mut named = BTreeSet::new();
+                for line in text.lines().filter(|line| !line.trim_start().starts_with("//")) {
+                    for (_, rest) in
+                        line.match_indices("crate::").map(|(index, found)| line.split_at(index + found.len()))
+                    {
+                        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                        if modules.contains(&name) && &name != module {
+                            named.insert(name);
+                        }
+                    }
+                }
+                (module.clone(), named)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_store_modules_depend_on_each_other_one_way() {
+        let imports = keys_store_module_imports();
+        // Guards the guard: the cache does name the PostgreSQL backend.
+        assert!(imports.get("cache").is_some_and(|named| named.contains("postgres")), "{imports:?}");
+        // Depth-first search for a cycle, reporting the path that closes it.
+        fn visit<'a>(
+            module: &'a str,
+            imports: &'a std::collections::BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<&'a str>,
+            done: &mut BTreeSet<&'a str>,
+        ) {
+            if let Some(start) = path.iter().position(|seen| *seen == module) {
+                panic!("keys-store modules import each other: {} -> {module}", path[start..].join(" -> "));
+            }
+            if !done.insert(module) {
+                return;
+            }
+            path.push(module);
+            for named in imports.get(module).into_iter().flatten() {
+                visit(named, imports, path, done);
+            }
+            path.pop();
+        }
+        let mut done = BTreeSet::new();
+        for module in imports.keys() {
+            visit(module, &imports, &mut Vec::new(), &mut done);
+        }
     }
 }
