@@ -164,7 +164,7 @@ mod tests {
     }
 
     /// Names of the standard library ARCHITECTURE.md may mention.
-    const STD_NAMES: [&str; 8] = ["Deref", "Debug", "Clone", "Arc", "TryFrom", "From", "Option", "Result"];
+    const STD_NAMES: [&str; 9] = ["Deref", "Debug", "Display", "Clone", "Arc", "TryFrom", "From", "Option", "Result"];
 
     /// The code symbols ARCHITECTURE.md names in backticks: `Type`,
     /// `Type::function`, `function(…)`-free identifiers with an underscore
@@ -204,6 +204,15 @@ mod tests {
     fn symbols_named_in_architecture_exist() {
         let sources: String =
             source_files().iter().map(|path| std::fs::read_to_string(path).unwrap_or_default()).collect();
+        // Constraint and index names are defined by the migrations.
+        let mut migrations = Vec::new();
+        for backend in ["postgres", "sqlite"] {
+            let directory = root().join("crates/keys-store/migrations").join(backend);
+            for entry in std::fs::read_dir(&directory).into_iter().flatten().flatten() {
+                migrations.push(std::fs::read_to_string(entry.path()).unwrap_or_default());
+            }
+        }
+        let schema = migrations.concat();
         let defines = |name: &str| {
             ["fn ", "struct ", "enum ", "trait ", "type ", "const ", "static ", "mod ", "macro_rules! "]
                 .iter()
@@ -211,10 +220,99 @@ mod tests {
                 || sources.contains(&format!("{name}("))
                 || sources.contains(&format!("{name} {{"))
                 || sources.contains(&format!("{name},"))
+                || (name.contains('_') && schema.contains(name))
         };
         let symbols = architecture_symbols();
         assert!(symbols.len() >= 10, "ARCHITECTURE.md names only {symbols:?}");
         let missing: Vec<_> = symbols.iter().filter(|symbol| !symbol.split("::").all(&defines)).collect();
         assert!(missing.is_empty(), "ARCHITECTURE.md names symbols the code does not define: {missing:?}");
+    }
+
+    /// For each module of a crate (the file stems and directories directly
+    /// under `src/`, the root and its unit tests left out), the modules it
+    /// names with `crate::module`, outside comments. A directory module's
+    /// files all count as that module, except its unit tests (`tests.rs`).
+    fn module_imports(krate: &str) -> BTreeMap<String, BTreeSet<String>> {
+        let source = root().join("crates").join(krate).join("src");
+        let mut texts: BTreeMap<String, String> = BTreeMap::new();
+        for entry in std::fs::read_dir(&source).unwrap_or_else(|error| panic!("reading {}: {error}", source.display()))
+        {
+            let path = entry.map(|entry| entry.path()).unwrap_or_default();
+            let stem = path.file_stem().and_then(|stem| stem.to_str()).unwrap_or_default().to_owned();
+            if matches!(stem.as_str(), "lib" | "main" | "tests") {
+                continue;
+            }
+            let mut files = Vec::new();
+            if path.is_dir() {
+                rust_files(&path, &mut files);
+                // A module's own unit tests may use any module.
+                files.retain(|file| file.file_stem().is_none_or(|stem| stem != "tests"));
+            } else if path.extension().is_some_and(|extension| extension == "rs") {
+                files.push(path.clone());
+            }
+            let text: String = files.iter().map(|file| std::fs::read_to_string(file).unwrap_or_default()).collect();
+            texts.entry(stem).or_default().push_str(&text);
+        }
+        let modules: BTreeSet<String> = texts.keys().cloned().collect();
+        texts
+            .iter()
+            .map(|(module, text)| {
+                let mut named = BTreeSet::new();
+                for line in text.lines().filter(|line| !line.trim_start().starts_with("//")) {
+                    for (index, found) in line.match_indices("crate::") {
+                        let rest = &line[index + found.len()..];
+                        let name: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+                        if modules.contains(&name) && &name != module {
+                            named.insert(name);
+                        }
+                    }
+                }
+                (module.clone(), named)
+            })
+            .collect()
+    }
+
+    /// The first import cycle among a crate's modules, as a path.
+    fn import_cycle(imports: &BTreeMap<String, BTreeSet<String>>) -> Option<String> {
+        fn visit<'a>(
+            module: &'a str,
+            imports: &'a BTreeMap<String, BTreeSet<String>>,
+            path: &mut Vec<&'a str>,
+            done: &mut BTreeSet<&'a str>,
+        ) -> Option<String> {
+            if let Some(start) = path.iter().position(|seen| *seen == module) {
+                return Some(format!("{} -> {module}", path[start..].join(" -> ")));
+            }
+            if !done.insert(module) {
+                return None;
+            }
+            path.push(module);
+            for named in imports.get(module).into_iter().flatten() {
+                if let Some(cycle) = visit(named, imports, path, done) {
+                    return Some(cycle);
+                }
+            }
+            path.pop();
+            None
+        }
+        let mut done = BTreeSet::new();
+        imports.keys().find_map(|module| visit(module, imports, &mut Vec::new(), &mut done))
+    }
+
+    #[test]
+    fn no_two_modules_of_a_crate_import_each_other() {
+        // Guards the guard: a planted cycle is found, and the reader sees
+        // real imports (keys-store's cache names its PostgreSQL backend).
+        let planted: BTreeMap<String, BTreeSet<String>> =
+            [("a".to_owned(), BTreeSet::from(["b".to_owned()])), ("b".to_owned(), BTreeSet::from(["a".to_owned()]))]
+                .into();
+        assert!(import_cycle(&planted).is_some());
+        let store = module_imports("keys-store");
+        assert!(store.get("cache").is_some_and(|named| named.contains("postgres")), "{store:?}");
+        for krate in LAYERS {
+            if let Some(cycle) = import_cycle(&module_imports(krate)) {
+                panic!("modules of {krate} import each other: {cycle}");
+            }
+        }
     }
 }

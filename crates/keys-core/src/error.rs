@@ -1,4 +1,7 @@
 //! `CoreError`: every refusal of the domain, with the client-facing message.
+//!
+//! Uniqueness (a taken slug or organisation name) is not the domain's to
+//! know: the store reports it as a conflict.
 
 /// Why the domain refused a value or a transition. Every variant is the
 /// client's doing (a 400 or a 404 at the HTTP boundary), never an internal
@@ -39,10 +42,9 @@ pub enum CoreError {
     DefaultPublicKeyInUse,
     #[error("{kind} is deleted")]
     AlreadyDeleted { kind: &'static str },
+    /// A ring was asked for a key it does not hold (absent, or deleted and
+    /// so dropped on `restore`). The store reports it as its own
+    /// "not found" outcome.
     #[error("{kind} not found")]
     NotFound { kind: &'static str },
-    #[error("organisation name '{0}' already exists")]
-    OrganisationNameTaken(String),
-    #[error("workspace slug '{0}' already exists")]
-    SlugTaken(String),
 }

@@ -26,7 +26,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use keys_crypto::jwt::{sign, verify, Algorithm, VerificationKey};
+use keys_crypto::jwt::{verify, Algorithm, VerificationKey};
+use keys_crypto::mint::sign;
 use keys_crypto::{ApiKeySecret, EcKeyPair, RsaKeyPair};
 use rand_core::OsRng;
 use serde_json::json;

@@ -51,9 +51,10 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde_json::{Map, Value};
 
+pub use crate::algorithm::Algorithm;
+use crate::jwk::Jwk;
 use crate::key_material::PublicKeyMaterial;
-use crate::keypair::{EcKeyPair, Jwk, RsaKeyPair};
-use crate::{provider, CryptoError};
+use crate::CryptoError;
 
 pub use claims::{Claims, Header, UnverifiedClaims};
 pub use error::JwtError;
@@ -64,48 +65,6 @@ use signature::SignatureKey;
 
 /// Longest token accepted, in bytes (8 KiB).
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
-
-/// The two signature algorithms of keysd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Algorithm {
-    /// ECDSA on P-256 with SHA-256: workspace signing keys.
-    Es256,
-    /// RSASSA-PKCS1-v1_5 with SHA-256: organisation keys.
-    Rs256,
-}
-
-impl Algorithm {
-    /// The JOSE name (`ES256`, `RS256`).
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Es256 => "ES256",
-            Self::Rs256 => "RS256",
-        }
-    }
-
-    /// Reads a JOSE `alg` name; exact, case-sensitive match (RFC 7515
-    /// §4.1.1 names are case-sensitive).
-    pub fn from_jose_name(name: &str) -> Option<Self> {
-        match name {
-            "ES256" => Some(Self::Es256),
-            "RS256" => Some(Self::Rs256),
-            _ => None,
-        }
-    }
-
-    fn to_jsonwebtoken(self) -> jsonwebtoken::Algorithm {
-        match self {
-            Self::Es256 => jsonwebtoken::Algorithm::ES256,
-            Self::Rs256 => jsonwebtoken::Algorithm::RS256,
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// A parsed public key with its algorithm, ready to verify many tokens:
 /// PEM or JWK parsing and validation happen once, here. Cloning is cheap
@@ -187,26 +146,6 @@ pub fn peek_header(token: &str) -> Result<Header, JwtError> {
 pub fn peek_unverified_claims(token: &str) -> Result<UnverifiedClaims, JwtError> {
     let segments = split(token)?;
     decode_json_object(segments.payload).map(UnverifiedClaims::from_map)
-}
-
-/// Signs `claims` (a JSON object) as a compact JWS with `alg`, the header
-/// `{"typ":"JWT","alg":...,"kid":...}` and a PKCS#8 private key PEM
-/// (`-----BEGIN PRIVATE KEY-----`). For tests and embedders; the service
-/// itself never holds private keys.
-pub fn sign(claims: &Value, kid: Option<&str>, private_key_pem: &str, alg: Algorithm) -> Result<String, CryptoError> {
-    if !claims.is_object() {
-        return Err(CryptoError::Signing("claims must be a JSON object".to_owned()));
-    }
-    // The PEM is parsed and validated by p256 / rsa; jsonwebtoken is built
-    // without its own PEM support and gets DER.
-    let encoding_key = match alg {
-        Algorithm::Es256 => EcKeyPair::from_pkcs8_pem(private_key_pem)?.encoding_key(),
-        Algorithm::Rs256 => RsaKeyPair::from_pkcs8_pem(private_key_pem)?.encoding_key(),
-    };
-    provider::ensure_installed();
-    let mut header = jsonwebtoken::Header::new(alg.to_jsonwebtoken());
-    header.kid = kid.map(str::to_owned);
-    jsonwebtoken::encode(&header, claims, &encoding_key).map_err(|error| CryptoError::Signing(error.to_string()))
 }
 
 /// The three segments of a compact JWS, borrowed from the token.

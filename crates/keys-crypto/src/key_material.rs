@@ -10,8 +10,8 @@ use rsa::pkcs1::DecodeRsaPublicKey;
 use rsa::traits::PublicKeyParts;
 use rsa::{BigUint, RsaPublicKey};
 
-use crate::jwt::Algorithm;
-use crate::keypair::Jwk;
+use crate::algorithm::Algorithm;
+use crate::jwk::Jwk;
 use crate::CryptoError;
 
 /// Smallest RSA modulus accepted, in bits (NIST SP 800-131A).

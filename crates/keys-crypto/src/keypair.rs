@@ -11,7 +11,6 @@
 //! inside [`Zeroizing`] strings; public keys as SPKI PEM
 //! (`-----BEGIN PUBLIC KEY-----`), LF line endings throughout.
 
-mod jwk;
 mod pool;
 
 use std::fmt;
@@ -26,11 +25,12 @@ use rsa::traits::PublicKeyParts;
 use rsa::RsaPrivateKey;
 use zeroize::Zeroizing;
 
-use crate::jwt::{Algorithm, VerificationKey};
+use crate::algorithm::Algorithm;
+use crate::jwt::VerificationKey;
 use crate::key_material::{PublicKeyMaterial, MAX_RSA_BITS, MIN_RSA_BITS};
 use crate::CryptoError;
 
-pub use jwk::{Jwk, JwkSet};
+pub use crate::jwk::{Jwk, JwkSet};
 pub use pool::{RsaKeyPool, DEFAULT_POOL_CAPACITY};
 
 /// Size of generated organisation keys.

@@ -8,15 +8,18 @@
 //!   organisation keys, their PKCS#8 / SPKI PEM encodings, RFC 7517 JWKs, and
 //!   a background pool of pre-generated RSA keys.
 //! - [`jwt`]: verification of JWS compact tokens with the algorithm pinned by
-//!   the key, time checked against a caller-supplied `now`, plus a signing
-//!   helper for tests and embedders.
+//!   the key: signatures and structure only (the time window is keys-core's
+//!   `TimePolicy`).
+//! - [`mint`]: signing — the general [`mint::sign`], and the two token kinds
+//!   keysd verifies ([`mint::user_token`], [`mint::organisation_token`]) for
+//!   `keysd sign` and backends that mint locally.
 //!
 //! Two cryptographic backends, each for what it does best: the pure-Rust
 //! `p256` and `rsa` crates generate keys and parse, validate and encode all
 //! key material (PEM, DER, JWK); `ring` checks signatures, since its assembly
 //! P-256 and RSA verify several times faster (close to OpenSSL) and
 //! verification is the hot path of the service. `jsonwebtoken` (RustCrypto
-//! backend) is used only by the [`jwt::sign`] helper.
+//! backend) is used only by [`mint::sign`].
 //!
 //! **Architecture invariant:** this crate never sees a database, a socket or
 //! the system clock. Randomness is a parameter (`RngCore + CryptoRng`) except
@@ -29,7 +32,9 @@
 //! zeroize on drop. The one place plaintext is read out is the explicit
 //! `expose` / `private_key_pem` call that puts it into a create response.
 
+mod algorithm;
 mod error;
+mod jwk;
 mod key_material;
 mod provider;
 

@@ -3,17 +3,48 @@
 //! RS256 Versori-style organisation JWT. No database, no network; `now` is
 //! a parameter.
 //!
+//! [`sign`] is the general signer (any claims, with or without `kid`),
+//! backed by `jsonwebtoken`; the service itself never calls it.
+//!
 //! The private key may be given as keysd returned it: the PKCS#8 PEM text
 //! (`private_key_pem`, `privateKey`) or its base64 (`private_key_base64`).
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::json;
+use serde_json::{json, Value};
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use crate::jwt::{sign, Algorithm};
-use crate::CryptoError;
+use crate::algorithm::Algorithm;
+use crate::keypair::{EcKeyPair, RsaKeyPair};
+use crate::{provider, CryptoError};
+
+/// Signs `claims` (a JSON object) as a compact JWS with `alg`, the header
+/// `{"typ":"JWT","alg":...,"kid":...}` and a PKCS#8 private key PEM
+/// (`-----BEGIN PRIVATE KEY-----`). For tests and embedders; the service
+/// itself never holds private keys.
+pub fn sign(claims: &Value, kid: Option<&str>, private_key_pem: &str, alg: Algorithm) -> Result<String, CryptoError> {
+    if !claims.is_object() {
+        return Err(CryptoError::Signing("claims must be a JSON object".to_owned()));
+    }
+    // The PEM is parsed and validated by p256 / rsa; jsonwebtoken is built
+    // without its own PEM support and gets DER.
+    let encoding_key = match alg {
+        Algorithm::Es256 => EcKeyPair::from_pkcs8_pem(private_key_pem)?.encoding_key(),
+        Algorithm::Rs256 => RsaKeyPair::from_pkcs8_pem(private_key_pem)?.encoding_key(),
+    };
+    provider::ensure_installed();
+    let mut header = jsonwebtoken::Header::new(to_jsonwebtoken(alg));
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &encoding_key).map_err(|error| CryptoError::Signing(error.to_string()))
+}
+
+fn to_jsonwebtoken(alg: Algorithm) -> jsonwebtoken::Algorithm {
+    match alg {
+        Algorithm::Es256 => jsonwebtoken::Algorithm::ES256,
+        Algorithm::Rs256 => jsonwebtoken::Algorithm::RS256,
+    }
+}
 
 /// Reads a private key as keysd hands it out: PEM text, or base64 of it.
 pub fn private_key_pem(text: &str) -> Result<Zeroizing<String>, CryptoError> {

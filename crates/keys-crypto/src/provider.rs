@@ -1,4 +1,4 @@
-//! Selection of the `jsonwebtoken` crypto provider, for [`crate::jwt::sign`]
+//! Selection of the `jsonwebtoken` crypto provider, for [`crate::mint::sign`]
 //! (verification does not go through jsonwebtoken; see [`crate::jwt`]).
 //!
 //! jsonwebtoken 11 picks its provider from its own crate features; with

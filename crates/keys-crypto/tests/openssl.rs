@@ -13,8 +13,9 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use keys_crypto::jwt::{sign, verify, Algorithm, VerificationKey, Verifier};
+use keys_crypto::jwt::{verify, Algorithm, VerificationKey, Verifier};
 use keys_crypto::keypair::{public_jwk_from_pem, EcKeyPair, JwkSet, RsaKeyPair};
+use keys_crypto::mint::sign;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde_json::json;

@@ -322,8 +322,7 @@ fn open_error(url: &str, error: StoreError) -> anyhow::Error {
         StoreError::UnsupportedUrl => {
             anyhow!("unsupported database url '{}' (expected sqlite://PATH or postgres://…)", redact_url(url))
         }
-        StoreError::Database(reason) => anyhow!("cannot open database {}: {reason}", redact_url(url)),
-        StoreError::Refused(refusal) => anyhow!("cannot open database {}: {refusal}", redact_url(url)),
+        other => anyhow!("cannot open database {}: {other}", redact_url(url)),
     }
 }
 

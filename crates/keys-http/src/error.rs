@@ -75,11 +75,16 @@ impl ApiError {
     /// (`api key 'ws_apik_…'`) for the 404 message.
     pub fn from_store(error: StoreError, target: &str) -> Self {
         match error {
-            StoreError::Refused(CoreError::NotFound { .. } | CoreError::AlreadyDeleted { .. }) => {
+            StoreError::NotFound { .. }
+            | StoreError::Refused(CoreError::NotFound { .. } | CoreError::AlreadyDeleted { .. }) => {
                 Self::NotFound(format!("{target} not found"))
             }
             StoreError::Refused(refusal) => Self::Validation(vec![refusal.to_string()]),
-            StoreError::Database(_) | StoreError::UnsupportedUrl => Self::internal("store", &error),
+            StoreError::Conflict(conflict) => Self::Validation(vec![conflict.to_string()]),
+            StoreError::Database { .. }
+            | StoreError::Migration { .. }
+            | StoreError::Inconsistent(_)
+            | StoreError::UnsupportedUrl => Self::internal("store", &error),
         }
     }
 

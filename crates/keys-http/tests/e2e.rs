@@ -14,7 +14,8 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use keys_crypto::jwt::{self, Algorithm};
+use keys_crypto::jwt::Algorithm;
+use keys_crypto::mint;
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
 use sqlx::Connection;
@@ -290,7 +291,7 @@ async fn workspace_keys_journey(backend: Backend) {
         .await;
     assert_eq!(patched.status, StatusCode::ACCEPTED);
     let claims = json!({"entity_type": "subscriber", "entity_id": "user-1", "exp": now_seconds() + 600});
-    let user_token = jwt::sign(&claims, Some(&kid), &pem, Algorithm::Es256).expect("signs");
+    let user_token = mint::sign(&claims, Some(&kid), &pem, Algorithm::Es256).expect("signs");
     let request = json!({"api_key": value, "origin": "https://app.example.com", "user_token": user_token});
     let verdict = api.verify("public_key", request.clone()).await;
     assert_eq!(verdict["valid"], true, "{verdict}");
@@ -322,7 +323,7 @@ async fn workspace_keys_journey(backend: Backend) {
     assert_eq!(rotated.status, StatusCode::ACCEPTED);
     let new_value = text(&rotated.body["api_key"]);
     let new_token =
-        jwt::sign(&claims, Some(&new_kid), &text(&rolled.body["private_key_pem"]), Algorithm::Es256).expect("signs");
+        mint::sign(&claims, Some(&new_kid), &text(&rolled.body["private_key_pem"]), Algorithm::Es256).expect("signs");
     let old = json!({"api_key": value, "origin": "https://app.example.com", "user_token": new_token});
     assert_eq!(api.verify("public_key", old).await["reason"], "unknown_key");
     let new = json!({"api_key": new_value, "origin": "https://app.example.com", "user_token": new_token});
@@ -374,14 +375,14 @@ async fn organisation_keys_journey(backend: Backend) {
 
     let claims =
         json!({"iss": format!("https://versori.com/sk/{key_id}"), "sub": "end-user", "exp": now_seconds() + 600});
-    let token = jwt::sign(&claims, None, &private_pem, Algorithm::Rs256).expect("signs");
+    let token = mint::sign(&claims, None, &private_pem, Algorithm::Rs256).expect("signs");
     let verdict = api.verify("jwt", json!({"token": token})).await;
     assert_eq!(verdict["valid"], true, "{verdict}");
     assert_eq!(verdict["sub"], "end-user");
     // Not the pinned base.
     let mut other_base = claims.clone();
     other_base["iss"] = json!(format!("https://evil.example/sk/{key_id}"));
-    let other_token = jwt::sign(&other_base, None, &private_pem, Algorithm::Rs256).expect("signs");
+    let other_token = mint::sign(&other_base, None, &private_pem, Algorithm::Rs256).expect("signs");
     assert_eq!(api.verify("jwt", json!({"token": other_token})).await["reason"], "issuer_not_accepted");
 
     let deleted = api.call(Method::DELETE, &format!("{base}/keys/{key_id}"), None).await;

@@ -12,7 +12,8 @@ use keys_core::{
     Mode, Name, NewWorkspace, Organisation, OrganisationId, ServiceTokenId, ServiceTokenRecord, Workspace,
     WorkspaceSlug,
 };
-use keys_crypto::jwt::{self, Algorithm};
+use keys_crypto::jwt::Algorithm;
+use keys_crypto::mint;
 use keys_crypto::ServiceToken;
 use keys_http::{App, AppConfig};
 use keys_store::{Bootstrap, Store};
@@ -806,7 +807,7 @@ async fn secure_mode_user_tokens() {
     let signing = harness.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
     let kid = signing.body["uid"].as_str().expect("uid").to_owned();
     let pem = signing.body["private_key_pem"].as_str().expect("pem").to_owned();
-    let sign = |claims: Value, kid: &str| jwt::sign(&claims, Some(kid), &pem, Algorithm::Es256).expect("signs");
+    let sign = |claims: Value, kid: &str| mint::sign(&claims, Some(kid), &pem, Algorithm::Es256).expect("signs");
     let good = |tenant: Option<&str>| {
         let mut claims = json!({"entity_type": "subscriber", "entity_id": "user-42", "exp": now_seconds() + 600});
         if let Some(tenant) = tenant {
@@ -851,13 +852,13 @@ async fn secure_mode_user_tokens() {
     );
     // Signed by a key that is not the one its kid names.
     let stranger = keys_crypto::EcKeyPair::generate(&mut OsRng);
-    let forged = jwt::sign(&good(None), Some(&kid), &stranger.private_key_pem(), Algorithm::Es256).expect("signs");
+    let forged = mint::sign(&good(None), Some(&kid), &stranger.private_key_pem(), Algorithm::Es256).expect("signs");
     assert_eq!(reason(verify(json!({"api_key": value, "user_token": forged})).await), "user_token_invalid");
     // A kid of another workspace's key is no key for this one.
     let production = harness.call(Method::POST, "/v1/production/ws_signing_key/", None).await;
     let production_kid = production.body["uid"].as_str().expect("uid").to_owned();
     let production_pem = production.body["private_key_pem"].as_str().expect("pem").to_owned();
-    let cross = jwt::sign(&good(None), Some(&production_kid), &production_pem, Algorithm::Es256).expect("signs");
+    let cross = mint::sign(&good(None), Some(&production_kid), &production_pem, Algorithm::Es256).expect("signs");
     assert_eq!(reason(verify(json!({"api_key": value, "user_token": cross})).await), "unknown_key");
 
     // Roll without grace: the old key's tokens stop at once.
@@ -867,7 +868,7 @@ async fn secure_mode_user_tokens() {
     assert_eq!(reason(verify(json!({"api_key": value, "user_token": token})).await), "key_expired");
     let new_kid = rolled.body["uid"].as_str().expect("uid").to_owned();
     let new_pem = rolled.body["private_key_pem"].as_str().expect("pem").to_owned();
-    let token = jwt::sign(&good(None), Some(&new_kid), &new_pem, Algorithm::Es256).expect("signs");
+    let token = mint::sign(&good(None), Some(&new_kid), &new_pem, Algorithm::Es256).expect("signs");
     assert_eq!(verify(json!({"api_key": value, "user_token": token.clone()})).await.body["valid"], true);
     harness.call(Method::DELETE, &format!("/v1/staging/ws_signing_key/{new_kid}/"), None).await;
     assert_eq!(reason(verify(json!({"api_key": value, "user_token": token})).await), "key_deleted");
@@ -904,7 +905,7 @@ async fn organisation_keys_and_jwt_verification() {
 
     let claims =
         json!({"iss": format!("https://versori.com/sk/{key_id}"), "sub": "user-7", "exp": now_seconds() + 600});
-    let token = jwt::sign(&claims, None, &private_pem, Algorithm::Rs256).expect("signs");
+    let token = mint::sign(&claims, None, &private_pem, Algorithm::Rs256).expect("signs");
     let verify = |token: String| harness.call(Method::POST, "/v1/verify/jwt/", Some(json!({"token": token})));
     let valid = verify(token.clone()).await;
     assert_eq!(valid.body["valid"], true, "{}", valid.text);
@@ -917,19 +918,19 @@ async fn organisation_keys_and_jwt_verification() {
     let mut no_sub = claims.clone();
     no_sub.as_object_mut().expect("object").remove("sub");
     assert_eq!(
-        reason(verify(jwt::sign(&no_sub, None, &private_pem, Algorithm::Rs256).expect("signs")).await),
+        reason(verify(mint::sign(&no_sub, None, &private_pem, Algorithm::Rs256).expect("signs")).await),
         "subject_missing"
     );
     let mut expired = claims.clone();
     expired["exp"] = json!(now_seconds() - 3600);
     assert_eq!(
-        reason(verify(jwt::sign(&expired, None, &private_pem, Algorithm::Rs256).expect("signs")).await),
+        reason(verify(mint::sign(&expired, None, &private_pem, Algorithm::Rs256).expect("signs")).await),
         "token_expired"
     );
     let mut bad_issuer = claims.clone();
     bad_issuer["iss"] = json!("https://versori.com/keys");
     assert_eq!(
-        reason(verify(jwt::sign(&bad_issuer, None, &private_pem, Algorithm::Rs256).expect("signs")).await),
+        reason(verify(mint::sign(&bad_issuer, None, &private_pem, Algorithm::Rs256).expect("signs")).await),
         "issuer_not_accepted"
     );
     assert_eq!(reason(verify("garbage".to_owned()).await), "malformed");
@@ -941,7 +942,7 @@ async fn organisation_keys_and_jwt_verification() {
     let other = harness.call(Method::POST, &format!("{base}/keys"), Some(json!({"name": "Key 2"}))).await;
     let other_pem = other.body["privateKey"].as_str().expect("private").to_owned();
     assert_eq!(
-        reason(verify(jwt::sign(&claims, None, &other_pem, Algorithm::Rs256).expect("signs")).await),
+        reason(verify(mint::sign(&claims, None, &other_pem, Algorithm::Rs256).expect("signs")).await),
         "signature_invalid"
     );
 
@@ -986,7 +987,7 @@ async fn pinned_issuer_bases() {
     let pem = created.body["privateKey"].as_str().expect("pem").to_owned();
     let token_for = |issuer: &str| {
         let claims = json!({"iss": format!("{issuer}/sk/{key_id}"), "sub": "s", "exp": now_seconds() + 60});
-        jwt::sign(&claims, None, &pem, Algorithm::Rs256).expect("signs")
+        mint::sign(&claims, None, &pem, Algorithm::Rs256).expect("signs")
     };
     let pinned = harness
         .call(Method::POST, "/v1/verify/jwt/", Some(json!({"token": token_for("https://issuer.example.com")})))
@@ -1039,7 +1040,7 @@ async fn organisations_are_isolated() {
     let theirs = format!("/api/organisations/v1/organisations/{other_org}/keys/{key_id}");
     assert_eq!(harness.call_as(&other_token, Method::DELETE, &theirs, None).await.status, StatusCode::NOT_FOUND);
     let claims = json!({"iss": format!("https://versori.com/sk/{key_id}"), "sub": "s", "exp": now_seconds() + 60});
-    let token = jwt::sign(&claims, None, &pem, Algorithm::Rs256).expect("signs");
+    let token = mint::sign(&claims, None, &pem, Algorithm::Rs256).expect("signs");
     let verified =
         harness.call_as(&other_token, Method::POST, "/v1/verify/jwt/", Some(json!({"token": token.clone()}))).await;
     assert_eq!(verified.body, json!({"valid": false, "reason": "unknown_key"}));

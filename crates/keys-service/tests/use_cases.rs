@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use keys_core::verify::{Denial, TimePolicy};
 use keys_core::{GracePeriod, Name};
-use keys_crypto::jwt::{self, Algorithm};
+use keys_crypto::jwt::Algorithm;
+use keys_crypto::mint;
 use keys_service::api_keys::NewApiKey;
 use keys_service::{Caller, Clock, Entropy, PublicKeyRequest, Refusal, Service, ServiceConfig, ServiceError};
 use rand_chacha::rand_core::{CryptoRngCore, RngCore, SeedableRng};
@@ -65,7 +66,7 @@ async fn fixture() -> Fixture {
 
 fn user_token(private_key_pem: &str, kid: &str, exp: i64) -> String {
     let claims = json!({"entity_type": "subscriber", "entity_id": "user-1", "exp": exp, "iat": T0});
-    jwt::sign(&claims, Some(kid), private_key_pem, Algorithm::Es256).expect("signs")
+    mint::sign(&claims, Some(kid), private_key_pem, Algorithm::Es256).expect("signs")
 }
 
 #[tokio::test]
@@ -157,7 +158,7 @@ async fn the_time_policy_is_the_services_one_leeway() {
         .await
         .expect("created");
     let claims = json!({"iss": format!("https://versori.com/sk/{}", issued.key.id), "sub": "u", "exp": T0 + 10});
-    let token = jwt::sign(&claims, None, &issued.pair.private_key_pem(), Algorithm::Rs256).expect("signs");
+    let token = mint::sign(&claims, None, &issued.pair.private_key_pem(), Algorithm::Rs256).expect("signs");
     clock.advance(9);
     assert!(service.verify_jwt(&caller, &token).await.expect("store").is_ok());
     clock.advance(1);
@@ -171,7 +172,7 @@ async fn the_time_policy_is_the_services_one_leeway() {
 /// A token as SuprSend's documentation makes it: no `kid`.
 fn kidless_token(private_key_pem: &str, tenant: &str, exp: i64) -> String {
     let claims = json!({"entity_type": "subscriber", "entity_id": "user-9", "exp": exp, "iat": T0, "scope": {"tenant_id": tenant}});
-    jwt::sign(&claims, None, private_key_pem, Algorithm::Es256).expect("signs")
+    mint::sign(&claims, None, private_key_pem, Algorithm::Es256).expect("signs")
 }
 
 #[tokio::test]
@@ -233,7 +234,7 @@ async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_
         verify(kidless_token(&stranger.private_key_pem(), "acme", T0 + 6_000), "acme").await,
         Err(Denial::UserTokenInvalid.into())
     );
-    let missing_exp = jwt::sign(
+    let missing_exp = mint::sign(
         &json!({"entity_type": "subscriber", "entity_id": "user-9", "scope": {"tenant_id": "acme"}}),
         None,
         &second_pem,

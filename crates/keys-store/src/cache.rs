@@ -14,7 +14,9 @@
 //!
 //! **Freshness**, fastest first:
 //! 1. A mutation made through this `CachedStore` invalidates what it touched
-//!    before it returns: this process sees its own changes at once.
+//!    before it returns: this process sees its own changes at once. What it
+//!    touched is the [`Change`] the command itself declared and the store
+//!    committed ([`Executed::change`]); the cache has no list of its own.
 //! 2. On PostgreSQL every mutation transaction announces its [`Change`]
 //!    (`pg_notify`, delivered on commit), and a store made with
 //!    [`CachedStore::following`] runs a listener task that applies every
@@ -45,13 +47,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, Description, GracePeriod, Name, NewSigningKey, Organisation, OrganisationId,
-    OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey, PublicKeyId, SecretDigest,
-    ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    ApiKey, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey,
+    SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
-use time::OffsetDateTime;
 
-use crate::{AuditEvent, Bootstrap, Change, PublicKeyChange, Store, StoreError, StoreResult};
+use crate::change::{Change, ChangeFeed, Heard};
+use crate::commands::{AuditEvent, Command, Executed, Mutations};
+use crate::error::StoreResult;
+use crate::postgres::{ChangeListener, PgStore};
+use crate::store::{Lookups, Management};
 
 /// How long entries live and how many there may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +325,7 @@ impl Drop for ListenerTask {
     }
 }
 
-/// A [`Store`] that serves the lookups of verification and authentication
+/// A [`crate::Store`] that serves the lookups of verification and authentication
 /// from memory and passes everything else to the store it wraps. See the
 /// module documentation for what is cached and how it stays fresh.
 pub struct CachedStore<S> {
@@ -340,7 +344,7 @@ impl<S> std::fmt::Debug for CachedStore<S> {
     }
 }
 
-impl<S: Store> CachedStore<S> {
+impl<S> CachedStore<S> {
     /// Caches in front of `inner`. Changes made by other processes are
     /// seen when entries expire; on PostgreSQL prefer
     /// [`CachedStore::following`], which also hears their announcements.
@@ -364,52 +368,20 @@ impl<S: Store> CachedStore<S> {
     pub fn cached_entries(&self) -> usize {
         self.cache.len()
     }
-
-    /// Applies the change a finished mutation made. A refusal wrote
-    /// nothing; any other error may hide a commit that happened (the
-    /// connection died while committing), so everything goes.
-    fn settle<T>(&self, result: StoreResult<T>, change: impl FnOnce(&T) -> Change) -> StoreResult<T> {
-        match &result {
-            Ok(value) => self.cache.apply(&change(value)),
-            Err(StoreError::Refused(_)) => {}
-            Err(_) => self.cache.apply(&Change::Everything),
-        }
-        result
-    }
 }
 
-impl CachedStore<crate::PgStore> {
+impl CachedStore<PgStore> {
     /// Caches in front of a PostgreSQL store and follows the changes every
     /// process announces on the database (see the module documentation).
     /// Listening has begun when this returns.
-    pub async fn following(inner: crate::PgStore, config: CacheConfig) -> StoreResult<Self> {
+    pub async fn following(inner: PgStore, config: CacheConfig) -> StoreResult<Self> {
         let mut store = Self::new(inner, config);
         if config.is_enabled() {
-            let feed = crate::postgres::ChangeListener::connect(&store.inner.pool().connect_options()).await?;
+            let feed = ChangeListener::connect(&store.inner.pool().connect_options()).await?;
             store.listener = Some(ListenerTask(tokio::spawn(follow(Arc::clone(&store.cache), feed))));
         }
         Ok(store)
     }
-}
-
-/// What a [`ChangeFeed`] heard.
-#[derive(Debug)]
-pub(crate) enum Heard {
-    /// A process (this one included) committed a change.
-    Change(Change),
-    /// The feed's connection was lost and has been re-established,
-    /// listening included: whatever was announced in between is lost.
-    Reconnected,
-}
-
-/// Where announced changes come from: on PostgreSQL,
-/// [`crate::postgres::ChangeListener`].
-pub(crate) trait ChangeFeed: Sized + Send + 'static {
-    /// Waits for the next announcement. An error means the feed is broken
-    /// and will hear nothing more: [`ChangeFeed::reopen`] makes a new one.
-    fn next(&mut self) -> impl Future<Output = StoreResult<Heard>> + Send;
-    /// A new feed like this one, listening when it returns.
-    fn reopen(&self) -> impl Future<Output = StoreResult<Self>> + Send;
 }
 
 /// The first wait before reopening a broken feed; it doubles up to
@@ -452,34 +424,27 @@ async fn follow<F: ChangeFeed>(cache: Arc<Cache>, mut feed: F) {
 }
 
 #[async_trait]
-impl<S: Store> Store for CachedStore<S> {
-    async fn ping(&self) -> StoreResult<()> {
-        self.inner.ping().await
+impl<S: Mutations> Mutations for CachedStore<S> {
+    /// Forwards the command, then forgets what its change made stale. A
+    /// client error wrote nothing; any other error may hide a commit that
+    /// happened (the connection died while committing), so everything goes.
+    async fn execute(&self, command: Command) -> StoreResult<Executed> {
+        let result = self.inner.execute(command).await;
+        match &result {
+            Ok(executed) => {
+                if let Some(change) = &executed.change {
+                    self.cache.apply(change);
+                }
+            }
+            Err(error) if error.is_client_error() => {}
+            Err(_) => self.cache.apply(&Change::Everything),
+        }
+        result
     }
+}
 
-    async fn bootstrap_if_empty(&self, bootstrap: &Bootstrap) -> StoreResult<bool> {
-        let result = self.inner.bootstrap_if_empty(bootstrap).await;
-        self.settle(result, |_| Change::Everything)
-    }
-
-    async fn create_organisation(&self, organisation: &Organisation) -> StoreResult<()> {
-        let result = self.inner.create_organisation(organisation).await;
-        self.settle(result, |()| Change::Organisation(organisation.id.clone()))
-    }
-
-    async fn organisation(&self, id: &OrganisationId) -> StoreResult<Option<Organisation>> {
-        self.inner.organisation(id).await
-    }
-
-    async fn organisation_by_name(&self, name: &str) -> StoreResult<Option<Organisation>> {
-        self.inner.organisation_by_name(name).await
-    }
-
-    async fn create_service_token(&self, token: &ServiceTokenRecord) -> StoreResult<()> {
-        let result = self.inner.create_service_token(token).await;
-        self.settle(result, |()| Change::ServiceToken(token.digest))
-    }
-
+#[async_trait]
+impl<S: Lookups> Lookups for CachedStore<S> {
     async fn service_token_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<ServiceTokenRecord>> {
         Ok(self.shared_service_token_by_digest(digest).await?.map(Arc::unwrap_or_clone))
     }
@@ -493,9 +458,45 @@ impl<S: Store> Store for CachedStore<S> {
             .await
     }
 
-    async fn create_workspace(&self, workspace: &Workspace) -> StoreResult<()> {
-        let result = self.inner.create_workspace(workspace).await;
-        self.settle(result, |()| Change::Workspace(workspace.uid.clone()))
+    async fn api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<(ApiKey, Workspace)>> {
+        Ok(self.shared_api_key_by_digest(digest).await?.map(Arc::unwrap_or_clone))
+    }
+
+    async fn shared_api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<Arc<(ApiKey, Workspace)>>> {
+        self.cache.through(&self.cache.api_keys, digest, || self.inner.shared_api_key_by_digest(digest)).await
+    }
+
+    async fn public_key_by_value(&self, value: &str) -> StoreResult<Option<(PublicKey, Workspace)>> {
+        self.cache.through(&self.cache.public_keys, value, || self.inner.public_key_by_value(value)).await
+    }
+
+    async fn live_signing_keys(&self, workspace: &WorkspaceUid) -> StoreResult<Vec<WorkspaceSigningKey>> {
+        let lookup = || async { self.inner.live_signing_keys(workspace).await.map(Some) };
+        Ok(self.cache.through(&self.cache.live_signing_keys, workspace, lookup).await?.unwrap_or_default())
+    }
+
+    async fn signing_key_by_uid(&self, uid: &SigningKeyUid) -> StoreResult<Option<WorkspaceSigningKey>> {
+        self.cache.through(&self.cache.signing_keys, uid, || self.inner.signing_key_by_uid(uid)).await
+    }
+
+    async fn organisation_key(&self, id: &OrganisationKeyId) -> StoreResult<Option<OrganisationSigningKey>> {
+        self.cache.through(&self.cache.organisation_keys, id, || self.inner.organisation_key(id)).await
+    }
+}
+
+/// Management reads are not cached: they go to the wrapped store as they are.
+#[async_trait]
+impl<S: Management> Management for CachedStore<S> {
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+
+    async fn organisation(&self, id: &OrganisationId) -> StoreResult<Option<Organisation>> {
+        self.inner.organisation(id).await
+    }
+
+    async fn organisation_by_name(&self, name: &str) -> StoreResult<Option<Organisation>> {
+        self.inner.organisation_by_name(name).await
     }
 
     async fn workspace_by_slug(&self, organisation: &OrganisationId, slug: &str) -> StoreResult<Option<Workspace>> {
@@ -510,22 +511,6 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.list_workspaces(organisation, page).await
     }
 
-    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
-        let result = self.inner.create_api_key(key).await;
-        self.settle(result, |()| Change::ApiKey(key.digest))
-    }
-
-    async fn delete_api_key(
-        &self,
-        workspace: &WorkspaceUid,
-        id: &ApiKeyId,
-        actor: &Actor,
-        now: OffsetDateTime,
-    ) -> StoreResult<ApiKey> {
-        let result = self.inner.delete_api_key(workspace, id, actor, now).await;
-        self.settle(result, |key| Change::ApiKey(key.digest))
-    }
-
     async fn list_api_keys(
         &self,
         workspace: &WorkspaceUid,
@@ -533,51 +518,6 @@ impl<S: Store> Store for CachedStore<S> {
         include_deleted: bool,
     ) -> StoreResult<Page<ApiKey>> {
         self.inner.list_api_keys(workspace, page, include_deleted).await
-    }
-
-    async fn api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<(ApiKey, Workspace)>> {
-        Ok(self.shared_api_key_by_digest(digest).await?.map(Arc::unwrap_or_clone))
-    }
-
-    async fn shared_api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<Arc<(ApiKey, Workspace)>>> {
-        self.cache.through(&self.cache.api_keys, digest, || self.inner.shared_api_key_by_digest(digest)).await
-    }
-
-    async fn create_public_key(
-        &self,
-        workspace: &WorkspaceUid,
-        id: PublicKeyId,
-        value: String,
-        name: Name,
-        description: Option<Description>,
-        actor: &Actor,
-        now: OffsetDateTime,
-    ) -> StoreResult<PublicKey> {
-        let result = self.inner.create_public_key(workspace, id, value, name, description, actor, now).await;
-        self.settle(result, |_| Change::PublicKeys(workspace.clone()))
-    }
-
-    async fn change_public_key(
-        &self,
-        workspace: &WorkspaceUid,
-        id: &PublicKeyId,
-        change: PublicKeyChange,
-        actor: &Actor,
-        now: OffsetDateTime,
-    ) -> StoreResult<PublicKey> {
-        let result = self.inner.change_public_key(workspace, id, change, actor, now).await;
-        self.settle(result, |_| Change::PublicKeys(workspace.clone()))
-    }
-
-    async fn delete_public_key(
-        &self,
-        workspace: &WorkspaceUid,
-        id: &PublicKeyId,
-        actor: &Actor,
-        now: OffsetDateTime,
-    ) -> StoreResult<PublicKey> {
-        let result = self.inner.delete_public_key(workspace, id, actor, now).await;
-        self.settle(result, |_| Change::PublicKeys(workspace.clone()))
     }
 
     async fn list_public_keys(
@@ -589,45 +529,6 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.list_public_keys(workspace, page, include_deleted).await
     }
 
-    async fn public_key_by_value(&self, value: &str) -> StoreResult<Option<(PublicKey, Workspace)>> {
-        self.cache.through(&self.cache.public_keys, value, || self.inner.public_key_by_value(value)).await
-    }
-
-    async fn create_signing_key(
-        &self,
-        workspace: &WorkspaceUid,
-        new: NewSigningKey,
-        actor: &Actor,
-        now: OffsetDateTime,
-    ) -> StoreResult<WorkspaceSigningKey> {
-        let result = self.inner.create_signing_key(workspace, new, actor, now).await;
-        self.settle(result, |_| Change::SigningKeys(workspace.clone()))
-    }
-
-    async fn roll_signing_key(
-        &self,
-        workspace: &WorkspaceUid,
-        uid: &SigningKeyUid,
-        grace: Option<GracePeriod>,
-        new: NewSigningKey,
-        actor: &Actor,
-        now: OffsetDateTime,
-    ) -> StoreResult<(WorkspaceSigningKey, WorkspaceSigningKey)> {
-        let result = self.inner.roll_signing_key(workspace, uid, grace, new, actor, now).await;
-        self.settle(result, |_| Change::SigningKeys(workspace.clone()))
-    }
-
-    async fn delete_signing_key(
-        &self,
-        workspace: &WorkspaceUid,
-        uid: &SigningKeyUid,
-        actor: &Actor,
-        now: OffsetDateTime,
-    ) -> StoreResult<WorkspaceSigningKey> {
-        let result = self.inner.delete_signing_key(workspace, uid, actor, now).await;
-        self.settle(result, |_| Change::SigningKeys(workspace.clone()))
-    }
-
     async fn list_signing_keys(
         &self,
         workspace: &WorkspaceUid,
@@ -637,37 +538,8 @@ impl<S: Store> Store for CachedStore<S> {
         self.inner.list_signing_keys(workspace, page, include_deleted).await
     }
 
-    async fn live_signing_keys(&self, workspace: &WorkspaceUid) -> StoreResult<Vec<WorkspaceSigningKey>> {
-        let lookup = || async { self.inner.live_signing_keys(workspace).await.map(Some) };
-        Ok(self.cache.through(&self.cache.live_signing_keys, workspace, lookup).await?.unwrap_or_default())
-    }
-
-    async fn signing_key_by_uid(&self, uid: &SigningKeyUid) -> StoreResult<Option<WorkspaceSigningKey>> {
-        self.cache.through(&self.cache.signing_keys, uid, || self.inner.signing_key_by_uid(uid)).await
-    }
-
-    async fn create_organisation_key(&self, key: &OrganisationSigningKey) -> StoreResult<()> {
-        let result = self.inner.create_organisation_key(key).await;
-        self.settle(result, |()| Change::OrganisationKey(key.id.clone()))
-    }
-
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>> {
         self.inner.list_organisation_keys(organisation).await
-    }
-
-    async fn organisation_key(&self, id: &OrganisationKeyId) -> StoreResult<Option<OrganisationSigningKey>> {
-        self.cache.through(&self.cache.organisation_keys, id, || self.inner.organisation_key(id)).await
-    }
-
-    async fn delete_organisation_key(
-        &self,
-        organisation: &OrganisationId,
-        id: &OrganisationKeyId,
-        actor: &Actor,
-        now: OffsetDateTime,
-    ) -> StoreResult<OrganisationSigningKey> {
-        let result = self.inner.delete_organisation_key(organisation, id, actor, now).await;
-        self.settle(result, |_| Change::OrganisationKey(id.clone()))
     }
 
     async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {
@@ -678,6 +550,7 @@ impl<S: Store> Store for CachedStore<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::StoreError;
     use rand_chacha::rand_core::SeedableRng;
     use tokio::sync::{mpsc, Mutex, Semaphore};
 
@@ -775,13 +648,13 @@ mod tests {
         async fn next(&mut self) -> StoreResult<Heard> {
             match self.events.lock().await.recv().await {
                 Some(Ok(heard)) => Ok(heard),
-                Some(Err(())) => Err(StoreError::Database("connection lost".to_owned())),
+                Some(Err(())) => Err(StoreError::Inconsistent("connection lost".to_owned())),
                 None => std::future::pending().await,
             }
         }
 
         async fn reopen(&self) -> StoreResult<Self> {
-            let permit = self.reopenings.acquire().await.map_err(|_| StoreError::Database("closed".to_owned()))?;
+            let permit = self.reopenings.acquire().await.map_err(|_| StoreError::Inconsistent("closed".to_owned()))?;
             permit.forget();
             Ok(Self { events: Arc::clone(&self.events), reopenings: Arc::clone(&self.reopenings) })
         }

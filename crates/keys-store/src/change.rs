@@ -7,8 +7,16 @@
 //! server delivers only on commit and drops on rollback), so other
 //! processes learn of it; [`crate::CachedStore`] applies the same change to
 //! its own cache as soon as the mutation returns.
+//!
+//! [`ChangeFeed`] is where announcements come from (on PostgreSQL, the
+//! listener of `crate::postgres`); it lives here, beside what it carries, so
+//! that neither the cache nor a backend has to import the other for it.
+
+use std::future::Future;
 
 use keys_core::{OrganisationId, OrganisationKeyId, SecretDigest, WorkspaceUid};
+
+use crate::error::StoreResult;
 
 /// The PostgreSQL channel of change announcements.
 pub const CHANGES_CHANNEL: &str = "keysd_changes";
@@ -72,6 +80,26 @@ impl Change {
         };
         parsed.unwrap_or(Self::Everything)
     }
+}
+
+/// What a [`ChangeFeed`] heard.
+#[derive(Debug)]
+pub(crate) enum Heard {
+    /// A process (this one included) committed a change.
+    Change(Change),
+    /// The feed's connection was lost and has been re-established,
+    /// listening included: whatever was announced in between is lost.
+    Reconnected,
+}
+
+/// Where announced changes come from: on PostgreSQL, the `ChangeListener`
+/// of the backend module.
+pub(crate) trait ChangeFeed: Sized + Send + 'static {
+    /// Waits for the next announcement. An error means the feed is broken
+    /// and will hear nothing more: [`ChangeFeed::reopen`] makes a new one.
+    fn next(&mut self) -> impl Future<Output = StoreResult<Heard>> + Send;
+    /// A new feed like this one, listening when it returns.
+    fn reopen(&self) -> impl Future<Output = StoreResult<Self>> + Send;
 }
 
 #[cfg(test)]

@@ -7,24 +7,22 @@
 //! same invariants again should any path forget the lock.
 
 use std::future::Future;
-use std::ops::DerefMut;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keys_core::DomainPattern;
 use sqlx::migrate::MigrateError;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::query::Query;
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
-use crate::cache::{ChangeFeed, Heard};
-use crate::engine::{Backend, SqlStore};
-use crate::repo::{Constraint, Writer};
+use crate::change::{Change, ChangeFeed, Heard, CHANGES_CHANNEL};
+use crate::error::{database, StoreError, StoreResult};
+use crate::pipeline::{Backend, SqlStore};
+use crate::repo::{Constraint, Sql, Statement, Value};
 use crate::rows::{corrupt, RowExt};
-use crate::{Change, StoreError, StoreResult, CHANGES_CHANNEL};
 
 /// The store on PostgreSQL.
 pub type PgStore = SqlStore<Postgres>;
@@ -37,17 +35,16 @@ const BOOTSTRAP_LOCK: i64 = 0x6b65_7973_642d_6273;
 impl SqlStore<Postgres> {
     /// Connects to `url` (`postgres://…`) and applies the migrations.
     pub async fn connect(url: &str) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|error| StoreError::Database(format!("invalid PostgreSQL url: {}", redact(&error))))?;
+        let options =
+            PgConnectOptions::from_str(url).map_err(|source| StoreError::database("invalid PostgreSQL url", source))?;
         let target = format!(
             "{}:{}/{}",
             options.get_host(),
             options.get_port(),
             options.get_database().unwrap_or("(default database)")
         );
-        let unreachable = |error: sqlx::Error| {
-            StoreError::Database(format!("could not connect to PostgreSQL at {target}: {}", redact(&error)))
-        };
+        let unreachable =
+            |source: sqlx::Error| StoreError::database(format!("could not connect to PostgreSQL at {target}"), source);
         // One plain connection first: the pool retries failed connections
         // until its acquire timeout, which would turn "server down" or
         // "wrong password" into a long wait instead of a prompt answer.
@@ -63,7 +60,7 @@ impl SqlStore<Postgres> {
 
     /// Wraps an existing pool and applies the migrations.
     pub async fn from_pool(pool: sqlx::PgPool) -> StoreResult<Self> {
-        migrate(&pool).await.map_err(|error| StoreError::Database(format!("PostgreSQL migrations failed: {error}")))?;
+        migrate(&pool).await.map_err(|source| StoreError::Migration { backend: "PostgreSQL", source })?;
         Ok(Self { pool })
     }
 }
@@ -76,19 +73,8 @@ fn migrate(pool: &sqlx::PgPool) -> Pin<Box<dyn Future<Output = Result<(), Migrat
     Box::pin(MIGRATOR.run(pool))
 }
 
-/// The text of an error without the URL it may quote (which could carry a
-/// password): sqlx's configuration errors can include it.
-fn redact(error: &dyn std::fmt::Display) -> String {
-    let text = error.to_string();
-    if text.contains("://") {
-        "the url could not be parsed or used".to_owned()
-    } else {
-        text
-    }
-}
-
 /// A connection of its own that `LISTEN`s on [`CHANGES_CHANNEL`]: the
-/// [`ChangeFeed`] of [`crate::CachedStore::following`].
+/// `ChangeFeed` of [`crate::CachedStore::following`].
 pub(crate) struct ChangeListener {
     listener: PgListener,
     options: PgConnectOptions,
@@ -114,9 +100,9 @@ impl ChangeListener {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options.clone())
             .await
-            .map_err(database_error)?;
-        let mut listener = PgListener::connect_with(&pool).await.map_err(database_error)?;
-        listener.listen(CHANGES_CHANNEL).await.map_err(database_error)?;
+            .map_err(database)?;
+        let mut listener = PgListener::connect_with(&pool).await.map_err(database)?;
+        listener.listen(CHANGES_CHANNEL).await.map_err(database)?;
         Ok(Self { listener, options: options.clone() })
     }
 }
@@ -128,7 +114,7 @@ impl ChangeFeed for ChangeListener {
             // sqlx has already reconnected and listened again (eager
             // reconnection, its default) when it says the connection was lost.
             Ok(None) => Ok(Heard::Reconnected),
-            Err(error) => Err(database_error(error)),
+            Err(error) => Err(database(error)),
         }
     }
 
@@ -137,101 +123,86 @@ impl ChangeFeed for ChangeListener {
     }
 }
 
-/// A [`crate::repo::Repo`] on a PostgreSQL connection: pooled (reads) or a
-/// transaction (writes).
-pub struct PgRepo<C>(C);
-
-impl<C> std::fmt::Debug for PgRepo<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PgRepo")
+/// A statement with its values bound as PostgreSQL takes them: timestamps
+/// as `timestamptz`, domain lists as `text[]`.
+fn bind(statement: Statement<'_>) -> Query<'_, Postgres, PgArguments> {
+    let mut query = sqlx::query(statement.sql);
+    for value in statement.values {
+        query = match value {
+            Value::Text(text) => query.bind(text),
+            Value::Bytes(bytes) => query.bind(bytes),
+            Value::Flag(flag) => query.bind(flag),
+            Value::Integer(integer) => query.bind(integer),
+            Value::Time(time) => query.bind(time),
+            Value::Domains(domains) => query
+                .bind(domains.map(|list| list.iter().map(|pattern| pattern.as_str().to_owned()).collect::<Vec<_>>())),
+        };
     }
+    query
 }
 
-fn encode_time(time: OffsetDateTime) -> OffsetDateTime {
-    time
-}
+impl Sql for PgConnection {
+    type Row = PgRow;
+    /// Lets foreign-key checks of other transactions through, unlike
+    /// `FOR UPDATE`, while excluding every other writer of the row.
+    const ROW_LOCK: &'static str = " FOR NO KEY UPDATE";
 
-fn encode_optional_time(time: Option<OffsetDateTime>) -> Option<OffsetDateTime> {
-    time
-}
-
-fn encode_domains(domains: &Option<Vec<DomainPattern>>) -> Option<Vec<String>> {
-    domains.as_ref().map(|list| list.iter().map(|pattern| pattern.as_str().to_owned()).collect())
-}
-
-fn database_error(error: sqlx::Error) -> StoreError {
-    StoreError::Database(error.to_string())
-}
-
-/// Which domain rule a unique violation stands for, by constraint name.
-fn violated(error: &sqlx::Error) -> Option<Constraint> {
-    let database_error = error.as_database_error()?;
-    if !database_error.is_unique_violation() {
-        return None;
-    }
-    match database_error.constraint()? {
-        "organisations_name_key" => Some(Constraint::OrganisationName),
-        "workspaces_organisation_slug_key" => Some(Constraint::WorkspaceSlug),
-        "workspace_signing_keys_one_active" => Some(Constraint::ActiveSigningKey),
-        "public_keys_one_default" => Some(Constraint::DefaultPublicKey),
-        _ => None,
-    }
-}
-
-sql_repo!(PgRepo, PgConnection, " FOR NO KEY UPDATE");
-
-#[async_trait]
-impl Writer for PgRepo<Transaction<'static, Postgres>> {
-    async fn lock_bootstrap(&mut self) -> StoreResult<()> {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(BOOTSTRAP_LOCK)
-            .execute(self.0.deref_mut())
-            .await
-            .map_err(database_error)?;
-        Ok(())
+    /// Which rule a unique violation stands for, by constraint name.
+    fn violated(unique_violation: &dyn sqlx::error::DatabaseError) -> Option<Constraint> {
+        match unique_violation.constraint()? {
+            "organisations_name_key" => Some(Constraint::OrganisationName),
+            "workspaces_organisation_slug_key" => Some(Constraint::WorkspaceSlug),
+            "workspace_signing_keys_one_active" => Some(Constraint::ActiveSigningKey),
+            "public_keys_one_default" => Some(Constraint::DefaultPublicKey),
+            _ => None,
+        }
     }
 
-    async fn announce(&mut self, change: &Change) -> StoreResult<()> {
-        // PostgreSQL queues the notification with the transaction: listeners
-        // hear it only after the commit, never after a rollback.
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANGES_CHANNEL)
-            .bind(change.to_payload())
-            .execute(self.0.deref_mut())
-            .await
-            .map_err(database_error)?;
-        Ok(())
+    fn fetch_all<'a>(
+        &'a mut self,
+        statement: Statement<'a>,
+    ) -> impl Future<Output = Result<Vec<PgRow>, sqlx::Error>> + Send + 'a {
+        bind(statement).fetch_all(self)
     }
 
-    async fn commit(self) -> StoreResult<()> {
-        self.0.commit().await.map_err(database_error)
+    fn execute<'a>(
+        &'a mut self,
+        statement: Statement<'a>,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'a {
+        let query = bind(statement);
+        async move { Ok(query.execute(self).await?.rows_affected()) }
     }
 }
 
 #[async_trait]
 impl Backend for Postgres {
-    type Reader = PgRepo<PoolConnection<Postgres>>;
-    type Writer = PgRepo<Transaction<'static, Postgres>>;
-
-    async fn reader(pool: &sqlx::Pool<Self>) -> StoreResult<Self::Reader> {
-        Ok(PgRepo(pool.acquire().await.map_err(database_error)?))
+    async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Transaction<'static, Self>> {
+        pool.begin().await.map_err(database)
     }
 
-    async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Self::Writer> {
-        Ok(PgRepo(pool.begin().await.map_err(database_error)?))
+    async fn lock_bootstrap(connection: &mut PgConnection) -> StoreResult<()> {
+        let statement =
+            Statement { sql: "SELECT pg_advisory_xact_lock($1)", values: vec![Value::Integer(BOOTSTRAP_LOCK)] };
+        connection.execute(statement).await.map_err(database)?;
+        Ok(())
     }
 
-    async fn ping(pool: &sqlx::Pool<Self>) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(pool).await.map_err(database_error)?;
+    async fn announce(connection: &mut PgConnection, change: &Change) -> StoreResult<()> {
+        // PostgreSQL queues the notification with the transaction: listeners
+        // hear it only after the commit, never after a rollback.
+        let payload = change.to_payload();
+        let values = vec![Value::Text(Some(CHANGES_CHANNEL)), Value::Text(Some(&payload))];
+        connection.execute(Statement { sql: "SELECT pg_notify($1, $2)", values }).await.map_err(database)?;
         Ok(())
     }
 }
 
+/// One typed column of a row.
 fn get<'r, T>(row: &'r PgRow, column: &str) -> StoreResult<T>
 where
     T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
 {
-    row.try_get(column).map_err(|error| StoreError::Database(format!("reading column '{column}': {error}")))
+    row.try_get(column).map_err(|source| StoreError::database(format!("reading column '{column}'"), source))
 }
 
 impl RowExt for PgRow {

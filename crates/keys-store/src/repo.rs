@@ -1,26 +1,61 @@
-//! The statements: one [`Repo`] trait of single-statement operations, and
-//! one SQL text for both backends.
+//! The statements: one SQL text for both backends, as plain functions over
+//! [`Sql`], the little each backend provides (how a value is bound, how a
+//! row is locked, which constraint an error names).
 //!
-//! The SQL is written once, in [`sql_repo!`], and expanded in each backend
-//! module. Both databases accept `$1`-style parameters, and the few places
-//! where they differ (how a timestamp or a list of domains is bound, how a
-//! row is locked) are functions and a literal that each backend module
-//! provides. The orchestration that calls these operations (load, apply the
-//! domain transition, write, audit) lives in [`crate::engine`] and knows
-//! neither backend.
+//! Both databases accept `$1`-style parameters. What differs between them
+//! stays in the backend modules: [`Sql::bind`]-level encoding of timestamps
+//! (PostgreSQL `timestamptz`, SQLite integer microseconds) and of domain
+//! lists (a `text[]`, a comma-joined text), [`Sql::ROW_LOCK`] (PostgreSQL
+//! `FOR NO KEY UPDATE`; SQLite's `BEGIN IMMEDIATE` already excludes every
+//! other writer) and [`Sql::violated`] (constraint names, or the columns
+//! SQLite names).
+//!
+//! Per entity there is a lookup (by id, by digest, by value), a lock (the
+//! aggregate roots: organisations and workspaces), an `insert_*` and a
+//! `save_*` that writes every mutable column by id. A new keys-core
+//! transition of an existing entity therefore needs no new SQL: the command
+//! loads the entity, applies the transition and saves it.
+//!
+//! Saves filter on `deleted_at IS NULL` of the stored row: a deleted row is
+//! never written again, whatever a command does, and a save that finds no
+//! row is reported as [`StoreError::Inconsistent`] (every save follows a
+//! load under the aggregate's lock, so a miss is a fault).
 
-use async_trait::async_trait;
+use std::future::Future;
+use std::sync::LazyLock;
+
 use keys_core::{
-    ApiKey, ApiKeyId, CoreError, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page,
-    Pagination, PublicKey, PublicKeyId, SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace,
-    WorkspaceSigningKey, WorkspaceUid,
+    Actor, ApiKey, ApiKeyId, Description, DomainPattern, Organisation, OrganisationId, OrganisationKeyId,
+    OrganisationSigningKey, Page, Pagination, PublicKey, PublicKeyId, SecretDigest, ServiceTokenRecord, SigningKeyUid,
+    Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
+use time::OffsetDateTime;
 
-use crate::{AuditEvent, StoreError, StoreResult};
+use crate::error::{database, Conflict, StoreError, StoreResult};
+use crate::rows::{self, RowExt};
 
-/// A uniqueness rule of the schema that stands in for a domain rule.
-/// Backends recognise them by constraint or index name (PostgreSQL) or by
-/// the columns the error names (SQLite).
+/// One value to bind, in the domain's terms; each backend encodes it.
+#[derive(Debug, Clone, Copy)]
+pub enum Value<'a> {
+    Text(Option<&'a str>),
+    Bytes(&'a [u8]),
+    Flag(bool),
+    Integer(i64),
+    Time(Option<OffsetDateTime>),
+    /// `allowed_domains`: `None` for any origin.
+    Domains(Option<&'a [DomainPattern]>),
+}
+
+/// One SQL text and its parameters, in `$n` order.
+#[derive(Debug)]
+pub struct Statement<'a> {
+    pub sql: &'a str,
+    pub values: Vec<Value<'a>>,
+}
+
+/// A uniqueness rule of the schema that stands in for a rule of the domain
+/// or of the store. Backends recognise them by constraint or index name
+/// (PostgreSQL) or by the columns the error names (SQLite).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Constraint {
     /// `organisations_name_key`.
@@ -33,973 +68,599 @@ pub enum Constraint {
     DefaultPublicKey,
 }
 
-impl Constraint {
-    /// The refusal the domain gives for the rule this constraint enforces.
-    /// `subject` is the organisation name or the slug being written.
-    pub fn refusal(self, subject: &str) -> Option<CoreError> {
-        match self {
-            Self::OrganisationName => Some(CoreError::OrganisationNameTaken(subject.to_owned())),
-            Self::WorkspaceSlug => Some(CoreError::SlugTaken(subject.to_owned())),
-            Self::ActiveSigningKey => Some(CoreError::OnlyOneActiveSigningKey),
-            // The domain has no refusal for this: the workspace lock makes
-            // it unreachable, so seeing it is a fault, not a client error.
-            Self::DefaultPublicKey => None,
-        }
+/// A connection of one backend: what it takes to run a [`Statement`].
+pub trait Sql: Send {
+    type Row: RowExt + Send;
+    /// Appended to the `lock_*` lookups.
+    const ROW_LOCK: &'static str;
+
+    /// Which rule a unique violation is, if it is one of [`Constraint`].
+    fn violated(unique_violation: &dyn sqlx::error::DatabaseError) -> Option<Constraint>;
+    /// Every row a statement returns (lookups by a unique key return one
+    /// or none).
+    fn fetch_all<'a>(
+        &'a mut self,
+        statement: Statement<'a>,
+    ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send + 'a;
+    /// Runs a statement and returns how many rows it touched.
+    fn execute<'a>(
+        &'a mut self,
+        statement: Statement<'a>,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'a;
+}
+
+fn text(value: &str) -> Value<'_> {
+    Value::Text(Some(value))
+}
+
+fn description(value: Option<&Description>) -> Value<'_> {
+    Value::Text(value.map(Description::as_str))
+}
+
+fn time(value: OffsetDateTime) -> Value<'static> {
+    Value::Time(Some(value))
+}
+
+fn domains(value: &Option<Vec<DomainPattern>>) -> Value<'_> {
+    Value::Domains(value.as_deref())
+}
+
+/// The two columns of an actor (`…_name`, `…_email`).
+fn actor(value: Option<&Actor>) -> [Value<'_>; 2] {
+    [Value::Text(value.map(Actor::name)), Value::Text(value.map(Actor::email))]
+}
+
+/// A statement from its SQL and its values (each an array of one or two
+/// columns, so an actor adds both of its columns at once).
+fn statement<'a>(sql: &'a str, values: &[&[Value<'a>]]) -> Statement<'a> {
+    Statement { sql, values: values.iter().flat_map(|group| group.iter().copied()).collect() }
+}
+
+/// Maps a failed write: a violated uniqueness rule that stands for a rule
+/// becomes its refusal or conflict, anything else a database error.
+fn write_error<C: Sql + ?Sized>(error: sqlx::Error, subject: &str) -> StoreError {
+    let unique_violation = error.as_database_error().filter(|database_error| database_error.is_unique_violation());
+    match unique_violation.and_then(C::violated) {
+        Some(Constraint::OrganisationName) => Conflict::OrganisationNameTaken(subject.to_owned()).into(),
+        Some(Constraint::WorkspaceSlug) => Conflict::SlugTaken(subject.to_owned()).into(),
+        Some(Constraint::ActiveSigningKey) => keys_core::CoreError::OnlyOneActiveSigningKey.into(),
+        // The domain has no refusal for this: the workspace lock makes it
+        // unreachable, so seeing it is a fault, not a client error.
+        Some(Constraint::DefaultPublicKey) | None => database(error),
     }
 }
 
-/// Maps a failed write: a violated uniqueness rule that stands for a domain
-/// rule becomes that refusal, anything else a database error.
-pub fn write_error(error: sqlx::Error, violated: Option<Constraint>, subject: &str) -> StoreError {
-    match violated.and_then(|constraint| constraint.refusal(subject)) {
-        Some(refusal) => StoreError::Refused(refusal),
-        None => StoreError::Database(error.to_string()),
-    }
+async fn one<C: Sql + ?Sized, T>(
+    sql: &mut C,
+    statement: Statement<'_>,
+    decode: impl FnOnce(&C::Row) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    sql.fetch_all(statement).await.map_err(database)?.first().map(decode).transpose()
 }
 
-/// The single-statement operations of the store, run on one connection
-/// (inside a transaction for writes). Lookups return `Ok(None)` for what
-/// does not exist; `lock_*` lookups also lock the row (PostgreSQL) until the
-/// transaction ends so that concurrent writers of one aggregate serialize.
-#[async_trait]
-pub trait Repo: Send {
-    async fn organisation(&mut self, id: &OrganisationId) -> StoreResult<Option<Organisation>>;
-    async fn lock_organisation(&mut self, id: &OrganisationId) -> StoreResult<Option<Organisation>>;
-    async fn organisation_by_name(&mut self, name: &str) -> StoreResult<Option<Organisation>>;
-    async fn count_organisations(&mut self) -> StoreResult<u64>;
-    async fn service_token_by_digest(&mut self, digest: &SecretDigest) -> StoreResult<Option<ServiceTokenRecord>>;
-
-    async fn workspace(&mut self, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>>;
-    async fn lock_workspace(&mut self, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>>;
-    async fn workspace_by_slug(&mut self, organisation: &OrganisationId, slug: &str) -> StoreResult<Option<Workspace>>;
-    async fn list_workspaces(
-        &mut self,
-        organisation: &OrganisationId,
-        page: Pagination,
-    ) -> StoreResult<Page<Workspace>>;
-
-    async fn api_key(&mut self, workspace: &WorkspaceUid, id: &ApiKeyId) -> StoreResult<Option<ApiKey>>;
-    async fn list_api_keys(
-        &mut self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<ApiKey>>;
-    async fn api_key_by_digest(&mut self, digest: &SecretDigest) -> StoreResult<Option<(ApiKey, Workspace)>>;
-
-    async fn live_public_keys(&mut self, workspace: &WorkspaceUid) -> StoreResult<Vec<PublicKey>>;
-    async fn public_key(&mut self, workspace: &WorkspaceUid, id: &PublicKeyId) -> StoreResult<Option<PublicKey>>;
-    async fn list_public_keys(
-        &mut self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<PublicKey>>;
-    async fn public_key_by_value(&mut self, value: &str) -> StoreResult<Option<(PublicKey, Workspace)>>;
-
-    async fn live_signing_keys(&mut self, workspace: &WorkspaceUid) -> StoreResult<Vec<WorkspaceSigningKey>>;
-    async fn list_signing_keys(
-        &mut self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<WorkspaceSigningKey>>;
-    async fn signing_key_by_uid(&mut self, uid: &SigningKeyUid) -> StoreResult<Option<WorkspaceSigningKey>>;
-
-    async fn organisation_key(&mut self, id: &OrganisationKeyId) -> StoreResult<Option<OrganisationSigningKey>>;
-    async fn list_organisation_keys(
-        &mut self,
-        organisation: &OrganisationId,
-    ) -> StoreResult<Vec<OrganisationSigningKey>>;
-
-    async fn audit_events(&mut self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>>;
-
-    async fn insert_organisation(&mut self, organisation: &Organisation) -> StoreResult<()>;
-    async fn insert_service_token(&mut self, token: &ServiceTokenRecord) -> StoreResult<()>;
-    async fn insert_workspace(&mut self, workspace: &Workspace) -> StoreResult<()>;
-    async fn insert_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
-    /// Writes `deleted_at`/`deleted_by`, the only fields that change.
-    async fn update_api_key(&mut self, key: &ApiKey) -> StoreResult<()>;
-    async fn insert_public_key(&mut self, key: &PublicKey) -> StoreResult<()>;
-    /// Writes every field that a transition may change.
-    async fn update_public_key(&mut self, key: &PublicKey) -> StoreResult<()>;
-    async fn insert_signing_key(&mut self, key: &WorkspaceSigningKey) -> StoreResult<()>;
-    /// Writes every field that a transition may change.
-    async fn update_signing_key(&mut self, key: &WorkspaceSigningKey) -> StoreResult<()>;
-    async fn insert_organisation_key(&mut self, key: &OrganisationSigningKey) -> StoreResult<()>;
-    /// Writes `deleted_at`/`deleted_by`, the only fields that change.
-    async fn update_organisation_key(&mut self, key: &OrganisationSigningKey) -> StoreResult<()>;
-    async fn insert_audit_event(&mut self, event: &AuditEvent) -> StoreResult<()>;
+async fn all<C: Sql + ?Sized, T>(
+    sql: &mut C,
+    statement: Statement<'_>,
+    decode: impl Fn(&C::Row) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    sql.fetch_all(statement).await.map_err(database)?.iter().map(decode).collect()
 }
 
-/// A [`Repo`] inside a write transaction. Dropping it without `commit`
-/// rolls the transaction back.
-#[async_trait]
-pub trait Writer: Repo + Sized {
-    /// Serializes bootstrap attempts across processes until the transaction
-    /// ends (PostgreSQL: an advisory lock; SQLite: the write transaction
-    /// already excludes every other writer).
-    async fn lock_bootstrap(&mut self) -> StoreResult<()>;
-    /// Announces what this transaction changes to every other process on
-    /// the database, delivered only if (and when) it commits. PostgreSQL:
-    /// `pg_notify` on [`crate::CHANGES_CHANNEL`]. SQLite has no such
-    /// channel: there, other processes' caches rely on their time to live.
-    async fn announce(&mut self, change: &crate::Change) -> StoreResult<()>;
-    async fn commit(self) -> StoreResult<()>;
+async fn insert<C: Sql + ?Sized>(sql: &mut C, statement: Statement<'_>, subject: &str) -> StoreResult<()> {
+    sql.execute(statement).await.map_err(|error| write_error::<C>(error, subject))?;
+    Ok(())
 }
 
-/// Checks that an `UPDATE` found its row: every update runs after the row
-/// was read (and locked) in the same transaction, so a miss is a fault.
-pub fn expect_one_row(rows_affected: u64, table: &str) -> StoreResult<()> {
-    if rows_affected == 1 {
+/// Runs a `save_*`: exactly one live row must change.
+async fn save<C: Sql + ?Sized>(sql: &mut C, statement: Statement<'_>, table: &str) -> StoreResult<()> {
+    let touched = sql.execute(statement).await.map_err(|error| write_error::<C>(error, ""))?;
+    if touched == 1 {
         Ok(())
     } else {
-        Err(StoreError::Database(format!("update of {table} touched {rows_affected} rows instead of 1")))
+        Err(StoreError::Inconsistent(format!("save of {table} touched {touched} live rows instead of 1")))
     }
 }
 
-/// A `LIMIT`/`OFFSET` pair as the databases take them. `Pagination` keeps
-/// the offset within `i64`.
-pub fn limit_offset(page: Pagination) -> (i64, i64) {
-    (i64::from(page.limit()), i64::try_from(page.offset()).unwrap_or(i64::MAX))
+/// One page of a list: `count` counts every row the filter keeps, `select`
+/// takes the same parameters followed by `LIMIT` and `OFFSET`.
+async fn page<C: Sql + ?Sized, T>(
+    sql: &mut C,
+    (count, select): (&str, &str),
+    values: &[Value<'_>],
+    pagination: Pagination,
+    decode: impl Fn(&C::Row) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let total = one(sql, statement(count, &[values]), rows::count).await?.unwrap_or(0);
+    // `Pagination` keeps the offset within `i64`.
+    let (limit, offset) = (i64::from(pagination.limit()), i64::try_from(pagination.offset()).unwrap_or(i64::MAX));
+    let items =
+        all(sql, statement(select, &[values, &[Value::Integer(limit), Value::Integer(offset)]]), decode).await?;
+    Ok(Page { items, total, pagination })
 }
 
-/// The columns every query selects, per table.
-macro_rules! organisation_columns {
-    () => {
-        "id, name, created_at"
-    };
+/// The two statements of a list of a workspace's keys (count, page), newest
+/// first, deleted keys only when asked for.
+fn workspace_list(table: &str, columns: &str) -> [String; 2] {
+    let filter = "workspace_uid = $1 AND ($2 OR deleted_at IS NULL)";
+    [
+        format!("SELECT COUNT(*) AS total FROM {table} WHERE {filter}"),
+        select(columns, &format!("{table} WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4")),
+    ]
 }
-macro_rules! service_token_columns {
-    () => {
-        "id, organisation_id, name, digest, actor_name, actor_email, created_at, revoked_at"
-    };
+
+/// One page of the list [`workspace_list`] made.
+async fn workspace_page<C: Sql + ?Sized, T>(
+    sql: &mut C,
+    [count, select]: &[String; 2],
+    (workspace, include_deleted): (&WorkspaceUid, bool),
+    pagination: Pagination,
+    decode: impl Fn(&C::Row) -> StoreResult<T>,
+) -> StoreResult<Page<T>> {
+    let values = [text(workspace.as_str()), Value::Flag(include_deleted)];
+    page(sql, (count, select), &values, pagination, decode).await
 }
-macro_rules! workspace_columns {
-    () => {
-        "uid, organisation_id, slug, name, description, mode, created_at, created_by_name, created_by_email"
-    };
+
+/// `SELECT columns FROM table WHERE …`, built once per statement.
+fn select(columns: &str, rest: &str) -> String {
+    format!("SELECT {columns} FROM {rest}")
 }
-/// The workspace of a join, every column prefixed with `w_`.
-macro_rules! joined_workspace_columns {
-    () => {
-        "w.uid AS w_uid, w.organisation_id AS w_organisation_id, w.slug AS w_slug, w.name AS w_name, \
-         w.description AS w_description, w.mode AS w_mode, w.created_at AS w_created_at, \
-         w.created_by_name AS w_created_by_name, w.created_by_email AS w_created_by_email"
-    };
+
+/// `columns` as they appear in a join: `w.uid AS w_uid, …`.
+fn joined(alias: &str, columns: &str) -> String {
+    columns.split(", ").map(|column| format!("{alias}.{column} AS {alias}_{column}")).collect::<Vec<_>>().join(", ")
 }
-macro_rules! api_key_columns {
-    ($table:literal) => {
-        concat!(
-            $table,
-            "id, ",
-            $table,
-            "workspace_uid, ",
-            $table,
-            "name, ",
-            $table,
-            "description, ",
-            $table,
-            "digest, ",
-            $table,
-            "masked_api_key, ",
-            $table,
-            "created_at, ",
-            $table,
-            "created_by_name, ",
-            $table,
-            "created_by_email, ",
-            $table,
-            "deleted_at, ",
-            $table,
-            "deleted_by_name, ",
-            $table,
-            "deleted_by_email"
+
+/// `columns` qualified by a table alias: `k.id, k.name, …`.
+fn qualified(alias: &str, columns: &str) -> String {
+    columns.split(", ").map(|column| format!("{alias}.{column}")).collect::<Vec<_>>().join(", ")
+}
+
+const ORGANISATION: &str = "id, name, created_at";
+const SERVICE_TOKEN: &str = "id, organisation_id, name, digest, actor_name, actor_email, created_at, revoked_at";
+const WORKSPACE: &str =
+    "uid, organisation_id, slug, name, description, mode, created_at, created_by_name, created_by_email";
+const API_KEY: &str = "id, workspace_uid, name, description, digest, masked_api_key, created_at, created_by_name, \
+                       created_by_email, deleted_at, deleted_by_name, deleted_by_email";
+const PUBLIC_KEY: &str = "id, workspace_uid, value, name, description, allowed_domains, is_secure_mode_enabled, \
+                          is_default, created_at, created_by_name, created_by_email, rotated_at, rotated_by_name, \
+                          rotated_by_email, updated_at, updated_by_name, updated_by_email, deleted_at, \
+                          deleted_by_name, deleted_by_email";
+const SIGNING_KEY: &str = "id, uid, workspace_uid, public_key_pem, status, allowed_domains, expiry_at, created_at, \
+                           created_by_name, created_by_email, rolled_at, rolled_by_name, rolled_by_email, \
+                           deleted_at, deleted_by_name, deleted_by_email";
+const ORGANISATION_KEY: &str = "id, organisation_id, name, public_key_pem, created_at, created_by_name, \
+                                created_by_email, deleted_at, deleted_by_name, deleted_by_email";
+const AUDIT_EVENT: &str = "organisation_id, workspace_uid, actor_name, actor_email, action, target_id, at";
+
+/// `INSERT INTO table (columns) VALUES ($1, …)` with one parameter per column.
+fn insert_sql(table: &str, columns: &str) -> String {
+    let parameters = (1..=columns.split(", ").count()).map(|index| format!("${index}")).collect::<Vec<_>>();
+    format!("INSERT INTO {table} ({columns}) VALUES ({})", parameters.join(", "))
+}
+
+/// `UPDATE table SET column = $2, … WHERE id = $1 AND deleted_at IS NULL`.
+fn save_sql(table: &str, columns: &str) -> String {
+    let assignments =
+        columns.split(", ").enumerate().map(|(index, column)| format!("{column} = ${}", index + 2)).collect::<Vec<_>>();
+    format!("UPDATE {table} SET {} WHERE id = $1 AND deleted_at IS NULL", assignments.join(", "))
+}
+
+// Organisations and service tokens.
+
+pub async fn organisation<C: Sql + ?Sized>(sql: &mut C, id: &OrganisationId) -> StoreResult<Option<Organisation>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(ORGANISATION, "organisations WHERE id = $1"));
+    one(sql, statement(&SQL, &[&[text(id.as_str())]]), rows::organisation).await
+}
+
+/// The organisation, locked until the transaction ends.
+pub async fn lock_organisation<C: Sql + ?Sized>(sql: &mut C, id: &OrganisationId) -> StoreResult<Option<Organisation>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(ORGANISATION, "organisations WHERE id = $1"));
+    let locked = format!("{}{}", *SQL, C::ROW_LOCK);
+    one(sql, statement(&locked, &[&[text(id.as_str())]]), rows::organisation).await
+}
+
+pub async fn organisation_by_name<C: Sql + ?Sized>(sql: &mut C, name: &str) -> StoreResult<Option<Organisation>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(ORGANISATION, "organisations WHERE name = $1"));
+    one(sql, statement(&SQL, &[&[text(name)]]), rows::organisation).await
+}
+
+pub async fn count_organisations<C: Sql + ?Sized>(sql: &mut C) -> StoreResult<u64> {
+    let total = one(sql, statement("SELECT COUNT(*) AS total FROM organisations", &[]), rows::count).await?;
+    Ok(total.unwrap_or(0))
+}
+
+pub async fn insert_organisation<C: Sql + ?Sized>(sql: &mut C, organisation: &Organisation) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("organisations", ORGANISATION));
+    let values = [text(organisation.id.as_str()), text(organisation.name.as_str()), time(organisation.created_at)];
+    insert(sql, statement(&SQL, &[&values]), organisation.name.as_str()).await
+}
+
+/// The authentication lookup: unrevoked tokens only.
+pub async fn service_token_by_digest<C: Sql + ?Sized>(
+    sql: &mut C,
+    digest: &SecretDigest,
+) -> StoreResult<Option<ServiceTokenRecord>> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| select(SERVICE_TOKEN, "service_tokens WHERE digest = $1 AND revoked_at IS NULL"));
+    one(sql, statement(&SQL, &[&[Value::Bytes(&digest.as_bytes()[..])]]), rows::service_token).await
+}
+
+pub async fn insert_service_token<C: Sql + ?Sized>(sql: &mut C, token: &ServiceTokenRecord) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("service_tokens", SERVICE_TOKEN));
+    let values = [
+        text(token.id.as_str()),
+        text(token.organisation_id.as_str()),
+        text(token.name.as_str()),
+        Value::Bytes(&token.digest.as_bytes()[..]),
+    ];
+    let times = [time(token.created_at), Value::Time(token.revoked_at)];
+    insert(sql, statement(&SQL, &[&values, &actor(Some(&token.actor)), &times]), "").await
+}
+
+// Workspaces.
+
+pub async fn workspace<C: Sql + ?Sized>(sql: &mut C, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(WORKSPACE, "workspaces WHERE uid = $1"));
+    one(sql, statement(&SQL, &[&[text(uid.as_str())]]), |row| rows::workspace(row, "")).await
+}
+
+/// The workspace, locked until the transaction ends: concurrent mutations
+/// of one workspace's keys run one after the other.
+pub async fn lock_workspace<C: Sql + ?Sized>(sql: &mut C, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(WORKSPACE, "workspaces WHERE uid = $1"));
+    let locked = format!("{}{}", *SQL, C::ROW_LOCK);
+    one(sql, statement(&locked, &[&[text(uid.as_str())]]), |row| rows::workspace(row, "")).await
+}
+
+pub async fn workspace_by_slug<C: Sql + ?Sized>(
+    sql: &mut C,
+    organisation: &OrganisationId,
+    slug: &str,
+) -> StoreResult<Option<Workspace>> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| select(WORKSPACE, "workspaces WHERE organisation_id = $1 AND slug = $2"));
+    one(sql, statement(&SQL, &[&[text(organisation.as_str()), text(slug)]]), |row| rows::workspace(row, "")).await
+}
+
+pub async fn list_workspaces<C: Sql + ?Sized>(
+    sql: &mut C,
+    organisation: &OrganisationId,
+    pagination: Pagination,
+) -> StoreResult<Page<Workspace>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        select(WORKSPACE, "workspaces WHERE organisation_id = $1 ORDER BY created_at DESC, uid DESC LIMIT $2 OFFSET $3")
+    });
+    let count = "SELECT COUNT(*) AS total FROM workspaces WHERE organisation_id = $1";
+    page(sql, (count, &SQL), &[text(organisation.as_str())], pagination, |row| rows::workspace(row, "")).await
+}
+
+pub async fn insert_workspace<C: Sql + ?Sized>(sql: &mut C, workspace: &Workspace) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("workspaces", WORKSPACE));
+    let values = [
+        text(workspace.uid.as_str()),
+        text(workspace.organisation_id.as_str()),
+        text(workspace.slug.as_str()),
+        text(workspace.name.as_str()),
+        description(workspace.description.as_ref()),
+        text(workspace.mode.as_str()),
+        time(workspace.created_at),
+    ];
+    insert(sql, statement(&SQL, &[&values, &actor(workspace.created_by.as_ref())]), workspace.slug.as_str()).await
+}
+
+// API keys.
+
+pub async fn api_key<C: Sql + ?Sized>(
+    sql: &mut C,
+    workspace: &WorkspaceUid,
+    id: &ApiKeyId,
+) -> StoreResult<Option<ApiKey>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(API_KEY, "api_keys WHERE id = $1 AND workspace_uid = $2"));
+    one(sql, statement(&SQL, &[&[text(id.as_str()), text(workspace.as_str())]]), rows::api_key).await
+}
+
+pub async fn list_api_keys<C: Sql + ?Sized>(
+    sql: &mut C,
+    workspace: &WorkspaceUid,
+    pagination: Pagination,
+    include_deleted: bool,
+) -> StoreResult<Page<ApiKey>> {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("api_keys", API_KEY));
+    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::api_key).await
+}
+
+/// The verification path: one index lookup by digest, deleted keys too.
+pub async fn api_key_by_digest<C: Sql + ?Sized>(
+    sql: &mut C,
+    digest: &SecretDigest,
+) -> StoreResult<Option<(ApiKey, Workspace)>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let columns = format!("{}, {}", qualified("k", API_KEY), joined("w", WORKSPACE));
+        select(&columns, "api_keys k JOIN workspaces w ON w.uid = k.workspace_uid WHERE k.digest = $1")
+    });
+    let decode = |row: &C::Row| Ok((rows::api_key(row)?, rows::workspace(row, "w_")?));
+    one(sql, statement(&SQL, &[&[Value::Bytes(&digest.as_bytes()[..])]]), decode).await
+}
+
+pub async fn insert_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("api_keys", API_KEY));
+    let values = [
+        text(key.id.as_str()),
+        text(key.workspace.as_str()),
+        text(key.name.as_str()),
+        description(key.description.as_ref()),
+        Value::Bytes(&key.digest.as_bytes()[..]),
+        text(key.masked_api_key.as_str()),
+        time(key.created_at),
+    ];
+    let deleted = [Value::Time(key.deleted_at)];
+    let groups: [&[Value<'_>]; 4] =
+        [&values, &actor(key.created_by.as_ref()), &deleted, &actor(key.deleted_by.as_ref())];
+    insert(sql, statement(&SQL, &groups), "").await
+}
+
+/// Writes every mutable column of a live API key.
+pub async fn save_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| save_sql("api_keys", "name, description, deleted_at, deleted_by_name, deleted_by_email"));
+    let values = [
+        text(key.id.as_str()),
+        text(key.name.as_str()),
+        description(key.description.as_ref()),
+        Value::Time(key.deleted_at),
+    ];
+    save(sql, statement(&SQL, &[&values, &actor(key.deleted_by.as_ref())]), "api_keys").await
+}
+
+// Public keys.
+
+/// The live keys of a workspace, oldest first: what `PublicKeyRing` holds.
+pub async fn live_public_keys<C: Sql + ?Sized>(sql: &mut C, workspace: &WorkspaceUid) -> StoreResult<Vec<PublicKey>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        select(PUBLIC_KEY, "public_keys WHERE workspace_uid = $1 AND deleted_at IS NULL ORDER BY created_at, id")
+    });
+    all(sql, statement(&SQL, &[&[text(workspace.as_str())]]), rows::public_key).await
+}
+
+pub async fn public_key<C: Sql + ?Sized>(
+    sql: &mut C,
+    workspace: &WorkspaceUid,
+    id: &PublicKeyId,
+) -> StoreResult<Option<PublicKey>> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| select(PUBLIC_KEY, "public_keys WHERE id = $1 AND workspace_uid = $2"));
+    one(sql, statement(&SQL, &[&[text(id.as_str()), text(workspace.as_str())]]), rows::public_key).await
+}
+
+pub async fn list_public_keys<C: Sql + ?Sized>(
+    sql: &mut C,
+    workspace: &WorkspaceUid,
+    pagination: Pagination,
+    include_deleted: bool,
+) -> StoreResult<Page<PublicKey>> {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("public_keys", PUBLIC_KEY));
+    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::public_key).await
+}
+
+/// The verification path: by the `SS.PUBK.` value (unique index).
+pub async fn public_key_by_value<C: Sql + ?Sized>(
+    sql: &mut C,
+    value: &str,
+) -> StoreResult<Option<(PublicKey, Workspace)>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let columns = format!("{}, {}", qualified("k", PUBLIC_KEY), joined("w", WORKSPACE));
+        select(&columns, "public_keys k JOIN workspaces w ON w.uid = k.workspace_uid WHERE k.value = $1")
+    });
+    let decode = |row: &C::Row| Ok((rows::public_key(row)?, rows::workspace(row, "w_")?));
+    one(sql, statement(&SQL, &[&[text(value)]]), decode).await
+}
+
+/// The columns after `id, workspace_uid` that a public key's save writes.
+const PUBLIC_KEY_MUTABLE: &str = "value, name, description, allowed_domains, is_secure_mode_enabled, is_default, \
+                                  rotated_at, rotated_by_name, rotated_by_email, updated_at, updated_by_name, \
+                                  updated_by_email, deleted_at, deleted_by_name, deleted_by_email";
+
+/// The values of [`PUBLIC_KEY_MUTABLE`], in order.
+fn public_key_mutable(key: &PublicKey) -> Vec<Value<'_>> {
+    let head = [
+        text(key.api_key.as_str()),
+        text(key.name.as_str()),
+        description(key.description.as_ref()),
+        domains(&key.allowed_domains),
+        Value::Flag(key.is_secure_mode_enabled),
+        Value::Flag(key.is_default),
+        Value::Time(key.rotated_at),
+    ];
+    let (updated, deleted) = ([time(key.updated_at)], [Value::Time(key.deleted_at)]);
+    let groups: [&[Value<'_>]; 6] = [
+        &head,
+        &actor(key.rotated_by.as_ref()),
+        &updated,
+        &actor(key.updated_by.as_ref()),
+        &deleted,
+        &actor(key.deleted_by.as_ref()),
+    ];
+    groups.iter().flat_map(|group| group.iter().copied()).collect()
+}
+
+pub async fn insert_public_key<C: Sql + ?Sized>(sql: &mut C, key: &PublicKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        insert_sql(
+            "public_keys",
+            &format!("id, workspace_uid, created_at, created_by_name, created_by_email, {PUBLIC_KEY_MUTABLE}"),
         )
-    };
+    });
+    let head = [text(key.id.as_str()), text(key.workspace.as_str()), time(key.created_at)];
+    let created_by = actor(key.created_by.as_ref());
+    insert(sql, statement(&SQL, &[&head, &created_by, &public_key_mutable(key)]), "").await
 }
-macro_rules! public_key_columns {
-    ($table:literal) => {
-        concat!(
-            $table,
-            "id, ",
-            $table,
-            "workspace_uid, ",
-            $table,
-            "value, ",
-            $table,
-            "name, ",
-            $table,
-            "description, ",
-            $table,
-            "allowed_domains, ",
-            $table,
-            "is_secure_mode_enabled, ",
-            $table,
-            "is_default, ",
-            $table,
-            "created_at, ",
-            $table,
-            "created_by_name, ",
-            $table,
-            "created_by_email, ",
-            $table,
-            "rotated_at, ",
-            $table,
-            "rotated_by_name, ",
-            $table,
-            "rotated_by_email, ",
-            $table,
-            "updated_at, ",
-            $table,
-            "updated_by_name, ",
-            $table,
-            "updated_by_email, ",
-            $table,
-            "deleted_at, ",
-            $table,
-            "deleted_by_name, ",
-            $table,
-            "deleted_by_email"
+
+/// Writes every mutable column of a live public key.
+pub async fn save_public_key<C: Sql + ?Sized>(sql: &mut C, key: &PublicKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| save_sql("public_keys", PUBLIC_KEY_MUTABLE));
+    save(sql, statement(&SQL, &[&[text(key.id.as_str())], &public_key_mutable(key)]), "public_keys").await
+}
+
+// Workspace signing keys.
+
+/// The live keys of a workspace, newest first: what `SigningKeyRing` holds.
+pub async fn live_signing_keys<C: Sql + ?Sized>(
+    sql: &mut C,
+    workspace: &WorkspaceUid,
+) -> StoreResult<Vec<WorkspaceSigningKey>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        select(
+            SIGNING_KEY,
+            "workspace_signing_keys WHERE workspace_uid = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC",
         )
-    };
-}
-macro_rules! signing_key_columns {
-    () => {
-        "id, uid, workspace_uid, public_key_pem, status, allowed_domains, expiry_at, created_at, \
-         created_by_name, created_by_email, rolled_at, rolled_by_name, rolled_by_email, deleted_at, \
-         deleted_by_name, deleted_by_email"
-    };
-}
-macro_rules! organisation_key_columns {
-    () => {
-        "id, organisation_id, name, public_key_pem, created_at, created_by_name, created_by_email, deleted_at, \
-         deleted_by_name, deleted_by_email"
-    };
+    });
+    all(sql, statement(&SQL, &[&[text(workspace.as_str())]]), rows::signing_key).await
 }
 
-/// Implements [`Repo`] for `$repo<C>` (a newtype over something that
-/// dereferences to the backend's connection: a pooled connection or a
-/// transaction).
-///
-/// The expansion site must provide, in scope:
-/// - `encode_time(OffsetDateTime)` and `encode_optional_time(Option<OffsetDateTime>)`:
-///   the bindable form of a timestamp;
-/// - `encode_domains(&Option<Vec<DomainPattern>>)`: the bindable form of
-///   `allowed_domains`;
-/// - `database_error(sqlx::Error) -> StoreError` and
-///   `violated(&sqlx::Error) -> Option<Constraint>`;
-/// - a row type implementing [`crate::rows::RowExt`] (what the connection yields).
-///
-/// `$row_lock` is appended to the `lock_*` lookups (`" FOR NO KEY UPDATE"`
-/// on PostgreSQL; `""` on SQLite, where `BEGIN IMMEDIATE` already excludes
-/// every other writer).
-macro_rules! sql_repo {
-    ($repo:ident, $connection:ty, $row_lock:literal) => {
-        #[async_trait::async_trait]
-        impl<C> $crate::repo::Repo for $repo<C>
-        where
-            C: std::ops::DerefMut<Target = $connection> + Send,
-        {
-            async fn organisation(
-                &mut self,
-                id: &keys_core::OrganisationId,
-            ) -> $crate::StoreResult<Option<keys_core::Organisation>> {
-                sqlx::query(concat!("SELECT ", organisation_columns!(), " FROM organisations WHERE id = $1"))
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    .map_err(database_error)?
-                    .map(|row| $crate::rows::organisation(&row))
-                    .transpose()
-            }
+pub async fn list_signing_keys<C: Sql + ?Sized>(
+    sql: &mut C,
+    workspace: &WorkspaceUid,
+    pagination: Pagination,
+    include_deleted: bool,
+) -> StoreResult<Page<WorkspaceSigningKey>> {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("workspace_signing_keys", SIGNING_KEY));
+    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::signing_key).await
+}
 
-            async fn lock_organisation(
-                &mut self,
-                id: &keys_core::OrganisationId,
-            ) -> $crate::StoreResult<Option<keys_core::Organisation>> {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    organisation_columns!(),
-                    " FROM organisations WHERE id = $1",
-                    $row_lock
-                ))
-                .bind(id.as_str())
-                .fetch_optional(&mut *self.0)
-                .await
-                .map_err(database_error)?
-                .map(|row| $crate::rows::organisation(&row))
-                .transpose()
-            }
+/// By `uid` (the JWT `kid`), deleted keys included.
+pub async fn signing_key_by_uid<C: Sql + ?Sized>(
+    sql: &mut C,
+    uid: &SigningKeyUid,
+) -> StoreResult<Option<WorkspaceSigningKey>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(SIGNING_KEY, "workspace_signing_keys WHERE uid = $1"));
+    one(sql, statement(&SQL, &[&[text(uid.as_str())]]), rows::signing_key).await
+}
 
-            async fn organisation_by_name(
-                &mut self,
-                name: &str,
-            ) -> $crate::StoreResult<Option<keys_core::Organisation>> {
-                sqlx::query(concat!("SELECT ", organisation_columns!(), " FROM organisations WHERE name = $1"))
-                    .bind(name)
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    .map_err(database_error)?
-                    .map(|row| $crate::rows::organisation(&row))
-                    .transpose()
-            }
+/// The columns after `id, uid, workspace_uid, public_key_pem` that a
+/// signing key's save writes (`created_*` come last on insert).
+const SIGNING_KEY_MUTABLE: &str = "status, allowed_domains, expiry_at, rolled_at, rolled_by_name, rolled_by_email, \
+                                   deleted_at, deleted_by_name, deleted_by_email";
 
-            async fn count_organisations(&mut self) -> $crate::StoreResult<u64> {
-                let row = sqlx::query("SELECT COUNT(*) AS total FROM organisations")
-                    .fetch_one(&mut *self.0)
-                    .await
-                    .map_err(database_error)?;
-                $crate::rows::count(&row)
-            }
+fn signing_key_mutable(key: &WorkspaceSigningKey) -> Vec<Value<'_>> {
+    let head = [text(key.status.as_str()), domains(&key.allowed_domains), Value::Time(key.expiry_at)];
+    let (rolled, deleted) = ([Value::Time(key.rolled_at)], [Value::Time(key.deleted_at)]);
+    let groups: [&[Value<'_>]; 5] =
+        [&head, &rolled, &actor(key.rolled_by.as_ref()), &deleted, &actor(key.deleted_by.as_ref())];
+    groups.iter().flat_map(|group| group.iter().copied()).collect()
+}
 
-            async fn service_token_by_digest(
-                &mut self,
-                digest: &keys_core::SecretDigest,
-            ) -> $crate::StoreResult<Option<keys_core::ServiceTokenRecord>> {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    service_token_columns!(),
-                    " FROM service_tokens WHERE digest = $1 AND revoked_at IS NULL"
-                ))
-                .bind(&digest.as_bytes()[..])
-                .fetch_optional(&mut *self.0)
-                .await
-                .map_err(database_error)?
-                .map(|row| $crate::rows::service_token(&row))
-                .transpose()
-            }
+pub async fn insert_signing_key<C: Sql + ?Sized>(sql: &mut C, key: &WorkspaceSigningKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        insert_sql(
+            "workspace_signing_keys",
+            &format!(
+                "id, uid, workspace_uid, public_key_pem, {SIGNING_KEY_MUTABLE}, created_at, created_by_name, \
+                 created_by_email"
+            ),
+        )
+    });
+    let head = [
+        text(key.id.as_str()),
+        text(key.uid.as_str()),
+        text(key.workspace.as_str()),
+        text(key.public_key_pem.as_str()),
+    ];
+    let created = [time(key.created_at)];
+    let groups: [&[Value<'_>]; 4] = [&head, &signing_key_mutable(key), &created, &actor(key.created_by.as_ref())];
+    insert(sql, statement(&SQL, &groups), "").await
+}
 
-            async fn workspace(
-                &mut self,
-                uid: &keys_core::WorkspaceUid,
-            ) -> $crate::StoreResult<Option<keys_core::Workspace>> {
-                sqlx::query(concat!("SELECT ", workspace_columns!(), " FROM workspaces WHERE uid = $1"))
-                    .bind(uid.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    .map_err(database_error)?
-                    .map(|row| $crate::rows::workspace(&row, ""))
-                    .transpose()
-            }
+/// Writes every mutable column of a live signing key.
+pub async fn save_signing_key<C: Sql + ?Sized>(sql: &mut C, key: &WorkspaceSigningKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| save_sql("workspace_signing_keys", SIGNING_KEY_MUTABLE));
+    save(sql, statement(&SQL, &[&[text(key.id.as_str())], &signing_key_mutable(key)]), "workspace_signing_keys").await
+}
 
-            async fn lock_workspace(
-                &mut self,
-                uid: &keys_core::WorkspaceUid,
-            ) -> $crate::StoreResult<Option<keys_core::Workspace>> {
-                sqlx::query(concat!("SELECT ", workspace_columns!(), " FROM workspaces WHERE uid = $1", $row_lock))
-                    .bind(uid.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    .map_err(database_error)?
-                    .map(|row| $crate::rows::workspace(&row, ""))
-                    .transpose()
-            }
+// Organisation signing keys.
 
-            async fn workspace_by_slug(
-                &mut self,
-                organisation: &keys_core::OrganisationId,
-                slug: &str,
-            ) -> $crate::StoreResult<Option<keys_core::Workspace>> {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    workspace_columns!(),
-                    " FROM workspaces WHERE organisation_id = $1 AND slug = $2"
-                ))
-                .bind(organisation.as_str())
-                .bind(slug)
-                .fetch_optional(&mut *self.0)
-                .await
-                .map_err(database_error)?
-                .map(|row| $crate::rows::workspace(&row, ""))
-                .transpose()
-            }
+/// By id, deleted keys included.
+pub async fn organisation_key<C: Sql + ?Sized>(
+    sql: &mut C,
+    id: &OrganisationKeyId,
+) -> StoreResult<Option<OrganisationSigningKey>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(ORGANISATION_KEY, "organisation_keys WHERE id = $1"));
+    one(sql, statement(&SQL, &[&[text(id.as_str())]]), rows::organisation_key).await
+}
 
-            async fn list_workspaces(
-                &mut self,
-                organisation: &keys_core::OrganisationId,
-                page: keys_core::Pagination,
-            ) -> $crate::StoreResult<keys_core::Page<keys_core::Workspace>> {
-                let (limit, offset) = $crate::repo::limit_offset(page);
-                let total = sqlx::query("SELECT COUNT(*) AS total FROM workspaces WHERE organisation_id = $1")
-                    .bind(organisation.as_str())
-                    .fetch_one(&mut *self.0)
-                    .await
-                    .map_err(database_error)?;
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    workspace_columns!(),
-                    " FROM workspaces WHERE organisation_id = $1 ORDER BY created_at DESC, uid DESC LIMIT $2 OFFSET $3"
-                ))
-                .bind(organisation.as_str())
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                Ok(keys_core::Page {
-                    items: rows.iter().map(|row| $crate::rows::workspace(row, "")).collect::<Result<_, _>>()?,
-                    total: $crate::rows::count(&total)?,
-                    pagination: page,
-                })
-            }
+/// Live keys of the organisation, newest first.
+pub async fn list_organisation_keys<C: Sql + ?Sized>(
+    sql: &mut C,
+    organisation: &OrganisationId,
+) -> StoreResult<Vec<OrganisationSigningKey>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        select(
+            ORGANISATION_KEY,
+            "organisation_keys WHERE organisation_id = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC",
+        )
+    });
+    all(sql, statement(&SQL, &[&[text(organisation.as_str())]]), rows::organisation_key).await
+}
 
-            async fn api_key(
-                &mut self,
-                workspace: &keys_core::WorkspaceUid,
-                id: &keys_core::ApiKeyId,
-            ) -> $crate::StoreResult<Option<keys_core::ApiKey>> {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    api_key_columns!(""),
-                    " FROM api_keys WHERE id = $1 AND workspace_uid = $2"
-                ))
-                .bind(id.as_str())
-                .bind(workspace.as_str())
-                .fetch_optional(&mut *self.0)
-                .await
-                .map_err(database_error)?
-                .map(|row| $crate::rows::api_key(&row))
-                .transpose()
-            }
+pub async fn insert_organisation_key<C: Sql + ?Sized>(sql: &mut C, key: &OrganisationSigningKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("organisation_keys", ORGANISATION_KEY));
+    let values = [
+        text(key.id.as_str()),
+        text(key.organisation_id.as_str()),
+        text(key.name.as_str()),
+        text(key.public_key_pem.as_str()),
+        time(key.created_at),
+    ];
+    let deleted = [Value::Time(key.deleted_at)];
+    let groups: [&[Value<'_>]; 4] =
+        [&values, &actor(key.created_by.as_ref()), &deleted, &actor(key.deleted_by.as_ref())];
+    insert(sql, statement(&SQL, &groups), "").await
+}
 
-            async fn list_api_keys(
-                &mut self,
-                workspace: &keys_core::WorkspaceUid,
-                page: keys_core::Pagination,
-                include_deleted: bool,
-            ) -> $crate::StoreResult<keys_core::Page<keys_core::ApiKey>> {
-                let (limit, offset) = $crate::repo::limit_offset(page);
-                let total = sqlx::query(
-                    "SELECT COUNT(*) AS total FROM api_keys WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL)",
-                )
-                .bind(workspace.as_str())
-                .bind(include_deleted)
-                .fetch_one(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    api_key_columns!(""),
-                    " FROM api_keys WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL) \
-                     ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-                ))
-                .bind(workspace.as_str())
-                .bind(include_deleted)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                Ok(keys_core::Page {
-                    items: rows.iter().map($crate::rows::api_key).collect::<Result<_, _>>()?,
-                    total: $crate::rows::count(&total)?,
-                    pagination: page,
-                })
-            }
+/// Writes every mutable column of a live organisation signing key.
+pub async fn save_organisation_key<C: Sql + ?Sized>(sql: &mut C, key: &OrganisationSigningKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| save_sql("organisation_keys", "name, deleted_at, deleted_by_name, deleted_by_email"));
+    let values = [text(key.id.as_str()), text(key.name.as_str()), Value::Time(key.deleted_at)];
+    save(sql, statement(&SQL, &[&values, &actor(key.deleted_by.as_ref())]), "organisation_keys").await
+}
 
-            async fn api_key_by_digest(
-                &mut self,
-                digest: &keys_core::SecretDigest,
-            ) -> $crate::StoreResult<Option<(keys_core::ApiKey, keys_core::Workspace)>> {
-                let row = sqlx::query(concat!(
-                    "SELECT ",
-                    api_key_columns!("k."),
-                    ", ",
-                    joined_workspace_columns!(),
-                    " FROM api_keys k JOIN workspaces w ON w.uid = k.workspace_uid WHERE k.digest = $1"
-                ))
-                .bind(&digest.as_bytes()[..])
-                .fetch_optional(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                row.map(|row| Ok(($crate::rows::api_key(&row)?, $crate::rows::workspace(&row, "w_")?)))
-                    .transpose()
-            }
+// Audit.
 
-            async fn live_public_keys(
-                &mut self,
-                workspace: &keys_core::WorkspaceUid,
-            ) -> $crate::StoreResult<Vec<keys_core::PublicKey>> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    public_key_columns!(""),
-                    " FROM public_keys WHERE workspace_uid = $1 AND deleted_at IS NULL ORDER BY created_at, id"
-                ))
-                .bind(workspace.as_str())
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                rows.iter().map($crate::rows::public_key).collect()
-            }
+/// One audit event as the table holds it; [`crate::commands`] owns the
+/// typed event and decodes rows back into it.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditRow<'a> {
+    pub organisation_id: &'a str,
+    pub workspace_uid: Option<&'a str>,
+    pub actor: Option<&'a Actor>,
+    pub action: &'a str,
+    pub target_id: &'a str,
+    pub at: OffsetDateTime,
+}
 
-            async fn public_key(
-                &mut self,
-                workspace: &keys_core::WorkspaceUid,
-                id: &keys_core::PublicKeyId,
-            ) -> $crate::StoreResult<Option<keys_core::PublicKey>> {
-                sqlx::query(concat!(
-                    "SELECT ",
-                    public_key_columns!(""),
-                    " FROM public_keys WHERE id = $1 AND workspace_uid = $2"
-                ))
-                .bind(id.as_str())
-                .bind(workspace.as_str())
-                .fetch_optional(&mut *self.0)
-                .await
-                .map_err(database_error)?
-                .map(|row| $crate::rows::public_key(&row))
-                .transpose()
-            }
+/// The newest `limit` audit events of an organisation.
+pub async fn audit_events<C: Sql + ?Sized, T>(
+    sql: &mut C,
+    organisation: &OrganisationId,
+    limit: u32,
+    decode: impl Fn(&C::Row) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        select(AUDIT_EVENT, "audit_events WHERE organisation_id = $1 ORDER BY at DESC, id DESC LIMIT $2")
+    });
+    let values = [text(organisation.as_str()), Value::Integer(i64::from(limit))];
+    all(sql, statement(&SQL, &[&values]), decode).await
+}
 
-            async fn list_public_keys(
-                &mut self,
-                workspace: &keys_core::WorkspaceUid,
-                page: keys_core::Pagination,
-                include_deleted: bool,
-            ) -> $crate::StoreResult<keys_core::Page<keys_core::PublicKey>> {
-                let (limit, offset) = $crate::repo::limit_offset(page);
-                let total = sqlx::query(
-                    "SELECT COUNT(*) AS total FROM public_keys WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL)",
-                )
-                .bind(workspace.as_str())
-                .bind(include_deleted)
-                .fetch_one(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    public_key_columns!(""),
-                    " FROM public_keys WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL) \
-                     ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-                ))
-                .bind(workspace.as_str())
-                .bind(include_deleted)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                Ok(keys_core::Page {
-                    items: rows.iter().map($crate::rows::public_key).collect::<Result<_, _>>()?,
-                    total: $crate::rows::count(&total)?,
-                    pagination: page,
-                })
-            }
+pub async fn insert_audit_event<C: Sql + ?Sized>(sql: &mut C, event: AuditRow<'_>) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("audit_events", AUDIT_EVENT));
+    let head = [text(event.organisation_id), Value::Text(event.workspace_uid)];
+    let tail = [text(event.action), text(event.target_id), time(event.at)];
+    insert(sql, statement(&SQL, &[&head, &actor(event.actor), &tail]), "").await
+}
 
-            async fn public_key_by_value(
-                &mut self,
-                value: &str,
-            ) -> $crate::StoreResult<Option<(keys_core::PublicKey, keys_core::Workspace)>> {
-                let row = sqlx::query(concat!(
-                    "SELECT ",
-                    public_key_columns!("k."),
-                    ", ",
-                    joined_workspace_columns!(),
-                    " FROM public_keys k JOIN workspaces w ON w.uid = k.workspace_uid WHERE k.value = $1"
-                ))
-                .bind(value)
-                .fetch_optional(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                row.map(|row| Ok(($crate::rows::public_key(&row)?, $crate::rows::workspace(&row, "w_")?)))
-                    .transpose()
-            }
-
-            async fn live_signing_keys(
-                &mut self,
-                workspace: &keys_core::WorkspaceUid,
-            ) -> $crate::StoreResult<Vec<keys_core::WorkspaceSigningKey>> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    signing_key_columns!(),
-                    " FROM workspace_signing_keys WHERE workspace_uid = $1 AND deleted_at IS NULL \
-                     ORDER BY created_at DESC, id DESC"
-                ))
-                .bind(workspace.as_str())
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                rows.iter().map($crate::rows::signing_key).collect()
-            }
-
-            async fn list_signing_keys(
-                &mut self,
-                workspace: &keys_core::WorkspaceUid,
-                page: keys_core::Pagination,
-                include_deleted: bool,
-            ) -> $crate::StoreResult<keys_core::Page<keys_core::WorkspaceSigningKey>> {
-                let (limit, offset) = $crate::repo::limit_offset(page);
-                let total = sqlx::query(
-                    "SELECT COUNT(*) AS total FROM workspace_signing_keys \
-                     WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL)",
-                )
-                .bind(workspace.as_str())
-                .bind(include_deleted)
-                .fetch_one(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    signing_key_columns!(),
-                    " FROM workspace_signing_keys WHERE workspace_uid = $1 AND ($2 OR deleted_at IS NULL) \
-                     ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"
-                ))
-                .bind(workspace.as_str())
-                .bind(include_deleted)
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                Ok(keys_core::Page {
-                    items: rows.iter().map($crate::rows::signing_key).collect::<Result<_, _>>()?,
-                    total: $crate::rows::count(&total)?,
-                    pagination: page,
-                })
-            }
-
-            async fn signing_key_by_uid(
-                &mut self,
-                uid: &keys_core::SigningKeyUid,
-            ) -> $crate::StoreResult<Option<keys_core::WorkspaceSigningKey>> {
-                sqlx::query(concat!("SELECT ", signing_key_columns!(), " FROM workspace_signing_keys WHERE uid = $1"))
-                    .bind(uid.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    .map_err(database_error)?
-                    .map(|row| $crate::rows::signing_key(&row))
-                    .transpose()
-            }
-
-            async fn organisation_key(
-                &mut self,
-                id: &keys_core::OrganisationKeyId,
-            ) -> $crate::StoreResult<Option<keys_core::OrganisationSigningKey>> {
-                sqlx::query(concat!("SELECT ", organisation_key_columns!(), " FROM organisation_keys WHERE id = $1"))
-                    .bind(id.as_str())
-                    .fetch_optional(&mut *self.0)
-                    .await
-                    .map_err(database_error)?
-                    .map(|row| $crate::rows::organisation_key(&row))
-                    .transpose()
-            }
-
-            async fn list_organisation_keys(
-                &mut self,
-                organisation: &keys_core::OrganisationId,
-            ) -> $crate::StoreResult<Vec<keys_core::OrganisationSigningKey>> {
-                let rows = sqlx::query(concat!(
-                    "SELECT ",
-                    organisation_key_columns!(),
-                    " FROM organisation_keys WHERE organisation_id = $1 AND deleted_at IS NULL \
-                     ORDER BY created_at DESC, id DESC"
-                ))
-                .bind(organisation.as_str())
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                rows.iter().map($crate::rows::organisation_key).collect()
-            }
-
-            async fn audit_events(
-                &mut self,
-                organisation: &keys_core::OrganisationId,
-                limit: u32,
-            ) -> $crate::StoreResult<Vec<$crate::AuditEvent>> {
-                let rows = sqlx::query(
-                    "SELECT organisation_id, workspace_uid, actor_name, actor_email, action, target_id, at \
-                     FROM audit_events WHERE organisation_id = $1 ORDER BY at DESC, id DESC LIMIT $2",
-                )
-                .bind(organisation.as_str())
-                .bind(i64::from(limit))
-                .fetch_all(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                rows.iter().map($crate::rows::audit_event).collect()
-            }
-
-            async fn insert_organisation(&mut self, organisation: &keys_core::Organisation) -> $crate::StoreResult<()> {
-                sqlx::query("INSERT INTO organisations (id, name, created_at) VALUES ($1, $2, $3)")
-                    .bind(organisation.id.as_str())
-                    .bind(organisation.name.as_str())
-                    .bind(encode_time(organisation.created_at))
-                    .execute(&mut *self.0)
-                    .await
-                    .map_err(|error| {
-                        let violated = violated(&error);
-                        $crate::repo::write_error(error, violated, organisation.name.as_str())
-                    })?;
-                Ok(())
-            }
-
-            async fn insert_service_token(&mut self, token: &keys_core::ServiceTokenRecord) -> $crate::StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO service_tokens \
-                     (id, organisation_id, name, digest, actor_name, actor_email, created_at, revoked_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                )
-                .bind(token.id.as_str())
-                .bind(token.organisation_id.as_str())
-                .bind(token.name.as_str())
-                .bind(&token.digest.as_bytes()[..])
-                .bind(token.actor.name())
-                .bind(token.actor.email())
-                .bind(encode_time(token.created_at))
-                .bind(encode_optional_time(token.revoked_at))
-                .execute(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                Ok(())
-            }
-
-            async fn insert_workspace(&mut self, workspace: &keys_core::Workspace) -> $crate::StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO workspaces \
-                     (uid, organisation_id, slug, name, description, mode, created_at, created_by_name, created_by_email) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(workspace.uid.as_str())
-                .bind(workspace.organisation_id.as_str())
-                .bind(workspace.slug.as_str())
-                .bind(workspace.name.as_str())
-                .bind(workspace.description.as_ref().map(keys_core::Description::as_str))
-                .bind(workspace.mode.as_str())
-                .bind(encode_time(workspace.created_at))
-                .bind(workspace.created_by.as_ref().map(keys_core::Actor::name))
-                .bind(workspace.created_by.as_ref().map(keys_core::Actor::email))
-                .execute(&mut *self.0)
-                .await
-                .map_err(|error| {
-                    let violated = violated(&error);
-                    $crate::repo::write_error(error, violated, workspace.slug.as_str())
-                })?;
-                Ok(())
-            }
-
-            async fn insert_api_key(&mut self, key: &keys_core::ApiKey) -> $crate::StoreResult<()> {
-                sqlx::query(concat!(
-                    "INSERT INTO api_keys (",
-                    api_key_columns!(""),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-                ))
-                .bind(key.id.as_str())
-                .bind(key.workspace.as_str())
-                .bind(key.name.as_str())
-                .bind(key.description.as_ref().map(keys_core::Description::as_str))
-                .bind(&key.digest.as_bytes()[..])
-                .bind(key.masked_api_key.as_str())
-                .bind(encode_time(key.created_at))
-                .bind(key.created_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.created_by.as_ref().map(keys_core::Actor::email))
-                .bind(encode_optional_time(key.deleted_at))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::email))
-                .execute(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                Ok(())
-            }
-
-            async fn update_api_key(&mut self, key: &keys_core::ApiKey) -> $crate::StoreResult<()> {
-                let done = sqlx::query(
-                    "UPDATE api_keys SET deleted_at = $2, deleted_by_name = $3, deleted_by_email = $4 WHERE id = $1",
-                )
-                .bind(key.id.as_str())
-                .bind(encode_optional_time(key.deleted_at))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::email))
-                .execute(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                $crate::repo::expect_one_row(done.rows_affected(), "api_keys")
-            }
-
-            async fn insert_public_key(&mut self, key: &keys_core::PublicKey) -> $crate::StoreResult<()> {
-                sqlx::query(concat!(
-                    "INSERT INTO public_keys (",
-                    public_key_columns!(""),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-                     $19, $20)"
-                ))
-                .bind(key.id.as_str())
-                .bind(key.workspace.as_str())
-                .bind(key.api_key.as_str())
-                .bind(key.name.as_str())
-                .bind(key.description.as_ref().map(keys_core::Description::as_str))
-                .bind(encode_domains(&key.allowed_domains))
-                .bind(key.is_secure_mode_enabled)
-                .bind(key.is_default)
-                .bind(encode_time(key.created_at))
-                .bind(key.created_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.created_by.as_ref().map(keys_core::Actor::email))
-                .bind(encode_optional_time(key.rotated_at))
-                .bind(key.rotated_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.rotated_by.as_ref().map(keys_core::Actor::email))
-                .bind(encode_time(key.updated_at))
-                .bind(key.updated_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.updated_by.as_ref().map(keys_core::Actor::email))
-                .bind(encode_optional_time(key.deleted_at))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::email))
-                .execute(&mut *self.0)
-                .await
-                .map_err(|error| {
-                    let violated = violated(&error);
-                    $crate::repo::write_error(error, violated, "")
-                })?;
-                Ok(())
-            }
-
-            async fn update_public_key(&mut self, key: &keys_core::PublicKey) -> $crate::StoreResult<()> {
-                let done = sqlx::query(
-                    "UPDATE public_keys SET value = $2, name = $3, description = $4, allowed_domains = $5, \
-                     is_secure_mode_enabled = $6, is_default = $7, rotated_at = $8, rotated_by_name = $9, \
-                     rotated_by_email = $10, updated_at = $11, updated_by_name = $12, updated_by_email = $13, \
-                     deleted_at = $14, deleted_by_name = $15, deleted_by_email = $16 WHERE id = $1",
-                )
-                .bind(key.id.as_str())
-                .bind(key.api_key.as_str())
-                .bind(key.name.as_str())
-                .bind(key.description.as_ref().map(keys_core::Description::as_str))
-                .bind(encode_domains(&key.allowed_domains))
-                .bind(key.is_secure_mode_enabled)
-                .bind(key.is_default)
-                .bind(encode_optional_time(key.rotated_at))
-                .bind(key.rotated_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.rotated_by.as_ref().map(keys_core::Actor::email))
-                .bind(encode_time(key.updated_at))
-                .bind(key.updated_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.updated_by.as_ref().map(keys_core::Actor::email))
-                .bind(encode_optional_time(key.deleted_at))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::email))
-                .execute(&mut *self.0)
-                .await
-                .map_err(|error| {
-                    let violated = violated(&error);
-                    $crate::repo::write_error(error, violated, "")
-                })?;
-                $crate::repo::expect_one_row(done.rows_affected(), "public_keys")
-            }
-
-            async fn insert_signing_key(&mut self, key: &keys_core::WorkspaceSigningKey) -> $crate::StoreResult<()> {
-                sqlx::query(concat!(
-                    "INSERT INTO workspace_signing_keys (",
-                    signing_key_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
-                ))
-                .bind(key.id.as_str())
-                .bind(key.uid.as_str())
-                .bind(key.workspace.as_str())
-                .bind(key.public_key_pem.as_str())
-                .bind(key.status.as_str())
-                .bind(encode_domains(&key.allowed_domains))
-                .bind(encode_optional_time(key.expiry_at))
-                .bind(encode_time(key.created_at))
-                .bind(key.created_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.created_by.as_ref().map(keys_core::Actor::email))
-                .bind(encode_optional_time(key.rolled_at))
-                .bind(key.rolled_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.rolled_by.as_ref().map(keys_core::Actor::email))
-                .bind(encode_optional_time(key.deleted_at))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::email))
-                .execute(&mut *self.0)
-                .await
-                .map_err(|error| {
-                    let violated = violated(&error);
-                    $crate::repo::write_error(error, violated, "")
-                })?;
-                Ok(())
-            }
-
-            async fn update_signing_key(&mut self, key: &keys_core::WorkspaceSigningKey) -> $crate::StoreResult<()> {
-                let done = sqlx::query(
-                    "UPDATE workspace_signing_keys SET status = $2, allowed_domains = $3, expiry_at = $4, \
-                     rolled_at = $5, rolled_by_name = $6, rolled_by_email = $7, deleted_at = $8, \
-                     deleted_by_name = $9, deleted_by_email = $10 WHERE id = $1",
-                )
-                .bind(key.id.as_str())
-                .bind(key.status.as_str())
-                .bind(encode_domains(&key.allowed_domains))
-                .bind(encode_optional_time(key.expiry_at))
-                .bind(encode_optional_time(key.rolled_at))
-                .bind(key.rolled_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.rolled_by.as_ref().map(keys_core::Actor::email))
-                .bind(encode_optional_time(key.deleted_at))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::email))
-                .execute(&mut *self.0)
-                .await
-                .map_err(|error| {
-                    let violated = violated(&error);
-                    $crate::repo::write_error(error, violated, "")
-                })?;
-                $crate::repo::expect_one_row(done.rows_affected(), "workspace_signing_keys")
-            }
-
-            async fn insert_organisation_key(
-                &mut self,
-                key: &keys_core::OrganisationSigningKey,
-            ) -> $crate::StoreResult<()> {
-                sqlx::query(concat!(
-                    "INSERT INTO organisation_keys (",
-                    organisation_key_columns!(),
-                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-                ))
-                .bind(key.id.as_str())
-                .bind(key.organisation_id.as_str())
-                .bind(key.name.as_str())
-                .bind(key.public_key_pem.as_str())
-                .bind(encode_time(key.created_at))
-                .bind(key.created_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.created_by.as_ref().map(keys_core::Actor::email))
-                .bind(encode_optional_time(key.deleted_at))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::email))
-                .execute(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                Ok(())
-            }
-
-            async fn update_organisation_key(
-                &mut self,
-                key: &keys_core::OrganisationSigningKey,
-            ) -> $crate::StoreResult<()> {
-                let done = sqlx::query(
-                    "UPDATE organisation_keys SET deleted_at = $2, deleted_by_name = $3, deleted_by_email = $4 \
-                     WHERE id = $1",
-                )
-                .bind(key.id.as_str())
-                .bind(encode_optional_time(key.deleted_at))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::name))
-                .bind(key.deleted_by.as_ref().map(keys_core::Actor::email))
-                .execute(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                $crate::repo::expect_one_row(done.rows_affected(), "organisation_keys")
-            }
-
-            async fn insert_audit_event(&mut self, event: &$crate::AuditEvent) -> $crate::StoreResult<()> {
-                sqlx::query(
-                    "INSERT INTO audit_events \
-                     (organisation_id, workspace_uid, actor_name, actor_email, action, target_id, at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(event.organisation_id.as_str())
-                .bind(event.workspace.as_ref().map(keys_core::WorkspaceUid::as_str))
-                .bind(event.actor.as_ref().map(keys_core::Actor::name))
-                .bind(event.actor.as_ref().map(keys_core::Actor::email))
-                .bind(event.action.as_str())
-                .bind(event.target_id.as_str())
-                .bind(encode_time(event.at))
-                .execute(&mut *self.0)
-                .await
-                .map_err(database_error)?;
-                Ok(())
-            }
-        }
-    };
+/// A cheap round trip (readiness).
+pub async fn ping<C: Sql + ?Sized>(sql: &mut C) -> StoreResult<()> {
+    sql.execute(statement("SELECT 1", &[])).await.map_err(database)?;
+    Ok(())
 }

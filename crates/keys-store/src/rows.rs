@@ -14,7 +14,7 @@ use keys_core::{
 };
 use time::OffsetDateTime;
 
-use crate::{AuditEvent, StoreError, StoreResult};
+use crate::error::{StoreError, StoreResult};
 
 /// How a backend reads one column of its row type.
 pub trait RowExt {
@@ -32,14 +32,16 @@ pub trait RowExt {
 /// A stored value the domain would not accept: the database was written by
 /// something else than this crate, or by a buggy version of it.
 pub fn corrupt(what: &str, column: &str) -> StoreError {
-    StoreError::Database(format!("stored {what} in column '{column}' is not valid"))
+    StoreError::Inconsistent(format!("stored {what} in column '{column}' is not valid"))
 }
 
-fn parsed<T, E>(result: Result<T, E>, column: &str) -> StoreResult<T> {
+/// A stored value through the domain's `parse`: a refusal is corruption.
+pub fn parsed<T, E>(result: Result<T, E>, column: &str) -> StoreResult<T> {
     result.map_err(|_| corrupt("value", column))
 }
 
-fn actor(row: &impl RowExt, prefix: &str) -> StoreResult<Option<Actor>> {
+/// The actor of the `{prefix}_name` and `{prefix}_email` columns.
+pub fn actor(row: &impl RowExt, prefix: &str) -> StoreResult<Option<Actor>> {
     let name = row.optional_text(&format!("{prefix}_name"))?;
     let email = row.optional_text(&format!("{prefix}_email"))?;
     Ok(match (name, email) {
@@ -174,16 +176,4 @@ pub fn organisation_key(row: &impl RowExt) -> StoreResult<OrganisationSigningKey
         deleted_at: row.optional_time("deleted_at")?,
         deleted_by: actor(row, "deleted_by")?,
     }))
-}
-
-pub fn audit_event(row: &impl RowExt) -> StoreResult<AuditEvent> {
-    let workspace = row.optional_text("workspace_uid")?;
-    Ok(AuditEvent {
-        organisation_id: parsed(OrganisationId::parse(&row.text("organisation_id")?), "organisation_id")?,
-        workspace: workspace.map(|uid| parsed(WorkspaceUid::parse(&uid), "workspace_uid")).transpose()?,
-        actor: actor(row, "actor")?,
-        action: row.text("action")?,
-        target_id: row.text("target_id")?,
-        at: row.time("at")?,
-    })
 }

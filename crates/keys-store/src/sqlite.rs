@@ -8,22 +8,24 @@
 //! schema hold the same invariants again.
 
 use std::future::Future;
-use std::ops::DerefMut;
 use std::pin::Pin;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use keys_core::DomainPattern;
-use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::query::Query;
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
-use crate::engine::{Backend, SqlStore};
-use crate::repo::{Constraint, Writer};
+use crate::change::Change;
+use crate::error::{database, StoreError, StoreResult};
+use crate::pipeline::{Backend, SqlStore};
+use crate::repo::{Constraint, Sql, Statement, Value};
 use crate::rows::{corrupt, RowExt};
-use crate::{StoreError, StoreResult};
 
 /// The store on an SQLite file (or in memory).
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -52,7 +54,7 @@ impl SqlStore<Sqlite> {
     pub async fn open(url: &str) -> StoreResult<Self> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)
-            .map_err(|error| StoreError::Database(format!("invalid SQLite url '{url}': {error}")))?
+            .map_err(|source| StoreError::database("invalid SQLite url", source))?
             .create_if_missing(true)
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
@@ -82,14 +84,14 @@ impl SqlStore<Sqlite> {
                 result => break result,
             }
         }
-        .map_err(|error| StoreError::Database(format!("could not open SQLite database {target}: {error}")))?;
+        .map_err(|source| StoreError::database(format!("could not open SQLite database {target}"), source))?;
         Self::from_pool(pool).await
     }
 
     /// Wraps an existing pool and applies the migrations. The pool's
     /// connections should have foreign keys on (sqlx's default).
     pub async fn from_pool(pool: sqlx::SqlitePool) -> StoreResult<Self> {
-        migrate(&pool).await.map_err(|error| StoreError::Database(format!("SQLite migrations failed: {error}")))?;
+        migrate(&pool).await.map_err(|source| StoreError::database("SQLite migrations", source))?;
         Ok(Self { pool })
     }
 }
@@ -111,25 +113,11 @@ fn migrate(pool: &sqlx::SqlitePool) -> Pin<Box<dyn Future<Output = Result<(), sq
     })
 }
 
-/// A [`crate::repo::Repo`] on an SQLite connection: pooled (reads) or a
-/// transaction (writes).
-pub struct SqliteRepo<C>(C);
-
-impl<C> std::fmt::Debug for SqliteRepo<C> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SqliteRepo")
-    }
-}
-
 /// Microseconds since the Unix epoch: what the INTEGER columns hold.
 fn encode_time(time: OffsetDateTime) -> i64 {
     // i64 microseconds reach past the year 292000; `OffsetDateTime` stops at
     // 9999, so the conversion cannot overflow.
     i64::try_from(time.unix_timestamp_nanos().div_euclid(1_000)).unwrap_or(i64::MAX)
-}
-
-fn encode_optional_time(time: Option<OffsetDateTime>) -> Option<i64> {
-    time.map(encode_time)
 }
 
 fn decode_time(micros: i64, column: &str) -> StoreResult<OffsetDateTime> {
@@ -138,78 +126,86 @@ fn decode_time(micros: i64, column: &str) -> StoreResult<OffsetDateTime> {
 
 /// `NULL` for any origin; else the patterns joined by commas (a pattern
 /// never contains one), the empty string for an empty list.
-fn encode_domains(domains: &Option<Vec<DomainPattern>>) -> Option<String> {
-    domains.as_ref().map(|list| list.iter().map(DomainPattern::as_str).collect::<Vec<_>>().join(","))
+fn encode_domains(domains: &[DomainPattern]) -> String {
+    domains.iter().map(DomainPattern::as_str).collect::<Vec<_>>().join(",")
 }
 
-fn database_error(error: sqlx::Error) -> StoreError {
-    StoreError::Database(error.to_string())
+/// A statement with its values bound as SQLite takes them: timestamps as
+/// integer microseconds, domain lists as comma-joined text.
+fn bind(statement: Statement<'_>) -> Query<'_, Sqlite, SqliteArguments<'_>> {
+    let mut query = sqlx::query(statement.sql);
+    for value in statement.values {
+        query = match value {
+            Value::Text(text) => query.bind(text),
+            Value::Bytes(bytes) => query.bind(bytes),
+            Value::Flag(flag) => query.bind(flag),
+            Value::Integer(integer) => query.bind(integer),
+            Value::Time(time) => query.bind(time.map(encode_time)),
+            Value::Domains(domains) => query.bind(domains.map(encode_domains)),
+        };
+    }
+    query
 }
 
-/// Which domain rule a unique violation stands for. SQLite names the
-/// columns of the violated index, not the index (`UNIQUE constraint failed:
-/// workspace_signing_keys.workspace_uid`); each rule below is the only
-/// unique index on its columns.
-fn violated(error: &sqlx::Error) -> Option<Constraint> {
-    let database_error = error.as_database_error()?;
-    if !database_error.is_unique_violation() {
-        return None;
-    }
-    let columns = database_error.message().strip_prefix("UNIQUE constraint failed: ")?;
-    match columns {
-        "organisations.name" => Some(Constraint::OrganisationName),
-        "workspaces.organisation_id, workspaces.slug" => Some(Constraint::WorkspaceSlug),
-        "workspace_signing_keys.workspace_uid" => Some(Constraint::ActiveSigningKey),
-        "public_keys.workspace_uid" => Some(Constraint::DefaultPublicKey),
-        _ => None,
-    }
-}
+impl Sql for SqliteConnection {
+    type Row = SqliteRow;
+    /// Nothing: `BEGIN IMMEDIATE` already excludes every other writer.
+    const ROW_LOCK: &'static str = "";
 
-sql_repo!(SqliteRepo, SqliteConnection, "");
-
-#[async_trait]
-impl Writer for SqliteRepo<Transaction<'static, Sqlite>> {
-    async fn lock_bootstrap(&mut self) -> StoreResult<()> {
-        // `BEGIN IMMEDIATE` already holds the database's write lock.
-        Ok(())
+    /// Which rule a unique violation stands for. SQLite names the columns of
+    /// the violated index, not the index (`UNIQUE constraint failed:
+    /// workspace_signing_keys.workspace_uid`); each rule below is the only
+    /// unique index on its columns.
+    fn violated(unique_violation: &dyn sqlx::error::DatabaseError) -> Option<Constraint> {
+        match unique_violation.message().strip_prefix("UNIQUE constraint failed: ")? {
+            "organisations.name" => Some(Constraint::OrganisationName),
+            "workspaces.organisation_id, workspaces.slug" => Some(Constraint::WorkspaceSlug),
+            "workspace_signing_keys.workspace_uid" => Some(Constraint::ActiveSigningKey),
+            "public_keys.workspace_uid" => Some(Constraint::DefaultPublicKey),
+            _ => None,
+        }
     }
 
-    async fn announce(&mut self, _change: &crate::Change) -> StoreResult<()> {
-        // No notification channel between processes on one file: a cache in
-        // another process sees the change when its entry expires.
-        Ok(())
+    fn fetch_all<'a>(
+        &'a mut self,
+        statement: Statement<'a>,
+    ) -> impl Future<Output = Result<Vec<SqliteRow>, sqlx::Error>> + Send + 'a {
+        bind(statement).fetch_all(self)
     }
 
-    async fn commit(self) -> StoreResult<()> {
-        self.0.commit().await.map_err(database_error)
+    fn execute<'a>(
+        &'a mut self,
+        statement: Statement<'a>,
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'a {
+        let query = bind(statement);
+        async move { Ok(query.execute(self).await?.rows_affected()) }
     }
 }
 
 #[async_trait]
 impl Backend for Sqlite {
-    type Reader = SqliteRepo<PoolConnection<Sqlite>>;
-    type Writer = SqliteRepo<Transaction<'static, Sqlite>>;
-
-    async fn reader(pool: &sqlx::Pool<Self>) -> StoreResult<Self::Reader> {
-        Ok(SqliteRepo(pool.acquire().await.map_err(database_error)?))
+    async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Transaction<'static, Self>> {
+        pool.begin_with("BEGIN IMMEDIATE").await.map_err(database)
     }
 
-    async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Self::Writer> {
-        Ok(SqliteRepo(pool.begin_with("BEGIN IMMEDIATE").await.map_err(database_error)?))
+    async fn lock_bootstrap(_connection: &mut SqliteConnection) -> StoreResult<()> {
+        // `BEGIN IMMEDIATE` already holds the database's write lock.
+        Ok(())
     }
 
-    async fn ping(pool: &sqlx::Pool<Self>) -> StoreResult<()> {
-        let mut connection = pool.acquire().await.map_err(database_error)?;
-        sqlx::query("SELECT 1").execute(connection.deref_mut()).await.map_err(database_error)?;
+    async fn announce(_connection: &mut SqliteConnection, _change: &Change) -> StoreResult<()> {
+        // No notification channel between processes on one file: a cache in
+        // another process sees the change when its entry expires.
         Ok(())
     }
 }
 
+/// One typed column of a row.
 fn get<'r, T>(row: &'r SqliteRow, column: &str) -> StoreResult<T>
 where
     T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
 {
-    row.try_get(column).map_err(|error| StoreError::Database(format!("reading column '{column}': {error}")))
+    row.try_get(column).map_err(|source| StoreError::database(format!("reading column '{column}'"), source))
 }
 
 impl RowExt for SqliteRow {

@@ -1,8 +1,8 @@
 //! Belt and braces: the schema's unique indexes refuse what the domain
 //! refuses, and their violations come back as the domain's refusals. The
 //! store's own paths never reach them (the domain refuses first, under the
-//! aggregate's lock), so these tests write through [`Repo`] directly,
-//! bypassing the rings.
+//! aggregate's lock), so these tests write through the statements of
+//! [`crate::repo`] directly, bypassing the commands and their rings.
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,9 +14,11 @@ use rand_chacha::rand_core::SeedableRng;
 use sqlx::{Connection, Executor};
 use time::macros::datetime;
 
-use crate::engine::{Backend, SqlStore};
-use crate::repo::{Repo, Writer};
-use crate::StoreError;
+use crate::commands::AuditAction;
+use crate::error::Conflict;
+use crate::pipeline::{Backend, SqlStore};
+use crate::repo;
+use crate::{Management, StoreError};
 
 struct Fixture {
     organisation: Organisation,
@@ -46,12 +48,19 @@ fn expect_refused(result: Result<(), StoreError>, expected: CoreError) {
     }
 }
 
+fn expect_conflict(result: Result<(), StoreError>, expected: Conflict) {
+    match result {
+        Err(StoreError::Conflict(conflict)) => assert_eq!(conflict, expected),
+        other => panic!("expected Conflict({expected:?}), got {other:?}"),
+    }
+}
+
 async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
     let mut fixture = fixture();
     let now = datetime!(2026-04-21 12:00:01 UTC);
     let mut writer = DB::writer(&store.pool).await.unwrap();
-    writer.insert_organisation(&fixture.organisation).await.unwrap();
-    writer.insert_workspace(&fixture.workspace).await.unwrap();
+    repo::insert_organisation(&mut *writer, &fixture.organisation).await.unwrap();
+    repo::insert_workspace(&mut *writer, &fixture.workspace).await.unwrap();
     let mut ring = SigningKeyRing::restore(fixture.workspace.uid.clone(), Vec::new());
     let material = |rng: &mut rand_chacha::ChaCha8Rng| NewSigningKey {
         id: SigningKeyId::generate(now, rng),
@@ -59,7 +68,7 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
         public_key_pem: "-----BEGIN PUBLIC KEY-----\nstand-in\n-----END PUBLIC KEY-----\n".to_owned(),
     };
     let active = ring.create(material(&mut fixture.rng), &fixture.actor, now).unwrap().clone();
-    writer.insert_signing_key(&active).await.unwrap();
+    repo::insert_signing_key(&mut *writer, &active).await.unwrap();
     let mut public_keys = PublicKeyRing::default();
     let default = public_keys
         .create(
@@ -72,7 +81,7 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
             now,
         )
         .clone();
-    writer.insert_public_key(&default).await.unwrap();
+    repo::insert_public_key(&mut *writer, &default).await.unwrap();
     writer.commit().await.unwrap();
 
     // Each violation in a transaction of its own: PostgreSQL aborts the
@@ -81,20 +90,23 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
     let mut writer = DB::writer(&store.pool).await.unwrap();
     let twin =
         Organisation::create(OrganisationId::generate(now, &mut fixture.rng), fixture.organisation.name.clone(), now);
-    expect_refused(writer.insert_organisation(&twin).await, CoreError::OrganisationNameTaken("acme".into()));
+    expect_conflict(
+        repo::insert_organisation(&mut *writer, &twin).await,
+        Conflict::OrganisationNameTaken("acme".into()),
+    );
 
     drop(writer);
     let mut writer = DB::writer(&store.pool).await.unwrap();
     let mut twin = fixture.workspace.clone();
     twin.uid = keys_core::WorkspaceUid::generate(now, &mut fixture.rng);
-    expect_refused(writer.insert_workspace(&twin).await, CoreError::SlugTaken("demo".into()));
+    expect_conflict(repo::insert_workspace(&mut *writer, &twin).await, Conflict::SlugTaken("demo".into()));
 
     // A second active key, as a ring that did not see the first would make.
     drop(writer);
     let mut writer = DB::writer(&store.pool).await.unwrap();
     let mut blind = SigningKeyRing::restore(fixture.workspace.uid.clone(), Vec::new());
     let second = blind.create(material(&mut fixture.rng), &fixture.actor, now).unwrap().clone();
-    expect_refused(writer.insert_signing_key(&second).await, CoreError::OnlyOneActiveSigningKey);
+    expect_refused(repo::insert_signing_key(&mut *writer, &second).await, CoreError::OnlyOneActiveSigningKey);
 
     // A second default public key has no domain refusal: a fault.
     drop(writer);
@@ -111,14 +123,23 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
             now,
         )
         .clone();
-    assert!(matches!(writer.insert_public_key(&second_default).await, Err(StoreError::Database(_))));
+    assert!(matches!(repo::insert_public_key(&mut *writer, &second_default).await, Err(StoreError::Database { .. })));
     drop(writer);
 
     // Nothing of the refused writes is left behind.
-    let mut reader = DB::reader(&store.pool).await.unwrap();
-    assert_eq!(reader.count_organisations().await.unwrap(), 1);
-    assert_eq!(reader.live_signing_keys(&fixture.workspace.uid).await.unwrap(), vec![active]);
-    assert_eq!(reader.live_public_keys(&fixture.workspace.uid).await.unwrap(), vec![default]);
+    let mut reader = store.pool.acquire().await.unwrap();
+    assert_eq!(repo::count_organisations(&mut *reader).await.unwrap(), 1);
+    assert_eq!(repo::live_signing_keys(&mut *reader, &fixture.workspace.uid).await.unwrap(), vec![active.clone()]);
+    assert_eq!(repo::live_public_keys(&mut *reader, &fixture.workspace.uid).await.unwrap(), vec![default]);
+    drop(reader);
+
+    // A deleted row is never written again: its save finds no live row.
+    let mut writer = DB::writer(&store.pool).await.unwrap();
+    let mut ring = SigningKeyRing::restore(fixture.workspace.uid.clone(), vec![active.clone()]);
+    let deleted = ring.delete(&active.uid, &fixture.actor, now).unwrap();
+    repo::save_signing_key(&mut *writer, &deleted).await.unwrap();
+    let again = repo::save_signing_key(&mut *writer, &deleted).await;
+    assert!(matches!(again, Err(StoreError::Inconsistent(_))), "{again:?}");
 }
 
 #[tokio::test]
@@ -129,8 +150,9 @@ async fn sqlite_unique_violations_become_refusals() {
     unique_violations_become_refusals(&store).await;
 }
 
-#[tokio::test]
-async fn postgres_unique_violations_become_refusals() {
+/// A fresh PostgreSQL database: its url, its name and an admin connection
+/// to drop it with.
+async fn fresh_postgres() -> (String, String, sqlx::PgConnection) {
     use rand_chacha::rand_core::RngCore;
 
     let admin = std::env::var("KEYSD_TEST_DATABASE_URL")
@@ -144,8 +166,99 @@ async fn postgres_unique_violations_become_refusals() {
         Some((server, _)) => format!("{server}/{name}"),
         None => panic!("admin url without a database: {admin}"),
     };
+    (url, name, connection)
+}
+
+#[tokio::test]
+async fn postgres_unique_violations_become_refusals() {
+    let (url, name, mut connection) = fresh_postgres().await;
     let store = crate::PgStore::connect(&url).await.unwrap();
     unique_violations_become_refusals(&store).await;
     store.close().await;
     connection.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.unwrap();
+}
+
+/// The action names of the first schema, and what migration 0002 renames
+/// each of them to.
+const RENAMED_ACTIONS: [(&str, AuditAction); 14] = [
+    ("organisation.create", AuditAction::OrganisationCreated),
+    ("workspace.create", AuditAction::WorkspaceCreated),
+    ("service_token.create", AuditAction::ServiceTokenGenerated),
+    ("api_key.create", AuditAction::ApiKeyGenerated),
+    ("api_key.delete", AuditAction::ApiKeyDeleted),
+    ("public_key.create", AuditAction::PublicApiKeyGenerated),
+    ("public_key.update", AuditAction::PublicApiKeyUpdated),
+    ("public_key.rotate", AuditAction::PublicApiKeyRotated),
+    ("public_key.delete", AuditAction::PublicApiKeyDeleted),
+    ("signing_key.create", AuditAction::SigningApiKeyGenerated),
+    ("signing_key.roll", AuditAction::SigningApiKeyRolled),
+    ("signing_key.delete", AuditAction::SigningApiKeyDeleted),
+    ("organisation_key.create", AuditAction::OrganisationKeyGenerated),
+    ("organisation_key.delete", AuditAction::OrganisationKeyDeleted),
+];
+
+/// A migrator of the first migration of `backend` alone, as a database
+/// written by the first release has it.
+async fn first_migration(backend: &str, directory: &std::path::Path) -> sqlx::migrate::Migrator {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    std::fs::copy(source.join("0001_initial.sql"), directory.join("0001_initial.sql")).unwrap();
+    sqlx::migrate::Migrator::new(directory).await.unwrap()
+}
+
+/// Writes one event under each old name, then (after the caller migrated)
+/// checks that every one carries its new name.
+async fn write_old_actions<C: repo::Sql + ?Sized>(connection: &mut C, organisation: &Organisation) {
+    repo::insert_organisation(connection, organisation).await.unwrap();
+    for (old, _) in RENAMED_ACTIONS {
+        let row = repo::AuditRow {
+            organisation_id: organisation.id.as_str(),
+            workspace_uid: None,
+            actor: None,
+            action: old,
+            target_id: organisation.id.as_str(),
+            at: organisation.created_at,
+        };
+        repo::insert_audit_event(connection, row).await.unwrap();
+    }
+}
+
+async fn expect_new_actions(store: &impl Management, organisation: &Organisation) {
+    let events = store.audit_events(&organisation.id, 100).await.unwrap();
+    let actions: Vec<AuditAction> = events.iter().rev().map(|event| event.action).collect();
+    assert_eq!(actions, RENAMED_ACTIONS.map(|(_, new)| new));
+}
+
+#[tokio::test]
+async fn sqlite_migration_renames_old_audit_actions() {
+    let directory = tempfile::tempdir().unwrap();
+    let migrations = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", directory.path().join("keysd.db").display());
+    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    first_migration("sqlite", migrations.path()).await.run(&pool).await.unwrap();
+    let organisation = fixture().organisation;
+    write_old_actions(&mut *pool.acquire().await.unwrap(), &organisation).await;
+    let store = crate::SqliteStore::from_pool(pool).await.unwrap();
+    expect_new_actions(&store, &organisation).await;
+}
+
+#[tokio::test]
+async fn postgres_migration_renames_old_audit_actions() {
+    let (url, name, mut connection) = fresh_postgres().await;
+    let migrations = tempfile::tempdir().unwrap();
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    first_migration("postgres", migrations.path()).await.run(&pool).await.unwrap();
+    let organisation = fixture().organisation;
+    write_old_actions(&mut *pool.acquire().await.unwrap(), &organisation).await;
+    let store = crate::PgStore::from_pool(pool).await.unwrap();
+    expect_new_actions(&store, &organisation).await;
+    store.close().await;
+    connection.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.unwrap();
+}
+
+#[test]
+fn audit_actions_round_trip_through_their_names() {
+    for action in AuditAction::ALL {
+        assert_eq!(AuditAction::parse(action.as_str()), Some(action));
+    }
+    assert_eq!(AuditAction::parse("api_key.create"), None);
 }

@@ -577,14 +577,14 @@ async fn cold_jwt(options: &Options, results: &mut Results, server: &Server) -> 
     let (es_tokens, es_seconds) = sign_tokens(es_total, es_budget, |n| {
         let claims =
             json!({"entity_type": "subscriber", "entity_id": format!("bench-user-{n}"), "exp": expires, "jti": n});
-        keys_crypto::jwt::sign(&claims, Some(&kid), &ec_pem, keys_crypto::Algorithm::Es256)
+        keys_crypto::mint::sign(&claims, Some(&kid), &ec_pem, keys_crypto::Algorithm::Es256)
             .map_err(|error| anyhow!("{error}"))
     })?;
     let rs_total = per_run_cap * options.runs + 500;
     let issuer = format!("https://versori.com/sk/{org_key_id}");
     let (rs_tokens, rs_seconds) = sign_tokens(rs_total, options.rs256_signing_budget, |n| {
         let claims = json!({"iss": issuer, "sub": format!("bench-user-{n}"), "exp": expires, "jti": n});
-        keys_crypto::jwt::sign(&claims, None, &rsa_pem, keys_crypto::Algorithm::Rs256)
+        keys_crypto::mint::sign(&claims, None, &rsa_pem, keys_crypto::Algorithm::Rs256)
             .map_err(|error| anyhow!("{error}"))
     })?;
     progress(&format!(

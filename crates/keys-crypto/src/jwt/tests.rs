@@ -8,7 +8,8 @@ use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use super::*;
-use crate::keypair::{public_jwk_from_pem, JwkSet};
+use crate::keypair::{public_jwk_from_pem, EcKeyPair, JwkSet, RsaKeyPair};
+use crate::mint::sign;
 use crate::test_support::{at, ec_key, other_rsa_key, rsa_key, NOW};
 
 fn claims() -> Value {

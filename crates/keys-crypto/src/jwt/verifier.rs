@@ -7,7 +7,7 @@ use keys_core::verify::{TimeDenial, TimePolicy};
 use time::OffsetDateTime;
 
 use super::{Claims, JwtError, ParsedToken, VerificationKey};
-use crate::keypair::JwkSet;
+use crate::jwk::JwkSet;
 use crate::CryptoError;
 
 /// Verifies tokens against a fixed set of keys, choosing the key by the

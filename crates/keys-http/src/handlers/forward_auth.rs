@@ -53,7 +53,8 @@ enum Credential<'a> {
 
 /// A refusal as a gateway understands it.
 fn refused(reason: &str) -> Response<Full<Bytes>> {
-    let status = if reason == Denial::InsufficientScope.reason() { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+    let status =
+        if reason == Denial::InsufficientScope.reason() { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     let headers = response.headers_mut();

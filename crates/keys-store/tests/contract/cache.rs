@@ -12,7 +12,7 @@ use keys_core::{
     Actor, ApiKey, GracePeriod, Organisation, OrganisationKeyId, PublicKeyPatch, SecretDigest, SigningKeyUid,
     Workspace, WorkspaceUid,
 };
-use keys_store::{CacheConfig, CachedStore, PublicKeyChange, Store, CHANGES_CHANNEL};
+use keys_store::{CacheConfig, CachedStore, Change, Command, Lookups, PublicKeyChange, Store, CHANGES_CHANNEL};
 use sqlx::Connection;
 
 use crate::support::{name_of, Kind, TestDb, World, LONG_TTL};
@@ -330,4 +330,93 @@ async fn postgres_listener_recovers_from_a_lost_connection() {
     other.delete_organisation_key(&fixture.organisation.id, &organisation_key, &actor, world.tick(1)).await.unwrap();
     alike_within_a_second(cached.as_ref(), other.as_ref(), &fixture.probe, "delete after reconnecting").await;
     admin.close().await.unwrap();
+}
+
+/// Every command announces, on commit, exactly the change it hands back to
+/// its caller (which is what the cache of the caller's process applies), in
+/// commit order; a refused command and a bootstrap that finds the database
+/// in use announce nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_announces_the_change_it_returns() {
+    let db = TestDb::new(Kind::Postgres).await;
+    let store = db.store().await;
+    let mut listener = sqlx::postgres::PgListener::connect(&db.url).await.unwrap();
+    listener.listen(CHANGES_CHANNEL).await.unwrap();
+    let mut world = World::new(41);
+    let actor = world.actor.clone();
+    let organisation = world.organisation("acme");
+    let workspace = world.workspace(&organisation, "demo");
+    let api_key = world.api_key(&workspace, "k");
+    let (public_key, value) = (world.public_key_id(), world.public_key_value());
+    let signing_key = world.signing_key();
+    let organisation_key = world.organisation_key(&organisation, "o");
+    let uid = workspace.uid.clone();
+    let commands = vec![
+        Command::CreateOrganisation(organisation.clone()),
+        Command::CreateServiceToken(world.service_token(&organisation)),
+        Command::CreateWorkspace(workspace.clone()),
+        Command::CreateApiKey(api_key.clone()),
+        Command::DeleteApiKey {
+            workspace: uid.clone(),
+            id: api_key.id.clone(),
+            actor: actor.clone(),
+            now: world.tick(1),
+        },
+        Command::CreatePublicKey {
+            workspace: uid.clone(),
+            id: public_key.clone(),
+            value,
+            name: name_of("p"),
+            description: None,
+            actor: actor.clone(),
+            now: world.tick(1),
+        },
+        Command::ChangePublicKey {
+            workspace: uid.clone(),
+            id: public_key.clone(),
+            change: PublicKeyChange::Rotate(world.public_key_value()),
+            actor: actor.clone(),
+            now: world.tick(1),
+        },
+        Command::DeletePublicKey { workspace: uid.clone(), id: public_key, actor: actor.clone(), now: world.tick(1) },
+        Command::CreateSigningKey {
+            workspace: uid.clone(),
+            new: signing_key.clone(),
+            actor: actor.clone(),
+            now: world.tick(1),
+        },
+        Command::RollSigningKey {
+            workspace: uid.clone(),
+            uid: signing_key.uid.clone(),
+            grace: None,
+            new: world.signing_key(),
+            actor: actor.clone(),
+            now: world.tick(1),
+        },
+        Command::CreateOrganisationKey(organisation_key.clone()),
+        Command::DeleteOrganisationKey {
+            organisation: organisation.id.clone(),
+            id: organisation_key.id.clone(),
+            actor: actor.clone(),
+            now: world.tick(1),
+        },
+    ];
+    let mut returned = Vec::new();
+    for command in commands {
+        let executed = store.execute(command).await.unwrap();
+        returned.push(executed.change.expect("a command that wrote returns its change").to_payload());
+    }
+    // Refused (a second active signing key) and a no-op: nothing to announce.
+    let refused = Command::CreateSigningKey { workspace: uid.clone(), new: world.signing_key(), actor, now: world.now };
+    assert!(store.execute(refused).await.is_err());
+    assert_eq!(store.execute(Command::Bootstrap(world.bootstrap("late"))).await.unwrap().change, None);
+    // The last announcement: anything announced in between would come first.
+    let last = store.execute(Command::CreateWorkspace(world.workspace(&organisation, "last"))).await.unwrap();
+    returned.push(last.change.unwrap().to_payload());
+
+    for expected in &returned {
+        let heard = tokio::time::timeout(Duration::from_secs(5), listener.recv()).await.unwrap().unwrap();
+        assert_eq!(heard.payload(), expected);
+    }
+    assert!(returned.iter().all(|payload| Change::from_payload(payload) != Change::Everything), "{returned:?}");
 }

@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use keys_core::{CoreError, Organisation, PublicKey, SigningKeyStatus, Workspace, WorkspaceSigningKey};
-use keys_store::{Store, StoreError, StoreResult};
+use keys_store::{Conflict, Store, StoreResult};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use crate::support::{name_of, TestDb, World};
+use crate::support::{name_of, Expected, TestDb, World};
 
 /// Two stores on `db` and an organisation with one workspace.
 async fn two_stores(db: &TestDb, world: &mut World) -> ([Arc<dyn Store>; 2], Organisation, Workspace) {
@@ -43,14 +43,16 @@ async fn race<T: Send + 'static>(
 }
 
 /// Splits results into successes and refusals; any other error fails.
-fn tally<T: std::fmt::Debug>(results: Vec<StoreResult<T>>) -> (Vec<T>, Vec<CoreError>) {
+fn tally<T: std::fmt::Debug>(results: Vec<StoreResult<T>>) -> (Vec<T>, Vec<Expected>) {
     let mut successes = Vec::new();
     let mut refusals = Vec::new();
     for result in results {
         match result {
             Ok(value) => successes.push(value),
-            Err(StoreError::Refused(refusal)) => refusals.push(refusal),
-            Err(other) => panic!("a concurrent writer got a non-domain error: {other:?}"),
+            Err(error) => match Expected::of(&error) {
+                Some(refusal) => refusals.push(refusal),
+                None => panic!("a concurrent writer got a non-domain error: {error:?}"),
+            },
         }
     }
     (successes, refusals)
@@ -107,7 +109,10 @@ pub async fn concurrent_signing_key_creates_leave_one_active(db: &TestDb) {
     let (created, refusals) = tally(race(attempts).await);
     assert_eq!(created.len(), 1, "{created:?}");
     assert_eq!(refusals.len(), 59);
-    assert!(refusals.iter().all(|refusal| *refusal == CoreError::OnlyOneActiveSigningKey), "{refusals:?}");
+    assert!(
+        refusals.iter().all(|refusal| *refusal == Expected::Refused(CoreError::OnlyOneActiveSigningKey)),
+        "{refusals:?}"
+    );
     let live = stores[1].live_signing_keys(&workspace.uid).await.unwrap();
     assert_eq!(live, created);
 }
@@ -131,7 +136,7 @@ pub async fn concurrent_rolls_leave_one_active(db: &TestDb) {
     assert!(
         refusals.iter().all(|refusal| matches!(
             refusal,
-            CoreError::SigningKeyNotActive | CoreError::NotFound { kind: "signing key" }
+            Expected::Refused(CoreError::SigningKeyNotActive) | Expected::NotFound("signing key")
         )),
         "{refusals:?}"
     );
@@ -176,5 +181,8 @@ pub async fn concurrent_workspace_creates_refuse_taken_slug(db: &TestDb) {
     let (created, refusals) = tally(race(attempts).await);
     assert_eq!(created.len(), 1);
     assert_eq!(refusals.len(), 19);
-    assert!(refusals.iter().all(|refusal| *refusal == CoreError::SlugTaken("shared".into())), "{refusals:?}");
+    assert!(
+        refusals.iter().all(|refusal| *refusal == Expected::Conflict(Conflict::SlugTaken("shared".into()))),
+        "{refusals:?}"
+    );
 }

@@ -4,10 +4,10 @@ use keys_core::{
     ApiKeyId, CoreError, DomainPattern, GracePeriod, OrganisationKeyId, Pagination, PublicKeyId, PublicKeyPatch,
     SigningKeyStatus, SigningKeyUid, WorkspaceUid,
 };
-use keys_store::{PublicKeyChange, Store};
+use keys_store::{Conflict, PublicKeyChange, Store};
 use time::Duration;
 
-use crate::support::{assert_refused, name_of, Kind, TestDb, World};
+use crate::support::{assert_refused, name_of, not_found, Kind, TestDb, World};
 
 fn page(limit: u32, offset: u64) -> Pagination {
     Pagination::new(limit, offset).unwrap()
@@ -48,9 +48,14 @@ pub async fn bootstrap_happens_once(db: &TestDb) {
     assert_eq!(store.organisation(&other.organisation.id).await.unwrap(), None);
     assert_eq!(store.service_token_by_digest(&other.token.digest).await.unwrap(), None);
 
-    let actions: Vec<String> =
-        store.audit_events(&organisation.id, 10).await.unwrap().into_iter().map(|event| event.action).collect();
-    assert_eq!(actions, ["service_token.create", "workspace.create", "workspace.create", "organisation.create"]);
+    let actions: Vec<&str> = store
+        .audit_events(&organisation.id, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|event| event.action.as_str())
+        .collect();
+    assert_eq!(actions, ["service_token.generated", "workspace.created", "workspace.created", "organisation.created"]);
 }
 
 pub async fn organisations_and_name_refusal(db: &TestDb) {
@@ -64,7 +69,7 @@ pub async fn organisations_and_name_refusal(db: &TestDb) {
     assert_eq!(store.organisation(&world.organisation("ghost").id).await.unwrap(), None);
 
     let impostor = world.organisation("acme");
-    assert_refused(store.create_organisation(&impostor).await, CoreError::OrganisationNameTaken("acme".into()));
+    assert_refused(store.create_organisation(&impostor).await, Conflict::OrganisationNameTaken("acme".into()));
     assert_eq!(store.organisation(&impostor.id).await.unwrap(), None);
     // An empty database is no longer empty.
     assert!(!store.bootstrap_if_empty(&world.bootstrap("default")).await.unwrap());
@@ -88,7 +93,7 @@ pub async fn service_tokens_by_digest(db: &TestDb) {
 
     let ghost = world.organisation("ghost");
     let orphan = world.service_token(&ghost);
-    assert_refused(store.create_service_token(&orphan).await, CoreError::NotFound { kind: "organisation" });
+    assert_refused(store.create_service_token(&orphan).await, not_found("organisation"));
 }
 
 pub async fn workspaces_slugs_and_listing(db: &TestDb) {
@@ -117,10 +122,10 @@ pub async fn workspaces_slugs_and_listing(db: &TestDb) {
     assert_eq!(store.workspace_by_uid(&unknown).await.unwrap(), None);
 
     let duplicate = world.workspace(&acme, "beta");
-    assert_refused(store.create_workspace(&duplicate).await, CoreError::SlugTaken("beta".into()));
+    assert_refused(store.create_workspace(&duplicate).await, Conflict::SlugTaken("beta".into()));
     let ghost = world.organisation("ghost");
     let orphan = world.workspace(&ghost, "delta");
-    assert_refused(store.create_workspace(&orphan).await, CoreError::NotFound { kind: "organisation" });
+    assert_refused(store.create_workspace(&orphan).await, not_found("organisation"));
 
     let first = store.list_workspaces(&acme.id, page(2, 0)).await.unwrap();
     assert_eq!(first.total, 3);
@@ -160,15 +165,9 @@ pub async fn api_key_lifecycle(db: &TestDb) {
 
     // A key of another workspace is not found through this one.
     let now = world.tick(10);
-    assert_refused(
-        store.delete_api_key(&workspace.uid, &foreign.id, &world.actor, now).await,
-        CoreError::NotFound { kind: "api key" },
-    );
+    assert_refused(store.delete_api_key(&workspace.uid, &foreign.id, &world.actor, now).await, not_found("api key"));
     let unknown = ApiKeyId::generate(now, &mut world.rng);
-    assert_refused(
-        store.delete_api_key(&workspace.uid, &unknown, &world.actor, now).await,
-        CoreError::NotFound { kind: "api key" },
-    );
+    assert_refused(store.delete_api_key(&workspace.uid, &unknown, &world.actor, now).await, not_found("api key"));
 
     let deleted = store.delete_api_key(&workspace.uid, &first.id, &world.actor, now).await.unwrap();
     assert_eq!(deleted.deleted_at, Some(now));
@@ -179,7 +178,7 @@ pub async fn api_key_lifecycle(db: &TestDb) {
     assert!(found.is_deleted());
     assert_refused(
         store.delete_api_key(&workspace.uid, &first.id, &world.actor.clone(), world.tick(1)).await,
-        CoreError::NotFound { kind: "api key" },
+        not_found("api key"),
     );
 
     let live = store.list_api_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
@@ -267,12 +266,9 @@ pub async fn public_key_lifecycle(db: &TestDb) {
                 now,
             )
             .await,
-        CoreError::NotFound { kind: "public key" },
+        not_found("public key"),
     );
-    assert_refused(
-        store.delete_public_key(&workspace.uid, &foreign.id, &actor, now).await,
-        CoreError::NotFound { kind: "public key" },
-    );
+    assert_refused(store.delete_public_key(&workspace.uid, &foreign.id, &actor, now).await, not_found("public key"));
 
     // The default cannot go while another key is live.
     assert_refused(
@@ -283,14 +279,11 @@ pub async fn public_key_lifecycle(db: &TestDb) {
     assert_eq!(deleted.deleted_at, Some(now));
     // Deleted: every further change is "not found"; verification sees it deleted.
     let now = world.tick(10);
-    assert_refused(
-        store.delete_public_key(&workspace.uid, &mobile.id, &actor, now).await,
-        CoreError::NotFound { kind: "public key" },
-    );
+    assert_refused(store.delete_public_key(&workspace.uid, &mobile.id, &actor, now).await, not_found("public key"));
     let value = world.public_key_value();
     assert_refused(
         store.change_public_key(&workspace.uid, &mobile.id, PublicKeyChange::Rotate(value), &actor, now).await,
-        CoreError::NotFound { kind: "public key" },
+        not_found("public key"),
     );
     assert!(store.public_key_by_value(&rotated.api_key).await.unwrap().unwrap().0.is_deleted());
     // Now the default is the last key and may go; the next key is default.
@@ -354,16 +347,13 @@ pub async fn signing_key_lifecycle(db: &TestDb) {
     let unknown = SigningKeyUid::generate(now, &mut world.rng);
     assert_refused(
         store.roll_signing_key(&workspace.uid, &unknown, None, world.signing_key(), &actor, now).await,
-        CoreError::NotFound { kind: "signing key" },
+        not_found("signing key"),
     );
     assert_refused(
         store.roll_signing_key(&workspace.uid, &foreign.uid, None, world.signing_key(), &actor, now).await,
-        CoreError::NotFound { kind: "signing key" },
+        not_found("signing key"),
     );
-    assert_refused(
-        store.delete_signing_key(&workspace.uid, &foreign.uid, &actor, now).await,
-        CoreError::NotFound { kind: "signing key" },
-    );
+    assert_refused(store.delete_signing_key(&workspace.uid, &foreign.uid, &actor, now).await, not_found("signing key"));
 
     // Roll without grace: the rolled key expires at once.
     let (rolled_again, third) =
@@ -381,14 +371,14 @@ pub async fn signing_key_lifecycle(db: &TestDb) {
     assert_eq!((deleted.deleted_at, deleted.deleted_by.as_ref()), (Some(now), Some(&actor)));
     assert_refused(
         store.delete_signing_key(&workspace.uid, &rolled.uid, &actor, world.tick(1)).await,
-        CoreError::NotFound { kind: "signing key" },
+        not_found("signing key"),
     );
     assert_eq!(store.signing_key_by_uid(&rolled.uid).await.unwrap(), Some(deleted.clone()));
     let now = world.tick(10);
     let deleted_active = store.delete_signing_key(&workspace.uid, &third.uid, &actor, now).await.unwrap();
     assert_refused(
         store.roll_signing_key(&workspace.uid, &third.uid, None, world.signing_key(), &actor, world.tick(1)).await,
-        CoreError::NotFound { kind: "signing key" },
+        not_found("signing key"),
     );
     // With the active key deleted, a new one may be created.
     let fourth = store.create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(10)).await.unwrap();
@@ -419,7 +409,7 @@ pub async fn organisation_key_lifecycle(db: &TestDb) {
     store.create_organisation_key(&foreign).await.unwrap();
     let ghost = world.organisation("ghost");
     let orphan = world.organisation_key(&ghost, "orphan");
-    assert_refused(store.create_organisation_key(&orphan).await, CoreError::NotFound { kind: "organisation" });
+    assert_refused(store.create_organisation_key(&orphan).await, not_found("organisation"));
 
     assert_eq!(store.list_organisation_keys(&acme.id).await.unwrap(), vec![second.clone(), first.clone()]);
     assert_eq!(store.organisation_key(&first.id).await.unwrap().as_ref(), Some(&first));
@@ -430,17 +420,17 @@ pub async fn organisation_key_lifecycle(db: &TestDb) {
     let actor = world.actor.clone();
     assert_refused(
         store.delete_organisation_key(&acme.id, &foreign.id, &actor, now).await,
-        CoreError::NotFound { kind: "organisation signing key" },
+        not_found("organisation signing key"),
     );
     assert_refused(
         store.delete_organisation_key(&acme.id, &unknown, &actor, now).await,
-        CoreError::NotFound { kind: "organisation signing key" },
+        not_found("organisation signing key"),
     );
     let deleted = store.delete_organisation_key(&acme.id, &first.id, &actor, now).await.unwrap();
     assert_eq!((deleted.deleted_at, deleted.deleted_by.as_ref()), (Some(now), Some(&actor)));
     assert_refused(
         store.delete_organisation_key(&acme.id, &first.id, &actor, world.tick(1)).await,
-        CoreError::NotFound { kind: "organisation signing key" },
+        not_found("organisation signing key"),
     );
     // Lookup by id still finds it (verification says "deleted"); the list does not.
     assert_eq!(store.organisation_key(&first.id).await.unwrap(), Some(deleted));
@@ -456,7 +446,7 @@ pub async fn missing_targets_are_not_found(db: &TestDb) {
     let ghost = world.workspace(&organisation, "ghost"); // never written
     let actor = world.actor.clone();
     let now = world.tick(1);
-    let workspace_missing = CoreError::NotFound { kind: "workspace" };
+    let workspace_missing = not_found("workspace");
 
     assert_refused(store.create_api_key(&world.api_key(&ghost, "k")).await, workspace_missing.clone());
     let api_key = ApiKeyId::generate(now, &mut world.rng);
@@ -487,10 +477,7 @@ pub async fn missing_targets_are_not_found(db: &TestDb) {
 
     let nobody = world.organisation("nobody");
     let key = OrganisationKeyId::generate(now, &mut world.rng);
-    assert_refused(
-        store.delete_organisation_key(&nobody.id, &key, &actor, now).await,
-        CoreError::NotFound { kind: "organisation" },
-    );
+    assert_refused(store.delete_organisation_key(&nobody.id, &key, &actor, now).await, not_found("organisation"));
 
     // Reads of what does not exist are empty, not errors.
     assert_eq!(store.list_api_keys(&ghost.uid, Pagination::default(), true).await.unwrap().total, 0);
@@ -634,21 +621,21 @@ pub async fn audit_trail_records_every_mutation(db: &TestDb) {
     assert_eq!(
         trail,
         [
-            ("organisation_key.delete", organisation_key.id.as_str()),
-            ("organisation_key.create", organisation_key.id.as_str()),
-            ("signing_key.delete", fresh.uid.as_str()),
-            ("signing_key.create", fresh.uid.as_str()),
-            ("signing_key.roll", signing_key.uid.as_str()),
-            ("signing_key.create", signing_key.uid.as_str()),
-            ("public_key.delete", public_key.id.as_str()),
-            ("public_key.rotate", public_key.id.as_str()),
-            ("public_key.update", public_key.id.as_str()),
-            ("public_key.create", public_key.id.as_str()),
-            ("api_key.delete", api_key.id.as_str()),
-            ("api_key.create", api_key.id.as_str()),
-            ("workspace.create", workspace.uid.as_str()),
-            ("service_token.create", token.id.as_str()),
-            ("organisation.create", organisation.id.as_str()),
+            ("organisation_key.deleted", organisation_key.id.as_str()),
+            ("organisation_key.generated", organisation_key.id.as_str()),
+            ("signing_api_key.deleted", fresh.uid.as_str()),
+            ("signing_api_key.generated", fresh.uid.as_str()),
+            ("signing_api_key.rolled", signing_key.uid.as_str()),
+            ("signing_api_key.generated", signing_key.uid.as_str()),
+            ("public_api_key.deleted", public_key.id.as_str()),
+            ("public_api_key.rotated", public_key.id.as_str()),
+            ("public_api_key.updated", public_key.id.as_str()),
+            ("public_api_key.generated", public_key.id.as_str()),
+            ("api_key.deleted", api_key.id.as_str()),
+            ("api_key.generated", api_key.id.as_str()),
+            ("workspace.created", workspace.uid.as_str()),
+            ("service_token.generated", token.id.as_str()),
+            ("organisation.created", organisation.id.as_str()),
         ]
     );
     let newest = &events[0];
@@ -674,7 +661,8 @@ async fn open_by_url() {
 
     assert!(matches!(keys_store::open("mysql://localhost/x").await, Err(keys_store::StoreError::UnsupportedUrl)));
     match keys_store::open("postgres://keysd:hunter2@127.0.0.1:1/keysd").await {
-        Err(keys_store::StoreError::Database(message)) => {
+        Err(error @ keys_store::StoreError::Database { .. }) => {
+            let message = error.to_string();
             assert!(message.contains("127.0.0.1:1/keysd"), "{message}");
             assert!(!message.contains("hunter2"), "{message}");
         }

@@ -9,7 +9,7 @@ use keys_core::{
     OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKeyId, SecretDigest, ServiceTokenId,
     ServiceTokenRecord, SigningKeyId, SigningKeyUid, Workspace, WorkspaceSlug,
 };
-use keys_store::{Bootstrap, CacheConfig, CachedStore, PgStore, SqliteStore, Store, StoreError, StoreResult};
+use keys_store::{Bootstrap, CacheConfig, CachedStore, Conflict, PgStore, SqliteStore, Store, StoreError, StoreResult};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 use sqlx::{Connection, Executor, Row};
@@ -364,12 +364,51 @@ pub fn name_of(text: &str) -> Name {
     Name::parse(text).expect("name")
 }
 
-/// Asserts that a store call was refused by the domain with `expected`.
+/// A client error a store call is expected to fail with: a refusal of the
+/// domain, something missing, or a conflict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expected {
+    Refused(CoreError),
+    NotFound(&'static str),
+    Conflict(Conflict),
+}
+
+impl From<CoreError> for Expected {
+    fn from(refusal: CoreError) -> Self {
+        Self::Refused(refusal)
+    }
+}
+
+impl From<Conflict> for Expected {
+    fn from(conflict: Conflict) -> Self {
+        Self::Conflict(conflict)
+    }
+}
+
+/// The store's "not found" for `kind`.
+pub fn not_found(kind: &'static str) -> Expected {
+    Expected::NotFound(kind)
+}
+
+impl Expected {
+    /// The client error `error` is, if it is one.
+    pub fn of(error: &StoreError) -> Option<Self> {
+        match error {
+            StoreError::Refused(refusal) => Some(Self::Refused(refusal.clone())),
+            StoreError::NotFound { kind } => Some(Self::NotFound(kind)),
+            StoreError::Conflict(conflict) => Some(Self::Conflict(conflict.clone())),
+            _ => None,
+        }
+    }
+}
+
+/// Asserts that a store call failed with the client error `expected`.
 #[track_caller]
-pub fn assert_refused<T: std::fmt::Debug>(result: StoreResult<T>, expected: CoreError) {
-    match result {
-        Err(StoreError::Refused(error)) => assert_eq!(error, expected),
-        other => panic!("expected Refused({expected:?}), got {other:?}"),
+pub fn assert_refused<T: std::fmt::Debug>(result: StoreResult<T>, expected: impl Into<Expected>) {
+    let expected = expected.into();
+    match &result {
+        Err(error) if Expected::of(error).as_ref() == Some(&expected) => {}
+        other => panic!("expected {expected:?}, got {other:?}"),
     }
 }
 

@@ -1,0 +1,733 @@
+//! Every mutation of keysd, declared once: [`Command`].
+//!
+//! A command names four things, each in one place, in this file:
+//! - its **lock** ([`Command::lock`]): the aggregate root it serializes on
+//!   (an organisation, a workspace, the bootstrap) or nothing;
+//! - its **transition** ([`Command::apply`]): what it loads under the lock,
+//!   the keys-core method that decides, and the generic per-entity
+//!   statements of [`crate::repo`] (`insert_*`, `save_*`) that write the
+//!   result, so a new transition needs no new SQL;
+//! - its **audit action** ([`AuditAction`], the names of SPEC section 7);
+//! - its **[`Change`]**, which the pipeline announces to other processes and
+//!   hands back to the caller, so the verification cache invalidates from
+//!   the same value instead of a second, hand-written one.
+//!
+//! One function runs every command: `crate::pipeline::run` opens the write
+//! transaction, takes the lock, calls [`Command::apply`], inserts the audit
+//! events, announces the change and commits.
+//!
+//! **Why an enum, not a trait with one type per command.** The entry point
+//! must work through `Arc<dyn Store>`, which keys-http holds, so it cannot
+//! be generic over a command type. An enum gives one object-safe method,
+//! [`Mutations::execute`], and makes the compiler check that every command
+//! has a lock and a transition (the matches are exhaustive). The typed
+//! methods below (`create_api_key`, `roll_signing_key`, …) are thin
+//! conveniences over `execute`, provided by the same trait in this file.
+//!
+//! **Adding an operation** (say, disabling an API key) touches this file
+//! only: a variant of [`Command`], its arm in [`Command::lock`] and
+//! [`Command::apply`] (the keys-core transition, then `repo::save_api_key`),
+//! an [`AuditAction`] if the action is new, and, if wanted, a typed method
+//! of [`Mutations`]. The pipeline, both backends, the cache and the SQL stay
+//! as they are.
+
+use async_trait::async_trait;
+use keys_core::{
+    Actor, ApiKey, ApiKeyId, CoreError, Description, GracePeriod, Name, NewSigningKey, Organisation, OrganisationId,
+    OrganisationKeyId, OrganisationSigningKey, PublicKey, PublicKeyId, PublicKeyPatch, PublicKeyRing,
+    ServiceTokenRecord, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+};
+use time::OffsetDateTime;
+
+use crate::change::Change;
+use crate::error::{Conflict, StoreError, StoreResult};
+use crate::repo::{self, AuditRow, Sql};
+use crate::rows::{self, RowExt};
+
+/// What an audit event says happened (SPEC section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    OrganisationCreated,
+    WorkspaceCreated,
+    ServiceTokenGenerated,
+    ApiKeyGenerated,
+    ApiKeyDeleted,
+    PublicApiKeyGenerated,
+    PublicApiKeyUpdated,
+    PublicApiKeyRotated,
+    PublicApiKeyDeleted,
+    SigningApiKeyGenerated,
+    SigningApiKeyRolled,
+    SigningApiKeyDeleted,
+    OrganisationKeyGenerated,
+    OrganisationKeyDeleted,
+}
+
+impl AuditAction {
+    /// Every action, for parsing.
+    pub const ALL: [Self; 14] = [
+        Self::OrganisationCreated,
+        Self::WorkspaceCreated,
+        Self::ServiceTokenGenerated,
+        Self::ApiKeyGenerated,
+        Self::ApiKeyDeleted,
+        Self::PublicApiKeyGenerated,
+        Self::PublicApiKeyUpdated,
+        Self::PublicApiKeyRotated,
+        Self::PublicApiKeyDeleted,
+        Self::SigningApiKeyGenerated,
+        Self::SigningApiKeyRolled,
+        Self::SigningApiKeyDeleted,
+        Self::OrganisationKeyGenerated,
+        Self::OrganisationKeyDeleted,
+    ];
+
+    /// The stored and displayed name, e.g. `api_key.generated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrganisationCreated => "organisation.created",
+            Self::WorkspaceCreated => "workspace.created",
+            Self::ServiceTokenGenerated => "service_token.generated",
+            Self::ApiKeyGenerated => "api_key.generated",
+            Self::ApiKeyDeleted => "api_key.deleted",
+            Self::PublicApiKeyGenerated => "public_api_key.generated",
+            Self::PublicApiKeyUpdated => "public_api_key.updated",
+            Self::PublicApiKeyRotated => "public_api_key.rotated",
+            Self::PublicApiKeyDeleted => "public_api_key.deleted",
+            Self::SigningApiKeyGenerated => "signing_api_key.generated",
+            Self::SigningApiKeyRolled => "signing_api_key.rolled",
+            Self::SigningApiKeyDeleted => "signing_api_key.deleted",
+            Self::OrganisationKeyGenerated => "organisation_key.generated",
+            Self::OrganisationKeyDeleted => "organisation_key.deleted",
+        }
+    }
+
+    /// The action named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of the audit trail. Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub organisation_id: OrganisationId,
+    pub workspace: Option<WorkspaceUid>,
+    pub actor: Option<Actor>,
+    pub action: AuditAction,
+    pub target_id: String,
+    pub at: OffsetDateTime,
+}
+
+impl AuditEvent {
+    /// The row this event is stored as.
+    pub(crate) fn row(&self) -> AuditRow<'_> {
+        AuditRow {
+            organisation_id: self.organisation_id.as_str(),
+            workspace_uid: self.workspace.as_ref().map(WorkspaceUid::as_str),
+            actor: self.actor.as_ref(),
+            action: self.action.as_str(),
+            target_id: &self.target_id,
+            at: self.at,
+        }
+    }
+
+    /// Reads a stored event back.
+    pub(crate) fn decode(row: &impl RowExt) -> StoreResult<Self> {
+        let workspace = row.optional_text("workspace_uid")?;
+        let action = row.text("action")?;
+        Ok(Self {
+            organisation_id: rows::parsed(OrganisationId::parse(&row.text("organisation_id")?), "organisation_id")?,
+            workspace: workspace.map(|uid| rows::parsed(WorkspaceUid::parse(&uid), "workspace_uid")).transpose()?,
+            actor: rows::actor(row, "actor")?,
+            action: AuditAction::parse(&action).ok_or_else(|| rows::corrupt("audit action", "action"))?,
+            target_id: row.text("target_id")?,
+            at: row.time("at")?,
+        })
+    }
+}
+
+/// Where the events of a command belong: an organisation and, for what
+/// happens inside one, a workspace.
+struct Scope {
+    organisation: OrganisationId,
+    workspace: Option<WorkspaceUid>,
+}
+
+impl Scope {
+    fn of_workspace(workspace: &Workspace) -> Self {
+        Self { organisation: workspace.organisation_id.clone(), workspace: Some(workspace.uid.clone()) }
+    }
+
+    fn of_organisation(organisation: &OrganisationId) -> Self {
+        Self { organisation: organisation.clone(), workspace: None }
+    }
+
+    fn event(&self, action: AuditAction, actor: Option<&Actor>, target_id: &str, at: OffsetDateTime) -> AuditEvent {
+        AuditEvent {
+            organisation_id: self.organisation.clone(),
+            workspace: self.workspace.clone(),
+            actor: actor.cloned(),
+            action,
+            target_id: target_id.to_owned(),
+            at,
+        }
+    }
+}
+
+/// A change to one public key.
+#[derive(Debug, Clone)]
+pub enum PublicKeyChange {
+    Patch(PublicKeyPatch),
+    /// New material (`SS.PUBK.` value) for the same record.
+    Rotate(String),
+}
+
+/// The first state of an empty database: an organisation, its workspaces
+/// and one service token (digest only).
+#[derive(Debug, Clone)]
+pub struct Bootstrap {
+    pub organisation: Organisation,
+    pub workspaces: Vec<Workspace>,
+    pub token: ServiceTokenRecord,
+}
+
+/// Every mutation of the store. Each carries what its transition needs,
+/// `now` and the actor included (the store never reads the clock).
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// Writes the bootstrap state if, and only if, the database has no
+    /// organisation yet. Safe when several processes start at once.
+    Bootstrap(Bootstrap),
+    /// Refused with [`Conflict::OrganisationNameTaken`] if the name exists.
+    CreateOrganisation(Organisation),
+    CreateServiceToken(ServiceTokenRecord),
+    /// Refused with [`Conflict::SlugTaken`] if the organisation has the slug.
+    CreateWorkspace(Workspace),
+    CreateApiKey(ApiKey),
+    DeleteApiKey {
+        workspace: WorkspaceUid,
+        id: ApiKeyId,
+        actor: Actor,
+        now: OffsetDateTime,
+    },
+    /// Through the workspace's `PublicKeyRing`: the first live key is the
+    /// default.
+    CreatePublicKey {
+        workspace: WorkspaceUid,
+        id: PublicKeyId,
+        value: String,
+        name: Name,
+        description: Option<Description>,
+        actor: Actor,
+        now: OffsetDateTime,
+    },
+    ChangePublicKey {
+        workspace: WorkspaceUid,
+        id: PublicKeyId,
+        change: PublicKeyChange,
+        actor: Actor,
+        now: OffsetDateTime,
+    },
+    DeletePublicKey {
+        workspace: WorkspaceUid,
+        id: PublicKeyId,
+        actor: Actor,
+        now: OffsetDateTime,
+    },
+    /// Refused with `OnlyOneActiveSigningKey` while an active key exists,
+    /// under any concurrency.
+    CreateSigningKey {
+        workspace: WorkspaceUid,
+        new: NewSigningKey,
+        actor: Actor,
+        now: OffsetDateTime,
+    },
+    RollSigningKey {
+        workspace: WorkspaceUid,
+        uid: SigningKeyUid,
+        grace: Option<GracePeriod>,
+        new: NewSigningKey,
+        actor: Actor,
+        now: OffsetDateTime,
+    },
+    DeleteSigningKey {
+        workspace: WorkspaceUid,
+        uid: SigningKeyUid,
+        actor: Actor,
+        now: OffsetDateTime,
+    },
+    CreateOrganisationKey(OrganisationSigningKey),
+    DeleteOrganisationKey {
+        organisation: OrganisationId,
+        id: OrganisationKeyId,
+        actor: Actor,
+        now: OffsetDateTime,
+    },
+}
+
+/// What a command locks before it reads anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock<'a> {
+    /// Nothing to lock (creating an organisation: the unique name decides).
+    Nothing,
+    /// Bootstrap attempts exclude each other across processes.
+    Bootstrap,
+    Organisation(&'a OrganisationId),
+    Workspace(&'a WorkspaceUid),
+}
+
+/// What the pipeline found, and holds, under the lock.
+#[derive(Debug)]
+pub enum Locked {
+    Nothing,
+    Organisation(Organisation),
+    Workspace(Workspace),
+}
+
+/// What a command returns to its caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command wrote what it was given.
+    Done,
+    /// Whether the bootstrap wrote anything.
+    Bootstrapped(bool),
+    ApiKey(ApiKey),
+    PublicKey(PublicKey),
+    SigningKey(WorkspaceSigningKey),
+    /// (the rolled key, the new active key), boxed: two keys are twice the
+    /// size of every other outcome.
+    RolledSigningKey(Box<(WorkspaceSigningKey, WorkspaceSigningKey)>),
+    OrganisationKey(OrganisationSigningKey),
+}
+
+/// A committed command: its outcome, and what it changed (none when it
+/// wrote nothing, as a bootstrap of a database that has one already).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Executed {
+    pub outcome: Outcome,
+    pub change: Option<Change>,
+}
+
+/// What [`Command::apply`] wrote: the outcome, the audit events to insert
+/// beside it (none means nothing was written) and the change to announce.
+#[derive(Debug)]
+pub(crate) struct Applied {
+    pub outcome: Outcome,
+    pub events: Vec<AuditEvent>,
+    pub change: Option<Change>,
+}
+
+impl Applied {
+    fn one(outcome: Outcome, event: AuditEvent, change: Change) -> Self {
+        Self { outcome, events: vec![event], change: Some(change) }
+    }
+}
+
+/// The lock a command holds, when it is not the one the command named.
+fn lost_lock() -> StoreError {
+    StoreError::Inconsistent("a command ran without the lock it names".to_owned())
+}
+
+fn locked_workspace(locked: Locked) -> StoreResult<Workspace> {
+    match locked {
+        Locked::Workspace(workspace) => Ok(workspace),
+        _ => Err(lost_lock()),
+    }
+}
+
+fn locked_organisation(locked: Locked) -> StoreResult<Organisation> {
+    match locked {
+        Locked::Organisation(organisation) => Ok(organisation),
+        _ => Err(lost_lock()),
+    }
+}
+
+/// The writes of creating an organisation, shared with the bootstrap.
+async fn write_organisation<C: Sql + ?Sized>(sql: &mut C, organisation: &Organisation) -> StoreResult<AuditEvent> {
+    if repo::organisation_by_name(sql, organisation.name.as_str()).await?.is_some() {
+        return Err(Conflict::OrganisationNameTaken(organisation.name.as_str().to_owned()).into());
+    }
+    repo::insert_organisation(sql, organisation).await?;
+    let scope = Scope::of_organisation(&organisation.id);
+    Ok(scope.event(AuditAction::OrganisationCreated, None, organisation.id.as_str(), organisation.created_at))
+}
+
+/// The writes of creating a workspace, shared with the bootstrap. The
+/// caller holds the organisation.
+async fn write_workspace<C: Sql + ?Sized>(sql: &mut C, workspace: &Workspace) -> StoreResult<AuditEvent> {
+    if repo::workspace_by_slug(sql, &workspace.organisation_id, workspace.slug.as_str()).await?.is_some() {
+        return Err(Conflict::SlugTaken(workspace.slug.as_str().to_owned()).into());
+    }
+    repo::insert_workspace(sql, workspace).await?;
+    let (action, actor) = (AuditAction::WorkspaceCreated, workspace.created_by.as_ref());
+    Ok(Scope::of_workspace(workspace).event(action, actor, workspace.uid.as_str(), workspace.created_at))
+}
+
+/// The writes of creating a service token, shared with the bootstrap.
+async fn write_service_token<C: Sql + ?Sized>(sql: &mut C, token: &ServiceTokenRecord) -> StoreResult<AuditEvent> {
+    repo::insert_service_token(sql, token).await?;
+    let scope = Scope::of_organisation(&token.organisation_id);
+    Ok(scope.event(AuditAction::ServiceTokenGenerated, Some(&token.actor), token.id.as_str(), token.created_at))
+}
+
+impl Command {
+    /// The aggregate this command serializes on.
+    pub fn lock(&self) -> Lock<'_> {
+        match self {
+            Self::Bootstrap(_) => Lock::Bootstrap,
+            Self::CreateOrganisation(_) => Lock::Nothing,
+            Self::CreateServiceToken(token) => Lock::Organisation(&token.organisation_id),
+            Self::CreateWorkspace(workspace) => Lock::Organisation(&workspace.organisation_id),
+            Self::CreateOrganisationKey(key) => Lock::Organisation(&key.organisation_id),
+            Self::DeleteOrganisationKey { organisation, .. } => Lock::Organisation(organisation),
+            Self::CreateApiKey(key) => Lock::Workspace(&key.workspace),
+            Self::DeleteApiKey { workspace, .. }
+            | Self::CreatePublicKey { workspace, .. }
+            | Self::ChangePublicKey { workspace, .. }
+            | Self::DeletePublicKey { workspace, .. }
+            | Self::CreateSigningKey { workspace, .. }
+            | Self::RollSigningKey { workspace, .. }
+            | Self::DeleteSigningKey { workspace, .. } => Lock::Workspace(workspace),
+        }
+    }
+
+    /// Loads what the transition needs (the pipeline holds the lock and
+    /// passes what it locked), applies the keys-core transition and writes
+    /// the result. Returns the outcome, the audit events and the change.
+    pub(crate) async fn apply<C: Sql + ?Sized>(self, sql: &mut C, locked: Locked) -> StoreResult<Applied> {
+        match self {
+            Self::Bootstrap(bootstrap) => {
+                if repo::count_organisations(sql).await? > 0 {
+                    return Ok(Applied { outcome: Outcome::Bootstrapped(false), events: Vec::new(), change: None });
+                }
+                let mut events = vec![write_organisation(sql, &bootstrap.organisation).await?];
+                for workspace in &bootstrap.workspaces {
+                    events.push(write_workspace(sql, workspace).await?);
+                }
+                events.push(write_service_token(sql, &bootstrap.token).await?);
+                Ok(Applied { outcome: Outcome::Bootstrapped(true), events, change: Some(Change::Everything) })
+            }
+            Self::CreateOrganisation(organisation) => {
+                let event = write_organisation(sql, &organisation).await?;
+                Ok(Applied::one(Outcome::Done, event, Change::Organisation(organisation.id)))
+            }
+            Self::CreateServiceToken(token) => {
+                let event = write_service_token(sql, &token).await?;
+                Ok(Applied::one(Outcome::Done, event, Change::ServiceToken(token.digest)))
+            }
+            Self::CreateWorkspace(workspace) => {
+                let event = write_workspace(sql, &workspace).await?;
+                Ok(Applied::one(Outcome::Done, event, Change::Workspace(workspace.uid)))
+            }
+            Self::CreateApiKey(key) => {
+                let scope = Scope::of_workspace(&locked_workspace(locked)?);
+                repo::insert_api_key(sql, &key).await?;
+                let event =
+                    scope.event(AuditAction::ApiKeyGenerated, key.created_by.as_ref(), key.id.as_str(), key.created_at);
+                Ok(Applied::one(Outcome::Done, event, Change::ApiKey(key.digest)))
+            }
+            Self::DeleteApiKey { id, actor, now, .. } => {
+                let workspace = locked_workspace(locked)?;
+                let found = repo::api_key(sql, &workspace.uid, &id).await?.filter(|key| !key.is_deleted());
+                let mut key = found.ok_or(StoreError::NotFound { kind: "api key" })?;
+                key.delete(&actor, now)?;
+                repo::save_api_key(sql, &key).await?;
+                let at = key.deleted_at.unwrap_or(now);
+                let event = Scope::of_workspace(&workspace).event(
+                    AuditAction::ApiKeyDeleted,
+                    Some(&actor),
+                    key.id.as_str(),
+                    at,
+                );
+                let change = Change::ApiKey(key.digest);
+                Ok(Applied::one(Outcome::ApiKey(key), event, change))
+            }
+            Self::CreatePublicKey { id, value, name, description, actor, now, .. } => {
+                let workspace = locked_workspace(locked)?;
+                let mut ring = PublicKeyRing::restore(repo::live_public_keys(sql, &workspace.uid).await?);
+                let key = ring.create(id, workspace.uid.clone(), value, name, description, &actor, now).clone();
+                repo::insert_public_key(sql, &key).await?;
+                let (action, at) = (AuditAction::PublicApiKeyGenerated, key.created_at);
+                let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.id.as_str(), at);
+                Ok(Applied::one(Outcome::PublicKey(key), event, Change::PublicKeys(workspace.uid)))
+            }
+            Self::ChangePublicKey { id, change, actor, now, .. } => {
+                let workspace = locked_workspace(locked)?;
+                let found = repo::public_key(sql, &workspace.uid, &id).await?.filter(|key| !key.is_deleted());
+                let mut key = found.ok_or(StoreError::NotFound { kind: "public key" })?;
+                let action = match change {
+                    PublicKeyChange::Patch(patch) => {
+                        key.patch(patch, &actor, now)?;
+                        AuditAction::PublicApiKeyUpdated
+                    }
+                    PublicKeyChange::Rotate(value) => {
+                        key.rotate(value, &actor, now)?;
+                        AuditAction::PublicApiKeyRotated
+                    }
+                };
+                repo::save_public_key(sql, &key).await?;
+                let event =
+                    Scope::of_workspace(&workspace).event(action, Some(&actor), key.id.as_str(), key.updated_at);
+                Ok(Applied::one(Outcome::PublicKey(key), event, Change::PublicKeys(workspace.uid)))
+            }
+            Self::DeletePublicKey { id, actor, now, .. } => {
+                let workspace = locked_workspace(locked)?;
+                let mut ring = PublicKeyRing::restore(repo::live_public_keys(sql, &workspace.uid).await?);
+                let key = ring.delete(&id, &actor, now)?;
+                repo::save_public_key(sql, &key).await?;
+                let (action, at) = (AuditAction::PublicApiKeyDeleted, key.updated_at);
+                let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.id.as_str(), at);
+                Ok(Applied::one(Outcome::PublicKey(key), event, Change::PublicKeys(workspace.uid)))
+            }
+            Self::CreateSigningKey { new, actor, now, .. } => {
+                let workspace = locked_workspace(locked)?;
+                let live = repo::live_signing_keys(sql, &workspace.uid).await?;
+                let key = SigningKeyRing::restore(workspace.uid.clone(), live).create(new, &actor, now)?.clone();
+                repo::insert_signing_key(sql, &key).await?;
+                let (action, at) = (AuditAction::SigningApiKeyGenerated, key.created_at);
+                let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.uid.as_str(), at);
+                Ok(Applied::one(Outcome::SigningKey(key), event, Change::SigningKeys(workspace.uid)))
+            }
+            Self::RollSigningKey { uid, grace, new, actor, now, .. } => {
+                let workspace = locked_workspace(locked)?;
+                let mut ring =
+                    SigningKeyRing::restore(workspace.uid.clone(), repo::live_signing_keys(sql, &workspace.uid).await?);
+                let (rolled, fresh) = ring.roll(&uid, grace, new, &actor, now)?;
+                let (rolled, fresh) = (rolled.clone(), fresh.clone());
+                // The rolled key leaves the active slot before the new key
+                // takes it; the other order would trip the one-active index.
+                repo::save_signing_key(sql, &rolled).await?;
+                repo::insert_signing_key(sql, &fresh).await?;
+                let scope = Scope::of_workspace(&workspace);
+                let events = vec![
+                    scope.event(AuditAction::SigningApiKeyRolled, Some(&actor), rolled.uid.as_str(), fresh.created_at),
+                    scope.event(
+                        AuditAction::SigningApiKeyGenerated,
+                        Some(&actor),
+                        fresh.uid.as_str(),
+                        fresh.created_at,
+                    ),
+                ];
+                let change = Some(Change::SigningKeys(workspace.uid));
+                Ok(Applied { outcome: Outcome::RolledSigningKey(Box::new((rolled, fresh))), events, change })
+            }
+            Self::DeleteSigningKey { uid, actor, now, .. } => {
+                let workspace = locked_workspace(locked)?;
+                let mut ring =
+                    SigningKeyRing::restore(workspace.uid.clone(), repo::live_signing_keys(sql, &workspace.uid).await?);
+                let key = ring.delete(&uid, &actor, now)?;
+                repo::save_signing_key(sql, &key).await?;
+                let (action, at) = (AuditAction::SigningApiKeyDeleted, key.deleted_at.unwrap_or(now));
+                let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.uid.as_str(), at);
+                Ok(Applied::one(Outcome::SigningKey(key), event, Change::SigningKeys(workspace.uid)))
+            }
+            Self::CreateOrganisationKey(key) => {
+                let scope = Scope::of_organisation(&locked_organisation(locked)?.id);
+                repo::insert_organisation_key(sql, &key).await?;
+                let (action, actor) = (AuditAction::OrganisationKeyGenerated, key.created_by.as_ref());
+                let event = scope.event(action, actor, key.id.as_str(), key.created_at);
+                let change = Change::OrganisationKey(key.id.clone());
+                Ok(Applied::one(Outcome::Done, event, change))
+            }
+            Self::DeleteOrganisationKey { id, actor, now, .. } => {
+                let organisation = locked_organisation(locked)?;
+                let found = repo::organisation_key(sql, &id).await?;
+                let found = found.filter(|key| key.organisation_id == organisation.id && !key.is_deleted());
+                let mut key = found.ok_or(StoreError::NotFound { kind: "organisation signing key" })?;
+                key.delete(&actor, now)?;
+                repo::save_organisation_key(sql, &key).await?;
+                let (action, at) = (AuditAction::OrganisationKeyDeleted, key.deleted_at.unwrap_or(now));
+                let event = Scope::of_organisation(&organisation.id).event(action, Some(&actor), key.id.as_str(), at);
+                let change = Change::OrganisationKey(key.id.clone());
+                Ok(Applied::one(Outcome::OrganisationKey(key), event, change))
+            }
+        }
+    }
+}
+
+/// The outcome a typed method expects, or a fault: `execute` answered a
+/// command with another command's kind of outcome.
+fn outcome_of<T>(executed: Executed, pick: impl FnOnce(Outcome) -> Option<T>) -> StoreResult<T> {
+    pick(executed.outcome).ok_or_else(|| StoreError::Inconsistent("a command returned another kind of outcome".into()))
+}
+
+/// The mutations of the store: one object-safe entry point,
+/// [`Mutations::execute`], and a typed method per command for callers.
+///
+/// Mutations that target something missing (or already deleted) fail with
+/// [`StoreError::NotFound`]; taken names with [`StoreError::Conflict`];
+/// domain refusals with [`StoreError::Refused`].
+#[async_trait]
+pub trait Mutations: Send + Sync {
+    /// Runs one command in one transaction (see the module documentation)
+    /// and returns its outcome with the change it committed.
+    async fn execute(&self, command: Command) -> StoreResult<Executed>;
+
+    /// Writes the bootstrap state if the database has no organisation yet;
+    /// returns whether it did.
+    async fn bootstrap_if_empty(&self, bootstrap: &Bootstrap) -> StoreResult<bool> {
+        let executed = self.execute(Command::Bootstrap(bootstrap.clone())).await?;
+        let done =
+            outcome_of(executed, |outcome| if let Outcome::Bootstrapped(done) = outcome { Some(done) } else { None })?;
+        if done {
+            tracing::info!(organisation = %bootstrap.organisation.id, "bootstrapped an empty database");
+        }
+        Ok(done)
+    }
+
+    async fn create_organisation(&self, organisation: &Organisation) -> StoreResult<()> {
+        self.execute(Command::CreateOrganisation(organisation.clone())).await.map(drop)
+    }
+
+    async fn create_service_token(&self, token: &ServiceTokenRecord) -> StoreResult<()> {
+        self.execute(Command::CreateServiceToken(token.clone())).await.map(drop)
+    }
+
+    async fn create_workspace(&self, workspace: &Workspace) -> StoreResult<()> {
+        self.execute(Command::CreateWorkspace(workspace.clone())).await.map(drop)
+    }
+
+    async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
+        self.execute(Command::CreateApiKey(key.clone())).await.map(drop)
+    }
+
+    async fn delete_api_key(
+        &self,
+        workspace: &WorkspaceUid,
+        id: &ApiKeyId,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<ApiKey> {
+        let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
+        let executed = self.execute(Command::DeleteApiKey { workspace, id, actor, now }).await?;
+        outcome_of(executed, |outcome| if let Outcome::ApiKey(key) = outcome { Some(key) } else { None })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn create_public_key(
+        &self,
+        workspace: &WorkspaceUid,
+        id: PublicKeyId,
+        value: String,
+        name: Name,
+        description: Option<Description>,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<PublicKey> {
+        let (workspace, actor) = (workspace.clone(), actor.clone());
+        let command = Command::CreatePublicKey { workspace, id, value, name, description, actor, now };
+        outcome_of(self.execute(command).await?, public_key)
+    }
+
+    async fn change_public_key(
+        &self,
+        workspace: &WorkspaceUid,
+        id: &PublicKeyId,
+        change: PublicKeyChange,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<PublicKey> {
+        let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
+        outcome_of(self.execute(Command::ChangePublicKey { workspace, id, change, actor, now }).await?, public_key)
+    }
+
+    async fn delete_public_key(
+        &self,
+        workspace: &WorkspaceUid,
+        id: &PublicKeyId,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<PublicKey> {
+        let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
+        outcome_of(self.execute(Command::DeletePublicKey { workspace, id, actor, now }).await?, public_key)
+    }
+
+    async fn create_signing_key(
+        &self,
+        workspace: &WorkspaceUid,
+        new: NewSigningKey,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<WorkspaceSigningKey> {
+        let (workspace, actor) = (workspace.clone(), actor.clone());
+        outcome_of(self.execute(Command::CreateSigningKey { workspace, new, actor, now }).await?, signing_key)
+    }
+
+    /// Returns (the rolled key, the new active key).
+    async fn roll_signing_key(
+        &self,
+        workspace: &WorkspaceUid,
+        uid: &SigningKeyUid,
+        grace: Option<GracePeriod>,
+        new: NewSigningKey,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<(WorkspaceSigningKey, WorkspaceSigningKey)> {
+        let (workspace, uid, actor) = (workspace.clone(), uid.clone(), actor.clone());
+        let executed = self.execute(Command::RollSigningKey { workspace, uid, grace, new, actor, now }).await?;
+        outcome_of(executed, |outcome| match outcome {
+            Outcome::RolledSigningKey(pair) => Some(*pair),
+            _ => None,
+        })
+    }
+
+    async fn delete_signing_key(
+        &self,
+        workspace: &WorkspaceUid,
+        uid: &SigningKeyUid,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<WorkspaceSigningKey> {
+        let (workspace, uid, actor) = (workspace.clone(), uid.clone(), actor.clone());
+        outcome_of(self.execute(Command::DeleteSigningKey { workspace, uid, actor, now }).await?, signing_key)
+    }
+
+    async fn create_organisation_key(&self, key: &OrganisationSigningKey) -> StoreResult<()> {
+        self.execute(Command::CreateOrganisationKey(key.clone())).await.map(drop)
+    }
+
+    async fn delete_organisation_key(
+        &self,
+        organisation: &OrganisationId,
+        id: &OrganisationKeyId,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<OrganisationSigningKey> {
+        let (organisation, id, actor) = (organisation.clone(), id.clone(), actor.clone());
+        let executed = self.execute(Command::DeleteOrganisationKey { organisation, id, actor, now }).await?;
+        outcome_of(executed, |outcome| if let Outcome::OrganisationKey(key) = outcome { Some(key) } else { None })
+    }
+}
+
+fn public_key(outcome: Outcome) -> Option<PublicKey> {
+    if let Outcome::PublicKey(key) = outcome {
+        Some(key)
+    } else {
+        None
+    }
+}
+
+fn signing_key(outcome: Outcome) -> Option<WorkspaceSigningKey> {
+    if let Outcome::SigningKey(key) = outcome {
+        Some(key)
+    } else {
+        None
+    }
+}
+
+/// The refusal of the domain for something missing, as the store's outcome:
+/// the rings of keys-core answer `CoreError::NotFound` for a key that is not
+/// in them. Applied once, where the pipeline returns.
+pub(crate) fn store_outcome(error: StoreError) -> StoreError {
+    match error {
+        StoreError::Refused(CoreError::NotFound { kind }) => StoreError::NotFound { kind },
+        other => other,
+    }
+}

@@ -1,0 +1,219 @@
+//! The mutation pipeline and [`SqlStore`], the store on a SQL database.
+//!
+//! [`run`] is the one function every mutation goes through: open a write
+//! transaction, take the lock the command names, let the command load,
+//! apply its keys-core transition and write ([`Command::apply`]), insert
+//! its audit events, announce its [`Change`] (to other processes, on
+//! commit), commit, and return the outcome together with the change. A
+//! command that writes no audit event wrote nothing: its transaction is
+//! rolled back and nothing is announced, so no change happens without its
+//! event.
+//!
+//! The reads of [`Lookups`] and [`Management`] are one statement each, on a
+//! pooled connection.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use keys_core::{
+    ApiKey, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey,
+    SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+};
+use sqlx::pool::PoolConnection;
+use sqlx::Transaction;
+
+use crate::change::Change;
+use crate::commands::{self, AuditEvent, Command, Executed, Lock, Locked, Mutations};
+use crate::error::{database, StoreError, StoreResult};
+use crate::repo::{self, Sql};
+use crate::store::{Lookups, Management};
+
+/// What a database brings to [`SqlStore`]: connections that speak
+/// [`Sql`], write transactions, and the two things only a backend knows
+/// how to do inside one (the bootstrap lock and the announcement).
+#[async_trait]
+pub trait Backend: sqlx::Database<Connection: Sql> {
+    /// A transaction that excludes concurrent writers of what it locks.
+    async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Transaction<'static, Self>>;
+    /// Serializes bootstrap attempts across processes until the transaction
+    /// ends (PostgreSQL: an advisory lock; SQLite: the write transaction
+    /// already excludes every other writer).
+    async fn lock_bootstrap(connection: &mut Self::Connection) -> StoreResult<()>;
+    /// Announces what this transaction changes to every other process on
+    /// the database, delivered only if (and when) it commits. PostgreSQL:
+    /// `pg_notify` on [`crate::CHANGES_CHANNEL`]. SQLite has no such
+    /// channel: there, other processes' caches rely on their time to live.
+    async fn announce(connection: &mut Self::Connection, change: &Change) -> StoreResult<()>;
+}
+
+/// A store on a SQL database: [`crate::PgStore`] or [`crate::SqliteStore`].
+pub struct SqlStore<DB: Backend> {
+    pub(crate) pool: sqlx::Pool<DB>,
+}
+
+impl<DB: Backend> SqlStore<DB> {
+    /// The connection pool, for callers that need the database itself
+    /// (tests, operational tooling).
+    pub fn pool(&self) -> &sqlx::Pool<DB> {
+        &self.pool
+    }
+
+    /// Closes every connection of the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn reader(&self) -> StoreResult<PoolConnection<DB>> {
+        self.pool.acquire().await.map_err(database)
+    }
+}
+
+impl<DB: Backend> Clone for SqlStore<DB> {
+    fn clone(&self) -> Self {
+        Self { pool: self.pool.clone() }
+    }
+}
+
+impl<DB: Backend> fmt::Debug for SqlStore<DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore").field("backend", &DB::NAME).field("pool", &self.pool).finish()
+    }
+}
+
+/// Runs one command in one transaction (see the module documentation).
+/// This is also the one place where a keys-core "not found" becomes the
+/// store's [`StoreError::NotFound`].
+pub(crate) async fn run<DB: Backend>(pool: &sqlx::Pool<DB>, command: Command) -> StoreResult<Executed> {
+    transact::<DB>(pool, command).await.map_err(commands::store_outcome)
+}
+
+async fn transact<DB: Backend>(pool: &sqlx::Pool<DB>, command: Command) -> StoreResult<Executed> {
+    let mut transaction = DB::writer(pool).await?;
+    let locked = take_lock::<DB>(&mut *transaction, command.lock()).await?;
+    let applied = command.apply(&mut *transaction, locked).await?;
+    if applied.events.is_empty() {
+        // Nothing was written; dropping the transaction rolls it back.
+        return Ok(Executed { outcome: applied.outcome, change: None });
+    }
+    for event in &applied.events {
+        repo::insert_audit_event(&mut *transaction, event.row()).await?;
+    }
+    if let Some(change) = &applied.change {
+        DB::announce(&mut *transaction, change).await?;
+    }
+    transaction.commit().await.map_err(|source| StoreError::database("commit", source))?;
+    Ok(Executed { outcome: applied.outcome, change: applied.change })
+}
+
+/// Takes the lock a command names and returns what it locked; a missing
+/// organisation or workspace is [`StoreError::NotFound`].
+async fn take_lock<DB: Backend>(connection: &mut DB::Connection, lock: Lock<'_>) -> StoreResult<Locked> {
+    match lock {
+        Lock::Nothing => Ok(Locked::Nothing),
+        Lock::Bootstrap => DB::lock_bootstrap(connection).await.map(|()| Locked::Nothing),
+        Lock::Organisation(id) => repo::lock_organisation(connection, id)
+            .await?
+            .map(Locked::Organisation)
+            .ok_or(StoreError::NotFound { kind: "organisation" }),
+        Lock::Workspace(uid) => repo::lock_workspace(connection, uid)
+            .await?
+            .map(Locked::Workspace)
+            .ok_or(StoreError::NotFound { kind: "workspace" }),
+    }
+}
+
+#[async_trait]
+impl<DB: Backend> Mutations for SqlStore<DB> {
+    async fn execute(&self, command: Command) -> StoreResult<Executed> {
+        run(&self.pool, command).await
+    }
+}
+
+#[async_trait]
+impl<DB: Backend> Lookups for SqlStore<DB> {
+    async fn service_token_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<ServiceTokenRecord>> {
+        repo::service_token_by_digest(&mut *self.reader().await?, digest).await
+    }
+
+    async fn api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<(ApiKey, Workspace)>> {
+        repo::api_key_by_digest(&mut *self.reader().await?, digest).await
+    }
+
+    async fn public_key_by_value(&self, value: &str) -> StoreResult<Option<(PublicKey, Workspace)>> {
+        repo::public_key_by_value(&mut *self.reader().await?, value).await
+    }
+
+    async fn live_signing_keys(&self, workspace: &WorkspaceUid) -> StoreResult<Vec<WorkspaceSigningKey>> {
+        repo::live_signing_keys(&mut *self.reader().await?, workspace).await
+    }
+
+    async fn signing_key_by_uid(&self, uid: &SigningKeyUid) -> StoreResult<Option<WorkspaceSigningKey>> {
+        repo::signing_key_by_uid(&mut *self.reader().await?, uid).await
+    }
+
+    async fn organisation_key(&self, id: &OrganisationKeyId) -> StoreResult<Option<OrganisationSigningKey>> {
+        repo::organisation_key(&mut *self.reader().await?, id).await
+    }
+}
+
+#[async_trait]
+impl<DB: Backend> Management for SqlStore<DB> {
+    async fn ping(&self) -> StoreResult<()> {
+        repo::ping(&mut *self.reader().await?).await
+    }
+
+    async fn organisation(&self, id: &OrganisationId) -> StoreResult<Option<Organisation>> {
+        repo::organisation(&mut *self.reader().await?, id).await
+    }
+
+    async fn organisation_by_name(&self, name: &str) -> StoreResult<Option<Organisation>> {
+        repo::organisation_by_name(&mut *self.reader().await?, name).await
+    }
+
+    async fn workspace_by_slug(&self, organisation: &OrganisationId, slug: &str) -> StoreResult<Option<Workspace>> {
+        repo::workspace_by_slug(&mut *self.reader().await?, organisation, slug).await
+    }
+
+    async fn workspace_by_uid(&self, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>> {
+        repo::workspace(&mut *self.reader().await?, uid).await
+    }
+
+    async fn list_workspaces(&self, organisation: &OrganisationId, page: Pagination) -> StoreResult<Page<Workspace>> {
+        repo::list_workspaces(&mut *self.reader().await?, organisation, page).await
+    }
+
+    async fn list_api_keys(
+        &self,
+        workspace: &WorkspaceUid,
+        page: Pagination,
+        include_deleted: bool,
+    ) -> StoreResult<Page<ApiKey>> {
+        repo::list_api_keys(&mut *self.reader().await?, workspace, page, include_deleted).await
+    }
+
+    async fn list_public_keys(
+        &self,
+        workspace: &WorkspaceUid,
+        page: Pagination,
+        include_deleted: bool,
+    ) -> StoreResult<Page<PublicKey>> {
+        repo::list_public_keys(&mut *self.reader().await?, workspace, page, include_deleted).await
+    }
+
+    async fn list_signing_keys(
+        &self,
+        workspace: &WorkspaceUid,
+        page: Pagination,
+        include_deleted: bool,
+    ) -> StoreResult<Page<WorkspaceSigningKey>> {
+        repo::list_signing_keys(&mut *self.reader().await?, workspace, page, include_deleted).await
+    }
+
+    async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>> {
+        repo::list_organisation_keys(&mut *self.reader().await?, organisation).await
+    }
+
+    async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        repo::audit_events(&mut *self.reader().await?, organisation, limit, AuditEvent::decode).await
+    }
+}

@@ -1,0 +1,85 @@
+//! The read side of the store, split by who reads: [`Lookups`], the
+//! lookups of authentication and verification that [`crate::CachedStore`]
+//! serves from memory, and [`Management`], everything else.
+//!
+//! Mutations are [`crate::Mutations`]; [`crate::Store`] is all three.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use keys_core::{
+    ApiKey, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey,
+    SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+};
+
+use crate::commands::AuditEvent;
+use crate::error::StoreResult;
+
+/// The lookups on the request path of authentication and verification.
+/// Each returns `Ok(None)` for what does not exist.
+#[async_trait]
+pub trait Lookups: Send + Sync {
+    /// The authentication lookup: unrevoked tokens only.
+    async fn service_token_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<ServiceTokenRecord>>;
+    /// [`Lookups::service_token_by_digest`] for callers that only read the
+    /// record: a caching store hands out the record it holds rather than a
+    /// copy. Authentication runs on every request, where copying a record
+    /// (a string allocation per field) is a measurable part of the cost.
+    async fn shared_service_token_by_digest(
+        &self,
+        digest: &SecretDigest,
+    ) -> StoreResult<Option<Arc<ServiceTokenRecord>>> {
+        Ok(self.service_token_by_digest(digest).await?.map(Arc::new))
+    }
+    /// The verification path: one index lookup by digest. Deleted keys are
+    /// returned too, so the decision can say `key_deleted`.
+    async fn api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<(ApiKey, Workspace)>>;
+    /// [`Lookups::api_key_by_digest`], shared rather than copied (see
+    /// [`Lookups::shared_service_token_by_digest`]).
+    async fn shared_api_key_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<Arc<(ApiKey, Workspace)>>> {
+        Ok(self.api_key_by_digest(digest).await?.map(Arc::new))
+    }
+    /// The verification path: by the `SS.PUBK.` value (unique index).
+    async fn public_key_by_value(&self, value: &str) -> StoreResult<Option<(PublicKey, Workspace)>>;
+    /// The live (not deleted) keys of a workspace: JWKS and secure mode.
+    async fn live_signing_keys(&self, workspace: &WorkspaceUid) -> StoreResult<Vec<WorkspaceSigningKey>>;
+    /// By `uid` (the JWT `kid`), deleted keys included.
+    async fn signing_key_by_uid(&self, uid: &SigningKeyUid) -> StoreResult<Option<WorkspaceSigningKey>>;
+    /// By id, deleted keys included.
+    async fn organisation_key(&self, id: &OrganisationKeyId) -> StoreResult<Option<OrganisationSigningKey>>;
+}
+
+/// The reads of management: lists are newest first with a total count;
+/// lookups return `Ok(None)` for what does not exist.
+#[async_trait]
+pub trait Management: Send + Sync {
+    /// Cheap round trip to the database (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+    async fn organisation(&self, id: &OrganisationId) -> StoreResult<Option<Organisation>>;
+    async fn organisation_by_name(&self, name: &str) -> StoreResult<Option<Organisation>>;
+    async fn workspace_by_slug(&self, organisation: &OrganisationId, slug: &str) -> StoreResult<Option<Workspace>>;
+    async fn workspace_by_uid(&self, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>>;
+    async fn list_workspaces(&self, organisation: &OrganisationId, page: Pagination) -> StoreResult<Page<Workspace>>;
+    async fn list_api_keys(
+        &self,
+        workspace: &WorkspaceUid,
+        page: Pagination,
+        include_deleted: bool,
+    ) -> StoreResult<Page<ApiKey>>;
+    async fn list_public_keys(
+        &self,
+        workspace: &WorkspaceUid,
+        page: Pagination,
+        include_deleted: bool,
+    ) -> StoreResult<Page<PublicKey>>;
+    async fn list_signing_keys(
+        &self,
+        workspace: &WorkspaceUid,
+        page: Pagination,
+        include_deleted: bool,
+    ) -> StoreResult<Page<WorkspaceSigningKey>>;
+    /// Live keys of the organisation, newest first.
+    async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>>;
+    /// The newest `limit` audit events of an organisation.
+    async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+}
