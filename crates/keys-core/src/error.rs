@@ -28,6 +28,10 @@ pub enum CoreError {
     InvalidMode,
     #[error("grace_period_seconds must be between 0 and {max}")]
     InvalidGracePeriod { max: u64 },
+    /// Storage returned a record no transition can produce. Never the
+    /// client's doing: the store reports it as an inconsistency.
+    #[error("stored {kind} is inconsistent: {reason}")]
+    InconsistentRecord { kind: &'static str, reason: &'static str },
     #[error("the token leeway must be a whole number of seconds between 0 and {max}")]
     InvalidLeeway { max: u32 },
     #[error("limit must be an integer between 1 and 100")]

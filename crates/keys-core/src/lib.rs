@@ -33,7 +33,8 @@ pub use organisation::{
     Organisation, OrganisationSigningKey, OrganisationSigningKeyState, ServiceTokenRecord, ServiceTokenState,
 };
 pub use signing_key::{
-    GracePeriod, NewSigningKey, SigningKeyRing, SigningKeyState, SigningKeyStatus, WorkspaceSigningKey,
+    Deletion, GracePeriod, NewSigningKey, SigningKeyLifecycle, SigningKeyRing, SigningKeyState, SigningKeyStatus,
+    StoredSigningKey, WorkspaceSigningKey,
 };
 pub use values::{
     origin_host, timestamp, Actor, Description, DomainPattern, Mode, Name, Page, Pagination, WorkspaceSlug,

@@ -52,6 +52,27 @@ impl GracePeriod {
     }
 }
 
+/// Where a signing key is in its life, with what each stage carries: a
+/// rolled key always has its roll time and its expiry, an active key has
+/// neither. (Deletion is orthogonal: see [`Deletion`].)
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SigningKeyLifecycle {
+    Active,
+    Rolled {
+        rolled_at: OffsetDateTime,
+        rolled_by: Option<Actor>,
+        /// Verifies strictly before this instant.
+        expiry_at: OffsetDateTime,
+    },
+}
+
+/// When and by whom a record was deleted (terminal).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deletion {
+    pub at: OffsetDateTime,
+    pub by: Option<Actor>,
+}
+
 /// The stored half of a workspace signing key: the public key only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKeyState {
@@ -60,7 +81,23 @@ pub struct SigningKeyState {
     pub workspace: WorkspaceUid,
     /// SPKI PEM of the P-256 public key.
     pub public_key_pem: String,
-    pub status: SigningKeyStatus,
+    pub allowed_domains: Option<Vec<DomainPattern>>,
+    pub created_at: OffsetDateTime,
+    pub created_by: Option<Actor>,
+    pub lifecycle: SigningKeyLifecycle,
+    pub deletion: Option<Deletion>,
+}
+
+/// A signing key as storage keeps it, column by column: what
+/// [`WorkspaceSigningKey::try_from`] checks before anything else may use it.
+#[derive(Debug, Clone)]
+pub struct StoredSigningKey {
+    pub id: SigningKeyId,
+    pub uid: SigningKeyUid,
+    pub workspace: WorkspaceUid,
+    pub public_key_pem: String,
+    /// `active` or `rolled`.
+    pub status: String,
     pub allowed_domains: Option<Vec<DomainPattern>>,
     pub expiry_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
@@ -75,13 +112,84 @@ pub struct SigningKeyState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkspaceSigningKey(SigningKeyState);
 
+impl TryFrom<StoredSigningKey> for WorkspaceSigningKey {
+    type Error = CoreError;
+
+    /// Rebuilds a key from storage, refusing what no transition can make: a
+    /// rolled key without its roll time or expiry (or expiring before it was
+    /// rolled), an active key with either, a deleter without a deletion.
+    fn try_from(stored: StoredSigningKey) -> Result<Self, CoreError> {
+        let inconsistent = |reason| CoreError::InconsistentRecord { kind: "signing key", reason };
+        let lifecycle = match (SigningKeyStatus::parse(&stored.status), stored.rolled_at, stored.expiry_at) {
+            (Some(SigningKeyStatus::Active), None, None) if stored.rolled_by.is_none() => SigningKeyLifecycle::Active,
+            (Some(SigningKeyStatus::Active), ..) => return Err(inconsistent("an active key has roll data")),
+            (Some(SigningKeyStatus::Rolled), Some(rolled_at), Some(expiry_at)) if expiry_at >= rolled_at => {
+                SigningKeyLifecycle::Rolled { rolled_at, rolled_by: stored.rolled_by, expiry_at }
+            }
+            (Some(SigningKeyStatus::Rolled), ..) => {
+                return Err(inconsistent("a rolled key needs rolled_at and an expiry_at not before it"))
+            }
+            (None, ..) => return Err(inconsistent("status is neither active nor rolled")),
+        };
+        let deletion = match (stored.deleted_at, stored.deleted_by) {
+            (Some(at), by) => Some(Deletion { at, by }),
+            (None, None) => None,
+            (None, Some(_)) => return Err(inconsistent("deleted_by without deleted_at")),
+        };
+        Ok(Self(SigningKeyState {
+            id: stored.id,
+            uid: stored.uid,
+            workspace: stored.workspace,
+            public_key_pem: stored.public_key_pem,
+            allowed_domains: stored.allowed_domains,
+            created_at: stored.created_at,
+            created_by: stored.created_by,
+            lifecycle,
+            deletion,
+        }))
+    }
+}
+
 impl WorkspaceSigningKey {
-    pub fn restore(state: SigningKeyState) -> Self {
-        Self(state)
+    pub fn is_deleted(&self) -> bool {
+        self.0.deletion.is_some()
     }
 
-    pub fn is_deleted(&self) -> bool {
-        self.0.deleted_at.is_some()
+    pub fn status(&self) -> SigningKeyStatus {
+        match self.0.lifecycle {
+            SigningKeyLifecycle::Active => SigningKeyStatus::Active,
+            SigningKeyLifecycle::Rolled { .. } => SigningKeyStatus::Rolled,
+        }
+    }
+
+    /// When a rolled key stops verifying; `None` for the active key.
+    pub fn expiry_at(&self) -> Option<OffsetDateTime> {
+        match self.0.lifecycle {
+            SigningKeyLifecycle::Active => None,
+            SigningKeyLifecycle::Rolled { expiry_at, .. } => Some(expiry_at),
+        }
+    }
+
+    pub fn rolled_at(&self) -> Option<OffsetDateTime> {
+        match self.0.lifecycle {
+            SigningKeyLifecycle::Active => None,
+            SigningKeyLifecycle::Rolled { rolled_at, .. } => Some(rolled_at),
+        }
+    }
+
+    pub fn rolled_by(&self) -> Option<&Actor> {
+        match &self.0.lifecycle {
+            SigningKeyLifecycle::Active => None,
+            SigningKeyLifecycle::Rolled { rolled_by, .. } => rolled_by.as_ref(),
+        }
+    }
+
+    pub fn deleted_at(&self) -> Option<OffsetDateTime> {
+        self.0.deletion.as_ref().map(|deletion| deletion.at)
+    }
+
+    pub fn deleted_by(&self) -> Option<&Actor> {
+        self.0.deletion.as_ref().and_then(|deletion| deletion.by.as_ref())
     }
 
     /// Whether a token signed by this key may verify at `now`: active keys
@@ -91,9 +199,9 @@ impl WorkspaceSigningKey {
         if self.is_deleted() {
             return false;
         }
-        match self.0.status {
-            SigningKeyStatus::Active => true,
-            SigningKeyStatus::Rolled => self.0.expiry_at.is_some_and(|expiry| now < expiry),
+        match self.0.lifecycle {
+            SigningKeyLifecycle::Active => true,
+            SigningKeyLifecycle::Rolled { expiry_at, .. } => now < expiry_at,
         }
     }
 }
@@ -133,7 +241,7 @@ impl SigningKeyRing {
     }
 
     pub fn active(&self) -> Option<&WorkspaceSigningKey> {
-        self.keys.iter().find(|key| key.status == SigningKeyStatus::Active)
+        self.keys.iter().find(|key| key.status() == SigningKeyStatus::Active)
     }
 
     pub fn get(&self, uid: &SigningKeyUid) -> Option<&WorkspaceSigningKey> {
@@ -151,7 +259,7 @@ impl SigningKeyRing {
     /// verifying. Whole seconds, rounded down.
     pub fn jwks_max_age(&self, now: OffsetDateTime, cap_seconds: u32) -> u32 {
         self.verifying_at(now)
-            .filter_map(|key| key.expiry_at)
+            .filter_map(WorkspaceSigningKey::expiry_at)
             .map(|expiry| (expiry - now).whole_seconds().clamp(0, i64::from(cap_seconds)))
             .min()
             .map_or(cap_seconds, |seconds| u32::try_from(seconds).unwrap_or(0))
@@ -163,15 +271,11 @@ impl SigningKeyRing {
             uid: new.uid,
             workspace: self.workspace.clone(),
             public_key_pem: new.public_key_pem,
-            status: SigningKeyStatus::Active,
             allowed_domains: None,
-            expiry_at: None,
             created_at: now,
             created_by: Some(actor.clone()),
-            rolled_at: None,
-            rolled_by: None,
-            deleted_at: None,
-            deleted_by: None,
+            lifecycle: SigningKeyLifecycle::Active,
+            deletion: None,
         })
     }
 
@@ -205,15 +309,15 @@ impl SigningKeyRing {
         let now = timestamp(now);
         let index =
             self.keys.iter().position(|key| &key.uid == uid).ok_or(CoreError::NotFound { kind: "signing key" })?;
-        if self.keys[index].status != SigningKeyStatus::Active {
+        if self.keys[index].status() != SigningKeyStatus::Active {
             return Err(CoreError::SigningKeyNotActive);
         }
         let fresh = self.new_active(new, actor, now);
-        let rolled = &mut self.keys[index].0;
-        rolled.status = SigningKeyStatus::Rolled;
-        rolled.rolled_at = Some(now);
-        rolled.rolled_by = Some(actor.clone());
-        rolled.expiry_at = Some(now + grace.map_or(Duration::ZERO, GracePeriod::duration));
+        self.keys[index].0.lifecycle = SigningKeyLifecycle::Rolled {
+            rolled_at: now,
+            rolled_by: Some(actor.clone()),
+            expiry_at: now + grace.map_or(Duration::ZERO, GracePeriod::duration),
+        };
         self.keys.push(fresh);
         let last = self.keys.len() - 1;
         Ok((&self.keys[index], &self.keys[last]))
@@ -229,8 +333,7 @@ impl SigningKeyRing {
         let index =
             self.keys.iter().position(|key| &key.uid == uid).ok_or(CoreError::NotFound { kind: "signing key" })?;
         let mut key = self.keys.remove(index);
-        key.0.deleted_at = Some(timestamp(now));
-        key.0.deleted_by = Some(actor.clone());
+        key.0.deletion = Some(Deletion { at: timestamp(now), by: Some(actor.clone()) });
         Ok(key)
     }
 }

@@ -264,7 +264,7 @@ pub fn kidless_candidates(ring: &SigningKeyRing, now: OffsetDateTime) -> Result<
     let mut candidates: Vec<&WorkspaceSigningKey> = ring.verifying_at(now).collect();
     // Active first (it has no `rolled_at`), then the newest roll.
     candidates.sort_by(|left, right| {
-        right.rolled_at.is_none().cmp(&left.rolled_at.is_none()).then(right.rolled_at.cmp(&left.rolled_at))
+        right.rolled_at().is_none().cmp(&left.rolled_at().is_none()).then(right.rolled_at().cmp(&left.rolled_at()))
     });
     if candidates.is_empty() {
         return Err(Denial::UnknownKey);

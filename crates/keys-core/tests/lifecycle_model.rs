@@ -244,7 +244,8 @@ fn check_invariants(model: &[RefWorkspace], sut: &[SutWorkspace], clock: i64) {
     let now = at(clock);
     for (reference, workspace) in model.iter().zip(sut) {
         // At most one non-deleted active signing key.
-        let active = workspace.signing_ring.keys().iter().filter(|key| key.status == SigningKeyStatus::Active).count();
+        let active =
+            workspace.signing_ring.keys().iter().filter(|key| key.status() == SigningKeyStatus::Active).count();
         assert!(active <= 1, "{active} active signing keys");
         assert_eq!(active, reference.signing.iter().filter(|state| **state == RefSigning::Active).count());
 

@@ -288,10 +288,10 @@ fn signing_key_lifecycle() {
     // Roll with a grace period: the old key verifies until expiry_at.
     let grace = GracePeriod::from_seconds(60).expect("grace");
     let (rolled, fresh) = ring.roll(&first, Some(grace), new_signing_key(&mut rng), &actor(), at(10)).expect("roll");
-    assert_eq!(rolled.status, SigningKeyStatus::Rolled);
-    assert_eq!(rolled.rolled_at, Some(at(10)));
-    assert_eq!(rolled.expiry_at, Some(at(70)));
-    assert_eq!(fresh.status, SigningKeyStatus::Active);
+    assert_eq!(rolled.status(), SigningKeyStatus::Rolled);
+    assert_eq!(rolled.rolled_at(), Some(at(10)));
+    assert_eq!(rolled.expiry_at(), Some(at(70)));
+    assert_eq!(fresh.status(), SigningKeyStatus::Active);
     let second = fresh.uid.clone();
     assert_eq!(decide_signing_key(ring.get(&first), &workspace, at(69)).map(|key| &key.uid), Ok(&first));
     assert_eq!(decide_signing_key(ring.get(&first), &workspace, at(70)), Err(Denial::KeyExpired));
@@ -321,7 +321,7 @@ fn signing_key_lifecycle() {
 
     // Roll without grace: the old key stops at once.
     let (rolled, _) = ring.roll(&second, None, new_signing_key(&mut rng), &actor(), at(20)).expect("roll");
-    assert_eq!(rolled.expiry_at, Some(at(20)));
+    assert_eq!(rolled.expiry_at(), Some(at(20)));
     assert_eq!(decide_signing_key(ring.get(&second), &workspace, at(20)), Err(Denial::KeyExpired));
 
     // Delete is terminal; a deleted key never verifies and cannot be rolled.
@@ -334,7 +334,7 @@ fn signing_key_lifecycle() {
         ring.roll(&first, None, new_signing_key(&mut rng), &actor(), at(31)).map(|_| ()),
         Err(CoreError::NotFound { kind: "signing key" })
     );
-    assert_eq!(ring.keys().iter().filter(|key| key.status == SigningKeyStatus::Active).count(), 1);
+    assert_eq!(ring.keys().iter().filter(|key| key.status() == SigningKeyStatus::Active).count(), 1);
 
     // Several rolled keys in grace: newest roll first, after the active key.
     let mut graced = SigningKeyRing::restore(workspace.clone(), Vec::new());
@@ -504,5 +504,52 @@ fn denial_reasons_are_distinct_snake_case() {
         if denial != Denial::WrongOrganisation {
             assert!(seen.insert(reason), "duplicate reason {reason}");
         }
+    }
+}
+
+#[test]
+fn stored_signing_keys_are_checked_before_use() {
+    let mut rng = rng();
+    let workspace = workspace_uid(&mut rng);
+    let new = new_signing_key(&mut rng);
+    let stored = |status: &str, rolled_at: Option<i64>, expiry_at: Option<i64>, deleted_by: bool| {
+        let new = new.clone();
+        StoredSigningKey {
+            id: new.id,
+            uid: new.uid,
+            workspace: workspace.clone(),
+            public_key_pem: new.public_key_pem,
+            status: status.to_owned(),
+            allowed_domains: None,
+            expiry_at: expiry_at.map(at),
+            created_at: t0(),
+            created_by: None,
+            rolled_at: rolled_at.map(at),
+            rolled_by: rolled_at.map(|_| actor()),
+            deleted_at: None,
+            deleted_by: deleted_by.then(actor),
+        }
+    };
+    let active = WorkspaceSigningKey::try_from(stored("active", None, None, false)).expect("a plain active key");
+    assert_eq!((active.status(), active.expiry_at()), (SigningKeyStatus::Active, None));
+    let rolled = WorkspaceSigningKey::try_from(stored("rolled", Some(10), Some(70), false)).expect("a rolled key");
+    assert_eq!((rolled.rolled_at(), rolled.expiry_at()), (Some(at(10)), Some(at(70))));
+    assert!(rolled.verifies_at(at(69)) && !rolled.verifies_at(at(70)));
+    let refused = [
+        stored("rolled", None, Some(70), false),
+        stored("rolled", Some(10), None, false),
+        stored("rolled", Some(10), Some(5), false),
+        stored("active", None, Some(70), false),
+        stored("active", Some(10), None, false),
+        stored("retired", None, None, false),
+        stored("active", None, None, true),
+    ];
+    for record in refused {
+        let description =
+            format!("{} rolled_at={:?} expiry_at={:?}", record.status, record.rolled_at, record.expiry_at);
+        assert!(
+            matches!(WorkspaceSigningKey::try_from(record), Err(CoreError::InconsistentRecord { .. })),
+            "{description}"
+        );
     }
 }

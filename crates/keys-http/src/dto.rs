@@ -273,20 +273,20 @@ impl From<&WorkspaceSigningKey> for SigningKeyDto {
         Self {
             id: key.id.to_string(),
             uid: key.uid.to_string(),
-            status: key.status.as_str(),
+            status: key.status().as_str(),
             allowed_domains: key
                 .allowed_domains
                 .as_ref()
                 .map(|domains| domains.iter().map(|domain| domain.as_str().to_owned()).collect()),
-            expiry_at: timestamp_opt(key.expiry_at),
+            expiry_at: timestamp_opt(key.expiry_at()),
             private_key_pem: None,
             private_key_base64: None,
             created_at: format_timestamp(key.created_at),
             created_by: actor(&key.created_by),
-            rolled_at: timestamp_opt(key.rolled_at),
-            rolled_by: actor(&key.rolled_by),
-            deleted_at: timestamp_opt(key.deleted_at),
-            deleted_by: actor(&key.deleted_by),
+            rolled_at: timestamp_opt(key.rolled_at()),
+            rolled_by: actor(&key.rolled_by().cloned()),
+            deleted_at: timestamp_opt(key.deleted_at()),
+            deleted_by: actor(&key.deleted_by().cloned()),
         }
     }
 }

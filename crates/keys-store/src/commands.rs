@@ -524,7 +524,7 @@ impl Command {
                     SigningKeyRing::restore(workspace.uid.clone(), repo::live_signing_keys(sql, &workspace.uid).await?);
                 let key = ring.delete(&uid, &actor, now)?;
                 repo::save_signing_key(sql, &key).await?;
-                let (action, at) = (AuditAction::SigningApiKeyDeleted, key.deleted_at.unwrap_or(now));
+                let (action, at) = (AuditAction::SigningApiKeyDeleted, key.deleted_at().unwrap_or(now));
                 let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.uid.as_str(), at);
                 Ok(Applied::one(Outcome::SigningKey(key), event, Change::SigningKeys(workspace.uid)))
             }

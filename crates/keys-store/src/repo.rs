@@ -542,10 +542,9 @@ const SIGNING_KEY_MUTABLE: &str = "status, allowed_domains, expiry_at, rolled_at
                                    deleted_at, deleted_by_name, deleted_by_email";
 
 fn signing_key_mutable(key: &WorkspaceSigningKey) -> Vec<Value<'_>> {
-    let head = [text(key.status.as_str()), domains(&key.allowed_domains), Value::Time(key.expiry_at)];
-    let (rolled, deleted) = ([Value::Time(key.rolled_at)], [Value::Time(key.deleted_at)]);
-    let groups: [&[Value<'_>]; 5] =
-        [&head, &rolled, &actor(key.rolled_by.as_ref()), &deleted, &actor(key.deleted_by.as_ref())];
+    let head = [text(key.status().as_str()), domains(&key.allowed_domains), Value::Time(key.expiry_at())];
+    let (rolled, deleted) = ([Value::Time(key.rolled_at())], [Value::Time(key.deleted_at())]);
+    let groups: [&[Value<'_>]; 5] = [&head, &rolled, &actor(key.rolled_by()), &deleted, &actor(key.deleted_by())];
     groups.iter().flat_map(|group| group.iter().copied()).collect()
 }
 

@@ -144,7 +144,7 @@ pub async fn concurrent_rolls_leave_one_active(db: &TestDb) {
     assert_eq!(rolled.uid, original.uid);
     let live = stores[1].live_signing_keys(&workspace.uid).await.unwrap();
     assert_eq!(live.len(), 2);
-    let active: Vec<_> = live.iter().filter(|key| key.status == SigningKeyStatus::Active).collect();
+    let active: Vec<_> = live.iter().filter(|key| key.status() == SigningKeyStatus::Active).collect();
     assert_eq!(active, vec![fresh]);
 }
 

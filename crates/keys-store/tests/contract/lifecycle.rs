@@ -314,7 +314,7 @@ pub async fn signing_key_lifecycle(db: &TestDb) {
     let now = world.tick(10);
     let first = store.create_signing_key(&workspace.uid, world.signing_key(), &actor, now).await.unwrap();
     assert_eq!(
-        (first.status, first.created_at, first.workspace.clone()),
+        (first.status(), first.created_at, first.workspace.clone()),
         (SigningKeyStatus::Active, now, workspace.uid.clone())
     );
     assert_refused(
@@ -332,10 +332,10 @@ pub async fn signing_key_lifecycle(db: &TestDb) {
         .unwrap();
     assert_eq!(rolled.uid, first.uid);
     assert_eq!(
-        (rolled.status, rolled.rolled_at, rolled.expiry_at),
+        (rolled.status(), rolled.rolled_at(), rolled.expiry_at()),
         (SigningKeyStatus::Rolled, Some(now), Some(now + Duration::hours(1)))
     );
-    assert_eq!((second.status, second.created_at), (SigningKeyStatus::Active, now));
+    assert_eq!((second.status(), second.created_at), (SigningKeyStatus::Active, now));
     assert_eq!(store.signing_key_by_uid(&first.uid).await.unwrap(), Some(rolled.clone()));
 
     // Rolling a rolled key, an unknown key or another workspace's key.
@@ -358,17 +358,17 @@ pub async fn signing_key_lifecycle(db: &TestDb) {
     // Roll without grace: the rolled key expires at once.
     let (rolled_again, third) =
         store.roll_signing_key(&workspace.uid, &second.uid, None, world.signing_key(), &actor, now).await.unwrap();
-    assert_eq!(rolled_again.expiry_at, Some(now));
+    assert_eq!(rolled_again.expiry_at(), Some(now));
     assert!(!rolled_again.verifies_at(now));
 
     let live = store.live_signing_keys(&workspace.uid).await.unwrap();
     assert_eq!(live.len(), 3);
-    assert_eq!(live.iter().filter(|key| key.status == SigningKeyStatus::Active).count(), 1);
+    assert_eq!(live.iter().filter(|key| key.status() == SigningKeyStatus::Active).count(), 1);
 
     // Delete the rolled key, then the active one: a workspace may have none.
     let now = world.tick(10);
     let deleted = store.delete_signing_key(&workspace.uid, &rolled.uid, &actor, now).await.unwrap();
-    assert_eq!((deleted.deleted_at, deleted.deleted_by.as_ref()), (Some(now), Some(&actor)));
+    assert_eq!((deleted.deleted_at(), deleted.deleted_by()), (Some(now), Some(&actor)));
     assert_refused(
         store.delete_signing_key(&workspace.uid, &rolled.uid, &actor, world.tick(1)).await,
         not_found("signing key"),
@@ -708,7 +708,7 @@ async fn transcript(store: &dyn Store) -> Vec<String> {
             store.delete_public_key(&workspace.uid, &public_key.id, &actor, world.now).await.unwrap();
         }
         let live = store.live_signing_keys(&workspace.uid).await.unwrap();
-        match live.iter().find(|key| key.status == SigningKeyStatus::Active) {
+        match live.iter().find(|key| key.status() == SigningKeyStatus::Active) {
             Some(active) if index % 3 != 2 => {
                 let grace = GracePeriod::from_seconds(60).ok();
                 store
@@ -742,4 +742,52 @@ async fn transcript(store: &dyn Store) -> Vec<String> {
     lines.push(format!("{:?}", store.live_signing_keys(&workspace.uid).await.unwrap()));
     lines.push(format!("{:?}", store.audit_events(&organisation.id, 1000).await.unwrap()));
     lines
+}
+
+/// The database backs keys-core's signing-key lifecycle: whatever writes
+/// to it (another version, hand-written SQL), a rolled key without its
+/// expiry, or an active key with one, is refused.
+pub async fn the_database_refuses_impossible_signing_key_lifecycles(db: &TestDb) {
+    let store = db.store().await;
+    let mut world = World::new(21);
+    let organisation = world.organisation("acme");
+    store.create_organisation(&organisation).await.unwrap();
+    let workspace = world.workspace(&organisation, "demo");
+    store.create_workspace(&workspace).await.unwrap();
+    let actor = world.actor.clone();
+    let key = store.create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(10)).await.unwrap();
+    let uid = key.uid.as_str().to_owned();
+    let statements = [
+        "UPDATE workspace_signing_keys SET status = 'rolled' WHERE uid = $1",
+        "UPDATE workspace_signing_keys SET status = 'rolled', rolled_at = created_at WHERE uid = $1",
+        "UPDATE workspace_signing_keys SET expiry_at = created_at WHERE uid = $1",
+    ];
+    for statement in statements {
+        let refused = match db.kind {
+            Kind::Sqlite => {
+                let pool = db.sqlite_store().await.pool().clone();
+                sqlx::query(statement).bind(&uid).execute(&pool).await.is_err()
+            }
+            Kind::Postgres => {
+                let pool = db.postgres_store().await.pool().clone();
+                sqlx::query(statement).bind(&uid).execute(&pool).await.is_err()
+            }
+        };
+        assert!(refused, "the database accepted: {statement}");
+    }
+    // A consistent roll is accepted, and the key still reads back.
+    let consistent = "UPDATE workspace_signing_keys SET status = 'rolled', rolled_at = created_at, \
+                      expiry_at = created_at WHERE uid = $1";
+    match db.kind {
+        Kind::Sqlite => {
+            let pool = db.sqlite_store().await.pool().clone();
+            sqlx::query(consistent).bind(&uid).execute(&pool).await.unwrap();
+        }
+        Kind::Postgres => {
+            let pool = db.postgres_store().await.pool().clone();
+            sqlx::query(consistent).bind(&uid).execute(&pool).await.unwrap();
+        }
+    }
+    let read = store.signing_key_by_uid(&key.uid).await.unwrap().expect("the key reads back");
+    assert_eq!(read.status(), SigningKeyStatus::Rolled);
 }

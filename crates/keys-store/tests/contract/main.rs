@@ -94,6 +94,7 @@ on_both_backends!(
     lifecycle::timestamps_read_back_exactly,
     lifecycle::lists_page_newest_first_with_ties,
     lifecycle::audit_trail_records_every_mutation,
+    lifecycle::the_database_refuses_impossible_signing_key_lifecycles,
     concurrency::concurrent_opens_migrate_once,
     concurrency::concurrent_bootstraps_elect_one,
     concurrency::concurrent_signing_key_creates_leave_one_active,
