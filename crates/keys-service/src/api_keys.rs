@@ -1,9 +1,11 @@
-//! API keys (server-side secrets): list, create, delete.
+//! API keys (server-side secrets): list, create, delete, in a workspace the
+//! caller reaches.
 
-use keys_core::{ApiKey, ApiKeyId, Description, Name, Page, Pagination};
+use keys_core::{ApiKey, ApiKeyId, Description, Name, Page};
 use keys_crypto::ApiKeySecret;
 
-use crate::{Caller, Service, ServiceResult};
+use crate::workspaces::{InWorkspace, Listing};
+use crate::ServiceResult;
 
 /// What a new API key is made of.
 #[derive(Debug, Clone)]
@@ -19,46 +21,33 @@ pub struct IssuedApiKey {
     pub secret: ApiKeySecret,
 }
 
-impl Service {
-    pub async fn list_api_keys(
-        &self,
-        caller: &Caller,
-        workspace: &str,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> ServiceResult<Page<ApiKey>> {
-        let workspace = self.workspace(caller, workspace).await?;
-        Ok(self.store.list_api_keys(&workspace.uid, page, include_deleted).await?)
+impl InWorkspace<'_> {
+    pub async fn list_api_keys(&self, listing: Listing) -> ServiceResult<Page<ApiKey>> {
+        let store = &self.service.store;
+        Ok(store.list_api_keys(&self.workspace.uid, listing.page, listing.include_deleted).await?)
     }
 
-    /// Creates a key in the caller's workspace `workspace` (a slug); the
-    /// store keeps only the secret's digest.
-    pub async fn create_api_key(
-        &self,
-        caller: &Caller,
-        workspace: &str,
-        new: NewApiKey,
-    ) -> ServiceResult<IssuedApiKey> {
-        let workspace = self.workspace(caller, workspace).await?;
+    /// Creates a key; the store keeps only the secret's digest.
+    pub async fn create_api_key(&self, new: NewApiKey) -> ServiceResult<IssuedApiKey> {
         let now = self.now();
-        let mut rng = self.rng();
+        let mut rng = self.service.rng();
         let secret = ApiKeySecret::generate(&mut rng);
         let key = ApiKey::create(
             ApiKeyId::generate(now, &mut rng),
-            workspace.uid.clone(),
+            self.workspace.uid.clone(),
             new.name,
             new.description,
             secret.digest(),
             secret.masked(),
-            caller.actor(),
+            self.caller.actor(),
             now,
         );
-        self.store.create_api_key(&key).await?;
+        self.service.store.create_api_key(&key).await?;
         Ok(IssuedApiKey { key, secret })
     }
 
-    pub async fn delete_api_key(&self, caller: &Caller, workspace: &str, id: &ApiKeyId) -> ServiceResult<ApiKey> {
-        let workspace = self.workspace(caller, workspace).await?;
-        Ok(self.store.delete_api_key(&workspace.uid, id, caller.actor(), self.now()).await?)
+    pub async fn delete_api_key(&self, id: &ApiKeyId) -> ServiceResult<ApiKey> {
+        let store = &self.service.store;
+        Ok(store.delete_api_key(&self.workspace.uid, id, self.caller.actor(), self.now()).await?)
     }
 }

@@ -191,7 +191,7 @@ impl Service {
     }
 
     /// A generator for one use case.
-    fn rng(&self) -> Box<dyn CryptoRngCore + Send> {
+    pub(crate) fn rng(&self) -> Box<dyn CryptoRngCore + Send> {
         self.entropy.generator()
     }
 

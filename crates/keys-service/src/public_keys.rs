@@ -1,12 +1,13 @@
 //! Public keys (publishable client keys): list, create, patch, rotate,
-//! delete. The workspace's `PublicKeyRing` (in the store's transaction)
-//! keeps the default-key rules.
+//! delete, in a workspace the caller reaches. The workspace's
+//! `PublicKeyRing` (in the store's transaction) keeps the default-key rules.
 
-use keys_core::{Description, Name, Page, Pagination, PublicKey, PublicKeyId, PublicKeyPatch};
+use keys_core::{Description, Name, Page, PublicKey, PublicKeyId, PublicKeyPatch};
 use keys_crypto::PublicKeyValue;
 use keys_store::PublicKeyChange;
 
-use crate::{Caller, Service, ServiceResult};
+use crate::workspaces::{InWorkspace, Listing};
+use crate::ServiceResult;
 
 /// What a new public key is made of.
 #[derive(Debug, Clone)]
@@ -15,76 +16,38 @@ pub struct NewPublicKey {
     pub description: Option<Description>,
 }
 
-impl Service {
-    pub async fn list_public_keys(
-        &self,
-        caller: &Caller,
-        workspace: &str,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> ServiceResult<Page<PublicKey>> {
-        let workspace = self.workspace(caller, workspace).await?;
-        Ok(self.store.list_public_keys(&workspace.uid, page, include_deleted).await?)
+impl InWorkspace<'_> {
+    pub async fn list_public_keys(&self, listing: Listing) -> ServiceResult<Page<PublicKey>> {
+        let store = &self.service.store;
+        Ok(store.list_public_keys(&self.workspace.uid, listing.page, listing.include_deleted).await?)
     }
 
-    pub async fn create_public_key(
-        &self,
-        caller: &Caller,
-        workspace: &str,
-        new: NewPublicKey,
-    ) -> ServiceResult<PublicKey> {
-        let workspace = self.workspace(caller, workspace).await?;
+    pub async fn create_public_key(&self, new: NewPublicKey) -> ServiceResult<PublicKey> {
         let now = self.now();
-        let mut rng = self.rng();
-        let value = PublicKeyValue::generate(&mut rng);
+        let mut rng = self.service.rng();
+        let value = PublicKeyValue::generate(&mut rng).as_str().to_owned();
         let id = PublicKeyId::generate(now, &mut rng);
-        let key = self
-            .store
-            .create_public_key(
-                &workspace.uid,
-                id,
-                value.as_str().to_owned(),
-                new.name,
-                new.description,
-                caller.actor(),
-                now,
-            )
-            .await?;
-        Ok(key)
+        let (uid, actor) = (&self.workspace.uid, self.caller.actor());
+        Ok(self.service.store.create_public_key(uid, id, value, new.name, new.description, actor, now).await?)
     }
 
-    pub async fn patch_public_key(
-        &self,
-        caller: &Caller,
-        workspace: &str,
-        id: &PublicKeyId,
-        patch: PublicKeyPatch,
-    ) -> ServiceResult<PublicKey> {
-        let workspace = self.workspace(caller, workspace).await?;
-        let change = PublicKeyChange::Patch(patch);
-        Ok(self.store.change_public_key(&workspace.uid, id, change, caller.actor(), self.now()).await?)
+    pub async fn patch_public_key(&self, id: &PublicKeyId, patch: PublicKeyPatch) -> ServiceResult<PublicKey> {
+        self.change_public_key(id, PublicKeyChange::Patch(patch)).await
     }
 
     /// New material for the same record; the old value stops working at once.
-    pub async fn rotate_public_key(
-        &self,
-        caller: &Caller,
-        workspace: &str,
-        id: &PublicKeyId,
-    ) -> ServiceResult<PublicKey> {
-        let workspace = self.workspace(caller, workspace).await?;
-        let value = PublicKeyValue::generate(&mut self.rng());
-        let change = PublicKeyChange::Rotate(value.as_str().to_owned());
-        Ok(self.store.change_public_key(&workspace.uid, id, change, caller.actor(), self.now()).await?)
+    pub async fn rotate_public_key(&self, id: &PublicKeyId) -> ServiceResult<PublicKey> {
+        let value = PublicKeyValue::generate(&mut self.service.rng());
+        self.change_public_key(id, PublicKeyChange::Rotate(value.as_str().to_owned())).await
     }
 
-    pub async fn delete_public_key(
-        &self,
-        caller: &Caller,
-        workspace: &str,
-        id: &PublicKeyId,
-    ) -> ServiceResult<PublicKey> {
-        let workspace = self.workspace(caller, workspace).await?;
-        Ok(self.store.delete_public_key(&workspace.uid, id, caller.actor(), self.now()).await?)
+    async fn change_public_key(&self, id: &PublicKeyId, change: PublicKeyChange) -> ServiceResult<PublicKey> {
+        let store = &self.service.store;
+        Ok(store.change_public_key(&self.workspace.uid, id, change, self.caller.actor(), self.now()).await?)
+    }
+
+    pub async fn delete_public_key(&self, id: &PublicKeyId) -> ServiceResult<PublicKey> {
+        let store = &self.service.store;
+        Ok(store.delete_public_key(&self.workspace.uid, id, self.caller.actor(), self.now()).await?)
     }
 }

@@ -1,10 +1,46 @@
-//! Workspaces: list, create, and resolve a slug within the caller's scope.
+//! Workspaces: list, create, and resolve a slug within the caller's scope
+//! into an [`InWorkspace`], on which the key use cases of that workspace
+//! are methods.
 
 use keys_core::{NewWorkspace, Page, Pagination, Workspace, WorkspaceSlug};
+use time::OffsetDateTime;
 
 use crate::{Caller, Service, ServiceError, ServiceResult};
 
+/// A workspace the caller may reach, resolved once: the key use cases of
+/// `api_keys`, `public_keys` and `signing_keys` are its methods, so none
+/// of them resolves a slug or checks a scope again.
+#[derive(Debug)]
+pub struct InWorkspace<'s> {
+    pub(crate) service: &'s Service,
+    pub(crate) caller: &'s Caller,
+    pub(crate) workspace: Workspace,
+}
+
+impl InWorkspace<'_> {
+    pub fn workspace(&self) -> &Workspace {
+        &self.workspace
+    }
+
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        self.service.now()
+    }
+}
+
+/// Which page of a list, and whether deleted records are in it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Listing {
+    pub page: Pagination,
+    pub include_deleted: bool,
+}
+
 impl Service {
+    /// Resolves `slug` within the caller's scope (see [`Service::workspace`]).
+    pub async fn in_workspace<'s>(&'s self, caller: &'s Caller, slug: &str) -> ServiceResult<InWorkspace<'s>> {
+        let workspace = self.workspace(caller, slug).await?;
+        Ok(InWorkspace { service: self, caller, workspace })
+    }
+
     /// The caller's workspace with this slug. A slug that is malformed, or
     /// names a workspace of another organisation, is
     /// [`ServiceError::WorkspaceNotFound`] exactly like one that does not

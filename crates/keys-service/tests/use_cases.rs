@@ -72,21 +72,31 @@ fn user_token(private_key_pem: &str, kid: &str, exp: i64) -> String {
 #[tokio::test]
 async fn a_rolled_signing_key_verifies_until_its_grace_ends_on_the_injected_clock() {
     let Fixture { service, clock, caller, _directory } = fixture().await;
-    let issued = service.create_signing_key(&caller, "staging").await.expect("created");
+    let issued =
+        service.in_workspace(&caller, "staging").await.expect("workspace").create_signing_key().await.expect("created");
     let old_pem = issued.pair.private_key_pem();
     let old_kid = issued.key.uid.as_str().to_owned();
 
-    let key = service.create_public_key(
-        &caller,
-        "staging",
-        keys_service::public_keys::NewPublicKey { name: Name::parse("web").expect("name"), description: None },
-    );
-    let public_key = key.await.expect("public key");
+    let staging = service.in_workspace(&caller, "staging").await.expect("workspace");
+    let new = keys_service::public_keys::NewPublicKey { name: Name::parse("web").expect("name"), description: None };
+    let public_key = staging.create_public_key(new).await.expect("public key");
     let patch = keys_core::PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() };
-    service.patch_public_key(&caller, "staging", &public_key.id, patch).await.expect("secure mode on");
+    service
+        .in_workspace(&caller, "staging")
+        .await
+        .expect("workspace")
+        .patch_public_key(&public_key.id, patch)
+        .await
+        .expect("secure mode on");
 
     let grace = GracePeriod::from_seconds(600).expect("grace");
-    service.roll_signing_key(&caller, "staging", &issued.key.uid, Some(grace)).await.expect("rolled");
+    service
+        .in_workspace(&caller, "staging")
+        .await
+        .expect("workspace")
+        .roll_signing_key(&issued.key.uid, Some(grace))
+        .await
+        .expect("rolled");
 
     // The token itself is valid for a day; only the key's grace matters.
     let token = user_token(&old_pem, &old_kid, T0 + 86_400);
@@ -108,11 +118,10 @@ async fn a_rolled_signing_key_verifies_until_its_grace_ends_on_the_injected_cloc
 async fn api_keys_verify_for_their_own_organisation_only() {
     let Fixture { service, caller, _directory, .. } = fixture().await;
     let issued = service
-        .create_api_key(
-            &caller,
-            "production",
-            NewApiKey { name: Name::parse("backend").expect("name"), description: None },
-        )
+        .in_workspace(&caller, "production")
+        .await
+        .expect("workspace")
+        .create_api_key(NewApiKey { name: Name::parse("backend").expect("name"), description: None })
         .await
         .expect("created");
     // The secret is only in the issued value, never in its Debug.
@@ -127,14 +136,26 @@ async fn api_keys_verify_for_their_own_organisation_only() {
     let outsider = service.authenticate(token.token.expose()).await.expect("lookup").expect("valid");
     let refused = service.verify_api_key(&outsider, issued.secret.expose()).await.expect("store");
     assert_eq!(refused.map(|_| ()).map_err(Refusal::reason), Err("unknown_key"));
-    let hidden = service.list_api_keys(&outsider, "production", Default::default(), false).await;
+    let hidden = service.in_workspace(&outsider, "production").await.map(|_| ());
     assert!(matches!(hidden, Err(ServiceError::WorkspaceNotFound)), "{hidden:?}");
 
     // Deleted is terminal, and verification says so.
-    service.delete_api_key(&caller, "production", &issued.key.id).await.expect("deleted");
+    service
+        .in_workspace(&caller, "production")
+        .await
+        .expect("workspace")
+        .delete_api_key(&issued.key.id)
+        .await
+        .expect("deleted");
     let refused = service.verify_api_key(&caller, issued.secret.expose()).await.expect("store");
     assert_eq!(refused.map(|_| ()), Err(Refusal::Denied(Denial::Deleted)));
-    assert!(service.delete_api_key(&caller, "production", &issued.key.id).await.is_err());
+    assert!(service
+        .in_workspace(&caller, "production")
+        .await
+        .expect("workspace")
+        .delete_api_key(&issued.key.id)
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -179,15 +200,23 @@ fn kidless_token(private_key_pem: &str, tenant: &str, exp: i64) -> String {
 async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_keys() {
     let Fixture { service, clock, caller, _directory } = fixture().await;
     let public_key = service
-        .create_public_key(
-            &caller,
-            "staging",
-            keys_service::public_keys::NewPublicKey { name: Name::parse("web").expect("name"), description: None },
-        )
+        .in_workspace(&caller, "staging")
+        .await
+        .expect("workspace")
+        .create_public_key(keys_service::public_keys::NewPublicKey {
+            name: Name::parse("web").expect("name"),
+            description: None,
+        })
         .await
         .expect("public key");
     let patch = keys_core::PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() };
-    service.patch_public_key(&caller, "staging", &public_key.id, patch).await.expect("secure mode on");
+    service
+        .in_workspace(&caller, "staging")
+        .await
+        .expect("workspace")
+        .patch_public_key(&public_key.id, patch)
+        .await
+        .expect("secure mode on");
     let verify = |token: String, tenant: &'static str| {
         let service = &service;
         let caller = &caller;
@@ -208,7 +237,8 @@ async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_
     let no_keys = verify(kidless_token(&stranger.private_key_pem(), "acme", T0 + 600), "acme").await;
     assert_eq!(no_keys, Err(Refusal::Denied(Denial::UnknownKey)));
 
-    let first = service.create_signing_key(&caller, "staging").await.expect("created");
+    let first =
+        service.in_workspace(&caller, "staging").await.expect("workspace").create_signing_key().await.expect("created");
     let first_pem = first.pair.private_key_pem();
     let valid = verify(kidless_token(&first_pem, "acme", T0 + 600), "acme").await;
     assert_eq!(valid, Ok(Some("user-9".to_owned())));
@@ -217,7 +247,13 @@ async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_
     // After a roll with grace both keys verify kid-less tokens; after the
     // grace only the new one does.
     let grace = GracePeriod::from_seconds(300).expect("grace");
-    let second = service.roll_signing_key(&caller, "staging", &first.key.uid, Some(grace)).await.expect("rolled");
+    let second = service
+        .in_workspace(&caller, "staging")
+        .await
+        .expect("workspace")
+        .roll_signing_key(&first.key.uid, Some(grace))
+        .await
+        .expect("rolled");
     let second_pem = second.pair.private_key_pem();
     assert!(verify(kidless_token(&first_pem, "acme", T0 + 6_000), "acme").await.is_ok());
     assert!(verify(kidless_token(&second_pem, "acme", T0 + 6_000), "acme").await.is_ok());

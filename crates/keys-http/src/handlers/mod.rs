@@ -261,27 +261,34 @@ pub(crate) fn required_name(name: Option<&str>) -> Result<Name, ApiError> {
     Ok(Name::parse(name)?)
 }
 
-/// A key id from the path. A malformed one names nothing (404 for
-/// `target`), but the workspace is resolved first, so that a missing
-/// workspace is reported as such whatever the id looks like.
-pub(crate) async fn path_id<T>(
-    state: &AppState,
-    caller: &Caller,
+/// The caller's workspace named by the path, resolved once for the key use
+/// cases (404 `workspace '…' not found` otherwise).
+pub(crate) async fn in_workspace<'s>(
+    state: &'s AppState,
+    caller: &'s Caller,
     workspace: &str,
-    parsed: Result<T, CoreError>,
-    target: &str,
-) -> Result<T, ApiError> {
+) -> Result<keys_service::workspaces::InWorkspace<'s>, ApiError> {
+    state
+        .service
+        .in_workspace(caller, workspace)
+        .await
+        .map_err(|error| ApiError::from_service(error, workspace, "workspace"))
+}
+
+/// A key id from the path, with the name of what it targets for 404s
+/// (`api key 'ws_apik_…'`); a malformed id names nothing.
+pub(crate) fn key_id<T>(parsed: Result<T, CoreError>, kind: &str, text: &str) -> Result<(T, String), ApiError> {
+    let target = format!("{kind} '{}'", echo(text));
     match parsed {
-        Ok(id) => Ok(id),
-        Err(_) => {
-            state
-                .service
-                .workspace(caller, workspace)
-                .await
-                .map_err(|error| ApiError::from_service(error, workspace, target))?;
-            Err(ApiError::NotFound(format!("{target} not found")))
-        }
+        Ok(id) => Ok((id, target)),
+        Err(_) => Err(ApiError::NotFound(format!("{target} not found"))),
     }
+}
+
+/// The `limit`, `offset` and `include_deleted` of a list request.
+pub(crate) fn listing(input: &Input) -> Result<keys_service::workspaces::Listing, ApiError> {
+    let query = crate::dto::ListQuery::parse(input.query.as_deref())?;
+    Ok(keys_service::workspaces::Listing { page: query.pagination, include_deleted: query.include_deleted })
 }
 
 /// A JWKS response: public, readable by browsers of any origin, cacheable

@@ -4,18 +4,15 @@ use http::StatusCode;
 use keys_core::{Description, DomainPattern, Name, PublicKeyId, PublicKeyPatch};
 use keys_service::public_keys::NewPublicKey;
 
-use super::{echo, path_id, required_name, Caller, HttpResult, Input};
-use crate::dto::{CreateKey, ListDto, ListQuery, NoFields, PatchPublicKey, PublicKeyDto};
+use super::{in_workspace, key_id, listing, required_name, Caller, HttpResult, Input};
+use crate::dto::{CreateKey, ListDto, NoFields, PatchPublicKey, PublicKeyDto};
 use crate::error::{json, no_content, ApiError};
 use crate::server::AppState;
 
 pub(crate) async fn list_public_keys(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
-    let query = ListQuery::parse(input.query.as_deref())?;
-    let page = state
-        .service
-        .list_public_keys(caller, workspace, query.pagination, query.include_deleted)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
+    let listing = listing(input)?;
+    let page = in_workspace(state, caller, workspace).await?.list_public_keys(listing).await;
+    let page = page.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
     json(StatusCode::OK, &ListDto::<PublicKeyDto>::from_page(page))
 }
 
@@ -25,12 +22,11 @@ pub(crate) async fn create_public_key(state: &AppState, caller: &Caller, workspa
         name: required_name(body.name.as_deref())?,
         description: Description::parse(body.description.as_deref())?,
     };
-    let key = state
-        .service
-        .create_public_key(caller, workspace, new)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
-    json(StatusCode::CREATED, &PublicKeyDto::from(&key))
+    let key = in_workspace(state, caller, workspace).await?.create_public_key(new).await;
+    json(
+        StatusCode::CREATED,
+        &PublicKeyDto::from(&key.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?),
+    )
 }
 
 /// Turns the wire patch into the domain patch, collecting every problem.
@@ -72,10 +68,6 @@ fn parse_patch(body: PatchPublicKey) -> Result<PublicKeyPatch, ApiError> {
     }
 }
 
-fn target(id: &str) -> String {
-    format!("public key '{}'", echo(id))
-}
-
 pub(crate) async fn patch_public_key(
     state: &AppState,
     caller: &Caller,
@@ -84,14 +76,13 @@ pub(crate) async fn patch_public_key(
     input: &Input,
 ) -> HttpResult {
     let patch = parse_patch(input.json()?)?;
-    let target = target(id);
-    let id = path_id(state, caller, workspace, PublicKeyId::parse(id), &target).await?;
-    let key = state
-        .service
-        .patch_public_key(caller, workspace, &id, patch)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, &target))?;
-    json(StatusCode::ACCEPTED, &PublicKeyDto::from(&key))
+    let scope = in_workspace(state, caller, workspace).await?;
+    let (id, target) = key_id(PublicKeyId::parse(id), "public key", id)?;
+    let key = scope.patch_public_key(&id, patch).await;
+    json(
+        StatusCode::ACCEPTED,
+        &PublicKeyDto::from(&key.map_err(|error| ApiError::from_service(error, workspace, &target))?),
+    )
 }
 
 pub(crate) async fn rotate_public_key(
@@ -102,23 +93,18 @@ pub(crate) async fn rotate_public_key(
     input: &Input,
 ) -> HttpResult {
     let NoFields {} = input.optional_json()?;
-    let target = target(id);
-    let id = path_id(state, caller, workspace, PublicKeyId::parse(id), &target).await?;
-    let key = state
-        .service
-        .rotate_public_key(caller, workspace, &id)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, &target))?;
-    json(StatusCode::ACCEPTED, &PublicKeyDto::from(&key))
+    let scope = in_workspace(state, caller, workspace).await?;
+    let (id, target) = key_id(PublicKeyId::parse(id), "public key", id)?;
+    let key = scope.rotate_public_key(&id).await;
+    json(
+        StatusCode::ACCEPTED,
+        &PublicKeyDto::from(&key.map_err(|error| ApiError::from_service(error, workspace, &target))?),
+    )
 }
 
 pub(crate) async fn delete_public_key(state: &AppState, caller: &Caller, workspace: &str, id: &str) -> HttpResult {
-    let target = target(id);
-    let id = path_id(state, caller, workspace, PublicKeyId::parse(id), &target).await?;
-    state
-        .service
-        .delete_public_key(caller, workspace, &id)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, &target))?;
+    let scope = in_workspace(state, caller, workspace).await?;
+    let (id, target) = key_id(PublicKeyId::parse(id), "public key", id)?;
+    scope.delete_public_key(&id).await.map_err(|error| ApiError::from_service(error, workspace, &target))?;
     Ok(no_content())
 }

@@ -5,18 +5,15 @@ use http::StatusCode;
 use keys_core::{GracePeriod, SigningKeyUid};
 use keys_service::signing_keys::IssuedSigningKey;
 
-use super::{echo, path_id, Caller, HttpResult, Input};
-use crate::dto::{ListDto, ListQuery, NoFields, RollSigningKey, SigningKeyDto};
+use super::{in_workspace, key_id, listing, Caller, HttpResult, Input};
+use crate::dto::{ListDto, NoFields, RollSigningKey, SigningKeyDto};
 use crate::error::{json, no_content, ApiError};
 use crate::server::AppState;
 
 pub(crate) async fn list_signing_keys(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
-    let query = ListQuery::parse(input.query.as_deref())?;
-    let page = state
-        .service
-        .list_signing_keys(caller, workspace, query.pagination, query.include_deleted)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
+    let listing = listing(input)?;
+    let page = in_workspace(state, caller, workspace).await?.list_signing_keys(listing).await;
+    let page = page.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
     json(StatusCode::OK, &ListDto::<SigningKeyDto>::from_page(page))
 }
 
@@ -35,16 +32,11 @@ pub(crate) async fn create_signing_key(
     input: &Input,
 ) -> HttpResult {
     let NoFields {} = input.optional_json()?;
-    let issued = state
-        .service
-        .create_signing_key(caller, workspace)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
-    json(StatusCode::CREATED, &with_private_key(&issued))
-}
-
-fn target(uid: &str) -> String {
-    format!("signing key '{}'", echo(uid))
+    let issued = in_workspace(state, caller, workspace).await?.create_signing_key().await;
+    json(
+        StatusCode::CREATED,
+        &with_private_key(&issued.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?),
+    )
 }
 
 pub(crate) async fn roll_signing_key(
@@ -56,23 +48,18 @@ pub(crate) async fn roll_signing_key(
 ) -> HttpResult {
     let body: RollSigningKey = input.optional_json()?;
     let grace = body.grace_period_seconds.map(GracePeriod::from_seconds).transpose()?;
-    let target = target(uid);
-    let uid = path_id(state, caller, workspace, SigningKeyUid::parse(uid), &target).await?;
-    let issued = state
-        .service
-        .roll_signing_key(caller, workspace, &uid, grace)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, &target))?;
-    json(StatusCode::CREATED, &with_private_key(&issued))
+    let scope = in_workspace(state, caller, workspace).await?;
+    let (uid, target) = key_id(SigningKeyUid::parse(uid), "signing key", uid)?;
+    let issued = scope.roll_signing_key(&uid, grace).await;
+    json(
+        StatusCode::CREATED,
+        &with_private_key(&issued.map_err(|error| ApiError::from_service(error, workspace, &target))?),
+    )
 }
 
 pub(crate) async fn delete_signing_key(state: &AppState, caller: &Caller, workspace: &str, uid: &str) -> HttpResult {
-    let target = target(uid);
-    let uid = path_id(state, caller, workspace, SigningKeyUid::parse(uid), &target).await?;
-    state
-        .service
-        .delete_signing_key(caller, workspace, &uid)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, &target))?;
+    let scope = in_workspace(state, caller, workspace).await?;
+    let (uid, target) = key_id(SigningKeyUid::parse(uid), "signing key", uid)?;
+    scope.delete_signing_key(&uid).await.map_err(|error| ApiError::from_service(error, workspace, &target))?;
     Ok(no_content())
 }
