@@ -59,6 +59,7 @@ fn run(mut command: Command) -> Result<()> {
 
 fn ci() -> Result<()> {
     ensure_postgres()?;
+    let python = ensure_test_tools()?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
     run(fmt)?;
@@ -70,10 +71,65 @@ fn ci() -> Result<()> {
     // The PostgreSQL tests must run, never skip: they fail when the server
     // is unreachable, and this tells them CI expects them.
     test.env("KEYSD_REQUIRE_POSTGRES", "1");
+    // The independent implementations the tests judge keysd with.
+    test.env("KEYSD_PYTHON", &python);
     run(test)?;
     let mut doc_tests = cargo();
     doc_tests.args(["test", "--workspace", "--doc"]);
     run(doc_tests)
+}
+
+/// The Python packages the suite judges keysd with: an OpenAPI 3.1 validator
+/// and JSON Schema for the generated document, PyJWT (with cryptography) as
+/// an independent JOSE implementation.
+const PYTHON_PACKAGES: [&str; 4] = ["openapi-spec-validator", "jsonschema", "pyjwt>=2.8", "cryptography>=42"];
+const PYTHON_IMPORTS: &str = "import openapi_spec_validator, jsonschema, jwt, cryptography";
+
+fn succeeds(mut command: Command) -> bool {
+    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    command.status().is_ok_and(|status| status.success())
+}
+
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let mut update = Command::new("apt-get");
+    update.args(["update", "-qq"]);
+    run(update)?;
+    let mut install = Command::new("apt-get");
+    install.args(["install", "-y", "-qq"]).args(packages).env("DEBIAN_FRONTEND", "noninteractive");
+    run(install)
+}
+
+/// Installs what the suite needs and the machine lacks, so the test command
+/// works on a fresh machine: Debian's nginx (the gateway tests), and a
+/// Python venv under `target/ci-venv` with [`PYTHON_PACKAGES`]. Returns the
+/// venv's interpreter.
+fn ensure_test_tools() -> Result<PathBuf> {
+    let nginx_present = ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().any(|path| Path::new(path).exists());
+    if !nginx_present {
+        eprintln!("tools: installing nginx");
+        apt_install(&["nginx"])?;
+    }
+    let mut has_venv = Command::new("python3");
+    has_venv.args(["-m", "venv", "--help"]);
+    if !succeeds(has_venv) {
+        eprintln!("tools: installing python3 and venv");
+        apt_install(&["python3", "python3-venv"])?;
+    }
+    let venv = env::var("KEYSD_CI_VENV").map(PathBuf::from).unwrap_or_else(|_| project_root().join("target/ci-venv"));
+    let python = venv.join("bin/python");
+    let mut ready = Command::new(&python);
+    ready.args(["-c", PYTHON_IMPORTS]);
+    if !succeeds(ready) {
+        eprintln!("tools: creating {} with {}", venv.display(), PYTHON_PACKAGES.join(", "));
+        let _ = std::fs::remove_dir_all(&venv);
+        let mut create = Command::new("python3");
+        create.args(["-m", "venv"]).arg(&venv);
+        run(create)?;
+        let mut install = Command::new(&python);
+        install.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]).args(PYTHON_PACKAGES);
+        run(install)?;
+    }
+    Ok(python)
 }
 
 fn postgres_url() -> String {

@@ -717,15 +717,17 @@ async fn http2_and_limits_over_the_socket() {
 
 // ------------------------------------------- real client tokens, keysd sign
 
-/// Runs Python with PyJWT (an independent JOSE implementation). A missing
-/// PyJWT fails the test: `.ci/run` installs it.
+/// Runs Python (`KEYSD_PYTHON`, else `python3`) with PyJWT, an independent
+/// JOSE implementation. A missing PyJWT fails the test: `cargo xtask ci`
+/// installs it.
 fn python(script: &str, args: &[&str]) -> String {
-    let output = std::process::Command::new("python3")
+    let interpreter = std::env::var("KEYSD_PYTHON").unwrap_or_else(|_| "python3".to_owned());
+    let output = std::process::Command::new(interpreter)
         .arg("-c")
         .arg(script)
         .args(args)
         .output()
-        .expect("python3 runs (the suite needs it, with PyJWT: `.ci/run` installs both)");
+        .expect("python runs (the suite needs it, with PyJWT: `cargo xtask ci` installs both)");
     assert!(output.status.success(), "python: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
 }
@@ -967,7 +969,7 @@ impl Nginx {
         let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|path| std::path::Path::new(path).exists())
-            .expect("nginx is installed (the suite needs it: `.ci/run` installs Debian's nginx)");
+            .expect("nginx is installed (the suite needs it: `cargo xtask ci` installs Debian's nginx)");
         let child = Command::new(binary)
             .args(["-p", &dir.display().to_string(), "-c", &config.display().to_string()])
             .stdout(Stdio::null())
