@@ -13,6 +13,7 @@ use keys_core::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -37,7 +38,8 @@ fn timestamp_opt(at: Option<OffsetDateTime>) -> Option<String> {
 }
 
 /// `{name, email}` of a `*_by` field.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Actor)]
 pub struct ActorDto {
     pub name: String,
     pub email: String,
@@ -54,7 +56,7 @@ pub struct ListDto<T> {
     pub results: Vec<T>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ListMeta {
     pub count: u64,
     pub limit: u32,
@@ -75,13 +77,16 @@ impl<T> ListDto<T> {
 
 // ---------------------------------------------------------------- workspaces
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Workspace)]
 pub struct WorkspaceDto {
     pub uid: String,
     pub slug: String,
     pub name: String,
     pub description: Option<String>,
+    #[schema(schema_with = crate::openapi::mode_schema)]
     pub mode: &'static str,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
 }
@@ -100,18 +105,22 @@ impl From<&Workspace> for WorkspaceDto {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WorkspaceCreate)]
 pub struct CreateWorkspace {
     pub name: Option<String>,
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub slug: Option<String>,
     pub description: Option<String>,
+    #[schema(schema_with = crate::openapi::optional_mode_schema)]
     pub mode: Option<String>,
 }
 
 // ------------------------------------------------------------------ api keys
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKey)]
 pub struct ApiKeyDto {
     pub id: String,
     pub masked_api_key: String,
@@ -119,8 +128,10 @@ pub struct ApiKeyDto {
     pub name: String,
     pub description: Option<String>,
     pub allowed_domains: Vec<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
     pub deleted_by: Option<ActorDto>,
     /// The secret: only in the create response.
@@ -157,8 +168,9 @@ impl From<&ApiKey> for ApiKeyDto {
 }
 
 /// `{name, description?}` of API keys and public keys.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = KeyCreate)]
 pub struct CreateKey {
     pub name: Option<String>,
     pub description: Option<String>,
@@ -166,7 +178,8 @@ pub struct CreateKey {
 
 // --------------------------------------------------------------- public keys
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PublicKey)]
 pub struct PublicKeyDto {
     pub id: String,
     pub api_key: String,
@@ -176,12 +189,16 @@ pub struct PublicKeyDto {
     pub is_secure_mode_enabled: bool,
     pub is_deleted: bool,
     pub is_default: bool,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub rotated_at: Option<String>,
     pub rotated_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     pub updated_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
     pub deleted_by: Option<ActorDto>,
 }
@@ -223,8 +240,9 @@ where
 }
 
 /// A partial update of a public key.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PublicKeyPatch)]
 pub struct PatchPublicKey {
     #[serde(default, deserialize_with = "present")]
     pub is_secure_mode_enabled: Option<Option<bool>>,
@@ -238,21 +256,27 @@ pub struct PatchPublicKey {
 
 // -------------------------------------------------------------- signing keys
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SigningKey)]
 pub struct SigningKeyDto {
     pub id: String,
     pub uid: String,
+    #[schema(schema_with = crate::openapi::signing_key_status_schema)]
     pub status: &'static str,
     pub allowed_domains: Option<Vec<String>>,
+    #[schema(format = DateTime)]
     pub expiry_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_key_pem: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_key_base64: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub rolled_at: Option<String>,
     pub rolled_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
     pub deleted_by: Option<ActorDto>,
 }
@@ -292,34 +316,39 @@ impl From<&WorkspaceSigningKey> for SigningKeyDto {
 }
 
 /// The body of a signing-key create or a public-key rotate: nothing.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Empty)]
 pub struct NoFields {}
 
 /// The optional body of a roll.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SigningKeyRoll)]
 pub struct RollSigningKey {
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_period_seconds: Option<u64>,
 }
 
 // ------------------------------------------------- organisation keys (Versori)
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganisationKey {
     pub name: Option<String>,
 }
 
 /// `{id, name, publicKey, createdAt}`, plus `privateKey` at creation only.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = OrganisationKey)]
 pub struct OrganisationKeyDto {
     pub id: String,
     pub name: String,
     pub public_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_key: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -345,7 +374,7 @@ impl From<&OrganisationSigningKey> for OrganisationKeyDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrganisationKeyList {
     pub keys: Vec<OrganisationKeyDto>,
 }

@@ -177,18 +177,20 @@ impl From<CoreError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct SuprSendError {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorResponse)]
+pub(crate) struct SuprSendError {
     code: u16,
     error_code: &'static str,
     #[serde(rename = "type")]
     error_type: &'static str,
     message: String,
+    #[schema(schema_with = crate::openapi::error_detail_schema)]
     detail: serde_json::Value,
 }
 
-#[derive(Serialize)]
-struct VersoriError {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct VersoriError {
     code: &'static str,
     message: String,
     cause: String,

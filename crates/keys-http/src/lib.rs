@@ -3,7 +3,9 @@
 //! - [`server`]: [`App`] (request → response, generic over the body so tests
 //!   need no socket) and [`serve`] (hyper 1 + hyper-util: HTTP/1.1 and
 //!   HTTP/2, timeouts, graceful shutdown).
-//! - [`router`]: path segments → [`router::RouteKind`], method check.
+//! - [`routes`]: the route table, every route declared once (template,
+//!   dialect, per-method handler, request and response types).
+//! - [`router`]: a path → its [`routes::Route`] and parameters.
 //! - `handlers`: one module per dialect (SuprSend `/v1/…`, Versori
 //!   `/api/organisations/v1/…`), verification and operations.
 //! - [`verify`]: verification over a store; the rules are keys-core's
@@ -26,6 +28,7 @@ mod handlers;
 pub mod metrics;
 pub mod openapi;
 pub mod router;
+pub mod routes;
 pub mod server;
 pub mod verify;
 

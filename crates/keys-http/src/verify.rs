@@ -302,7 +302,7 @@ pub fn verification_key(algorithm: Algorithm, public_key_pem: &str) -> Option<Ar
 
 /// keys-core's word for a token failure where it has one, keys-crypto's
 /// otherwise.
-fn refusal_of_jwt_error(error: JwtError) -> Refusal {
+pub(crate) fn refusal_of_jwt_error(error: JwtError) -> Refusal {
     match error {
         JwtError::Malformed | JwtError::TooLarge => Denial::Malformed.into(),
         JwtError::BadSignature => Denial::SignatureInvalid.into(),
