@@ -80,7 +80,9 @@ impl<T> ListDto<T> {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Workspace)]
 pub struct WorkspaceDto {
+    #[schema(pattern = "^wksp_")]
     pub uid: String,
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub slug: String,
     pub name: String,
     pub description: Option<String>,
@@ -109,6 +111,7 @@ impl From<&Workspace> for WorkspaceDto {
 #[serde(deny_unknown_fields)]
 #[schema(as = WorkspaceCreate)]
 pub struct CreateWorkspace {
+    #[schema(required = true)]
     pub name: Option<String>,
     #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub slug: Option<String>,
@@ -122,7 +125,10 @@ pub struct CreateWorkspace {
 #[derive(Serialize, ToSchema)]
 #[schema(as = ApiKey)]
 pub struct ApiKeyDto {
+    #[schema(pattern = "^ws_apik_")]
     pub id: String,
+    /// The first 10 characters of the secret and `*****`.
+    #[schema(pattern = r"^SS\.")]
     pub masked_api_key: String,
     pub is_deleted: bool,
     pub name: String,
@@ -136,6 +142,7 @@ pub struct ApiKeyDto {
     pub deleted_by: Option<ActorDto>,
     /// The secret: only in the create response.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^SS\.")]
     pub api_key: Option<String>,
 }
 
@@ -172,6 +179,7 @@ impl From<&ApiKey> for ApiKeyDto {
 #[serde(deny_unknown_fields)]
 #[schema(as = KeyCreate)]
 pub struct CreateKey {
+    #[schema(required = true)]
     pub name: Option<String>,
     pub description: Option<String>,
 }
@@ -181,7 +189,9 @@ pub struct CreateKey {
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = PublicKey)]
 pub struct PublicKeyDto {
+    #[schema(pattern = "^ws_pubk_")]
     pub id: String,
+    #[schema(pattern = r"^SS\.PUBK\.")]
     pub api_key: String,
     pub name: String,
     pub description: Option<String>,
@@ -259,7 +269,9 @@ pub struct PatchPublicKey {
 #[derive(Serialize, ToSchema)]
 #[schema(as = SigningKey)]
 pub struct SigningKeyDto {
+    #[schema(pattern = "^ws_signk_")]
     pub id: String,
+    #[schema(pattern = "^signing_key_")]
     pub uid: String,
     #[schema(schema_with = crate::openapi::signing_key_status_schema)]
     pub status: &'static str,
@@ -267,6 +279,7 @@ pub struct SigningKeyDto {
     #[schema(format = DateTime)]
     pub expiry_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^-----BEGIN PRIVATE KEY-----")]
     pub private_key_pem: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_key_base64: Option<String>,
@@ -335,6 +348,7 @@ pub struct RollSigningKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganisationKey {
+    #[schema(required = true)]
     pub name: Option<String>,
 }
 
@@ -345,8 +359,10 @@ pub struct CreateOrganisationKey {
 pub struct OrganisationKeyDto {
     pub id: String,
     pub name: String,
+    #[schema(pattern = "^-----BEGIN PUBLIC KEY-----")]
     pub public_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^-----BEGIN PRIVATE KEY-----")]
     pub private_key: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
