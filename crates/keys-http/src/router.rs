@@ -3,9 +3,9 @@
 //!
 //! The table's templates are split once, at first use, into literal and
 //! parameter segments and grouped by segment count; resolving a path then
-//! compares its segments (held on the stack) with the few templates of the
-//! same length, and the parameters borrow the path: nothing is allocated
-//! per request. Within a length, templates are ordered so that a literal
+//! compares its segments (held on the stack), last first, with the few
+//! templates of the same length, and the parameters borrow the path:
+//! nothing is allocated per request. Within a length, templates are ordered so that a literal
 //! segment wins over a parameter at the first position where two templates
 //! differ (`/v1/verify/jwt/` is never the workspace `verify`), whatever the
 //! order of the table.
@@ -56,6 +56,8 @@ enum Segment {
 struct Template {
     route: &'static Route,
     segments: Vec<Segment>,
+    /// How many of the segments are parameters.
+    parameters: usize,
 }
 
 /// The templates by segment count.
@@ -80,7 +82,8 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
         // A template longer than a path can be would never match; the
         // unit tests keep every template within the bounds.
         if let Some(group) = by_length.get_mut(segments.len()) {
-            group.push(Template { route, segments });
+            let parameters = segments.iter().filter(|segment| **segment == Segment::Parameter).count();
+            group.push(Template { route, segments, parameters });
         }
     }
     for group in &mut by_length {
@@ -127,16 +130,18 @@ pub fn resolve(path: &str) -> Option<Matched<'_>> {
     let candidates = COMPILED.by_length.get(count)?;
     'templates: for template in candidates {
         let mut params = [""; MAX_PARAMS];
-        let mut next_param = 0;
-        for (expected, actual) in template.segments.iter().zip(segments) {
+        let mut next_param = template.parameters;
+        // From the last segment back: templates of one length mostly differ
+        // at the end (`…/api_key`, `…/jwt`), so a mismatch shows at once.
+        for (expected, actual) in template.segments.iter().zip(segments).rev() {
             match expected {
                 Segment::Literal(literal) if literal == actual => {}
                 Segment::Literal(_) => continue 'templates,
                 Segment::Parameter => {
+                    next_param = next_param.saturating_sub(1);
                     if let Some(slot) = params.get_mut(next_param) {
                         *slot = actual;
                     }
-                    next_param += 1;
                 }
             }
         }
