@@ -26,9 +26,8 @@ use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
-    ArrayBuilder, ComponentsBuilder, ContentBuilder, HeaderBuilder, HttpMethod, InfoBuilder, LicenseBuilder,
-    ObjectBuilder, OneOfBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema,
-    Type,
+    ArrayBuilder, ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, LicenseBuilder, ObjectBuilder,
+    OneOfBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema, Type,
 };
 use utoipa::ToSchema;
 
@@ -327,12 +326,6 @@ fn responses(
                 if !head {
                     response = response.content(media_type, ContentBuilder::new().schema(Some(schema)).build());
                 }
-            }
-            if operation.secret && status < 300 {
-                let header = HeaderBuilder::new()
-                    .schema(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["no-store"])))
-                    .description(Some("The response carries a secret shown this once: never cache it."));
-                response = response.header("Cache-Control", header.build());
             }
             (status, response.build())
         })

@@ -184,8 +184,6 @@ pub struct Operation {
     /// The answers the handler itself gives; the generator adds the ones
     /// every operation of its kind can give (401, 413, 415, 500, …).
     pub(crate) responses: &'static [(u16, Payload)],
-    /// Whether the response carries a secret (`Cache-Control: no-store`).
-    pub(crate) secret: bool,
 }
 
 impl std::fmt::Debug for Operation {
@@ -291,7 +289,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::Json(schema::<StatusDoc>()))],
-            secret: false,
         }],
     },
     Route {
@@ -307,7 +304,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::Json(schema::<StatusDoc>())), (503, Payload::Error)],
-            secret: false,
         }],
     },
     Route {
@@ -323,7 +319,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::PrometheusText)],
-            secret: false,
         }],
     },
     Route {
@@ -339,7 +334,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::AnyObject)],
-            secret: false,
         }],
     },
     // ------------------------------------------------- dialect 1: workspaces
@@ -359,7 +353,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::Page,
                 body: Body::None,
                 responses: &[(200, Payload::List(schema::<WorkspaceDto>()))],
-                secret: false,
             },
             Operation {
                 method: Method::POST,
@@ -372,7 +365,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Required(schema::<CreateWorkspace>()),
                 responses: &[(201, Payload::Json(schema::<WorkspaceDto>()))],
-                secret: false,
             },
         ],
     },
@@ -389,7 +381,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::Json(schema::<JwkSetDoc>())), NOT_FOUND],
-            secret: false,
         }],
     },
     // --------------------------------------------------- dialect 1: API keys
@@ -409,7 +400,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::List,
                 body: Body::None,
                 responses: &[(200, Payload::List(schema::<ApiKeyDto>())), NOT_FOUND],
-                secret: false,
             },
             Operation {
                 method: Method::POST,
@@ -422,7 +412,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Required(schema::<CreateKey>()),
                 responses: &[(201, Payload::Json(schema::<ApiKeyDto>())), NOT_FOUND],
-                secret: true,
             },
         ],
     },
@@ -441,7 +430,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(204, Payload::Empty), NOT_FOUND],
-            secret: false,
         }],
     },
     // ------------------------------------------------ dialect 1: public keys
@@ -461,7 +449,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::List,
                 body: Body::None,
                 responses: &[(200, Payload::List(schema::<PublicKeyDto>())), NOT_FOUND],
-                secret: false,
             },
             Operation {
                 method: Method::POST,
@@ -474,7 +461,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Required(schema::<CreateKey>()),
                 responses: &[(201, Payload::Json(schema::<PublicKeyDto>())), NOT_FOUND],
-                secret: true,
             },
         ],
     },
@@ -500,7 +486,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Required(schema::<PatchPublicKey>()),
                 responses: &[(202, Payload::Json(schema::<PublicKeyDto>())), NOT_FOUND],
-                secret: false,
             },
             Operation {
                 method: Method::DELETE,
@@ -513,7 +498,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::None,
                 responses: &[(204, Payload::Empty), BAD_REQUEST, NOT_FOUND],
-                secret: false,
             },
         ],
     },
@@ -532,7 +516,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::Optional(schema::<NoFields>()),
             responses: &[(202, Payload::Json(schema::<PublicKeyDto>())), NOT_FOUND],
-            secret: true,
         }],
     },
     // ----------------------------------------------- dialect 1: signing keys
@@ -552,7 +535,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::List,
                 body: Body::None,
                 responses: &[(200, Payload::List(schema::<SigningKeyDto>())), NOT_FOUND],
-                secret: false,
             },
             Operation {
                 method: Method::POST,
@@ -566,7 +548,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Optional(schema::<NoFields>()),
                 responses: &[(201, Payload::Json(schema::<SigningKeyDto>())), NOT_FOUND],
-                secret: true,
             },
         ],
     },
@@ -585,7 +566,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(204, Payload::Empty), NOT_FOUND],
-            secret: false,
         }],
     },
     Route {
@@ -604,7 +584,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::Optional(schema::<RollSigningKey>()),
             responses: &[(201, Payload::Json(schema::<SigningKeyDto>())), NOT_FOUND],
-            secret: true,
         }],
     },
     // ---------------------------------------------------------- verification
@@ -622,7 +601,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::Required(schema::<VerifyApiKeyRequest>()),
             responses: &[(200, Payload::Json(schema::<ApiKeyVerdict<'static>>()))],
-            secret: false,
         }],
     },
     Route {
@@ -639,7 +617,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::Required(schema::<VerifyPublicKeyRequest>()),
             responses: &[(200, Payload::Json(schema::<PublicKeyVerdict>()))],
-            secret: false,
         }],
     },
     Route {
@@ -656,7 +633,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::Required(schema::<VerifyJwtRequest>()),
             responses: &[(200, Payload::Json(schema::<JwtVerdict>()))],
-            secret: false,
         }],
     },
     // ------------------------------------------ dialect 2: organisation keys
@@ -676,7 +652,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::None,
                 responses: &[(200, Payload::Json(schema::<OrganisationKeyList>())), NOT_FOUND],
-                secret: false,
             },
             Operation {
                 method: Method::POST,
@@ -690,7 +665,6 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Required(schema::<CreateOrganisationKey>()),
                 responses: &[(201, Payload::Json(schema::<OrganisationKeyDto>())), NOT_FOUND],
-                secret: true,
             },
         ],
     },
@@ -709,7 +683,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(204, Payload::Empty), NOT_FOUND],
-            secret: false,
         }],
     },
     Route {
@@ -725,7 +698,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::Json(schema::<JwkSetDoc>())), NOT_FOUND],
-            secret: false,
         }],
     },
     Route {
@@ -741,7 +713,6 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::Json(schema::<OrganisationKeyDto>())), NOT_FOUND],
-            secret: false,
         }],
     },
 ];
