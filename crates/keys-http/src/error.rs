@@ -97,7 +97,7 @@ impl ApiError {
     }
 
     /// (dialect-1 `error_code`, dialect-1 `type`, dialect-2 `code`).
-    fn codes(&self) -> (&'static str, &'static str, &'static str) {
+    pub(crate) fn codes(&self) -> (&'static str, &'static str, &'static str) {
         match self {
             Self::Validation(_) => ("error", "ValidationError", "invalid_request"),
             Self::Unauthenticated => ("authentication_failed", "AuthenticationFailed", "unauthenticated"),
@@ -181,8 +181,10 @@ impl From<CoreError> for ApiError {
 #[schema(as = ErrorResponse)]
 pub(crate) struct SuprSendError {
     code: u16,
+    #[schema(schema_with = crate::openapi::error_code_schema)]
     error_code: &'static str,
     #[serde(rename = "type")]
+    #[schema(schema_with = crate::openapi::error_type_schema)]
     error_type: &'static str,
     message: String,
     #[schema(schema_with = crate::openapi::error_detail_schema)]
@@ -191,6 +193,7 @@ pub(crate) struct SuprSendError {
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct VersoriError {
+    #[schema(schema_with = crate::openapi::versori_code_schema)]
     code: &'static str,
     message: String,
     cause: String,

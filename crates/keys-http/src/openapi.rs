@@ -4,9 +4,11 @@
 //! answers), so it cannot drift from what the server accepts and returns.
 //!
 //! Each operation's responses are the table's plus the ones every operation
-//! of its kind can give: 401 where a service token is needed, 400, 408 and
-//! 415 where a body or query is read, 413 and 500 everywhere, and 503 (the
-//! request ran out of time). The verification `reason` enum is built from
+//! of its kind can give: 401 where a service token is needed, 400 where a
+//! body or query is read, 408 and 415 where a body is, and 413 (a declared
+//! length over the limit), 500 and 503 (the request ran out of time)
+//! everywhere. The error codes of both dialects are enums built from
+//! `ApiError` itself. The verification `reason` enum is built from
 //! `keys_core::verify::Denial::ALL` and the keys-crypto errors the
 //! verification code passes through. `servers` is the address the document
 //! was fetched from (the `Host` header, or the request's authority), or `/`
@@ -31,7 +33,7 @@ use utoipa::openapi::{
 };
 use utoipa::ToSchema;
 
-use crate::error::{Dialect, SuprSendError, VersoriError};
+use crate::error::{ApiError, Dialect, SuprSendError, VersoriError};
 use crate::routes::{schema, Auth, Body, Payload, Query, Route, SchemaOf, Tag, ROUTES};
 
 // ------------------------------------------------------- documentation types
@@ -137,6 +139,56 @@ pub(crate) fn error_detail_schema() -> impl Into<RefOr<Schema>> {
         .item(ObjectBuilder::new().schema_type(Type::String))
         .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
         .description(Some("The list of problems for a ValidationError, the message otherwise."))
+}
+
+/// One error of each kind; the exhaustive match below fails to compile
+/// when a kind is added to `ApiError`, so its codes cannot be forgotten.
+fn every_error() -> [ApiError; 9] {
+    [
+        ApiError::Validation(Vec::new()),
+        ApiError::Unauthenticated,
+        ApiError::NotFound(String::new()),
+        ApiError::MethodNotAllowed { allow: Vec::new() },
+        ApiError::RequestTimeout,
+        ApiError::PayloadTooLarge { limit: 0 },
+        ApiError::UnsupportedMediaType,
+        ApiError::Internal,
+        ApiError::Unavailable(String::new()),
+    ]
+}
+
+#[allow(dead_code)] // Compiled only for its exhaustiveness.
+fn every_error_is_listed(error: ApiError) {
+    match error {
+        ApiError::Validation(_)
+        | ApiError::Unauthenticated
+        | ApiError::NotFound(_)
+        | ApiError::MethodNotAllowed { .. }
+        | ApiError::RequestTimeout
+        | ApiError::PayloadTooLarge { .. }
+        | ApiError::UnsupportedMediaType
+        | ApiError::Internal
+        | ApiError::Unavailable(_) => {}
+    }
+}
+
+fn error_codes(pick: fn((&'static str, &'static str, &'static str)) -> &'static str) -> Vec<&'static str> {
+    every_error().iter().map(|error| pick(error.codes())).collect()
+}
+
+/// `error_code` of a dialect-1 error.
+pub(crate) fn error_code_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(error_codes(|codes| codes.0), "A machine-readable code of the error.")
+}
+
+/// `type` of a dialect-1 error.
+pub(crate) fn error_type_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(error_codes(|codes| codes.1), "The kind of error, as SuprSend names it.")
+}
+
+/// `code` of a dialect-2 error.
+pub(crate) fn versori_code_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(error_codes(|codes| codes.2), "A machine-readable code of the error.")
 }
 
 /// The name of the verification reason enum among the components.
