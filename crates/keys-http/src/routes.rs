@@ -18,10 +18,13 @@
 //! handlers matched in one place, would make adding a route three edits (the
 //! entry, a variant, an arm) and would let an entry and its arm disagree.
 //! The price of the pointer is one heap allocation per request for the
-//! handler's future; the router, in exchange, no longer allocates the path
-//! parameters (they borrow the request's path), so a request allocates no
-//! more than before, and the dispatcher's own future no longer has the size
-//! of the largest handler's.
+//! handler's future. In exchange the router no longer copies path
+//! parameters into a `Vec<String>` (they borrow the request's path), so a
+//! route with parameters allocates less than before; the verification
+//! routes, which have none, pay the one allocation, which measured
+//! in-process verification of an API key (about 2.5 µs a request) does not
+//! show. The dispatcher's own future also no longer has the size of the
+//! largest handler's.
 //!
 //! How an operation authenticates follows from its handler's kind: a
 //! [`Handler::Public`] gets no caller, a [`Handler::ServiceToken`] gets the
