@@ -79,3 +79,12 @@ async fn head_is_answered_wherever_get_is() {
         }
     }
 }
+
+#[test]
+fn each_route_speaks_the_dialect_of_its_path() {
+    // Unmatched paths answer in the dialect of their prefix; a route must
+    // not answer in another one than its neighbours' 404s.
+    for route in ROUTES {
+        assert_eq!(route.dialect(), Dialect::of_path(route.pattern()), "{}", route.pattern());
+    }
+}
