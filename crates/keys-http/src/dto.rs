@@ -13,6 +13,7 @@ use keys_core::{
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
+use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
@@ -37,7 +38,8 @@ fn timestamp_opt(at: Option<OffsetDateTime>) -> Option<String> {
 }
 
 /// `{name, email}` of a `*_by` field.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Actor)]
 pub struct ActorDto {
     pub name: String,
     pub email: String,
@@ -54,7 +56,7 @@ pub struct ListDto<T> {
     pub results: Vec<T>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ListMeta {
     pub count: u64,
     pub limit: u32,
@@ -75,13 +77,18 @@ impl<T> ListDto<T> {
 
 // ---------------------------------------------------------------- workspaces
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Workspace)]
 pub struct WorkspaceDto {
+    #[schema(pattern = "^wksp_")]
     pub uid: String,
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub slug: String,
     pub name: String,
     pub description: Option<String>,
+    #[schema(schema_with = crate::openapi::mode_schema)]
     pub mode: &'static str,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
 }
@@ -100,31 +107,42 @@ impl From<&Workspace> for WorkspaceDto {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = WorkspaceCreate)]
 pub struct CreateWorkspace {
+    #[schema(required = true)]
     pub name: Option<String>,
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub slug: Option<String>,
     pub description: Option<String>,
+    #[schema(schema_with = crate::openapi::optional_mode_schema)]
     pub mode: Option<String>,
 }
 
 // ------------------------------------------------------------------ api keys
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKey)]
 pub struct ApiKeyDto {
+    #[schema(pattern = "^ws_apik_")]
     pub id: String,
+    /// The first 10 characters of the secret and `*****`.
+    #[schema(pattern = r"^SS\.")]
     pub masked_api_key: String,
     pub is_deleted: bool,
     pub name: String,
     pub description: Option<String>,
     pub allowed_domains: Vec<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
     pub deleted_by: Option<ActorDto>,
     /// The secret: only in the create response.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = r"^SS\.")]
     pub api_key: Option<String>,
 }
 
@@ -157,18 +175,23 @@ impl From<&ApiKey> for ApiKeyDto {
 }
 
 /// `{name, description?}` of API keys and public keys.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = KeyCreate)]
 pub struct CreateKey {
+    #[schema(required = true)]
     pub name: Option<String>,
     pub description: Option<String>,
 }
 
 // --------------------------------------------------------------- public keys
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PublicKey)]
 pub struct PublicKeyDto {
+    #[schema(pattern = "^ws_pubk_")]
     pub id: String,
+    #[schema(pattern = r"^SS\.PUBK\.")]
     pub api_key: String,
     pub name: String,
     pub description: Option<String>,
@@ -176,12 +199,16 @@ pub struct PublicKeyDto {
     pub is_secure_mode_enabled: bool,
     pub is_deleted: bool,
     pub is_default: bool,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub rotated_at: Option<String>,
     pub rotated_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub updated_at: String,
     pub updated_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
     pub deleted_by: Option<ActorDto>,
 }
@@ -223,8 +250,9 @@ where
 }
 
 /// A partial update of a public key.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = PublicKeyPatch)]
 pub struct PatchPublicKey {
     #[serde(default, deserialize_with = "present")]
     pub is_secure_mode_enabled: Option<Option<bool>>,
@@ -238,21 +266,30 @@ pub struct PatchPublicKey {
 
 // -------------------------------------------------------------- signing keys
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+#[schema(as = SigningKey)]
 pub struct SigningKeyDto {
+    #[schema(pattern = "^ws_signk_")]
     pub id: String,
+    #[schema(pattern = "^signing_key_")]
     pub uid: String,
+    #[schema(schema_with = crate::openapi::signing_key_status_schema)]
     pub status: &'static str,
     pub allowed_domains: Option<Vec<String>>,
+    #[schema(format = DateTime)]
     pub expiry_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^-----BEGIN PRIVATE KEY-----")]
     pub private_key_pem: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_key_base64: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub rolled_at: Option<String>,
     pub rolled_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
     pub deleted_by: Option<ActorDto>,
 }
@@ -292,34 +329,42 @@ impl From<&WorkspaceSigningKey> for SigningKeyDto {
 }
 
 /// The body of a signing-key create or a public-key rotate: nothing.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = Empty)]
 pub struct NoFields {}
 
 /// The optional body of a roll.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = SigningKeyRoll)]
 pub struct RollSigningKey {
+    #[schema(minimum = 0, maximum = 2592000)]
     pub grace_period_seconds: Option<u64>,
 }
 
 // ------------------------------------------------- organisation keys (Versori)
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganisationKey {
+    #[schema(required = true)]
     pub name: Option<String>,
 }
 
 /// `{id, name, publicKey, createdAt}`, plus `privateKey` at creation only.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(as = OrganisationKey)]
 pub struct OrganisationKeyDto {
     pub id: String,
     pub name: String,
+    #[schema(pattern = "^-----BEGIN PUBLIC KEY-----")]
     pub public_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^-----BEGIN PRIVATE KEY-----")]
     pub private_key: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -345,7 +390,7 @@ impl From<&OrganisationSigningKey> for OrganisationKeyDto {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct OrganisationKeyList {
     pub keys: Vec<OrganisationKeyDto>,
 }

@@ -116,7 +116,7 @@ impl ApiError {
     }
 
     /// (dialect-1 `error_code`, dialect-1 `type`, dialect-2 `code`).
-    fn codes(&self) -> (&'static str, &'static str, &'static str) {
+    pub(crate) fn codes(&self) -> (&'static str, &'static str, &'static str) {
         match self {
             Self::Validation(_) => ("error", "ValidationError", "invalid_request"),
             Self::Unauthenticated => ("authentication_failed", "AuthenticationFailed", "unauthenticated"),
@@ -196,18 +196,23 @@ impl From<CoreError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct SuprSendError {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = ErrorResponse)]
+pub(crate) struct SuprSendError {
     code: u16,
+    #[schema(schema_with = crate::openapi::error_code_schema)]
     error_code: &'static str,
     #[serde(rename = "type")]
+    #[schema(schema_with = crate::openapi::error_type_schema)]
     error_type: &'static str,
     message: String,
+    #[schema(schema_with = crate::openapi::error_detail_schema)]
     detail: serde_json::Value,
 }
 
-#[derive(Serialize)]
-struct VersoriError {
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct VersoriError {
+    #[schema(schema_with = crate::openapi::versori_code_schema)]
     code: &'static str,
     message: String,
     cause: String,

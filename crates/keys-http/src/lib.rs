@@ -3,11 +3,14 @@
 //! - [`server`]: [`App`] (request → response, generic over the body so tests
 //!   need no socket) and [`serve`] (hyper 1 + hyper-util: HTTP/1.1 and
 //!   HTTP/2, timeouts, graceful shutdown).
-//! - [`router`]: path segments → [`router::RouteKind`], method check.
+//! - [`routes`]: the route table, every route declared once (template,
+//!   dialect, per-method handler, request and response types).
+//! - [`router`]: a path → its [`routes::Route`] and parameters.
 //! - `handlers`: one module per resource (`workspaces`, `api_keys`,
 //!   `public_keys`, `signing_keys`, `organisation_keys`, `verification`,
-//!   `ops`); each handler parses the request into keys-core values, calls
-//!   one keys-service use case, and renders the answer in its dialect.
+//!   `forward_auth`, `ops`); each handler parses the request into keys-core
+//!   values, calls one keys-service use case, and renders the answer in its
+//!   dialect.
 //! - [`error`], `dto`: the wire shapes of errors and resources.
 //! - [`metrics`], [`openapi`], [`cli`].
 //!
@@ -27,6 +30,7 @@ mod handlers;
 pub mod metrics;
 pub mod openapi;
 pub mod router;
+pub mod routes;
 pub mod server;
 
 pub use dto::format_timestamp;

@@ -1,39 +1,644 @@
-//! The OpenAPI 3.1 document served at `/openapi.json`, written by hand and
-//! checked by a test against the router: every routed path and method is
-//! described.
+//! The OpenAPI 3.1 document served at `/openapi.json`, generated from the
+//! route table ([`crate::routes::ROUTES`]) and the wire types (utoipa's
+//! `ToSchema` derives on the DTOs, the error bodies and the verification
+//! answers), so it cannot drift from what the server accepts and returns.
+//!
+//! Each operation's responses are the table's plus the ones every operation
+//! of its kind can give: 401 where a service token is needed, 400 where a
+//! body or query is read, 408 and 415 where a body is, and 413 (a declared
+//! length over the limit), 500 and 503 (the request ran out of time)
+//! everywhere. The error codes of both dialects are enums built from
+//! `ApiError` itself. The verification `reason` enum is built from
+//! `keys_core::verify::Denial::ALL` and the keys-crypto errors the
+//! verification code passes through. `servers` is the address the document
+//! was fetched from (the `Host` header, or the request's authority), or `/`
+//! (this origin) when the request names none that is well-formed.
+//!
+//! The document is built and serialised once; each request only splices its
+//! `servers` entry in front of the rest.
 
-/// The document, as served.
-pub const DOCUMENT: &str = include_str!("openapi.json");
+use std::sync::LazyLock;
+
+use http::request::Parts;
+use keys_core::verify::Denial;
+use keys_core::{Mode, SigningKeyStatus};
+use keys_crypto::jwt::JwtError;
+use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::tag::TagBuilder;
+use utoipa::openapi::{
+    ArrayBuilder, ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, LicenseBuilder, ObjectBuilder,
+    OneOfBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema, Type,
+};
+use utoipa::ToSchema;
+
+use crate::error::{ApiError, Dialect, SuprSendError, VersoriError};
+use crate::routes::{schema, Auth, Body, Payload, Query, Route, SchemaOf, Tag, ROUTES};
+
+// ------------------------------------------------------- documentation types
+
+// The types below only describe JSON that is written elsewhere: the
+// verification handlers read their body as a JSON object, keys-crypto
+// writes the JWKS, and the operational endpoints answer with `json!`. The
+// handler tests validate every response against these schemas.
+
+/// `{"status": "ok"}` (or `"ready"`).
+#[derive(ToSchema)]
+#[schema(as = Status)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct StatusDoc {
+    status: String,
+}
+
+/// One JSON Web Key (RFC 7517) of a JWKS.
+#[derive(ToSchema)]
+#[schema(as = Jwk)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct JwkDoc {
+    /// `EC` (workspace keys) or `RSA` (organisation keys).
+    kty: String,
+    /// Always `sig`.
+    #[schema(rename = "use")]
+    key_use: Option<String>,
+    /// The signing key's uid (workspace) or id (organisation).
+    kid: Option<String>,
+    /// `ES256` or `RS256`.
+    alg: Option<String>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+}
+
+/// A JWK Set (RFC 7517): `{"keys": [...]}`.
+#[derive(ToSchema)]
+#[schema(as = JwkSet)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct JwkSetDoc {
+    keys: Vec<JwkDoc>,
+}
+
+/// `POST /v1/verify/api_key/`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct VerifyApiKeyRequest {
+    /// The `SS.…` secret to verify. A value that is not a string is
+    /// `valid:false`, `malformed`.
+    api_key: String,
+}
+
+/// `POST /v1/verify/public_key/`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct VerifyPublicKeyRequest {
+    /// The `SS.PUBK.…` key to verify.
+    api_key: String,
+    /// The browser's origin (`scheme://host[:port]`) or a bare host.
+    origin: Option<String>,
+    /// In secure mode: the ES256 user token signed by the workspace's key.
+    user_token: Option<String>,
+    /// The tenant the user token must name (absent means `default`).
+    tenant_id: Option<String>,
+}
+
+/// `POST /v1/verify/jwt/`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct VerifyJwtRequest {
+    /// A Versori-style RS256 JWT (`iss` = `<issuer base>/sk/<KEY_ID>`).
+    token: String,
+}
+
+// ----------------------------------------------------- schemas of fields
+
+fn string_enum(values: impl IntoIterator<Item = &'static str>, description: &str) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)).description(Some(description))
+}
+
+/// `mode` of a workspace.
+pub(crate) fn mode_schema() -> impl Into<RefOr<Schema>> {
+    string_enum([Mode::Sandbox.as_str(), Mode::Production.as_str()], "The workspace's mode.")
+}
+
+/// `mode` of a workspace create, optional.
+pub(crate) fn optional_mode_schema() -> impl Into<RefOr<Schema>> {
+    string_enum([Mode::Sandbox.as_str(), Mode::Production.as_str()], "The workspace's mode (default `sandbox`).")
+}
+
+/// `status` of a workspace signing key.
+pub(crate) fn signing_key_status_schema() -> impl Into<RefOr<Schema>> {
+    string_enum([SigningKeyStatus::Active.as_str(), SigningKeyStatus::Rolled.as_str()], "The key's state.")
+}
+
+/// `detail` of a dialect-1 error: the list of problems of a 400, the
+/// message otherwise.
+pub(crate) fn error_detail_schema() -> impl Into<RefOr<Schema>> {
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some("The list of problems for a ValidationError, the message otherwise."))
+}
+
+/// One error of each kind; the exhaustive match below fails to compile
+/// when a kind is added to `ApiError`, so its codes cannot be forgotten.
+fn every_error() -> [ApiError; 9] {
+    [
+        ApiError::Validation(Vec::new()),
+        ApiError::Unauthenticated,
+        ApiError::NotFound(String::new()),
+        ApiError::MethodNotAllowed { allow: Vec::new() },
+        ApiError::RequestTimeout,
+        ApiError::PayloadTooLarge { limit: 0 },
+        ApiError::UnsupportedMediaType,
+        ApiError::Internal,
+        ApiError::Unavailable(String::new()),
+    ]
+}
+
+#[allow(dead_code)] // Compiled only for its exhaustiveness.
+fn every_error_is_listed(error: ApiError) {
+    match error {
+        ApiError::Validation(_)
+        | ApiError::Unauthenticated
+        | ApiError::NotFound(_)
+        | ApiError::MethodNotAllowed { .. }
+        | ApiError::RequestTimeout
+        | ApiError::PayloadTooLarge { .. }
+        | ApiError::UnsupportedMediaType
+        | ApiError::Internal
+        | ApiError::Unavailable(_) => {}
+    }
+}
+
+fn error_codes(pick: fn((&'static str, &'static str, &'static str)) -> &'static str) -> Vec<&'static str> {
+    every_error().iter().map(|error| pick(error.codes())).collect()
+}
+
+/// `error_code` of a dialect-1 error.
+pub(crate) fn error_code_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(error_codes(|codes| codes.0), "A machine-readable code of the error.")
+}
+
+/// `type` of a dialect-1 error.
+pub(crate) fn error_type_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(error_codes(|codes| codes.1), "The kind of error, as SuprSend names it.")
+}
+
+/// `code` of a dialect-2 error.
+pub(crate) fn versori_code_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(error_codes(|codes| codes.2), "A machine-readable code of the error.")
+}
+
+/// The name of the verification reason enum among the components.
+const REASON: &str = "Reason";
+
+/// `reason` of a verification answer: a reference to the enum.
+pub(crate) fn reason_schema() -> impl Into<RefOr<Schema>> {
+    Ref::from_schema_name(REASON)
+}
+
+/// Every keys-crypto JWT error; the exhaustive match below fails to compile
+/// when keys-crypto adds one, so it cannot be forgotten here.
+const JWT_ERRORS: [JwtError; 11] = [
+    JwtError::Malformed,
+    JwtError::TooLarge,
+    JwtError::UnsupportedAlgorithm,
+    JwtError::AlgorithmMismatch,
+    JwtError::UnsupportedCriticalHeader,
+    JwtError::BadSignature,
+    JwtError::Expired,
+    JwtError::NotYetValid,
+    JwtError::UnknownKey,
+    JwtError::MissingClaim(""),
+    JwtError::InvalidClaim(""),
+];
+
+#[allow(dead_code)] // Compiled only for its exhaustiveness.
+fn every_jwt_error_is_listed(error: JwtError) {
+    match error {
+        JwtError::Malformed
+        | JwtError::TooLarge
+        | JwtError::UnsupportedAlgorithm
+        | JwtError::AlgorithmMismatch
+        | JwtError::UnsupportedCriticalHeader
+        | JwtError::BadSignature
+        | JwtError::Expired
+        | JwtError::NotYetValid
+        | JwtError::UnknownKey
+        | JwtError::MissingClaim(_)
+        | JwtError::InvalidClaim(_) => {}
+    }
+}
+
+/// Every `reason` a verification answer can carry: each denial of
+/// keys-core, then each keys-crypto error as the verification code reports
+/// it, without repeats.
+pub fn reasons() -> Vec<&'static str> {
+    let denials = Denial::ALL.iter().map(|denial| denial.reason());
+    let token_errors = JWT_ERRORS.iter().map(|error| keys_service::verification::refusal_of_jwt_error(*error).reason());
+    let mut reasons: Vec<&'static str> = Vec::new();
+    for reason in denials.chain(token_errors) {
+        if !reasons.contains(&reason) {
+            reasons.push(reason);
+        }
+    }
+    reasons
+}
+
+// ---------------------------------------------------------------- paths
+
+/// A path parameter's description and pattern, by its name in templates.
+fn path_parameter(name: &str) -> Option<(&'static str, &'static str)> {
+    const ULID: &str = "[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}";
+    let described = match name {
+        "workspace" => ("The workspace's slug.", "^[a-z0-9][a-z0-9_-]{0,62}$"),
+        "workspace_uid" => ("The workspace's uid, `wksp_<ULID>`.", "^wksp_"),
+        "api_key_id" => ("The API key's id, `ws_apik_<ULID>`.", "^ws_apik_"),
+        "public_key_id" => ("The public key's id, `ws_pubk_<ULID>`.", "^ws_pubk_"),
+        "signing_key_uid" => ("The signing key's uid, `signing_key_<ULID>` (also its JWT `kid`).", "^signing_key_"),
+        "organisation_id" => ("The organisation's id, a ULID.", ULID),
+        "key_id" => ("The organisation signing key's id, a ULID.", ULID),
+        _ => return None,
+    };
+    Some(described)
+}
+
+/// The parameter names of a template, in order.
+fn parameter_names(pattern: &str) -> impl Iterator<Item = &str> {
+    pattern.split('/').filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+}
+
+fn http_method(method: &http::Method) -> Option<HttpMethod> {
+    Some(match *method {
+        http::Method::GET => HttpMethod::Get,
+        http::Method::POST => HttpMethod::Post,
+        http::Method::PUT => HttpMethod::Put,
+        http::Method::PATCH => HttpMethod::Patch,
+        http::Method::DELETE => HttpMethod::Delete,
+        http::Method::HEAD => HttpMethod::Head,
+        http::Method::OPTIONS => HttpMethod::Options,
+        _ => return None,
+    })
+}
+
+/// Collects a schema and everything it refers to into the components.
+fn register(schemas: &mut Vec<(String, RefOr<Schema>)>, of: SchemaOf) -> RefOr<Schema> {
+    let name = (of.name)().into_owned();
+    if !schemas.iter().any(|(known, _)| *known == name) {
+        schemas.push((name.clone(), (of.schema)()));
+        (of.dependencies)(schemas);
+    }
+    Ref::from_schema_name(name).into()
+}
+
+/// The list wrapper of a schema: `{meta, results}`, registered as
+/// `<Name>List`.
+fn register_list(schemas: &mut Vec<(String, RefOr<Schema>)>, of: SchemaOf) -> RefOr<Schema> {
+    let item = register(schemas, of);
+    let meta = register(schemas, schema::<crate::dto::ListMeta>());
+    let name = format!("{}List", (of.name)());
+    if !schemas.iter().any(|(known, _)| *known == name) {
+        let list = ObjectBuilder::new()
+            .property("meta", meta)
+            .required("meta")
+            .property("results", ArrayBuilder::new().items(item))
+            .required("results")
+            .description(Some("A page: newest first, deleted records only with `include_deleted=true`."));
+        schemas.push((name.clone(), list.into()));
+    }
+    Ref::from_schema_name(name).into()
+}
+
+/// The description of a status.
+fn status_description(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No content",
+        400 => "The request is not acceptable (validation error).",
+        401 => "No, a malformed, an unknown, a revoked or an expired service token.",
+        404 => "Not found (also anything of another organisation).",
+        408 => "The request body was not received in time.",
+        413 => "The request body is over the limit (64 KiB by default).",
+        415 => "A body that is not `application/json`.",
+        500 => "Internal error; nothing of it reaches the client.",
+        503 => "The database is not reachable, or the request ran out of time.",
+        _ => "Answer",
+    }
+}
+
+/// The responses of an operation: the table's, then the generic ones.
+fn responses(
+    schemas: &mut Vec<(String, RefOr<Schema>)>,
+    route: &Route,
+    operation: &crate::routes::Operation,
+    head: bool,
+) -> Vec<(u16, utoipa::openapi::Response)> {
+    let mut statuses: Vec<(u16, Payload)> = operation.responses.to_vec();
+    let reads_input = !matches!(operation.body, Body::None) || operation.query != Query::None;
+    let mut generic = Vec::new();
+    if reads_input {
+        generic.push(400);
+    }
+    if operation.auth() == Auth::ServiceToken {
+        generic.push(401);
+    }
+    if !matches!(operation.body, Body::None) && operation.auth() == Auth::ServiceToken {
+        generic.extend([408, 415]);
+    }
+    generic.extend([413, 500, 503]);
+    for status in generic {
+        if !statuses.iter().any(|(known, _)| *known == status) {
+            statuses.push((status, Payload::Error));
+        }
+    }
+    statuses.sort_by_key(|(status, _)| *status);
+    let error = match route.dialect {
+        Dialect::SuprSend => schema::<SuprSendError>(),
+        Dialect::Versori => schema::<VersoriError>(),
+    };
+    statuses
+        .into_iter()
+        .map(|(status, payload)| {
+            let mut response = ResponseBuilder::new().description(status_description(status));
+            let content = match payload {
+                Payload::Json(of) => Some(("application/json", register(schemas, of))),
+                Payload::List(of) => Some(("application/json", register_list(schemas, of))),
+                Payload::AnyObject => Some(("application/json", ObjectBuilder::new().schema_type(Type::Object).into())),
+                Payload::PrometheusText => {
+                    Some(("text/plain; version=0.0.4", ObjectBuilder::new().schema_type(Type::String).into()))
+                }
+                Payload::Empty => None,
+                Payload::Error => Some(("application/json", register(schemas, error))),
+            };
+            if let Some((media_type, schema)) = content {
+                if !head {
+                    response = response.content(media_type, ContentBuilder::new().schema(Some(schema)).build());
+                }
+            }
+            (status, response.build())
+        })
+        .collect()
+}
+
+/// One documented operation.
+fn operation(
+    schemas: &mut Vec<(String, RefOr<Schema>)>,
+    route: &Route,
+    operation: &crate::routes::Operation,
+    head: bool,
+) -> Operation {
+    let mut builder = OperationBuilder::new()
+        .tag(route.tag.name())
+        .operation_id(Some(if head {
+            format!("{}-head", operation.operation_id)
+        } else {
+            operation.operation_id.to_owned()
+        }))
+        .summary(Some(if head {
+            format!("{} (headers only)", operation.summary)
+        } else {
+            operation.summary.to_owned()
+        }))
+        .description((!operation.description.is_empty()).then_some(operation.description));
+    for name in parameter_names(route.pattern) {
+        let (description, pattern) = path_parameter(name).unwrap_or(("", ""));
+        let parameter = ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description((!description.is_empty()).then_some(description))
+            .schema(Some(
+                ObjectBuilder::new().schema_type(Type::String).pattern((!pattern.is_empty()).then_some(pattern)),
+            ));
+        builder = builder.parameter(parameter);
+    }
+    if operation.query != Query::None {
+        let integer = |minimum: u64, maximum: Option<u64>, default: u64| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(minimum))
+                .maximum(maximum)
+                .default(Some(default.into()))
+        };
+        let query = |name: &str, description: &str, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+        };
+        builder = builder
+            .parameter(query("limit", "Page size; out of range is a 400, never clamped.", integer(1, Some(100), 10)))
+            .parameter(query("offset", "Records to skip.", integer(0, None, 0)));
+        if operation.query == Query::List {
+            builder = builder.parameter(query(
+                "include_deleted",
+                "Include deleted records.",
+                ObjectBuilder::new().schema_type(Type::Boolean).default(Some(false.into())),
+            ));
+        }
+    }
+    let (body, required) = match operation.body {
+        Body::None => (None, false),
+        Body::Required(of) => (Some(of), true),
+        Body::Optional(of) => (Some(of), false),
+    };
+    if let (Some(of), false) = (body, head) {
+        let description = if required {
+            "A JSON object (`Content-Type: application/json`)."
+        } else {
+            "Optional: an empty body is accepted, with or without `Content-Type: application/json`."
+        };
+        let request_body = RequestBodyBuilder::new()
+            .description(Some(description))
+            .required(Some(if required { Required::True } else { Required::False }))
+            .content("application/json", ContentBuilder::new().schema(Some(register(schemas, of))).build());
+        builder = builder.request_body(Some(request_body.build()));
+    }
+    builder = match operation.auth() {
+        Auth::Public => builder.securities(Some(Vec::<SecurityRequirement>::new())),
+        Auth::ServiceToken => {
+            let mut requirements = vec![SecurityRequirement::new("ServiceToken", Vec::<String>::new())];
+            if route.dialect == Dialect::Versori {
+                requirements.push(SecurityRequirement::new("BearerAuth", Vec::<String>::new()));
+            }
+            builder.securities(Some(requirements))
+        }
+    };
+    for (status, response) in responses(schemas, route, operation, head) {
+        builder = builder.response(status.to_string(), response);
+    }
+    builder.build()
+}
+
+/// The whole document, without `servers`.
+pub fn build() -> OpenApi {
+    let mut schemas: Vec<(String, RefOr<Schema>)> = Vec::new();
+    let mut paths = PathsBuilder::new();
+    for route in ROUTES {
+        let mut item = PathItem::default();
+        for documented in route.operations {
+            let Some(method) = http_method(&documented.method) else { continue };
+            item.merge_operations(PathItem::new(method, operation(&mut schemas, route, documented, false)));
+            if documented.method == http::Method::GET {
+                item.merge_operations(PathItem::new(
+                    HttpMethod::Head,
+                    operation(&mut schemas, route, documented, true),
+                ));
+            }
+        }
+        paths = paths.path(route.pattern, item);
+    }
+    let reason = string_enum(reasons(), "Why a credential did not verify: a stable snake_case code.");
+    schemas.push((REASON.to_owned(), reason.into()));
+    let components = ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .security_scheme(
+            "ServiceToken",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "Authorization: ServiceToken <token>",
+            ))),
+        )
+        .security_scheme(
+            "BearerAuth",
+            SecurityScheme::Http(
+                Http::builder()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Dialect 2 only: Authorization: Bearer <service token>"))
+                    .build(),
+            ),
+        )
+        .build();
+    let info = InfoBuilder::new()
+        .title("keysd")
+        .version(env!("CARGO_PKG_VERSION"))
+        .description(Some(
+            "API keys, publishable keys and signing keys as a service. Dialect 1 (/v1/…) is SuprSend-compatible; \
+             dialect 2 (/api/organisations/v1/…) is Versori-compatible. Dialect-1 resource paths are also accepted \
+             without the final '/'. HEAD is answered wherever GET is.",
+        ))
+        .license(Some(LicenseBuilder::new().name("Apache-2.0").identifier(Some("Apache-2.0")).build()))
+        .build();
+    let tags =
+        Tag::ALL.iter().map(|tag| TagBuilder::new().name(tag.name()).description(Some(tag.description())).build());
+    OpenApiBuilder::new().info(info).paths(paths).components(Some(components)).tags(Some(tags)).build()
+}
+
+/// The serialised document without `servers`: `{"openapi": …}`.
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| match build().to_json() {
+    Ok(json) => json,
+    Err(error) => {
+        // Serialising utoipa's types cannot fail (string keys, no maps of
+        // other keys); should it ever, the document says so.
+        tracing::error!(error = %error, "the OpenAPI document does not serialise");
+        r#"{"openapi":"3.1.0","info":{"title":"keysd","version":"0"},"paths":{}}"#.to_owned()
+    }
+});
+
+/// The document as generated, without a `servers` entry.
+pub fn document() -> &'static str {
+    &DOCUMENT
+}
+
+/// The address a request was sent to, when its `Host` (or HTTP/2
+/// authority) is a well-formed `host[:port]`: `http://host[:port]`, or
+/// `https://…` behind a proxy that says so in `X-Forwarded-Proto`.
+fn server_url(head: &Parts) -> Option<String> {
+    let host = head
+        .headers
+        .get(http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| head.uri.authority().map(|authority| authority.as_str()))?;
+    let well_formed = !host.is_empty()
+        && host.len() <= 255
+        && !host.starts_with(':')
+        && host.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':' | b'[' | b']'));
+    if !well_formed {
+        return None;
+    }
+    let forwarded = head.headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok());
+    let scheme = match forwarded.map(str::trim) {
+        Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+        _ => head.uri.scheme_str().filter(|scheme| *scheme == "https").unwrap_or("http"),
+    };
+    Some(format!("{scheme}://{host}"))
+}
+
+/// The body of `/openapi.json` for this request: the document with the
+/// address it was fetched from as its one server.
+pub(crate) fn served(head: &Parts) -> Vec<u8> {
+    let url = server_url(head).unwrap_or_else(|| "/".to_owned());
+    let document = document();
+    // `url` holds only the characters checked above, so it needs no JSON
+    // escaping; the document is an object, so it starts with `{`.
+    let rest = document.strip_prefix('{').unwrap_or(document);
+    let mut body = Vec::with_capacity(document.len() + url.len() + 24);
+    body.extend_from_slice(b"{\"servers\":[{\"url\":\"");
+    body.extend_from_slice(url.as_bytes());
+    body.extend_from_slice(b"\"}],");
+    body.extend_from_slice(rest.as_bytes());
+    body
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::router::RouteKind;
+
+    fn head(host: Option<&str>, forwarded: Option<&str>) -> Parts {
+        let mut builder = http::Request::builder().uri("/openapi.json");
+        if let Some(host) = host {
+            builder = builder.header(http::header::HOST, host);
+        }
+        if let Some(forwarded) = forwarded {
+            builder = builder.header("x-forwarded-proto", forwarded);
+        }
+        builder.body(()).expect("request").into_parts().0
+    }
+
+    fn servers(parts: &Parts) -> serde_json::Value {
+        let document: serde_json::Value = serde_json::from_slice(&served(parts)).expect("JSON");
+        document["servers"].clone()
+    }
+
+    #[test]
+    fn servers_is_the_address_the_document_was_fetched_from() {
+        assert_eq!(servers(&head(Some("127.0.0.1:8080"), None)), serde_json::json!([{"url": "http://127.0.0.1:8080"}]));
+        assert_eq!(
+            servers(&head(Some("keys.example.com"), Some("https"))),
+            serde_json::json!([{"url": "https://keys.example.com"}])
+        );
+        assert_eq!(servers(&head(Some("[::1]:9000"), None)), serde_json::json!([{"url": "http://[::1]:9000"}]));
+        for bad in ["evil.com/\"x", "a b", ""] {
+            assert_eq!(servers(&head(Some(bad), None)), serde_json::json!([{"url": "/"}]), "{bad}");
+        }
+        assert_eq!(servers(&head(None, None)), serde_json::json!([{"url": "/"}]));
+    }
 
     #[test]
     fn document_is_openapi_3_1_json() {
-        let document: serde_json::Value = serde_json::from_str(DOCUMENT).expect("valid JSON");
+        let document: serde_json::Value = serde_json::from_str(document()).expect("valid JSON");
         assert_eq!(document["openapi"], "3.1.0");
         assert!(document["components"]["schemas"].is_object());
     }
 
     #[test]
-    fn every_route_and_method_is_documented() {
-        let document: serde_json::Value = serde_json::from_str(DOCUMENT).expect("valid JSON");
-        for kind in RouteKind::ALL {
-            let path = &document["paths"][kind.pattern()];
-            assert!(path.is_object(), "{} is not documented", kind.pattern());
-            for method in kind.methods() {
-                let operation = &path[method.as_str().to_ascii_lowercase()];
-                assert!(operation.is_object(), "{} {} is not documented", method, kind.pattern());
-                assert!(operation["responses"].is_object(), "{} {} has no responses", method, kind.pattern());
+    fn every_path_parameter_is_described() {
+        for route in ROUTES {
+            for name in parameter_names(route.pattern) {
+                assert!(path_parameter(name).is_some(), "{name} of {} has no description", route.pattern);
             }
         }
     }
 
     #[test]
     fn every_reference_resolves() {
-        let document: serde_json::Value = serde_json::from_str(DOCUMENT).expect("valid JSON");
+        let document: serde_json::Value = serde_json::from_str(document()).expect("valid JSON");
         let mut references = Vec::new();
         collect_references(&document, &mut references);
         assert!(!references.is_empty());

@@ -1,162 +1,115 @@
-//! The router: a match on path segments, then on the method.
+//! The router: a request path → a [`Route`] of [`ROUTES`] and its path
+//! parameters.
 //!
-//! Every route is a [`RouteKind`] with its OpenAPI path template (also the
-//! `route` label of metrics) and its methods; path parameters are handed to
-//! the handler as strings, parsed there. Resource paths of dialect 1 end in
-//! `/` as in the seeds, and the same path without it is accepted too; `.json`
-//! documents are served only without a final `/`.
+//! The table's templates are split once, at first use, into literal and
+//! parameter segments and grouped by segment count; resolving a path then
+//! compares its segments (held on the stack), last first, with the few
+//! templates of the same length, and the parameters borrow the path:
+//! nothing is allocated per request. Within a length, templates are ordered so that a literal
+//! segment wins over a parameter at the first position where two templates
+//! differ (`/v1/verify/jwt/` is never the workspace `verify`), whatever the
+//! order of the table.
+//!
+//! Resource paths of dialect 1 end in `/` as in the seeds, and the same path
+//! without it is accepted too (every template matches with or without a
+//! final `/`); `.json` documents are served only without it; an empty
+//! segment (`//`) matches nothing. Methods are the dispatcher's business:
+//! a path resolves regardless of method.
 
-use http::Method;
+use std::sync::LazyLock;
 
-/// Every route of the server.
+use crate::routes::{Route, ROUTES};
+
+/// The most segments a path can have and still match a route.
+const MAX_SEGMENTS: usize = 8;
+
+/// The most parameters a template has.
+pub const MAX_PARAMS: usize = 2;
+
+/// A resolved path: the route and its parameters in path order, borrowed
+/// from the path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matched<'path> {
+    pub route: &'static Route,
+    params: [&'path str; MAX_PARAMS],
+}
+
+impl<'path> Matched<'path> {
+    /// The `index`-th path parameter (empty when the template has fewer).
+    pub fn param(&self, index: usize) -> &'path str {
+        self.params.get(index).copied().unwrap_or_default()
+    }
+
+    /// The parameters, as many as the template has.
+    pub fn params(&self) -> [&'path str; MAX_PARAMS] {
+        self.params
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RouteKind {
-    Health,
-    Ready,
-    Metrics,
-    OpenApi,
-    Workspaces,
-    WorkspaceJwks,
-    ApiKeys,
-    ApiKey,
-    PublicKeys,
-    PublicKey,
-    PublicKeyRotate,
-    SigningKeys,
-    SigningKey,
-    SigningKeyRoll,
-    VerifyApiKey,
-    VerifyPublicKey,
-    VerifyJwt,
-    ForwardAuth,
-    OrganisationKeys,
-    OrganisationKey,
-    OrganisationJwks,
-    PublicOrganisationKey,
+enum Segment {
+    Literal(&'static str),
+    Parameter,
 }
 
-impl RouteKind {
-    /// Every route, for the OpenAPI completeness test and documentation.
-    pub const ALL: [RouteKind; 22] = [
-        Self::Health,
-        Self::Ready,
-        Self::Metrics,
-        Self::OpenApi,
-        Self::Workspaces,
-        Self::WorkspaceJwks,
-        Self::ApiKeys,
-        Self::ApiKey,
-        Self::PublicKeys,
-        Self::PublicKey,
-        Self::PublicKeyRotate,
-        Self::SigningKeys,
-        Self::SigningKey,
-        Self::SigningKeyRoll,
-        Self::VerifyApiKey,
-        Self::VerifyPublicKey,
-        Self::VerifyJwt,
-        Self::ForwardAuth,
-        Self::OrganisationKeys,
-        Self::OrganisationKey,
-        Self::OrganisationJwks,
-        Self::PublicOrganisationKey,
-    ];
+#[derive(Debug)]
+struct Template {
+    route: &'static Route,
+    segments: Vec<Segment>,
+    /// How many of the segments are parameters.
+    parameters: usize,
+}
 
-    /// The OpenAPI path template of the route.
-    pub fn pattern(self) -> &'static str {
-        match self {
-            Self::Health => "/health",
-            Self::Ready => "/ready",
-            Self::Metrics => "/metrics",
-            Self::OpenApi => "/openapi.json",
-            Self::Workspaces => "/v1/workspace/",
-            Self::WorkspaceJwks => "/v1/workspace/{workspace_uid}/jwks.json",
-            Self::ApiKeys => "/v1/{workspace}/ws_api_key/",
-            Self::ApiKey => "/v1/{workspace}/ws_api_key/{api_key_id}/",
-            Self::PublicKeys => "/v1/{workspace}/ws_public_key/",
-            Self::PublicKey => "/v1/{workspace}/ws_public_key/{public_key_id}/",
-            Self::PublicKeyRotate => "/v1/{workspace}/ws_public_key/{public_key_id}/rotate/",
-            Self::SigningKeys => "/v1/{workspace}/ws_signing_key/",
-            Self::SigningKey => "/v1/{workspace}/ws_signing_key/{signing_key_uid}/",
-            Self::SigningKeyRoll => "/v1/{workspace}/ws_signing_key/{signing_key_uid}/roll/",
-            Self::VerifyApiKey => "/v1/verify/api_key/",
-            Self::VerifyPublicKey => "/v1/verify/public_key/",
-            Self::VerifyJwt => "/v1/verify/jwt/",
-            Self::ForwardAuth => "/v1/auth/forward",
-            Self::OrganisationKeys => "/api/organisations/v1/organisations/{organisation_id}/keys",
-            Self::OrganisationKey => "/api/organisations/v1/organisations/{organisation_id}/keys/{key_id}",
-            Self::OrganisationJwks => "/api/organisations/v1/organisations/{organisation_id}/jwks.json",
-            Self::PublicOrganisationKey => "/api/organisations/v1/keys/{key_id}",
+/// The templates by segment count.
+struct Compiled {
+    by_length: [Vec<Template>; MAX_SEGMENTS + 1],
+}
+
+/// The segments of a template: `{name}` is a parameter, anything else a
+/// literal; the final `/` of resource paths is not a segment.
+fn segments_of(pattern: &'static str) -> Vec<Segment> {
+    let rest = pattern.strip_prefix('/').unwrap_or(pattern);
+    let rest = rest.strip_suffix('/').unwrap_or(rest);
+    rest.split('/')
+        .map(|segment| if segment.starts_with('{') { Segment::Parameter } else { Segment::Literal(segment) })
+        .collect()
+}
+
+static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
+    let mut by_length: [Vec<Template>; MAX_SEGMENTS + 1] = Default::default();
+    for route in ROUTES {
+        let segments = segments_of(route.pattern);
+        // A template longer than a path can be would never match; the
+        // unit tests keep every template within the bounds.
+        if let Some(group) = by_length.get_mut(segments.len()) {
+            let parameters = segments.iter().filter(|segment| **segment == Segment::Parameter).count();
+            group.push(Template { route, segments, parameters });
         }
     }
-
-    /// The methods the route answers.
-    pub fn methods(self) -> &'static [Method] {
-        const GET: &[Method] = &[Method::GET];
-        const POST: &[Method] = &[Method::POST];
-        const DELETE: &[Method] = &[Method::DELETE];
-        const GET_POST: &[Method] = &[Method::GET, Method::POST];
-        const PATCH: &[Method] = &[Method::PATCH];
-        const PATCH_DELETE: &[Method] = &[Method::PATCH, Method::DELETE];
-        const ANY: &[Method] =
-            &[Method::GET, Method::HEAD, Method::POST, Method::PUT, Method::PATCH, Method::DELETE, Method::OPTIONS];
-        match self {
-            Self::ForwardAuth => ANY,
-            Self::Health | Self::Ready | Self::Metrics | Self::OpenApi => GET,
-            Self::WorkspaceJwks | Self::OrganisationJwks | Self::PublicOrganisationKey => GET,
-            Self::Workspaces | Self::ApiKeys | Self::PublicKeys | Self::SigningKeys | Self::OrganisationKeys => {
-                GET_POST
-            }
-            Self::ApiKey | Self::SigningKey | Self::OrganisationKey => DELETE,
-            Self::PublicKey => PATCH_DELETE,
-            Self::PublicKeyRotate => PATCH,
-            Self::SigningKeyRoll | Self::VerifyApiKey | Self::VerifyPublicKey | Self::VerifyJwt => POST,
-        }
+    for group in &mut by_length {
+        // Stable: templates that compare equal keep the table's order.
+        group.sort_by(|left, right| {
+            let kind = |segment: &Segment| match segment {
+                Segment::Literal(_) => 0,
+                Segment::Parameter => 1,
+            };
+            left.segments.iter().map(kind).cmp(right.segments.iter().map(kind))
+        });
     }
+    Compiled { by_length }
+});
 
-    /// Whether the route needs a service token.
-    pub fn needs_service_token(self) -> bool {
-        !matches!(
-            self,
-            Self::Health
-                | Self::Ready
-                | Self::Metrics
-                | Self::OpenApi
-                | Self::ForwardAuth
-                | Self::WorkspaceJwks
-                | Self::OrganisationJwks
-                | Self::PublicOrganisationKey
-        )
-    }
-
-    /// Whether the route is one of the verification endpoints.
-    pub fn is_verification(self) -> bool {
-        matches!(self, Self::VerifyApiKey | Self::VerifyPublicKey | Self::VerifyJwt)
-    }
-
-    /// Whether `Authorization: Bearer <token>` is accepted besides
-    /// `ServiceToken <token>` (dialect 2 only).
-    pub fn accepts_bearer(self) -> bool {
-        matches!(self, Self::OrganisationKeys | Self::OrganisationKey)
-    }
-}
-
-/// A resolved path: the route and its parameters in path order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Matched {
-    pub kind: RouteKind,
-    pub params: Vec<String>,
-}
-
-impl Matched {
-    /// The `index`-th path parameter (the router guarantees the count).
-    pub fn param(&self, index: usize) -> &str {
-        self.params.get(index).map(String::as_str).unwrap_or_default()
-    }
-}
+/// The forward-authentication route (see [`crate::routes`]).
+const FORWARD_AUTH: &str = "/v1/auth/forward";
 
 /// Resolves a path (without query) to a route, regardless of method.
-pub fn resolve(path: &str) -> Option<Matched> {
+pub fn resolve(path: &str) -> Option<Matched<'_>> {
+    // Gateways that append the client's path to the auth service's (Envoy's
+    // `path_prefix`) reach forward authentication too.
+    if path.len() > FORWARD_AUTH.len() && path.starts_with(FORWARD_AUTH) && path[FORWARD_AUTH.len()..].starts_with('/')
+    {
+        return resolve(FORWARD_AUTH);
+    }
     let rest = path.strip_prefix('/')?;
     let (rest, trailing_slash) = match rest.strip_suffix('/') {
         Some(stripped) => (stripped, true),
@@ -165,9 +118,9 @@ pub fn resolve(path: &str) -> Option<Matched> {
     if rest.is_empty() {
         return None;
     }
-    // Routes have at most seven segments, and a path with more matches
-    // none: the segments fit on the stack (this runs for every request).
-    let mut buffer = [""; 8];
+    // The segments fit on the stack (this runs for every request); a path
+    // with more than any template has matches none.
+    let mut buffer = [""; MAX_SEGMENTS];
     let mut count = 0;
     for segment in rest.split('/') {
         if segment.is_empty() {
@@ -183,64 +136,54 @@ pub fn resolve(path: &str) -> Option<Matched> {
     if trailing_slash && segments.last().is_some_and(|last| last.ends_with(".json")) {
         return None;
     }
-    let matched = |kind: RouteKind, params: &[&str]| {
-        Some(Matched { kind, params: params.iter().map(|param| (*param).to_owned()).collect() })
-    };
-    use RouteKind as R;
-    match segments {
-        ["health"] => matched(R::Health, &[]),
-        ["ready"] => matched(R::Ready, &[]),
-        ["metrics"] => matched(R::Metrics, &[]),
-        ["openapi.json"] => matched(R::OpenApi, &[]),
-        ["v1", "workspace"] => matched(R::Workspaces, &[]),
-        ["v1", "workspace", uid, "jwks.json"] => matched(R::WorkspaceJwks, &[uid]),
-        ["v1", "verify", "api_key"] => matched(R::VerifyApiKey, &[]),
-        ["v1", "verify", "public_key"] => matched(R::VerifyPublicKey, &[]),
-        ["v1", "verify", "jwt"] => matched(R::VerifyJwt, &[]),
-        ["v1", "auth", "forward"] => matched(R::ForwardAuth, &[]),
-        ["v1", workspace, "ws_api_key"] => matched(R::ApiKeys, &[workspace]),
-        ["v1", workspace, "ws_api_key", id] => matched(R::ApiKey, &[workspace, id]),
-        ["v1", workspace, "ws_public_key"] => matched(R::PublicKeys, &[workspace]),
-        ["v1", workspace, "ws_public_key", id] => matched(R::PublicKey, &[workspace, id]),
-        ["v1", workspace, "ws_public_key", id, "rotate"] => matched(R::PublicKeyRotate, &[workspace, id]),
-        ["v1", workspace, "ws_signing_key"] => matched(R::SigningKeys, &[workspace]),
-        ["v1", workspace, "ws_signing_key", uid] => matched(R::SigningKey, &[workspace, uid]),
-        ["v1", workspace, "ws_signing_key", uid, "roll"] => matched(R::SigningKeyRoll, &[workspace, uid]),
-        ["api", "organisations", "v1", "organisations", organisation, "keys"] => {
-            matched(R::OrganisationKeys, &[organisation])
+    let candidates = COMPILED.by_length.get(count)?;
+    'templates: for template in candidates {
+        let mut params = [""; MAX_PARAMS];
+        let mut next_param = template.parameters;
+        // From the last segment back: templates of one length mostly differ
+        // at the end (`…/api_key`, `…/jwt`), so a mismatch shows at once.
+        for (expected, actual) in template.segments.iter().zip(segments).rev() {
+            match expected {
+                Segment::Literal(literal) if literal == actual => {}
+                Segment::Literal(_) => continue 'templates,
+                Segment::Parameter => {
+                    next_param = next_param.saturating_sub(1);
+                    if let Some(slot) = params.get_mut(next_param) {
+                        *slot = actual;
+                    }
+                }
+            }
         }
-        ["api", "organisations", "v1", "organisations", organisation, "keys", key] => {
-            matched(R::OrganisationKey, &[organisation, key])
-        }
-        ["api", "organisations", "v1", "organisations", organisation, "jwks.json"] => {
-            matched(R::OrganisationJwks, &[organisation])
-        }
-        ["api", "organisations", "v1", "keys", key] => matched(R::PublicOrganisationKey, &[key]),
-        _ => None,
+        return Some(Matched { route: template.route, params });
     }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn pattern(path: &str) -> Option<&'static str> {
+        resolve(path).map(|matched| matched.route.pattern())
+    }
+
     #[test]
     fn resolves_with_and_without_trailing_slash() {
         for path in ["/v1/staging/ws_api_key/", "/v1/staging/ws_api_key"] {
             let matched = resolve(path).expect("routed");
-            assert_eq!(matched.kind, RouteKind::ApiKeys);
+            assert_eq!(matched.route.pattern(), "/v1/{workspace}/ws_api_key/");
             assert_eq!(matched.param(0), "staging");
         }
         let roll = resolve("/v1/prod/ws_signing_key/signing_key_X/roll/").expect("routed");
-        assert_eq!(roll.kind, RouteKind::SigningKeyRoll);
-        assert_eq!(roll.params, vec!["prod".to_owned(), "signing_key_X".to_owned()]);
+        assert_eq!(roll.route.pattern(), "/v1/{workspace}/ws_signing_key/{signing_key_uid}/roll/");
+        assert_eq!(roll.params(), ["prod", "signing_key_X"]);
     }
 
     #[test]
     fn json_documents_have_no_trailing_slash() {
-        assert_eq!(resolve("/openapi.json").map(|m| m.kind), Some(RouteKind::OpenApi));
-        assert_eq!(resolve("/openapi.json/"), None);
-        assert_eq!(resolve("/v1/workspace/wksp_X/jwks.json/"), None);
+        assert_eq!(pattern("/openapi.json"), Some("/openapi.json"));
+        assert_eq!(pattern("/openapi.json/"), None);
+        assert_eq!(pattern("/v1/workspace/wksp_X/jwks.json/"), None);
     }
 
     #[test]
@@ -251,15 +194,46 @@ mod tests {
     }
 
     #[test]
+    fn literal_segments_win_over_parameters() {
+        assert_eq!(pattern("/v1/verify/jwt/"), Some("/v1/verify/jwt/"));
+        assert_eq!(pattern("/v1/verify/api_key"), Some("/v1/verify/api_key/"));
+        assert_eq!(pattern("/v1/workspace/"), Some("/v1/workspace/"));
+        // Both `/v1/workspace/{uid}/jwks.json` and `/v1/{workspace}/ws_api_key/{id}/`
+        // fit; the literal `workspace` decides.
+        assert_eq!(pattern("/v1/workspace/ws_api_key/jwks.json"), Some("/v1/workspace/{workspace_uid}/jwks.json"));
+        assert_eq!(pattern("/v1/verify/ws_api_key/"), Some("/v1/{workspace}/ws_api_key/"));
+    }
+
+    #[test]
     fn every_pattern_resolves_to_its_route() {
-        for kind in RouteKind::ALL {
-            let concrete = kind
+        for route in ROUTES {
+            let concrete = route
                 .pattern()
                 .split('/')
                 .map(|segment| if segment.starts_with('{') { "x" } else { segment })
                 .collect::<Vec<_>>()
                 .join("/");
-            assert_eq!(resolve(&concrete).map(|m| m.kind), Some(kind), "{concrete}");
+            assert_eq!(pattern(&concrete), Some(route.pattern()), "{concrete}");
         }
+    }
+
+    #[test]
+    fn templates_fit_the_bounds_and_are_unique() {
+        let mut seen = std::collections::HashSet::new();
+        for route in ROUTES {
+            let segments = segments_of(route.pattern);
+            assert!(segments.len() <= MAX_SEGMENTS, "{}", route.pattern);
+            let params = segments.iter().filter(|segment| **segment == Segment::Parameter).count();
+            assert!(params <= MAX_PARAMS, "{}", route.pattern);
+            assert!(seen.insert(segments), "{} duplicates another template", route.pattern);
+            assert!(route.pattern.starts_with('/'));
+        }
+    }
+
+    #[test]
+    fn parameters_are_bound_in_path_order() {
+        let matched = resolve("/api/organisations/v1/organisations/ORG/keys/KEY").expect("routed");
+        assert_eq!(matched.params(), ["ORG", "KEY"]);
+        assert_eq!(matched.param(2), "");
     }
 }

@@ -134,10 +134,10 @@ impl App {
         // A clone of the URI shares its bytes: the path outlives the request.
         let uri = request.uri().clone();
         let path = uri.path();
-        let dialect = Dialect::of_path(path);
         let matched = router::resolve(path);
-        let route = matched.as_ref().map_or("unmatched", |matched| matched.kind.pattern());
-        let verification = matched.as_ref().is_some_and(|matched| matched.kind.is_verification());
+        let dialect = matched.map_or_else(|| Dialect::of_path(path), |matched| matched.route.dialect());
+        let route = matched.map_or("unmatched", |matched| matched.route.pattern());
+        let verification = matched.is_some_and(|matched| matched.route.is_verification());
         let span = if verification {
             tracing::debug_span!("request", request_id = %request_id, method = %method, route)
         } else {

@@ -21,8 +21,13 @@ use rand_core::OsRng;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
+#[path = "support/openapi_check.rs"]
+mod openapi_check;
+
 struct Harness {
     app: App,
+    /// Every response, checked against `/openapi.json` when the test ends.
+    responses: openapi_check::Recorder,
     store: Arc<dyn Store>,
     token: String,
     organisation: OrganisationId,
@@ -71,7 +76,8 @@ async fn harness_with(config: AppConfig) -> Harness {
     let bootstrap = Bootstrap { organisation, workspaces, token: record };
     assert!(store.bootstrap_if_empty(&bootstrap).await.expect("bootstrap"));
     let app = App::new(Arc::clone(&store), config);
-    Harness { app, store, token: token.expose().to_owned(), organisation: organisation_id, _dir: dir }
+    let responses = openapi_check::Recorder::default();
+    Harness { app, responses, store, token: token.expose().to_owned(), organisation: organisation_id, _dir: dir }
 }
 
 impl Harness {
@@ -103,11 +109,20 @@ impl Harness {
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
+        let (method, path) = (request.method().to_string(), request.uri().path().to_owned());
         let response = self.app.handle(request).await;
         let status = response.status();
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.expect("body").to_bytes();
         let text = String::from_utf8_lossy(&bytes).into_owned();
+        let content_type = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()).map(str::to_owned);
+        self.responses.record(openapi_check::Observation {
+            method,
+            path,
+            status: status.as_u16(),
+            content_type,
+            body: text.clone(),
+        });
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Reply { status, headers, body, text }
     }

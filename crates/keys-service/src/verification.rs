@@ -49,19 +49,6 @@ impl Refusal {
             Self::Token(error) => error.reason(),
         }
     }
-
-    /// Every reason a verification can give, for documentation and metrics
-    /// that pre-register their labels: keys-core's denials, then the
-    /// keys-crypto reasons [`Refusal::Token`] can carry.
-    pub fn all_reasons() -> Vec<&'static str> {
-        let mut reasons: Vec<&'static str> = Denial::ALL.iter().map(|denial| denial.reason()).collect();
-        for error in TOKEN_ONLY_ERRORS {
-            if !reasons.contains(&error.reason()) {
-                reasons.push(error.reason());
-            }
-        }
-        reasons
-    }
 }
 
 impl From<Denial> for Refusal {
@@ -69,11 +56,6 @@ impl From<Denial> for Refusal {
         Self::Denied(denial)
     }
 }
-
-/// The keys-crypto errors that reach a response as themselves (see
-/// [`refusal_of_jwt_error`]).
-const TOKEN_ONLY_ERRORS: [JwtError; 3] =
-    [JwtError::UnsupportedCriticalHeader, JwtError::MissingClaim("exp"), JwtError::InvalidClaim("exp")];
 
 /// The answer to "does this credential verify?": `Ok` with what it grants,
 /// or the refusal; `Err` only when the store failed.
@@ -388,8 +370,9 @@ fn user_token_claims(claims: &Claims) -> UserTokenClaims {
 }
 
 /// keys-core's word for a structural token failure where it has one,
-/// keys-crypto's otherwise.
-fn refusal_of_jwt_error(error: JwtError) -> Refusal {
+/// keys-crypto's otherwise (the OpenAPI document lists the reasons this
+/// gives).
+pub fn refusal_of_jwt_error(error: JwtError) -> Refusal {
     match error {
         JwtError::Malformed | JwtError::TooLarge => Denial::Malformed.into(),
         JwtError::BadSignature => Denial::SignatureInvalid.into(),

@@ -1,33 +1,37 @@
 //! Request handling after routing: method check, size limits, service-token
-//! authentication, body reading, then one handler per route.
+//! authentication, body reading, then the handler of the route's operation
+//! (see [`crate::routes`], where each route is declared once).
 //!
 //! The order of checks is fixed: unknown path (404), wrong method (405 with
 //! `Allow`), declared body too large (413), authentication (401), body read
 //! with the limit enforced while reading (413), content type (415), JSON
-//! shape (400), then the handler.
+//! shape (400), then the handler. `HEAD` runs the `GET` operation and sends
+//! its headers without the body.
 
-mod api_keys;
-mod forward_auth;
-mod ops;
-mod organisation_keys;
-mod public_keys;
-mod signing_keys;
-mod verification;
-mod workspaces;
+pub(crate) mod api_keys;
+pub(crate) mod forward_auth;
+pub(crate) mod ops;
+pub(crate) mod organisation_keys;
+pub(crate) mod public_keys;
+pub(crate) mod signing_keys;
+pub(crate) mod verification;
+pub(crate) mod workspaces;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use keys_core::{CoreError, Name};
 use serde::de::DeserializeOwned;
 
-use crate::error::ApiError;
-use crate::router::{Matched, RouteKind};
+use crate::error::{ApiError, Dialect};
+use crate::router::{Matched, MAX_PARAMS};
+use crate::routes::Handler;
 use crate::server::AppState;
 
 /// The boxed error of request bodies.
@@ -112,10 +116,45 @@ fn json_error_message(error: &serde_json::Error) -> String {
     }
 }
 
+/// What a public handler gets: the state, the request head and the path
+/// parameters. Copied into the handler's closure, borrowed for `'a`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Public<'a> {
+    pub state: &'a Arc<AppState>,
+    pub head: &'a Parts,
+    params: [&'a str; MAX_PARAMS],
+}
+
+impl<'a> Public<'a> {
+    /// The `index`-th path parameter of the template.
+    pub fn param(&self, index: usize) -> &'a str {
+        self.params.get(index).copied().unwrap_or_default()
+    }
+}
+
+/// What an authenticated handler gets: besides [`Public`]'s, the caller and
+/// the query and body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Authenticated<'a> {
+    pub state: &'a Arc<AppState>,
+    #[allow(dead_code)] // For handlers that read headers (forward authentication).
+    pub head: &'a Parts,
+    pub caller: &'a Caller,
+    pub input: &'a Input,
+    params: [&'a str; MAX_PARAMS],
+}
+
+impl<'a> Authenticated<'a> {
+    /// The `index`-th path parameter of the template.
+    pub fn param(&self, index: usize) -> &'a str {
+        self.params.get(index).copied().unwrap_or_default()
+    }
+}
+
 /// Routes one request. `matched` is the router's answer for its path.
 pub(crate) async fn dispatch<B>(
     state: &Arc<AppState>,
-    matched: Option<Matched>,
+    matched: Option<Matched<'_>>,
     request: Request<B>,
 ) -> Result<Response<Full<Bytes>>, ApiError>
 where
@@ -125,83 +164,46 @@ where
     let Some(matched) = matched else {
         return Err(ApiError::NotFound("path not found".to_owned()));
     };
-    let kind = matched.kind;
-    if !kind.methods().contains(request.method()) {
-        return Err(ApiError::MethodNotAllowed { allow: kind.methods().to_vec() });
-    }
+    let route = matched.route;
+    let Some(operation) = route.operation(request.method()) else {
+        return Err(ApiError::MethodNotAllowed { allow: route.methods().cloned().collect() });
+    };
     let limit = state.config.body_limit;
     check_declared_length(request.headers(), limit)?;
-
-    // Public routes: no token, no body.
-    match kind {
-        RouteKind::Health => return ops::health(),
-        RouteKind::Ready => return ops::ready(state).await,
-        RouteKind::Metrics => return Ok(ops::metrics(state)),
-        RouteKind::OpenApi => return Ok(ops::openapi()),
-        // The gateway authenticates with its own header, not Authorization.
-        RouteKind::ForwardAuth => return forward_auth::forward(state, request.headers()).await,
-        RouteKind::WorkspaceJwks => {
-            return workspaces::workspace_jwks(state, matched.param(0), request.headers()).await;
-        }
-        RouteKind::OrganisationJwks => {
-            return organisation_keys::organisation_jwks(state, matched.param(0), request.headers()).await;
-        }
-        RouteKind::PublicOrganisationKey => return organisation_keys::public_key(state, matched.param(0)).await,
-        _ => {}
-    }
-
-    let caller = authenticate(state, request.headers(), kind.accepts_bearer()).await?;
+    let head_only = request.method() == Method::HEAD;
     let (parts, body) = request.into_parts();
-    let body = if matches!(parts.method, Method::POST | Method::PATCH | Method::PUT) {
-        read_body(body, limit, state.config.body_read_timeout).await?
-    } else {
-        Bytes::new()
-    };
-    let input = Input {
-        query: parts.uri.query().map(str::to_owned),
-        content_type: parts.headers.get(CONTENT_TYPE).cloned(),
-        body,
-    };
-    let workspace = matched.param(0);
-    let id = matched.param(1);
-    let method = parts.method;
-    match (kind, method) {
-        (RouteKind::Workspaces, Method::GET) => workspaces::list_workspaces(state, &caller, &input).await,
-        (RouteKind::Workspaces, _) => workspaces::create_workspace(state, &caller, &input).await,
-        (RouteKind::ApiKeys, Method::GET) => api_keys::list_api_keys(state, &caller, workspace, &input).await,
-        (RouteKind::ApiKeys, _) => api_keys::create_api_key(state, &caller, workspace, &input).await,
-        (RouteKind::ApiKey, _) => api_keys::delete_api_key(state, &caller, workspace, id).await,
-        (RouteKind::PublicKeys, Method::GET) => public_keys::list_public_keys(state, &caller, workspace, &input).await,
-        (RouteKind::PublicKeys, _) => public_keys::create_public_key(state, &caller, workspace, &input).await,
-        (RouteKind::PublicKey, Method::PATCH) => {
-            public_keys::patch_public_key(state, &caller, workspace, id, &input).await
+    let params = matched.params();
+
+    let response = match operation.handler {
+        // Public routes: no token, no body.
+        Handler::Public(handler) => {
+            drop(body);
+            handler(Public { state, head: &parts, params }).await?
         }
-        (RouteKind::PublicKey, _) => public_keys::delete_public_key(state, &caller, workspace, id).await,
-        (RouteKind::PublicKeyRotate, _) => public_keys::rotate_public_key(state, &caller, workspace, id, &input).await,
-        (RouteKind::SigningKeys, Method::GET) => {
-            signing_keys::list_signing_keys(state, &caller, workspace, &input).await
+        Handler::ServiceToken(handler) => {
+            let caller = authenticate(state, &parts.headers, route.dialect == Dialect::Versori).await?;
+            let body = if matches!(parts.method, Method::POST | Method::PATCH | Method::PUT) {
+                read_body(body, limit, state.config.body_read_timeout).await?
+            } else {
+                Bytes::new()
+            };
+            let input = Input {
+                query: parts.uri.query().map(str::to_owned),
+                content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+                body,
+            };
+            handler(Authenticated { state, head: &parts, caller: &caller, input: &input, params }).await?
         }
-        (RouteKind::SigningKeys, _) => signing_keys::create_signing_key(state, &caller, workspace, &input).await,
-        (RouteKind::SigningKey, _) => signing_keys::delete_signing_key(state, &caller, workspace, id).await,
-        (RouteKind::SigningKeyRoll, _) => signing_keys::roll_signing_key(state, &caller, workspace, id, &input).await,
-        (RouteKind::VerifyApiKey, _) => verification::api_key(state, &caller, &input).await,
-        (RouteKind::VerifyPublicKey, _) => verification::public_key(state, &caller, &input).await,
-        (RouteKind::VerifyJwt, _) => verification::jwt(state, &caller, &input).await,
-        (RouteKind::OrganisationKeys, Method::GET) => organisation_keys::list_keys(state, &caller, workspace).await,
-        (RouteKind::OrganisationKeys, _) => organisation_keys::create_key(state, &caller, workspace, &input).await,
-        (RouteKind::OrganisationKey, _) => organisation_keys::delete_key(state, &caller, workspace, id).await,
-        (
-            RouteKind::Health
-            | RouteKind::Ready
-            | RouteKind::Metrics
-            | RouteKind::OpenApi
-            | RouteKind::ForwardAuth
-            | RouteKind::WorkspaceJwks
-            | RouteKind::OrganisationJwks
-            | RouteKind::PublicOrganisationKey,
-            _,
-        ) => Err(ApiError::internal("dispatch", &"public route reached the authenticated branch")),
-    }
+    };
+    Ok(if head_only { without_body(response) } else { response })
+}
+
+/// The answer to `HEAD`: `GET`'s status and headers, its length, no body.
+fn without_body(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let (mut parts, body) = response.into_parts();
+    let length = Body::size_hint(&body).exact().unwrap_or_default();
+    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    Response::from_parts(parts, Full::new(Bytes::new()))
 }
 
 /// 413 before reading anything when `Content-Length` is over the limit.

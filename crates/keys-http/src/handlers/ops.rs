@@ -35,7 +35,7 @@ pub(crate) fn metrics(state: &AppState) -> Response<Full<Bytes>> {
     response
 }
 
-/// `GET /openapi.json`.
-pub(crate) fn openapi() -> Response<Full<Bytes>> {
-    json_bytes(StatusCode::OK, crate::openapi::DOCUMENT.as_bytes().to_vec())
+/// `GET /openapi.json`, with the address it was fetched from as its server.
+pub(crate) fn openapi(head: &http::request::Parts) -> Response<Full<Bytes>> {
+    json_bytes(StatusCode::OK, crate::openapi::served(head))
 }

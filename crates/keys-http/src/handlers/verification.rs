@@ -47,8 +47,9 @@ fn optional<'a>(body: &'a Map<String, Value>, field: &str) -> Result<Option<&'a 
     }
 }
 
-#[derive(Debug, Default, Serialize)]
-struct ApiKeyVerdict<'a> {
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = VerifyApiKeyResponse)]
+pub(crate) struct ApiKeyVerdict<'a> {
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     workspace: Option<&'a str>,
@@ -57,11 +58,13 @@ struct ApiKeyVerdict<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::reason_schema)]
     reason: Option<&'static str>,
 }
 
-#[derive(Debug, Default, Serialize)]
-struct PublicKeyVerdict {
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = VerifyPublicKeyResponse)]
+pub(crate) struct PublicKeyVerdict {
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     workspace: Option<String>,
@@ -70,11 +73,13 @@ struct PublicKeyVerdict {
     #[serde(skip_serializing_if = "Option::is_none")]
     entity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::reason_schema)]
     reason: Option<&'static str>,
 }
 
-#[derive(Debug, Default, Serialize)]
-struct JwtVerdict {
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = VerifyJwtResponse)]
+pub(crate) struct JwtVerdict {
     valid: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     organisation_id: Option<String>,
@@ -85,6 +90,7 @@ struct JwtVerdict {
     #[serde(skip_serializing_if = "Option::is_none")]
     claims: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::openapi::reason_schema)]
     reason: Option<&'static str>,
 }
 

@@ -1,0 +1,156 @@
+//! The generated `/openapi.json` against independent judges and against the
+//! route table it is generated from:
+//! - it validates as OpenAPI 3.1 (`openapi-spec-validator`, in Python);
+//! - every route of the table is there with exactly its methods (and HEAD
+//!   where it has GET), and nothing else is;
+//! - drift checks: the literal first segments under `/v1/` that a workspace
+//!   slug could collide with are reserved slugs, and the verification
+//!   `reason` enum is keys-core's denials plus the keys-crypto token errors.
+//!
+//! The handler tests (`tests/handlers.rs`) check every response they see
+//! against the schema this document gives for it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use keys_core::verify::Denial;
+use keys_core::{WorkspaceSlug, RESERVED_SLUGS};
+use keys_http::routes::ROUTES;
+use keys_http::{App, AppConfig};
+use serde_json::{json, Value};
+
+#[path = "support/openapi_check.rs"]
+mod openapi_check;
+
+/// `GET /openapi.json` as a client on `host` sees it.
+async fn served(host: &str) -> Value {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+    let store = keys_store::open(&url).await.expect("store opens");
+    let app = App::new(Arc::clone(&store), AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
+    let request = Request::builder()
+        .method(Method::GET)
+        .uri("/openapi.json")
+        .header(header::HOST, host)
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = app.handle(request).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    serde_json::from_slice(&bytes).expect("the document is JSON")
+}
+
+#[tokio::test]
+async fn document_validates_as_openapi_3_1() {
+    let document = served("127.0.0.1:8080").await;
+    assert_eq!(document["servers"], json!([{"url": "http://127.0.0.1:8080"}]));
+    // Kept for reading: target/tmp/openapi.json.
+    let copy = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("openapi.json");
+    std::fs::write(&copy, serde_json::to_vec_pretty(&document).expect("serialise")).expect("write copy");
+    if let Err(problems) = openapi_check::run_checker(&json!({"mode": "document", "document": document})) {
+        panic!("/openapi.json is not valid OpenAPI 3.1:\n{problems}");
+    }
+}
+
+#[test]
+fn the_validator_rejects_a_broken_document() {
+    // The judge must be able to say no: without `info`, and with a response
+    // that is not an object, the document is not OpenAPI 3.1.
+    let mut document = openapi_check::document();
+    document.as_object_mut().expect("object").remove("info");
+    document["paths"]["/health"]["get"]["responses"]["200"] = json!(42);
+    let verdict = openapi_check::run_checker(&json!({"mode": "document", "document": document}));
+    assert!(verdict.is_err(), "a broken document passed");
+}
+
+#[test]
+fn the_response_check_rejects_a_wrong_body() {
+    let wrong = |status: u16, body: &str| openapi_check::Observation {
+        method: "GET".to_owned(),
+        path: "/health".to_owned(),
+        status,
+        content_type: Some("application/json".to_owned()),
+        body: body.to_owned(),
+    };
+    assert!(openapi_check::check_observations(&[wrong(200, r#"{"status":"ok"}"#)]).is_ok());
+    let problems = openapi_check::check_observations(&[wrong(200, r#"{"status":5}"#)]).expect_err("wrong type");
+    assert!(problems.contains("/status"), "{problems}");
+    let problems = openapi_check::check_observations(&[wrong(299, "{}")]).expect_err("undocumented status");
+    assert!(problems.contains("status not documented"), "{problems}");
+}
+
+const METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+#[test]
+fn every_route_is_documented_with_exactly_its_methods() {
+    let document = openapi_check::document();
+    let paths = document["paths"].as_object().expect("paths");
+    let table: BTreeSet<&str> = ROUTES.iter().map(|route| route.pattern()).collect();
+    let documented: BTreeSet<&str> = paths.keys().map(String::as_str).collect();
+    assert_eq!(documented, table, "the document's paths are not the table's");
+    assert_eq!(table.len(), ROUTES.len(), "a template is in the table twice");
+    for route in ROUTES {
+        let mut expected: BTreeSet<String> =
+            route.methods().map(|method| method.as_str().to_ascii_lowercase()).collect();
+        if expected.contains("get") {
+            expected.insert("head".to_owned());
+        }
+        let item = paths[route.pattern()].as_object().expect("path item");
+        let actual: BTreeSet<String> = item.keys().filter(|key| METHODS.contains(&key.as_str())).cloned().collect();
+        assert_eq!(actual, expected, "{}", route.pattern());
+        for operation in route.operations() {
+            let documented = &item[&operation.method().as_str().to_ascii_lowercase()];
+            assert_eq!(documented["operationId"], operation.operation_id(), "{}", route.pattern());
+            let public = operation.auth() == keys_http::routes::Auth::Public;
+            assert_eq!(documented["security"] == json!([]), public, "security of {}", route.pattern());
+        }
+    }
+}
+
+#[test]
+fn literal_first_segments_under_v1_are_reserved_slugs() {
+    // `/v1/{workspace}/…` takes any first segment; a literal one there
+    // (`/v1/workspace/`, `/v1/verify/…`) must never be a workspace's slug.
+    let mut literals = BTreeSet::new();
+    for route in ROUTES {
+        let mut segments = route.pattern().trim_matches('/').split('/');
+        if segments.next() != Some("v1") {
+            continue;
+        }
+        if let Some(first) = segments.next().filter(|segment| !segment.starts_with('{')) {
+            literals.insert(first);
+        }
+    }
+    assert!(literals.contains("workspace") && literals.contains("verify"), "{literals:?}");
+    for literal in literals {
+        assert!(RESERVED_SLUGS.contains(&literal), "`{literal}` is routed under /v1/ but not a reserved slug");
+        assert!(WorkspaceSlug::parse(literal).is_err(), "`{literal}` parses as a workspace slug");
+    }
+}
+
+#[test]
+fn the_reason_enum_is_the_verification_reasons() {
+    let document = openapi_check::document();
+    let documented: Vec<&str> = document["components"]["schemas"]["Reason"]["enum"]
+        .as_array()
+        .expect("Reason enum")
+        .iter()
+        .map(|reason| reason.as_str().expect("string"))
+        .collect();
+    let unique: BTreeSet<&str> = documented.iter().copied().collect();
+    assert_eq!(unique.len(), documented.len(), "a reason is listed twice");
+    let denials: BTreeSet<&str> = Denial::ALL.iter().map(|denial| denial.reason()).collect();
+    // keys-crypto token errors the verification code reports as they are.
+    let token_errors: BTreeSet<&str> = ["unsupported_critical_header", "missing_claim", "invalid_claim"].into();
+    let expected: BTreeSet<&str> = denials.union(&token_errors).copied().collect();
+    assert_eq!(unique, expected);
+    assert_eq!(keys_http::openapi::reasons(), documented);
+    // Each verification answer refers to the enum.
+    for answer in ["VerifyApiKeyResponse", "VerifyPublicKeyResponse", "VerifyJwtResponse"] {
+        let reason = &document["components"]["schemas"][answer]["properties"]["reason"];
+        assert_eq!(reason["$ref"], "#/components/schemas/Reason", "{answer}");
+    }
+}
