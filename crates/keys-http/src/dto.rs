@@ -9,13 +9,16 @@
 use std::fmt;
 
 use keys_core::{
-    Actor, ApiKey, CoreError, OrganisationSigningKey, Page, Pagination, PublicKey, Workspace, WorkspaceSigningKey,
+    Actor, ApiKey, CoreError, Mode, OrganisationSigningKey, Page, Pagination, PublicKey, SigningKeyStatus, Workspace,
+    WorkspaceSigningKey,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
+use crate::schema::string_enum;
 
 /// RFC 3339 in UTC with exactly six fractional digits:
 /// `2026-04-21T12:35:24.117631Z`.
@@ -86,7 +89,7 @@ pub struct WorkspaceDto {
     pub slug: String,
     pub name: String,
     pub description: Option<String>,
-    #[schema(schema_with = crate::openapi::mode_schema)]
+    #[schema(schema_with = mode_schema)]
     pub mode: &'static str,
     #[schema(format = DateTime)]
     pub created_at: String,
@@ -116,7 +119,7 @@ pub struct CreateWorkspace {
     #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub slug: Option<String>,
     pub description: Option<String>,
-    #[schema(schema_with = crate::openapi::optional_mode_schema)]
+    #[schema(schema_with = optional_mode_schema)]
     pub mode: Option<String>,
 }
 
@@ -273,7 +276,7 @@ pub struct SigningKeyDto {
     pub id: String,
     #[schema(pattern = "^signing_key_")]
     pub uid: String,
-    #[schema(schema_with = crate::openapi::signing_key_status_schema)]
+    #[schema(schema_with = signing_key_status_schema)]
     pub status: &'static str,
     pub allowed_domains: Option<Vec<String>>,
     #[schema(format = DateTime)]
@@ -504,4 +507,96 @@ mod tests {
         assert_eq!(percent_decode("100%"), "100%");
         assert_eq!(percent_decode("%zz"), "%zz");
     }
+}
+
+// ------------------------------------------------------ schemas of fields
+
+/// `mode` of a workspace.
+pub(crate) fn mode_schema() -> impl Into<RefOr<Schema>> {
+    string_enum([Mode::Sandbox.as_str(), Mode::Production.as_str()], "The workspace's mode.")
+}
+
+/// `mode` of a workspace create, optional.
+pub(crate) fn optional_mode_schema() -> impl Into<RefOr<Schema>> {
+    string_enum([Mode::Sandbox.as_str(), Mode::Production.as_str()], "The workspace's mode (default `sandbox`).")
+}
+
+/// `status` of a workspace signing key.
+pub(crate) fn signing_key_status_schema() -> impl Into<RefOr<Schema>> {
+    string_enum([SigningKeyStatus::Active.as_str(), SigningKeyStatus::Rolled.as_str()], "The key's state.")
+}
+
+// ------------------------------------------------------ documentation types
+
+// The types below only describe JSON that is written elsewhere: the
+// verification handlers read their body as a JSON object, keys-crypto
+// writes the JWKS, and the operational endpoints answer with `json!`. The
+// handler tests validate every response against these schemas.
+
+/// `{"status": "ok"}` (or `"ready"`).
+#[derive(ToSchema)]
+#[schema(as = Status)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct StatusDoc {
+    status: String,
+}
+
+/// One JSON Web Key (RFC 7517) of a JWKS.
+#[derive(ToSchema)]
+#[schema(as = Jwk)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct JwkDoc {
+    /// `EC` (workspace keys) or `RSA` (organisation keys).
+    kty: String,
+    /// Always `sig`.
+    #[schema(rename = "use")]
+    key_use: Option<String>,
+    /// The signing key's uid (workspace) or id (organisation).
+    kid: Option<String>,
+    /// `ES256` or `RS256`.
+    alg: Option<String>,
+    crv: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+}
+
+/// A JWK Set (RFC 7517): `{"keys": [...]}`.
+#[derive(ToSchema)]
+#[schema(as = JwkSet)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct JwkSetDoc {
+    keys: Vec<JwkDoc>,
+}
+
+/// `POST /v1/verify/api_key/`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct VerifyApiKeyRequest {
+    /// The `SS.…` secret to verify. A value that is not a string is
+    /// `valid:false`, `malformed`.
+    api_key: String,
+}
+
+/// `POST /v1/verify/public_key/`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct VerifyPublicKeyRequest {
+    /// The `SS.PUBK.…` key to verify.
+    api_key: String,
+    /// The browser's origin (`scheme://host[:port]`) or a bare host.
+    origin: Option<String>,
+    /// In secure mode: the ES256 user token signed by the workspace's key.
+    user_token: Option<String>,
+    /// The tenant the user token must name (absent means `default`).
+    tenant_id: Option<String>,
+}
+
+/// `POST /v1/verify/jwt/`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct VerifyJwtRequest {
+    /// A Versori-style RS256 JWT (`iss` = `<issuer base>/sk/<KEY_ID>`).
+    token: String,
 }

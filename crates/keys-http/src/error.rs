@@ -13,6 +13,9 @@ use keys_core::CoreError;
 use keys_service::ServiceError;
 use keys_store::StoreError;
 use serde::Serialize;
+use utoipa::openapi::{ArrayBuilder, ObjectBuilder, OneOfBuilder, RefOr, Schema, Type};
+
+use crate::schema::string_enum;
 
 /// Which of the two API dialects a path belongs to; it decides the error
 /// body shape.
@@ -200,19 +203,19 @@ impl From<CoreError> for ApiError {
 #[schema(as = ErrorResponse)]
 pub(crate) struct SuprSendError {
     code: u16,
-    #[schema(schema_with = crate::openapi::error_code_schema)]
+    #[schema(schema_with = error_code_schema)]
     error_code: &'static str,
     #[serde(rename = "type")]
-    #[schema(schema_with = crate::openapi::error_type_schema)]
+    #[schema(schema_with = error_type_schema)]
     error_type: &'static str,
     message: String,
-    #[schema(schema_with = crate::openapi::error_detail_schema)]
+    #[schema(schema_with = error_detail_schema)]
     detail: serde_json::Value,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct VersoriError {
-    #[schema(schema_with = crate::openapi::versori_code_schema)]
+    #[schema(schema_with = versori_code_schema)]
     code: &'static str,
     message: String,
     cause: String,
@@ -237,4 +240,65 @@ pub fn no_content() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::NO_CONTENT;
     response
+}
+
+// ------------------------------------------- schemas of the error bodies
+
+/// `detail` of a dialect-1 error: the list of problems of a 400, the
+/// message otherwise.
+pub(crate) fn error_detail_schema() -> impl Into<RefOr<Schema>> {
+    OneOfBuilder::new()
+        .item(ObjectBuilder::new().schema_type(Type::String))
+        .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some("The list of problems for a ValidationError, the message otherwise."))
+}
+
+/// One error of each kind; the exhaustive match below fails to compile
+/// when a kind is added to `ApiError`, so its codes cannot be forgotten.
+fn every_error() -> [ApiError; 9] {
+    [
+        ApiError::Validation(Vec::new()),
+        ApiError::Unauthenticated,
+        ApiError::NotFound(String::new()),
+        ApiError::MethodNotAllowed { allow: Vec::new() },
+        ApiError::RequestTimeout,
+        ApiError::PayloadTooLarge { limit: 0 },
+        ApiError::UnsupportedMediaType,
+        ApiError::Internal,
+        ApiError::Unavailable(String::new()),
+    ]
+}
+
+#[allow(dead_code)] // Compiled only for its exhaustiveness.
+fn every_error_is_listed(error: ApiError) {
+    match error {
+        ApiError::Validation(_)
+        | ApiError::Unauthenticated
+        | ApiError::NotFound(_)
+        | ApiError::MethodNotAllowed { .. }
+        | ApiError::RequestTimeout
+        | ApiError::PayloadTooLarge { .. }
+        | ApiError::UnsupportedMediaType
+        | ApiError::Internal
+        | ApiError::Unavailable(_) => {}
+    }
+}
+
+fn error_codes(pick: fn((&'static str, &'static str, &'static str)) -> &'static str) -> Vec<&'static str> {
+    every_error().iter().map(|error| pick(error.codes())).collect()
+}
+
+/// `error_code` of a dialect-1 error.
+pub(crate) fn error_code_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(error_codes(|codes| codes.0), "A machine-readable code of the error.")
+}
+
+/// `type` of a dialect-1 error.
+pub(crate) fn error_type_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(error_codes(|codes| codes.1), "The kind of error, as SuprSend names it.")
+}
+
+/// `code` of a dialect-2 error.
+pub(crate) fn versori_code_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(error_codes(|codes| codes.2), "A machine-readable code of the error.")
 }

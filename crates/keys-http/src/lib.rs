@@ -24,6 +24,7 @@
 //! logged.
 
 pub mod cli;
+mod dispatch;
 mod dto;
 pub mod error;
 mod handlers;
@@ -31,7 +32,10 @@ pub mod metrics;
 pub mod openapi;
 pub mod router;
 pub mod routes;
+mod schema;
 pub mod server;
+mod state;
 
 pub use dto::format_timestamp;
-pub use server::{serve, App, AppConfig};
+pub use server::{serve, App};
+pub use state::AppConfig;

@@ -14,238 +14,25 @@
 //! was fetched from (the `Host` header, or the request's authority), or `/`
 //! (this origin) when the request names none that is well-formed.
 //!
-//! The document is built and serialised once; each request only splices its
-//! `servers` entry in front of the rest.
+//! The document is built and serialised once ([`document`]); the handler of
+//! `/openapi.json` only splices each request's `servers` entry in front of
+//! the rest.
 
 use std::sync::LazyLock;
 
-use http::request::Parts;
-use keys_core::verify::Denial;
-use keys_core::{Mode, SigningKeyStatus};
-use keys_crypto::jwt::JwtError;
 use utoipa::openapi::path::{Operation, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{
-    ArrayBuilder, ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, LicenseBuilder, ObjectBuilder,
-    OneOfBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema, Type,
+    ArrayBuilder, ComponentsBuilder, ContentBuilder, HttpMethod, InfoBuilder, LicenseBuilder, ObjectBuilder, OpenApi,
+    OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ResponseBuilder, Schema, Type,
 };
-use utoipa::ToSchema;
 
-use crate::error::{ApiError, Dialect, SuprSendError, VersoriError};
-use crate::routes::{schema, Auth, Body, Payload, Query, Route, SchemaOf, Tag, ROUTES};
-
-// ------------------------------------------------------- documentation types
-
-// The types below only describe JSON that is written elsewhere: the
-// verification handlers read their body as a JSON object, keys-crypto
-// writes the JWKS, and the operational endpoints answer with `json!`. The
-// handler tests validate every response against these schemas.
-
-/// `{"status": "ok"}` (or `"ready"`).
-#[derive(ToSchema)]
-#[schema(as = Status)]
-#[allow(dead_code)] // Documentation only.
-pub(crate) struct StatusDoc {
-    status: String,
-}
-
-/// One JSON Web Key (RFC 7517) of a JWKS.
-#[derive(ToSchema)]
-#[schema(as = Jwk)]
-#[allow(dead_code)] // Documentation only.
-pub(crate) struct JwkDoc {
-    /// `EC` (workspace keys) or `RSA` (organisation keys).
-    kty: String,
-    /// Always `sig`.
-    #[schema(rename = "use")]
-    key_use: Option<String>,
-    /// The signing key's uid (workspace) or id (organisation).
-    kid: Option<String>,
-    /// `ES256` or `RS256`.
-    alg: Option<String>,
-    crv: Option<String>,
-    x: Option<String>,
-    y: Option<String>,
-    n: Option<String>,
-    e: Option<String>,
-}
-
-/// A JWK Set (RFC 7517): `{"keys": [...]}`.
-#[derive(ToSchema)]
-#[schema(as = JwkSet)]
-#[allow(dead_code)] // Documentation only.
-pub(crate) struct JwkSetDoc {
-    keys: Vec<JwkDoc>,
-}
-
-/// `POST /v1/verify/api_key/`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Documentation only.
-pub(crate) struct VerifyApiKeyRequest {
-    /// The `SS.…` secret to verify. A value that is not a string is
-    /// `valid:false`, `malformed`.
-    api_key: String,
-}
-
-/// `POST /v1/verify/public_key/`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Documentation only.
-pub(crate) struct VerifyPublicKeyRequest {
-    /// The `SS.PUBK.…` key to verify.
-    api_key: String,
-    /// The browser's origin (`scheme://host[:port]`) or a bare host.
-    origin: Option<String>,
-    /// In secure mode: the ES256 user token signed by the workspace's key.
-    user_token: Option<String>,
-    /// The tenant the user token must name (absent means `default`).
-    tenant_id: Option<String>,
-}
-
-/// `POST /v1/verify/jwt/`.
-#[derive(ToSchema)]
-#[allow(dead_code)] // Documentation only.
-pub(crate) struct VerifyJwtRequest {
-    /// A Versori-style RS256 JWT (`iss` = `<issuer base>/sk/<KEY_ID>`).
-    token: String,
-}
-
-// ----------------------------------------------------- schemas of fields
-
-fn string_enum(values: impl IntoIterator<Item = &'static str>, description: &str) -> ObjectBuilder {
-    ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values)).description(Some(description))
-}
-
-/// `mode` of a workspace.
-pub(crate) fn mode_schema() -> impl Into<RefOr<Schema>> {
-    string_enum([Mode::Sandbox.as_str(), Mode::Production.as_str()], "The workspace's mode.")
-}
-
-/// `mode` of a workspace create, optional.
-pub(crate) fn optional_mode_schema() -> impl Into<RefOr<Schema>> {
-    string_enum([Mode::Sandbox.as_str(), Mode::Production.as_str()], "The workspace's mode (default `sandbox`).")
-}
-
-/// `status` of a workspace signing key.
-pub(crate) fn signing_key_status_schema() -> impl Into<RefOr<Schema>> {
-    string_enum([SigningKeyStatus::Active.as_str(), SigningKeyStatus::Rolled.as_str()], "The key's state.")
-}
-
-/// `detail` of a dialect-1 error: the list of problems of a 400, the
-/// message otherwise.
-pub(crate) fn error_detail_schema() -> impl Into<RefOr<Schema>> {
-    OneOfBuilder::new()
-        .item(ObjectBuilder::new().schema_type(Type::String))
-        .item(ArrayBuilder::new().items(ObjectBuilder::new().schema_type(Type::String)))
-        .description(Some("The list of problems for a ValidationError, the message otherwise."))
-}
-
-/// One error of each kind; the exhaustive match below fails to compile
-/// when a kind is added to `ApiError`, so its codes cannot be forgotten.
-fn every_error() -> [ApiError; 9] {
-    [
-        ApiError::Validation(Vec::new()),
-        ApiError::Unauthenticated,
-        ApiError::NotFound(String::new()),
-        ApiError::MethodNotAllowed { allow: Vec::new() },
-        ApiError::RequestTimeout,
-        ApiError::PayloadTooLarge { limit: 0 },
-        ApiError::UnsupportedMediaType,
-        ApiError::Internal,
-        ApiError::Unavailable(String::new()),
-    ]
-}
-
-#[allow(dead_code)] // Compiled only for its exhaustiveness.
-fn every_error_is_listed(error: ApiError) {
-    match error {
-        ApiError::Validation(_)
-        | ApiError::Unauthenticated
-        | ApiError::NotFound(_)
-        | ApiError::MethodNotAllowed { .. }
-        | ApiError::RequestTimeout
-        | ApiError::PayloadTooLarge { .. }
-        | ApiError::UnsupportedMediaType
-        | ApiError::Internal
-        | ApiError::Unavailable(_) => {}
-    }
-}
-
-fn error_codes(pick: fn((&'static str, &'static str, &'static str)) -> &'static str) -> Vec<&'static str> {
-    every_error().iter().map(|error| pick(error.codes())).collect()
-}
-
-/// `error_code` of a dialect-1 error.
-pub(crate) fn error_code_schema() -> impl Into<RefOr<Schema>> {
-    string_enum(error_codes(|codes| codes.0), "A machine-readable code of the error.")
-}
-
-/// `type` of a dialect-1 error.
-pub(crate) fn error_type_schema() -> impl Into<RefOr<Schema>> {
-    string_enum(error_codes(|codes| codes.1), "The kind of error, as SuprSend names it.")
-}
-
-/// `code` of a dialect-2 error.
-pub(crate) fn versori_code_schema() -> impl Into<RefOr<Schema>> {
-    string_enum(error_codes(|codes| codes.2), "A machine-readable code of the error.")
-}
-
-/// The name of the verification reason enum among the components.
-const REASON: &str = "Reason";
-
-/// `reason` of a verification answer: a reference to the enum.
-pub(crate) fn reason_schema() -> impl Into<RefOr<Schema>> {
-    Ref::from_schema_name(REASON)
-}
-
-/// Every keys-crypto JWT error; the exhaustive match below fails to compile
-/// when keys-crypto adds one, so it cannot be forgotten here.
-const JWT_ERRORS: [JwtError; 11] = [
-    JwtError::Malformed,
-    JwtError::TooLarge,
-    JwtError::UnsupportedAlgorithm,
-    JwtError::AlgorithmMismatch,
-    JwtError::UnsupportedCriticalHeader,
-    JwtError::BadSignature,
-    JwtError::Expired,
-    JwtError::NotYetValid,
-    JwtError::UnknownKey,
-    JwtError::MissingClaim(""),
-    JwtError::InvalidClaim(""),
-];
-
-#[allow(dead_code)] // Compiled only for its exhaustiveness.
-fn every_jwt_error_is_listed(error: JwtError) {
-    match error {
-        JwtError::Malformed
-        | JwtError::TooLarge
-        | JwtError::UnsupportedAlgorithm
-        | JwtError::AlgorithmMismatch
-        | JwtError::UnsupportedCriticalHeader
-        | JwtError::BadSignature
-        | JwtError::Expired
-        | JwtError::NotYetValid
-        | JwtError::UnknownKey
-        | JwtError::MissingClaim(_)
-        | JwtError::InvalidClaim(_) => {}
-    }
-}
-
-/// Every `reason` a verification answer can carry: each denial of
-/// keys-core, then each keys-crypto error as the verification code reports
-/// it, without repeats.
-pub fn reasons() -> Vec<&'static str> {
-    let denials = Denial::ALL.iter().map(|denial| denial.reason());
-    let token_errors = JWT_ERRORS.iter().map(|error| keys_service::verification::refusal_of_jwt_error(*error).reason());
-    let mut reasons: Vec<&'static str> = Vec::new();
-    for reason in denials.chain(token_errors) {
-        if !reasons.contains(&reason) {
-            reasons.push(reason);
-        }
-    }
-    reasons
-}
+use crate::error::{Dialect, SuprSendError, VersoriError};
+use crate::routes::{Auth, Body, Payload, Query, Route, Tag, ROUTES};
+pub use crate::schema::reasons;
+use crate::schema::{schema, string_enum, SchemaOf, REASON};
 
 // ---------------------------------------------------------------- paths
 
@@ -546,79 +333,9 @@ pub fn document() -> &'static str {
     &DOCUMENT
 }
 
-/// The address a request was sent to, when its `Host` (or HTTP/2
-/// authority) is a well-formed `host[:port]`: `http://host[:port]`, or
-/// `https://…` behind a proxy that says so in `X-Forwarded-Proto`.
-fn server_url(head: &Parts) -> Option<String> {
-    let host = head
-        .headers
-        .get(http::header::HOST)
-        .and_then(|value| value.to_str().ok())
-        .or_else(|| head.uri.authority().map(|authority| authority.as_str()))?;
-    let well_formed = !host.is_empty()
-        && host.len() <= 255
-        && !host.starts_with(':')
-        && host.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':' | b'[' | b']'));
-    if !well_formed {
-        return None;
-    }
-    let forwarded = head.headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok());
-    let scheme = match forwarded.map(str::trim) {
-        Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
-        _ => head.uri.scheme_str().filter(|scheme| *scheme == "https").unwrap_or("http"),
-    };
-    Some(format!("{scheme}://{host}"))
-}
-
-/// The body of `/openapi.json` for this request: the document with the
-/// address it was fetched from as its one server.
-pub(crate) fn served(head: &Parts) -> Vec<u8> {
-    let url = server_url(head).unwrap_or_else(|| "/".to_owned());
-    let document = document();
-    // `url` holds only the characters checked above, so it needs no JSON
-    // escaping; the document is an object, so it starts with `{`.
-    let rest = document.strip_prefix('{').unwrap_or(document);
-    let mut body = Vec::with_capacity(document.len() + url.len() + 24);
-    body.extend_from_slice(b"{\"servers\":[{\"url\":\"");
-    body.extend_from_slice(url.as_bytes());
-    body.extend_from_slice(b"\"}],");
-    body.extend_from_slice(rest.as_bytes());
-    body
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn head(host: Option<&str>, forwarded: Option<&str>) -> Parts {
-        let mut builder = http::Request::builder().uri("/openapi.json");
-        if let Some(host) = host {
-            builder = builder.header(http::header::HOST, host);
-        }
-        if let Some(forwarded) = forwarded {
-            builder = builder.header("x-forwarded-proto", forwarded);
-        }
-        builder.body(()).expect("request").into_parts().0
-    }
-
-    fn servers(parts: &Parts) -> serde_json::Value {
-        let document: serde_json::Value = serde_json::from_slice(&served(parts)).expect("JSON");
-        document["servers"].clone()
-    }
-
-    #[test]
-    fn servers_is_the_address_the_document_was_fetched_from() {
-        assert_eq!(servers(&head(Some("127.0.0.1:8080"), None)), serde_json::json!([{"url": "http://127.0.0.1:8080"}]));
-        assert_eq!(
-            servers(&head(Some("keys.example.com"), Some("https"))),
-            serde_json::json!([{"url": "https://keys.example.com"}])
-        );
-        assert_eq!(servers(&head(Some("[::1]:9000"), None)), serde_json::json!([{"url": "http://[::1]:9000"}]));
-        for bad in ["evil.com/\"x", "a b", ""] {
-            assert_eq!(servers(&head(Some(bad), None)), serde_json::json!([{"url": "/"}]), "{bad}");
-        }
-        assert_eq!(servers(&head(None, None)), serde_json::json!([{"url": "/"}]));
-    }
 
     #[test]
     fn document_is_openapi_3_1_json() {

@@ -18,13 +18,11 @@
 
 use std::sync::LazyLock;
 
+pub use crate::handlers::MAX_PARAMS;
 use crate::routes::{Route, ROUTES};
 
 /// The most segments a path can have and still match a route.
 const MAX_SEGMENTS: usize = 8;
-
-/// The most parameters a template has.
-pub const MAX_PARAMS: usize = 2;
 
 /// A resolved path: the route and its parameters in path order, borrowed
 /// from the path.

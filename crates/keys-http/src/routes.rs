@@ -30,20 +30,17 @@
 //! [`Handler::Public`] gets no caller, a [`Handler::ServiceToken`] gets the
 //! authenticated [`Caller`](crate::handlers) and cannot run without it.
 
-use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
 
 use bytes::Bytes;
 use http::{Method, Response};
 use http_body_util::Full;
-use utoipa::openapi::schema::Schema;
-use utoipa::openapi::RefOr;
-use utoipa::ToSchema;
 
 use crate::dto::{
-    ApiKeyDto, CreateKey, CreateOrganisationKey, CreateWorkspace, NoFields, OrganisationKeyDto, OrganisationKeyList,
-    PatchPublicKey, PublicKeyDto, RollSigningKey, SigningKeyDto, WorkspaceDto,
+    ApiKeyDto, CreateKey, CreateOrganisationKey, CreateWorkspace, JwkSetDoc, NoFields, OrganisationKeyDto,
+    OrganisationKeyList, PatchPublicKey, PublicKeyDto, RollSigningKey, SigningKeyDto, StatusDoc, VerifyApiKeyRequest,
+    VerifyJwtRequest, VerifyPublicKeyRequest, WorkspaceDto,
 };
 use crate::error::{ApiError, Dialect};
 use crate::handlers::verification::{ApiKeyVerdict, JwtVerdict, PublicKeyVerdict};
@@ -51,7 +48,7 @@ use crate::handlers::{
     api_keys, forward_auth, ops, organisation_keys, public_keys, signing_keys, verification, workspaces, Authenticated,
     Public,
 };
-use crate::openapi::{JwkSetDoc, StatusDoc, VerifyApiKeyRequest, VerifyJwtRequest, VerifyPublicKeyRequest};
+use crate::schema::{schema, SchemaOf};
 
 /// What a handler answers.
 pub(crate) type HandlerResult = Result<Response<Full<Bytes>>, ApiError>;
@@ -123,20 +120,6 @@ impl Tag {
             Self::SigningKeysVersori => "Dialect 2 (Versori-compatible): organisation RS256 signing keys.",
         }
     }
-}
-
-/// A `ToSchema` type, as function pointers, so that a `static` table can
-/// name it.
-#[derive(Clone, Copy)]
-pub(crate) struct SchemaOf {
-    pub name: fn() -> Cow<'static, str>,
-    pub schema: fn() -> RefOr<Schema>,
-    pub dependencies: fn(&mut Vec<(String, RefOr<Schema>)>),
-}
-
-/// The schema of `T`.
-pub(crate) const fn schema<T: ToSchema>() -> SchemaOf {
-    SchemaOf { name: <T as ToSchema>::name, schema: <T as utoipa::PartialSchema>::schema, dependencies: T::schemas }
 }
 
 /// What a response body holds.
@@ -356,7 +339,7 @@ pub static ROUTES: &[Route] = &[
             operation_id: "openapi",
             summary: "This document",
             description: "Its `servers` entry is the address it was fetched from.",
-            handler: Handler::Public(|call| Box::pin(async move { Ok(ops::openapi(call.head)) })),
+            handler: Handler::Public(|call| Box::pin(async move { Ok(ops::openapi(call.state, call.head)) })),
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::AnyObject)],

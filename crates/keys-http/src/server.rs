@@ -21,7 +21,6 @@ use hyper::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use keys_core::verify::TimePolicy;
 use keys_service::{Service, ServiceConfig};
 use keys_store::Store;
 use rand_chacha::ChaCha8Rng;
@@ -29,63 +28,15 @@ use rand_core::SeedableRng;
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
+use crate::dispatch::{self, BoxError};
 use crate::error::{ApiError, Dialect};
-use crate::handlers::{self, BoxError};
 use crate::metrics::Metrics;
 use crate::router;
+pub use crate::state::AppConfig;
+use crate::state::AppState;
 
 /// The `x-request-id` header.
 pub const REQUEST_ID: &str = "x-request-id";
-
-/// Limits and policy of the server.
-#[derive(Debug, Clone)]
-pub struct AppConfig {
-    /// Issuer bases accepted in Versori-style JWTs; empty accepts any base.
-    pub issuer_bases: Vec<String>,
-    /// Largest request body, in bytes (413 beyond).
-    pub body_limit: usize,
-    /// Longest time to receive a request body (408 beyond).
-    pub body_read_timeout: Duration,
-    /// Longest time to answer a request, body included (503 beyond).
-    pub request_timeout: Duration,
-    /// Longest time a client may take to send the request head (HTTP/1).
-    pub header_read_timeout: Duration,
-    /// Longest wait for in-flight requests at shutdown.
-    pub shutdown_grace: Duration,
-    /// RSA keys generated ahead of time; 0 generates on demand.
-    pub rsa_pool_capacity: usize,
-    /// The one time window rule of every token (`--jwt-leeway-seconds`).
-    pub time_policy: TimePolicy,
-}
-
-impl Default for AppConfig {
-    fn default() -> Self {
-        Self {
-            issuer_bases: Vec::new(),
-            body_limit: 64 * 1024,
-            body_read_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-            header_read_timeout: Duration::from_secs(10),
-            shutdown_grace: Duration::from_secs(30),
-            rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
-            time_policy: TimePolicy::default(),
-        }
-    }
-}
-
-/// What every handler shares.
-pub(crate) struct AppState {
-    /// The use cases; handlers call nothing else below HTTP.
-    pub service: Service,
-    pub config: AppConfig,
-    pub metrics: Metrics,
-}
-
-impl std::fmt::Debug for AppState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
-    }
-}
 
 /// The keysd HTTP application. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -101,7 +52,8 @@ impl App {
             rsa_pool_capacity: config.rsa_pool_capacity,
         };
         let service = Service::new(store, service_config);
-        Self { state: Arc::new(AppState { service, config, metrics: Metrics::new() }) }
+        let openapi = crate::openapi::document();
+        Self { state: Arc::new(AppState { service, config, metrics: Metrics::new(), openapi }) }
     }
 
     pub fn config(&self) -> &AppConfig {
@@ -146,7 +98,7 @@ impl App {
         let state = &self.state;
         let work = async {
             let outcome =
-                tokio::time::timeout(state.config.request_timeout, handlers::dispatch(state, matched, request)).await;
+                tokio::time::timeout(state.config.request_timeout, dispatch::dispatch(state, matched, request)).await;
             let response = match outcome {
                 Ok(Ok(response)) => response,
                 Ok(Err(error)) => error.into_response(dialect),

@@ -8,7 +8,7 @@ use keys_service::api_keys::NewApiKey;
 use super::{in_workspace, key_id, listing, required_name, Caller, HttpResult, Input};
 use crate::dto::{ApiKeyDto, CreateKey, ListDto};
 use crate::error::{json, no_content, ApiError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub(crate) async fn list_api_keys(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
     let listing = listing(input)?;

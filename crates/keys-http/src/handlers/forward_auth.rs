@@ -25,7 +25,7 @@ use keys_core::verify::Denial;
 use keys_service::{PublicKeyRequest, Refusal};
 
 use crate::error::ApiError;
-use crate::server::AppState;
+use crate::state::AppState;
 
 /// The gateway's own service token.
 pub const SERVICE_TOKEN_HEADER: &str = "x-keysd-service-token";

@@ -1,12 +1,8 @@
-//! Request handling after routing: method check, size limits, service-token
-//! authentication, body reading, then the handler of the route's operation
-//! (see [`crate::routes`], where each route is declared once).
-//!
-//! The order of checks is fixed: unknown path (404), wrong method (405 with
-//! `Allow`), declared body too large (413), authentication (401), body read
-//! with the limit enforced while reading (413), content type (415), JSON
-//! shape (400), then the handler. `HEAD` runs the `GET` operation and sends
-//! its headers without the body.
+//! The handlers, one module per resource, and what they share: the
+//! request parts a handler reads ([`Input`], [`Public`], [`Authenticated`]),
+//! and the parse and render helpers every resource uses. Which handler runs
+//! is the route table's ([`crate::routes`]); how it is reached is
+//! [`crate::dispatch`]'s.
 
 pub(crate) mod api_keys;
 pub(crate) mod forward_auth;
@@ -18,24 +14,19 @@ pub(crate) mod verification;
 pub(crate) mod workspaces;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::request::Parts;
-use http::{HeaderMap, HeaderValue, Method, Request, Response};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper::body::Body;
+use http::{HeaderMap, HeaderValue, Response};
+use http_body_util::Full;
 use keys_core::{CoreError, Name};
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, Dialect};
-use crate::router::{Matched, MAX_PARAMS};
-use crate::routes::Handler;
-use crate::server::AppState;
+use crate::error::ApiError;
+use crate::state::AppState;
 
-/// The boxed error of request bodies.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+/// The most parameters a route template has.
+pub const MAX_PARAMS: usize = 2;
 
 pub(crate) use keys_service::Caller;
 
@@ -63,6 +54,10 @@ impl std::fmt::Debug for Input {
 }
 
 impl Input {
+    pub fn new(query: Option<String>, content_type: Option<HeaderValue>, body: Bytes) -> Self {
+        Self { query, content_type, body }
+    }
+
     /// Whether the declared media type is JSON (`application/json`, any
     /// parameters, or a `+json` suffix type).
     fn is_json(&self) -> bool {
@@ -126,6 +121,10 @@ pub(crate) struct Public<'a> {
 }
 
 impl<'a> Public<'a> {
+    pub fn new(state: &'a Arc<AppState>, head: &'a Parts, params: [&'a str; MAX_PARAMS]) -> Self {
+        Self { state, head, params }
+    }
+
     /// The `index`-th path parameter of the template.
     pub fn param(&self, index: usize) -> &'a str {
         self.params.get(index).copied().unwrap_or_default()
@@ -145,111 +144,14 @@ pub(crate) struct Authenticated<'a> {
 }
 
 impl<'a> Authenticated<'a> {
+    pub fn new(call: Public<'a>, caller: &'a Caller, input: &'a Input) -> Self {
+        Self { state: call.state, head: call.head, caller, input, params: call.params }
+    }
+
     /// The `index`-th path parameter of the template.
     pub fn param(&self, index: usize) -> &'a str {
         self.params.get(index).copied().unwrap_or_default()
     }
-}
-
-/// Routes one request. `matched` is the router's answer for its path.
-pub(crate) async fn dispatch<B>(
-    state: &Arc<AppState>,
-    matched: Option<Matched<'_>>,
-    request: Request<B>,
-) -> Result<Response<Full<Bytes>>, ApiError>
-where
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    let Some(matched) = matched else {
-        return Err(ApiError::NotFound("path not found".to_owned()));
-    };
-    let route = matched.route;
-    let Some(operation) = route.operation(request.method()) else {
-        return Err(ApiError::MethodNotAllowed { allow: route.methods().cloned().collect() });
-    };
-    let limit = state.config.body_limit;
-    check_declared_length(request.headers(), limit)?;
-    let head_only = request.method() == Method::HEAD;
-    let (parts, body) = request.into_parts();
-    let params = matched.params();
-
-    let response = match operation.handler {
-        // Public routes: no token, no body.
-        Handler::Public(handler) => {
-            drop(body);
-            handler(Public { state, head: &parts, params }).await?
-        }
-        Handler::ServiceToken(handler) => {
-            let caller = authenticate(state, &parts.headers, route.dialect == Dialect::Versori).await?;
-            let body = if matches!(parts.method, Method::POST | Method::PATCH | Method::PUT) {
-                read_body(body, limit, state.config.body_read_timeout).await?
-            } else {
-                Bytes::new()
-            };
-            let input = Input {
-                query: parts.uri.query().map(str::to_owned),
-                content_type: parts.headers.get(CONTENT_TYPE).cloned(),
-                body,
-            };
-            handler(Authenticated { state, head: &parts, caller: &caller, input: &input, params }).await?
-        }
-    };
-    Ok(if head_only { without_body(response) } else { response })
-}
-
-/// The answer to `HEAD`: `GET`'s status and headers, its length, no body.
-fn without_body(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
-    let (mut parts, body) = response.into_parts();
-    let length = Body::size_hint(&body).exact().unwrap_or_default();
-    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
-    Response::from_parts(parts, Full::new(Bytes::new()))
-}
-
-/// 413 before reading anything when `Content-Length` is over the limit.
-fn check_declared_length(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
-    let declared = headers.get(CONTENT_LENGTH).and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok());
-    match declared {
-        Some(length) if length > limit as u64 => Err(ApiError::PayloadTooLarge { limit }),
-        _ => Ok(()),
-    }
-}
-
-/// Reads the whole body, at most `limit` bytes, within `timeout`.
-async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, ApiError>
-where
-    B: Body<Data = Bytes>,
-    B::Error: Into<BoxError>,
-{
-    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
-        Err(_) => Err(ApiError::RequestTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.downcast_ref::<LengthLimitError>().is_some() => {
-            Err(ApiError::PayloadTooLarge { limit })
-        }
-        Ok(Err(error)) => {
-            tracing::debug!(error = %error, "request body could not be read");
-            Err(ApiError::validation("request body could not be read"))
-        }
-    }
-}
-
-/// `Authorization: ServiceToken <token>` (and `Bearer <token>` where the
-/// dialect allows it): format and checksum first, then one digest lookup.
-async fn authenticate(state: &AppState, headers: &HeaderMap, accepts_bearer: bool) -> Result<Caller, ApiError> {
-    let header = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()).ok_or(ApiError::Unauthenticated)?;
-    let (scheme, credentials) = header.trim().split_once(' ').ok_or(ApiError::Unauthenticated)?;
-    let scheme_accepted =
-        scheme.eq_ignore_ascii_case("ServiceToken") || (accepts_bearer && scheme.eq_ignore_ascii_case("Bearer"));
-    if !scheme_accepted {
-        return Err(ApiError::Unauthenticated);
-    }
-    state
-        .service
-        .authenticate(credentials.trim())
-        .await
-        .map_err(|error| ApiError::internal("service token lookup", &error))?
-        .ok_or(ApiError::Unauthenticated)
 }
 
 /// Shortens client-supplied text echoed in a message.

@@ -1,12 +1,13 @@
 //! Operational endpoints: liveness, readiness, metrics, the OpenAPI document.
 
 use bytes::Bytes;
+use http::request::Parts;
 use http::{header, HeaderValue, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
 use crate::error::{json, json_bytes, ApiError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -36,6 +37,81 @@ pub(crate) fn metrics(state: &AppState) -> Response<Full<Bytes>> {
 }
 
 /// `GET /openapi.json`, with the address it was fetched from as its server.
-pub(crate) fn openapi(head: &http::request::Parts) -> Response<Full<Bytes>> {
-    json_bytes(StatusCode::OK, crate::openapi::served(head))
+pub(crate) fn openapi(state: &AppState, head: &Parts) -> Response<Full<Bytes>> {
+    json_bytes(StatusCode::OK, served(state.openapi, head))
+}
+
+/// The address a request was sent to, when its `Host` (or HTTP/2
+/// authority) is a well-formed `host[:port]`: `http://host[:port]`, or
+/// `https://…` behind a proxy that says so in `X-Forwarded-Proto`.
+fn server_url(head: &Parts) -> Option<String> {
+    let host = head
+        .headers
+        .get(http::header::HOST)
+        .and_then(|value| value.to_str().ok())
+        .or_else(|| head.uri.authority().map(|authority| authority.as_str()))?;
+    let well_formed = !host.is_empty()
+        && host.len() <= 255
+        && !host.starts_with(':')
+        && host.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'-' | b':' | b'[' | b']'));
+    if !well_formed {
+        return None;
+    }
+    let forwarded = head.headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok());
+    let scheme = match forwarded.map(str::trim) {
+        Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+        _ => head.uri.scheme_str().filter(|scheme| *scheme == "https").unwrap_or("http"),
+    };
+    Some(format!("{scheme}://{host}"))
+}
+
+/// The body of `/openapi.json` for this request: the document with the
+/// address it was fetched from as its one server.
+pub(crate) fn served(document: &str, head: &Parts) -> Vec<u8> {
+    let url = server_url(head).unwrap_or_else(|| "/".to_owned());
+    // `url` holds only the characters checked above, so it needs no JSON
+    // escaping; the document is an object, so it starts with `{`.
+    let rest = document.strip_prefix('{').unwrap_or(document);
+    let mut body = Vec::with_capacity(document.len() + url.len() + 24);
+    body.extend_from_slice(b"{\"servers\":[{\"url\":\"");
+    body.extend_from_slice(url.as_bytes());
+    body.extend_from_slice(b"\"}],");
+    body.extend_from_slice(rest.as_bytes());
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(host: Option<&str>, forwarded: Option<&str>) -> Parts {
+        let mut builder = http::Request::builder().uri("/openapi.json");
+        if let Some(host) = host {
+            builder = builder.header(http::header::HOST, host);
+        }
+        if let Some(forwarded) = forwarded {
+            builder = builder.header("x-forwarded-proto", forwarded);
+        }
+        builder.body(()).expect("request").into_parts().0
+    }
+
+    fn servers(parts: &Parts) -> serde_json::Value {
+        let document: serde_json::Value =
+            serde_json::from_slice(&served(r#"{"openapi":"3.1.0","paths":{}}"#, parts)).expect("JSON");
+        document["servers"].clone()
+    }
+
+    #[test]
+    fn servers_is_the_address_the_document_was_fetched_from() {
+        assert_eq!(servers(&head(Some("127.0.0.1:8080"), None)), serde_json::json!([{"url": "http://127.0.0.1:8080"}]));
+        assert_eq!(
+            servers(&head(Some("keys.example.com"), Some("https"))),
+            serde_json::json!([{"url": "https://keys.example.com"}])
+        );
+        assert_eq!(servers(&head(Some("[::1]:9000"), None)), serde_json::json!([{"url": "http://[::1]:9000"}]));
+        for bad in ["evil.com/\"x", "a b", ""] {
+            assert_eq!(servers(&head(Some(bad), None)), serde_json::json!([{"url": "/"}]), "{bad}");
+        }
+        assert_eq!(servers(&head(None, None)), serde_json::json!([{"url": "/"}]));
+    }
 }

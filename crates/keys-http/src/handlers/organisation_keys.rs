@@ -12,7 +12,7 @@ use keys_core::{Name, OrganisationId, OrganisationKeyId};
 use super::{echo, jwks_response, Caller, HttpResult, Input};
 use crate::dto::{CreateOrganisationKey, OrganisationKeyDto, OrganisationKeyList};
 use crate::error::{json, no_content, ApiError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 fn organisation_not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("organisation '{}' not found", echo(id)))

@@ -7,7 +7,7 @@ use keys_service::public_keys::NewPublicKey;
 use super::{in_workspace, key_id, listing, required_name, Caller, HttpResult, Input};
 use crate::dto::{CreateKey, ListDto, NoFields, PatchPublicKey, PublicKeyDto};
 use crate::error::{json, no_content, ApiError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub(crate) async fn list_public_keys(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
     let listing = listing(input)?;

@@ -8,7 +8,7 @@ use keys_service::signing_keys::IssuedSigningKey;
 use super::{in_workspace, key_id, listing, Caller, HttpResult, Input};
 use crate::dto::{ListDto, NoFields, RollSigningKey, SigningKeyDto};
 use crate::error::{json, no_content, ApiError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub(crate) async fn list_signing_keys(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
     let listing = listing(input)?;

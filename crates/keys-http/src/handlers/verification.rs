@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use super::{Caller, Input};
 use crate::error::{json, ApiError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -58,7 +58,7 @@ pub(crate) struct ApiKeyVerdict<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = crate::openapi::reason_schema)]
+    #[schema(schema_with = crate::schema::reason_schema)]
     reason: Option<&'static str>,
 }
 
@@ -73,7 +73,7 @@ pub(crate) struct PublicKeyVerdict {
     #[serde(skip_serializing_if = "Option::is_none")]
     entity_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = crate::openapi::reason_schema)]
+    #[schema(schema_with = crate::schema::reason_schema)]
     reason: Option<&'static str>,
 }
 
@@ -90,7 +90,7 @@ pub(crate) struct JwtVerdict {
     #[serde(skip_serializing_if = "Option::is_none")]
     claims: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(schema_with = crate::openapi::reason_schema)]
+    #[schema(schema_with = crate::schema::reason_schema)]
     reason: Option<&'static str>,
 }
 

@@ -11,7 +11,7 @@ use keys_core::{Description, Mode, NewWorkspace, WorkspaceSlug, WorkspaceUid};
 use super::{echo, jwks_response, required_name, Caller, HttpResult, Input};
 use crate::dto::{CreateWorkspace, ListDto, ListQuery, WorkspaceDto};
 use crate::error::{json, ApiError};
-use crate::server::AppState;
+use crate::state::AppState;
 
 pub(crate) async fn list_workspaces(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
     let query = ListQuery::parse(input.query.as_deref())?;

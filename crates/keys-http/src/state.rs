@@ -1,0 +1,64 @@
+//! What the whole application shares: its configuration ([`AppConfig`])
+//! and the state every handler reads ([`AppState`]). A module of its own so
+//! that the server, the dispatcher and the handlers depend on it and not on
+//! each other.
+
+use std::time::Duration;
+
+use keys_core::verify::TimePolicy;
+use keys_service::Service;
+
+use crate::metrics::Metrics;
+
+/// Limits and policy of the server.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// Issuer bases accepted in Versori-style JWTs; empty accepts any base.
+    pub issuer_bases: Vec<String>,
+    /// Largest request body, in bytes (413 beyond).
+    pub body_limit: usize,
+    /// Longest time to receive a request body (408 beyond).
+    pub body_read_timeout: Duration,
+    /// Longest time to answer a request, body included (503 beyond).
+    pub request_timeout: Duration,
+    /// Longest time a client may take to send the request head (HTTP/1).
+    pub header_read_timeout: Duration,
+    /// Longest wait for in-flight requests at shutdown.
+    pub shutdown_grace: Duration,
+    /// RSA keys generated ahead of time; 0 generates on demand.
+    pub rsa_pool_capacity: usize,
+    /// The one time window rule of every token (`--jwt-leeway-seconds`).
+    pub time_policy: TimePolicy,
+}
+
+impl Default for AppConfig {
+    fn default() -> Self {
+        Self {
+            issuer_bases: Vec::new(),
+            body_limit: 64 * 1024,
+            body_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(30),
+            rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
+            time_policy: TimePolicy::default(),
+        }
+    }
+}
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    /// The use cases; handlers call nothing else below HTTP.
+    pub service: Service,
+    pub config: AppConfig,
+    pub metrics: Metrics,
+    /// The generated OpenAPI document without `servers` (see
+    /// [`crate::openapi`]), built by the application at start.
+    pub openapi: &'static str,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").field("config", &self.config).finish_non_exhaustive()
+    }
+}
