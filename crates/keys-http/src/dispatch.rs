@@ -67,6 +67,12 @@ where
             handler(Authenticated::new(Public::new(state, &parts, params), &caller, &input)).await?
         }
     };
+    let mut response = response;
+    if operation.hands_out_secret && response.status().is_success() {
+        // A secret exists in plaintext only in this one response: no cache
+        // between keysd and the client may keep it.
+        response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     Ok(if head_only { without_body(response) } else { response })
 }
 

@@ -173,6 +173,9 @@ pub struct Operation {
     /// The answers the handler itself gives; the generator adds the ones
     /// every operation of its kind can give (401, 413, 415, 500, …).
     pub(crate) responses: &'static [(u16, Payload)],
+    /// Whether a success carries a secret or a private key (shown once):
+    /// the response then has `Cache-Control: no-store` (SPEC section 10).
+    pub(crate) hands_out_secret: bool,
 }
 
 impl std::fmt::Debug for Operation {
@@ -277,6 +280,7 @@ const fn forward_auth_operation(method: Method, operation_id: &'static str) -> O
         query: Query::None,
         body: Body::None,
         responses: &[(200, Payload::Empty), (401, Payload::Empty), (403, Payload::Empty)],
+        hands_out_secret: false,
     }
 }
 const BAD_REQUEST: (u16, Payload) = (400, Payload::Error);
@@ -298,6 +302,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::Json(schema::<StatusDoc>()))],
+            hands_out_secret: false,
         }],
     },
     Route {
@@ -313,6 +318,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::Json(schema::<StatusDoc>())), (503, Payload::Error)],
+            hands_out_secret: false,
         }],
     },
     Route {
@@ -328,6 +334,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::PrometheusText)],
+            hands_out_secret: false,
         }],
     },
     Route {
@@ -343,6 +350,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::AnyObject)],
+            hands_out_secret: false,
         }],
     },
     // ------------------------------------------------- dialect 1: workspaces
@@ -362,6 +370,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::Page,
                 body: Body::None,
                 responses: &[(200, Payload::List(schema::<WorkspaceDto>()))],
+                hands_out_secret: false,
             },
             Operation {
                 method: Method::POST,
@@ -374,6 +383,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Required(schema::<CreateWorkspace>()),
                 responses: &[(201, Payload::Json(schema::<WorkspaceDto>()))],
+                hands_out_secret: false,
             },
         ],
     },
@@ -392,6 +402,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::Json(schema::<JwkSetDoc>())), NOT_FOUND],
+            hands_out_secret: false,
         }],
     },
     // --------------------------------------------------- dialect 1: API keys
@@ -411,6 +422,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::List,
                 body: Body::None,
                 responses: &[(200, Payload::List(schema::<ApiKeyDto>())), NOT_FOUND],
+                hands_out_secret: false,
             },
             Operation {
                 method: Method::POST,
@@ -423,6 +435,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Required(schema::<CreateKey>()),
                 responses: &[(201, Payload::Json(schema::<ApiKeyDto>())), NOT_FOUND],
+                hands_out_secret: true,
             },
         ],
     },
@@ -441,6 +454,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(204, Payload::Empty), NOT_FOUND],
+            hands_out_secret: false,
         }],
     },
     // ------------------------------------------------ dialect 1: public keys
@@ -460,6 +474,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::List,
                 body: Body::None,
                 responses: &[(200, Payload::List(schema::<PublicKeyDto>())), NOT_FOUND],
+                hands_out_secret: false,
             },
             Operation {
                 method: Method::POST,
@@ -472,6 +487,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Required(schema::<CreateKey>()),
                 responses: &[(201, Payload::Json(schema::<PublicKeyDto>())), NOT_FOUND],
+                hands_out_secret: true,
             },
         ],
     },
@@ -497,6 +513,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Required(schema::<PatchPublicKey>()),
                 responses: &[(202, Payload::Json(schema::<PublicKeyDto>())), NOT_FOUND],
+                hands_out_secret: false,
             },
             Operation {
                 method: Method::DELETE,
@@ -509,6 +526,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::None,
                 responses: &[(204, Payload::Empty), BAD_REQUEST, NOT_FOUND],
+                hands_out_secret: false,
             },
         ],
     },
@@ -533,6 +551,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::Optional(schema::<NoFields>()),
             responses: &[(202, Payload::Json(schema::<PublicKeyDto>())), NOT_FOUND],
+            hands_out_secret: true,
         }],
     },
     // ----------------------------------------------- dialect 1: signing keys
@@ -552,6 +571,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::List,
                 body: Body::None,
                 responses: &[(200, Payload::List(schema::<SigningKeyDto>())), NOT_FOUND],
+                hands_out_secret: false,
             },
             Operation {
                 method: Method::POST,
@@ -565,6 +585,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Optional(schema::<NoFields>()),
                 responses: &[(201, Payload::Json(schema::<SigningKeyDto>())), NOT_FOUND],
+                hands_out_secret: true,
             },
         ],
     },
@@ -583,6 +604,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(204, Payload::Empty), NOT_FOUND],
+            hands_out_secret: false,
         }],
     },
     Route {
@@ -607,6 +629,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::Optional(schema::<RollSigningKey>()),
             responses: &[(201, Payload::Json(schema::<SigningKeyDto>())), NOT_FOUND],
+            hands_out_secret: true,
         }],
     },
     // ---------------------------------------------------------- verification
@@ -637,6 +660,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::Required(schema::<VerifyApiKeyRequest>()),
             responses: &[(200, Payload::Json(schema::<ApiKeyVerdict<'static>>()))],
+            hands_out_secret: false,
         }],
     },
     Route {
@@ -655,6 +679,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::Required(schema::<VerifyPublicKeyRequest>()),
             responses: &[(200, Payload::Json(schema::<PublicKeyVerdict>()))],
+            hands_out_secret: false,
         }],
     },
     Route {
@@ -671,6 +696,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::Required(schema::<VerifyJwtRequest>()),
             responses: &[(200, Payload::Json(schema::<JwtVerdict>()))],
+            hands_out_secret: false,
         }],
     },
     // ------------------------------------------ dialect 2: organisation keys
@@ -690,6 +716,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::None,
                 responses: &[(200, Payload::Json(schema::<OrganisationKeyList>())), NOT_FOUND],
+                hands_out_secret: false,
             },
             Operation {
                 method: Method::POST,
@@ -703,6 +730,7 @@ pub static ROUTES: &[Route] = &[
                 query: Query::None,
                 body: Body::Required(schema::<CreateOrganisationKey>()),
                 responses: &[(201, Payload::Json(schema::<OrganisationKeyDto>())), NOT_FOUND],
+                hands_out_secret: true,
             },
         ],
     },
@@ -721,6 +749,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(204, Payload::Empty), NOT_FOUND],
+            hands_out_secret: false,
         }],
     },
     Route {
@@ -738,6 +767,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::Json(schema::<JwkSetDoc>())), NOT_FOUND],
+            hands_out_secret: false,
         }],
     },
     Route {
@@ -753,6 +783,7 @@ pub static ROUTES: &[Route] = &[
             query: Query::None,
             body: Body::None,
             responses: &[(200, Payload::Json(schema::<OrganisationKeyDto>())), NOT_FOUND],
+            hands_out_secret: false,
         }],
     },
 ];

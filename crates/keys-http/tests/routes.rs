@@ -88,3 +88,56 @@ fn each_route_speaks_the_dialect_of_its_path() {
         assert_eq!(route.dialect(), Dialect::of_path(route.pattern()), "{}", route.pattern());
     }
 }
+
+/// Every response that hands out a secret or a private key says
+/// `Cache-Control: no-store` (SPEC section 10); others do not need to.
+#[tokio::test]
+async fn responses_with_secrets_are_never_cached() {
+    let (app, _dir) = app().await;
+    let bootstrapped = app.service().bootstrap_if_empty().await.expect("bootstrap").expect("an empty database");
+    let token = format!("ServiceToken {}", bootstrapped.token.expose());
+    let organisation = bootstrapped.organisation.id.to_string();
+    let call = |method: Method, path: String, body: Option<serde_json::Value>| {
+        let app = app.clone();
+        let token = token.clone();
+        async move {
+            let mut request = Request::builder().method(method).uri(path).header(header::AUTHORIZATION, token);
+            if body.is_some() {
+                request = request.header(header::CONTENT_TYPE, "application/json");
+            }
+            let body = body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string()));
+            let (parts, body) = app.handle(request.body(Full::new(body)).expect("request")).await.into_parts();
+            let json: serde_json::Value = serde_json::from_slice(&body.collect().await.expect("body").to_bytes())
+                .unwrap_or(serde_json::Value::Null);
+            let cache_control =
+                parts.headers.get(header::CACHE_CONTROL).map(|value| value.to_str().unwrap_or("").to_owned());
+            (parts.status, cache_control, json)
+        }
+    };
+    let no_store = Some("no-store".to_owned());
+    let name = Some(serde_json::json!({"name": "k"}));
+
+    let (status, cache, key) = call(Method::POST, "/v1/staging/ws_api_key/".into(), name.clone()).await;
+    assert_eq!((status, cache), (StatusCode::CREATED, no_store.clone()), "{key}");
+    let (status, cache, _) = call(Method::GET, "/v1/staging/ws_api_key/".into(), None).await;
+    assert_eq!((status, cache), (StatusCode::OK, None));
+
+    let (status, cache, public) = call(Method::POST, "/v1/staging/ws_public_key/".into(), name.clone()).await;
+    assert_eq!((status, cache), (StatusCode::CREATED, no_store.clone()));
+    let rotate = format!("/v1/staging/ws_public_key/{}/rotate/", public["id"].as_str().expect("id"));
+    let (status, cache, _) = call(Method::PATCH, rotate, None).await;
+    assert_eq!((status, cache), (StatusCode::ACCEPTED, no_store.clone()));
+
+    let (status, cache, signing) = call(Method::POST, "/v1/staging/ws_signing_key/".into(), None).await;
+    assert_eq!((status, cache), (StatusCode::CREATED, no_store.clone()));
+    let roll = format!("/v1/staging/ws_signing_key/{}/roll/", signing["uid"].as_str().expect("uid"));
+    let (status, cache, _) = call(Method::POST, roll, None).await;
+    assert_eq!((status, cache), (StatusCode::CREATED, no_store.clone()));
+
+    let keys = format!("/api/organisations/v1/organisations/{organisation}/keys");
+    let (status, cache, _) = call(Method::POST, keys, name).await;
+    assert_eq!((status, cache), (StatusCode::CREATED, no_store));
+    // A refused create hands out nothing and needs no directive.
+    let (status, cache, _) = call(Method::POST, "/v1/staging/ws_signing_key/".into(), None).await;
+    assert_eq!((status, cache), (StatusCode::BAD_REQUEST, None));
+}
