@@ -175,7 +175,13 @@ pub struct Results {
     pub verify_postgres: Series,
     pub scaling: Vec<Scale>,
     pub jwt_es256: Jwt,
+    /// The same ES256 path with tokens that carry no `kid` (SuprSend's
+    /// recipe), one active signing key.
+    pub jwt_es256_kidless: Series,
     pub jwt_rs256: Jwt,
+    /// API-key forward authentication (`/v1/auth/forward`) on PostgreSQL,
+    /// interleaved with the hello runs of figure 1.
+    pub forward_postgres: Series,
     pub create_workspace_steady: Series,
     pub create_workspace_burst: Series,
     pub create_organisation_steady: Series,
@@ -430,10 +436,16 @@ async fn verify_api_keys(
         path,
         Bodies::Same(Bytes::from(json!({"api_key": "SS.x"}).to_string())),
     );
+    // Forward authentication of the same kind of key, as a gateway asks:
+    // the gateway's token in its own header, the key as `Bearer`.
+    let api = Api::new(postgres.addr, &postgres.token);
+    let created = api.expect("POST", "/v1/staging/ws_api_key/", Some(&json!({"name": "bench forward"})), 201).await?;
+    let forward_make = forward_requests(postgres, text(&created.json, "api_key")?);
     let all = [(hello, &hello_make), (targets[0].0, &targets[0].1), (targets[1].0, &targets[1].1)];
     for (server, make) in all {
         warm_up(server, options.concurrency, options.warmup, make, Expect::valid()).await?;
     }
+    warm_up(postgres, options.concurrency, options.warmup, &forward_make, Expect::status(200)).await?;
     for index in 0..options.runs {
         for (server, make) in all {
             let run = closed(server, options.concurrency, options.duration, make, Expect::valid(), true).await?;
@@ -444,8 +456,30 @@ async fn verify_api_keys(
                 _ => results.verify_postgres.runs.push(run),
             }
         }
+        let run =
+            closed(postgres, options.concurrency, options.duration, &forward_make, Expect::status(200), true).await?;
+        log_run("forward auth", index, options.runs, &run);
+        results.forward_postgres.runs.push(run);
     }
     Ok(())
+}
+
+/// `GET /v1/auth/forward` as nginx's `auth_request` sends it for a client
+/// with `Authorization: Bearer <api key>`.
+fn forward_requests(server: &Server, api_key: &str) -> MakeRequest {
+    let host = server.addr.to_string();
+    let gateway = server.token.clone();
+    let bearer = format!("Bearer {api_key}");
+    Arc::new(move |_| {
+        hyper::Request::builder()
+            .method("GET")
+            .uri("/v1/auth/forward")
+            .header(hyper::header::HOST, host.as_str())
+            .header("x-keysd-service-token", gateway.as_str())
+            .header(hyper::header::AUTHORIZATION, bearer.as_str())
+            .body(http_body_util::Full::new(Bytes::new()))
+            .ok()
+    })
 }
 
 /// Figure 2: verification latency as the number of stored API keys grows,
@@ -580,6 +614,17 @@ async fn cold_jwt(options: &Options, results: &mut Results, server: &Server) -> 
         keys_crypto::mint::sign(&claims, Some(&kid), &ec_pem, keys_crypto::Algorithm::Es256)
             .map_err(|error| anyhow!("{error}"))
     })?;
+    // The same recipe without `kid`, as SuprSend documents it.
+    let (kidless_tokens, _) = sign_tokens(es_total, es_budget, |n| {
+        let claims =
+            json!({"entity_type": "subscriber", "entity_id": format!("bench-user-{n}"), "exp": expires, "jti": n});
+        keys_crypto::mint::sign(&claims, None, &ec_pem, keys_crypto::Algorithm::Es256)
+            .map_err(|error| anyhow!("{error}"))
+    })?;
+    let kidless_bodies: Vec<Bytes> = kidless_tokens
+        .into_iter()
+        .map(|token| Bytes::from(json!({"api_key": public_value, "user_token": token}).to_string()))
+        .collect();
     let rs_total = per_run_cap * options.runs + 500;
     let issuer = format!("https://versori.com/sk/{org_key_id}");
     let (rs_tokens, rs_seconds) = sign_tokens(rs_total, options.rs256_signing_budget, |n| {
@@ -648,6 +693,19 @@ async fn cold_jwt(options: &Options, results: &mut Results, server: &Server) -> 
         } else {
             results.jwt_rs256 = jwt;
         }
+    }
+    // Kid-less ES256 after the kid runs, on the same key and endpoint.
+    let per_run = (kidless_bodies.len() / (options.runs + 1)).max(1);
+    let mut chunks = kidless_bodies.chunks(per_run).map(|chunk| Arc::new(chunk.to_vec()));
+    let warm = chunks.next().context("kid-less token chunks")?;
+    let make = load::requests(server.addr, &server.token, "POST", "/v1/verify/public_key/", Bodies::Each(warm));
+    warm_up(server, options.concurrency, options.warmup, &make, Expect::valid()).await?;
+    for index in 0..options.runs {
+        let chunk = chunks.next().context("kid-less token chunks")?;
+        let make = load::requests(server.addr, &server.token, "POST", "/v1/verify/public_key/", Bodies::Each(chunk));
+        let run = closed(server, options.concurrency, options.duration, &make, Expect::valid(), true).await?;
+        log_run("ES256 without kid", index, options.runs, &run);
+        results.jwt_es256_kidless.runs.push(run);
     }
     Ok(())
 }

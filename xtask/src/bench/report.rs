@@ -238,6 +238,58 @@ fn rows(options: &Options, results: &Results) -> Vec<Row> {
         });
     }
 
+    // 3b. Kid-less ES256 user tokens beside the kid path.
+    {
+        let kidless = &results.jwt_es256_kidless;
+        let kid = &results.jwt_es256.series;
+        let ratio = kidless.rps() / kid.rps();
+        rows.push(Row {
+            number: "3b",
+            id: "verify_jwt_cold_es256_kidless".to_owned(),
+            figure: format!(
+                "Cold ES256 user tokens without `kid` (SuprSend's recipe), one active key, {} connections",
+                options.concurrency
+            ),
+            keysd: throughput(kidless, "req/s"),
+            baseline: format!("the same tokens with `kid`: {}", throughput(kid, "req/s")),
+            ratio: ratio_text(ratio),
+            target: "≥ 0.90 of the kid path".to_owned(),
+            met: Some(ratio >= 0.9),
+            json: json!({
+                "keysd": kidless.to_json(),
+                "baseline": {"name": "ES256 with kid", "series": kid.to_json()},
+                "ratio": round(ratio, 3),
+            }),
+        });
+    }
+
+    // 1b. API-key forward authentication beside hello.
+    {
+        let forward = &results.forward_postgres;
+        let forward_rps: Vec<f64> = forward.runs.iter().map(|run| run.rps).collect();
+        let ratios = paired_ratios(&forward_rps, &hello_rps);
+        let ratio = median(&ratios);
+        rows.push(Row {
+            number: "1b",
+            id: "forward_auth_api_key_postgres".to_owned(),
+            figure: format!(
+                "API-key forward authentication (`/v1/auth/forward`, `Bearer`), PostgreSQL, {} connections",
+                options.concurrency
+            ),
+            keysd: throughput(forward, "req/s"),
+            baseline: format!("hello: {}", throughput(&results.hello, "req/s")),
+            ratio: ratio_text(ratio),
+            target: "≥ 0.80 of hello's req/s".to_owned(),
+            met: Some(ratio >= 0.8),
+            json: json!({
+                "keysd": forward.to_json(),
+                "baseline": {"name": "hello (minimal hyper server)", "series": results.hello.to_json()},
+                "ratio": round(ratio, 3),
+                "ratio_per_run": ratios.iter().map(|ratio| round(*ratio, 3)).collect::<Vec<_>>(),
+            }),
+        });
+    }
+
     // 4. Key creation beside in-process key generation.
     for (name, id, steady, burst, keygen) in [
         (
