@@ -1,0 +1,135 @@
+//! `/v1/auth/forward` without a socket: the answers a gateway acts on, for
+//! every credential shape and for what hostile clients send.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use keys_http::{App, AppConfig};
+use serde_json::json;
+
+struct Gateway {
+    app: App,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+/// What a gateway reads from an answer.
+#[derive(Debug)]
+struct Answer {
+    status: StatusCode,
+    reason: Option<String>,
+    headers: http::HeaderMap,
+}
+
+impl Gateway {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("keys.db").display());
+        let store = keys_store::open(&url).await.expect("store opens");
+        let app = App::new(Arc::clone(&store), AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
+        let token = app.service().bootstrap_if_empty().await.expect("bootstrap").expect("empty").token;
+        Self { app, token: token.expose().to_owned(), _dir: dir }
+    }
+
+    async fn manage(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let mut request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("ServiceToken {}", self.token));
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let body = body.map_or_else(Bytes::new, |body| Bytes::from(body.to_string()));
+        let response = self.app.handle(request.body(Full::new(body)).expect("request")).await;
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+    }
+
+    async fn forward(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let mut request = Request::builder().method(method).uri(path);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self.app.handle(request.body(Full::new(Bytes::from_static(b"ignored"))).expect("request")).await;
+        let headers = response.headers().clone();
+        let reason = headers.get("x-keysd-reason").and_then(|value| value.to_str().ok()).map(str::to_owned);
+        Answer { status: response.status(), reason, headers }
+    }
+}
+
+#[tokio::test]
+async fn every_credential_shape_and_every_refusal() {
+    let gateway = Gateway::new().await;
+    let token = gateway.token.clone();
+    let service = ("x-keysd-service-token", token.as_str());
+    let key = gateway.manage(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "backend"}))).await;
+    let secret = key["api_key"].as_str().expect("secret").to_owned();
+    let bearer = format!("Bearer {secret}");
+
+    // Valid, in each shape and method, also below the route (Envoy's prefix).
+    for method in [Method::GET, Method::POST, Method::DELETE, Method::HEAD] {
+        let answer = gateway.forward(method.clone(), "/v1/auth/forward", &[service, ("authorization", &bearer)]).await;
+        assert_eq!(answer.status, StatusCode::OK, "{method}");
+        assert_eq!(answer.headers["x-keysd-workspace"], "staging");
+        assert_eq!(answer.headers["x-keysd-key-id"], key["id"].as_str().expect("id"));
+        assert_eq!(answer.headers["cache-control"], "no-store");
+    }
+    assert_eq!(
+        gateway.forward(Method::GET, "/v1/auth/forward/orders/42", &[service, ("x-api-key", &secret)]).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        gateway.forward(Method::GET, "/v1/auth/forward", &[service, ("authorization", &secret)]).await.status,
+        StatusCode::OK
+    );
+
+    // The gateway's own token.
+    for headers in [
+        vec![("authorization", bearer.as_str())],
+        vec![("x-keysd-service-token", "kst_nope"), ("authorization", bearer.as_str())],
+    ] {
+        let answer = gateway.forward(Method::GET, "/v1/auth/forward", &headers).await;
+        assert_eq!(
+            (answer.status, answer.reason.as_deref()),
+            (StatusCode::UNAUTHORIZED, Some("service_token_invalid"))
+        );
+        assert!(answer.headers.contains_key(header::WWW_AUTHENTICATE));
+    }
+    // A service token as the client's credential is no credential.
+    let as_client = format!("ServiceToken {token}");
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &[service, ("authorization", &as_client)]).await;
+    assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::UNAUTHORIZED, Some("malformed")));
+
+    // Missing, repeated, conflicting, oversized and garbage credentials: a
+    // clean 401 with its reason, never another status.
+    let huge = format!("Bearer SS.{}", "a".repeat(20_000));
+    let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+        (vec![service], "credential_missing"),
+        (vec![service, ("authorization", &bearer), ("authorization", &bearer)], "malformed"),
+        (vec![service, ("authorization", &bearer), ("x-api-key", &secret)], "malformed"),
+        (vec![service, ("authorization", &huge)], "malformed"),
+        (vec![service, ("authorization", "Basic dXNlcjpwYXNz")], "malformed"),
+        (vec![service, ("authorization", "Bearer SS.notakey")], "malformed"),
+        (vec![service, ("authorization", "JWT not.a.jwt")], "malformed"),
+        (vec![service, ("authorization", "SS.PUBK.garbage")], "malformed"),
+        (vec![service, service, ("authorization", &bearer)], "service_token_invalid"),
+    ];
+    for (headers, reason) in cases {
+        let answer = gateway.forward(Method::GET, "/v1/auth/forward", &headers).await;
+        assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::UNAUTHORIZED, Some(reason)), "{headers:?}");
+    }
+
+    // Scopes the gateway requires: a key with none lacks them (403).
+    let scoped = [service, ("authorization", bearer.as_str()), ("x-keysd-required-scopes", "orders:read")];
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &scoped).await;
+    assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::FORBIDDEN, Some("insufficient_scope")));
+    assert!(answer.headers[header::WWW_AUTHENTICATE].to_str().expect("ascii").contains("insufficient_scope"));
+
+    // Revocation is seen at once by the same process.
+    let id = key["id"].as_str().expect("id");
+    gateway.manage(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &[service, ("authorization", &bearer)]).await;
+    assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::UNAUTHORIZED, Some("key_deleted")));
+}
