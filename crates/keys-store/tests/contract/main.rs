@@ -12,15 +12,15 @@ mod lifecycle;
 mod secrets;
 mod support;
 
-/// Instantiates `module::test(&TestDb)` for each backend, as
-/// `sqlite::test` and `postgres::test`.
-macro_rules! on_both_backends {
-    ($($module:ident :: $test:ident),* $(,)?) => {
+/// Instantiates `module::test(&TestDb)` for each backend, with the
+/// databases `TestDb::$open` makes, as `sqlite::test` and `postgres::test`.
+macro_rules! per_backend {
+    ($open:ident; $($module:ident :: $test:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let db = crate::support::TestDb::new(crate::support::Kind::Sqlite).await;
+                    let db = crate::support::TestDb::$open(crate::support::Kind::Sqlite).await;
                     crate::$module::$test(&db).await;
                 }
             )*
@@ -29,11 +29,19 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let db = crate::support::TestDb::new(crate::support::Kind::Postgres).await;
+                    let db = crate::support::TestDb::$open(crate::support::Kind::Postgres).await;
                     crate::$module::$test(&db).await;
                 }
             )*
         }
+    };
+}
+
+/// Instantiates `module::test(&TestDb)` for each backend, as
+/// `sqlite::test` and `postgres::test`.
+macro_rules! on_both_backends {
+    ($($module:ident :: $test:ident),* $(,)?) => {
+        per_backend!(new; $($module::$test),*);
     };
 }
 
@@ -42,24 +50,7 @@ macro_rules! on_both_backends {
 macro_rules! through_the_cache {
     ($($module:ident :: $test:ident),* $(,)?) => {
         mod cached {
-            mod sqlite {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $test() {
-                        let db = crate::support::TestDb::new_cached(crate::support::Kind::Sqlite).await;
-                        crate::$module::$test(&db).await;
-                    }
-                )*
-            }
-            mod postgres {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $test() {
-                        let db = crate::support::TestDb::new_cached(crate::support::Kind::Postgres).await;
-                        crate::$module::$test(&db).await;
-                    }
-                )*
-            }
+            per_backend!(new_cached; $($module::$test),*);
         }
     };
 }
