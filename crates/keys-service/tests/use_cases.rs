@@ -64,6 +64,17 @@ async fn fixture() -> Fixture {
     Fixture { service, clock, caller, _directory: directory }
 }
 
+/// A public key `web` in `staging` with secure mode on, so that it verifies
+/// only with a user token.
+async fn secure_public_key(service: &Service, caller: &Caller) -> keys_core::PublicKey {
+    let staging = service.in_workspace(caller, "staging").await.expect("workspace");
+    let new = keys_service::public_keys::NewPublicKey { name: Name::parse("web").expect("name"), description: None };
+    let public_key = staging.create_public_key(new).await.expect("public key");
+    let patch = keys_core::PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() };
+    staging.patch_public_key(&public_key.id, patch).await.expect("secure mode on");
+    public_key
+}
+
 fn user_token(private_key_pem: &str, kid: &str, exp: i64) -> String {
     let claims = json!({"entity_type": "subscriber", "entity_id": "user-1", "exp": exp, "iat": T0});
     mint::sign(&claims, Some(kid), private_key_pem, Algorithm::Es256).expect("signs")
@@ -77,17 +88,7 @@ async fn a_rolled_signing_key_verifies_until_its_grace_ends_on_the_injected_cloc
     let old_pem = issued.pair.private_key_pem();
     let old_kid = issued.key.uid.as_str().to_owned();
 
-    let staging = service.in_workspace(&caller, "staging").await.expect("workspace");
-    let new = keys_service::public_keys::NewPublicKey { name: Name::parse("web").expect("name"), description: None };
-    let public_key = staging.create_public_key(new).await.expect("public key");
-    let patch = keys_core::PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() };
-    service
-        .in_workspace(&caller, "staging")
-        .await
-        .expect("workspace")
-        .patch_public_key(&public_key.id, patch)
-        .await
-        .expect("secure mode on");
+    let public_key = secure_public_key(&service, &caller).await;
 
     let grace = GracePeriod::from_seconds(600).expect("grace");
     service
@@ -199,24 +200,7 @@ fn kidless_token(private_key_pem: &str, tenant: &str, exp: i64) -> String {
 #[tokio::test]
 async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_keys() {
     let Fixture { service, clock, caller, _directory } = fixture().await;
-    let public_key = service
-        .in_workspace(&caller, "staging")
-        .await
-        .expect("workspace")
-        .create_public_key(keys_service::public_keys::NewPublicKey {
-            name: Name::parse("web").expect("name"),
-            description: None,
-        })
-        .await
-        .expect("public key");
-    let patch = keys_core::PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() };
-    service
-        .in_workspace(&caller, "staging")
-        .await
-        .expect("workspace")
-        .patch_public_key(&public_key.id, patch)
-        .await
-        .expect("secure mode on");
+    let public_key = secure_public_key(&service, &caller).await;
     let verify = |token: String, tenant: &'static str| {
         let service = &service;
         let caller = &caller;
