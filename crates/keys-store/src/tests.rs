@@ -41,6 +41,16 @@ fn fixture() -> Fixture {
     Fixture { organisation, workspace, actor: Actor::new("Ada", "ada@example.com"), rng }
 }
 
+impl Fixture {
+    /// A public key of the fixture's workspace named `name`, with the value
+    /// `SS.PUBK.{name}`, as `ring` creates it.
+    fn public_key(&mut self, ring: &mut PublicKeyRing, name: &str, now: time::OffsetDateTime) -> keys_core::PublicKey {
+        let id = PublicKeyId::generate(now, &mut self.rng);
+        let value = format!("SS.PUBK.{name}");
+        ring.create(id, self.workspace.uid.clone(), value, Name::parse(name).unwrap(), None, &self.actor, now).clone()
+    }
+}
+
 fn expect_refused(result: Result<(), StoreError>, expected: CoreError) {
     match result {
         Err(StoreError::Refused(refusal)) => assert_eq!(refusal, expected),
@@ -70,17 +80,7 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
     let active = ring.create(material(&mut fixture.rng), &fixture.actor, now).unwrap().clone();
     repo::insert_signing_key(&mut *writer, &active).await.unwrap();
     let mut public_keys = PublicKeyRing::default();
-    let default = public_keys
-        .create(
-            PublicKeyId::generate(now, &mut fixture.rng),
-            fixture.workspace.uid.clone(),
-            "SS.PUBK.one".to_owned(),
-            Name::parse("one").unwrap(),
-            None,
-            &fixture.actor,
-            now,
-        )
-        .clone();
+    let default = fixture.public_key(&mut public_keys, "one", now);
     repo::insert_public_key(&mut *writer, &default).await.unwrap();
     writer.commit().await.unwrap();
 
@@ -112,17 +112,7 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
     drop(writer);
     let mut writer = DB::writer(&store.pool).await.unwrap();
     let mut blind = PublicKeyRing::default();
-    let second_default = blind
-        .create(
-            PublicKeyId::generate(now, &mut fixture.rng),
-            fixture.workspace.uid.clone(),
-            "SS.PUBK.two".to_owned(),
-            Name::parse("two").unwrap(),
-            None,
-            &fixture.actor,
-            now,
-        )
-        .clone();
+    let second_default = fixture.public_key(&mut blind, "two", now);
     assert!(matches!(repo::insert_public_key(&mut *writer, &second_default).await, Err(StoreError::Database { .. })));
     drop(writer);
 
