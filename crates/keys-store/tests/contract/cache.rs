@@ -31,38 +31,26 @@ struct Probe {
 
 /// Whether `cached` answers every lookup of `probe` as `reference` does.
 async fn answers_alike(cached: &dyn Store, reference: &dyn Store, probe: &Probe) -> bool {
-    for digest in &probe.token_digests {
-        if cached.service_token_by_digest(digest).await.unwrap()
-            != reference.service_token_by_digest(digest).await.unwrap()
-        {
-            return false;
-        }
+    // One loop per kind of lookup, each over the probe's keys of that kind.
+    macro_rules! alike_for_each {
+        ($($keys:ident => $lookup:ident),* $(,)?) => {
+            $(
+                for key in &probe.$keys {
+                    if cached.$lookup(key).await.unwrap() != reference.$lookup(key).await.unwrap() {
+                        return false;
+                    }
+                }
+            )*
+        };
     }
-    for digest in &probe.api_key_digests {
-        if cached.api_key_by_digest(digest).await.unwrap() != reference.api_key_by_digest(digest).await.unwrap() {
-            return false;
-        }
-    }
-    for value in &probe.public_key_values {
-        if cached.public_key_by_value(value).await.unwrap() != reference.public_key_by_value(value).await.unwrap() {
-            return false;
-        }
-    }
-    for uid in &probe.signing_key_uids {
-        if cached.signing_key_by_uid(uid).await.unwrap() != reference.signing_key_by_uid(uid).await.unwrap() {
-            return false;
-        }
-    }
-    for workspace in &probe.workspaces {
-        if cached.live_signing_keys(workspace).await.unwrap() != reference.live_signing_keys(workspace).await.unwrap() {
-            return false;
-        }
-    }
-    for id in &probe.organisation_keys {
-        if cached.organisation_key(id).await.unwrap() != reference.organisation_key(id).await.unwrap() {
-            return false;
-        }
-    }
+    alike_for_each!(
+        token_digests => service_token_by_digest,
+        api_key_digests => api_key_by_digest,
+        public_key_values => public_key_by_value,
+        signing_key_uids => signing_key_by_uid,
+        workspaces => live_signing_keys,
+        organisation_keys => organisation_key,
+    );
     true
 }
 
