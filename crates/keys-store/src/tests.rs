@@ -218,17 +218,35 @@ async fn expect_new_actions(store: &impl Management, organisation: &Organisation
     assert_eq!(actions, RENAMED_ACTIONS.map(|(_, new)| new));
 }
 
+/// Migrates a database of `backend`'s first schema holding events under the
+/// old action names, opens the store on it and checks the new names.
+async fn old_actions_are_renamed<DB, S>(
+    backend: &str,
+    migrations: &std::path::Path,
+    pool: sqlx::Pool<DB>,
+    open: impl AsyncFnOnce(sqlx::Pool<DB>) -> S,
+) -> S
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate + repo::Sql,
+    S: Management,
+{
+    first_migration(backend, migrations).await.run(&pool).await.unwrap();
+    let organisation = fixture().organisation;
+    write_old_actions(&mut *pool.acquire().await.unwrap(), &organisation).await;
+    let store = open(pool).await;
+    expect_new_actions(&store, &organisation).await;
+    store
+}
+
 #[tokio::test]
 async fn sqlite_migration_renames_old_audit_actions() {
     let directory = tempfile::tempdir().unwrap();
     let migrations = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", directory.path().join("keysd.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    first_migration("sqlite", migrations.path()).await.run(&pool).await.unwrap();
-    let organisation = fixture().organisation;
-    write_old_actions(&mut *pool.acquire().await.unwrap(), &organisation).await;
-    let store = crate::SqliteStore::from_pool(pool).await.unwrap();
-    expect_new_actions(&store, &organisation).await;
+    let from_pool = async |pool| crate::SqliteStore::from_pool(pool).await.unwrap();
+    old_actions_are_renamed("sqlite", migrations.path(), pool, from_pool).await;
 }
 
 #[tokio::test]
@@ -236,11 +254,10 @@ async fn postgres_migration_renames_old_audit_actions() {
     let (url, name, mut connection) = fresh_postgres().await;
     let migrations = tempfile::tempdir().unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    first_migration("postgres", migrations.path()).await.run(&pool).await.unwrap();
-    let organisation = fixture().organisation;
-    write_old_actions(&mut *pool.acquire().await.unwrap(), &organisation).await;
-    let store = crate::PgStore::from_pool(pool).await.unwrap();
-    expect_new_actions(&store, &organisation).await;
+    let store = old_actions_are_renamed("postgres", migrations.path(), pool, async |pool| {
+        crate::PgStore::from_pool(pool).await.unwrap()
+    })
+    .await;
     store.close().await;
     connection.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.unwrap();
 }

@@ -23,9 +23,7 @@ async fn two_stores(db: &TestDb, world: &mut World) -> ([Arc<dyn Store>; 2], Org
 
 /// Runs every attempt at once (they all pass a barrier first) and returns
 /// their results.
-async fn race<T: Send + 'static>(
-    attempts: Vec<Attempt<T>>,
-) -> Vec<StoreResult<T>> {
+async fn race<T: Send + 'static>(attempts: Vec<Attempt<T>>) -> Vec<StoreResult<T>> {
     let barrier = Arc::new(Barrier::new(attempts.len()));
     let mut tasks = JoinSet::new();
     for attempt in attempts {
