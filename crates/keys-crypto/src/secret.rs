@@ -180,6 +180,9 @@ pub trait SecretKind: sealed::Sealed {
 }
 
 mod sealed {
+    //! The seal of [`super::SecretKind`]: a trait no other crate can name,
+    //! so no other crate can add a kind of secret.
+
     /// Keeps [`super::SecretKind`] to the kinds of this module.
     pub trait Sealed {}
 }
