@@ -285,6 +285,14 @@ pub struct UserTokenClaims {
 /// The tenant a request means when it names none.
 pub const DEFAULT_TENANT: &str = "default";
 
+/// A time window refusal as the denial a kind of token reports for it.
+fn time_denial(denial: TimeDenial, expired: Denial, not_yet_valid: Denial) -> Denial {
+    match denial {
+        TimeDenial::Expired => expired,
+        TimeDenial::NotYetValid => not_yet_valid,
+    }
+}
+
 /// Do a verified user token's claims allow access for `tenant_id` at `now`?
 /// Returns the token's `entity_id`.
 pub fn decide_user_token<'c>(
@@ -293,10 +301,9 @@ pub fn decide_user_token<'c>(
     policy: &TimePolicy,
     now: OffsetDateTime,
 ) -> Result<&'c str, Denial> {
-    policy.check(&claims.times, now).map_err(|denial| match denial {
-        TimeDenial::Expired => Denial::UserTokenExpired,
-        TimeDenial::NotYetValid => Denial::UserTokenNotYetValid,
-    })?;
+    policy
+        .check(&claims.times, now)
+        .map_err(|denial| time_denial(denial, Denial::UserTokenExpired, Denial::UserTokenNotYetValid))?;
     if claims.entity_type.as_deref() != Some("subscriber") {
         return Err(Denial::EntityTypeNotSubscriber);
     }
@@ -345,10 +352,9 @@ pub fn decide_organisation_token<'c>(
     policy: &TimePolicy,
     now: OffsetDateTime,
 ) -> Result<&'c str, Denial> {
-    policy.check(&claims.times, now).map_err(|denial| match denial {
-        TimeDenial::Expired => Denial::TokenExpired,
-        TimeDenial::NotYetValid => Denial::TokenNotYetValid,
-    })?;
+    policy
+        .check(&claims.times, now)
+        .map_err(|denial| time_denial(denial, Denial::TokenExpired, Denial::TokenNotYetValid))?;
     claims.sub.filter(|sub| !sub.trim().is_empty()).ok_or(Denial::SubjectMissing)
 }
 

@@ -56,7 +56,7 @@ use crate::jwk::Jwk;
 use crate::key_material::PublicKeyMaterial;
 use crate::CryptoError;
 
-pub use claims::{Claims, Header, UnverifiedClaims};
+pub use claims::{ClaimSet, Claims, Header, Unverified, UnverifiedClaims, Verified};
 pub use error::JwtError;
 pub use verifier::Verifier;
 

@@ -42,6 +42,33 @@ pub fn public_jwk_from_pem(alg: Algorithm, pem: &str, kid: &str) -> Result<Jwk, 
     Ok(PublicKeyMaterial::from_pem(alg, pem)?.to_jwk(kid))
 }
 
+/// The views both key pairs derive from their `private_key_pem` and
+/// `public_material`, written once: invoked inside each `impl`.
+macro_rules! key_pair_views {
+    () => {
+        /// Standard base64 (with padding) of the private key's PEM text, as
+        /// the `private_key_base64` response field.
+        pub fn private_key_base64(&self) -> Zeroizing<String> {
+            Zeroizing::new(STANDARD.encode(self.private_key_pem().as_bytes()))
+        }
+
+        /// The public key as SPKI PEM, the form storage keeps.
+        pub fn public_key_pem(&self) -> String {
+            self.public_material().to_pem()
+        }
+
+        /// The public JWK with the given `kid`.
+        pub fn public_jwk(&self, kid: &str) -> Jwk {
+            self.public_material().to_jwk(kid)
+        }
+
+        /// A verification key for tokens this pair signs.
+        pub fn verification_key(&self) -> VerificationKey {
+            VerificationKey::from_material(self.public_material())
+        }
+    };
+}
+
 /// A P-256 key pair for ES256.
 ///
 /// Not `Clone`; redacted in `Debug`; the secret scalar is zeroized on drop
@@ -78,26 +105,7 @@ impl EcKeyPair {
         self.signing_key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 encoding of a P-256 key cannot fail")
     }
 
-    /// Standard base64 (with padding) of the PEM text, as the
-    /// `private_key_base64` response field.
-    pub fn private_key_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(self.private_key_pem().as_bytes()))
-    }
-
-    /// The public key as SPKI PEM, the form storage keeps.
-    pub fn public_key_pem(&self) -> String {
-        self.public_material().to_pem()
-    }
-
-    /// The public JWK with the given `kid`.
-    pub fn public_jwk(&self, kid: &str) -> Jwk {
-        self.public_material().to_jwk(kid)
-    }
-
-    /// A verification key for tokens this pair signs.
-    pub fn verification_key(&self) -> VerificationKey {
-        VerificationKey::from_material(self.public_material())
-    }
+    key_pair_views!();
 
     /// The key as jsonwebtoken signs with: PKCS#8 DER, zeroized on drop.
     pub(crate) fn encoding_key(&self) -> jsonwebtoken::EncodingKey {
@@ -166,25 +174,7 @@ impl RsaKeyPair {
         self.private_key.to_pkcs8_pem(LineEnding::LF).expect("PKCS#8 encoding of a two-prime RSA key cannot fail")
     }
 
-    /// Standard base64 (with padding) of the PEM text.
-    pub fn private_key_base64(&self) -> Zeroizing<String> {
-        Zeroizing::new(STANDARD.encode(self.private_key_pem().as_bytes()))
-    }
-
-    /// The public key as SPKI PEM, the form storage keeps.
-    pub fn public_key_pem(&self) -> String {
-        self.public_material().to_pem()
-    }
-
-    /// The public JWK with the given `kid`.
-    pub fn public_jwk(&self, kid: &str) -> Jwk {
-        self.public_material().to_jwk(kid)
-    }
-
-    /// A verification key for tokens this pair signs.
-    pub fn verification_key(&self) -> VerificationKey {
-        VerificationKey::from_material(self.public_material())
-    }
+    key_pair_views!();
 
     /// The key as jsonwebtoken signs with: PKCS#1 DER, zeroized on drop.
     pub(crate) fn encoding_key(&self) -> jsonwebtoken::EncodingKey {

@@ -49,4 +49,6 @@ mod test_support;
 pub use error::CryptoError;
 pub use jwt::{Algorithm, Claims, JwtError, VerificationKey, Verifier};
 pub use keypair::{EcKeyPair, Jwk, JwkSet, RsaKeyPair, RsaKeyPool};
-pub use secret::{ApiKeySecret, PublicKeyValue, SecretRejection, ServiceToken};
+pub use secret::{
+    ApiKeyKind, ApiKeySecret, PublicKeyValue, Secret, SecretKind, SecretRejection, ServiceToken, ServiceTokenKind,
+};

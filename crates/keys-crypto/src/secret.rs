@@ -22,6 +22,7 @@
 //! Storage keeps only [`SecretDigest`] = SHA-256 of the full text.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
@@ -169,30 +170,76 @@ const API_KEY: Format = Format { prefix: "SS." };
 const SERVICE_TOKEN: Format = Format { prefix: "kst_" };
 const PUBLIC_KEY: Format = Format { prefix: "SS.PUBK." };
 
-/// A workspace API key (server-side secret): `SS.` + 43 characters.
-///
-/// Not `Clone`; redacted in `Debug`; zeroized on drop. The plaintext is read
-/// only through [`ApiKeySecret::expose`], to put it in the create response.
-pub struct ApiKeySecret {
-    text: Zeroizing<String>,
+/// The kinds of [`Secret`]: each names its prefix and how `Debug` shows it.
+/// Sealed: the kinds are the ones of the table above.
+pub trait SecretKind: sealed::Sealed {
+    /// The fixed prefix.
+    const PREFIX: &'static str;
+    /// What `Debug` prints instead of the text.
+    const REDACTED: &'static str;
 }
 
-impl ApiKeySecret {
-    /// The fixed prefix.
-    pub const PREFIX: &'static str = API_KEY.prefix;
-    /// The total length in characters.
-    pub const LENGTH: usize = API_KEY.total_len();
+mod sealed {
+    //! The seal of [`super::SecretKind`]: a trait no other crate can name,
+    //! so no other crate can add a kind of secret.
 
-    /// A fresh key from the given cryptographically secure RNG.
+    /// Keeps [`super::SecretKind`] to the kinds of this module.
+    pub trait Sealed {}
+}
+
+/// The kind of an [`ApiKeySecret`].
+#[derive(Debug)]
+pub enum ApiKeyKind {}
+
+/// The kind of a [`ServiceToken`].
+#[derive(Debug)]
+pub enum ServiceTokenKind {}
+
+impl sealed::Sealed for ApiKeyKind {}
+impl sealed::Sealed for ServiceTokenKind {}
+
+impl SecretKind for ApiKeyKind {
+    const PREFIX: &'static str = API_KEY.prefix;
+    const REDACTED: &'static str = "ApiKeySecret(SS.[redacted])";
+}
+
+impl SecretKind for ServiceTokenKind {
+    const PREFIX: &'static str = SERVICE_TOKEN.prefix;
+    const REDACTED: &'static str = "ServiceToken(kst_[redacted])";
+}
+
+/// A secret of one kind: its prefix + 43 characters.
+///
+/// Not `Clone`; redacted in `Debug`; zeroized on drop. The plaintext is read
+/// only through [`Secret::expose`], to hand it out once.
+pub struct Secret<Kind: SecretKind> {
+    text: Zeroizing<String>,
+    kind: PhantomData<Kind>,
+}
+
+/// A workspace API key (server-side secret): `SS.` + 43 characters.
+pub type ApiKeySecret = Secret<ApiKeyKind>;
+
+/// An organisation service token: `kst_` + 43 characters.
+pub type ServiceToken = Secret<ServiceTokenKind>;
+
+impl<Kind: SecretKind> Secret<Kind> {
+    /// The fixed prefix.
+    pub const PREFIX: &'static str = Kind::PREFIX;
+    /// The total length in characters.
+    pub const LENGTH: usize = Self::FORMAT.total_len();
+    const FORMAT: Format = Format { prefix: Kind::PREFIX };
+
+    /// A fresh secret from the given cryptographically secure RNG.
     pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
-        Self { text: API_KEY.generate(rng) }
+        Self { text: Self::FORMAT.generate(rng), kind: PhantomData }
     }
 
     /// Checks prefix, length, alphabet and checksum, in that order. Needs no
-    /// storage: a string that fails here can never be a key we issued.
+    /// storage: a string that fails here can never be a secret we issued.
     pub fn parse(candidate: &str) -> Result<Self, CryptoError> {
-        API_KEY.check(candidate)?;
-        Ok(Self { text: Zeroizing::new(candidate.to_owned()) })
+        Self::FORMAT.check(candidate)?;
+        Ok(Self { text: Zeroizing::new(candidate.to_owned()), kind: PhantomData })
     }
 
     /// The plaintext. The one place it is read, to hand it out once.
@@ -204,7 +251,9 @@ impl ApiKeySecret {
     pub fn digest(&self) -> SecretDigest {
         sha256_digest(self.text.as_bytes())
     }
+}
 
+impl ApiKeySecret {
     /// The first 10 characters followed by `*****`, e.g. `SS.AbCdEfG*****`,
     /// as lists show it.
     pub fn masked(&self) -> String {
@@ -214,50 +263,9 @@ impl ApiKeySecret {
     }
 }
 
-impl fmt::Debug for ApiKeySecret {
+impl<Kind: SecretKind> fmt::Debug for Secret<Kind> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKeySecret(SS.[redacted])")
-    }
-}
-
-/// An organisation service token: `kst_` + 43 characters.
-///
-/// Not `Clone`; redacted in `Debug`; zeroized on drop.
-pub struct ServiceToken {
-    text: Zeroizing<String>,
-}
-
-impl ServiceToken {
-    /// The fixed prefix.
-    pub const PREFIX: &'static str = SERVICE_TOKEN.prefix;
-    /// The total length in characters.
-    pub const LENGTH: usize = SERVICE_TOKEN.total_len();
-
-    /// A fresh token from the given cryptographically secure RNG.
-    pub fn generate<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
-        Self { text: SERVICE_TOKEN.generate(rng) }
-    }
-
-    /// Checks prefix, length, alphabet and checksum, in that order.
-    pub fn parse(candidate: &str) -> Result<Self, CryptoError> {
-        SERVICE_TOKEN.check(candidate)?;
-        Ok(Self { text: Zeroizing::new(candidate.to_owned()) })
-    }
-
-    /// The plaintext, to hand it out once.
-    pub fn expose(&self) -> &str {
-        &self.text
-    }
-
-    /// SHA-256 of the full text.
-    pub fn digest(&self) -> SecretDigest {
-        sha256_digest(self.text.as_bytes())
-    }
-}
-
-impl fmt::Debug for ServiceToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ServiceToken(kst_[redacted])")
+        f.write_str(Kind::REDACTED)
     }
 }
 

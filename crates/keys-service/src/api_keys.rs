@@ -1,18 +1,14 @@
 //! API keys (server-side secrets): list, create, delete, in a workspace the
 //! caller reaches.
 
-use keys_core::{ApiKey, ApiKeyId, Description, Name, Page};
+use keys_core::{ApiKey, ApiKeyId, Page};
 use keys_crypto::ApiKeySecret;
 
-use crate::workspaces::{InWorkspace, Listing};
+use crate::workspaces::{InWorkspace, Listing, NewKey};
 use crate::ServiceResult;
 
 /// What a new API key is made of.
-#[derive(Debug, Clone)]
-pub struct NewApiKey {
-    pub name: Name,
-    pub description: Option<Description>,
-}
+pub type NewApiKey = NewKey;
 
 /// A key just created, with its secret: the one place the plaintext exists.
 #[derive(Debug)]

@@ -2,19 +2,15 @@
 //! delete, in a workspace the caller reaches. The workspace's
 //! `PublicKeyRing` (in the store's transaction) keeps the default-key rules.
 
-use keys_core::{Description, Name, Page, PublicKey, PublicKeyId, PublicKeyPatch};
+use keys_core::{Page, PublicKey, PublicKeyId, PublicKeyPatch};
 use keys_crypto::PublicKeyValue;
 use keys_store::PublicKeyChange;
 
-use crate::workspaces::{InWorkspace, Listing};
+use crate::workspaces::{InWorkspace, Listing, NewKey};
 use crate::ServiceResult;
 
 /// What a new public key is made of.
-#[derive(Debug, Clone)]
-pub struct NewPublicKey {
-    pub name: Name,
-    pub description: Option<Description>,
-}
+pub type NewPublicKey = NewKey;
 
 impl InWorkspace<'_> {
     pub async fn list_public_keys(&self, listing: Listing) -> ServiceResult<Page<PublicKey>> {

@@ -2,7 +2,7 @@
 //! into an [`InWorkspace`], on which the key use cases of that workspace
 //! are methods.
 
-use keys_core::{NewWorkspace, Page, Pagination, Workspace, WorkspaceSlug};
+use keys_core::{Description, Name, NewWorkspace, Page, Pagination, Workspace, WorkspaceSlug};
 use time::OffsetDateTime;
 
 use crate::{Caller, Service, ServiceError, ServiceResult};
@@ -32,6 +32,14 @@ impl InWorkspace<'_> {
 pub struct Listing {
     pub page: Pagination,
     pub include_deleted: bool,
+}
+
+/// What a new API key or public key is made of: a client names and
+/// describes both alike, the secret or value is made here.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: Name,
+    pub description: Option<Description>,
 }
 
 impl Service {

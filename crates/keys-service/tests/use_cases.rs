@@ -64,6 +64,30 @@ async fn fixture() -> Fixture {
     Fixture { service, clock, caller, _directory: directory }
 }
 
+/// A public key `web` in `staging` with secure mode on, so that it verifies
+/// only with a user token.
+async fn secure_public_key(service: &Service, caller: &Caller) -> keys_core::PublicKey {
+    let staging = service.in_workspace(caller, "staging").await.expect("workspace");
+    let new = keys_service::public_keys::NewPublicKey { name: Name::parse("web").expect("name"), description: None };
+    let public_key = staging.create_public_key(new).await.expect("public key");
+    let patch = keys_core::PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() };
+    staging.patch_public_key(&public_key.id, patch).await.expect("secure mode on");
+    public_key
+}
+
+/// Rolls the signing key `uid` of `staging`, the old key verifying for
+/// `grace_seconds` more.
+async fn roll_with_grace(
+    service: &Service,
+    caller: &Caller,
+    uid: &keys_core::SigningKeyUid,
+    grace_seconds: u64,
+) -> keys_service::signing_keys::IssuedSigningKey {
+    let grace = GracePeriod::from_seconds(grace_seconds).expect("grace");
+    let staging = service.in_workspace(caller, "staging").await.expect("workspace");
+    staging.roll_signing_key(uid, Some(grace)).await.expect("rolled")
+}
+
 fn user_token(private_key_pem: &str, kid: &str, exp: i64) -> String {
     let claims = json!({"entity_type": "subscriber", "entity_id": "user-1", "exp": exp, "iat": T0});
     mint::sign(&claims, Some(kid), private_key_pem, Algorithm::Es256).expect("signs")
@@ -77,26 +101,9 @@ async fn a_rolled_signing_key_verifies_until_its_grace_ends_on_the_injected_cloc
     let old_pem = issued.pair.private_key_pem();
     let old_kid = issued.key.uid.as_str().to_owned();
 
-    let staging = service.in_workspace(&caller, "staging").await.expect("workspace");
-    let new = keys_service::public_keys::NewPublicKey { name: Name::parse("web").expect("name"), description: None };
-    let public_key = staging.create_public_key(new).await.expect("public key");
-    let patch = keys_core::PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() };
-    service
-        .in_workspace(&caller, "staging")
-        .await
-        .expect("workspace")
-        .patch_public_key(&public_key.id, patch)
-        .await
-        .expect("secure mode on");
+    let public_key = secure_public_key(&service, &caller).await;
 
-    let grace = GracePeriod::from_seconds(600).expect("grace");
-    service
-        .in_workspace(&caller, "staging")
-        .await
-        .expect("workspace")
-        .roll_signing_key(&issued.key.uid, Some(grace))
-        .await
-        .expect("rolled");
+    roll_with_grace(&service, &caller, &issued.key.uid, 600).await;
 
     // The token itself is valid for a day; only the key's grace matters.
     let token = user_token(&old_pem, &old_kid, T0 + 86_400);
@@ -199,24 +206,7 @@ fn kidless_token(private_key_pem: &str, tenant: &str, exp: i64) -> String {
 #[tokio::test]
 async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_keys() {
     let Fixture { service, clock, caller, _directory } = fixture().await;
-    let public_key = service
-        .in_workspace(&caller, "staging")
-        .await
-        .expect("workspace")
-        .create_public_key(keys_service::public_keys::NewPublicKey {
-            name: Name::parse("web").expect("name"),
-            description: None,
-        })
-        .await
-        .expect("public key");
-    let patch = keys_core::PublicKeyPatch { is_secure_mode_enabled: Some(true), ..Default::default() };
-    service
-        .in_workspace(&caller, "staging")
-        .await
-        .expect("workspace")
-        .patch_public_key(&public_key.id, patch)
-        .await
-        .expect("secure mode on");
+    let public_key = secure_public_key(&service, &caller).await;
     let verify = |token: String, tenant: &'static str| {
         let service = &service;
         let caller = &caller;
@@ -246,14 +236,7 @@ async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_
 
     // After a roll with grace both keys verify kid-less tokens; after the
     // grace only the new one does.
-    let grace = GracePeriod::from_seconds(300).expect("grace");
-    let second = service
-        .in_workspace(&caller, "staging")
-        .await
-        .expect("workspace")
-        .roll_signing_key(&first.key.uid, Some(grace))
-        .await
-        .expect("rolled");
+    let second = roll_with_grace(&service, &caller, &first.key.uid, 300).await;
     let second_pem = second.pair.private_key_pem();
     assert!(verify(kidless_token(&first_pem, "acme", T0 + 6_000), "acme").await.is_ok());
     assert!(verify(kidless_token(&second_pem, "acme", T0 + 6_000), "acme").await.is_ok());

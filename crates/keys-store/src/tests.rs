@@ -41,6 +41,16 @@ fn fixture() -> Fixture {
     Fixture { organisation, workspace, actor: Actor::new("Ada", "ada@example.com"), rng }
 }
 
+impl Fixture {
+    /// A public key of the fixture's workspace named `name`, with the value
+    /// `SS.PUBK.{name}`, as `ring` creates it.
+    fn public_key(&mut self, ring: &mut PublicKeyRing, name: &str, now: time::OffsetDateTime) -> keys_core::PublicKey {
+        let id = PublicKeyId::generate(now, &mut self.rng);
+        let value = format!("SS.PUBK.{name}");
+        ring.create(id, self.workspace.uid.clone(), value, Name::parse(name).unwrap(), None, &self.actor, now).clone()
+    }
+}
+
 fn expect_refused(result: Result<(), StoreError>, expected: CoreError) {
     match result {
         Err(StoreError::Refused(refusal)) => assert_eq!(refusal, expected),
@@ -70,17 +80,7 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
     let active = ring.create(material(&mut fixture.rng), &fixture.actor, now).unwrap().clone();
     repo::insert_signing_key(&mut *writer, &active).await.unwrap();
     let mut public_keys = PublicKeyRing::default();
-    let default = public_keys
-        .create(
-            PublicKeyId::generate(now, &mut fixture.rng),
-            fixture.workspace.uid.clone(),
-            "SS.PUBK.one".to_owned(),
-            Name::parse("one").unwrap(),
-            None,
-            &fixture.actor,
-            now,
-        )
-        .clone();
+    let default = fixture.public_key(&mut public_keys, "one", now);
     repo::insert_public_key(&mut *writer, &default).await.unwrap();
     writer.commit().await.unwrap();
 
@@ -112,17 +112,7 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
     drop(writer);
     let mut writer = DB::writer(&store.pool).await.unwrap();
     let mut blind = PublicKeyRing::default();
-    let second_default = blind
-        .create(
-            PublicKeyId::generate(now, &mut fixture.rng),
-            fixture.workspace.uid.clone(),
-            "SS.PUBK.two".to_owned(),
-            Name::parse("two").unwrap(),
-            None,
-            &fixture.actor,
-            now,
-        )
-        .clone();
+    let second_default = fixture.public_key(&mut blind, "two", now);
     assert!(matches!(repo::insert_public_key(&mut *writer, &second_default).await, Err(StoreError::Database { .. })));
     drop(writer);
 
@@ -228,17 +218,35 @@ async fn expect_new_actions(store: &impl Management, organisation: &Organisation
     assert_eq!(actions, RENAMED_ACTIONS.map(|(_, new)| new));
 }
 
+/// Migrates a database of `backend`'s first schema holding events under the
+/// old action names, opens the store on it and checks the new names.
+async fn old_actions_are_renamed<DB, S>(
+    backend: &str,
+    migrations: &std::path::Path,
+    pool: sqlx::Pool<DB>,
+    open: impl AsyncFnOnce(sqlx::Pool<DB>) -> S,
+) -> S
+where
+    DB: sqlx::Database,
+    DB::Connection: sqlx::migrate::Migrate + repo::Sql,
+    S: Management,
+{
+    first_migration(backend, migrations).await.run(&pool).await.unwrap();
+    let organisation = fixture().organisation;
+    write_old_actions(&mut *pool.acquire().await.unwrap(), &organisation).await;
+    let store = open(pool).await;
+    expect_new_actions(&store, &organisation).await;
+    store
+}
+
 #[tokio::test]
 async fn sqlite_migration_renames_old_audit_actions() {
     let directory = tempfile::tempdir().unwrap();
     let migrations = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", directory.path().join("keysd.db").display());
     let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    first_migration("sqlite", migrations.path()).await.run(&pool).await.unwrap();
-    let organisation = fixture().organisation;
-    write_old_actions(&mut *pool.acquire().await.unwrap(), &organisation).await;
-    let store = crate::SqliteStore::from_pool(pool).await.unwrap();
-    expect_new_actions(&store, &organisation).await;
+    let from_pool = async |pool| crate::SqliteStore::from_pool(pool).await.unwrap();
+    old_actions_are_renamed("sqlite", migrations.path(), pool, from_pool).await;
 }
 
 #[tokio::test]
@@ -246,11 +254,10 @@ async fn postgres_migration_renames_old_audit_actions() {
     let (url, name, mut connection) = fresh_postgres().await;
     let migrations = tempfile::tempdir().unwrap();
     let pool = sqlx::PgPool::connect(&url).await.unwrap();
-    first_migration("postgres", migrations.path()).await.run(&pool).await.unwrap();
-    let organisation = fixture().organisation;
-    write_old_actions(&mut *pool.acquire().await.unwrap(), &organisation).await;
-    let store = crate::PgStore::from_pool(pool).await.unwrap();
-    expect_new_actions(&store, &organisation).await;
+    let store = old_actions_are_renamed("postgres", migrations.path(), pool, async |pool| {
+        crate::PgStore::from_pool(pool).await.unwrap()
+    })
+    .await;
     store.close().await;
     connection.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.unwrap();
 }

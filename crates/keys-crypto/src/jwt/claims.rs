@@ -1,6 +1,8 @@
 //! Claims of a verified token, and the unverified views used to choose a
 //! key.
 
+use std::marker::PhantomData;
+
 use serde_json::{Map, Value};
 
 use super::{Algorithm, JwtError};
@@ -8,33 +10,45 @@ use super::{Algorithm, JwtError};
 /// The claims of a token whose signature and claim shapes have been verified
 /// (not its time window: that is keys-core's `TimePolicy`).
 /// Only [`crate::jwt::verify`] and [`crate::jwt::Verifier::verify`] make one.
+pub type Claims = ClaimSet<Verified>;
+
+/// Claims read from a token **without verifying anything**: not the
+/// signature, not the time window. Only for choosing which key to verify
+/// with (by `iss`, say); never for an authorisation decision. Deliberately a
+/// different type from [`Claims`], with no conversion into it.
+pub type UnverifiedClaims = ClaimSet<Unverified>;
+
+/// The mark of a [`Claims`]: its token's signature was checked.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Claims {
+pub struct Verified;
+
+/// The mark of an [`UnverifiedClaims`]: nothing about its token was checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unverified;
+
+/// A token's claims, marked by how far they were checked. The two marks
+/// make two types with no conversion between them, so unverified claims can
+/// never stand where verified ones are required; what both can do is
+/// written here once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimSet<Trust> {
     map: Map<String, Value>,
+    trust: PhantomData<Trust>,
 }
 
-impl Claims {
+impl<Trust> ClaimSet<Trust> {
     pub(crate) fn from_map(map: Map<String, Value>) -> Self {
-        Self { map }
+        Self { map, trust: PhantomData }
     }
 
-    /// Any claim.
+    /// Any claim (unverified on an [`UnverifiedClaims`]).
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.map.get(name)
     }
 
-    /// A claim if it is a string.
+    /// A claim if it is a string (unverified on an [`UnverifiedClaims`]).
     pub fn get_str(&self, name: &str) -> Option<&str> {
         self.map.get(name).and_then(Value::as_str)
-    }
-
-    /// A claim that must be present and a string.
-    pub fn require_str(&self, name: &'static str) -> Result<&str, JwtError> {
-        match self.map.get(name) {
-            None | Some(Value::Null) => Err(JwtError::MissingClaim(name)),
-            Some(Value::String(text)) => Ok(text),
-            Some(_) => Err(JwtError::InvalidClaim(name)),
-        }
     }
 
     /// `sub`, if a string.
@@ -45,6 +59,17 @@ impl Claims {
     /// `iss`, if a string.
     pub fn iss(&self) -> Option<&str> {
         self.get_str("iss")
+    }
+}
+
+impl ClaimSet<Verified> {
+    /// A claim that must be present and a string.
+    pub fn require_str(&self, name: &'static str) -> Result<&str, JwtError> {
+        match self.map.get(name) {
+            None | Some(Value::Null) => Err(JwtError::MissingClaim(name)),
+            Some(Value::String(text)) => Ok(text),
+            Some(_) => Err(JwtError::InvalidClaim(name)),
+        }
     }
 
     /// `jti`, if a string.
@@ -96,41 +121,6 @@ impl Claims {
     /// All claims as one JSON object value (for a `claims` response field).
     pub fn into_value(self) -> Value {
         Value::Object(self.map)
-    }
-}
-
-/// Claims read from a token **without verifying anything**: not the
-/// signature, not the time window. Only for choosing which key to verify
-/// with (by `iss`, say); never for an authorisation decision. Deliberately a
-/// different type from [`Claims`], with no conversion into it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct UnverifiedClaims {
-    map: Map<String, Value>,
-}
-
-impl UnverifiedClaims {
-    pub(crate) fn from_map(map: Map<String, Value>) -> Self {
-        Self { map }
-    }
-
-    /// Any claim, unverified.
-    pub fn get(&self, name: &str) -> Option<&Value> {
-        self.map.get(name)
-    }
-
-    /// A claim if it is a string, unverified.
-    pub fn get_str(&self, name: &str) -> Option<&str> {
-        self.map.get(name).and_then(Value::as_str)
-    }
-
-    /// `iss`, unverified.
-    pub fn iss(&self) -> Option<&str> {
-        self.get_str("iss")
-    }
-
-    /// `sub`, unverified.
-    pub fn sub(&self) -> Option<&str> {
-        self.get_str("sub")
     }
 }
 

@@ -47,21 +47,26 @@ fn with_payload(token: &str, payload: &Value) -> String {
     format!("{}.{}.{}", parts[0], encode_part(payload), parts[2])
 }
 
+/// What both key types promise of their PEMs: the private one is PKCS#8,
+/// the public one SPKI, the private PEM parses back into the same key (whose
+/// public PEM is `reparsed_public_pem`), and `private_key_base64` is the
+/// standard base64 of the private PEM text.
+fn assert_pems_round_trip(private_pem: &str, public_pem: &str, reparsed_public_pem: &str, private_base64: &str) {
+    assert!(private_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
+    assert!(public_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+    assert_eq!(reparsed_public_pem, public_pem);
+    let decoded = STANDARD.decode(private_base64.as_bytes()).unwrap();
+    assert_eq!(decoded, private_pem.as_bytes());
+}
+
 #[test]
 fn es256_round_trip_generate_pem_parse_sign_verify() {
     let pair = ec_key(1);
     let private_pem = pair.private_key_pem();
-    assert!(private_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
     assert!(private_pem.trim_end().ends_with("-----END PRIVATE KEY-----"));
     let public_pem = pair.public_key_pem();
-    assert!(public_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
-
-    // The private PEM parses back into the same key.
     let reparsed = EcKeyPair::from_pkcs8_pem(&private_pem).unwrap();
-    assert_eq!(reparsed.public_key_pem(), public_pem);
-    // private_key_base64 is the standard base64 of the PEM text.
-    let decoded = STANDARD.decode(pair.private_key_base64().as_bytes()).unwrap();
-    assert_eq!(decoded, private_pem.as_bytes());
+    assert_pems_round_trip(&private_pem, &public_pem, &reparsed.public_key_pem(), &pair.private_key_base64());
 
     let token = sign(&claims(), Some("signing_key_1"), &private_pem, Algorithm::Es256).unwrap();
     let key = VerificationKey::from_pem(Algorithm::Es256, &public_pem).unwrap();
@@ -90,13 +95,9 @@ fn es256_round_trip_generate_pem_parse_sign_verify() {
 fn rs256_round_trip_generate_pem_parse_sign_verify() {
     let pair = rsa_key();
     let private_pem = pair.private_key_pem();
-    assert!(private_pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
     let public_pem = pair.public_key_pem();
-    assert!(public_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
     let reparsed = RsaKeyPair::from_pkcs8_pem(&private_pem).unwrap();
-    assert_eq!(reparsed.public_key_pem(), public_pem);
-    let decoded = STANDARD.decode(pair.private_key_base64().as_bytes()).unwrap();
-    assert_eq!(decoded, private_pem.as_bytes());
+    assert_pems_round_trip(&private_pem, &public_pem, &reparsed.public_key_pem(), &pair.private_key_base64());
 
     let token = sign(&claims(), Some("01HZY"), &private_pem, Algorithm::Rs256).unwrap();
     let key = VerificationKey::from_pem(Algorithm::Rs256, &public_pem).unwrap();

@@ -3,7 +3,7 @@
 
 use http::StatusCode;
 use keys_core::{ApiKeyId, Description};
-use keys_service::api_keys::NewApiKey;
+use keys_service::workspaces::NewKey;
 
 use super::{in_workspace, key_id, listing, required_name, Caller, HttpResult, Input};
 use crate::dto::{ApiKeyDto, CreateKey, ListDto};
@@ -19,13 +19,17 @@ pub(crate) async fn list_api_keys(state: &AppState, caller: &Caller, workspace: 
     )
 }
 
-pub(crate) async fn create_api_key(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
+/// The new API key or public key a create request's body asks for.
+pub(crate) fn new_key(input: &Input) -> Result<NewKey, ApiError> {
     let body: CreateKey = input.json()?;
-    let new = NewApiKey {
+    Ok(NewKey {
         name: required_name(body.name.as_deref())?,
         description: Description::parse(body.description.as_deref())?,
-    };
-    let issued = in_workspace(state, caller, workspace).await?.create_api_key(new).await;
+    })
+}
+
+pub(crate) async fn create_api_key(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
+    let issued = in_workspace(state, caller, workspace).await?.create_api_key(new_key(input)?).await;
     let issued = issued.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
     let mut dto = ApiKeyDto::from(&issued.key);
     dto.api_key = Some(issued.secret.expose().to_owned());

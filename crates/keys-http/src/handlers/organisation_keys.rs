@@ -54,16 +54,26 @@ pub(crate) async fn delete_key(state: &AppState, caller: &Caller, organisation: 
     Ok(no_content())
 }
 
+/// What a public lookup by an id from the path finds: an id that does not
+/// parse and an id that finds nothing are both a 404 naming `kind` and the
+/// id as given.
+pub(crate) async fn found_by_id<Id, Invalid, Found>(
+    text: &str,
+    kind: &str,
+    parse: impl FnOnce(&str) -> Result<Id, Invalid>,
+    lookup: impl AsyncFnOnce(Id) -> Result<Option<Found>, ApiError>,
+) -> Result<Found, ApiError> {
+    let not_found = || ApiError::NotFound(format!("{kind} '{}' not found", echo(text)));
+    let id = parse(text).map_err(|_| not_found())?;
+    lookup(id).await?.ok_or_else(not_found)
+}
+
 /// `GET /keys/{key_id}`: public, for verifiers; deleted keys are gone.
 pub(crate) async fn public_key(state: &AppState, key_id: &str) -> HttpResult {
-    let not_found = || ApiError::NotFound(format!("key '{}' not found", echo(key_id)));
-    let id = OrganisationKeyId::parse(key_id).map_err(|_| not_found())?;
-    let key = state
-        .service
-        .public_organisation_key(&id)
-        .await
-        .map_err(|error| ApiError::from_service(error, "", "key"))?
-        .ok_or_else(not_found)?;
+    let key = found_by_id(key_id, "key", OrganisationKeyId::parse, async |id| {
+        state.service.public_organisation_key(&id).await.map_err(|error| ApiError::from_service(error, "", "key"))
+    })
+    .await?;
     json(StatusCode::OK, &OrganisationKeyDto::from(&key))
 }
 

@@ -2,10 +2,10 @@
 
 use http::StatusCode;
 use keys_core::{Description, DomainPattern, Name, PublicKeyId, PublicKeyPatch};
-use keys_service::public_keys::NewPublicKey;
 
-use super::{in_workspace, key_id, listing, required_name, Caller, HttpResult, Input};
-use crate::dto::{CreateKey, ListDto, NoFields, PatchPublicKey, PublicKeyDto};
+use super::api_keys::new_key;
+use super::{in_workspace, key_id, listing, Caller, HttpResult, Input};
+use crate::dto::{ListDto, NoFields, PatchPublicKey, PublicKeyDto};
 use crate::error::{json, no_content, ApiError};
 use crate::state::AppState;
 
@@ -17,12 +17,7 @@ pub(crate) async fn list_public_keys(state: &AppState, caller: &Caller, workspac
 }
 
 pub(crate) async fn create_public_key(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
-    let body: CreateKey = input.json()?;
-    let new = NewPublicKey {
-        name: required_name(body.name.as_deref())?,
-        description: Description::parse(body.description.as_deref())?,
-    };
-    let key = in_workspace(state, caller, workspace).await?.create_public_key(new).await;
+    let key = in_workspace(state, caller, workspace).await?.create_public_key(new_key(input)?).await;
     json(
         StatusCode::CREATED,
         &PublicKeyDto::from(&key.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?),

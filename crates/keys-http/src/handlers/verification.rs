@@ -109,13 +109,23 @@ fn store_failure(error: keys_store::StoreError) -> ApiError {
     ApiError::from_store(error, "key")
 }
 
-pub(crate) async fn api_key(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+/// Verifies the body's one required string `field` with `verify`: a field
+/// that is not a string is malformed and never reaches it.
+async fn verify_field<Verified>(
+    input: &Input,
+    field: &str,
+    verify: impl AsyncFnOnce(&str) -> Result<Result<Verified, Refusal>, keys_store::StoreError>,
+) -> Result<Result<Verified, Refusal>, ApiError> {
     let body = object(input)?;
-    let presented = required(&body, "api_key")?;
-    let verdict = match presented {
-        None => Err(malformed()),
-        Some(presented) => state.service.verify_api_key(caller, presented).await.map_err(store_failure)?,
-    };
+    match required(&body, field)? {
+        None => Ok(Err(malformed())),
+        Some(presented) => verify(presented).await.map_err(store_failure),
+    }
+}
+
+pub(crate) async fn api_key(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+    let verdict =
+        verify_field(input, "api_key", async |api_key| state.service.verify_api_key(caller, api_key).await).await?;
     let response = match &verdict {
         Ok(verified) => ApiKeyVerdict {
             valid: true,
@@ -154,12 +164,7 @@ pub(crate) async fn public_key(state: &AppState, caller: &Caller, input: &Input)
 }
 
 pub(crate) async fn jwt(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
-    let body = object(input)?;
-    let presented = required(&body, "token")?;
-    let verdict = match presented {
-        None => Err(malformed()),
-        Some(token) => state.service.verify_jwt(caller, token).await.map_err(store_failure)?,
-    };
+    let verdict = verify_field(input, "token", async |token| state.service.verify_jwt(caller, token).await).await?;
     let response = match verdict {
         Ok(verified) => JwtVerdict {
             valid: true,

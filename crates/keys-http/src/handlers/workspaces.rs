@@ -8,7 +8,8 @@
 use http::StatusCode;
 use keys_core::{Description, Mode, NewWorkspace, WorkspaceSlug, WorkspaceUid};
 
-use super::{echo, jwks_response, required_name, Caller, HttpResult, Input};
+use super::organisation_keys::found_by_id;
+use super::{jwks_response, required_name, Caller, HttpResult, Input};
 use crate::dto::{CreateWorkspace, ListDto, ListQuery, WorkspaceDto};
 use crate::error::{json, ApiError};
 use crate::state::AppState;
@@ -42,13 +43,9 @@ pub(crate) async fn create_workspace(state: &AppState, caller: &Caller, input: &
 /// `GET /v1/workspace/{workspace_uid}/jwks.json`: public, the keys that
 /// verify now (active, and rolled before their `expiry_at`).
 pub(crate) async fn workspace_jwks(state: &AppState, uid: &str, headers: &http::HeaderMap) -> HttpResult {
-    let not_found = || ApiError::NotFound(format!("workspace '{}' not found", echo(uid)));
-    let uid = WorkspaceUid::parse(uid).map_err(|_| not_found())?;
-    let published = state
-        .service
-        .workspace_jwks(&uid)
-        .await
-        .map_err(|error| ApiError::from_store(error, "workspace"))?
-        .ok_or_else(not_found)?;
+    let published = found_by_id(uid, "workspace", WorkspaceUid::parse, async |uid| {
+        state.service.workspace_jwks(&uid).await.map_err(|error| ApiError::from_store(error, "workspace"))
+    })
+    .await?;
     jwks_response(&published, headers)
 }

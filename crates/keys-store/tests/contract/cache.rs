@@ -31,38 +31,26 @@ struct Probe {
 
 /// Whether `cached` answers every lookup of `probe` as `reference` does.
 async fn answers_alike(cached: &dyn Store, reference: &dyn Store, probe: &Probe) -> bool {
-    for digest in &probe.token_digests {
-        if cached.service_token_by_digest(digest).await.unwrap()
-            != reference.service_token_by_digest(digest).await.unwrap()
-        {
-            return false;
-        }
+    // One loop per kind of lookup, each over the probe's keys of that kind.
+    macro_rules! alike_for_each {
+        ($($keys:ident => $lookup:ident),* $(,)?) => {
+            $(
+                for key in &probe.$keys {
+                    if cached.$lookup(key).await.unwrap() != reference.$lookup(key).await.unwrap() {
+                        return false;
+                    }
+                }
+            )*
+        };
     }
-    for digest in &probe.api_key_digests {
-        if cached.api_key_by_digest(digest).await.unwrap() != reference.api_key_by_digest(digest).await.unwrap() {
-            return false;
-        }
-    }
-    for value in &probe.public_key_values {
-        if cached.public_key_by_value(value).await.unwrap() != reference.public_key_by_value(value).await.unwrap() {
-            return false;
-        }
-    }
-    for uid in &probe.signing_key_uids {
-        if cached.signing_key_by_uid(uid).await.unwrap() != reference.signing_key_by_uid(uid).await.unwrap() {
-            return false;
-        }
-    }
-    for workspace in &probe.workspaces {
-        if cached.live_signing_keys(workspace).await.unwrap() != reference.live_signing_keys(workspace).await.unwrap() {
-            return false;
-        }
-    }
-    for id in &probe.organisation_keys {
-        if cached.organisation_key(id).await.unwrap() != reference.organisation_key(id).await.unwrap() {
-            return false;
-        }
-    }
+    alike_for_each!(
+        token_digests => service_token_by_digest,
+        api_key_digests => api_key_by_digest,
+        public_key_values => public_key_by_value,
+        signing_key_uids => signing_key_by_uid,
+        workspaces => live_signing_keys,
+        organisation_keys => organisation_key,
+    );
     true
 }
 
@@ -165,11 +153,17 @@ impl Check<'_> {
     }
 }
 
-/// Every kind of mutation, made through `check.writer`, each followed by a
-/// check that the cached store answers as the database. Before each
+/// A fixture written through `check.writer` from `seed`, then every kind of
+/// mutation, made through `check.writer`, each followed by a check that the
+/// cached store answers as the database. Before each
 /// mutation, what it will create is probed, so that the cache holds "not
 /// found" for it.
-async fn mutate_everything(check: Check<'_>, world: &mut World, fixture: &mut Fixture) {
+async fn mutate_everything(check: Check<'_>, seed: u64) {
+    let mut world = World::new(seed);
+    let world = &mut world;
+    let mut fixture = fixture(check.writer, world).await;
+    let fixture = &mut fixture;
+    check.seen("fixture", &fixture.probe).await;
     let writer = check.writer;
     let actor = fixture.actor.clone();
     let workspace = fixture.workspace.uid.clone();
@@ -229,16 +223,13 @@ pub async fn own_changes_are_seen_at_once(db: &TestDb) {
     // Entries outlive the test: only invalidation can refresh them.
     let cached = db.cached_store(long_lived()).await;
     let reference = db.store().await;
-    let mut world = World::new(41);
-    let mut fixture = fixture(cached.as_ref(), &mut world).await;
-    assert!(answers_alike(cached.as_ref(), reference.as_ref(), &fixture.probe).await);
     let check = Check {
         writer: cached.as_ref(),
         cached: cached.as_ref(),
         reference: reference.as_ref(),
         expect: Expect::AtOnce,
     };
-    mutate_everything(check, &mut world, &mut fixture).await;
+    mutate_everything(check, 41).await;
 }
 
 pub async fn other_stores_changes_are_seen_within_a_second(db: &TestDb) {
@@ -251,16 +242,13 @@ pub async fn other_stores_changes_are_seen_within_a_second(db: &TestDb) {
     };
     let cached = db.cached_store(config).await;
     let other = db.store().await;
-    let mut world = World::new(42);
-    let mut fixture = fixture(other.as_ref(), &mut world).await;
-    alike_within_a_second(cached.as_ref(), other.as_ref(), &fixture.probe, "fixture").await;
     let check = Check {
         writer: other.as_ref(),
         cached: cached.as_ref(),
         reference: other.as_ref(),
         expect: Expect::WithinASecond,
     };
-    mutate_everything(check, &mut world, &mut fixture).await;
+    mutate_everything(check, 42).await;
 }
 
 pub async fn the_cache_stays_within_its_capacity(db: &TestDb) {

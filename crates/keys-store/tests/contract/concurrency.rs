@@ -23,9 +23,7 @@ async fn two_stores(db: &TestDb, world: &mut World) -> ([Arc<dyn Store>; 2], Org
 
 /// Runs every attempt at once (they all pass a barrier first) and returns
 /// their results.
-async fn race<T: Send + 'static>(
-    attempts: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<T>> + Send>>>,
-) -> Vec<StoreResult<T>> {
+async fn race<T: Send + 'static>(attempts: Vec<Attempt<T>>) -> Vec<StoreResult<T>> {
     let barrier = Arc::new(Barrier::new(attempts.len()));
     let mut tasks = JoinSet::new();
     for attempt in attempts {
@@ -40,6 +38,20 @@ async fn race<T: Send + 'static>(
         results.push(joined.expect("task panicked"));
     }
     results
+}
+
+/// A write to race: a boxed future, so that different writes make one list.
+type Attempt<T> = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<T>> + Send>>;
+
+/// Makes `count` attempts, handing them the two stores in turn, races them
+/// and tallies their results.
+async fn race_alternating<T: std::fmt::Debug + Send + 'static>(
+    count: usize,
+    stores: &[Arc<dyn Store>; 2],
+    mut attempt: impl FnMut(Arc<dyn Store>) -> Attempt<T>,
+) -> (Vec<T>, Vec<Expected>) {
+    let attempts = (0..count).map(|index| attempt(stores[index % 2].clone())).collect();
+    tally(race(attempts).await)
 }
 
 /// Splits results into successes and refusals; any other error fails.
@@ -99,14 +111,12 @@ pub async fn concurrent_bootstraps_elect_one(db: &TestDb) {
 pub async fn concurrent_signing_key_creates_leave_one_active(db: &TestDb) {
     let mut world = World::new(22);
     let (stores, _, workspace) = two_stores(db, &mut world).await;
-    let attempts = (0..60)
-        .map(|index| {
-            let (store, uid, actor) = (stores[index % 2].clone(), workspace.uid.clone(), world.actor.clone());
-            let (new, now) = (world.signing_key(), world.tick(1));
-            Box::pin(async move { store.create_signing_key(&uid, new, &actor, now).await }) as _
-        })
-        .collect();
-    let (created, refusals) = tally(race(attempts).await);
+    let (created, refusals) = race_alternating(60, &stores, |store| {
+        let (uid, actor) = (workspace.uid.clone(), world.actor.clone());
+        let (new, now) = (world.signing_key(), world.tick(1));
+        Box::pin(async move { store.create_signing_key(&uid, new, &actor, now).await })
+    })
+    .await;
     assert_eq!(created.len(), 1, "{created:?}");
     assert_eq!(refusals.len(), 59);
     assert!(
@@ -123,14 +133,12 @@ pub async fn concurrent_rolls_leave_one_active(db: &TestDb) {
     let actor = world.actor.clone();
     let original =
         stores[0].create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(1)).await.unwrap();
-    let attempts = (0..50)
-        .map(|index| {
-            let (store, uid, actor) = (stores[index % 2].clone(), workspace.uid.clone(), actor.clone());
-            let (key, new, now) = (original.uid.clone(), world.signing_key(), world.tick(1));
-            Box::pin(async move { store.roll_signing_key(&uid, &key, None, new, &actor, now).await }) as _
-        })
-        .collect();
-    let (rolls, refusals) = tally(race(attempts).await);
+    let (rolls, refusals) = race_alternating(50, &stores, |store| {
+        let (uid, actor) = (workspace.uid.clone(), actor.clone());
+        let (key, new, now) = (original.uid.clone(), world.signing_key(), world.tick(1));
+        Box::pin(async move { store.roll_signing_key(&uid, &key, None, new, &actor, now).await })
+    })
+    .await;
     assert_eq!(rolls.len(), 1, "{rolls:?}");
     assert_eq!(refusals.len(), 49);
     assert!(
@@ -151,15 +159,12 @@ pub async fn concurrent_rolls_leave_one_active(db: &TestDb) {
 pub async fn concurrent_public_key_creates_keep_one_default(db: &TestDb) {
     let mut world = World::new(24);
     let (stores, _, workspace) = two_stores(db, &mut world).await;
-    let attempts = (0..30)
-        .map(|index| {
-            let (store, uid, actor) = (stores[index % 2].clone(), workspace.uid.clone(), world.actor.clone());
-            let (id, value, now) = (world.public_key_id(), world.public_key_value(), world.tick(1));
-            Box::pin(async move { store.create_public_key(&uid, id, value, name_of("k"), None, &actor, now).await })
-                as _
-        })
-        .collect();
-    let (created, refusals): (Vec<PublicKey>, _) = tally(race(attempts).await);
+    let (created, refusals): (Vec<PublicKey>, _) = race_alternating(30, &stores, |store| {
+        let (uid, actor) = (workspace.uid.clone(), world.actor.clone());
+        let (id, value, now) = (world.public_key_id(), world.public_key_value(), world.tick(1));
+        Box::pin(async move { store.create_public_key(&uid, id, value, name_of("k"), None, &actor, now).await })
+    })
+    .await;
     assert!(refusals.is_empty(), "{refusals:?}");
     assert_eq!(created.len(), 30);
     assert_eq!(created.iter().filter(|key| key.is_default).count(), 1);
@@ -172,13 +177,11 @@ pub async fn concurrent_public_key_creates_keep_one_default(db: &TestDb) {
 pub async fn concurrent_workspace_creates_refuse_taken_slug(db: &TestDb) {
     let mut world = World::new(25);
     let (stores, organisation, _) = two_stores(db, &mut world).await;
-    let attempts = (0..20)
-        .map(|index| {
-            let (store, workspace) = (stores[index % 2].clone(), world.workspace(&organisation, "shared"));
-            Box::pin(async move { store.create_workspace(&workspace).await }) as _
-        })
-        .collect();
-    let (created, refusals) = tally(race(attempts).await);
+    let (created, refusals) = race_alternating(20, &stores, |store| {
+        let workspace = world.workspace(&organisation, "shared");
+        Box::pin(async move { store.create_workspace(&workspace).await })
+    })
+    .await;
     assert_eq!(created.len(), 1);
     assert_eq!(refusals.len(), 19);
     assert!(

@@ -12,15 +12,15 @@ mod lifecycle;
 mod secrets;
 mod support;
 
-/// Instantiates `module::test(&TestDb)` for each backend, as
-/// `sqlite::test` and `postgres::test`.
-macro_rules! on_both_backends {
-    ($($module:ident :: $test:ident),* $(,)?) => {
+/// Instantiates `module::test(&TestDb)` for each backend, with the
+/// databases `TestDb::$open` makes, as `sqlite::test` and `postgres::test`.
+macro_rules! per_backend {
+    ($open:ident; $($module:ident :: $test:ident),* $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let db = crate::support::TestDb::new(crate::support::Kind::Sqlite).await;
+                    let db = crate::support::TestDb::$open(crate::support::Kind::Sqlite).await;
                     crate::$module::$test(&db).await;
                 }
             )*
@@ -29,7 +29,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    let db = crate::support::TestDb::new(crate::support::Kind::Postgres).await;
+                    let db = crate::support::TestDb::$open(crate::support::Kind::Postgres).await;
                     crate::$module::$test(&db).await;
                 }
             )*
@@ -37,69 +37,50 @@ macro_rules! on_both_backends {
     };
 }
 
-/// Instantiates `module::test(&TestDb)` for each backend behind the
-/// verification cache, as `cached::sqlite::test` and `cached::postgres::test`.
-macro_rules! through_the_cache {
-    ($($module:ident :: $test:ident),* $(,)?) => {
+/// Instantiates every test for each backend, as `sqlite::test` and
+/// `postgres::test`, and those that read through lookups a second time
+/// behind the verification cache, as `cached::sqlite::test` and
+/// `cached::postgres::test`: each test is named once.
+macro_rules! contract_suite {
+    (
+        also_through_the_cache: [$($cached_module:ident :: $cached_test:ident),* $(,)?],
+        store_only: [$($module:ident :: $test:ident),* $(,)?] $(,)?
+    ) => {
+        per_backend!(new; $($cached_module::$cached_test,)* $($module::$test),*);
         mod cached {
-            mod sqlite {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $test() {
-                        let db = crate::support::TestDb::new_cached(crate::support::Kind::Sqlite).await;
-                        crate::$module::$test(&db).await;
-                    }
-                )*
-            }
-            mod postgres {
-                $(
-                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                    async fn $test() {
-                        let db = crate::support::TestDb::new_cached(crate::support::Kind::Postgres).await;
-                        crate::$module::$test(&db).await;
-                    }
-                )*
-            }
+            per_backend!(new_cached; $($cached_module::$cached_test),*);
         }
     };
 }
 
-through_the_cache!(
-    lifecycle::bootstrap_happens_once,
-    lifecycle::service_tokens_by_digest,
-    lifecycle::api_key_lifecycle,
-    lifecycle::public_key_lifecycle,
-    lifecycle::signing_key_lifecycle,
-    lifecycle::organisation_key_lifecycle,
-    lifecycle::missing_targets_are_not_found,
-    lifecycle::timestamps_read_back_exactly,
-    secrets::no_secret_reaches_the_database,
-);
-
-on_both_backends!(
-    cache::cached_lookups_answer_as_the_store_does,
-    cache::own_changes_are_seen_at_once,
-    cache::other_stores_changes_are_seen_within_a_second,
-    cache::the_cache_stays_within_its_capacity,
-    lifecycle::opens_migrates_and_pings,
-    lifecycle::bootstrap_happens_once,
-    lifecycle::organisations_and_name_refusal,
-    lifecycle::service_tokens_by_digest,
-    lifecycle::workspaces_slugs_and_listing,
-    lifecycle::api_key_lifecycle,
-    lifecycle::public_key_lifecycle,
-    lifecycle::signing_key_lifecycle,
-    lifecycle::organisation_key_lifecycle,
-    lifecycle::missing_targets_are_not_found,
-    lifecycle::timestamps_read_back_exactly,
-    lifecycle::lists_page_newest_first_with_ties,
-    lifecycle::audit_trail_records_every_mutation,
-    lifecycle::the_database_refuses_impossible_signing_key_lifecycles,
-    concurrency::concurrent_opens_migrate_once,
-    concurrency::concurrent_bootstraps_elect_one,
-    concurrency::concurrent_signing_key_creates_leave_one_active,
-    concurrency::concurrent_rolls_leave_one_active,
-    concurrency::concurrent_public_key_creates_keep_one_default,
-    concurrency::concurrent_workspace_creates_refuse_taken_slug,
-    secrets::no_secret_reaches_the_database,
-);
+contract_suite! {
+    also_through_the_cache: [
+        lifecycle::bootstrap_happens_once,
+        lifecycle::service_tokens_by_digest,
+        lifecycle::api_key_lifecycle,
+        lifecycle::public_key_lifecycle,
+        lifecycle::signing_key_lifecycle,
+        lifecycle::organisation_key_lifecycle,
+        lifecycle::missing_targets_are_not_found,
+        lifecycle::timestamps_read_back_exactly,
+        secrets::no_secret_reaches_the_database,
+    ],
+    store_only: [
+        cache::cached_lookups_answer_as_the_store_does,
+        cache::own_changes_are_seen_at_once,
+        cache::other_stores_changes_are_seen_within_a_second,
+        cache::the_cache_stays_within_its_capacity,
+        lifecycle::opens_migrates_and_pings,
+        lifecycle::organisations_and_name_refusal,
+        lifecycle::workspaces_slugs_and_listing,
+        lifecycle::lists_page_newest_first_with_ties,
+        lifecycle::audit_trail_records_every_mutation,
+        lifecycle::the_database_refuses_impossible_signing_key_lifecycles,
+        concurrency::concurrent_opens_migrate_once,
+        concurrency::concurrent_bootstraps_elect_one,
+        concurrency::concurrent_signing_key_creates_leave_one_active,
+        concurrency::concurrent_rolls_leave_one_active,
+        concurrency::concurrent_public_key_creates_keep_one_default,
+        concurrency::concurrent_workspace_creates_refuse_taken_slug,
+    ],
+}
