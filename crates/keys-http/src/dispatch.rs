@@ -44,7 +44,11 @@ where
         return Err(ApiError::MethodNotAllowed { allow: route.methods().cloned().collect() });
     };
     let limit = state.config.body_limit;
-    check_declared_length(request.headers(), limit)?;
+    // Public handlers never read a body, so its declared length is no
+    // reason to refuse them (a gateway may forward the client's).
+    if matches!(operation.handler, Handler::ServiceToken(_)) {
+        check_declared_length(request.headers(), limit)?;
+    }
     let head_only = request.method() == Method::HEAD;
     let (parts, body) = request.into_parts();
     let params = matched.params();
@@ -79,8 +83,11 @@ where
 /// The answer to `HEAD`: `GET`'s status and headers, its length, no body.
 fn without_body(response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
     let (mut parts, body) = response.into_parts();
-    let length = Body::size_hint(&body).exact().unwrap_or_default();
-    parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    // A 304 keeps no length of its own (RFC 9110 §8.6): only the 200's.
+    if parts.status != http::StatusCode::NOT_MODIFIED {
+        let length = Body::size_hint(&body).exact().unwrap_or_default();
+        parts.headers.insert(CONTENT_LENGTH, HeaderValue::from(length));
+    }
     Response::from_parts(parts, Full::new(Bytes::new()))
 }
 

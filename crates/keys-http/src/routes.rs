@@ -247,7 +247,10 @@ impl Route {
     /// The operation answering `method`: its own, or GET's for HEAD.
     pub fn operation(&self, method: &Method) -> Option<&'static Operation> {
         let wanted = if method == Method::HEAD { &Method::GET } else { method };
-        self.operations.iter().find(|operation| operation.method == *wanted)
+        let declared = self.operations.iter().find(|operation| operation.method == *wanted);
+        // A gateway's sub-request may keep any client method (Envoy forwards
+        // `PROPFIND` as it is): forward authentication answers them all.
+        declared.or_else(|| (self.pattern == FORWARD_AUTH_PATTERN).then(|| self.operations.first()).flatten())
     }
 
     /// Whether this is one of the verification endpoints, the hot path
@@ -262,6 +265,9 @@ impl Route {
 // the `fn` pointer of its `Handler` variant.
 
 const NOT_FOUND: (u16, Payload) = (404, Payload::Error);
+
+/// The forward-authentication route, which answers every method.
+pub(crate) const FORWARD_AUTH_PATTERN: &str = "/v1/auth/forward";
 
 /// Forward authentication answers every method the same way (a gateway's
 /// sub-request keeps the client's method); it authenticates the gateway by
@@ -634,7 +640,7 @@ pub static ROUTES: &[Route] = &[
     },
     // ---------------------------------------------------------- verification
     Route {
-        pattern: "/v1/auth/forward",
+        pattern: FORWARD_AUTH_PATTERN,
         dialect: Dialect::SuprSend,
         tag: Tag::Verification,
         operations: &[

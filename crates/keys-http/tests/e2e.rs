@@ -936,6 +936,7 @@ http {{
             proxy_set_header X-Keysd-Subject $keysd_subject;
             proxy_set_header X-Keysd-External-Id "";
             proxy_set_header X-Keysd-Scopes "";
+            proxy_set_header X-Keysd-Tenant-Id "";
             proxy_set_header X-Keysd-Service-Token "";
             add_header X-Keysd-Reason $keysd_reason always;
             proxy_pass http://127.0.0.1:{upstream};

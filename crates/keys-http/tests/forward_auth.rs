@@ -85,6 +85,22 @@ async fn every_credential_shape_and_every_refusal() {
         StatusCode::OK
     );
 
+    // Every identity header is on every 200, empty where it does not apply,
+    // so gateways that copy keysd's headers overwrite a client's forgeries.
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &[service, ("authorization", &bearer)]).await;
+    for name in ["x-keysd-entity-id", "x-keysd-subject", "x-keysd-external-id", "x-keysd-scopes"] {
+        assert_eq!(answer.headers[name], "", "{name}");
+    }
+    // Any method a gateway keeps, and a declared body length it forwards,
+    // are no reason to refuse: the body is never read.
+    let propfind = Method::from_bytes(b"PROPFIND").expect("method");
+    assert_eq!(
+        gateway.forward(propfind, "/v1/auth/forward", &[service, ("x-api-key", &secret)]).await.status,
+        StatusCode::OK
+    );
+    let declared = [service, ("x-api-key", secret.as_str()), ("content-length", "70000")];
+    assert_eq!(gateway.forward(Method::POST, "/v1/auth/forward", &declared).await.status, StatusCode::OK);
+
     // The gateway's own token.
     for headers in [
         vec![("authorization", bearer.as_str())],
@@ -104,6 +120,9 @@ async fn every_credential_shape_and_every_refusal() {
 
     // Missing, repeated, conflicting, oversized and garbage credentials: a
     // clean 401 with its reason, never another status.
+    // No credential at all: a challenge without an error code (RFC 6750).
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &[service]).await;
+    assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer realm=\"keysd\"");
     let huge = format!("Bearer SS.{}", "a".repeat(20_000));
     let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
         (vec![service], "credential_missing"),
@@ -126,6 +145,31 @@ async fn every_credential_shape_and_every_refusal() {
     let answer = gateway.forward(Method::GET, "/v1/auth/forward", &scoped).await;
     assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::FORBIDDEN, Some("insufficient_scope")));
     assert!(answer.headers[header::WWW_AUTHENTICATE].to_str().expect("ascii").contains("insufficient_scope"));
+
+    // A verified identity that cannot travel as a header value is refused,
+    // never granted without it.
+    let organisation = gateway.app.service().find_organisation("default").await.expect("lookup").expect("default").id;
+    let created = gateway
+        .manage(
+            Method::POST,
+            &format!("/api/organisations/v1/organisations/{organisation}/keys"),
+            Some(json!({"name": "k"})),
+        )
+        .await;
+    let private_key = created["privateKey"].as_str().expect("private key");
+    let issuer = format!("https://versori.com/sk/{}", created["id"].as_str().expect("id"));
+    let exp = time::OffsetDateTime::now_utc().unix_timestamp() + 600;
+    let sign = |sub: &str| {
+        let claims = json!({"iss": issuer, "sub": sub, "exp": exp});
+        keys_crypto::mint::sign(&claims, None, private_key, keys_crypto::Algorithm::Rs256).expect("signs")
+    };
+    let good = format!("JWT {}", sign("user-7"));
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &[service, ("authorization", &good)]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["x-keysd-subject"], "user-7");
+    let injected = format!("JWT {}", sign("user-7\r\nX-Keysd-Organisation: other"));
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &[service, ("authorization", &injected)]).await;
+    assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::UNAUTHORIZED, Some("malformed")));
 
     // Revocation is seen at once by the same process.
     let id = key["id"].as_str().expect("id");

@@ -15,8 +15,8 @@ pub const DEFAULT_LEEWAY_SECONDS: u32 = 60;
 /// "skew" allowance becomes a validity extension.
 pub const MAX_LEEWAY_SECONDS: u32 = 300;
 
-/// The time claims of a verified token, in whole Unix seconds. `exp` and
-/// `iat` of a fractional NumericDate are rounded down, `nbf` up, so that
+/// The time claims of a verified token, in whole Unix seconds. `exp` of a
+/// fractional NumericDate is rounded down, `nbf` and `iat` up, so that
 /// rounding never extends validity.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenTimes {

@@ -97,9 +97,10 @@ impl ClaimSet<Verified> {
         self.map.get("nbf").and_then(|value| numeric_date(value, Rounding::Up))
     }
 
-    /// `iat` in Unix seconds (a fractional value rounded down), if numeric.
+    /// `iat` in Unix seconds (a fractional value rounded up, so that the
+    /// future-`iat` check never gains a fraction of a second), if numeric.
     pub fn iat(&self) -> Option<i64> {
-        self.map.get("iat").and_then(|value| numeric_date(value, Rounding::Down))
+        self.map.get("iat").and_then(|value| numeric_date(value, Rounding::Up))
     }
 
     /// `exp`, `nbf` and `iat`, for keys-core's time policy. [`super::verify`]
@@ -143,9 +144,9 @@ impl Header {
 
 #[derive(Clone, Copy)]
 pub(crate) enum Rounding {
-    /// For `exp` and `iat`: a fractional expiry counts as the second before.
+    /// For `exp`: a fractional expiry counts as the second before.
     Down,
-    /// For `nbf`: a fractional start counts as the second after.
+    /// For `nbf` and `iat`: a fractional start counts as the second after.
     Up,
 }
 

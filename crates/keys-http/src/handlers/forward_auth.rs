@@ -60,7 +60,10 @@ fn refused(reason: &str) -> Response<Full<Bytes>> {
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(reason) {
         headers.insert(HeaderName::from_static(REASON_HEADER), value.clone());
-        let challenge = if status == StatusCode::FORBIDDEN {
+        let challenge = if reason == Denial::CredentialMissing.reason() {
+            // RFC 6750 §3.1: no error code when the request had no credential.
+            "Bearer realm=\"keysd\"".to_owned()
+        } else if status == StatusCode::FORBIDDEN {
             format!("Bearer realm=\"keysd\", error=\"insufficient_scope\", error_description=\"{reason}\"")
         } else {
             format!("Bearer realm=\"keysd\", error=\"invalid_token\", error_description=\"{reason}\"")
@@ -115,12 +118,6 @@ fn credential(headers: &HeaderMap) -> Result<Option<Credential<'_>>, ()> {
     }
 }
 
-fn set(response: &mut Response<Full<Bytes>>, name: &'static str, value: &str) {
-    if let Ok(value) = HeaderValue::from_str(value) {
-        response.headers_mut().insert(HeaderName::from_static(name), value);
-    }
-}
-
 fn record(state: &AppState, kind: &'static str, refusal: Option<Refusal>) {
     state.metrics.observe_verification(kind, refusal.map_or("valid", Refusal::reason));
 }
@@ -145,9 +142,8 @@ pub(crate) async fn forward(state: &AppState, headers: &HeaderMap) -> Result<Res
         Err(()) => return Ok(refused(Denial::Malformed.reason())),
     };
     let store_failure = |error| ApiError::internal("forward auth", &error);
-    let mut granted = Response::new(Full::new(Bytes::new()));
-    granted.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    set(&mut granted, "x-keysd-organisation", caller.scope().organisation_id().as_str());
+    let mut identity =
+        Identity { organisation: caller.scope().organisation_id().as_str().to_owned(), ..Identity::default() };
     match credential {
         Credential::ApiKey(presented) => {
             let Ok(required) = single(headers, REQUIRED_SCOPES_HEADER) else {
@@ -165,8 +161,8 @@ pub(crate) async fn forward(state: &AppState, headers: &HeaderMap) -> Result<Res
                 Ok(verified) => verified,
                 Err(refusal) => return Ok(refused(refusal.reason())),
             };
-            set(&mut granted, "x-keysd-workspace", verified.workspace().slug.as_str());
-            set(&mut granted, "x-keysd-key-id", verified.key().id.as_str());
+            identity.workspace = verified.workspace().slug.as_str().to_owned();
+            identity.key_id = verified.key().id.as_str().to_owned();
         }
         Credential::PublicKey(api_key) => {
             let (Ok(user_token), Ok(origin), Ok(tenant_id)) =
@@ -181,11 +177,9 @@ pub(crate) async fn forward(state: &AppState, headers: &HeaderMap) -> Result<Res
                 Ok(verified) => verified,
                 Err(refusal) => return Ok(refused(refusal.reason())),
             };
-            set(&mut granted, "x-keysd-workspace", verified.workspace.slug.as_str());
-            set(&mut granted, "x-keysd-key-id", verified.key.id.as_str());
-            if let Some(entity_id) = &verified.entity_id {
-                set(&mut granted, "x-keysd-entity-id", entity_id);
-            }
+            identity.workspace = verified.workspace.slug.as_str().to_owned();
+            identity.key_id = verified.key.id.as_str().to_owned();
+            identity.entity_id = verified.entity_id.unwrap_or_default();
         }
         Credential::Jwt(token) => {
             let verdict = state.service.verify_jwt(&caller, token).await.map_err(store_failure)?;
@@ -194,9 +188,46 @@ pub(crate) async fn forward(state: &AppState, headers: &HeaderMap) -> Result<Res
                 Ok(verified) => verified,
                 Err(refusal) => return Ok(refused(refusal.reason())),
             };
-            set(&mut granted, "x-keysd-key-id", verified.key_id.as_str());
-            set(&mut granted, "x-keysd-subject", &verified.sub);
+            identity.key_id = verified.key_id.as_str().to_owned();
+            identity.subject = verified.sub;
         }
     }
-    Ok(granted)
+    // An identity that cannot travel as header values (a `sub` with a line
+    // break, say) is refused rather than granted without it.
+    Ok(identity.into_response().unwrap_or_else(|| refused(Denial::Malformed.reason())))
+}
+
+/// What a granted request is, as the identity headers say it. Every header
+/// is sent on every 200, empty where it does not apply, so that a gateway
+/// that copies keysd's headers over the client's (Envoy's
+/// `allowed_upstream_headers`, Traefik's `authResponseHeaders`) overwrites
+/// every `X-Keysd-*` a client may have forged.
+#[derive(Debug, Default)]
+struct Identity {
+    organisation: String,
+    workspace: String,
+    key_id: String,
+    entity_id: String,
+    subject: String,
+}
+
+impl Identity {
+    fn into_response(self) -> Option<Response<Full<Bytes>>> {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        let headers = response.headers_mut();
+        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let values = [
+            ("x-keysd-organisation", self.organisation),
+            ("x-keysd-workspace", self.workspace),
+            ("x-keysd-key-id", self.key_id),
+            ("x-keysd-entity-id", self.entity_id),
+            ("x-keysd-subject", self.subject),
+            ("x-keysd-external-id", String::new()),
+            ("x-keysd-scopes", String::new()),
+        ];
+        for (name, value) in values {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_str(&value).ok()?);
+        }
+        Some(response)
+    }
 }
