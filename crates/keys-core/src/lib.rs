@@ -14,24 +14,30 @@
 //! transition method that returns `Result<_, CoreError>`. `restore` rebuilds
 //! an entity from what storage read back.
 
+mod api_key;
 mod digest;
 mod error;
 mod ids;
 mod organisation;
+mod organisation_key;
+mod public_key;
+mod service_token;
 mod signing_key;
 mod values;
 pub mod verify;
 mod workspace;
 
+pub use api_key::{ApiKey, ApiKeyState, NewApiKey};
 pub use digest::SecretDigest;
 pub use error::CoreError;
 pub use ids::{
     ulid, ApiKeyId, OrganisationId, OrganisationKeyId, PublicKeyId, ServiceTokenId, SigningKeyId, SigningKeyUid,
     WorkspaceUid,
 };
-pub use organisation::{
-    Organisation, OrganisationSigningKey, OrganisationSigningKeyState, ServiceTokenRecord, ServiceTokenState,
-};
+pub use organisation::Organisation;
+pub use organisation_key::{OrganisationSigningKey, OrganisationSigningKeyState};
+pub use public_key::{NewPublicKey, PublicKey, PublicKeyPatch, PublicKeyRing, PublicKeyState};
+pub use service_token::{ServiceTokenRecord, ServiceTokenState};
 pub use signing_key::{
     Deletion, GracePeriod, NewSigningKey, SigningKeyLifecycle, SigningKeyRing, SigningKeyState, SigningKeyStatus,
     StoredSigningKey, WorkspaceSigningKey,
@@ -40,6 +46,4 @@ pub use values::{
     origin_host, timestamp, Actor, Description, DomainPattern, Mode, Name, Page, Pagination, WorkspaceSlug,
     RESERVED_SLUGS,
 };
-pub use workspace::{
-    ApiKey, ApiKeyState, NewWorkspace, PublicKey, PublicKeyPatch, PublicKeyRing, PublicKeyState, Workspace,
-};
+pub use workspace::{NewWorkspace, Workspace};

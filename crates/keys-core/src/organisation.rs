@@ -1,12 +1,10 @@
-//! Organisations, their service tokens (metadata only) and their signing
-//! keys (Versori dialect).
-
-use std::ops::Deref;
+//! Organisations: the accounts that own workspaces, service tokens and
+//! organisation signing keys.
 
 use time::OffsetDateTime;
 
 use crate::values::timestamp;
-use crate::{Actor, CoreError, Name, OrganisationId, OrganisationKeyId, SecretDigest, ServiceTokenId};
+use crate::{Actor, Name, OrganisationId};
 
 /// An account: owns workspaces, service tokens and organisation signing keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,135 +22,5 @@ impl Organisation {
     /// The actor every service token of this organisation acts as.
     pub fn system_actor(&self) -> Actor {
         Actor::system_user(&self.id)
-    }
-}
-
-/// What is kept of a service token: its digest, never the token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceTokenState {
-    pub id: ServiceTokenId,
-    pub organisation_id: OrganisationId,
-    pub name: Name,
-    pub digest: SecretDigest,
-    pub actor: Actor,
-    pub created_at: OffsetDateTime,
-    pub revoked_at: Option<OffsetDateTime>,
-}
-
-/// A service token's metadata. Grants every workspace of its organisation
-/// and fills every `*_by` it causes with its actor.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceTokenRecord(ServiceTokenState);
-
-impl ServiceTokenRecord {
-    pub fn create(
-        id: ServiceTokenId,
-        organisation: &Organisation,
-        name: Name,
-        digest: SecretDigest,
-        now: OffsetDateTime,
-    ) -> Self {
-        Self(ServiceTokenState {
-            id,
-            organisation_id: organisation.id.clone(),
-            name,
-            digest,
-            actor: organisation.system_actor(),
-            created_at: timestamp(now),
-            revoked_at: None,
-        })
-    }
-
-    /// Rebuilds a record read back from storage.
-    pub fn restore(state: ServiceTokenState) -> Self {
-        Self(state)
-    }
-
-    pub fn revoke(&mut self, now: OffsetDateTime) -> Result<(), CoreError> {
-        if self.0.revoked_at.is_some() {
-            return Err(CoreError::AlreadyDeleted { kind: "service token" });
-        }
-        self.0.revoked_at = Some(timestamp(now));
-        Ok(())
-    }
-}
-
-impl Deref for ServiceTokenRecord {
-    type Target = ServiceTokenState;
-    fn deref(&self) -> &Self::Target {
-        &self.0
-    }
-}
-
-/// The stored half of an organisation signing key: the public key only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrganisationSigningKeyState {
-    pub id: OrganisationKeyId,
-    pub organisation_id: OrganisationId,
-    pub name: Name,
-    /// SPKI PEM of the RSA-2048 public key.
-    pub public_key_pem: String,
-    pub created_at: OffsetDateTime,
-    pub created_by: Option<Actor>,
-    pub deleted_at: Option<OffsetDateTime>,
-    pub deleted_by: Option<Actor>,
-}
-
-/// An organisation signing key (RS256). Any number per organisation; delete
-/// is terminal and invalidates every JWT the key signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrganisationSigningKey(OrganisationSigningKeyState);
-
-impl OrganisationSigningKey {
-    pub fn create(
-        id: OrganisationKeyId,
-        organisation_id: OrganisationId,
-        name: Name,
-        public_key_pem: String,
-        actor: &Actor,
-        now: OffsetDateTime,
-    ) -> Self {
-        Self(OrganisationSigningKeyState {
-            id,
-            organisation_id,
-            name,
-            public_key_pem,
-            created_at: timestamp(now),
-            created_by: Some(actor.clone()),
-            deleted_at: None,
-            deleted_by: None,
-        })
-    }
-
-    pub fn restore(state: OrganisationSigningKeyState) -> Self {
-        Self(state)
-    }
-
-    /// Whether the key may verify tokens (and so be listed in the JWKS):
-    /// until it is deleted. The one rule both the JWKS and
-    /// [`crate::verify::decide_organisation_key`] follow.
-    pub fn verifies(&self) -> bool {
-        !self.is_deleted()
-    }
-
-    pub fn is_deleted(&self) -> bool {
-        self.0.deleted_at.is_some()
-    }
-
-    /// Deletes the key; deleting a deleted key is refused.
-    pub fn delete(&mut self, actor: &Actor, now: OffsetDateTime) -> Result<(), CoreError> {
-        if self.is_deleted() {
-            return Err(CoreError::AlreadyDeleted { kind: "organisation signing key" });
-        }
-        self.0.deleted_at = Some(timestamp(now));
-        self.0.deleted_by = Some(actor.clone());
-        Ok(())
-    }
-}
-
-impl Deref for OrganisationSigningKey {
-    type Target = OrganisationSigningKeyState;
-    fn deref(&self) -> &Self::Target {
-        &self.0
     }
 }

@@ -120,12 +120,14 @@ fn run(ops: Vec<Op>) {
             Op::Tick(seconds) => clock += seconds,
             Op::CreateApiKey(w) => {
                 let key = ApiKey::create(
-                    ApiKeyId::generate(now, &mut rng),
-                    sut[w].uid.clone(),
-                    name("k"),
-                    None,
-                    SecretDigest::from_bytes([w as u8; 32]),
-                    "SS.xxxxxxx*****".into(),
+                    keys_core::NewApiKey {
+                        id: ApiKeyId::generate(now, &mut rng),
+                        workspace: sut[w].uid.clone(),
+                        name: name("k"),
+                        description: None,
+                        digest: SecretDigest::from_bytes([w as u8; 32]),
+                        masked_api_key: "SS.xxxxxxx*****".into(),
+                    },
                     &actor(),
                     now,
                 );
@@ -143,11 +145,13 @@ fn run(ops: Vec<Op>) {
                 let id = PublicKeyId::generate(now, &mut rng);
                 let uid = sut[w].uid.clone();
                 let key = sut[w].public_ring.create(
-                    id.clone(),
-                    uid,
-                    format!("SS.PUBK.{clock}"),
-                    name("p"),
-                    None,
+                    keys_core::NewPublicKey {
+                        id: id.clone(),
+                        workspace: uid,
+                        value: format!("SS.PUBK.{clock}"),
+                        name: name("p"),
+                        description: None,
+                    },
                     &actor(),
                     now,
                 );

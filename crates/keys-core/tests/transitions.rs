@@ -94,12 +94,14 @@ fn api_key_delete_is_terminal() {
     let workspace = workspace_of(&organisation, &mut rng);
     let mine = Scope::organisation(&organisation);
     let mut key = ApiKey::create(
-        ApiKeyId::generate(t0(), &mut rng),
-        workspace.uid.clone(),
-        name("backend"),
-        None,
-        SecretDigest::from_bytes([1; 32]),
-        "SS.abcdefg*****".into(),
+        keys_core::NewApiKey {
+            id: ApiKeyId::generate(t0(), &mut rng),
+            workspace: workspace.uid.clone(),
+            name: name("backend"),
+            description: None,
+            digest: SecretDigest::from_bytes([1; 32]),
+            masked_api_key: "SS.abcdefg*****".into(),
+        },
         &actor(),
         t0(),
     );
@@ -123,11 +125,13 @@ fn ring_with(count: usize, rng: &mut rand_chacha::ChaCha8Rng) -> (PublicKeyRing,
     for index in 0..count {
         let id = PublicKeyId::generate(at(index as i64), rng);
         ring.create(
-            id.clone(),
-            workspace.clone(),
-            format!("SS.PUBK.{index}"),
-            name("web"),
-            None,
+            keys_core::NewPublicKey {
+                id: id.clone(),
+                workspace: workspace.clone(),
+                value: format!("SS.PUBK.{index}"),
+                name: name("web"),
+                description: None,
+            },
             &actor(),
             at(index as i64),
         );
@@ -152,11 +156,13 @@ fn first_public_key_is_default_and_default_is_protected() {
     assert!(ring.keys().is_empty());
     // A new key in an empty workspace becomes its default again.
     let fresh = ring.create(
-        PublicKeyId::generate(at(14), &mut rng),
-        workspace_uid(&mut rng),
-        "SS.PUBK.x".into(),
-        name("n"),
-        None,
+        keys_core::NewPublicKey {
+            id: PublicKeyId::generate(at(14), &mut rng),
+            workspace: workspace_uid(&mut rng),
+            value: "SS.PUBK.x".into(),
+            name: name("n"),
+            description: None,
+        },
         &actor(),
         at(14),
     );

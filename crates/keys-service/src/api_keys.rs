@@ -29,12 +29,14 @@ impl InWorkspace<'_> {
         let mut rng = self.service.rng();
         let secret = ApiKeySecret::generate(&mut rng);
         let key = ApiKey::create(
-            ApiKeyId::generate(now, &mut rng),
-            self.workspace.uid.clone(),
-            new.name,
-            new.description,
-            secret.digest(),
-            secret.masked(),
+            keys_core::NewApiKey {
+                id: ApiKeyId::generate(now, &mut rng),
+                workspace: self.workspace.uid.clone(),
+                name: new.name,
+                description: new.description,
+                digest: secret.digest(),
+                masked_api_key: secret.masked(),
+            },
             self.caller.actor(),
             now,
         );

@@ -23,8 +23,9 @@ impl InWorkspace<'_> {
         let mut rng = self.service.rng();
         let value = PublicKeyValue::generate(&mut rng).as_str().to_owned();
         let id = PublicKeyId::generate(now, &mut rng);
-        let (uid, actor) = (&self.workspace.uid, self.caller.actor());
-        Ok(self.service.store.create_public_key(uid, id, value, new.name, new.description, actor, now).await?)
+        let workspace = self.workspace.uid.clone();
+        let new = keys_core::NewPublicKey { id, workspace, value, name: new.name, description: new.description };
+        Ok(self.service.store.create_public_key(new, self.caller.actor(), now).await?)
     }
 
     pub async fn patch_public_key(&self, id: &PublicKeyId, patch: PublicKeyPatch) -> ServiceResult<PublicKey> {

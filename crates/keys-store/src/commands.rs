@@ -33,7 +33,7 @@
 
 use async_trait::async_trait;
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, CoreError, Description, GracePeriod, Name, NewSigningKey, Organisation, OrganisationId,
+    Actor, ApiKey, ApiKeyId, CoreError, GracePeriod, NewPublicKey, NewSigningKey, Organisation, OrganisationId,
     OrganisationKeyId, OrganisationSigningKey, PublicKey, PublicKeyId, PublicKeyPatch, PublicKeyRing,
     ServiceTokenRecord, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
@@ -220,11 +220,7 @@ pub enum Command {
     /// Through the workspace's `PublicKeyRing`: the first live key is the
     /// default.
     CreatePublicKey {
-        workspace: WorkspaceUid,
-        id: PublicKeyId,
-        value: String,
-        name: Name,
-        description: Option<Description>,
+        new: NewPublicKey,
         actor: Actor,
         now: OffsetDateTime,
     },
@@ -389,7 +385,7 @@ impl Command {
             Self::DeleteOrganisationKey { organisation, .. } => Lock::Organisation(organisation),
             Self::CreateApiKey(key) => Lock::Workspace(&key.workspace),
             Self::DeleteApiKey { workspace, .. }
-            | Self::CreatePublicKey { workspace, .. }
+            | Self::CreatePublicKey { new: NewPublicKey { workspace, .. }, .. }
             | Self::ChangePublicKey { workspace, .. }
             | Self::DeletePublicKey { workspace, .. }
             | Self::CreateSigningKey { workspace, .. }
@@ -449,10 +445,10 @@ impl Command {
                 let change = Change::ApiKey(key.digest);
                 Ok(Applied::one(Outcome::ApiKey(key), event, change))
             }
-            Self::CreatePublicKey { id, value, name, description, actor, now, .. } => {
+            Self::CreatePublicKey { new, actor, now } => {
                 let workspace = locked_workspace(locked)?;
                 let mut ring = PublicKeyRing::restore(repo::live_public_keys(sql, &workspace.uid).await?);
-                let key = ring.create(id, workspace.uid.clone(), value, name, description, &actor, now).clone();
+                let key = ring.create(new, &actor, now).clone();
                 repo::insert_public_key(sql, &key).await?;
                 let (action, at) = (AuditAction::PublicApiKeyGenerated, key.created_at);
                 let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.id.as_str(), at);
@@ -611,18 +607,8 @@ pub trait Mutations: Send + Sync {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn create_public_key(
-        &self,
-        workspace: &WorkspaceUid,
-        id: PublicKeyId,
-        value: String,
-        name: Name,
-        description: Option<Description>,
-        actor: &Actor,
-        now: OffsetDateTime,
-    ) -> StoreResult<PublicKey> {
-        let (workspace, actor) = (workspace.clone(), actor.clone());
-        let command = Command::CreatePublicKey { workspace, id, value, name, description, actor, now };
+    async fn create_public_key(&self, new: NewPublicKey, actor: &Actor, now: OffsetDateTime) -> StoreResult<PublicKey> {
+        let command = Command::CreatePublicKey { new, actor: actor.clone(), now };
         outcome_of(self.execute(command).await?, public_key)
     }
 

@@ -47,7 +47,18 @@ impl Fixture {
     fn public_key(&mut self, ring: &mut PublicKeyRing, name: &str, now: time::OffsetDateTime) -> keys_core::PublicKey {
         let id = PublicKeyId::generate(now, &mut self.rng);
         let value = format!("SS.PUBK.{name}");
-        ring.create(id, self.workspace.uid.clone(), value, Name::parse(name).unwrap(), None, &self.actor, now).clone()
+        ring.create(
+            keys_core::NewPublicKey {
+                id,
+                workspace: self.workspace.uid.clone(),
+                value,
+                name: Name::parse(name).unwrap(),
+                description: None,
+            },
+            &self.actor,
+            now,
+        )
+        .clone()
     }
 }
 

@@ -83,8 +83,20 @@ async fn fixture(store: &dyn Store, world: &mut World) -> Fixture {
     let api_key = world.api_key(&workspace, "backend");
     store.create_api_key(&api_key).await.unwrap();
     let (id, value, now) = (world.public_key_id(), world.public_key_value(), world.tick(1));
-    let public_key =
-        store.create_public_key(&workspace.uid, id, value, name_of("web"), None, &actor, now).await.unwrap();
+    let public_key = store
+        .create_public_key(
+            keys_core::NewPublicKey {
+                workspace: workspace.uid.clone(),
+                id,
+                value,
+                name: name_of("web"),
+                description: None,
+            },
+            &actor,
+            now,
+        )
+        .await
+        .unwrap();
     let signing_key =
         store.create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(1)).await.unwrap();
     let organisation_key = world.organisation_key(&organisation, "versori");
@@ -351,11 +363,13 @@ async fn every_command_announces_the_change_it_returns() {
             now: world.tick(1),
         },
         Command::CreatePublicKey {
-            workspace: uid.clone(),
-            id: public_key.clone(),
-            value,
-            name: name_of("p"),
-            description: None,
+            new: keys_core::NewPublicKey {
+                workspace: uid.clone(),
+                id: public_key.clone(),
+                value,
+                name: name_of("p"),
+                description: None,
+            },
             actor: actor.clone(),
             now: world.tick(1),
         },

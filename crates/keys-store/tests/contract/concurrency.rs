@@ -162,7 +162,21 @@ pub async fn concurrent_public_key_creates_keep_one_default(db: &TestDb) {
     let (created, refusals): (Vec<PublicKey>, _) = race_alternating(30, &stores, |store| {
         let (uid, actor) = (workspace.uid.clone(), world.actor.clone());
         let (id, value, now) = (world.public_key_id(), world.public_key_value(), world.tick(1));
-        Box::pin(async move { store.create_public_key(&uid, id, value, name_of("k"), None, &actor, now).await })
+        Box::pin(async move {
+            store
+                .create_public_key(
+                    keys_core::NewPublicKey {
+                        workspace: uid.clone(),
+                        id,
+                        value,
+                        name: name_of("k"),
+                        description: None,
+                    },
+                    &actor,
+                    now,
+                )
+                .await
+        })
     })
     .await;
     assert!(refusals.is_empty(), "{refusals:?}");

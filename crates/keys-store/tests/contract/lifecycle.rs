@@ -203,14 +203,35 @@ pub async fn public_key_lifecycle(db: &TestDb) {
         (world.public_key_id(), world.public_key_value(), name_of(name), now)
     };
     let (id, value, name, now) = create(&mut world, "web");
-    let default = store.create_public_key(&workspace.uid, id, value, name, None, &actor, now).await.unwrap();
+    let default = store
+        .create_public_key(
+            keys_core::NewPublicKey { workspace: workspace.uid.clone(), id, value, name, description: None },
+            &actor,
+            now,
+        )
+        .await
+        .unwrap();
     assert!(default.is_default);
     assert_eq!(default.created_at, now);
     let (id, value, name, now) = create(&mut world, "mobile");
-    let mobile = store.create_public_key(&workspace.uid, id, value, name, None, &actor, now).await.unwrap();
+    let mobile = store
+        .create_public_key(
+            keys_core::NewPublicKey { workspace: workspace.uid.clone(), id, value, name, description: None },
+            &actor,
+            now,
+        )
+        .await
+        .unwrap();
     assert!(!mobile.is_default);
     let (id, value, name, now) = create(&mut world, "elsewhere");
-    let foreign = store.create_public_key(&other.uid, id, value, name, None, &actor, now).await.unwrap();
+    let foreign = store
+        .create_public_key(
+            keys_core::NewPublicKey { workspace: other.uid.clone(), id, value, name, description: None },
+            &actor,
+            now,
+        )
+        .await
+        .unwrap();
     assert!(foreign.is_default, "defaults are per workspace");
 
     assert_eq!(store.public_key_by_value(&mobile.api_key).await.unwrap(), Some((mobile.clone(), workspace.clone())));
@@ -290,7 +311,14 @@ pub async fn public_key_lifecycle(db: &TestDb) {
     let deleted_default = store.delete_public_key(&workspace.uid, &default.id, &actor, now).await.unwrap();
     assert!(deleted_default.is_deleted());
     let (id, value, name, now) = create(&mut world, "fresh");
-    let fresh = store.create_public_key(&workspace.uid, id, value, name, None, &actor, now).await.unwrap();
+    let fresh = store
+        .create_public_key(
+            keys_core::NewPublicKey { workspace: workspace.uid.clone(), id, value, name, description: None },
+            &actor,
+            now,
+        )
+        .await
+        .unwrap();
     assert!(fresh.is_default);
 
     let live = store.list_public_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
@@ -453,7 +481,19 @@ pub async fn missing_targets_are_not_found(db: &TestDb) {
     assert_refused(store.delete_api_key(&ghost.uid, &api_key, &actor, now).await, workspace_missing.clone());
     let (id, value) = (world.public_key_id(), world.public_key_value());
     assert_refused(
-        store.create_public_key(&ghost.uid, id, value, name_of("k"), None, &actor, now).await,
+        store
+            .create_public_key(
+                keys_core::NewPublicKey {
+                    workspace: ghost.uid.clone(),
+                    id,
+                    value,
+                    name: name_of("k"),
+                    description: None,
+                },
+                &actor,
+                now,
+            )
+            .await,
         workspace_missing.clone(),
     );
     let public_key = PublicKeyId::generate(now, &mut world.rng);
@@ -595,8 +635,20 @@ pub async fn audit_trail_records_every_mutation(db: &TestDb) {
     store.create_api_key(&api_key).await.unwrap();
     store.delete_api_key(&workspace.uid, &api_key.id, &actor, world.tick(10)).await.unwrap();
     let (id, value) = (world.public_key_id(), world.public_key_value());
-    let public_key =
-        store.create_public_key(&workspace.uid, id, value, name_of("p"), None, &actor, world.tick(10)).await.unwrap();
+    let public_key = store
+        .create_public_key(
+            keys_core::NewPublicKey {
+                workspace: workspace.uid.clone(),
+                id,
+                value,
+                name: name_of("p"),
+                description: None,
+            },
+            &actor,
+            world.tick(10),
+        )
+        .await
+        .unwrap();
     let patch = PublicKeyChange::Patch(PublicKeyPatch::default());
     store.change_public_key(&workspace.uid, &public_key.id, patch, &actor, world.tick(10)).await.unwrap();
     let rotate = PublicKeyChange::Rotate(world.public_key_value());
@@ -702,8 +754,20 @@ async fn transcript(store: &dyn Store) -> Vec<String> {
             store.delete_api_key(&workspace.uid, &key.id, &actor, world.now).await.unwrap();
         }
         let (id, value) = (world.public_key_id(), world.public_key_value());
-        let public_key =
-            store.create_public_key(&workspace.uid, id, value, name_of("p"), None, &actor, world.now).await.unwrap();
+        let public_key = store
+            .create_public_key(
+                keys_core::NewPublicKey {
+                    workspace: workspace.uid.clone(),
+                    id,
+                    value,
+                    name: name_of("p"),
+                    description: None,
+                },
+                &actor,
+                world.now,
+            )
+            .await
+            .unwrap();
         if index % 3 == 2 {
             store.delete_public_key(&workspace.uid, &public_key.id, &actor, world.now).await.unwrap();
         }

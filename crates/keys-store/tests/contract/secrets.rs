@@ -64,12 +64,14 @@ pub async fn no_secret_reaches_the_database(db: &TestDb) {
         secrets.add("api key body", &secret.expose()[3..]);
         must_find.push(secret.masked());
         let key = ApiKey::create(
-            ApiKeyId::generate(world.now, &mut world.rng),
-            workspace.uid.clone(),
-            name_of("server"),
-            Description::parse(Some("backend")).unwrap(),
-            secret.digest(),
-            secret.masked(),
+            keys_core::NewApiKey {
+                id: ApiKeyId::generate(world.now, &mut world.rng),
+                workspace: workspace.uid.clone(),
+                name: name_of("server"),
+                description: Description::parse(Some("backend")).unwrap(),
+                digest: secret.digest(),
+                masked_api_key: secret.masked(),
+            },
             &actor,
             world.tick(1),
         );
@@ -85,11 +87,13 @@ pub async fn no_secret_reaches_the_database(db: &TestDb) {
     let value = PublicKeyValue::generate(&mut OsRng);
     let public_key = store
         .create_public_key(
-            &workspace.uid,
-            world.public_key_id(),
-            value.to_string(),
-            name_of("web"),
-            None,
+            keys_core::NewPublicKey {
+                workspace: workspace.uid.clone(),
+                id: world.public_key_id(),
+                value: value.to_string(),
+                name: name_of("web"),
+                description: None,
+            },
             &actor,
             world.tick(1),
         )

@@ -304,12 +304,14 @@ impl World {
         let digest = self.digest();
         let masked = format!("SS.{}*****", self.text(7));
         ApiKey::create(
-            ApiKeyId::generate(now, &mut self.rng),
-            workspace.uid.clone(),
-            name_of(name),
-            None,
-            digest,
-            masked,
+            keys_core::NewApiKey {
+                id: ApiKeyId::generate(now, &mut self.rng),
+                workspace: workspace.uid.clone(),
+                name: name_of(name),
+                description: None,
+                digest,
+                masked_api_key: masked,
+            },
             &self.actor,
             now,
         )
