@@ -82,21 +82,8 @@ async fn fixture(store: &dyn Store, world: &mut World) -> Fixture {
     store.create_service_token(&token).await.unwrap();
     let api_key = world.api_key(&workspace, "backend");
     store.create_api_key(&api_key).await.unwrap();
-    let (id, value, now) = (world.public_key_id(), world.public_key_value(), world.tick(1));
-    let public_key = store
-        .create_public_key(
-            keys_core::NewPublicKey {
-                workspace: workspace.uid.clone(),
-                id,
-                value,
-                name: name_of("web"),
-                description: None,
-            },
-            &actor,
-            now,
-        )
-        .await
-        .unwrap();
+    let now = world.tick(1);
+    let public_key = store.create_public_key(world.new_public_key(&workspace.uid, "web"), &actor, now).await.unwrap();
     let signing_key =
         store.create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(1)).await.unwrap();
     let organisation_key = world.organisation_key(&organisation, "versori");

@@ -9,7 +9,7 @@ use keys_store::{Conflict, Store, StoreResult};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
-use crate::support::{name_of, Expected, TestDb, World};
+use crate::support::{Expected, TestDb, World};
 
 /// Two stores on `db` and an organisation with one workspace.
 async fn two_stores(db: &TestDb, world: &mut World) -> ([Arc<dyn Store>; 2], Organisation, Workspace) {
@@ -160,23 +160,8 @@ pub async fn concurrent_public_key_creates_keep_one_default(db: &TestDb) {
     let mut world = World::new(24);
     let (stores, _, workspace) = two_stores(db, &mut world).await;
     let (created, refusals): (Vec<PublicKey>, _) = race_alternating(30, &stores, |store| {
-        let (uid, actor) = (workspace.uid.clone(), world.actor.clone());
-        let (id, value, now) = (world.public_key_id(), world.public_key_value(), world.tick(1));
-        Box::pin(async move {
-            store
-                .create_public_key(
-                    keys_core::NewPublicKey {
-                        workspace: uid.clone(),
-                        id,
-                        value,
-                        name: name_of("k"),
-                        description: None,
-                    },
-                    &actor,
-                    now,
-                )
-                .await
-        })
+        let (new, actor, now) = (world.new_public_key(&workspace.uid, "k"), world.actor.clone(), world.tick(1));
+        Box::pin(async move { store.create_public_key(new, &actor, now).await })
     })
     .await;
     assert!(refusals.is_empty(), "{refusals:?}");

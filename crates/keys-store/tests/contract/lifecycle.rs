@@ -198,40 +198,19 @@ pub async fn public_key_lifecycle(db: &TestDb) {
     store.create_workspace(&other).await.unwrap();
     let actor = world.actor.clone();
 
-    let create = |world: &mut World, name: &str| {
+    let create = |world: &mut World, workspace: &keys_core::WorkspaceUid, name: &str| {
         let now = world.tick(10);
-        (world.public_key_id(), world.public_key_value(), name_of(name), now)
+        (world.new_public_key(workspace, name), now)
     };
-    let (id, value, name, now) = create(&mut world, "web");
-    let default = store
-        .create_public_key(
-            keys_core::NewPublicKey { workspace: workspace.uid.clone(), id, value, name, description: None },
-            &actor,
-            now,
-        )
-        .await
-        .unwrap();
+    let (new, now) = create(&mut world, &workspace.uid, "web");
+    let default = store.create_public_key(new, &actor, now).await.unwrap();
     assert!(default.is_default);
     assert_eq!(default.created_at, now);
-    let (id, value, name, now) = create(&mut world, "mobile");
-    let mobile = store
-        .create_public_key(
-            keys_core::NewPublicKey { workspace: workspace.uid.clone(), id, value, name, description: None },
-            &actor,
-            now,
-        )
-        .await
-        .unwrap();
+    let (new, now) = create(&mut world, &workspace.uid, "mobile");
+    let mobile = store.create_public_key(new, &actor, now).await.unwrap();
     assert!(!mobile.is_default);
-    let (id, value, name, now) = create(&mut world, "elsewhere");
-    let foreign = store
-        .create_public_key(
-            keys_core::NewPublicKey { workspace: other.uid.clone(), id, value, name, description: None },
-            &actor,
-            now,
-        )
-        .await
-        .unwrap();
+    let (new, now) = create(&mut world, &other.uid, "elsewhere");
+    let foreign = store.create_public_key(new, &actor, now).await.unwrap();
     assert!(foreign.is_default, "defaults are per workspace");
 
     assert_eq!(store.public_key_by_value(&mobile.api_key).await.unwrap(), Some((mobile.clone(), workspace.clone())));
@@ -310,15 +289,8 @@ pub async fn public_key_lifecycle(db: &TestDb) {
     // Now the default is the last key and may go; the next key is default.
     let deleted_default = store.delete_public_key(&workspace.uid, &default.id, &actor, now).await.unwrap();
     assert!(deleted_default.is_deleted());
-    let (id, value, name, now) = create(&mut world, "fresh");
-    let fresh = store
-        .create_public_key(
-            keys_core::NewPublicKey { workspace: workspace.uid.clone(), id, value, name, description: None },
-            &actor,
-            now,
-        )
-        .await
-        .unwrap();
+    let (new, now) = create(&mut world, &workspace.uid, "fresh");
+    let fresh = store.create_public_key(new, &actor, now).await.unwrap();
     assert!(fresh.is_default);
 
     let live = store.list_public_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
@@ -479,21 +451,8 @@ pub async fn missing_targets_are_not_found(db: &TestDb) {
     assert_refused(store.create_api_key(&world.api_key(&ghost, "k")).await, workspace_missing.clone());
     let api_key = ApiKeyId::generate(now, &mut world.rng);
     assert_refused(store.delete_api_key(&ghost.uid, &api_key, &actor, now).await, workspace_missing.clone());
-    let (id, value) = (world.public_key_id(), world.public_key_value());
     assert_refused(
-        store
-            .create_public_key(
-                keys_core::NewPublicKey {
-                    workspace: ghost.uid.clone(),
-                    id,
-                    value,
-                    name: name_of("k"),
-                    description: None,
-                },
-                &actor,
-                now,
-            )
-            .await,
+        store.create_public_key(world.new_public_key(&ghost.uid, "k"), &actor, now).await,
         workspace_missing.clone(),
     );
     let public_key = PublicKeyId::generate(now, &mut world.rng);
@@ -634,21 +593,8 @@ pub async fn audit_trail_records_every_mutation(db: &TestDb) {
     let api_key = world.api_key(&workspace, "k");
     store.create_api_key(&api_key).await.unwrap();
     store.delete_api_key(&workspace.uid, &api_key.id, &actor, world.tick(10)).await.unwrap();
-    let (id, value) = (world.public_key_id(), world.public_key_value());
-    let public_key = store
-        .create_public_key(
-            keys_core::NewPublicKey {
-                workspace: workspace.uid.clone(),
-                id,
-                value,
-                name: name_of("p"),
-                description: None,
-            },
-            &actor,
-            world.tick(10),
-        )
-        .await
-        .unwrap();
+    let public_key =
+        store.create_public_key(world.new_public_key(&workspace.uid, "p"), &actor, world.tick(10)).await.unwrap();
     let patch = PublicKeyChange::Patch(PublicKeyPatch::default());
     store.change_public_key(&workspace.uid, &public_key.id, patch, &actor, world.tick(10)).await.unwrap();
     let rotate = PublicKeyChange::Rotate(world.public_key_value());
@@ -753,21 +699,8 @@ async fn transcript(store: &dyn Store) -> Vec<String> {
         if index % 4 == 1 {
             store.delete_api_key(&workspace.uid, &key.id, &actor, world.now).await.unwrap();
         }
-        let (id, value) = (world.public_key_id(), world.public_key_value());
-        let public_key = store
-            .create_public_key(
-                keys_core::NewPublicKey {
-                    workspace: workspace.uid.clone(),
-                    id,
-                    value,
-                    name: name_of("p"),
-                    description: None,
-                },
-                &actor,
-                world.now,
-            )
-            .await
-            .unwrap();
+        let public_key =
+            store.create_public_key(world.new_public_key(&workspace.uid, "p"), &actor, world.now).await.unwrap();
         if index % 3 == 2 {
             store.delete_public_key(&workspace.uid, &public_key.id, &actor, world.now).await.unwrap();
         }

@@ -325,6 +325,12 @@ impl World {
         format!("SS.PUBK.{}", self.text(43))
     }
 
+    /// A new public key of `workspace` named `name`, with a fresh id and value.
+    pub fn new_public_key(&mut self, workspace: &keys_core::WorkspaceUid, name: &str) -> keys_core::NewPublicKey {
+        let (id, value) = (self.public_key_id(), self.public_key_value());
+        keys_core::NewPublicKey { id, workspace: workspace.clone(), value, name: name_of(name), description: None }
+    }
+
     /// Key material with a stand-in public key PEM (the store never looks
     /// inside it).
     pub fn signing_key(&mut self) -> NewSigningKey {
