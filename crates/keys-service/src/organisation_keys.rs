@@ -24,11 +24,14 @@ impl Service {
     /// other is [`ServiceError::OrganisationNotFound`], like one that does
     /// not exist.
     pub fn own_organisation<'c>(&self, caller: &'c Caller, organisation: &str) -> ServiceResult<&'c OrganisationId> {
-        let own = caller.scope().organisation_id();
-        if own.as_str() == organisation {
-            Ok(own)
-        } else {
-            Err(ServiceError::OrganisationNotFound)
+        // A path that is no organisation id names nothing; one that is
+        // another organisation's is, for this caller, the same: keys-core's
+        // scope decides.
+        let scope = caller.scope();
+        let named = OrganisationId::parse(organisation).ok();
+        match named.filter(|id| scope.reaches_organisation(id)) {
+            Some(_) => Ok(scope.organisation_id()),
+            None => Err(ServiceError::OrganisationNotFound),
         }
     }
 

@@ -136,8 +136,6 @@ impl<'a> Public<'a> {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Authenticated<'a> {
     pub state: &'a Arc<AppState>,
-    #[allow(dead_code)] // For handlers that read headers (forward authentication).
-    pub head: &'a Parts,
     pub caller: &'a Caller,
     pub input: &'a Input,
     params: [&'a str; MAX_PARAMS],
@@ -145,7 +143,7 @@ pub(crate) struct Authenticated<'a> {
 
 impl<'a> Authenticated<'a> {
     pub fn new(call: Public<'a>, caller: &'a Caller, input: &'a Input) -> Self {
-        Self { state: call.state, head: call.head, caller, input, params: call.params }
+        Self { state: call.state, caller, input, params: call.params }
     }
 
     /// The `index`-th path parameter of the template.
