@@ -13,144 +13,15 @@ pub(crate) mod signing_keys;
 pub(crate) mod verification;
 pub(crate) mod workspaces;
 
-use std::sync::Arc;
-
 use bytes::Bytes;
-use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response};
 use http_body_util::Full;
 use keys_core::{CoreError, Name};
-use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The most parameters a route template has.
-pub const MAX_PARAMS: usize = 2;
-
-pub(crate) use keys_service::Caller;
-
-/// What every handler returns.
-pub(crate) type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
-
-/// The parts of a request a handler reads besides its path parameters.
-#[derive(Default)]
-pub(crate) struct Input {
-    pub query: Option<String>,
-    /// Shares the request's header bytes.
-    content_type: Option<HeaderValue>,
-    body: Bytes,
-}
-
-impl std::fmt::Debug for Input {
-    // The body may hold a secret (a key to verify), so only its size shows.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Input")
-            .field("query", &self.query)
-            .field("content_type", &self.content_type)
-            .field("body_bytes", &self.body.len())
-            .finish()
-    }
-}
-
-impl Input {
-    pub fn new(query: Option<String>, content_type: Option<HeaderValue>, body: Bytes) -> Self {
-        Self { query, content_type, body }
-    }
-
-    /// Whether the declared media type is JSON (`application/json`, any
-    /// parameters, or a `+json` suffix type).
-    fn is_json(&self) -> bool {
-        let Some(content_type) = self.content_type.as_ref().and_then(|value| value.to_str().ok()) else {
-            return false;
-        };
-        let media_type = content_type.split(';').next().unwrap_or_default().trim().as_bytes();
-        let starts_with = |prefix: &str| {
-            media_type.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
-        };
-        let ends_with = |suffix: &str| {
-            media_type.len() >= suffix.len()
-                && media_type[media_type.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
-        };
-        media_type.eq_ignore_ascii_case(b"application/json") || (starts_with("application/") && ends_with("+json"))
-    }
-
-    fn body_is_empty(&self) -> bool {
-        self.body.iter().all(u8::is_ascii_whitespace)
-    }
-
-    /// A required JSON body.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        if !self.is_json() {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        if self.body_is_empty() {
-            return Err(ApiError::validation("request body must be a JSON object"));
-        }
-        serde_json::from_slice(&self.body).map_err(|error| ApiError::validation(json_error_message(&error)))
-    }
-
-    /// An optional JSON body: empty (with or without a content type) means
-    /// the default.
-    pub fn optional_json<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
-        if self.body_is_empty() {
-            return Ok(T::default());
-        }
-        self.json()
-    }
-}
-
-/// A client-facing description of a JSON error: what serde says, which is
-/// about the shape of the document (field names, expected types, position).
-fn json_error_message(error: &serde_json::Error) -> String {
-    match error.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-            format!("request body is not valid JSON: {error}")
-        }
-        _ => format!("invalid request body: {error}"),
-    }
-}
-
-/// What a public handler gets: the state, the request head and the path
-/// parameters. Copied into the handler's closure, borrowed for `'a`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Public<'a> {
-    pub state: &'a Arc<AppState>,
-    pub head: &'a Parts,
-    params: [&'a str; MAX_PARAMS],
-}
-
-impl<'a> Public<'a> {
-    pub fn new(state: &'a Arc<AppState>, head: &'a Parts, params: [&'a str; MAX_PARAMS]) -> Self {
-        Self { state, head, params }
-    }
-
-    /// The `index`-th path parameter of the template.
-    pub fn param(&self, index: usize) -> &'a str {
-        self.params.get(index).copied().unwrap_or_default()
-    }
-}
-
-/// What an authenticated handler gets: besides [`Public`]'s, the caller and
-/// the query and body.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Authenticated<'a> {
-    pub state: &'a Arc<AppState>,
-    pub caller: &'a Caller,
-    pub input: &'a Input,
-    params: [&'a str; MAX_PARAMS],
-}
-
-impl<'a> Authenticated<'a> {
-    pub fn new(call: Public<'a>, caller: &'a Caller, input: &'a Input) -> Self {
-        Self { state: call.state, caller, input, params: call.params }
-    }
-
-    /// The `index`-th path parameter of the template.
-    pub fn param(&self, index: usize) -> &'a str {
-        self.params.get(index).copied().unwrap_or_default()
-    }
-}
+pub(crate) use crate::route::{Caller, HttpResult, Input};
 
 /// Shortens client-supplied text echoed in a message.
 pub(crate) fn echo(text: &str) -> String {

@@ -4,19 +4,25 @@ use http::StatusCode;
 use keys_core::{Description, DomainPattern, Name, PublicKeyId, PublicKeyPatch};
 
 use super::api_keys::new_key;
-use super::{in_workspace, key_id, listing, Caller, HttpResult, Input};
+use super::{in_workspace, key_id, listing, HttpResult};
 use crate::dto::{ListDto, NoFields, PatchPublicKey, PublicKeyDto};
 use crate::error::{json, no_content, ApiError};
-use crate::state::AppState;
 
-pub(crate) async fn list_public_keys(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
+use crate::dto::CreateKey;
+use crate::error::Dialect;
+use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND, PATCH};
+use crate::schema::schema;
+
+pub(crate) async fn list_public_keys(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, workspace, input) = (call.state, call.caller, call.param(0), call.input);
     let listing = listing(input)?;
     let page = in_workspace(state, caller, workspace).await?.list_public_keys(listing).await;
     let page = page.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
     json(StatusCode::OK, &ListDto::<PublicKeyDto>::from_page(page))
 }
 
-pub(crate) async fn create_public_key(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
+pub(crate) async fn create_public_key(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, workspace, input) = (call.state, call.caller, call.param(0), call.input);
     let key = in_workspace(state, caller, workspace).await?.create_public_key(new_key(input)?).await;
     json(
         StatusCode::CREATED,
@@ -63,13 +69,8 @@ fn parse_patch(body: PatchPublicKey) -> Result<PublicKeyPatch, ApiError> {
     }
 }
 
-pub(crate) async fn patch_public_key(
-    state: &AppState,
-    caller: &Caller,
-    workspace: &str,
-    id: &str,
-    input: &Input,
-) -> HttpResult {
+pub(crate) async fn patch_public_key(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, workspace, id, input) = (call.state, call.caller, call.param(0), call.param(1), call.input);
     let patch = parse_patch(input.json()?)?;
     let scope = in_workspace(state, caller, workspace).await?;
     let (id, target) = key_id(PublicKeyId::parse(id), "public key", id)?;
@@ -80,13 +81,8 @@ pub(crate) async fn patch_public_key(
     )
 }
 
-pub(crate) async fn rotate_public_key(
-    state: &AppState,
-    caller: &Caller,
-    workspace: &str,
-    id: &str,
-    input: &Input,
-) -> HttpResult {
+pub(crate) async fn rotate_public_key(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, workspace, id, input) = (call.state, call.caller, call.param(0), call.param(1), call.input);
     let NoFields {} = input.optional_json()?;
     let scope = in_workspace(state, caller, workspace).await?;
     let (id, target) = key_id(PublicKeyId::parse(id), "public key", id)?;
@@ -97,9 +93,66 @@ pub(crate) async fn rotate_public_key(
     )
 }
 
-pub(crate) async fn delete_public_key(state: &AppState, caller: &Caller, workspace: &str, id: &str) -> HttpResult {
+pub(crate) async fn delete_public_key(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, workspace, id) = (call.state, call.caller, call.param(0), call.param(1));
     let scope = in_workspace(state, caller, workspace).await?;
     let (id, target) = key_id(PublicKeyId::parse(id), "public key", id)?;
     scope.delete_public_key(&id).await.map_err(|error| ApiError::from_service(error, workspace, &target))?;
     Ok(no_content())
 }
+
+/// Dialect 1's public (publishable) keys.
+pub(crate) static ROUTES: &[Route] = &[
+    Route {
+        operations: &[
+            Operation::list(
+                "list-public-keys",
+                "List public keys",
+                authenticated!(list_public_keys),
+                schema::<PublicKeyDto>(),
+            ),
+            Operation::create(
+                "create-public-key",
+                "Create public key",
+                authenticated!(create_public_key),
+                Body::Required(schema::<CreateKey>()),
+                schema::<PublicKeyDto>(),
+            )
+            .describe("The first public key of a workspace is its default.")
+            .hands_out_secret(),
+        ],
+        ..Route::new("/v1/{workspace}/ws_public_key/", Dialect::SuprSend, Tag::PublicKeys)
+    },
+    Route {
+        operations: &[
+            Operation::on(
+                PATCH,
+                "update-public-key",
+                "Update public key",
+                authenticated!(patch_public_key),
+                202,
+                schema::<PublicKeyDto>(),
+            )
+            .describe("Any of the fields; `null` clears `description` and `allowed_domains`.")
+            .body(Body::Required(schema::<PatchPublicKey>())),
+            Operation::delete("delete-public-key", "Delete public key", authenticated!(delete_public_key))
+                .describe("Deleting the default key while other live keys exist is a 400.")
+                .refuses(&[BAD_REQUEST, NOT_FOUND]),
+        ],
+        ..Route::new("/v1/{workspace}/ws_public_key/{public_key_id}/", Dialect::SuprSend, Tag::PublicKeys)
+    },
+    Route {
+        operations: &[Operation::on(
+            PATCH,
+            "rotate-public-key",
+            "Rotate public key",
+            authenticated!(rotate_public_key),
+            202,
+            schema::<PublicKeyDto>(),
+        )
+        .describe("New key material for the same record; the old `api_key` stops working at once.")
+        .body(Body::Optional(schema::<NoFields>()))
+        .hands_out_secret()],
+        ..Route::new("/v1/{workspace}/ws_public_key/{public_key_id}/rotate/", Dialect::SuprSend, Tag::PublicKeys)
+    },
+];

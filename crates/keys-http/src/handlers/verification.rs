@@ -14,9 +14,16 @@ use keys_service::{PublicKeyRequest, Refusal};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Caller, Input};
+use super::Input;
 use crate::error::{json, ApiError};
 use crate::state::AppState;
+use http::Method;
+
+use crate::dto::{VerifyApiKeyRequest, VerifyJwtRequest, VerifyPublicKeyRequest};
+use crate::error::Dialect;
+use crate::route::{authenticated, Authenticated, Body, Handler, Operation, Payload, Route, Tag};
+use crate::schema::schema;
+use crate::schema::SchemaOf;
 
 type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -123,7 +130,8 @@ async fn verify_field<Verified>(
     }
 }
 
-pub(crate) async fn api_key(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+pub(crate) async fn api_key(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, input) = (call.state, call.caller, call.input);
     let verdict =
         verify_field(input, "api_key", async |api_key| state.service.verify_api_key(caller, api_key).await).await?;
     let response = match &verdict {
@@ -139,7 +147,8 @@ pub(crate) async fn api_key(state: &AppState, caller: &Caller, input: &Input) ->
     json(StatusCode::OK, &response)
 }
 
-pub(crate) async fn public_key(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+pub(crate) async fn public_key(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, input) = (call.state, call.caller, call.input);
     let body = object(input)?;
     let presented = required(&body, "api_key")?;
     let fields = (optional(&body, "origin"), optional(&body, "user_token"), optional(&body, "tenant_id"));
@@ -163,7 +172,8 @@ pub(crate) async fn public_key(state: &AppState, caller: &Caller, input: &Input)
     json(StatusCode::OK, &response)
 }
 
-pub(crate) async fn jwt(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+pub(crate) async fn jwt(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, input) = (call.state, call.caller, call.input);
     let verdict = verify_field(input, "token", async |token| state.service.verify_jwt(caller, token).await).await?;
     let response = match verdict {
         Ok(verified) => JwtVerdict {
@@ -178,3 +188,55 @@ pub(crate) async fn jwt(state: &AppState, caller: &Caller, input: &Input) -> Htt
     };
     json(StatusCode::OK, &response)
 }
+
+/// What a verify request answers besides its verdict: nothing; any
+/// Every verify request: 200 for anything well-formed.
+const VERIFY_DESCRIPTION: &str =
+    "200 for any well-formed request; `valid:false` with a `reason` when it does not verify.";
+
+/// A verify endpoint: `POST` a request, answer 200 with the verdict.
+const fn verify(
+    operation_id: &'static str,
+    summary: &'static str,
+    handler: Handler,
+    request: SchemaOf,
+    verdict: SchemaOf,
+) -> Operation {
+    Operation::new(Method::POST, operation_id, summary, handler, (200, Payload::Json(verdict)))
+        .describe(VERIFY_DESCRIPTION)
+        .body(Body::Required(request))
+}
+
+/// The verification endpoints, the hot path.
+pub(crate) static ROUTES: &[Route] = &[
+    Route {
+        operations: &[verify(
+            "verify-api-key",
+            "Verify an API key",
+            authenticated!(api_key),
+            schema::<VerifyApiKeyRequest>(),
+            schema::<ApiKeyVerdict<'static>>(),
+        )],
+        ..Route::new("/v1/verify/api_key/", Dialect::SuprSend, Tag::Verification)
+    },
+    Route {
+        operations: &[verify(
+            "verify-public-key",
+            "Verify a public key (origin, secure mode)",
+            authenticated!(public_key),
+            schema::<VerifyPublicKeyRequest>(),
+            schema::<PublicKeyVerdict>(),
+        )],
+        ..Route::new("/v1/verify/public_key/", Dialect::SuprSend, Tag::Verification)
+    },
+    Route {
+        operations: &[verify(
+            "verify-jwt",
+            "Verify a Versori-style RS256 JWT",
+            authenticated!(jwt),
+            schema::<VerifyJwtRequest>(),
+            schema::<JwtVerdict>(),
+        )],
+        ..Route::new("/v1/verify/jwt/", Dialect::SuprSend, Tag::Verification)
+    },
+];
