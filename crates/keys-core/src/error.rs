@@ -44,6 +44,27 @@ pub enum CoreError {
     SigningKeyNotActive,
     #[error("the default public key cannot be deleted while other public keys exist")]
     DefaultPublicKeyInUse,
+    #[error(
+        "invalid scope '{0}': a scope is 1 to 64 characters of a-z, 0-9, ':', '.', '_' and '-', starting with a \
+         letter or digit and optionally ending in ':*'"
+    )]
+    InvalidScope(String),
+    #[error("too many scopes (at most {max})")]
+    TooManyScopes { max: usize },
+    #[error("meta must be a JSON object")]
+    MetaNotAnObject,
+    #[error("meta must serialise to at most {max} bytes")]
+    MetaTooLarge { max: usize },
+    #[error("expires_at must be in the future")]
+    ExpiryInPast,
+    #[error("the expires_at of a rolled API key can only be brought forward")]
+    RolledKeyExpiry,
+    #[error("only an active API key can be {action}")]
+    ApiKeyNotActive { action: &'static str },
+    #[error("only a disabled API key can be enabled")]
+    ApiKeyNotDisabled,
+    #[error("the API key has expired")]
+    ApiKeyExpired,
     #[error("{kind} is deleted")]
     AlreadyDeleted { kind: &'static str },
     /// A ring was asked for a key it does not hold (absent, or deleted and

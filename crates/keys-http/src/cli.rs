@@ -125,6 +125,17 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(0..=i64::from(keys_core::verify::MAX_LEEWAY_SECONDS))
     )]
     pub jwt_leeway_seconds: u32,
+    /// How often the API keys' `last_used_at` is written, at most once per
+    /// key per interval (uses are recorded in memory, never on the request
+    /// path); 0 records no uses.
+    #[arg(
+        long,
+        env = "KEYSD_LAST_USED_INTERVAL_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(0..=86_400)
+    )]
+    pub last_used_interval_seconds: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -254,6 +265,8 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         // The range check of the flag keeps this far inside usize.
         rsa_pool_capacity: args.rsa_pool_size as usize,
         time_policy: TimePolicy::new(args.jwt_leeway_seconds).map_err(|error| anyhow!("{error}"))?,
+        last_used_interval: (args.last_used_interval_seconds > 0)
+            .then(|| std::time::Duration::from_secs(args.last_used_interval_seconds)),
         ..AppConfig::default()
     };
     let app = App::new(store, config);

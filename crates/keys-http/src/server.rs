@@ -50,8 +50,9 @@ impl App {
             issuer_bases: config.issuer_bases.clone(),
             time_policy: config.time_policy,
             rsa_pool_capacity: config.rsa_pool_capacity,
+            record_api_key_uses: config.last_used_interval.is_some(),
         };
-        let service = Service::new(store, service_config);
+        let service = Arc::new(Service::new(store, service_config));
         let openapi = crate::openapi::document();
         Self { state: Arc::new(AppState { service, config, metrics: Metrics::new(), openapi }) }
     }
@@ -176,6 +177,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let flusher = config.last_used_interval.map(|interval| app.state.service.spawn_usage_flusher(interval));
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
@@ -212,6 +214,13 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         () = graceful.shutdown() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
+        }
+    }
+    if let Some(flusher) = flusher {
+        flusher.abort();
+        // The uses recorded since the last interval are not lost.
+        if let Err(error) = app.service().flush_api_key_uses().await {
+            tracing::warn!(%error, "writing the last API key uses at shutdown failed");
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! that the server, the dispatcher and the handlers depend on it and not on
 //! each other.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use keys_core::verify::TimePolicy;
@@ -29,6 +30,9 @@ pub struct AppConfig {
     pub rsa_pool_capacity: usize,
     /// The one time window rule of every token (`--jwt-leeway-seconds`).
     pub time_policy: TimePolicy,
+    /// How often recorded API key uses are written to `last_used_at`
+    /// (`--last-used-interval-seconds`); `None` records none.
+    pub last_used_interval: Option<Duration>,
 }
 
 impl Default for AppConfig {
@@ -42,6 +46,7 @@ impl Default for AppConfig {
             shutdown_grace: Duration::from_secs(30),
             rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
             time_policy: TimePolicy::default(),
+            last_used_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -49,7 +54,7 @@ impl Default for AppConfig {
 /// What every handler shares.
 pub(crate) struct AppState {
     /// The use cases; handlers call nothing else below HTTP.
-    pub service: Service,
+    pub service: Arc<Service>,
     pub config: AppConfig,
     pub metrics: Metrics,
     /// The generated OpenAPI document without `servers` (see

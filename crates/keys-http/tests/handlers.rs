@@ -462,10 +462,22 @@ async fn api_key_lifecycle_and_verification() {
             "deleted_at",
             "deleted_by",
             "description",
+            "disabled_at",
+            "disabled_by",
+            "expires_at",
+            "external_id",
             "id",
             "is_deleted",
+            "last_used_at",
             "masked_api_key",
-            "name"
+            "meta",
+            "name",
+            "rolled_at",
+            "rolled_by",
+            "scopes",
+            "status",
+            "updated_at",
+            "updated_by"
         ]
     );
     let secret = created.body["api_key"].as_str().expect("secret").to_owned();
@@ -487,7 +499,13 @@ async fn api_key_lifecycle_and_verification() {
         harness.call(Method::POST, "/v1/verify/api_key/", Some(json!({"api_key": key}))).await
     };
     let valid = verify(secret.clone()).await;
-    assert_eq!(valid.body, json!({"valid": true, "workspace": "staging", "key_id": id, "name": "backend-prod"}));
+    assert_eq!(
+        valid.body,
+        json!({
+            "valid": true, "workspace": "staging", "key_id": id, "name": "backend-prod",
+            "external_id": null, "scopes": [], "meta": null, "expires_at": null
+        })
+    );
 
     let deleted = harness.call(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);

@@ -31,6 +31,7 @@ pub mod operators;
 pub mod organisation_keys;
 pub mod public_keys;
 pub mod signing_keys;
+mod usage;
 pub mod verification;
 pub mod workspaces;
 
@@ -87,6 +88,9 @@ pub struct ServiceConfig {
     pub time_policy: TimePolicy,
     /// RSA keys generated ahead of time; 0 generates on demand.
     pub rsa_pool_capacity: usize,
+    /// Whether verification records each API key's last use (in memory;
+    /// written by [`Service::spawn_usage_flusher`]).
+    pub record_api_key_uses: bool,
 }
 
 /// Who is calling: an authenticated service token's record (shared with the
@@ -152,6 +156,7 @@ pub struct Service {
     config: ServiceConfig,
     rsa_pool: Arc<RsaKeyPool>,
     parsed_keys: verification::ParsedKeys,
+    usage: usage::UsageRecorder,
 }
 
 impl fmt::Debug for Service {
@@ -174,7 +179,8 @@ impl Service {
         entropy: Arc<dyn Entropy>,
     ) -> Self {
         let rsa_pool = Arc::new(RsaKeyPool::new(config.rsa_pool_capacity));
-        Self { store, clock, entropy, config, rsa_pool, parsed_keys: verification::ParsedKeys::default() }
+        let usage = usage::UsageRecorder::new(config.record_api_key_uses);
+        Self { store, clock, entropy, config, rsa_pool, parsed_keys: verification::ParsedKeys::default(), usage }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

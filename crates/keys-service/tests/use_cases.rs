@@ -128,7 +128,7 @@ async fn api_keys_verify_for_their_own_organisation_only() {
         .in_workspace(&caller, "production")
         .await
         .expect("workspace")
-        .create_api_key(NewApiKey { name: Name::parse("backend").expect("name"), description: None })
+        .create_api_key(NewApiKey::named(Name::parse("backend").expect("name")))
         .await
         .expect("created");
     // The secret is only in the issued value, never in its Debug.

@@ -47,9 +47,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use keys_core::{
-    ApiKey, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey,
-    SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
+    PublicKey, SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
+use time::OffsetDateTime;
 
 use crate::change::{Change, ChangeFeed, Heard};
 use crate::commands::{AuditEvent, Command, Executed, Mutations};
@@ -441,6 +442,12 @@ impl<S: Mutations> Mutations for CachedStore<S> {
         }
         result
     }
+
+    /// Forwarded as it is: no cached value depends on `last_used_at`
+    /// (verification reads the key's state, not when it was last used).
+    async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64> {
+        self.inner.record_api_key_uses(uses).await
+    }
 }
 
 #[async_trait]
@@ -509,6 +516,10 @@ impl<S: Management> Management for CachedStore<S> {
 
     async fn list_workspaces(&self, organisation: &OrganisationId, page: Pagination) -> StoreResult<Page<Workspace>> {
         self.inner.list_workspaces(organisation, page).await
+    }
+
+    async fn api_key(&self, workspace: &WorkspaceUid, id: &ApiKeyId) -> StoreResult<Option<ApiKey>> {
+        self.inner.api_key(workspace, id).await
     }
 
     async fn list_api_keys(

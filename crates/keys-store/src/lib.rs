@@ -43,7 +43,9 @@ mod tests;
 
 pub use cache::{CacheConfig, CachedStore};
 pub use change::{Change, CHANGES_CHANNEL};
-pub use commands::{AuditAction, AuditEvent, Bootstrap, Command, Executed, Lock, Mutations, Outcome, PublicKeyChange};
+pub use commands::{
+    ApiKeyChange, AuditAction, AuditEvent, Bootstrap, Command, Executed, Lock, Mutations, Outcome, PublicKeyChange,
+};
 pub use error::{Conflict, StoreError, StoreResult};
 pub use pipeline::{Backend, SqlStore};
 pub use postgres::PgStore;

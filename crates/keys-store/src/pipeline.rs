@@ -16,11 +16,12 @@ use std::fmt;
 
 use async_trait::async_trait;
 use keys_core::{
-    ApiKey, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey,
-    SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
+    PublicKey, SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::Transaction;
+use time::OffsetDateTime;
 
 use crate::change::Change;
 use crate::commands::{self, AuditEvent, Command, Executed, Lock, Locked, Mutations};
@@ -127,6 +128,20 @@ impl<DB: Backend> Mutations for SqlStore<DB> {
     async fn execute(&self, command: Command) -> StoreResult<Executed> {
         run(&self.pool, command).await
     }
+
+    async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64> {
+        // In id order, so that two replicas flushing at once take the row
+        // locks in the same order and never deadlock.
+        let mut sorted: Vec<&(ApiKeyId, OffsetDateTime)> = uses.iter().collect();
+        sorted.sort_by(|left, right| left.0.as_str().cmp(right.0.as_str()));
+        let mut transaction = DB::writer(&self.pool).await?;
+        let mut moved = 0;
+        for (id, at) in sorted {
+            moved += u64::from(repo::record_api_key_use(&mut *transaction, id, *at).await?);
+        }
+        transaction.commit().await.map_err(|source| StoreError::database("commit", source))?;
+        Ok(moved)
+    }
 }
 
 #[async_trait]
@@ -180,6 +195,10 @@ impl<DB: Backend> Management for SqlStore<DB> {
 
     async fn list_workspaces(&self, organisation: &OrganisationId, page: Pagination) -> StoreResult<Page<Workspace>> {
         repo::list_workspaces(&mut *self.reader().await?, organisation, page).await
+    }
+
+    async fn api_key(&self, workspace: &WorkspaceUid, id: &ApiKeyId) -> StoreResult<Option<ApiKey>> {
+        repo::api_key(&mut *self.reader().await?, workspace, id).await
     }
 
     async fn list_api_keys(

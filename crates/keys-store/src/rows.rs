@@ -7,10 +7,10 @@
 //! smuggled into the domain.
 
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, ApiKeyState, Description, DomainPattern, Mode, Name, Organisation, OrganisationId,
-    OrganisationKeyId, OrganisationSigningKey, OrganisationSigningKeyState, PublicKey, PublicKeyId, PublicKeyState,
-    SecretDigest, ServiceTokenId, ServiceTokenRecord, ServiceTokenState, SigningKeyId, SigningKeyUid, StoredSigningKey,
-    Workspace, WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
+    Actor, ApiKey, ApiKeyId, ApiKeyProfile, Description, DomainPattern, ExternalId, KeyMeta, KeyScopes, Mode, Name,
+    Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, OrganisationSigningKeyState, PublicKey,
+    PublicKeyId, PublicKeyState, SecretDigest, ServiceTokenId, ServiceTokenRecord, ServiceTokenState, SigningKeyId,
+    SigningKeyUid, StoredApiKey, StoredSigningKey, Workspace, WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -111,18 +111,37 @@ pub fn workspace(row: &impl RowExt, prefix: &str) -> StoreResult<Workspace> {
 }
 
 pub fn api_key(row: &impl RowExt) -> StoreResult<ApiKey> {
-    Ok(ApiKey::restore(ApiKeyState {
-        id: parsed(ApiKeyId::parse(&row.text("id")?), "id")?,
-        workspace: parsed(WorkspaceUid::parse(&row.text("workspace_uid")?), "workspace_uid")?,
+    let scopes = row.domains("scopes")?.unwrap_or_default();
+    let external_id = row.optional_text("external_id")?;
+    let meta = row.optional_text("meta")?;
+    let profile = ApiKeyProfile {
         name: name(row, "name")?,
         description: description(row, "description")?,
+        scopes: parsed(KeyScopes::parse(scopes.iter().map(String::as_str)), "scopes")?,
+        external_id: parsed(external_id.as_deref().map(ExternalId::parse).transpose(), "external_id")?,
+        meta: parsed(meta.as_deref().map(KeyMeta::parse).transpose(), "meta")?,
+        expires_at: row.optional_time("expires_at")?,
+    };
+    let stored = StoredApiKey {
+        id: parsed(ApiKeyId::parse(&row.text("id")?), "id")?,
+        workspace: parsed(WorkspaceUid::parse(&row.text("workspace_uid")?), "workspace_uid")?,
         digest: digest(row, "digest")?,
         masked_api_key: row.text("masked_api_key")?,
+        profile,
+        status: row.text("status")?,
+        disabled_at: row.optional_time("disabled_at")?,
+        disabled_by: actor(row, "disabled_by")?,
+        rolled_at: row.optional_time("rolled_at")?,
+        rolled_by: actor(row, "rolled_by")?,
+        last_used_at: row.optional_time("last_used_at")?,
         created_at: row.time("created_at")?,
         created_by: actor(row, "created_by")?,
+        updated_at: row.time("updated_at")?,
+        updated_by: actor(row, "updated_by")?,
         deleted_at: row.optional_time("deleted_at")?,
         deleted_by: actor(row, "deleted_by")?,
-    }))
+    };
+    ApiKey::try_from(stored).map_err(|error| StoreError::Inconsistent(error.to_string()))
 }
 
 pub fn public_key(row: &impl RowExt) -> StoreResult<PublicKey> {

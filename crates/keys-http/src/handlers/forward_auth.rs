@@ -166,8 +166,11 @@ pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, A
                 Ok(verified) => verified,
                 Err(refusal) => return Ok(refused(refusal.reason())),
             };
+            let key = verified.key();
             identity.workspace = verified.workspace().slug.as_str().to_owned();
-            identity.key_id = verified.key().id.as_str().to_owned();
+            identity.key_id = key.id.as_str().to_owned();
+            identity.external_id = key.external_id.as_ref().map(|id| id.as_str().to_owned()).unwrap_or_default();
+            identity.scopes = key.scopes.as_slice().iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(",");
         }
         Credential::PublicKey(api_key) => {
             let (Ok(user_token), Ok(origin), Ok(tenant_id)) =
@@ -214,6 +217,8 @@ struct Identity {
     key_id: String,
     entity_id: String,
     subject: String,
+    external_id: String,
+    scopes: String,
 }
 
 impl Identity {
@@ -227,8 +232,8 @@ impl Identity {
             ("x-keysd-key-id", self.key_id),
             ("x-keysd-entity-id", self.entity_id),
             ("x-keysd-subject", self.subject),
-            ("x-keysd-external-id", String::new()),
-            ("x-keysd-scopes", String::new()),
+            ("x-keysd-external-id", self.external_id),
+            ("x-keysd-scopes", self.scopes),
         ];
         for (name, value) in values {
             headers.insert(HeaderName::from_static(name), HeaderValue::from_str(&value).ok()?);

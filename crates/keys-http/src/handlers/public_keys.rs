@@ -2,13 +2,12 @@
 
 use http::StatusCode;
 use keys_core::{Description, DomainPattern, Name, PublicKeyId, PublicKeyPatch};
+use keys_service::workspaces::NewKey;
 
-use super::api_keys::new_key;
-use super::{in_workspace, key_id, listing, HttpResult};
-use crate::dto::{ListDto, NoFields, PatchPublicKey, PublicKeyDto};
+use super::{in_workspace, key_id, listing, required_name, HttpResult, Input};
+use crate::dto::{CreateKey, ListDto, NoFields, PatchPublicKey, PublicKeyDto};
 use crate::error::{json, no_content, ApiError};
 
-use crate::dto::CreateKey;
 use crate::error::Dialect;
 use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND, PATCH};
 use crate::schema::schema;
@@ -19,6 +18,15 @@ pub(crate) async fn list_public_keys(call: Authenticated<'_>) -> HttpResult {
     let page = in_workspace(state, caller, workspace).await?.list_public_keys(listing).await;
     let page = page.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
     json(StatusCode::OK, &ListDto::<PublicKeyDto>::from_page(page))
+}
+
+/// The new public key a create request's body asks for.
+fn new_key(input: &Input) -> Result<NewKey, ApiError> {
+    let body: CreateKey = input.json()?;
+    Ok(NewKey {
+        name: required_name(body.name.as_deref())?,
+        description: Description::parse(body.description.as_deref())?,
+    })
 }
 
 pub(crate) async fn create_public_key(call: Authenticated<'_>) -> HttpResult {

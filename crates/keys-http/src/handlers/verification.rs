@@ -64,6 +64,17 @@ pub(crate) struct ApiKeyVerdict<'a> {
     key_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    /// The key's owner in the customer's system (null when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scopes: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    meta: Option<Option<Map<String, Value>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, value_type = Option<String>)]
+    expires_at: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::schema::reason_schema)]
     reason: Option<&'static str>,
@@ -132,16 +143,37 @@ async fn verify_field<Verified>(
 
 pub(crate) async fn api_key(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, input) = (call.state, call.caller, call.input);
-    let verdict =
-        verify_field(input, "api_key", async |api_key| state.service.verify_api_key(caller, api_key).await).await?;
+    let body = object(input)?;
+    // `required_scopes`: absent or null asks for none; anything but a list
+    // of strings does not verify.
+    let required_scopes = match body.get("required_scopes") {
+        None | Some(Value::Null) => Some(Vec::new()),
+        Some(Value::Array(items)) => items.iter().map(Value::as_str).collect::<Option<Vec<&str>>>(),
+        Some(_) => None,
+    };
+    let verdict = match (required(&body, "api_key")?, required_scopes) {
+        (Some(presented), Some(required_scopes)) => state
+            .service
+            .verify_api_key_with_scopes(caller, presented, &required_scopes)
+            .await
+            .map_err(store_failure)?,
+        _ => Err(malformed()),
+    };
     let response = match &verdict {
-        Ok(verified) => ApiKeyVerdict {
-            valid: true,
-            workspace: Some(verified.workspace().slug.as_str()),
-            key_id: Some(verified.key().id.as_str()),
-            name: Some(verified.key().name.as_str()),
-            reason: record(state, "api_key", None),
-        },
+        Ok(verified) => {
+            let key = verified.key();
+            ApiKeyVerdict {
+                valid: true,
+                workspace: Some(verified.workspace().slug.as_str()),
+                key_id: Some(key.id.as_str()),
+                name: Some(key.name.as_str()),
+                external_id: Some(key.external_id.as_ref().map(|id| id.as_str())),
+                scopes: Some(key.scopes.as_slice().iter().map(|scope| scope.as_str()).collect()),
+                meta: Some(key.meta.as_ref().and_then(crate::dto::meta_object)),
+                expires_at: Some(key.expires_at.map(crate::dto::format_timestamp)),
+                reason: record(state, "api_key", None),
+            }
+        }
         Err(refusal) => ApiKeyVerdict { reason: record(state, "api_key", Some(*refusal)), ..Default::default() },
     };
     json(StatusCode::OK, &response)

@@ -12,7 +12,9 @@ use keys_core::{
     Actor, ApiKey, GracePeriod, Organisation, OrganisationKeyId, PublicKeyPatch, SecretDigest, SigningKeyUid,
     Workspace, WorkspaceUid,
 };
-use keys_store::{CacheConfig, CachedStore, Change, Command, Lookups, PublicKeyChange, Store, CHANGES_CHANNEL};
+use keys_store::{
+    ApiKeyChange, CacheConfig, CachedStore, Change, Command, Lookups, PublicKeyChange, Store, CHANGES_CHANNEL,
+};
 use sqlx::Connection;
 
 use crate::support::{name_of, Kind, TestDb, World, LONG_TTL};
@@ -342,10 +344,11 @@ async fn every_command_announces_the_change_it_returns() {
         Command::CreateOrganisation(organisation.clone()),
         Command::CreateServiceToken(world.service_token(&organisation)),
         Command::CreateWorkspace(workspace.clone()),
-        Command::CreateApiKey(api_key.clone()),
-        Command::DeleteApiKey {
+        Command::CreateApiKey(Box::new(api_key.clone())),
+        Command::ChangeApiKey {
             workspace: uid.clone(),
             id: api_key.id.clone(),
+            change: ApiKeyChange::Delete,
             actor: actor.clone(),
             now: world.tick(1),
         },

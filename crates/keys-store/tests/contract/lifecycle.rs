@@ -170,8 +170,8 @@ pub async fn api_key_lifecycle(db: &TestDb) {
     assert_refused(store.delete_api_key(&workspace.uid, &unknown, &world.actor, now).await, not_found("api key"));
 
     let deleted = store.delete_api_key(&workspace.uid, &first.id, &world.actor, now).await.unwrap();
-    assert_eq!(deleted.deleted_at, Some(now));
-    assert_eq!(deleted.deleted_by.as_ref(), Some(&world.actor));
+    assert_eq!(deleted.deleted_at(), Some(now));
+    assert_eq!(deleted.deletion.as_ref().and_then(|deletion| deletion.by.as_ref()), Some(&world.actor));
     // Verification still finds it, so it can say "deleted".
     let (found, _) = store.api_key_by_digest(&first.digest).await.unwrap().unwrap();
     assert_eq!(found, deleted);

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, CoreError, Description, Mode, Name, NewSigningKey, NewWorkspace, Organisation,
-    OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKeyId, SecretDigest, ServiceTokenId,
-    ServiceTokenRecord, SigningKeyId, SigningKeyUid, Workspace, WorkspaceSlug,
+    Actor, ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyProfile, CoreError, Description, Mode, Name, NewSigningKey,
+    NewWorkspace, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKeyId, SecretDigest,
+    ServiceTokenId, ServiceTokenRecord, SigningKeyId, SigningKeyUid, Workspace, WorkspaceSlug,
 };
 use keys_store::{Bootstrap, CacheConfig, CachedStore, Conflict, PgStore, SqliteStore, Store, StoreError, StoreResult};
 use rand_chacha::ChaCha8Rng;
@@ -300,21 +300,21 @@ impl World {
     }
 
     pub fn api_key(&mut self, workspace: &Workspace, name: &str) -> ApiKey {
-        let now = self.now;
-        let digest = self.digest();
-        let masked = format!("SS.{}*****", self.text(7));
-        ApiKey::create(
-            keys_core::NewApiKey {
-                id: ApiKeyId::generate(now, &mut self.rng),
-                workspace: workspace.uid.clone(),
-                name: name_of(name),
-                description: None,
-                digest,
-                masked_api_key: masked,
-            },
-            &self.actor,
-            now,
-        )
+        self.api_key_with(workspace, ApiKeyProfile::named(name_of(name)))
+    }
+
+    /// A new active key of `workspace` with this profile.
+    pub fn api_key_with(&mut self, workspace: &Workspace, profile: ApiKeyProfile) -> ApiKey {
+        let material = self.api_key_material();
+        let new = keys_core::NewApiKey { workspace: workspace.uid.clone(), material, profile };
+        ApiKey::create(new, &self.actor, self.now).expect("a valid key")
+    }
+
+    /// Fresh traces of a secret: an id, a digest, a masked prefix.
+    pub fn api_key_material(&mut self) -> ApiKeyMaterial {
+        let (now, digest) = (self.now, self.digest());
+        let masked_api_key = format!("SS.{}*****", self.text(7));
+        ApiKeyMaterial { id: ApiKeyId::generate(now, &mut self.rng), digest, masked_api_key }
     }
 
     pub fn public_key_id(&mut self) -> PublicKeyId {
