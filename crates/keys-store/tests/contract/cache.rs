@@ -73,10 +73,8 @@ struct Fixture {
 }
 
 async fn fixture(store: &dyn Store, world: &mut World) -> Fixture {
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let organisation = world.stored_organisation(store, "acme").await;
+    let [workspace] = world.stored_workspaces(store, &organisation, ["demo"]).await;
     let actor = world.actor.clone();
     let token = world.service_token(&organisation);
     store.create_service_token(&token).await.unwrap();

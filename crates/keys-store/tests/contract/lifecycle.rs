@@ -20,8 +20,7 @@ pub async fn opens_migrates_and_pings(db: &TestDb) {
     let again = db.store().await;
     again.ping().await.unwrap();
     let mut world = World::new(1);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
     assert_eq!(again.organisation(&organisation.id).await.unwrap(), Some(organisation));
 }
 
@@ -61,8 +60,7 @@ pub async fn bootstrap_happens_once(db: &TestDb) {
 pub async fn organisations_and_name_refusal(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(3);
-    let acme = world.organisation("acme");
-    store.create_organisation(&acme).await.unwrap();
+    let acme = world.stored_organisation(&*store, "acme").await;
     assert_eq!(store.organisation(&acme.id).await.unwrap().as_ref(), Some(&acme));
     assert_eq!(store.organisation_by_name("acme").await.unwrap().as_ref(), Some(&acme));
     assert_eq!(store.organisation_by_name("ACME").await.unwrap(), None);
@@ -78,8 +76,7 @@ pub async fn organisations_and_name_refusal(db: &TestDb) {
 pub async fn service_tokens_by_digest(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(4);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
     let token = world.service_token(&organisation);
     store.create_service_token(&token).await.unwrap();
     assert_eq!(store.service_token_by_digest(&token.digest).await.unwrap(), Some(token.clone()));
@@ -99,10 +96,8 @@ pub async fn service_tokens_by_digest(db: &TestDb) {
 pub async fn workspaces_slugs_and_listing(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(5);
-    let acme = world.organisation("acme");
-    let globex = world.organisation("globex");
-    store.create_organisation(&acme).await.unwrap();
-    store.create_organisation(&globex).await.unwrap();
+    let acme = world.stored_organisation(&*store, "acme").await;
+    let globex = world.stored_organisation(&*store, "globex").await;
 
     let mut created = Vec::new();
     for slug in ["alpha", "beta", "gamma"] {
@@ -142,12 +137,8 @@ pub async fn workspaces_slugs_and_listing(db: &TestDb) {
 pub async fn api_key_lifecycle(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(6);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    let other = world.workspace(&organisation, "other");
-    store.create_workspace(&workspace).await.unwrap();
-    store.create_workspace(&other).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
+    let [workspace, other] = world.stored_workspaces(&*store, &organisation, ["demo", "other"]).await;
 
     world.tick(10);
     let first = world.api_key(&workspace, "first");
@@ -190,12 +181,8 @@ pub async fn api_key_lifecycle(db: &TestDb) {
 pub async fn public_key_lifecycle(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(7);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    let other = world.workspace(&organisation, "other");
-    store.create_workspace(&workspace).await.unwrap();
-    store.create_workspace(&other).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
+    let [workspace, other] = world.stored_workspaces(&*store, &organisation, ["demo", "other"]).await;
     let actor = world.actor.clone();
 
     let create = |world: &mut World, workspace: &keys_core::WorkspaceUid, name: &str| {
@@ -303,12 +290,8 @@ pub async fn public_key_lifecycle(db: &TestDb) {
 pub async fn signing_key_lifecycle(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(8);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    let other = world.workspace(&organisation, "other");
-    store.create_workspace(&workspace).await.unwrap();
-    store.create_workspace(&other).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
+    let [workspace, other] = world.stored_workspaces(&*store, &organisation, ["demo", "other"]).await;
     let actor = world.actor.clone();
 
     let now = world.tick(10);
@@ -394,10 +377,8 @@ pub async fn signing_key_lifecycle(db: &TestDb) {
 pub async fn organisation_key_lifecycle(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(9);
-    let acme = world.organisation("acme");
-    let globex = world.organisation("globex");
-    store.create_organisation(&acme).await.unwrap();
-    store.create_organisation(&globex).await.unwrap();
+    let acme = world.stored_organisation(&*store, "acme").await;
+    let globex = world.stored_organisation(&*store, "globex").await;
 
     world.tick(10);
     let first = world.organisation_key(&acme, "first");
@@ -441,8 +422,7 @@ pub async fn organisation_key_lifecycle(db: &TestDb) {
 pub async fn missing_targets_are_not_found(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(10);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
     let ghost = world.workspace(&organisation, "ghost"); // never written
     let actor = world.actor.clone();
     let now = world.tick(1);
@@ -494,10 +474,8 @@ pub async fn missing_targets_are_not_found(db: &TestDb) {
 pub async fn timestamps_read_back_exactly(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(11);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
+    let [workspace] = world.stored_workspaces(&*store, &organisation, ["demo"]).await;
     let actor = world.actor.clone();
 
     // Instants a microsecond apart, before and after the epoch, across a
@@ -535,10 +513,8 @@ pub async fn timestamps_read_back_exactly(db: &TestDb) {
 pub async fn lists_page_newest_first_with_ties(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(12);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
+    let [workspace] = world.stored_workspaces(&*store, &organisation, ["demo"]).await;
     let actor = world.actor.clone();
 
     let mut keys = Vec::new();
@@ -581,8 +557,7 @@ pub async fn lists_page_newest_first_with_ties(db: &TestDb) {
 pub async fn audit_trail_records_every_mutation(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(13);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
     let token = world.service_token(&organisation);
     store.create_service_token(&token).await.unwrap();
     let workspace = world.workspace(&organisation, "demo");
@@ -747,10 +722,8 @@ async fn transcript(store: &dyn Store) -> Vec<String> {
 pub async fn the_database_refuses_impossible_signing_key_lifecycles(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(21);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
+    let [workspace] = world.stored_workspaces(&*store, &organisation, ["demo"]).await;
     let actor = world.actor.clone();
     let key = store.create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(10)).await.unwrap();
     let uid = key.uid.as_str().to_owned();
