@@ -18,65 +18,16 @@ use keys_crypto::jwt::Algorithm;
 use keys_crypto::mint;
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_keysd");
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 // ------------------------------------------------------------------ backends
 
-/// Where a test's keysd keeps its data.
-enum Backend {
-    Sqlite { dir: tempfile::TempDir },
-    Postgres { admin_url: String, name: String, dir: tempfile::TempDir },
-}
-
-impl Backend {
-    fn sqlite() -> Self {
-        Self::Sqlite { dir: tempfile::tempdir().expect("tempdir") }
-    }
-
-    /// A fresh database `keysd_e2e_<random>`.
-    async fn postgres() -> Self {
-        let admin_url = std::env::var("KEYSD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
-        let name = format!("keysd_e2e_{:016x}", OsRng.next_u64());
-        let mut connection = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|error| panic!("PostgreSQL at {admin_url} is required for these tests: {error}"));
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut connection).await.expect("create database");
-        connection.close().await.expect("close");
-        Self::Postgres { admin_url, name, dir: tempfile::tempdir().expect("tempdir") }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Self::Sqlite { dir } => format!("sqlite://{}", dir.path().join("keysd.db").display()),
-            Self::Postgres { admin_url, name, .. } => {
-                let without_query = admin_url.split('?').next().unwrap_or_default();
-                let (server, _database) = without_query.rsplit_once('/').expect("database url has a path");
-                format!("{server}/{name}")
-            }
-        }
-    }
-
-    fn dir(&self) -> PathBuf {
-        match self {
-            Self::Sqlite { dir } | Self::Postgres { dir, .. } => dir.path().to_owned(),
-        }
-    }
-
-    /// Drops the PostgreSQL database (servers must be stopped first).
-    async fn cleanup(self) {
-        if let Self::Postgres { admin_url, name, .. } = self {
-            if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url).await {
-                let _ =
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut connection).await;
-            }
-        }
-    }
-}
+/// Where a test's keysd keeps its data: a fresh SQLite file or PostgreSQL
+/// database, and a temporary directory for its logs and key files.
+type Backend = keys_testkit::TestDb;
 
 // ------------------------------------------------------------------- servers
 
@@ -94,7 +45,7 @@ impl Server {
         let log = backend.dir().join(format!("keysd-{:08x}.log", OsRng.next_u32()));
         let mut child = Command::new(BINARY)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--database-url", &backend.url()])
+            .args(["--listen", "127.0.0.1:0", "--database-url", backend.url()])
             .args(extra)
             // keysd's own `debug` lines too (the verification endpoints log
             // each request at `debug`), so the secret scans below cover them.
@@ -153,7 +104,7 @@ impl Server {
 /// Runs a `keysd` operator command and returns its stdout, trimmed.
 async fn keysd(backend: &Backend, args: &[&str]) -> String {
     let output =
-        Command::new(BINARY).args(args).args(["--database-url", &backend.url()]).output().await.expect("keysd runs");
+        Command::new(BINARY).args(args).args(["--database-url", backend.url()]).output().await.expect("keysd runs");
     assert!(output.status.success(), "keysd {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
 }
@@ -597,7 +548,7 @@ async fn clear_errors_for_bad_urls_and_busy_ports() {
     let address = busy.local_addr().expect("address").to_string();
     let backend = Backend::sqlite();
     let in_use = Command::new(BINARY)
-        .args(["serve", "--listen", &address, "--database-url", &backend.url()])
+        .args(["serve", "--listen", &address, "--database-url", backend.url()])
         .env("RUST_LOG", "off")
         .output()
         .await
@@ -608,7 +559,7 @@ async fn clear_errors_for_bad_urls_and_busy_ports() {
     assert!(in_use.stdout.is_empty(), "nothing bootstrapped or printed");
 
     let missing = Command::new(BINARY)
-        .args(["token", "create", "--org", "nobody", "--name", "x", "--database-url", &backend.url()])
+        .args(["token", "create", "--org", "nobody", "--name", "x", "--database-url", backend.url()])
         .output()
         .await
         .expect("runs");
@@ -1009,7 +960,7 @@ async fn gateway_journey(backend: Backend) {
     let gateway_token = keysd(&backend, &["token", "create", "--org", "default", "--name", "nginx"]).await;
     let (upstream, upstream_task) = start_echo_upstream().await;
     let dir = backend.dir();
-    let nginx = Nginx::start(&dir, &server.base, upstream, &gateway_token).await;
+    let nginx = Nginx::start(dir, &server.base, upstream, &gateway_token).await;
 
     // An API key reaches the upstream with keysd's identity headers, and a
     // client's own X-Keysd-* headers never do.
