@@ -140,6 +140,15 @@ fn keys_of(value: &Value) -> Vec<&str> {
     keys
 }
 
+/// The sorted member names of a key record: its `own` (space-separated)
+/// and the creation and deletion members every key record has.
+fn record_members(own: &'static str) -> Vec<&'static str> {
+    let mut members: Vec<&str> =
+        own.split_whitespace().chain(["created_at", "created_by", "deleted_at", "deleted_by"]).collect();
+    members.sort_unstable();
+    members
+}
+
 fn is_timestamp(value: &Value) -> bool {
     let Some(text) = value.as_str() else { return false };
     // 2026-04-21T12:35:24.117631Z
@@ -407,19 +416,7 @@ async fn api_key_lifecycle_and_verification() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(
         keys_of(&created.body),
-        vec![
-            "allowed_domains",
-            "api_key",
-            "created_at",
-            "created_by",
-            "deleted_at",
-            "deleted_by",
-            "description",
-            "id",
-            "is_deleted",
-            "masked_api_key",
-            "name"
-        ]
+        record_members("allowed_domains api_key description id is_deleted masked_api_key name")
     );
     let secret = created.body["api_key"].as_str().expect("secret").to_owned();
     assert!(secret.starts_with("SS.") && secret.len() == 46);
@@ -494,27 +491,9 @@ async fn public_key_lifecycle_domains_and_rotation() {
     let harness = harness().await;
     let first = harness.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web-app"}))).await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
-    assert_eq!(
-        keys_of(&first.body),
-        vec![
-            "allowed_domains",
-            "api_key",
-            "created_at",
-            "created_by",
-            "deleted_at",
-            "deleted_by",
-            "description",
-            "id",
-            "is_default",
-            "is_deleted",
-            "is_secure_mode_enabled",
-            "name",
-            "rotated_at",
-            "rotated_by",
-            "updated_at",
-            "updated_by"
-        ]
-    );
+    let own = "allowed_domains api_key description id is_default is_deleted is_secure_mode_enabled name rotated_at \
+               rotated_by updated_at updated_by";
+    assert_eq!(keys_of(&first.body), record_members(own));
     assert_eq!(first.body["is_default"], true);
     assert_eq!(first.body["allowed_domains"], Value::Null);
     assert_eq!(first.body["updated_by"], Value::Null);
@@ -624,21 +603,9 @@ async fn signing_key_create_roll_delete_and_jwks() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(
         keys_of(&created.body),
-        vec![
-            "allowed_domains",
-            "created_at",
-            "created_by",
-            "deleted_at",
-            "deleted_by",
-            "expiry_at",
-            "id",
-            "private_key_base64",
-            "private_key_pem",
-            "rolled_at",
-            "rolled_by",
-            "status",
-            "uid"
-        ]
+        record_members(
+            "allowed_domains expiry_at id private_key_base64 private_key_pem rolled_at rolled_by status uid"
+        )
     );
     assert_eq!(created.body["status"], "active");
     let pem = created.body["private_key_pem"].as_str().expect("pem");

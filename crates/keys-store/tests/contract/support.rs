@@ -3,9 +3,42 @@
 //! keys-testkit, re-exported here under the names the tests use), and the
 //! assertions on store refusals.
 
-use keys_core::CoreError;
-use keys_store::{Conflict, StoreError, StoreResult};
+use std::sync::Arc;
+
+use keys_core::{CoreError, Organisation, Workspace};
+use keys_store::{Conflict, Store, StoreError, StoreResult};
 pub use keys_testkit::{name_of, Kind, TestDb, World, LONG_TTL};
+
+/// Where most tests start: a store on `db`, a world seeded with `seed`,
+/// and in the store the organisation `acme` with a workspace per slug.
+pub async fn acme<const N: usize>(
+    db: &TestDb,
+    seed: u64,
+    slugs: [&str; N],
+) -> (Arc<dyn Store>, World, Organisation, [Workspace; N]) {
+    let store = db.store().await;
+    let mut world = World::new(seed);
+    let organisation = world.stored_organisation(&*store, "acme").await;
+    let workspaces = world.stored_workspaces(&*store, &organisation, slugs).await;
+    (store, world, organisation, workspaces)
+}
+
+/// The keys the listing tests start from, made with `make`: `first` and
+/// `second` of `mine`, 10 µs apart, then `foreign` of `theirs` at the
+/// instant of `second`.
+pub fn first_second_foreign<Owner, Key>(
+    world: &mut World,
+    mine: &Owner,
+    theirs: &Owner,
+    make: impl Fn(&mut World, &Owner, &str) -> Key,
+) -> [Key; 3] {
+    world.tick(10);
+    let first = make(world, mine, "first");
+    world.tick(10);
+    let second = make(world, mine, "second");
+    let foreign = make(world, theirs, "foreign");
+    [first, second, foreign]
+}
 
 /// A client error a store call is expected to fail with: a refusal of the
 /// domain, something missing, or a conflict.
