@@ -97,24 +97,12 @@ pub struct ServeArgs {
     /// How long, in milliseconds, a cached verification lookup may answer
     /// (0 turns the cache off). At most 1000, so that a change made by
     /// another process is seen within a second even without notifications.
-    #[arg(
-        long,
-        env = "KEYSD_CACHE_TTL_MS",
-        value_name = "MS",
-        default_value_t = 500,
-        value_parser = clap::value_parser!(u64).range(0..=1000)
-    )]
+    #[arg(long, env = "KEYSD_CACHE_TTL_MS", value_name = "MS", default_value_t = 500, value_parser = up_to(1000))]
     pub cache_ttl_ms: u64,
     /// RSA-2048 keys generated ahead of time for organisation signing keys
     /// (0 generates each on demand). Generating one takes 0.2-0.7 s of a
     /// core, so a create that finds the pool empty waits that long.
-    #[arg(
-        long,
-        env = "KEYSD_RSA_POOL_SIZE",
-        value_name = "KEYS",
-        default_value_t = 8,
-        value_parser = clap::value_parser!(u64).range(0..=256)
-    )]
+    #[arg(long, env = "KEYSD_RSA_POOL_SIZE", value_name = "KEYS", default_value_t = 8, value_parser = up_to(256))]
     pub rsa_pool_size: u64,
     /// Allowance for clock skew on every token's `exp`, `nbf` and `iat`.
     #[arg(
@@ -136,6 +124,12 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(0..=86_400)
     )]
     pub last_used_interval_seconds: u64,
+}
+
+/// The parser of a bounded count option: a whole number from 0 to `max`
+/// (what `clap::value_parser!(u64).range(0..=max)` makes).
+fn up_to(max: u64) -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(0..=max)
 }
 
 #[derive(Debug, Subcommand)]

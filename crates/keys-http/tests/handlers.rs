@@ -8,15 +8,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use keys_core::{
-    Mode, Name, NewWorkspace, Organisation, OrganisationId, ServiceTokenId, ServiceTokenRecord, Workspace,
-    WorkspaceSlug,
-};
+use keys_core::{Mode, OrganisationId};
 use keys_crypto::jwt::Algorithm;
 use keys_crypto::mint;
 use keys_crypto::ServiceToken;
 use keys_http::{App, AppConfig};
-use keys_store::{Bootstrap, Store};
+use keys_store::Store;
+use keys_testkit::{Tenant, TestDb};
 use rand_core::OsRng;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -31,7 +29,7 @@ struct Harness {
     store: Arc<dyn Store>,
     token: String,
     organisation: OrganisationId,
-    _dir: tempfile::TempDir,
+    db: TestDb,
 }
 
 struct Reply {
@@ -46,66 +44,22 @@ async fn harness() -> Harness {
 }
 
 async fn harness_with(config: AppConfig) -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-    let store = keys_store::open_cached(&url, keys_store::CacheConfig::default()).await.expect("store opens");
-    let now = OffsetDateTime::now_utc();
-    let organisation =
-        Organisation::create(OrganisationId::generate(now, &mut OsRng), Name::parse("default").expect("name"), now);
-    let workspaces = [("staging", Mode::Sandbox), ("production", Mode::Production)]
-        .into_iter()
-        .map(|(slug, mode)| {
-            let new = NewWorkspace {
-                name: Name::parse(slug).expect("name"),
-                slug: Some(WorkspaceSlug::parse(slug).expect("slug")),
-                description: None,
-                mode: Some(mode),
-            };
-            Workspace::create(organisation.id.clone(), new, None, now, &mut OsRng).expect("workspace")
-        })
-        .collect();
-    let token = ServiceToken::generate(&mut OsRng);
-    let record = ServiceTokenRecord::create(
-        ServiceTokenId::generate(now, &mut OsRng),
-        &organisation,
-        Name::parse("test").expect("name"),
-        token.digest(),
-        now,
-    );
-    let organisation_id = organisation.id.clone();
-    let bootstrap = Bootstrap { organisation, workspaces, token: record };
-    assert!(store.bootstrap_if_empty(&bootstrap).await.expect("bootstrap"));
+    let db = TestDb::sqlite();
+    let store = db.cached_store(keys_store::CacheConfig::default()).await;
+    let workspaces = [("staging", Some(Mode::Sandbox)), ("production", Some(Mode::Production))];
+    let tenant = Tenant::new("default", &workspaces, "test", OffsetDateTime::now_utc(), &mut OsRng);
+    let (organisation, token) = tenant.bootstrap(&*store).await;
     let app = App::new(Arc::clone(&store), config);
     let responses = openapi_check::Recorder::default();
-    Harness { app, responses, store, token: token.expose().to_owned(), organisation: organisation_id, _dir: dir }
+    Harness { app, responses, store, token, organisation, db }
 }
 
 impl Harness {
     /// A second organisation with its own token, created like `keysd org
     /// create` + `keysd token create` do.
     async fn other_organisation(&self, name: &str) -> (OrganisationId, String) {
-        let now = OffsetDateTime::now_utc();
-        let organisation =
-            Organisation::create(OrganisationId::generate(now, &mut OsRng), Name::parse(name).expect("name"), now);
-        self.store.create_organisation(&organisation).await.expect("organisation");
-        let new = NewWorkspace {
-            name: Name::parse("staging").expect("name"),
-            slug: Some(WorkspaceSlug::parse("staging").expect("slug")),
-            description: None,
-            mode: None,
-        };
-        let workspace = Workspace::create(organisation.id.clone(), new, None, now, &mut OsRng).expect("workspace");
-        self.store.create_workspace(&workspace).await.expect("workspace stored");
-        let token = ServiceToken::generate(&mut OsRng);
-        let record = ServiceTokenRecord::create(
-            ServiceTokenId::generate(now, &mut OsRng),
-            &organisation,
-            Name::parse("other").expect("name"),
-            token.digest(),
-            now,
-        );
-        self.store.create_service_token(&record).await.expect("token");
-        (organisation.id, token.expose().to_owned())
+        let tenant = Tenant::new(name, &[("staging", None)], "other", OffsetDateTime::now_utc(), &mut OsRng);
+        tenant.create_in(&*self.store).await
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
@@ -184,6 +138,15 @@ fn keys_of(value: &Value) -> Vec<&str> {
     let mut keys: Vec<&str> = value.as_object().expect("object").keys().map(String::as_str).collect();
     keys.sort_unstable();
     keys
+}
+
+/// The sorted member names of a key record: its `own` (space-separated)
+/// and the creation and deletion members every key record has.
+fn record_members(own: &'static str) -> Vec<&'static str> {
+    let mut members: Vec<&str> =
+        own.split_whitespace().chain(["created_at", "created_by", "deleted_at", "deleted_by"]).collect();
+    members.sort_unstable();
+    members
 }
 
 fn is_timestamp(value: &Value) -> bool {
@@ -266,8 +229,7 @@ async fn internal_errors_reveal_nothing() {
     use sqlx::Connection;
     let harness = harness().await;
     // Break the database under the running store: a table disappears.
-    let url = format!("sqlite://{}", harness._dir.path().join("keys.db").display());
-    let mut connection = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+    let mut connection = sqlx::SqliteConnection::connect(harness.db.url()).await.expect("connect");
     sqlx::query("DROP TABLE api_keys").execute(&mut connection).await.expect("drop");
     connection.close().await.expect("close");
     let broken = harness.call(Method::GET, "/v1/staging/ws_api_key/", None).await;
@@ -454,31 +416,10 @@ async fn api_key_lifecycle_and_verification() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(
         keys_of(&created.body),
-        vec![
-            "allowed_domains",
-            "api_key",
-            "created_at",
-            "created_by",
-            "deleted_at",
-            "deleted_by",
-            "description",
-            "disabled_at",
-            "disabled_by",
-            "expires_at",
-            "external_id",
-            "id",
-            "is_deleted",
-            "last_used_at",
-            "masked_api_key",
-            "meta",
-            "name",
-            "rolled_at",
-            "rolled_by",
-            "scopes",
-            "status",
-            "updated_at",
-            "updated_by"
-        ]
+        record_members(
+            "allowed_domains api_key description disabled_at disabled_by expires_at external_id id is_deleted \
+             last_used_at masked_api_key meta name rolled_at rolled_by scopes status updated_at updated_by"
+        )
     );
     let secret = created.body["api_key"].as_str().expect("secret").to_owned();
     assert!(secret.starts_with("SS.") && secret.len() == 46);
@@ -559,27 +500,9 @@ async fn public_key_lifecycle_domains_and_rotation() {
     let harness = harness().await;
     let first = harness.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web-app"}))).await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
-    assert_eq!(
-        keys_of(&first.body),
-        vec![
-            "allowed_domains",
-            "api_key",
-            "created_at",
-            "created_by",
-            "deleted_at",
-            "deleted_by",
-            "description",
-            "id",
-            "is_default",
-            "is_deleted",
-            "is_secure_mode_enabled",
-            "name",
-            "rotated_at",
-            "rotated_by",
-            "updated_at",
-            "updated_by"
-        ]
-    );
+    let own = "allowed_domains api_key description id is_default is_deleted is_secure_mode_enabled name rotated_at \
+               rotated_by updated_at updated_by";
+    assert_eq!(keys_of(&first.body), record_members(own));
     assert_eq!(first.body["is_default"], true);
     assert_eq!(first.body["allowed_domains"], Value::Null);
     assert_eq!(first.body["updated_by"], Value::Null);
@@ -689,21 +612,9 @@ async fn signing_key_create_roll_delete_and_jwks() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(
         keys_of(&created.body),
-        vec![
-            "allowed_domains",
-            "created_at",
-            "created_by",
-            "deleted_at",
-            "deleted_by",
-            "expiry_at",
-            "id",
-            "private_key_base64",
-            "private_key_pem",
-            "rolled_at",
-            "rolled_by",
-            "status",
-            "uid"
-        ]
+        record_members(
+            "allowed_domains expiry_at id private_key_base64 private_key_pem rolled_at rolled_by status uid"
+        )
     );
     assert_eq!(created.body["status"], "active");
     let pem = created.body["private_key_pem"].as_str().expect("pem");

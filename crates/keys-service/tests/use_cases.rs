@@ -1,45 +1,18 @@
 //! The use cases as an embedding service calls them: no HTTP, a real
 //! SQLite file, a clock the test moves and a seeded entropy source.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use keys_core::verify::{Denial, TimePolicy};
 use keys_core::{GracePeriod, Name};
 use keys_crypto::jwt::Algorithm;
 use keys_crypto::mint;
 use keys_service::api_keys::NewApiKey;
-use keys_service::{Caller, Clock, Entropy, PublicKeyRequest, Refusal, Service, ServiceConfig, ServiceError};
-use rand_chacha::rand_core::{CryptoRngCore, RngCore, SeedableRng};
+use keys_service::{Caller, Clock, PublicKeyRequest, Refusal, Service, ServiceConfig, ServiceError};
+use keys_testkit::{SeededEntropy, TestClock, TestDb};
+use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde_json::json;
-use time::{Duration, OffsetDateTime};
-
-/// A clock that moves only when the test says so.
-struct TestClock(Mutex<OffsetDateTime>);
-
-impl TestClock {
-    fn advance(&self, seconds: i64) {
-        let mut now = self.0.lock().expect("clock");
-        *now += Duration::seconds(seconds);
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.0.lock().expect("clock")
-    }
-}
-
-/// Deterministic randomness: each use case gets a generator seeded from
-/// one seeded stream.
-struct SeededEntropy(Mutex<ChaCha20Rng>);
-
-impl Entropy for SeededEntropy {
-    fn generator(&self) -> Box<dyn CryptoRngCore + Send> {
-        let seed = self.0.lock().expect("entropy").next_u64();
-        Box::new(ChaCha20Rng::seed_from_u64(seed))
-    }
-}
 
 const T0: i64 = 1_800_000_000;
 
@@ -47,16 +20,20 @@ struct Fixture {
     service: Service,
     clock: Arc<TestClock>,
     caller: Caller,
-    _directory: tempfile::TempDir,
+    _directory: TestDb,
 }
 
 async fn fixture() -> Fixture {
-    let directory = tempfile::tempdir().expect("temporary directory");
-    let url = format!("sqlite://{}", directory.path().join("keysd.db").display());
-    let store = keys_store::open(&url).await.expect("store opens");
-    let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::from_unix_timestamp(T0).expect("valid"))));
-    let entropy = Arc::new(SeededEntropy(Mutex::new(ChaCha20Rng::seed_from_u64(7))));
-    let config = ServiceConfig { rsa_pool_capacity: 0, ..ServiceConfig::default() };
+    fixture_with(ServiceConfig { rsa_pool_capacity: 0, ..ServiceConfig::default() }, 7).await
+}
+
+/// A service on a fresh SQLite file with `config`, the test's clock at
+/// [`T0`] and entropy seeded with `seed`, bootstrapped once.
+async fn fixture_with(config: ServiceConfig, seed: u64) -> Fixture {
+    let directory = TestDb::sqlite();
+    let store = keys_store::open(directory.url()).await.expect("store opens");
+    let clock = Arc::new(TestClock::at(T0));
+    let entropy = Arc::new(SeededEntropy::new(seed));
     let service = Service::with_sources(store, config, Arc::clone(&clock) as Arc<dyn Clock>, entropy);
     let bootstrapped = service.bootstrap_if_empty().await.expect("bootstrap").expect("an empty database");
     assert!(service.bootstrap_if_empty().await.expect("second bootstrap").is_none(), "bootstraps once");
@@ -167,19 +144,12 @@ async fn api_keys_verify_for_their_own_organisation_only() {
 
 #[tokio::test]
 async fn the_time_policy_is_the_services_one_leeway() {
-    let directory = tempfile::tempdir().expect("temporary directory");
-    let url = format!("sqlite://{}", directory.path().join("keysd.db").display());
-    let store = keys_store::open(&url).await.expect("store opens");
-    let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::from_unix_timestamp(T0).expect("valid"))));
-    let entropy = Arc::new(SeededEntropy(Mutex::new(ChaCha20Rng::seed_from_u64(9))));
     let config = ServiceConfig {
         rsa_pool_capacity: 0,
         time_policy: TimePolicy::new(0).expect("no leeway"),
         ..ServiceConfig::default()
     };
-    let service = Service::with_sources(store, config, Arc::clone(&clock) as Arc<dyn Clock>, entropy);
-    let token = service.bootstrap_if_empty().await.expect("bootstrap").expect("empty").token;
-    let caller = service.authenticate(token.expose()).await.expect("lookup").expect("valid");
+    let Fixture { service, clock, caller, _directory } = fixture_with(config, 9).await;
     let organisation = caller.scope().organisation_id().as_str().to_owned();
     let issued = service
         .create_organisation_key(&caller, &organisation, Name::parse("k").expect("name"))

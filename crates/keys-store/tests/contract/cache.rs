@@ -75,10 +75,8 @@ struct Fixture {
 }
 
 async fn fixture(store: &dyn Store, world: &mut World) -> Fixture {
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let organisation = world.stored_organisation(store, "acme").await;
+    let [workspace] = world.stored_workspaces(store, &organisation, ["demo"]).await;
     let actor = world.actor.clone();
     let token = world.service_token(&organisation);
     store.create_service_token(&token).await.unwrap();
@@ -140,7 +138,18 @@ struct Check<'a> {
     expect: Expect,
 }
 
-impl Check<'_> {
+impl<'a> Check<'a> {
+    /// Checks `cached` against `other`, the store that holds the truth: the
+    /// mutations are made through `cached` itself when they are expected at
+    /// once (its own changes), else through `other`.
+    fn new(cached: &'a dyn Store, other: &'a dyn Store, expect: Expect) -> Self {
+        let writer = match expect {
+            Expect::AtOnce => cached,
+            Expect::WithinASecond => other,
+        };
+        Self { writer, cached, reference: other, expect }
+    }
+
     async fn seen(&self, what: &str, probe: &Probe) {
         match self.expect {
             Expect::AtOnce => {
@@ -224,13 +233,7 @@ pub async fn own_changes_are_seen_at_once(db: &TestDb) {
     // Entries outlive the test: only invalidation can refresh them.
     let cached = db.cached_store(long_lived()).await;
     let reference = db.store().await;
-    let check = Check {
-        writer: cached.as_ref(),
-        cached: cached.as_ref(),
-        reference: reference.as_ref(),
-        expect: Expect::AtOnce,
-    };
-    mutate_everything(check, 41).await;
+    mutate_everything(Check::new(cached.as_ref(), reference.as_ref(), Expect::AtOnce), 41).await;
 }
 
 pub async fn other_stores_changes_are_seen_within_a_second(db: &TestDb) {
@@ -243,13 +246,7 @@ pub async fn other_stores_changes_are_seen_within_a_second(db: &TestDb) {
     };
     let cached = db.cached_store(config).await;
     let other = db.store().await;
-    let check = Check {
-        writer: other.as_ref(),
-        cached: cached.as_ref(),
-        reference: other.as_ref(),
-        expect: Expect::WithinASecond,
-    };
-    mutate_everything(check, 42).await;
+    mutate_everything(Check::new(cached.as_ref(), other.as_ref(), Expect::WithinASecond), 42).await;
 }
 
 pub async fn the_cache_stays_within_its_capacity(db: &TestDb) {

@@ -14,10 +14,8 @@ use crate::support::{Expected, TestDb, World};
 /// Two stores on `db` and an organisation with one workspace.
 async fn two_stores(db: &TestDb, world: &mut World) -> ([Arc<dyn Store>; 2], Organisation, Workspace) {
     let stores = [db.store().await, db.store().await];
-    let organisation = world.organisation("acme");
-    stores[0].create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    stores[0].create_workspace(&workspace).await.unwrap();
+    let organisation = world.stored_organisation(&*stores[0], "acme").await;
+    let [workspace] = world.stored_workspaces(&*stores[0], &organisation, ["demo"]).await;
     (stores, organisation, workspace)
 }
 

@@ -7,7 +7,7 @@ use keys_core::{
 use keys_store::{Conflict, PublicKeyChange, Store};
 use time::Duration;
 
-use crate::support::{assert_refused, name_of, not_found, Kind, TestDb, World};
+use crate::support::{acme, assert_refused, first_second_foreign, name_of, not_found, Kind, TestDb, World};
 
 fn page(limit: u32, offset: u64) -> Pagination {
     Pagination::new(limit, offset).unwrap()
@@ -20,8 +20,7 @@ pub async fn opens_migrates_and_pings(db: &TestDb) {
     let again = db.store().await;
     again.ping().await.unwrap();
     let mut world = World::new(1);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
     assert_eq!(again.organisation(&organisation.id).await.unwrap(), Some(organisation));
 }
 
@@ -61,8 +60,7 @@ pub async fn bootstrap_happens_once(db: &TestDb) {
 pub async fn organisations_and_name_refusal(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(3);
-    let acme = world.organisation("acme");
-    store.create_organisation(&acme).await.unwrap();
+    let acme = world.stored_organisation(&*store, "acme").await;
     assert_eq!(store.organisation(&acme.id).await.unwrap().as_ref(), Some(&acme));
     assert_eq!(store.organisation_by_name("acme").await.unwrap().as_ref(), Some(&acme));
     assert_eq!(store.organisation_by_name("ACME").await.unwrap(), None);
@@ -76,10 +74,7 @@ pub async fn organisations_and_name_refusal(db: &TestDb) {
 }
 
 pub async fn service_tokens_by_digest(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(4);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let (store, mut world, organisation, []) = acme(db, 4, []).await;
     let token = world.service_token(&organisation);
     store.create_service_token(&token).await.unwrap();
     assert_eq!(store.service_token_by_digest(&token.digest).await.unwrap(), Some(token.clone()));
@@ -99,10 +94,8 @@ pub async fn service_tokens_by_digest(db: &TestDb) {
 pub async fn workspaces_slugs_and_listing(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(5);
-    let acme = world.organisation("acme");
-    let globex = world.organisation("globex");
-    store.create_organisation(&acme).await.unwrap();
-    store.create_organisation(&globex).await.unwrap();
+    let acme = world.stored_organisation(&*store, "acme").await;
+    let globex = world.stored_organisation(&*store, "globex").await;
 
     let mut created = Vec::new();
     for slug in ["alpha", "beta", "gamma"] {
@@ -140,23 +133,12 @@ pub async fn workspaces_slugs_and_listing(db: &TestDb) {
 }
 
 pub async fn api_key_lifecycle(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(6);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    let other = world.workspace(&organisation, "other");
-    store.create_workspace(&workspace).await.unwrap();
-    store.create_workspace(&other).await.unwrap();
+    let (store, mut world, _, [workspace, other]) = acme(db, 6, ["demo", "other"]).await;
 
-    world.tick(10);
-    let first = world.api_key(&workspace, "first");
-    store.create_api_key(&first).await.unwrap();
-    world.tick(10);
-    let second = world.api_key(&workspace, "second");
-    store.create_api_key(&second).await.unwrap();
-    let foreign = world.api_key(&other, "foreign");
-    store.create_api_key(&foreign).await.unwrap();
+    let [first, second, foreign] = first_second_foreign(&mut world, &workspace, &other, World::api_key);
+    for key in [&first, &second, &foreign] {
+        store.create_api_key(key).await.unwrap();
+    }
 
     assert_eq!(store.api_key_by_digest(&first.digest).await.unwrap(), Some((first.clone(), workspace.clone())));
     assert_eq!(store.api_key_by_digest(&world.digest()).await.unwrap(), None);
@@ -188,14 +170,7 @@ pub async fn api_key_lifecycle(db: &TestDb) {
 }
 
 pub async fn public_key_lifecycle(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(7);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    let other = world.workspace(&organisation, "other");
-    store.create_workspace(&workspace).await.unwrap();
-    store.create_workspace(&other).await.unwrap();
+    let (store, mut world, _, [workspace, other]) = acme(db, 7, ["demo", "other"]).await;
     let actor = world.actor.clone();
 
     let create = |world: &mut World, workspace: &keys_core::WorkspaceUid, name: &str| {
@@ -301,14 +276,7 @@ pub async fn public_key_lifecycle(db: &TestDb) {
 }
 
 pub async fn signing_key_lifecycle(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(8);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    let other = world.workspace(&organisation, "other");
-    store.create_workspace(&workspace).await.unwrap();
-    store.create_workspace(&other).await.unwrap();
+    let (store, mut world, _, [workspace, other]) = acme(db, 8, ["demo", "other"]).await;
     let actor = world.actor.clone();
 
     let now = world.tick(10);
@@ -394,19 +362,13 @@ pub async fn signing_key_lifecycle(db: &TestDb) {
 pub async fn organisation_key_lifecycle(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(9);
-    let acme = world.organisation("acme");
-    let globex = world.organisation("globex");
-    store.create_organisation(&acme).await.unwrap();
-    store.create_organisation(&globex).await.unwrap();
+    let acme = world.stored_organisation(&*store, "acme").await;
+    let globex = world.stored_organisation(&*store, "globex").await;
 
-    world.tick(10);
-    let first = world.organisation_key(&acme, "first");
-    store.create_organisation_key(&first).await.unwrap();
-    world.tick(10);
-    let second = world.organisation_key(&acme, "second");
-    store.create_organisation_key(&second).await.unwrap();
-    let foreign = world.organisation_key(&globex, "foreign");
-    store.create_organisation_key(&foreign).await.unwrap();
+    let [first, second, foreign] = first_second_foreign(&mut world, &acme, &globex, World::organisation_key);
+    for key in [&first, &second, &foreign] {
+        store.create_organisation_key(key).await.unwrap();
+    }
     let ghost = world.organisation("ghost");
     let orphan = world.organisation_key(&ghost, "orphan");
     assert_refused(store.create_organisation_key(&orphan).await, not_found("organisation"));
@@ -439,10 +401,7 @@ pub async fn organisation_key_lifecycle(db: &TestDb) {
 }
 
 pub async fn missing_targets_are_not_found(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(10);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let (store, mut world, organisation, []) = acme(db, 10, []).await;
     let ghost = world.workspace(&organisation, "ghost"); // never written
     let actor = world.actor.clone();
     let now = world.tick(1);
@@ -492,12 +451,7 @@ pub async fn missing_targets_are_not_found(db: &TestDb) {
 }
 
 pub async fn timestamps_read_back_exactly(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(11);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let (store, mut world, _, [workspace]) = acme(db, 11, ["demo"]).await;
     let actor = world.actor.clone();
 
     // Instants a microsecond apart, before and after the epoch, across a
@@ -533,12 +487,7 @@ pub async fn timestamps_read_back_exactly(db: &TestDb) {
 /// Many keys created in the same microsecond (ties broken by id, newest
 /// first) and at distinct instants; every page agrees with the model.
 pub async fn lists_page_newest_first_with_ties(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(12);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let (store, mut world, _, [workspace]) = acme(db, 12, ["demo"]).await;
     let actor = world.actor.clone();
 
     let mut keys = Vec::new();
@@ -579,10 +528,7 @@ pub async fn lists_page_newest_first_with_ties(db: &TestDb) {
 }
 
 pub async fn audit_trail_records_every_mutation(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(13);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let (store, mut world, organisation, []) = acme(db, 13, []).await;
     let token = world.service_token(&organisation);
     store.create_service_token(&token).await.unwrap();
     let workspace = world.workspace(&organisation, "demo");
@@ -745,12 +691,7 @@ async fn transcript(store: &dyn Store) -> Vec<String> {
 /// to it (another version, hand-written SQL), a rolled key without its
 /// expiry, or an active key with one, is refused.
 pub async fn the_database_refuses_impossible_signing_key_lifecycles(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(21);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let (store, mut world, _, [workspace]) = acme(db, 21, ["demo"]).await;
     let actor = world.actor.clone();
     let key = store.create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(10)).await.unwrap();
     let uid = key.uid.as_str().to_owned();
