@@ -306,11 +306,7 @@ impl TryFrom<StoredApiKey> for ApiKey {
             }
             _ => return Err(inconsistent("status does not match its disable and roll data")),
         };
-        let deletion = match (stored.deleted_at, stored.deleted_by) {
-            (Some(at), by) => Some(Deletion { at, by }),
-            (None, None) => None,
-            (None, Some(_)) => return Err(inconsistent("deleted_by without deleted_at")),
-        };
+        let deletion = Deletion::from_columns("api key", stored.deleted_at, stored.deleted_by)?;
         Ok(Self(ApiKeyState {
             id: stored.id,
             workspace: stored.workspace,

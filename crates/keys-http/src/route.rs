@@ -342,11 +342,21 @@ impl PartialEq for Route {
 impl Eq for Route {}
 
 impl Route {
-    /// A route without operations, the base a table entry fills in:
-    /// `Route { operations: &[…], ..Route::new(pattern, dialect, tag) }`
-    /// (a struct literal, so that the operations live as long as the table).
-    pub(crate) const fn new(pattern: &'static str, dialect: Dialect, tag: Tag) -> Self {
-        Self { pattern, dialect, tag, operations: &[], any_method: false }
+    /// A path and its operations (a `const` slice, declared beside the
+    /// handlers it names).
+    pub(crate) const fn new(
+        pattern: &'static str,
+        dialect: Dialect,
+        tag: Tag,
+        operations: &'static [Operation],
+    ) -> Self {
+        Self { pattern, dialect, tag, operations, any_method: false }
+    }
+
+    /// A route that answers every method with its first operation, and
+    /// every path below it.
+    pub(crate) const fn any_method(self) -> Self {
+        Self { any_method: true, ..self }
     }
 
     pub fn pattern(&self) -> &'static str {
@@ -406,11 +416,6 @@ macro_rules! public {
 }
 pub(crate) use public;
 
-/// The methods, as the table spells them.
-pub(crate) const GET: Method = Method::GET;
-pub(crate) const POST: Method = Method::POST;
-pub(crate) const PATCH: Method = Method::PATCH;
-
 /// The answer every operation on a keyed resource may give.
 pub(crate) const NOT_FOUND: (u16, Payload) = (404, Payload::Error);
 /// The answer of an operation a domain rule can refuse.
@@ -441,48 +446,32 @@ impl Operation {
         }
     }
 
-    /// `GET` a page of `item`s of a resource found by the path (404).
-    pub(crate) const fn list(
-        operation_id: &'static str,
-        summary: &'static str,
-        handler: Handler,
-        item: SchemaOf,
-    ) -> Self {
-        Self::new(Method::GET, operation_id, summary, handler, (200, Payload::List(item)))
+    /// `GET` a page of `item`s below a resource found by the path (404).
+    pub(crate) const fn list(id: &'static str, summary: &'static str, handler: Handler, item: SchemaOf) -> Self {
+        Self::new(Method::GET, id, summary, handler, (200, Payload::List(item)))
             .query(Query::List)
             .refuses(&[NOT_FOUND])
     }
 
-    /// `POST` a `body` that makes an `item` (201) below a resource found by
-    /// the path (404).
-    pub(crate) const fn create(
-        operation_id: &'static str,
-        summary: &'static str,
-        handler: Handler,
-        body: Body,
-        item: SchemaOf,
-    ) -> Self {
-        Self::new(Method::POST, operation_id, summary, handler, (201, Payload::Json(item)))
-            .body(body)
-            .refuses(&[NOT_FOUND])
+    /// `GET` the `item` the path names (404).
+    pub(crate) const fn get(id: &'static str, summary: &'static str, handler: Handler, item: SchemaOf) -> Self {
+        Self::new(Method::GET, id, summary, handler, (200, Payload::Json(item))).refuses(&[NOT_FOUND])
     }
 
-    /// `method` on a resource found by the path (404), answering `status`
-    /// with the `item`.
-    pub(crate) const fn on(
-        method: Method,
-        operation_id: &'static str,
-        summary: &'static str,
-        handler: Handler,
-        status: u16,
-        item: SchemaOf,
-    ) -> Self {
-        Self::new(method, operation_id, summary, handler, (status, Payload::Json(item))).refuses(&[NOT_FOUND])
+    /// `POST` below a resource found by the path (404), answering 201 with
+    /// the `item` made.
+    pub(crate) const fn post(id: &'static str, summary: &'static str, handler: Handler, item: SchemaOf) -> Self {
+        Self::new(Method::POST, id, summary, handler, (201, Payload::Json(item))).refuses(&[NOT_FOUND])
     }
 
-    /// `DELETE` a resource found by the path (404), answering 204.
-    pub(crate) const fn delete(operation_id: &'static str, summary: &'static str, handler: Handler) -> Self {
-        Self::new(Method::DELETE, operation_id, summary, handler, (204, Payload::Empty)).refuses(&[NOT_FOUND])
+    /// `PATCH` the resource the path names (404), answering 202 with it.
+    pub(crate) const fn patch(id: &'static str, summary: &'static str, handler: Handler, item: SchemaOf) -> Self {
+        Self::new(Method::PATCH, id, summary, handler, (202, Payload::Json(item))).refuses(&[NOT_FOUND])
+    }
+
+    /// `DELETE` the resource the path names (404), answering 204.
+    pub(crate) const fn delete(id: &'static str, summary: &'static str, handler: Handler) -> Self {
+        Self::new(Method::DELETE, id, summary, handler, (204, Payload::Empty)).refuses(&[NOT_FOUND])
     }
 
     pub(crate) const fn describe(self, description: &'static str) -> Self {

@@ -10,20 +10,14 @@ use serde_json::Value;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
-use super::{in_workspace, key_id, listing, required_name, HttpResult};
-use crate::dto::{ApiKeyDto, CreateApiKey, ListDto, NoFields, PatchApiKey, RollSigningKey};
+use super::{in_workspace, list_of, required_name, HttpResult};
+use crate::dto::{ApiKeyDto, CreateApiKey, NoFields, PatchApiKey, RollSigningKey};
 use crate::error::{json, no_content, ApiError, Dialect};
-use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag, GET, PATCH, POST};
+use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
 
-pub(crate) async fn list_api_keys(call: Authenticated<'_>) -> HttpResult {
-    let (state, caller, workspace, input) = (call.state, call.caller, call.param(0), call.input);
-    let listing = listing(input)?;
-    let page = in_workspace(state, caller, workspace).await?.list_api_keys(listing).await;
-    json(
-        StatusCode::OK,
-        &ListDto::<ApiKeyDto>::from_page(page.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?),
-    )
+pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
+    list_of::<ApiKeyDto, _>(call, async |scope, listing| scope.list_api_keys(listing).await).await
 }
 
 /// An RFC 3339 instant of the request.
@@ -61,7 +55,7 @@ fn profile(body: CreateApiKey) -> Result<ApiKeyProfile, ApiError> {
 }
 
 /// The patch a PATCH body asks for: `null` clears.
-fn patch(body: PatchApiKey) -> Result<ApiKeyPatch, ApiError> {
+fn patch_of(body: PatchApiKey) -> Result<ApiKeyPatch, ApiError> {
     let name = match body.name {
         None => None,
         Some(None) => return Err(ApiError::validation("name may not be null")),
@@ -87,140 +81,102 @@ fn issued(issued: IssuedApiKey) -> HttpResult {
     json(StatusCode::CREATED, &dto)
 }
 
-pub(crate) async fn create_api_key(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, workspace, input) = (call.state, call.caller, call.param(0), call.input);
     let profile = profile(input.json()?)?;
     let created = in_workspace(state, caller, workspace).await?.create_api_key(profile).await;
     issued(created.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?)
 }
 
-/// Runs `change` on the key the path names, in the workspace it names; a
-/// malformed id, or one of another workspace, is a 404.
+/// Runs `action` on the API key the path names.
 async fn on_key<T>(
     call: Authenticated<'_>,
-    change: impl AsyncFnOnce(&InWorkspace<'_>, &ApiKeyId) -> ServiceResult<T>,
+    action: impl AsyncFnOnce(&InWorkspace<'_>, &ApiKeyId) -> ServiceResult<T>,
 ) -> Result<T, ApiError> {
-    let (state, caller, workspace, id) = (call.state, call.caller, call.param(0), call.param(1));
-    let scope = in_workspace(state, caller, workspace).await?;
-    let (id, target) = key_id(ApiKeyId::parse(id), "api key", id)?;
-    change(&scope, &id).await.map_err(|error| ApiError::from_service(error, workspace, &target))
+    super::on_key(call, "api key", ApiKeyId::parse, action).await
 }
 
-pub(crate) async fn get_api_key(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn get(call: Authenticated<'_>) -> HttpResult {
     let key = on_key(call, async |scope, id| scope.get_api_key(id).await).await?;
     json(StatusCode::OK, &ApiKeyDto::from(&key))
 }
 
-pub(crate) async fn patch_api_key(call: Authenticated<'_>) -> HttpResult {
-    let patch = patch(call.input.json()?)?;
+pub(crate) async fn patch(call: Authenticated<'_>) -> HttpResult {
+    let patch = patch_of(call.input.json()?)?;
     let key = on_key(call, async |scope, id| scope.patch_api_key(id, patch).await).await?;
     json(StatusCode::ACCEPTED, &ApiKeyDto::from(&key))
 }
 
-pub(crate) async fn disable_api_key(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn disable(call: Authenticated<'_>) -> HttpResult {
     let _: NoFields = call.input.optional_json()?;
     let key = on_key(call, async |scope, id| scope.disable_api_key(id).await).await?;
     json(StatusCode::ACCEPTED, &ApiKeyDto::from(&key))
 }
 
-pub(crate) async fn enable_api_key(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn enable(call: Authenticated<'_>) -> HttpResult {
     let _: NoFields = call.input.optional_json()?;
     let key = on_key(call, async |scope, id| scope.enable_api_key(id).await).await?;
     json(StatusCode::ACCEPTED, &ApiKeyDto::from(&key))
 }
 
-pub(crate) async fn roll_api_key(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn roll(call: Authenticated<'_>) -> HttpResult {
     let body: RollSigningKey = call.input.optional_json()?;
     let grace = body.grace_period_seconds.map(GracePeriod::from_seconds).transpose()?;
     issued(on_key(call, async |scope, id| scope.roll_api_key(id, grace).await).await?)
 }
 
-pub(crate) async fn delete_api_key(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
     on_key(call, async |scope, id| scope.delete_api_key(id).await).await?;
     Ok(no_content())
 }
 
-/// Dialect 1's API keys.
-pub(crate) static ROUTES: &[Route] = &[
-    Route {
-        operations: &[
-            Operation::list("list-api-keys", "List API keys", authenticated!(list_api_keys), schema::<ApiKeyDto>()),
-            Operation::create(
-                "create-api-key",
-                "Create API key",
-                authenticated!(create_api_key),
-                Body::Required(schema::<CreateApiKey>()),
-                schema::<ApiKeyDto>(),
-            )
-            .describe("The response carries the secret `api_key`, shown this once.")
-            .hands_out_secret(),
-        ],
-        ..Route::new("/v1/{workspace}/ws_api_key/", Dialect::SuprSend, Tag::ApiKeys)
-    },
-    Route {
-        operations: &[
-            Operation::on(GET, "get-api-key", "Get API key", authenticated!(get_api_key), 200, schema::<ApiKeyDto>())
-                .describe("Deleted keys too (`is_deleted`); never the secret."),
-            Operation::on(
-                PATCH,
-                "update-api-key",
-                "Update API key",
-                authenticated!(patch_api_key),
-                202,
-                schema::<ApiKeyDto>(),
-            )
-            .describe("Any of the fields; `null` clears the nullable ones and empties `scopes`.")
-            .body(Body::Required(schema::<PatchApiKey>()))
-            .refuses(&[crate::route::BAD_REQUEST, crate::route::NOT_FOUND]),
-            Operation::delete("delete-api-key", "Delete API key", authenticated!(delete_api_key)),
-        ],
-        ..Route::new("/v1/{workspace}/ws_api_key/{api_key_id}/", Dialect::SuprSend, Tag::ApiKeys)
-    },
-    Route {
-        operations: &[Operation::on(
-            PATCH,
-            "disable-api-key",
-            "Disable API key",
-            authenticated!(disable_api_key),
-            202,
-            schema::<ApiKeyDto>(),
-        )
+/// `/v1/{workspace}/ws_api_key/`.
+const KEYS: &[Operation] = &[
+    Operation::list("list-api-keys", "List API keys", authenticated!(list), schema::<ApiKeyDto>()),
+    Operation::post("create-api-key", "Create API key", authenticated!(create), schema::<ApiKeyDto>())
+        .describe("The response carries the secret `api_key`, shown this once.")
+        .body(Body::Required(schema::<CreateApiKey>()))
+        .hands_out_secret(),
+];
+/// `/v1/{workspace}/ws_api_key/{api_key_id}/`.
+const KEY: &[Operation] = &[
+    Operation::get("get-api-key", "Get API key", authenticated!(get), schema::<ApiKeyDto>())
+        .describe("Deleted keys too (`is_deleted`); never the secret."),
+    Operation::patch("update-api-key", "Update API key", authenticated!(patch), schema::<ApiKeyDto>())
+        .describe("Any of the fields; `null` clears the nullable ones and empties `scopes`.")
+        .body(Body::Required(schema::<PatchApiKey>()))
+        .refuses(&[BAD_REQUEST, NOT_FOUND]),
+    Operation::delete("delete-api-key", "Delete API key", authenticated!(delete)),
+];
+/// `…/disable/`.
+const DISABLE: &[Operation] =
+    &[Operation::patch("disable-api-key", "Disable API key", authenticated!(disable), schema::<ApiKeyDto>())
         .describe("An active key stops authenticating on every replica within a second; enable undoes it.")
         .body(Body::Optional(schema::<NoFields>()))
-        .refuses(&[crate::route::BAD_REQUEST, crate::route::NOT_FOUND])],
-        ..Route::new("/v1/{workspace}/ws_api_key/{api_key_id}/disable/", Dialect::SuprSend, Tag::ApiKeys)
-    },
-    Route {
-        operations: &[Operation::on(
-            PATCH,
-            "enable-api-key",
-            "Enable API key",
-            authenticated!(enable_api_key),
-            202,
-            schema::<ApiKeyDto>(),
-        )
+        .refuses(&[BAD_REQUEST, NOT_FOUND])];
+/// `…/enable/`.
+const ENABLE: &[Operation] =
+    &[Operation::patch("enable-api-key", "Enable API key", authenticated!(enable), schema::<ApiKeyDto>())
         .describe("Only a disabled key can be enabled.")
         .body(Body::Optional(schema::<NoFields>()))
-        .refuses(&[crate::route::BAD_REQUEST, crate::route::NOT_FOUND])],
-        ..Route::new("/v1/{workspace}/ws_api_key/{api_key_id}/enable/", Dialect::SuprSend, Tag::ApiKeys)
-    },
-    Route {
-        operations: &[Operation::on(
-            POST,
-            "roll-api-key",
-            "Roll API key",
-            authenticated!(roll_api_key),
-            201,
-            schema::<ApiKeyDto>(),
-        )
+        .refuses(&[BAD_REQUEST, NOT_FOUND])];
+/// `…/roll/`.
+const ROLL: &[Operation] =
+    &[Operation::post("roll-api-key", "Roll API key", authenticated!(roll), schema::<ApiKeyDto>())
         .describe(
-            "A new key (new id and secret, shown this once) inherits name, description, scopes, external_id, \
-                 meta and expires_at; the old key becomes `rolled` and keeps authenticating until \
-                 min(now + grace_period_seconds, its expires_at).",
+            "A new key (new id and secret, shown this once) inherits name, description, scopes, external_id, meta and \
+         expires_at; the old key becomes `rolled` and keeps authenticating until min(now + grace_period_seconds, \
+         its expires_at).",
         )
         .body(Body::Optional(schema::<RollSigningKey>()))
-        .refuses(&[crate::route::BAD_REQUEST, crate::route::NOT_FOUND])
-        .hands_out_secret()],
-        ..Route::new("/v1/{workspace}/ws_api_key/{api_key_id}/roll/", Dialect::SuprSend, Tag::ApiKeys)
-    },
+        .refuses(&[BAD_REQUEST, NOT_FOUND])
+        .hands_out_secret()];
+
+/// Dialect 1's API keys.
+pub(crate) static ROUTES: &[Route] = &[
+    Route::new("/v1/{workspace}/ws_api_key/", Dialect::SuprSend, Tag::ApiKeys, KEYS),
+    Route::new("/v1/{workspace}/ws_api_key/{api_key_id}/", Dialect::SuprSend, Tag::ApiKeys, KEY),
+    Route::new("/v1/{workspace}/ws_api_key/{api_key_id}/disable/", Dialect::SuprSend, Tag::ApiKeys, DISABLE),
+    Route::new("/v1/{workspace}/ws_api_key/{api_key_id}/enable/", Dialect::SuprSend, Tag::ApiKeys, ENABLE),
+    Route::new("/v1/{workspace}/ws_api_key/{api_key_id}/roll/", Dialect::SuprSend, Tag::ApiKeys, ROLL),
 ];

@@ -261,15 +261,14 @@ const fn operation(method: Method, operation_id: &'static str) -> Operation {
 pub(crate) const PATTERN: &str = "/v1/auth/forward";
 
 /// The forward-authentication route: any method, any path below it.
-pub(crate) static ROUTES: &[Route] = &[Route {
-    operations: &[
-        operation(Method::GET, "forward-auth-get"),
-        operation(Method::POST, "forward-auth-post"),
-        operation(Method::PUT, "forward-auth-put"),
-        operation(Method::PATCH, "forward-auth-patch"),
-        operation(Method::DELETE, "forward-auth-delete"),
-        operation(Method::OPTIONS, "forward-auth-options"),
-    ],
-    any_method: true,
-    ..Route::new(PATTERN, Dialect::SuprSend, Tag::Verification)
-}];
+pub(crate) static ROUTES: &[Route] = &[Route::new(PATTERN, Dialect::SuprSend, Tag::Verification, FORWARD).any_method()];
+
+/// The one operation, under every method a gateway may keep.
+const FORWARD: &[Operation] = &[
+    operation(Method::GET, "forward-auth-get"),
+    operation(Method::POST, "forward-auth-post"),
+    operation(Method::PUT, "forward-auth-put"),
+    operation(Method::PATCH, "forward-auth-patch"),
+    operation(Method::DELETE, "forward-auth-delete"),
+    operation(Method::OPTIONS, "forward-auth-options"),
+];

@@ -21,7 +21,7 @@ use keys_core::{CoreError, Name};
 use crate::error::ApiError;
 use crate::state::AppState;
 
-pub(crate) use crate::route::{Caller, HttpResult, Input};
+pub(crate) use crate::route::{Authenticated, Caller, HttpResult, Input};
 
 /// Shortens client-supplied text echoed in a message.
 pub(crate) fn echo(text: &str) -> String {
@@ -56,6 +56,41 @@ pub(crate) fn key_id<T>(parsed: Result<T, CoreError>, kind: &str, text: &str) ->
         Ok(id) => Ok((id, target)),
         Err(_) => Err(ApiError::NotFound(format!("{target} not found"))),
     }
+}
+
+/// Runs `action` on the key the path names (its second parameter, read by
+/// `parse`) in the workspace it names (its first); a malformed id, or one
+/// the workspace does not hold, is a 404 naming `kind` and the id.
+pub(crate) async fn on_key<Id, T>(
+    call: Authenticated<'_>,
+    kind: &str,
+    parse: impl FnOnce(&str) -> Result<Id, CoreError>,
+    action: impl AsyncFnOnce(&keys_service::workspaces::InWorkspace<'_>, &Id) -> keys_service::ServiceResult<T>,
+) -> Result<T, ApiError> {
+    let (state, caller, workspace, id) = (call.state, call.caller, call.param(0), call.param(1));
+    let scope = in_workspace(state, caller, workspace).await?;
+    let (id, target) = key_id(parse(id), kind, id)?;
+    action(&scope, &id).await.map_err(|error| ApiError::from_service(error, workspace, &target))
+}
+
+/// A list of a workspace's keys (`Dto` of each): the page `list` reads in
+/// the workspace the path names, with the request's `limit`, `offset` and
+/// `include_deleted`.
+pub(crate) async fn list_of<Dto, Item>(
+    call: Authenticated<'_>,
+    list: impl AsyncFnOnce(
+        &keys_service::workspaces::InWorkspace<'_>,
+        keys_service::workspaces::Listing,
+    ) -> keys_service::ServiceResult<keys_core::Page<Item>>,
+) -> HttpResult
+where
+    Dto: for<'a> From<&'a Item> + serde::Serialize,
+{
+    let (state, caller, workspace, input) = (call.state, call.caller, call.param(0), call.input);
+    let listing = listing(input)?;
+    let page = list(&in_workspace(state, caller, workspace).await?, listing).await;
+    let page = page.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
+    crate::error::json(http::StatusCode::OK, &crate::dto::ListDto::<Dto>::from_page(page))
 }
 
 /// The `limit`, `offset` and `include_deleted` of a list request.

@@ -2,14 +2,14 @@
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
 use crate::dto::StatusDoc;
 use crate::error::Dialect;
 use crate::error::{json, json_bytes, ApiError};
-use crate::route::{public, HttpResult, Operation, Payload, Public, Route, Tag, GET};
+use crate::route::{public, HttpResult, Operation, Payload, Public, Route, Tag};
 use crate::schema::schema;
 
 /// `GET /health`: the process answers.
@@ -84,46 +84,29 @@ pub(crate) fn served(document: &str, head: &Parts) -> Vec<u8> {
     body
 }
 
+/// `/health`.
+const HEALTH: &[Operation] = &[Operation::get("health", "Liveness", public!(health), schema::<StatusDoc>())
+    .describe("The process answers.")
+    .refuses(&[])];
+/// `/ready`.
+const READY: &[Operation] =
+    &[Operation::get("ready", "Readiness: the store answers", public!(ready), schema::<StatusDoc>())
+        .refuses(&[(503, Payload::Error)])];
+/// `/metrics`.
+const METRICS: &[Operation] =
+    &[Operation::new(Method::GET, "metrics", "Prometheus metrics", public!(metrics), (200, Payload::PrometheusText))
+        .describe("Request counts and latency by route template, verification outcomes by reason.")];
+/// `/openapi.json`.
+const OPENAPI: &[Operation] =
+    &[Operation::new(Method::GET, "openapi", "This document", public!(openapi), (200, Payload::AnyObject))
+        .describe("Its `servers` entry is the address it was fetched from.")];
+
 /// Liveness, readiness, metrics and the OpenAPI document.
 pub(crate) static ROUTES: &[Route] = &[
-    Route {
-        operations: &[Operation::new(
-            GET,
-            "health",
-            "Liveness",
-            public!(health),
-            (200, Payload::Json(schema::<StatusDoc>())),
-        )
-        .describe("The process answers.")],
-        ..Route::new("/health", Dialect::SuprSend, Tag::Operations)
-    },
-    Route {
-        operations: &[Operation::new(
-            GET,
-            "ready",
-            "Readiness: the store answers",
-            public!(ready),
-            (200, Payload::Json(schema::<StatusDoc>())),
-        )
-        .refuses(&[(503, Payload::Error)])],
-        ..Route::new("/ready", Dialect::SuprSend, Tag::Operations)
-    },
-    Route {
-        operations: &[Operation::new(
-            GET,
-            "metrics",
-            "Prometheus metrics",
-            public!(metrics),
-            (200, Payload::PrometheusText),
-        )
-        .describe("Request counts and latency by route template, verification outcomes by reason.")],
-        ..Route::new("/metrics", Dialect::SuprSend, Tag::Operations)
-    },
-    Route {
-        operations: &[Operation::new(GET, "openapi", "This document", public!(openapi), (200, Payload::AnyObject))
-            .describe("Its `servers` entry is the address it was fetched from.")],
-        ..Route::new("/openapi.json", Dialect::SuprSend, Tag::Operations)
-    },
+    Route::new("/health", Dialect::SuprSend, Tag::Operations, HEALTH),
+    Route::new("/ready", Dialect::SuprSend, Tag::Operations, READY),
+    Route::new("/metrics", Dialect::SuprSend, Tag::Operations, METRICS),
+    Route::new("/openapi.json", Dialect::SuprSend, Tag::Operations, OPENAPI),
 ];
 
 #[cfg(test)]

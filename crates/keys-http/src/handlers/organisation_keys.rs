@@ -15,14 +15,14 @@ use crate::error::{json, no_content, ApiError};
 
 use crate::dto::JwkSetDoc;
 use crate::error::Dialect;
-use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Route, Tag, GET};
+use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Route, Tag};
 use crate::schema::schema;
 
 fn organisation_not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("organisation '{}' not found", echo(id)))
 }
 
-pub(crate) async fn list_keys(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, organisation) = (call.state, call.caller, call.param(0));
     let keys = state
         .service
@@ -32,7 +32,7 @@ pub(crate) async fn list_keys(call: Authenticated<'_>) -> HttpResult {
     json(StatusCode::OK, &OrganisationKeyList { keys: keys.iter().map(OrganisationKeyDto::from).collect() })
 }
 
-pub(crate) async fn create_key(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, organisation, input) = (call.state, call.caller, call.param(0), call.input);
     state.service.own_organisation(caller, organisation).map_err(|_| organisation_not_found(organisation))?;
     let body: CreateOrganisationKey = input.json()?;
@@ -48,7 +48,7 @@ pub(crate) async fn create_key(call: Authenticated<'_>) -> HttpResult {
     json(StatusCode::CREATED, &dto)
 }
 
-pub(crate) async fn delete_key(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, organisation, key_id) = (call.state, call.caller, call.param(0), call.param(1));
     state.service.own_organisation(caller, organisation).map_err(|_| organisation_not_found(organisation))?;
     let target = format!("key '{}'", echo(key_id));
@@ -87,7 +87,7 @@ pub(crate) async fn public_key(call: Public<'_>) -> HttpResult {
 
 /// `GET /organisations/{organisation_id}/jwks.json`: public, the live keys
 /// as RS256 JWKs with `kid` = key id.
-pub(crate) async fn organisation_jwks(call: Public<'_>) -> HttpResult {
+pub(crate) async fn jwks(call: Public<'_>) -> HttpResult {
     let (state, organisation, headers) = (call.state, call.param(0), &call.head.headers);
     let id = OrganisationId::parse(organisation).map_err(|_| organisation_not_found(organisation))?;
     let published = state
@@ -99,71 +99,51 @@ pub(crate) async fn organisation_jwks(call: Public<'_>) -> HttpResult {
     jwks_response(&published, headers)
 }
 
+/// `…/organisations/{organisation_id}/keys`.
+const KEYS: &[Operation] = &[
+    Operation::get("ListSigningKeys", "List signing keys", authenticated!(list), schema::<OrganisationKeyList>()),
+    Operation::post("CreateSigningKey", "Create signing key", authenticated!(create), schema::<OrganisationKeyDto>())
+        .describe(
+            "Answers 201 with the key and its `privateKey` (shown this once). Documented deviation: Versori's \
+             document says 204, which cannot carry the body.",
+        )
+        .body(Body::Required(schema::<CreateOrganisationKey>()))
+        .hands_out_secret(),
+];
+/// `…/organisations/{organisation_id}/keys/{key_id}`.
+const KEY: &[Operation] = &[Operation::delete("DeleteSigningKey", "Delete signing key", authenticated!(delete))
+    .describe("Every JWT the key signed stops verifying.")];
+/// `…/organisations/{organisation_id}/jwks.json`.
+const JWKS: &[Operation] =
+    &[Operation::get("OrganisationJwks", "Organisation JWKS (public)", public!(jwks), schema::<JwkSetDoc>())
+        .describe("The organisation's live keys as RS256 JWKs, `kid` = key id.")];
+/// `/api/organisations/v1/keys/{key_id}`.
+const PUBLIC_KEY: &[Operation] = &[Operation::get(
+    "GetPublicKey",
+    "Get a public key (public, for verifiers)",
+    public!(public_key),
+    schema::<OrganisationKeyDto>(),
+)];
+
 /// Dialect 2's organisation keys, their JWKS and the public key lookup.
 pub(crate) static ROUTES: &[Route] = &[
-    Route {
-        operations: &[
-            Operation::on(
-                GET,
-                "ListSigningKeys",
-                "List signing keys",
-                authenticated!(list_keys),
-                200,
-                schema::<OrganisationKeyList>(),
-            ),
-            Operation::create(
-                "CreateSigningKey",
-                "Create signing key",
-                authenticated!(create_key),
-                Body::Required(schema::<CreateOrganisationKey>()),
-                schema::<OrganisationKeyDto>(),
-            )
-            .describe(
-                "Answers 201 with the key and its `privateKey` (shown this once). Documented deviation: \
-                     Versori's document says 204, which cannot carry the body.",
-            )
-            .hands_out_secret(),
-        ],
-        ..Route::new(
-            "/api/organisations/v1/organisations/{organisation_id}/keys",
-            Dialect::Versori,
-            Tag::SigningKeysVersori,
-        )
-    },
-    Route {
-        operations: &[Operation::delete("DeleteSigningKey", "Delete signing key", authenticated!(delete_key))
-            .describe("Every JWT the key signed stops verifying.")],
-        ..Route::new(
-            "/api/organisations/v1/organisations/{organisation_id}/keys/{key_id}",
-            Dialect::Versori,
-            Tag::SigningKeysVersori,
-        )
-    },
-    Route {
-        operations: &[Operation::on(
-            GET,
-            "OrganisationJwks",
-            "Organisation JWKS (public)",
-            public!(organisation_jwks),
-            200,
-            schema::<JwkSetDoc>(),
-        )
-        .describe("The organisation's live keys as RS256 JWKs, `kid` = key id.")],
-        ..Route::new(
-            "/api/organisations/v1/organisations/{organisation_id}/jwks.json",
-            Dialect::Versori,
-            Tag::SigningKeysVersori,
-        )
-    },
-    Route {
-        operations: &[Operation::on(
-            GET,
-            "GetPublicKey",
-            "Get a public key (public, for verifiers)",
-            public!(public_key),
-            200,
-            schema::<OrganisationKeyDto>(),
-        )],
-        ..Route::new("/api/organisations/v1/keys/{key_id}", Dialect::Versori, Tag::SigningKeysVersori)
-    },
+    Route::new(
+        "/api/organisations/v1/organisations/{organisation_id}/keys",
+        Dialect::Versori,
+        Tag::SigningKeysVersori,
+        KEYS,
+    ),
+    Route::new(
+        "/api/organisations/v1/organisations/{organisation_id}/keys/{key_id}",
+        Dialect::Versori,
+        Tag::SigningKeysVersori,
+        KEY,
+    ),
+    Route::new(
+        "/api/organisations/v1/organisations/{organisation_id}/jwks.json",
+        Dialect::Versori,
+        Tag::SigningKeysVersori,
+        JWKS,
+    ),
+    Route::new("/api/organisations/v1/keys/{key_id}", Dialect::Versori, Tag::SigningKeysVersori, PUBLIC_KEY),
 ];

@@ -227,48 +227,30 @@ const VERIFY_DESCRIPTION: &str =
     "200 for any well-formed request; `valid:false` with a `reason` when it does not verify.";
 
 /// A verify endpoint: `POST` a request, answer 200 with the verdict.
-const fn verify(
-    operation_id: &'static str,
-    summary: &'static str,
-    handler: Handler,
-    request: SchemaOf,
-    verdict: SchemaOf,
-) -> Operation {
-    Operation::new(Method::POST, operation_id, summary, handler, (200, Payload::Json(verdict)))
-        .describe(VERIFY_DESCRIPTION)
-        .body(Body::Required(request))
+const fn verify(id: &'static str, summary: &'static str, handler: Handler, verdict: SchemaOf) -> Operation {
+    Operation::new(Method::POST, id, summary, handler, (200, Payload::Json(verdict))).describe(VERIFY_DESCRIPTION)
 }
+
+/// `/v1/verify/api_key/`.
+const API_KEY: &[Operation] =
+    &[verify("verify-api-key", "Verify an API key", authenticated!(api_key), schema::<ApiKeyVerdict<'static>>())
+        .body(Body::Required(schema::<VerifyApiKeyRequest>()))];
+/// `/v1/verify/public_key/`.
+const PUBLIC_KEY: &[Operation] =
+    &[verify("verify-public-key", "Verify a public key", authenticated!(public_key), schema::<PublicKeyVerdict>())
+        .body(Body::Required(schema::<VerifyPublicKeyRequest>()))
+        .describe(
+            "The origin, and in secure mode the user token. 200 for any well-formed request; `valid:false` with a \
+             `reason` when it does not verify.",
+        )];
+/// `/v1/verify/jwt/`.
+const JWT: &[Operation] =
+    &[verify("verify-jwt", "Verify a Versori-style RS256 JWT", authenticated!(jwt), schema::<JwtVerdict>())
+        .body(Body::Required(schema::<VerifyJwtRequest>()))];
 
 /// The verification endpoints, the hot path.
 pub(crate) static ROUTES: &[Route] = &[
-    Route {
-        operations: &[verify(
-            "verify-api-key",
-            "Verify an API key",
-            authenticated!(api_key),
-            schema::<VerifyApiKeyRequest>(),
-            schema::<ApiKeyVerdict<'static>>(),
-        )],
-        ..Route::new("/v1/verify/api_key/", Dialect::SuprSend, Tag::Verification)
-    },
-    Route {
-        operations: &[verify(
-            "verify-public-key",
-            "Verify a public key (origin, secure mode)",
-            authenticated!(public_key),
-            schema::<VerifyPublicKeyRequest>(),
-            schema::<PublicKeyVerdict>(),
-        )],
-        ..Route::new("/v1/verify/public_key/", Dialect::SuprSend, Tag::Verification)
-    },
-    Route {
-        operations: &[verify(
-            "verify-jwt",
-            "Verify a Versori-style RS256 JWT",
-            authenticated!(jwt),
-            schema::<VerifyJwtRequest>(),
-            schema::<JwtVerdict>(),
-        )],
-        ..Route::new("/v1/verify/jwt/", Dialect::SuprSend, Tag::Verification)
-    },
+    Route::new("/v1/verify/api_key/", Dialect::SuprSend, Tag::Verification, API_KEY),
+    Route::new("/v1/verify/public_key/", Dialect::SuprSend, Tag::Verification, PUBLIC_KEY),
+    Route::new("/v1/verify/jwt/", Dialect::SuprSend, Tag::Verification, JWT),
 ];

@@ -14,12 +14,10 @@ use crate::dto::JwkSetDoc;
 use crate::dto::{CreateWorkspace, ListDto, ListQuery, WorkspaceDto};
 use crate::error::Dialect;
 use crate::error::{json, ApiError};
-use crate::route::{
-    authenticated, public, Authenticated, Body, Operation, Payload, Public, Query, Route, Tag, GET, POST,
-};
+use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag};
 use crate::schema::schema;
 
-pub(crate) async fn list_workspaces(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, input) = (call.state, call.caller, call.input);
     let query = ListQuery::parse(input.query.as_deref())?;
     let page = state
@@ -30,7 +28,7 @@ pub(crate) async fn list_workspaces(call: Authenticated<'_>) -> HttpResult {
     json(StatusCode::OK, &ListDto::<WorkspaceDto>::from_page(page))
 }
 
-pub(crate) async fn create_workspace(call: Authenticated<'_>) -> HttpResult {
+pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, input) = (call.state, call.caller, call.input);
     let body: CreateWorkspace = input.json()?;
     let new = NewWorkspace {
@@ -49,7 +47,7 @@ pub(crate) async fn create_workspace(call: Authenticated<'_>) -> HttpResult {
 
 /// `GET /v1/workspace/{workspace_uid}/jwks.json`: public, the keys that
 /// verify now (active, and rolled before their `expiry_at`).
-pub(crate) async fn workspace_jwks(call: Public<'_>) -> HttpResult {
+pub(crate) async fn jwks(call: Public<'_>) -> HttpResult {
     let (state, uid, headers) = (call.state, call.param(0), &call.head.headers);
     let published = found_by_id(uid, "workspace", WorkspaceUid::parse, async |uid| {
         state.service.workspace_jwks(&uid).await.map_err(|error| ApiError::from_store(error, "workspace"))
@@ -58,39 +56,22 @@ pub(crate) async fn workspace_jwks(call: Public<'_>) -> HttpResult {
     jwks_response(&published, headers)
 }
 
+/// `/v1/workspace/`.
+const WORKSPACES: &[Operation] = &[
+    Operation::list("list-workspaces", "List workspaces", authenticated!(list), schema::<WorkspaceDto>())
+        .query(Query::Page)
+        .refuses(&[]),
+    Operation::post("create-workspace", "Create workspace", authenticated!(create), schema::<WorkspaceDto>())
+        .body(Body::Required(schema::<CreateWorkspace>()))
+        .refuses(&[]),
+];
+/// `/v1/workspace/{workspace_uid}/jwks.json`.
+const JWKS: &[Operation] =
+    &[Operation::get("workspace-jwks", "Workspace JWKS (public)", public!(jwks), schema::<JwkSetDoc>())
+        .describe("The active signing key and the rolled ones still inside their grace, `kid` = uid.")];
+
 /// Dialect 1's workspaces, and the public JWKS of each.
 pub(crate) static ROUTES: &[Route] = &[
-    Route {
-        operations: &[
-            Operation::new(
-                GET,
-                "list-workspaces",
-                "List workspaces",
-                authenticated!(list_workspaces),
-                (200, Payload::List(schema::<WorkspaceDto>())),
-            )
-            .query(Query::Page),
-            Operation::new(
-                POST,
-                "create-workspace",
-                "Create workspace",
-                authenticated!(create_workspace),
-                (201, Payload::Json(schema::<WorkspaceDto>())),
-            )
-            .body(Body::Required(schema::<CreateWorkspace>())),
-        ],
-        ..Route::new("/v1/workspace/", Dialect::SuprSend, Tag::Workspaces)
-    },
-    Route {
-        operations: &[Operation::on(
-            GET,
-            "workspace-jwks",
-            "Workspace JWKS (public)",
-            public!(workspace_jwks),
-            200,
-            schema::<JwkSetDoc>(),
-        )
-        .describe("The active signing key and the rolled ones still inside their grace, `kid` = uid.")],
-        ..Route::new("/v1/workspace/{workspace_uid}/jwks.json", Dialect::SuprSend, Tag::SigningKeys)
-    },
+    Route::new("/v1/workspace/", Dialect::SuprSend, Tag::Workspaces, WORKSPACES),
+    Route::new("/v1/workspace/{workspace_uid}/jwks.json", Dialect::SuprSend, Tag::SigningKeys, JWKS),
 ];

@@ -13,7 +13,15 @@ ALTER TABLE api_keys ADD COLUMN last_used_at integer;
 ALTER TABLE api_keys ADD COLUMN disabled_at integer;
 ALTER TABLE api_keys ADD COLUMN disabled_by_name text;
 ALTER TABLE api_keys ADD COLUMN disabled_by_email text;
-ALTER TABLE api_keys ADD COLUMN rolled_at integer;
+-- The lifecycle, as keys-core's ApiKeyLifecycle states it: an active key
+-- has no disable or roll data; a disabled key has its disable time; a
+-- rolled key always has its roll time and an expiry. (A column's CHECK may
+-- read the row's other columns; SQLite cannot add a table CHECK.)
+ALTER TABLE api_keys ADD COLUMN rolled_at integer CONSTRAINT api_keys_lifecycle CHECK (
+    (status = 'active' AND disabled_at IS NULL AND rolled_at IS NULL)
+    OR (status = 'disabled' AND disabled_at IS NOT NULL AND rolled_at IS NULL)
+    OR (status = 'rolled' AND rolled_at IS NOT NULL AND expires_at IS NOT NULL AND disabled_at IS NULL)
+);
 ALTER TABLE api_keys ADD COLUMN rolled_by_name text;
 ALTER TABLE api_keys ADD COLUMN rolled_by_email text;
 ALTER TABLE api_keys ADD COLUMN updated_at integer;
@@ -22,31 +30,3 @@ ALTER TABLE api_keys ADD COLUMN updated_by_email text;
 
 UPDATE api_keys
 SET updated_at = created_at, updated_by_name = created_by_name, updated_by_email = created_by_email;
-
--- An active key has no disable or roll data; a disabled key has its
--- disable time; a rolled key always has its roll time and an expiry; every
--- key has its update time. SQLite cannot add a CHECK across columns to an
--- existing table, so two triggers refuse such rows on insert and update.
-CREATE TRIGGER api_keys_lifecycle_insert
-BEFORE INSERT ON api_keys
-WHEN NEW.updated_at IS NULL OR NOT (
-    (NEW.status = 'active' AND NEW.disabled_at IS NULL AND NEW.rolled_at IS NULL)
-    OR (NEW.status = 'disabled' AND NEW.disabled_at IS NOT NULL AND NEW.rolled_at IS NULL)
-    OR (NEW.status = 'rolled' AND NEW.rolled_at IS NOT NULL AND NEW.expires_at IS NOT NULL
-        AND NEW.disabled_at IS NULL)
-)
-BEGIN
-    SELECT RAISE(ABORT, 'api_keys_lifecycle');
-END;
-
-CREATE TRIGGER api_keys_lifecycle_update
-BEFORE UPDATE ON api_keys
-WHEN NEW.updated_at IS NULL OR NOT (
-    (NEW.status = 'active' AND NEW.disabled_at IS NULL AND NEW.rolled_at IS NULL)
-    OR (NEW.status = 'disabled' AND NEW.disabled_at IS NOT NULL AND NEW.rolled_at IS NULL)
-    OR (NEW.status = 'rolled' AND NEW.rolled_at IS NOT NULL AND NEW.expires_at IS NOT NULL
-        AND NEW.disabled_at IS NULL)
-)
-BEGIN
-    SELECT RAISE(ABORT, 'api_keys_lifecycle');
-END;
