@@ -247,18 +247,17 @@ pub struct StoredApiKey {
     pub profile: ApiKeyProfile,
     /// `active`, `disabled` or `rolled`.
     pub status: String,
-    pub disabled_at: Option<OffsetDateTime>,
-    pub disabled_by: Option<Actor>,
-    pub rolled_at: Option<OffsetDateTime>,
-    pub rolled_by: Option<Actor>,
+    /// `disabled_at` and `disabled_by`, as stored: either may be missing.
+    pub disabled: StoredStamp,
+    pub rolled: StoredStamp,
+    pub deleted: StoredStamp,
     pub last_used_at: Option<OffsetDateTime>,
-    pub created_at: OffsetDateTime,
-    pub created_by: Option<Actor>,
-    pub updated_at: OffsetDateTime,
-    pub updated_by: Option<Actor>,
-    pub deleted_at: Option<OffsetDateTime>,
-    pub deleted_by: Option<Actor>,
+    pub created: (OffsetDateTime, Option<Actor>),
+    pub updated: (OffsetDateTime, Option<Actor>),
 }
+
+/// A moment and who caused it, as two nullable columns keep them.
+pub type StoredStamp = (Option<OffsetDateTime>, Option<Actor>);
 
 /// What a new API key is made of.
 #[derive(Debug, Clone)]
@@ -284,29 +283,35 @@ pub struct ApiKeyPatch {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey(ApiKeyState);
 
+impl ApiKeyLifecycle {
+    /// The stage a stored key is in, from its columns: a status, its
+    /// disable and roll data, whether it has an expiry. `None` for what no
+    /// transition makes (an active key with either, a disabled key without
+    /// its time, a rolled key without its time or an expiry).
+    fn from_columns(status: &str, disabled: StoredStamp, rolled: StoredStamp, expires: bool) -> Option<Self> {
+        match (ApiKeyStatus::parse(status)?, disabled, rolled) {
+            (ApiKeyStatus::Active, (None, None), (None, None)) => Some(Self::Active),
+            (ApiKeyStatus::Disabled, (Some(at), by), (None, None)) => Some(Self::Disabled { at, by }),
+            (ApiKeyStatus::Rolled, (None, None), (Some(at), by)) if expires => Some(Self::Rolled { at, by }),
+            _ => None,
+        }
+    }
+}
+
+/// Rebuilds a key from storage, refusing what no transition can make (see
+/// [`ApiKeyLifecycle::from_columns`] and [`Deletion::from_columns`]).
 impl TryFrom<StoredApiKey> for ApiKey {
     type Error = CoreError;
 
-    /// Rebuilds a key from storage, refusing what no transition can make: a
-    /// rolled key without its roll time or expiry, a disabled key without
-    /// its disable time, an active key with either, an actor without its
-    /// time.
     fn try_from(stored: StoredApiKey) -> Result<Self, CoreError> {
-        let inconsistent = |reason| CoreError::InconsistentRecord { kind: "api key", reason };
-        let status = ApiKeyStatus::parse(&stored.status).ok_or(inconsistent("unknown status"))?;
-        let lifecycle = match (status, stored.disabled_at, stored.rolled_at) {
-            (ApiKeyStatus::Active, None, None) if stored.disabled_by.is_none() && stored.rolled_by.is_none() => {
-                ApiKeyLifecycle::Active
-            }
-            (ApiKeyStatus::Disabled, Some(at), None) if stored.rolled_by.is_none() => {
-                ApiKeyLifecycle::Disabled { at, by: stored.disabled_by }
-            }
-            (ApiKeyStatus::Rolled, None, Some(at)) if stored.profile.expires_at.is_some() => {
-                ApiKeyLifecycle::Rolled { at, by: stored.rolled_by }
-            }
-            _ => return Err(inconsistent("status does not match its disable and roll data")),
-        };
-        let deletion = Deletion::from_columns("api key", stored.deleted_at, stored.deleted_by)?;
+        let expires = stored.profile.expires_at.is_some();
+        let lifecycle = ApiKeyLifecycle::from_columns(&stored.status, stored.disabled, stored.rolled, expires).ok_or(
+            CoreError::InconsistentRecord {
+                kind: "api key",
+                reason: "status does not match its disable and roll data",
+            },
+        )?;
+        let deletion = Deletion::from_columns("api key", stored.deleted.0, stored.deleted.1)?;
         Ok(Self(ApiKeyState {
             id: stored.id,
             workspace: stored.workspace,
@@ -315,10 +320,10 @@ impl TryFrom<StoredApiKey> for ApiKey {
             profile: stored.profile,
             lifecycle,
             last_used_at: stored.last_used_at,
-            created_at: stored.created_at,
-            created_by: stored.created_by,
-            updated_at: stored.updated_at,
-            updated_by: stored.updated_by,
+            created_at: stored.created.0,
+            created_by: stored.created.1,
+            updated_at: stored.updated.0,
+            updated_by: stored.updated.1,
             deletion,
         }))
     }

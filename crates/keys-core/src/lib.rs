@@ -29,7 +29,7 @@ mod workspace;
 
 pub use api_key::{
     ApiKey, ApiKeyLifecycle, ApiKeyMaterial, ApiKeyPatch, ApiKeyProfile, ApiKeyState, ApiKeyStatus, ExternalId,
-    KeyMeta, KeyScope, KeyScopes, NewApiKey, StoredApiKey,
+    KeyMeta, KeyScope, KeyScopes, NewApiKey, StoredApiKey, StoredStamp,
 };
 pub use digest::SecretDigest;
 pub use error::CoreError;

@@ -35,7 +35,7 @@ fn material<R: RngCore + CryptoRng>(now: OffsetDateTime, rng: &mut R) -> (ApiKey
 impl InWorkspace<'_> {
     pub async fn list_api_keys(&self, listing: Listing) -> ServiceResult<Page<ApiKey>> {
         let store = &self.service.store;
-        Ok(store.list_api_keys(&self.workspace.uid, listing.page, listing.include_deleted).await?)
+        Ok(store.list_api_keys(&self.workspace.uid, listing).await?)
     }
 
     /// One key of the workspace, deleted or not.

@@ -50,7 +50,7 @@ pub use error::{Conflict, StoreError, StoreResult};
 pub use pipeline::{Backend, SqlStore};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use store::{Lookups, Management};
+pub use store::{Listing, Lookups, Management};
 
 /// Everything keysd keeps: the cached [`Lookups`] of verification, the
 /// [`Management`] reads and the [`Mutations`]. Implemented by every type

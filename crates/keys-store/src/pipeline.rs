@@ -27,7 +27,7 @@ use crate::change::Change;
 use crate::commands::{self, AuditEvent, Command, Executed, Lock, Locked, Mutations};
 use crate::error::{database, StoreError, StoreResult};
 use crate::repo::{self, Sql};
-use crate::store::{Lookups, Management};
+use crate::store::{Listing, Lookups, Management};
 
 /// What a database brings to [`SqlStore`]: connections that speak
 /// [`Sql`], write transactions, and the two things only a backend knows
@@ -201,31 +201,20 @@ impl<DB: Backend> Management for SqlStore<DB> {
         repo::api_key(&mut *self.reader().await?, workspace, id).await
     }
 
-    async fn list_api_keys(
-        &self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<ApiKey>> {
-        repo::list_api_keys(&mut *self.reader().await?, workspace, page, include_deleted).await
+    async fn list_api_keys(&self, workspace: &WorkspaceUid, listing: Listing) -> StoreResult<Page<ApiKey>> {
+        repo::list_api_keys(&mut *self.reader().await?, workspace, listing).await
     }
 
-    async fn list_public_keys(
-        &self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<PublicKey>> {
-        repo::list_public_keys(&mut *self.reader().await?, workspace, page, include_deleted).await
+    async fn list_public_keys(&self, workspace: &WorkspaceUid, listing: Listing) -> StoreResult<Page<PublicKey>> {
+        repo::list_public_keys(&mut *self.reader().await?, workspace, listing).await
     }
 
     async fn list_signing_keys(
         &self,
         workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
+        listing: Listing,
     ) -> StoreResult<Page<WorkspaceSigningKey>> {
-        repo::list_signing_keys(&mut *self.reader().await?, workspace, page, include_deleted).await
+        repo::list_signing_keys(&mut *self.reader().await?, workspace, listing).await
     }
 
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>> {

@@ -34,6 +34,19 @@ use time::OffsetDateTime;
 use crate::error::{database, Conflict, StoreError, StoreResult};
 use crate::rows::{self, RowExt};
 
+/// Which page of a workspace's keys, and whether deleted ones are in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub page: Pagination,
+    pub include_deleted: bool,
+}
+
+impl Listing {
+    pub fn new(page: Pagination, include_deleted: bool) -> Self {
+        Self { page, include_deleted }
+    }
+}
+
 /// One value to bind, in the domain's terms; each backend encodes it.
 #[derive(Debug, Clone, Copy)]
 pub enum Value<'a> {
@@ -194,12 +207,12 @@ fn workspace_list(table: &str, columns: &str) -> [String; 2] {
 async fn workspace_page<C: Sql + ?Sized, T>(
     sql: &mut C,
     [count, select]: &[String; 2],
-    (workspace, include_deleted): (&WorkspaceUid, bool),
-    pagination: Pagination,
+    workspace: &WorkspaceUid,
+    listing: Listing,
     decode: impl Fn(&C::Row) -> StoreResult<T>,
 ) -> StoreResult<Page<T>> {
-    let values = [text(workspace.as_str()), Value::Flag(include_deleted)];
-    page(sql, (count, select), &values, pagination, decode).await
+    let values = [text(workspace.as_str()), Value::Flag(listing.include_deleted)];
+    page(sql, (count, select), &values, listing.page, decode).await
 }
 
 /// `SELECT columns FROM table WHERE …`, built once per statement.
@@ -373,11 +386,10 @@ pub async fn api_key<C: Sql + ?Sized>(
 pub async fn list_api_keys<C: Sql + ?Sized>(
     sql: &mut C,
     workspace: &WorkspaceUid,
-    pagination: Pagination,
-    include_deleted: bool,
+    listing: Listing,
 ) -> StoreResult<Page<ApiKey>> {
     static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("api_keys", API_KEY));
-    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::api_key).await
+    workspace_page(sql, &SQL, workspace, listing, rows::api_key).await
 }
 
 /// The verification path: one index lookup by digest, deleted keys too.
@@ -471,11 +483,10 @@ pub async fn public_key<C: Sql + ?Sized>(
 pub async fn list_public_keys<C: Sql + ?Sized>(
     sql: &mut C,
     workspace: &WorkspaceUid,
-    pagination: Pagination,
-    include_deleted: bool,
+    listing: Listing,
 ) -> StoreResult<Page<PublicKey>> {
     static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("public_keys", PUBLIC_KEY));
-    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::public_key).await
+    workspace_page(sql, &SQL, workspace, listing, rows::public_key).await
 }
 
 /// The verification path: by the `SS.PUBK.` value (unique index).
@@ -556,11 +567,10 @@ pub async fn live_signing_keys<C: Sql + ?Sized>(
 pub async fn list_signing_keys<C: Sql + ?Sized>(
     sql: &mut C,
     workspace: &WorkspaceUid,
-    pagination: Pagination,
-    include_deleted: bool,
+    listing: Listing,
 ) -> StoreResult<Page<WorkspaceSigningKey>> {
     static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("workspace_signing_keys", SIGNING_KEY));
-    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::signing_key).await
+    workspace_page(sql, &SQL, workspace, listing, rows::signing_key).await
 }
 
 /// By `uid` (the JWT `kid`), deleted keys included.

@@ -10,7 +10,8 @@ use keys_core::{
     Actor, ApiKey, ApiKeyId, ApiKeyProfile, Description, DomainPattern, ExternalId, KeyMeta, KeyScopes, Mode, Name,
     Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, OrganisationSigningKeyState, PublicKey,
     PublicKeyId, PublicKeyState, SecretDigest, ServiceTokenId, ServiceTokenRecord, ServiceTokenState, SigningKeyId,
-    SigningKeyUid, StoredApiKey, StoredSigningKey, Workspace, WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
+    SigningKeyUid, StoredApiKey, StoredSigningKey, StoredStamp, Workspace, WorkspaceSigningKey, WorkspaceSlug,
+    WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -48,6 +49,11 @@ pub fn actor(row: &impl RowExt, prefix: &str) -> StoreResult<Option<Actor>> {
         (Some(name), Some(email)) => Some(Actor::new(name, email)),
         _ => None,
     })
+}
+
+/// The `{prefix}_at` and `{prefix}_by` columns.
+fn stamp(row: &impl RowExt, prefix: &str) -> StoreResult<StoredStamp> {
+    Ok((row.optional_time(&format!("{prefix}_at"))?, actor(row, &format!("{prefix}_by"))?))
 }
 
 fn name(row: &impl RowExt, column: &str) -> StoreResult<Name> {
@@ -129,17 +135,12 @@ pub fn api_key(row: &impl RowExt) -> StoreResult<ApiKey> {
         masked_api_key: row.text("masked_api_key")?,
         profile,
         status: row.text("status")?,
-        disabled_at: row.optional_time("disabled_at")?,
-        disabled_by: actor(row, "disabled_by")?,
-        rolled_at: row.optional_time("rolled_at")?,
-        rolled_by: actor(row, "rolled_by")?,
+        disabled: stamp(row, "disabled")?,
+        rolled: stamp(row, "rolled")?,
+        deleted: stamp(row, "deleted")?,
         last_used_at: row.optional_time("last_used_at")?,
-        created_at: row.time("created_at")?,
-        created_by: actor(row, "created_by")?,
-        updated_at: row.time("updated_at")?,
-        updated_by: actor(row, "updated_by")?,
-        deleted_at: row.optional_time("deleted_at")?,
-        deleted_by: actor(row, "deleted_by")?,
+        created: (row.time("created_at")?, actor(row, "created_by")?),
+        updated: (row.time("updated_at")?, actor(row, "updated_by")?),
     };
     ApiKey::try_from(stored).map_err(|error| StoreError::Inconsistent(error.to_string()))
 }

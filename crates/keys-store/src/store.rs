@@ -17,6 +17,8 @@ use crate::error::StoreResult;
 
 /// The lookups on the request path of authentication and verification.
 /// Each returns `Ok(None)` for what does not exist.
+pub use crate::repo::Listing;
+
 #[async_trait]
 pub trait Lookups: Send + Sync {
     /// The authentication lookup: unrevoked tokens only.
@@ -62,23 +64,12 @@ pub trait Management: Send + Sync {
     async fn list_workspaces(&self, organisation: &OrganisationId, page: Pagination) -> StoreResult<Page<Workspace>>;
     /// One API key of the workspace, deleted or not.
     async fn api_key(&self, workspace: &WorkspaceUid, id: &ApiKeyId) -> StoreResult<Option<ApiKey>>;
-    async fn list_api_keys(
-        &self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<ApiKey>>;
-    async fn list_public_keys(
-        &self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<PublicKey>>;
+    async fn list_api_keys(&self, workspace: &WorkspaceUid, listing: Listing) -> StoreResult<Page<ApiKey>>;
+    async fn list_public_keys(&self, workspace: &WorkspaceUid, listing: Listing) -> StoreResult<Page<PublicKey>>;
     async fn list_signing_keys(
         &self,
         workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
+        listing: Listing,
     ) -> StoreResult<Page<WorkspaceSigningKey>>;
     /// Live keys of the organisation, newest first.
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>>;

@@ -520,12 +520,12 @@ async fn last_used_flush(
     )?;
     let workspace = database.psql("SELECT uid FROM workspaces WHERE slug = 'staging'")?;
     database.psql(&bulk_insert_sql(&workspace, 1, keys))?;
-    let bodies: Vec<Bytes> =
-        (1..=keys).map(|n| Bytes::from(json!({"api_key": bulk_secret(n)}).to_string())).collect();
+    let bodies: Vec<Bytes> = (1..=keys).map(|n| Bytes::from(json!({"api_key": bulk_secret(n)}).to_string())).collect();
     let make =
         load::requests(server.addr, &server.token, "POST", "/v1/verify/api_key/", Bodies::Each(Arc::new(bodies)));
     // Long enough for every key to be used at least once.
-    let sample = load::closed_loop(server.addr, options.concurrency, Duration::from_secs(3), make, Expect::valid()).await?;
+    let sample =
+        load::closed_loop(server.addr, options.concurrency, Duration::from_secs(3), make, Expect::valid()).await?;
     let ended = Instant::now();
     let written_sql = "SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL";
     loop {

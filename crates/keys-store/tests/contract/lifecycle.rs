@@ -4,7 +4,7 @@ use keys_core::{
     ApiKeyId, CoreError, DomainPattern, GracePeriod, OrganisationKeyId, Pagination, PublicKeyId, PublicKeyPatch,
     SigningKeyStatus, SigningKeyUid, WorkspaceUid,
 };
-use keys_store::{Conflict, PublicKeyChange, Store};
+use keys_store::{Conflict, Listing, PublicKeyChange, Store};
 use time::Duration;
 
 use crate::support::{acme, assert_refused, first_second_foreign, name_of, not_found, Kind, TestDb, World};
@@ -142,7 +142,7 @@ pub async fn api_key_lifecycle(db: &TestDb) {
 
     assert_eq!(store.api_key_by_digest(&first.digest).await.unwrap(), Some((first.clone(), workspace.clone())));
     assert_eq!(store.api_key_by_digest(&world.digest()).await.unwrap(), None);
-    let listed = store.list_api_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
+    let listed = store.list_api_keys(&workspace.uid, Listing::new(Pagination::default(), false)).await.unwrap();
     assert_eq!((listed.total, listed.items), (2, vec![second.clone(), first.clone()]));
 
     // A key of another workspace is not found through this one.
@@ -163,9 +163,9 @@ pub async fn api_key_lifecycle(db: &TestDb) {
         not_found("api key"),
     );
 
-    let live = store.list_api_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
+    let live = store.list_api_keys(&workspace.uid, Listing::new(Pagination::default(), false)).await.unwrap();
     assert_eq!((live.total, live.items), (1, vec![second.clone()]));
-    let all = store.list_api_keys(&workspace.uid, Pagination::default(), true).await.unwrap();
+    let all = store.list_api_keys(&workspace.uid, Listing::new(Pagination::default(), true)).await.unwrap();
     assert_eq!((all.total, all.items), (2, vec![second.clone(), deleted]));
 }
 
@@ -268,9 +268,9 @@ pub async fn public_key_lifecycle(db: &TestDb) {
     let fresh = store.create_public_key(new, &actor, now).await.unwrap();
     assert!(fresh.is_default);
 
-    let live = store.list_public_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
+    let live = store.list_public_keys(&workspace.uid, Listing::new(Pagination::default(), false)).await.unwrap();
     assert_eq!((live.total, live.items), (1, vec![fresh.clone()]));
-    let all = store.list_public_keys(&workspace.uid, Pagination::default(), true).await.unwrap();
+    let all = store.list_public_keys(&workspace.uid, Listing::new(Pagination::default(), true)).await.unwrap();
     assert_eq!(all.total, 3);
     assert_eq!(all.items, vec![fresh, deleted, deleted_default]);
 }
@@ -351,9 +351,9 @@ pub async fn signing_key_lifecycle(db: &TestDb) {
     // With the active key deleted, a new one may be created.
     let fourth = store.create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(10)).await.unwrap();
 
-    let live = store.list_signing_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
+    let live = store.list_signing_keys(&workspace.uid, Listing::new(Pagination::default(), false)).await.unwrap();
     assert_eq!((live.total, live.items), (2, vec![fourth.clone(), rolled_again.clone()]));
-    let all = store.list_signing_keys(&workspace.uid, Pagination::default(), true).await.unwrap();
+    let all = store.list_signing_keys(&workspace.uid, Listing::new(Pagination::default(), true)).await.unwrap();
     assert_eq!(all.total, 4);
     assert_eq!(all.items, vec![fourth, deleted_active, rolled_again, deleted]);
     assert_eq!(store.live_signing_keys(&other.uid).await.unwrap(), vec![foreign]);
@@ -438,9 +438,9 @@ pub async fn missing_targets_are_not_found(db: &TestDb) {
     assert_refused(store.delete_organisation_key(&nobody.id, &key, &actor, now).await, not_found("organisation"));
 
     // Reads of what does not exist are empty, not errors.
-    assert_eq!(store.list_api_keys(&ghost.uid, Pagination::default(), true).await.unwrap().total, 0);
-    assert_eq!(store.list_public_keys(&ghost.uid, Pagination::default(), true).await.unwrap().total, 0);
-    assert_eq!(store.list_signing_keys(&ghost.uid, Pagination::default(), true).await.unwrap().total, 0);
+    assert_eq!(store.list_api_keys(&ghost.uid, Listing::new(Pagination::default(), true)).await.unwrap().total, 0);
+    assert_eq!(store.list_public_keys(&ghost.uid, Listing::new(Pagination::default(), true)).await.unwrap().total, 0);
+    assert_eq!(store.list_signing_keys(&ghost.uid, Listing::new(Pagination::default(), true)).await.unwrap().total, 0);
     assert!(store.live_signing_keys(&ghost.uid).await.unwrap().is_empty());
     assert_eq!(store.signing_key_by_uid(&uid).await.unwrap(), None);
     assert!(store.list_organisation_keys(&nobody.id).await.unwrap().is_empty());
@@ -472,7 +472,7 @@ pub async fn timestamps_read_back_exactly(db: &TestDb) {
         store.create_api_key(&key).await.unwrap();
         keys.push(key);
     }
-    let listed = store.list_api_keys(&workspace.uid, page(10, 0), false).await.unwrap();
+    let listed = store.list_api_keys(&workspace.uid, Listing::new(page(10, 0), false)).await.unwrap();
     keys.reverse();
     assert_eq!(listed.items, keys);
 
@@ -513,7 +513,10 @@ pub async fn lists_page_newest_first_with_ties(db: &TestDb) {
             let mut seen = Vec::new();
             let mut offset = 0;
             loop {
-                let listed = store.list_api_keys(&workspace.uid, page(limit, offset), include_deleted).await.unwrap();
+                let listed = store
+                    .list_api_keys(&workspace.uid, Listing::new(page(limit, offset), include_deleted))
+                    .await
+                    .unwrap();
                 assert_eq!(listed.total, expected.len() as u64);
                 if listed.items.is_empty() {
                     break;
@@ -676,9 +679,18 @@ async fn transcript(store: &dyn Store) -> Vec<String> {
         for (limit, offset) in [(1, 0), (2, 1), (4, 3), (10, 0), (100, 5), (3, 50)] {
             let pagination = page(limit, offset);
             let uid = &workspace.uid;
-            lines.push(format!("{:?}", store.list_api_keys(uid, pagination, include_deleted).await.unwrap()));
-            lines.push(format!("{:?}", store.list_public_keys(uid, pagination, include_deleted).await.unwrap()));
-            lines.push(format!("{:?}", store.list_signing_keys(uid, pagination, include_deleted).await.unwrap()));
+            lines.push(format!(
+                "{:?}",
+                store.list_api_keys(uid, Listing::new(pagination, include_deleted)).await.unwrap()
+            ));
+            lines.push(format!(
+                "{:?}",
+                store.list_public_keys(uid, Listing::new(pagination, include_deleted)).await.unwrap()
+            ));
+            lines.push(format!(
+                "{:?}",
+                store.list_signing_keys(uid, Listing::new(pagination, include_deleted)).await.unwrap()
+            ));
             lines.push(format!("{:?}", store.list_workspaces(&organisation.id, pagination).await.unwrap()));
         }
     }
