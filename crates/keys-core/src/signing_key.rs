@@ -73,6 +73,20 @@ pub struct Deletion {
     pub by: Option<Actor>,
 }
 
+/// Refuses an actor stored without the moment it acted at (`…_by` without
+/// `…_at`), which no transition writes.
+pub(crate) fn stamped(
+    kind: &'static str,
+    at: Option<OffsetDateTime>,
+    by: Option<&Actor>,
+    reason: &'static str,
+) -> Result<(), CoreError> {
+    match (at, by) {
+        (None, Some(_)) => Err(CoreError::InconsistentRecord { kind, reason }),
+        _ => Ok(()),
+    }
+}
+
 impl Deletion {
     /// The deletion of a stored `kind` from its two columns; a deleter
     /// without a deletion time is no state any transition makes.

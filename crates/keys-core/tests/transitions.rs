@@ -633,3 +633,21 @@ fn stored_signing_keys_are_checked_before_use() {
         );
     }
 }
+
+#[test]
+fn restoring_refuses_an_actor_without_its_time() {
+    let mut rng = rng();
+    let (ring, ids) = ring_with(1, &mut rng);
+    let key = ring.get(&ids[0]).expect("created");
+    let state: PublicKeyState = (**key).clone();
+    assert!(PublicKey::try_from(state.clone()).is_ok(), "a stored key as the ring made it");
+    let deleter_alone = PublicKeyState { deleted_by: Some(actor()), ..state.clone() };
+    assert!(matches!(PublicKey::try_from(deleter_alone), Err(CoreError::InconsistentRecord { .. })));
+    let rotator_alone = PublicKeyState { rotated_by: Some(actor()), ..state };
+    assert!(matches!(PublicKey::try_from(rotator_alone), Err(CoreError::InconsistentRecord { .. })));
+    let organisation = OrganisationId::generate(t0(), &mut rng);
+    let id = OrganisationKeyId::generate(t0(), &mut rng);
+    let key = OrganisationSigningKey::create(id, organisation, name("o"), "PEM".into(), &actor(), t0());
+    let deleter_alone = OrganisationSigningKeyState { deleted_by: Some(actor()), ..(*key).clone() };
+    assert!(matches!(OrganisationSigningKey::try_from(deleter_alone), Err(CoreError::InconsistentRecord { .. })));
+}

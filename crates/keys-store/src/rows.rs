@@ -2,7 +2,7 @@
 //!
 //! Each backend says how to read one typed column of its row type
 //! ([`RowExt`]); the decoders below then rebuild entities through their
-//! `parse` constructors and `restore`, so a value that would not pass the
+//! `parse` constructors and `TryFrom`, so a value that would not pass the
 //! domain's validation is reported as a database fault instead of being
 //! smuggled into the domain.
 
@@ -39,6 +39,12 @@ pub fn corrupt(what: &str, column: &str) -> StoreError {
 /// A stored value through the domain's `parse`: a refusal is corruption.
 pub fn parsed<T, E>(result: Result<T, E>, column: &str) -> StoreResult<T> {
     result.map_err(|_| corrupt("value", column))
+}
+
+/// An entity keys-core rebuilt from its row, or the inconsistency it found
+/// (a row no transition writes is a fault, never a key that verifies).
+fn checked<T>(restored: Result<T, keys_core::CoreError>) -> StoreResult<T> {
+    restored.map_err(|error| StoreError::Inconsistent(error.to_string()))
 }
 
 /// The actor of the `{prefix}_name` and `{prefix}_email` columns.
@@ -142,11 +148,11 @@ pub fn api_key(row: &impl RowExt) -> StoreResult<ApiKey> {
         created: (row.time("created_at")?, actor(row, "created_by")?),
         updated: (row.time("updated_at")?, actor(row, "updated_by")?),
     };
-    ApiKey::try_from(stored).map_err(|error| StoreError::Inconsistent(error.to_string()))
+    checked(ApiKey::try_from(stored))
 }
 
 pub fn public_key(row: &impl RowExt) -> StoreResult<PublicKey> {
-    Ok(PublicKey::restore(PublicKeyState {
+    checked(PublicKey::try_from(PublicKeyState {
         id: parsed(PublicKeyId::parse(&row.text("id")?), "id")?,
         workspace: parsed(WorkspaceUid::parse(&row.text("workspace_uid")?), "workspace_uid")?,
         api_key: row.text("value")?,
@@ -184,11 +190,11 @@ pub fn signing_key(row: &impl RowExt) -> StoreResult<WorkspaceSigningKey> {
         deleted_at: row.optional_time("deleted_at")?,
         deleted_by: actor(row, "deleted_by")?,
     };
-    WorkspaceSigningKey::try_from(stored).map_err(|error| StoreError::Inconsistent(error.to_string()))
+    checked(WorkspaceSigningKey::try_from(stored))
 }
 
 pub fn organisation_key(row: &impl RowExt) -> StoreResult<OrganisationSigningKey> {
-    Ok(OrganisationSigningKey::restore(OrganisationSigningKeyState {
+    checked(OrganisationSigningKey::try_from(OrganisationSigningKeyState {
         id: parsed(OrganisationKeyId::parse(&row.text("id")?), "id")?,
         organisation_id: parsed(OrganisationId::parse(&row.text("organisation_id")?), "organisation_id")?,
         name: name(row, "name")?,
