@@ -549,18 +549,11 @@ impl Command {
                 // takes it; the other order would trip the one-active index.
                 repo::save_signing_key(sql, &rolled).await?;
                 repo::insert_signing_key(sql, &fresh).await?;
-                let scope = Scope::of_workspace(&workspace);
-                let events = vec![
-                    scope.event(AuditAction::SigningApiKeyRolled, Some(&actor), rolled.uid.as_str(), fresh.created_at),
-                    scope.event(
-                        AuditAction::SigningApiKeyGenerated,
-                        Some(&actor),
-                        fresh.uid.as_str(),
-                        fresh.created_at,
-                    ),
-                ];
-                let change = Some(Change::SigningKeys(workspace.uid));
-                Ok(Applied { outcome: Outcome::RolledSigningKey(Box::new((rolled, fresh))), events, change })
+                // One change, one event (SPEC section 7), on the key rolled.
+                let (action, at) = (AuditAction::SigningApiKeyRolled, fresh.created_at);
+                let event = Scope::of_workspace(&workspace).event(action, Some(&actor), rolled.uid.as_str(), at);
+                let outcome = Outcome::RolledSigningKey(Box::new((rolled, fresh)));
+                Ok(Applied::one(outcome, event, Change::SigningKeys(workspace.uid)))
             }
             Self::DeleteSigningKey { uid, actor, now, .. } => {
                 let workspace = locked_workspace(locked)?;
