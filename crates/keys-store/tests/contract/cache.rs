@@ -9,8 +9,8 @@
 use std::time::{Duration, Instant};
 
 use keys_core::{
-    Actor, ApiKey, GracePeriod, Organisation, OrganisationKeyId, PublicKeyPatch, SecretDigest, SigningKeyUid,
-    Workspace, WorkspaceUid,
+    Actor, ApiKey, ApiKeyPatch, GracePeriod, Organisation, OrganisationKeyId, PublicKeyPatch, SecretDigest,
+    SigningKeyUid, Workspace, WorkspaceUid,
 };
 use keys_store::{
     ApiKeyChange, CacheConfig, CachedStore, Change, Command, Lookups, PublicKeyChange, Store, CHANGES_CHANNEL,
@@ -189,6 +189,19 @@ async fn mutate_everything(check: Check<'_>, seed: u64) {
     check.seen("api key probed", &fixture.probe).await;
     writer.create_api_key(&key).await.unwrap();
     check.seen("api key created", &fixture.probe).await;
+    let rename = ApiKeyChange::Patch(ApiKeyPatch { name: Some(name_of("renamed")), ..ApiKeyPatch::default() });
+    for (what, change) in [("patched", rename), ("disabled", ApiKeyChange::Disable), ("enabled", ApiKeyChange::Enable)]
+    {
+        writer.change_api_key(&workspace, &key.id, change, &actor, world.tick(1)).await.unwrap();
+        check.seen(&format!("api key {what}"), &fixture.probe).await;
+    }
+    // The new secret is probed only once it exists: no one can have
+    // presented it before the roll handed it out.
+    let grace = GracePeriod::from_seconds(60).ok();
+    let material = world.api_key_material();
+    let (_, fresh) = writer.roll_api_key(&workspace, &key.id, grace, material, &actor, world.tick(1)).await.unwrap();
+    fixture.probe.api_key_digests.push(fresh.digest);
+    check.seen("api key rolled", &fixture.probe).await;
     writer.delete_api_key(&workspace, &fixture.api_key.id, &actor, world.tick(1)).await.unwrap();
     check.seen("api key deleted", &fixture.probe).await;
 
