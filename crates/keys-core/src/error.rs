@@ -26,7 +26,7 @@ pub enum CoreError {
     TooManyDomains { max: usize },
     #[error("mode must be 'sandbox' or 'production'")]
     InvalidMode,
-    #[error("grace_period_seconds must be between 0 and {max}")]
+    #[error("grace_period_seconds must be a whole number of seconds between 0 and {max}")]
     InvalidGracePeriod { max: u64 },
     /// Storage returned a record no transition can produce. Never the
     /// client's doing: the store reports it as an inconsistency.

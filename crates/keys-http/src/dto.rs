@@ -9,8 +9,8 @@
 use std::fmt;
 
 use keys_core::{
-    Actor, ApiKey, ApiKeyLifecycle, ApiKeyStatus, CoreError, Mode, OrganisationSigningKey, Page, Pagination, PublicKey,
-    SigningKeyStatus, Workspace, WorkspaceSigningKey,
+    Actor, ApiKey, ApiKeyLifecycle, ApiKeyStatus, CoreError, GracePeriod, Mode, OrganisationSigningKey, Page,
+    Pagination, PublicKey, SigningKeyStatus, Workspace, WorkspaceSigningKey,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
@@ -430,13 +430,35 @@ impl From<&WorkspaceSigningKey> for SigningKeyDto {
 #[schema(as = Empty)]
 pub struct NoFields {}
 
-/// The optional body of a roll.
+/// The optional body of a roll (of a signing key or an API key).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = SigningKeyRoll)]
 pub struct RollSigningKey {
-    #[schema(minimum = 0, maximum = 2592000)]
-    pub grace_period_seconds: Option<u64>,
+    /// Any JSON value, so that one of another type, out of range or with a
+    /// fraction is refused with the field's own message (SPEC section 10),
+    /// not serde's.
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 2592000)]
+    grace_period_seconds: Option<serde_json::Value>,
+}
+
+impl RollSigningKey {
+    /// The grace asked for: absent or null is none; a whole number of
+    /// seconds (`60.0` is 60) from 0 to the most keys-core allows.
+    pub fn grace(&self) -> Result<Option<GracePeriod>, ApiError> {
+        let number = match &self.grace_period_seconds {
+            None | Some(serde_json::Value::Null) => return Ok(None),
+            Some(serde_json::Value::Number(number)) => Some(number),
+            Some(_) => None,
+        };
+        let whole = |seconds: &f64| seconds.fract() == 0.0 && (0.0..=GracePeriod::MAX_SECONDS as f64).contains(seconds);
+        // In range, the float is exact: a whole number below 2^53.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let seconds = number
+            .and_then(|number| number.as_u64().or_else(|| number.as_f64().filter(whole).map(|seconds| seconds as u64)));
+        let invalid = CoreError::InvalidGracePeriod { max: GracePeriod::MAX_SECONDS };
+        Ok(Some(GracePeriod::from_seconds(seconds.ok_or(invalid)?)?))
+    }
 }
 
 // ------------------------------------------------- organisation keys (Versori)

@@ -118,13 +118,17 @@ impl Input {
 }
 
 /// A client-facing description of a JSON error: what serde says, which is
-/// about the shape of the document (field names, expected types, position).
+/// about the shape of the document (field names, expected types), without
+/// the parser's position (SPEC section 10).
 fn json_error_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    let text = text.strip_suffix(&position).unwrap_or(&text);
     match error.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-            format!("request body is not valid JSON: {error}")
+            format!("request body is not valid JSON: {text}")
         }
-        _ => format!("invalid request body: {error}"),
+        _ => format!("invalid request body: {text}"),
     }
 }
 

@@ -674,7 +674,7 @@ async fn signing_key_create_roll_delete_and_jwks() {
                 Some(json!({"grace_period_seconds": -1})),
             )
             .await,
-        "invalid value",
+        "grace_period_seconds must be a whole number of seconds between 0 and 2592000",
     );
     validation(
         &harness
@@ -684,7 +684,7 @@ async fn signing_key_create_roll_delete_and_jwks() {
                 Some(json!({"grace_period_seconds": 99_999_999})),
             )
             .await,
-        "grace_period_seconds must be between",
+        "grace_period_seconds must be a whole number of seconds between 0 and 2592000",
     );
     let rolled = harness
         .call(

@@ -2,7 +2,7 @@
 //! one response), patch, disable, enable, delete.
 
 use http::StatusCode;
-use keys_core::{ApiKeyId, ApiKeyPatch, ApiKeyProfile, Description, ExternalId, GracePeriod, KeyMeta, KeyScopes, Name};
+use keys_core::{ApiKeyId, ApiKeyPatch, ApiKeyProfile, Description, ExternalId, KeyMeta, KeyScopes, Name};
 use keys_service::api_keys::IssuedApiKey;
 use keys_service::workspaces::InWorkspace;
 use keys_service::ServiceResult;
@@ -121,7 +121,7 @@ pub(crate) async fn enable(call: Authenticated<'_>) -> HttpResult {
 
 pub(crate) async fn roll(call: Authenticated<'_>) -> HttpResult {
     let body: RollSigningKey = call.input.optional_json()?;
-    let grace = body.grace_period_seconds.map(GracePeriod::from_seconds).transpose()?;
+    let grace = body.grace()?;
     issued(on_key(call, async |scope, id| scope.roll_api_key(id, grace).await).await?)
 }
 

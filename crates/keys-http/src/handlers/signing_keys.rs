@@ -2,7 +2,7 @@
 //! key is in that one response), delete.
 
 use http::StatusCode;
-use keys_core::{GracePeriod, SigningKeyUid};
+use keys_core::SigningKeyUid;
 use keys_service::signing_keys::IssuedSigningKey;
 
 use super::{in_workspace, list_of, on_key, HttpResult};
@@ -37,7 +37,7 @@ pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
 
 pub(crate) async fn roll(call: Authenticated<'_>) -> HttpResult {
     let body: RollSigningKey = call.input.optional_json()?;
-    let grace = body.grace_period_seconds.map(GracePeriod::from_seconds).transpose()?;
+    let grace = body.grace()?;
     let issued =
         on_key(call, "signing key", SigningKeyUid::parse, async |scope, uid| scope.roll_signing_key(uid, grace).await);
     json(StatusCode::CREATED, &with_private_key(&issued.await?))
