@@ -155,6 +155,26 @@ impl TestDb {
         PgStore::connect(&self.url).await.expect("connect PostgreSQL store")
     }
 
+    /// Runs hand-written SQL `statement` on this database below any store
+    /// (as another version of keysd or an operator's script would), with
+    /// `$1`, `$2`, … bound to `values`: how many rows it changed, or the
+    /// database's refusal.
+    pub async fn execute(&self, statement: &str, values: &[&str]) -> Result<u64, String> {
+        // The same steps on either backend's own connection type.
+        macro_rules! execute_on {
+            ($connection:ty) => {{
+                let mut connection = <$connection>::connect(&self.url).await.expect("connect");
+                let query = values.iter().fold(sqlx::query(statement), |query, value| query.bind(*value));
+                query.execute(&mut connection).await.map(|done| done.rows_affected())
+            }};
+        }
+        let done = match self.kind {
+            Kind::Sqlite => execute_on!(sqlx::SqliteConnection),
+            Kind::Postgres => execute_on!(sqlx::PgConnection),
+        };
+        done.map_err(|error| error.to_string())
+    }
+
     /// Every value of every column of every table, as bytes (text as UTF-8,
     /// blobs raw), listed from the database's own catalog.
     pub async fn every_value(&self) -> Vec<(String, Vec<u8>)> {

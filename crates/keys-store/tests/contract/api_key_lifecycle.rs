@@ -16,7 +16,7 @@ use rand_core::{RngCore, SeedableRng};
 use time::{Duration, OffsetDateTime};
 use tokio::task::JoinSet;
 
-use crate::support::{acme, assert_refused, name_of, not_found, raw_statement, Expected, Kind, TestDb, World};
+use crate::support::{acme, assert_refused, name_of, not_found, Expected, Kind, TestDb, World};
 
 /// A profile with every field set, expiring a day after `now`.
 fn full_profile(name: &str, now: OffsetDateTime) -> ApiKeyProfile {
@@ -482,7 +482,7 @@ pub async fn the_database_refuses_impossible_api_key_rows(db: &TestDb) {
         refused.push("UPDATE api_keys SET scopes = array_fill('a'::text, ARRAY[65]) WHERE id = $1".to_owned());
     }
     for statement in &refused {
-        let outcome = raw_statement(db, statement, id).await;
+        let outcome = db.execute(statement, &[id]).await;
         assert!(outcome.is_err(), "the database accepted: {statement} ({outcome:?})");
     }
     assert_eq!(start.read(&key).await, key, "nothing of it was written");
@@ -497,7 +497,7 @@ pub async fn the_database_refuses_impossible_api_key_rows(db: &TestDb) {
             .to_owned(),
     ];
     for statement in &accepted {
-        assert_eq!(raw_statement(db, statement, id).await, Ok(1), "refused: {statement}");
+        assert_eq!(db.execute(statement, &[id]).await, Ok(1), "refused: {statement}");
     }
     let read = start.read(&key).await;
     assert_eq!((read.status(), read.expires_at), (ApiKeyStatus::Rolled, Some(key.created_at)));

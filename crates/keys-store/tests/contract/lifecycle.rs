@@ -7,9 +7,7 @@ use keys_core::{
 use keys_store::{Conflict, Listing, PublicKeyChange, Store};
 use time::Duration;
 
-use crate::support::{
-    acme, assert_refused, first_second_foreign, name_of, not_found, raw_statement, Kind, TestDb, World,
-};
+use crate::support::{acme, assert_refused, first_second_foreign, name_of, not_found, Kind, TestDb, World};
 
 fn page(limit: u32, offset: u64) -> Pagination {
     Pagination::new(limit, offset).unwrap()
@@ -714,12 +712,12 @@ pub async fn the_database_refuses_impossible_signing_key_lifecycles(db: &TestDb)
         "UPDATE workspace_signing_keys SET expiry_at = created_at WHERE uid = $1",
     ];
     for statement in statements {
-        assert!(raw_statement(db, statement, &uid).await.is_err(), "the database accepted: {statement}");
+        assert!(db.execute(statement, &[uid.as_str()]).await.is_err(), "the database accepted: {statement}");
     }
     // A consistent roll is accepted, and the key still reads back.
     let consistent = "UPDATE workspace_signing_keys SET status = 'rolled', rolled_at = created_at, \
                       expiry_at = created_at WHERE uid = $1";
-    assert_eq!(raw_statement(db, consistent, &uid).await, Ok(1));
+    assert_eq!(db.execute(consistent, &[uid.as_str()]).await, Ok(1));
     let read = store.signing_key_by_uid(&key.uid).await.unwrap().expect("the key reads back");
     assert_eq!(read.status(), SigningKeyStatus::Rolled);
 }

@@ -92,20 +92,3 @@ pub fn assert_refused<T: std::fmt::Debug>(result: StoreResult<T>, expected: impl
 pub fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|window| window == needle)
 }
-
-/// Runs hand-written SQL `statement` on `db`, below the store (as another
-/// version of keysd or an operator's script would), with `$1` bound to
-/// `id`: how many rows it changed, or the database's refusal.
-pub async fn raw_statement(db: &TestDb, statement: &str, id: &str) -> Result<u64, String> {
-    let done = match db.kind {
-        Kind::Sqlite => {
-            let pool = db.sqlite_store().await.pool().clone();
-            sqlx::query(statement).bind(id).execute(&pool).await.map(|done| done.rows_affected())
-        }
-        Kind::Postgres => {
-            let pool = db.postgres_store().await.pool().clone();
-            sqlx::query(statement).bind(id).execute(&pool).await.map(|done| done.rows_affected())
-        }
-    };
-    done.map_err(|error| error.to_string())
-}
