@@ -622,3 +622,39 @@ pub async fn concurrent_use_recording_never_moves_backwards(db: &TestDb) {
         assert_eq!(start.read(key).await.last_used_at, Some(expected), "{}", key.id);
     }
 }
+
+/// A write whose caller goes away part way (a client that disconnects, a
+/// request timeout, a flusher stopped) leaves the store writable: the next
+/// write is not blocked and commits, as another store sees. Rounds cancel
+/// after different numbers of polls, so at different points of the write.
+pub async fn a_cancelled_write_leaves_the_store_writable(db: &TestDb) {
+    let mut start = Start::new(db, 69).await;
+    let key = start.key("backend").await;
+    let reader = db.store().await;
+    for round in 0..24_u32 {
+        let change = if round % 2 == 0 { ApiKeyChange::Disable } else { ApiKeyChange::Enable };
+        let (uid, actor, now) = (start.workspace.uid.clone(), start.world.actor.clone(), start.world.tick(10));
+        let mut cancelled = Box::pin(start.store.change_api_key(&uid, &key.id, change, &actor, now));
+        for _ in 0..round % 6 {
+            let poll = std::future::poll_fn(|context| {
+                std::task::Poll::Ready(std::future::Future::poll(cancelled.as_mut(), context))
+            });
+            if poll.await.is_ready() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        drop(cancelled);
+        // The next uses of the store go through at once, and commit.
+        let name = name_of(&format!("round {round}"));
+        let rename = ApiKeyChange::Patch(ApiKeyPatch { name: Some(name.clone()), ..Default::default() });
+        let next = start.store.change_api_key(&uid, &key.id, rename, &actor, start.world.tick(10));
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), next).await;
+        next.unwrap_or_else(|_| panic!("round {round}: the next write is blocked")).unwrap();
+        let used = [(key.id.clone(), start.world.now)];
+        let uses = start.store.record_api_key_uses(&used);
+        tokio::time::timeout(std::time::Duration::from_secs(5), uses).await.expect("not blocked").unwrap();
+        let read = reader.api_key(&key.workspace, &key.id).await.unwrap().unwrap();
+        assert_eq!((&read.name, read.last_used_at), (&name, Some(start.world.now)), "round {round}: committed");
+    }
+}

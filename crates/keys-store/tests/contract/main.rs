@@ -86,6 +86,7 @@ contract_suite! {
         api_key_lifecycle::the_database_refuses_impossible_api_key_rows,
         api_key_lifecycle::last_used_at_only_moves_forwards,
         api_key_lifecycle::concurrent_use_recording_never_moves_backwards,
+        api_key_lifecycle::a_cancelled_write_leaves_the_store_writable,
         concurrency::concurrent_opens_migrate_once,
         concurrency::concurrent_bootstraps_elect_one,
         concurrency::concurrent_signing_key_creates_leave_one_active,
