@@ -45,6 +45,7 @@ use keys_store::{Store, StoreError};
 use rand_core::{CryptoRngCore, OsRng};
 use time::OffsetDateTime;
 
+pub use usage::UsageFlusher;
 pub use verification::{PublicKeyRequest, Refusal, Verdict, VerifiedApiKey, VerifiedJwt, VerifiedPublicKey};
 
 /// Where `now` comes from. [`SystemClock`] in production; tests and

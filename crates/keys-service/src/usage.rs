@@ -4,8 +4,9 @@
 //! background task ([`Service::spawn_usage_flusher`]) writes the latest use
 //! of each key once per interval, in one transaction, through
 //! `Mutations::record_api_key_uses`, which only ever moves the value
-//! forwards, whichever replica writes. Graceful shutdown flushes what is
-//! pending ([`Service::flush_api_key_uses`]).
+//! forwards, whichever replica writes. Graceful shutdown stops the task
+//! ([`UsageFlusher::stop`]) and flushes what is pending
+//! ([`Service::flush_api_key_uses`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -13,6 +14,7 @@ use std::time::Duration;
 
 use keys_core::ApiKeyId;
 use time::OffsetDateTime;
+use tokio::sync::Notify;
 
 use crate::{Service, ServiceResult};
 
@@ -74,23 +76,42 @@ impl UsageRecorder {
     }
 }
 
+/// Uses taken from the recorder for a write: put back when dropped, unless
+/// the write succeeded. (A write whose commit went through but whose answer
+/// was lost is put back too, which costs one more write of the same values:
+/// `record_api_key_uses` only moves forwards.)
+struct Taken<'a> {
+    recorder: &'a UsageRecorder,
+    uses: Vec<(usize, ApiKeyId, OffsetDateTime)>,
+}
+
+impl Taken<'_> {
+    fn written(mut self) {
+        self.uses.clear();
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        self.recorder.restore(std::mem::take(&mut self.uses));
+    }
+}
+
 impl Service {
     /// Writes every pending use (the latest per key) to the store in one
     /// transaction; returns how many keys' `last_used_at` moved. On a store
-    /// failure the uses stay pending for the next flush.
+    /// failure, or if this future is dropped before the write returns (the
+    /// flusher aborted at shutdown, a timeout), the uses stay pending for
+    /// the next flush.
     pub async fn flush_api_key_uses(&self) -> ServiceResult<u64> {
-        let pending = self.usage.take();
-        if pending.is_empty() {
+        let taken = Taken { recorder: &self.usage, uses: self.usage.take() };
+        if taken.uses.is_empty() {
             return Ok(0);
         }
-        let uses: Vec<(ApiKeyId, OffsetDateTime)> = pending.iter().map(|(_, id, at)| (id.clone(), *at)).collect();
-        match self.store.record_api_key_uses(&uses).await {
-            Ok(moved) => Ok(moved),
-            Err(error) => {
-                self.usage.restore(pending);
-                Err(error.into())
-            }
-        }
+        let uses: Vec<(ApiKeyId, OffsetDateTime)> = taken.uses.iter().map(|(_, id, at)| (id.clone(), *at)).collect();
+        let moved = self.store.record_api_key_uses(&uses).await?;
+        taken.written();
+        Ok(moved)
     }
 
     /// How many keys have a use not yet written.
@@ -98,20 +119,49 @@ impl Service {
         self.usage.pending()
     }
 
-    /// Flushes the recorded uses every `interval` until the returned task is
-    /// aborted (call [`Service::flush_api_key_uses`] once more at shutdown).
-    pub fn spawn_usage_flusher(self: &Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+    /// Flushes the recorded uses every `interval` until
+    /// [`UsageFlusher::stop`] (then call [`Service::flush_api_key_uses`]
+    /// once more, as graceful shutdown does).
+    pub fn spawn_usage_flusher(self: &Arc<Self>, interval: Duration) -> UsageFlusher {
         let service = Arc::clone(self);
-        tokio::spawn(async move {
+        let stop = Arc::new(Notify::new());
+        let stopped = Arc::clone(&stop);
+        let task = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(interval);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticks.tick().await;
             loop {
-                ticks.tick().await;
+                // Only the wait is raced against the stop: a flush under
+                // way always finishes.
+                tokio::select! {
+                    _ = ticks.tick() => {}
+                    () = stopped.notified() => return,
+                }
                 if let Err(error) = service.flush_api_key_uses().await {
                     tracing::warn!(%error, "writing API key last_used_at failed; retrying at the next interval");
                 }
             }
-        })
+        });
+        UsageFlusher { stop, task }
+    }
+}
+
+/// The background task of [`Service::spawn_usage_flusher`].
+#[derive(Debug)]
+pub struct UsageFlusher {
+    stop: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl UsageFlusher {
+    /// Stops the flusher once the flush under way, if any, has finished
+    /// (aborting it could drop uses it had taken, and a write half done).
+    pub async fn stop(self) {
+        // A permit is kept if the task is not waiting yet: it stops at its
+        // next wait.
+        self.stop.notify_one();
+        if let Err(error) = self.task.await {
+            tracing::warn!(%error, "the API key last_used_at flusher ended abnormally");
+        }
     }
 }

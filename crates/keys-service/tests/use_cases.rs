@@ -236,3 +236,139 @@ async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_
 fn rand_core_os() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(99)
 }
+
+/// A fixture that records API key uses, with the key `backend` in
+/// `staging`: (the fixture, the key's secret, its id).
+async fn recording() -> (Fixture, String, keys_core::ApiKeyId) {
+    let config = ServiceConfig { rsa_pool_capacity: 0, record_api_key_uses: true, ..ServiceConfig::default() };
+    let fixture = fixture_with(config, 11).await;
+    let staging = fixture.service.in_workspace(&fixture.caller, "staging").await.expect("workspace");
+    let issued = staging.create_api_key(NewApiKey::named(Name::parse("backend").expect("name"))).await.expect("key");
+    let (secret, id) = (issued.secret.expose().to_owned(), issued.key.id.clone());
+    (fixture, secret, id)
+}
+
+/// The key's `last_used_at` as the store has it.
+async fn last_used(fixture: &Fixture, id: &keys_core::ApiKeyId) -> Option<time::OffsetDateTime> {
+    let staging = fixture.service.in_workspace(&fixture.caller, "staging").await.expect("workspace");
+    staging.get_api_key(id).await.expect("the key").last_used_at
+}
+
+fn at(seconds: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(T0 + seconds).expect("valid")
+}
+
+/// Verification records a use in memory only; a flush writes the latest
+/// use of each key once, and never moves a later value back; refused
+/// verifications are no use.
+#[tokio::test]
+async fn flushing_writes_the_latest_use_of_each_key() {
+    let (fixture, secret, id) = recording().await;
+    let Fixture { service, clock, caller, .. } = &fixture;
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 0, "nothing to write");
+    for _ in 0..3 {
+        clock.advance(10);
+        assert!(service.verify_api_key(caller, &secret).await.expect("store").is_ok());
+    }
+    assert_eq!(service.pending_api_key_uses(), 1, "one pending use per key, however many uses");
+    assert_eq!(last_used(&fixture, &id).await, None, "verification wrote nothing");
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 1);
+    assert_eq!((last_used(&fixture, &id).await, service.pending_api_key_uses()), (Some(at(30)), 0));
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 0, "written once");
+
+    // Another replica wrote a later use meanwhile: an earlier one from
+    // here does not move it back.
+    service.store().record_api_key_uses(&[(id.clone(), at(100))]).await.expect("the other replica writes");
+    clock.advance(10);
+    assert!(service.verify_api_key(caller, &secret).await.expect("store").is_ok());
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 0);
+    assert_eq!(last_used(&fixture, &id).await, Some(at(100)));
+
+    // A refusal (a scope the key lacks, a disabled key) is no use.
+    clock.advance(100);
+    let refused = service.verify_api_key_with_scopes(caller, &secret, &["orders:read"]).await.expect("store");
+    assert_eq!(refused.map(|_| ()), Err(Refusal::Denied(Denial::InsufficientScope)));
+    let staging = service.in_workspace(caller, "staging").await.expect("workspace");
+    staging.disable_api_key(&id).await.expect("disabled");
+    let refused = service.verify_api_key(caller, &secret).await.expect("store");
+    assert_eq!(refused.map(|_| ()), Err(Refusal::Denied(Denial::KeyDisabled)));
+    assert_eq!(service.pending_api_key_uses(), 0);
+}
+
+/// A flush the database refuses keeps its uses pending, newer uses seen
+/// meanwhile win, and the next flush writes them.
+#[tokio::test]
+async fn a_failed_flush_keeps_the_uses_pending() {
+    let (fixture, secret, id) = recording().await;
+    let Fixture { service, clock, caller, _directory: db } = &fixture;
+    clock.advance(10);
+    assert!(service.verify_api_key(caller, &secret).await.expect("store").is_ok());
+    // The database refuses every write of last_used_at for a while.
+    let refuse = "CREATE TRIGGER refuse_uses BEFORE UPDATE OF last_used_at ON api_keys \
+                  BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
+    db.execute(refuse, &[]).await.expect("trigger");
+    assert!(service.flush_api_key_uses().await.is_err(), "the flush reports the failure");
+    assert_eq!(service.pending_api_key_uses(), 1, "and keeps the use");
+    clock.advance(10);
+    assert!(service.verify_api_key(caller, &secret).await.expect("store").is_ok());
+    assert!(service.flush_api_key_uses().await.is_err());
+    assert_eq!(service.pending_api_key_uses(), 1);
+    db.execute("DROP TRIGGER refuse_uses", &[]).await.expect("drop trigger");
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 1);
+    assert_eq!((last_used(&fixture, &id).await, service.pending_api_key_uses()), (Some(at(20)), 0));
+}
+
+/// Without recording (`--last-used-interval-seconds 0`) nothing is kept.
+#[tokio::test]
+async fn recording_off_keeps_nothing() {
+    let Fixture { service, caller, _directory, .. } = fixture().await;
+    let staging = service.in_workspace(&caller, "staging").await.expect("workspace");
+    let issued = staging.create_api_key(NewApiKey::named(Name::parse("quiet").expect("name"))).await.expect("key");
+    assert!(service.verify_api_key(&caller, issued.secret.expose()).await.expect("store").is_ok());
+    assert_eq!(service.pending_api_key_uses(), 0);
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 0);
+    assert_eq!(staging.get_api_key(&issued.key.id).await.expect("key").last_used_at, None);
+}
+
+/// The background flusher writes recorded uses every interval.
+#[tokio::test]
+async fn the_flusher_writes_every_interval() {
+    let (fixture, secret, id) = recording().await;
+    let service = Arc::new(fixture.service);
+    let flusher = service.spawn_usage_flusher(std::time::Duration::from_millis(50));
+    fixture.clock.advance(10);
+    assert!(service.verify_api_key(&fixture.caller, &secret).await.expect("store").is_ok());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let staging = service.in_workspace(&fixture.caller, "staging").await.expect("workspace");
+    while staging.get_api_key(&id).await.expect("key").last_used_at != Some(at(10)) {
+        assert!(std::time::Instant::now() < deadline, "the flusher never wrote the use");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(service.pending_api_key_uses(), 0);
+    // Stopping waits for the task to end.
+    flusher.stop().await;
+}
+
+/// A flush cancelled while it writes (a timeout, a task aborted) loses
+/// nothing and leaves the database writable: its uses are pending again,
+/// and the next flush (the one graceful shutdown makes) succeeds. Many
+/// rounds, as the write may be cancelled at different points.
+#[tokio::test]
+async fn a_cancelled_flush_loses_nothing() {
+    let (fixture, secret, id) = recording().await;
+    let Fixture { service, clock, caller, .. } = &fixture;
+    for round in 1..=20 {
+        clock.advance(1);
+        assert!(service.verify_api_key(caller, &secret).await.expect("store").is_ok());
+        // Polled once (the uses are taken and the write begins), then dropped.
+        let mut flush = Box::pin(service.flush_api_key_uses());
+        let first_poll =
+            std::future::poll_fn(|context| std::task::Poll::Ready(std::future::Future::poll(flush.as_mut(), context)));
+        assert!(first_poll.await.is_pending(), "round {round}: written within one poll, nothing to cancel");
+        drop(flush);
+        assert_eq!(service.pending_api_key_uses(), 1, "round {round}: the cancelled flush's use is pending again");
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), service.flush_api_key_uses()).await;
+        next.expect("the next flush is not blocked").expect("the next flush succeeds");
+        assert_eq!(last_used(&fixture, &id).await, Some(at(round)), "round {round}");
+    }
+}
