@@ -459,17 +459,40 @@ on_both_backends! {
     restart_journey => sqlite_restart, postgres_restart;
 }
 
+/// Two `keysd serve` on one fresh PostgreSQL database, started with
+/// `extra`, and a client of each with the bootstrap token.
+struct Replicas {
+    backend: Backend,
+    servers: [Server; 2],
+    apis: [Api; 2],
+}
+
+impl Replicas {
+    async fn start(extra: &[&str]) -> Self {
+        let backend = Backend::postgres().await;
+        let first = Server::start(&backend, extra).await;
+        let token = first.token.clone().expect("bootstrap token");
+        let second = Server::start(&backend, extra).await;
+        assert_eq!(second.token, None, "the second replica does not bootstrap");
+        let apis = [first.client(&token), second.client(&token)];
+        Self { backend, servers: [first, second], apis }
+    }
+
+    async fn stop(self) {
+        for server in self.servers {
+            server.stop().await;
+        }
+        self.backend.cleanup().await;
+    }
+}
+
 /// Two `keysd` on one PostgreSQL: concurrent signing-key creates across both
 /// end with exactly one active key, and a delete on one is seen by
 /// verification on the other within a second.
 #[tokio::test]
 async fn postgres_two_processes_keep_invariants() {
-    let backend = Backend::postgres().await;
-    let first = Server::start(&backend, &[]).await;
-    let token = first.token.clone().expect("bootstrap token");
-    let second = Server::start(&backend, &[]).await;
-    assert_eq!(second.token, None);
-    let apis = [first.client(&token), second.client(&token)];
+    let replicas = Replicas::start(&[]).await;
+    let apis = &replicas.apis;
 
     for round in 0..2 {
         let attempts = (0..8).map(|index| apis[index % 2].call(Method::POST, "/v1/staging/ws_signing_key/", None));
@@ -500,19 +523,180 @@ async fn postgres_two_processes_keep_invariants() {
     let deleted = apis[0].call(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
     let deleted_at = std::time::Instant::now();
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    assert_eq!(apis[0].verify("api_key", json!({"api_key": secret})).await["reason"], "key_deleted");
-    loop {
-        let reply = apis[1].verify("api_key", json!({"api_key": secret})).await;
-        if reply["reason"] == "key_deleted" {
-            break;
+    assert_eq!(apis[0].verdict(&secret).await, "key_deleted");
+    apis[1].turns_within_a_second(&secret, "valid", "key_deleted", deleted_at).await;
+
+    replicas.stop().await;
+}
+
+/// Two `keysd` on one PostgreSQL agree on an API key's life: a disable,
+/// an enable and a roll without grace made through one are seen by the
+/// other's verification within a second (through its cache's
+/// announcements); the refusals of the lifecycle are the same 400 on both.
+#[tokio::test]
+async fn postgres_two_replicas_agree_on_an_api_keys_life() {
+    let replicas = Replicas::start(&[]).await;
+    let apis = &replicas.apis;
+
+    let created = apis[0].call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "shared"}))).await;
+    let (secret, id) = (text(&created.body["api_key"]), text(&created.body["id"]));
+    let path = format!("/v1/staging/ws_api_key/{id}");
+    // Each step through one replica, then seen by the other: both have the
+    // key in their verification caches before every change.
+    let steps = [("disable", 0, "valid", "key_disabled"), ("enable", 1, "key_disabled", "valid")];
+    for (action, through, before, after) in steps {
+        let (writer, reader) = (&apis[through], &apis[1 - through]);
+        assert_eq!(reader.verdict(&secret).await, before, "{action}");
+        let changed = writer.call(Method::PATCH, &format!("{path}/{action}/"), None).await;
+        let changed_at = std::time::Instant::now();
+        assert_eq!(changed.status, StatusCode::ACCEPTED, "{action}: {}", changed.body);
+        assert_eq!(writer.verdict(&secret).await, after, "{action}: its own replica sees it at once");
+        reader.turns_within_a_second(&secret, before, after, changed_at).await;
+        // The lifecycle's refusal is the same on both replicas.
+        for api in apis {
+            let again = api.call(Method::PATCH, &format!("{path}/{action}/"), None).await;
+            assert_eq!(again.status, StatusCode::BAD_REQUEST, "{action} again: {}", again.body);
         }
-        assert_eq!(reply["valid"], true, "{reply}");
-        assert!(deleted_at.elapsed() < Duration::from_secs(1), "the other process still verifies the deleted key");
+    }
+    let rolled = apis[1].call(Method::POST, &format!("{path}/roll/"), None).await;
+    let rolled_at = std::time::Instant::now();
+    assert_eq!(rolled.status, StatusCode::CREATED, "{}", rolled.body);
+    let new_secret = text(&rolled.body["api_key"]);
+    apis[0].turns_within_a_second(&secret, "valid", "key_expired", rolled_at).await;
+    assert_eq!(apis[0].verdict(&new_secret).await, "valid");
+    let again = apis[0].call(Method::POST, &format!("{path}/roll/"), None).await;
+    assert_eq!(again.body["detail"], json!(["only an active API key can be rolled"]));
+
+    replicas.stop().await;
+}
+
+/// `last_used_at` written by two replicas on one PostgreSQL (each flushing
+/// every second): a key used through one replica only shows its use in
+/// `GET` on both, and a key used through both never shows it go back,
+/// whichever replica is asked, and ends at or after its last use.
+#[tokio::test]
+async fn postgres_two_replicas_write_last_used_at_forwards_only() {
+    let replicas = Replicas::start(&["--last-used-interval-seconds", "1"]).await;
+    let apis = &replicas.apis;
+    let mut keys = Vec::new();
+    for name in ["through-first", "through-second", "through-both"] {
+        let created = apis[0].call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": name}))).await;
+        assert_eq!(created.body["last_used_at"], Value::Null);
+        keys.push((text(&created.body["api_key"]), text(&created.body["id"])));
     }
 
-    first.stop().await;
-    second.stop().await;
+    // One use each through its own replica: both replicas write.
+    for (index, api) in apis.iter().enumerate() {
+        let used_at = time::OffsetDateTime::now_utc();
+        assert_eq!(api.verdict(&keys[index].0).await, "valid");
+        let written = apis[1 - index].last_used_within(&keys[index].1, Duration::from_secs(5)).await;
+        assert!(written >= used_at - time::Duration::seconds(1), "{}: {written} before its use", keys[index].1);
+    }
+
+    // The shared key, used through both for a while, read through both.
+    let (shared, shared_id) = &keys[2];
+    let mut seen: Option<time::OffsetDateTime> = None;
+    let mut last_use = time::OffsetDateTime::now_utc();
+    for round in 0..12 {
+        last_use = time::OffsetDateTime::now_utc();
+        assert_eq!(apis[round % 2].verdict(shared).await, "valid");
+        assert_eq!(apis[(round + 1) % 2].verdict(shared).await, "valid");
+        for api in apis {
+            let now = api.last_used_at(shared_id).await;
+            assert!(now >= seen, "round {round}: last_used_at went back from {seen:?} to {now:?}");
+            seen = now;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Within a couple of intervals the last use is written.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while apis[0].last_used_at(shared_id).await.is_none_or(|at| at < last_use - time::Duration::milliseconds(1)) {
+        assert!(std::time::Instant::now() < deadline, "the last use was never written: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = apis[0].last_used_at(shared_id).await;
+    assert_eq!(apis[1].last_used_at(shared_id).await, settled, "both replicas read one value");
+
+    replicas.stop().await;
+}
+
+/// A graceful shutdown (SIGTERM) writes the uses recorded since the last
+/// flush: with an interval far longer than the test, a use is not written
+/// while the server runs, and is in the database once it has stopped.
+async fn shutdown_flushes_pending_uses_journey(backend: Backend) {
+    let server = Server::start(&backend, &["--last-used-interval-seconds", "3600"]).await;
+    let api = server.client(server.token.as_deref().expect("bootstrap token"));
+    let created = api.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "used-once"}))).await;
+    let (secret, id) = (text(&created.body["api_key"]), text(&created.body["id"]));
+    let unused = api.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "never-used"}))).await;
+    let workspace = api.workspace_uid("staging").await;
+    let used_at = time::OffsetDateTime::now_utc();
+    assert_eq!(api.verdict(&secret).await, "valid");
+    assert_eq!(api.last_used_at(&id).await, None, "written before its interval");
+    server.stop().await;
+
+    let store = backend.store().await;
+    let workspace = keys_core::WorkspaceUid::parse(&workspace).expect("uid");
+    let read = |id: String| {
+        let (store, workspace) = (&store, &workspace);
+        async move {
+            let id = keys_core::ApiKeyId::parse(&id).expect("id");
+            store.api_key(workspace, &id).await.expect("store").expect("the key").last_used_at
+        }
+    };
+    let written = read(id).await.expect("the pending use was flushed at shutdown");
+    assert!(written >= used_at - time::Duration::seconds(1), "{written} is before the use at {used_at}");
+    assert_eq!(read(text(&unused.body["id"])).await, None);
+    drop(store);
     backend.cleanup().await;
+}
+
+on_both_backends! {
+    shutdown_flushes_pending_uses_journey => sqlite_shutdown_flushes_pending_uses, postgres_shutdown_flushes_pending_uses;
+}
+
+impl Api {
+    /// The `reason` of verifying the API key `secret`, or `valid`.
+    async fn verdict(&self, secret: &str) -> String {
+        let body = self.verify("api_key", json!({"api_key": secret})).await;
+        if body["valid"] == true {
+            return "valid".to_owned();
+        }
+        text(&body["reason"])
+    }
+
+    /// Polls until verifying `secret` answers `after`, answering only
+    /// `before` meanwhile, and no later than a second after `since`.
+    async fn turns_within_a_second(&self, secret: &str, before: &str, after: &str, since: std::time::Instant) {
+        loop {
+            let verdict = self.verdict(secret).await;
+            if verdict == after {
+                return;
+            }
+            assert_eq!(verdict, before, "on the way to {after}");
+            assert!(since.elapsed() < Duration::from_secs(1), "still {before} a second after the change to {after}");
+        }
+    }
+
+    /// The `last_used_at` of the `staging` key `id`, as `GET` shows it.
+    async fn last_used_at(&self, id: &str) -> Option<time::OffsetDateTime> {
+        let got = self.call(Method::GET, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
+        assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+        let text = got.body["last_used_at"].as_str()?;
+        Some(time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).expect("RFC 3339"))
+    }
+
+    /// Polls until the key `id` has a `last_used_at`, for at most `patience`.
+    async fn last_used_within(&self, id: &str, patience: Duration) -> time::OffsetDateTime {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            if let Some(at) = self.last_used_at(id).await {
+                return at;
+            }
+            assert!(std::time::Instant::now() < deadline, "{id}: no last_used_at after {patience:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Runs futures concurrently on this task and collects their outputs in
