@@ -20,6 +20,7 @@ use keys_service::{Service, ServiceConfig, ServiceError};
 use keys_store::{CacheConfig, Store, StoreError};
 use tokio::net::TcpListener;
 
+use crate::process;
 use crate::server::{serve, App, AppConfig};
 
 /// keysd: API keys, publishable keys and signing keys as a service.
@@ -125,6 +126,43 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(0..=i64::from(keys_core::verify::MAX_LEEWAY_SECONDS))
     )]
     pub jwt_leeway_seconds: u32,
+    /// Most client connections at once; a socket accepted beyond is closed
+    /// at once while the open ones are served. Default: three quarters of
+    /// the open-files limit (after raising it to the hard limit), at most
+    /// 65536.
+    #[arg(long, env = "KEYSD_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Longest time a connection may take to send a complete request head,
+    /// from its start (whatever it sends, HTTP/1 or HTTP/2) and between
+    /// requests on an HTTP/1 keep-alive connection; it is closed beyond.
+    #[arg(
+        long,
+        env = "KEYSD_HEADER_READ_TIMEOUT_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..=300)
+    )]
+    pub header_read_timeout_seconds: u32,
+    /// Age at which a connection is asked to close gracefully (HTTP/2
+    /// GOAWAY, HTTP/1 `Connection: close`); clients reconnect.
+    #[arg(
+        long,
+        env = "KEYSD_MAX_CONNECTION_AGE_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 600,
+        value_parser = clap::value_parser!(u32).range(1..=86_400)
+    )]
+    pub max_connection_age_seconds: u32,
+    /// Interval of HTTP/2 keep-alive pings; a connection that leaves one
+    /// unanswered for as long again is closed.
+    #[arg(
+        long,
+        env = "KEYSD_HTTP2_KEEP_ALIVE_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..=3600)
+    )]
+    pub http2_keep_alive_seconds: u32,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,6 +281,22 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
+    process::disable_core_dumps();
+    let descriptor_limit = process::raise_descriptor_limit();
+    let max_connections = match args.max_connections {
+        // u32 always fits the usize of the platforms keysd builds for.
+        Some(chosen) => usize::try_from(chosen).unwrap_or(usize::MAX),
+        None => process::default_max_connections(descriptor_limit),
+    };
+    if let Some(limit) = descriptor_limit {
+        if max_connections as u64 >= limit {
+            tracing::warn!(
+                max_connections,
+                open_files_limit = limit,
+                "--max-connections is not below the open-files limit: accepts will fail before it is reached"
+            );
+        }
+    }
     // Bind first: a port in use fails before anything is written.
     let listener =
         TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -254,6 +308,10 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         // The range check of the flag keeps this far inside usize.
         rsa_pool_capacity: args.rsa_pool_size as usize,
         time_policy: TimePolicy::new(args.jwt_leeway_seconds).map_err(|error| anyhow!("{error}"))?,
+        max_connections,
+        header_read_timeout: seconds(args.header_read_timeout_seconds),
+        max_connection_age: seconds(args.max_connection_age_seconds),
+        http2_keep_alive_interval: seconds(args.http2_keep_alive_seconds),
         ..AppConfig::default()
     };
     let app = App::new(store, config);
@@ -263,6 +321,10 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     serve(listener, app, shutdown_signal()).await.context("server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn seconds(seconds: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(seconds))
 }
 
 /// `keysd sign …`: reads the key file, mints the token at the system clock.
@@ -426,5 +488,26 @@ mod tests {
         assert_eq!(cli.database_url, "sqlite://x.db");
         assert!(Cli::try_parse_from(["keysd", "serve", "--cache-ttl-ms", "0"]).is_ok());
         assert!(Cli::try_parse_from(["keysd", "serve", "--cache-ttl-ms", "1001"]).is_err());
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_bounds() {
+        let Command::Serve(args) = Cli::try_parse_from(["keysd", "serve"]).expect("parses").command else {
+            panic!("serve")
+        };
+        assert_eq!(args.max_connections, None);
+        assert_eq!(args.header_read_timeout_seconds, 10);
+        assert_eq!(args.max_connection_age_seconds, 600);
+        assert_eq!(args.http2_keep_alive_seconds, 20);
+        for flag in [
+            "--max-connections",
+            "--header-read-timeout-seconds",
+            "--max-connection-age-seconds",
+            "--http2-keep-alive-seconds",
+        ] {
+            assert!(Cli::try_parse_from(["keysd", "serve", flag, "0"]).is_err(), "{flag} 0");
+            assert!(Cli::try_parse_from(["keysd", "serve", flag, "1"]).is_ok(), "{flag} 1");
+        }
+        assert!(Cli::try_parse_from(["keysd", "serve", "--header-read-timeout-seconds", "301"]).is_err());
     }
 }

@@ -12,7 +12,8 @@
 //!   values, calls one keys-service use case, and renders the answer in its
 //!   dialect.
 //! - [`error`], `dto`: the wire shapes of errors and resources.
-//! - [`metrics`], [`openapi`], [`cli`].
+//! - [`metrics`], [`openapi`], [`cli`]; `process` (what `serve` asks of the
+//!   OS: the open-files limit raised, core dumps off).
 //!
 //! **Architecture invariant:** this is the only crate that knows HTTP and
 //! JSON, and it holds no domain rule and no use case: those are keys-core's
@@ -30,6 +31,7 @@ pub mod error;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
+mod process;
 pub mod router;
 pub mod routes;
 mod schema;

@@ -10,7 +10,9 @@
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,12 +22,13 @@ use http_body_util::Full;
 use hyper::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use keys_service::{Service, ServiceConfig};
 use keys_store::Store;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use crate::dispatch::{self, BoxError};
@@ -170,12 +173,35 @@ fn request_id(headers: &HeaderMap) -> String {
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains
 /// in-flight requests for at most `shutdown_grace`.
+///
+/// Every connection is bounded in time and in number, so that clients that
+/// open sockets and say nothing cannot exhaust the file descriptors:
+/// - at most [`AppConfig::max_connections`] at once; a socket accepted
+///   beyond that is closed at once, while the open ones are served on;
+/// - a connection that has not sent a complete first request head within
+///   [`AppConfig::header_read_timeout`] is closed, whatever it sent (nothing,
+///   one byte, or the HTTP/2 preface): hyper-util's HTTP/1-or-2 detection
+///   has no timer of its own, and hyper's HTTP/1 header timeout only starts
+///   once the protocol is known (it then also closes idle keep-alive
+///   connections between requests);
+/// - HTTP/2 connections are pinged every
+///   [`AppConfig::http2_keep_alive_interval`] and closed when a ping is not
+///   answered within as long again;
+/// - any connection older than [`AppConfig::max_connection_age`] is asked
+///   to close gracefully (HTTP/2 `GOAWAY`, HTTP/1 `Connection: close`
+///   after the request in flight) and dropped `shutdown_grace` later.
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
     let config = app.config().clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(config.http2_keep_alive_interval)
+        .keep_alive_timeout(config.http2_keep_alive_interval);
+    let limits = ConnectionLimits::of(&config);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop, stopped) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
@@ -190,17 +216,28 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
                         continue;
                     }
                 };
-                let app = app.clone();
-                let service = hyper::service::service_fn(move |request| {
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    // Full: dropping the stream closes it at once.
+                    tracing::debug!(peer = %peer, "connection refused: --max-connections reached");
+                    app.state.metrics.observe_refused_connection();
+                    continue;
+                };
+                // Set by the first request the connection carries.
+                let spoke = Arc::new(AtomicBool::new(false));
+                let service = {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(request).await) }
-                });
+                    let spoke = Arc::clone(&spoke);
+                    hyper::service::service_fn(move |request| {
+                        spoke.store(true, Ordering::Relaxed);
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(app.handle(request).await) }
+                    })
+                };
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
+                let stopped = stopped.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(peer = %peer, error = %error, "connection ended with an error");
-                    }
+                    limits.drive(connection, &spoke, stopped, peer).await;
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,
@@ -208,11 +245,87 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
+    // Ignoring the result: no connection task may still be listening.
+    let _ = stop.send(true);
+    // Every connection holds a slot until it ends: all slots back means
+    // all connections closed.
+    let everyone = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = slots.acquire_many(everyone) => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
     }
     Ok(())
+}
+
+/// The time limits of one connection (see [`serve`]).
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    max_connections: usize,
+    first_request: Duration,
+    max_age: Duration,
+    grace: Duration,
+}
+
+impl ConnectionLimits {
+    fn of(config: &AppConfig) -> Self {
+        Self {
+            // A semaphore holds at most `Semaphore::MAX_PERMITS`; at least
+            // one connection, or nothing could ever be served.
+            max_connections: config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            first_request: config.header_read_timeout,
+            max_age: config.max_connection_age,
+            grace: config.shutdown_grace,
+        }
+    }
+
+    /// Runs `connection` to its end under the limits; `spoke` tells whether
+    /// a request has arrived, `stopped` turns true at shutdown.
+    async fn drive<C>(self, connection: C, spoke: &AtomicBool, mut stopped: watch::Receiver<bool>, peer: SocketAddr)
+    where
+        C: GracefulConnection,
+        C::Error: std::fmt::Display,
+    {
+        let mut connection = pin!(connection);
+        let mut first_request = pin!(tokio::time::sleep(self.first_request));
+        let mut old_age = pin!(tokio::time::sleep(self.max_age));
+        // Armed when the graceful close begins: how long it may take.
+        let mut drain_deadline = pin!(tokio::time::sleep(self.grace));
+        let mut waiting_for_first_request = true;
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(peer = %peer, error = %error, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = &mut first_request, if waiting_for_first_request => {
+                    if !spoke.load(Ordering::Relaxed) {
+                        tracing::debug!(peer = %peer, "connection closed: no request within the header read timeout");
+                        return;
+                    }
+                    waiting_for_first_request = false;
+                }
+                () = &mut old_age, if !draining => {
+                    tracing::debug!(peer = %peer, "connection reached its maximum age; closing it gracefully");
+                    connection.as_mut().graceful_shutdown();
+                    drain_deadline.as_mut().reset(tokio::time::Instant::now() + self.grace);
+                    draining = true;
+                }
+                // An error means the server is gone: close just the same.
+                _ = stopped.changed(), if !draining => {
+                    connection.as_mut().graceful_shutdown();
+                    drain_deadline.as_mut().reset(tokio::time::Instant::now() + self.grace);
+                    draining = true;
+                }
+                () = &mut drain_deadline, if draining => {
+                    tracing::debug!(peer = %peer, "connection did not close in time; dropping it");
+                    return;
+                }
+            }
+        }
+    }
 }

@@ -10,6 +10,10 @@ use keys_service::Service;
 
 use crate::metrics::Metrics;
 
+/// `AppConfig::max_connections` of embedders; `keysd serve` derives its
+/// default from the file-descriptor limit instead.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
 /// Limits and policy of the server.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
@@ -21,8 +25,18 @@ pub struct AppConfig {
     pub body_read_timeout: Duration,
     /// Longest time to answer a request, body included (503 beyond).
     pub request_timeout: Duration,
-    /// Longest time a client may take to send the request head (HTTP/1).
+    /// Longest time a client may take to send a request head: from the
+    /// connection's start to its first request, whatever the protocol, and
+    /// between requests on an HTTP/1 keep-alive connection.
     pub header_read_timeout: Duration,
+    /// Most connections served at once; a socket accepted beyond is closed
+    /// at once.
+    pub max_connections: usize,
+    /// Age at which a connection is asked to close (clients reconnect).
+    pub max_connection_age: Duration,
+    /// How often an HTTP/2 connection is pinged; one unanswered for as long
+    /// again is closed.
+    pub http2_keep_alive_interval: Duration,
     /// Longest wait for in-flight requests at shutdown.
     pub shutdown_grace: Duration,
     /// RSA keys generated ahead of time; 0 generates on demand.
@@ -39,6 +53,9 @@ impl Default for AppConfig {
             body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connection_age: Duration::from_secs(600),
+            http2_keep_alive_interval: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(30),
             rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
             time_policy: TimePolicy::default(),
