@@ -20,6 +20,8 @@ pub enum CoreError {
     TooLong { field: &'static str, max: usize },
     #[error("{field} contains control characters")]
     ControlCharacters { field: &'static str },
+    #[error("{field} contains invisible format characters (such as U+200B or U+202E)")]
+    FormatCharacters { field: &'static str },
     #[error("invalid domain '{0}': expected a host name such as app.example.com or *.example.com")]
     InvalidDomain(String),
     #[error("too many allowed domains (at most {max})")]

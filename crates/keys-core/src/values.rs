@@ -79,7 +79,44 @@ fn checked_text(text: &str, field: &'static str, max: usize) -> Result<String, C
     if trimmed.chars().any(char::is_control) {
         return Err(CoreError::ControlCharacters { field });
     }
+    if trimmed.chars().any(is_format_character) {
+        return Err(CoreError::FormatCharacters { field });
+    }
     Ok(trimmed.to_owned())
+}
+
+/// The Unicode format characters (general category `Cf`, Unicode 15):
+/// invisible, yet they reorder (U+202E RIGHT-TO-LEFT OVERRIDE) or split
+/// (U+200B ZERO WIDTH SPACE) what a console shows, so a name holding one
+/// can pass for another. The standard library has no category lookup and
+/// the set is small and stable, so it is listed here.
+const FORMAT_CHARACTERS: [(u32, u32); 21] = [
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+fn is_format_character(character: char) -> bool {
+    let code = u32::from(character);
+    FORMAT_CHARACTERS.iter().any(|&(first, last)| (first..=last).contains(&code))
 }
 
 /// A display name: 1 to 255 characters after trimming, no control characters.

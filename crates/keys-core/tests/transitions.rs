@@ -59,6 +59,25 @@ fn names_and_descriptions_are_bounded() {
 }
 
 #[test]
+fn names_and_descriptions_refuse_invisible_format_characters() {
+    for spoof in
+        ["admin\u{202E}txt.exe", "pay\u{200B}pal", "\u{FEFF}billing", "a\u{2066}b", "tag\u{E0041}", "soft\u{AD}hyphen"]
+    {
+        assert_eq!(Name::parse(spoof), Err(CoreError::FormatCharacters { field: "name" }), "{spoof:?}");
+        assert_eq!(
+            Description::parse(Some(spoof)),
+            Err(CoreError::FormatCharacters { field: "description" }),
+            "{spoof:?}"
+        );
+    }
+    // Visible text of any script and single emoji stay valid. (An emoji
+    // sequence joined by U+200D ZERO WIDTH JOINER is refused: U+200D is Cf.)
+    for fine in ["Zahlungsdienst für Ärzte", "東京 backend", "مفتاح", "🔑 keys", "a-b_c.d"] {
+        assert!(Name::parse(fine).is_ok(), "{fine:?}");
+    }
+}
+
+#[test]
 fn modes_parse() {
     assert_eq!(Mode::parse("sandbox"), Ok(Mode::Sandbox));
     assert_eq!(Mode::parse("production"), Ok(Mode::Production));

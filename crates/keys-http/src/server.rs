@@ -70,7 +70,8 @@ impl App {
     }
 
     /// Answers one request. Never fails: every error is a response in the
-    /// dialect of the path. Adds `x-request-id`, logs one line and records
+    /// dialect of the path. Adds `x-request-id` and
+    /// `X-Content-Type-Options: nosniff`, logs one line and records
     /// metrics.
     ///
     /// The line (and the span that gives `request_id` to whatever is logged
@@ -132,6 +133,9 @@ impl App {
         if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(request_id)) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
+        // Every answer, errors included: a browser must never guess that a
+        // JSON body (which may echo client text) is HTML or script.
+        response.headers_mut().insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         response
     }
 }

@@ -1,13 +1,14 @@
 //! `/v1/auth/forward` without a socket: the answers a gateway acts on, for
 //! every credential shape and for what hostile clients send.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use keys_http::{App, AppConfig};
+use keys_http::App;
 use serde_json::json;
+
+#[path = "support/bootstrapped.rs"]
+mod bootstrapped;
 
 struct Gateway {
     app: App,
@@ -25,12 +26,8 @@ struct Answer {
 
 impl Gateway {
     async fn new() -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-        let store = keys_store::open(&url).await.expect("store opens");
-        let app = App::new(Arc::clone(&store), AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
-        let token = app.service().bootstrap_if_empty().await.expect("bootstrap").expect("empty").token;
-        Self { app, token: token.expose().to_owned(), _dir: dir }
+        let (app, token, dir) = bootstrapped::bootstrapped_app().await;
+        Self { app, token, _dir: dir }
     }
 
     async fn manage(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {

@@ -380,8 +380,11 @@ async fn bad_bodies_are_rejected() {
     let path = "/v1/staging/ws_api_key/";
     validation(&harness.raw(Method::POST, path, Some("application/json"), "{not json").await, "not valid JSON");
     validation(&harness.raw(Method::POST, path, Some("application/json"), "").await, "JSON object");
-    validation(&harness.raw(Method::POST, path, Some("application/json"), "[1,2]").await, "invalid request body");
-    validation(&harness.call(Method::POST, path, Some(json!({"name": 5}))).await, "invalid type");
+    validation(
+        &harness.raw(Method::POST, path, Some("application/json"), "[1,2]").await,
+        "request body must be a JSON object",
+    );
+    validation(&harness.call(Method::POST, path, Some(json!({"name": 5}))).await, "name must be a string");
     validation(&harness.call(Method::POST, path, Some(json!({"name": "a", "colour": "red"}))).await, "unknown field");
     validation(&harness.call(Method::POST, path, Some(json!({"description": "no name"}))).await, "name is required");
     validation(&harness.call(Method::POST, path, Some(json!({"name": "   "}))).await, "name may not be blank");
@@ -745,7 +748,7 @@ async fn signing_key_create_roll_delete_and_jwks() {
                 Some(json!({"grace_period_seconds": -1})),
             )
             .await,
-        "invalid value",
+        "grace_period_seconds must be a whole number, 0 or more",
     );
     validation(
         &harness
