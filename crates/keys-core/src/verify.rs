@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 pub use time_policy::{TimeDenial, TimePolicy, TokenTimes, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS};
 
-use crate::values::origin_host;
+use crate::origin::Origin;
 use crate::{
     ApiKey, OrganisationId, OrganisationSigningKey, PublicKey, SigningKeyRing, Workspace, WorkspaceSigningKey,
     WorkspaceUid,
@@ -220,8 +220,8 @@ pub fn decide_public_key<'a>(
     }
     if let Some(allowed) = &key.allowed_domains {
         let origin = presented.origin.filter(|origin| !origin.trim().is_empty()).ok_or(Denial::OriginRequired)?;
-        let host = origin_host(origin).ok_or(Denial::OriginNotAllowed)?;
-        if !allowed.iter().any(|pattern| pattern.covers(&host)) {
+        let origin = Origin::parse(origin).ok_or(Denial::OriginNotAllowed)?;
+        if !allowed.iter().any(|pattern| pattern.allows(&origin)) {
             return Err(Denial::OriginNotAllowed);
         }
     }

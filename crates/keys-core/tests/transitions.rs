@@ -59,6 +59,66 @@ fn names_and_descriptions_are_bounded() {
 }
 
 #[test]
+fn origins_are_read_as_browsers_read_them() {
+    let allowed = |patterns: &[&str], origin: &str| {
+        let patterns = DomainPattern::parse_list(patterns.iter().copied()).expect("patterns");
+        Origin::parse(origin).is_some_and(|origin| patterns.iter().any(|pattern| pattern.allows(&origin)))
+    };
+    let wildcard = ["*.example.com"];
+    for hostile in [
+        "https://evil.com\\@a.example.com",
+        "https://evil.com\\.example.com",
+        "https://evil.com%2f.example.com",
+        "https://evil.com%2F.example.com",
+        "javascript://a.example.com",
+        "data://a.example.com",
+        "https://user:pass@a.example.com",
+        "https://evil.com@a.example.com",
+        "https://a.example.com/",
+        "https://a.example.com/path",
+        "https://a.example.com?q",
+        "https://a.example.com#f",
+        "https://a.example.com.evil.com",
+        "https://example.com",
+        "evil.com\\@a.example.com",
+        "//a.example.com",
+        "a.example.com/",
+        "null",
+        "https://[::1]",
+        "https://a.exa mple.com",
+    ] {
+        assert!(!allowed(&wildcard, hostile), "{hostile:?} must not pass *.example.com");
+    }
+    for fine in [
+        "https://a.example.com",
+        "http://a.b.example.com:8080",
+        "a.example.com",
+        "A.EXAMPLE.COM.",
+        "a.example.com:3000",
+    ] {
+        assert!(allowed(&wildcard, fine), "{fine:?}");
+    }
+    // A scheme in a pattern pins it, and the port (the scheme's default
+    // when none is given); a bare origin has neither, so it cannot match.
+    let pinned = ["https://app.example.com", "http://localhost:3000"];
+    for (origin, expected) in [
+        ("https://app.example.com", true),
+        ("https://app.example.com:443", true),
+        ("https://app.example.com:8443", false),
+        ("http://app.example.com", false),
+        ("app.example.com", false),
+        ("http://localhost:3000", true),
+        ("http://localhost", false),
+        ("https://localhost:3000", false),
+    ] {
+        assert_eq!(allowed(&pinned, origin), expected, "{origin}");
+    }
+    // Internationalised names compare in their ASCII form.
+    assert!(allowed(&["bücher.example"], "https://BÜCHER.example"));
+    assert!(allowed(&["xn--bcher-kva.example"], "https://bücher.example"));
+}
+
+#[test]
 fn names_and_descriptions_refuse_invisible_format_characters() {
     for spoof in
         ["admin\u{202E}txt.exe", "pay\u{200B}pal", "\u{FEFF}billing", "a\u{2066}b", "tag\u{E0041}", "soft\u{AD}hyphen"]
@@ -250,7 +310,8 @@ fn public_key_origin_rules() {
         .expect("patch");
     let cases: &[(Option<&'static str>, Result<&str, Denial>)] = &[
         (Some("https://app.example.com"), Ok("granted")),
-        (Some("https://APP.example.com:8443/path"), Ok("granted")),
+        (Some("https://APP.example.com:8443"), Ok("granted")),
+        (Some("https://app.example.com:8443/path"), Err(Denial::OriginNotAllowed)),
         (Some("app.example.com"), Ok("granted")),
         (Some("https://eu.example.org"), Ok("granted")),
         (Some("https://a.b.example.org"), Ok("granted")),
@@ -285,11 +346,46 @@ fn public_key_origin_rules() {
 
 #[test]
 fn domain_patterns_are_validated() {
-    for good in ["example.com", "*.example.com", "localhost", "APP.Example.com.", "xn--bcher-kva.example"] {
+    for good in [
+        "example.com",
+        "*.example.com",
+        "localhost",
+        "APP.Example.com.",
+        "xn--bcher-kva.example",
+        "https://example.com",
+        "http://localhost:3000",
+        "https://*.example.co.uk",
+        "*.app.github.io",
+    ] {
         assert!(DomainPattern::parse(good).is_ok(), "{good}");
     }
-    for bad in ["", "*", "*.", "https://example.com", "exa mple.com", "-a.com", "a..com", "*.*.com", "a/b"] {
+    for bad in [
+        "",
+        "*",
+        "*.",
+        "exa mple.com",
+        "-a.com",
+        "a..com",
+        "*.*.com",
+        "a/b",
+        "https://example.com/",
+        "https://user@example.com",
+        "ftp://example.com",
+        "javascript://example.com",
+        "example.com:8443",
+        "https://example.com:0",
+        "https://example.com:99999",
+        "https://a.example.com?x",
+        "evil.com%2f.example.com",
+        "a*.example.com",
+    ] {
         assert!(DomainPattern::parse(bad).is_err(), "{bad}");
+    }
+    // A wildcard over a single label or a public suffix covers strangers.
+    for broad in ["*.com", "*.co.uk", "*.github.io", "*.localhost", "https://*.com", "*.COM."] {
+        assert!(matches!(DomainPattern::parse(broad), Err(CoreError::WildcardTooBroad(_))), "{broad}");
+        // Storage still reads what an earlier version stored.
+        assert!(DomainPattern::restore(broad).is_ok(), "{broad}");
     }
     let too_many: Vec<String> = (0..101).map(|index| format!("h{index}.example.com")).collect();
     assert_eq!(

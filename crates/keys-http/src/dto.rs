@@ -263,6 +263,11 @@ pub struct PatchPublicKey {
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub description: Option<Option<String>>,
+    /// Origins allowed to use the key (`null`: any). Each entry is a host
+    /// (`app.example.com`), a wildcard over the subdomains of a registrable
+    /// domain (`*.example.com`, not the apex; `*.com` or `*.co.uk` is
+    /// refused), or either with a scheme and optional port
+    /// (`https://app.example.com:8443`), which pins both.
     #[serde(default, deserialize_with = "present")]
     pub allowed_domains: Option<Option<Vec<String>>>,
 }
