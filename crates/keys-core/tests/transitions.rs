@@ -554,27 +554,60 @@ fn scopes_cover_exactly_or_by_a_trailing_wildcard() {
 #[test]
 fn organisation_token_rules() {
     let policy = TimePolicy::default();
+    let lenient = OrganisationTokenPolicy::default();
     let now = t0().unix_timestamp();
     let claims = |sub: Option<&'static str>, exp: Option<i64>, nbf: Option<i64>| OrganisationTokenClaims {
         sub,
         times: TokenTimes { exp, nbf, iat: None },
+        audiences: Vec::new(),
     };
-    assert_eq!(decide_organisation_token(&claims(Some("user-1"), None, None), &policy, t0()), Ok("user-1"));
-    assert_eq!(decide_organisation_token(&claims(None, None, None), &policy, t0()), Err(Denial::SubjectMissing));
-    assert_eq!(decide_organisation_token(&claims(Some("  "), None, None), &policy, t0()), Err(Denial::SubjectMissing));
-    assert_eq!(
-        decide_organisation_token(&claims(Some("user-1"), Some(now - 60), None), &policy, t0()),
-        Err(Denial::TokenExpired)
-    );
-    assert_eq!(
-        decide_organisation_token(&claims(Some("user-1"), None, Some(now + 61)), &policy, t0()),
-        Err(Denial::TokenNotYetValid)
-    );
+    let decide = |claims: &OrganisationTokenClaims<'static>| decide_organisation_token(claims, &policy, &lenient, t0());
+    assert_eq!(decide(&claims(Some("user-1"), None, None)), Ok("user-1"));
+    assert_eq!(decide(&claims(None, None, None)), Err(Denial::SubjectMissing));
+    assert_eq!(decide(&claims(Some("  "), None, None)), Err(Denial::SubjectMissing));
+    assert_eq!(decide(&claims(Some("user-1"), Some(now - 60), None)), Err(Denial::TokenExpired));
+    assert_eq!(decide(&claims(Some("user-1"), None, Some(now + 61))), Err(Denial::TokenNotYetValid));
     // Time is checked before the subject.
-    assert_eq!(
-        decide_organisation_token(&claims(None, Some(now - 60), None), &policy, t0()),
-        Err(Denial::TokenExpired)
-    );
+    assert_eq!(decide(&claims(None, Some(now - 60), None)), Err(Denial::TokenExpired));
+}
+
+#[test]
+fn organisation_token_policy_of_the_operator() {
+    let time = TimePolicy::default();
+    let now = t0().unix_timestamp();
+    let token = |exp: Option<i64>, iat: Option<i64>, audiences: Vec<&'static str>| OrganisationTokenClaims {
+        sub: Some("user-1"),
+        times: TokenTimes { exp, nbf: None, iat },
+        audiences,
+    };
+    let decide = |policy: &OrganisationTokenPolicy, claims: OrganisationTokenClaims<'static>| {
+        decide_organisation_token(&claims, &time, policy, t0())
+    };
+
+    let require_exp = OrganisationTokenPolicy { require_exp: true, ..OrganisationTokenPolicy::default() };
+    assert_eq!(decide(&require_exp, token(None, Some(now), vec![])), Err(Denial::TokenExpiryMissing));
+    assert_eq!(decide(&require_exp, token(Some(now + 3600), None, vec![])), Ok("user-1"));
+
+    let hour = OrganisationTokenPolicy { max_lifetime_seconds: Some(3600), ..OrganisationTokenPolicy::default() };
+    assert_eq!(decide(&hour, token(None, None, vec![])), Err(Denial::TokenExpiryMissing), "implies exp");
+    assert_eq!(decide(&hour, token(Some(now + 3600), Some(now), vec![])), Ok("user-1"));
+    assert_eq!(decide(&hour, token(Some(now + 3601), Some(now), vec![])), Err(Denial::TokenLifetimeTooLong));
+    // Measured from iat, so a long-lived token issued long ago is still too long.
+    assert_eq!(decide(&hour, token(Some(now + 60), Some(now - 86_400), vec![])), Err(Denial::TokenLifetimeTooLong));
+    // Without iat, from now.
+    assert_eq!(decide(&hour, token(Some(now + 3000), None, vec![])), Ok("user-1"));
+    assert_eq!(decide(&hour, token(Some(now + 10 * 3600), None, vec![])), Err(Denial::TokenLifetimeTooLong));
+    // An iat a million seconds ahead is not valid whatever the policy.
+    assert_eq!(decide(&hour, token(Some(now + 1_000_000), Some(now + 999_000), vec![])), Err(Denial::TokenNotYetValid));
+
+    let audience = OrganisationTokenPolicy {
+        audiences: vec!["https://api.example.com".to_owned(), "billing".to_owned()],
+        ..OrganisationTokenPolicy::default()
+    };
+    assert_eq!(decide(&audience, token(None, None, vec![])), Err(Denial::AudienceNotAccepted));
+    assert_eq!(decide(&audience, token(None, None, vec!["other"])), Err(Denial::AudienceNotAccepted));
+    assert_eq!(decide(&audience, token(None, None, vec!["other", "billing"])), Ok("user-1"));
+    assert_eq!(decide(&audience, token(None, None, vec!["https://api.example.com"])), Ok("user-1"));
 }
 
 #[test]

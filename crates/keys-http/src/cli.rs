@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
-use keys_core::verify::TimePolicy;
+use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
 use keys_core::{Mode, Name, NewWorkspace, Organisation, WorkspaceSlug};
 use keys_service::{Service, ServiceConfig, ServiceError};
 use keys_store::{CacheConfig, Store, StoreError};
@@ -126,6 +126,24 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(0..=i64::from(keys_core::verify::MAX_LEEWAY_SECONDS))
     )]
     pub jwt_leeway_seconds: u32,
+    /// Refuse Versori-style JWTs without `exp` (`token_exp_missing`); without
+    /// it such a token is valid until its key is deleted.
+    #[arg(long, env = "KEYSD_JWT_REQUIRE_EXP")]
+    pub jwt_require_exp: bool,
+    /// Refuse Versori-style JWTs valid for longer than this: `exp` more than
+    /// SECONDS after `iat` (or after now, without `iat`). Implies
+    /// `--jwt-require-exp`.
+    #[arg(
+        long,
+        env = "KEYSD_JWT_MAX_LIFETIME_SECONDS",
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub jwt_max_lifetime_seconds: Option<u32>,
+    /// Accepted `aud` of Versori-style JWTs (repeatable); when given, a
+    /// token must name one of them (`audience_not_accepted`).
+    #[arg(long = "jwt-audience", value_name = "AUDIENCE")]
+    pub jwt_audiences: Vec<String>,
     /// Most client connections at once; a socket accepted beyond is closed
     /// at once while the open ones are served. Default: three quarters of
     /// the open-files limit (after raising it to the hard limit), at most
@@ -303,8 +321,20 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let address = listener.local_addr().context("cannot read the listening address")?;
     let cache = CacheConfig { ttl: std::time::Duration::from_millis(args.cache_ttl_ms), ..CacheConfig::default() };
     let store = open_cached_store(database_url, cache).await?;
+    if args.jwt_issuer_bases.is_empty() {
+        tracing::warn!(
+            "no --jwt-issuer-base pinned: Versori-style JWTs are accepted with any issuer base they state \
+             (pin yours, e.g. --jwt-issuer-base https://versori.com)"
+        );
+    }
+    let organisation_token_policy = OrganisationTokenPolicy {
+        require_exp: args.jwt_require_exp,
+        max_lifetime_seconds: args.jwt_max_lifetime_seconds,
+        audiences: args.jwt_audiences,
+    };
     let config = AppConfig {
         issuer_bases: args.jwt_issuer_bases,
+        organisation_token_policy,
         // The range check of the flag keeps this far inside usize.
         rsa_pool_capacity: args.rsa_pool_size as usize,
         time_policy: TimePolicy::new(args.jwt_leeway_seconds).map_err(|error| anyhow!("{error}"))?,
@@ -488,6 +518,32 @@ mod tests {
         assert_eq!(cli.database_url, "sqlite://x.db");
         assert!(Cli::try_parse_from(["keysd", "serve", "--cache-ttl-ms", "0"]).is_ok());
         assert!(Cli::try_parse_from(["keysd", "serve", "--cache-ttl-ms", "1001"]).is_err());
+    }
+
+    #[test]
+    fn jwt_policy_flags() {
+        let Command::Serve(args) = Cli::try_parse_from(["keysd", "serve"]).expect("parses").command else {
+            panic!("serve")
+        };
+        assert!(!args.jwt_require_exp);
+        assert_eq!(args.jwt_max_lifetime_seconds, None);
+        assert!(args.jwt_audiences.is_empty());
+        let parsed = Cli::try_parse_from([
+            "keysd",
+            "serve",
+            "--jwt-require-exp",
+            "--jwt-max-lifetime-seconds",
+            "3600",
+            "--jwt-audience",
+            "a",
+            "--jwt-audience",
+            "b",
+        ]);
+        let Command::Serve(args) = parsed.expect("parses").command else { panic!("serve") };
+        assert!(args.jwt_require_exp);
+        assert_eq!(args.jwt_max_lifetime_seconds, Some(3600));
+        assert_eq!(args.jwt_audiences, ["a", "b"]);
+        assert!(Cli::try_parse_from(["keysd", "serve", "--jwt-max-lifetime-seconds", "0"]).is_err());
     }
 
     #[test]

@@ -52,6 +52,7 @@ impl App {
         let service_config = ServiceConfig {
             issuer_bases: config.issuer_bases.clone(),
             time_policy: config.time_policy,
+            organisation_token_policy: config.organisation_token_policy.clone(),
             rsa_pool_capacity: config.rsa_pool_capacity,
         };
         let service = Service::new(store, service_config);

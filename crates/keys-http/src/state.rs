@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use keys_core::verify::TimePolicy;
+use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
 use keys_service::Service;
 
 use crate::metrics::Metrics;
@@ -43,6 +43,8 @@ pub struct AppConfig {
     pub rsa_pool_capacity: usize,
     /// The one time window rule of every token (`--jwt-leeway-seconds`).
     pub time_policy: TimePolicy,
+    /// `--jwt-require-exp`, `--jwt-max-lifetime-seconds`, `--jwt-audience`.
+    pub organisation_token_policy: OrganisationTokenPolicy,
 }
 
 impl Default for AppConfig {
@@ -59,6 +61,7 @@ impl Default for AppConfig {
             shutdown_grace: Duration::from_secs(30),
             rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
             time_policy: TimePolicy::default(),
+            organisation_token_policy: OrganisationTokenPolicy::default(),
         }
     }
 }

@@ -26,7 +26,7 @@ struct Answer {
 
 impl Gateway {
     async fn new() -> Self {
-        let (app, token, dir) = bootstrapped::bootstrapped_app().await;
+        let bootstrapped::Bootstrapped { app, token, dir, .. } = bootstrapped::bootstrapped_app().await;
         Self { app, token, _dir: dir }
     }
 

@@ -26,7 +26,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct Keysd {
     child: Child,
     address: SocketAddr,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Keysd {
@@ -42,7 +42,7 @@ impl Keysd {
             .env("KEYSD_RSA_POOL_SIZE", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(dir.path().join("keysd.log")).expect("log file"))
             .kill_on_drop(true)
             .spawn()
             .expect("keysd starts");
@@ -59,11 +59,16 @@ impl Keysd {
         .expect("keysd listens within a minute");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, address, _dir: dir }
+        Self { child, address, dir }
     }
 
     async fn start(flags: &[&str]) -> Self {
         Self::start_after("", flags).await
+    }
+
+    /// What keysd logged so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("keysd.log")).expect("log")
     }
 
     async fn connect(&self) -> TcpStream {
@@ -288,4 +293,13 @@ async fn serve_raises_the_open_files_limit_and_disables_core_dumps() {
     assert_ne!(soft, "256");
     assert_eq!(keysd.limit("Max core file size"), ("0".to_owned(), "0".to_owned()));
     assert_eq!(keysd.get("/health").await, 200);
+}
+
+#[tokio::test]
+async fn serve_warns_when_no_jwt_issuer_base_is_pinned() {
+    let warning = "no --jwt-issuer-base pinned";
+    let open = Keysd::start(&[]).await;
+    assert!(open.log().contains(warning), "{}", open.log());
+    let pinned = Keysd::start(&["--jwt-issuer-base", "https://versori.com"]).await;
+    assert!(!pinned.log().contains(warning), "{}", pinned.log());
 }

@@ -2,41 +2,25 @@
 //! wildcards refused when they are set, patterns answered in canonical
 //! form, and the origins a hostile page can send refused by verification.
 
-use bytes::Bytes;
-use http::{header, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use serde_json::{json, Value};
+use http::{Method, StatusCode};
+use serde_json::json;
 
 #[path = "support/bootstrapped.rs"]
 mod bootstrapped;
 
-async fn call(app: &keys_http::App, token: &str, method: Method, path: &str, body: Value) -> (StatusCode, Value) {
-    let request = Request::builder()
-        .method(method)
-        .uri(path)
-        .header(header::AUTHORIZATION, format!("ServiceToken {token}"))
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .expect("request");
-    let response = app.handle(request).await;
-    let status = response.status();
-    let bytes = response.into_body().collect().await.expect("body").to_bytes();
-    (status, serde_json::from_slice(&bytes).expect("JSON"))
-}
-
 #[tokio::test]
 async fn broad_wildcards_are_refused_and_hostile_origins_do_not_verify() {
-    let (app, token, _dir) = bootstrapped::bootstrapped_app().await;
-    let (status, key) = call(&app, &token, Method::POST, "/v1/staging/ws_public_key/", json!({"name": "web"})).await;
+    let keysd = bootstrapped::bootstrapped_app().await;
+    let (status, key) = keysd.call(Method::POST, "/v1/staging/ws_public_key/", json!({"name": "web"})).await;
     assert_eq!(status, StatusCode::CREATED, "{key}");
     let patch = format!("/v1/staging/ws_public_key/{}/", key["id"].as_str().expect("id"));
     for broad in ["*.com", "*.co.uk", "*.github.io"] {
-        let (status, body) = call(&app, &token, Method::PATCH, &patch, json!({"allowed_domains": [broad]})).await;
+        let (status, body) = keysd.call(Method::PATCH, &patch, json!({"allowed_domains": [broad]})).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{broad}: {body}");
         assert!(body["message"].as_str().expect("message").contains("too broad"), "{body}");
     }
     let domains = json!({"allowed_domains": ["*.Example.com", "https://app.example.org:443", "http://localhost:3000"]});
-    let (status, patched) = call(&app, &token, Method::PATCH, &patch, domains).await;
+    let (status, patched) = keysd.call(Method::PATCH, &patch, domains).await;
     assert_eq!(status, StatusCode::ACCEPTED, "{patched}");
     assert_eq!(
         patched["allowed_domains"],
@@ -45,10 +29,9 @@ async fn broad_wildcards_are_refused_and_hostile_origins_do_not_verify() {
 
     let secret = key["api_key"].as_str().expect("api_key");
     let verify = |origin: &'static str| {
-        let app = app.clone();
-        let token = token.clone();
         let body = json!({"api_key": secret, "origin": origin});
-        async move { call(&app, &token, Method::POST, "/v1/verify/public_key/", body).await.1 }
+        let keysd = &keysd;
+        async move { keysd.call(Method::POST, "/v1/verify/public_key/", body).await.1 }
     };
     for hostile in [
         "https://evil.com\\@a.example.com",

@@ -27,7 +27,7 @@ struct Reply {
 
 impl Client {
     async fn new() -> Self {
-        let (app, token, dir) = bootstrapped::bootstrapped_app().await;
+        let bootstrapped::Bootstrapped { app, token, dir, .. } = bootstrapped::bootstrapped_app().await;
         Self { app, token, _dir: dir }
     }
 

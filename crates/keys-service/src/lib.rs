@@ -37,7 +37,7 @@ pub mod workspaces;
 use std::fmt;
 use std::sync::Arc;
 
-use keys_core::verify::{Scope, TimePolicy};
+use keys_core::verify::{OrganisationTokenPolicy, Scope, TimePolicy};
 use keys_core::{Actor, ServiceTokenRecord};
 use keys_crypto::RsaKeyPool;
 use keys_store::{Store, StoreError};
@@ -85,6 +85,8 @@ pub struct ServiceConfig {
     pub issuer_bases: Vec<String>,
     /// The one time window rule of every token (`exp`, `nbf`, `iat`).
     pub time_policy: TimePolicy,
+    /// What Versori-style JWTs must carry beyond it (`exp`, lifetime, `aud`).
+    pub organisation_token_policy: OrganisationTokenPolicy,
     /// RSA keys generated ahead of time; 0 generates on demand.
     pub rsa_pool_capacity: usize,
 }
