@@ -91,6 +91,11 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "KEYSD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Serve `/metrics` (and `/health`, `/ready`) on this address instead of
+    /// the main one, so that per-tenant traffic figures are not public;
+    /// `/metrics` then answers 404 on `--listen`.
+    #[arg(long, env = "KEYSD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Accepted issuer base of Versori-style JWTs (repeatable); none given
     /// accepts the base a token states.
     #[arg(long = "jwt-issuer-base", value_name = "URL")]
@@ -319,6 +324,14 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("cannot read the listening address")?;
+    let metrics_listener = match &args.metrics_listen {
+        Some(metrics_address) => Some(
+            TcpListener::bind(metrics_address)
+                .await
+                .with_context(|| format!("cannot listen on {metrics_address} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let cache = CacheConfig { ttl: std::time::Duration::from_millis(args.cache_ttl_ms), ..CacheConfig::default() };
     let store = open_cached_store(database_url, cache).await?;
     if args.jwt_issuer_bases.is_empty() {
@@ -335,6 +348,7 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let config = AppConfig {
         issuer_bases: args.jwt_issuer_bases,
         organisation_token_policy,
+        separate_metrics: metrics_listener.is_some(),
         // The range check of the flag keeps this far inside usize.
         rsa_pool_capacity: args.rsa_pool_size as usize,
         time_policy: TimePolicy::new(args.jwt_leeway_seconds).map_err(|error| anyhow!("{error}"))?,
@@ -346,9 +360,31 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     };
     let app = App::new(store, config);
     bootstrap(app.service()).await?;
+    // One shutdown signal, for both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the sender is gone: stop just the same.
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    };
+    let operations = match metrics_listener {
+        Some(metrics_listener) => {
+            let metrics_address = metrics_listener.local_addr().context("cannot read the metrics address")?;
+            println!("keysd metrics on http://{metrics_address}/metrics");
+            tracing::info!(%metrics_address, "metrics listening");
+            Some(tokio::spawn(serve(metrics_listener, app.operations(), until_stopped(stopped.clone()))))
+        }
+        None => None,
+    };
     println!("keysd listening on http://{address}");
     tracing::info!(%address, "listening");
-    serve(listener, app, shutdown_signal()).await.context("server failed")?;
+    serve(listener, app, until_stopped(stopped)).await.context("server failed")?;
+    if let Some(operations) = operations {
+        operations.await.context("metrics server panicked")?.context("metrics server failed")?;
+    }
     tracing::info!("stopped");
     Ok(())
 }

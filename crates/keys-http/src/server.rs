@@ -45,7 +45,21 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct App {
     state: Arc<AppState>,
+    listener: Listener,
 }
+
+/// Which listener an [`App`] answers on: the routes each one serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// Every route; `/metrics` only when [`AppConfig::separate_metrics`]
+    /// is off.
+    Main,
+    /// `--metrics-listen`: `/metrics`, `/health` and `/ready` only.
+    Operations,
+}
+
+/// The routes of the operations listener.
+const OPERATIONS_ROUTES: [&str; 3] = ["/metrics", "/health", "/ready"];
 
 impl App {
     pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {
@@ -57,7 +71,24 @@ impl App {
         };
         let service = Service::new(store, service_config);
         let openapi = crate::openapi::document();
-        Self { state: Arc::new(AppState { service, config, metrics: Metrics::new(), openapi }) }
+        let state = Arc::new(AppState { service, config, metrics: Metrics::new(), openapi });
+        Self { state, listener: Listener::Main }
+    }
+
+    /// The same application as the operations listener answers it
+    /// (`--metrics-listen`): `/metrics`, `/health` and `/ready`, and 404 for
+    /// every other path.
+    pub fn operations(&self) -> Self {
+        Self { state: Arc::clone(&self.state), listener: Listener::Operations }
+    }
+
+    /// Whether this listener serves the route `pattern`; a route it does not
+    /// serve is, on it, no route at all (404).
+    fn serves(&self, pattern: &str) -> bool {
+        match self.listener {
+            Listener::Main => !(self.state.config.separate_metrics && pattern == "/metrics"),
+            Listener::Operations => OPERATIONS_ROUTES.contains(&pattern),
+        }
     }
 
     pub fn config(&self) -> &AppConfig {
@@ -91,7 +122,7 @@ impl App {
         // A clone of the URI shares its bytes: the path outlives the request.
         let uri = request.uri().clone();
         let path = uri.path();
-        let matched = router::resolve(path);
+        let matched = router::resolve(path).filter(|matched| self.serves(matched.route.pattern()));
         let dialect = matched.map_or_else(|| Dialect::of_path(path), |matched| matched.route.dialect());
         let route = matched.map_or("unmatched", |matched| matched.route.pattern());
         let verification = matched.is_some_and(|matched| matched.route.is_verification());

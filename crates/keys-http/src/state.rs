@@ -41,6 +41,9 @@ pub struct AppConfig {
     pub shutdown_grace: Duration,
     /// RSA keys generated ahead of time; 0 generates on demand.
     pub rsa_pool_capacity: usize,
+    /// `/metrics` is served on its own listener (`--metrics-listen`, see
+    /// [`crate::App::operations`]) and not on the main one.
+    pub separate_metrics: bool,
     /// The one time window rule of every token (`--jwt-leeway-seconds`).
     pub time_policy: TimePolicy,
     /// `--jwt-require-exp`, `--jwt-max-lifetime-seconds`, `--jwt-audience`.
@@ -60,6 +63,7 @@ impl Default for AppConfig {
             http2_keep_alive_interval: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(30),
             rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
+            separate_metrics: false,
             time_policy: TimePolicy::default(),
             organisation_token_policy: OrganisationTokenPolicy::default(),
         }

@@ -26,6 +26,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct Keysd {
     child: Child,
     address: SocketAddr,
+    /// With `--metrics-listen`.
+    metrics_address: Option<SocketAddr>,
     dir: tempfile::TempDir,
 }
 
@@ -47,8 +49,12 @@ impl Keysd {
             .spawn()
             .expect("keysd starts");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut metrics_address = None;
         let address = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await.expect("stdout") {
+                if let Some(address) = line.strip_prefix("keysd metrics on http://") {
+                    metrics_address = Some(address.trim().trim_end_matches("/metrics").parse().expect("address"));
+                }
                 if let Some(address) = line.strip_prefix("keysd listening on http://") {
                     return address.trim().parse().expect("address");
                 }
@@ -59,7 +65,7 @@ impl Keysd {
         .expect("keysd listens within a minute");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, address, dir }
+        Self { child, address, metrics_address, dir }
     }
 
     async fn start(flags: &[&str]) -> Self {
@@ -77,9 +83,7 @@ impl Keysd {
 
     /// `GET path` on a new connection; the status line's code.
     async fn get(&self, path: &str) -> u16 {
-        let mut stream = self.connect().await;
-        let (status, _body) = request(&mut stream, path).await.expect("answer");
-        status
+        get(self.address, path).await.0
     }
 
     /// The soft and hard value of a line of `/proc/<pid>/limits`.
@@ -90,6 +94,12 @@ impl Keysd {
         let mut values = line[name.len()..].split_whitespace();
         (values.next().expect("soft").to_owned(), values.next().expect("hard").to_owned())
     }
+}
+
+/// `GET path` on a new connection to `address`: status and body.
+async fn get(address: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(address).await.expect("connect");
+    request(&mut stream, path).await.expect("answer")
 }
 
 /// Sends `GET path` (keep-alive) on `stream` and reads one response:
@@ -302,4 +312,24 @@ async fn serve_warns_when_no_jwt_issuer_base_is_pinned() {
     assert!(open.log().contains(warning), "{}", open.log());
     let pinned = Keysd::start(&["--jwt-issuer-base", "https://versori.com"]).await;
     assert!(!pinned.log().contains(warning), "{}", pinned.log());
+}
+
+#[tokio::test]
+async fn metrics_listen_moves_metrics_off_the_main_listener() {
+    let keysd = Keysd::start(&["--metrics-listen", "127.0.0.1:0"]).await;
+    let operations = keysd.metrics_address.expect("keysd prints the metrics address");
+    assert_eq!(keysd.get("/metrics").await, 404, "not on the main listener");
+    assert_eq!(keysd.get("/health").await, 200);
+    let (status, metrics) = get(operations, "/metrics").await;
+    assert_eq!(status, 200);
+    assert!(metrics.contains("keysd_http_requests_total{route=\"/health\""), "{metrics}");
+    assert_eq!(get(operations, "/health").await.0, 200);
+    assert_eq!(get(operations, "/ready").await.0, 200);
+    for elsewhere in ["/v1/workspace/", "/openapi.json", "/console/"] {
+        assert_eq!(get(operations, elsewhere).await.0, 404, "{elsewhere} is only on the main listener");
+    }
+    // Without the flag, /metrics stays where it was.
+    let plain = Keysd::start(&[]).await;
+    assert_eq!(plain.get("/metrics").await, 200);
+    assert!(plain.metrics_address.is_none());
 }
