@@ -122,6 +122,17 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(0..=256)
     )]
     pub rsa_pool_size: u64,
+    /// RSA keys generated inline at once when the pool is empty; further
+    /// organisation-key creates wait their turn, so that a burst of them
+    /// cannot take every core from verification.
+    #[arg(
+        long,
+        env = "KEYSD_RSA_MAX_CONCURRENT_GENERATIONS",
+        value_name = "N",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(1..=64)
+    )]
+    pub rsa_max_concurrent_generations: u32,
     /// Allowance for clock skew on every token's `exp`, `nbf` and `iat`.
     #[arg(
         long,
@@ -351,6 +362,7 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         separate_metrics: metrics_listener.is_some(),
         // The range check of the flag keeps this far inside usize.
         rsa_pool_capacity: args.rsa_pool_size as usize,
+        rsa_max_concurrent_generations: args.rsa_max_concurrent_generations as usize,
         time_policy: TimePolicy::new(args.jwt_leeway_seconds).map_err(|error| anyhow!("{error}"))?,
         max_connections,
         header_read_timeout: seconds(args.header_read_timeout_seconds),

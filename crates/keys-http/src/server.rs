@@ -68,6 +68,7 @@ impl App {
             time_policy: config.time_policy,
             organisation_token_policy: config.organisation_token_policy.clone(),
             rsa_pool_capacity: config.rsa_pool_capacity,
+            rsa_max_concurrent_generations: config.rsa_max_concurrent_generations,
         };
         let service = Service::new(store, service_config);
         let openapi = crate::openapi::document();

@@ -41,6 +41,8 @@ pub struct AppConfig {
     pub shutdown_grace: Duration,
     /// RSA keys generated ahead of time; 0 generates on demand.
     pub rsa_pool_capacity: usize,
+    /// RSA keys generated inline at once (`--rsa-max-concurrent-generations`).
+    pub rsa_max_concurrent_generations: usize,
     /// `/metrics` is served on its own listener (`--metrics-listen`, see
     /// [`crate::App::operations`]) and not on the main one.
     pub separate_metrics: bool,
@@ -63,6 +65,7 @@ impl Default for AppConfig {
             http2_keep_alive_interval: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(30),
             rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
+            rsa_max_concurrent_generations: keys_service::DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS,
             separate_metrics: false,
             time_policy: TimePolicy::default(),
             organisation_token_policy: OrganisationTokenPolicy::default(),

@@ -79,7 +79,7 @@ impl Entropy for OsEntropy {
 }
 
 /// The policy a [`Service`] applies.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Issuer bases accepted in Versori-style JWTs; empty accepts any base.
     pub issuer_bases: Vec<String>,
@@ -89,6 +89,25 @@ pub struct ServiceConfig {
     pub organisation_token_policy: OrganisationTokenPolicy,
     /// RSA keys generated ahead of time; 0 generates on demand.
     pub rsa_pool_capacity: usize,
+    /// RSA keys generated inline (the pool empty) at once, at least 1: each
+    /// takes a core for up to a second, and without a bound a burst of
+    /// creates would take every core from verification.
+    pub rsa_max_concurrent_generations: usize,
+}
+
+/// The default of [`ServiceConfig::rsa_max_concurrent_generations`].
+pub const DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS: usize = 2;
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            issuer_bases: Vec::new(),
+            time_policy: TimePolicy::default(),
+            organisation_token_policy: OrganisationTokenPolicy::default(),
+            rsa_pool_capacity: 0,
+            rsa_max_concurrent_generations: DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS,
+        }
+    }
 }
 
 /// Who is calling: an authenticated service token's record (shared with the
@@ -153,6 +172,10 @@ pub struct Service {
     entropy: Arc<dyn Entropy>,
     config: ServiceConfig,
     rsa_pool: Arc<RsaKeyPool>,
+    /// Permits for inline RSA generation ([`ServiceConfig::rsa_max_concurrent_generations`]).
+    rsa_generations: Arc<tokio::sync::Semaphore>,
+    /// Inline RSA generations running now.
+    rsa_generating: Arc<std::sync::atomic::AtomicUsize>,
     parsed_keys: verification::ParsedKeys,
 }
 
@@ -176,7 +199,17 @@ impl Service {
         entropy: Arc<dyn Entropy>,
     ) -> Self {
         let rsa_pool = Arc::new(RsaKeyPool::new(config.rsa_pool_capacity));
-        Self { store, clock, entropy, config, rsa_pool, parsed_keys: verification::ParsedKeys::default() }
+        let rsa_generations = Arc::new(tokio::sync::Semaphore::new(config.rsa_max_concurrent_generations.max(1)));
+        Self {
+            store,
+            clock,
+            entropy,
+            config,
+            rsa_pool,
+            rsa_generations,
+            rsa_generating: Arc::default(),
+            parsed_keys: verification::ParsedKeys::default(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
