@@ -160,6 +160,13 @@ pub struct ServeArgs {
     /// token must name one of them (`audience_not_accepted`).
     #[arg(long = "jwt-audience", value_name = "AUDIENCE")]
     pub jwt_audiences: Vec<String>,
+    /// Verification calls and failed authentications each client address
+    /// may make per minute (a token bucket); beyond, 429 with
+    /// `Retry-After`, for verification and every route that needs a service
+    /// token. Off by default. Behind a reverse proxy every client is the
+    /// proxy: limit there instead.
+    #[arg(long, env = "KEYSD_RATE_LIMIT", value_name = "PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
     /// Most client connections at once; a socket accepted beyond is closed
     /// at once while the open ones are served. Default: three quarters of
     /// the open-files limit (after raising it to the hard limit), at most
@@ -360,6 +367,7 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         issuer_bases: args.jwt_issuer_bases,
         organisation_token_policy,
         separate_metrics: metrics_listener.is_some(),
+        rate_limit_per_minute: args.rate_limit.and_then(std::num::NonZeroU32::new),
         // The range check of the flag keeps this far inside usize.
         rsa_pool_capacity: args.rsa_pool_size as usize,
         rsa_max_concurrent_generations: args.rsa_max_concurrent_generations as usize,
@@ -592,6 +600,13 @@ mod tests {
         assert_eq!(args.jwt_max_lifetime_seconds, Some(3600));
         assert_eq!(args.jwt_audiences, ["a", "b"]);
         assert!(Cli::try_parse_from(["keysd", "serve", "--jwt-max-lifetime-seconds", "0"]).is_err());
+        assert!(Cli::try_parse_from(["keysd", "serve", "--rate-limit", "0"]).is_err());
+        let Command::Serve(args) =
+            Cli::try_parse_from(["keysd", "serve", "--rate-limit", "120"]).expect("parses").command
+        else {
+            panic!("serve")
+        };
+        assert_eq!(args.rate_limit, Some(120));
     }
 
     #[test]

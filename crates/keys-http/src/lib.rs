@@ -12,6 +12,7 @@
 //!   values, calls one keys-service use case, and renders the answer in its
 //!   dialect.
 //! - [`error`], `dto`: the wire shapes of errors and resources.
+//! - [`rate_limit`]: the optional per-client limit of `--rate-limit`.
 //! - [`metrics`], [`openapi`], [`cli`]; `process` (what `serve` asks of the
 //!   OS: the open-files limit raised, core dumps off).
 //!
@@ -32,6 +33,7 @@ mod handlers;
 pub mod metrics;
 pub mod openapi;
 mod process;
+pub mod rate_limit;
 pub mod router;
 pub mod routes;
 mod schema;

@@ -34,7 +34,9 @@ use tracing::Instrument;
 use crate::dispatch::{self, BoxError};
 use crate::error::{ApiError, Dialect};
 use crate::metrics::Metrics;
+use crate::rate_limit::{ClientAddr, RateLimiter};
 use crate::router;
+use crate::routes::Auth;
 pub use crate::state::AppConfig;
 use crate::state::AppState;
 
@@ -72,7 +74,8 @@ impl App {
         };
         let service = Service::new(store, service_config);
         let openapi = crate::openapi::document();
-        let state = Arc::new(AppState { service, config, metrics: Metrics::new(), openapi });
+        let rate_limiter = config.rate_limit_per_minute.map(RateLimiter::new);
+        let state = Arc::new(AppState { service, config, metrics: Metrics::new(), rate_limiter, openapi });
         Self { state, listener: Listener::Main }
     }
 
@@ -133,9 +136,31 @@ impl App {
             tracing::info_span!("request", request_id = %request_id, method = %method, route)
         };
         let state = &self.state;
+        // What `--rate-limit` guards: verification, and whatever needs a
+        // service token (a failed authentication spends the client's budget).
+        let limited = state.rate_limiter.as_ref().zip(request.extensions().get::<ClientAddr>().copied()).filter(|_| {
+            verification
+                || matched
+                    .and_then(|matched| matched.route.operation(&method))
+                    .is_some_and(|operation| operation.auth() == Auth::ServiceToken)
+        });
         let work = async {
-            let outcome =
-                tokio::time::timeout(state.config.request_timeout, dispatch::dispatch(state, matched, request)).await;
+            let throttled = limited.and_then(|(limiter, ClientAddr(client))| {
+                let now = Instant::now();
+                let allowed = if verification { limiter.spend(client, now) } else { limiter.check(client, now) };
+                allowed.err()
+            });
+            let outcome = match throttled {
+                Some(wait) => {
+                    // Whole seconds, rounded up: retrying sooner is refused.
+                    let retry_after_seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    Ok(Err(ApiError::TooManyRequests { retry_after_seconds }))
+                }
+                None => {
+                    tokio::time::timeout(state.config.request_timeout, dispatch::dispatch(state, matched, request))
+                        .await
+                }
+            };
             let response = match outcome {
                 Ok(Ok(response)) => response,
                 Ok(Err(error)) => error.into_response(dialect),
@@ -145,6 +170,12 @@ impl App {
                 }
             };
             let status = response.status().as_u16();
+            if let Some((limiter, ClientAddr(client))) = limited {
+                if status == 401 && !verification {
+                    // Spent whether or not one is left: the next request is refused.
+                    let _ = limiter.spend(client, Instant::now());
+                }
+            }
             let elapsed = started.elapsed();
             state.metrics.observe_request(route, method_label(&method), status, elapsed);
             // The path holds slugs and ids, never secrets; the query and the
@@ -264,8 +295,9 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
                 let service = {
                     let app = app.clone();
                     let spoke = Arc::clone(&spoke);
-                    hyper::service::service_fn(move |request| {
+                    hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
                         spoke.store(true, Ordering::Relaxed);
+                        request.extensions_mut().insert(ClientAddr(peer.ip()));
                         let app = app.clone();
                         async move { Ok::<_, Infallible>(app.handle(request).await) }
                     })

@@ -9,6 +9,7 @@ use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
 use keys_service::Service;
 
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
 
 /// `AppConfig::max_connections` of embedders; `keysd serve` derives its
 /// default from the file-descriptor limit instead.
@@ -43,6 +44,9 @@ pub struct AppConfig {
     pub rsa_pool_capacity: usize,
     /// RSA keys generated inline at once (`--rsa-max-concurrent-generations`).
     pub rsa_max_concurrent_generations: usize,
+    /// Verification calls and failed authentications a client may make per
+    /// minute (`--rate-limit`); `None`: no limit.
+    pub rate_limit_per_minute: Option<std::num::NonZeroU32>,
     /// `/metrics` is served on its own listener (`--metrics-listen`, see
     /// [`crate::App::operations`]) and not on the main one.
     pub separate_metrics: bool,
@@ -67,6 +71,7 @@ impl Default for AppConfig {
             rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
             rsa_max_concurrent_generations: keys_service::DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS,
             separate_metrics: false,
+            rate_limit_per_minute: None,
             time_policy: TimePolicy::default(),
             organisation_token_policy: OrganisationTokenPolicy::default(),
         }
@@ -79,6 +84,8 @@ pub(crate) struct AppState {
     pub service: Service,
     pub config: AppConfig,
     pub metrics: Metrics,
+    /// From [`AppConfig::rate_limit_per_minute`].
+    pub rate_limiter: Option<RateLimiter>,
     /// The generated OpenAPI document without `servers` (see
     /// [`crate::openapi`]), built by the application at start.
     pub openapi: &'static str,

@@ -105,7 +105,12 @@ async fn get(address: SocketAddr, path: &str) -> (u16, String) {
 /// Sends `GET path` (keep-alive) on `stream` and reads one response:
 /// its status and body. `None` when the server closed the connection.
 async fn request(stream: &mut TcpStream, path: &str) -> Option<(u16, String)> {
-    let head = format!("GET {path} HTTP/1.1\r\nHost: keysd\r\n\r\n");
+    request_with(stream, path, "").await
+}
+
+/// [`request`] with more header lines (each ending in `\r\n`).
+async fn request_with(stream: &mut TcpStream, path: &str, headers: &str) -> Option<(u16, String)> {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: keysd\r\n{headers}\r\n");
     stream.write_all(head.as_bytes()).await.ok()?;
     let mut received = Vec::new();
     let mut chunk = [0_u8; 4096];
@@ -332,4 +337,17 @@ async fn metrics_listen_moves_metrics_off_the_main_listener() {
     let plain = Keysd::start(&[]).await;
     assert_eq!(plain.get("/metrics").await, 200);
     assert!(plain.metrics_address.is_none());
+}
+
+#[tokio::test]
+async fn rate_limit_counts_each_client_address_on_the_real_server() {
+    let keysd = Keysd::start(&["--rate-limit", "2"]).await;
+    let forged = "Authorization: ServiceToken kst_forged\r\n";
+    let mut stream = keysd.connect().await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(request_with(&mut stream, "/v1/workspace/", forged).await.expect("answer").0);
+    }
+    assert_eq!(statuses, [401, 401, 429]);
+    assert_eq!(keysd.get("/health").await, 200, "public routes are not limited");
 }
