@@ -225,7 +225,7 @@ fn operation(
         };
         builder = builder
             .parameter(query("limit", "Page size; out of range is a 400, never clamped.", integer(1, Some(100), 10)))
-            .parameter(query("offset", "Records to skip.", integer(0, None, 0)));
+            .parameter(query("offset", "Records to skip.", integer(0, Some(keys_core::Pagination::MAX_OFFSET), 0)));
         if operation.query == Query::List {
             builder = builder.parameter(query(
                 "include_deleted",
