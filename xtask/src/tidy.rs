@@ -17,6 +17,10 @@ mod tests {
     /// the ones before it, never on the ones after.
     const LAYERS: [&str; 5] = ["keys-core", "keys-crypto", "keys-store", "keys-service", "keys-http"];
 
+    /// The dev-only test kit: it may use every layer, and only
+    /// `[dev-dependencies]` may name it.
+    const TEST_KIT: &str = "keys-testkit";
+
     fn root() -> PathBuf {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
     }
@@ -116,6 +120,19 @@ mod tests {
     }
 
     #[test]
+    fn the_test_kit_is_a_dev_dependency_only_and_keys_core_does_without_it() {
+        assert!(dependencies().contains_key(TEST_KIT), "{TEST_KIT} missing from cargo metadata");
+        assert!(depends_on("keys-store", TEST_KIT, true), "the reader sees the kit's dev edges");
+        for krate in LAYERS.iter().chain(["xtask"].iter()) {
+            assert!(!depends_on(krate, TEST_KIT, false), "{krate} may name {TEST_KIT} only as a dev-dependency");
+        }
+        assert!(!depends_on("keys-core", TEST_KIT, true), "keys-core's tests stay free of the store and the kit");
+        let manifest =
+            std::fs::read_to_string(root().join("crates").join(TEST_KIT).join("Cargo.toml")).expect("manifest");
+        assert!(manifest.contains("publish = false"), "{TEST_KIT} is never published");
+    }
+
+    #[test]
     fn only_keys_http_knows_http_and_only_keys_store_knows_sql() {
         for krate in &LAYERS[..4] {
             for name in ["hyper", "hyper-util", "http", "http-body-util"] {
@@ -142,7 +159,7 @@ mod tests {
     /// Every `.rs` file under the crates' `src/` and xtask's `src/`.
     fn source_files() -> Vec<PathBuf> {
         let mut found = Vec::new();
-        for krate in LAYERS {
+        for krate in LAYERS.iter().chain(&[TEST_KIT]) {
             rust_files(&root().join("crates").join(krate).join("src"), &mut found);
         }
         rust_files(&root().join("xtask").join("src"), &mut found);
@@ -313,7 +330,7 @@ mod tests {
         assert!(import_cycle(&planted).is_some());
         let store = module_imports("keys-store");
         assert!(store.get("cache").is_some_and(|named| named.contains("postgres")), "{store:?}");
-        for krate in LAYERS {
+        for krate in LAYERS.iter().chain(&[TEST_KIT]) {
             if let Some(cycle) = import_cycle(&module_imports(krate)) {
                 panic!("modules of {krate} import each other: {cycle}");
             }

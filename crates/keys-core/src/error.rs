@@ -33,7 +33,7 @@ pub enum CoreError {
     TooManyDomains { max: usize },
     #[error("mode must be 'sandbox' or 'production'")]
     InvalidMode,
-    #[error("grace_period_seconds must be between 0 and {max}")]
+    #[error("grace_period_seconds must be a whole number of seconds between 0 and {max}")]
     InvalidGracePeriod { max: u64 },
     /// Storage returned a record no transition can produce. Never the
     /// client's doing: the store reports it as an inconsistency.
@@ -51,6 +51,27 @@ pub enum CoreError {
     SigningKeyNotActive,
     #[error("the default public key cannot be deleted while other public keys exist")]
     DefaultPublicKeyInUse,
+    #[error(
+        "invalid scope '{0}': a scope is 1 to 64 characters of a-z, 0-9, ':', '.', '_' and '-', starting with a \
+         letter or digit and optionally ending in ':*'"
+    )]
+    InvalidScope(String),
+    #[error("too many scopes (at most {max})")]
+    TooManyScopes { max: usize },
+    #[error("meta must be a JSON object")]
+    MetaNotAnObject,
+    #[error("meta must serialise to at most {max} bytes")]
+    MetaTooLarge { max: usize },
+    #[error("expires_at must be in the future")]
+    ExpiryInPast,
+    #[error("the expires_at of a rolled API key can only be brought forward")]
+    RolledKeyExpiry,
+    #[error("only an active API key can be {action}")]
+    ApiKeyNotActive { action: &'static str },
+    #[error("only a disabled API key can be enabled")]
+    ApiKeyNotDisabled,
+    #[error("the API key has expired")]
+    ApiKeyExpired,
     #[error("{kind} is deleted")]
     AlreadyDeleted { kind: &'static str },
     /// A ring was asked for a key it does not hold (absent, or deleted and

@@ -28,7 +28,10 @@ mod values;
 pub mod verify;
 mod workspace;
 
-pub use api_key::{ApiKey, ApiKeyState, NewApiKey};
+pub use api_key::{
+    ApiKey, ApiKeyLifecycle, ApiKeyMaterial, ApiKeyPatch, ApiKeyProfile, ApiKeyState, ApiKeyStatus, ExternalId,
+    KeyMeta, KeyScope, KeyScopes, NewApiKey, StoredApiKey, StoredStamp,
+};
 pub use digest::SecretDigest;
 pub use error::CoreError;
 pub use ids::{

@@ -21,6 +21,18 @@ pub struct OrganisationSigningKeyState {
     pub deleted_by: Option<Actor>,
 }
 
+/// Rebuilds a key from storage, refusing a deleter recorded without its
+/// time.
+impl TryFrom<OrganisationSigningKeyState> for OrganisationSigningKey {
+    type Error = CoreError;
+
+    fn try_from(state: OrganisationSigningKeyState) -> Result<Self, CoreError> {
+        let kind = "organisation signing key";
+        crate::signing_key::stamped(kind, state.deleted_at, state.deleted_by.as_ref(), "deleted_by alone")?;
+        Ok(Self(state))
+    }
+}
+
 /// An organisation signing key (RS256). Any number per organisation; delete
 /// is terminal and invalidates every JWT the key signed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,10 +57,6 @@ impl OrganisationSigningKey {
             deleted_at: None,
             deleted_by: None,
         })
-    }
-
-    pub fn restore(state: OrganisationSigningKeyState) -> Self {
-        Self(state)
     }
 
     /// Whether the key may verify tokens (and so be listed in the JWKS):

@@ -45,11 +45,19 @@ pub struct PublicKeyPatch {
     pub is_secure_mode_enabled: Option<bool>,
 }
 
-impl PublicKey {
-    pub fn restore(state: PublicKeyState) -> Self {
-        Self(state)
-    }
+/// Rebuilds a key from storage, refusing a rotator or a deleter recorded
+/// without its time.
+impl TryFrom<PublicKeyState> for PublicKey {
+    type Error = CoreError;
 
+    fn try_from(state: PublicKeyState) -> Result<Self, CoreError> {
+        crate::signing_key::stamped("public key", state.rotated_at, state.rotated_by.as_ref(), "rotated_by alone")?;
+        crate::signing_key::stamped("public key", state.deleted_at, state.deleted_by.as_ref(), "deleted_by alone")?;
+        Ok(Self(state))
+    }
+}
+
+impl PublicKey {
     pub fn is_deleted(&self) -> bool {
         self.0.deleted_at.is_some()
     }

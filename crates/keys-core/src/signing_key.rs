@@ -73,6 +73,36 @@ pub struct Deletion {
     pub by: Option<Actor>,
 }
 
+/// Refuses an actor stored without the moment it acted at (`…_by` without
+/// `…_at`), which no transition writes.
+pub(crate) fn stamped(
+    kind: &'static str,
+    at: Option<OffsetDateTime>,
+    by: Option<&Actor>,
+    reason: &'static str,
+) -> Result<(), CoreError> {
+    match (at, by) {
+        (None, Some(_)) => Err(CoreError::InconsistentRecord { kind, reason }),
+        _ => Ok(()),
+    }
+}
+
+impl Deletion {
+    /// The deletion of a stored `kind` from its two columns; a deleter
+    /// without a deletion time is no state any transition makes.
+    pub fn from_columns(
+        kind: &'static str,
+        at: Option<OffsetDateTime>,
+        by: Option<Actor>,
+    ) -> Result<Option<Self>, CoreError> {
+        match (at, by) {
+            (Some(at), by) => Ok(Some(Self { at, by })),
+            (None, None) => Ok(None),
+            (None, Some(_)) => Err(CoreError::InconsistentRecord { kind, reason: "deleted_by without deleted_at" }),
+        }
+    }
+}
+
 /// The stored half of a workspace signing key: the public key only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningKeyState {
@@ -131,11 +161,7 @@ impl TryFrom<StoredSigningKey> for WorkspaceSigningKey {
             }
             (None, ..) => return Err(inconsistent("status is neither active nor rolled")),
         };
-        let deletion = match (stored.deleted_at, stored.deleted_by) {
-            (Some(at), by) => Some(Deletion { at, by }),
-            (None, None) => None,
-            (None, Some(_)) => return Err(inconsistent("deleted_by without deleted_at")),
-        };
+        let deletion = Deletion::from_columns("signing key", stored.deleted_at, stored.deleted_by)?;
         Ok(Self(SigningKeyState {
             id: stored.id,
             uid: stored.uid,

@@ -33,8 +33,11 @@ pub enum Denial {
     UnknownKey,
     /// The credential was deleted.
     Deleted,
-    /// A rolled signing key past its `expiry_at`.
+    /// A key past its expiry (an API key's `expires_at`, a rolled signing
+    /// key's `expiry_at`).
     KeyExpired,
+    /// A disabled API key.
+    KeyDisabled,
     /// The key belongs to another organisation than the caller's.
     WrongOrganisation,
     /// The key has `allowed_domains` but the request named no origin.
@@ -88,6 +91,7 @@ impl Denial {
             Self::UnknownKey => "unknown_key",
             Self::Deleted => "key_deleted",
             Self::KeyExpired => "key_expired",
+            Self::KeyDisabled => "key_disabled",
             Self::WrongOrganisation => "unknown_key",
             Self::OriginRequired => "origin_required",
             Self::OriginNotAllowed => "origin_not_allowed",
@@ -114,11 +118,12 @@ impl Denial {
     }
 
     /// Every denial, for metrics that pre-register their labels.
-    pub const ALL: [Denial; 26] = [
+    pub const ALL: [Denial; 27] = [
         Self::Malformed,
         Self::UnknownKey,
         Self::Deleted,
         Self::KeyExpired,
+        Self::KeyDisabled,
         Self::WrongOrganisation,
         Self::OriginRequired,
         Self::OriginNotAllowed,
@@ -182,18 +187,21 @@ impl<'a> Scope<'a> {
 }
 
 /// May this API key (looked up by the digest of the presented secret, with
-/// its workspace) authenticate for the caller? Returns what was found.
-pub fn decide_api_key<'a>(
+/// its workspace) authenticate for the caller at `now`, holding every one
+/// of `required` scopes? Returns what was found. Deleted, disabled and
+/// expired keys may not (see [`ApiKey::authenticates`]).
+pub fn decide_api_key<'a, R: AsRef<str>>(
     found: Option<(&'a ApiKey, &'a Workspace)>,
     scope: Scope<'_>,
+    now: OffsetDateTime,
+    required: &[R],
 ) -> Result<(&'a ApiKey, &'a Workspace), Denial> {
     let (key, workspace) = found.ok_or(Denial::UnknownKey)?;
     if !scope.reaches(workspace) {
         return Err(Denial::WrongOrganisation);
     }
-    if key.is_deleted() {
-        return Err(Denial::Deleted);
-    }
+    key.authenticates(now)?;
+    decide_scopes(key.scopes.as_slice(), required)?;
     Ok((key, workspace))
 }
 

@@ -1,12 +1,15 @@
 //! A model-based property test of the whole key lifecycle.
 //!
-//! Random sequences of create / delete / rotate / patch / roll / tick /
-//! verify over several workspaces run against the real keys-core aggregates
+//! Random sequences of create / delete / rotate / patch / roll / disable /
+//! enable / tick / verify over several workspaces run against the real keys-core aggregates
 //! (the system under test) and a deliberately naive reference model side by
 //! side. After every step the outcomes must agree and the invariants must
 //! hold: at most one non-deleted active signing key per workspace, deleted is
 //! terminal and never verifies, a rolled key verifies only before its
-//! `expiry_at`, exactly one default among a workspace's live public keys.
+//! `expiry_at`, exactly one default among a workspace's live public keys;
+//! an API key authenticates exactly when it is neither deleted, disabled
+//! nor past its `expires_at`, and a roll caps the old key's expiry at
+//! `min(now + grace, its expiry)` while the new key inherits the expiry.
 
 mod common;
 
@@ -20,8 +23,12 @@ const WORKSPACES: usize = 3;
 
 #[derive(Debug, Clone)]
 enum Op {
-    CreateApiKey(usize),
+    /// With an expiry this many seconds ahead, or none.
+    CreateApiKey(usize, Option<i64>),
     DeleteApiKey(usize, usize),
+    DisableApiKey(usize, usize),
+    EnableApiKey(usize, usize),
+    RollApiKey(usize, usize, Option<u64>),
     CreatePublicKey(usize),
     DeletePublicKey(usize, usize),
     RotatePublicKey(usize, usize),
@@ -36,8 +43,11 @@ fn op() -> impl Strategy<Value = Op> {
     let ws = 0..WORKSPACES;
     let index = 0usize..6;
     prop_oneof![
-        1 => ws.clone().prop_map(Op::CreateApiKey),
+        2 => (ws.clone(), proptest::option::of(1i64..200)).prop_map(|(w, e)| Op::CreateApiKey(w, e)),
         1 => (ws.clone(), index.clone()).prop_map(|(w, i)| Op::DeleteApiKey(w, i)),
+        1 => (ws.clone(), index.clone()).prop_map(|(w, i)| Op::DisableApiKey(w, i)),
+        1 => (ws.clone(), index.clone()).prop_map(|(w, i)| Op::EnableApiKey(w, i)),
+        2 => (ws.clone(), index.clone(), proptest::option::of(0u64..120)).prop_map(|(w, i, g)| Op::RollApiKey(w, i, g)),
         2 => ws.clone().prop_map(Op::CreatePublicKey),
         1 => (ws.clone(), index.clone()).prop_map(|(w, i)| Op::DeletePublicKey(w, i)),
         1 => (ws.clone(), index.clone()).prop_map(|(w, i)| Op::RotatePublicKey(w, i)),
@@ -58,9 +68,19 @@ enum RefSigning {
     Deleted,
 }
 
+/// An API key as the model sees it: its stage and its expiry (seconds on
+/// the test clock).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum RefApi {
+    Active { expiry: Option<i64> },
+    Disabled { expiry: Option<i64> },
+    Rolled { expiry: i64 },
+    Deleted,
+}
+
 #[derive(Debug, Default, Clone)]
 struct RefWorkspace {
-    api_deleted: Vec<bool>,
+    api: Vec<RefApi>,
     /// (deleted, default)
     public: Vec<(bool, bool)>,
     signing: Vec<RefSigning>,
@@ -118,28 +138,64 @@ fn run(ops: Vec<Op>) {
         let now = at(clock);
         match op {
             Op::Tick(seconds) => clock += seconds,
-            Op::CreateApiKey(w) => {
-                let key = ApiKey::create(
-                    keys_core::NewApiKey {
-                        id: ApiKeyId::generate(now, &mut rng),
-                        workspace: sut[w].uid.clone(),
-                        name: name("k"),
-                        description: None,
-                        digest: SecretDigest::from_bytes([w as u8; 32]),
-                        masked_api_key: "SS.xxxxxxx*****".into(),
-                    },
-                    &actor(),
-                    now,
-                );
+            Op::CreateApiKey(w, expiry) => {
+                let mut profile = ApiKeyProfile::named(name("k"));
+                profile.expires_at = expiry.map(|seconds| at(clock + seconds));
+                let key = ApiKey::create(new_api_key(&sut[w].uid, profile, &mut rng), &actor(), now).expect("valid");
                 sut[w].api_keys.push(key);
-                model[w].api_deleted.push(false);
+                model[w].api.push(RefApi::Active { expiry: expiry.map(|seconds| clock + seconds) });
             }
             Op::DeleteApiKey(w, i) => {
                 let Some(key) = sut[w].api_keys.get_mut(i) else { continue };
-                let expected =
-                    if model[w].api_deleted[i] { Err(CoreError::AlreadyDeleted { kind: "api key" }) } else { Ok(()) };
+                let expected = if model[w].api[i] == RefApi::Deleted {
+                    Err(CoreError::AlreadyDeleted { kind: "api key" })
+                } else {
+                    Ok(())
+                };
                 assert_eq!(key.delete(&actor(), now), expected);
-                model[w].api_deleted[i] = true;
+                model[w].api[i] = RefApi::Deleted;
+            }
+            Op::DisableApiKey(w, i) => {
+                let Some(key) = sut[w].api_keys.get_mut(i) else { continue };
+                let (expected, next) = match model[w].api[i] {
+                    RefApi::Active { expiry } => (Ok(()), RefApi::Disabled { expiry }),
+                    RefApi::Deleted => (Err(CoreError::AlreadyDeleted { kind: "api key" }), RefApi::Deleted),
+                    other => (Err(CoreError::ApiKeyNotActive { action: "disabled" }), other),
+                };
+                assert_eq!(key.disable(&actor(), now), expected);
+                model[w].api[i] = next;
+            }
+            Op::EnableApiKey(w, i) => {
+                let Some(key) = sut[w].api_keys.get_mut(i) else { continue };
+                let (expected, next) = match model[w].api[i] {
+                    RefApi::Disabled { expiry } => (Ok(()), RefApi::Active { expiry }),
+                    RefApi::Deleted => (Err(CoreError::AlreadyDeleted { kind: "api key" }), RefApi::Deleted),
+                    other => (Err(CoreError::ApiKeyNotDisabled), other),
+                };
+                assert_eq!(key.enable(&actor(), now), expected);
+                model[w].api[i] = next;
+            }
+            Op::RollApiKey(w, i, grace) => {
+                let uid = sut[w].uid.clone();
+                let material = new_api_key(&uid, ApiKeyProfile::named(name("unused")), &mut rng).material;
+                let Some(key) = sut[w].api_keys.get_mut(i) else { continue };
+                let grace_seconds = grace.map_or(0, |seconds| seconds as i64);
+                let expected = match model[w].api[i] {
+                    RefApi::Deleted => Err(CoreError::AlreadyDeleted { kind: "api key" }),
+                    RefApi::Active { expiry: Some(expiry) } if expiry <= clock => Err(CoreError::ApiKeyExpired),
+                    RefApi::Active { expiry } => Ok(expiry),
+                    _ => Err(CoreError::ApiKeyNotActive { action: "rolled" }),
+                };
+                let grace = grace.map(|seconds| GracePeriod::from_seconds(seconds).expect("in range"));
+                let result = key.roll(grace, material, &actor(), now);
+                assert_eq!(result.as_ref().map(|_| ()).map_err(Clone::clone), expected.clone().map(|_| ()));
+                if let (Ok(fresh), Ok(expiry)) = (result, expected) {
+                    assert_eq!(fresh.name, key.name, "the new key inherits the profile");
+                    let capped = expiry.map_or(clock + grace_seconds, |expiry| expiry.min(clock + grace_seconds));
+                    model[w].api[i] = RefApi::Rolled { expiry: capped };
+                    sut[w].api_keys.push(fresh);
+                    model[w].api.push(RefApi::Active { expiry });
+                }
             }
             Op::CreatePublicKey(w) => {
                 let id = PublicKeyId::generate(now, &mut rng);
@@ -281,11 +337,19 @@ fn check_invariants(model: &[RefWorkspace], sut: &[SutWorkspace], clock: i64) {
             .count();
         assert_eq!(verifying, expected_verifying);
 
-        // Deleted API keys never authenticate; live ones do.
-        for (key, deleted) in workspace.api_keys.iter().zip(&reference.api_deleted) {
-            let expected = if *deleted { Err(Denial::Deleted) } else { Ok(()) };
+        // An API key authenticates exactly when the model says so.
+        for (key, state) in workspace.api_keys.iter().zip(&reference.api) {
+            let expired = |expiry: Option<i64>| expiry.is_some_and(|expiry| expiry <= clock);
+            let expected = match *state {
+                RefApi::Deleted => Err(Denial::Deleted),
+                RefApi::Disabled { .. } => Err(Denial::KeyDisabled),
+                RefApi::Active { expiry } if expired(expiry) => Err(Denial::KeyExpired),
+                RefApi::Rolled { expiry } if expired(Some(expiry)) => Err(Denial::KeyExpired),
+                RefApi::Active { .. } | RefApi::Rolled { .. } => Ok(()),
+            };
             let scope = Scope::organisation(&workspace.workspace.organisation_id);
-            assert_eq!(decide_api_key(Some((key, &workspace.workspace)), scope).map(|_| ()), expected);
+            let decided = decide_api_key::<&str>(Some((key, &workspace.workspace)), scope, now, &[]);
+            assert_eq!(decided.map(|_| ()), expected, "api key {}", key.id);
         }
 
         // Exactly one default among live public keys, when any is live.

@@ -172,29 +172,103 @@ fn api_key_delete_is_terminal() {
     let other = OrganisationId::generate(t0(), &mut rng);
     let workspace = workspace_of(&organisation, &mut rng);
     let mine = Scope::organisation(&organisation);
-    let mut key = ApiKey::create(
-        keys_core::NewApiKey {
-            id: ApiKeyId::generate(t0(), &mut rng),
-            workspace: workspace.uid.clone(),
-            name: name("backend"),
-            description: None,
-            digest: SecretDigest::from_bytes([1; 32]),
-            masked_api_key: "SS.abcdefg*****".into(),
-        },
-        &actor(),
-        t0(),
-    );
-    assert_eq!(decide_api_key(Some((&key, &workspace)), mine), Ok((&key, &workspace)));
+    let new = new_api_key(&workspace.uid, ApiKeyProfile::named(name("backend")), &mut rng);
+    let mut key = ApiKey::create(new, &actor(), t0()).expect("valid key");
+    let none: &[&str] = &[];
+    assert_eq!(decide_api_key(Some((&key, &workspace)), mine, t0(), none), Ok((&key, &workspace)));
     // Tenant isolation: another organisation's key is no key for this caller.
-    assert_eq!(decide_api_key(Some((&key, &workspace)), Scope::organisation(&other)), Err(Denial::WrongOrganisation));
+    let theirs = Scope::organisation(&other);
+    assert_eq!(decide_api_key(Some((&key, &workspace)), theirs, t0(), none), Err(Denial::WrongOrganisation));
     assert_eq!(Denial::WrongOrganisation.reason(), "unknown_key");
     key.delete(&actor(), at(1)).expect("first delete");
-    assert_eq!(key.deleted_at, Some(at(1)));
-    assert_eq!(key.deleted_by, Some(actor()));
+    assert_eq!(key.deleted_at(), Some(at(1)));
+    assert_eq!(key.deletion.as_ref().and_then(|deletion| deletion.by.clone()), Some(actor()));
     assert_eq!(key.delete(&actor(), at(2)), Err(CoreError::AlreadyDeleted { kind: "api key" }));
-    assert_eq!(key.deleted_at, Some(at(1)), "a refused delete changes nothing");
-    assert_eq!(decide_api_key(Some((&key, &workspace)), mine), Err(Denial::Deleted));
-    assert_eq!(decide_api_key(None, mine), Err(Denial::UnknownKey));
+    assert_eq!(key.deleted_at(), Some(at(1)), "a refused delete changes nothing");
+    assert_eq!(decide_api_key(Some((&key, &workspace)), mine, at(2), none), Err(Denial::Deleted));
+    assert_eq!(decide_api_key(None, mine, at(2), none), Err(Denial::UnknownKey));
+}
+
+#[test]
+fn api_key_disable_enable_and_scopes() {
+    let mut rng = rng();
+    let organisation = OrganisationId::generate(t0(), &mut rng);
+    let workspace = workspace_of(&organisation, &mut rng);
+    let mine = Scope::organisation(&organisation);
+    let mut profile = ApiKeyProfile::named(name("backend"));
+    profile.scopes = KeyScopes::parse(["keys:*", "audit:read"]).expect("valid scopes");
+    let mut key = ApiKey::create(new_api_key(&workspace.uid, profile, &mut rng), &actor(), t0()).expect("valid");
+    let decide =
+        |key: &ApiKey, required: &[&str]| decide_api_key(Some((key, &workspace)), mine, at(1), required).map(|_| ());
+    assert!(decide(&key, &["keys:read", "keys:admin:write", "audit:read"]).is_ok());
+    assert_eq!(decide(&key, &["audit:write"]), Err(Denial::InsufficientScope));
+    assert_eq!(decide(&key, &["keys"]), Err(Denial::InsufficientScope), "keys:* does not cover keys itself");
+    assert_eq!(key.enable(&actor(), at(1)), Err(CoreError::ApiKeyNotDisabled));
+    key.disable(&actor(), at(1)).expect("disable an active key");
+    assert_eq!(key.status(), ApiKeyStatus::Disabled);
+    assert_eq!(decide(&key, &[]), Err(Denial::KeyDisabled));
+    assert_eq!(key.disable(&actor(), at(2)), Err(CoreError::ApiKeyNotActive { action: "disabled" }));
+    let material = new_api_key(&workspace.uid, ApiKeyProfile::named(name("x")), &mut rng).material;
+    assert_eq!(key.clone().roll(None, material, &actor(), at(2)), Err(CoreError::ApiKeyNotActive { action: "rolled" }));
+    key.enable(&actor(), at(3)).expect("enable a disabled key");
+    assert_eq!(key.updated_at, at(3));
+    assert!(decide(&key, &[]).is_ok());
+}
+
+#[test]
+fn api_key_roll_caps_the_old_key_and_hands_on_the_profile() {
+    let mut rng = rng();
+    let organisation = OrganisationId::generate(t0(), &mut rng);
+    let workspace = workspace_of(&organisation, &mut rng);
+    let mut profile = ApiKeyProfile::named(name("backend"));
+    profile.expires_at = Some(at(100));
+    profile.external_id = Some(ExternalId::parse("user_42").expect("valid"));
+    profile.meta = Some(KeyMeta::parse(r#"{"plan":"pro"}"#).expect("small"));
+    let mut old = ApiKey::create(new_api_key(&workspace.uid, profile.clone(), &mut rng), &actor(), t0()).expect("ok");
+    let material = new_api_key(&workspace.uid, ApiKeyProfile::named(name("x")), &mut rng).material;
+    let grace = GracePeriod::from_seconds(30).expect("in range");
+    let fresh = old.roll(Some(grace), material, &actor(), at(10)).expect("roll an active key");
+    assert_eq!(fresh.profile, profile, "name, description, scopes, owner, meta and expiry are inherited");
+    assert_eq!(fresh.status(), ApiKeyStatus::Active);
+    assert_eq!(old.status(), ApiKeyStatus::Rolled);
+    assert_eq!(old.expires_at, Some(at(40)), "now + grace, inside the key's own expiry");
+    // A grace past the key's own expiry is capped by it.
+    let mut capped = ApiKey::create(new_api_key(&workspace.uid, profile, &mut rng), &actor(), t0()).expect("ok");
+    let material = new_api_key(&workspace.uid, ApiKeyProfile::named(name("x")), &mut rng).material;
+    let long = GracePeriod::from_seconds(3_600).expect("in range");
+    capped.roll(Some(long), material, &actor(), at(10)).expect("roll");
+    assert_eq!(capped.expires_at, Some(at(100)));
+    // A rolled key's expiry may come sooner, never later or away.
+    let later = ApiKeyPatch { expires_at: Some(Some(at(50))), ..ApiKeyPatch::default() };
+    assert_eq!(old.patch(later, &actor(), at(11)), Err(CoreError::RolledKeyExpiry));
+    let away = ApiKeyPatch { expires_at: Some(None), ..ApiKeyPatch::default() };
+    assert_eq!(old.patch(away, &actor(), at(11)), Err(CoreError::RolledKeyExpiry));
+    let sooner = ApiKeyPatch { expires_at: Some(Some(at(20))), ..ApiKeyPatch::default() };
+    old.patch(sooner, &actor(), at(11)).expect("bring the end of grace forward");
+    assert_eq!(old.expires_at, Some(at(20)));
+    // An expiry must lie ahead.
+    let past = ApiKeyPatch { expires_at: Some(Some(at(5))), ..ApiKeyPatch::default() };
+    assert_eq!(old.patch(past, &actor(), at(11)), Err(CoreError::ExpiryInPast));
+}
+
+#[test]
+fn api_key_values_refuse_what_the_spec_refuses() {
+    for good in ["keys:read", "keys:*", "a", "0.9_x-y:z", "billing:admin:*"] {
+        assert!(KeyScope::parse(good).is_ok(), "{good}");
+    }
+    for bad in ["", "Keys", ":x", "-x", "keys*", "keys:*:read", "a b", "ключ", &"a".repeat(65), "*", ":*"] {
+        assert!(KeyScope::parse(bad).is_err(), "{bad:?}");
+    }
+    let many: Vec<String> = (0..65).map(|index| format!("s{index}")).collect();
+    assert_eq!(KeyScopes::parse(many.iter().map(String::as_str)), Err(CoreError::TooManyScopes { max: 64 }));
+    assert!(KeyScopes::parse(many.iter().take(64).map(String::as_str)).is_ok());
+    let big = format!("{{\"x\":\"{}\"}}", "y".repeat(4089));
+    assert_eq!(big.len(), 4097);
+    assert_eq!(KeyMeta::parse(&big), Err(CoreError::MetaTooLarge { max: 4096 }));
+    assert!(KeyMeta::parse(&big.replacen('y', "", 1)).is_ok(), "4096 bytes is within the limit");
+    assert_eq!(KeyMeta::parse("[1]"), Err(CoreError::MetaNotAnObject));
+    assert!(ExternalId::parse(&"x".repeat(256)).is_err());
+    assert!(ExternalId::parse("").is_err());
 }
 
 fn ring_with(count: usize, rng: &mut rand_chacha::ChaCha8Rng) -> (PublicKeyRing, Vec<PublicKeyId>) {
@@ -706,4 +780,22 @@ fn stored_signing_keys_are_checked_before_use() {
             "{description}"
         );
     }
+}
+
+#[test]
+fn restoring_refuses_an_actor_without_its_time() {
+    let mut rng = rng();
+    let (ring, ids) = ring_with(1, &mut rng);
+    let key = ring.get(&ids[0]).expect("created");
+    let state: PublicKeyState = (**key).clone();
+    assert!(PublicKey::try_from(state.clone()).is_ok(), "a stored key as the ring made it");
+    let deleter_alone = PublicKeyState { deleted_by: Some(actor()), ..state.clone() };
+    assert!(matches!(PublicKey::try_from(deleter_alone), Err(CoreError::InconsistentRecord { .. })));
+    let rotator_alone = PublicKeyState { rotated_by: Some(actor()), ..state };
+    assert!(matches!(PublicKey::try_from(rotator_alone), Err(CoreError::InconsistentRecord { .. })));
+    let organisation = OrganisationId::generate(t0(), &mut rng);
+    let id = OrganisationKeyId::generate(t0(), &mut rng);
+    let key = OrganisationSigningKey::create(id, organisation, name("o"), "PEM".into(), &actor(), t0());
+    let deleter_alone = OrganisationSigningKeyState { deleted_by: Some(actor()), ..(*key).clone() };
+    assert!(matches!(OrganisationSigningKey::try_from(deleter_alone), Err(CoreError::InconsistentRecord { .. })));
 }

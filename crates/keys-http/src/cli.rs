@@ -103,24 +103,12 @@ pub struct ServeArgs {
     /// How long, in milliseconds, a cached verification lookup may answer
     /// (0 turns the cache off). At most 1000, so that a change made by
     /// another process is seen within a second even without notifications.
-    #[arg(
-        long,
-        env = "KEYSD_CACHE_TTL_MS",
-        value_name = "MS",
-        default_value_t = 500,
-        value_parser = clap::value_parser!(u64).range(0..=1000)
-    )]
+    #[arg(long, env = "KEYSD_CACHE_TTL_MS", value_name = "MS", default_value_t = 500, value_parser = up_to(1000))]
     pub cache_ttl_ms: u64,
     /// RSA-2048 keys generated ahead of time for organisation signing keys
     /// (0 generates each on demand). Generating one takes 0.2-0.7 s of a
     /// core, so a create that finds the pool empty waits that long.
-    #[arg(
-        long,
-        env = "KEYSD_RSA_POOL_SIZE",
-        value_name = "KEYS",
-        default_value_t = 8,
-        value_parser = clap::value_parser!(u64).range(0..=256)
-    )]
+    #[arg(long, env = "KEYSD_RSA_POOL_SIZE", value_name = "KEYS", default_value_t = 8, value_parser = up_to(256))]
     pub rsa_pool_size: u64,
     /// RSA keys generated inline at once when the pool is empty; further
     /// organisation-key creates wait their turn, so that a burst of them
@@ -204,6 +192,23 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..=3600)
     )]
     pub http2_keep_alive_seconds: u32,
+    /// How often the API keys' `last_used_at` is written, at most once per
+    /// key per interval (uses are recorded in memory, never on the request
+    /// path); 0 records no uses.
+    #[arg(
+        long,
+        env = "KEYSD_LAST_USED_INTERVAL_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(0..=86_400)
+    )]
+    pub last_used_interval_seconds: u64,
+}
+
+/// The parser of a bounded count option: a whole number from 0 to `max`
+/// (what `clap::value_parser!(u64).range(0..=max)` makes).
+fn up_to(max: u64) -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(0..=max)
 }
 
 #[derive(Debug, Subcommand)]
@@ -376,6 +381,8 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: seconds(args.header_read_timeout_seconds),
         max_connection_age: seconds(args.max_connection_age_seconds),
         http2_keep_alive_interval: seconds(args.http2_keep_alive_seconds),
+        last_used_interval: (args.last_used_interval_seconds > 0)
+            .then(|| std::time::Duration::from_secs(args.last_used_interval_seconds)),
         ..AppConfig::default()
     };
     let app = App::new(store, config);

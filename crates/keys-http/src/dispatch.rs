@@ -18,9 +18,8 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 
 use crate::error::{ApiError, Dialect};
-use crate::handlers::{Authenticated, Caller, Input, Public};
+use crate::route::{Authenticated, Caller, Handler, Input, Public};
 use crate::router::Matched;
-use crate::routes::Handler;
 use crate::state::AppState;
 
 /// The boxed error of request bodies.

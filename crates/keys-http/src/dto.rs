@@ -9,8 +9,8 @@
 use std::fmt;
 
 use keys_core::{
-    Actor, ApiKey, CoreError, Mode, OrganisationSigningKey, Page, Pagination, PublicKey, SigningKeyStatus, Workspace,
-    WorkspaceSigningKey,
+    Actor, ApiKey, ApiKeyLifecycle, ApiKeyStatus, CoreError, GracePeriod, Mode, OrganisationSigningKey, Page,
+    Pagination, PublicKey, SigningKeyStatus, Workspace, WorkspaceSigningKey,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
@@ -137,13 +137,36 @@ pub struct ApiKeyDto {
     pub name: String,
     pub description: Option<String>,
     pub allowed_domains: Vec<String>,
+    #[schema(schema_with = api_key_status_schema)]
+    pub status: &'static str,
+    /// Authenticates strictly before this instant; null never expires.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    pub scopes: Vec<String>,
+    /// The key's owner in the customer's system.
+    pub external_id: Option<String>,
+    /// Free-form JSON object (at most 4 KiB serialised).
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// May lag real use by up to a minute; never moves back.
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
     #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
     #[schema(format = DateTime)]
+    pub updated_at: String,
+    pub updated_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub disabled_at: Option<String>,
+    pub disabled_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub rolled_at: Option<String>,
+    pub rolled_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
     pub deleted_by: Option<ActorDto>,
-    /// The secret: only in the create response.
+    /// The secret: only in the create and roll responses.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(pattern = r"^SS\.")]
     pub api_key: Option<String>,
@@ -161,6 +184,12 @@ impl fmt::Debug for ApiKeyDto {
 
 impl From<&ApiKey> for ApiKeyDto {
     fn from(key: &ApiKey) -> Self {
+        let (disabled, rolled) = match &key.lifecycle {
+            ApiKeyLifecycle::Active => ((None, None), (None, None)),
+            ApiKeyLifecycle::Disabled { at, by } => ((Some(*at), by.clone()), (None, None)),
+            ApiKeyLifecycle::Rolled { at, by } => ((None, None), (Some(*at), by.clone())),
+        };
+        let deletion = key.deletion.as_ref();
         Self {
             id: key.id.to_string(),
             masked_api_key: key.masked_api_key.clone(),
@@ -168,13 +197,77 @@ impl From<&ApiKey> for ApiKeyDto {
             name: key.name.as_str().to_owned(),
             description: key.description.as_ref().map(|description| description.as_str().to_owned()),
             allowed_domains: Vec::new(),
+            status: key.status().as_str(),
+            expires_at: timestamp_opt(key.expires_at),
+            scopes: key.scopes.as_slice().iter().map(|scope| scope.as_str().to_owned()).collect(),
+            external_id: key.external_id.as_ref().map(|id| id.as_str().to_owned()),
+            meta: key.meta.as_ref().and_then(meta_object),
+            last_used_at: timestamp_opt(key.last_used_at),
             created_at: format_timestamp(key.created_at),
             created_by: actor(&key.created_by),
-            deleted_at: timestamp_opt(key.deleted_at),
-            deleted_by: actor(&key.deleted_by),
+            updated_at: format_timestamp(key.updated_at),
+            updated_by: actor(&key.updated_by),
+            disabled_at: timestamp_opt(disabled.0),
+            disabled_by: actor(&disabled.1),
+            rolled_at: timestamp_opt(rolled.0),
+            rolled_by: actor(&rolled.1),
+            deleted_at: timestamp_opt(deletion.map(|deletion| deletion.at)),
+            deleted_by: actor(&deletion.and_then(|deletion| deletion.by.clone())),
             api_key: None,
         }
     }
+}
+
+/// A key's meta as the JSON object it is (keys-core keeps its text).
+pub(crate) fn meta_object(meta: &keys_core::KeyMeta) -> Option<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_str(meta.as_str()).ok()
+}
+
+/// `POST …/ws_api_key/`: `{name, description?, expires_at?, scopes?,
+/// external_id?, meta?}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ApiKeyCreate)]
+pub struct CreateApiKey {
+    #[schema(required = true)]
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// RFC 3339; must lie in the future.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// At most 64; each 1–64 characters of `a-z 0-9 : . _ -`, optionally
+    /// ending in `:*`.
+    #[schema(max_items = 64)]
+    pub scopes: Option<Vec<String>>,
+    #[schema(max_length = 255)]
+    pub external_id: Option<String>,
+    /// A JSON object of at most 4 KiB serialised.
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<serde_json::Value>,
+}
+
+/// `PATCH …/ws_api_key/{id}/`: any of the fields; `null` clears the
+/// nullable ones (and empties `scopes`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ApiKeyPatch)]
+pub struct PatchApiKey {
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(max_items = 64)]
+    pub scopes: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(max_length = 255)]
+    pub external_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<Option<serde_json::Value>>,
 }
 
 /// `{name, description?}` of API keys and public keys.
@@ -344,13 +437,35 @@ impl From<&WorkspaceSigningKey> for SigningKeyDto {
 #[schema(as = Empty)]
 pub struct NoFields {}
 
-/// The optional body of a roll.
+/// The optional body of a roll (of a signing key or an API key).
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = SigningKeyRoll)]
 pub struct RollSigningKey {
-    #[schema(minimum = 0, maximum = 2592000)]
-    pub grace_period_seconds: Option<u64>,
+    /// Any JSON value, so that one of another type, out of range or with a
+    /// fraction is refused with the field's own message (SPEC section 10),
+    /// not serde's.
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 2592000)]
+    grace_period_seconds: Option<serde_json::Value>,
+}
+
+impl RollSigningKey {
+    /// The grace asked for: absent or null is none; a whole number of
+    /// seconds (`60.0` is 60) from 0 to the most keys-core allows.
+    pub fn grace(&self) -> Result<Option<GracePeriod>, ApiError> {
+        let number = match &self.grace_period_seconds {
+            None | Some(serde_json::Value::Null) => return Ok(None),
+            Some(serde_json::Value::Number(number)) => Some(number),
+            Some(_) => None,
+        };
+        let whole = |seconds: &f64| seconds.fract() == 0.0 && (0.0..=GracePeriod::MAX_SECONDS as f64).contains(seconds);
+        // In range, the float is exact: a whole number below 2^53.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let seconds = number
+            .and_then(|number| number.as_u64().or_else(|| number.as_f64().filter(whole).map(|seconds| seconds as u64)));
+        let invalid = CoreError::InvalidGracePeriod { max: GracePeriod::MAX_SECONDS };
+        Ok(Some(GracePeriod::from_seconds(seconds.ok_or(invalid)?)?))
+    }
 }
 
 // ------------------------------------------------- organisation keys (Versori)
@@ -529,6 +644,10 @@ pub(crate) fn optional_mode_schema() -> impl Into<RefOr<Schema>> {
 }
 
 /// `status` of a workspace signing key.
+pub(crate) fn api_key_status_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(ApiKeyStatus::ALL.map(ApiKeyStatus::as_str), "`active`, `disabled` or `rolled`.")
+}
+
 pub(crate) fn signing_key_status_schema() -> impl Into<RefOr<Schema>> {
     string_enum([SigningKeyStatus::Active.as_str(), SigningKeyStatus::Rolled.as_str()], "The key's state.")
 }
@@ -585,6 +704,9 @@ pub(crate) struct VerifyApiKeyRequest {
     /// `valid:false`, `malformed` (garbage is never a 400).
     #[schema(value_type = Value)]
     api_key: String,
+    /// Scopes the key must hold (`keys:*` held covers `keys:read`
+    /// required); one it lacks is `valid:false`, `insufficient_scope`.
+    required_scopes: Option<Vec<String>>,
 }
 
 /// `POST /v1/verify/public_key/`.

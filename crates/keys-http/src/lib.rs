@@ -3,8 +3,10 @@
 //! - [`server`]: [`App`] (request → response, generic over the body so tests
 //!   need no socket) and [`serve`] (hyper 1 + hyper-util: HTTP/1.1 and
 //!   HTTP/2, timeouts, graceful shutdown).
-//! - [`routes`]: the route table, every route declared once (template,
-//!   dialect, per-method handler, request and response types).
+//! - `route`: what a route is (template, dialect, per-method handler,
+//!   request and response types) and the request parts handlers read.
+//! - [`routes`]: the route table, gathered from the resource modules, each
+//!   of which declares its routes beside its handlers.
 //! - [`router`]: a path → its [`routes::Route`] and parameters.
 //! - `handlers`: one module per resource (`workspaces`, `api_keys`,
 //!   `public_keys`, `signing_keys`, `organisation_keys`, `verification`,
@@ -34,6 +36,7 @@ pub mod metrics;
 pub mod openapi;
 mod process;
 pub mod rate_limit;
+mod route;
 pub mod router;
 pub mod routes;
 mod schema;

@@ -125,7 +125,8 @@ fn responses(
     operation: &crate::routes::Operation,
     head: bool,
 ) -> Vec<(u16, utoipa::openapi::Response)> {
-    let mut statuses: Vec<(u16, Payload)> = operation.responses.to_vec();
+    let mut statuses: Vec<(u16, Payload)> = vec![operation.success];
+    statuses.extend_from_slice(operation.refusals);
     let reads_input = !matches!(operation.body, Body::None) || operation.query != Query::None;
     let mut generic = Vec::new();
     if reads_input {

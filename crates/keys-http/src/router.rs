@@ -18,7 +18,7 @@
 
 use std::sync::LazyLock;
 
-pub use crate::handlers::MAX_PARAMS;
+pub use crate::route::MAX_PARAMS;
 use crate::routes::{Route, ROUTES};
 
 /// The most segments a path can have and still match a route.
@@ -61,6 +61,8 @@ struct Template {
 /// The templates by segment count.
 struct Compiled {
     by_length: [Vec<Template>; MAX_SEGMENTS + 1],
+    /// The templates that answer any path below them too.
+    prefixes: Vec<&'static str>,
 }
 
 /// The segments of a template: `{name}` is a parameter, anything else a
@@ -94,19 +96,18 @@ static COMPILED: LazyLock<Compiled> = LazyLock::new(|| {
             left.segments.iter().map(kind).cmp(right.segments.iter().map(kind))
         });
     }
-    Compiled { by_length }
+    let prefixes = ROUTES.iter().filter(|route| route.any_method).map(|route| route.pattern).collect();
+    Compiled { by_length, prefixes }
 });
-
-/// The forward-authentication route (see [`crate::routes`]).
-const FORWARD_AUTH: &str = "/v1/auth/forward";
 
 /// Resolves a path (without query) to a route, regardless of method.
 pub fn resolve(path: &str) -> Option<Matched<'_>> {
     // Gateways that append the client's path to the auth service's (Envoy's
     // `path_prefix`) reach forward authentication too.
-    if path.len() > FORWARD_AUTH.len() && path.starts_with(FORWARD_AUTH) && path[FORWARD_AUTH.len()..].starts_with('/')
-    {
-        return resolve(FORWARD_AUTH);
+    for prefix in &COMPILED.prefixes {
+        if path.len() > prefix.len() && path.starts_with(prefix) && path[prefix.len()..].starts_with('/') {
+            return resolve(prefix);
+        }
     }
     let rest = path.strip_prefix('/')?;
     let (rest, trailing_slash) = match rest.strip_suffix('/') {

@@ -71,8 +71,9 @@ impl App {
             organisation_token_policy: config.organisation_token_policy.clone(),
             rsa_pool_capacity: config.rsa_pool_capacity,
             rsa_max_concurrent_generations: config.rsa_max_concurrent_generations,
+            record_api_key_uses: config.last_used_interval.is_some(),
         };
-        let service = Service::new(store, service_config);
+        let service = Arc::new(Service::new(store, service_config));
         let openapi = crate::openapi::document();
         let rate_limiter = config.rate_limit_per_minute.map(RateLimiter::new);
         let state = Arc::new(AppState { service, config, metrics: Metrics::new(), rate_limiter, openapi });
@@ -270,6 +271,12 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     let limits = ConnectionLimits::of(&config);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let (stop, stopped) = watch::channel(false);
+    // One flusher per application: the operations listener (`--metrics-listen`)
+    // serves no API keys.
+    let flusher = config
+        .last_used_interval
+        .filter(|_| app.listener == Listener::Main)
+        .map(|interval| app.state.service.spawn_usage_flusher(interval));
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
@@ -323,6 +330,13 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         _ = slots.acquire_many(everyone) => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
+        }
+    }
+    if let Some(flusher) = flusher {
+        flusher.stop().await;
+        // The uses recorded since the last interval are not lost.
+        if let Err(error) = app.service().flush_api_key_uses().await {
+            tracing::warn!(%error, "writing the last API key uses at shutdown failed");
         }
     }
     Ok(())

@@ -3,6 +3,7 @@
 //! that the server, the dispatcher and the handlers depend on it and not on
 //! each other.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
@@ -54,6 +55,9 @@ pub struct AppConfig {
     pub time_policy: TimePolicy,
     /// `--jwt-require-exp`, `--jwt-max-lifetime-seconds`, `--jwt-audience`.
     pub organisation_token_policy: OrganisationTokenPolicy,
+    /// How often recorded API key uses are written to `last_used_at`
+    /// (`--last-used-interval-seconds`); `None` records none.
+    pub last_used_interval: Option<Duration>,
 }
 
 impl Default for AppConfig {
@@ -74,6 +78,7 @@ impl Default for AppConfig {
             rate_limit_per_minute: None,
             time_policy: TimePolicy::default(),
             organisation_token_policy: OrganisationTokenPolicy::default(),
+            last_used_interval: Some(Duration::from_secs(60)),
         }
     }
 }
@@ -81,7 +86,7 @@ impl Default for AppConfig {
 /// What every handler shares.
 pub(crate) struct AppState {
     /// The use cases; handlers call nothing else below HTTP.
-    pub service: Service,
+    pub service: Arc<Service>,
     pub config: AppConfig,
     pub metrics: Metrics,
     /// From [`AppConfig::rate_limit_per_minute`].

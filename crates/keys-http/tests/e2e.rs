@@ -18,65 +18,16 @@ use keys_crypto::jwt::Algorithm;
 use keys_crypto::mint;
 use rand_core::{OsRng, RngCore};
 use serde_json::{json, Value};
-use sqlx::Connection;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_keysd");
-const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 
 // ------------------------------------------------------------------ backends
 
-/// Where a test's keysd keeps its data.
-enum Backend {
-    Sqlite { dir: tempfile::TempDir },
-    Postgres { admin_url: String, name: String, dir: tempfile::TempDir },
-}
-
-impl Backend {
-    fn sqlite() -> Self {
-        Self::Sqlite { dir: tempfile::tempdir().expect("tempdir") }
-    }
-
-    /// A fresh database `keysd_e2e_<random>`.
-    async fn postgres() -> Self {
-        let admin_url = std::env::var("KEYSD_TEST_DATABASE_URL").unwrap_or_else(|_| DEFAULT_POSTGRES.to_owned());
-        let name = format!("keysd_e2e_{:016x}", OsRng.next_u64());
-        let mut connection = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|error| panic!("PostgreSQL at {admin_url} is required for these tests: {error}"));
-        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut connection).await.expect("create database");
-        connection.close().await.expect("close");
-        Self::Postgres { admin_url, name, dir: tempfile::tempdir().expect("tempdir") }
-    }
-
-    fn url(&self) -> String {
-        match self {
-            Self::Sqlite { dir } => format!("sqlite://{}", dir.path().join("keysd.db").display()),
-            Self::Postgres { admin_url, name, .. } => {
-                let without_query = admin_url.split('?').next().unwrap_or_default();
-                let (server, _database) = without_query.rsplit_once('/').expect("database url has a path");
-                format!("{server}/{name}")
-            }
-        }
-    }
-
-    fn dir(&self) -> PathBuf {
-        match self {
-            Self::Sqlite { dir } | Self::Postgres { dir, .. } => dir.path().to_owned(),
-        }
-    }
-
-    /// Drops the PostgreSQL database (servers must be stopped first).
-    async fn cleanup(self) {
-        if let Self::Postgres { admin_url, name, .. } = self {
-            if let Ok(mut connection) = sqlx::PgConnection::connect(&admin_url).await {
-                let _ =
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut connection).await;
-            }
-        }
-    }
-}
+/// Where a test's keysd keeps its data: a fresh SQLite file or PostgreSQL
+/// database, and a temporary directory for its logs and key files.
+type Backend = keys_testkit::TestDb;
 
 // ------------------------------------------------------------------- servers
 
@@ -94,7 +45,7 @@ impl Server {
         let log = backend.dir().join(format!("keysd-{:08x}.log", OsRng.next_u32()));
         let mut child = Command::new(BINARY)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--database-url", &backend.url()])
+            .args(["--listen", "127.0.0.1:0", "--database-url", backend.url()])
             .args(extra)
             // keysd's own `debug` lines too (the verification endpoints log
             // each request at `debug`), so the secret scans below cover them.
@@ -153,9 +104,15 @@ impl Server {
 /// Runs a `keysd` operator command and returns its stdout, trimmed.
 async fn keysd(backend: &Backend, args: &[&str]) -> String {
     let output =
-        Command::new(BINARY).args(args).args(["--database-url", &backend.url()]).output().await.expect("keysd runs");
+        Command::new(BINARY).args(args).args(["--database-url", backend.url()]).output().await.expect("keysd runs");
     assert!(output.status.success(), "keysd {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+}
+
+/// `keysd sign <token> --private-key <file> <claims…>`: the token it prints.
+async fn keysd_sign(backend: &Backend, token: &str, private_key: &std::path::Path, claims: &[&str]) -> String {
+    let private_key = private_key.to_str().expect("utf-8 path");
+    keysd(backend, &[&["sign", token, "--private-key", private_key], claims].concat()).await
 }
 
 // -------------------------------------------------------------------- client
@@ -217,6 +174,38 @@ impl Api {
             .to_owned()
     }
 
+    /// The bootstrap organisation's id, read from the system actor that
+    /// creates a workspace named `probe`.
+    async fn organisation_id(&self, probe: &str) -> String {
+        let workspace = self.call(Method::POST, "/v1/workspace/", Some(json!({"name": probe}))).await;
+        let email = text(&workspace.body["created_by"]["email"]);
+        email.trim_start_matches("org_").split('@').next().expect("id").to_owned()
+    }
+
+    /// Creates the organisation key `name` of `organisation` (Versori's
+    /// dialect).
+    async fn create_organisation_key(&self, organisation: &str, name: &str) -> Reply {
+        let path = format!("/api/organisations/v1/organisations/{organisation}/keys");
+        self.call(Method::POST, &path, Some(json!({"name": name}))).await
+    }
+
+    /// Creates the public key `name` in `staging` with secure mode on, and
+    /// returns its value.
+    async fn secure_public_key(&self, name: &str) -> String {
+        let public = self.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": name}))).await;
+        let public_id = text(&public.body["id"]);
+        let secure = Some(json!({"is_secure_mode_enabled": true}));
+        self.call(Method::PATCH, &format!("/v1/staging/ws_public_key/{public_id}/"), secure).await;
+        text(&public.body["api_key"])
+    }
+
+    /// Rolls the signing key `kid` of `staging`, the old key verifying for
+    /// `grace_seconds` more.
+    async fn roll(&self, kid: &str, grace_seconds: u64) -> Reply {
+        let grace = Some(json!({"grace_period_seconds": grace_seconds}));
+        self.call(Method::POST, &format!("/v1/staging/ws_signing_key/{kid}/roll/"), grace).await
+    }
+
     async fn kids(&self, workspace_uid: &str) -> Vec<String> {
         let jwks = self.public(&format!("/v1/workspace/{workspace_uid}/jwks.json")).await;
         assert_eq!(jwks.status, StatusCode::OK);
@@ -235,6 +224,24 @@ fn text(value: &Value) -> String {
 
 fn now_seconds() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Instantiates each `journey(Backend)` as a test on SQLite and one on
+/// PostgreSQL, named as given.
+macro_rules! on_both_backends {
+    ($($journey:ident => $sqlite:ident, $postgres:ident;)*) => {
+        $(
+            #[tokio::test]
+            async fn $sqlite() {
+                $journey(Backend::sqlite()).await;
+            }
+
+            #[tokio::test]
+            async fn $postgres() {
+                $journey(Backend::postgres().await).await;
+            }
+        )*
+    };
 }
 
 // ------------------------------------------------------------------ journeys
@@ -300,13 +307,7 @@ async fn workspace_keys_journey(backend: Backend) {
     assert_eq!(api.verify("public_key", wrong_origin).await["reason"], "origin_not_allowed");
 
     // Roll with grace: the old kid stays in the JWKS and keeps verifying.
-    let rolled = api
-        .call(
-            Method::POST,
-            &format!("/v1/staging/ws_signing_key/{kid}/roll/"),
-            Some(json!({"grace_period_seconds": 600})),
-        )
-        .await;
+    let rolled = api.roll(&kid, 600).await;
     assert_eq!(rolled.status, StatusCode::CREATED);
     let new_kid = text(&rolled.body["uid"]);
     let kids = api.kids(&workspace_uid).await;
@@ -353,10 +354,7 @@ async fn organisation_keys_journey(backend: Backend) {
     assert_eq!(default.status, StatusCode::NOT_FOUND);
     assert_eq!(default.body["code"], "not_found");
 
-    // The bootstrap organisation's id: from a created actor email.
-    let workspace = api.call(Method::POST, "/v1/workspace/", Some(json!({"name": "Org Probe"}))).await;
-    let email = text(&workspace.body["created_by"]["email"]);
-    let organisation_id = email.trim_start_matches("org_").split('@').next().expect("id").to_owned();
+    let organisation_id = api.organisation_id("Org Probe").await;
     let base = format!("/api/organisations/v1/organisations/{organisation_id}");
 
     let created =
@@ -454,44 +452,38 @@ async fn restart_journey(backend: Backend) {
     backend.cleanup().await;
 }
 
-#[tokio::test]
-async fn sqlite_workspace_keys() {
-    workspace_keys_journey(Backend::sqlite()).await;
+on_both_backends! {
+    workspace_keys_journey => sqlite_workspace_keys, postgres_workspace_keys;
+    organisation_keys_journey => sqlite_organisation_keys, postgres_organisation_keys;
+    tenant_isolation_journey => sqlite_tenant_isolation, postgres_tenant_isolation;
+    restart_journey => sqlite_restart, postgres_restart;
 }
 
-#[tokio::test]
-async fn postgres_workspace_keys() {
-    workspace_keys_journey(Backend::postgres().await).await;
+/// Two `keysd serve` on one fresh PostgreSQL database, started with
+/// `extra`, and a client of each with the bootstrap token.
+struct Replicas {
+    backend: Backend,
+    servers: [Server; 2],
+    apis: [Api; 2],
 }
 
-#[tokio::test]
-async fn sqlite_organisation_keys() {
-    organisation_keys_journey(Backend::sqlite()).await;
-}
+impl Replicas {
+    async fn start(extra: &[&str]) -> Self {
+        let backend = Backend::postgres().await;
+        let first = Server::start(&backend, extra).await;
+        let token = first.token.clone().expect("bootstrap token");
+        let second = Server::start(&backend, extra).await;
+        assert_eq!(second.token, None, "the second replica does not bootstrap");
+        let apis = [first.client(&token), second.client(&token)];
+        Self { backend, servers: [first, second], apis }
+    }
 
-#[tokio::test]
-async fn postgres_organisation_keys() {
-    organisation_keys_journey(Backend::postgres().await).await;
-}
-
-#[tokio::test]
-async fn sqlite_tenant_isolation() {
-    tenant_isolation_journey(Backend::sqlite()).await;
-}
-
-#[tokio::test]
-async fn postgres_tenant_isolation() {
-    tenant_isolation_journey(Backend::postgres().await).await;
-}
-
-#[tokio::test]
-async fn sqlite_restart() {
-    restart_journey(Backend::sqlite()).await;
-}
-
-#[tokio::test]
-async fn postgres_restart() {
-    restart_journey(Backend::postgres().await).await;
+    async fn stop(self) {
+        for server in self.servers {
+            server.stop().await;
+        }
+        self.backend.cleanup().await;
+    }
 }
 
 /// Two `keysd` on one PostgreSQL: concurrent signing-key creates across both
@@ -499,12 +491,8 @@ async fn postgres_restart() {
 /// verification on the other within a second.
 #[tokio::test]
 async fn postgres_two_processes_keep_invariants() {
-    let backend = Backend::postgres().await;
-    let first = Server::start(&backend, &[]).await;
-    let token = first.token.clone().expect("bootstrap token");
-    let second = Server::start(&backend, &[]).await;
-    assert_eq!(second.token, None);
-    let apis = [first.client(&token), second.client(&token)];
+    let replicas = Replicas::start(&[]).await;
+    let apis = &replicas.apis;
 
     for round in 0..2 {
         let attempts = (0..8).map(|index| apis[index % 2].call(Method::POST, "/v1/staging/ws_signing_key/", None));
@@ -535,19 +523,180 @@ async fn postgres_two_processes_keep_invariants() {
     let deleted = apis[0].call(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
     let deleted_at = std::time::Instant::now();
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
-    assert_eq!(apis[0].verify("api_key", json!({"api_key": secret})).await["reason"], "key_deleted");
-    loop {
-        let reply = apis[1].verify("api_key", json!({"api_key": secret})).await;
-        if reply["reason"] == "key_deleted" {
-            break;
+    assert_eq!(apis[0].verdict(&secret).await, "key_deleted");
+    apis[1].turns_within_a_second(&secret, "valid", "key_deleted", deleted_at).await;
+
+    replicas.stop().await;
+}
+
+/// Two `keysd` on one PostgreSQL agree on an API key's life: a disable,
+/// an enable and a roll without grace made through one are seen by the
+/// other's verification within a second (through its cache's
+/// announcements); the refusals of the lifecycle are the same 400 on both.
+#[tokio::test]
+async fn postgres_two_replicas_agree_on_an_api_keys_life() {
+    let replicas = Replicas::start(&[]).await;
+    let apis = &replicas.apis;
+
+    let created = apis[0].call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "shared"}))).await;
+    let (secret, id) = (text(&created.body["api_key"]), text(&created.body["id"]));
+    let path = format!("/v1/staging/ws_api_key/{id}");
+    // Each step through one replica, then seen by the other: both have the
+    // key in their verification caches before every change.
+    let steps = [("disable", 0, "valid", "key_disabled"), ("enable", 1, "key_disabled", "valid")];
+    for (action, through, before, after) in steps {
+        let (writer, reader) = (&apis[through], &apis[1 - through]);
+        assert_eq!(reader.verdict(&secret).await, before, "{action}");
+        let changed = writer.call(Method::PATCH, &format!("{path}/{action}/"), None).await;
+        let changed_at = std::time::Instant::now();
+        assert_eq!(changed.status, StatusCode::ACCEPTED, "{action}: {}", changed.body);
+        assert_eq!(writer.verdict(&secret).await, after, "{action}: its own replica sees it at once");
+        reader.turns_within_a_second(&secret, before, after, changed_at).await;
+        // The lifecycle's refusal is the same on both replicas.
+        for api in apis {
+            let again = api.call(Method::PATCH, &format!("{path}/{action}/"), None).await;
+            assert_eq!(again.status, StatusCode::BAD_REQUEST, "{action} again: {}", again.body);
         }
-        assert_eq!(reply["valid"], true, "{reply}");
-        assert!(deleted_at.elapsed() < Duration::from_secs(1), "the other process still verifies the deleted key");
+    }
+    let rolled = apis[1].call(Method::POST, &format!("{path}/roll/"), None).await;
+    let rolled_at = std::time::Instant::now();
+    assert_eq!(rolled.status, StatusCode::CREATED, "{}", rolled.body);
+    let new_secret = text(&rolled.body["api_key"]);
+    apis[0].turns_within_a_second(&secret, "valid", "key_expired", rolled_at).await;
+    assert_eq!(apis[0].verdict(&new_secret).await, "valid");
+    let again = apis[0].call(Method::POST, &format!("{path}/roll/"), None).await;
+    assert_eq!(again.body["detail"], json!(["only an active API key can be rolled"]));
+
+    replicas.stop().await;
+}
+
+/// `last_used_at` written by two replicas on one PostgreSQL (each flushing
+/// every second): a key used through one replica only shows its use in
+/// `GET` on both, and a key used through both never shows it go back,
+/// whichever replica is asked, and ends at or after its last use.
+#[tokio::test]
+async fn postgres_two_replicas_write_last_used_at_forwards_only() {
+    let replicas = Replicas::start(&["--last-used-interval-seconds", "1"]).await;
+    let apis = &replicas.apis;
+    let mut keys = Vec::new();
+    for name in ["through-first", "through-second", "through-both"] {
+        let created = apis[0].call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": name}))).await;
+        assert_eq!(created.body["last_used_at"], Value::Null);
+        keys.push((text(&created.body["api_key"]), text(&created.body["id"])));
     }
 
-    first.stop().await;
-    second.stop().await;
+    // One use each through its own replica: both replicas write.
+    for (index, api) in apis.iter().enumerate() {
+        let used_at = time::OffsetDateTime::now_utc();
+        assert_eq!(api.verdict(&keys[index].0).await, "valid");
+        let written = apis[1 - index].last_used_within(&keys[index].1, Duration::from_secs(5)).await;
+        assert!(written >= used_at - time::Duration::seconds(1), "{}: {written} before its use", keys[index].1);
+    }
+
+    // The shared key, used through both for a while, read through both.
+    let (shared, shared_id) = &keys[2];
+    let mut seen: Option<time::OffsetDateTime> = None;
+    let mut last_use = time::OffsetDateTime::now_utc();
+    for round in 0..12 {
+        last_use = time::OffsetDateTime::now_utc();
+        assert_eq!(apis[round % 2].verdict(shared).await, "valid");
+        assert_eq!(apis[(round + 1) % 2].verdict(shared).await, "valid");
+        for api in apis {
+            let now = api.last_used_at(shared_id).await;
+            assert!(now >= seen, "round {round}: last_used_at went back from {seen:?} to {now:?}");
+            seen = now;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Within a couple of intervals the last use is written.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while apis[0].last_used_at(shared_id).await.is_none_or(|at| at < last_use - time::Duration::milliseconds(1)) {
+        assert!(std::time::Instant::now() < deadline, "the last use was never written: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let settled = apis[0].last_used_at(shared_id).await;
+    assert_eq!(apis[1].last_used_at(shared_id).await, settled, "both replicas read one value");
+
+    replicas.stop().await;
+}
+
+/// A graceful shutdown (SIGTERM) writes the uses recorded since the last
+/// flush: with an interval far longer than the test, a use is not written
+/// while the server runs, and is in the database once it has stopped.
+async fn shutdown_flushes_pending_uses_journey(backend: Backend) {
+    let server = Server::start(&backend, &["--last-used-interval-seconds", "3600"]).await;
+    let api = server.client(server.token.as_deref().expect("bootstrap token"));
+    let created = api.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "used-once"}))).await;
+    let (secret, id) = (text(&created.body["api_key"]), text(&created.body["id"]));
+    let unused = api.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "never-used"}))).await;
+    let workspace = api.workspace_uid("staging").await;
+    let used_at = time::OffsetDateTime::now_utc();
+    assert_eq!(api.verdict(&secret).await, "valid");
+    assert_eq!(api.last_used_at(&id).await, None, "written before its interval");
+    server.stop().await;
+
+    let store = backend.store().await;
+    let workspace = keys_core::WorkspaceUid::parse(&workspace).expect("uid");
+    let read = |id: String| {
+        let (store, workspace) = (&store, &workspace);
+        async move {
+            let id = keys_core::ApiKeyId::parse(&id).expect("id");
+            store.api_key(workspace, &id).await.expect("store").expect("the key").last_used_at
+        }
+    };
+    let written = read(id).await.expect("the pending use was flushed at shutdown");
+    assert!(written >= used_at - time::Duration::seconds(1), "{written} is before the use at {used_at}");
+    assert_eq!(read(text(&unused.body["id"])).await, None);
+    drop(store);
     backend.cleanup().await;
+}
+
+on_both_backends! {
+    shutdown_flushes_pending_uses_journey => sqlite_shutdown_flushes_pending_uses, postgres_shutdown_flushes_pending_uses;
+}
+
+impl Api {
+    /// The `reason` of verifying the API key `secret`, or `valid`.
+    async fn verdict(&self, secret: &str) -> String {
+        let body = self.verify("api_key", json!({"api_key": secret})).await;
+        if body["valid"] == true {
+            return "valid".to_owned();
+        }
+        text(&body["reason"])
+    }
+
+    /// Polls until verifying `secret` answers `after`, answering only
+    /// `before` meanwhile, and no later than a second after `since`.
+    async fn turns_within_a_second(&self, secret: &str, before: &str, after: &str, since: std::time::Instant) {
+        loop {
+            let verdict = self.verdict(secret).await;
+            if verdict == after {
+                return;
+            }
+            assert_eq!(verdict, before, "on the way to {after}");
+            assert!(since.elapsed() < Duration::from_secs(1), "still {before} a second after the change to {after}");
+        }
+    }
+
+    /// The `last_used_at` of the `staging` key `id`, as `GET` shows it.
+    async fn last_used_at(&self, id: &str) -> Option<time::OffsetDateTime> {
+        let got = self.call(Method::GET, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
+        assert_eq!(got.status, StatusCode::OK, "{}", got.body);
+        let text = got.body["last_used_at"].as_str()?;
+        Some(time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).expect("RFC 3339"))
+    }
+
+    /// Polls until the key `id` has a `last_used_at`, for at most `patience`.
+    async fn last_used_within(&self, id: &str, patience: Duration) -> time::OffsetDateTime {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            if let Some(at) = self.last_used_at(id).await {
+                return at;
+            }
+            assert!(std::time::Instant::now() < deadline, "{id}: no last_used_at after {patience:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }
 
 /// Runs futures concurrently on this task and collects their outputs in
@@ -597,7 +746,7 @@ async fn clear_errors_for_bad_urls_and_busy_ports() {
     let address = busy.local_addr().expect("address").to_string();
     let backend = Backend::sqlite();
     let in_use = Command::new(BINARY)
-        .args(["serve", "--listen", &address, "--database-url", &backend.url()])
+        .args(["serve", "--listen", &address, "--database-url", backend.url()])
         .env("RUST_LOG", "off")
         .output()
         .await
@@ -608,7 +757,7 @@ async fn clear_errors_for_bad_urls_and_busy_ports() {
     assert!(in_use.stdout.is_empty(), "nothing bootstrapped or printed");
 
     let missing = Command::new(BINARY)
-        .args(["token", "create", "--org", "nobody", "--name", "x", "--database-url", &backend.url()])
+        .args(["token", "create", "--org", "nobody", "--name", "x", "--database-url", backend.url()])
         .output()
         .await
         .expect("runs");
@@ -768,11 +917,7 @@ async fn client_tokens_journey(backend: Backend) {
     std::fs::write(&pem_file, text(&signing.body["private_key_pem"])).expect("write pem");
     let base64_file = dir.join("signing.b64");
     std::fs::write(&base64_file, text(&signing.body["private_key_base64"])).expect("write base64");
-    let public = api.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web"}))).await;
-    let public_id = text(&public.body["id"]);
-    let value = text(&public.body["api_key"]);
-    let secure = Some(json!({"is_secure_mode_enabled": true}));
-    api.call(Method::PATCH, &format!("/v1/staging/ws_public_key/{public_id}/"), secure).await;
+    let value = api.secure_public_key("web").await;
 
     // A token made by PyJWT the way SuprSend documents it (no kid) verifies.
     let pem_path = pem_file.to_str().expect("utf-8 path");
@@ -784,20 +929,8 @@ async fn client_tokens_journey(backend: Backend) {
 
     // `keysd sign user-token` from the base64 form verifies with keysd, and
     // with PyJWT against the JWKS.
-    let signed = keysd(
-        &backend,
-        &[
-            "sign",
-            "user-token",
-            "--private-key",
-            base64_file.to_str().expect("utf-8 path"),
-            "--entity-id",
-            "user-cli",
-            "--tenant-id",
-            "acme",
-        ],
-    )
-    .await;
+    let claims = ["--entity-id", "user-cli", "--tenant-id", "acme"];
+    let signed = keysd_sign(&backend, "user-token", &base64_file, &claims).await;
     let verdict = api.verify("public_key", json!({"api_key": value, "user_token": signed, "tenant_id": "acme"})).await;
     assert_eq!(verdict["entity_id"], "user-cli", "{verdict}");
     let workspace_uid = api.workspace_uid("staging").await;
@@ -811,12 +944,8 @@ async fn client_tokens_journey(backend: Backend) {
     assert_eq!(claims["scope"]["tenant_id"], "acme");
 
     // `keysd sign jwt` for an organisation key verifies with keysd and PyJWT.
-    // The bootstrap organisation's id: from a created actor's email.
-    let workspace = api.call(Method::POST, "/v1/workspace/", Some(json!({"name": "Org Probe"}))).await;
-    let email = text(&workspace.body["created_by"]["email"]);
-    let organisation = email.trim_start_matches("org_").split('@').next().expect("id").to_owned();
-    let base = format!("/api/organisations/v1/organisations/{organisation}/keys");
-    let created = api.call(Method::POST, &base, Some(json!({"name": "backend"}))).await;
+    let organisation = api.organisation_id("Org Probe").await;
+    let created = api.create_organisation_key(&organisation, "backend").await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
     {
         let key_id = text(&created.body["id"]);
@@ -824,20 +953,7 @@ async fn client_tokens_journey(backend: Backend) {
         std::fs::write(&private_file, text(&created.body["privateKey"])).expect("write pem");
         let public_file = dir.join("organisation.pub.pem");
         std::fs::write(&public_file, text(&created.body["publicKey"])).expect("write pem");
-        let jwt = keysd(
-            &backend,
-            &[
-                "sign",
-                "jwt",
-                "--private-key",
-                private_file.to_str().expect("utf-8"),
-                "--key-id",
-                &key_id,
-                "--sub",
-                "user-7",
-            ],
-        )
-        .await;
+        let jwt = keysd_sign(&backend, "jwt", &private_file, &["--key-id", &key_id, "--sub", "user-7"]).await;
         let verdict = api.verify("jwt", json!({"token": jwt})).await;
         assert_eq!(verdict["valid"], true, "{verdict}");
         assert_eq!(verdict["sub"], "user-7");
@@ -850,14 +966,8 @@ async fn client_tokens_journey(backend: Backend) {
     backend.cleanup().await;
 }
 
-#[tokio::test]
-async fn sqlite_client_tokens() {
-    client_tokens_journey(Backend::sqlite()).await;
-}
-
-#[tokio::test]
-async fn postgres_client_tokens() {
-    client_tokens_journey(Backend::postgres().await).await;
+on_both_backends! {
+    client_tokens_journey => sqlite_client_tokens, postgres_client_tokens;
 }
 
 // ------------------------------------------ forward auth through a real nginx
@@ -1009,7 +1119,7 @@ async fn gateway_journey(backend: Backend) {
     let gateway_token = keysd(&backend, &["token", "create", "--org", "default", "--name", "nginx"]).await;
     let (upstream, upstream_task) = start_echo_upstream().await;
     let dir = backend.dir();
-    let nginx = Nginx::start(&dir, &server.base, upstream, &gateway_token).await;
+    let nginx = Nginx::start(dir, &server.base, upstream, &gateway_token).await;
 
     // An API key reaches the upstream with keysd's identity headers, and a
     // client's own X-Keysd-* headers never do.
@@ -1042,11 +1152,7 @@ async fn gateway_journey(backend: Backend) {
     let signing = api.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
     let pem_file = dir.join("gateway-signing.pem");
     std::fs::write(&pem_file, text(&signing.body["private_key_pem"])).expect("write pem");
-    let public = api.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web"}))).await;
-    let public_id = text(&public.body["id"]);
-    let value = text(&public.body["api_key"]);
-    let secure = Some(json!({"is_secure_mode_enabled": true}));
-    api.call(Method::PATCH, &format!("/v1/staging/ws_public_key/{public_id}/"), secure).await;
+    let value = api.secure_public_key("web").await;
     let user_token = python(PYJWT_SUPRSEND_RECIPE, &[pem_file.to_str().expect("utf-8")]);
     let sdk =
         [("authorization", value.as_str()), ("x-ss-signature", user_token.as_str()), ("x-keysd-tenant-id", "acme")];
@@ -1058,23 +1164,12 @@ async fn gateway_journey(backend: Backend) {
     assert_eq!(headers.get("x-keysd-reason").and_then(|v| v.to_str().ok()), Some("user_token_required"));
 
     // A Versori-style JWT.
-    let workspace = api.call(Method::POST, "/v1/workspace/", Some(json!({"name": "Gateway Probe"}))).await;
-    let email = text(&workspace.body["created_by"]["email"]);
-    let organisation = email.trim_start_matches("org_").split('@').next().expect("id").to_owned();
-    let created = api
-        .call(
-            Method::POST,
-            &format!("/api/organisations/v1/organisations/{organisation}/keys"),
-            Some(json!({"name": "k"})),
-        )
-        .await;
+    let organisation = api.organisation_id("Gateway Probe").await;
+    let created = api.create_organisation_key(&organisation, "k").await;
     let private_file = dir.join("gateway-organisation.pem");
     std::fs::write(&private_file, text(&created.body["privateKey"])).expect("write pem");
     let organisation_key = text(&created.body["id"]);
-    let private_path = private_file.to_str().expect("utf-8");
-    let jwt =
-        keysd(&backend, &["sign", "jwt", "--private-key", private_path, "--key-id", &organisation_key, "--sub", "u-1"])
-            .await;
+    let jwt = keysd_sign(&backend, "jwt", &private_file, &["--key-id", &organisation_key, "--sub", "u-1"]).await;
     let (status, _, seen) = nginx.get(&[("authorization", &format!("JWT {jwt}"))]).await;
     assert_eq!(status, StatusCode::OK, "{seen}");
     assert_eq!(seen["x-keysd-subject"], "u-1");
@@ -1099,14 +1194,8 @@ async fn gateway_journey(backend: Backend) {
     backend.cleanup().await;
 }
 
-#[tokio::test]
-async fn sqlite_gateway_forward_auth_through_nginx() {
-    gateway_journey(Backend::sqlite()).await;
-}
-
-#[tokio::test]
-async fn postgres_gateway_forward_auth_through_nginx() {
-    gateway_journey(Backend::postgres().await).await;
+on_both_backends! {
+    gateway_journey => sqlite_gateway_forward_auth_through_nginx, postgres_gateway_forward_auth_through_nginx;
 }
 
 // ------------------------------------------------------------ JWKS caching
@@ -1154,13 +1243,7 @@ async fn jwks_cache_correctly_for_outside_verifiers() {
 
     // After a roll with a 30 s grace, caches may not keep the document past
     // the rolled key's expiry; the tag changes with the key set.
-    let rolled = api
-        .call(
-            Method::POST,
-            &format!("/v1/staging/ws_signing_key/{kid}/roll/"),
-            Some(json!({"grace_period_seconds": 30})),
-        )
-        .await;
+    let rolled = api.roll(&kid, 30).await;
     assert_eq!(rolled.status, StatusCode::CREATED);
     let (status, headers, _) = raw_get(&server.base, &path, &[("if-none-match", &etag)]).await;
     assert_eq!(status, StatusCode::OK);

@@ -4,16 +4,14 @@
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use keys_http::App;
+use keys_http::{App, AppConfig};
+use keys_testkit::TestDb;
 use serde_json::json;
-
-#[path = "support/bootstrapped.rs"]
-mod bootstrapped;
 
 struct Gateway {
     app: App,
     token: String,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 /// What a gateway reads from an answer.
@@ -26,8 +24,10 @@ struct Answer {
 
 impl Gateway {
     async fn new() -> Self {
-        let bootstrapped::Bootstrapped { app, token, dir, .. } = bootstrapped::bootstrapped_app().await;
-        Self { app, token, _dir: dir }
+        let db = TestDb::sqlite();
+        let app = App::new(db.store().await, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
+        let token = app.service().bootstrap_if_empty().await.expect("bootstrap").expect("empty").token;
+        Self { app, token: token.expose().to_owned(), _db: db }
     }
 
     async fn manage(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
@@ -173,4 +173,70 @@ async fn every_credential_shape_and_every_refusal() {
     gateway.manage(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
     let answer = gateway.forward(Method::GET, "/v1/auth/forward", &[service, ("authorization", &bearer)]).await;
     assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::UNAUTHORIZED, Some("key_deleted")));
+}
+
+/// An API key's whole life as a gateway sees it: the owner and the scopes
+/// in the identity headers, `X-Keysd-Required-Scopes` honoured (`:*`
+/// wildcards included), a disabled key refused and an enabled one granted
+/// again, a roll without grace stopping the old key at once.
+#[tokio::test]
+async fn api_key_scopes_owner_and_lifecycle_reach_the_gateway() {
+    let gateway = Gateway::new().await;
+    let token = gateway.token.clone();
+    let service = ("x-keysd-service-token", token.as_str());
+    let body = json!({"name": "backend", "scopes": ["keys:*", "audit:read"], "external_id": "customer-42"});
+    let key = gateway.manage(Method::POST, "/v1/staging/ws_api_key/", Some(body)).await;
+    let (secret, id) =
+        (key["api_key"].as_str().expect("secret").to_owned(), key["id"].as_str().expect("id").to_owned());
+    let bearer = format!("Bearer {secret}");
+    let with = |required| presenting(service, &bearer, required);
+
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &with(None)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["x-keysd-scopes"], "keys:*,audit:read");
+    assert_eq!(answer.headers["x-keysd-external-id"], "customer-42");
+    assert_eq!(answer.headers["x-keysd-key-id"], id.as_str());
+    for granted in ["keys:read", "keys:admin:write, audit:read", " audit:read ,keys:read", "", " , "] {
+        let answer = gateway.forward(Method::GET, "/v1/auth/forward", &with(Some(granted))).await;
+        assert_eq!(answer.status, StatusCode::OK, "{granted:?}: {:?}", answer.reason);
+    }
+    for lacking in ["audit:write", "keys", "keys:read,billing:read", "audit:*"] {
+        let answer = gateway.forward(Method::GET, "/v1/auth/forward", &with(Some(lacking))).await;
+        assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::FORBIDDEN, Some("insufficient_scope")));
+    }
+    // More required scopes than a key can hold is no request a gateway makes.
+    let many = (0..65).map(|index| format!("s:{index}")).collect::<Vec<_>>().join(",");
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &with(Some(&many))).await;
+    assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::UNAUTHORIZED, Some("malformed")));
+
+    let path = format!("/v1/staging/ws_api_key/{id}");
+    assert_eq!(gateway.manage(Method::PATCH, &format!("{path}/disable/"), None).await["status"], "disabled");
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &with(None)).await;
+    assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::UNAUTHORIZED, Some("key_disabled")));
+    assert!(answer.headers.contains_key(header::WWW_AUTHENTICATE));
+    assert_eq!(gateway.manage(Method::PATCH, &format!("{path}/enable/"), None).await["status"], "active");
+    assert_eq!(gateway.forward(Method::GET, "/v1/auth/forward", &with(None)).await.status, StatusCode::OK);
+
+    // An owner outside ASCII still travels (as UTF-8), never a refusal.
+    let owner = json!({"external_id": "Müller GmbH"});
+    assert_eq!(gateway.manage(Method::PATCH, &format!("{path}/"), Some(owner)).await["external_id"], "Müller GmbH");
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &with(None)).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.reason);
+    assert_eq!(answer.headers["x-keysd-external-id"].as_bytes(), "Müller GmbH".as_bytes());
+
+    let rolled = gateway.manage(Method::POST, &format!("{path}/roll/"), None).await;
+    let new_bearer = format!("Bearer {}", rolled["api_key"].as_str().expect("new secret"));
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &with(None)).await;
+    assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::UNAUTHORIZED, Some("key_expired")));
+    let answer = gateway.forward(Method::GET, "/v1/auth/forward", &[service, ("authorization", &new_bearer)]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["x-keysd-scopes"], "keys:*,audit:read", "the new key inherits the scopes");
+}
+
+/// The headers of a request presenting `bearer`, through the gateway whose
+/// token header is `service`, requiring `required` scopes if any.
+fn presenting<'a>(service: (&'a str, &'a str), bearer: &'a str, required: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+    let mut headers = vec![service, ("authorization", bearer)];
+    headers.extend(required.map(|required| ("x-keysd-required-scopes", required)));
+    headers
 }

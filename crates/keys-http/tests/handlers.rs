@@ -8,15 +8,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use keys_core::{
-    Mode, Name, NewWorkspace, Organisation, OrganisationId, ServiceTokenId, ServiceTokenRecord, Workspace,
-    WorkspaceSlug,
-};
+use keys_core::{Mode, OrganisationId};
 use keys_crypto::jwt::Algorithm;
 use keys_crypto::mint;
 use keys_crypto::ServiceToken;
 use keys_http::{App, AppConfig};
-use keys_store::{Bootstrap, Store};
+use keys_store::Store;
+use keys_testkit::{Tenant, TestDb};
 use rand_core::OsRng;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -31,7 +29,7 @@ struct Harness {
     store: Arc<dyn Store>,
     token: String,
     organisation: OrganisationId,
-    _dir: tempfile::TempDir,
+    db: TestDb,
 }
 
 struct Reply {
@@ -46,66 +44,22 @@ async fn harness() -> Harness {
 }
 
 async fn harness_with(config: AppConfig) -> Harness {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-    let store = keys_store::open_cached(&url, keys_store::CacheConfig::default()).await.expect("store opens");
-    let now = OffsetDateTime::now_utc();
-    let organisation =
-        Organisation::create(OrganisationId::generate(now, &mut OsRng), Name::parse("default").expect("name"), now);
-    let workspaces = [("staging", Mode::Sandbox), ("production", Mode::Production)]
-        .into_iter()
-        .map(|(slug, mode)| {
-            let new = NewWorkspace {
-                name: Name::parse(slug).expect("name"),
-                slug: Some(WorkspaceSlug::parse(slug).expect("slug")),
-                description: None,
-                mode: Some(mode),
-            };
-            Workspace::create(organisation.id.clone(), new, None, now, &mut OsRng).expect("workspace")
-        })
-        .collect();
-    let token = ServiceToken::generate(&mut OsRng);
-    let record = ServiceTokenRecord::create(
-        ServiceTokenId::generate(now, &mut OsRng),
-        &organisation,
-        Name::parse("test").expect("name"),
-        token.digest(),
-        now,
-    );
-    let organisation_id = organisation.id.clone();
-    let bootstrap = Bootstrap { organisation, workspaces, token: record };
-    assert!(store.bootstrap_if_empty(&bootstrap).await.expect("bootstrap"));
+    let db = TestDb::sqlite();
+    let store = db.cached_store(keys_store::CacheConfig::default()).await;
+    let workspaces = [("staging", Some(Mode::Sandbox)), ("production", Some(Mode::Production))];
+    let tenant = Tenant::new("default", &workspaces, "test", OffsetDateTime::now_utc(), &mut OsRng);
+    let (organisation, token) = tenant.bootstrap(&*store).await;
     let app = App::new(Arc::clone(&store), config);
     let responses = openapi_check::Recorder::default();
-    Harness { app, responses, store, token: token.expose().to_owned(), organisation: organisation_id, _dir: dir }
+    Harness { app, responses, store, token, organisation, db }
 }
 
 impl Harness {
     /// A second organisation with its own token, created like `keysd org
     /// create` + `keysd token create` do.
     async fn other_organisation(&self, name: &str) -> (OrganisationId, String) {
-        let now = OffsetDateTime::now_utc();
-        let organisation =
-            Organisation::create(OrganisationId::generate(now, &mut OsRng), Name::parse(name).expect("name"), now);
-        self.store.create_organisation(&organisation).await.expect("organisation");
-        let new = NewWorkspace {
-            name: Name::parse("staging").expect("name"),
-            slug: Some(WorkspaceSlug::parse("staging").expect("slug")),
-            description: None,
-            mode: None,
-        };
-        let workspace = Workspace::create(organisation.id.clone(), new, None, now, &mut OsRng).expect("workspace");
-        self.store.create_workspace(&workspace).await.expect("workspace stored");
-        let token = ServiceToken::generate(&mut OsRng);
-        let record = ServiceTokenRecord::create(
-            ServiceTokenId::generate(now, &mut OsRng),
-            &organisation,
-            Name::parse("other").expect("name"),
-            token.digest(),
-            now,
-        );
-        self.store.create_service_token(&record).await.expect("token");
-        (organisation.id, token.expose().to_owned())
+        let tenant = Tenant::new(name, &[("staging", None)], "other", OffsetDateTime::now_utc(), &mut OsRng);
+        tenant.create_in(&*self.store).await
     }
 
     async fn send(&self, request: Request<Full<Bytes>>) -> Reply {
@@ -184,6 +138,15 @@ fn keys_of(value: &Value) -> Vec<&str> {
     let mut keys: Vec<&str> = value.as_object().expect("object").keys().map(String::as_str).collect();
     keys.sort_unstable();
     keys
+}
+
+/// The sorted member names of a key record: its `own` (space-separated)
+/// and the creation and deletion members every key record has.
+fn record_members(own: &'static str) -> Vec<&'static str> {
+    let mut members: Vec<&str> =
+        own.split_whitespace().chain(["created_at", "created_by", "deleted_at", "deleted_by"]).collect();
+    members.sort_unstable();
+    members
 }
 
 fn is_timestamp(value: &Value) -> bool {
@@ -266,8 +229,7 @@ async fn internal_errors_reveal_nothing() {
     use sqlx::Connection;
     let harness = harness().await;
     // Break the database under the running store: a table disappears.
-    let url = format!("sqlite://{}", harness._dir.path().join("keys.db").display());
-    let mut connection = sqlx::SqliteConnection::connect(&url).await.expect("connect");
+    let mut connection = sqlx::SqliteConnection::connect(harness.db.url()).await.expect("connect");
     sqlx::query("DROP TABLE api_keys").execute(&mut connection).await.expect("drop");
     connection.close().await.expect("close");
     let broken = harness.call(Method::GET, "/v1/staging/ws_api_key/", None).await;
@@ -457,19 +419,10 @@ async fn api_key_lifecycle_and_verification() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(
         keys_of(&created.body),
-        vec![
-            "allowed_domains",
-            "api_key",
-            "created_at",
-            "created_by",
-            "deleted_at",
-            "deleted_by",
-            "description",
-            "id",
-            "is_deleted",
-            "masked_api_key",
-            "name"
-        ]
+        record_members(
+            "allowed_domains api_key description disabled_at disabled_by expires_at external_id id is_deleted \
+             last_used_at masked_api_key meta name rolled_at rolled_by scopes status updated_at updated_by"
+        )
     );
     let secret = created.body["api_key"].as_str().expect("secret").to_owned();
     assert!(secret.starts_with("SS.") && secret.len() == 46);
@@ -490,7 +443,13 @@ async fn api_key_lifecycle_and_verification() {
         harness.call(Method::POST, "/v1/verify/api_key/", Some(json!({"api_key": key}))).await
     };
     let valid = verify(secret.clone()).await;
-    assert_eq!(valid.body, json!({"valid": true, "workspace": "staging", "key_id": id, "name": "backend-prod"}));
+    assert_eq!(
+        valid.body,
+        json!({
+            "valid": true, "workspace": "staging", "key_id": id, "name": "backend-prod",
+            "external_id": null, "scopes": [], "meta": null, "expires_at": null
+        })
+    );
 
     let deleted = harness.call(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
@@ -537,6 +496,436 @@ async fn unknown_workspace_is_the_seed_404() {
     );
 }
 
+/// The whole profile a create may give: a day's expiry, scopes, an owner
+/// and meta.
+fn full_key(name: &str) -> Value {
+    json!({
+        "name": name, "description": "the billing backend", "expires_at": in_seconds(86_400),
+        "scopes": ["keys:*", "audit:read"], "external_id": "customer-42", "meta": {"plan": "pro", "seats": 3}
+    })
+}
+
+/// An RFC 3339 instant `seconds` from now.
+fn in_seconds(seconds: i64) -> String {
+    let at = OffsetDateTime::now_utc() + time::Duration::seconds(seconds);
+    at.format(&time::format_description::well_known::Rfc3339).expect("formats")
+}
+
+fn instant(value: &Value) -> OffsetDateTime {
+    let text = value.as_str().unwrap_or_else(|| panic!("not a timestamp: {value}"));
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).expect("RFC 3339")
+}
+
+/// A key record without what changes with every write.
+fn profile_of(record: &Value) -> Value {
+    let fields = ["name", "description", "expires_at", "scopes", "external_id", "meta"];
+    fields.iter().map(|field| ((*field).to_owned(), record[*field].clone())).collect::<serde_json::Map<_, _>>().into()
+}
+
+impl Harness {
+    /// Creates the key `body` describes in `staging`: (its record, its secret).
+    async fn api_key(&self, body: Value) -> (Value, String) {
+        let created = self.call(Method::POST, "/v1/staging/ws_api_key/", Some(body)).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+        assert_eq!(created.headers[header::CACHE_CONTROL], "no-store");
+        let secret = created.body["api_key"].as_str().expect("secret").to_owned();
+        (created.body, secret)
+    }
+
+    /// `POST /v1/verify/api_key/` with `body`; the answer is always a 200.
+    async fn verify_api_key(&self, body: Value) -> Value {
+        let reply = self.call(Method::POST, "/v1/verify/api_key/", Some(body)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text);
+        reply.body
+    }
+
+    /// The answer's `reason`, or `valid` when it verified.
+    async fn verdict(&self, secret: &str) -> String {
+        let body = self.verify_api_key(json!({"api_key": secret})).await;
+        if body["valid"] == true {
+            return "valid".to_owned();
+        }
+        body["reason"].as_str().expect("reason").to_owned()
+    }
+
+    async fn get_api_key(&self, id: &str) -> Reply {
+        self.call(Method::GET, &format!("/v1/staging/ws_api_key/{id}/"), None).await
+    }
+}
+
+/// GET one key: the record as created, never the secret; a malformed id,
+/// an unknown one, one of another workspace or another organisation is
+/// the seed's 404.
+#[tokio::test]
+async fn api_key_get_one() {
+    let harness = harness().await;
+    let (created, secret) = harness.api_key(full_key("backend")).await;
+    let id = created["id"].as_str().expect("id");
+    let got = harness.get_api_key(id).await;
+    assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+    let mut expected = created.clone();
+    expected.as_object_mut().expect("object").remove("api_key");
+    assert_eq!(got.body, expected);
+    assert!(!got.text.contains(&secret));
+    assert_eq!(got.body["status"], "active");
+    assert_eq!(got.body["meta"], json!({"plan": "pro", "seats": 3}));
+    assert!(is_timestamp(&got.body["expires_at"]) && is_timestamp(&got.body["updated_at"]));
+    assert_eq!(harness.call(Method::GET, &format!("/v1/staging/ws_api_key/{id}"), None).await.body, expected);
+
+    let production = harness.call(Method::POST, "/v1/production/ws_api_key/", Some(json!({"name": "prod"}))).await;
+    let elsewhere = production.body["id"].as_str().expect("id").to_owned();
+    let unknown = "ws_apik_01ARZ3NDEKTSV4RRFFQ69G5FAV";
+    for missing in ["nope", unknown, &elsewhere] {
+        not_found(&harness.get_api_key(missing).await, &format!("api key '{missing}' not found"));
+    }
+    let (_, other_token) = harness.other_organisation("globex").await;
+    let theirs = harness.call_as(&other_token, Method::GET, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
+    not_found(&theirs, &format!("api key '{id}' not found"));
+    // Deleted keys are still found, marked so.
+    harness.call(Method::DELETE, &format!("/v1/staging/ws_api_key/{id}/"), None).await;
+    let deleted = harness.get_api_key(id).await;
+    assert_eq!((deleted.status, &deleted.body["is_deleted"]), (StatusCode::OK, &json!(true)));
+}
+
+/// PATCH each field (202, the key as it now is, verification answers
+/// with it at once), `null` clears the nullable ones and empties `scopes`;
+/// `name` may not be null.
+#[tokio::test]
+async fn api_key_patch_each_field_and_null_clears() {
+    let harness = harness().await;
+    let (created, secret) = harness.api_key(full_key("backend")).await;
+    let path = format!("/v1/staging/ws_api_key/{}/", created["id"].as_str().expect("id"));
+    let expires_at = in_seconds(7 * 86_400);
+    let patches = [
+        json!({"name": "renamed"}),
+        json!({"description": "new words"}),
+        json!({"expires_at": expires_at}),
+        json!({"scopes": ["orders:write"]}),
+        json!({"external_id": "customer-7"}),
+        json!({"meta": {"plan": "team", "nested": {"a": [1, 2]}}}),
+        json!({}),
+        json!({"description": null, "expires_at": null, "scopes": null, "external_id": null, "meta": null}),
+    ];
+    let mut expected = profile_of(&created);
+    for patch in patches {
+        let patched = harness.call(Method::PATCH, &path, Some(patch.clone())).await;
+        assert_eq!(patched.status, StatusCode::ACCEPTED, "{patch}: {}", patched.text);
+        for (field, value) in patch.as_object().expect("object") {
+            expected[field] = if field == "scopes" && value.is_null() { json!([]) } else { value.clone() };
+        }
+        if let Some(at) = patch.get("expires_at").filter(|at| !at.is_null()) {
+            // Read back in keysd's own form: cut to microseconds, UTC.
+            let at = instant(at);
+            let cut = at.replace_nanosecond(at.nanosecond() / 1000 * 1000).expect("in range");
+            assert_eq!(instant(&patched.body["expires_at"]), cut, "{patch}");
+            expected["expires_at"] = patched.body["expires_at"].clone();
+        }
+        assert_eq!(profile_of(&patched.body), expected, "{patch}");
+        assert!(instant(&patched.body["updated_at"]) >= instant(&created["updated_at"]));
+        assert_eq!(patched.body["status"], "active");
+        assert_eq!(harness.call(Method::GET, &path, None).await.body, patched.body, "{patch}");
+        let verified = harness.verify_api_key(json!({"api_key": secret})).await;
+        let seen = json!({
+            "name": verified["name"], "expires_at": verified["expires_at"], "scopes": verified["scopes"],
+            "external_id": verified["external_id"], "meta": verified["meta"], "description": expected["description"]
+        });
+        assert_eq!(seen, expected, "{patch}: verification answers with the patched key");
+    }
+    assert_eq!(
+        profile_of(&harness.call(Method::GET, &path, None).await.body),
+        json!({
+            "name": "renamed", "description": null, "expires_at": null, "scopes": [], "external_id": null, "meta": null
+        })
+    );
+    let before = harness.call(Method::GET, &path, None).await.body;
+    validation(&harness.call(Method::PATCH, &path, Some(json!({"name": null}))).await, "name may not be null");
+    validation(&harness.call(Method::PATCH, &path, Some(json!({"status": "active"}))).await, "unknown field");
+    assert_eq!(harness.call(Method::GET, &path, None).await.body, before, "a refused patch changes nothing");
+    not_found(
+        &harness.call(Method::PATCH, "/v1/staging/ws_api_key/nope/", Some(json!({"name": "x"}))).await,
+        "api key 'nope' not found",
+    );
+}
+
+/// Disable and enable: 202 with the key, an empty body with or without a
+/// content type (and `{}`); a disabled key verifies as `key_disabled` at
+/// once, an enabled one again; the wrong way round is a 400.
+#[tokio::test]
+async fn api_key_disable_and_enable() {
+    let harness = harness().await;
+    let (created, secret) = harness.api_key(full_key("backend")).await;
+    let path = format!("/v1/staging/ws_api_key/{}", created["id"].as_str().expect("id"));
+    let (disable, enable) = (format!("{path}/disable/"), format!("{path}/enable/"));
+    let bodies: [(Option<&str>, &str); 3] =
+        [(None, ""), (Some("application/json"), ""), (Some("application/json"), "{}")];
+    for (content_type, body) in bodies {
+        let disabled = harness.raw(Method::PATCH, &disable, content_type, body).await;
+        assert_eq!(disabled.status, StatusCode::ACCEPTED, "{content_type:?} {body:?}: {}", disabled.text);
+        assert_eq!(disabled.body["status"], "disabled");
+        assert!(is_timestamp(&disabled.body["disabled_at"]));
+        assert_eq!(disabled.body["disabled_by"]["name"], "System User");
+        assert_eq!(disabled.body["updated_at"], disabled.body["disabled_at"]);
+        assert_eq!(profile_of(&disabled.body), profile_of(&created));
+        assert_eq!(harness.verdict(&secret).await, "key_disabled");
+        let again = harness.raw(Method::PATCH, &disable, content_type, body).await;
+        validation(&again, "only an active API key can be disabled");
+        assert_eq!(harness.call(Method::GET, &path, None).await.body, disabled.body, "a refusal changes nothing");
+
+        let enabled = harness.raw(Method::PATCH, &enable, content_type, body).await;
+        assert_eq!(enabled.status, StatusCode::ACCEPTED, "{content_type:?} {body:?}: {}", enabled.text);
+        assert_eq!(enabled.body["status"], "active");
+        assert_eq!((&enabled.body["disabled_at"], &enabled.body["disabled_by"]), (&Value::Null, &Value::Null));
+        assert_eq!(harness.verdict(&secret).await, "valid");
+        validation(
+            &harness.raw(Method::PATCH, &enable, content_type, body).await,
+            "only a disabled API key can be enabled",
+        );
+        assert_eq!(harness.call(Method::GET, &path, None).await.body, enabled.body, "a refusal changes nothing");
+    }
+    validation(&harness.call(Method::PATCH, &disable, Some(json!({"reason": "leaked"}))).await, "unknown field");
+    assert_eq!(harness.call(Method::GET, &path, None).await.body["status"], "active");
+    not_found(
+        &harness.call(Method::PATCH, "/v1/staging/ws_api_key/nope/disable/", None).await,
+        "api key 'nope' not found",
+    );
+}
+
+/// Roll: 201 with the new key and its secret (`no-store`), which inherits
+/// the profile; the old key is `rolled`, verifies until the end of its
+/// grace, and a roll without grace stops it at once; rolling a rolled or
+/// disabled key is a 400 that changes nothing.
+#[tokio::test]
+async fn api_key_roll_with_and_without_grace() {
+    let harness = harness().await;
+    let (created, secret) = harness.api_key(full_key("backend")).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let roll = |id: &str| format!("/v1/staging/ws_api_key/{id}/roll/");
+
+    let before = OffsetDateTime::now_utc();
+    let rolled = harness.call(Method::POST, &roll(&id), Some(json!({"grace_period_seconds": 3600}))).await;
+    assert_eq!(rolled.status, StatusCode::CREATED, "{}", rolled.text);
+    assert_eq!(rolled.headers[header::CACHE_CONTROL], "no-store");
+    let new_secret = rolled.body["api_key"].as_str().expect("the new secret").to_owned();
+    let new_id = rolled.body["id"].as_str().expect("id").to_owned();
+    assert!(new_secret.starts_with("SS.") && new_secret != secret && new_id != id);
+    assert_eq!(rolled.body["masked_api_key"], format!("{}*****", &new_secret[..10]));
+    assert_eq!(profile_of(&rolled.body), profile_of(&created), "the new key inherits the profile");
+    assert_eq!(rolled.body["status"], "active");
+
+    let old = harness.get_api_key(&id).await.body;
+    assert_eq!(old["status"], "rolled");
+    assert!(is_timestamp(&old["rolled_at"]));
+    assert_eq!(old["rolled_by"]["name"], "System User");
+    let end = instant(&old["expires_at"]);
+    let rolled_at = instant(&old["rolled_at"]);
+    assert!(rolled_at >= before - time::Duration::seconds(1));
+    assert_eq!(end, rolled_at + time::Duration::hours(1), "min(now + grace, a day ahead) is now + grace");
+    // Both verify inside the grace; the old answers with its new expiry.
+    let verified = harness.verify_api_key(json!({"api_key": secret})).await;
+    assert_eq!(
+        (&verified["valid"], &verified["key_id"], &verified["expires_at"]),
+        (&json!(true), &json!(id), &old["expires_at"])
+    );
+    let verified = harness.verify_api_key(json!({"api_key": new_secret})).await;
+    assert_eq!((&verified["valid"], &verified["key_id"]), (&json!(true), &json!(new_id)));
+    let listed = harness.call(Method::GET, "/v1/staging/ws_api_key/", None).await;
+    assert_eq!(listed.body["meta"]["count"], 2);
+
+    // A rolled key cannot roll again, be disabled or enabled.
+    validation(&harness.call(Method::POST, &roll(&id), None).await, "only an active API key can be rolled");
+    let disable = format!("/v1/staging/ws_api_key/{id}/disable/");
+    validation(&harness.call(Method::PATCH, &disable, None).await, "only an active API key can be disabled");
+    let enable = format!("/v1/staging/ws_api_key/{id}/enable/");
+    validation(&harness.call(Method::PATCH, &enable, None).await, "only a disabled API key can be enabled");
+    // Its expiry may come sooner, never later.
+    let later = Some(json!({"expires_at": in_seconds(7200)}));
+    validation(&harness.call(Method::PATCH, &format!("/v1/staging/ws_api_key/{id}/"), later).await, "brought forward");
+    assert_eq!(harness.get_api_key(&id).await.body, old, "refusals change nothing");
+
+    // Without grace (an empty body, with or without a content type), the
+    // key it replaces stops at once.
+    let newest = harness.raw(Method::POST, &roll(&new_id), None, "").await;
+    assert_eq!(newest.status, StatusCode::CREATED, "{}", newest.text);
+    let newest_secret = newest.body["api_key"].as_str().expect("secret").to_owned();
+    assert_eq!(harness.verdict(&new_secret).await, "key_expired");
+    assert_eq!(harness.verdict(&newest_secret).await, "valid");
+    let replaced = harness.get_api_key(&new_id).await.body;
+    assert_eq!((&replaced["status"], &replaced["expires_at"]), (&json!("rolled"), &replaced["rolled_at"]));
+    let newest_id = newest.body["id"].as_str().expect("id").to_owned();
+    let last = harness.raw(Method::POST, &roll(&newest_id), Some("application/json"), "").await;
+    assert_eq!(last.status, StatusCode::CREATED, "{}", last.text);
+    assert_eq!(harness.verdict(&newest_secret).await, "key_expired");
+
+    // A disabled key cannot be rolled; nothing changes.
+    let (disabled, _) = harness.api_key(json!({"name": "parked"})).await;
+    let disabled_id = disabled["id"].as_str().expect("id");
+    harness.call(Method::PATCH, &format!("/v1/staging/ws_api_key/{disabled_id}/disable/"), None).await;
+    let parked = harness.get_api_key(disabled_id).await.body;
+    let count = harness.call(Method::GET, "/v1/staging/ws_api_key/", None).await.body["meta"]["count"].clone();
+    validation(&harness.call(Method::POST, &roll(disabled_id), None).await, "only an active API key can be rolled");
+    assert_eq!(harness.get_api_key(disabled_id).await.body, parked);
+    assert_eq!(harness.call(Method::GET, "/v1/staging/ws_api_key/", None).await.body["meta"]["count"], count);
+    not_found(&harness.call(Method::POST, &roll("nope"), None).await, "api key 'nope' not found");
+}
+
+/// A roll's grace: any whole number of seconds from 0 to 2,592,000 (60.0
+/// is 60); anything else is a 400 that says so and rolls nothing.
+#[tokio::test]
+async fn api_key_roll_grace_bounds() {
+    let harness = harness().await;
+    let (created, secret) = harness.api_key(json!({"name": "backend"})).await;
+    let id = created["id"].as_str().expect("id");
+    let roll = format!("/v1/staging/ws_api_key/{id}/roll/");
+    let message = "grace_period_seconds must be";
+    for grace in [json!(-1), json!(2_592_001), json!(99_999_999_999_u64), json!(1.5), json!("60"), json!(true)] {
+        let refused = harness.call(Method::POST, &roll, Some(json!({"grace_period_seconds": grace}))).await;
+        validation(&refused, message);
+        assert!(!refused.text.contains("line 1") && !refused.text.contains("u64"), "{grace}: {}", refused.text);
+    }
+    validation(&harness.call(Method::POST, &roll, Some(json!({"grace": 60}))).await, "unknown field");
+    assert_eq!(harness.get_api_key(id).await.body["status"], "active", "nothing was rolled");
+    assert_eq!(harness.verdict(&secret).await, "valid");
+
+    for (grace, seconds) in [(json!(2_592_000), 2_592_000), (json!(60.0), 60), (json!(0), 0), (Value::Null, 0)] {
+        let (created, _) = harness.api_key(json!({"name": "graced"})).await;
+        let id = created["id"].as_str().expect("id");
+        let (roll, body) = (format!("/v1/staging/ws_api_key/{id}/roll/"), json!({"grace_period_seconds": grace}));
+        let rolled = harness.call(Method::POST, &roll, Some(body)).await;
+        assert_eq!(rolled.status, StatusCode::CREATED, "{grace}: {}", rolled.text);
+        let old = harness.get_api_key(id).await.body;
+        let grace_given = instant(&old["expires_at"]) - instant(&old["rolled_at"]);
+        assert_eq!(grace_given, time::Duration::seconds(seconds), "{grace}");
+    }
+}
+
+/// Verification with `required_scopes`: a `:*` scope covers what starts
+/// with its prefix, a missing one is `insufficient_scope`, a
+/// `required_scopes` that is not a list of strings is `malformed`; a valid
+/// answer carries the owner, the scopes, the meta and the expiry.
+#[tokio::test]
+async fn api_key_verification_with_required_scopes() {
+    let harness = harness().await;
+    let (created, secret) = harness.api_key(full_key("backend")).await;
+    let verify = |required: Value| harness.verify_api_key(json!({"api_key": secret, "required_scopes": required}));
+    let valid = verify(json!(["keys:read"])).await;
+    assert_eq!(
+        valid,
+        json!({
+            "valid": true, "workspace": "staging", "key_id": created["id"], "name": "backend",
+            "external_id": "customer-42", "scopes": ["keys:*", "audit:read"], "meta": {"plan": "pro", "seats": 3},
+            "expires_at": created["expires_at"]
+        })
+    );
+    let granted =
+        [json!([]), Value::Null, json!(["keys:admin:write", "audit:read"]), json!(["keys:*"]), json!(["keys:"])];
+    for required in granted {
+        assert_eq!(verify(required.clone()).await["valid"], true, "{required}");
+    }
+    let insufficient =
+        [json!(["audit:write"]), json!(["keys"]), json!(["keys:read", "billing:read"]), json!(["audit:*"])];
+    for required in insufficient {
+        assert_eq!(
+            verify(required.clone()).await,
+            json!({"valid": false, "reason": "insufficient_scope"}),
+            "{required}"
+        );
+    }
+    for required in [json!("keys:read"), json!([1]), json!(["keys:read", null]), json!({"keys": "read"}), json!(true)] {
+        assert_eq!(verify(required.clone()).await, json!({"valid": false, "reason": "malformed"}), "{required}");
+    }
+    // A key without scopes grants none.
+    let (_, bare) = harness.api_key(json!({"name": "bare"})).await;
+    let refused = harness.verify_api_key(json!({"api_key": bare, "required_scopes": ["keys:read"]})).await;
+    assert_eq!(refused, json!({"valid": false, "reason": "insufficient_scope"}));
+    assert_eq!(harness.verify_api_key(json!({"api_key": bare, "required_scopes": []})).await["valid"], true);
+
+    let metrics = harness.public(Method::GET, "/metrics").await;
+    assert!(metrics.text.contains("keysd_verifications_total{kind=\"api_key\",outcome=\"insufficient_scope\"} 5"));
+}
+
+/// A key created with an `expires_at` a moment ahead verifies until then
+/// and is `key_expired` from then on (waited for on the wall clock: the
+/// server's clock is the system's).
+#[tokio::test]
+async fn api_key_expires_at_its_expiry() {
+    let harness = harness().await;
+    let (created, secret) = harness.api_key(json!({"name": "brief", "expires_at": in_seconds(2)})).await;
+    let expires_at = instant(&created["expires_at"]);
+    assert_eq!(harness.verdict(&secret).await, "valid");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let checked_at = OffsetDateTime::now_utc();
+        match harness.verdict(&secret).await.as_str() {
+            "valid" => assert!(checked_at < expires_at + time::Duration::seconds(1), "still valid after its expiry"),
+            "key_expired" => {
+                assert!(OffsetDateTime::now_utc() >= expires_at, "expired before its expires_at");
+                break;
+            }
+            other => panic!("unexpected verdict {other}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "never expired");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // An expired key may still be looked at, patched and deleted, not rolled.
+    let path = format!("/v1/staging/ws_api_key/{}/", created["id"].as_str().expect("id"));
+    validation(&harness.call(Method::POST, &format!("{path}roll/"), None).await, "expired");
+    let renamed = harness.call(Method::PATCH, &path, Some(json!({"name": "still here"}))).await;
+    assert_eq!(renamed.status, StatusCode::ACCEPTED);
+    // A new expiry revives it.
+    let revived = harness.call(Method::PATCH, &path, Some(json!({"expires_at": in_seconds(3600)}))).await;
+    assert_eq!(revived.status, StatusCode::ACCEPTED, "{}", revived.text);
+    assert_eq!(harness.verdict(&secret).await, "valid");
+}
+
+/// Every bad input of the issue is a 400 whose message speaks of the
+/// request, on create and on patch, and changes nothing.
+#[tokio::test]
+async fn api_key_bad_input_is_a_400_about_the_request() {
+    let harness = harness().await;
+    let (created, _) = harness.api_key(full_key("backend")).await;
+    let path = format!("/v1/staging/ws_api_key/{}/", created["id"].as_str().expect("id"));
+    let scopes = |count: usize| Value::from((0..count).map(|index| format!("scope:{index}")).collect::<Vec<_>>());
+    let large_meta = json!({"meta": {"padding": "x".repeat(4096)}});
+    let cases = [
+        (json!({"expires_at": in_seconds(-60)}), "expires_at must be in the future"),
+        (json!({"expires_at": "tomorrow"}), "expires_at must be an RFC 3339 timestamp"),
+        (json!({"expires_at": 1_900_000_000}), "expires_at must be a string"),
+        (json!({"scopes": ["Keys:Read"]}), "invalid scope 'Keys:Read'"),
+        (json!({"scopes": [":read"]}), "invalid scope ':read'"),
+        (json!({"scopes": ["keys:*:write"]}), "invalid scope 'keys:*:write'"),
+        (json!({"scopes": ["a".repeat(65)]}), "invalid scope"),
+        (json!({"scopes": [""]}), "invalid scope ''"),
+        (json!({"scopes": scopes(65)}), "too many scopes (at most 64)"),
+        (json!({"scopes": "keys:read"}), "scopes must be an array"),
+        (json!({"meta": [1, 2]}), "meta must be a JSON object"),
+        (json!({"meta": "text"}), "meta must be a JSON object"),
+        (json!({"meta": 5}), "meta must be a JSON object"),
+        (large_meta, "meta must serialise to at most 4096 bytes"),
+        (json!({"external_id": ""}), "external_id may not be blank"),
+        (json!({"external_id": "x".repeat(256)}), "external_id is longer than 255"),
+        (json!({"owner": "me"}), "unknown field"),
+    ];
+    let before = harness.call(Method::GET, &path, None).await.body;
+    for (body, message) in cases {
+        let mut create = body.clone();
+        create["name"] = json!("refused");
+        let refused = harness.call(Method::POST, "/v1/staging/ws_api_key/", Some(create)).await;
+        validation(&refused, message);
+        let refused_patch = harness.call(Method::PATCH, &path, Some(body.clone())).await;
+        validation(&refused_patch, message);
+        for reply in [&refused, &refused_patch] {
+            assert!(!reply.text.contains("line 1") && !reply.text.contains("CoreError"), "{body}: {}", reply.text);
+        }
+    }
+    assert_eq!(harness.call(Method::GET, &path, None).await.body, before, "no refusal changed the key");
+    let listed = harness.call(Method::GET, "/v1/staging/ws_api_key/", None).await;
+    assert_eq!(listed.body["meta"]["count"], 1, "no refused create made a key");
+    // The limits themselves are accepted.
+    let largest = json!({"padding": "x".repeat(4096 - 14)});
+    let at_limits = json!({"name": "full", "scopes": scopes(64), "meta": largest, "external_id": "x".repeat(255)});
+    harness.api_key(at_limits).await;
+}
+
 // ----------------------------------------------------------------- public keys
 
 #[tokio::test]
@@ -544,27 +933,9 @@ async fn public_key_lifecycle_domains_and_rotation() {
     let harness = harness().await;
     let first = harness.call(Method::POST, "/v1/staging/ws_public_key/", Some(json!({"name": "web-app"}))).await;
     assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
-    assert_eq!(
-        keys_of(&first.body),
-        vec![
-            "allowed_domains",
-            "api_key",
-            "created_at",
-            "created_by",
-            "deleted_at",
-            "deleted_by",
-            "description",
-            "id",
-            "is_default",
-            "is_deleted",
-            "is_secure_mode_enabled",
-            "name",
-            "rotated_at",
-            "rotated_by",
-            "updated_at",
-            "updated_by"
-        ]
-    );
+    let own = "allowed_domains api_key description id is_default is_deleted is_secure_mode_enabled name rotated_at \
+               rotated_by updated_at updated_by";
+    assert_eq!(keys_of(&first.body), record_members(own));
     assert_eq!(first.body["is_default"], true);
     assert_eq!(first.body["allowed_domains"], Value::Null);
     assert_eq!(first.body["updated_by"], Value::Null);
@@ -674,21 +1045,9 @@ async fn signing_key_create_roll_delete_and_jwks() {
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
     assert_eq!(
         keys_of(&created.body),
-        vec![
-            "allowed_domains",
-            "created_at",
-            "created_by",
-            "deleted_at",
-            "deleted_by",
-            "expiry_at",
-            "id",
-            "private_key_base64",
-            "private_key_pem",
-            "rolled_at",
-            "rolled_by",
-            "status",
-            "uid"
-        ]
+        record_members(
+            "allowed_domains expiry_at id private_key_base64 private_key_pem rolled_at rolled_by status uid"
+        )
     );
     assert_eq!(created.body["status"], "active");
     let pem = created.body["private_key_pem"].as_str().expect("pem");
@@ -748,7 +1107,7 @@ async fn signing_key_create_roll_delete_and_jwks() {
                 Some(json!({"grace_period_seconds": -1})),
             )
             .await,
-        "grace_period_seconds must be a whole number, 0 or more",
+        "grace_period_seconds must be a whole number of seconds between 0 and 2592000",
     );
     validation(
         &harness
@@ -758,7 +1117,7 @@ async fn signing_key_create_roll_delete_and_jwks() {
                 Some(json!({"grace_period_seconds": 99_999_999})),
             )
             .await,
-        "grace_period_seconds must be between",
+        "grace_period_seconds must be a whole number of seconds between 0 and 2592000",
     );
     let rolled = harness
         .call(

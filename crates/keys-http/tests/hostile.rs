@@ -28,15 +28,15 @@ struct Keysd {
     address: SocketAddr,
     /// With `--metrics-listen`.
     metrics_address: Option<SocketAddr>,
-    dir: tempfile::TempDir,
+    db: keys_testkit::TestDb,
 }
 
 impl Keysd {
     /// `keysd serve` with `flags`, started through `sh -c` so that `shell`
     /// (e.g. `ulimit` calls) runs first in the same process.
     async fn start_after(shell: &str, flags: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("keysd.db").display());
+        let db = keys_testkit::TestDb::sqlite();
+        let url = db.url().to_owned();
         let script = format!("{shell} exec \"$0\" \"$@\"");
         let mut child = Command::new("sh")
             .args(["-c", &script, BINARY, "serve", "--listen", "127.0.0.1:0", "--database-url", &url])
@@ -44,7 +44,7 @@ impl Keysd {
             .env("KEYSD_RSA_POOL_SIZE", "0")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("keysd.log")).expect("log file"))
+            .stderr(std::fs::File::create(db.dir().join("keysd.log")).expect("log file"))
             .kill_on_drop(true)
             .spawn()
             .expect("keysd starts");
@@ -65,7 +65,7 @@ impl Keysd {
         .expect("keysd listens within a minute");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, address, metrics_address, dir }
+        Self { child, address, metrics_address, db }
     }
 
     async fn start(flags: &[&str]) -> Self {
@@ -74,7 +74,7 @@ impl Keysd {
 
     /// What keysd logged so far.
     fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("keysd.log")).expect("log")
+        std::fs::read_to_string(self.db.dir().join("keysd.log")).expect("log")
     }
 
     async fn connect(&self) -> TcpStream {

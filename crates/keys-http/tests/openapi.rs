@@ -11,7 +11,6 @@
 //! against the schema this document gives for it.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
@@ -20,6 +19,7 @@ use keys_core::verify::Denial;
 use keys_core::{WorkspaceSlug, RESERVED_SLUGS};
 use keys_http::routes::ROUTES;
 use keys_http::{App, AppConfig};
+use keys_testkit::TestDb;
 use serde_json::{json, Value};
 
 #[path = "support/openapi_check.rs"]
@@ -27,10 +27,8 @@ mod openapi_check;
 
 /// `GET /openapi.json` as a client on `host` sees it.
 async fn served(host: &str) -> Value {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-    let store = keys_store::open(&url).await.expect("store opens");
-    let app = App::new(Arc::clone(&store), AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
+    let db = TestDb::sqlite();
+    let app = App::new(db.store().await, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
     let request = Request::builder()
         .method(Method::GET)
         .uri("/openapi.json")

@@ -16,7 +16,7 @@ mod bootstrapped;
 struct Client {
     app: App,
     token: String,
-    _dir: tempfile::TempDir,
+    _db: keys_testkit::TestDb,
 }
 
 struct Reply {
@@ -27,8 +27,8 @@ struct Reply {
 
 impl Client {
     async fn new() -> Self {
-        let bootstrapped::Bootstrapped { app, token, dir, .. } = bootstrapped::bootstrapped_app().await;
-        Self { app, token, _dir: dir }
+        let bootstrapped::Bootstrapped { app, token, db, .. } = bootstrapped::bootstrapped_app().await;
+        Self { app, token, _db: db }
     }
 
     /// A request with the service token; `body` is sent as is, as JSON.
@@ -128,19 +128,20 @@ async fn bad_bodies_are_told_in_the_words_of_the_request() {
     let client = Client::new().await;
     let uid = client.signing_key_uid().await;
     let roll = format!("/v1/staging/ws_signing_key/{uid}/roll/");
-    let cases: [(&str, &str, &str); 9] = [
+    let cases: [(&str, &str, &str); 10] = [
         (
             roll.as_str(),
             r#"{"grace_period_seconds": "soon"}"#,
-            "grace_period_seconds must be a whole number, 0 or more",
+            "grace_period_seconds must be a whole number of seconds",
         ),
-        (roll.as_str(), r#"{"grace_period_seconds": -5}"#, "grace_period_seconds must be a whole number, 0 or more"),
+        (roll.as_str(), r#"{"grace_period_seconds": -5}"#, "grace_period_seconds must be a whole number of seconds"),
         (roll.as_str(), r#"{"grace_period_seconds": 1e400}"#, "not valid JSON"),
         (roll.as_str(), "5", "request body must be a JSON object"),
         (roll.as_str(), r#"{"grace_period_seconds": 60,"#, "request body is not valid JSON"),
         (roll.as_str(), r#"{"grace": 60}"#, "unknown field grace; the fields are grace_period_seconds"),
         ("/v1/workspace/", r#"{"name": ["a"]}"#, "name must be a string"),
         ("/v1/workspace/", r#"{"name": "a", "mode": 1}"#, "mode must be a string"),
+        ("/v1/staging/ws_api_key/", r#"{"name": "k", "scopes": "keys:read"}"#, "scopes must be an array"),
         ("/v1/staging/ws_public_key/", r#"{"description": "d"}"#, "name is required"),
     ];
     for (path, body, expected) in cases {

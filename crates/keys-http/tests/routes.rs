@@ -3,20 +3,18 @@
 //! GET (same status and headers, no body), and the error shape of its
 //! dialect.
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use keys_http::error::Dialect;
 use keys_http::routes::ROUTES;
 use keys_http::{App, AppConfig};
+use keys_testkit::TestDb;
 
-async fn app() -> (App, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-    let store = keys_store::open(&url).await.expect("store opens");
-    (App::new(Arc::clone(&store), AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() }), dir)
+async fn app() -> (App, TestDb) {
+    let db = TestDb::sqlite();
+    let store = db.store().await;
+    (App::new(store, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() }), db)
 }
 
 /// A concrete path of a template: every parameter is `x`.

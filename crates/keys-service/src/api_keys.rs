@@ -1,51 +1,90 @@
-//! API keys (server-side secrets): list, create, delete, in a workspace the
-//! caller reaches.
+//! API keys (server-side secrets) in a workspace the caller reaches: list,
+//! get, create, patch, disable, enable, roll, delete. Every transition is
+//! keys-core's; the secret of a create or roll exists in plaintext only in
+//! the [`IssuedApiKey`] it returns.
 
-use keys_core::{ApiKey, ApiKeyId, Page};
+use keys_core::{ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, ApiKeyProfile, GracePeriod, Page};
 use keys_crypto::ApiKeySecret;
+use keys_store::{ApiKeyChange, StoreError};
+use rand_core::{CryptoRng, RngCore};
+use time::OffsetDateTime;
 
-use crate::workspaces::{InWorkspace, Listing, NewKey};
+use crate::workspaces::{InWorkspace, Listing};
 use crate::ServiceResult;
 
-/// What a new API key is made of.
-pub type NewApiKey = NewKey;
+/// What a new API key is made of: its profile (name, description, scopes,
+/// owner, meta, expiry).
+pub type NewApiKey = ApiKeyProfile;
 
-/// A key just created, with its secret: the one place the plaintext exists.
+/// A key just created (or made by a roll), with its secret: the one place
+/// the plaintext exists.
 #[derive(Debug)]
 pub struct IssuedApiKey {
     pub key: ApiKey,
     pub secret: ApiKeySecret,
 }
 
+/// A fresh secret and what the domain keeps of it.
+fn material<R: RngCore + CryptoRng>(now: OffsetDateTime, rng: &mut R) -> (ApiKeyMaterial, ApiKeySecret) {
+    let secret = ApiKeySecret::generate(rng);
+    let material =
+        ApiKeyMaterial { id: ApiKeyId::generate(now, rng), digest: secret.digest(), masked_api_key: secret.masked() };
+    (material, secret)
+}
+
 impl InWorkspace<'_> {
     pub async fn list_api_keys(&self, listing: Listing) -> ServiceResult<Page<ApiKey>> {
         let store = &self.service.store;
-        Ok(store.list_api_keys(&self.workspace.uid, listing.page, listing.include_deleted).await?)
+        Ok(store.list_api_keys(&self.workspace.uid, listing).await?)
+    }
+
+    /// One key of the workspace, deleted or not.
+    pub async fn get_api_key(&self, id: &ApiKeyId) -> ServiceResult<ApiKey> {
+        let found = self.service.store.api_key(&self.workspace.uid, id).await?;
+        Ok(found.ok_or(StoreError::NotFound { kind: "api key" })?)
     }
 
     /// Creates a key; the store keeps only the secret's digest.
-    pub async fn create_api_key(&self, new: NewApiKey) -> ServiceResult<IssuedApiKey> {
+    pub async fn create_api_key(&self, profile: NewApiKey) -> ServiceResult<IssuedApiKey> {
         let now = self.now();
-        let mut rng = self.service.rng();
-        let secret = ApiKeySecret::generate(&mut rng);
-        let key = ApiKey::create(
-            keys_core::NewApiKey {
-                id: ApiKeyId::generate(now, &mut rng),
-                workspace: self.workspace.uid.clone(),
-                name: new.name,
-                description: new.description,
-                digest: secret.digest(),
-                masked_api_key: secret.masked(),
-            },
-            self.caller.actor(),
-            now,
-        );
+        let (material, secret) = material(now, &mut self.service.rng());
+        let new = keys_core::NewApiKey { workspace: self.workspace.uid.clone(), material, profile };
+        let key = ApiKey::create(new, self.caller.actor(), now).map_err(StoreError::Refused)?;
         self.service.store.create_api_key(&key).await?;
         Ok(IssuedApiKey { key, secret })
     }
 
-    pub async fn delete_api_key(&self, id: &ApiKeyId) -> ServiceResult<ApiKey> {
+    pub async fn patch_api_key(&self, id: &ApiKeyId, patch: ApiKeyPatch) -> ServiceResult<ApiKey> {
+        self.change_api_key(id, ApiKeyChange::Patch(patch)).await
+    }
+
+    /// Active → disabled: the key stops authenticating on every replica.
+    pub async fn disable_api_key(&self, id: &ApiKeyId) -> ServiceResult<ApiKey> {
+        self.change_api_key(id, ApiKeyChange::Disable).await
+    }
+
+    /// Disabled → active.
+    pub async fn enable_api_key(&self, id: &ApiKeyId) -> ServiceResult<ApiKey> {
+        self.change_api_key(id, ApiKeyChange::Enable).await
+    }
+
+    /// Replaces an active key by a new one with the same profile; the old
+    /// one keeps authenticating for the grace (capped by its expiry).
+    pub async fn roll_api_key(&self, id: &ApiKeyId, grace: Option<GracePeriod>) -> ServiceResult<IssuedApiKey> {
+        let now = self.now();
+        let (material, secret) = material(now, &mut self.service.rng());
         let store = &self.service.store;
-        Ok(store.delete_api_key(&self.workspace.uid, id, self.caller.actor(), self.now()).await?)
+        let (_rolled, key) =
+            store.roll_api_key(&self.workspace.uid, id, grace, material, self.caller.actor(), now).await?;
+        Ok(IssuedApiKey { key, secret })
+    }
+
+    pub async fn delete_api_key(&self, id: &ApiKeyId) -> ServiceResult<ApiKey> {
+        self.change_api_key(id, ApiKeyChange::Delete).await
+    }
+
+    async fn change_api_key(&self, id: &ApiKeyId, change: ApiKeyChange) -> ServiceResult<ApiKey> {
+        let store = &self.service.store;
+        Ok(store.change_api_key(&self.workspace.uid, id, change, self.caller.actor(), self.now()).await?)
     }
 }

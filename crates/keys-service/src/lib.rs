@@ -31,6 +31,7 @@ pub mod operators;
 pub mod organisation_keys;
 pub mod public_keys;
 pub mod signing_keys;
+mod usage;
 pub mod verification;
 pub mod workspaces;
 
@@ -44,6 +45,7 @@ use keys_store::{Store, StoreError};
 use rand_core::{CryptoRngCore, OsRng};
 use time::OffsetDateTime;
 
+pub use usage::UsageFlusher;
 pub use verification::{PublicKeyRequest, Refusal, Verdict, VerifiedApiKey, VerifiedJwt, VerifiedPublicKey};
 
 /// Where `now` comes from. [`SystemClock`] in production; tests and
@@ -93,6 +95,9 @@ pub struct ServiceConfig {
     /// takes a core for up to a second, and without a bound a burst of
     /// creates would take every core from verification.
     pub rsa_max_concurrent_generations: usize,
+    /// Whether verification records each API key's last use (in memory;
+    /// written by [`Service::spawn_usage_flusher`]).
+    pub record_api_key_uses: bool,
 }
 
 /// The default of [`ServiceConfig::rsa_max_concurrent_generations`].
@@ -106,6 +111,7 @@ impl Default for ServiceConfig {
             organisation_token_policy: OrganisationTokenPolicy::default(),
             rsa_pool_capacity: 0,
             rsa_max_concurrent_generations: DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS,
+            record_api_key_uses: false,
         }
     }
 }
@@ -177,6 +183,7 @@ pub struct Service {
     /// Inline RSA generations running now.
     rsa_generating: Arc<std::sync::atomic::AtomicUsize>,
     parsed_keys: verification::ParsedKeys,
+    usage: usage::UsageRecorder,
 }
 
 impl fmt::Debug for Service {
@@ -200,6 +207,7 @@ impl Service {
     ) -> Self {
         let rsa_pool = Arc::new(RsaKeyPool::new(config.rsa_pool_capacity));
         let rsa_generations = Arc::new(tokio::sync::Semaphore::new(config.rsa_max_concurrent_generations.max(1)));
+        let usage = usage::UsageRecorder::new(config.record_api_key_uses);
         Self {
             store,
             clock,
@@ -209,6 +217,7 @@ impl Service {
             rsa_generations,
             rsa_generating: Arc::default(),
             parsed_keys: verification::ParsedKeys::default(),
+            usage,
         }
     }
 

@@ -15,7 +15,7 @@ pub type NewPublicKey = NewKey;
 impl InWorkspace<'_> {
     pub async fn list_public_keys(&self, listing: Listing) -> ServiceResult<Page<PublicKey>> {
         let store = &self.service.store;
-        Ok(store.list_public_keys(&self.workspace.uid, listing.page, listing.include_deleted).await?)
+        Ok(store.list_public_keys(&self.workspace.uid, listing).await?)
     }
 
     pub async fn create_public_key(&self, new: NewPublicKey) -> ServiceResult<PublicKey> {

@@ -21,7 +21,7 @@ pub struct IssuedSigningKey {
 impl InWorkspace<'_> {
     pub async fn list_signing_keys(&self, listing: Listing) -> ServiceResult<Page<WorkspaceSigningKey>> {
         let store = &self.service.store;
-        Ok(store.list_signing_keys(&self.workspace.uid, listing.page, listing.include_deleted).await?)
+        Ok(store.list_signing_keys(&self.workspace.uid, listing).await?)
     }
 
     /// A fresh P-256 key pair and the domain's view of it (public half only).

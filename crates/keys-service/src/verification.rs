@@ -17,9 +17,9 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use keys_core::verify::{
-    decide_api_key, decide_organisation_key, decide_organisation_token, decide_public_key, decide_scopes,
-    decide_signing_key, decide_user_token, kidless_candidates, parse_issuer, Denial, OrganisationTokenClaims,
-    PublicKeyAccess, PublicKeyPresentation, UserTokenClaims,
+    decide_api_key, decide_organisation_key, decide_organisation_token, decide_public_key, decide_signing_key,
+    decide_user_token, kidless_candidates, parse_issuer, Denial, OrganisationTokenClaims, PublicKeyAccess,
+    PublicKeyPresentation, UserTokenClaims,
 };
 use keys_core::{
     ApiKey, OrganisationId, OrganisationKeyId, PublicKey, SigningKeyRing, SigningKeyUid, Workspace,
@@ -126,39 +126,38 @@ impl Service {
         Ok(self.store.shared_service_token_by_digest(&token.digest()).await?.map(Caller::new))
     }
 
-    /// Verifies a server-side API key for the caller.
+    /// Verifies a server-side API key for the caller at the clock's `now`.
     pub async fn verify_api_key(&self, caller: &Caller, presented: &str) -> Verdict<VerifiedApiKey> {
+        self.verify_api_key_with_scopes::<&str>(caller, presented, &[]).await
+    }
+
+    /// Verifies a server-side API key that must also grant every scope in
+    /// `required_scopes` (the verify endpoint's `required_scopes`, forward
+    /// authentication's `X-Keysd-Required-Scopes`). A key that verifies has
+    /// its use recorded for `last_used_at` (in memory; see [`crate::usage`]).
+    pub async fn verify_api_key_with_scopes<R: AsRef<str> + Sync>(
+        &self,
+        caller: &Caller,
+        presented: &str,
+        required_scopes: &[R],
+    ) -> Verdict<VerifiedApiKey> {
         let Ok(secret) = ApiKeySecret::parse(presented) else {
             return Ok(Err(Denial::Malformed.into()));
         };
-        let found = self.store.shared_api_key_by_digest(&secret.digest()).await?;
-        let decided =
-            decide_api_key(found.as_deref().map(|(key, workspace)| (key, workspace)), caller.scope()).map(|_| ());
+        let digest = secret.digest();
+        let found = self.store.shared_api_key_by_digest(&digest).await?;
+        let now = self.now();
+        let pair = found.as_deref().map(|(key, workspace)| (key, workspace));
+        let decided = decide_api_key(pair, caller.scope(), now, required_scopes).map(|_| ());
         Ok(match (decided, found) {
-            (Ok(()), Some(found)) => Ok(VerifiedApiKey { found }),
+            (Ok(()), Some(found)) => {
+                self.usage.record(&found.0.id, digest.as_bytes()[0], now);
+                Ok(VerifiedApiKey { found })
+            }
             (Err(denial), _) => Err(denial.into()),
             // A decision that grants always had something to grant.
             (Ok(()), None) => Err(Denial::UnknownKey.into()),
         })
-    }
-
-    /// Verifies a server-side API key that must also grant every scope in
-    /// `required_scopes` (forward authentication's
-    /// `X-Keysd-Required-Scopes`). API keys are granted the scopes they
-    /// carry; a key carries none until scopes are assigned (SPEC section 1
-    /// default `[]`), so any required scope is then `insufficient_scope`.
-    pub async fn verify_api_key_with_scopes(
-        &self,
-        caller: &Caller,
-        presented: &str,
-        required_scopes: &[&str],
-    ) -> Verdict<VerifiedApiKey> {
-        let verified = match self.verify_api_key(caller, presented).await? {
-            Ok(verified) => verified,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        let granted: &[&str] = &[];
-        Ok(decide_scopes(granted, required_scopes).map(|()| verified).map_err(Refusal::from))
     }
 
     /// Verifies a publishable key (and, in secure mode, its user token) for

@@ -28,11 +28,7 @@ impl InWorkspace<'_> {
 }
 
 /// Which page of a list, and whether deleted records are in it.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Listing {
-    pub page: Pagination,
-    pub include_deleted: bool,
-}
+pub use keys_store::Listing;
 
 /// What a new API key or public key is made of: a client names and
 /// describes both alike, the secret or value is made here.

@@ -10,9 +10,8 @@ use keys_service::{Service, ServiceConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_wait_for_a_generation_permit() {
-    let directory = tempfile::tempdir().expect("temporary directory");
-    let url = format!("sqlite://{}", directory.path().join("keysd.db").display());
-    let store = keys_store::open(&url).await.expect("store opens");
+    let db = keys_testkit::TestDb::sqlite();
+    let store = db.store().await;
     let config = ServiceConfig { rsa_pool_capacity: 0, rsa_max_concurrent_generations: 1, ..ServiceConfig::default() };
     let service = Arc::new(Service::new(store, config));
     let bootstrapped = service.bootstrap_if_empty().await.expect("bootstrap").expect("an empty database");

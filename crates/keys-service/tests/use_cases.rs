@@ -1,45 +1,18 @@
 //! The use cases as an embedding service calls them: no HTTP, a real
 //! SQLite file, a clock the test moves and a seeded entropy source.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use keys_core::verify::{Denial, TimePolicy};
 use keys_core::{GracePeriod, Name};
 use keys_crypto::jwt::Algorithm;
 use keys_crypto::mint;
 use keys_service::api_keys::NewApiKey;
-use keys_service::{Caller, Clock, Entropy, PublicKeyRequest, Refusal, Service, ServiceConfig, ServiceError};
-use rand_chacha::rand_core::{CryptoRngCore, RngCore, SeedableRng};
+use keys_service::{Caller, Clock, PublicKeyRequest, Refusal, Service, ServiceConfig, ServiceError};
+use keys_testkit::{SeededEntropy, TestClock, TestDb};
+use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde_json::json;
-use time::{Duration, OffsetDateTime};
-
-/// A clock that moves only when the test says so.
-struct TestClock(Mutex<OffsetDateTime>);
-
-impl TestClock {
-    fn advance(&self, seconds: i64) {
-        let mut now = self.0.lock().expect("clock");
-        *now += Duration::seconds(seconds);
-    }
-}
-
-impl Clock for TestClock {
-    fn now(&self) -> OffsetDateTime {
-        *self.0.lock().expect("clock")
-    }
-}
-
-/// Deterministic randomness: each use case gets a generator seeded from
-/// one seeded stream.
-struct SeededEntropy(Mutex<ChaCha20Rng>);
-
-impl Entropy for SeededEntropy {
-    fn generator(&self) -> Box<dyn CryptoRngCore + Send> {
-        let seed = self.0.lock().expect("entropy").next_u64();
-        Box::new(ChaCha20Rng::seed_from_u64(seed))
-    }
-}
 
 const T0: i64 = 1_800_000_000;
 
@@ -47,16 +20,20 @@ struct Fixture {
     service: Service,
     clock: Arc<TestClock>,
     caller: Caller,
-    _directory: tempfile::TempDir,
+    _directory: TestDb,
 }
 
 async fn fixture() -> Fixture {
-    let directory = tempfile::tempdir().expect("temporary directory");
-    let url = format!("sqlite://{}", directory.path().join("keysd.db").display());
-    let store = keys_store::open(&url).await.expect("store opens");
-    let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::from_unix_timestamp(T0).expect("valid"))));
-    let entropy = Arc::new(SeededEntropy(Mutex::new(ChaCha20Rng::seed_from_u64(7))));
-    let config = ServiceConfig { rsa_pool_capacity: 0, ..ServiceConfig::default() };
+    fixture_with(ServiceConfig { rsa_pool_capacity: 0, ..ServiceConfig::default() }, 7).await
+}
+
+/// A service on a fresh SQLite file with `config`, the test's clock at
+/// [`T0`] and entropy seeded with `seed`, bootstrapped once.
+async fn fixture_with(config: ServiceConfig, seed: u64) -> Fixture {
+    let directory = TestDb::sqlite();
+    let store = keys_store::open(directory.url()).await.expect("store opens");
+    let clock = Arc::new(TestClock::at(T0));
+    let entropy = Arc::new(SeededEntropy::new(seed));
     let service = Service::with_sources(store, config, Arc::clone(&clock) as Arc<dyn Clock>, entropy);
     let bootstrapped = service.bootstrap_if_empty().await.expect("bootstrap").expect("an empty database");
     assert!(service.bootstrap_if_empty().await.expect("second bootstrap").is_none(), "bootstraps once");
@@ -128,7 +105,7 @@ async fn api_keys_verify_for_their_own_organisation_only() {
         .in_workspace(&caller, "production")
         .await
         .expect("workspace")
-        .create_api_key(NewApiKey { name: Name::parse("backend").expect("name"), description: None })
+        .create_api_key(NewApiKey::named(Name::parse("backend").expect("name")))
         .await
         .expect("created");
     // The secret is only in the issued value, never in its Debug.
@@ -167,19 +144,12 @@ async fn api_keys_verify_for_their_own_organisation_only() {
 
 #[tokio::test]
 async fn the_time_policy_is_the_services_one_leeway() {
-    let directory = tempfile::tempdir().expect("temporary directory");
-    let url = format!("sqlite://{}", directory.path().join("keysd.db").display());
-    let store = keys_store::open(&url).await.expect("store opens");
-    let clock = Arc::new(TestClock(Mutex::new(OffsetDateTime::from_unix_timestamp(T0).expect("valid"))));
-    let entropy = Arc::new(SeededEntropy(Mutex::new(ChaCha20Rng::seed_from_u64(9))));
     let config = ServiceConfig {
         rsa_pool_capacity: 0,
         time_policy: TimePolicy::new(0).expect("no leeway"),
         ..ServiceConfig::default()
     };
-    let service = Service::with_sources(store, config, Arc::clone(&clock) as Arc<dyn Clock>, entropy);
-    let token = service.bootstrap_if_empty().await.expect("bootstrap").expect("empty").token;
-    let caller = service.authenticate(token.expose()).await.expect("lookup").expect("valid");
+    let Fixture { service, clock, caller, _directory } = fixture_with(config, 9).await;
     let organisation = caller.scope().organisation_id().as_str().to_owned();
     let issued = service
         .create_organisation_key(&caller, &organisation, Name::parse("k").expect("name"))
@@ -265,4 +235,140 @@ async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_
 
 fn rand_core_os() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(99)
+}
+
+/// A fixture that records API key uses, with the key `backend` in
+/// `staging`: (the fixture, the key's secret, its id).
+async fn recording() -> (Fixture, String, keys_core::ApiKeyId) {
+    let config = ServiceConfig { rsa_pool_capacity: 0, record_api_key_uses: true, ..ServiceConfig::default() };
+    let fixture = fixture_with(config, 11).await;
+    let staging = fixture.service.in_workspace(&fixture.caller, "staging").await.expect("workspace");
+    let issued = staging.create_api_key(NewApiKey::named(Name::parse("backend").expect("name"))).await.expect("key");
+    let (secret, id) = (issued.secret.expose().to_owned(), issued.key.id.clone());
+    (fixture, secret, id)
+}
+
+/// The key's `last_used_at` as the store has it.
+async fn last_used(fixture: &Fixture, id: &keys_core::ApiKeyId) -> Option<time::OffsetDateTime> {
+    let staging = fixture.service.in_workspace(&fixture.caller, "staging").await.expect("workspace");
+    staging.get_api_key(id).await.expect("the key").last_used_at
+}
+
+fn at(seconds: i64) -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(T0 + seconds).expect("valid")
+}
+
+/// Verification records a use in memory only; a flush writes the latest
+/// use of each key once, and never moves a later value back; refused
+/// verifications are no use.
+#[tokio::test]
+async fn flushing_writes_the_latest_use_of_each_key() {
+    let (fixture, secret, id) = recording().await;
+    let Fixture { service, clock, caller, .. } = &fixture;
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 0, "nothing to write");
+    for _ in 0..3 {
+        clock.advance(10);
+        assert!(service.verify_api_key(caller, &secret).await.expect("store").is_ok());
+    }
+    assert_eq!(service.pending_api_key_uses(), 1, "one pending use per key, however many uses");
+    assert_eq!(last_used(&fixture, &id).await, None, "verification wrote nothing");
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 1);
+    assert_eq!((last_used(&fixture, &id).await, service.pending_api_key_uses()), (Some(at(30)), 0));
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 0, "written once");
+
+    // Another replica wrote a later use meanwhile: an earlier one from
+    // here does not move it back.
+    service.store().record_api_key_uses(&[(id.clone(), at(100))]).await.expect("the other replica writes");
+    clock.advance(10);
+    assert!(service.verify_api_key(caller, &secret).await.expect("store").is_ok());
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 0);
+    assert_eq!(last_used(&fixture, &id).await, Some(at(100)));
+
+    // A refusal (a scope the key lacks, a disabled key) is no use.
+    clock.advance(100);
+    let refused = service.verify_api_key_with_scopes(caller, &secret, &["orders:read"]).await.expect("store");
+    assert_eq!(refused.map(|_| ()), Err(Refusal::Denied(Denial::InsufficientScope)));
+    let staging = service.in_workspace(caller, "staging").await.expect("workspace");
+    staging.disable_api_key(&id).await.expect("disabled");
+    let refused = service.verify_api_key(caller, &secret).await.expect("store");
+    assert_eq!(refused.map(|_| ()), Err(Refusal::Denied(Denial::KeyDisabled)));
+    assert_eq!(service.pending_api_key_uses(), 0);
+}
+
+/// A flush the database refuses keeps its uses pending, newer uses seen
+/// meanwhile win, and the next flush writes them.
+#[tokio::test]
+async fn a_failed_flush_keeps_the_uses_pending() {
+    let (fixture, secret, id) = recording().await;
+    let Fixture { service, clock, caller, _directory: db } = &fixture;
+    clock.advance(10);
+    assert!(service.verify_api_key(caller, &secret).await.expect("store").is_ok());
+    // The database refuses every write of last_used_at for a while.
+    let refuse = "CREATE TRIGGER refuse_uses BEFORE UPDATE OF last_used_at ON api_keys \
+                  BEGIN SELECT RAISE(ABORT, 'refused by the test'); END";
+    db.execute(refuse, &[]).await.expect("trigger");
+    assert!(service.flush_api_key_uses().await.is_err(), "the flush reports the failure");
+    assert_eq!(service.pending_api_key_uses(), 1, "and keeps the use");
+    clock.advance(10);
+    assert!(service.verify_api_key(caller, &secret).await.expect("store").is_ok());
+    assert!(service.flush_api_key_uses().await.is_err());
+    assert_eq!(service.pending_api_key_uses(), 1);
+    db.execute("DROP TRIGGER refuse_uses", &[]).await.expect("drop trigger");
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 1);
+    assert_eq!((last_used(&fixture, &id).await, service.pending_api_key_uses()), (Some(at(20)), 0));
+}
+
+/// Without recording (`--last-used-interval-seconds 0`) nothing is kept.
+#[tokio::test]
+async fn recording_off_keeps_nothing() {
+    let Fixture { service, caller, _directory, .. } = fixture().await;
+    let staging = service.in_workspace(&caller, "staging").await.expect("workspace");
+    let issued = staging.create_api_key(NewApiKey::named(Name::parse("quiet").expect("name"))).await.expect("key");
+    assert!(service.verify_api_key(&caller, issued.secret.expose()).await.expect("store").is_ok());
+    assert_eq!(service.pending_api_key_uses(), 0);
+    assert_eq!(service.flush_api_key_uses().await.expect("flush"), 0);
+    assert_eq!(staging.get_api_key(&issued.key.id).await.expect("key").last_used_at, None);
+}
+
+/// The background flusher writes recorded uses every interval.
+#[tokio::test]
+async fn the_flusher_writes_every_interval() {
+    let (fixture, secret, id) = recording().await;
+    let service = Arc::new(fixture.service);
+    let flusher = service.spawn_usage_flusher(std::time::Duration::from_millis(50));
+    fixture.clock.advance(10);
+    assert!(service.verify_api_key(&fixture.caller, &secret).await.expect("store").is_ok());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let staging = service.in_workspace(&fixture.caller, "staging").await.expect("workspace");
+    while staging.get_api_key(&id).await.expect("key").last_used_at != Some(at(10)) {
+        assert!(std::time::Instant::now() < deadline, "the flusher never wrote the use");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(service.pending_api_key_uses(), 0);
+    // Stopping waits for the task to end.
+    flusher.stop().await;
+}
+
+/// A flush cancelled while it writes (a timeout, a task aborted) loses
+/// nothing and leaves the database writable: its uses are pending again,
+/// and the next flush (the one graceful shutdown makes) succeeds. Many
+/// rounds, as the write may be cancelled at different points.
+#[tokio::test]
+async fn a_cancelled_flush_loses_nothing() {
+    let (fixture, secret, id) = recording().await;
+    let Fixture { service, clock, caller, .. } = &fixture;
+    for round in 1..=20 {
+        clock.advance(1);
+        assert!(service.verify_api_key(caller, &secret).await.expect("store").is_ok());
+        // Polled once (the uses are taken and the write begins), then dropped.
+        let mut flush = Box::pin(service.flush_api_key_uses());
+        let first_poll =
+            std::future::poll_fn(|context| std::task::Poll::Ready(std::future::Future::poll(flush.as_mut(), context)));
+        assert!(first_poll.await.is_pending(), "round {round}: written within one poll, nothing to cancel");
+        drop(flush);
+        assert_eq!(service.pending_api_key_uses(), 1, "round {round}: the cancelled flush's use is pending again");
+        let next = tokio::time::timeout(std::time::Duration::from_secs(5), service.flush_api_key_uses()).await;
+        next.expect("the next flush is not blocked").expect("the next flush succeeds");
+        assert_eq!(last_used(&fixture, &id).await, Some(at(round)), "round {round}");
+    }
 }

@@ -47,15 +47,16 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use keys_core::{
-    ApiKey, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey,
-    SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
+    PublicKey, SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
+use time::OffsetDateTime;
 
 use crate::change::{Change, ChangeFeed, Heard};
 use crate::commands::{AuditEvent, Command, Executed, Mutations};
 use crate::error::StoreResult;
 use crate::postgres::{ChangeListener, PgStore};
-use crate::store::{Lookups, Management};
+use crate::store::{Listing, Lookups, Management};
 
 /// How long entries live and how many there may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,6 +442,12 @@ impl<S: Mutations> Mutations for CachedStore<S> {
         }
         result
     }
+
+    /// Forwarded as it is: no cached value depends on `last_used_at`
+    /// (verification reads the key's state, not when it was last used).
+    async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64> {
+        self.inner.record_api_key_uses(uses).await
+    }
 }
 
 #[async_trait]
@@ -511,31 +518,24 @@ impl<S: Management> Management for CachedStore<S> {
         self.inner.list_workspaces(organisation, page).await
     }
 
-    async fn list_api_keys(
-        &self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<ApiKey>> {
-        self.inner.list_api_keys(workspace, page, include_deleted).await
+    async fn api_key(&self, workspace: &WorkspaceUid, id: &ApiKeyId) -> StoreResult<Option<ApiKey>> {
+        self.inner.api_key(workspace, id).await
     }
 
-    async fn list_public_keys(
-        &self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<PublicKey>> {
-        self.inner.list_public_keys(workspace, page, include_deleted).await
+    async fn list_api_keys(&self, workspace: &WorkspaceUid, listing: Listing) -> StoreResult<Page<ApiKey>> {
+        self.inner.list_api_keys(workspace, listing).await
+    }
+
+    async fn list_public_keys(&self, workspace: &WorkspaceUid, listing: Listing) -> StoreResult<Page<PublicKey>> {
+        self.inner.list_public_keys(workspace, listing).await
     }
 
     async fn list_signing_keys(
         &self,
         workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
+        listing: Listing,
     ) -> StoreResult<Page<WorkspaceSigningKey>> {
-        self.inner.list_signing_keys(workspace, page, include_deleted).await
+        self.inner.list_signing_keys(workspace, listing).await
     }
 
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>> {
@@ -558,6 +558,11 @@ mod tests {
         CacheConfig { ttl: Duration::from_millis(ttl_ms), capacity }
     }
 
+    /// An empty section, its configuration, and the instant the test starts.
+    fn empty(ttl_ms: u64, capacity: usize) -> (CacheConfig, Section<u32, u32>, Instant) {
+        (config(ttl_ms, capacity), Section::new(), Instant::now())
+    }
+
     fn hit(cached: Cached<u32>) -> Option<Option<u32>> {
         match cached {
             Cached::Hit(value) => Some(value),
@@ -574,9 +579,7 @@ mod tests {
 
     #[test]
     fn found_and_missing_entries_answer_until_they_expire() {
-        let config = config(500, 10);
-        let section: Section<u32, u32> = Section::new();
-        let start = Instant::now();
+        let (config, section, start) = empty(500, 10);
         let fill_generation = generation(section.get(&1, start, config.ttl));
         section.fill(1, Some(10), start, fill_generation, &config);
         section.fill(2, None, start, fill_generation, &config);
@@ -589,9 +592,7 @@ mod tests {
 
     #[test]
     fn a_fill_that_began_before_an_invalidation_is_dropped() {
-        let config = config(500, 10);
-        let section: Section<u32, u32> = Section::new();
-        let start = Instant::now();
+        let (config, section, start) = empty(500, 10);
         let before = generation(section.get(&1, start, config.ttl));
         section.remove(&1);
         section.fill(1, Some(10), start, before, &config);
@@ -603,9 +604,7 @@ mod tests {
 
     #[test]
     fn remove_where_drops_picked_entries_and_every_miss() {
-        let config = config(500, 10);
-        let section: Section<u32, u32> = Section::new();
-        let start = Instant::now();
+        let (config, section, start) = empty(500, 10);
         let current = generation(section.get(&1, start, config.ttl));
         section.fill(1, Some(10), start, current, &config);
         section.fill(2, Some(20), start, current, &config);
@@ -618,9 +617,7 @@ mod tests {
 
     #[test]
     fn maps_never_grow_past_their_capacity() {
-        let config = config(60_000, 100);
-        let section: Section<u32, u32> = Section::new();
-        let start = Instant::now();
+        let (config, section, start) = empty(60_000, 100);
         for key in 0..10_000u32 {
             let current = generation(section.get(&key, start, config.ttl));
             let value = (key % 2 == 0).then_some(key);

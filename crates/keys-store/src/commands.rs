@@ -33,9 +33,9 @@
 
 use async_trait::async_trait;
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, CoreError, GracePeriod, NewPublicKey, NewSigningKey, Organisation, OrganisationId,
-    OrganisationKeyId, OrganisationSigningKey, PublicKey, PublicKeyId, PublicKeyPatch, PublicKeyRing,
-    ServiceTokenRecord, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    Actor, ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, CoreError, GracePeriod, NewPublicKey, NewSigningKey,
+    Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKey, PublicKeyId, PublicKeyPatch,
+    PublicKeyRing, ServiceTokenRecord, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -51,6 +51,10 @@ pub enum AuditAction {
     WorkspaceCreated,
     ServiceTokenGenerated,
     ApiKeyGenerated,
+    ApiKeyUpdated,
+    ApiKeyDisabled,
+    ApiKeyEnabled,
+    ApiKeyRolled,
     ApiKeyDeleted,
     PublicApiKeyGenerated,
     PublicApiKeyUpdated,
@@ -65,11 +69,15 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for parsing.
-    pub const ALL: [Self; 14] = [
+    pub const ALL: [Self; 18] = [
         Self::OrganisationCreated,
         Self::WorkspaceCreated,
         Self::ServiceTokenGenerated,
         Self::ApiKeyGenerated,
+        Self::ApiKeyUpdated,
+        Self::ApiKeyDisabled,
+        Self::ApiKeyEnabled,
+        Self::ApiKeyRolled,
         Self::ApiKeyDeleted,
         Self::PublicApiKeyGenerated,
         Self::PublicApiKeyUpdated,
@@ -89,6 +97,10 @@ impl AuditAction {
             Self::WorkspaceCreated => "workspace.created",
             Self::ServiceTokenGenerated => "service_token.generated",
             Self::ApiKeyGenerated => "api_key.generated",
+            Self::ApiKeyUpdated => "api_key.updated",
+            Self::ApiKeyDisabled => "api_key.disabled",
+            Self::ApiKeyEnabled => "api_key.enabled",
+            Self::ApiKeyRolled => "api_key.rolled",
             Self::ApiKeyDeleted => "api_key.deleted",
             Self::PublicApiKeyGenerated => "public_api_key.generated",
             Self::PublicApiKeyUpdated => "public_api_key.updated",
@@ -181,6 +193,21 @@ impl Scope {
     }
 }
 
+/// A change to one API key: its transitions in keys-core.
+#[derive(Debug, Clone)]
+pub enum ApiKeyChange {
+    Patch(ApiKeyPatch),
+    Disable,
+    Enable,
+    /// Replaces the key by a new one with this material, the old key
+    /// authenticating for the grace (capped by its expiry).
+    Roll {
+        grace: Option<GracePeriod>,
+        material: ApiKeyMaterial,
+    },
+    Delete,
+}
+
 /// A change to one public key.
 #[derive(Debug, Clone)]
 pub enum PublicKeyChange {
@@ -210,10 +237,13 @@ pub enum Command {
     CreateServiceToken(ServiceTokenRecord),
     /// Refused with [`Conflict::SlugTaken`] if the organisation has the slug.
     CreateWorkspace(Workspace),
-    CreateApiKey(ApiKey),
-    DeleteApiKey {
+    /// Boxed: a key with its profile is the largest command by far.
+    CreateApiKey(Box<ApiKey>),
+    /// Patch, disable, enable, roll or delete one live API key.
+    ChangeApiKey {
         workspace: WorkspaceUid,
         id: ApiKeyId,
+        change: ApiKeyChange,
         actor: Actor,
         now: OffsetDateTime,
     },
@@ -295,6 +325,9 @@ pub enum Outcome {
     /// Whether the bootstrap wrote anything.
     Bootstrapped(bool),
     ApiKey(ApiKey),
+    /// (the rolled key, the key that replaces it), boxed as the signing
+    /// keys' pair is.
+    RolledApiKey(Box<(ApiKey, ApiKey)>),
     PublicKey(PublicKey),
     SigningKey(WorkspaceSigningKey),
     /// (the rolled key, the new active key), boxed: two keys are twice the
@@ -384,7 +417,7 @@ impl Command {
             Self::CreateOrganisationKey(key) => Lock::Organisation(&key.organisation_id),
             Self::DeleteOrganisationKey { organisation, .. } => Lock::Organisation(organisation),
             Self::CreateApiKey(key) => Lock::Workspace(&key.workspace),
-            Self::DeleteApiKey { workspace, .. }
+            Self::ChangeApiKey { workspace, .. }
             | Self::CreatePublicKey { new: NewPublicKey { workspace, .. }, .. }
             | Self::ChangePublicKey { workspace, .. }
             | Self::DeletePublicKey { workspace, .. }
@@ -429,21 +462,36 @@ impl Command {
                     scope.event(AuditAction::ApiKeyGenerated, key.created_by.as_ref(), key.id.as_str(), key.created_at);
                 Ok(Applied::one(Outcome::Done, event, Change::ApiKey(key.digest)))
             }
-            Self::DeleteApiKey { id, actor, now, .. } => {
+            Self::ChangeApiKey { id, change, actor, now, .. } => {
                 let workspace = locked_workspace(locked)?;
                 let found = repo::api_key(sql, &workspace.uid, &id).await?.filter(|key| !key.is_deleted());
                 let mut key = found.ok_or(StoreError::NotFound { kind: "api key" })?;
-                key.delete(&actor, now)?;
+                let (action, fresh) = match change {
+                    ApiKeyChange::Patch(patch) => {
+                        (AuditAction::ApiKeyUpdated, key.patch(patch, &actor, now).map(|()| None))
+                    }
+                    ApiKeyChange::Disable => (AuditAction::ApiKeyDisabled, key.disable(&actor, now).map(|()| None)),
+                    ApiKeyChange::Enable => (AuditAction::ApiKeyEnabled, key.enable(&actor, now).map(|()| None)),
+                    ApiKeyChange::Roll { grace, material } => {
+                        (AuditAction::ApiKeyRolled, key.roll(grace, material, &actor, now).map(Some))
+                    }
+                    ApiKeyChange::Delete => (AuditAction::ApiKeyDeleted, key.delete(&actor, now).map(|()| None)),
+                };
+                let fresh = fresh?;
                 repo::save_api_key(sql, &key).await?;
-                let at = key.deleted_at.unwrap_or(now);
-                let event = Scope::of_workspace(&workspace).event(
-                    AuditAction::ApiKeyDeleted,
-                    Some(&actor),
-                    key.id.as_str(),
-                    at,
-                );
+                // The new key's digest needs no announcement: no process can
+                // have looked up a secret that is not handed out yet.
                 let change = Change::ApiKey(key.digest);
-                Ok(Applied::one(Outcome::ApiKey(key), event, change))
+                let at = key.deleted_at().unwrap_or(key.updated_at);
+                let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.id.as_str(), at);
+                let outcome = match fresh {
+                    Some(fresh) => {
+                        repo::insert_api_key(sql, &fresh).await?;
+                        Outcome::RolledApiKey(Box::new((key, fresh)))
+                    }
+                    None => Outcome::ApiKey(key),
+                };
+                Ok(Applied::one(outcome, event, change))
             }
             Self::CreatePublicKey { new, actor, now } => {
                 let workspace = locked_workspace(locked)?;
@@ -501,18 +549,11 @@ impl Command {
                 // takes it; the other order would trip the one-active index.
                 repo::save_signing_key(sql, &rolled).await?;
                 repo::insert_signing_key(sql, &fresh).await?;
-                let scope = Scope::of_workspace(&workspace);
-                let events = vec![
-                    scope.event(AuditAction::SigningApiKeyRolled, Some(&actor), rolled.uid.as_str(), fresh.created_at),
-                    scope.event(
-                        AuditAction::SigningApiKeyGenerated,
-                        Some(&actor),
-                        fresh.uid.as_str(),
-                        fresh.created_at,
-                    ),
-                ];
-                let change = Some(Change::SigningKeys(workspace.uid));
-                Ok(Applied { outcome: Outcome::RolledSigningKey(Box::new((rolled, fresh))), events, change })
+                // One change, one event (SPEC section 7), on the key rolled.
+                let (action, at) = (AuditAction::SigningApiKeyRolled, fresh.created_at);
+                let event = Scope::of_workspace(&workspace).event(action, Some(&actor), rolled.uid.as_str(), at);
+                let outcome = Outcome::RolledSigningKey(Box::new((rolled, fresh)));
+                Ok(Applied::one(outcome, event, Change::SigningKeys(workspace.uid)))
             }
             Self::DeleteSigningKey { uid, actor, now, .. } => {
                 let workspace = locked_workspace(locked)?;
@@ -591,7 +632,26 @@ pub trait Mutations: Send + Sync {
     }
 
     async fn create_api_key(&self, key: &ApiKey) -> StoreResult<()> {
-        self.execute(Command::CreateApiKey(key.clone())).await.map(drop)
+        self.execute(Command::CreateApiKey(Box::new(key.clone()))).await.map(drop)
+    }
+
+    /// Patches, disables, enables or deletes a live API key; returns it as
+    /// it now is.
+    async fn change_api_key(
+        &self,
+        workspace: &WorkspaceUid,
+        id: &ApiKeyId,
+        change: ApiKeyChange,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<ApiKey> {
+        let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
+        let executed = self.execute(Command::ChangeApiKey { workspace, id, change, actor, now }).await?;
+        outcome_of(executed, |outcome| match outcome {
+            Outcome::ApiKey(key) => Some(key),
+            Outcome::RolledApiKey(pair) => Some(pair.0),
+            _ => None,
+        })
     }
 
     async fn delete_api_key(
@@ -601,10 +661,32 @@ pub trait Mutations: Send + Sync {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> StoreResult<ApiKey> {
-        let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
-        let executed = self.execute(Command::DeleteApiKey { workspace, id, actor, now }).await?;
-        outcome_of(executed, |outcome| if let Outcome::ApiKey(key) = outcome { Some(key) } else { None })
+        self.change_api_key(workspace, id, ApiKeyChange::Delete, actor, now).await
     }
+
+    /// Returns (the rolled key, the key that replaces it).
+    async fn roll_api_key(
+        &self,
+        workspace: &WorkspaceUid,
+        id: &ApiKeyId,
+        grace: Option<GracePeriod>,
+        material: ApiKeyMaterial,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> StoreResult<(ApiKey, ApiKey)> {
+        let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
+        let change = ApiKeyChange::Roll { grace, material };
+        let executed = self.execute(Command::ChangeApiKey { workspace, id, change, actor, now }).await?;
+        outcome_of(executed, |outcome| match outcome {
+            Outcome::RolledApiKey(pair) => Some(*pair),
+            _ => None,
+        })
+    }
+
+    /// Moves each key's `last_used_at` forwards to the use given, never
+    /// backwards, in one transaction; not an audited change, and nothing
+    /// cached depends on it. Returns how many rows moved.
+    async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64>;
 
     #[allow(clippy::too_many_arguments)]
     async fn create_public_key(&self, new: NewPublicKey, actor: &Actor, now: OffsetDateTime) -> StoreResult<PublicKey> {

@@ -43,12 +43,14 @@ mod tests;
 
 pub use cache::{CacheConfig, CachedStore};
 pub use change::{Change, CHANGES_CHANNEL};
-pub use commands::{AuditAction, AuditEvent, Bootstrap, Command, Executed, Lock, Mutations, Outcome, PublicKeyChange};
+pub use commands::{
+    ApiKeyChange, AuditAction, AuditEvent, Bootstrap, Command, Executed, Lock, Mutations, Outcome, PublicKeyChange,
+};
 pub use error::{Conflict, StoreError, StoreResult};
 pub use pipeline::{Backend, SqlStore};
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
-pub use store::{Lookups, Management};
+pub use store::{Listing, Lookups, Management};
 
 /// Everything keysd keeps: the cached [`Lookups`] of verification, the
 /// [`Management`] reads and the [`Mutations`]. Implemented by every type

@@ -16,17 +16,18 @@ use std::fmt;
 
 use async_trait::async_trait;
 use keys_core::{
-    ApiKey, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey,
-    SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
+    PublicKey, SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::Transaction;
+use time::OffsetDateTime;
 
 use crate::change::Change;
 use crate::commands::{self, AuditEvent, Command, Executed, Lock, Locked, Mutations};
 use crate::error::{database, StoreError, StoreResult};
 use crate::repo::{self, Sql};
-use crate::store::{Lookups, Management};
+use crate::store::{Listing, Lookups, Management};
 
 /// What a database brings to [`SqlStore`]: connections that speak
 /// [`Sql`], write transactions, and the two things only a backend knows
@@ -80,6 +81,25 @@ impl<DB: Backend> fmt::Debug for SqlStore<DB> {
     }
 }
 
+/// Runs the write transaction `write` to its end on a task of its own,
+/// whatever becomes of the caller. A caller may be dropped at any await (a
+/// client that disconnects, a request timeout, the flusher stopped at
+/// shutdown), and sqlx's `begin` is not cancel-safe: dropped while `BEGIN`
+/// is in flight, it returns its connection to the pool inside a transaction
+/// that nothing rolls back (launchbadge/sqlx#2054, #3932, #4385), which on
+/// SQLite holds the write lock against every other writer. Detached, the
+/// transaction always commits or rolls back.
+async fn detached<T: Send + 'static>(
+    write: impl std::future::Future<Output = StoreResult<T>> + Send + 'static,
+) -> StoreResult<T> {
+    match tokio::spawn(write).await {
+        Ok(result) => result,
+        Err(joined) if joined.is_panic() => std::panic::resume_unwind(joined.into_panic()),
+        // Only a runtime that is shutting down cancels the task.
+        Err(joined) => Err(StoreError::Inconsistent(format!("a write did not run to its end: {joined}"))),
+    }
+}
+
 /// Runs one command in one transaction (see the module documentation).
 /// This is also the one place where a keys-core "not found" becomes the
 /// store's [`StoreError::NotFound`].
@@ -125,7 +145,26 @@ async fn take_lock<DB: Backend>(connection: &mut DB::Connection, lock: Lock<'_>)
 #[async_trait]
 impl<DB: Backend> Mutations for SqlStore<DB> {
     async fn execute(&self, command: Command) -> StoreResult<Executed> {
-        run(&self.pool, command).await
+        let pool = self.pool.clone();
+        detached(async move { run(&pool, command).await }).await
+    }
+
+    async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64> {
+        // In id order, so that two replicas flushing at once take the row
+        // locks in the same order and never deadlock.
+        let mut sorted = uses.to_vec();
+        sorted.sort_by(|left, right| left.0.as_str().cmp(right.0.as_str()));
+        let pool = self.pool.clone();
+        detached(async move {
+            let mut transaction = DB::writer(&pool).await?;
+            let mut moved = 0;
+            for (id, at) in &sorted {
+                moved += u64::from(repo::record_api_key_use(&mut *transaction, id, *at).await?);
+            }
+            transaction.commit().await.map_err(|source| StoreError::database("commit", source))?;
+            Ok(moved)
+        })
+        .await
     }
 }
 
@@ -182,31 +221,24 @@ impl<DB: Backend> Management for SqlStore<DB> {
         repo::list_workspaces(&mut *self.reader().await?, organisation, page).await
     }
 
-    async fn list_api_keys(
-        &self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<ApiKey>> {
-        repo::list_api_keys(&mut *self.reader().await?, workspace, page, include_deleted).await
+    async fn api_key(&self, workspace: &WorkspaceUid, id: &ApiKeyId) -> StoreResult<Option<ApiKey>> {
+        repo::api_key(&mut *self.reader().await?, workspace, id).await
     }
 
-    async fn list_public_keys(
-        &self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<PublicKey>> {
-        repo::list_public_keys(&mut *self.reader().await?, workspace, page, include_deleted).await
+    async fn list_api_keys(&self, workspace: &WorkspaceUid, listing: Listing) -> StoreResult<Page<ApiKey>> {
+        repo::list_api_keys(&mut *self.reader().await?, workspace, listing).await
+    }
+
+    async fn list_public_keys(&self, workspace: &WorkspaceUid, listing: Listing) -> StoreResult<Page<PublicKey>> {
+        repo::list_public_keys(&mut *self.reader().await?, workspace, listing).await
     }
 
     async fn list_signing_keys(
         &self,
         workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
+        listing: Listing,
     ) -> StoreResult<Page<WorkspaceSigningKey>> {
-        repo::list_signing_keys(&mut *self.reader().await?, workspace, page, include_deleted).await
+        repo::list_signing_keys(&mut *self.reader().await?, workspace, listing).await
     }
 
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>> {

@@ -136,6 +136,9 @@ fn bind(statement: Statement<'_>) -> Query<'_, Postgres, PgArguments> {
             Value::Time(time) => query.bind(time),
             Value::Domains(domains) => query
                 .bind(domains.map(|list| list.iter().map(|pattern| pattern.as_str().to_owned()).collect::<Vec<_>>())),
+            Value::Scopes(scopes) => {
+                query.bind(scopes.iter().map(|scope| scope.as_str().to_owned()).collect::<Vec<_>>())
+            }
         };
     }
     query

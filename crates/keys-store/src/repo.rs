@@ -25,14 +25,27 @@ use std::future::Future;
 use std::sync::LazyLock;
 
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, Description, DomainPattern, Organisation, OrganisationId, OrganisationKeyId,
-    OrganisationSigningKey, Page, Pagination, PublicKey, PublicKeyId, SecretDigest, ServiceTokenRecord, SigningKeyUid,
-    Workspace, WorkspaceSigningKey, WorkspaceUid,
+    Actor, ApiKey, ApiKeyId, ApiKeyLifecycle, Description, DomainPattern, ExternalId, KeyMeta, KeyScope, Organisation,
+    OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey, PublicKeyId, SecretDigest,
+    ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
 use time::OffsetDateTime;
 
 use crate::error::{database, Conflict, StoreError, StoreResult};
 use crate::rows::{self, RowExt};
+
+/// Which page of a workspace's keys, and whether deleted ones are in it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Listing {
+    pub page: Pagination,
+    pub include_deleted: bool,
+}
+
+impl Listing {
+    pub fn new(page: Pagination, include_deleted: bool) -> Self {
+        Self { page, include_deleted }
+    }
+}
 
 /// One value to bind, in the domain's terms; each backend encodes it.
 #[derive(Debug, Clone, Copy)]
@@ -44,6 +57,8 @@ pub enum Value<'a> {
     Time(Option<OffsetDateTime>),
     /// `allowed_domains`: `None` for any origin.
     Domains(Option<&'a [DomainPattern]>),
+    /// An API key's scopes (stored as `allowed_domains` are).
+    Scopes(&'a [KeyScope]),
 }
 
 /// One SQL text and its parameters, in `$n` order.
@@ -192,12 +207,12 @@ fn workspace_list(table: &str, columns: &str) -> [String; 2] {
 async fn workspace_page<C: Sql + ?Sized, T>(
     sql: &mut C,
     [count, select]: &[String; 2],
-    (workspace, include_deleted): (&WorkspaceUid, bool),
-    pagination: Pagination,
+    workspace: &WorkspaceUid,
+    listing: Listing,
     decode: impl Fn(&C::Row) -> StoreResult<T>,
 ) -> StoreResult<Page<T>> {
-    let values = [text(workspace.as_str()), Value::Flag(include_deleted)];
-    page(sql, (count, select), &values, pagination, decode).await
+    let values = [text(workspace.as_str()), Value::Flag(listing.include_deleted)];
+    page(sql, (count, select), &values, listing.page, decode).await
 }
 
 /// `SELECT columns FROM table WHERE …`, built once per statement.
@@ -219,8 +234,17 @@ const ORGANISATION: &str = "id, name, created_at";
 const SERVICE_TOKEN: &str = "id, organisation_id, name, digest, actor_name, actor_email, created_at, revoked_at";
 const WORKSPACE: &str =
     "uid, organisation_id, slug, name, description, mode, created_at, created_by_name, created_by_email";
-const API_KEY: &str = "id, workspace_uid, name, description, digest, masked_api_key, created_at, created_by_name, \
-                       created_by_email, deleted_at, deleted_by_name, deleted_by_email";
+const API_KEY: &str = "id, workspace_uid, digest, masked_api_key, created_at, created_by_name, created_by_email, \
+                       name, description, status, expires_at, scopes, external_id, meta, disabled_at, \
+                       disabled_by_name, disabled_by_email, rolled_at, rolled_by_name, rolled_by_email, updated_at, \
+                       updated_by_name, updated_by_email, deleted_at, deleted_by_name, deleted_by_email, last_used_at";
+/// What a save writes: every column but the id, the secret's traces, the
+/// creation and `last_used_at` (which only [`record_api_key_uses`] moves,
+/// and only forwards).
+const API_KEY_MUTABLE: &str = "name, description, status, expires_at, scopes, external_id, meta, disabled_at, \
+                               disabled_by_name, disabled_by_email, rolled_at, rolled_by_name, rolled_by_email, \
+                               updated_at, updated_by_name, updated_by_email, deleted_at, deleted_by_name, \
+                               deleted_by_email";
 const PUBLIC_KEY: &str = "id, workspace_uid, value, name, description, allowed_domains, is_secure_mode_enabled, \
                           is_default, created_at, created_by_name, created_by_email, rotated_at, rotated_by_name, \
                           rotated_by_email, updated_at, updated_by_name, updated_by_email, deleted_at, \
@@ -362,11 +386,10 @@ pub async fn api_key<C: Sql + ?Sized>(
 pub async fn list_api_keys<C: Sql + ?Sized>(
     sql: &mut C,
     workspace: &WorkspaceUid,
-    pagination: Pagination,
-    include_deleted: bool,
+    listing: Listing,
 ) -> StoreResult<Page<ApiKey>> {
     static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("api_keys", API_KEY));
-    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::api_key).await
+    workspace_page(sql, &SQL, workspace, listing, rows::api_key).await
 }
 
 /// The verification path: one index lookup by digest, deleted keys too.
@@ -382,34 +405,59 @@ pub async fn api_key_by_digest<C: Sql + ?Sized>(
     one(sql, statement(&SQL, &[&[Value::Bytes(&digest.as_bytes()[..])]]), decode).await
 }
 
-pub async fn insert_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> StoreResult<()> {
-    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("api_keys", API_KEY));
-    let values = [
-        text(key.id.as_str()),
-        text(key.workspace.as_str()),
+/// The mutable columns of a key, in [`API_KEY_MUTABLE`] order.
+fn api_key_mutable(key: &ApiKey) -> Vec<Value<'_>> {
+    let (disabled, rolled) = match &key.lifecycle {
+        ApiKeyLifecycle::Active => ((None, None), (None, None)),
+        ApiKeyLifecycle::Disabled { at, by } => ((Some(*at), by.as_ref()), (None, None)),
+        ApiKeyLifecycle::Rolled { at, by } => ((None, None), (Some(*at), by.as_ref())),
+    };
+    let deletion = (key.deleted_at(), key.deletion.as_ref().and_then(|deletion| deletion.by.as_ref()));
+    let head = [
         text(key.name.as_str()),
         description(key.description.as_ref()),
+        text(key.status().as_str()),
+        Value::Time(key.expires_at),
+        Value::Scopes(key.scopes.as_slice()),
+        Value::Text(key.external_id.as_ref().map(ExternalId::as_str)),
+        Value::Text(key.meta.as_ref().map(KeyMeta::as_str)),
+    ];
+    let mut values = head.to_vec();
+    for (at, by) in [disabled, rolled, (Some(key.updated_at), key.updated_by.as_ref()), deletion] {
+        values.push(Value::Time(at));
+        values.extend(actor(by));
+    }
+    values
+}
+
+pub async fn insert_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("api_keys", API_KEY));
+    let head = [
+        text(key.id.as_str()),
+        text(key.workspace.as_str()),
         Value::Bytes(&key.digest.as_bytes()[..]),
         text(key.masked_api_key.as_str()),
         time(key.created_at),
     ];
-    let deleted = [Value::Time(key.deleted_at)];
     let groups: [&[Value<'_>]; 4] =
-        [&values, &actor(key.created_by.as_ref()), &deleted, &actor(key.deleted_by.as_ref())];
+        [&head, &actor(key.created_by.as_ref()), &api_key_mutable(key), &[Value::Time(key.last_used_at)]];
     insert(sql, statement(&SQL, &groups), "").await
 }
 
 /// Writes every mutable column of a live API key.
 pub async fn save_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> StoreResult<()> {
-    static SQL: LazyLock<String> =
-        LazyLock::new(|| save_sql("api_keys", "name, description, deleted_at, deleted_by_name, deleted_by_email"));
-    let values = [
-        text(key.id.as_str()),
-        text(key.name.as_str()),
-        description(key.description.as_ref()),
-        Value::Time(key.deleted_at),
-    ];
-    save(sql, statement(&SQL, &[&values, &actor(key.deleted_by.as_ref())]), "api_keys").await
+    static SQL: LazyLock<String> = LazyLock::new(|| save_sql("api_keys", API_KEY_MUTABLE));
+    save(sql, statement(&SQL, &[&[text(key.id.as_str())], &api_key_mutable(key)]), "api_keys").await
+}
+
+/// Moves `last_used_at` of one key forwards to `at`, never backwards
+/// (another replica may have written a later use); a deleted key keeps
+/// what it has. Returns whether the row changed.
+pub async fn record_api_key_use<C: Sql + ?Sized>(sql: &mut C, id: &ApiKeyId, at: OffsetDateTime) -> StoreResult<bool> {
+    const SQL: &str = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND deleted_at IS NULL \
+                       AND (last_used_at IS NULL OR last_used_at < $2)";
+    let touched = sql.execute(statement(SQL, &[&[text(id.as_str()), time(at)]])).await;
+    Ok(touched.map_err(database)? > 0)
 }
 
 // Public keys.
@@ -435,11 +483,10 @@ pub async fn public_key<C: Sql + ?Sized>(
 pub async fn list_public_keys<C: Sql + ?Sized>(
     sql: &mut C,
     workspace: &WorkspaceUid,
-    pagination: Pagination,
-    include_deleted: bool,
+    listing: Listing,
 ) -> StoreResult<Page<PublicKey>> {
     static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("public_keys", PUBLIC_KEY));
-    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::public_key).await
+    workspace_page(sql, &SQL, workspace, listing, rows::public_key).await
 }
 
 /// The verification path: by the `SS.PUBK.` value (unique index).
@@ -520,11 +567,10 @@ pub async fn live_signing_keys<C: Sql + ?Sized>(
 pub async fn list_signing_keys<C: Sql + ?Sized>(
     sql: &mut C,
     workspace: &WorkspaceUid,
-    pagination: Pagination,
-    include_deleted: bool,
+    listing: Listing,
 ) -> StoreResult<Page<WorkspaceSigningKey>> {
     static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("workspace_signing_keys", SIGNING_KEY));
-    workspace_page(sql, &SQL, (workspace, include_deleted), pagination, rows::signing_key).await
+    workspace_page(sql, &SQL, workspace, listing, rows::signing_key).await
 }
 
 /// By `uid` (the JWT `kid`), deleted keys included.

@@ -2,15 +2,16 @@
 //!
 //! Each backend says how to read one typed column of its row type
 //! ([`RowExt`]); the decoders below then rebuild entities through their
-//! `parse` constructors and `restore`, so a value that would not pass the
+//! `parse` constructors and `TryFrom`, so a value that would not pass the
 //! domain's validation is reported as a database fault instead of being
 //! smuggled into the domain.
 
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, ApiKeyState, Description, DomainPattern, Mode, Name, Organisation, OrganisationId,
-    OrganisationKeyId, OrganisationSigningKey, OrganisationSigningKeyState, PublicKey, PublicKeyId, PublicKeyState,
-    SecretDigest, ServiceTokenId, ServiceTokenRecord, ServiceTokenState, SigningKeyId, SigningKeyUid, StoredSigningKey,
-    Workspace, WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
+    Actor, ApiKey, ApiKeyId, ApiKeyProfile, Description, DomainPattern, ExternalId, KeyMeta, KeyScopes, Mode, Name,
+    Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, OrganisationSigningKeyState, PublicKey,
+    PublicKeyId, PublicKeyState, SecretDigest, ServiceTokenId, ServiceTokenRecord, ServiceTokenState, SigningKeyId,
+    SigningKeyUid, StoredApiKey, StoredSigningKey, StoredStamp, Workspace, WorkspaceSigningKey, WorkspaceSlug,
+    WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -40,6 +41,12 @@ pub fn parsed<T, E>(result: Result<T, E>, column: &str) -> StoreResult<T> {
     result.map_err(|_| corrupt("value", column))
 }
 
+/// An entity keys-core rebuilt from its row, or the inconsistency it found
+/// (a row no transition writes is a fault, never a key that verifies).
+fn checked<T>(restored: Result<T, keys_core::CoreError>) -> StoreResult<T> {
+    restored.map_err(|error| StoreError::Inconsistent(error.to_string()))
+}
+
 /// The actor of the `{prefix}_name` and `{prefix}_email` columns.
 pub fn actor(row: &impl RowExt, prefix: &str) -> StoreResult<Option<Actor>> {
     let name = row.optional_text(&format!("{prefix}_name"))?;
@@ -48,6 +55,11 @@ pub fn actor(row: &impl RowExt, prefix: &str) -> StoreResult<Option<Actor>> {
         (Some(name), Some(email)) => Some(Actor::new(name, email)),
         _ => None,
     })
+}
+
+/// The `{prefix}_at` and `{prefix}_by` columns.
+fn stamp(row: &impl RowExt, prefix: &str) -> StoreResult<StoredStamp> {
+    Ok((row.optional_time(&format!("{prefix}_at"))?, actor(row, &format!("{prefix}_by"))?))
 }
 
 fn name(row: &impl RowExt, column: &str) -> StoreResult<Name> {
@@ -111,22 +123,36 @@ pub fn workspace(row: &impl RowExt, prefix: &str) -> StoreResult<Workspace> {
 }
 
 pub fn api_key(row: &impl RowExt) -> StoreResult<ApiKey> {
-    Ok(ApiKey::restore(ApiKeyState {
-        id: parsed(ApiKeyId::parse(&row.text("id")?), "id")?,
-        workspace: parsed(WorkspaceUid::parse(&row.text("workspace_uid")?), "workspace_uid")?,
+    let scopes = row.domains("scopes")?.unwrap_or_default();
+    let external_id = row.optional_text("external_id")?;
+    let meta = row.optional_text("meta")?;
+    let profile = ApiKeyProfile {
         name: name(row, "name")?,
         description: description(row, "description")?,
+        scopes: parsed(KeyScopes::parse(scopes.iter().map(String::as_str)), "scopes")?,
+        external_id: parsed(external_id.as_deref().map(ExternalId::parse).transpose(), "external_id")?,
+        meta: parsed(meta.as_deref().map(KeyMeta::parse).transpose(), "meta")?,
+        expires_at: row.optional_time("expires_at")?,
+    };
+    let stored = StoredApiKey {
+        id: parsed(ApiKeyId::parse(&row.text("id")?), "id")?,
+        workspace: parsed(WorkspaceUid::parse(&row.text("workspace_uid")?), "workspace_uid")?,
         digest: digest(row, "digest")?,
         masked_api_key: row.text("masked_api_key")?,
-        created_at: row.time("created_at")?,
-        created_by: actor(row, "created_by")?,
-        deleted_at: row.optional_time("deleted_at")?,
-        deleted_by: actor(row, "deleted_by")?,
-    }))
+        profile,
+        status: row.text("status")?,
+        disabled: stamp(row, "disabled")?,
+        rolled: stamp(row, "rolled")?,
+        deleted: stamp(row, "deleted")?,
+        last_used_at: row.optional_time("last_used_at")?,
+        created: (row.time("created_at")?, actor(row, "created_by")?),
+        updated: (row.time("updated_at")?, actor(row, "updated_by")?),
+    };
+    checked(ApiKey::try_from(stored))
 }
 
 pub fn public_key(row: &impl RowExt) -> StoreResult<PublicKey> {
-    Ok(PublicKey::restore(PublicKeyState {
+    checked(PublicKey::try_from(PublicKeyState {
         id: parsed(PublicKeyId::parse(&row.text("id")?), "id")?,
         workspace: parsed(WorkspaceUid::parse(&row.text("workspace_uid")?), "workspace_uid")?,
         api_key: row.text("value")?,
@@ -164,11 +190,11 @@ pub fn signing_key(row: &impl RowExt) -> StoreResult<WorkspaceSigningKey> {
         deleted_at: row.optional_time("deleted_at")?,
         deleted_by: actor(row, "deleted_by")?,
     };
-    WorkspaceSigningKey::try_from(stored).map_err(|error| StoreError::Inconsistent(error.to_string()))
+    checked(WorkspaceSigningKey::try_from(stored))
 }
 
 pub fn organisation_key(row: &impl RowExt) -> StoreResult<OrganisationSigningKey> {
-    Ok(OrganisationSigningKey::restore(OrganisationSigningKeyState {
+    checked(OrganisationSigningKey::try_from(OrganisationSigningKeyState {
         id: parsed(OrganisationKeyId::parse(&row.text("id")?), "id")?,
         organisation_id: parsed(OrganisationId::parse(&row.text("organisation_id")?), "organisation_id")?,
         name: name(row, "name")?,

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keys_core::DomainPattern;
+use keys_core::{DomainPattern, KeyScope};
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -179,6 +179,7 @@ fn bind(statement: Statement<'_>) -> Query<'_, Sqlite, SqliteArguments<'_>> {
             Value::Integer(integer) => query.bind(integer),
             Value::Time(time) => query.bind(time.map(encode_time)),
             Value::Domains(domains) => query.bind(domains.map(encode_domains)),
+            Value::Scopes(scopes) => query.bind(scopes.iter().map(KeyScope::as_str).collect::<Vec<_>>().join(",")),
         };
     }
     query

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keys_core::{
-    ApiKey, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey,
-    SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
+    PublicKey, SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
 
 use crate::commands::AuditEvent;
@@ -17,6 +17,8 @@ use crate::error::StoreResult;
 
 /// The lookups on the request path of authentication and verification.
 /// Each returns `Ok(None)` for what does not exist.
+pub use crate::repo::Listing;
+
 #[async_trait]
 pub trait Lookups: Send + Sync {
     /// The authentication lookup: unrevoked tokens only.
@@ -60,23 +62,14 @@ pub trait Management: Send + Sync {
     async fn workspace_by_slug(&self, organisation: &OrganisationId, slug: &str) -> StoreResult<Option<Workspace>>;
     async fn workspace_by_uid(&self, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>>;
     async fn list_workspaces(&self, organisation: &OrganisationId, page: Pagination) -> StoreResult<Page<Workspace>>;
-    async fn list_api_keys(
-        &self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<ApiKey>>;
-    async fn list_public_keys(
-        &self,
-        workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
-    ) -> StoreResult<Page<PublicKey>>;
+    /// One API key of the workspace, deleted or not.
+    async fn api_key(&self, workspace: &WorkspaceUid, id: &ApiKeyId) -> StoreResult<Option<ApiKey>>;
+    async fn list_api_keys(&self, workspace: &WorkspaceUid, listing: Listing) -> StoreResult<Page<ApiKey>>;
+    async fn list_public_keys(&self, workspace: &WorkspaceUid, listing: Listing) -> StoreResult<Page<PublicKey>>;
     async fn list_signing_keys(
         &self,
         workspace: &WorkspaceUid,
-        page: Pagination,
-        include_deleted: bool,
+        listing: Listing,
     ) -> StoreResult<Page<WorkspaceSigningKey>>;
     /// Live keys of the organisation, newest first.
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>>;

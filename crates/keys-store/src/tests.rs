@@ -10,8 +10,10 @@ use keys_core::{
     Actor, CoreError, Mode, Name, NewSigningKey, NewWorkspace, Organisation, OrganisationId, PublicKeyId,
     PublicKeyRing, SigningKeyId, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceSlug,
 };
+// Only the kit's databases, by url: its stores belong to the keys-store the
+// kit links, not to the one these unit tests are compiled into.
+use keys_testkit::TestDb;
 use rand_chacha::rand_core::SeedableRng;
-use sqlx::{Connection, Executor};
 use time::macros::datetime;
 
 use crate::commands::AuditAction;
@@ -145,38 +147,18 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
 
 #[tokio::test]
 async fn sqlite_unique_violations_become_refusals() {
-    let directory = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", directory.path().join("keysd.db").display());
-    let store = crate::SqliteStore::open(&url).await.unwrap();
+    let db = TestDb::sqlite();
+    let store = crate::SqliteStore::open(db.url()).await.unwrap();
     unique_violations_become_refusals(&store).await;
-}
-
-/// A fresh PostgreSQL database: its url, its name and an admin connection
-/// to drop it with.
-async fn fresh_postgres() -> (String, String, sqlx::PgConnection) {
-    use rand_chacha::rand_core::RngCore;
-
-    let admin = std::env::var("KEYSD_TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-    let name = format!("keysd_test_{:016x}", rand_core::OsRng.next_u64());
-    let mut connection = sqlx::PgConnection::connect(&admin)
-        .await
-        .unwrap_or_else(|error| panic!("PostgreSQL is unreachable at {admin}: {error}"));
-    connection.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.unwrap();
-    let url = match admin.rsplit_once('/') {
-        Some((server, _)) => format!("{server}/{name}"),
-        None => panic!("admin url without a database: {admin}"),
-    };
-    (url, name, connection)
 }
 
 #[tokio::test]
 async fn postgres_unique_violations_become_refusals() {
-    let (url, name, mut connection) = fresh_postgres().await;
-    let store = crate::PgStore::connect(&url).await.unwrap();
+    let db = TestDb::postgres().await;
+    let store = crate::PgStore::connect(db.url()).await.unwrap();
     unique_violations_become_refusals(&store).await;
     store.close().await;
-    connection.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.unwrap();
+    db.cleanup().await;
 }
 
 /// The action names of the first schema, and what migration 0002 renames
@@ -252,25 +234,24 @@ where
 
 #[tokio::test]
 async fn sqlite_migration_renames_old_audit_actions() {
-    let directory = tempfile::tempdir().unwrap();
+    let db = TestDb::sqlite();
     let migrations = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", directory.path().join("keysd.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("{}?mode=rwc", db.url())).await.unwrap();
     let from_pool = async |pool| crate::SqliteStore::from_pool(pool).await.unwrap();
     old_actions_are_renamed("sqlite", migrations.path(), pool, from_pool).await;
 }
 
 #[tokio::test]
 async fn postgres_migration_renames_old_audit_actions() {
-    let (url, name, mut connection) = fresh_postgres().await;
+    let db = TestDb::postgres().await;
     let migrations = tempfile::tempdir().unwrap();
-    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
     let store = old_actions_are_renamed("postgres", migrations.path(), pool, async |pool| {
         crate::PgStore::from_pool(pool).await.unwrap()
     })
     .await;
     store.close().await;
-    connection.execute(format!("DROP DATABASE \"{name}\" WITH (FORCE)").as_str()).await.unwrap();
+    db.cleanup().await;
 }
 
 #[test]

@@ -163,6 +163,17 @@ pub struct MemorySample {
     pub memory: Memory,
 }
 
+/// Figure 1d: how the `last_used_at` writer copes with many distinct keys.
+#[derive(Debug, Clone, Default)]
+pub struct Flush {
+    pub keys: u64,
+    /// Seconds from the end of the uses until every key had its
+    /// `last_used_at` (at `--last-used-interval-seconds 1`, so at most one
+    /// interval of waiting is in it).
+    pub written_after_seconds: f64,
+    pub verify_rps: f64,
+}
+
 /// Everything measured.
 #[derive(Debug, Clone, Default)]
 pub struct Results {
@@ -182,6 +193,11 @@ pub struct Results {
     /// API-key forward authentication (`/v1/auth/forward`) on PostgreSQL,
     /// interleaved with the hello runs of figure 1.
     pub forward_postgres: Series,
+    /// Figure 1's PostgreSQL verification on a keysd that records no
+    /// `last_used_at` (`--last-used-interval-seconds 0`), interleaved.
+    pub verify_postgres_unrecorded: Series,
+    /// Writing `last_used_at` of distinct keys used once each.
+    pub flush: Flush,
     pub create_workspace_steady: Series,
     pub create_workspace_burst: Series,
     pub create_organisation_steady: Series,
@@ -308,12 +324,23 @@ pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
     let sqlite_url = format!("sqlite://{}", temp.path.join("keysd.db").display());
     let sqlite = procs::start_keysd(keysd, "keysd-sqlite", &sqlite_url, &temp.path.join("keysd-sqlite.log"))?;
     let postgres = procs::start_keysd(keysd, "keysd-postgres", &database.url, &temp.path.join("keysd-postgres.log"))?;
+    let unrecorded_database = ScratchDatabase::create(&admin, &format!("{suffix}_unrecorded"))?;
+    let unrecorded = procs::start_keysd_with(
+        keysd,
+        "keysd-postgres-unrecorded",
+        &unrecorded_database.url,
+        &temp.path.join("keysd-postgres-unrecorded.log"),
+        &["--last-used-interval-seconds", "0"],
+    )?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     results.idle.push(memory_of(&hello, "start")?);
     results.idle.push(memory_of(&sqlite, "start")?);
     results.idle.push(memory_of(&postgres, "start")?);
 
-    verify_api_keys(options, &mut results, &hello, &sqlite, &postgres).await?;
+    verify_api_keys(options, &mut results, &hello, &sqlite, &postgres, &unrecorded).await?;
+    drop(unrecorded);
+    drop(unrecorded_database);
+    last_used_flush(options, &mut results, keysd, &admin, &temp).await?;
     results.loaded.push(memory_of(&hello, "1. API-key verification")?);
     results.loaded.push(memory_of(&sqlite, "1. API-key verification")?);
     results.loaded.push(memory_of(&postgres, "1. API-key verification")?);
@@ -417,11 +444,12 @@ async fn verify_api_keys(
     hello: &Server,
     sqlite: &Server,
     postgres: &Server,
+    unrecorded: &Server,
 ) -> Result<()> {
     progress("1. API-key verification over HTTP, beside hello");
     let path = "/v1/verify/api_key/";
     let mut targets = Vec::new();
-    for server in [sqlite, postgres] {
+    for server in [sqlite, postgres, unrecorded] {
         let api = Api::new(server.addr, &server.token);
         let created =
             api.expect("POST", "/v1/staging/ws_api_key/", Some(&json!({"name": "bench verify"})), 201).await?;
@@ -441,7 +469,12 @@ async fn verify_api_keys(
     let api = Api::new(postgres.addr, &postgres.token);
     let created = api.expect("POST", "/v1/staging/ws_api_key/", Some(&json!({"name": "bench forward"})), 201).await?;
     let forward_make = forward_requests(postgres, text(&created.json, "api_key")?);
-    let all = [(hello, &hello_make), (targets[0].0, &targets[0].1), (targets[1].0, &targets[1].1)];
+    let all = [
+        (hello, &hello_make),
+        (targets[0].0, &targets[0].1),
+        (targets[1].0, &targets[1].1),
+        (targets[2].0, &targets[2].1),
+    ];
     for (server, make) in all {
         warm_up(server, options.concurrency, options.warmup, make, Expect::valid()).await?;
     }
@@ -453,6 +486,7 @@ async fn verify_api_keys(
             match server.name.as_str() {
                 "hello" => results.hello.runs.push(run),
                 "keysd-sqlite" => results.verify_sqlite.runs.push(run),
+                "keysd-postgres-unrecorded" => results.verify_postgres_unrecorded.runs.push(run),
                 _ => results.verify_postgres.runs.push(run),
             }
         }
@@ -462,6 +496,65 @@ async fn verify_api_keys(
         results.forward_postgres.runs.push(run);
     }
     Ok(())
+}
+
+/// Figure 1d: `keys` distinct API keys (made in SQL, with secrets keysd
+/// accepts) each verified once through a keysd that writes `last_used_at`
+/// every second; measures how long until every key has it.
+async fn last_used_flush(
+    options: &Options,
+    results: &mut Results,
+    keysd: &Path,
+    admin: &str,
+    temp: &TempDir,
+) -> Result<()> {
+    let keys: u64 = if options.quick { 2_000 } else { 10_000 };
+    progress(&format!("1d. last_used_at of {keys} distinct keys, written every second"));
+    let database = ScratchDatabase::create(admin, &format!("{}_flush", random_suffix()))?;
+    let server = procs::start_keysd_with(
+        keysd,
+        "keysd-postgres-flush",
+        &database.url,
+        &temp.path.join("keysd-flush.log"),
+        &["--last-used-interval-seconds", "1"],
+    )?;
+    let workspace = database.psql("SELECT uid FROM workspaces WHERE slug = 'staging'")?;
+    database.psql(&bulk_insert_sql(&workspace, 1, keys))?;
+    let bodies: Vec<Bytes> = (1..=keys).map(|n| Bytes::from(json!({"api_key": bulk_secret(n)}).to_string())).collect();
+    let make =
+        load::requests(server.addr, &server.token, "POST", "/v1/verify/api_key/", Bodies::Each(Arc::new(bodies)));
+    // Long enough for every key to be used at least once.
+    let sample =
+        load::closed_loop(server.addr, options.concurrency, Duration::from_secs(3), make, Expect::valid()).await?;
+    let ended = Instant::now();
+    let written_sql = "SELECT count(*) FROM api_keys WHERE last_used_at IS NOT NULL";
+    loop {
+        let written: u64 = database.psql(written_sql)?.parse().context("counting written keys")?;
+        if written >= keys.min(sample.ok()) {
+            break;
+        }
+        if ended.elapsed() > Duration::from_secs(60) {
+            bail!("only {written} of {keys} keys had last_used_at after 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    results.flush =
+        Flush { keys: sample.ok(), written_after_seconds: ended.elapsed().as_secs_f64(), verify_rps: sample.rps() };
+    progress(&format!(
+        "  {} keys verified at {:.0} req/s; all written {:.2} s later",
+        results.flush.keys, results.flush.verify_rps, results.flush.written_after_seconds
+    ));
+    drop(server);
+    drop(database);
+    Ok(())
+}
+
+/// The secret of bulk row `n` (see [`bulk_insert_sql`]).
+pub fn bulk_secret(n: u64) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(format!("keysd-bench-{n}").as_bytes());
+    format!("SS.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest))
 }
 
 /// `GET /v1/auth/forward` as nginx's `auth_request` sends it for a client
@@ -531,14 +624,18 @@ async fn key_count_scaling(
     Ok(())
 }
 
-/// Rows `first..=last` of synthetic API keys: valid-looking ids, unique
-/// 32-byte digests (SHA-256 of a counter), as the store writes them.
+/// Rows `first..=last` of synthetic API keys, as the store writes them:
+/// valid-looking ids, and for row `n` the digest of the secret
+/// [`bulk_secret`]`(n)` (`SS.` + base64url of SHA-256 of a counter), so
+/// that keysd verifies them.
 pub fn bulk_insert_sql(workspace_uid: &str, first: u64, last: u64) -> String {
+    let secret = "'SS.' || translate(rtrim(encode(sha256(convert_to('keysd-bench-' || g::text, 'UTF8')), 'base64'), \
+                  '='), '+/', '-_')";
     format!(
-        "INSERT INTO api_keys (id, workspace_uid, name, description, digest, masked_api_key, created_at) \
+        "INSERT INTO api_keys (id, workspace_uid, name, description, digest, masked_api_key, created_at, updated_at) \
          SELECT 'ws_apik_01BENCH' || lpad(g::text, 19, '0'), '{workspace_uid}', 'bench key ' || g, NULL, \
-         sha256(convert_to('keysd-bench-' || g::text, 'UTF8')), 'SS.bench00*****', now() - interval '1 day' \
-         FROM generate_series({first}::bigint, {last}::bigint) AS g"
+         sha256(convert_to({secret}, 'UTF8')), 'SS.bench00*****', now() - interval '1 day', \
+         now() - interval '1 day' FROM generate_series({first}::bigint, {last}::bigint) AS g"
     )
 }
 

@@ -131,8 +131,13 @@ fn tail(log: &Path) -> String {
 /// `keysd serve` on a free loopback port; on an empty database it prints a
 /// service token, which is required here.
 pub fn start_keysd(binary: &Path, name: &str, database_url: &str, log: &Path) -> Result<Server> {
+    start_keysd_with(binary, name, database_url, log, &[])
+}
+
+/// `keysd serve` on an empty database with these extra flags.
+pub fn start_keysd_with(binary: &Path, name: &str, database_url: &str, log: &Path, flags: &[&str]) -> Result<Server> {
     let mut command = Command::new(binary);
-    command.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url]);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url]).args(flags);
     command.env_remove("KEYSD_LISTEN").env_remove("KEYSD_DATABASE_URL");
     let server = spawn_server(name, command, log)?;
     if server.token.is_empty() || server.organisation_id.is_empty() {

@@ -129,6 +129,66 @@ fn rows(options: &Options, results: &Results) -> Vec<Row> {
         });
     }
 
+    // 1c. `last_used_at` recording on (the default) against off.
+    {
+        let on = &results.verify_postgres;
+        let off = &results.verify_postgres_unrecorded;
+        let on_rps: Vec<f64> = on.runs.iter().map(|run| run.rps).collect();
+        let off_rps: Vec<f64> = off.runs.iter().map(|run| run.rps).collect();
+        let ratios = paired_ratios(&on_rps, &off_rps);
+        let ratio = median(&ratios);
+        rows.push(Row {
+            number: "1c",
+            id: "verify_api_key_postgres_last_used_recording".to_owned(),
+            figure: format!(
+                "API-key verification, PostgreSQL, `last_used_at` recorded (default), {} connections",
+                options.concurrency
+            ),
+            keysd: throughput(on, "req/s"),
+            baseline: format!("the same with `--last-used-interval-seconds 0`: {}", throughput(off, "req/s")),
+            ratio: ratio_text(ratio),
+            target: "≥ 0.95 of recording off".to_owned(),
+            met: Some(ratio >= 0.95),
+            json: json!({
+                "keysd": on.to_json(),
+                "baseline": {"name": "keysd with --last-used-interval-seconds 0", "series": off.to_json()},
+                "ratio": round(ratio, 3),
+                "ratio_per_run": ratios.iter().map(|ratio| round(*ratio, 3)).collect::<Vec<_>>(),
+            }),
+        });
+    }
+
+    // 1d. The `last_used_at` writer with many distinct keys.
+    {
+        let flush = &results.flush;
+        // At the default interval every key in use is written once a
+        // minute, in one transaction.
+        let per_second_at_default = flush.keys as f64 / 60.0;
+        rows.push(Row {
+            number: "1d",
+            id: "last_used_flush".to_owned(),
+            figure: format!(
+                "`last_used_at` of {} distinct keys used in one interval, PostgreSQL",
+                thousands(flush.keys as f64)
+            ),
+            keysd: format!(
+                "every key written {:.2} s after its last use at `--last-used-interval-seconds 1` (one \
+                 transaction per interval); at the default 60 s: {:.0} row updates/s, 1 transaction/min",
+                flush.written_after_seconds, per_second_at_default
+            ),
+            baseline: format!("the uses: {} verifications/s", thousands(flush.verify_rps)),
+            ratio: "—".to_owned(),
+            target: "no database write on the verify path".to_owned(),
+            met: None,
+            json: json!({
+                "keys": flush.keys,
+                "written_after_seconds": round(flush.written_after_seconds, 3),
+                "row_updates_per_second_at_60s": round(per_second_at_default, 1),
+                "verify_rps": round(flush.verify_rps, 1),
+            }),
+        });
+    }
+
     // 2. Key-count scaling.
     if let Some(first) = results.scaling.first() {
         let largest = results.scaling.last().map_or(0, |scale| scale.keys);

@@ -43,3 +43,19 @@ pub fn workspace_of(organisation: &OrganisationId, rng: &mut ChaCha8Rng) -> Work
     let new = NewWorkspace { name: name("staging"), slug: None, description: None, mode: None };
     Workspace::create(organisation.clone(), new, None, t0(), rng).expect("valid workspace")
 }
+
+/// A new API key of `workspace` with this profile and fresh material.
+pub fn new_api_key(workspace: &WorkspaceUid, profile: ApiKeyProfile, rng: &mut ChaCha8Rng) -> NewApiKey {
+    use rand_chacha::rand_core::RngCore;
+    let mut digest = [0; 32];
+    rng.fill_bytes(&mut digest);
+    NewApiKey {
+        workspace: workspace.clone(),
+        material: ApiKeyMaterial {
+            id: ApiKeyId::generate(t0(), rng),
+            digest: SecretDigest::from_bytes(digest),
+            masked_api_key: "SS.xxxxxxx*****".into(),
+        },
+        profile,
+    }
+}

@@ -26,6 +26,10 @@ use keys_service::{PublicKeyRequest, Refusal};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use http::Method;
+
+use crate::error::Dialect;
+use crate::route::{public, Operation, Payload, Public, Route, Tag};
 
 /// The gateway's own service token.
 pub const SERVICE_TOKEN_HEADER: &str = "x-keysd-service-token";
@@ -123,7 +127,8 @@ fn record(state: &AppState, kind: &'static str, refusal: Option<Refusal>) {
 }
 
 /// Answers one forward-authentication sub-request.
-pub(crate) async fn forward(state: &AppState, headers: &HeaderMap) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (state, headers) = (call.state, &call.head.headers);
     let gateway = match single(headers, SERVICE_TOKEN_HEADER) {
         Ok(Some(token)) => token,
         _ => return Ok(refused("service_token_invalid")),
@@ -161,8 +166,11 @@ pub(crate) async fn forward(state: &AppState, headers: &HeaderMap) -> Result<Res
                 Ok(verified) => verified,
                 Err(refusal) => return Ok(refused(refusal.reason())),
             };
+            let key = verified.key();
             identity.workspace = verified.workspace().slug.as_str().to_owned();
-            identity.key_id = verified.key().id.as_str().to_owned();
+            identity.key_id = key.id.as_str().to_owned();
+            identity.external_id = key.external_id.as_ref().map(|id| id.as_str().to_owned()).unwrap_or_default();
+            identity.scopes = key.scopes.as_slice().iter().map(|scope| scope.as_str()).collect::<Vec<_>>().join(",");
         }
         Credential::PublicKey(api_key) => {
             let (Ok(user_token), Ok(origin), Ok(tenant_id)) =
@@ -209,6 +217,8 @@ struct Identity {
     key_id: String,
     entity_id: String,
     subject: String,
+    external_id: String,
+    scopes: String,
 }
 
 impl Identity {
@@ -222,8 +232,8 @@ impl Identity {
             ("x-keysd-key-id", self.key_id),
             ("x-keysd-entity-id", self.entity_id),
             ("x-keysd-subject", self.subject),
-            ("x-keysd-external-id", String::new()),
-            ("x-keysd-scopes", String::new()),
+            ("x-keysd-external-id", self.external_id),
+            ("x-keysd-scopes", self.scopes),
         ];
         for (name, value) in values {
             headers.insert(HeaderName::from_static(name), HeaderValue::from_str(&value).ok()?);
@@ -231,3 +241,34 @@ impl Identity {
         Some(response)
     }
 }
+
+/// Forward authentication answers every method the same way (a gateway's
+/// sub-request keeps the client's method); it authenticates the gateway by
+/// its own `X-Keysd-Service-Token`, so it is a public handler here.
+const fn operation(method: Method, operation_id: &'static str) -> Operation {
+    Operation::new(method, operation_id, "Forward authentication for gateways", public!(forward), (200, Payload::Empty))
+        .describe(
+            "For nginx `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz`. The gateway sends \
+         `X-Keysd-Service-Token`; the client's `Authorization` (`Bearer SS.…`, `SS.…`, `SS.PUBK.…` with \
+         `x-ss-signature`, `JWT …`) or `X-Api-Key` says what to verify. 200 with the identity in `X-Keysd-*` \
+         headers; 401 with `X-Keysd-Reason` and `WWW-Authenticate`; 403 for `insufficient_scope`. The body is \
+         ignored; any path below this one is accepted too.",
+        )
+        .refuses(&[(401, Payload::Empty), (403, Payload::Empty)])
+}
+
+/// Where gateways send their sub-requests.
+pub(crate) const PATTERN: &str = "/v1/auth/forward";
+
+/// The forward-authentication route: any method, any path below it.
+pub(crate) static ROUTES: &[Route] = &[Route::new(PATTERN, Dialect::SuprSend, Tag::Verification, FORWARD).any_method()];
+
+/// The one operation, under every method a gateway may keep.
+const FORWARD: &[Operation] = &[
+    operation(Method::GET, "forward-auth-get"),
+    operation(Method::POST, "forward-auth-post"),
+    operation(Method::PUT, "forward-auth-put"),
+    operation(Method::PATCH, "forward-auth-patch"),
+    operation(Method::DELETE, "forward-auth-delete"),
+    operation(Method::OPTIONS, "forward-auth-options"),
+];

@@ -2,22 +2,24 @@
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{header, HeaderValue, Response, StatusCode};
+use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
+use crate::dto::StatusDoc;
+use crate::error::Dialect;
 use crate::error::{json, json_bytes, ApiError};
-use crate::state::AppState;
-
-type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
+use crate::route::{public, HttpResult, Operation, Payload, Public, Route, Tag};
+use crate::schema::schema;
 
 /// `GET /health`: the process answers.
-pub(crate) fn health() -> HttpResult {
+pub(crate) async fn health(_call: Public<'_>) -> HttpResult {
     json(StatusCode::OK, &json!({"status": "ok"}))
 }
 
 /// `GET /ready`: the store answers too.
-pub(crate) async fn ready(state: &AppState) -> HttpResult {
+pub(crate) async fn ready(call: Public<'_>) -> HttpResult {
+    let state = call.state;
     match state.service.ping().await {
         Ok(()) => json(StatusCode::OK, &json!({"status": "ready"})),
         Err(error) => {
@@ -28,17 +30,19 @@ pub(crate) async fn ready(state: &AppState) -> HttpResult {
 }
 
 /// `GET /metrics`: Prometheus text.
-pub(crate) fn metrics(state: &AppState) -> Response<Full<Bytes>> {
+pub(crate) async fn metrics(call: Public<'_>) -> HttpResult {
+    let state = call.state;
     let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
-    response
+    Ok(response)
 }
 
 /// `GET /openapi.json`, with the address it was fetched from as its server.
-pub(crate) fn openapi(state: &AppState, head: &Parts) -> Response<Full<Bytes>> {
-    json_bytes(StatusCode::OK, served(state.openapi, head))
+pub(crate) async fn openapi(call: Public<'_>) -> HttpResult {
+    let (state, head) = (call.state, call.head);
+    Ok(json_bytes(StatusCode::OK, served(state.openapi, head)))
 }
 
 /// The address a request was sent to, when its `Host` (or HTTP/2
@@ -79,6 +83,31 @@ pub(crate) fn served(document: &str, head: &Parts) -> Vec<u8> {
     body.extend_from_slice(rest.as_bytes());
     body
 }
+
+/// `/health`.
+const HEALTH: &[Operation] = &[Operation::get("health", "Liveness", public!(health), schema::<StatusDoc>())
+    .describe("The process answers.")
+    .refuses(&[])];
+/// `/ready`.
+const READY: &[Operation] =
+    &[Operation::get("ready", "Readiness: the store answers", public!(ready), schema::<StatusDoc>())
+        .refuses(&[(503, Payload::Error)])];
+/// `/metrics`.
+const METRICS: &[Operation] =
+    &[Operation::new(Method::GET, "metrics", "Prometheus metrics", public!(metrics), (200, Payload::PrometheusText))
+        .describe("Request counts and latency by route template, verification outcomes by reason.")];
+/// `/openapi.json`.
+const OPENAPI: &[Operation] =
+    &[Operation::new(Method::GET, "openapi", "This document", public!(openapi), (200, Payload::AnyObject))
+        .describe("Its `servers` entry is the address it was fetched from.")];
+
+/// Liveness, readiness, metrics and the OpenAPI document.
+pub(crate) static ROUTES: &[Route] = &[
+    Route::new("/health", Dialect::SuprSend, Tag::Operations, HEALTH),
+    Route::new("/ready", Dialect::SuprSend, Tag::Operations, READY),
+    Route::new("/metrics", Dialect::SuprSend, Tag::Operations, METRICS),
+    Route::new("/openapi.json", Dialect::SuprSend, Tag::Operations, OPENAPI),
+];
 
 #[cfg(test)]
 mod tests {

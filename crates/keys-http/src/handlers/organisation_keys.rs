@@ -9,16 +9,21 @@
 use http::StatusCode;
 use keys_core::{Name, OrganisationId, OrganisationKeyId};
 
-use super::{echo, jwks_response, Caller, HttpResult, Input};
+use super::{echo, jwks_response, HttpResult};
 use crate::dto::{CreateOrganisationKey, OrganisationKeyDto, OrganisationKeyList};
 use crate::error::{json, no_content, ApiError};
-use crate::state::AppState;
+
+use crate::dto::JwkSetDoc;
+use crate::error::Dialect;
+use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Route, Tag};
+use crate::schema::schema;
 
 fn organisation_not_found(id: &str) -> ApiError {
     ApiError::NotFound(format!("organisation '{}' not found", echo(id)))
 }
 
-pub(crate) async fn list_keys(state: &AppState, caller: &Caller, organisation: &str) -> HttpResult {
+pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, organisation) = (call.state, call.caller, call.param(0));
     let keys = state
         .service
         .list_organisation_keys(caller, organisation)
@@ -27,7 +32,8 @@ pub(crate) async fn list_keys(state: &AppState, caller: &Caller, organisation: &
     json(StatusCode::OK, &OrganisationKeyList { keys: keys.iter().map(OrganisationKeyDto::from).collect() })
 }
 
-pub(crate) async fn create_key(state: &AppState, caller: &Caller, organisation: &str, input: &Input) -> HttpResult {
+pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, organisation, input) = (call.state, call.caller, call.param(0), call.input);
     state.service.own_organisation(caller, organisation).map_err(|_| organisation_not_found(organisation))?;
     let body: CreateOrganisationKey = input.json()?;
     let name = body.name.as_deref().ok_or_else(|| ApiError::validation("name is required"))?;
@@ -42,7 +48,8 @@ pub(crate) async fn create_key(state: &AppState, caller: &Caller, organisation: 
     json(StatusCode::CREATED, &dto)
 }
 
-pub(crate) async fn delete_key(state: &AppState, caller: &Caller, organisation: &str, key_id: &str) -> HttpResult {
+pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, organisation, key_id) = (call.state, call.caller, call.param(0), call.param(1));
     state.service.own_organisation(caller, organisation).map_err(|_| organisation_not_found(organisation))?;
     let target = format!("key '{}'", echo(key_id));
     let id = OrganisationKeyId::parse(key_id).map_err(|_| ApiError::NotFound(format!("{target} not found")))?;
@@ -69,7 +76,8 @@ pub(crate) async fn found_by_id<Id, Invalid, Found>(
 }
 
 /// `GET /keys/{key_id}`: public, for verifiers; deleted keys are gone.
-pub(crate) async fn public_key(state: &AppState, key_id: &str) -> HttpResult {
+pub(crate) async fn public_key(call: Public<'_>) -> HttpResult {
+    let (state, key_id) = (call.state, call.param(0));
     let key = found_by_id(key_id, "key", OrganisationKeyId::parse, async |id| {
         state.service.public_organisation_key(&id).await.map_err(|error| ApiError::from_service(error, "", "key"))
     })
@@ -79,7 +87,8 @@ pub(crate) async fn public_key(state: &AppState, key_id: &str) -> HttpResult {
 
 /// `GET /organisations/{organisation_id}/jwks.json`: public, the live keys
 /// as RS256 JWKs with `kid` = key id.
-pub(crate) async fn organisation_jwks(state: &AppState, organisation: &str, headers: &http::HeaderMap) -> HttpResult {
+pub(crate) async fn jwks(call: Public<'_>) -> HttpResult {
+    let (state, organisation, headers) = (call.state, call.param(0), &call.head.headers);
     let id = OrganisationId::parse(organisation).map_err(|_| organisation_not_found(organisation))?;
     let published = state
         .service
@@ -89,3 +98,52 @@ pub(crate) async fn organisation_jwks(state: &AppState, organisation: &str, head
         .ok_or_else(|| organisation_not_found(organisation))?;
     jwks_response(&published, headers)
 }
+
+/// `…/organisations/{organisation_id}/keys`.
+const KEYS: &[Operation] = &[
+    Operation::get("ListSigningKeys", "List signing keys", authenticated!(list), schema::<OrganisationKeyList>()),
+    Operation::post("CreateSigningKey", "Create signing key", authenticated!(create), schema::<OrganisationKeyDto>())
+        .describe(
+            "Answers 201 with the key and its `privateKey` (shown this once). Documented deviation: Versori's \
+             document says 204, which cannot carry the body.",
+        )
+        .body(Body::Required(schema::<CreateOrganisationKey>()))
+        .hands_out_secret(),
+];
+/// `…/organisations/{organisation_id}/keys/{key_id}`.
+const KEY: &[Operation] = &[Operation::delete("DeleteSigningKey", "Delete signing key", authenticated!(delete))
+    .describe("Every JWT the key signed stops verifying.")];
+/// `…/organisations/{organisation_id}/jwks.json`.
+const JWKS: &[Operation] =
+    &[Operation::get("OrganisationJwks", "Organisation JWKS (public)", public!(jwks), schema::<JwkSetDoc>())
+        .describe("The organisation's live keys as RS256 JWKs, `kid` = key id.")];
+/// `/api/organisations/v1/keys/{key_id}`.
+const PUBLIC_KEY: &[Operation] = &[Operation::get(
+    "GetPublicKey",
+    "Get a public key (public, for verifiers)",
+    public!(public_key),
+    schema::<OrganisationKeyDto>(),
+)];
+
+/// Dialect 2's organisation keys, their JWKS and the public key lookup.
+pub(crate) static ROUTES: &[Route] = &[
+    Route::new(
+        "/api/organisations/v1/organisations/{organisation_id}/keys",
+        Dialect::Versori,
+        Tag::SigningKeysVersori,
+        KEYS,
+    ),
+    Route::new(
+        "/api/organisations/v1/organisations/{organisation_id}/keys/{key_id}",
+        Dialect::Versori,
+        Tag::SigningKeysVersori,
+        KEY,
+    ),
+    Route::new(
+        "/api/organisations/v1/organisations/{organisation_id}/jwks.json",
+        Dialect::Versori,
+        Tag::SigningKeysVersori,
+        JWKS,
+    ),
+    Route::new("/api/organisations/v1/keys/{key_id}", Dialect::Versori, Tag::SigningKeysVersori, PUBLIC_KEY),
+];

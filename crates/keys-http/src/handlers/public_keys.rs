@@ -2,21 +2,31 @@
 
 use http::StatusCode;
 use keys_core::{Description, DomainPattern, Name, PublicKeyId, PublicKeyPatch};
+use keys_service::workspaces::NewKey;
 
-use super::api_keys::new_key;
-use super::{in_workspace, key_id, listing, Caller, HttpResult, Input};
-use crate::dto::{ListDto, NoFields, PatchPublicKey, PublicKeyDto};
+use super::{in_workspace, list_of, on_key, required_name, HttpResult, Input};
+use crate::dto::{CreateKey, NoFields, PatchPublicKey, PublicKeyDto};
 use crate::error::{json, no_content, ApiError};
-use crate::state::AppState;
 
-pub(crate) async fn list_public_keys(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
-    let listing = listing(input)?;
-    let page = in_workspace(state, caller, workspace).await?.list_public_keys(listing).await;
-    let page = page.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
-    json(StatusCode::OK, &ListDto::<PublicKeyDto>::from_page(page))
+use crate::error::Dialect;
+use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
+use crate::schema::schema;
+
+pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
+    list_of::<PublicKeyDto, _>(call, async |scope, listing| scope.list_public_keys(listing).await).await
 }
 
-pub(crate) async fn create_public_key(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
+/// The new public key a create request's body asks for.
+fn new_key(input: &Input) -> Result<NewKey, ApiError> {
+    let body: CreateKey = input.json()?;
+    Ok(NewKey {
+        name: required_name(body.name.as_deref())?,
+        description: Description::parse(body.description.as_deref())?,
+    })
+}
+
+pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, workspace, input) = (call.state, call.caller, call.param(0), call.input);
     let key = in_workspace(state, caller, workspace).await?.create_public_key(new_key(input)?).await;
     json(
         StatusCode::CREATED,
@@ -63,43 +73,50 @@ fn parse_patch(body: PatchPublicKey) -> Result<PublicKeyPatch, ApiError> {
     }
 }
 
-pub(crate) async fn patch_public_key(
-    state: &AppState,
-    caller: &Caller,
-    workspace: &str,
-    id: &str,
-    input: &Input,
-) -> HttpResult {
-    let patch = parse_patch(input.json()?)?;
-    let scope = in_workspace(state, caller, workspace).await?;
-    let (id, target) = key_id(PublicKeyId::parse(id), "public key", id)?;
-    let key = scope.patch_public_key(&id, patch).await;
-    json(
-        StatusCode::ACCEPTED,
-        &PublicKeyDto::from(&key.map_err(|error| ApiError::from_service(error, workspace, &target))?),
-    )
+pub(crate) async fn patch(call: Authenticated<'_>) -> HttpResult {
+    let patch = parse_patch(call.input.json()?)?;
+    let key = on_key(call, "public key", PublicKeyId::parse, async |scope, id| scope.patch_public_key(id, patch).await);
+    json(StatusCode::ACCEPTED, &PublicKeyDto::from(&key.await?))
 }
 
-pub(crate) async fn rotate_public_key(
-    state: &AppState,
-    caller: &Caller,
-    workspace: &str,
-    id: &str,
-    input: &Input,
-) -> HttpResult {
-    let NoFields {} = input.optional_json()?;
-    let scope = in_workspace(state, caller, workspace).await?;
-    let (id, target) = key_id(PublicKeyId::parse(id), "public key", id)?;
-    let key = scope.rotate_public_key(&id).await;
-    json(
-        StatusCode::ACCEPTED,
-        &PublicKeyDto::from(&key.map_err(|error| ApiError::from_service(error, workspace, &target))?),
-    )
+pub(crate) async fn rotate(call: Authenticated<'_>) -> HttpResult {
+    let NoFields {} = call.input.optional_json()?;
+    let key = on_key(call, "public key", PublicKeyId::parse, async |scope, id| scope.rotate_public_key(id).await);
+    json(StatusCode::ACCEPTED, &PublicKeyDto::from(&key.await?))
 }
 
-pub(crate) async fn delete_public_key(state: &AppState, caller: &Caller, workspace: &str, id: &str) -> HttpResult {
-    let scope = in_workspace(state, caller, workspace).await?;
-    let (id, target) = key_id(PublicKeyId::parse(id), "public key", id)?;
-    scope.delete_public_key(&id).await.map_err(|error| ApiError::from_service(error, workspace, &target))?;
+pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
+    on_key(call, "public key", PublicKeyId::parse, async |scope, id| scope.delete_public_key(id).await).await?;
     Ok(no_content())
 }
+
+/// `/v1/{workspace}/ws_public_key/`.
+const KEYS: &[Operation] = &[
+    Operation::list("list-public-keys", "List public keys", authenticated!(list), schema::<PublicKeyDto>()),
+    Operation::post("create-public-key", "Create public key", authenticated!(create), schema::<PublicKeyDto>())
+        .body(Body::Required(schema::<CreateKey>()))
+        .describe("The first public key of a workspace is its default.")
+        .hands_out_secret(),
+];
+/// `/v1/{workspace}/ws_public_key/{public_key_id}/`.
+const KEY: &[Operation] = &[
+    Operation::patch("update-public-key", "Update public key", authenticated!(patch), schema::<PublicKeyDto>())
+        .body(Body::Required(schema::<PatchPublicKey>()))
+        .describe("Any of the fields; `null` clears `description` and `allowed_domains`."),
+    Operation::delete("delete-public-key", "Delete public key", authenticated!(delete))
+        .refuses(&[BAD_REQUEST, NOT_FOUND])
+        .describe("Deleting the default key while other live keys exist is a 400."),
+];
+/// `…/rotate/`.
+const ROTATE: &[Operation] =
+    &[Operation::patch("rotate-public-key", "Rotate public key", authenticated!(rotate), schema::<PublicKeyDto>())
+        .hands_out_secret()
+        .body(Body::Optional(schema::<NoFields>()))
+        .describe("New key material for the same record; the old `api_key` stops working at once.")];
+
+/// Dialect 1's public (publishable) keys.
+pub(crate) static ROUTES: &[Route] = &[
+    Route::new("/v1/{workspace}/ws_public_key/", Dialect::SuprSend, Tag::PublicKeys, KEYS),
+    Route::new("/v1/{workspace}/ws_public_key/{public_key_id}/", Dialect::SuprSend, Tag::PublicKeys, KEY),
+    Route::new("/v1/{workspace}/ws_public_key/{public_key_id}/rotate/", Dialect::SuprSend, Tag::PublicKeys, ROTATE),
+];

@@ -2,19 +2,19 @@
 //! key is in that one response), delete.
 
 use http::StatusCode;
-use keys_core::{GracePeriod, SigningKeyUid};
+use keys_core::SigningKeyUid;
 use keys_service::signing_keys::IssuedSigningKey;
 
-use super::{in_workspace, key_id, listing, Caller, HttpResult, Input};
-use crate::dto::{ListDto, NoFields, RollSigningKey, SigningKeyDto};
+use super::{in_workspace, list_of, on_key, HttpResult};
+use crate::dto::{NoFields, RollSigningKey, SigningKeyDto};
 use crate::error::{json, no_content, ApiError};
-use crate::state::AppState;
 
-pub(crate) async fn list_signing_keys(state: &AppState, caller: &Caller, workspace: &str, input: &Input) -> HttpResult {
-    let listing = listing(input)?;
-    let page = in_workspace(state, caller, workspace).await?.list_signing_keys(listing).await;
-    let page = page.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
-    json(StatusCode::OK, &ListDto::<SigningKeyDto>::from_page(page))
+use crate::error::Dialect;
+use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag};
+use crate::schema::schema;
+
+pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
+    list_of::<SigningKeyDto, _>(call, async |scope, listing| scope.list_signing_keys(listing).await).await
 }
 
 /// The create/roll response: the stored key plus, once, its private key.
@@ -25,12 +25,8 @@ fn with_private_key(issued: &IssuedSigningKey) -> SigningKeyDto {
     dto
 }
 
-pub(crate) async fn create_signing_key(
-    state: &AppState,
-    caller: &Caller,
-    workspace: &str,
-    input: &Input,
-) -> HttpResult {
+pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, workspace, input) = (call.state, call.caller, call.param(0), call.input);
     let NoFields {} = input.optional_json()?;
     let issued = in_workspace(state, caller, workspace).await?.create_signing_key().await;
     json(
@@ -39,27 +35,55 @@ pub(crate) async fn create_signing_key(
     )
 }
 
-pub(crate) async fn roll_signing_key(
-    state: &AppState,
-    caller: &Caller,
-    workspace: &str,
-    uid: &str,
-    input: &Input,
-) -> HttpResult {
-    let body: RollSigningKey = input.optional_json()?;
-    let grace = body.grace_period_seconds.map(GracePeriod::from_seconds).transpose()?;
-    let scope = in_workspace(state, caller, workspace).await?;
-    let (uid, target) = key_id(SigningKeyUid::parse(uid), "signing key", uid)?;
-    let issued = scope.roll_signing_key(&uid, grace).await;
-    json(
-        StatusCode::CREATED,
-        &with_private_key(&issued.map_err(|error| ApiError::from_service(error, workspace, &target))?),
-    )
+pub(crate) async fn roll(call: Authenticated<'_>) -> HttpResult {
+    let body: RollSigningKey = call.input.optional_json()?;
+    let grace = body.grace()?;
+    let issued =
+        on_key(call, "signing key", SigningKeyUid::parse, async |scope, uid| scope.roll_signing_key(uid, grace).await);
+    json(StatusCode::CREATED, &with_private_key(&issued.await?))
 }
 
-pub(crate) async fn delete_signing_key(state: &AppState, caller: &Caller, workspace: &str, uid: &str) -> HttpResult {
-    let scope = in_workspace(state, caller, workspace).await?;
-    let (uid, target) = key_id(SigningKeyUid::parse(uid), "signing key", uid)?;
-    scope.delete_signing_key(&uid).await.map_err(|error| ApiError::from_service(error, workspace, &target))?;
+pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
+    on_key(call, "signing key", SigningKeyUid::parse, async |scope, uid| scope.delete_signing_key(uid).await).await?;
     Ok(no_content())
 }
+
+/// `/v1/{workspace}/ws_signing_key/`.
+const KEYS: &[Operation] = &[
+    Operation::list("list-signing-keys", "List signing keys", authenticated!(list), schema::<SigningKeyDto>()),
+    Operation::post(
+        "create-workspace-signing-key",
+        "Create workspace signing key",
+        authenticated!(create),
+        schema::<SigningKeyDto>(),
+    )
+    .hands_out_secret()
+    .describe(
+        "Only one active signing key is allowed per workspace (400 \"only 1 active signing key is allowed\"); use \
+         roll to replace it. The private key is in the response, this once.",
+    )
+    .body(Body::Optional(schema::<NoFields>())),
+];
+/// `/v1/{workspace}/ws_signing_key/{signing_key_uid}/`.
+const KEY: &[Operation] =
+    &[Operation::delete("delete-workspace-signing-key", "Delete workspace signing key", authenticated!(delete))];
+/// `…/roll/`.
+const ROLL: &[Operation] = &[Operation::post(
+    "roll-workspace-signing-key",
+    "Roll workspace signing key",
+    authenticated!(roll),
+    schema::<SigningKeyDto>(),
+)
+.describe(
+    "The active key becomes `rolled` and keeps verifying for `grace_period_seconds`; the new active key is returned \
+     with its private key, this once.",
+)
+.body(Body::Optional(schema::<RollSigningKey>()))
+.hands_out_secret()];
+
+/// Dialect 1's workspace signing keys (their JWKS is the workspaces').
+pub(crate) static ROUTES: &[Route] = &[
+    Route::new("/v1/{workspace}/ws_signing_key/", Dialect::SuprSend, Tag::SigningKeys, KEYS),
+    Route::new("/v1/{workspace}/ws_signing_key/{signing_key_uid}/", Dialect::SuprSend, Tag::SigningKeys, KEY),
+    Route::new("/v1/{workspace}/ws_signing_key/{signing_key_uid}/roll/", Dialect::SuprSend, Tag::SigningKeys, ROLL),
+];

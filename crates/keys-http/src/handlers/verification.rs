@@ -14,9 +14,16 @@ use keys_service::{PublicKeyRequest, Refusal};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Caller, Input};
+use super::Input;
 use crate::error::{json, ApiError};
 use crate::state::AppState;
+use http::Method;
+
+use crate::dto::{VerifyApiKeyRequest, VerifyJwtRequest, VerifyPublicKeyRequest};
+use crate::error::Dialect;
+use crate::route::{authenticated, Authenticated, Body, Handler, Operation, Payload, Route, Tag};
+use crate::schema::schema;
+use crate::schema::SchemaOf;
 
 type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
 
@@ -57,6 +64,17 @@ pub(crate) struct ApiKeyVerdict<'a> {
     key_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
+    /// The key's owner in the customer's system (null when unset).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    external_id: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scopes: Option<Vec<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    meta: Option<Option<Map<String, Value>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(format = DateTime, value_type = Option<String>)]
+    expires_at: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::schema::reason_schema)]
     reason: Option<&'static str>,
@@ -123,23 +141,46 @@ async fn verify_field<Verified>(
     }
 }
 
-pub(crate) async fn api_key(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
-    let verdict =
-        verify_field(input, "api_key", async |api_key| state.service.verify_api_key(caller, api_key).await).await?;
+pub(crate) async fn api_key(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, input) = (call.state, call.caller, call.input);
+    let body = object(input)?;
+    // `required_scopes`: absent or null asks for none; anything but a list
+    // of strings does not verify.
+    let required_scopes = match body.get("required_scopes") {
+        None | Some(Value::Null) => Some(Vec::new()),
+        Some(Value::Array(items)) => items.iter().map(Value::as_str).collect::<Option<Vec<&str>>>(),
+        Some(_) => None,
+    };
+    let verdict = match (required(&body, "api_key")?, required_scopes) {
+        (Some(presented), Some(required_scopes)) => state
+            .service
+            .verify_api_key_with_scopes(caller, presented, &required_scopes)
+            .await
+            .map_err(store_failure)?,
+        _ => Err(malformed()),
+    };
     let response = match &verdict {
-        Ok(verified) => ApiKeyVerdict {
-            valid: true,
-            workspace: Some(verified.workspace().slug.as_str()),
-            key_id: Some(verified.key().id.as_str()),
-            name: Some(verified.key().name.as_str()),
-            reason: record(state, "api_key", None),
-        },
+        Ok(verified) => {
+            let key = verified.key();
+            ApiKeyVerdict {
+                valid: true,
+                workspace: Some(verified.workspace().slug.as_str()),
+                key_id: Some(key.id.as_str()),
+                name: Some(key.name.as_str()),
+                external_id: Some(key.external_id.as_ref().map(|id| id.as_str())),
+                scopes: Some(key.scopes.as_slice().iter().map(|scope| scope.as_str()).collect()),
+                meta: Some(key.meta.as_ref().and_then(crate::dto::meta_object)),
+                expires_at: Some(key.expires_at.map(crate::dto::format_timestamp)),
+                reason: record(state, "api_key", None),
+            }
+        }
         Err(refusal) => ApiKeyVerdict { reason: record(state, "api_key", Some(*refusal)), ..Default::default() },
     };
     json(StatusCode::OK, &response)
 }
 
-pub(crate) async fn public_key(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+pub(crate) async fn public_key(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, input) = (call.state, call.caller, call.input);
     let body = object(input)?;
     let presented = required(&body, "api_key")?;
     let fields = (optional(&body, "origin"), optional(&body, "user_token"), optional(&body, "tenant_id"));
@@ -163,7 +204,8 @@ pub(crate) async fn public_key(state: &AppState, caller: &Caller, input: &Input)
     json(StatusCode::OK, &response)
 }
 
-pub(crate) async fn jwt(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+pub(crate) async fn jwt(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, input) = (call.state, call.caller, call.input);
     let verdict = verify_field(input, "token", async |token| state.service.verify_jwt(caller, token).await).await?;
     let response = match verdict {
         Ok(verified) => JwtVerdict {
@@ -178,3 +220,37 @@ pub(crate) async fn jwt(state: &AppState, caller: &Caller, input: &Input) -> Htt
     };
     json(StatusCode::OK, &response)
 }
+
+/// What a verify request answers besides its verdict: nothing; any
+/// Every verify request: 200 for anything well-formed.
+const VERIFY_DESCRIPTION: &str =
+    "200 for any well-formed request; `valid:false` with a `reason` when it does not verify.";
+
+/// A verify endpoint: `POST` a request, answer 200 with the verdict.
+const fn verify(id: &'static str, summary: &'static str, handler: Handler, verdict: SchemaOf) -> Operation {
+    Operation::new(Method::POST, id, summary, handler, (200, Payload::Json(verdict))).describe(VERIFY_DESCRIPTION)
+}
+
+/// `/v1/verify/api_key/`.
+const API_KEY: &[Operation] =
+    &[verify("verify-api-key", "Verify an API key", authenticated!(api_key), schema::<ApiKeyVerdict<'static>>())
+        .body(Body::Required(schema::<VerifyApiKeyRequest>()))];
+/// `/v1/verify/public_key/`.
+const PUBLIC_KEY: &[Operation] =
+    &[verify("verify-public-key", "Verify a public key", authenticated!(public_key), schema::<PublicKeyVerdict>())
+        .body(Body::Required(schema::<VerifyPublicKeyRequest>()))
+        .describe(
+            "The origin, and in secure mode the user token. 200 for any well-formed request; `valid:false` with a \
+             `reason` when it does not verify.",
+        )];
+/// `/v1/verify/jwt/`.
+const JWT: &[Operation] =
+    &[verify("verify-jwt", "Verify a Versori-style RS256 JWT", authenticated!(jwt), schema::<JwtVerdict>())
+        .body(Body::Required(schema::<VerifyJwtRequest>()))];
+
+/// The verification endpoints, the hot path.
+pub(crate) static ROUTES: &[Route] = &[
+    Route::new("/v1/verify/api_key/", Dialect::SuprSend, Tag::Verification, API_KEY),
+    Route::new("/v1/verify/public_key/", Dialect::SuprSend, Tag::Verification, PUBLIC_KEY),
+    Route::new("/v1/verify/jwt/", Dialect::SuprSend, Tag::Verification, JWT),
+];

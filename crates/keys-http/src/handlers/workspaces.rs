@@ -9,12 +9,16 @@ use http::StatusCode;
 use keys_core::{Description, Mode, NewWorkspace, WorkspaceSlug, WorkspaceUid};
 
 use super::organisation_keys::found_by_id;
-use super::{jwks_response, required_name, Caller, HttpResult, Input};
+use super::{jwks_response, required_name, HttpResult};
+use crate::dto::JwkSetDoc;
 use crate::dto::{CreateWorkspace, ListDto, ListQuery, WorkspaceDto};
+use crate::error::Dialect;
 use crate::error::{json, ApiError};
-use crate::state::AppState;
+use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag};
+use crate::schema::schema;
 
-pub(crate) async fn list_workspaces(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, input) = (call.state, call.caller, call.input);
     let query = ListQuery::parse(input.query.as_deref())?;
     let page = state
         .service
@@ -24,7 +28,8 @@ pub(crate) async fn list_workspaces(state: &AppState, caller: &Caller, input: &I
     json(StatusCode::OK, &ListDto::<WorkspaceDto>::from_page(page))
 }
 
-pub(crate) async fn create_workspace(state: &AppState, caller: &Caller, input: &Input) -> HttpResult {
+pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, input) = (call.state, call.caller, call.input);
     let body: CreateWorkspace = input.json()?;
     let new = NewWorkspace {
         name: required_name(body.name.as_deref())?,
@@ -42,10 +47,31 @@ pub(crate) async fn create_workspace(state: &AppState, caller: &Caller, input: &
 
 /// `GET /v1/workspace/{workspace_uid}/jwks.json`: public, the keys that
 /// verify now (active, and rolled before their `expiry_at`).
-pub(crate) async fn workspace_jwks(state: &AppState, uid: &str, headers: &http::HeaderMap) -> HttpResult {
+pub(crate) async fn jwks(call: Public<'_>) -> HttpResult {
+    let (state, uid, headers) = (call.state, call.param(0), &call.head.headers);
     let published = found_by_id(uid, "workspace", WorkspaceUid::parse, async |uid| {
         state.service.workspace_jwks(&uid).await.map_err(|error| ApiError::from_store(error, "workspace"))
     })
     .await?;
     jwks_response(&published, headers)
 }
+
+/// `/v1/workspace/`.
+const WORKSPACES: &[Operation] = &[
+    Operation::list("list-workspaces", "List workspaces", authenticated!(list), schema::<WorkspaceDto>())
+        .query(Query::Page)
+        .refuses(&[]),
+    Operation::post("create-workspace", "Create workspace", authenticated!(create), schema::<WorkspaceDto>())
+        .body(Body::Required(schema::<CreateWorkspace>()))
+        .refuses(&[]),
+];
+/// `/v1/workspace/{workspace_uid}/jwks.json`.
+const JWKS: &[Operation] =
+    &[Operation::get("workspace-jwks", "Workspace JWKS (public)", public!(jwks), schema::<JwkSetDoc>())
+        .describe("The active signing key and the rolled ones still inside their grace, `kid` = uid.")];
+
+/// Dialect 1's workspaces, and the public JWKS of each.
+pub(crate) static ROUTES: &[Route] = &[
+    Route::new("/v1/workspace/", Dialect::SuprSend, Tag::Workspaces, WORKSPACES),
+    Route::new("/v1/workspace/{workspace_uid}/jwks.json", Dialect::SuprSend, Tag::SigningKeys, JWKS),
+];

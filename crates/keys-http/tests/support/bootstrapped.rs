@@ -5,8 +5,6 @@
 // Each test crate that includes this module uses part of it.
 #![allow(dead_code)]
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -20,8 +18,8 @@ pub struct Bootstrapped {
     pub token: String,
     /// The id of the organisation `default`.
     pub organisation: String,
-    /// Holds the database; deleted when dropped.
-    pub dir: tempfile::TempDir,
+    /// The database; deleted when dropped.
+    pub db: keys_testkit::TestDb,
 }
 
 /// The application with the default configuration (and no RSA pool).
@@ -30,16 +28,14 @@ pub async fn bootstrapped_app() -> Bootstrapped {
 }
 
 pub async fn bootstrapped_app_with(config: AppConfig) -> Bootstrapped {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("keys.db").display());
-    let store = keys_store::open(&url).await.expect("store opens");
-    let app = App::new(Arc::clone(&store), config);
+    let db = keys_testkit::TestDb::sqlite();
+    let app = App::new(db.store().await, config);
     let bootstrapped = app.service().bootstrap_if_empty().await.expect("bootstrap").expect("empty");
     Bootstrapped {
         token: bootstrapped.token.expose().to_owned(),
         organisation: bootstrapped.organisation.id.to_string(),
         app,
-        dir,
+        db,
     }
 }
 

@@ -9,10 +9,12 @@
 use std::time::{Duration, Instant};
 
 use keys_core::{
-    Actor, ApiKey, GracePeriod, Organisation, OrganisationKeyId, PublicKeyPatch, SecretDigest, SigningKeyUid,
-    Workspace, WorkspaceUid,
+    Actor, ApiKey, ApiKeyPatch, GracePeriod, Organisation, OrganisationKeyId, PublicKeyPatch, SecretDigest,
+    SigningKeyUid, Workspace, WorkspaceUid,
 };
-use keys_store::{CacheConfig, CachedStore, Change, Command, Lookups, PublicKeyChange, Store, CHANGES_CHANNEL};
+use keys_store::{
+    ApiKeyChange, CacheConfig, CachedStore, Change, Command, Lookups, PublicKeyChange, Store, CHANGES_CHANNEL,
+};
 use sqlx::Connection;
 
 use crate::support::{name_of, Kind, TestDb, World, LONG_TTL};
@@ -73,10 +75,8 @@ struct Fixture {
 }
 
 async fn fixture(store: &dyn Store, world: &mut World) -> Fixture {
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let organisation = world.stored_organisation(store, "acme").await;
+    let [workspace] = world.stored_workspaces(store, &organisation, ["demo"]).await;
     let actor = world.actor.clone();
     let token = world.service_token(&organisation);
     store.create_service_token(&token).await.unwrap();
@@ -138,7 +138,18 @@ struct Check<'a> {
     expect: Expect,
 }
 
-impl Check<'_> {
+impl<'a> Check<'a> {
+    /// Checks `cached` against `other`, the store that holds the truth: the
+    /// mutations are made through `cached` itself when they are expected at
+    /// once (its own changes), else through `other`.
+    fn new(cached: &'a dyn Store, other: &'a dyn Store, expect: Expect) -> Self {
+        let writer = match expect {
+            Expect::AtOnce => cached,
+            Expect::WithinASecond => other,
+        };
+        Self { writer, cached, reference: other, expect }
+    }
+
     async fn seen(&self, what: &str, probe: &Probe) {
         match self.expect {
             Expect::AtOnce => {
@@ -178,6 +189,19 @@ async fn mutate_everything(check: Check<'_>, seed: u64) {
     check.seen("api key probed", &fixture.probe).await;
     writer.create_api_key(&key).await.unwrap();
     check.seen("api key created", &fixture.probe).await;
+    let rename = ApiKeyChange::Patch(ApiKeyPatch { name: Some(name_of("renamed")), ..ApiKeyPatch::default() });
+    for (what, change) in [("patched", rename), ("disabled", ApiKeyChange::Disable), ("enabled", ApiKeyChange::Enable)]
+    {
+        writer.change_api_key(&workspace, &key.id, change, &actor, world.tick(1)).await.unwrap();
+        check.seen(&format!("api key {what}"), &fixture.probe).await;
+    }
+    // The new secret is probed only once it exists: no one can have
+    // presented it before the roll handed it out.
+    let grace = GracePeriod::from_seconds(60).ok();
+    let material = world.api_key_material();
+    let (_, fresh) = writer.roll_api_key(&workspace, &key.id, grace, material, &actor, world.tick(1)).await.unwrap();
+    fixture.probe.api_key_digests.push(fresh.digest);
+    check.seen("api key rolled", &fixture.probe).await;
     writer.delete_api_key(&workspace, &fixture.api_key.id, &actor, world.tick(1)).await.unwrap();
     check.seen("api key deleted", &fixture.probe).await;
 
@@ -222,13 +246,7 @@ pub async fn own_changes_are_seen_at_once(db: &TestDb) {
     // Entries outlive the test: only invalidation can refresh them.
     let cached = db.cached_store(long_lived()).await;
     let reference = db.store().await;
-    let check = Check {
-        writer: cached.as_ref(),
-        cached: cached.as_ref(),
-        reference: reference.as_ref(),
-        expect: Expect::AtOnce,
-    };
-    mutate_everything(check, 41).await;
+    mutate_everything(Check::new(cached.as_ref(), reference.as_ref(), Expect::AtOnce), 41).await;
 }
 
 pub async fn other_stores_changes_are_seen_within_a_second(db: &TestDb) {
@@ -241,13 +259,7 @@ pub async fn other_stores_changes_are_seen_within_a_second(db: &TestDb) {
     };
     let cached = db.cached_store(config).await;
     let other = db.store().await;
-    let check = Check {
-        writer: other.as_ref(),
-        cached: cached.as_ref(),
-        reference: other.as_ref(),
-        expect: Expect::WithinASecond,
-    };
-    mutate_everything(check, 42).await;
+    mutate_everything(Check::new(cached.as_ref(), other.as_ref(), Expect::WithinASecond), 42).await;
 }
 
 pub async fn the_cache_stays_within_its_capacity(db: &TestDb) {
@@ -342,10 +354,11 @@ async fn every_command_announces_the_change_it_returns() {
         Command::CreateOrganisation(organisation.clone()),
         Command::CreateServiceToken(world.service_token(&organisation)),
         Command::CreateWorkspace(workspace.clone()),
-        Command::CreateApiKey(api_key.clone()),
-        Command::DeleteApiKey {
+        Command::CreateApiKey(Box::new(api_key.clone())),
+        Command::ChangeApiKey {
             workspace: uid.clone(),
             id: api_key.id.clone(),
+            change: ApiKeyChange::Delete,
             actor: actor.clone(),
             now: world.tick(1),
         },

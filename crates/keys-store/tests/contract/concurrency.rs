@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use keys_core::{CoreError, Organisation, PublicKey, SigningKeyStatus, Workspace, WorkspaceSigningKey};
-use keys_store::{Conflict, Store, StoreResult};
+use keys_store::{Conflict, Listing, Store, StoreResult};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
@@ -14,10 +14,8 @@ use crate::support::{Expected, TestDb, World};
 /// Two stores on `db` and an organisation with one workspace.
 async fn two_stores(db: &TestDb, world: &mut World) -> ([Arc<dyn Store>; 2], Organisation, Workspace) {
     let stores = [db.store().await, db.store().await];
-    let organisation = world.organisation("acme");
-    stores[0].create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    stores[0].create_workspace(&workspace).await.unwrap();
+    let organisation = world.stored_organisation(&*stores[0], "acme").await;
+    let [workspace] = world.stored_workspaces(&*stores[0], &organisation, ["demo"]).await;
     (stores, organisation, workspace)
 }
 
@@ -167,7 +165,9 @@ pub async fn concurrent_public_key_creates_keep_one_default(db: &TestDb) {
     assert!(refusals.is_empty(), "{refusals:?}");
     assert_eq!(created.len(), 30);
     assert_eq!(created.iter().filter(|key| key.is_default).count(), 1);
-    let listed = stores[1].list_public_keys(&workspace.uid, keys_core::Pagination::new(100, 0).unwrap(), false).await;
+    let listed = stores[1]
+        .list_public_keys(&workspace.uid, Listing::new(keys_core::Pagination::new(100, 0).unwrap(), false))
+        .await;
     let listed = listed.unwrap();
     assert_eq!(listed.total, 30);
     assert_eq!(listed.items.iter().filter(|key| key.is_default).count(), 1);

@@ -4,10 +4,10 @@ use keys_core::{
     ApiKeyId, CoreError, DomainPattern, GracePeriod, OrganisationKeyId, Pagination, PublicKeyId, PublicKeyPatch,
     SigningKeyStatus, SigningKeyUid, WorkspaceUid,
 };
-use keys_store::{Conflict, PublicKeyChange, Store};
+use keys_store::{Conflict, Listing, PublicKeyChange, Store};
 use time::Duration;
 
-use crate::support::{assert_refused, name_of, not_found, Kind, TestDb, World};
+use crate::support::{acme, assert_refused, first_second_foreign, name_of, not_found, Kind, TestDb, World};
 
 fn page(limit: u32, offset: u64) -> Pagination {
     Pagination::new(limit, offset).unwrap()
@@ -20,8 +20,7 @@ pub async fn opens_migrates_and_pings(db: &TestDb) {
     let again = db.store().await;
     again.ping().await.unwrap();
     let mut world = World::new(1);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let organisation = world.stored_organisation(&*store, "acme").await;
     assert_eq!(again.organisation(&organisation.id).await.unwrap(), Some(organisation));
 }
 
@@ -61,8 +60,7 @@ pub async fn bootstrap_happens_once(db: &TestDb) {
 pub async fn organisations_and_name_refusal(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(3);
-    let acme = world.organisation("acme");
-    store.create_organisation(&acme).await.unwrap();
+    let acme = world.stored_organisation(&*store, "acme").await;
     assert_eq!(store.organisation(&acme.id).await.unwrap().as_ref(), Some(&acme));
     assert_eq!(store.organisation_by_name("acme").await.unwrap().as_ref(), Some(&acme));
     assert_eq!(store.organisation_by_name("ACME").await.unwrap(), None);
@@ -76,10 +74,7 @@ pub async fn organisations_and_name_refusal(db: &TestDb) {
 }
 
 pub async fn service_tokens_by_digest(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(4);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let (store, mut world, organisation, []) = acme(db, 4, []).await;
     let token = world.service_token(&organisation);
     store.create_service_token(&token).await.unwrap();
     assert_eq!(store.service_token_by_digest(&token.digest).await.unwrap(), Some(token.clone()));
@@ -99,10 +94,8 @@ pub async fn service_tokens_by_digest(db: &TestDb) {
 pub async fn workspaces_slugs_and_listing(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(5);
-    let acme = world.organisation("acme");
-    let globex = world.organisation("globex");
-    store.create_organisation(&acme).await.unwrap();
-    store.create_organisation(&globex).await.unwrap();
+    let acme = world.stored_organisation(&*store, "acme").await;
+    let globex = world.stored_organisation(&*store, "globex").await;
 
     let mut created = Vec::new();
     for slug in ["alpha", "beta", "gamma"] {
@@ -140,27 +133,16 @@ pub async fn workspaces_slugs_and_listing(db: &TestDb) {
 }
 
 pub async fn api_key_lifecycle(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(6);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    let other = world.workspace(&organisation, "other");
-    store.create_workspace(&workspace).await.unwrap();
-    store.create_workspace(&other).await.unwrap();
+    let (store, mut world, _, [workspace, other]) = acme(db, 6, ["demo", "other"]).await;
 
-    world.tick(10);
-    let first = world.api_key(&workspace, "first");
-    store.create_api_key(&first).await.unwrap();
-    world.tick(10);
-    let second = world.api_key(&workspace, "second");
-    store.create_api_key(&second).await.unwrap();
-    let foreign = world.api_key(&other, "foreign");
-    store.create_api_key(&foreign).await.unwrap();
+    let [first, second, foreign] = first_second_foreign(&mut world, &workspace, &other, World::api_key);
+    for key in [&first, &second, &foreign] {
+        store.create_api_key(key).await.unwrap();
+    }
 
     assert_eq!(store.api_key_by_digest(&first.digest).await.unwrap(), Some((first.clone(), workspace.clone())));
     assert_eq!(store.api_key_by_digest(&world.digest()).await.unwrap(), None);
-    let listed = store.list_api_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
+    let listed = store.list_api_keys(&workspace.uid, Listing::new(Pagination::default(), false)).await.unwrap();
     assert_eq!((listed.total, listed.items), (2, vec![second.clone(), first.clone()]));
 
     // A key of another workspace is not found through this one.
@@ -170,8 +152,8 @@ pub async fn api_key_lifecycle(db: &TestDb) {
     assert_refused(store.delete_api_key(&workspace.uid, &unknown, &world.actor, now).await, not_found("api key"));
 
     let deleted = store.delete_api_key(&workspace.uid, &first.id, &world.actor, now).await.unwrap();
-    assert_eq!(deleted.deleted_at, Some(now));
-    assert_eq!(deleted.deleted_by.as_ref(), Some(&world.actor));
+    assert_eq!(deleted.deleted_at(), Some(now));
+    assert_eq!(deleted.deletion.as_ref().and_then(|deletion| deletion.by.as_ref()), Some(&world.actor));
     // Verification still finds it, so it can say "deleted".
     let (found, _) = store.api_key_by_digest(&first.digest).await.unwrap().unwrap();
     assert_eq!(found, deleted);
@@ -181,21 +163,14 @@ pub async fn api_key_lifecycle(db: &TestDb) {
         not_found("api key"),
     );
 
-    let live = store.list_api_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
+    let live = store.list_api_keys(&workspace.uid, Listing::new(Pagination::default(), false)).await.unwrap();
     assert_eq!((live.total, live.items), (1, vec![second.clone()]));
-    let all = store.list_api_keys(&workspace.uid, Pagination::default(), true).await.unwrap();
+    let all = store.list_api_keys(&workspace.uid, Listing::new(Pagination::default(), true)).await.unwrap();
     assert_eq!((all.total, all.items), (2, vec![second.clone(), deleted]));
 }
 
 pub async fn public_key_lifecycle(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(7);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    let other = world.workspace(&organisation, "other");
-    store.create_workspace(&workspace).await.unwrap();
-    store.create_workspace(&other).await.unwrap();
+    let (store, mut world, _, [workspace, other]) = acme(db, 7, ["demo", "other"]).await;
     let actor = world.actor.clone();
 
     let create = |world: &mut World, workspace: &keys_core::WorkspaceUid, name: &str| {
@@ -293,22 +268,15 @@ pub async fn public_key_lifecycle(db: &TestDb) {
     let fresh = store.create_public_key(new, &actor, now).await.unwrap();
     assert!(fresh.is_default);
 
-    let live = store.list_public_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
+    let live = store.list_public_keys(&workspace.uid, Listing::new(Pagination::default(), false)).await.unwrap();
     assert_eq!((live.total, live.items), (1, vec![fresh.clone()]));
-    let all = store.list_public_keys(&workspace.uid, Pagination::default(), true).await.unwrap();
+    let all = store.list_public_keys(&workspace.uid, Listing::new(Pagination::default(), true)).await.unwrap();
     assert_eq!(all.total, 3);
     assert_eq!(all.items, vec![fresh, deleted, deleted_default]);
 }
 
 pub async fn signing_key_lifecycle(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(8);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    let other = world.workspace(&organisation, "other");
-    store.create_workspace(&workspace).await.unwrap();
-    store.create_workspace(&other).await.unwrap();
+    let (store, mut world, _, [workspace, other]) = acme(db, 8, ["demo", "other"]).await;
     let actor = world.actor.clone();
 
     let now = world.tick(10);
@@ -383,9 +351,9 @@ pub async fn signing_key_lifecycle(db: &TestDb) {
     // With the active key deleted, a new one may be created.
     let fourth = store.create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(10)).await.unwrap();
 
-    let live = store.list_signing_keys(&workspace.uid, Pagination::default(), false).await.unwrap();
+    let live = store.list_signing_keys(&workspace.uid, Listing::new(Pagination::default(), false)).await.unwrap();
     assert_eq!((live.total, live.items), (2, vec![fourth.clone(), rolled_again.clone()]));
-    let all = store.list_signing_keys(&workspace.uid, Pagination::default(), true).await.unwrap();
+    let all = store.list_signing_keys(&workspace.uid, Listing::new(Pagination::default(), true)).await.unwrap();
     assert_eq!(all.total, 4);
     assert_eq!(all.items, vec![fourth, deleted_active, rolled_again, deleted]);
     assert_eq!(store.live_signing_keys(&other.uid).await.unwrap(), vec![foreign]);
@@ -394,19 +362,13 @@ pub async fn signing_key_lifecycle(db: &TestDb) {
 pub async fn organisation_key_lifecycle(db: &TestDb) {
     let store = db.store().await;
     let mut world = World::new(9);
-    let acme = world.organisation("acme");
-    let globex = world.organisation("globex");
-    store.create_organisation(&acme).await.unwrap();
-    store.create_organisation(&globex).await.unwrap();
+    let acme = world.stored_organisation(&*store, "acme").await;
+    let globex = world.stored_organisation(&*store, "globex").await;
 
-    world.tick(10);
-    let first = world.organisation_key(&acme, "first");
-    store.create_organisation_key(&first).await.unwrap();
-    world.tick(10);
-    let second = world.organisation_key(&acme, "second");
-    store.create_organisation_key(&second).await.unwrap();
-    let foreign = world.organisation_key(&globex, "foreign");
-    store.create_organisation_key(&foreign).await.unwrap();
+    let [first, second, foreign] = first_second_foreign(&mut world, &acme, &globex, World::organisation_key);
+    for key in [&first, &second, &foreign] {
+        store.create_organisation_key(key).await.unwrap();
+    }
     let ghost = world.organisation("ghost");
     let orphan = world.organisation_key(&ghost, "orphan");
     assert_refused(store.create_organisation_key(&orphan).await, not_found("organisation"));
@@ -439,10 +401,7 @@ pub async fn organisation_key_lifecycle(db: &TestDb) {
 }
 
 pub async fn missing_targets_are_not_found(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(10);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let (store, mut world, organisation, []) = acme(db, 10, []).await;
     let ghost = world.workspace(&organisation, "ghost"); // never written
     let actor = world.actor.clone();
     let now = world.tick(1);
@@ -479,9 +438,9 @@ pub async fn missing_targets_are_not_found(db: &TestDb) {
     assert_refused(store.delete_organisation_key(&nobody.id, &key, &actor, now).await, not_found("organisation"));
 
     // Reads of what does not exist are empty, not errors.
-    assert_eq!(store.list_api_keys(&ghost.uid, Pagination::default(), true).await.unwrap().total, 0);
-    assert_eq!(store.list_public_keys(&ghost.uid, Pagination::default(), true).await.unwrap().total, 0);
-    assert_eq!(store.list_signing_keys(&ghost.uid, Pagination::default(), true).await.unwrap().total, 0);
+    assert_eq!(store.list_api_keys(&ghost.uid, Listing::new(Pagination::default(), true)).await.unwrap().total, 0);
+    assert_eq!(store.list_public_keys(&ghost.uid, Listing::new(Pagination::default(), true)).await.unwrap().total, 0);
+    assert_eq!(store.list_signing_keys(&ghost.uid, Listing::new(Pagination::default(), true)).await.unwrap().total, 0);
     assert!(store.live_signing_keys(&ghost.uid).await.unwrap().is_empty());
     assert_eq!(store.signing_key_by_uid(&uid).await.unwrap(), None);
     assert!(store.list_organisation_keys(&nobody.id).await.unwrap().is_empty());
@@ -492,12 +451,7 @@ pub async fn missing_targets_are_not_found(db: &TestDb) {
 }
 
 pub async fn timestamps_read_back_exactly(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(11);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let (store, mut world, _, [workspace]) = acme(db, 11, ["demo"]).await;
     let actor = world.actor.clone();
 
     // Instants a microsecond apart, before and after the epoch, across a
@@ -518,7 +472,7 @@ pub async fn timestamps_read_back_exactly(db: &TestDb) {
         store.create_api_key(&key).await.unwrap();
         keys.push(key);
     }
-    let listed = store.list_api_keys(&workspace.uid, page(10, 0), false).await.unwrap();
+    let listed = store.list_api_keys(&workspace.uid, Listing::new(page(10, 0), false)).await.unwrap();
     keys.reverse();
     assert_eq!(listed.items, keys);
 
@@ -533,12 +487,7 @@ pub async fn timestamps_read_back_exactly(db: &TestDb) {
 /// Many keys created in the same microsecond (ties broken by id, newest
 /// first) and at distinct instants; every page agrees with the model.
 pub async fn lists_page_newest_first_with_ties(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(12);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let (store, mut world, _, [workspace]) = acme(db, 12, ["demo"]).await;
     let actor = world.actor.clone();
 
     let mut keys = Vec::new();
@@ -564,7 +513,10 @@ pub async fn lists_page_newest_first_with_ties(db: &TestDb) {
             let mut seen = Vec::new();
             let mut offset = 0;
             loop {
-                let listed = store.list_api_keys(&workspace.uid, page(limit, offset), include_deleted).await.unwrap();
+                let listed = store
+                    .list_api_keys(&workspace.uid, Listing::new(page(limit, offset), include_deleted))
+                    .await
+                    .unwrap();
                 assert_eq!(listed.total, expected.len() as u64);
                 if listed.items.is_empty() {
                     break;
@@ -579,10 +531,7 @@ pub async fn lists_page_newest_first_with_ties(db: &TestDb) {
 }
 
 pub async fn audit_trail_records_every_mutation(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(13);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
+    let (store, mut world, organisation, []) = acme(db, 13, []).await;
     let token = world.service_token(&organisation);
     store.create_service_token(&token).await.unwrap();
     let workspace = world.workspace(&organisation, "demo");
@@ -622,7 +571,6 @@ pub async fn audit_trail_records_every_mutation(db: &TestDb) {
             ("organisation_key.deleted", organisation_key.id.as_str()),
             ("organisation_key.generated", organisation_key.id.as_str()),
             ("signing_api_key.deleted", fresh.uid.as_str()),
-            ("signing_api_key.generated", fresh.uid.as_str()),
             ("signing_api_key.rolled", signing_key.uid.as_str()),
             ("signing_api_key.generated", signing_key.uid.as_str()),
             ("public_api_key.deleted", public_key.id.as_str()),
@@ -639,7 +587,7 @@ pub async fn audit_trail_records_every_mutation(db: &TestDb) {
     let newest = &events[0];
     assert_eq!((newest.at, newest.actor.as_ref(), newest.workspace.as_ref()), (deleted_at, Some(&actor), None));
     assert_eq!(events[2].workspace.as_ref(), Some(&workspace.uid));
-    assert_eq!(events[13].actor.as_ref(), Some(&token.actor));
+    assert_eq!(events[12].actor.as_ref(), Some(&token.actor));
     assert_eq!(events.last().unwrap().actor, None);
     assert_eq!(store.audit_events(&organisation.id, 3).await.unwrap(), events[..3].to_vec());
 }
@@ -730,9 +678,18 @@ async fn transcript(store: &dyn Store) -> Vec<String> {
         for (limit, offset) in [(1, 0), (2, 1), (4, 3), (10, 0), (100, 5), (3, 50)] {
             let pagination = page(limit, offset);
             let uid = &workspace.uid;
-            lines.push(format!("{:?}", store.list_api_keys(uid, pagination, include_deleted).await.unwrap()));
-            lines.push(format!("{:?}", store.list_public_keys(uid, pagination, include_deleted).await.unwrap()));
-            lines.push(format!("{:?}", store.list_signing_keys(uid, pagination, include_deleted).await.unwrap()));
+            lines.push(format!(
+                "{:?}",
+                store.list_api_keys(uid, Listing::new(pagination, include_deleted)).await.unwrap()
+            ));
+            lines.push(format!(
+                "{:?}",
+                store.list_public_keys(uid, Listing::new(pagination, include_deleted)).await.unwrap()
+            ));
+            lines.push(format!(
+                "{:?}",
+                store.list_signing_keys(uid, Listing::new(pagination, include_deleted)).await.unwrap()
+            ));
             lines.push(format!("{:?}", store.list_workspaces(&organisation.id, pagination).await.unwrap()));
         }
     }
@@ -745,12 +702,7 @@ async fn transcript(store: &dyn Store) -> Vec<String> {
 /// to it (another version, hand-written SQL), a rolled key without its
 /// expiry, or an active key with one, is refused.
 pub async fn the_database_refuses_impossible_signing_key_lifecycles(db: &TestDb) {
-    let store = db.store().await;
-    let mut world = World::new(21);
-    let organisation = world.organisation("acme");
-    store.create_organisation(&organisation).await.unwrap();
-    let workspace = world.workspace(&organisation, "demo");
-    store.create_workspace(&workspace).await.unwrap();
+    let (store, mut world, _, [workspace]) = acme(db, 21, ["demo"]).await;
     let actor = world.actor.clone();
     let key = store.create_signing_key(&workspace.uid, world.signing_key(), &actor, world.tick(10)).await.unwrap();
     let uid = key.uid.as_str().to_owned();
@@ -760,31 +712,12 @@ pub async fn the_database_refuses_impossible_signing_key_lifecycles(db: &TestDb)
         "UPDATE workspace_signing_keys SET expiry_at = created_at WHERE uid = $1",
     ];
     for statement in statements {
-        let refused = match db.kind {
-            Kind::Sqlite => {
-                let pool = db.sqlite_store().await.pool().clone();
-                sqlx::query(statement).bind(&uid).execute(&pool).await.is_err()
-            }
-            Kind::Postgres => {
-                let pool = db.postgres_store().await.pool().clone();
-                sqlx::query(statement).bind(&uid).execute(&pool).await.is_err()
-            }
-        };
-        assert!(refused, "the database accepted: {statement}");
+        assert!(db.execute(statement, &[uid.as_str()]).await.is_err(), "the database accepted: {statement}");
     }
     // A consistent roll is accepted, and the key still reads back.
     let consistent = "UPDATE workspace_signing_keys SET status = 'rolled', rolled_at = created_at, \
                       expiry_at = created_at WHERE uid = $1";
-    match db.kind {
-        Kind::Sqlite => {
-            let pool = db.sqlite_store().await.pool().clone();
-            sqlx::query(consistent).bind(&uid).execute(&pool).await.unwrap();
-        }
-        Kind::Postgres => {
-            let pool = db.postgres_store().await.pool().clone();
-            sqlx::query(consistent).bind(&uid).execute(&pool).await.unwrap();
-        }
-    }
+    assert_eq!(db.execute(consistent, &[uid.as_str()]).await, Ok(1));
     let read = store.signing_key_by_uid(&key.uid).await.unwrap().expect("the key reads back");
     assert_eq!(read.status(), SigningKeyStatus::Rolled);
 }

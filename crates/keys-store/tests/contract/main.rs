@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod api_key_lifecycle;
 mod cache;
 mod concurrency;
 mod lifecycle;
@@ -58,6 +59,11 @@ contract_suite! {
         lifecycle::bootstrap_happens_once,
         lifecycle::service_tokens_by_digest,
         lifecycle::api_key_lifecycle,
+        api_key_lifecycle::api_key_patches_each_field_and_null_clears,
+        api_key_lifecycle::api_key_disable_and_enable,
+        api_key_lifecycle::api_key_roll_with_grace,
+        api_key_lifecycle::api_key_roll_without_grace,
+        api_key_lifecycle::api_key_refusals_change_nothing,
         lifecycle::public_key_lifecycle,
         lifecycle::signing_key_lifecycle,
         lifecycle::organisation_key_lifecycle,
@@ -76,6 +82,11 @@ contract_suite! {
         lifecycle::lists_page_newest_first_with_ties,
         lifecycle::audit_trail_records_every_mutation,
         lifecycle::the_database_refuses_impossible_signing_key_lifecycles,
+        api_key_lifecycle::api_key_changes_are_audited_once_each,
+        api_key_lifecycle::the_database_refuses_impossible_api_key_rows,
+        api_key_lifecycle::last_used_at_only_moves_forwards,
+        api_key_lifecycle::concurrent_use_recording_never_moves_backwards,
+        api_key_lifecycle::a_cancelled_write_leaves_the_store_writable,
         concurrency::concurrent_opens_migrate_once,
         concurrency::concurrent_bootstraps_elect_one,
         concurrency::concurrent_signing_key_creates_leave_one_active,

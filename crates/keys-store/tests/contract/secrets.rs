@@ -3,7 +3,7 @@
 //! of every table (listed from the database's own catalog) and find none of
 //! the secrets there.
 
-use keys_core::{ApiKey, ApiKeyId, Description, ServiceTokenId, ServiceTokenRecord};
+use keys_core::{ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyProfile, Description, ServiceTokenId, ServiceTokenRecord};
 use keys_crypto::{ApiKeySecret, EcKeyPair, PublicKeyValue, RsaKeyPair, ServiceToken};
 use keys_store::PublicKeyChange;
 use rand_core::OsRng;
@@ -63,18 +63,15 @@ pub async fn no_secret_reaches_the_database(db: &TestDb) {
         // The 43 random characters alone, in case a prefix were stripped.
         secrets.add("api key body", &secret.expose()[3..]);
         must_find.push(secret.masked());
-        let key = ApiKey::create(
-            keys_core::NewApiKey {
-                id: ApiKeyId::generate(world.now, &mut world.rng),
-                workspace: workspace.uid.clone(),
-                name: name_of("server"),
-                description: Description::parse(Some("backend")).unwrap(),
-                digest: secret.digest(),
-                masked_api_key: secret.masked(),
-            },
-            &actor,
-            world.tick(1),
-        );
+        let mut profile = ApiKeyProfile::named(name_of("server"));
+        profile.description = Description::parse(Some("backend")).unwrap();
+        let material = ApiKeyMaterial {
+            id: ApiKeyId::generate(world.now, &mut world.rng),
+            digest: secret.digest(),
+            masked_api_key: secret.masked(),
+        };
+        let new = keys_core::NewApiKey { workspace: workspace.uid.clone(), material, profile };
+        let key = ApiKey::create(new, &actor, world.tick(1)).unwrap();
         store.create_api_key(&key).await.unwrap();
         assert!(store.api_key_by_digest(&secret.digest()).await.unwrap().is_some());
         if index == 0 {

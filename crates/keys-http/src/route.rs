@@ -1,0 +1,598 @@
+//! What a route is made of, below the handlers that declare them: the
+//! request parts a handler reads ([`Input`], [`Public`], [`Authenticated`]),
+//! and the [`Route`] and [`Operation`] values each resource module declares
+//! beside its handler functions (as in Vault's `framework.Path`): a path
+//! template, its dialect (which decides the error body and whether
+//! `Authorization: Bearer` is accepted), its OpenAPI tag, and one
+//! [`Operation`] per method with the handler, how it authenticates, what it
+//! reads (query, body) and what it answers (status → body).
+//!
+//! [`crate::routes`] gathers the resource modules' groups into the one
+//! table the router, the dispatcher, the metrics and `/openapi.json` read.
+//! Adding a route is one entry in its resource module, beside its handler;
+//! nothing else lists routes.
+//!
+//! **Why a function pointer returning a boxed future.** Each operation holds
+//! its handler as a non-capturing closure coerced to a function pointer
+//! (`fn(Authenticated<'_>) -> HandlerFuture<'_>`) that binds the path
+//! parameters and calls the handler function. The alternative, an enum of
+//! handlers matched in one place, would make adding a route three edits (the
+//! entry, a variant, an arm) and would let an entry and its arm disagree.
+//! The price of the pointer is one heap allocation per request for the
+//! handler's future. In exchange the router does not copy path parameters
+//! into a `Vec<String>` (they borrow the request's path), so a route with
+//! parameters allocates less; the verification routes, which have none, pay
+//! the one allocation, which measured in-process verification of an API key
+//! (about 2.5 µs a request) does not show.
+//!
+//! How an operation authenticates follows from its handler's kind: a
+//! [`Handler::Public`] gets no caller, a [`Handler::ServiceToken`] gets the
+//! authenticated [`Caller`] and cannot run without it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::request::Parts;
+use http::{HeaderValue, Method, Response};
+use http_body_util::Full;
+pub(crate) use keys_service::Caller;
+use serde::de::DeserializeOwned;
+
+use crate::error::{ApiError, Dialect};
+use crate::schema::SchemaOf;
+use crate::state::AppState;
+
+/// The most parameters a route template has.
+pub const MAX_PARAMS: usize = 2;
+
+/// What every handler returns.
+pub(crate) type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
+
+/// The parts of a request a handler reads besides its path parameters.
+#[derive(Default)]
+pub(crate) struct Input {
+    pub query: Option<String>,
+    /// Shares the request's header bytes.
+    content_type: Option<HeaderValue>,
+    body: Bytes,
+}
+
+impl std::fmt::Debug for Input {
+    // The body may hold a secret (a key to verify), so only its size shows.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Input")
+            .field("query", &self.query)
+            .field("content_type", &self.content_type)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
+}
+
+impl Input {
+    pub fn new(query: Option<String>, content_type: Option<HeaderValue>, body: Bytes) -> Self {
+        Self { query, content_type, body }
+    }
+
+    /// Whether the declared media type is JSON (`application/json`, any
+    /// parameters, or a `+json` suffix type).
+    fn is_json(&self) -> bool {
+        let Some(content_type) = self.content_type.as_ref().and_then(|value| value.to_str().ok()) else {
+            return false;
+        };
+        let media_type = content_type.split(';').next().unwrap_or_default().trim().as_bytes();
+        let starts_with = |prefix: &str| {
+            media_type.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
+        };
+        let ends_with = |suffix: &str| {
+            media_type.len() >= suffix.len()
+                && media_type[media_type.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+        };
+        media_type.eq_ignore_ascii_case(b"application/json") || (starts_with("application/") && ends_with("+json"))
+    }
+
+    fn body_is_empty(&self) -> bool {
+        self.body.iter().all(u8::is_ascii_whitespace)
+    }
+
+    /// A required JSON body.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if !self.is_json() {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        if self.body_is_empty() {
+            return Err(ApiError::validation("request body must be a JSON object"));
+        }
+        // The fast path for the bodies clients send; only a body that does
+        // not fit takes the slow one, which also accepts `60.0` for `60`.
+        serde_json::from_slice(&self.body).or_else(|_| body_from_value(&self.body))
+    }
+
+    /// An optional JSON body: empty (with or without a content type) means
+    /// the default.
+    pub fn optional_json<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
+        if self.body_is_empty() {
+            return Ok(T::default());
+        }
+        self.json()
+    }
+}
+
+/// Decodes a body that did not decode directly: as a JSON document first
+/// (so a syntax error is told as such, without parser positions), then with
+/// every number that has a zero fraction made that integer (SPEC section
+/// 10), then into `T`, telling which field did not fit and what it must be.
+fn body_from_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let document: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::validation("request body is not valid JSON"))?;
+    // Every request body is an object (serde would also take an array for
+    // a struct, field by field).
+    if !document.is_object() {
+        return Err(ApiError::validation("request body must be a JSON object"));
+    }
+    serde_path_to_error::deserialize(whole_numbers(document))
+        .map_err(|error| ApiError::validation(body_error_message(&error)))
+}
+
+/// `document` with each float that is a whole number (`60.0`, `1e3`)
+/// replaced by that integer.
+fn whole_numbers(document: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match document {
+        Value::Number(number) => {
+            let whole = number.as_f64().filter(|float| number.is_f64() && float.fract() == 0.0).and_then(|float| {
+                // Exact conversions only: floats beyond the integer types stay floats.
+                if (0.0..18_446_744_073_709_551_616.0).contains(&float) {
+                    Some(serde_json::Number::from(float as u64))
+                } else if (-9_223_372_036_854_775_808.0..0.0).contains(&float) {
+                    Some(serde_json::Number::from(float as i64))
+                } else {
+                    None
+                }
+            });
+            Value::Number(whole.unwrap_or(number))
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+        Value::Object(fields) => {
+            Value::Object(fields.into_iter().map(|(name, value)| (name, whole_numbers(value))).collect())
+        }
+        other => other,
+    }
+}
+
+/// What was wrong with a JSON body, in the words of the request: the field
+/// (`grace_period_seconds`, `allowed_domains[2]`) and what it must be,
+/// never serde's type names (`u64`, `struct RollSigningKey`).
+fn body_error_message(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = error.path().to_string();
+    let field = if path == "." { "request body".to_owned() } else { path };
+    let serde = error.inner().to_string();
+    let quoted = |text: &str| text.split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>();
+    if let Some(rest) = serde.strip_prefix("missing field ") {
+        let missing = quoted(rest).join("");
+        return if field == "request body" {
+            format!("{missing} is required")
+        } else {
+            format!("{field}.{missing} is required")
+        };
+    }
+    if let Some(rest) = serde.strip_prefix("unknown field ") {
+        let mut names = quoted(rest).into_iter();
+        let unknown = names.next().unwrap_or_default();
+        let accepted: Vec<String> = names.collect();
+        return if accepted.is_empty() {
+            format!("unknown field {}: this request takes no fields", shortened(&unknown))
+        } else {
+            format!("unknown field {}; the fields are {}", shortened(&unknown), accepted.join(", "))
+        };
+    }
+    if let Some(rest) = serde.strip_prefix("unknown variant ") {
+        let allowed: Vec<String> = quoted(rest).into_iter().skip(1).collect();
+        return format!("{field} must be one of {}", allowed.join(", "));
+    }
+    if serde.starts_with("duplicate field ") {
+        return format!("{} appears twice", quoted(&serde).join(""));
+    }
+    let expected = serde.rsplit_once(", expected ").map(|(_, expected)| expected).unwrap_or_default();
+    format!("{field} must be {}", plain_expectation(expected))
+}
+
+/// serde's "expected …" in plain words.
+fn plain_expectation(expected: &str) -> &'static str {
+    let expected = expected.trim();
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a string" | "a borrowed string" | "a character" => "a string",
+        "a boolean" => "true or false",
+        "a sequence" => "an array",
+        _ if expected.starts_with("struct ") || expected.starts_with("a map") || expected == "map" => "a JSON object",
+        _ if expected.starts_with("a sequence") || expected.starts_with("tuple") => "an array",
+        _ => "of another type or value",
+    }
+}
+
+/// Client text echoed in a message, shortened.
+fn shortened(text: &str) -> String {
+    text.chars().take(100).collect()
+}
+
+/// What a public handler gets: the state, the request head and the path
+/// parameters. Copied into the handler's closure, borrowed for `'a`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Public<'a> {
+    pub state: &'a Arc<AppState>,
+    pub head: &'a Parts,
+    params: [&'a str; MAX_PARAMS],
+}
+
+impl<'a> Public<'a> {
+    pub fn new(state: &'a Arc<AppState>, head: &'a Parts, params: [&'a str; MAX_PARAMS]) -> Self {
+        Self { state, head, params }
+    }
+
+    /// The `index`-th path parameter of the template.
+    pub fn param(&self, index: usize) -> &'a str {
+        self.params.get(index).copied().unwrap_or_default()
+    }
+}
+
+/// What an authenticated handler gets: besides [`Public`]'s, the caller and
+/// the query and body.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Authenticated<'a> {
+    pub state: &'a Arc<AppState>,
+    pub caller: &'a Caller,
+    pub input: &'a Input,
+    params: [&'a str; MAX_PARAMS],
+}
+
+impl<'a> Authenticated<'a> {
+    pub fn new(call: Public<'a>, caller: &'a Caller, input: &'a Input) -> Self {
+        Self { state: call.state, caller, input, params: call.params }
+    }
+
+    /// The `index`-th path parameter of the template.
+    pub fn param(&self, index: usize) -> &'a str {
+        self.params.get(index).copied().unwrap_or_default()
+    }
+}
+
+/// The future of one handler call, borrowing the request for `'a`.
+pub(crate) type HandlerFuture<'a> = Pin<Box<dyn Future<Output = HttpResult> + Send + 'a>>;
+
+/// The handler of an operation, and so how it authenticates.
+#[derive(Clone, Copy)]
+pub(crate) enum Handler {
+    /// No authentication; the body is not read.
+    Public(for<'a> fn(Public<'a>) -> HandlerFuture<'a>),
+    /// `Authorization: ServiceToken <token>` (also `Bearer <token>` on
+    /// dialect-2 routes); the body is read for POST, PATCH and PUT.
+    ServiceToken(for<'a> fn(Authenticated<'a>) -> HandlerFuture<'a>),
+}
+
+/// How an operation authenticates, as documented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    Public,
+    ServiceToken,
+}
+
+/// The OpenAPI tag of a route: the group it is listed under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tag {
+    Operations,
+    Workspaces,
+    ApiKeys,
+    PublicKeys,
+    SigningKeys,
+    Verification,
+    SigningKeysVersori,
+}
+
+impl Tag {
+    /// Every tag, in the order the document lists them.
+    pub const ALL: [Tag; 7] = [
+        Self::Operations,
+        Self::Workspaces,
+        Self::ApiKeys,
+        Self::PublicKeys,
+        Self::SigningKeys,
+        Self::Verification,
+        Self::SigningKeysVersori,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Operations => "operations",
+            Self::Workspaces => "workspaces",
+            Self::ApiKeys => "api-keys",
+            Self::PublicKeys => "public-keys",
+            Self::SigningKeys => "signing-keys",
+            Self::Verification => "verification",
+            Self::SigningKeysVersori => "signing-keys-versori",
+        }
+    }
+
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Operations => "Liveness, readiness, metrics and this document.",
+            Self::Workspaces => "Dialect 1 (SuprSend-compatible): workspaces of the token's organisation.",
+            Self::ApiKeys => "Dialect 1: server-side API keys (`SS.…`), shown once at creation.",
+            Self::PublicKeys => "Dialect 1: publishable client keys (`SS.PUBK.…`).",
+            Self::SigningKeys => "Dialect 1: workspace ES256 signing keys and their public JWKS.",
+            Self::Verification => "Verification: 200 with `valid` for any well-formed request.",
+            Self::SigningKeysVersori => "Dialect 2 (Versori-compatible): organisation RS256 signing keys.",
+        }
+    }
+}
+
+/// What a response body holds.
+#[derive(Clone, Copy)]
+pub(crate) enum Payload {
+    /// A JSON document of this schema.
+    Json(SchemaOf),
+    /// `{"meta": {count, limit, offset}, "results": [...]}` of this schema.
+    List(SchemaOf),
+    /// Some JSON object (this document).
+    AnyObject,
+    /// Prometheus text exposition.
+    PrometheusText,
+    /// No body (204).
+    Empty,
+    /// The error body of the route's dialect.
+    Error,
+}
+
+/// What an operation reads from the body.
+#[derive(Clone, Copy)]
+pub(crate) enum Body {
+    /// Nothing: the body is not read, or ignored.
+    None,
+    /// A JSON body that must be present.
+    Required(SchemaOf),
+    /// A JSON body that may be empty (with or without a content type).
+    Optional(SchemaOf),
+}
+
+/// What an operation reads from the query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Query {
+    None,
+    /// `limit` (1–100), `offset` (≥ 0), `include_deleted` (true/false).
+    List,
+    /// `limit` and `offset` only.
+    Page,
+}
+
+/// One method of a route.
+pub struct Operation {
+    pub(crate) method: Method,
+    pub(crate) operation_id: &'static str,
+    pub(crate) summary: &'static str,
+    /// Empty for none.
+    pub(crate) description: &'static str,
+    pub(crate) handler: Handler,
+    pub(crate) query: Query,
+    pub(crate) body: Body,
+    /// The success answer.
+    pub(crate) success: (u16, Payload),
+    /// The other answers the handler itself gives; the generator adds the
+    /// ones every operation of its kind can give (401, 413, 415, 500, …).
+    pub(crate) refusals: &'static [(u16, Payload)],
+    /// Whether a success carries a secret or a private key (shown once):
+    /// the response then has `Cache-Control: no-store` (SPEC section 10).
+    pub(crate) hands_out_secret: bool,
+}
+
+impl std::fmt::Debug for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operation").field("method", &self.method).field("operation_id", &self.operation_id).finish()
+    }
+}
+
+impl Operation {
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    pub fn operation_id(&self) -> &'static str {
+        self.operation_id
+    }
+
+    pub fn auth(&self) -> Auth {
+        match self.handler {
+            Handler::Public(_) => Auth::Public,
+            Handler::ServiceToken(_) => Auth::ServiceToken,
+        }
+    }
+}
+
+/// One path template and its methods.
+#[derive(Debug)]
+pub struct Route {
+    /// The OpenAPI path template, also the `route` label of metrics.
+    pub(crate) pattern: &'static str,
+    pub(crate) dialect: Dialect,
+    pub(crate) tag: Tag,
+    pub(crate) operations: &'static [Operation],
+    /// Whether the route answers every method with its first operation.
+    pub(crate) any_method: bool,
+}
+
+/// A route is its entry in the table: two are equal when they are the same
+/// entry.
+impl PartialEq for Route {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self, other)
+    }
+}
+
+impl Eq for Route {}
+
+impl Route {
+    /// A path and its operations (a `const` slice, declared beside the
+    /// handlers it names).
+    pub(crate) const fn new(
+        pattern: &'static str,
+        dialect: Dialect,
+        tag: Tag,
+        operations: &'static [Operation],
+    ) -> Self {
+        Self { pattern, dialect, tag, operations, any_method: false }
+    }
+
+    /// A route that answers every method with its first operation, and
+    /// every path below it.
+    pub(crate) const fn any_method(self) -> Self {
+        Self { any_method: true, ..self }
+    }
+
+    pub fn pattern(&self) -> &'static str {
+        self.pattern
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    pub fn tag(&self) -> Tag {
+        self.tag
+    }
+
+    pub fn operations(&self) -> &'static [Operation] {
+        self.operations
+    }
+
+    /// The methods the route declares (HEAD is answered wherever GET is,
+    /// without being declared).
+    pub fn methods(&self) -> impl Iterator<Item = &'static Method> {
+        self.operations.iter().map(|operation| &operation.method)
+    }
+
+    /// The operation answering `method`: its own, or GET's for HEAD.
+    pub fn operation(&self, method: &Method) -> Option<&'static Operation> {
+        let wanted = if method == Method::HEAD { &Method::GET } else { method };
+        let declared = self.operations.iter().find(|operation| operation.method == *wanted);
+        // A gateway's sub-request may keep any client method (Envoy forwards
+        // `PROPFIND` as it is): forward authentication answers them all.
+        declared.or_else(|| self.any_method.then(|| self.operations.first()).flatten())
+    }
+
+    /// Whether this is one of the verification endpoints, the hot path
+    /// (their request lines are logged at `debug`).
+    pub fn is_verification(&self) -> bool {
+        self.tag == Tag::Verification
+    }
+}
+
+/// A table entry's handler: `authenticated!(f)` for an
+/// `async fn f(Authenticated<'_>) -> HttpResult`, run after the service
+/// token is checked.
+macro_rules! authenticated {
+    ($handler:path) => {
+        $crate::route::Handler::ServiceToken(|call| Box::pin($handler(call)))
+    };
+}
+pub(crate) use authenticated;
+
+/// A table entry's handler: `public!(f)` for an
+/// `async fn f(Public<'_>) -> HttpResult`, run without authentication.
+macro_rules! public {
+    ($handler:path) => {
+        $crate::route::Handler::Public(|call| Box::pin($handler(call)))
+    };
+}
+pub(crate) use public;
+
+/// The answer every operation on a keyed resource may give.
+pub(crate) const NOT_FOUND: (u16, Payload) = (404, Payload::Error);
+/// The answer of an operation a domain rule can refuse.
+pub(crate) const BAD_REQUEST: (u16, Payload) = (400, Payload::Error);
+
+/// Building an operation: a constructor for each common shape (list,
+/// create, get, update, delete) or [`Operation::new`], then what differs
+/// (a `const` builder, so the table stays a `static`).
+impl Operation {
+    pub(crate) const fn new(
+        method: Method,
+        operation_id: &'static str,
+        summary: &'static str,
+        handler: Handler,
+        success: (u16, Payload),
+    ) -> Self {
+        Self {
+            method,
+            operation_id,
+            summary,
+            description: "",
+            handler,
+            query: Query::None,
+            body: Body::None,
+            success,
+            refusals: &[],
+            hands_out_secret: false,
+        }
+    }
+
+    /// `GET` a page of `item`s below a resource found by the path (404).
+    pub(crate) const fn list(id: &'static str, summary: &'static str, handler: Handler, item: SchemaOf) -> Self {
+        Self::new(Method::GET, id, summary, handler, (200, Payload::List(item)))
+            .query(Query::List)
+            .refuses(&[NOT_FOUND])
+    }
+
+    /// `GET` the `item` the path names (404).
+    pub(crate) const fn get(id: &'static str, summary: &'static str, handler: Handler, item: SchemaOf) -> Self {
+        Self::new(Method::GET, id, summary, handler, (200, Payload::Json(item))).refuses(&[NOT_FOUND])
+    }
+
+    /// `POST` below a resource found by the path (404), answering 201 with
+    /// the `item` made.
+    pub(crate) const fn post(id: &'static str, summary: &'static str, handler: Handler, item: SchemaOf) -> Self {
+        Self::new(Method::POST, id, summary, handler, (201, Payload::Json(item))).refuses(&[NOT_FOUND])
+    }
+
+    /// `PATCH` the resource the path names (404), answering 202 with it.
+    pub(crate) const fn patch(id: &'static str, summary: &'static str, handler: Handler, item: SchemaOf) -> Self {
+        Self::new(Method::PATCH, id, summary, handler, (202, Payload::Json(item))).refuses(&[NOT_FOUND])
+    }
+
+    /// `DELETE` the resource the path names (404), answering 204.
+    pub(crate) const fn delete(id: &'static str, summary: &'static str, handler: Handler) -> Self {
+        Self::new(Method::DELETE, id, summary, handler, (204, Payload::Empty)).refuses(&[NOT_FOUND])
+    }
+
+    pub(crate) const fn describe(self, description: &'static str) -> Self {
+        let mut operation = self;
+        operation.description = description;
+        operation
+    }
+
+    pub(crate) const fn query(self, query: Query) -> Self {
+        let mut operation = self;
+        operation.query = query;
+        operation
+    }
+
+    pub(crate) const fn body(self, body: Body) -> Self {
+        let mut operation = self;
+        operation.body = body;
+        operation
+    }
+
+    pub(crate) const fn refuses(self, refusals: &'static [(u16, Payload)]) -> Self {
+        let mut operation = self;
+        operation.refusals = refusals;
+        operation
+    }
+
+    /// A success carries a secret or a private key, shown this once.
+    pub(crate) const fn hands_out_secret(self) -> Self {
+        let mut operation = self;
+        operation.hands_out_secret = true;
+        operation
+    }
+}
