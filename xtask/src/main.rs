@@ -1,9 +1,13 @@
 //! xtask: the project's chores, as `cargo xtask <command>`.
 //!
-//! - `cargo xtask ci`: formatting, clippy and the whole test suite, with the
-//!   local PostgreSQL started first if it is installed but stopped. This is
-//!   the README's test command and what `.ci/run` runs.
+//! - `cargo xtask ci`: formatting, clippy, the whole test suite and the fuzz
+//!   targets (30 s each), with the local PostgreSQL started first if it is
+//!   installed but stopped. This is the README's test command and what
+//!   `.ci/run` runs.
 //! - `cargo xtask pg`: only make sure PostgreSQL is up.
+//! - `cargo xtask fuzz [SECONDS]`: the fuzz targets of `fuzz/`, each for a
+//!   bounded time over the committed seed corpus (see `fuzz.rs`); part of
+//!   `ci`.
 //! - `cargo xtask bench [--quick]`: the benchmarks of docs/BENCHMARKS.md
 //!   (see `bench/mod.rs`); `xtask bench-hello ADDR` is its baseline server.
 //!
@@ -11,6 +15,7 @@
 //! hyper, keys-crypto) are the bench's, already built for the workspace.
 
 mod bench;
+mod fuzz;
 mod tidy;
 
 use std::env;
@@ -27,12 +32,14 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("pg") => ensure_postgres(),
         Some("bench") => bench::main(&args[1..]),
+        Some("fuzz") => fuzz::main(&args[1..]),
         Some("bench-hello") => bench::hello::main(args.get(1).map_or("127.0.0.1:0", String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <ci|pg|bench>");
+            eprintln!("usage: cargo xtask <ci|pg|bench|fuzz>");
             eprintln!("  ci      fmt --check, clippy -D warnings, the whole test suite (PostgreSQL included)");
             eprintln!("  pg      start the local PostgreSQL if it is installed but stopped");
             eprintln!("  bench   build in release and write docs/BENCHMARKS.md (--quick: under 2 minutes; --help)");
+            eprintln!("  fuzz    every fuzz target for SECONDS each (default 30, KEYSD_FUZZ_SECONDS)");
             std::process::exit(2);
         }
     }
@@ -76,7 +83,8 @@ fn ci() -> Result<()> {
     run(test)?;
     let mut doc_tests = cargo();
     doc_tests.args(["test", "--workspace", "--doc"]);
-    run(doc_tests)
+    run(doc_tests)?;
+    fuzz::fuzz(fuzz::seconds_from_env()?)
 }
 
 /// The Python packages the suite judges keysd with: an OpenAPI 3.1 validator

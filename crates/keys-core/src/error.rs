@@ -20,8 +20,15 @@ pub enum CoreError {
     TooLong { field: &'static str, max: usize },
     #[error("{field} contains control characters")]
     ControlCharacters { field: &'static str },
-    #[error("invalid domain '{0}': expected a host name such as app.example.com or *.example.com")]
+    #[error("{field} contains invisible format characters (such as U+200B or U+202E)")]
+    FormatCharacters { field: &'static str },
+    #[error(
+        "invalid domain '{0}': expected a host name such as app.example.com or *.example.com, \
+         optionally with a scheme and port such as https://app.example.com:8443"
+    )]
     InvalidDomain(String),
+    #[error("'{0}' is too broad: a wildcard must cover the subdomains of a registrable domain such as *.example.com, not a public suffix")]
+    WildcardTooBroad(String),
     #[error("too many allowed domains (at most {max})")]
     TooManyDomains { max: usize },
     #[error("mode must be 'sandbox' or 'production'")]

@@ -20,6 +20,7 @@ mod error;
 mod ids;
 mod organisation;
 mod organisation_key;
+mod origin;
 mod public_key;
 mod service_token;
 mod signing_key;
@@ -39,14 +40,12 @@ pub use ids::{
 };
 pub use organisation::Organisation;
 pub use organisation_key::{OrganisationSigningKey, OrganisationSigningKeyState};
+pub use origin::{DomainPattern, Origin, Scheme};
 pub use public_key::{NewPublicKey, PublicKey, PublicKeyPatch, PublicKeyRing, PublicKeyState};
 pub use service_token::{ServiceTokenRecord, ServiceTokenState};
 pub use signing_key::{
     Deletion, GracePeriod, NewSigningKey, SigningKeyLifecycle, SigningKeyRing, SigningKeyState, SigningKeyStatus,
     StoredSigningKey, WorkspaceSigningKey,
 };
-pub use values::{
-    origin_host, timestamp, Actor, Description, DomainPattern, Mode, Name, Page, Pagination, WorkspaceSlug,
-    RESERVED_SLUGS,
-};
+pub use values::{timestamp, Actor, Description, Mode, Name, Page, Pagination, WorkspaceSlug, RESERVED_SLUGS};
 pub use workspace::{NewWorkspace, Workspace};

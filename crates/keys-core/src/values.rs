@@ -71,7 +71,15 @@ impl fmt::Debug for WorkspaceSlug {
     }
 }
 
-fn checked_text(text: &str, field: &'static str, max: usize) -> Result<String, CoreError> {
+/// Whether text read back from storage is held to the rule against format
+/// characters, which came later: a name stored before must stay readable.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Client,
+    Storage,
+}
+
+fn checked_text(text: &str, field: &'static str, max: usize, from: Source) -> Result<String, CoreError> {
     let trimmed = text.trim();
     if trimmed.chars().count() > max {
         return Err(CoreError::TooLong { field, max });
@@ -79,7 +87,44 @@ fn checked_text(text: &str, field: &'static str, max: usize) -> Result<String, C
     if trimmed.chars().any(char::is_control) {
         return Err(CoreError::ControlCharacters { field });
     }
+    if from == Source::Client && trimmed.chars().any(is_format_character) {
+        return Err(CoreError::FormatCharacters { field });
+    }
     Ok(trimmed.to_owned())
+}
+
+/// The Unicode format characters (general category `Cf`, Unicode 15):
+/// invisible, yet they reorder (U+202E RIGHT-TO-LEFT OVERRIDE) or split
+/// (U+200B ZERO WIDTH SPACE) what a console shows, so a name holding one
+/// can pass for another. The standard library has no category lookup and
+/// the set is small and stable, so it is listed here.
+const FORMAT_CHARACTERS: [(u32, u32); 21] = [
+    (0x00AD, 0x00AD),
+    (0x0600, 0x0605),
+    (0x061C, 0x061C),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x180E, 0x180E),
+    (0x200B, 0x200F),
+    (0x202A, 0x202E),
+    (0x2060, 0x2064),
+    (0x2066, 0x206F),
+    (0xFEFF, 0xFEFF),
+    (0xFFF9, 0xFFFB),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x13430, 0x1343F),
+    (0x1BCA0, 0x1BCA3),
+    (0x1D173, 0x1D17A),
+    (0xE0001, 0xE0001),
+    (0xE0020, 0xE007F),
+];
+
+fn is_format_character(character: char) -> bool {
+    let code = u32::from(character);
+    FORMAT_CHARACTERS.iter().any(|&(first, last)| (first..=last).contains(&code))
 }
 
 /// A display name: 1 to 255 characters after trimming, no control characters.
@@ -90,7 +135,16 @@ impl Name {
     pub const MAX_CHARS: usize = 255;
 
     pub fn parse(text: &str) -> Result<Self, CoreError> {
-        let name = checked_text(text, "name", Self::MAX_CHARS)?;
+        Self::checked(text, Source::Client)
+    }
+
+    /// A name as storage holds it (see `Source`).
+    pub fn restore(text: &str) -> Result<Self, CoreError> {
+        Self::checked(text, Source::Storage)
+    }
+
+    fn checked(text: &str, from: Source) -> Result<Self, CoreError> {
+        let name = checked_text(text, "name", Self::MAX_CHARS, from)?;
         if name.is_empty() {
             return Err(CoreError::Blank { field: "name" });
         }
@@ -111,8 +165,17 @@ impl Description {
 
     /// `None` for an absent or blank description.
     pub fn parse(text: Option<&str>) -> Result<Option<Self>, CoreError> {
+        Self::checked(text, Source::Client)
+    }
+
+    /// A description as storage holds it (see `Source`).
+    pub fn restore(text: Option<&str>) -> Result<Option<Self>, CoreError> {
+        Self::checked(text, Source::Storage)
+    }
+
+    fn checked(text: Option<&str>, from: Source) -> Result<Option<Self>, CoreError> {
         let Some(text) = text else { return Ok(None) };
-        let description = checked_text(text, "description", Self::MAX_CHARS)?;
+        let description = checked_text(text, "description", Self::MAX_CHARS, from)?;
         Ok((!description.is_empty()).then_some(Self(description)))
     }
 
@@ -170,84 +233,6 @@ impl Actor {
     pub fn email(&self) -> &str {
         &self.email
     }
-}
-
-/// A host pattern in `allowed_domains`: an exact host (`app.example.com`) or
-/// a wildcard (`*.example.com`, every subdomain but not the apex). Stored
-/// lower-case; a trailing dot is dropped.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DomainPattern(String);
-
-impl DomainPattern {
-    pub const MAX_PER_KEY: usize = 100;
-
-    pub fn parse(text: &str) -> Result<Self, CoreError> {
-        let lower = text.trim().trim_end_matches('.').to_ascii_lowercase();
-        let host = lower.strip_prefix("*.").unwrap_or(&lower);
-        if !is_host(host) {
-            return Err(CoreError::InvalidDomain(text.chars().take(100).collect()));
-        }
-        Ok(Self(lower))
-    }
-
-    /// Parses a whole `allowed_domains` list.
-    pub fn parse_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<Self>, CoreError> {
-        let list = items.into_iter().map(Self::parse).collect::<Result<Vec<_>, _>>()?;
-        if list.len() > Self::MAX_PER_KEY {
-            return Err(CoreError::TooManyDomains { max: Self::MAX_PER_KEY });
-        }
-        Ok(list)
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether a lower-case host is covered by this pattern.
-    pub fn covers(&self, host: &str) -> bool {
-        match self.0.strip_prefix("*.") {
-            Some(apex) => {
-                host.len() > apex.len() + 1
-                    && host.ends_with(apex)
-                    && host.as_bytes()[host.len() - apex.len() - 1] == b'.'
-            }
-            None => host == self.0,
-        }
-    }
-}
-
-fn is_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-')
-        })
-}
-
-/// The host of an `origin` as clients send it: a full origin
-/// (`https://app.example.com:8443`), or a bare host (`app.example.com`).
-/// Lower-cased, without scheme, port, path or trailing dot. `None` when no
-/// host can be read from it.
-pub fn origin_host(origin: &str) -> Option<String> {
-    let origin = origin.trim();
-    let rest = match origin.find("://") {
-        Some(index) => &origin[index + 3..],
-        None => origin,
-    };
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit('@').next().unwrap_or_default();
-    let host = if let Some(bracketed) = authority.strip_prefix('[') {
-        // An IPv6 literal: keep what is inside the brackets.
-        bracketed.split(']').next().unwrap_or_default()
-    } else {
-        authority.split(':').next().unwrap_or_default()
-    };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    (!host.is_empty()).then_some(host)
 }
 
 /// The moment a change happens, truncated to microseconds in UTC: the

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 pub use time_policy::{TimeDenial, TimePolicy, TokenTimes, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS};
 
-use crate::values::origin_host;
+use crate::origin::Origin;
 use crate::{
     ApiKey, OrganisationId, OrganisationSigningKey, PublicKey, SigningKeyRing, Workspace, WorkspaceSigningKey,
     WorkspaceUid,
@@ -72,6 +72,12 @@ pub enum Denial {
     TokenExpired,
     /// A JWT is not valid yet (`nbf`).
     TokenNotYetValid,
+    /// A JWT has no `exp` and the operator requires one.
+    TokenExpiryMissing,
+    /// A JWT is valid for longer than the operator allows.
+    TokenLifetimeTooLong,
+    /// A JWT's `aud` names none of the audiences the operator accepts.
+    AudienceNotAccepted,
     /// The credential verified but lacks one of the required scopes.
     InsufficientScope,
     /// The request carried no credential at all (forward authentication).
@@ -103,13 +109,16 @@ impl Denial {
             Self::AlgorithmMismatch => "algorithm_mismatch",
             Self::TokenExpired => "token_expired",
             Self::TokenNotYetValid => "token_not_yet_valid",
+            Self::TokenExpiryMissing => "token_exp_missing",
+            Self::TokenLifetimeTooLong => "token_lifetime_too_long",
+            Self::AudienceNotAccepted => "audience_not_accepted",
             Self::InsufficientScope => "insufficient_scope",
             Self::CredentialMissing => "credential_missing",
         }
     }
 
     /// Every denial, for metrics that pre-register their labels.
-    pub const ALL: [Denial; 24] = [
+    pub const ALL: [Denial; 27] = [
         Self::Malformed,
         Self::UnknownKey,
         Self::Deleted,
@@ -132,6 +141,9 @@ impl Denial {
         Self::AlgorithmMismatch,
         Self::TokenExpired,
         Self::TokenNotYetValid,
+        Self::TokenExpiryMissing,
+        Self::TokenLifetimeTooLong,
+        Self::AudienceNotAccepted,
         Self::InsufficientScope,
         Self::CredentialMissing,
     ];
@@ -228,8 +240,8 @@ pub fn decide_public_key<'a>(
     }
     if let Some(allowed) = &key.allowed_domains {
         let origin = presented.origin.filter(|origin| !origin.trim().is_empty()).ok_or(Denial::OriginRequired)?;
-        let host = origin_host(origin).ok_or(Denial::OriginNotAllowed)?;
-        if !allowed.iter().any(|pattern| pattern.covers(&host)) {
+        let origin = Origin::parse(origin).ok_or(Denial::OriginNotAllowed)?;
+        if !allowed.iter().any(|pattern| pattern.allows(&origin)) {
             return Err(Denial::OriginNotAllowed);
         }
     }
@@ -351,18 +363,50 @@ pub fn decide_organisation_key<'a>(
 pub struct OrganisationTokenClaims<'c> {
     pub sub: Option<&'c str>,
     pub times: TokenTimes,
+    /// `aud`: a single string or each string of an array.
+    pub audiences: Vec<&'c str>,
+}
+
+/// What an operator demands of Versori-style JWTs beyond the time window
+/// (`--jwt-require-exp`, `--jwt-max-lifetime-seconds`, `--jwt-audience`).
+/// The default demands nothing more, as Versori's tokens do not.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrganisationTokenPolicy {
+    /// A token without `exp` would be valid until its key is deleted.
+    pub require_exp: bool,
+    /// The longest a token may be valid: `exp` at most this long after its
+    /// `iat` (or after `now` when it has none). Implies `require_exp`.
+    pub max_lifetime_seconds: Option<u32>,
+    /// When not empty, `aud` must name one of these.
+    pub audiences: Vec<String>,
 }
 
 /// Do a verified organisation JWT's claims allow access at `now`? Returns
 /// its subject.
 pub fn decide_organisation_token<'c>(
     claims: &OrganisationTokenClaims<'c>,
-    policy: &TimePolicy,
+    time_policy: &TimePolicy,
+    token_policy: &OrganisationTokenPolicy,
     now: OffsetDateTime,
 ) -> Result<&'c str, Denial> {
-    policy
+    time_policy
         .check(&claims.times, now)
         .map_err(|denial| time_denial(denial, Denial::TokenExpired, Denial::TokenNotYetValid))?;
+    let exp = claims.times.exp;
+    if exp.is_none() && (token_policy.require_exp || token_policy.max_lifetime_seconds.is_some()) {
+        return Err(Denial::TokenExpiryMissing);
+    }
+    if let (Some(exp), Some(max)) = (exp, token_policy.max_lifetime_seconds) {
+        let start = claims.times.iat.unwrap_or_else(|| now.unix_timestamp());
+        if exp.saturating_sub(start) > i64::from(max) {
+            return Err(Denial::TokenLifetimeTooLong);
+        }
+    }
+    if !token_policy.audiences.is_empty()
+        && !claims.audiences.iter().any(|audience| token_policy.audiences.iter().any(|accepted| accepted == audience))
+    {
+        return Err(Denial::AudienceNotAccepted);
+    }
     claims.sub.filter(|sub| !sub.trim().is_empty()).ok_or(Denial::SubjectMissing)
 }
 

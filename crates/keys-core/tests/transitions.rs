@@ -59,6 +59,85 @@ fn names_and_descriptions_are_bounded() {
 }
 
 #[test]
+fn origins_are_read_as_browsers_read_them() {
+    let allowed = |patterns: &[&str], origin: &str| {
+        let patterns = DomainPattern::parse_list(patterns.iter().copied()).expect("patterns");
+        Origin::parse(origin).is_some_and(|origin| patterns.iter().any(|pattern| pattern.allows(&origin)))
+    };
+    let wildcard = ["*.example.com"];
+    for hostile in [
+        "https://evil.com\\@a.example.com",
+        "https://evil.com\\.example.com",
+        "https://evil.com%2f.example.com",
+        "https://evil.com%2F.example.com",
+        "javascript://a.example.com",
+        "data://a.example.com",
+        "https://user:pass@a.example.com",
+        "https://evil.com@a.example.com",
+        "https://a.example.com/",
+        "https://a.example.com/path",
+        "https://a.example.com?q",
+        "https://a.example.com#f",
+        "https://a.example.com.evil.com",
+        "https://example.com",
+        "evil.com\\@a.example.com",
+        "//a.example.com",
+        "a.example.com/",
+        "null",
+        "https://[::1]",
+        "https://a.exa mple.com",
+    ] {
+        assert!(!allowed(&wildcard, hostile), "{hostile:?} must not pass *.example.com");
+    }
+    for fine in [
+        "https://a.example.com",
+        "http://a.b.example.com:8080",
+        "a.example.com",
+        "A.EXAMPLE.COM.",
+        "a.example.com:3000",
+    ] {
+        assert!(allowed(&wildcard, fine), "{fine:?}");
+    }
+    // A scheme in a pattern pins it, and the port (the scheme's default
+    // when none is given); a bare origin has neither, so it cannot match.
+    let pinned = ["https://app.example.com", "http://localhost:3000"];
+    for (origin, expected) in [
+        ("https://app.example.com", true),
+        ("https://app.example.com:443", true),
+        ("https://app.example.com:8443", false),
+        ("http://app.example.com", false),
+        ("app.example.com", false),
+        ("http://localhost:3000", true),
+        ("http://localhost", false),
+        ("https://localhost:3000", false),
+    ] {
+        assert_eq!(allowed(&pinned, origin), expected, "{origin}");
+    }
+    // Internationalised names compare in their ASCII form.
+    assert!(allowed(&["bücher.example"], "https://BÜCHER.example"));
+    assert!(allowed(&["xn--bcher-kva.example"], "https://bücher.example"));
+}
+
+#[test]
+fn names_and_descriptions_refuse_invisible_format_characters() {
+    for spoof in
+        ["admin\u{202E}txt.exe", "pay\u{200B}pal", "\u{FEFF}billing", "a\u{2066}b", "tag\u{E0041}", "soft\u{AD}hyphen"]
+    {
+        assert_eq!(Name::parse(spoof), Err(CoreError::FormatCharacters { field: "name" }), "{spoof:?}");
+        assert_eq!(
+            Description::parse(Some(spoof)),
+            Err(CoreError::FormatCharacters { field: "description" }),
+            "{spoof:?}"
+        );
+    }
+    // Visible text of any script and single emoji stay valid. (An emoji
+    // sequence joined by U+200D ZERO WIDTH JOINER is refused: U+200D is Cf.)
+    for fine in ["Zahlungsdienst für Ärzte", "東京 backend", "مفتاح", "🔑 keys", "a-b_c.d"] {
+        assert!(Name::parse(fine).is_ok(), "{fine:?}");
+    }
+}
+
+#[test]
 fn modes_parse() {
     assert_eq!(Mode::parse("sandbox"), Ok(Mode::Sandbox));
     assert_eq!(Mode::parse("production"), Ok(Mode::Production));
@@ -305,7 +384,8 @@ fn public_key_origin_rules() {
         .expect("patch");
     let cases: &[(Option<&'static str>, Result<&str, Denial>)] = &[
         (Some("https://app.example.com"), Ok("granted")),
-        (Some("https://APP.example.com:8443/path"), Ok("granted")),
+        (Some("https://APP.example.com:8443"), Ok("granted")),
+        (Some("https://app.example.com:8443/path"), Err(Denial::OriginNotAllowed)),
         (Some("app.example.com"), Ok("granted")),
         (Some("https://eu.example.org"), Ok("granted")),
         (Some("https://a.b.example.org"), Ok("granted")),
@@ -340,11 +420,46 @@ fn public_key_origin_rules() {
 
 #[test]
 fn domain_patterns_are_validated() {
-    for good in ["example.com", "*.example.com", "localhost", "APP.Example.com.", "xn--bcher-kva.example"] {
+    for good in [
+        "example.com",
+        "*.example.com",
+        "localhost",
+        "APP.Example.com.",
+        "xn--bcher-kva.example",
+        "https://example.com",
+        "http://localhost:3000",
+        "https://*.example.co.uk",
+        "*.app.github.io",
+    ] {
         assert!(DomainPattern::parse(good).is_ok(), "{good}");
     }
-    for bad in ["", "*", "*.", "https://example.com", "exa mple.com", "-a.com", "a..com", "*.*.com", "a/b"] {
+    for bad in [
+        "",
+        "*",
+        "*.",
+        "exa mple.com",
+        "-a.com",
+        "a..com",
+        "*.*.com",
+        "a/b",
+        "https://example.com/",
+        "https://user@example.com",
+        "ftp://example.com",
+        "javascript://example.com",
+        "example.com:8443",
+        "https://example.com:0",
+        "https://example.com:99999",
+        "https://a.example.com?x",
+        "evil.com%2f.example.com",
+        "a*.example.com",
+    ] {
         assert!(DomainPattern::parse(bad).is_err(), "{bad}");
+    }
+    // A wildcard over a single label or a public suffix covers strangers.
+    for broad in ["*.com", "*.co.uk", "*.github.io", "*.localhost", "https://*.com", "*.COM."] {
+        assert!(matches!(DomainPattern::parse(broad), Err(CoreError::WildcardTooBroad(_))), "{broad}");
+        // Storage still reads what an earlier version stored.
+        assert!(DomainPattern::restore(broad).is_ok(), "{broad}");
     }
     let too_many: Vec<String> = (0..101).map(|index| format!("h{index}.example.com")).collect();
     assert_eq!(
@@ -513,27 +628,60 @@ fn scopes_cover_exactly_or_by_a_trailing_wildcard() {
 #[test]
 fn organisation_token_rules() {
     let policy = TimePolicy::default();
+    let lenient = OrganisationTokenPolicy::default();
     let now = t0().unix_timestamp();
     let claims = |sub: Option<&'static str>, exp: Option<i64>, nbf: Option<i64>| OrganisationTokenClaims {
         sub,
         times: TokenTimes { exp, nbf, iat: None },
+        audiences: Vec::new(),
     };
-    assert_eq!(decide_organisation_token(&claims(Some("user-1"), None, None), &policy, t0()), Ok("user-1"));
-    assert_eq!(decide_organisation_token(&claims(None, None, None), &policy, t0()), Err(Denial::SubjectMissing));
-    assert_eq!(decide_organisation_token(&claims(Some("  "), None, None), &policy, t0()), Err(Denial::SubjectMissing));
-    assert_eq!(
-        decide_organisation_token(&claims(Some("user-1"), Some(now - 60), None), &policy, t0()),
-        Err(Denial::TokenExpired)
-    );
-    assert_eq!(
-        decide_organisation_token(&claims(Some("user-1"), None, Some(now + 61)), &policy, t0()),
-        Err(Denial::TokenNotYetValid)
-    );
+    let decide = |claims: &OrganisationTokenClaims<'static>| decide_organisation_token(claims, &policy, &lenient, t0());
+    assert_eq!(decide(&claims(Some("user-1"), None, None)), Ok("user-1"));
+    assert_eq!(decide(&claims(None, None, None)), Err(Denial::SubjectMissing));
+    assert_eq!(decide(&claims(Some("  "), None, None)), Err(Denial::SubjectMissing));
+    assert_eq!(decide(&claims(Some("user-1"), Some(now - 60), None)), Err(Denial::TokenExpired));
+    assert_eq!(decide(&claims(Some("user-1"), None, Some(now + 61))), Err(Denial::TokenNotYetValid));
     // Time is checked before the subject.
-    assert_eq!(
-        decide_organisation_token(&claims(None, Some(now - 60), None), &policy, t0()),
-        Err(Denial::TokenExpired)
-    );
+    assert_eq!(decide(&claims(None, Some(now - 60), None)), Err(Denial::TokenExpired));
+}
+
+#[test]
+fn organisation_token_policy_of_the_operator() {
+    let time = TimePolicy::default();
+    let now = t0().unix_timestamp();
+    let token = |exp: Option<i64>, iat: Option<i64>, audiences: Vec<&'static str>| OrganisationTokenClaims {
+        sub: Some("user-1"),
+        times: TokenTimes { exp, nbf: None, iat },
+        audiences,
+    };
+    let decide = |policy: &OrganisationTokenPolicy, claims: OrganisationTokenClaims<'static>| {
+        decide_organisation_token(&claims, &time, policy, t0())
+    };
+
+    let require_exp = OrganisationTokenPolicy { require_exp: true, ..OrganisationTokenPolicy::default() };
+    assert_eq!(decide(&require_exp, token(None, Some(now), vec![])), Err(Denial::TokenExpiryMissing));
+    assert_eq!(decide(&require_exp, token(Some(now + 3600), None, vec![])), Ok("user-1"));
+
+    let hour = OrganisationTokenPolicy { max_lifetime_seconds: Some(3600), ..OrganisationTokenPolicy::default() };
+    assert_eq!(decide(&hour, token(None, None, vec![])), Err(Denial::TokenExpiryMissing), "implies exp");
+    assert_eq!(decide(&hour, token(Some(now + 3600), Some(now), vec![])), Ok("user-1"));
+    assert_eq!(decide(&hour, token(Some(now + 3601), Some(now), vec![])), Err(Denial::TokenLifetimeTooLong));
+    // Measured from iat, so a long-lived token issued long ago is still too long.
+    assert_eq!(decide(&hour, token(Some(now + 60), Some(now - 86_400), vec![])), Err(Denial::TokenLifetimeTooLong));
+    // Without iat, from now.
+    assert_eq!(decide(&hour, token(Some(now + 3000), None, vec![])), Ok("user-1"));
+    assert_eq!(decide(&hour, token(Some(now + 10 * 3600), None, vec![])), Err(Denial::TokenLifetimeTooLong));
+    // An iat a million seconds ahead is not valid whatever the policy.
+    assert_eq!(decide(&hour, token(Some(now + 1_000_000), Some(now + 999_000), vec![])), Err(Denial::TokenNotYetValid));
+
+    let audience = OrganisationTokenPolicy {
+        audiences: vec!["https://api.example.com".to_owned(), "billing".to_owned()],
+        ..OrganisationTokenPolicy::default()
+    };
+    assert_eq!(decide(&audience, token(None, None, vec![])), Err(Denial::AudienceNotAccepted));
+    assert_eq!(decide(&audience, token(None, None, vec!["other"])), Err(Denial::AudienceNotAccepted));
+    assert_eq!(decide(&audience, token(None, None, vec!["other", "billing"])), Ok("user-1"));
+    assert_eq!(decide(&audience, token(None, None, vec!["https://api.example.com"])), Ok("user-1"));
 }
 
 #[test]

@@ -14,12 +14,13 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
-use keys_core::verify::TimePolicy;
+use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
 use keys_core::{Mode, Name, NewWorkspace, Organisation, WorkspaceSlug};
 use keys_service::{Service, ServiceConfig, ServiceError};
 use keys_store::{CacheConfig, Store, StoreError};
 use tokio::net::TcpListener;
 
+use crate::process;
 use crate::server::{serve, App, AppConfig};
 
 /// keysd: API keys, publishable keys and signing keys as a service.
@@ -90,6 +91,11 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "KEYSD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// Serve `/metrics` (and `/health`, `/ready`) on this address instead of
+    /// the main one, so that per-tenant traffic figures are not public;
+    /// `/metrics` then answers 404 on `--listen`.
+    #[arg(long, env = "KEYSD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
     /// Accepted issuer base of Versori-style JWTs (repeatable); none given
     /// accepts the base a token states.
     #[arg(long = "jwt-issuer-base", value_name = "URL")]
@@ -104,6 +110,17 @@ pub struct ServeArgs {
     /// core, so a create that finds the pool empty waits that long.
     #[arg(long, env = "KEYSD_RSA_POOL_SIZE", value_name = "KEYS", default_value_t = 8, value_parser = up_to(256))]
     pub rsa_pool_size: u64,
+    /// RSA keys generated inline at once when the pool is empty; further
+    /// organisation-key creates wait their turn, so that a burst of them
+    /// cannot take every core from verification.
+    #[arg(
+        long,
+        env = "KEYSD_RSA_MAX_CONCURRENT_GENERATIONS",
+        value_name = "N",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u32).range(1..=64)
+    )]
+    pub rsa_max_concurrent_generations: u32,
     /// Allowance for clock skew on every token's `exp`, `nbf` and `iat`.
     #[arg(
         long,
@@ -113,6 +130,68 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(0..=i64::from(keys_core::verify::MAX_LEEWAY_SECONDS))
     )]
     pub jwt_leeway_seconds: u32,
+    /// Refuse Versori-style JWTs without `exp` (`token_exp_missing`); without
+    /// it such a token is valid until its key is deleted.
+    #[arg(long, env = "KEYSD_JWT_REQUIRE_EXP")]
+    pub jwt_require_exp: bool,
+    /// Refuse Versori-style JWTs valid for longer than this: `exp` more than
+    /// SECONDS after `iat` (or after now, without `iat`). Implies
+    /// `--jwt-require-exp`.
+    #[arg(
+        long,
+        env = "KEYSD_JWT_MAX_LIFETIME_SECONDS",
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub jwt_max_lifetime_seconds: Option<u32>,
+    /// Accepted `aud` of Versori-style JWTs (repeatable); when given, a
+    /// token must name one of them (`audience_not_accepted`).
+    #[arg(long = "jwt-audience", value_name = "AUDIENCE")]
+    pub jwt_audiences: Vec<String>,
+    /// Verification calls and failed authentications each client address
+    /// may make per minute (a token bucket); beyond, 429 with
+    /// `Retry-After`, for verification and every route that needs a service
+    /// token. Off by default. Behind a reverse proxy every client is the
+    /// proxy: limit there instead.
+    #[arg(long, env = "KEYSD_RATE_LIMIT", value_name = "PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_limit: Option<u32>,
+    /// Most client connections at once; a socket accepted beyond is closed
+    /// at once while the open ones are served. Default: three quarters of
+    /// the open-files limit (after raising it to the hard limit), at most
+    /// 65536.
+    #[arg(long, env = "KEYSD_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: Option<u32>,
+    /// Longest time a connection may take to send a complete request head,
+    /// from its start (whatever it sends, HTTP/1 or HTTP/2) and between
+    /// requests on an HTTP/1 keep-alive connection; it is closed beyond.
+    #[arg(
+        long,
+        env = "KEYSD_HEADER_READ_TIMEOUT_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..=300)
+    )]
+    pub header_read_timeout_seconds: u32,
+    /// Age at which a connection is asked to close gracefully (HTTP/2
+    /// GOAWAY, HTTP/1 `Connection: close`); clients reconnect.
+    #[arg(
+        long,
+        env = "KEYSD_MAX_CONNECTION_AGE_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 600,
+        value_parser = clap::value_parser!(u32).range(1..=86_400)
+    )]
+    pub max_connection_age_seconds: u32,
+    /// Interval of HTTP/2 keep-alive pings; a connection that leaves one
+    /// unanswered for as long again is closed.
+    #[arg(
+        long,
+        env = "KEYSD_HTTP2_KEEP_ALIVE_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..=3600)
+    )]
+    pub http2_keep_alive_seconds: u32,
     /// How often the API keys' `last_used_at` is written, at most once per
     /// key per interval (uses are recorded in memory, never on the request
     /// path); 0 records no uses.
@@ -248,28 +327,97 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
+    process::disable_core_dumps();
+    let descriptor_limit = process::raise_descriptor_limit();
+    let max_connections = match args.max_connections {
+        // u32 always fits the usize of the platforms keysd builds for.
+        Some(chosen) => usize::try_from(chosen).unwrap_or(usize::MAX),
+        None => process::default_max_connections(descriptor_limit),
+    };
+    if let Some(limit) = descriptor_limit {
+        if max_connections as u64 >= limit {
+            tracing::warn!(
+                max_connections,
+                open_files_limit = limit,
+                "--max-connections is not below the open-files limit: accepts will fail before it is reached"
+            );
+        }
+    }
     // Bind first: a port in use fails before anything is written.
     let listener =
         TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
     let address = listener.local_addr().context("cannot read the listening address")?;
+    let metrics_listener = match &args.metrics_listen {
+        Some(metrics_address) => Some(
+            TcpListener::bind(metrics_address)
+                .await
+                .with_context(|| format!("cannot listen on {metrics_address} (--metrics-listen)"))?,
+        ),
+        None => None,
+    };
     let cache = CacheConfig { ttl: std::time::Duration::from_millis(args.cache_ttl_ms), ..CacheConfig::default() };
     let store = open_cached_store(database_url, cache).await?;
+    if args.jwt_issuer_bases.is_empty() {
+        tracing::warn!(
+            "no --jwt-issuer-base pinned: Versori-style JWTs are accepted with any issuer base they state \
+             (pin yours, e.g. --jwt-issuer-base https://versori.com)"
+        );
+    }
+    let organisation_token_policy = OrganisationTokenPolicy {
+        require_exp: args.jwt_require_exp,
+        max_lifetime_seconds: args.jwt_max_lifetime_seconds,
+        audiences: args.jwt_audiences,
+    };
     let config = AppConfig {
         issuer_bases: args.jwt_issuer_bases,
+        organisation_token_policy,
+        separate_metrics: metrics_listener.is_some(),
+        rate_limit_per_minute: args.rate_limit.and_then(std::num::NonZeroU32::new),
         // The range check of the flag keeps this far inside usize.
         rsa_pool_capacity: args.rsa_pool_size as usize,
+        rsa_max_concurrent_generations: args.rsa_max_concurrent_generations as usize,
         time_policy: TimePolicy::new(args.jwt_leeway_seconds).map_err(|error| anyhow!("{error}"))?,
+        max_connections,
+        header_read_timeout: seconds(args.header_read_timeout_seconds),
+        max_connection_age: seconds(args.max_connection_age_seconds),
+        http2_keep_alive_interval: seconds(args.http2_keep_alive_seconds),
         last_used_interval: (args.last_used_interval_seconds > 0)
             .then(|| std::time::Duration::from_secs(args.last_used_interval_seconds)),
         ..AppConfig::default()
     };
     let app = App::new(store, config);
     bootstrap(app.service()).await?;
+    // One shutdown signal, for both listeners.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
+        // An error means the sender is gone: stop just the same.
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    };
+    let operations = match metrics_listener {
+        Some(metrics_listener) => {
+            let metrics_address = metrics_listener.local_addr().context("cannot read the metrics address")?;
+            println!("keysd metrics on http://{metrics_address}/metrics");
+            tracing::info!(%metrics_address, "metrics listening");
+            Some(tokio::spawn(serve(metrics_listener, app.operations(), until_stopped(stopped.clone()))))
+        }
+        None => None,
+    };
     println!("keysd listening on http://{address}");
     tracing::info!(%address, "listening");
-    serve(listener, app, shutdown_signal()).await.context("server failed")?;
+    serve(listener, app, until_stopped(stopped)).await.context("server failed")?;
+    if let Some(operations) = operations {
+        operations.await.context("metrics server panicked")?.context("metrics server failed")?;
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+fn seconds(seconds: u32) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::from(seconds))
 }
 
 /// `keysd sign …`: reads the key file, mints the token at the system clock.
@@ -433,5 +581,59 @@ mod tests {
         assert_eq!(cli.database_url, "sqlite://x.db");
         assert!(Cli::try_parse_from(["keysd", "serve", "--cache-ttl-ms", "0"]).is_ok());
         assert!(Cli::try_parse_from(["keysd", "serve", "--cache-ttl-ms", "1001"]).is_err());
+    }
+
+    #[test]
+    fn jwt_policy_flags() {
+        let Command::Serve(args) = Cli::try_parse_from(["keysd", "serve"]).expect("parses").command else {
+            panic!("serve")
+        };
+        assert!(!args.jwt_require_exp);
+        assert_eq!(args.jwt_max_lifetime_seconds, None);
+        assert!(args.jwt_audiences.is_empty());
+        let parsed = Cli::try_parse_from([
+            "keysd",
+            "serve",
+            "--jwt-require-exp",
+            "--jwt-max-lifetime-seconds",
+            "3600",
+            "--jwt-audience",
+            "a",
+            "--jwt-audience",
+            "b",
+        ]);
+        let Command::Serve(args) = parsed.expect("parses").command else { panic!("serve") };
+        assert!(args.jwt_require_exp);
+        assert_eq!(args.jwt_max_lifetime_seconds, Some(3600));
+        assert_eq!(args.jwt_audiences, ["a", "b"]);
+        assert!(Cli::try_parse_from(["keysd", "serve", "--jwt-max-lifetime-seconds", "0"]).is_err());
+        assert!(Cli::try_parse_from(["keysd", "serve", "--rate-limit", "0"]).is_err());
+        let Command::Serve(args) =
+            Cli::try_parse_from(["keysd", "serve", "--rate-limit", "120"]).expect("parses").command
+        else {
+            panic!("serve")
+        };
+        assert_eq!(args.rate_limit, Some(120));
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_bounds() {
+        let Command::Serve(args) = Cli::try_parse_from(["keysd", "serve"]).expect("parses").command else {
+            panic!("serve")
+        };
+        assert_eq!(args.max_connections, None);
+        assert_eq!(args.header_read_timeout_seconds, 10);
+        assert_eq!(args.max_connection_age_seconds, 600);
+        assert_eq!(args.http2_keep_alive_seconds, 20);
+        for flag in [
+            "--max-connections",
+            "--header-read-timeout-seconds",
+            "--max-connection-age-seconds",
+            "--http2-keep-alive-seconds",
+        ] {
+            assert!(Cli::try_parse_from(["keysd", "serve", flag, "0"]).is_err(), "{flag} 0");
+            assert!(Cli::try_parse_from(["keysd", "serve", flag, "1"]).is_ok(), "{flag} 1");
+        }
+        assert!(Cli::try_parse_from(["keysd", "serve", "--header-read-timeout-seconds", "301"]).is_err());
     }
 }

@@ -114,7 +114,7 @@ impl From<&Workspace> for WorkspaceDto {
 #[serde(deny_unknown_fields)]
 #[schema(as = WorkspaceCreate)]
 pub struct CreateWorkspace {
-    #[schema(required = true)]
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 255)]
     pub name: Option<String>,
     #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub slug: Option<String>,
@@ -275,7 +275,7 @@ pub struct PatchApiKey {
 #[serde(deny_unknown_fields)]
 #[schema(as = KeyCreate)]
 pub struct CreateKey {
-    #[schema(required = true)]
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 255)]
     pub name: Option<String>,
     pub description: Option<String>,
 }
@@ -351,11 +351,18 @@ where
 #[schema(as = PublicKeyPatch)]
 pub struct PatchPublicKey {
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = bool)]
     pub is_secure_mode_enabled: Option<Option<bool>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = String, min_length = 1, max_length = 255)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     pub description: Option<Option<String>>,
+    /// Origins allowed to use the key (`null`: any). Each entry is a host
+    /// (`app.example.com`), a wildcard over the subdomains of a registrable
+    /// domain (`*.example.com`, not the apex; `*.com` or `*.co.uk` is
+    /// refused), or either with a scheme and optional port
+    /// (`https://app.example.com:8443`), which pins both.
     #[serde(default, deserialize_with = "present")]
     pub allowed_domains: Option<Option<Vec<String>>>,
 }
@@ -693,8 +700,9 @@ pub(crate) struct JwkSetDoc {
 #[derive(ToSchema)]
 #[allow(dead_code)] // Documentation only.
 pub(crate) struct VerifyApiKeyRequest {
-    /// The `SS.…` secret to verify. A value that is not a string is
-    /// `valid:false`, `malformed`.
+    /// The `SS.…` secret to verify, a string: any other value is
+    /// `valid:false`, `malformed` (garbage is never a 400).
+    #[schema(value_type = Value)]
     api_key: String,
     /// Scopes the key must hold (`keys:*` held covers `keys:read`
     /// required); one it lacks is `valid:false`, `insufficient_scope`.
@@ -705,13 +713,18 @@ pub(crate) struct VerifyApiKeyRequest {
 #[derive(ToSchema)]
 #[allow(dead_code)] // Documentation only.
 pub(crate) struct VerifyPublicKeyRequest {
-    /// The `SS.PUBK.…` key to verify.
+    /// The `SS.PUBK.…` key to verify, a string (any other value, here or
+    /// in the optional fields, is `valid:false`, `malformed`).
+    #[schema(value_type = Value)]
     api_key: String,
     /// The browser's origin (`scheme://host[:port]`) or a bare host.
+    #[schema(value_type = Option<Value>)]
     origin: Option<String>,
     /// In secure mode: the ES256 user token signed by the workspace's key.
+    #[schema(value_type = Option<Value>)]
     user_token: Option<String>,
     /// The tenant the user token must name (absent means `default`).
+    #[schema(value_type = Option<Value>)]
     tenant_id: Option<String>,
 }
 
@@ -719,6 +732,8 @@ pub(crate) struct VerifyPublicKeyRequest {
 #[derive(ToSchema)]
 #[allow(dead_code)] // Documentation only.
 pub(crate) struct VerifyJwtRequest {
-    /// A Versori-style RS256 JWT (`iss` = `<issuer base>/sk/<KEY_ID>`).
+    /// A Versori-style RS256 JWT (`iss` = `<issuer base>/sk/<KEY_ID>`), a
+    /// string: any other value is `valid:false`, `malformed`.
+    #[schema(value_type = Value)]
     token: String,
 }

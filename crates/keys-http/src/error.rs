@@ -55,6 +55,9 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     /// 415: a body that is not `application/json`.
     UnsupportedMediaType,
+    /// 429: the client's `--rate-limit` is spent; it may retry after this
+    /// many seconds.
+    TooManyRequests { retry_after_seconds: u64 },
     /// 500: already logged; nothing of it reaches the client.
     Internal,
     /// 503: a dependency (the database) is not reachable, or the request ran
@@ -113,6 +116,7 @@ impl ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -128,6 +132,7 @@ impl ApiError {
             Self::RequestTimeout => ("request_timeout", "RequestTimeout", "request_timeout"),
             Self::PayloadTooLarge { .. } => ("payload_too_large", "PayloadTooLarge", "payload_too_large"),
             Self::UnsupportedMediaType => ("unsupported_media_type", "UnsupportedMediaType", "unsupported_media_type"),
+            Self::TooManyRequests { .. } => ("throttled", "Throttled", "too_many_requests"),
             Self::Internal => ("internal_server_error", "InternalServerError", "internal"),
             Self::Unavailable(_) => ("service_unavailable", "ServiceUnavailable", "unavailable"),
         }
@@ -143,6 +148,9 @@ impl ApiError {
             Self::RequestTimeout => vec!["Request timed out.".to_owned()],
             Self::PayloadTooLarge { limit } => vec![format!("Request body is larger than {limit} bytes.")],
             Self::UnsupportedMediaType => vec!["Content-Type must be application/json.".to_owned()],
+            Self::TooManyRequests { retry_after_seconds } => {
+                vec![format!("Request was throttled. Expected available in {retry_after_seconds} seconds.")]
+            }
             Self::Internal => vec!["Internal server error.".to_owned()],
             Self::Unavailable(message) => vec![message.clone()],
         }
@@ -180,6 +188,9 @@ impl ApiError {
             }
         };
         let mut response = json_bytes(status, body.unwrap_or_default());
+        if let Self::TooManyRequests { retry_after_seconds } = &self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_seconds));
+        }
         if let Self::MethodNotAllowed { allow } = &self {
             let allow = allow.iter().map(Method::as_str).collect::<Vec<_>>().join(", ");
             if let Ok(value) = HeaderValue::from_str(&allow) {
@@ -255,7 +266,7 @@ pub(crate) fn error_detail_schema() -> impl Into<RefOr<Schema>> {
 
 /// One error of each kind; the exhaustive match below fails to compile
 /// when a kind is added to `ApiError`, so its codes cannot be forgotten.
-fn every_error() -> [ApiError; 9] {
+fn every_error() -> [ApiError; 10] {
     [
         ApiError::Validation(Vec::new()),
         ApiError::Unauthenticated,
@@ -264,6 +275,7 @@ fn every_error() -> [ApiError; 9] {
         ApiError::RequestTimeout,
         ApiError::PayloadTooLarge { limit: 0 },
         ApiError::UnsupportedMediaType,
+        ApiError::TooManyRequests { retry_after_seconds: 0 },
         ApiError::Internal,
         ApiError::Unavailable(String::new()),
     ]
@@ -279,6 +291,7 @@ fn every_error_is_listed(error: ApiError) {
         | ApiError::RequestTimeout
         | ApiError::PayloadTooLarge { .. }
         | ApiError::UnsupportedMediaType
+        | ApiError::TooManyRequests { .. }
         | ApiError::Internal
         | ApiError::Unavailable(_) => {}
     }

@@ -14,7 +14,9 @@
 //!   values, calls one keys-service use case, and renders the answer in its
 //!   dialect.
 //! - [`error`], `dto`: the wire shapes of errors and resources.
-//! - [`metrics`], [`openapi`], [`cli`].
+//! - [`rate_limit`]: the optional per-client limit of `--rate-limit`.
+//! - [`metrics`], [`openapi`], [`cli`]; `process` (what `serve` asks of the
+//!   OS: the open-files limit raised, core dumps off).
 //!
 //! **Architecture invariant:** this is the only crate that knows HTTP and
 //! JSON, and it holds no domain rule and no use case: those are keys-core's
@@ -32,6 +34,8 @@ pub mod error;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
+mod process;
+pub mod rate_limit;
 mod route;
 pub mod router;
 pub mod routes;

@@ -1,13 +1,14 @@
 //! Prometheus metrics, written by hand in the text exposition format.
 //!
-//! Three families: request counts by route pattern, method and status; a
+//! Four families: request counts by route pattern, method and status; a
 //! latency histogram by route pattern; verification outcomes by kind and
-//! reason. Labels only ever hold route templates, methods, status codes and
+//! reason; connections refused because `--max-connections` was reached. Labels only ever hold route templates, methods, status codes and
 //! the fixed reason strings, so their number is bounded and nothing
 //! client-controlled (or secret) reaches them.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ struct Families {
 #[derive(Debug)]
 pub struct Metrics {
     families: Mutex<Families>,
+    /// Counted on the accept path, which takes no lock.
+    refused_connections: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -56,7 +59,7 @@ impl Metrics {
                 families.verifications.insert((kind, denial.reason()), 0);
             }
         }
-        Self { families: Mutex::new(families) }
+        Self { families: Mutex::new(families), refused_connections: AtomicU64::new(0) }
     }
 
     fn with<R>(&self, action: impl FnOnce(&mut Families) -> R) -> R {
@@ -86,6 +89,11 @@ impl Metrics {
     /// Records one verification outcome (`valid` or a denial reason).
     pub fn observe_verification(&self, kind: &'static str, outcome: &'static str) {
         self.with(|families| *families.verifications.entry((kind, outcome)).or_default() += 1);
+    }
+
+    /// Records one connection closed at accept because the server was full.
+    pub fn observe_refused_connection(&self) {
+        self.refused_connections.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text.
@@ -124,6 +132,12 @@ impl Metrics {
             for ((kind, outcome), count) in &families.verifications {
                 let _ = writeln!(out, "keysd_verifications_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {count}");
             }
+            out.push_str(
+                "# HELP keysd_connections_refused_total Connections closed at accept: --max-connections reached.\n",
+            );
+            out.push_str("# TYPE keysd_connections_refused_total counter\n");
+            let _ =
+                writeln!(out, "keysd_connections_refused_total {}", self.refused_connections.load(Ordering::Relaxed));
             out
         })
     }

@@ -111,6 +111,7 @@ fn status_description(status: u16) -> &'static str {
         408 => "The request body was not received in time.",
         413 => "The request body is over the limit (64 KiB by default).",
         415 => "A body that is not `application/json`.",
+        429 => "Too many verifications or failed authentications from this address (only with `--rate-limit`); see `Retry-After`.",
         500 => "Internal error; nothing of it reaches the client.",
         503 => "The database is not reachable, or the request ran out of time.",
         _ => "Answer",
@@ -133,6 +134,9 @@ fn responses(
     }
     if operation.auth() == Auth::ServiceToken {
         generic.push(401);
+    }
+    if operation.auth() == Auth::ServiceToken || route.is_verification() {
+        generic.push(429);
     }
     if !matches!(operation.body, Body::None) && operation.auth() == Auth::ServiceToken {
         generic.extend([408, 415]);
@@ -222,7 +226,7 @@ fn operation(
         };
         builder = builder
             .parameter(query("limit", "Page size; out of range is a 400, never clamped.", integer(1, Some(100), 10)))
-            .parameter(query("offset", "Records to skip.", integer(0, None, 0)));
+            .parameter(query("offset", "Records to skip.", integer(0, Some(keys_core::Pagination::MAX_OFFSET), 0)));
         if operation.query == Query::List {
             builder = builder.parameter(query(
                 "include_deleted",

@@ -104,7 +104,9 @@ impl Input {
         if self.body_is_empty() {
             return Err(ApiError::validation("request body must be a JSON object"));
         }
-        serde_json::from_slice(&self.body).map_err(|error| ApiError::validation(json_error_message(&error)))
+        // The fast path for the bodies clients send; only a body that does
+        // not fit takes the slow one, which also accepts `60.0` for `60`.
+        serde_json::from_slice(&self.body).or_else(|_| body_from_value(&self.body))
     }
 
     /// An optional JSON body: empty (with or without a content type) means
@@ -117,19 +119,104 @@ impl Input {
     }
 }
 
-/// A client-facing description of a JSON error: what serde says, which is
-/// about the shape of the document (field names, expected types), without
-/// the parser's position (SPEC section 10).
-fn json_error_message(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    let position = format!(" at line {} column {}", error.line(), error.column());
-    let text = text.strip_suffix(&position).unwrap_or(&text);
-    match error.classify() {
-        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
-            format!("request body is not valid JSON: {text}")
-        }
-        _ => format!("invalid request body: {text}"),
+/// Decodes a body that did not decode directly: as a JSON document first
+/// (so a syntax error is told as such, without parser positions), then with
+/// every number that has a zero fraction made that integer (SPEC section
+/// 10), then into `T`, telling which field did not fit and what it must be.
+fn body_from_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let document: serde_json::Value =
+        serde_json::from_slice(body).map_err(|_| ApiError::validation("request body is not valid JSON"))?;
+    // Every request body is an object (serde would also take an array for
+    // a struct, field by field).
+    if !document.is_object() {
+        return Err(ApiError::validation("request body must be a JSON object"));
     }
+    serde_path_to_error::deserialize(whole_numbers(document))
+        .map_err(|error| ApiError::validation(body_error_message(&error)))
+}
+
+/// `document` with each float that is a whole number (`60.0`, `1e3`)
+/// replaced by that integer.
+fn whole_numbers(document: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match document {
+        Value::Number(number) => {
+            let whole = number.as_f64().filter(|float| number.is_f64() && float.fract() == 0.0).and_then(|float| {
+                // Exact conversions only: floats beyond the integer types stay floats.
+                if (0.0..18_446_744_073_709_551_616.0).contains(&float) {
+                    Some(serde_json::Number::from(float as u64))
+                } else if (-9_223_372_036_854_775_808.0..0.0).contains(&float) {
+                    Some(serde_json::Number::from(float as i64))
+                } else {
+                    None
+                }
+            });
+            Value::Number(whole.unwrap_or(number))
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
+        Value::Object(fields) => {
+            Value::Object(fields.into_iter().map(|(name, value)| (name, whole_numbers(value))).collect())
+        }
+        other => other,
+    }
+}
+
+/// What was wrong with a JSON body, in the words of the request: the field
+/// (`grace_period_seconds`, `allowed_domains[2]`) and what it must be,
+/// never serde's type names (`u64`, `struct RollSigningKey`).
+fn body_error_message(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
+    let path = error.path().to_string();
+    let field = if path == "." { "request body".to_owned() } else { path };
+    let serde = error.inner().to_string();
+    let quoted = |text: &str| text.split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>();
+    if let Some(rest) = serde.strip_prefix("missing field ") {
+        let missing = quoted(rest).join("");
+        return if field == "request body" {
+            format!("{missing} is required")
+        } else {
+            format!("{field}.{missing} is required")
+        };
+    }
+    if let Some(rest) = serde.strip_prefix("unknown field ") {
+        let mut names = quoted(rest).into_iter();
+        let unknown = names.next().unwrap_or_default();
+        let accepted: Vec<String> = names.collect();
+        return if accepted.is_empty() {
+            format!("unknown field {}: this request takes no fields", shortened(&unknown))
+        } else {
+            format!("unknown field {}; the fields are {}", shortened(&unknown), accepted.join(", "))
+        };
+    }
+    if let Some(rest) = serde.strip_prefix("unknown variant ") {
+        let allowed: Vec<String> = quoted(rest).into_iter().skip(1).collect();
+        return format!("{field} must be one of {}", allowed.join(", "));
+    }
+    if serde.starts_with("duplicate field ") {
+        return format!("{} appears twice", quoted(&serde).join(""));
+    }
+    let expected = serde.rsplit_once(", expected ").map(|(_, expected)| expected).unwrap_or_default();
+    format!("{field} must be {}", plain_expectation(expected))
+}
+
+/// serde's "expected …" in plain words.
+fn plain_expectation(expected: &str) -> &'static str {
+    let expected = expected.trim();
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a string" | "a borrowed string" | "a character" => "a string",
+        "a boolean" => "true or false",
+        "a sequence" => "an array",
+        _ if expected.starts_with("struct ") || expected.starts_with("a map") || expected == "map" => "a JSON object",
+        _ if expected.starts_with("a sequence") || expected.starts_with("tuple") => "an array",
+        _ => "of another type or value",
+    }
+}
+
+/// Client text echoed in a message, shortened.
+fn shortened(text: &str) -> String {
+    text.chars().take(100).collect()
 }
 
 /// What a public handler gets: the state, the request head and the path

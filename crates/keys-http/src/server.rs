@@ -10,7 +10,9 @@
 use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,18 +22,21 @@ use http_body_util::Full;
 use hyper::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::GracefulConnection;
 use keys_service::{Service, ServiceConfig};
 use keys_store::Store;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
 use tracing::Instrument;
 
 use crate::dispatch::{self, BoxError};
 use crate::error::{ApiError, Dialect};
 use crate::metrics::Metrics;
+use crate::rate_limit::{ClientAddr, RateLimiter};
 use crate::router;
+use crate::routes::Auth;
 pub use crate::state::AppConfig;
 use crate::state::AppState;
 
@@ -42,19 +47,53 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct App {
     state: Arc<AppState>,
+    listener: Listener,
 }
+
+/// Which listener an [`App`] answers on: the routes each one serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listener {
+    /// Every route; `/metrics` only when [`AppConfig::separate_metrics`]
+    /// is off.
+    Main,
+    /// `--metrics-listen`: `/metrics`, `/health` and `/ready` only.
+    Operations,
+}
+
+/// The routes of the operations listener.
+const OPERATIONS_ROUTES: [&str; 3] = ["/metrics", "/health", "/ready"];
 
 impl App {
     pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {
         let service_config = ServiceConfig {
             issuer_bases: config.issuer_bases.clone(),
             time_policy: config.time_policy,
+            organisation_token_policy: config.organisation_token_policy.clone(),
             rsa_pool_capacity: config.rsa_pool_capacity,
+            rsa_max_concurrent_generations: config.rsa_max_concurrent_generations,
             record_api_key_uses: config.last_used_interval.is_some(),
         };
         let service = Arc::new(Service::new(store, service_config));
         let openapi = crate::openapi::document();
-        Self { state: Arc::new(AppState { service, config, metrics: Metrics::new(), openapi }) }
+        let rate_limiter = config.rate_limit_per_minute.map(RateLimiter::new);
+        let state = Arc::new(AppState { service, config, metrics: Metrics::new(), rate_limiter, openapi });
+        Self { state, listener: Listener::Main }
+    }
+
+    /// The same application as the operations listener answers it
+    /// (`--metrics-listen`): `/metrics`, `/health` and `/ready`, and 404 for
+    /// every other path.
+    pub fn operations(&self) -> Self {
+        Self { state: Arc::clone(&self.state), listener: Listener::Operations }
+    }
+
+    /// Whether this listener serves the route `pattern`; a route it does not
+    /// serve is, on it, no route at all (404).
+    fn serves(&self, pattern: &str) -> bool {
+        match self.listener {
+            Listener::Main => !(self.state.config.separate_metrics && pattern == "/metrics"),
+            Listener::Operations => OPERATIONS_ROUTES.contains(&pattern),
+        }
     }
 
     pub fn config(&self) -> &AppConfig {
@@ -68,7 +107,8 @@ impl App {
     }
 
     /// Answers one request. Never fails: every error is a response in the
-    /// dialect of the path. Adds `x-request-id`, logs one line and records
+    /// dialect of the path. Adds `x-request-id` and
+    /// `X-Content-Type-Options: nosniff`, logs one line and records
     /// metrics.
     ///
     /// The line (and the span that gives `request_id` to whatever is logged
@@ -87,7 +127,7 @@ impl App {
         // A clone of the URI shares its bytes: the path outlives the request.
         let uri = request.uri().clone();
         let path = uri.path();
-        let matched = router::resolve(path);
+        let matched = router::resolve(path).filter(|matched| self.serves(matched.route.pattern()));
         let dialect = matched.map_or_else(|| Dialect::of_path(path), |matched| matched.route.dialect());
         let route = matched.map_or("unmatched", |matched| matched.route.pattern());
         let verification = matched.is_some_and(|matched| matched.route.is_verification());
@@ -97,9 +137,31 @@ impl App {
             tracing::info_span!("request", request_id = %request_id, method = %method, route)
         };
         let state = &self.state;
+        // What `--rate-limit` guards: verification, and whatever needs a
+        // service token (a failed authentication spends the client's budget).
+        let limited = state.rate_limiter.as_ref().zip(request.extensions().get::<ClientAddr>().copied()).filter(|_| {
+            verification
+                || matched
+                    .and_then(|matched| matched.route.operation(&method))
+                    .is_some_and(|operation| operation.auth() == Auth::ServiceToken)
+        });
         let work = async {
-            let outcome =
-                tokio::time::timeout(state.config.request_timeout, dispatch::dispatch(state, matched, request)).await;
+            let throttled = limited.and_then(|(limiter, ClientAddr(client))| {
+                let now = Instant::now();
+                let allowed = if verification { limiter.spend(client, now) } else { limiter.check(client, now) };
+                allowed.err()
+            });
+            let outcome = match throttled {
+                Some(wait) => {
+                    // Whole seconds, rounded up: retrying sooner is refused.
+                    let retry_after_seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    Ok(Err(ApiError::TooManyRequests { retry_after_seconds }))
+                }
+                None => {
+                    tokio::time::timeout(state.config.request_timeout, dispatch::dispatch(state, matched, request))
+                        .await
+                }
+            };
             let response = match outcome {
                 Ok(Ok(response)) => response,
                 Ok(Err(error)) => error.into_response(dialect),
@@ -109,6 +171,12 @@ impl App {
                 }
             };
             let status = response.status().as_u16();
+            if let Some((limiter, ClientAddr(client))) = limited {
+                if status == 401 && !verification {
+                    // Spent whether or not one is left: the next request is refused.
+                    let _ = limiter.spend(client, Instant::now());
+                }
+            }
             let elapsed = started.elapsed();
             state.metrics.observe_request(route, method_label(&method), status, elapsed);
             // The path holds slugs and ids, never secrets; the query and the
@@ -130,6 +198,9 @@ impl App {
         if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(request_id)) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
+        // Every answer, errors included: a browser must never guess that a
+        // JSON body (which may echo client text) is HTML or script.
+        response.headers_mut().insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         response
     }
 }
@@ -171,13 +242,41 @@ fn request_id(headers: &HeaderMap) -> String {
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains
 /// in-flight requests for at most `shutdown_grace`.
+///
+/// Every connection is bounded in time and in number, so that clients that
+/// open sockets and say nothing cannot exhaust the file descriptors:
+/// - at most [`AppConfig::max_connections`] at once; a socket accepted
+///   beyond that is closed at once, while the open ones are served on;
+/// - a connection that has not sent a complete first request head within
+///   [`AppConfig::header_read_timeout`] is closed, whatever it sent (nothing,
+///   one byte, or the HTTP/2 preface): hyper-util's HTTP/1-or-2 detection
+///   has no timer of its own, and hyper's HTTP/1 header timeout only starts
+///   once the protocol is known (it then also closes idle keep-alive
+///   connections between requests);
+/// - HTTP/2 connections are pinged every
+///   [`AppConfig::http2_keep_alive_interval`] and closed when a ping is not
+///   answered within as long again;
+/// - any connection older than [`AppConfig::max_connection_age`] is asked
+///   to close gracefully (HTTP/2 `GOAWAY`, HTTP/1 `Connection: close`
+///   after the request in flight) and dropped `shutdown_grace` later.
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
     let config = app.config().clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
-    builder.http2().timer(TokioTimer::new());
-    let graceful = GracefulShutdown::new();
-    let flusher = config.last_used_interval.map(|interval| app.state.service.spawn_usage_flusher(interval));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(config.http2_keep_alive_interval)
+        .keep_alive_timeout(config.http2_keep_alive_interval);
+    let limits = ConnectionLimits::of(&config);
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop, stopped) = watch::channel(false);
+    // One flusher per application: the operations listener (`--metrics-listen`)
+    // serves no API keys.
+    let flusher = config
+        .last_used_interval
+        .filter(|_| app.listener == Listener::Main)
+        .map(|interval| app.state.service.spawn_usage_flusher(interval));
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
@@ -192,17 +291,29 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
                         continue;
                     }
                 };
-                let app = app.clone();
-                let service = hyper::service::service_fn(move |request| {
+                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+                    // Full: dropping the stream closes it at once.
+                    tracing::debug!(peer = %peer, "connection refused: --max-connections reached");
+                    app.state.metrics.observe_refused_connection();
+                    continue;
+                };
+                // Set by the first request the connection carries.
+                let spoke = Arc::new(AtomicBool::new(false));
+                let service = {
                     let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(request).await) }
-                });
+                    let spoke = Arc::clone(&spoke);
+                    hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
+                        spoke.store(true, Ordering::Relaxed);
+                        request.extensions_mut().insert(ClientAddr(peer.ip()));
+                        let app = app.clone();
+                        async move { Ok::<_, Infallible>(app.handle(request).await) }
+                    })
+                };
                 let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                let connection = graceful.watch(connection);
+                let stopped = stopped.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(peer = %peer, error = %error, "connection ended with an error");
-                    }
+                    limits.drive(connection, &spoke, stopped, peer).await;
+                    drop(slot);
                 });
             }
             () = &mut shutdown => break,
@@ -210,8 +321,13 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     }
     drop(listener);
     tracing::info!("shutting down: finishing in-flight requests");
+    // Ignoring the result: no connection task may still be listening.
+    let _ = stop.send(true);
+    // Every connection holds a slot until it ends: all slots back means
+    // all connections closed.
+    let everyone = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
+        _ = slots.acquire_many(everyone) => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
@@ -224,4 +340,75 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         }
     }
     Ok(())
+}
+
+/// The time limits of one connection (see [`serve`]).
+#[derive(Debug, Clone, Copy)]
+struct ConnectionLimits {
+    max_connections: usize,
+    first_request: Duration,
+    max_age: Duration,
+    grace: Duration,
+}
+
+impl ConnectionLimits {
+    fn of(config: &AppConfig) -> Self {
+        Self {
+            // A semaphore holds at most `Semaphore::MAX_PERMITS`; at least
+            // one connection, or nothing could ever be served.
+            max_connections: config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            first_request: config.header_read_timeout,
+            max_age: config.max_connection_age,
+            grace: config.shutdown_grace,
+        }
+    }
+
+    /// Runs `connection` to its end under the limits; `spoke` tells whether
+    /// a request has arrived, `stopped` turns true at shutdown.
+    async fn drive<C>(self, connection: C, spoke: &AtomicBool, mut stopped: watch::Receiver<bool>, peer: SocketAddr)
+    where
+        C: GracefulConnection,
+        C::Error: std::fmt::Display,
+    {
+        let mut connection = pin!(connection);
+        let mut first_request = pin!(tokio::time::sleep(self.first_request));
+        let mut old_age = pin!(tokio::time::sleep(self.max_age));
+        // Armed when the graceful close begins: how long it may take.
+        let mut drain_deadline = pin!(tokio::time::sleep(self.grace));
+        let mut waiting_for_first_request = true;
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(error) = result {
+                        tracing::debug!(peer = %peer, error = %error, "connection ended with an error");
+                    }
+                    return;
+                }
+                () = &mut first_request, if waiting_for_first_request => {
+                    if !spoke.load(Ordering::Relaxed) {
+                        tracing::debug!(peer = %peer, "connection closed: no request within the header read timeout");
+                        return;
+                    }
+                    waiting_for_first_request = false;
+                }
+                () = &mut old_age, if !draining => {
+                    tracing::debug!(peer = %peer, "connection reached its maximum age; closing it gracefully");
+                    connection.as_mut().graceful_shutdown();
+                    drain_deadline.as_mut().reset(tokio::time::Instant::now() + self.grace);
+                    draining = true;
+                }
+                // An error means the server is gone: close just the same.
+                _ = stopped.changed(), if !draining => {
+                    connection.as_mut().graceful_shutdown();
+                    drain_deadline.as_mut().reset(tokio::time::Instant::now() + self.grace);
+                    draining = true;
+                }
+                () = &mut drain_deadline, if draining => {
+                    tracing::debug!(peer = %peer, "connection did not close in time; dropping it");
+                    return;
+                }
+            }
+        }
+    }
 }

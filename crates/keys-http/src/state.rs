@@ -6,10 +6,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keys_core::verify::TimePolicy;
+use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
 use keys_service::Service;
 
 use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+
+/// `AppConfig::max_connections` of embedders; `keysd serve` derives its
+/// default from the file-descriptor limit instead.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Limits and policy of the server.
 #[derive(Debug, Clone)]
@@ -22,14 +27,34 @@ pub struct AppConfig {
     pub body_read_timeout: Duration,
     /// Longest time to answer a request, body included (503 beyond).
     pub request_timeout: Duration,
-    /// Longest time a client may take to send the request head (HTTP/1).
+    /// Longest time a client may take to send a request head: from the
+    /// connection's start to its first request, whatever the protocol, and
+    /// between requests on an HTTP/1 keep-alive connection.
     pub header_read_timeout: Duration,
+    /// Most connections served at once; a socket accepted beyond is closed
+    /// at once.
+    pub max_connections: usize,
+    /// Age at which a connection is asked to close (clients reconnect).
+    pub max_connection_age: Duration,
+    /// How often an HTTP/2 connection is pinged; one unanswered for as long
+    /// again is closed.
+    pub http2_keep_alive_interval: Duration,
     /// Longest wait for in-flight requests at shutdown.
     pub shutdown_grace: Duration,
     /// RSA keys generated ahead of time; 0 generates on demand.
     pub rsa_pool_capacity: usize,
+    /// RSA keys generated inline at once (`--rsa-max-concurrent-generations`).
+    pub rsa_max_concurrent_generations: usize,
+    /// Verification calls and failed authentications a client may make per
+    /// minute (`--rate-limit`); `None`: no limit.
+    pub rate_limit_per_minute: Option<std::num::NonZeroU32>,
+    /// `/metrics` is served on its own listener (`--metrics-listen`, see
+    /// [`crate::App::operations`]) and not on the main one.
+    pub separate_metrics: bool,
     /// The one time window rule of every token (`--jwt-leeway-seconds`).
     pub time_policy: TimePolicy,
+    /// `--jwt-require-exp`, `--jwt-max-lifetime-seconds`, `--jwt-audience`.
+    pub organisation_token_policy: OrganisationTokenPolicy,
     /// How often recorded API key uses are written to `last_used_at`
     /// (`--last-used-interval-seconds`); `None` records none.
     pub last_used_interval: Option<Duration>,
@@ -43,9 +68,16 @@ impl Default for AppConfig {
             body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connection_age: Duration::from_secs(600),
+            http2_keep_alive_interval: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(30),
             rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
+            rsa_max_concurrent_generations: keys_service::DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS,
+            separate_metrics: false,
+            rate_limit_per_minute: None,
             time_policy: TimePolicy::default(),
+            organisation_token_policy: OrganisationTokenPolicy::default(),
             last_used_interval: Some(Duration::from_secs(60)),
         }
     }
@@ -57,6 +89,8 @@ pub(crate) struct AppState {
     pub service: Arc<Service>,
     pub config: AppConfig,
     pub metrics: Metrics,
+    /// From [`AppConfig::rate_limit_per_minute`].
+    pub rate_limiter: Option<RateLimiter>,
     /// The generated OpenAPI document without `servers` (see
     /// [`crate::openapi`]), built by the application at start.
     pub openapi: &'static str,

@@ -342,8 +342,11 @@ async fn bad_bodies_are_rejected() {
     let path = "/v1/staging/ws_api_key/";
     validation(&harness.raw(Method::POST, path, Some("application/json"), "{not json").await, "not valid JSON");
     validation(&harness.raw(Method::POST, path, Some("application/json"), "").await, "JSON object");
-    validation(&harness.raw(Method::POST, path, Some("application/json"), "[1,2]").await, "invalid request body");
-    validation(&harness.call(Method::POST, path, Some(json!({"name": 5}))).await, "invalid type");
+    validation(
+        &harness.raw(Method::POST, path, Some("application/json"), "[1,2]").await,
+        "request body must be a JSON object",
+    );
+    validation(&harness.call(Method::POST, path, Some(json!({"name": 5}))).await, "name must be a string");
     validation(&harness.call(Method::POST, path, Some(json!({"name": "a", "colour": "red"}))).await, "unknown field");
     validation(&harness.call(Method::POST, path, Some(json!({"description": "no name"}))).await, "name is required");
     validation(&harness.call(Method::POST, path, Some(json!({"name": "   "}))).await, "name may not be blank");
@@ -886,14 +889,14 @@ async fn api_key_bad_input_is_a_400_about_the_request() {
     let cases = [
         (json!({"expires_at": in_seconds(-60)}), "expires_at must be in the future"),
         (json!({"expires_at": "tomorrow"}), "expires_at must be an RFC 3339 timestamp"),
-        (json!({"expires_at": 1_900_000_000}), "invalid type"),
+        (json!({"expires_at": 1_900_000_000}), "expires_at must be a string"),
         (json!({"scopes": ["Keys:Read"]}), "invalid scope 'Keys:Read'"),
         (json!({"scopes": [":read"]}), "invalid scope ':read'"),
         (json!({"scopes": ["keys:*:write"]}), "invalid scope 'keys:*:write'"),
         (json!({"scopes": ["a".repeat(65)]}), "invalid scope"),
         (json!({"scopes": [""]}), "invalid scope ''"),
         (json!({"scopes": scopes(65)}), "too many scopes (at most 64)"),
-        (json!({"scopes": "keys:read"}), "invalid type"),
+        (json!({"scopes": "keys:read"}), "scopes must be an array"),
         (json!({"meta": [1, 2]}), "meta must be a JSON object"),
         (json!({"meta": "text"}), "meta must be a JSON object"),
         (json!({"meta": 5}), "meta must be a JSON object"),

@@ -152,3 +152,34 @@ fn the_reason_enum_is_the_verification_reasons() {
         assert_eq!(reason["$ref"], "#/components/schemas/Reason", "{answer}");
     }
 }
+
+/// What schemathesis found the document got wrong: a request it called
+/// valid that the server refuses (a `null` name, an offset past the
+/// largest), or one it called invalid that the server answers (a
+/// verification field that is not a string is `valid:false`, not a 400).
+#[tokio::test]
+async fn the_document_says_what_the_server_accepts() {
+    let document = served("127.0.0.1:8080").await;
+    let schemas = &document["components"]["schemas"];
+    for (schema, field) in [("WorkspaceCreate", "name"), ("KeyCreate", "name"), ("PublicKeyPatch", "name")] {
+        assert_eq!(
+            schemas[schema]["properties"][field],
+            json!({"type": "string", "minLength": 1, "maxLength": 255}),
+            "{schema}.{field}: a name is a non-empty string, never null"
+        );
+    }
+    assert_eq!(schemas["PublicKeyPatch"]["properties"]["is_secure_mode_enabled"]["type"], "boolean");
+    for (schema, field) in [
+        ("VerifyApiKeyRequest", "api_key"),
+        ("VerifyPublicKeyRequest", "api_key"),
+        ("VerifyPublicKeyRequest", "user_token"),
+        ("VerifyJwtRequest", "token"),
+    ] {
+        let property = &schemas[schema]["properties"][field];
+        assert!(property.is_object() && property.get("type").is_none(), "{schema}.{field} takes any value: {property}");
+    }
+    let parameters = document["paths"]["/v1/workspace/"]["get"]["parameters"].as_array().expect("parameters");
+    let offset = parameters.iter().find(|parameter| parameter["name"] == "offset").expect("offset");
+    assert_eq!(offset["schema"]["maximum"], json!(i64::MAX));
+    assert!(document["paths"]["/v1/verify/api_key/"]["post"]["responses"].get("429").is_some(), "--rate-limit");
+}

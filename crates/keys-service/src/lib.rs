@@ -38,7 +38,7 @@ pub mod workspaces;
 use std::fmt;
 use std::sync::Arc;
 
-use keys_core::verify::{Scope, TimePolicy};
+use keys_core::verify::{OrganisationTokenPolicy, Scope, TimePolicy};
 use keys_core::{Actor, ServiceTokenRecord};
 use keys_crypto::RsaKeyPool;
 use keys_store::{Store, StoreError};
@@ -81,17 +81,39 @@ impl Entropy for OsEntropy {
 }
 
 /// The policy a [`Service`] applies.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// Issuer bases accepted in Versori-style JWTs; empty accepts any base.
     pub issuer_bases: Vec<String>,
     /// The one time window rule of every token (`exp`, `nbf`, `iat`).
     pub time_policy: TimePolicy,
+    /// What Versori-style JWTs must carry beyond it (`exp`, lifetime, `aud`).
+    pub organisation_token_policy: OrganisationTokenPolicy,
     /// RSA keys generated ahead of time; 0 generates on demand.
     pub rsa_pool_capacity: usize,
+    /// RSA keys generated inline (the pool empty) at once, at least 1: each
+    /// takes a core for up to a second, and without a bound a burst of
+    /// creates would take every core from verification.
+    pub rsa_max_concurrent_generations: usize,
     /// Whether verification records each API key's last use (in memory;
     /// written by [`Service::spawn_usage_flusher`]).
     pub record_api_key_uses: bool,
+}
+
+/// The default of [`ServiceConfig::rsa_max_concurrent_generations`].
+pub const DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS: usize = 2;
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            issuer_bases: Vec::new(),
+            time_policy: TimePolicy::default(),
+            organisation_token_policy: OrganisationTokenPolicy::default(),
+            rsa_pool_capacity: 0,
+            rsa_max_concurrent_generations: DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS,
+            record_api_key_uses: false,
+        }
+    }
 }
 
 /// Who is calling: an authenticated service token's record (shared with the
@@ -156,6 +178,10 @@ pub struct Service {
     entropy: Arc<dyn Entropy>,
     config: ServiceConfig,
     rsa_pool: Arc<RsaKeyPool>,
+    /// Permits for inline RSA generation ([`ServiceConfig::rsa_max_concurrent_generations`]).
+    rsa_generations: Arc<tokio::sync::Semaphore>,
+    /// Inline RSA generations running now.
+    rsa_generating: Arc<std::sync::atomic::AtomicUsize>,
     parsed_keys: verification::ParsedKeys,
     usage: usage::UsageRecorder,
 }
@@ -180,8 +206,19 @@ impl Service {
         entropy: Arc<dyn Entropy>,
     ) -> Self {
         let rsa_pool = Arc::new(RsaKeyPool::new(config.rsa_pool_capacity));
+        let rsa_generations = Arc::new(tokio::sync::Semaphore::new(config.rsa_max_concurrent_generations.max(1)));
         let usage = usage::UsageRecorder::new(config.record_api_key_uses);
-        Self { store, clock, entropy, config, rsa_pool, parsed_keys: verification::ParsedKeys::default(), usage }
+        Self {
+            store,
+            clock,
+            entropy,
+            config,
+            rsa_pool,
+            rsa_generations,
+            rsa_generating: Arc::default(),
+            parsed_keys: verification::ParsedKeys::default(),
+            usage,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -4,6 +4,7 @@
 //! when it runs dry, generation happens on a blocking thread, never on a
 //! runtime worker.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use keys_core::{Name, OrganisationId, OrganisationKeyId, OrganisationSigningKey};
@@ -51,8 +52,10 @@ impl Service {
         name: Name,
     ) -> ServiceResult<IssuedOrganisationKey> {
         let organisation = self.own_organisation(caller, organisation)?.clone();
-        let pool = Arc::clone(&self.rsa_pool);
-        let pair = tokio::task::spawn_blocking(move || pool.take()).await.map_err(ServiceError::Background)?;
+        let pair = match self.rsa_pool.try_take() {
+            Some(pair) => pair,
+            None => self.generate_rsa_key().await?,
+        };
         let now = self.now();
         let key = OrganisationSigningKey::create(
             OrganisationKeyId::generate(now, &mut self.rng()),
@@ -64,6 +67,33 @@ impl Service {
         );
         self.store.create_organisation_key(&key).await?;
         Ok(IssuedOrganisationKey { key, pair })
+    }
+
+    /// An RSA key generated now, on a blocking thread, under one of the
+    /// [`ServiceConfig::rsa_max_concurrent_generations`](crate::ServiceConfig)
+    /// permits: a caller beyond them waits (bounded by the request's
+    /// timeout). The permit moves into the blocking task, so a request that
+    /// gives up does not free it before the core is free.
+    async fn generate_rsa_key(&self) -> ServiceResult<RsaKeyPair> {
+        // The semaphore is never closed: acquiring can only wait.
+        let permit = Arc::clone(&self.rsa_generations).acquire_owned().await.ok();
+        let generating = Arc::clone(&self.rsa_generating);
+        let pool = Arc::clone(&self.rsa_pool);
+        tokio::task::spawn_blocking(move || {
+            generating.fetch_add(1, Ordering::SeqCst);
+            let pair = pool.take();
+            generating.fetch_sub(1, Ordering::SeqCst);
+            drop(permit);
+            pair
+        })
+        .await
+        .map_err(ServiceError::Background)
+    }
+
+    /// How many RSA keys are being generated inline right now (at most
+    /// [`ServiceConfig::rsa_max_concurrent_generations`](crate::ServiceConfig)).
+    pub fn rsa_generations_in_flight(&self) -> usize {
+        self.rsa_generating.load(Ordering::SeqCst)
     }
 
     pub async fn delete_organisation_key(

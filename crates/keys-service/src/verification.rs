@@ -290,8 +290,13 @@ impl Service {
             Ok(claims) => claims,
             Err(error) => return Ok(Err(refusal_of_jwt_error(error))),
         };
-        let decided = OrganisationTokenClaims { sub: claims.sub(), times: claims.times() };
-        let sub = match decide_organisation_token(&decided, &self.config.time_policy, self.now()) {
+        let decided = OrganisationTokenClaims { sub: claims.sub(), times: claims.times(), audiences: claims.aud() };
+        let sub = match decide_organisation_token(
+            &decided,
+            &self.config.time_policy,
+            &self.config.organisation_token_policy,
+            self.now(),
+        ) {
             Ok(sub) => sub.to_owned(),
             Err(denial) => return Ok(Err(denial.into())),
         };

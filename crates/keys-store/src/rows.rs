@@ -63,17 +63,17 @@ fn stamp(row: &impl RowExt, prefix: &str) -> StoreResult<StoredStamp> {
 }
 
 fn name(row: &impl RowExt, column: &str) -> StoreResult<Name> {
-    parsed(Name::parse(&row.text(column)?), column)
+    parsed(Name::restore(&row.text(column)?), column)
 }
 
 fn description(row: &impl RowExt, column: &str) -> StoreResult<Option<Description>> {
     let text = row.optional_text(column)?;
-    parsed(Description::parse(text.as_deref()), column)
+    parsed(Description::restore(text.as_deref()), column)
 }
 
 fn domains(row: &impl RowExt, column: &str) -> StoreResult<Option<Vec<DomainPattern>>> {
     let Some(patterns) = row.domains(column)? else { return Ok(None) };
-    let list = patterns.iter().map(|pattern| DomainPattern::parse(pattern)).collect::<Result<Vec<_>, _>>();
+    let list = patterns.iter().map(|pattern| DomainPattern::restore(pattern)).collect::<Result<Vec<_>, _>>();
     parsed(list, column).map(Some)
 }
 

@@ -38,6 +38,40 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How many times `open` tries again when the file is busy (about 15 s).
 const CONNECT_ATTEMPTS: u64 = 150;
 
+/// Creates the database file, if missing, readable and writable by its
+/// owner only (0600): it holds every key's digest and public material and
+/// the audit trail. SQLite gives the `-wal` and `-shm` files it creates
+/// beside it the mode of the database file, so they are 0600 too. A file
+/// that exists is left as the operator made it, with a warning when others
+/// may read it.
+async fn create_private(path: &std::path::Path) -> StoreResult<()> {
+    let mut open = tokio::fs::OpenOptions::new();
+    open.write(true).create_new(true);
+    #[cfg(unix)]
+    open.mode(0o600);
+    match open.open(path).await {
+        Ok(_created) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            #[cfg(unix)]
+            if let Ok(metadata) = tokio::fs::metadata(path).await {
+                use std::os::unix::fs::PermissionsExt;
+                if metadata.permissions().mode() & 0o077 != 0 {
+                    tracing::warn!(
+                        path = %path.display(),
+                        mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+                        "the SQLite database is accessible to other users; chmod 600 it (and its -wal and -shm)"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(error) => Err(StoreError::database(
+            format!("could not create SQLite database {}", path.display()),
+            sqlx::Error::Io(error),
+        )),
+    }
+}
+
 /// `SQLITE_BUSY` and its extended codes (the low byte is 5).
 fn is_busy(error: &sqlx::Error) -> bool {
     error
@@ -59,6 +93,9 @@ impl SqlStore<Sqlite> {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT);
         let target = options.get_filename().display().to_string();
+        if !in_memory {
+            create_private(options.get_filename()).await?;
+        }
         let pool_options = if in_memory {
             // An in-memory database lives as long as its connection: keep
             // exactly one, forever, and let every caller share it.

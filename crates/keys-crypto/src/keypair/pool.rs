@@ -92,16 +92,18 @@ impl RsaKeyPool {
     /// A ready key if there is one, otherwise a key generated inline now.
     /// Never blocks on the background thread.
     pub fn take(&self) -> RsaKeyPair {
-        let pooled = {
-            let mut state = self.shared.lock();
-            let pooled = state.ready.pop_front();
-            if pooled.is_some() {
-                // Room for one more: wake the worker if it sleeps.
-                self.shared.changed.notify_all();
-            }
-            pooled
-        };
-        pooled.unwrap_or_else(|| RsaKeyPair::generate(&mut OsRng))
+        self.try_take().unwrap_or_else(|| RsaKeyPair::generate(&mut OsRng))
+    }
+
+    /// A ready key if there is one; never generates.
+    pub fn try_take(&self) -> Option<RsaKeyPair> {
+        let mut state = self.shared.lock();
+        let pooled = state.ready.pop_front();
+        if pooled.is_some() {
+            // Room for one more: wake the worker if it sleeps.
+            self.shared.changed.notify_all();
+        }
+        pooled
     }
 
     /// Blocks until the pool holds `capacity` keys or `timeout` passes, and
