@@ -496,13 +496,6 @@ impl ApiKey {
         self.0.deletion = Some(Deletion { at: timestamp(now), by: Some(actor.clone()) });
         Ok(())
     }
-
-    /// Records a use seen at `at`; an older one changes nothing.
-    pub fn used(&mut self, at: OffsetDateTime) {
-        if self.0.last_used_at.is_none_or(|last| last < at) {
-            self.0.last_used_at = Some(timestamp(at));
-        }
-    }
 }
 
 impl Deref for ApiKey {

@@ -195,13 +195,8 @@ pub struct ServeArgs {
     /// How often the API keys' `last_used_at` is written, at most once per
     /// key per interval (uses are recorded in memory, never on the request
     /// path); 0 records no uses.
-    #[arg(
-        long,
-        env = "KEYSD_LAST_USED_INTERVAL_SECONDS",
-        value_name = "SECONDS",
-        default_value_t = 60,
-        value_parser = clap::value_parser!(u64).range(0..=86_400)
-    )]
+    #[arg(long, env = "KEYSD_LAST_USED_INTERVAL_SECONDS", value_name = "SECONDS", default_value_t = 60)]
+    #[arg(value_parser = up_to(86_400))]
     pub last_used_interval_seconds: u64,
 }
 
