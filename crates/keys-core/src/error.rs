@@ -72,6 +72,18 @@ pub enum CoreError {
     ApiKeyNotDisabled,
     #[error("the API key has expired")]
     ApiKeyExpired,
+    #[error("role must be 'admin', 'manage' or 'verify'")]
+    InvalidRole,
+    #[error("workspaces must name at least one workspace, or be null for all of them")]
+    NoTokenWorkspaces,
+    #[error("too many workspaces (at most {max})")]
+    TooManyTokenWorkspaces { max: usize },
+    #[error("an admin token reaches every workspace: workspaces applies to manage and verify tokens only")]
+    AdminTokenLimited,
+    #[error("a service token cannot create a token with a higher role or more workspaces than its own")]
+    TokenBeyondCreator,
+    #[error("the last unexpired admin token of an organisation cannot be revoked; create another admin token first (keysd token create)")]
+    LastAdminToken,
     #[error("{kind} is deleted")]
     AlreadyDeleted { kind: &'static str },
     /// A ring was asked for a key it does not hold (absent, or deleted and

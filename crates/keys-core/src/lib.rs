@@ -42,7 +42,9 @@ pub use organisation::Organisation;
 pub use organisation_key::{OrganisationSigningKey, OrganisationSigningKeyState};
 pub use origin::{DomainPattern, Origin, Scheme};
 pub use public_key::{NewPublicKey, PublicKey, PublicKeyPatch, PublicKeyRing, PublicKeyState};
-pub use service_token::{ServiceTokenRecord, ServiceTokenState};
+pub use service_token::{
+    NewServiceToken, Permission, Role, ServiceTokenMaterial, ServiceTokenRecord, ServiceTokenState, TokenWorkspaces,
+};
 pub use signing_key::{
     Deletion, GracePeriod, NewSigningKey, SigningKeyLifecycle, SigningKeyRing, SigningKeyState, SigningKeyStatus,
     StoredSigningKey, WorkspaceSigningKey,

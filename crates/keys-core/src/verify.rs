@@ -20,7 +20,7 @@ pub use time_policy::{TimeDenial, TimePolicy, TokenTimes, DEFAULT_LEEWAY_SECONDS
 use crate::origin::Origin;
 use crate::{
     ApiKey, OrganisationId, OrganisationSigningKey, PublicKey, SigningKeyRing, Workspace, WorkspaceSigningKey,
-    WorkspaceUid,
+    WorkspaceSlug, WorkspaceUid,
 };
 
 /// Why a credential may not authenticate. `reason()` is the stable
@@ -149,19 +149,41 @@ impl Denial {
     ];
 }
 
-/// What a caller may reach: its own organisation. Every decision takes it,
-/// so tenant isolation is decided here and nowhere else; a credential of
-/// another organisation is, for this caller, no credential at all
-/// ([`Denial::WrongOrganisation`], reported as `unknown_key`).
+/// What a caller may reach: its own organisation, and in it the
+/// workspaces its token is limited to (all when unlimited). Every decision
+/// takes it, so tenant isolation is decided here and nowhere else; a
+/// credential of another organisation, or of a workspace outside the limit,
+/// is for this caller no credential at all ([`Denial::WrongOrganisation`],
+/// reported as `unknown_key`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scope<'a> {
     organisation: &'a OrganisationId,
+    workspaces: Option<&'a [WorkspaceSlug]>,
+}
+
+/// How a management call may treat a workspace it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkspaceAccess {
+    /// The caller reaches it.
+    Reachable,
+    /// It is the caller's organisation's, outside the token's workspaces: a
+    /// 403 (the caller may know it exists: it could list its own limit).
+    Forbidden,
+    /// Another organisation's, or none: a 404, exactly like one that does
+    /// not exist.
+    Hidden,
 }
 
 impl<'a> Scope<'a> {
-    /// The scope of a caller authenticated for `organisation`.
+    /// The scope of a caller authenticated for `organisation`, reaching
+    /// every workspace of it.
     pub fn organisation(organisation: &'a OrganisationId) -> Self {
-        Self { organisation }
+        Self { organisation, workspaces: None }
+    }
+
+    /// The scope of a caller limited to `workspaces` (`None`: all).
+    pub fn limited(organisation: &'a OrganisationId, workspaces: Option<&'a [WorkspaceSlug]>) -> Self {
+        Self { organisation, workspaces }
     }
 
     /// The organisation the caller belongs to.
@@ -169,18 +191,55 @@ impl<'a> Scope<'a> {
         self.organisation
     }
 
+    /// The workspaces the caller is limited to, `None` when it reaches all.
+    pub fn workspace_limit(&self) -> Option<&'a [WorkspaceSlug]> {
+        self.workspaces
+    }
+
+    /// Whether the caller reaches every workspace of its organisation, and
+    /// so what spans them (organisation keys).
+    pub fn reaches_every_workspace(&self) -> bool {
+        self.workspaces.is_none()
+    }
+
     /// Whether the caller may see this organisation's resources.
     pub fn reaches_organisation(&self, organisation: &OrganisationId) -> bool {
         self.organisation == organisation
     }
 
-    /// Whether the caller may see this workspace and its keys.
-    pub fn reaches(&self, workspace: &Workspace) -> bool {
-        self.reaches_organisation(&workspace.organisation_id)
+    /// Whether the caller's limit admits the workspace with this slug.
+    pub fn admits_slug(&self, slug: &WorkspaceSlug) -> bool {
+        self.workspaces.is_none_or(|limit| limit.contains(slug))
     }
 
-    /// `found`, if the caller may see it: the one filter of every workspace
-    /// lookup, for management as for verification.
+    /// Whether every workspace `limit` reaches is one this scope reaches: a
+    /// token may only hand on what it has.
+    pub fn covers_all(&self, limit: &crate::TokenWorkspaces) -> bool {
+        match (self.workspaces, limit.slugs()) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(_), Some(wanted)) => wanted.iter().all(|slug| self.admits_slug(slug)),
+        }
+    }
+
+    /// How the caller may treat this workspace.
+    pub fn access(&self, workspace: &Workspace) -> WorkspaceAccess {
+        if !self.reaches_organisation(&workspace.organisation_id) {
+            WorkspaceAccess::Hidden
+        } else if self.admits_slug(&workspace.slug) {
+            WorkspaceAccess::Reachable
+        } else {
+            WorkspaceAccess::Forbidden
+        }
+    }
+
+    /// Whether the caller may see this workspace and its keys.
+    pub fn reaches(&self, workspace: &Workspace) -> bool {
+        self.access(workspace) == WorkspaceAccess::Reachable
+    }
+
+    /// `found`, if the caller may see it: the filter of verification's
+    /// workspace lookups.
     pub fn filter_workspace(&self, found: Option<Workspace>) -> Option<Workspace> {
         found.filter(|workspace| self.reaches(workspace))
     }

@@ -253,12 +253,13 @@ impl<Kind: SecretKind> Secret<Kind> {
     }
 }
 
-impl ApiKeySecret {
-    /// The first 10 characters followed by `*****`, e.g. `SS.AbCdEfG*****`,
-    /// as lists show it.
+impl<Kind: SecretKind> Secret<Kind> {
+    /// The first 10 characters followed by `*****`, e.g. `SS.AbCdEfG*****`
+    /// or `kst_AbCdEf*****`, as lists show it: the prefix and at most 7
+    /// random characters, which leaves 36 or more unknown.
     pub fn masked(&self) -> String {
-        // The text is ASCII and 46 bytes long, so byte 10 is a character
-        // boundary.
+        // The text is ASCII and longer than 10 bytes, so byte 10 is a
+        // character boundary.
         format!("{}*****", &self.text[..10])
     }
 }

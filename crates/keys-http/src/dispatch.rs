@@ -3,7 +3,8 @@
 //! (see [`crate::routes`], where each route is declared once).
 //!
 //! The order of checks is fixed: unknown path (404), wrong method (405 with
-//! `Allow`), declared body too large (413), authentication (401), body read
+//! `Allow`), declared body too large (413), authentication (401), the
+//! token's role against the operation's permission (403), body read
 //! with the limit enforced while reading (413), content type (415), JSON
 //! shape (400), then the handler. `HEAD` runs the `GET` operation and sends
 //! its headers without the body.
@@ -45,7 +46,7 @@ where
     let limit = state.config.body_limit;
     // Public handlers never read a body, so its declared length is no
     // reason to refuse them (a gateway may forward the client's).
-    if matches!(operation.handler, Handler::ServiceToken(_)) {
+    if matches!(operation.handler, Handler::ServiceToken(..)) {
         check_declared_length(request.headers(), limit)?;
     }
     let head_only = request.method() == Method::HEAD;
@@ -58,8 +59,11 @@ where
             drop(body);
             handler(Public::new(state, &parts, params)).await?
         }
-        Handler::ServiceToken(handler) => {
+        Handler::ServiceToken(permission, handler) => {
             let caller = authenticate(state, &parts.headers, route.dialect == Dialect::Versori).await?;
+            if !caller.may(permission) {
+                return Err(ApiError::forbidden_role(caller.role(), permission));
+            }
             let body = if matches!(parts.method, Method::POST | Method::PATCH | Method::PUT) {
                 read_body(body, limit, state.config.body_read_timeout).await?
             } else {

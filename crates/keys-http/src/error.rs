@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
-use keys_core::CoreError;
+use keys_core::{CoreError, Permission, Role};
 use keys_service::ServiceError;
 use keys_store::StoreError;
 use serde::Serialize;
@@ -45,6 +45,8 @@ pub enum ApiError {
     Validation(Vec<String>),
     /// 401: no, a malformed or an unknown service token.
     Unauthenticated,
+    /// 403: a valid token whose role or workspaces do not allow the request.
+    PermissionDenied(String),
     /// 404 with a client-facing message such as `workspace 'demo' not found`.
     NotFound(String),
     /// 405: the path exists, the method does not.
@@ -69,6 +71,15 @@ impl ApiError {
     /// A 400 with one message.
     pub fn validation(message: impl Into<String>) -> Self {
         Self::Validation(vec![message.into()])
+    }
+
+    /// The 403 of a token whose role lacks the operation's permission.
+    pub fn forbidden_role(role: Role, permission: Permission) -> Self {
+        Self::PermissionDenied(format!(
+            "You do not have permission to perform this action: it needs a service token with role '{}' (this one \
+             is '{role}').",
+            permission.least_role()
+        ))
     }
 
     /// Logs an internal failure with its context and returns the bare 500.
@@ -102,6 +113,8 @@ impl ApiError {
         match error {
             ServiceError::WorkspaceNotFound => Self::NotFound(format!("workspace '{named}' not found")),
             ServiceError::OrganisationNotFound => Self::NotFound(format!("organisation '{named}' not found")),
+            ServiceError::PermissionDenied(message) => Self::PermissionDenied(message),
+            ServiceError::Invalid(message) => Self::validation(message),
             ServiceError::Store(error) => Self::from_store(error, target),
             ServiceError::Background(error) => Self::internal("background task", &error),
         }
@@ -111,6 +124,7 @@ impl ApiError {
         match self {
             Self::Validation(_) => StatusCode::BAD_REQUEST,
             Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -127,6 +141,7 @@ impl ApiError {
         match self {
             Self::Validation(_) => ("error", "ValidationError", "invalid_request"),
             Self::Unauthenticated => ("authentication_failed", "AuthenticationFailed", "unauthenticated"),
+            Self::PermissionDenied(_) => ("permission_denied", "PermissionDenied", "forbidden"),
             Self::NotFound(_) => ("not_found", "NotFound", "not_found"),
             Self::MethodNotAllowed { .. } => ("method_not_allowed", "MethodNotAllowed", "method_not_allowed"),
             Self::RequestTimeout => ("request_timeout", "RequestTimeout", "request_timeout"),
@@ -143,7 +158,7 @@ impl ApiError {
         match self {
             Self::Validation(problems) => problems.clone(),
             Self::Unauthenticated => vec!["Invalid service token.".to_owned()],
-            Self::NotFound(message) => vec![message.clone()],
+            Self::PermissionDenied(message) | Self::NotFound(message) => vec![message.clone()],
             Self::MethodNotAllowed { .. } => vec!["Method not allowed.".to_owned()],
             Self::RequestTimeout => vec!["Request timed out.".to_owned()],
             Self::PayloadTooLarge { limit } => vec![format!("Request body is larger than {limit} bytes.")],
@@ -266,10 +281,11 @@ pub(crate) fn error_detail_schema() -> impl Into<RefOr<Schema>> {
 
 /// One error of each kind; the exhaustive match below fails to compile
 /// when a kind is added to `ApiError`, so its codes cannot be forgotten.
-fn every_error() -> [ApiError; 10] {
+fn every_error() -> [ApiError; 11] {
     [
         ApiError::Validation(Vec::new()),
         ApiError::Unauthenticated,
+        ApiError::PermissionDenied(String::new()),
         ApiError::NotFound(String::new()),
         ApiError::MethodNotAllowed { allow: Vec::new() },
         ApiError::RequestTimeout,
@@ -286,6 +302,7 @@ fn every_error_is_listed(error: ApiError) {
     match error {
         ApiError::Validation(_)
         | ApiError::Unauthenticated
+        | ApiError::PermissionDenied(_)
         | ApiError::NotFound(_)
         | ApiError::MethodNotAllowed { .. }
         | ApiError::RequestTimeout

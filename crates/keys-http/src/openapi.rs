@@ -4,7 +4,7 @@
 //! answers), so it cannot drift from what the server accepts and returns.
 //!
 //! Each operation's responses are the table's plus the ones every operation
-//! of its kind can give: 401 where a service token is needed, 400 where a
+//! of its kind can give: 401 and 403 where a service token is needed, 400 where a
 //! body or query is read, 408 and 415 where a body is, and 413 (a declared
 //! length over the limit), 500 and 503 (the request ran out of time)
 //! everywhere. The error codes of both dialects are enums built from
@@ -44,6 +44,7 @@ fn path_parameter(name: &str) -> Option<(&'static str, &'static str)> {
         "workspace_uid" => ("The workspace's uid, `wksp_<ULID>`.", "^wksp_"),
         "api_key_id" => ("The API key's id, `ws_apik_<ULID>`.", "^ws_apik_"),
         "public_key_id" => ("The public key's id, `ws_pubk_<ULID>`.", "^ws_pubk_"),
+        "service_token_id" => ("The service token's id, `st_<ULID>`.", "^st_"),
         "signing_key_uid" => ("The signing key's uid, `signing_key_<ULID>` (also its JWT `kid`).", "^signing_key_"),
         "organisation_id" => ("The organisation's id, a ULID.", ULID),
         "key_id" => ("The organisation signing key's id, a ULID.", ULID),
@@ -98,6 +99,19 @@ fn register_list(schemas: &mut Vec<(String, RefOr<Schema>)>, of: SchemaOf) -> Re
     Ref::from_schema_name(name).into()
 }
 
+/// An operation's description, with the least role it needs (SPEC
+/// section 6) for an authenticated one.
+fn described(operation: &crate::routes::Operation) -> Option<String> {
+    let role = operation.permission().map(|permission| {
+        format!("Needs a service token with role `{}` or above (403 otherwise).", permission.least_role())
+    });
+    let parts: Vec<String> = [(!operation.description.is_empty()).then(|| operation.description.to_owned()), role]
+        .into_iter()
+        .flatten()
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("\n\n"))
+}
+
 /// The description of a status.
 fn status_description(status: u16) -> &'static str {
     match status {
@@ -107,6 +121,7 @@ fn status_description(status: u16) -> &'static str {
         204 => "No content",
         400 => "The request is not acceptable (validation error).",
         401 => "No, a malformed, an unknown, a revoked or an expired service token.",
+        403 => "The service token's role, or its workspaces, do not allow this request (PermissionDenied).",
         404 => "Not found (also anything of another organisation).",
         408 => "The request body was not received in time.",
         413 => "The request body is over the limit (64 KiB by default).",
@@ -133,7 +148,7 @@ fn responses(
         generic.push(400);
     }
     if operation.auth() == Auth::ServiceToken {
-        generic.push(401);
+        generic.extend([401, 403]);
     }
     if operation.auth() == Auth::ServiceToken || route.is_verification() {
         generic.push(429);
@@ -195,7 +210,7 @@ fn operation(
         } else {
             operation.summary.to_owned()
         }))
-        .description((!operation.description.is_empty()).then_some(operation.description));
+        .description(described(operation));
     for name in parameter_names(route.pattern) {
         let (description, pattern) = path_parameter(name).unwrap_or(("", ""));
         let parameter = ParameterBuilder::new()

@@ -37,6 +37,7 @@ use bytes::Bytes;
 use http::request::Parts;
 use http::{HeaderValue, Method, Response};
 use http_body_util::Full;
+pub(crate) use keys_core::Permission;
 pub(crate) use keys_service::Caller;
 use serde::de::DeserializeOwned;
 
@@ -269,8 +270,10 @@ pub(crate) enum Handler {
     /// No authentication; the body is not read.
     Public(for<'a> fn(Public<'a>) -> HandlerFuture<'a>),
     /// `Authorization: ServiceToken <token>` (also `Bearer <token>` on
-    /// dialect-2 routes); the body is read for POST, PATCH and PUT.
-    ServiceToken(for<'a> fn(Authenticated<'a>) -> HandlerFuture<'a>),
+    /// dialect-2 routes) of a token whose role has the permission (else a
+    /// 403, before the body is read); the body is read for POST, PATCH and
+    /// PUT.
+    ServiceToken(Permission, for<'a> fn(Authenticated<'a>) -> HandlerFuture<'a>),
 }
 
 /// How an operation authenticates, as documented.
@@ -285,6 +288,7 @@ pub enum Auth {
 pub enum Tag {
     Operations,
     Workspaces,
+    ServiceTokens,
     ApiKeys,
     PublicKeys,
     SigningKeys,
@@ -294,9 +298,10 @@ pub enum Tag {
 
 impl Tag {
     /// Every tag, in the order the document lists them.
-    pub const ALL: [Tag; 7] = [
+    pub const ALL: [Tag; 8] = [
         Self::Operations,
         Self::Workspaces,
+        Self::ServiceTokens,
         Self::ApiKeys,
         Self::PublicKeys,
         Self::SigningKeys,
@@ -308,6 +313,7 @@ impl Tag {
         match self {
             Self::Operations => "operations",
             Self::Workspaces => "workspaces",
+            Self::ServiceTokens => "service-tokens",
             Self::ApiKeys => "api-keys",
             Self::PublicKeys => "public-keys",
             Self::SigningKeys => "signing-keys",
@@ -320,6 +326,7 @@ impl Tag {
         match self {
             Self::Operations => "Liveness, readiness, metrics and this document.",
             Self::Workspaces => "Dialect 1 (SuprSend-compatible): workspaces of the token's organisation.",
+            Self::ServiceTokens => "Dialect 1: the organisation's service tokens (`kst_…`), shown once at creation.",
             Self::ApiKeys => "Dialect 1: server-side API keys (`SS.…`), shown once at creation.",
             Self::PublicKeys => "Dialect 1: publishable client keys (`SS.PUBK.…`).",
             Self::SigningKeys => "Dialect 1: workspace ES256 signing keys and their public JWKS.",
@@ -405,7 +412,16 @@ impl Operation {
     pub fn auth(&self) -> Auth {
         match self.handler {
             Handler::Public(_) => Auth::Public,
-            Handler::ServiceToken(_) => Auth::ServiceToken,
+            Handler::ServiceToken(..) => Auth::ServiceToken,
+        }
+    }
+
+    /// What the caller's role must permit: `None` for a public operation.
+    /// Stated once, in the operation's table entry (`authenticated!`).
+    pub fn permission(&self) -> Option<Permission> {
+        match self.handler {
+            Handler::Public(_) => None,
+            Handler::ServiceToken(permission, _) => Some(permission),
         }
     }
 }
@@ -488,12 +504,14 @@ impl Route {
     }
 }
 
-/// A table entry's handler: `authenticated!(f)` for an
+/// A table entry's handler: `authenticated!(Permission, f)` for an
 /// `async fn f(Authenticated<'_>) -> HttpResult`, run after the service
-/// token is checked.
+/// token is checked and its role found to have the
+/// [`keys_core::Permission`] named: the one place an operation's
+/// permission is stated.
 macro_rules! authenticated {
-    ($handler:path) => {
-        $crate::route::Handler::ServiceToken(|call| Box::pin($handler(call)))
+    ($permission:ident, $handler:path) => {
+        $crate::route::Handler::ServiceToken(keys_core::Permission::$permission, |call| Box::pin($handler(call)))
     };
 }
 pub(crate) use authenticated;

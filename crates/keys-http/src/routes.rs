@@ -9,7 +9,7 @@ pub use crate::route::{Auth, Operation, Route, Tag};
 pub(crate) use crate::route::{Body, Payload, Query};
 
 use crate::handlers::{
-    api_keys, forward_auth, ops, organisation_keys, public_keys, signing_keys, verification, workspaces,
+    api_keys, forward_auth, ops, organisation_keys, public_keys, service_tokens, signing_keys, verification, workspaces,
 };
 
 /// Every route of the server, resource by resource. The router prefers
@@ -17,6 +17,7 @@ use crate::handlers::{
 pub static ROUTES: &Routes = &Routes(&[
     ops::ROUTES,
     workspaces::ROUTES,
+    service_tokens::ROUTES,
     api_keys::ROUTES,
     public_keys::ROUTES,
     signing_keys::ROUTES,

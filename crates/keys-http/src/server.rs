@@ -335,8 +335,8 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     if let Some(flusher) = flusher {
         flusher.stop().await;
         // The uses recorded since the last interval are not lost.
-        if let Err(error) = app.service().flush_api_key_uses().await {
-            tracing::warn!(%error, "writing the last API key uses at shutdown failed");
+        if let Err(error) = app.service().flush_uses().await {
+            tracing::warn!(%error, "writing the last API key and service token uses at shutdown failed");
         }
     }
     Ok(())

@@ -570,6 +570,76 @@ async fn postgres_two_replicas_agree_on_an_api_keys_life() {
     replicas.stop().await;
 }
 
+/// The status of `GET path` with `token`.
+async fn status_as(api: &Api, token: &str, path: &str) -> StatusCode {
+    api.send(Method::GET, path, Some(token), None).await.status
+}
+
+/// The status of an API-key verification call with `token` (any key).
+async fn verify_as(api: &Api, token: &str) -> StatusCode {
+    api.send(Method::POST, "/v1/verify/api_key/", Some(token), Some(json!({"api_key": "SS.x"}))).await.status
+}
+
+/// Service tokens across two replicas: one made with the CLI on the
+/// database (a `verify` token) and one made over the API (a `manage` token
+/// limited to `staging`) work on both replicas with their roles; each
+/// revocation, by the CLI and over the API, is refused by both replicas
+/// within a second of it, though both had the token cached.
+#[tokio::test]
+async fn postgres_two_replicas_refuse_a_revoked_service_token_within_a_second() {
+    let replicas = Replicas::start(&[]).await;
+    let (apis, backend) = (&replicas.apis, &replicas.backend);
+    let organisation = apis[0].organisation_id("probe").await;
+    let gateway =
+        keysd(backend, &["token", "create", "--org", &organisation, "--name", "nginx", "--role", "verify"]).await;
+    let body = json!({"name": "deploy", "role": "manage", "workspaces": ["staging"]});
+    let created = apis[1].call(Method::POST, "/v1/service_token/", Some(body)).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let (deploy, deploy_id) = (text(&created.body["token"]), text(&created.body["id"]));
+
+    for api in apis {
+        assert_eq!(verify_as(api, &gateway).await, StatusCode::OK);
+        assert_eq!(status_as(api, &gateway, "/v1/workspace/").await, StatusCode::FORBIDDEN);
+        assert_eq!(status_as(api, &deploy, "/v1/staging/ws_api_key/").await, StatusCode::OK);
+        assert_eq!(status_as(api, &deploy, "/v1/production/ws_api_key/").await, StatusCode::FORBIDDEN);
+    }
+    // The CLI lists both, masked.
+    let listed = keysd(backend, &["token", "list", "--org", &organisation]).await;
+    assert_eq!(listed.lines().count(), 3, "{listed}");
+    assert!(!listed.contains(&gateway) && !listed.contains(&deploy), "a token in the CLI's list");
+    let gateway_id = listed
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON line"))
+        .find(|token| token["name"] == "nginx" && token["role"] == "verify")
+        .map(|token| text(&token["id"]))
+        .expect("the gateway token is listed");
+
+    // Revoked with the CLI: both replicas refuse it within a second.
+    keysd(backend, &["token", "revoke", "--org", &organisation, &gateway_id]).await;
+    let revoked_at = std::time::Instant::now();
+    for api in apis {
+        loop {
+            match verify_as(api, &gateway).await {
+                StatusCode::UNAUTHORIZED => break,
+                StatusCode::OK => assert!(revoked_at.elapsed() < Duration::from_secs(1), "still accepted after 1 s"),
+                other => panic!("unexpected {other}"),
+            }
+        }
+    }
+    // Revoked over the API through one replica: the other refuses it too.
+    let revoked = apis[0].call(Method::DELETE, &format!("/v1/service_token/{deploy_id}/"), None).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.body);
+    let revoked_at = std::time::Instant::now();
+    loop {
+        match status_as(&apis[1], &deploy, "/v1/staging/ws_api_key/").await {
+            StatusCode::UNAUTHORIZED => break,
+            StatusCode::OK => assert!(revoked_at.elapsed() < Duration::from_secs(1), "still accepted after 1 s"),
+            other => panic!("unexpected {other}"),
+        }
+    }
+    replicas.stop().await;
+}
+
 /// `last_used_at` written by two replicas on one PostgreSQL (each flushing
 /// every second): a key used through one replica only shows its use in
 /// `GET` on both, and a key used through both never shows it go back,

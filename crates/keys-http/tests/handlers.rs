@@ -1423,3 +1423,207 @@ async fn organisations_are_isolated() {
     assert_eq!(verified.body, json!({"valid": false, "reason": "unknown_key"}));
     assert_eq!(harness.call(Method::POST, "/v1/verify/jwt/", Some(json!({"token": token}))).await.body["valid"], true);
 }
+
+// -------------------------------------------------------------- service tokens
+
+impl Harness {
+    /// A token made through the API by the bootstrap admin token.
+    async fn token_as(&self, body: Value) -> (Reply, String) {
+        let reply = self.call(Method::POST, "/v1/service_token/", Some(body)).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        let token = reply.body["token"].as_str().expect("token").to_owned();
+        (reply, token)
+    }
+}
+
+fn permission_denied(reply: &Reply) {
+    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{}", reply.text);
+    assert_eq!(reply.body["code"], 403);
+    assert_eq!(reply.body["error_code"], "permission_denied");
+    assert_eq!(reply.body["type"], "PermissionDenied");
+    assert!(reply.body["message"].as_str().is_some_and(|message| !message.is_empty()), "{}", reply.text);
+    assert_eq!(reply.body["detail"], reply.body["message"]);
+}
+
+#[tokio::test]
+async fn service_tokens_are_created_once_listed_masked_and_revoked() {
+    let harness = harness().await;
+    let expires_at = in_seconds(3600);
+    let (created, token) = harness
+        .token_as(json!({"name": "ci", "role": "manage", "workspaces": ["staging"], "expires_at": expires_at}))
+        .await;
+    assert_eq!(created.headers[header::CACHE_CONTROL], "no-store");
+    assert!(token.starts_with("kst_") && token.len() == 47, "{token}");
+    let record = &created.body;
+    assert_eq!(
+        keys_of(record),
+        [
+            "created_at",
+            "created_by",
+            "expires_at",
+            "id",
+            "last_used_at",
+            "masked_token",
+            "name",
+            "revoked_at",
+            "revoked_by",
+            "role",
+            "token",
+            "workspaces"
+        ]
+    );
+    assert!(record["id"].as_str().is_some_and(|id| id.starts_with("st_")));
+    assert_eq!(record["masked_token"], format!("{}*****", &token[..10]));
+    assert_eq!((&record["role"], &record["workspaces"]), (&json!("manage"), &json!(["staging"])));
+    assert_eq!(instant(&record["expires_at"]).unix_timestamp(), instant(&json!(expires_at)).unix_timestamp());
+    assert!(is_timestamp(&record["created_at"]));
+    assert_eq!(record["created_by"]["name"], "System User");
+    assert_eq!((&record["revoked_at"], &record["last_used_at"]), (&Value::Null, &Value::Null));
+    let id = record["id"].as_str().expect("id").to_owned();
+
+    // Lists never carry a token, only its mask; the bootstrap token is
+    // listed too, as admin.
+    let listed = harness.call(Method::GET, "/v1/service_token/", None).await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text);
+    assert_eq!(listed.body["meta"]["count"], 2);
+    assert!(!listed.text.contains(&token) && !listed.text.contains(&harness.token), "a token in a list");
+    let results = listed.body["results"].as_array().expect("results");
+    assert_eq!(results[0]["id"], id.as_str());
+    assert!(results[0].get("token").is_none());
+    assert_eq!((&results[1]["role"], &results[1]["workspaces"]), (&json!("admin"), &Value::Null));
+
+    // The manage token reaches its workspace and no further.
+    let own = harness.call_as(&token, Method::GET, "/v1/staging/ws_api_key/", None).await;
+    assert_eq!(own.status, StatusCode::OK, "{}", own.text);
+    let listed = harness.call_as(&token, Method::GET, "/v1/workspace/", None).await;
+    assert_eq!(listed.body["meta"]["count"], 1, "{}", listed.text);
+    assert_eq!(listed.body["results"][0]["slug"], "staging");
+    permission_denied(&harness.call_as(&token, Method::GET, "/v1/production/ws_api_key/", None).await);
+    not_found(
+        &harness.call_as(&token, Method::GET, "/v1/nowhere/ws_api_key/", None).await,
+        "workspace 'nowhere' not found",
+    );
+    permission_denied(&harness.call_as(&token, Method::POST, "/v1/workspace/", Some(json!({"name": "x"}))).await);
+    permission_denied(&harness.call_as(&token, Method::GET, "/v1/service_token/", None).await);
+    let versori = format!("/api/organisations/v1/organisations/{}/keys", harness.organisation);
+    let refused = harness.call_as(&token, Method::GET, &versori, None).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.text);
+    assert_eq!(refused.body["code"], "forbidden");
+    assert!(refused.body["message"].is_string() && refused.body.get("cause").is_some());
+
+    // Revoked: refused at once; revoking again is a 404.
+    let path = format!("/v1/service_token/{id}/");
+    let revoked = harness.call(Method::DELETE, &path, None).await;
+    assert_eq!(revoked.status, StatusCode::NO_CONTENT, "{}", revoked.text);
+    let after = harness.call_as(&token, Method::GET, "/v1/staging/ws_api_key/", None).await;
+    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
+    not_found(&harness.call(Method::DELETE, &path, None).await, &format!("service token '{id}' not found"));
+    not_found(
+        &harness.call(Method::DELETE, "/v1/service_token/st_nope/", None).await,
+        "service token 'st_nope' not found",
+    );
+    let all = harness.call(Method::GET, "/v1/service_token/?include_deleted=true", None).await;
+    assert_eq!(all.body["meta"]["count"], 2);
+    assert_eq!(all.body["results"][0]["revoked_by"]["name"], "System User");
+
+    // The last unexpired admin token stays.
+    let own_id = all.body["results"][1]["id"].as_str().expect("id").to_owned();
+    let last = harness.call(Method::DELETE, &format!("/v1/service_token/{own_id}/"), None).await;
+    validation(&last, "the last unexpired admin token of an organisation cannot be revoked");
+    assert_eq!(harness.call(Method::GET, "/v1/service_token/", None).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn service_token_bad_input_is_a_400_about_the_request() {
+    let harness = harness().await;
+    for (body, message) in [
+        (json!({}), "name is required"),
+        (json!({"name": "x", "role": "root"}), "role must be 'admin', 'manage' or 'verify'"),
+        (json!({"name": "x", "workspaces": ["staging"]}), "an admin token reaches every workspace"),
+        (json!({"name": "x", "role": "verify", "workspaces": []}), "workspaces must name at least one workspace"),
+        (json!({"name": "x", "role": "verify", "workspaces": ["nowhere"]}), "workspace 'nowhere' does not exist"),
+        (json!({"name": "x", "role": "verify", "workspaces": ["Bad Slug"]}), "workspaces: slug must match"),
+        (json!({"name": "x", "expires_at": "2001-01-01T00:00:00Z"}), "expires_at must be in the future"),
+        (json!({"name": "x", "expires_at": "tomorrow"}), "expires_at must be an RFC 3339 timestamp"),
+        (json!({"name": "x", "scopes": []}), "unknown field"),
+        (json!({"name": "x", "role": 1}), "role"),
+    ] {
+        let reply = harness.call(Method::POST, "/v1/service_token/", Some(body.clone())).await;
+        validation(&reply, message);
+    }
+    let listed = harness.call(Method::GET, "/v1/service_token/", None).await;
+    assert_eq!(listed.body["meta"]["count"], 1, "nothing was made: {}", listed.text);
+
+    // A manage or verify token cannot make tokens at all; an admin token
+    // made by the API is as strong as its maker.
+    let (_, verify) = harness.token_as(json!({"name": "gw", "role": "verify"})).await;
+    let reply = harness.call_as(&verify, Method::POST, "/v1/service_token/", Some(json!({"name": "x"}))).await;
+    permission_denied(&reply);
+}
+
+/// Every authenticated operation of the table, called with a token of each
+/// role: a role the operation's permission does not admit is a 403 in the
+/// dialect's shape, before anything else is looked at; every other role
+/// gets past the check. The permission is read from the table itself, and
+/// compared with SPEC section 6's rules written out here.
+#[tokio::test]
+async fn every_route_checks_the_role_its_table_entry_states() {
+    use keys_core::{Permission, Role};
+    use keys_http::routes::{Auth, ROUTES};
+
+    let harness = harness().await;
+    let mut tokens = vec![(Role::Admin, harness.token.clone())];
+    for role in [Role::Manage, Role::Verify] {
+        let (_, token) = harness.token_as(json!({"name": role.as_str(), "role": role.as_str()})).await;
+        tokens.push((role, token));
+    }
+    let mut checked = 0;
+    for route in ROUTES {
+        let path = route
+            .pattern()
+            .split('/')
+            .map(|segment| match segment {
+                "{workspace}" => "staging".to_owned(),
+                "{organisation_id}" => harness.organisation.to_string(),
+                parameter if parameter.starts_with('{') => "x".to_owned(),
+                literal => literal.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        for operation in route.operations() {
+            let Some(permission) = operation.permission() else {
+                assert_eq!(operation.auth(), Auth::Public, "{} {}", operation.method(), route.pattern());
+                continue;
+            };
+            // SPEC section 6, independently of keys-core's table.
+            let spec_least = if route.pattern().starts_with("/v1/verify/") {
+                Role::Verify
+            } else if route.pattern().starts_with("/v1/service_token/")
+                || route.pattern().starts_with("/v1/audit_event/")
+                || (route.pattern() == "/v1/workspace/" && operation.method() == Method::POST)
+            {
+                Role::Admin
+            } else {
+                Role::Manage
+            };
+            assert_eq!(permission.least_role(), spec_least, "{} {}", operation.method(), route.pattern());
+            for (role, token) in &tokens {
+                let reply = harness.call_as(token, operation.method().clone(), &path, None).await;
+                let what = format!("{} {} as {role}: {}", operation.method(), path, reply.text);
+                if role.permits(permission) {
+                    assert_ne!(reply.status, StatusCode::FORBIDDEN, "{what}");
+                    assert_ne!(reply.status, StatusCode::UNAUTHORIZED, "{what}");
+                } else {
+                    assert_eq!(reply.status, StatusCode::FORBIDDEN, "{what}");
+                    match route.dialect() {
+                        keys_http::error::Dialect::SuprSend => assert_eq!(reply.body["type"], "PermissionDenied"),
+                        keys_http::error::Dialect::Versori => assert_eq!(reply.body["code"], "forbidden"),
+                    }
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 60, "only {checked} calls: the walk missed the table");
+    let _ = Permission::Verify;
+}

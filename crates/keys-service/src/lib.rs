@@ -30,6 +30,7 @@ pub mod api_keys;
 pub mod operators;
 pub mod organisation_keys;
 pub mod public_keys;
+pub mod service_tokens;
 pub mod signing_keys;
 mod usage;
 pub mod verification;
@@ -39,7 +40,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use keys_core::verify::{OrganisationTokenPolicy, Scope, TimePolicy};
-use keys_core::{Actor, ServiceTokenRecord};
+use keys_core::{Actor, Permission, Role, ServiceTokenRecord};
 use keys_crypto::RsaKeyPool;
 use keys_store::{Store, StoreError};
 use rand_core::{CryptoRngCore, OsRng};
@@ -95,8 +96,9 @@ pub struct ServiceConfig {
     /// takes a core for up to a second, and without a bound a burst of
     /// creates would take every core from verification.
     pub rsa_max_concurrent_generations: usize,
-    /// Whether verification records each API key's last use (in memory;
-    /// written by [`Service::spawn_usage_flusher`]).
+    /// Whether verification records each API key's last use, and each
+    /// authentication its service token's (in memory; written by
+    /// [`Service::spawn_usage_flusher`]).
     pub record_api_key_uses: bool,
 }
 
@@ -118,7 +120,9 @@ impl Default for ServiceConfig {
 
 /// Who is calling: an authenticated service token's record (shared with the
 /// store's cache, not copied). It gives the [`Scope`] every decision takes
-/// and the [`Actor`] that fills every `*_by` the call causes.
+/// (its organisation and workspaces), the [`Role`] its operations are
+/// checked against, and the [`Actor`] that fills every `*_by` the call
+/// causes.
 #[derive(Clone)]
 pub struct Caller(Arc<ServiceTokenRecord>);
 
@@ -128,7 +132,17 @@ impl Caller {
     }
 
     pub fn scope(&self) -> Scope<'_> {
-        Scope::organisation(&self.0.organisation_id)
+        self.0.scope()
+    }
+
+    pub fn role(&self) -> Role {
+        self.0.role
+    }
+
+    /// Whether the caller's role allows an operation that needs
+    /// `permission` (keys-core decides: [`Role::permits`]).
+    pub fn may(&self, permission: Permission) -> bool {
+        self.0.role.permits(permission)
     }
 
     pub fn actor(&self) -> &Actor {
@@ -144,6 +158,8 @@ impl fmt::Debug for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Caller")
             .field("organisation_id", &self.0.organisation_id)
+            .field("token_id", &self.0.id)
+            .field("role", &self.0.role)
             .field("actor", &self.0.actor)
             .finish_non_exhaustive()
     }
@@ -160,6 +176,15 @@ pub enum ServiceError {
     /// exist.
     #[error("organisation not found")]
     OrganisationNotFound,
+    /// The caller's token may not do this: its role is too low, or the
+    /// workspace (which exists in its organisation) is outside its
+    /// workspaces.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The request is well formed but names something that cannot be used
+    /// (a workspace that does not exist in a token's `workspaces`).
+    #[error("{0}")]
+    Invalid(String),
     /// The store refused or failed; see [`StoreError`].
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -183,7 +208,8 @@ pub struct Service {
     /// Inline RSA generations running now.
     rsa_generating: Arc<std::sync::atomic::AtomicUsize>,
     parsed_keys: verification::ParsedKeys,
-    usage: usage::UsageRecorder,
+    usage: usage::UsageRecorder<keys_core::ApiKeyId>,
+    token_usage: usage::UsageRecorder<keys_core::ServiceTokenId>,
 }
 
 impl fmt::Debug for Service {
@@ -208,6 +234,7 @@ impl Service {
         let rsa_pool = Arc::new(RsaKeyPool::new(config.rsa_pool_capacity));
         let rsa_generations = Arc::new(tokio::sync::Semaphore::new(config.rsa_max_concurrent_generations.max(1)));
         let usage = usage::UsageRecorder::new(config.record_api_key_uses);
+        let token_usage = usage::UsageRecorder::new(config.record_api_key_uses);
         Self {
             store,
             clock,
@@ -218,6 +245,7 @@ impl Service {
             rsa_generating: Arc::default(),
             parsed_keys: verification::ParsedKeys::default(),
             usage,
+            token_usage,
         }
     }
 

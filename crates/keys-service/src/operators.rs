@@ -1,23 +1,15 @@
-//! The operator's use cases: the first state of an empty database,
-//! organisations and service tokens. The `keysd` CLI calls them directly on
+//! The operator's use cases: the first state of an empty database and
+//! organisations (service tokens are in [`crate::service_tokens`]). The `keysd` CLI calls them directly on
 //! the database; they work while a `keysd serve` runs on it.
 
 use keys_core::{
-    CoreError, Mode, Name, NewWorkspace, Organisation, OrganisationId, ServiceTokenId, ServiceTokenRecord, Workspace,
+    CoreError, Mode, Name, NewServiceToken, NewWorkspace, Organisation, OrganisationId, ServiceTokenRecord, Workspace,
     WorkspaceSlug,
 };
 use keys_crypto::ServiceToken;
 use keys_store::{Bootstrap, StoreError};
 
 use crate::{Service, ServiceResult};
-
-/// A service token just created, with its secret: the one place the
-/// plaintext exists.
-#[derive(Debug)]
-pub struct IssuedServiceToken {
-    pub record: ServiceTokenRecord,
-    pub token: ServiceToken,
-}
 
 /// What [`Service::bootstrap_if_empty`] wrote, when it did.
 #[derive(Debug)]
@@ -55,13 +47,9 @@ impl Service {
             workspaces.push(Workspace::create(organisation.id.clone(), new, None, now, &mut rng).map_err(refused)?);
         }
         let token = ServiceToken::generate(&mut rng);
-        let record = ServiceTokenRecord::create(
-            ServiceTokenId::generate(now, &mut rng),
-            &organisation,
-            Name::parse("bootstrap").map_err(refused)?,
-            token.digest(),
-            now,
-        );
+        let material = crate::service_tokens::material(&token, now, &mut rng);
+        let new = NewServiceToken::admin(Name::parse("bootstrap").map_err(refused)?);
+        let record = ServiceTokenRecord::create(material, &organisation, new, None, now).map_err(refused)?;
         let bootstrap = Bootstrap { organisation, workspaces, token: record };
         if !self.store.bootstrap_if_empty(&bootstrap).await? {
             return Ok(None);
@@ -97,25 +85,5 @@ impl Service {
             Workspace::create(organisation.id.clone(), new, None, self.now(), &mut self.rng()).map_err(refused)?;
         self.store.create_workspace(&workspace).await?;
         Ok(workspace)
-    }
-
-    /// A new service token of `organisation`; the store keeps its digest.
-    pub async fn create_service_token(
-        &self,
-        organisation: &Organisation,
-        name: Name,
-    ) -> ServiceResult<IssuedServiceToken> {
-        let now = self.now();
-        let mut rng = self.rng();
-        let token = ServiceToken::generate(&mut rng);
-        let record = ServiceTokenRecord::create(
-            ServiceTokenId::generate(now, &mut rng),
-            organisation,
-            name,
-            token.digest(),
-            now,
-        );
-        self.store.create_service_token(&record).await?;
-        Ok(IssuedServiceToken { record, token })
     }
 }

@@ -23,7 +23,9 @@ pub struct IssuedOrganisationKey {
 impl Service {
     /// The organisation a path names, which must be the caller's own: any
     /// other is [`ServiceError::OrganisationNotFound`], like one that does
-    /// not exist.
+    /// not exist. Organisation keys span every workspace, so a token
+    /// limited to some workspaces may not manage them
+    /// ([`ServiceError::PermissionDenied`]).
     pub fn own_organisation<'c>(&self, caller: &'c Caller, organisation: &str) -> ServiceResult<&'c OrganisationId> {
         // A path that is no organisation id names nothing; one that is
         // another organisation's is, for this caller, the same: keys-core's
@@ -31,6 +33,9 @@ impl Service {
         let scope = caller.scope();
         let named = OrganisationId::parse(organisation).ok();
         match named.filter(|id| scope.reaches_organisation(id)) {
+            Some(_) if !scope.reaches_every_workspace() => Err(ServiceError::PermissionDenied(
+                "a service token limited to workspaces cannot manage organisation keys".to_owned(),
+            )),
             Some(_) => Ok(scope.organisation_id()),
             None => Err(ServiceError::OrganisationNotFound),
         }

@@ -1,18 +1,19 @@
-//! `last_used_at` without slowing verification (SPEC section 1): a use is
+//! `last_used_at` of API keys and service tokens without slowing
+//! verification (SPEC sections 1 and 6): a use is
 //! recorded in memory on the request path (one sharded lock, no database
 //! write, no allocation after a key's first use in an interval); a
 //! background task ([`Service::spawn_usage_flusher`]) writes the latest use
 //! of each key once per interval, in one transaction, through
-//! `Mutations::record_api_key_uses`, which only ever moves the value
-//! forwards, whichever replica writes. Graceful shutdown stops the task
-//! ([`UsageFlusher::stop`]) and flushes what is pending
-//! ([`Service::flush_api_key_uses`]).
+//! `Mutations::record_api_key_uses` (and `record_service_token_uses`),
+//! which only ever move the value forwards, whichever replica writes.
+//! Graceful shutdown stops the task ([`UsageFlusher::stop`]) and flushes
+//! what is pending ([`Service::flush_uses`]).
 
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use keys_core::ApiKeyId;
 use time::OffsetDateTime;
 use tokio::sync::Notify;
 
@@ -22,21 +23,24 @@ use crate::{Service, ServiceResult};
 /// concurrent verifications of different keys rarely wait for each other.
 const SHARDS: usize = 16;
 
-/// The uses seen since the last flush: each key's latest.
+/// The uses seen since the last flush: each key's (or token's) latest.
 #[derive(Debug)]
-pub(crate) struct UsageRecorder {
+pub(crate) struct UsageRecorder<Id> {
     enabled: bool,
-    shards: [Mutex<HashMap<ApiKeyId, OffsetDateTime>>; SHARDS],
+    shards: [Mutex<HashMap<Id, OffsetDateTime>>; SHARDS],
 }
 
-impl UsageRecorder {
+/// What one shard held: (its index, the id, the latest use).
+type Uses<Id> = Vec<(usize, Id, OffsetDateTime)>;
+
+impl<Id: Clone + Eq + Hash> UsageRecorder<Id> {
     pub(crate) fn new(enabled: bool) -> Self {
         Self { enabled, shards: std::array::from_fn(|_| Mutex::new(HashMap::new())) }
     }
 
     /// Records that `id` (whose secret's digest starts with `shard_byte`)
     /// was used at `at`.
-    pub(crate) fn record(&self, id: &ApiKeyId, shard_byte: u8, at: OffsetDateTime) {
+    pub(crate) fn record(&self, id: &Id, shard_byte: u8, at: OffsetDateTime) {
         if !self.enabled {
             return;
         }
@@ -52,7 +56,7 @@ impl UsageRecorder {
 
     /// Everything pending, leaving the recorder empty: each use with the
     /// shard it was in.
-    fn take(&self) -> Vec<(usize, ApiKeyId, OffsetDateTime)> {
+    fn take(&self) -> Uses<Id> {
         let mut pending = Vec::new();
         for (index, shard) in self.shards.iter().enumerate() {
             let taken = std::mem::take(&mut *shard.lock().unwrap_or_else(PoisonError::into_inner));
@@ -63,7 +67,7 @@ impl UsageRecorder {
 
     /// Puts back uses a flush could not write, each in its shard (newer
     /// uses seen meanwhile win), so a failed write loses nothing.
-    fn restore(&self, uses: Vec<(usize, ApiKeyId, OffsetDateTime)>) {
+    fn restore(&self, uses: Uses<Id>) {
         for (index, id, at) in uses {
             let mut shard = self.shards[index].lock().unwrap_or_else(PoisonError::into_inner);
             let last = shard.entry(id).or_insert(at);
@@ -80,21 +84,45 @@ impl UsageRecorder {
 /// the write succeeded. (A write whose commit went through but whose answer
 /// was lost is put back too, which costs one more write of the same values:
 /// `record_api_key_uses` only moves forwards.)
-struct Taken<'a> {
-    recorder: &'a UsageRecorder,
-    uses: Vec<(usize, ApiKeyId, OffsetDateTime)>,
+struct Taken<'a, Id: Clone + Eq + Hash> {
+    recorder: &'a UsageRecorder<Id>,
+    uses: Uses<Id>,
 }
 
-impl Taken<'_> {
+impl<'a, Id: Clone + Eq + Hash> Taken<'a, Id> {
+    fn from(recorder: &'a UsageRecorder<Id>) -> Self {
+        Self { recorder, uses: recorder.take() }
+    }
+
+    /// The uses as a store write takes them.
+    fn latest(&self) -> Vec<(Id, OffsetDateTime)> {
+        self.uses.iter().map(|(_, id, at)| (id.clone(), *at)).collect()
+    }
+
     fn written(mut self) {
         self.uses.clear();
     }
 }
 
-impl Drop for Taken<'_> {
+impl<Id: Clone + Eq + Hash> Drop for Taken<'_, Id> {
     fn drop(&mut self) {
         self.recorder.restore(std::mem::take(&mut self.uses));
     }
+}
+
+/// Takes what `recorder` holds and writes it with `write`; what a failed or
+/// dropped write took goes back (see [`Taken`]).
+async fn flush<Id: Clone + Eq + Hash>(
+    recorder: &UsageRecorder<Id>,
+    write: impl AsyncFnOnce(&[(Id, OffsetDateTime)]) -> keys_store::StoreResult<u64>,
+) -> ServiceResult<u64> {
+    let taken = Taken::from(recorder);
+    if taken.uses.is_empty() {
+        return Ok(0);
+    }
+    let moved = write(&taken.latest()).await?;
+    taken.written();
+    Ok(moved)
 }
 
 impl Service {
@@ -104,14 +132,20 @@ impl Service {
     /// flusher aborted at shutdown, a timeout), the uses stay pending for
     /// the next flush.
     pub async fn flush_api_key_uses(&self) -> ServiceResult<u64> {
-        let taken = Taken { recorder: &self.usage, uses: self.usage.take() };
-        if taken.uses.is_empty() {
-            return Ok(0);
-        }
-        let uses: Vec<(ApiKeyId, OffsetDateTime)> = taken.uses.iter().map(|(_, id, at)| (id.clone(), *at)).collect();
-        let moved = self.store.record_api_key_uses(&uses).await?;
-        taken.written();
-        Ok(moved)
+        flush(&self.usage, async |uses| self.store.record_api_key_uses(uses).await).await
+    }
+
+    /// As [`Service::flush_api_key_uses`], for service tokens.
+    pub async fn flush_service_token_uses(&self) -> ServiceResult<u64> {
+        flush(&self.token_usage, async |uses| self.store.record_service_token_uses(uses).await).await
+    }
+
+    /// Flushes API key uses, then service token uses; the first failure is
+    /// returned, and what it could not write stays pending.
+    pub async fn flush_uses(&self) -> ServiceResult<u64> {
+        let keys = self.flush_api_key_uses().await;
+        let tokens = self.flush_service_token_uses().await;
+        Ok(keys? + tokens?)
     }
 
     /// How many keys have a use not yet written.
@@ -120,7 +154,7 @@ impl Service {
     }
 
     /// Flushes the recorded uses every `interval` until
-    /// [`UsageFlusher::stop`] (then call [`Service::flush_api_key_uses`]
+    /// [`UsageFlusher::stop`] (then call [`Service::flush_uses`]
     /// once more, as graceful shutdown does).
     pub fn spawn_usage_flusher(self: &Arc<Self>, interval: Duration) -> UsageFlusher {
         let service = Arc::clone(self);
@@ -137,8 +171,8 @@ impl Service {
                     _ = ticks.tick() => {}
                     () = stopped.notified() => return,
                 }
-                if let Err(error) = service.flush_api_key_uses().await {
-                    tracing::warn!(%error, "writing API key last_used_at failed; retrying at the next interval");
+                if let Err(error) = service.flush_uses().await {
+                    tracing::warn!(%error, "writing last_used_at failed; retrying at the next interval");
                 }
             }
         });

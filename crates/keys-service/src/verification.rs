@@ -118,12 +118,24 @@ pub struct VerifiedJwt {
 
 impl Service {
     /// Authenticates a presented service token (format and checksum first,
-    /// then one digest lookup). `None`: not a valid token.
+    /// then one digest lookup, then keys-core's
+    /// [`ServiceTokenRecord::authenticates`] at the clock's `now`: a revoked
+    /// or expired token is refused). `None`: not a valid token. A token that
+    /// authenticates has its use recorded for `last_used_at`.
     pub async fn authenticate(&self, presented: &str) -> Result<Option<Caller>, StoreError> {
         let Ok(token) = ServiceToken::parse(presented) else {
             return Ok(None);
         };
-        Ok(self.store.shared_service_token_by_digest(&token.digest()).await?.map(Caller::new))
+        let digest = token.digest();
+        let Some(record) = self.store.shared_service_token_by_digest(&digest).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        if !record.authenticates(now) {
+            return Ok(None);
+        }
+        self.token_usage.record(&record.id, digest.as_bytes()[0], now);
+        Ok(Some(Caller::new(record)))
     }
 
     /// Verifies a server-side API key for the caller at the clock's `now`.

@@ -2,6 +2,7 @@
 //! into an [`InWorkspace`], on which the key use cases of that workspace
 //! are methods.
 
+use keys_core::verify::WorkspaceAccess;
 use keys_core::{Description, Name, NewWorkspace, Page, Pagination, Workspace, WorkspaceSlug};
 use time::OffsetDateTime;
 
@@ -48,18 +49,45 @@ impl Service {
     /// The caller's workspace with this slug. A slug that is malformed, or
     /// names a workspace of another organisation, is
     /// [`ServiceError::WorkspaceNotFound`] exactly like one that does not
-    /// exist: the caller cannot tell them apart.
+    /// exist: the caller cannot tell them apart. One of the caller's
+    /// organisation outside its token's workspaces is
+    /// [`ServiceError::PermissionDenied`] (keys-core's
+    /// [`keys_core::verify::Scope::access`] decides).
     pub async fn workspace(&self, caller: &Caller, slug: &str) -> ServiceResult<Workspace> {
         if WorkspaceSlug::parse(slug).is_err() {
             return Err(ServiceError::WorkspaceNotFound);
         }
         let scope = caller.scope();
         let found = self.store.workspace_by_slug(scope.organisation_id(), slug).await?;
-        scope.filter_workspace(found).ok_or(ServiceError::WorkspaceNotFound)
+        let found = found.ok_or(ServiceError::WorkspaceNotFound)?;
+        match scope.access(&found) {
+            WorkspaceAccess::Reachable => Ok(found),
+            WorkspaceAccess::Forbidden => Err(ServiceError::PermissionDenied(format!(
+                "this service token is not allowed to access workspace '{slug}'"
+            ))),
+            WorkspaceAccess::Hidden => Err(ServiceError::WorkspaceNotFound),
+        }
     }
 
+    /// The workspaces the caller reaches, newest first: every workspace of
+    /// its organisation, or only those its token is limited to.
     pub async fn list_workspaces(&self, caller: &Caller, page: Pagination) -> ServiceResult<Page<Workspace>> {
-        Ok(self.store.list_workspaces(caller.scope().organisation_id(), page).await?)
+        let scope = caller.scope();
+        let Some(limit) = scope.workspace_limit() else {
+            return Ok(self.store.list_workspaces(scope.organisation_id(), page).await?);
+        };
+        // At most `TokenWorkspaces::MAX` lookups, made once per list.
+        let mut reached = Vec::with_capacity(limit.len());
+        for slug in limit {
+            if let Some(workspace) = self.store.workspace_by_slug(scope.organisation_id(), slug.as_str()).await? {
+                reached.push(workspace);
+            }
+        }
+        reached.sort_by(|left, right| (right.created_at, &right.uid).cmp(&(left.created_at, &left.uid)));
+        let total = reached.len() as u64;
+        let start = usize::try_from(page.offset()).unwrap_or(usize::MAX).min(reached.len());
+        let items = reached.into_iter().skip(start).take(usize::try_from(page.limit()).unwrap_or(usize::MAX)).collect();
+        Ok(Page { items, total, pagination: page })
     }
 
     /// Creates a workspace in the caller's organisation.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use keys_core::verify::{Denial, TimePolicy};
-use keys_core::{GracePeriod, Name};
+use keys_core::{GracePeriod, Name, NewServiceToken, Role, TokenWorkspaces, WorkspaceSlug};
 use keys_crypto::jwt::Algorithm;
 use keys_crypto::mint;
 use keys_service::api_keys::NewApiKey;
@@ -116,7 +116,8 @@ async fn api_keys_verify_for_their_own_organisation_only() {
 
     // A caller of another organisation sees neither the key nor the workspace.
     let other = service.create_organisation(Name::parse("other").expect("name")).await.expect("organisation");
-    let token = service.create_service_token(&other, Name::parse("ci").expect("name")).await.expect("token");
+    let new = NewServiceToken::admin(Name::parse("ci").expect("name"));
+    let token = service.create_service_token(&other, new).await.expect("token");
     let outsider = service.authenticate(token.token.expose()).await.expect("lookup").expect("valid");
     let refused = service.verify_api_key(&outsider, issued.secret.expose()).await.expect("store");
     assert_eq!(refused.map(|_| ()).map_err(Refusal::reason), Err("unknown_key"));
@@ -371,4 +372,81 @@ async fn a_cancelled_flush_loses_nothing() {
         next.expect("the next flush is not blocked").expect("the next flush succeeds");
         assert_eq!(last_used(&fixture, &id).await, Some(at(round)), "round {round}");
     }
+}
+
+fn manage_token_for(workspaces: &[&str]) -> NewServiceToken {
+    let slugs = workspaces.iter().map(|slug| WorkspaceSlug::parse(slug).expect("slug")).collect();
+    NewServiceToken {
+        name: Name::parse("gateway").expect("name"),
+        role: Role::Manage,
+        workspaces: TokenWorkspaces::only(slugs).expect("limit"),
+        expires_at: None,
+    }
+}
+
+#[tokio::test]
+async fn a_workspace_limited_token_reaches_only_its_workspaces() {
+    let Fixture { service, caller, _directory, .. } = fixture().await;
+    let issued = service.issue_service_token(&caller, manage_token_for(&["staging"])).await.expect("issued");
+    assert!(!format!("{issued:?}").contains(issued.token.expose()), "the token is not in Debug");
+    let limited = service.authenticate(issued.token.expose()).await.expect("lookup").expect("valid");
+
+    // Its workspace is reachable, the other one forbidden, a missing one not found.
+    assert!(service.in_workspace(&limited, "staging").await.is_ok());
+    let forbidden = service.in_workspace(&limited, "production").await.map(|_| ());
+    assert!(matches!(forbidden, Err(ServiceError::PermissionDenied(_))), "{forbidden:?}");
+    let missing = service.in_workspace(&limited, "nowhere").await.map(|_| ());
+    assert!(matches!(missing, Err(ServiceError::WorkspaceNotFound)), "{missing:?}");
+    let listed = service.list_workspaces(&limited, Default::default()).await.expect("list");
+    assert_eq!(listed.items.iter().map(|workspace| workspace.slug.as_str()).collect::<Vec<_>>(), ["staging"]);
+    assert_eq!(listed.total, 1);
+
+    // A key of the other workspace does not verify for it.
+    let production = service.in_workspace(&caller, "production").await.expect("workspace");
+    let key = production.create_api_key(NewApiKey::named(Name::parse("b").expect("name"))).await.expect("key");
+    let refused = service.verify_api_key(&limited, key.secret.expose()).await.expect("store");
+    assert_eq!(refused.map(|_| ()).map_err(Refusal::reason), Err("unknown_key"));
+    assert!(service.verify_api_key(&caller, key.secret.expose()).await.expect("store").is_ok());
+
+    // Organisation keys span every workspace: not for a limited token.
+    let organisation = caller.scope().organisation_id().as_str().to_owned();
+    let refused = service.list_organisation_keys(&limited, &organisation).await.map(|_| ());
+    assert!(matches!(refused, Err(ServiceError::PermissionDenied(_))), "{refused:?}");
+
+    // It cannot hand on more than it has.
+    let wider = service.issue_service_token(&limited, manage_token_for(&["staging", "production"])).await;
+    assert!(wider.is_err(), "a limited token made a wider one");
+    // A limit must name workspaces that exist.
+    let unknown = service.issue_service_token(&caller, manage_token_for(&["nowhere"])).await.map(|_| ());
+    assert!(matches!(unknown, Err(ServiceError::Invalid(_))), "{unknown:?}");
+}
+
+#[tokio::test]
+async fn tokens_stop_at_expiry_and_revocation_and_record_their_use() {
+    let config = ServiceConfig { rsa_pool_capacity: 0, record_api_key_uses: true, ..ServiceConfig::default() };
+    let Fixture { service, clock, caller, _directory } = fixture_with(config, 11).await;
+    let mut new = NewServiceToken::admin(Name::parse("temporary").expect("name"));
+    new.expires_at = Some(clock.now() + time::Duration::seconds(60));
+    let issued = service.issue_service_token(&caller, new).await.expect("issued");
+    let token = issued.token.expose().to_owned();
+    assert!(service.authenticate(&token).await.expect("lookup").is_some());
+    service.flush_uses().await.expect("flushed");
+    let listed = service.list_service_tokens(&caller, Default::default()).await.expect("list");
+    let record = listed.items.iter().find(|record| record.id == issued.record.id).expect("listed");
+    assert_eq!(record.last_used_at, Some(keys_core::timestamp(clock.now())));
+    clock.advance(60);
+    assert!(service.authenticate(&token).await.expect("lookup").is_none(), "expired");
+
+    // Revoked: refused at once.
+    let other = service.issue_service_token(&caller, NewServiceToken::admin(Name::parse("b").expect("name"))).await;
+    let other = other.expect("issued");
+    assert!(service.authenticate(other.token.expose()).await.expect("lookup").is_some());
+    service.revoke_service_token(&caller, other.record.id.as_str()).await.expect("revoked");
+    assert!(service.authenticate(other.token.expose()).await.expect("lookup").is_none(), "revoked");
+    // The caller's own token is the last live admin one now.
+    let last = service.revoke_service_token(&caller, caller.token().id.as_str()).await.map(|_| ());
+    assert!(
+        matches!(last, Err(ServiceError::Store(keys_store::StoreError::Refused(keys_core::CoreError::LastAdminToken)))),
+        "{last:?}"
+    );
 }

@@ -48,7 +48,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use keys_core::{
     ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
-    PublicKey, SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    PublicKey, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey,
+    WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -448,6 +449,12 @@ impl<S: Mutations> Mutations for CachedStore<S> {
     async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64> {
         self.inner.record_api_key_uses(uses).await
     }
+
+    /// Forwarded as it is: an authentication reads the token's role,
+    /// limit, expiry and revocation, never when it was last used.
+    async fn record_service_token_uses(&self, uses: &[(ServiceTokenId, OffsetDateTime)]) -> StoreResult<u64> {
+        self.inner.record_service_token_uses(uses).await
+    }
 }
 
 #[async_trait]
@@ -536,6 +543,22 @@ impl<S: Management> Management for CachedStore<S> {
         listing: Listing,
     ) -> StoreResult<Page<WorkspaceSigningKey>> {
         self.inner.list_signing_keys(workspace, listing).await
+    }
+
+    async fn service_token(
+        &self,
+        organisation: &OrganisationId,
+        id: &ServiceTokenId,
+    ) -> StoreResult<Option<ServiceTokenRecord>> {
+        self.inner.service_token(organisation, id).await
+    }
+
+    async fn list_service_tokens(
+        &self,
+        organisation: &OrganisationId,
+        listing: Listing,
+    ) -> StoreResult<Page<ServiceTokenRecord>> {
+        self.inner.list_service_tokens(organisation, listing).await
     }
 
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>> {

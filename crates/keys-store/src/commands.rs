@@ -35,7 +35,8 @@ use async_trait::async_trait;
 use keys_core::{
     Actor, ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, CoreError, GracePeriod, NewPublicKey, NewSigningKey,
     Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKey, PublicKeyId, PublicKeyPatch,
-    PublicKeyRing, ServiceTokenRecord, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    PublicKeyRing, ServiceTokenId, ServiceTokenRecord, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceSigningKey,
+    WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -65,11 +66,12 @@ pub enum AuditAction {
     SigningApiKeyDeleted,
     OrganisationKeyGenerated,
     OrganisationKeyDeleted,
+    ServiceTokenRevoked,
 }
 
 impl AuditAction {
     /// Every action, for parsing.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::OrganisationCreated,
         Self::WorkspaceCreated,
         Self::ServiceTokenGenerated,
@@ -88,6 +90,7 @@ impl AuditAction {
         Self::SigningApiKeyDeleted,
         Self::OrganisationKeyGenerated,
         Self::OrganisationKeyDeleted,
+        Self::ServiceTokenRevoked,
     ];
 
     /// The stored and displayed name, e.g. `api_key.generated`.
@@ -111,6 +114,7 @@ impl AuditAction {
             Self::SigningApiKeyDeleted => "signing_api_key.deleted",
             Self::OrganisationKeyGenerated => "organisation_key.generated",
             Self::OrganisationKeyDeleted => "organisation_key.deleted",
+            Self::ServiceTokenRevoked => "service_token.revoked",
         }
     }
 
@@ -235,6 +239,15 @@ pub enum Command {
     /// Refused with [`Conflict::OrganisationNameTaken`] if the name exists.
     CreateOrganisation(Organisation),
     CreateServiceToken(ServiceTokenRecord),
+    /// Refused with `LastAdminToken` when the token is the organisation's
+    /// last admin token that authenticates at `now`, under any concurrency
+    /// (the organisation's lock serializes revocations).
+    RevokeServiceToken {
+        organisation: OrganisationId,
+        id: ServiceTokenId,
+        actor: Option<Actor>,
+        now: OffsetDateTime,
+    },
     /// Refused with [`Conflict::SlugTaken`] if the organisation has the slug.
     CreateWorkspace(Workspace),
     /// Boxed: a key with its profile is the largest command by far.
@@ -334,6 +347,8 @@ pub enum Outcome {
     /// size of every other outcome.
     RolledSigningKey(Box<(WorkspaceSigningKey, WorkspaceSigningKey)>),
     OrganisationKey(OrganisationSigningKey),
+    /// Boxed: a token's record carries its limit and stamps.
+    ServiceToken(Box<ServiceTokenRecord>),
 }
 
 /// A committed command: its outcome, and what it changed (none when it
@@ -403,7 +418,8 @@ async fn write_workspace<C: Sql + ?Sized>(sql: &mut C, workspace: &Workspace) ->
 async fn write_service_token<C: Sql + ?Sized>(sql: &mut C, token: &ServiceTokenRecord) -> StoreResult<AuditEvent> {
     repo::insert_service_token(sql, token).await?;
     let scope = Scope::of_organisation(&token.organisation_id);
-    Ok(scope.event(AuditAction::ServiceTokenGenerated, Some(&token.actor), token.id.as_str(), token.created_at))
+    let (action, actor) = (AuditAction::ServiceTokenGenerated, token.created_by.as_ref());
+    Ok(scope.event(action, actor, token.id.as_str(), token.created_at))
 }
 
 impl Command {
@@ -413,6 +429,7 @@ impl Command {
             Self::Bootstrap(_) => Lock::Bootstrap,
             Self::CreateOrganisation(_) => Lock::Nothing,
             Self::CreateServiceToken(token) => Lock::Organisation(&token.organisation_id),
+            Self::RevokeServiceToken { organisation, .. } => Lock::Organisation(organisation),
             Self::CreateWorkspace(workspace) => Lock::Organisation(&workspace.organisation_id),
             Self::CreateOrganisationKey(key) => Lock::Organisation(&key.organisation_id),
             Self::DeleteOrganisationKey { organisation, .. } => Lock::Organisation(organisation),
@@ -450,6 +467,21 @@ impl Command {
             Self::CreateServiceToken(token) => {
                 let event = write_service_token(sql, &token).await?;
                 Ok(Applied::one(Outcome::Done, event, Change::ServiceToken(token.digest)))
+            }
+            Self::RevokeServiceToken { id, actor, now, .. } => {
+                let organisation = locked_organisation(locked)?;
+                let found = repo::service_token(sql, &organisation.id, &id).await?;
+                let mut token = found
+                    .filter(|token| token.revoked_at.is_none())
+                    .ok_or(StoreError::NotFound { kind: "service token" })?;
+                let others = repo::other_live_admin_tokens(sql, &organisation.id, &id, now).await?;
+                token.revoke(usize::try_from(others).unwrap_or(usize::MAX), actor.as_ref(), now)?;
+                repo::save_service_token_revocation(sql, &token).await?;
+                let at = token.revoked_at.unwrap_or(now);
+                let scope = Scope::of_organisation(&organisation.id);
+                let event = scope.event(AuditAction::ServiceTokenRevoked, actor.as_ref(), id.as_str(), at);
+                let change = Change::ServiceToken(token.digest);
+                Ok(Applied::one(Outcome::ServiceToken(Box::new(token)), event, change))
             }
             Self::CreateWorkspace(workspace) => {
                 let event = write_workspace(sql, &workspace).await?;
@@ -627,6 +659,26 @@ pub trait Mutations: Send + Sync {
         self.execute(Command::CreateServiceToken(token.clone())).await.map(drop)
     }
 
+    /// Revokes a live token of the organisation; returns it as it now is.
+    async fn revoke_service_token(
+        &self,
+        organisation: &OrganisationId,
+        id: &ServiceTokenId,
+        actor: Option<&Actor>,
+        now: OffsetDateTime,
+    ) -> StoreResult<ServiceTokenRecord> {
+        let command = Command::RevokeServiceToken {
+            organisation: organisation.clone(),
+            id: id.clone(),
+            actor: actor.cloned(),
+            now,
+        };
+        outcome_of(self.execute(command).await?, |outcome| match outcome {
+            Outcome::ServiceToken(token) => Some(*token),
+            _ => None,
+        })
+    }
+
     async fn create_workspace(&self, workspace: &Workspace) -> StoreResult<()> {
         self.execute(Command::CreateWorkspace(workspace.clone())).await.map(drop)
     }
@@ -687,6 +739,9 @@ pub trait Mutations: Send + Sync {
     /// backwards, in one transaction; not an audited change, and nothing
     /// cached depends on it. Returns how many rows moved.
     async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64>;
+
+    /// As [`Mutations::record_api_key_uses`], for service tokens.
+    async fn record_service_token_uses(&self, uses: &[(ServiceTokenId, OffsetDateTime)]) -> StoreResult<u64>;
 
     #[allow(clippy::too_many_arguments)]
     async fn create_public_key(&self, new: NewPublicKey, actor: &Actor, now: OffsetDateTime) -> StoreResult<PublicKey> {

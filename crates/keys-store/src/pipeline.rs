@@ -17,7 +17,8 @@ use std::fmt;
 use async_trait::async_trait;
 use keys_core::{
     ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
-    PublicKey, SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    PublicKey, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey,
+    WorkspaceUid,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::Transaction;
@@ -150,16 +151,28 @@ impl<DB: Backend> Mutations for SqlStore<DB> {
     }
 
     async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64> {
-        // In id order, so that two replicas flushing at once take the row
-        // locks in the same order and never deadlock.
-        let mut sorted = uses.to_vec();
-        sorted.sort_by(|left, right| left.0.as_str().cmp(right.0.as_str()));
+        let uses = uses.iter().map(|(id, at)| (id.as_str().to_owned(), *at)).collect();
+        self.record_uses(repo::Used::ApiKey, uses).await
+    }
+
+    async fn record_service_token_uses(&self, uses: &[(ServiceTokenId, OffsetDateTime)]) -> StoreResult<u64> {
+        let uses = uses.iter().map(|(id, at)| (id.as_str().to_owned(), *at)).collect();
+        self.record_uses(repo::Used::ServiceToken, uses).await
+    }
+}
+
+impl<DB: Backend> SqlStore<DB> {
+    /// Moves each row's `last_used_at` forwards, in one transaction, rows
+    /// in id order, so that two replicas flushing at once take the row
+    /// locks in the same order and never deadlock.
+    async fn record_uses(&self, used: repo::Used, mut uses: Vec<(String, OffsetDateTime)>) -> StoreResult<u64> {
+        uses.sort_by(|left, right| left.0.cmp(&right.0));
         let pool = self.pool.clone();
         detached(async move {
             let mut transaction = DB::writer(&pool).await?;
             let mut moved = 0;
-            for (id, at) in &sorted {
-                moved += u64::from(repo::record_api_key_use(&mut *transaction, id, *at).await?);
+            for (id, at) in &uses {
+                moved += u64::from(repo::record_use(&mut *transaction, used, id, *at).await?);
             }
             transaction.commit().await.map_err(|source| StoreError::database("commit", source))?;
             Ok(moved)
@@ -239,6 +252,22 @@ impl<DB: Backend> Management for SqlStore<DB> {
         listing: Listing,
     ) -> StoreResult<Page<WorkspaceSigningKey>> {
         repo::list_signing_keys(&mut *self.reader().await?, workspace, listing).await
+    }
+
+    async fn service_token(
+        &self,
+        organisation: &OrganisationId,
+        id: &ServiceTokenId,
+    ) -> StoreResult<Option<ServiceTokenRecord>> {
+        repo::service_token(&mut *self.reader().await?, organisation, id).await
+    }
+
+    async fn list_service_tokens(
+        &self,
+        organisation: &OrganisationId,
+        listing: Listing,
+    ) -> StoreResult<Page<ServiceTokenRecord>> {
+        repo::service_tokens(&mut *self.reader().await?, organisation, listing).await
     }
 
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>> {

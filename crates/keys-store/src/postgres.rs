@@ -139,6 +139,9 @@ fn bind(statement: Statement<'_>) -> Query<'_, Postgres, PgArguments> {
             Value::Scopes(scopes) => {
                 query.bind(scopes.iter().map(|scope| scope.as_str().to_owned()).collect::<Vec<_>>())
             }
+            Value::Slugs(slugs) => {
+                query.bind(slugs.map(|list| list.iter().map(|slug| slug.as_str().to_owned()).collect::<Vec<_>>()))
+            }
         };
     }
     query

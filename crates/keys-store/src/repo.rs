@@ -27,7 +27,7 @@ use std::sync::LazyLock;
 use keys_core::{
     Actor, ApiKey, ApiKeyId, ApiKeyLifecycle, Description, DomainPattern, ExternalId, KeyMeta, KeyScope, Organisation,
     OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey, PublicKeyId, SecretDigest,
-    ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -59,6 +59,9 @@ pub enum Value<'a> {
     Domains(Option<&'a [DomainPattern]>),
     /// An API key's scopes (stored as `allowed_domains` are).
     Scopes(&'a [KeyScope]),
+    /// A service token's workspaces (stored as `allowed_domains` are):
+    /// `None` for all.
+    Slugs(Option<&'a [WorkspaceSlug]>),
 }
 
 /// One SQL text and its parameters, in `$n` order.
@@ -231,7 +234,9 @@ fn qualified(alias: &str, columns: &str) -> String {
 }
 
 const ORGANISATION: &str = "id, name, created_at";
-const SERVICE_TOKEN: &str = "id, organisation_id, name, digest, actor_name, actor_email, created_at, revoked_at";
+const SERVICE_TOKEN: &str = "id, organisation_id, name, digest, actor_name, actor_email, created_at, revoked_at, \
+                             masked_token, role, workspaces, expires_at, created_by_name, created_by_email, \
+                             last_used_at, revoked_by_name, revoked_by_email";
 const WORKSPACE: &str =
     "uid, organisation_id, slug, name, description, mode, created_at, created_by_name, created_by_email";
 const API_KEY: &str = "id, workspace_uid, digest, masked_api_key, created_at, created_by_name, created_by_email, \
@@ -299,7 +304,8 @@ pub async fn insert_organisation<C: Sql + ?Sized>(sql: &mut C, organisation: &Or
     insert(sql, statement(&SQL, &[&values]), organisation.name.as_str()).await
 }
 
-/// The authentication lookup: unrevoked tokens only.
+/// The authentication lookup: unrevoked tokens only (expiry is decided at
+/// each use, by the clock: see `ServiceTokenRecord::authenticates`).
 pub async fn service_token_by_digest<C: Sql + ?Sized>(
     sql: &mut C,
     digest: &SecretDigest,
@@ -307,6 +313,53 @@ pub async fn service_token_by_digest<C: Sql + ?Sized>(
     static SQL: LazyLock<String> =
         LazyLock::new(|| select(SERVICE_TOKEN, "service_tokens WHERE digest = $1 AND revoked_at IS NULL"));
     one(sql, statement(&SQL, &[&[Value::Bytes(&digest.as_bytes()[..])]]), rows::service_token).await
+}
+
+/// A token of the organisation by id, revoked or not.
+pub async fn service_token<C: Sql + ?Sized>(
+    sql: &mut C,
+    organisation: &OrganisationId,
+    id: &ServiceTokenId,
+) -> StoreResult<Option<ServiceTokenRecord>> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| select(SERVICE_TOKEN, "service_tokens WHERE organisation_id = $1 AND id = $2"));
+    one(sql, statement(&SQL, &[&[text(organisation.as_str()), text(id.as_str())]]), rows::service_token).await
+}
+
+/// One page of the organisation's tokens, newest first; revoked ones only
+/// when asked for.
+pub async fn service_tokens<C: Sql + ?Sized>(
+    sql: &mut C,
+    organisation: &OrganisationId,
+    listing: Listing,
+) -> StoreResult<Page<ServiceTokenRecord>> {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+        let filter = "organisation_id = $1 AND ($2 OR revoked_at IS NULL)";
+        [
+            format!("SELECT COUNT(*) AS total FROM service_tokens WHERE {filter}"),
+            select(
+                SERVICE_TOKEN,
+                &format!("service_tokens WHERE {filter} ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4"),
+            ),
+        ]
+    });
+    let values = [text(organisation.as_str()), Value::Flag(listing.include_deleted)];
+    page(sql, (&SQL[0], &SQL[1]), &values, listing.page, rows::service_token).await
+}
+
+/// How many admin tokens of the organisation other than `except`
+/// authenticate at `now` (unrevoked, unexpired): what a revocation must
+/// leave at least one of. Read under the organisation's lock.
+pub async fn other_live_admin_tokens<C: Sql + ?Sized>(
+    sql: &mut C,
+    organisation: &OrganisationId,
+    except: &ServiceTokenId,
+    now: OffsetDateTime,
+) -> StoreResult<u64> {
+    const SQL: &str = "SELECT COUNT(*) AS total FROM service_tokens WHERE organisation_id = $1 AND id <> $2 \
+                       AND role = 'admin' AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)";
+    let values = [text(organisation.as_str()), text(except.as_str()), time(now)];
+    Ok(one(sql, statement(SQL, &[&values]), rows::count).await?.unwrap_or(0))
 }
 
 pub async fn insert_service_token<C: Sql + ?Sized>(sql: &mut C, token: &ServiceTokenRecord) -> StoreResult<()> {
@@ -318,7 +371,34 @@ pub async fn insert_service_token<C: Sql + ?Sized>(sql: &mut C, token: &ServiceT
         Value::Bytes(&token.digest.as_bytes()[..]),
     ];
     let times = [time(token.created_at), Value::Time(token.revoked_at)];
-    insert(sql, statement(&SQL, &[&values, &actor(Some(&token.actor)), &times]), "").await
+    let limits = [
+        text(&token.masked_token),
+        text(token.role.as_str()),
+        Value::Slugs(token.workspaces.slugs()),
+        Value::Time(token.expires_at),
+    ];
+    let used = [Value::Time(token.last_used_at)];
+    let parts: [&[Value<'_>]; 7] = [
+        &values,
+        &actor(Some(&token.actor)),
+        &times,
+        &limits,
+        &actor(token.created_by.as_ref()),
+        &used,
+        &actor(token.revoked_by.as_ref()),
+    ];
+    insert(sql, statement(&SQL, &parts), "").await
+}
+
+/// Writes a revocation: only an unrevoked row changes.
+pub async fn save_service_token_revocation<C: Sql + ?Sized>(
+    sql: &mut C,
+    token: &ServiceTokenRecord,
+) -> StoreResult<()> {
+    const SQL: &str = "UPDATE service_tokens SET revoked_at = $2, revoked_by_name = $3, revoked_by_email = $4 \
+                       WHERE id = $1 AND revoked_at IS NULL";
+    let values = [text(token.id.as_str()), Value::Time(token.revoked_at)];
+    save(sql, statement(SQL, &[&values, &actor(token.revoked_by.as_ref())]), "service_tokens").await
 }
 
 // Workspaces.
@@ -450,13 +530,29 @@ pub async fn save_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> StoreRe
     save(sql, statement(&SQL, &[&[text(key.id.as_str())], &api_key_mutable(key)]), "api_keys").await
 }
 
-/// Moves `last_used_at` of one key forwards to `at`, never backwards
-/// (another replica may have written a later use); a deleted key keeps
-/// what it has. Returns whether the row changed.
-pub async fn record_api_key_use<C: Sql + ?Sized>(sql: &mut C, id: &ApiKeyId, at: OffsetDateTime) -> StoreResult<bool> {
-    const SQL: &str = "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND deleted_at IS NULL \
-                       AND (last_used_at IS NULL OR last_used_at < $2)";
-    let touched = sql.execute(statement(SQL, &[&[text(id.as_str()), time(at)]])).await;
+/// What has a `last_used_at`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Used {
+    /// A live (not deleted) API key.
+    ApiKey,
+    ServiceToken,
+}
+
+/// Moves the `last_used_at` of the row `id` forwards to `at`, never
+/// backwards (an older use, from a replica that flushed late, changes
+/// nothing). Returns whether it moved.
+pub async fn record_use<C: Sql + ?Sized>(sql: &mut C, used: Used, id: &str, at: OffsetDateTime) -> StoreResult<bool> {
+    let statement_text = match used {
+        Used::ApiKey => {
+            "UPDATE api_keys SET last_used_at = $2 WHERE id = $1 AND deleted_at IS NULL \
+             AND (last_used_at IS NULL OR last_used_at < $2)"
+        }
+        Used::ServiceToken => {
+            "UPDATE service_tokens SET last_used_at = $2 WHERE id = $1 \
+             AND (last_used_at IS NULL OR last_used_at < $2)"
+        }
+    };
+    let touched = sql.execute(statement(statement_text, &[&[text(id), time(at)]])).await;
     Ok(touched.map_err(database)? > 0)
 }
 

@@ -9,9 +9,9 @@
 use keys_core::{
     Actor, ApiKey, ApiKeyId, ApiKeyProfile, Description, DomainPattern, ExternalId, KeyMeta, KeyScopes, Mode, Name,
     Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, OrganisationSigningKeyState, PublicKey,
-    PublicKeyId, PublicKeyState, SecretDigest, ServiceTokenId, ServiceTokenRecord, ServiceTokenState, SigningKeyId,
-    SigningKeyUid, StoredApiKey, StoredSigningKey, StoredStamp, Workspace, WorkspaceSigningKey, WorkspaceSlug,
-    WorkspaceUid,
+    PublicKeyId, PublicKeyState, Role, SecretDigest, ServiceTokenId, ServiceTokenRecord, ServiceTokenState,
+    SigningKeyId, SigningKeyUid, StoredApiKey, StoredSigningKey, StoredStamp, TokenWorkspaces, Workspace,
+    WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -96,14 +96,28 @@ pub fn organisation(row: &impl RowExt) -> StoreResult<Organisation> {
 }
 
 pub fn service_token(row: &impl RowExt) -> StoreResult<ServiceTokenRecord> {
+    let workspaces = match row.domains("workspaces")? {
+        None => TokenWorkspaces::all(),
+        Some(slugs) => {
+            let slugs = slugs.iter().map(|slug| WorkspaceSlug::parse(slug)).collect::<Result<Vec<_>, _>>();
+            parsed(TokenWorkspaces::only(parsed(slugs, "workspaces")?), "workspaces")?
+        }
+    };
     Ok(ServiceTokenRecord::restore(ServiceTokenState {
         id: parsed(ServiceTokenId::parse(&row.text("id")?), "id")?,
         organisation_id: parsed(OrganisationId::parse(&row.text("organisation_id")?), "organisation_id")?,
         name: name(row, "name")?,
         digest: digest(row, "digest")?,
+        masked_token: row.text("masked_token")?,
+        role: parsed(Role::parse(&row.text("role")?), "role")?,
+        workspaces,
+        expires_at: row.optional_time("expires_at")?,
         actor: actor(row, "actor")?.ok_or_else(|| corrupt("actor", "actor_name"))?,
         created_at: row.time("created_at")?,
+        created_by: actor(row, "created_by")?,
+        last_used_at: row.optional_time("last_used_at")?,
         revoked_at: row.optional_time("revoked_at")?,
+        revoked_by: actor(row, "revoked_by")?,
     }))
 }
 

@@ -13,7 +13,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use keys_core::{DomainPattern, KeyScope};
+use keys_core::{DomainPattern, KeyScope, WorkspaceSlug};
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -180,6 +180,9 @@ fn bind(statement: Statement<'_>) -> Query<'_, Sqlite, SqliteArguments<'_>> {
             Value::Time(time) => query.bind(time.map(encode_time)),
             Value::Domains(domains) => query.bind(domains.map(encode_domains)),
             Value::Scopes(scopes) => query.bind(scopes.iter().map(KeyScope::as_str).collect::<Vec<_>>().join(",")),
+            Value::Slugs(slugs) => {
+                query.bind(slugs.map(|list| list.iter().map(WorkspaceSlug::as_str).collect::<Vec<_>>().join(",")))
+            }
         };
     }
     query

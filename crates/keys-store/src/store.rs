@@ -9,7 +9,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use keys_core::{
     ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
-    PublicKey, SecretDigest, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceUid,
+    PublicKey, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey,
+    WorkspaceUid,
 };
 
 use crate::commands::AuditEvent;
@@ -71,6 +72,19 @@ pub trait Management: Send + Sync {
         workspace: &WorkspaceUid,
         listing: Listing,
     ) -> StoreResult<Page<WorkspaceSigningKey>>;
+    /// One service token of the organisation by id, revoked or not.
+    async fn service_token(
+        &self,
+        organisation: &OrganisationId,
+        id: &ServiceTokenId,
+    ) -> StoreResult<Option<ServiceTokenRecord>>;
+    /// The organisation's service tokens, newest first; revoked ones only
+    /// with `include_deleted`.
+    async fn list_service_tokens(
+        &self,
+        organisation: &OrganisationId,
+        listing: Listing,
+    ) -> StoreResult<Page<ServiceTokenRecord>>;
     /// Live keys of the organisation, newest first.
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>>;
     /// The newest `limit` audit events of an organisation.

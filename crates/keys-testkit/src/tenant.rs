@@ -3,8 +3,8 @@
 //! workspace create` and `keysd token create` add to a running store.
 
 use keys_core::{
-    Mode, Name, NewWorkspace, Organisation, OrganisationId, ServiceTokenId, ServiceTokenRecord, Workspace,
-    WorkspaceSlug,
+    Mode, Name, NewServiceToken, NewWorkspace, Organisation, OrganisationId, ServiceTokenId, ServiceTokenMaterial,
+    ServiceTokenRecord, Workspace, WorkspaceSlug,
 };
 use keys_crypto::ServiceToken;
 use keys_store::{Bootstrap, Store};
@@ -50,13 +50,13 @@ impl Tenant {
             })
             .collect();
         let token = ServiceToken::generate(rng);
-        let record = ServiceTokenRecord::create(
-            ServiceTokenId::generate(now, rng),
-            &organisation,
-            Name::parse(token_name).expect("name"),
-            token.digest(),
-            now,
-        );
+        let material = ServiceTokenMaterial {
+            id: ServiceTokenId::generate(now, rng),
+            digest: token.digest(),
+            masked_token: token.masked(),
+        };
+        let new = NewServiceToken::admin(Name::parse(token_name).expect("name"));
+        let record = ServiceTokenRecord::create(material, &organisation, new, None, now).expect("token");
         Self { organisation, workspaces, record, token }
     }
 

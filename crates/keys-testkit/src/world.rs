@@ -2,9 +2,9 @@
 //! seeded randomness and a clock that only moves when told to.
 
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyProfile, Description, Mode, Name, NewSigningKey, NewWorkspace,
-    Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKeyId, SecretDigest, ServiceTokenId,
-    ServiceTokenRecord, SigningKeyId, SigningKeyUid, Workspace, WorkspaceSlug,
+    Actor, ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyProfile, Description, Mode, Name, NewServiceToken, NewSigningKey,
+    NewWorkspace, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKeyId, SecretDigest,
+    ServiceTokenId, ServiceTokenMaterial, ServiceTokenRecord, SigningKeyId, SigningKeyUid, Workspace, WorkspaceSlug,
 };
 use keys_store::{Bootstrap, Store};
 use rand_chacha::ChaCha8Rng;
@@ -88,16 +88,21 @@ impl World {
         workspaces.try_into().unwrap_or_else(|_| unreachable!("one workspace per slug"))
     }
 
+    /// An unlimited admin token.
     pub fn service_token(&mut self, organisation: &Organisation) -> ServiceTokenRecord {
+        self.service_token_as(organisation, NewServiceToken::admin(name_of("ci")))
+    }
+
+    /// A token as `new` asks (role, workspaces, expiry).
+    pub fn service_token_as(&mut self, organisation: &Organisation, new: NewServiceToken) -> ServiceTokenRecord {
         let now = self.tick(1);
         let digest = self.digest();
-        ServiceTokenRecord::create(
-            ServiceTokenId::generate(now, &mut self.rng),
-            organisation,
-            name_of("ci"),
+        let material = ServiceTokenMaterial {
+            id: ServiceTokenId::generate(now, &mut self.rng),
             digest,
-            now,
-        )
+            masked_token: "kst_testkit*****".to_owned(),
+        };
+        ServiceTokenRecord::create(material, organisation, new, None, now).expect("a token the domain accepts")
     }
 
     pub fn bootstrap(&mut self, name: &str) -> Bootstrap {

@@ -7,10 +7,8 @@ use keys_service::api_keys::IssuedApiKey;
 use keys_service::workspaces::InWorkspace;
 use keys_service::ServiceResult;
 use serde_json::Value;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
-use super::{in_workspace, list_of, required_name, HttpResult};
+use super::{in_workspace, instant, list_of, required_name, HttpResult};
 use crate::dto::{ApiKeyDto, CreateApiKey, NoFields, PatchApiKey, RollSigningKey};
 use crate::error::{json, no_content, ApiError, Dialect};
 use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
@@ -18,13 +16,6 @@ use crate::schema::schema;
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
     list_of::<ApiKeyDto, _>(call, async |scope, listing| scope.list_api_keys(listing).await).await
-}
-
-/// An RFC 3339 instant of the request.
-fn instant(field: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
-    OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
-        ApiError::validation(format!("{field} must be an RFC 3339 timestamp such as 2027-01-31T12:00:00Z"))
-    })
 }
 
 fn scopes(items: &[String]) -> Result<KeyScopes, ApiError> {
@@ -132,37 +123,41 @@ pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
 
 /// `/v1/{workspace}/ws_api_key/`.
 const KEYS: &[Operation] = &[
-    Operation::list("list-api-keys", "List API keys", authenticated!(list), schema::<ApiKeyDto>()),
-    Operation::post("create-api-key", "Create API key", authenticated!(create), schema::<ApiKeyDto>())
+    Operation::list("list-api-keys", "List API keys", authenticated!(ManageKeys, list), schema::<ApiKeyDto>()),
+    Operation::post("create-api-key", "Create API key", authenticated!(ManageKeys, create), schema::<ApiKeyDto>())
         .describe("The response carries the secret `api_key`, shown this once.")
         .body(Body::Required(schema::<CreateApiKey>()))
         .hands_out_secret(),
 ];
 /// `/v1/{workspace}/ws_api_key/{api_key_id}/`.
 const KEY: &[Operation] = &[
-    Operation::get("get-api-key", "Get API key", authenticated!(get), schema::<ApiKeyDto>())
+    Operation::get("get-api-key", "Get API key", authenticated!(ManageKeys, get), schema::<ApiKeyDto>())
         .describe("Deleted keys too (`is_deleted`); never the secret."),
-    Operation::patch("update-api-key", "Update API key", authenticated!(patch), schema::<ApiKeyDto>())
+    Operation::patch("update-api-key", "Update API key", authenticated!(ManageKeys, patch), schema::<ApiKeyDto>())
         .describe("Any of the fields; `null` clears the nullable ones and empties `scopes`.")
         .body(Body::Required(schema::<PatchApiKey>()))
         .refuses(&[BAD_REQUEST, NOT_FOUND]),
-    Operation::delete("delete-api-key", "Delete API key", authenticated!(delete)),
+    Operation::delete("delete-api-key", "Delete API key", authenticated!(ManageKeys, delete)),
 ];
 /// `…/disable/`.
-const DISABLE: &[Operation] =
-    &[Operation::patch("disable-api-key", "Disable API key", authenticated!(disable), schema::<ApiKeyDto>())
-        .describe("An active key stops authenticating on every replica within a second; enable undoes it.")
-        .body(Body::Optional(schema::<NoFields>()))
-        .refuses(&[BAD_REQUEST, NOT_FOUND])];
+const DISABLE: &[Operation] = &[Operation::patch(
+    "disable-api-key",
+    "Disable API key",
+    authenticated!(ManageKeys, disable),
+    schema::<ApiKeyDto>(),
+)
+.describe("An active key stops authenticating on every replica within a second; enable undoes it.")
+.body(Body::Optional(schema::<NoFields>()))
+.refuses(&[BAD_REQUEST, NOT_FOUND])];
 /// `…/enable/`.
 const ENABLE: &[Operation] =
-    &[Operation::patch("enable-api-key", "Enable API key", authenticated!(enable), schema::<ApiKeyDto>())
+    &[Operation::patch("enable-api-key", "Enable API key", authenticated!(ManageKeys, enable), schema::<ApiKeyDto>())
         .describe("Only a disabled key can be enabled.")
         .body(Body::Optional(schema::<NoFields>()))
         .refuses(&[BAD_REQUEST, NOT_FOUND])];
 /// `…/roll/`.
 const ROLL: &[Operation] =
-    &[Operation::post("roll-api-key", "Roll API key", authenticated!(roll), schema::<ApiKeyDto>())
+    &[Operation::post("roll-api-key", "Roll API key", authenticated!(ManageKeys, roll), schema::<ApiKeyDto>())
         .describe(
             "A new key (new id and secret, shown this once) inherits name, description, scopes, external_id, meta and \
          expires_at; the old key becomes `rolled` and keeps authenticating until min(now + grace_period_seconds, \

@@ -9,6 +9,7 @@ pub(crate) mod forward_auth;
 pub(crate) mod ops;
 pub(crate) mod organisation_keys;
 pub(crate) mod public_keys;
+pub(crate) mod service_tokens;
 pub(crate) mod signing_keys;
 pub(crate) mod verification;
 pub(crate) mod workspaces;
@@ -26,6 +27,13 @@ pub(crate) use crate::route::{Authenticated, Caller, HttpResult, Input};
 /// Shortens client-supplied text echoed in a message.
 pub(crate) fn echo(text: &str) -> String {
     text.chars().take(100).collect()
+}
+
+/// An RFC 3339 instant of the request (`field` names it in the 400).
+pub(crate) fn instant(field: &str, text: &str) -> Result<time::OffsetDateTime, ApiError> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).map_err(|_| {
+        ApiError::validation(format!("{field} must be an RFC 3339 timestamp such as 2027-01-31T12:00:00Z"))
+    })
 }
 
 /// A required name: absent, blank or too long is a 400.

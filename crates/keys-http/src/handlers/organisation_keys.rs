@@ -101,18 +101,29 @@ pub(crate) async fn jwks(call: Public<'_>) -> HttpResult {
 
 /// `…/organisations/{organisation_id}/keys`.
 const KEYS: &[Operation] = &[
-    Operation::get("ListSigningKeys", "List signing keys", authenticated!(list), schema::<OrganisationKeyList>()),
-    Operation::post("CreateSigningKey", "Create signing key", authenticated!(create), schema::<OrganisationKeyDto>())
-        .describe(
-            "Answers 201 with the key and its `privateKey` (shown this once). Documented deviation: Versori's \
+    Operation::get(
+        "ListSigningKeys",
+        "List signing keys",
+        authenticated!(ManageKeys, list),
+        schema::<OrganisationKeyList>(),
+    ),
+    Operation::post(
+        "CreateSigningKey",
+        "Create signing key",
+        authenticated!(ManageKeys, create),
+        schema::<OrganisationKeyDto>(),
+    )
+    .describe(
+        "Answers 201 with the key and its `privateKey` (shown this once). Documented deviation: Versori's \
              document says 204, which cannot carry the body.",
-        )
-        .body(Body::Required(schema::<CreateOrganisationKey>()))
-        .hands_out_secret(),
+    )
+    .body(Body::Required(schema::<CreateOrganisationKey>()))
+    .hands_out_secret(),
 ];
 /// `…/organisations/{organisation_id}/keys/{key_id}`.
-const KEY: &[Operation] = &[Operation::delete("DeleteSigningKey", "Delete signing key", authenticated!(delete))
-    .describe("Every JWT the key signed stops verifying.")];
+const KEY: &[Operation] =
+    &[Operation::delete("DeleteSigningKey", "Delete signing key", authenticated!(ManageKeys, delete))
+        .describe("Every JWT the key signed stops verifying.")];
 /// `…/organisations/{organisation_id}/jwks.json`.
 const JWKS: &[Operation] =
     &[Operation::get("OrganisationJwks", "Organisation JWKS (public)", public!(jwks), schema::<JwkSetDoc>())

@@ -92,27 +92,41 @@ pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
 
 /// `/v1/{workspace}/ws_public_key/`.
 const KEYS: &[Operation] = &[
-    Operation::list("list-public-keys", "List public keys", authenticated!(list), schema::<PublicKeyDto>()),
-    Operation::post("create-public-key", "Create public key", authenticated!(create), schema::<PublicKeyDto>())
-        .body(Body::Required(schema::<CreateKey>()))
-        .describe("The first public key of a workspace is its default.")
-        .hands_out_secret(),
+    Operation::list("list-public-keys", "List public keys", authenticated!(ManageKeys, list), schema::<PublicKeyDto>()),
+    Operation::post(
+        "create-public-key",
+        "Create public key",
+        authenticated!(ManageKeys, create),
+        schema::<PublicKeyDto>(),
+    )
+    .body(Body::Required(schema::<CreateKey>()))
+    .describe("The first public key of a workspace is its default.")
+    .hands_out_secret(),
 ];
 /// `/v1/{workspace}/ws_public_key/{public_key_id}/`.
 const KEY: &[Operation] = &[
-    Operation::patch("update-public-key", "Update public key", authenticated!(patch), schema::<PublicKeyDto>())
-        .body(Body::Required(schema::<PatchPublicKey>()))
-        .describe("Any of the fields; `null` clears `description` and `allowed_domains`."),
-    Operation::delete("delete-public-key", "Delete public key", authenticated!(delete))
+    Operation::patch(
+        "update-public-key",
+        "Update public key",
+        authenticated!(ManageKeys, patch),
+        schema::<PublicKeyDto>(),
+    )
+    .body(Body::Required(schema::<PatchPublicKey>()))
+    .describe("Any of the fields; `null` clears `description` and `allowed_domains`."),
+    Operation::delete("delete-public-key", "Delete public key", authenticated!(ManageKeys, delete))
         .refuses(&[BAD_REQUEST, NOT_FOUND])
         .describe("Deleting the default key while other live keys exist is a 400."),
 ];
 /// `…/rotate/`.
-const ROTATE: &[Operation] =
-    &[Operation::patch("rotate-public-key", "Rotate public key", authenticated!(rotate), schema::<PublicKeyDto>())
-        .hands_out_secret()
-        .body(Body::Optional(schema::<NoFields>()))
-        .describe("New key material for the same record; the old `api_key` stops working at once.")];
+const ROTATE: &[Operation] = &[Operation::patch(
+    "rotate-public-key",
+    "Rotate public key",
+    authenticated!(ManageKeys, rotate),
+    schema::<PublicKeyDto>(),
+)
+.hands_out_secret()
+.body(Body::Optional(schema::<NoFields>()))
+.describe("New key material for the same record; the old `api_key` stops working at once.")];
 
 /// Dialect 1's public (publishable) keys.
 pub(crate) static ROUTES: &[Route] = &[

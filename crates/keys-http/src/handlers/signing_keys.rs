@@ -50,11 +50,16 @@ pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
 
 /// `/v1/{workspace}/ws_signing_key/`.
 const KEYS: &[Operation] = &[
-    Operation::list("list-signing-keys", "List signing keys", authenticated!(list), schema::<SigningKeyDto>()),
+    Operation::list(
+        "list-signing-keys",
+        "List signing keys",
+        authenticated!(ManageKeys, list),
+        schema::<SigningKeyDto>(),
+    ),
     Operation::post(
         "create-workspace-signing-key",
         "Create workspace signing key",
-        authenticated!(create),
+        authenticated!(ManageKeys, create),
         schema::<SigningKeyDto>(),
     )
     .hands_out_secret()
@@ -65,13 +70,16 @@ const KEYS: &[Operation] = &[
     .body(Body::Optional(schema::<NoFields>())),
 ];
 /// `/v1/{workspace}/ws_signing_key/{signing_key_uid}/`.
-const KEY: &[Operation] =
-    &[Operation::delete("delete-workspace-signing-key", "Delete workspace signing key", authenticated!(delete))];
+const KEY: &[Operation] = &[Operation::delete(
+    "delete-workspace-signing-key",
+    "Delete workspace signing key",
+    authenticated!(ManageKeys, delete),
+)];
 /// `…/roll/`.
 const ROLL: &[Operation] = &[Operation::post(
     "roll-workspace-signing-key",
     "Roll workspace signing key",
-    authenticated!(roll),
+    authenticated!(ManageKeys, roll),
     schema::<SigningKeyDto>(),
 )
 .describe(

@@ -232,20 +232,28 @@ const fn verify(id: &'static str, summary: &'static str, handler: Handler, verdi
 }
 
 /// `/v1/verify/api_key/`.
-const API_KEY: &[Operation] =
-    &[verify("verify-api-key", "Verify an API key", authenticated!(api_key), schema::<ApiKeyVerdict<'static>>())
-        .body(Body::Required(schema::<VerifyApiKeyRequest>()))];
+const API_KEY: &[Operation] = &[verify(
+    "verify-api-key",
+    "Verify an API key",
+    authenticated!(Verify, api_key),
+    schema::<ApiKeyVerdict<'static>>(),
+)
+.body(Body::Required(schema::<VerifyApiKeyRequest>()))];
 /// `/v1/verify/public_key/`.
-const PUBLIC_KEY: &[Operation] =
-    &[verify("verify-public-key", "Verify a public key", authenticated!(public_key), schema::<PublicKeyVerdict>())
-        .body(Body::Required(schema::<VerifyPublicKeyRequest>()))
-        .describe(
-            "The origin, and in secure mode the user token. 200 for any well-formed request; `valid:false` with a \
+const PUBLIC_KEY: &[Operation] = &[verify(
+    "verify-public-key",
+    "Verify a public key",
+    authenticated!(Verify, public_key),
+    schema::<PublicKeyVerdict>(),
+)
+.body(Body::Required(schema::<VerifyPublicKeyRequest>()))
+.describe(
+    "The origin, and in secure mode the user token. 200 for any well-formed request; `valid:false` with a \
              `reason` when it does not verify.",
-        )];
+)];
 /// `/v1/verify/jwt/`.
 const JWT: &[Operation] =
-    &[verify("verify-jwt", "Verify a Versori-style RS256 JWT", authenticated!(jwt), schema::<JwtVerdict>())
+    &[verify("verify-jwt", "Verify a Versori-style RS256 JWT", authenticated!(Verify, jwt), schema::<JwtVerdict>())
         .body(Body::Required(schema::<VerifyJwtRequest>()))];
 
 /// The verification endpoints, the hot path.

@@ -58,12 +58,22 @@ pub(crate) async fn jwks(call: Public<'_>) -> HttpResult {
 
 /// `/v1/workspace/`.
 const WORKSPACES: &[Operation] = &[
-    Operation::list("list-workspaces", "List workspaces", authenticated!(list), schema::<WorkspaceDto>())
-        .query(Query::Page)
-        .refuses(&[]),
-    Operation::post("create-workspace", "Create workspace", authenticated!(create), schema::<WorkspaceDto>())
-        .body(Body::Required(schema::<CreateWorkspace>()))
-        .refuses(&[]),
+    Operation::list(
+        "list-workspaces",
+        "List workspaces",
+        authenticated!(ReadWorkspaces, list),
+        schema::<WorkspaceDto>(),
+    )
+    .query(Query::Page)
+    .refuses(&[]),
+    Operation::post(
+        "create-workspace",
+        "Create workspace",
+        authenticated!(ManageWorkspaces, create),
+        schema::<WorkspaceDto>(),
+    )
+    .body(Body::Required(schema::<CreateWorkspace>()))
+    .refuses(&[]),
 ];
 /// `/v1/workspace/{workspace_uid}/jwks.json`.
 const JWKS: &[Operation] =

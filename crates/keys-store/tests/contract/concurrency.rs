@@ -188,3 +188,32 @@ pub async fn concurrent_workspace_creates_refuse_taken_slug(db: &TestDb) {
         "{refusals:?}"
     );
 }
+
+/// Two replicas revoking an organisation's last two admin tokens at once:
+/// exactly one revocation goes through, whatever the interleaving (the
+/// organisation's lock serializes them), so one admin token always stays.
+pub async fn concurrent_revocations_keep_one_admin_token(db: &TestDb) {
+    let mut world = World::new(26);
+    let stores = [db.store().await, db.store().await];
+    for round in 0..5 {
+        let organisation = world.stored_organisation(&*stores[0], &format!("org-{round}")).await;
+        let pair = [world.service_token(&organisation), world.service_token(&organisation)];
+        for token in &pair {
+            stores[0].create_service_token(token).await.unwrap();
+        }
+        let now = world.tick(1);
+        let attempts = pair
+            .iter()
+            .enumerate()
+            .map(|(index, token)| {
+                let (store, organisation, id) = (stores[index].clone(), organisation.id.clone(), token.id.clone());
+                Box::pin(async move { store.revoke_service_token(&organisation, &id, None, now).await }) as Attempt<_>
+            })
+            .collect();
+        let (revoked, refusals): (Vec<keys_core::ServiceTokenRecord>, _) = tally(race(attempts).await);
+        assert_eq!(revoked.len(), 1, "{revoked:?}");
+        assert_eq!(refusals, vec![Expected::Refused(CoreError::LastAdminToken)]);
+        let survivor = pair.iter().find(|token| token.id != revoked[0].id).unwrap();
+        assert!(stores[1].service_token_by_digest(&survivor.digest).await.unwrap().is_some());
+    }
+}

@@ -11,6 +11,7 @@ mod cache;
 mod concurrency;
 mod lifecycle;
 mod secrets;
+mod service_tokens;
 mod support;
 
 /// Instantiates `module::test(&TestDb)` for each backend, with the
@@ -70,6 +71,9 @@ contract_suite! {
         lifecycle::missing_targets_are_not_found,
         lifecycle::timestamps_read_back_exactly,
         secrets::no_secret_reaches_the_database,
+        service_tokens::service_tokens_read_back_as_made,
+        service_tokens::revocation_is_audited_announced_and_final,
+        service_tokens::the_last_live_admin_token_cannot_be_revoked,
     ],
     store_only: [
         cache::cached_lookups_answer_as_the_store_does,
@@ -93,5 +97,8 @@ contract_suite! {
         concurrency::concurrent_rolls_leave_one_active,
         concurrency::concurrent_public_key_creates_keep_one_default,
         concurrency::concurrent_workspace_creates_refuse_taken_slug,
+        concurrency::concurrent_revocations_keep_one_admin_token,
+        service_tokens::service_token_uses_only_move_forwards,
+        service_tokens::the_database_refuses_impossible_service_token_rows,
     ],
 }

@@ -3,7 +3,10 @@
 //! of every table (listed from the database's own catalog) and find none of
 //! the secrets there.
 
-use keys_core::{ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyProfile, Description, ServiceTokenId, ServiceTokenRecord};
+use keys_core::{
+    ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyProfile, Description, NewServiceToken, ServiceTokenId,
+    ServiceTokenMaterial, ServiceTokenRecord,
+};
 use keys_crypto::{ApiKeySecret, EcKeyPair, PublicKeyValue, RsaKeyPair, ServiceToken};
 use keys_store::PublicKeyChange;
 use rand_core::OsRng;
@@ -45,13 +48,14 @@ pub async fn no_secret_reaches_the_database(db: &TestDb) {
     for _ in 0..3 {
         let token = ServiceToken::generate(&mut OsRng);
         secrets.add("service token", token.expose());
-        let record = ServiceTokenRecord::create(
-            ServiceTokenId::generate(world.now, &mut world.rng),
-            organisation,
-            name_of("deploy"),
-            token.digest(),
-            world.tick(1),
-        );
+        let material = ServiceTokenMaterial {
+            id: ServiceTokenId::generate(world.now, &mut world.rng),
+            digest: token.digest(),
+            masked_token: token.masked(),
+        };
+        must_find.push(token.masked());
+        let new = NewServiceToken::admin(name_of("deploy"));
+        let record = ServiceTokenRecord::create(material, organisation, new, None, world.tick(1)).unwrap();
         store.create_service_token(&record).await.unwrap();
         assert!(store.service_token_by_digest(&token.digest()).await.unwrap().is_some());
     }
