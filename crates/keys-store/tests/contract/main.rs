@@ -10,6 +10,7 @@ mod api_key_lifecycle;
 mod cache;
 mod concurrency;
 mod lifecycle;
+mod quotas;
 mod secrets;
 mod support;
 
@@ -93,5 +94,8 @@ contract_suite! {
         concurrency::concurrent_rolls_leave_one_active,
         concurrency::concurrent_public_key_creates_keep_one_default,
         concurrency::concurrent_workspace_creates_refuse_taken_slug,
+        quotas::every_cap_refuses_past_it_and_a_delete_frees_a_place,
+        quotas::concurrent_creates_never_pass_a_cap,
+        quotas::organisation_keys_page_newest_first_with_a_cursor,
     ],
 }
