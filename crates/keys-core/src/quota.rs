@@ -6,9 +6,11 @@
 //! A cap counts what is live (not deleted): a deleted key frees its place,
 //! a rolled key keeps its place until it is deleted (a roll adds the key
 //! that replaces it). Workspaces are never deleted, so every one counts.
-//! The store counts under the lock of the aggregate that holds what is
-//! counted and inserts in the same transaction, so concurrent creates, on
-//! one process or several, never go past a cap.
+//! The store writes the create, then counts under the lock of the
+//! aggregate that holds what is counted, in the same transaction, and rolls
+//! it back past the cap; so concurrent creates, on one process or several,
+//! never go past a cap, and a create that fails for another reason (a key
+//! that is not there, or not active) says so rather than the cap.
 
 use crate::CoreError;
 
@@ -88,11 +90,11 @@ impl Quotas {
         }
     }
 
-    /// Whether one more of `kind` may be created where `live` exist now:
-    /// refused with [`CoreError::QuotaReached`] once `live` is at the cap.
+    /// Whether a create may stand that leaves `live` of `kind` (itself
+    /// included): refused with [`CoreError::QuotaReached`] beyond the cap.
     pub fn admit(&self, kind: QuotaKind, live: u64) -> Result<(), CoreError> {
         let limit = self.limit(kind);
-        if live < u64::from(limit) {
+        if live <= u64::from(limit) {
             Ok(())
         } else {
             Err(CoreError::QuotaReached { holder: kind.holder(), counted: kind.counted(), limit })
@@ -115,17 +117,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn admits_below_the_cap_and_refuses_at_it() {
+    fn admits_up_to_the_cap_and_refuses_past_it() {
         let quotas = Quotas::new(2, 3, 1).expect("valid");
         let cases = [
-            (QuotaKind::Workspaces, 1, true),
-            (QuotaKind::Workspaces, 2, false),
-            (QuotaKind::ApiKeys, 2, true),
-            (QuotaKind::ApiKeys, 3, false),
-            (QuotaKind::PublicKeys, 3, false),
-            (QuotaKind::SigningKeys, 4, false),
-            (QuotaKind::OrganisationKeys, 0, true),
-            (QuotaKind::OrganisationKeys, 1, false),
+            (QuotaKind::Workspaces, 2, true),
+            (QuotaKind::Workspaces, 3, false),
+            (QuotaKind::ApiKeys, 3, true),
+            (QuotaKind::ApiKeys, 4, false),
+            (QuotaKind::PublicKeys, 4, false),
+            (QuotaKind::SigningKeys, 5, false),
+            (QuotaKind::OrganisationKeys, 1, true),
+            (QuotaKind::OrganisationKeys, 2, false),
         ];
         for (kind, live, admitted) in cases {
             assert_eq!(quotas.admit(kind, live).is_ok(), admitted, "{kind:?} with {live} live");
@@ -134,7 +136,7 @@ mod tests {
 
     #[test]
     fn the_refusal_names_what_and_how_many() {
-        let refusal = Quotas::new(5, 7, 9).expect("valid").admit(QuotaKind::ApiKeys, 7).expect_err("at the cap");
+        let refusal = Quotas::new(5, 7, 9).expect("valid").admit(QuotaKind::ApiKeys, 8).expect_err("past the cap");
         assert_eq!(refusal, CoreError::QuotaReached { holder: "workspace", counted: "API keys", limit: 7 });
         assert_eq!(
             refusal.to_string(),

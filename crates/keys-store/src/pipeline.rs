@@ -7,7 +7,7 @@
 //! commit), commit, and return the outcome together with the change. A
 //! command that writes no audit event wrote nothing: its transaction is
 //! rolled back and nothing is announced, so no change happens without its
-//! event. Before the command writes, [`crate::quota`] holds what it adds
+//! event. After the command writes, [`crate::quota`] holds what it added
 //! to the store's [`Quotas`], counted under the same lock.
 //!
 //! The reads of [`Lookups`] and [`Management`] are one statement each, on a
@@ -131,12 +131,16 @@ pub(crate) async fn run<DB: Backend>(pool: &sqlx::Pool<DB>, quotas: Quotas, comm
 async fn transact<DB: Backend>(pool: &sqlx::Pool<DB>, quotas: Quotas, command: Command) -> StoreResult<Executed> {
     let mut transaction = DB::writer(pool).await?;
     let locked = take_lock::<DB>(&mut *transaction, command.lock()).await?;
-    // Counted under the lock, so no concurrent create can pass the cap.
-    quota::admit(&mut *transaction, &quotas, &command, &locked).await?;
+    let counted = quota::counted(&command, &locked);
     let applied = command.apply(&mut *transaction, locked).await?;
     if applied.events.is_empty() {
         // Nothing was written; dropping the transaction rolls it back.
         return Ok(Executed { outcome: applied.outcome, change: None });
+    }
+    // Counted under the lock, so no concurrent create can pass the cap; a
+    // refusal drops the transaction, and with it the write.
+    if let Some(counted) = &counted {
+        quota::admit(&mut *transaction, &quotas, counted).await?;
     }
     for event in &applied.events {
         repo::insert_audit_event(&mut *transaction, event.row()).await?;

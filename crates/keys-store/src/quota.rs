@@ -1,7 +1,8 @@
 //! The caps of keys-core's [`Quotas`], held where they can be held under
-//! concurrency: [`admit`] runs inside a command's transaction, after its
-//! lock is taken and before it writes, so the count it reads cannot change
-//! before the insert commits (PostgreSQL: the row lock of the organisation
+//! concurrency: [`admit`] runs inside a command's transaction, under its
+//! lock and after it wrote (so a command refused for another reason, a key
+//! not found or not active, says that first), and the count it reads cannot
+//! change before the transaction commits (PostgreSQL: the row lock of the organisation
 //! or workspace, which every create of the same kind takes first; SQLite:
 //! `BEGIN IMMEDIATE`). Two processes on one database therefore never go
 //! past a cap together.
@@ -31,21 +32,28 @@ fn adds(command: &Command) -> Option<QuotaKind> {
     }
 }
 
-/// Refuses the command with `CoreError::QuotaReached` when what it adds is
-/// at its cap in what the pipeline locked; the caller holds that lock.
-pub(crate) async fn admit<C: Sql + ?Sized>(
-    sql: &mut C,
-    quotas: &Quotas,
-    command: &Command,
-    locked: &Locked,
-) -> StoreResult<()> {
-    let Some(kind) = adds(command) else { return Ok(()) };
+/// What a cap will count after `command`: its kind and the id of the
+/// organisation or workspace the pipeline locked for it. Taken before the
+/// command runs (it consumes both).
+pub(crate) fn counted(command: &Command, locked: &Locked) -> Option<(QuotaKind, String)> {
+    let kind = adds(command)?;
     let holder = match locked {
         Locked::Organisation(organisation) => organisation.id.as_str(),
         Locked::Workspace(workspace) => workspace.uid.as_str(),
         // Every command that adds what a cap counts locks its holder.
-        Locked::Nothing => return Ok(()),
+        Locked::Nothing => return None,
     };
-    let live = repo::count_live(sql, kind, holder).await?;
-    Ok(quotas.admit(kind, live)?)
+    Some((kind, holder.to_owned()))
+}
+
+/// Refuses, with `CoreError::QuotaReached`, a command that has just written
+/// one more of `kind` into `holder` past its cap; the caller holds the
+/// holder's lock and rolls the transaction back on the refusal.
+pub(crate) async fn admit<C: Sql + ?Sized>(
+    sql: &mut C,
+    quotas: &Quotas,
+    (kind, holder): &(QuotaKind, String),
+) -> StoreResult<()> {
+    let live = repo::count_live(sql, *kind, holder).await?;
+    Ok(quotas.admit(*kind, live)?)
 }

@@ -9,7 +9,7 @@ use keys_core::{CoreError, KeyPage, KeyPosition, QuotaKind, Quotas};
 use keys_store::{Listing, Store};
 
 use crate::concurrency::race_alternating;
-use crate::support::{assert_refused, Expected, Kind, TestDb, World};
+use crate::support::{assert_refused, not_found, Expected, Kind, TestDb, World};
 
 /// A store on `db` holding every create to `quotas`.
 async fn capped(db: &TestDb, quotas: Quotas) -> Arc<dyn Store> {
@@ -52,6 +52,11 @@ pub async fn every_cap_refuses_past_it_and_a_delete_frees_a_place(db: &TestDb) {
         store.roll_api_key(&workspace.uid, &first.id, None, material, &actor, now).await,
         reached(QuotaKind::ApiKeys, 2),
     );
+    // At the cap, a roll refused for another reason says that reason.
+    let missing = world.api_key(&workspace, "never stored");
+    let (material, now) = (world.api_key_material(), world.tick(1));
+    let refused = store.roll_api_key(&workspace.uid, &missing.id, None, material, &actor, now).await;
+    assert_refused(refused, not_found("api key"));
     assert_eq!(store.audit_events(&organisation.id, 100).await.unwrap().len(), events, "refusals write nothing");
     store.delete_api_key(&workspace.uid, &first.id, &actor, world.tick(1)).await.unwrap();
     store.create_api_key(&world.api_key(&workspace, "third")).await.unwrap();
