@@ -8,6 +8,9 @@
 //! - `cargo xtask fuzz [SECONDS]`: the fuzz targets of `fuzz/`, each for a
 //!   bounded time over the committed seed corpus (see `fuzz.rs`); part of
 //!   `ci`.
+//! - `cargo xtask schemathesis`: schemathesis with every check against a
+//!   live `keysd`, both dialects, deterministic and bounded (see
+//!   `schemathesis.rs`); part of `ci`, after the tests.
 //! - `cargo xtask bench [--quick]`: the benchmarks of docs/BENCHMARKS.md
 //!   (see `bench/mod.rs`); `xtask bench-hello ADDR` is its baseline server.
 //!
@@ -16,6 +19,7 @@
 
 mod bench;
 mod fuzz;
+mod schemathesis;
 mod tidy;
 
 use std::env;
@@ -33,13 +37,15 @@ fn main() -> Result<()> {
         Some("pg") => ensure_postgres(),
         Some("bench") => bench::main(&args[1..]),
         Some("fuzz") => fuzz::main(&args[1..]),
+        Some("schemathesis") => schemathesis::main(&args[1..]),
         Some("bench-hello") => bench::hello::main(args.get(1).map_or("127.0.0.1:0", String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <ci|pg|bench|fuzz>");
+            eprintln!("usage: cargo xtask <ci|pg|bench|fuzz|schemathesis>");
             eprintln!("  ci      fmt --check, clippy -D warnings, the whole test suite (PostgreSQL included)");
             eprintln!("  pg      start the local PostgreSQL if it is installed but stopped");
             eprintln!("  bench   build in release and write docs/BENCHMARKS.md (--quick: under 2 minutes; --help)");
             eprintln!("  fuzz    every fuzz target for SECONDS each (default 30, KEYSD_FUZZ_SECONDS)");
+            eprintln!("  schemathesis  schemathesis --checks all against a live keysd, both dialects");
             std::process::exit(2);
         }
     }
@@ -84,14 +90,17 @@ fn ci() -> Result<()> {
     let mut doc_tests = cargo();
     doc_tests.args(["test", "--workspace", "--doc"]);
     run(doc_tests)?;
+    schemathesis::run(&python)?;
     fuzz::fuzz(fuzz::seconds_from_env()?)
 }
 
 /// The Python packages the suite judges keysd with: an OpenAPI 3.1 validator
 /// and JSON Schema for the generated document, PyJWT (with cryptography) as
-/// an independent JOSE implementation.
-const PYTHON_PACKAGES: [&str; 4] = ["openapi-spec-validator", "jsonschema", "pyjwt>=2.8", "cryptography>=42"];
-const PYTHON_IMPORTS: &str = "import openapi_spec_validator, jsonschema, jwt, cryptography";
+/// an independent JOSE implementation, and schemathesis against a live
+/// server.
+const PYTHON_PACKAGES: [&str; 5] =
+    ["openapi-spec-validator", "jsonschema", "pyjwt>=2.8", "cryptography>=42", schemathesis::PACKAGE];
+const PYTHON_IMPORTS: &str = "import openapi_spec_validator, jsonschema, jwt, cryptography, schemathesis";
 
 fn succeeds(mut command: Command) -> bool {
     command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
@@ -138,6 +147,11 @@ fn ensure_test_tools() -> Result<PathBuf> {
         run(install)?;
     }
     Ok(python)
+}
+
+/// Where cargo writes what it builds: `$CARGO_TARGET_DIR`, or `target/`.
+fn target_dir() -> PathBuf {
+    env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"))
 }
 
 fn postgres_url() -> String {

@@ -43,6 +43,8 @@ pub enum CoreError {
     InvalidLeeway { max: u32 },
     #[error("limit must be an integer between 1 and 100")]
     InvalidLimit,
+    #[error("limit must be an integer between 1 and {max}")]
+    InvalidKeyPageLimit { max: u32 },
     #[error("offset must be a non-negative integer")]
     InvalidOffset,
     #[error("only 1 active signing key is allowed")]
@@ -84,6 +86,11 @@ pub enum CoreError {
     TokenBeyondCreator,
     #[error("the last unexpired admin token of an organisation cannot be revoked; create another admin token first (keysd token create)")]
     LastAdminToken,
+    /// A cap of [`crate::Quotas`] is reached: nothing was created.
+    #[error("the {holder} has reached its limit of {limit} {counted}: delete one it no longer needs first")]
+    QuotaReached { holder: &'static str, counted: &'static str, limit: u32 },
+    #[error("a quota must be at least 1")]
+    InvalidQuota,
     #[error("{kind} is deleted")]
     AlreadyDeleted { kind: &'static str },
     /// A ring was asked for a key it does not hold (absent, or deleted and

@@ -22,6 +22,7 @@ mod organisation;
 mod organisation_key;
 mod origin;
 mod public_key;
+mod quota;
 mod service_token;
 mod signing_key;
 mod values;
@@ -39,9 +40,10 @@ pub use ids::{
     WorkspaceUid,
 };
 pub use organisation::Organisation;
-pub use organisation_key::{OrganisationSigningKey, OrganisationSigningKeyState};
+pub use organisation_key::{KeyPage, KeyPosition, KeySlice, OrganisationSigningKey, OrganisationSigningKeyState};
 pub use origin::{DomainPattern, Origin, Scheme};
 pub use public_key::{NewPublicKey, PublicKey, PublicKeyPatch, PublicKeyRing, PublicKeyState};
+pub use quota::{QuotaKind, Quotas};
 pub use service_token::{
     NewServiceToken, Permission, Role, ServiceTokenMaterial, ServiceTokenRecord, ServiceTokenState, TokenWorkspaces,
 };
@@ -49,5 +51,7 @@ pub use signing_key::{
     Deletion, GracePeriod, NewSigningKey, SigningKeyLifecycle, SigningKeyRing, SigningKeyState, SigningKeyStatus,
     StoredSigningKey, WorkspaceSigningKey,
 };
-pub use values::{timestamp, Actor, Description, Mode, Name, Page, Pagination, WorkspaceSlug, RESERVED_SLUGS};
+pub use values::{
+    timestamp, Actor, Description, Mode, Name, Page, Pagination, WorkspaceSlug, FORMAT_CHARACTERS, RESERVED_SLUGS,
+};
 pub use workspace::{NewWorkspace, Workspace};

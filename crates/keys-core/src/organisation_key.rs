@@ -87,3 +87,74 @@ impl Deref for OrganisationSigningKey {
         &self.0
     }
 }
+
+/// Where a page of an organisation's keys ends: the list is ordered newest
+/// first (`created_at`, then `id`, both descending), so the next page holds
+/// the keys strictly after this one in that order. Stable under inserts and
+/// deletes, unlike an offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPosition {
+    pub created_at: OffsetDateTime,
+    pub id: OrganisationKeyId,
+}
+
+impl KeyPosition {
+    /// The position of `key` in the list.
+    pub fn of(key: &OrganisationSigningKey) -> Self {
+        Self { created_at: key.created_at, id: key.id.clone() }
+    }
+}
+
+/// Which page of an organisation's live keys: at most `limit` (1 to
+/// [`KeyPage::MAX_LIMIT`], default [`KeyPage::DEFAULT_LIMIT`]), after a
+/// position or from the newest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyPage {
+    limit: u32,
+    after: Option<KeyPosition>,
+}
+
+impl KeyPage {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 1_000;
+
+    pub fn new(limit: u32, after: Option<KeyPosition>) -> Result<Self, CoreError> {
+        if limit == 0 || limit > Self::MAX_LIMIT {
+            return Err(CoreError::InvalidKeyPageLimit { max: Self::MAX_LIMIT });
+        }
+        Ok(Self { limit, after })
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+
+    pub fn after(&self) -> Option<&KeyPosition> {
+        self.after.as_ref()
+    }
+
+    /// The page from what a lookup fetched for it: up to `limit + 1` keys
+    /// in list order, the one beyond the limit only telling that more
+    /// follow.
+    pub fn slice(&self, mut fetched: Vec<OrganisationSigningKey>) -> KeySlice {
+        let limit = usize::try_from(self.limit).unwrap_or(usize::MAX);
+        let more = fetched.len() > limit;
+        fetched.truncate(limit);
+        let next = if more { fetched.last().map(KeyPosition::of) } else { None };
+        KeySlice { keys: fetched, next }
+    }
+}
+
+impl Default for KeyPage {
+    fn default() -> Self {
+        Self { limit: Self::DEFAULT_LIMIT, after: None }
+    }
+}
+
+/// One page of an organisation's keys, and where the next one starts
+/// (`None` on the last page).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySlice {
+    pub keys: Vec<OrganisationSigningKey>,
+    pub next: Option<KeyPosition>,
+}

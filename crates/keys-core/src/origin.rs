@@ -131,7 +131,7 @@ impl DomainPattern {
     /// A pattern as a client sets it: wildcards over a public suffix are
     /// refused.
     pub fn parse(text: &str) -> Result<Self, CoreError> {
-        let pattern = Self::restore(text)?;
+        let pattern = Self::read(text, true)?;
         if let HostPattern::Subdomains(apex) = &pattern.host {
             let single_label = !apex.contains('.');
             if single_label || psl::suffix_str(apex) == Some(apex.as_str()) {
@@ -146,6 +146,13 @@ impl DomainPattern {
     /// them on the way out of the database would make their key
     /// unreadable; they can be replaced, not stored anew).
     pub fn restore(text: &str) -> Result<Self, CoreError> {
+        Self::read(text, false)
+    }
+
+    /// Reads a pattern; `strict` (what clients send) also refuses an IPv4
+    /// address in any form but dotted decimal (`0`, `0x7f.1`, `010.0.0.1`
+    /// are addresses to the WHATWG parser, never what an operator means).
+    fn read(text: &str, strict: bool) -> Result<Self, CoreError> {
         let invalid = || CoreError::InvalidDomain(echo(text));
         let lower = text.trim().to_ascii_lowercase();
         let (pinned_scheme, authority) = match lower.split_once("://") {
@@ -169,7 +176,7 @@ impl DomainPattern {
         // name (letters, digits, hyphens), which also refuses `*` inside.
         let ascii = match Host::parse(apex).map_err(|_| invalid())? {
             Host::Domain(domain) if is_host(&domain) => domain,
-            Host::Ipv4(address) if !wildcard => address.to_string(),
+            Host::Ipv4(address) if !wildcard && (!strict || address.to_string() == apex) => address.to_string(),
             _ => return Err(invalid()),
         };
         let host = if wildcard { HostPattern::Subdomains(ascii) } else { HostPattern::Exact(ascii) };
@@ -251,5 +258,15 @@ mod tests {
         ] {
             assert_eq!(DomainPattern::parse(text).map(|pattern| pattern.text), Ok(canonical.to_owned()), "{text}");
         }
+    }
+
+    #[test]
+    fn an_address_is_taken_in_dotted_decimal_only() {
+        // Addresses to the WHATWG parser, which schemathesis sent as hosts.
+        for text in ["0", "0000000000", "2130706433", "0x7f.1", "010.0.0.1", "https://0:8443"] {
+            assert!(DomainPattern::parse(text).is_err(), "{text}");
+        }
+        // What earlier versions stored is still read back.
+        assert_eq!(DomainPattern::restore("0").map(|pattern| pattern.text), Ok("0.0.0.0".to_owned()));
     }
 }

@@ -81,13 +81,18 @@ enum Source {
 
 fn checked_text(text: &str, field: &'static str, max: usize, from: Source) -> Result<String, CoreError> {
     let trimmed = text.trim();
-    if trimmed.chars().count() > max {
+    // What a client sends is held to its length and its characters as sent,
+    // surrounding whitespace included, so that the OpenAPI document can say
+    // exactly what is accepted (`maxLength`, and a pattern without control
+    // or format characters); what storage holds was trimmed on the way in.
+    let checked = if from == Source::Client { text } else { trimmed };
+    if checked.chars().count() > max {
         return Err(CoreError::TooLong { field, max });
     }
-    if trimmed.chars().any(char::is_control) {
+    if checked.chars().any(char::is_control) {
         return Err(CoreError::ControlCharacters { field });
     }
-    if from == Source::Client && trimmed.chars().any(is_format_character) {
+    if from == Source::Client && checked.chars().any(is_format_character) {
         return Err(CoreError::FormatCharacters { field });
     }
     Ok(trimmed.to_owned())
@@ -98,7 +103,7 @@ fn checked_text(text: &str, field: &'static str, max: usize, from: Source) -> Re
 /// (U+200B ZERO WIDTH SPACE) what a console shows, so a name holding one
 /// can pass for another. The standard library has no category lookup and
 /// the set is small and stable, so it is listed here.
-const FORMAT_CHARACTERS: [(u32, u32); 21] = [
+pub const FORMAT_CHARACTERS: [(u32, u32); 21] = [
     (0x00AD, 0x00AD),
     (0x0600, 0x0605),
     (0x061C, 0x061C),

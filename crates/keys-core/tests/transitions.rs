@@ -53,6 +53,13 @@ fn names_and_descriptions_are_bounded() {
     assert_eq!(Name::parse(&"x".repeat(256)), Err(CoreError::TooLong { field: "name", max: 255 }));
     assert!(Name::parse(&"é".repeat(255)).is_ok());
     assert_eq!(Name::parse("a\u{0}b"), Err(CoreError::ControlCharacters { field: "name" }));
+    // Held as sent, so the OpenAPI document can say exactly what passes
+    // (`maxLength`, a pattern without control characters): a control
+    // character or the length is not excused by surrounding whitespace.
+    assert_eq!(Name::parse("\tweb"), Err(CoreError::ControlCharacters { field: "name" }));
+    assert_eq!(Name::parse("web\n"), Err(CoreError::ControlCharacters { field: "name" }));
+    assert_eq!(Name::parse(&format!(" {}", "x".repeat(255))), Err(CoreError::TooLong { field: "name", max: 255 }));
+    assert_eq!(Name::restore("web").map(|n| n.as_str().to_owned()), Ok("web".to_owned()));
     assert_eq!(Description::parse(None), Ok(None));
     assert_eq!(Description::parse(Some("  ")), Ok(None));
     assert!(Description::parse(Some(&"d".repeat(1025))).is_err());

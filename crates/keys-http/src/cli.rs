@@ -16,7 +16,7 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
 use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
 use keys_core::{
-    CoreError, Mode, Name, NewServiceToken, NewWorkspace, Organisation, Pagination, Role, TokenWorkspaces,
+    CoreError, Mode, Name, NewServiceToken, NewWorkspace, Organisation, Pagination, Quotas, Role, TokenWorkspaces,
     WorkspaceSlug,
 };
 use keys_service::{Service, ServiceConfig, ServiceError};
@@ -27,6 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::dto::ServiceTokenDto;
 use crate::process;
+use crate::quotas::QuotaArgs;
 use crate::server::{serve, App, AppConfig};
 
 /// keysd: API keys, publishable keys and signing keys as a service.
@@ -204,6 +205,8 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYSD_LAST_USED_INTERVAL_SECONDS", value_name = "SECONDS", default_value_t = 60)]
     #[arg(value_parser = up_to(86_400))]
     pub last_used_interval_seconds: u64,
+    #[command(flatten)]
+    pub quotas: QuotaArgs,
 }
 
 /// The parser of a bounded count option: a whole number from 0 to `max`
@@ -437,7 +440,8 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let cache = CacheConfig { ttl: std::time::Duration::from_millis(args.cache_ttl_ms), ..CacheConfig::default() };
-    let store = open_cached_store(database_url, cache).await?;
+    let quotas = args.quotas.quotas().map_err(|error| anyhow!("{error}"))?;
+    let store = open_cached_store(database_url, cache, quotas).await?;
     if args.jwt_issuer_bases.is_empty() {
         tracing::warn!(
             "no --jwt-issuer-base pinned: Versori-style JWTs are accepted with any issuer base they state \
@@ -549,8 +553,8 @@ async fn open_service(url: &str) -> anyhow::Result<Service> {
     Ok(Service::new(store, ServiceConfig::default()))
 }
 
-async fn open_cached_store(url: &str, cache: CacheConfig) -> anyhow::Result<Arc<dyn Store>> {
-    keys_store::open_cached(url, cache).await.map_err(|error| open_error(url, error))
+async fn open_cached_store(url: &str, cache: CacheConfig, quotas: Quotas) -> anyhow::Result<Arc<dyn Store>> {
+    keys_store::open_cached(url, cache, quotas).await.map_err(|error| open_error(url, error))
 }
 
 fn open_error(url: &str, error: StoreError) -> anyhow::Error {

@@ -9,16 +9,20 @@
 use std::fmt;
 
 use keys_core::{
-    Actor, ApiKey, ApiKeyLifecycle, ApiKeyStatus, CoreError, GracePeriod, Mode, OrganisationSigningKey, Page,
-    Pagination, PublicKey, Role, ServiceTokenRecord, SigningKeyStatus, Workspace, WorkspaceSigningKey,
+    Actor, ApiKey, ApiKeyLifecycle, ApiKeyStatus, CoreError, GracePeriod, KeyPage, KeyPosition, KeySlice, Mode,
+    OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey, Role, ServiceTokenRecord, SigningKeyStatus,
+    Workspace, WorkspaceSigningKey,
 };
 use serde::{Deserialize, Deserializer, Serialize};
 use time::OffsetDateTime;
-use utoipa::openapi::{RefOr, Schema};
+use utoipa::openapi::schema::SchemaType;
+use utoipa::openapi::{ArrayBuilder, ObjectBuilder, RefOr, Schema, Type};
 use utoipa::ToSchema;
 
 use crate::error::ApiError;
-use crate::schema::string_enum;
+use crate::schema::{
+    description_schema, domain_pattern_schema, external_id_schema, name_schema, scopes_schema, string_enum,
+};
 
 /// RFC 3339 in UTC with exactly six fractional digits:
 /// `2026-04-21T12:35:24.117631Z`.
@@ -38,6 +42,32 @@ pub fn format_timestamp(at: OffsetDateTime) -> String {
 
 fn timestamp_opt(at: Option<OffsetDateTime>) -> Option<String> {
     at.map(format_timestamp)
+}
+
+/// A secret or a private key on its way into a response: zeroed when
+/// dropped (the DTOs that hold one therefore are too), serialised as the
+/// string it is, never shown by `Debug`.
+pub struct Secret(zeroize::Zeroizing<String>);
+
+impl Secret {
+    /// A zeroizing copy of `text` (one allocation of its exact size).
+    pub fn new(text: &str) -> Self {
+        Self(zeroize::Zeroizing::new(text.to_owned()))
+    }
+}
+
+impl zeroize::ZeroizeOnDrop for Secret {}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
 }
 
 /// `{name, email}` of a `*_by` field.
@@ -114,11 +144,13 @@ impl From<&Workspace> for WorkspaceDto {
 #[serde(deny_unknown_fields)]
 #[schema(as = WorkspaceCreate)]
 pub struct CreateWorkspace {
-    #[schema(required = true, value_type = String, min_length = 1, max_length = 255)]
+    #[schema(required = true, schema_with = name_schema)]
     pub name: Option<String>,
     #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
     pub slug: Option<String>,
+    #[schema(schema_with = description_schema)]
     pub description: Option<String>,
+    /// `null` or absent is `sandbox` (SuprSend's clients may send `null`).
     #[schema(schema_with = optional_mode_schema)]
     pub mode: Option<String>,
 }
@@ -262,9 +294,12 @@ pub struct ApiKeyDto {
     pub deleted_by: Option<ActorDto>,
     /// The secret: only in the create and roll responses.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = r"^SS\.")]
-    pub api_key: Option<String>,
+    #[schema(value_type = Option<String>, pattern = r"^SS\.")]
+    pub api_key: Option<Secret>,
 }
+
+/// Its one secret field is a [`Secret`].
+impl zeroize::ZeroizeOnDrop for ApiKeyDto {}
 
 impl fmt::Debug for ApiKeyDto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -323,17 +358,18 @@ pub(crate) fn meta_object(meta: &keys_core::KeyMeta) -> Option<serde_json::Map<S
 #[serde(deny_unknown_fields)]
 #[schema(as = ApiKeyCreate)]
 pub struct CreateApiKey {
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = name_schema)]
     pub name: Option<String>,
+    #[schema(schema_with = description_schema)]
     pub description: Option<String>,
     /// RFC 3339; must lie in the future.
     #[schema(format = DateTime)]
     pub expires_at: Option<String>,
     /// At most 64; each 1–64 characters of `a-z 0-9 : . _ -`, optionally
     /// ending in `:*`.
-    #[schema(max_items = 64)]
+    #[schema(schema_with = scopes_schema)]
     pub scopes: Option<Vec<String>>,
-    #[schema(max_length = 255)]
+    #[schema(schema_with = external_id_schema)]
     pub external_id: Option<String>,
     /// A JSON object of at most 4 KiB serialised.
     #[schema(value_type = Option<Object>)]
@@ -347,17 +383,19 @@ pub struct CreateApiKey {
 #[schema(as = ApiKeyPatch)]
 pub struct PatchApiKey {
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = name_schema)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = description_schema)]
     pub description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(format = DateTime)]
     pub expires_at: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(max_items = 64)]
+    #[schema(schema_with = scopes_schema)]
     pub scopes: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(max_length = 255)]
+    #[schema(schema_with = external_id_schema)]
     pub external_id: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
@@ -369,8 +407,9 @@ pub struct PatchApiKey {
 #[serde(deny_unknown_fields)]
 #[schema(as = KeyCreate)]
 pub struct CreateKey {
-    #[schema(required = true, value_type = String, min_length = 1, max_length = 255)]
+    #[schema(required = true, schema_with = name_schema)]
     pub name: Option<String>,
+    #[schema(schema_with = description_schema)]
     pub description: Option<String>,
 }
 
@@ -448,9 +487,10 @@ pub struct PatchPublicKey {
     #[schema(value_type = bool)]
     pub is_secure_mode_enabled: Option<Option<bool>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = String, min_length = 1, max_length = 255)]
+    #[schema(schema_with = name_schema)]
     pub name: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = description_schema)]
     pub description: Option<Option<String>>,
     /// Origins allowed to use the key (`null`: any). Each entry is a host
     /// (`app.example.com`), a wildcard over the subdomains of a registrable
@@ -458,6 +498,7 @@ pub struct PatchPublicKey {
     /// refused), or either with a scheme and optional port
     /// (`https://app.example.com:8443`), which pins both.
     #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = allowed_domains_schema)]
     pub allowed_domains: Option<Option<Vec<String>>>,
 }
 
@@ -476,10 +517,11 @@ pub struct SigningKeyDto {
     #[schema(format = DateTime)]
     pub expiry_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = "^-----BEGIN PRIVATE KEY-----")]
-    pub private_key_pem: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^-----BEGIN PRIVATE KEY-----")]
+    pub private_key_pem: Option<Secret>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub private_key_base64: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub private_key_base64: Option<Secret>,
     #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
@@ -490,6 +532,9 @@ pub struct SigningKeyDto {
     pub deleted_at: Option<String>,
     pub deleted_by: Option<ActorDto>,
 }
+
+/// Its secret fields are [`Secret`]s.
+impl zeroize::ZeroizeOnDrop for SigningKeyDto {}
 
 impl fmt::Debug for SigningKeyDto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -567,7 +612,7 @@ impl RollSigningKey {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrganisationKey {
-    #[schema(required = true)]
+    #[schema(required = true, schema_with = name_schema)]
     pub name: Option<String>,
 }
 
@@ -581,11 +626,14 @@ pub struct OrganisationKeyDto {
     #[schema(pattern = "^-----BEGIN PUBLIC KEY-----")]
     pub public_key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = "^-----BEGIN PRIVATE KEY-----")]
-    pub private_key: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^-----BEGIN PRIVATE KEY-----")]
+    pub private_key: Option<Secret>,
     #[schema(format = DateTime)]
     pub created_at: String,
 }
+
+/// Its secret field is a [`Secret`].
+impl zeroize::ZeroizeOnDrop for OrganisationKeyDto {}
 
 impl fmt::Debug for OrganisationKeyDto {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -609,9 +657,71 @@ impl From<&OrganisationSigningKey> for OrganisationKeyDto {
     }
 }
 
+/// `{keys: [...], nextCursor}`: Versori's `{keys}` with one more field,
+/// which clients that do not page ignore.
 #[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
 pub struct OrganisationKeyList {
     pub keys: Vec<OrganisationKeyDto>,
+    /// Pass as `?cursor=` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl OrganisationKeyList {
+    pub fn from_slice(slice: &KeySlice) -> Self {
+        Self {
+            keys: slice.keys.iter().map(OrganisationKeyDto::from).collect(),
+            next_cursor: slice.next.as_ref().map(encode_cursor),
+        }
+    }
+}
+
+/// The pattern of a `cursor`: what [`encode_cursor`] writes, and every
+/// text of that form names a position, so the document and the parser agree.
+pub const CURSOR_PATTERN: &str = "^[0-9]{1,17}-[0-7][0-9A-HJKMNP-TV-Za-hjkmnp-tv-z]{25}$";
+
+/// The `cursor` of a position: `<created_at in unix microseconds>-<key
+/// id>`. Documented as opaque: clients pass it back as they got it.
+pub fn encode_cursor(position: &KeyPosition) -> String {
+    let micros = position.created_at.unix_timestamp_nanos() / 1_000;
+    format!("{micros}-{}", position.id)
+}
+
+/// The position a cursor names, if it is of [`CURSOR_PATTERN`]'s form.
+fn decode_cursor(cursor: &str) -> Option<KeyPosition> {
+    let (micros, id) = cursor.split_once('-')?;
+    if micros.is_empty() || micros.len() > 17 || !micros.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    let micros: i128 = micros.parse().ok()?;
+    let created_at = OffsetDateTime::from_unix_timestamp_nanos(micros.checked_mul(1_000)?).ok()?;
+    Some(KeyPosition { created_at, id: OrganisationKeyId::parse(id).ok()? })
+}
+
+/// The query of the organisation-key list: `limit` (1–1000, default 100)
+/// and `cursor` (from the previous page's `nextCursor`). Bad values are
+/// refused, never clamped; other parameters are ignored.
+pub fn key_page(query: Option<&str>) -> Result<KeyPage, ApiError> {
+    let mut limit = KeyPage::DEFAULT_LIMIT;
+    let mut after = None;
+    let mut problems = Vec::new();
+    for (key, value) in query_pairs(query) {
+        match key {
+            "limit" => match value.parse::<u32>() {
+                Ok(parsed) => limit = parsed,
+                Err(_) => problems.push(CoreError::InvalidKeyPageLimit { max: KeyPage::MAX_LIMIT }.to_string()),
+            },
+            "cursor" => match decode_cursor(&value) {
+                Some(position) => after = Some(position),
+                None => problems.push("cursor must be a nextCursor this server returned".to_owned()),
+            },
+            _ => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    Ok(KeyPage::new(limit, after)?)
 }
 
 // --------------------------------------------------------------------- query
@@ -630,9 +740,7 @@ impl ListQuery {
         let mut offset = None;
         let mut include_deleted = false;
         let mut problems = Vec::new();
-        for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let value = percent_decode(value);
+        for (key, value) in query_pairs(query) {
             match key {
                 "limit" => match value.parse::<u32>() {
                     Ok(parsed) => limit = Some(parsed),
@@ -657,6 +765,14 @@ impl ListQuery {
         let pagination = Pagination::new(limit.unwrap_or(Pagination::DEFAULT_LIMIT), offset.unwrap_or(0))?;
         Ok(Self { pagination, include_deleted })
     }
+}
+
+/// The `key=value` pairs of a query, each value percent-decoded.
+fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, String)> {
+    query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()).map(|pair| {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (key, percent_decode(value))
+    })
 }
 
 /// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are.
@@ -718,6 +834,45 @@ mod tests {
     }
 
     #[test]
+    fn key_page_query_round_trips_cursors_and_refuses_bad_values() {
+        assert_eq!(key_page(None).expect("default"), KeyPage::default());
+        let position = KeyPosition {
+            created_at: time::macros::datetime!(2026-04-21 12:35:24.117631 UTC),
+            id: OrganisationKeyId::parse("01ARZ3NDEKTSV4RRFFQ69G5FAV").expect("id"),
+        };
+        let cursor = encode_cursor(&position);
+        assert_eq!(cursor, "1776774924117631-01ARZ3NDEKTSV4RRFFQ69G5FAV");
+        let page = key_page(Some(&format!("limit=1000&cursor={cursor}"))).expect("valid");
+        assert_eq!((page.limit(), page.after()), (1000, Some(&position)));
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+            "cursor=",
+            "cursor=abc",
+            "cursor=12-nope",
+            "cursor=-01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        ] {
+            assert!(key_page(Some(bad)).is_err(), "{bad}");
+        }
+    }
+
+    /// Compiles only while every secret-bearing DTO (and [`Secret`]) is
+    /// zeroized on drop.
+    fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+    #[test]
+    fn secret_bearing_dtos_are_zeroized_on_drop() {
+        zeroized_on_drop::<Secret>();
+        zeroized_on_drop::<ApiKeyDto>();
+        zeroized_on_drop::<SigningKeyDto>();
+        zeroized_on_drop::<OrganisationKeyDto>();
+        let secret = Secret::new("SS.abc");
+        assert_eq!(format!("{secret:?}"), "<redacted>");
+        assert_eq!(serde_json::to_string(&secret).expect("json"), r#""SS.abc""#);
+    }
+
+    #[test]
     fn percent_decoding() {
         assert_eq!(percent_decode("a%20b+c"), "a b c");
         assert_eq!(percent_decode("100%"), "100%");
@@ -732,9 +887,21 @@ pub(crate) fn mode_schema() -> impl Into<RefOr<Schema>> {
     string_enum([Mode::Sandbox.as_str(), Mode::Production.as_str()], "The workspace's mode.")
 }
 
-/// `mode` of a workspace create, optional.
+/// `mode` of a workspace create, optional: `null` is the default too.
 pub(crate) fn optional_mode_schema() -> impl Into<RefOr<Schema>> {
-    string_enum([Mode::Sandbox.as_str(), Mode::Production.as_str()], "The workspace's mode (default `sandbox`).")
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some([Some(Mode::Sandbox.as_str()), Some(Mode::Production.as_str()), None]))
+        .description(Some("The workspace's mode; absent or null is `sandbox`."))
+}
+
+/// `allowed_domains` of a public-key patch: null (any origin) or at most
+/// `DomainPattern::MAX_PER_KEY` patterns.
+pub(crate) fn allowed_domains_schema() -> impl Into<RefOr<Schema>> {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(domain_pattern_schema())
+        .max_items(Some(keys_core::DomainPattern::MAX_PER_KEY))
 }
 
 /// `status` of a workspace signing key.
@@ -799,7 +966,9 @@ pub(crate) struct VerifyApiKeyRequest {
     #[schema(value_type = Value)]
     api_key: String,
     /// Scopes the key must hold (`keys:*` held covers `keys:read`
-    /// required); one it lacks is `valid:false`, `insufficient_scope`.
+    /// required); one it lacks is `valid:false`, `insufficient_scope`. An
+    /// array of strings: any other value is `valid:false`, `malformed`.
+    #[schema(value_type = Option<Value>)]
     required_scopes: Option<Vec<String>>,
 }
 

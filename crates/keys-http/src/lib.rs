@@ -16,7 +16,8 @@
 //! - [`error`], `dto`: the wire shapes of errors and resources.
 //! - [`rate_limit`]: the optional per-client limit of `--rate-limit`.
 //! - [`metrics`], [`openapi`], [`cli`]; `process` (what `serve` asks of the
-//!   OS: the open-files limit raised, core dumps off).
+//!   OS: the open-files limit raised, core dumps off); `quotas` (the
+//!   `--max-…` flags: the caps every create is held to).
 //!
 //! **Architecture invariant:** this is the only crate that knows HTTP and
 //! JSON, and it holds no domain rule and no use case: those are keys-core's
@@ -35,6 +36,7 @@ mod handlers;
 pub mod metrics;
 pub mod openapi;
 mod process;
+mod quotas;
 pub mod rate_limit;
 mod route;
 pub mod router;

@@ -67,6 +67,7 @@ fn http_method(method: &http::Method) -> Option<HttpMethod> {
         http::Method::DELETE => HttpMethod::Delete,
         http::Method::HEAD => HttpMethod::Head,
         http::Method::OPTIONS => HttpMethod::Options,
+        http::Method::TRACE => HttpMethod::Trace,
         _ => return None,
     })
 }
@@ -111,6 +112,12 @@ fn described(operation: &crate::routes::Operation) -> Option<String> {
         .collect();
     (!parts.is_empty()).then(|| parts.join("\n\n"))
 }
+/// The description of a 400 that a rule of the resource's state or of the
+/// clock gives to a request the schema calls valid (the operation's
+/// description says which rule). `cargo xtask schemathesis` reads it: such
+/// a 400 is not a valid request rejected.
+pub const RULE_REFUSAL: &str = "Refused by a rule of the resource's current state or of the clock, as the \
+                                operation's description says; or the request is not acceptable (validation error).";
 
 /// The description of a status.
 fn status_description(status: u16) -> &'static str {
@@ -163,6 +170,11 @@ fn responses(
         }
     }
     statuses.sort_by_key(|(status, _)| *status);
+    // A 400 the operation itself declares is a rule of the resource's state
+    // or of the clock that no schema can say (the default key cannot be
+    // deleted while others live, only an active key can be rolled, a slug
+    // is taken): a request the document calls valid may get it.
+    let rule_refusal = operation.refusals.iter().any(|(status, _)| *status == 400);
     let error = match route.dialect {
         Dialect::SuprSend => schema::<SuprSendError>(),
         Dialect::Versori => schema::<VersoriError>(),
@@ -170,7 +182,8 @@ fn responses(
     statuses
         .into_iter()
         .map(|(status, payload)| {
-            let mut response = ResponseBuilder::new().description(status_description(status));
+            let description = if status == 400 && rule_refusal { RULE_REFUSAL } else { status_description(status) };
+            let mut response = ResponseBuilder::new().description(description);
             let content = match payload {
                 Payload::Json(of) => Some(("application/json", register(schemas, of))),
                 Payload::List(of) => Some(("application/json", register_list(schemas, of))),
@@ -239,9 +252,28 @@ fn operation(
                 .description(Some(description))
                 .schema(Some(schema))
         };
-        builder = builder
-            .parameter(query("limit", "Page size; out of range is a 400, never clamped.", integer(1, Some(100), 10)))
-            .parameter(query("offset", "Records to skip.", integer(0, Some(keys_core::Pagination::MAX_OFFSET), 0)));
+        if operation.query == Query::Cursor {
+            let (most, default) = (keys_core::KeyPage::MAX_LIMIT, keys_core::KeyPage::DEFAULT_LIMIT);
+            builder = builder
+                .parameter(query(
+                    "limit",
+                    "Page size; out of range is a 400, never clamped.",
+                    integer(1, Some(u64::from(most)), u64::from(default)),
+                ))
+                .parameter(query(
+                    "cursor",
+                    "The `nextCursor` of the previous page, as it was returned (opaque).",
+                    ObjectBuilder::new().schema_type(Type::String).pattern(Some(crate::dto::CURSOR_PATTERN)),
+                ));
+        } else {
+            builder = builder
+                .parameter(query(
+                    "limit",
+                    "Page size; out of range is a 400, never clamped.",
+                    integer(1, Some(100), 10),
+                ))
+                .parameter(query("offset", "Records to skip.", integer(0, Some(keys_core::Pagination::MAX_OFFSET), 0)));
+        }
         if operation.query == Query::List {
             builder = builder.parameter(query(
                 "include_deleted",
@@ -268,6 +300,12 @@ fn operation(
         builder = builder.request_body(Some(request_body.build()));
     }
     builder = match operation.auth() {
+        // Forward authentication needs no caller but the gateway, which
+        // names itself by its own header; said here so that clients (and
+        // schemathesis) know a 401 comes before anything else.
+        Auth::Public if route.answers_any_method() => {
+            builder.securities(Some(vec![SecurityRequirement::new("GatewayToken", Vec::<String>::new())]))
+        }
         Auth::Public => builder.securities(Some(Vec::<SecurityRequirement>::new())),
         Auth::ServiceToken => {
             let mut requirements = vec![SecurityRequirement::new("ServiceToken", Vec::<String>::new())];
@@ -310,6 +348,13 @@ pub fn build() -> OpenApi {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "Authorization",
                 "Authorization: ServiceToken <token>",
+            ))),
+        )
+        .security_scheme(
+            "GatewayToken",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-Keysd-Service-Token",
+                "Forward authentication only: the gateway's own service token (any role).",
             ))),
         )
         .security_scheme(

@@ -372,6 +372,8 @@ pub(crate) enum Query {
     List,
     /// `limit` and `offset` only.
     Page,
+    /// `limit` (1–1000) and an opaque `cursor` (organisation keys).
+    Cursor,
 }
 
 /// One method of a route.
@@ -495,6 +497,11 @@ impl Route {
         // A gateway's sub-request may keep any client method (Envoy forwards
         // `PROPFIND` as it is): forward authentication answers them all.
         declared.or_else(|| self.any_method.then(|| self.operations.first()).flatten())
+    }
+
+    /// Whether the route answers every method (forward authentication).
+    pub fn answers_any_method(&self) -> bool {
+        self.any_method
     }
 
     /// Whether this is one of the verification endpoints, the hot path

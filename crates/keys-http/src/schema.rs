@@ -85,3 +85,103 @@ pub fn reasons() -> Vec<&'static str> {
     }
     reasons
 }
+
+/// The characters a name or a description may not hold, as the inside of a
+/// regular-expression class: control characters (`Cc`, what
+/// `char::is_control` refuses) and keys-core's format characters (`Cf`).
+/// Written as literal characters, so the class means the same to every
+/// regex dialect that reads code points (Python's, ECMA-262 with `u`).
+fn refused_characters() -> String {
+    let mut ranges: Vec<(u32, u32)> = vec![(0x0000, 0x001F), (0x007F, 0x009F)];
+    ranges.extend(keys_core::FORMAT_CHARACTERS);
+    let literal = |code: u32| char::from_u32(code).map(String::from).unwrap_or_default();
+    ranges
+        .into_iter()
+        .map(
+            |(first, last)| {
+                if first == last {
+                    literal(first)
+                } else {
+                    format!("{}-{}", literal(first), literal(last))
+                }
+            },
+        )
+        .collect()
+}
+
+/// Whitespace that `str::trim` removes and that is not a control character.
+const SPACES: &str = " \u{00A0}\u{1680}\u{2000}-\u{200A}\u{2028}\u{2029}\u{202F}\u{205F}\u{3000}";
+
+/// A name (keys-core's `Name`): 1 to 255 characters as sent, at least one
+/// of them not whitespace, none a control or format character.
+pub(crate) fn name_schema() -> ObjectBuilder {
+    let refused = refused_characters();
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(keys_core::Name::MAX_CHARS))
+        .pattern(Some(format!("^[^{refused}]*[^{refused}{SPACES}][^{refused}]*$")))
+}
+
+/// A description (keys-core's `Description`): null or up to 1024
+/// characters, none a control or format character; blank means none.
+pub(crate) fn description_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+        .max_length(Some(keys_core::Description::MAX_CHARS))
+        .pattern(Some(format!("^[^{}]*$", refused_characters())))
+}
+
+/// One entry of `allowed_domains` as keys-core's `DomainPattern::parse`
+/// accepts it: a host (DNS labels whose last one starts with a letter, or
+/// an IPv4 address), a wildcard `*.` over a name of two labels or more, or
+/// either after `http://` or `https://` (any case) with an optional port.
+/// A wildcard over a public suffix (`*.co.uk`) is still refused: the Public
+/// Suffix List is no pattern.
+pub(crate) fn domain_pattern_schema() -> ObjectBuilder {
+    const LABEL: &str = "[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    const LAST: &str = "[A-Za-z]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    const OCTET: &str = "(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])";
+    const PORT: &str = "([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])";
+    const SCHEME: &str = "[Hh][Tt][Tt][Pp][Ss]?://";
+    let name = format!("({LABEL}\\.)*{LAST}\\.?");
+    let wildcard = format!("\\*\\.({LABEL}\\.)+{LAST}\\.?");
+    let ipv4 = format!("{OCTET}(\\.{OCTET}){{3}}");
+    let host = format!("({name}|{wildcard}|{ipv4})");
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(253))
+        .pattern(Some(format!("^({SCHEME}{host}(:{PORT})?|{host})$")))
+        .description(Some(
+            "`app.example.com`, `*.example.com` (its subdomains, not the apex; a public suffix such as \
+             `*.co.uk` is refused), or either with a scheme and optional port (`https://app.example.com:8443`), \
+             which pins both.",
+        ))
+}
+
+/// `scopes` of an API key: null (none) or at most 64 scopes as keys-core's
+/// `KeyScope::parse` accepts them.
+pub(crate) fn scopes_schema() -> utoipa::openapi::ArrayBuilder {
+    let scope = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .max_length(Some(keys_core::KeyScope::MAX_LEN))
+        .pattern(Some("^[a-z0-9][a-z0-9:._-]*(:\\*)?$"));
+    utoipa::openapi::ArrayBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(scope)
+        .max_items(Some(keys_core::KeyScopes::MAX))
+        .description(Some(
+            "Each 1–64 characters of `a-z 0-9 : . _ -`, starting with a letter or digit, optionally ending in `:*`.",
+        ))
+}
+
+/// `external_id` of an API key: null, or 1 to 255 characters without
+/// control characters.
+pub(crate) fn external_id_schema() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
+        .min_length(Some(1))
+        .max_length(Some(keys_core::ExternalId::MAX_LEN))
+        .pattern(Some("^[^\u{0000}-\u{001F}\u{007F}-\u{009F}]*$"))
+        .description(Some("The key's owner in the customer's system."))
+}

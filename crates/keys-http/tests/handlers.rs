@@ -8,7 +8,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{header, HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use keys_core::{Mode, OrganisationId};
+use keys_core::{Mode, OrganisationId, Quotas};
 use keys_crypto::jwt::Algorithm;
 use keys_crypto::mint;
 use keys_crypto::ServiceToken;
@@ -46,6 +46,19 @@ async fn harness() -> Harness {
 async fn harness_with(config: AppConfig) -> Harness {
     let db = TestDb::sqlite();
     let store = db.cached_store(keys_store::CacheConfig::default()).await;
+    harness_on(db, store, config).await
+}
+
+/// The harness on a store that holds every create to `quotas`, as `keysd
+/// serve --max-…` opens it.
+async fn capped_harness(quotas: Quotas) -> Harness {
+    let db = TestDb::sqlite();
+    let capped = db.sqlite_store().await.with_quotas(quotas);
+    let store: Arc<dyn Store> = Arc::new(keys_store::CachedStore::new(capped, keys_store::CacheConfig::default()));
+    harness_on(db, store, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() }).await
+}
+
+async fn harness_on(db: TestDb, store: Arc<dyn Store>, config: AppConfig) -> Harness {
     let workspaces = [("staging", Some(Mode::Sandbox)), ("production", Some(Mode::Production))];
     let tenant = Tenant::new("default", &workspaces, "test", OffsetDateTime::now_utc(), &mut OsRng);
     let (organisation, token) = tenant.bootstrap(&*store).await;
@@ -1445,9 +1458,24 @@ fn permission_denied(reply: &Reply) {
     assert_eq!(reply.body["detail"], reply.body["message"]);
 }
 
+/// The harness on a fresh database of `kind`, behind the cache.
+async fn harness_of(kind: keys_testkit::Kind) -> Harness {
+    let db = TestDb::new(kind).await;
+    let store = db.cached_store(keys_store::CacheConfig::default()).await;
+    harness_on(db, store, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() }).await
+}
+
 #[tokio::test]
-async fn service_tokens_are_created_once_listed_masked_and_revoked() {
-    let harness = harness().await;
+async fn service_tokens_are_created_once_listed_masked_and_revoked_sqlite() {
+    service_tokens_are_created_once_listed_masked_and_revoked(harness_of(keys_testkit::Kind::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn service_tokens_are_created_once_listed_masked_and_revoked_postgres() {
+    service_tokens_are_created_once_listed_masked_and_revoked(harness_of(keys_testkit::Kind::Postgres).await).await;
+}
+
+async fn service_tokens_are_created_once_listed_masked_and_revoked(harness: Harness) {
     let expires_at = in_seconds(3600);
     let (created, token) = harness
         .token_as(json!({"name": "ci", "role": "manage", "workspaces": ["staging"], "expires_at": expires_at}))
@@ -1567,11 +1595,19 @@ async fn service_token_bad_input_is_a_400_about_the_request() {
 /// gets past the check. The permission is read from the table itself, and
 /// compared with SPEC section 6's rules written out here.
 #[tokio::test]
-async fn every_route_checks_the_role_its_table_entry_states() {
+async fn every_route_checks_the_role_its_table_entry_states_sqlite() {
+    every_route_checks_the_role_its_table_entry_states(harness_of(keys_testkit::Kind::Sqlite).await).await;
+}
+
+#[tokio::test]
+async fn every_route_checks_the_role_its_table_entry_states_postgres() {
+    every_route_checks_the_role_its_table_entry_states(harness_of(keys_testkit::Kind::Postgres).await).await;
+}
+
+async fn every_route_checks_the_role_its_table_entry_states(harness: Harness) {
     use keys_core::{Permission, Role};
     use keys_http::routes::{Auth, ROUTES};
 
-    let harness = harness().await;
     let mut tokens = vec![(Role::Admin, harness.token.clone())];
     for role in [Role::Manage, Role::Verify] {
         let (_, token) = harness.token_as(json!({"name": role.as_str(), "role": role.as_str()})).await;
@@ -1626,4 +1662,80 @@ async fn every_route_checks_the_role_its_table_entry_states() {
     }
     assert!(checked > 60, "only {checked} calls: the walk missed the table");
     let _ = Permission::Verify;
+}
+
+#[tokio::test]
+async fn quota_reached_is_a_400_in_each_dialect() {
+    // The bootstrap made two workspaces: one more fits.
+    let harness = capped_harness(Quotas::new(3, 1, 1).expect("quotas")).await;
+    let create = |slug: &str| json!({"name": slug, "slug": slug});
+    let third = harness.call(Method::POST, "/v1/workspace/", Some(create("third"))).await;
+    assert_eq!(third.status, StatusCode::CREATED, "{}", third.text);
+    let fourth = harness.call(Method::POST, "/v1/workspace/", Some(create("fourth"))).await;
+    validation(&fourth, "the organisation has reached its limit of 3 workspaces");
+    let listed = harness.call(Method::GET, "/v1/workspace/", None).await;
+    assert_eq!(listed.body["meta"]["count"], 3);
+
+    let key = harness.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "one"}))).await;
+    assert_eq!(key.status, StatusCode::CREATED, "{}", key.text);
+    let second = harness.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "two"}))).await;
+    validation(&second, "the workspace has reached its limit of 1 API keys");
+    assert!(second.body.get("api_key").is_none());
+    let elsewhere = harness.call(Method::POST, "/v1/production/ws_api_key/", Some(json!({"name": "two"}))).await;
+    assert_eq!(elsewhere.status, StatusCode::CREATED, "the cap is per workspace: {}", elsewhere.text);
+    let signing = harness.call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
+    assert_eq!(signing.status, StatusCode::CREATED, "each kind has its own cap: {}", signing.text);
+
+    let keys = format!("/api/organisations/v1/organisations/{}/keys", harness.organisation);
+    let first = harness.call(Method::POST, &keys, Some(json!({"name": "k1"}))).await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.text);
+    let refused = harness.call(Method::POST, &keys, Some(json!({"name": "k2"}))).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    assert_eq!(
+        refused.body,
+        json!({
+            "code": "invalid_request",
+            "message": "The request is invalid.",
+            "cause": "the organisation has reached its limit of 1 signing keys: delete one it no longer needs first",
+        })
+    );
+}
+
+#[tokio::test]
+async fn organisation_key_list_pages_with_a_cursor() {
+    let harness = harness().await;
+    let keys = format!("/api/organisations/v1/organisations/{}/keys", harness.organisation);
+    let mut created = Vec::new();
+    for name in ["k1", "k2", "k3"] {
+        let reply = harness.call(Method::POST, &keys, Some(json!({"name": name}))).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.text);
+        created.push(reply.body["id"].as_str().expect("id").to_owned());
+    }
+    created.reverse();
+    let ids = |reply: &Reply| -> Vec<String> {
+        let keys = reply.body["keys"].as_array().expect("keys");
+        keys.iter().map(|key| key["id"].as_str().expect("id").to_owned()).collect()
+    };
+
+    // A client that does not page gets every key (up to 100) and a null cursor.
+    let whole = harness.call(Method::GET, &keys, None).await;
+    assert_eq!(whole.status, StatusCode::OK, "{}", whole.text);
+    assert_eq!(ids(&whole), created);
+    assert_eq!(keys_of(&whole.body), vec!["keys", "nextCursor"]);
+    assert_eq!(whole.body["nextCursor"], Value::Null);
+
+    let first = harness.call(Method::GET, &format!("{keys}?limit=2"), None).await;
+    assert_eq!(ids(&first), created[..2]);
+    let cursor = first.body["nextCursor"].as_str().expect("a next page").to_owned();
+    let second = harness.call(Method::GET, &format!("{keys}?limit=2&cursor={cursor}"), None).await;
+    assert_eq!(ids(&second), created[2..]);
+    assert_eq!(second.body["nextCursor"], Value::Null);
+
+    for bad in ["limit=0", "limit=1001", "limit=ten", "cursor=nope"] {
+        let refused = harness.call(Method::GET, &format!("{keys}?{bad}"), None).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{bad}: {}", refused.text);
+        assert_eq!(refused.body["code"], "invalid_request", "{bad}");
+    }
+    let most = harness.call(Method::GET, &format!("{keys}?limit=1000"), None).await;
+    assert_eq!(ids(&most), created);
 }

@@ -24,6 +24,8 @@ use serde_json::{json, Value};
 
 #[path = "support/openapi_check.rs"]
 mod openapi_check;
+#[path = "support/paths.rs"]
+mod paths;
 
 /// `GET /openapi.json` as a client on `host` sees it.
 async fn served(host: &str) -> Value {
@@ -102,8 +104,11 @@ fn every_route_is_documented_with_exactly_its_methods() {
         for operation in route.operations() {
             let documented = &item[&operation.method().as_str().to_ascii_lowercase()];
             assert_eq!(documented["operationId"], operation.operation_id(), "{}", route.pattern());
-            let public = operation.auth() == keys_http::routes::Auth::Public;
+            let public = operation.auth() == keys_http::routes::Auth::Public && !route.answers_any_method();
             assert_eq!(documented["security"] == json!([]), public, "security of {}", route.pattern());
+            if route.answers_any_method() {
+                assert_eq!(documented["security"], json!([{"GatewayToken": []}]), "forward auth's gateway token");
+            }
         }
     }
 }
@@ -161,13 +166,27 @@ fn the_reason_enum_is_the_verification_reasons() {
 async fn the_document_says_what_the_server_accepts() {
     let document = served("127.0.0.1:8080").await;
     let schemas = &document["components"]["schemas"];
-    for (schema, field) in [("WorkspaceCreate", "name"), ("KeyCreate", "name"), ("PublicKeyPatch", "name")] {
+    for (schema, field) in [
+        ("WorkspaceCreate", "name"),
+        ("KeyCreate", "name"),
+        ("PublicKeyPatch", "name"),
+        ("ApiKeyCreate", "name"),
+        ("ApiKeyPatch", "name"),
+        ("CreateOrganisationKey", "name"),
+    ] {
+        let name = &schemas[schema]["properties"][field];
         assert_eq!(
-            schemas[schema]["properties"][field],
-            json!({"type": "string", "minLength": 1, "maxLength": 255}),
+            (&name["type"], &name["minLength"], &name["maxLength"]),
+            (&json!("string"), &json!(1), &json!(255)),
             "{schema}.{field}: a name is a non-empty string, never null"
         );
+        let pattern = regex_free_check(name["pattern"].as_str().expect("a name has a pattern"));
+        assert!(pattern, "{schema}.{field}: the pattern refuses control and format characters");
     }
+    let domains = &schemas["PublicKeyPatch"]["properties"]["allowed_domains"];
+    assert!(domains["items"]["pattern"].is_string(), "allowed_domains items have a pattern: {domains}");
+    let mode = &schemas["WorkspaceCreate"]["properties"]["mode"];
+    assert_eq!(mode["enum"], json!(["sandbox", "production", null]), "mode: null is accepted as the default");
     assert_eq!(schemas["PublicKeyPatch"]["properties"]["is_secure_mode_enabled"]["type"], "boolean");
     for (schema, field) in [
         ("VerifyApiKeyRequest", "api_key"),
@@ -182,4 +201,41 @@ async fn the_document_says_what_the_server_accepts() {
     let offset = parameters.iter().find(|parameter| parameter["name"] == "offset").expect("offset");
     assert_eq!(offset["schema"]["maximum"], json!(i64::MAX));
     assert!(document["paths"]["/v1/verify/api_key/"]["post"]["responses"].get("429").is_some(), "--rate-limit");
+}
+
+/// The other half of "exactly its methods": every method of OpenAPI's
+/// eight that the server answers on a route (anything but a 405) is in the
+/// document, so a client (or schemathesis's `unsupported_method` check)
+/// that believes the document is never surprised. Forward authentication
+/// answers every method, TRACE included.
+#[tokio::test]
+async fn every_method_the_server_answers_is_documented() {
+    let document = served("127.0.0.1:8080").await;
+    let db = TestDb::sqlite();
+    let app = App::new(db.store().await, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
+    for route in ROUTES {
+        let path = paths::concrete(route.pattern());
+        let item = &document["paths"][route.pattern()];
+        for method in METHODS {
+            let request = Request::builder()
+                .method(Method::from_bytes(method.to_ascii_uppercase().as_bytes()).expect("method"))
+                .uri(&path)
+                .body(Full::new(Bytes::new()))
+                .expect("request");
+            let status = app.handle(request).await.status();
+            let documented = item.get(method).is_some();
+            assert_eq!(
+                status != StatusCode::METHOD_NOT_ALLOWED,
+                documented,
+                "{method} {path} answered {status}; documented: {documented}"
+            );
+        }
+    }
+}
+
+/// Whether a name pattern excludes what keys-core's `Name` refuses: a
+/// control character (U+0000, U+009F), a format character (U+200B,
+/// U+202E, U+E0001), each literally in the pattern's classes.
+fn regex_free_check(pattern: &str) -> bool {
+    ['\u{0}', '\u{9f}', '\u{200b}', '\u{202e}', '\u{e0001}'].iter().all(|refused| pattern.contains(*refused))
 }

@@ -7,7 +7,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use keys_core::{Name, OrganisationId, OrganisationKeyId, OrganisationSigningKey};
+use keys_core::{KeyPage, KeySlice, Name, OrganisationId, OrganisationKeyId, OrganisationSigningKey};
 use keys_crypto::RsaKeyPair;
 
 use crate::{Caller, Service, ServiceError, ServiceResult};
@@ -48,6 +48,17 @@ impl Service {
     ) -> ServiceResult<Vec<OrganisationSigningKey>> {
         let organisation = self.own_organisation(caller, organisation)?;
         Ok(self.store.list_organisation_keys(organisation).await?)
+    }
+
+    /// One page of the organisation's live keys, newest first.
+    pub async fn organisation_keys_page(
+        &self,
+        caller: &Caller,
+        organisation: &str,
+        page: &KeyPage,
+    ) -> ServiceResult<KeySlice> {
+        let organisation = self.own_organisation(caller, organisation)?;
+        Ok(self.store.organisation_keys_page(organisation, page).await?)
     }
 
     pub async fn create_organisation_key(

@@ -47,9 +47,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use keys_core::{
-    ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
-    PublicKey, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey,
-    WorkspaceUid,
+    ApiKey, ApiKeyId, KeyPage, KeySlice, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page,
+    Pagination, PublicKey, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace,
+    WorkspaceSigningKey, WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -563,6 +563,10 @@ impl<S: Management> Management for CachedStore<S> {
 
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>> {
         self.inner.list_organisation_keys(organisation).await
+    }
+
+    async fn organisation_keys_page(&self, organisation: &OrganisationId, page: &KeyPage) -> StoreResult<KeySlice> {
+        self.inner.organisation_keys_page(organisation, page).await
     }
 
     async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {

@@ -20,7 +20,7 @@
 //! the local cache invalidates from it.
 //!
 //! Module dependencies run one way: `error`, `change`, `rows` ← `repo` ←
-//! `commands` ← `store`, `pipeline` ← the backends ← `cache`.
+//! `commands` ← `store`, `quota` ← `pipeline` ← the backends ← `cache`.
 //!
 //! **Architecture invariant:** this is the only crate that knows SQL. It
 //! never sees a secret: only digests (API keys, service tokens) and public
@@ -28,12 +28,15 @@
 
 use std::sync::Arc;
 
+use keys_core::Quotas;
+
 mod cache;
 mod change;
 mod commands;
 mod error;
 mod pipeline;
 mod postgres;
+mod quota;
 mod repo;
 mod rows;
 mod sqlite;
@@ -61,7 +64,8 @@ pub trait Store: Lookups + Management + Mutations + 'static {}
 impl<T: Lookups + Management + Mutations + 'static> Store for T {}
 
 /// Opens the store a URL names (`sqlite://path`, `sqlite::memory:`,
-/// `postgres://…`), running its migrations.
+/// `postgres://…`), running its migrations, with the default
+/// [`Quotas`].
 pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     if is_postgres(url) {
         Ok(Arc::new(PgStore::connect(url).await?))
@@ -72,14 +76,15 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
     }
 }
 
-/// Like [`open`], behind a [`CachedStore`] for long-running servers: on
+/// Like [`open`], behind a [`CachedStore`] for long-running servers, and
+/// holding every create to `quotas` ([`SqlStore::with_quotas`]): on
 /// PostgreSQL it also follows the changes other processes announce
 /// ([`CachedStore::following`]).
-pub async fn open_cached(url: &str, config: CacheConfig) -> StoreResult<Arc<dyn Store>> {
+pub async fn open_cached(url: &str, config: CacheConfig, quotas: Quotas) -> StoreResult<Arc<dyn Store>> {
     if is_postgres(url) {
-        Ok(Arc::new(CachedStore::following(PgStore::connect(url).await?, config).await?))
+        Ok(Arc::new(CachedStore::following(PgStore::connect(url).await?.with_quotas(quotas), config).await?))
     } else if is_sqlite(url) {
-        Ok(Arc::new(CachedStore::new(SqliteStore::open(url).await?, config)))
+        Ok(Arc::new(CachedStore::new(SqliteStore::open(url).await?.with_quotas(quotas), config)))
     } else {
         Err(StoreError::UnsupportedUrl)
     }

@@ -7,7 +7,8 @@
 //! commit), commit, and return the outcome together with the change. A
 //! command that writes no audit event wrote nothing: its transaction is
 //! rolled back and nothing is announced, so no change happens without its
-//! event.
+//! event. After the command writes, [`crate::quota`] holds what it added
+//! to the store's [`Quotas`], counted under the same lock.
 //!
 //! The reads of [`Lookups`] and [`Management`] are one statement each, on a
 //! pooled connection.
@@ -16,9 +17,9 @@ use std::fmt;
 
 use async_trait::async_trait;
 use keys_core::{
-    ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
-    PublicKey, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey,
-    WorkspaceUid,
+    ApiKey, ApiKeyId, KeyPage, KeySlice, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page,
+    Pagination, PublicKey, Quotas, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace,
+    WorkspaceSigningKey, WorkspaceUid,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::Transaction;
@@ -27,6 +28,7 @@ use time::OffsetDateTime;
 use crate::change::Change;
 use crate::commands::{self, AuditEvent, Command, Executed, Lock, Locked, Mutations};
 use crate::error::{database, StoreError, StoreResult};
+use crate::quota;
 use crate::repo::{self, Sql};
 use crate::store::{Listing, Lookups, Management};
 
@@ -51,6 +53,8 @@ pub trait Backend: sqlx::Database<Connection: Sql> {
 /// A store on a SQL database: [`crate::PgStore`] or [`crate::SqliteStore`].
 pub struct SqlStore<DB: Backend> {
     pub(crate) pool: sqlx::Pool<DB>,
+    /// The caps every create is held to ([`SqlStore::with_quotas`]).
+    pub(crate) quotas: Quotas,
 }
 
 impl<DB: Backend> SqlStore<DB> {
@@ -58,6 +62,18 @@ impl<DB: Backend> SqlStore<DB> {
     /// (tests, operational tooling).
     pub fn pool(&self) -> &sqlx::Pool<DB> {
         &self.pool
+    }
+
+    /// The same store, holding every create to these caps instead of
+    /// [`Quotas::default`] (`keysd serve`'s `--max-…` flags).
+    #[must_use]
+    pub fn with_quotas(self, quotas: Quotas) -> Self {
+        Self { quotas, ..self }
+    }
+
+    /// The caps in force.
+    pub fn quotas(&self) -> Quotas {
+        self.quotas
     }
 
     /// Closes every connection of the pool.
@@ -72,13 +88,17 @@ impl<DB: Backend> SqlStore<DB> {
 
 impl<DB: Backend> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
-        Self { pool: self.pool.clone() }
+        Self { pool: self.pool.clone(), quotas: self.quotas }
     }
 }
 
 impl<DB: Backend> fmt::Debug for SqlStore<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SqlStore").field("backend", &DB::NAME).field("pool", &self.pool).finish()
+        f.debug_struct("SqlStore")
+            .field("backend", &DB::NAME)
+            .field("pool", &self.pool)
+            .field("quotas", &self.quotas)
+            .finish()
     }
 }
 
@@ -101,20 +121,26 @@ async fn detached<T: Send + 'static>(
     }
 }
 
-/// Runs one command in one transaction (see the module documentation).
-/// This is also the one place where a keys-core "not found" becomes the
-/// store's [`StoreError::NotFound`].
-pub(crate) async fn run<DB: Backend>(pool: &sqlx::Pool<DB>, command: Command) -> StoreResult<Executed> {
-    transact::<DB>(pool, command).await.map_err(commands::store_outcome)
+/// Runs one command in one transaction (see the module documentation),
+/// held to `quotas`. This is also the one place where a keys-core "not
+/// found" becomes the store's [`StoreError::NotFound`].
+pub(crate) async fn run<DB: Backend>(pool: &sqlx::Pool<DB>, quotas: Quotas, command: Command) -> StoreResult<Executed> {
+    transact::<DB>(pool, quotas, command).await.map_err(commands::store_outcome)
 }
 
-async fn transact<DB: Backend>(pool: &sqlx::Pool<DB>, command: Command) -> StoreResult<Executed> {
+async fn transact<DB: Backend>(pool: &sqlx::Pool<DB>, quotas: Quotas, command: Command) -> StoreResult<Executed> {
     let mut transaction = DB::writer(pool).await?;
     let locked = take_lock::<DB>(&mut *transaction, command.lock()).await?;
+    let counted = quota::counted(&command, &locked);
     let applied = command.apply(&mut *transaction, locked).await?;
     if applied.events.is_empty() {
         // Nothing was written; dropping the transaction rolls it back.
         return Ok(Executed { outcome: applied.outcome, change: None });
+    }
+    // Counted under the lock, so no concurrent create can pass the cap; a
+    // refusal drops the transaction, and with it the write.
+    if let Some(counted) = &counted {
+        quota::admit(&mut *transaction, &quotas, counted).await?;
     }
     for event in &applied.events {
         repo::insert_audit_event(&mut *transaction, event.row()).await?;
@@ -146,8 +172,8 @@ async fn take_lock<DB: Backend>(connection: &mut DB::Connection, lock: Lock<'_>)
 #[async_trait]
 impl<DB: Backend> Mutations for SqlStore<DB> {
     async fn execute(&self, command: Command) -> StoreResult<Executed> {
-        let pool = self.pool.clone();
-        detached(async move { run(&pool, command).await }).await
+        let (pool, quotas) = (self.pool.clone(), self.quotas);
+        detached(async move { run(&pool, quotas, command).await }).await
     }
 
     async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64> {
@@ -272,6 +298,10 @@ impl<DB: Backend> Management for SqlStore<DB> {
 
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>> {
         repo::list_organisation_keys(&mut *self.reader().await?, organisation).await
+    }
+
+    async fn organisation_keys_page(&self, organisation: &OrganisationId, page: &KeyPage) -> StoreResult<KeySlice> {
+        Ok(page.slice(repo::organisation_keys_page(&mut *self.reader().await?, organisation, page).await?))
     }
 
     async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {

@@ -61,7 +61,7 @@ impl SqlStore<Postgres> {
     /// Wraps an existing pool and applies the migrations.
     pub async fn from_pool(pool: sqlx::PgPool) -> StoreResult<Self> {
         migrate(&pool).await.map_err(|source| StoreError::Migration { backend: "PostgreSQL", source })?;
-        Ok(Self { pool })
+        Ok(Self { pool, quotas: keys_core::Quotas::default() })
     }
 }
 

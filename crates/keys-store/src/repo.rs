@@ -25,9 +25,10 @@ use std::future::Future;
 use std::sync::LazyLock;
 
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, ApiKeyLifecycle, Description, DomainPattern, ExternalId, KeyMeta, KeyScope, Organisation,
-    OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey, PublicKeyId, SecretDigest,
-    ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
+    Actor, ApiKey, ApiKeyId, ApiKeyLifecycle, Description, DomainPattern, ExternalId, KeyMeta, KeyPage, KeyScope,
+    Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey, PublicKeyId,
+    QuotaKind, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey,
+    WorkspaceSlug, WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -742,6 +743,33 @@ pub async fn list_organisation_keys<C: Sql + ?Sized>(
     all(sql, statement(&SQL, &[&[text(organisation.as_str())]]), rows::organisation_key).await
 }
 
+/// One page of the live keys of the organisation, newest first, after the
+/// page's position: up to `limit + 1` keys (the last only tells that more
+/// follow; keys-core's `KeyPage::slice` makes the page).
+pub async fn organisation_keys_page<C: Sql + ?Sized>(
+    sql: &mut C,
+    organisation: &OrganisationId,
+    page: &KeyPage,
+) -> StoreResult<Vec<OrganisationSigningKey>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        select(
+            ORGANISATION_KEY,
+            "organisation_keys WHERE organisation_id = $1 AND deleted_at IS NULL \
+             AND ($2 OR created_at < $3 OR (created_at = $3 AND id < $4)) \
+             ORDER BY created_at DESC, id DESC LIMIT $5",
+        )
+    });
+    let after = page.after();
+    let values = [
+        text(organisation.as_str()),
+        Value::Flag(after.is_none()),
+        Value::Time(after.map(|position| position.created_at)),
+        Value::Text(after.map(|position| position.id.as_str())),
+        Value::Integer(i64::from(page.limit()) + 1),
+    ];
+    all(sql, statement(&SQL, &[&values]), rows::organisation_key).await
+}
+
 pub async fn insert_organisation_key<C: Sql + ?Sized>(sql: &mut C, key: &OrganisationSigningKey) -> StoreResult<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("organisation_keys", ORGANISATION_KEY));
     let values = [
@@ -763,6 +791,28 @@ pub async fn save_organisation_key<C: Sql + ?Sized>(sql: &mut C, key: &Organisat
         LazyLock::new(|| save_sql("organisation_keys", "name, deleted_at, deleted_by_name, deleted_by_email"));
     let values = [text(key.id.as_str()), text(key.name.as_str()), Value::Time(key.deleted_at)];
     save(sql, statement(&SQL, &[&values, &actor(key.deleted_by.as_ref())]), "organisation_keys").await
+}
+
+// Quotas.
+
+/// How many of what a cap counts live where the lock of a command is held:
+/// every workspace of an organisation, or the live (not deleted) keys of
+/// one kind of a workspace or an organisation.
+pub async fn count_live<C: Sql + ?Sized>(sql: &mut C, kind: QuotaKind, holder: &str) -> StoreResult<u64> {
+    let sql_text = match kind {
+        QuotaKind::Workspaces => "SELECT COUNT(*) AS total FROM workspaces WHERE organisation_id = $1",
+        QuotaKind::ApiKeys => "SELECT COUNT(*) AS total FROM api_keys WHERE workspace_uid = $1 AND deleted_at IS NULL",
+        QuotaKind::PublicKeys => {
+            "SELECT COUNT(*) AS total FROM public_keys WHERE workspace_uid = $1 AND deleted_at IS NULL"
+        }
+        QuotaKind::SigningKeys => {
+            "SELECT COUNT(*) AS total FROM workspace_signing_keys WHERE workspace_uid = $1 AND deleted_at IS NULL"
+        }
+        QuotaKind::OrganisationKeys => {
+            "SELECT COUNT(*) AS total FROM organisation_keys WHERE organisation_id = $1 AND deleted_at IS NULL"
+        }
+    };
+    Ok(one(sql, statement(sql_text, &[&[text(holder)]]), rows::count).await?.unwrap_or(0))
 }
 
 // Audit.

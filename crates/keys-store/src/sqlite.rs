@@ -129,7 +129,7 @@ impl SqlStore<Sqlite> {
     /// connections should have foreign keys on (sqlx's default).
     pub async fn from_pool(pool: sqlx::SqlitePool) -> StoreResult<Self> {
         migrate(&pool).await.map_err(|source| StoreError::database("SQLite migrations", source))?;
-        Ok(Self { pool })
+        Ok(Self { pool, quotas: keys_core::Quotas::default() })
     }
 }
 

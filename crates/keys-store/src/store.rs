@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use keys_core::{
-    ApiKey, ApiKeyId, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination,
-    PublicKey, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey,
-    WorkspaceUid,
+    ApiKey, ApiKeyId, KeyPage, KeySlice, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page,
+    Pagination, PublicKey, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace,
+    WorkspaceSigningKey, WorkspaceUid,
 };
 
 use crate::commands::AuditEvent;
@@ -87,6 +87,9 @@ pub trait Management: Send + Sync {
     ) -> StoreResult<Page<ServiceTokenRecord>>;
     /// Live keys of the organisation, newest first.
     async fn list_organisation_keys(&self, organisation: &OrganisationId) -> StoreResult<Vec<OrganisationSigningKey>>;
+    /// One page of the live keys of the organisation, newest first, and
+    /// where the next page starts.
+    async fn organisation_keys_page(&self, organisation: &OrganisationId, page: &KeyPage) -> StoreResult<KeySlice>;
     /// The newest `limit` audit events of an organisation.
     async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>>;
 }

@@ -9,8 +9,8 @@ use keys_service::ServiceResult;
 use serde_json::Value;
 
 use super::{in_workspace, instant, list_of, required_name, HttpResult};
-use crate::dto::{ApiKeyDto, CreateApiKey, NoFields, PatchApiKey, RollSigningKey};
-use crate::error::{json, no_content, ApiError, Dialect};
+use crate::dto::{ApiKeyDto, CreateApiKey, NoFields, PatchApiKey, RollSigningKey, Secret};
+use crate::error::{json, no_content, secret_json, ApiError, Dialect};
 use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
 
@@ -68,8 +68,8 @@ fn patch_of(body: PatchApiKey) -> Result<ApiKeyPatch, ApiError> {
 /// A key with its secret, as a create or roll answers.
 fn issued(issued: IssuedApiKey) -> HttpResult {
     let mut dto = ApiKeyDto::from(&issued.key);
-    dto.api_key = Some(issued.secret.expose().to_owned());
-    json(StatusCode::CREATED, &dto)
+    dto.api_key = Some(Secret::new(issued.secret.expose()));
+    secret_json(StatusCode::CREATED, &dto)
 }
 
 pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
@@ -125,8 +125,9 @@ pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
 const KEYS: &[Operation] = &[
     Operation::list("list-api-keys", "List API keys", authenticated!(ManageKeys, list), schema::<ApiKeyDto>()),
     Operation::post("create-api-key", "Create API key", authenticated!(ManageKeys, create), schema::<ApiKeyDto>())
-        .describe("The response carries the secret `api_key`, shown this once.")
+        .describe("The response carries the secret `api_key`, shown this once. An `expires_at` in the past is a 400.")
         .body(Body::Required(schema::<CreateApiKey>()))
+        .refuses(&[BAD_REQUEST, NOT_FOUND])
         .hands_out_secret(),
 ];
 /// `/v1/{workspace}/ws_api_key/{api_key_id}/`.
@@ -134,7 +135,10 @@ const KEY: &[Operation] = &[
     Operation::get("get-api-key", "Get API key", authenticated!(ManageKeys, get), schema::<ApiKeyDto>())
         .describe("Deleted keys too (`is_deleted`); never the secret."),
     Operation::patch("update-api-key", "Update API key", authenticated!(ManageKeys, patch), schema::<ApiKeyDto>())
-        .describe("Any of the fields; `null` clears the nullable ones and empties `scopes`.")
+        .describe(
+            "Any of the fields; `null` clears the nullable ones and empties `scopes`. An `expires_at` in the past is \
+             a 400, and so is one later than a rolled key's.",
+        )
         .body(Body::Required(schema::<PatchApiKey>()))
         .refuses(&[BAD_REQUEST, NOT_FOUND]),
     Operation::delete("delete-api-key", "Delete API key", authenticated!(ManageKeys, delete)),
@@ -146,13 +150,16 @@ const DISABLE: &[Operation] = &[Operation::patch(
     authenticated!(ManageKeys, disable),
     schema::<ApiKeyDto>(),
 )
-.describe("An active key stops authenticating on every replica within a second; enable undoes it.")
+.describe(
+    "An active key stops authenticating on every replica within a second; enable undoes it. Only an active \
+             key can be disabled (400).",
+)
 .body(Body::Optional(schema::<NoFields>()))
 .refuses(&[BAD_REQUEST, NOT_FOUND])];
 /// `…/enable/`.
 const ENABLE: &[Operation] =
     &[Operation::patch("enable-api-key", "Enable API key", authenticated!(ManageKeys, enable), schema::<ApiKeyDto>())
-        .describe("Only a disabled key can be enabled.")
+        .describe("Only a disabled key can be enabled (400).")
         .body(Body::Optional(schema::<NoFields>()))
         .refuses(&[BAD_REQUEST, NOT_FOUND])];
 /// `…/roll/`.
@@ -161,7 +168,7 @@ const ROLL: &[Operation] =
         .describe(
             "A new key (new id and secret, shown this once) inherits name, description, scopes, external_id, meta and \
          expires_at; the old key becomes `rolled` and keeps authenticating until min(now + grace_period_seconds, \
-         its expires_at).",
+         its expires_at). Only an active key can be rolled (400).",
         )
         .body(Body::Optional(schema::<RollSigningKey>()))
         .refuses(&[BAD_REQUEST, NOT_FOUND])

@@ -271,4 +271,5 @@ const FORWARD: &[Operation] = &[
     operation(Method::PATCH, "forward-auth-patch"),
     operation(Method::DELETE, "forward-auth-delete"),
     operation(Method::OPTIONS, "forward-auth-options"),
+    operation(Method::TRACE, "forward-auth-trace"),
 ];

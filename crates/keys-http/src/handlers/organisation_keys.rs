@@ -10,12 +10,12 @@ use http::StatusCode;
 use keys_core::{Name, OrganisationId, OrganisationKeyId};
 
 use super::{echo, jwks_response, HttpResult};
-use crate::dto::{CreateOrganisationKey, OrganisationKeyDto, OrganisationKeyList};
-use crate::error::{json, no_content, ApiError};
+use crate::dto::{key_page, CreateOrganisationKey, OrganisationKeyDto, OrganisationKeyList, Secret};
+use crate::error::{json, no_content, secret_json, ApiError};
 
 use crate::dto::JwkSetDoc;
 use crate::error::Dialect;
-use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Route, Tag};
+use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag};
 use crate::schema::schema;
 
 fn organisation_not_found(id: &str) -> ApiError {
@@ -24,12 +24,13 @@ fn organisation_not_found(id: &str) -> ApiError {
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, organisation) = (call.state, call.caller, call.param(0));
-    let keys = state
+    let page = key_page(call.input.query.as_deref())?;
+    let slice = state
         .service
-        .list_organisation_keys(caller, organisation)
+        .organisation_keys_page(caller, organisation, &page)
         .await
         .map_err(|error| ApiError::from_service(error, organisation, "organisation"))?;
-    json(StatusCode::OK, &OrganisationKeyList { keys: keys.iter().map(OrganisationKeyDto::from).collect() })
+    json(StatusCode::OK, &OrganisationKeyList::from_slice(&slice))
 }
 
 pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
@@ -44,8 +45,8 @@ pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
         .await
         .map_err(|error| ApiError::from_service(error, organisation, "organisation"))?;
     let mut dto = OrganisationKeyDto::from(&issued.key);
-    dto.private_key = Some(issued.pair.private_key_pem().as_str().to_owned());
-    json(StatusCode::CREATED, &dto)
+    dto.private_key = Some(Secret::new(issued.pair.private_key_pem().as_str()));
+    secret_json(StatusCode::CREATED, &dto)
 }
 
 pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
@@ -106,6 +107,11 @@ const KEYS: &[Operation] = &[
         "List signing keys",
         authenticated!(ManageKeys, list),
         schema::<OrganisationKeyList>(),
+    )
+    .query(Query::Cursor)
+    .describe(
+        "Newest first, at most `limit` keys (default 100); `nextCursor` names the next page, null on the \
+             last one. Clients that do not page get the newest 100.",
     ),
     Operation::post(
         "CreateSigningKey",

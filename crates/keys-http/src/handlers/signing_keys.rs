@@ -6,11 +6,11 @@ use keys_core::SigningKeyUid;
 use keys_service::signing_keys::IssuedSigningKey;
 
 use super::{in_workspace, list_of, on_key, HttpResult};
-use crate::dto::{NoFields, RollSigningKey, SigningKeyDto};
-use crate::error::{json, no_content, ApiError};
+use crate::dto::{NoFields, RollSigningKey, Secret, SigningKeyDto};
+use crate::error::{no_content, secret_json, ApiError};
 
 use crate::error::Dialect;
-use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag};
+use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
@@ -20,8 +20,8 @@ pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
 /// The create/roll response: the stored key plus, once, its private key.
 fn with_private_key(issued: &IssuedSigningKey) -> SigningKeyDto {
     let mut dto = SigningKeyDto::from(&issued.key);
-    dto.private_key_pem = Some(issued.pair.private_key_pem().as_str().to_owned());
-    dto.private_key_base64 = Some(issued.pair.private_key_base64().as_str().to_owned());
+    dto.private_key_pem = Some(Secret::new(issued.pair.private_key_pem().as_str()));
+    dto.private_key_base64 = Some(Secret::new(issued.pair.private_key_base64().as_str()));
     dto
 }
 
@@ -29,7 +29,7 @@ pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, workspace, input) = (call.state, call.caller, call.param(0), call.input);
     let NoFields {} = input.optional_json()?;
     let issued = in_workspace(state, caller, workspace).await?.create_signing_key().await;
-    json(
+    secret_json(
         StatusCode::CREATED,
         &with_private_key(&issued.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?),
     )
@@ -40,7 +40,7 @@ pub(crate) async fn roll(call: Authenticated<'_>) -> HttpResult {
     let grace = body.grace()?;
     let issued =
         on_key(call, "signing key", SigningKeyUid::parse, async |scope, uid| scope.roll_signing_key(uid, grace).await);
-    json(StatusCode::CREATED, &with_private_key(&issued.await?))
+    secret_json(StatusCode::CREATED, &with_private_key(&issued.await?))
 }
 
 pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
@@ -67,7 +67,8 @@ const KEYS: &[Operation] = &[
         "Only one active signing key is allowed per workspace (400 \"only 1 active signing key is allowed\"); use \
          roll to replace it. The private key is in the response, this once.",
     )
-    .body(Body::Optional(schema::<NoFields>())),
+    .body(Body::Optional(schema::<NoFields>()))
+    .refuses(&[BAD_REQUEST, NOT_FOUND]),
 ];
 /// `/v1/{workspace}/ws_signing_key/{signing_key_uid}/`.
 const KEY: &[Operation] = &[Operation::delete(
@@ -84,9 +85,10 @@ const ROLL: &[Operation] = &[Operation::post(
 )
 .describe(
     "The active key becomes `rolled` and keeps verifying for `grace_period_seconds`; the new active key is returned \
-     with its private key, this once.",
+     with its private key, this once. Only the active key can be rolled (400).",
 )
 .body(Body::Optional(schema::<RollSigningKey>()))
+.refuses(&[BAD_REQUEST, NOT_FOUND])
 .hands_out_secret()];
 
 /// Dialect 1's workspace signing keys (their JWKS is the workspaces').

@@ -14,7 +14,7 @@ use crate::dto::JwkSetDoc;
 use crate::dto::{CreateWorkspace, ListDto, ListQuery, WorkspaceDto};
 use crate::error::Dialect;
 use crate::error::{json, ApiError};
-use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag};
+use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag, BAD_REQUEST};
 use crate::schema::schema;
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
@@ -73,7 +73,8 @@ const WORKSPACES: &[Operation] = &[
         schema::<WorkspaceDto>(),
     )
     .body(Body::Required(schema::<CreateWorkspace>()))
-    .refuses(&[]),
+    .describe("A slug the organisation already has (given, or made from the name) is a 400.")
+    .refuses(&[BAD_REQUEST]),
 ];
 /// `/v1/workspace/{workspace_uid}/jwks.json`.
 const JWKS: &[Operation] =

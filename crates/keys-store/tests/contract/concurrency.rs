@@ -39,11 +39,11 @@ async fn race<T: Send + 'static>(attempts: Vec<Attempt<T>>) -> Vec<StoreResult<T
 }
 
 /// A write to race: a boxed future, so that different writes make one list.
-type Attempt<T> = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<T>> + Send>>;
+pub(crate) type Attempt<T> = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<T>> + Send>>;
 
 /// Makes `count` attempts, handing them the two stores in turn, races them
 /// and tallies their results.
-async fn race_alternating<T: std::fmt::Debug + Send + 'static>(
+pub(crate) async fn race_alternating<T: std::fmt::Debug + Send + 'static>(
     count: usize,
     stores: &[Arc<dyn Store>; 2],
     mut attempt: impl FnMut(Arc<dyn Store>) -> Attempt<T>,

@@ -10,6 +10,7 @@ mod api_key_lifecycle;
 mod cache;
 mod concurrency;
 mod lifecycle;
+mod quotas;
 mod secrets;
 mod service_tokens;
 mod support;
@@ -100,5 +101,8 @@ contract_suite! {
         concurrency::concurrent_revocations_keep_one_admin_token,
         service_tokens::service_token_uses_only_move_forwards,
         service_tokens::the_database_refuses_impossible_service_token_rows,
+        quotas::every_cap_refuses_past_it_and_a_delete_frees_a_place,
+        quotas::concurrent_creates_never_pass_a_cap,
+        quotas::organisation_keys_page_newest_first_with_a_cursor,
     ],
 }
