@@ -24,9 +24,9 @@ use sqlx::Transaction;
 use time::OffsetDateTime;
 
 use crate::change::Change;
-use crate::commands::{self, AuditEvent, Command, Executed, Lock, Locked, Mutations};
+use crate::commands::{self, Attribution, Command, Executed, Lock, Locked, Mutations, RecordedAuditEvent};
 use crate::error::{database, StoreError, StoreResult};
-use crate::repo::{self, Sql};
+use crate::repo::{self, AuditQuery, Sql};
 use crate::store::{Listing, Lookups, Management};
 
 /// What a database brings to [`SqlStore`]: connections that speak
@@ -103,11 +103,19 @@ async fn detached<T: Send + 'static>(
 /// Runs one command in one transaction (see the module documentation).
 /// This is also the one place where a keys-core "not found" becomes the
 /// store's [`StoreError::NotFound`].
-pub(crate) async fn run<DB: Backend>(pool: &sqlx::Pool<DB>, command: Command) -> StoreResult<Executed> {
-    transact::<DB>(pool, command).await.map_err(commands::store_outcome)
+pub(crate) async fn run<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    command: Command,
+    attribution: &Attribution,
+) -> StoreResult<Executed> {
+    transact::<DB>(pool, command, attribution).await.map_err(commands::store_outcome)
 }
 
-async fn transact<DB: Backend>(pool: &sqlx::Pool<DB>, command: Command) -> StoreResult<Executed> {
+async fn transact<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    command: Command,
+    attribution: &Attribution,
+) -> StoreResult<Executed> {
     let mut transaction = DB::writer(pool).await?;
     let locked = take_lock::<DB>(&mut *transaction, command.lock()).await?;
     let applied = command.apply(&mut *transaction, locked).await?;
@@ -115,7 +123,11 @@ async fn transact<DB: Backend>(pool: &sqlx::Pool<DB>, command: Command) -> Store
         // Nothing was written; dropping the transaction rolls it back.
         return Ok(Executed { outcome: applied.outcome, change: None });
     }
-    for event in &applied.events {
+    for mut event in applied.events {
+        // Who caused the change is the caller's, not the command's: the
+        // same command is run by the CLI (no token, no request) and over HTTP.
+        event.token_id.clone_from(&attribution.token_id);
+        event.request_id.clone_from(&attribution.request_id);
         repo::insert_audit_event(&mut *transaction, event.row()).await?;
     }
     if let Some(change) = &applied.change {
@@ -144,9 +156,9 @@ async fn take_lock<DB: Backend>(connection: &mut DB::Connection, lock: Lock<'_>)
 
 #[async_trait]
 impl<DB: Backend> Mutations for SqlStore<DB> {
-    async fn execute(&self, command: Command) -> StoreResult<Executed> {
-        let pool = self.pool.clone();
-        detached(async move { run(&pool, command).await }).await
+    async fn execute_attributed(&self, command: Command, attribution: &Attribution) -> StoreResult<Executed> {
+        let (pool, attribution) = (self.pool.clone(), attribution.clone());
+        detached(async move { run(&pool, command, &attribution).await }).await
     }
 
     async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64> {
@@ -245,7 +257,7 @@ impl<DB: Backend> Management for SqlStore<DB> {
         repo::list_organisation_keys(&mut *self.reader().await?, organisation).await
     }
 
-    async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {
-        repo::audit_events(&mut *self.reader().await?, organisation, limit, AuditEvent::decode).await
+    async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<RecordedAuditEvent>> {
+        repo::audit_page(&mut *self.reader().await?, query, RecordedAuditEvent::decode).await
     }
 }

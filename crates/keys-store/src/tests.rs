@@ -197,6 +197,8 @@ async fn write_old_actions<C: repo::Sql + ?Sized>(connection: &mut C, organisati
             organisation_id: organisation.id.as_str(),
             workspace_uid: None,
             actor: None,
+            token_id: None,
+            request_id: None,
             action: old,
             target_id: organisation.id.as_str(),
             at: organisation.created_at,
