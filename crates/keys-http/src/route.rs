@@ -290,11 +290,12 @@ pub enum Tag {
     SigningKeys,
     Verification,
     SigningKeysVersori,
+    Audit,
 }
 
 impl Tag {
     /// Every tag, in the order the document lists them.
-    pub const ALL: [Tag; 7] = [
+    pub const ALL: [Tag; 8] = [
         Self::Operations,
         Self::Workspaces,
         Self::ApiKeys,
@@ -302,6 +303,7 @@ impl Tag {
         Self::SigningKeys,
         Self::Verification,
         Self::SigningKeysVersori,
+        Self::Audit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -313,6 +315,7 @@ impl Tag {
             Self::SigningKeys => "signing-keys",
             Self::Verification => "verification",
             Self::SigningKeysVersori => "signing-keys-versori",
+            Self::Audit => "audit",
         }
     }
 
@@ -325,6 +328,7 @@ impl Tag {
             Self::SigningKeys => "Dialect 1: workspace ES256 signing keys and their public JWKS.",
             Self::Verification => "Verification: 200 with `valid` for any well-formed request.",
             Self::SigningKeysVersori => "Dialect 2 (Versori-compatible): organisation RS256 signing keys.",
+            Self::Audit => "Dialect 1: the organisation's audit trail, newest first, paged by an opaque cursor.",
         }
     }
 }
@@ -365,6 +369,9 @@ pub(crate) enum Query {
     List,
     /// `limit` and `offset` only.
     Page,
+    /// The audit trail's: `workspace`, `action`, `target_id`, `since`,
+    /// `until`, `limit` (1–100, default 50) and `cursor`.
+    Audit,
 }
 
 /// One method of a route.

@@ -4,6 +4,7 @@
 //! when it runs dry, generation happens on a blocking thread, never on a
 //! runtime worker.
 
+use keys_store::Mutations as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -65,7 +66,7 @@ impl Service {
             caller.actor(),
             now,
         );
-        self.store.create_organisation_key(&key).await?;
+        self.mutations(caller).create_organisation_key(&key).await?;
         Ok(IssuedOrganisationKey { key, pair })
     }
 
@@ -103,7 +104,7 @@ impl Service {
         id: &OrganisationKeyId,
     ) -> ServiceResult<OrganisationSigningKey> {
         let organisation = self.own_organisation(caller, organisation)?;
-        Ok(self.store.delete_organisation_key(organisation, id, caller.actor(), self.now()).await?)
+        Ok(self.mutations(caller).delete_organisation_key(organisation, id, caller.actor(), self.now()).await?)
     }
 
     /// A key as public verifiers see it (no authentication): deleted keys

@@ -21,7 +21,7 @@ pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
 }
 
 /// An RFC 3339 instant of the request.
-fn instant(field: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
+pub(crate) fn instant(field: &str, text: &str) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|_| {
         ApiError::validation(format!("{field} must be an RFC 3339 timestamp such as 2027-01-31T12:00:00Z"))
     })
