@@ -192,18 +192,14 @@ async fn first_migration(backend: &str, directory: &std::path::Path) -> sqlx::mi
 /// checks that every one carries its new name.
 async fn write_old_actions<C: repo::Sql + ?Sized>(connection: &mut C, organisation: &Organisation) {
     repo::insert_organisation(connection, organisation).await.unwrap();
+    // The columns of the first schema only: today's insert names columns
+    // later migrations added.
+    const INSERT: &str = "INSERT INTO audit_events (organisation_id, action, target_id, at) VALUES ($1, $2, $1, $3)";
     for (old, _) in RENAMED_ACTIONS {
-        let row = repo::AuditRow {
-            organisation_id: organisation.id.as_str(),
-            workspace_uid: None,
-            actor: None,
-            token_id: None,
-            request_id: None,
-            action: old,
-            target_id: organisation.id.as_str(),
-            at: organisation.created_at,
-        };
-        repo::insert_audit_event(connection, row).await.unwrap();
+        let organisation_id = repo::Value::Text(Some(organisation.id.as_str()));
+        let values =
+            vec![organisation_id, repo::Value::Text(Some(old)), repo::Value::Time(Some(organisation.created_at))];
+        connection.execute(repo::Statement { sql: INSERT, values }).await.unwrap();
     }
 }
 
