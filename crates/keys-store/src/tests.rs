@@ -252,6 +252,39 @@ async fn postgres_migration_renames_old_audit_actions() {
     db.cleanup().await;
 }
 
+/// Every action SPEC section 7 lists, in its order, and nothing else
+/// (besides `organisation.created`, which the CLI's organisations write).
+#[test]
+fn audit_actions_are_the_specs() {
+    const SPEC: [&str; 19] = [
+        "workspace.created",
+        "api_key.generated",
+        "api_key.updated",
+        "api_key.disabled",
+        "api_key.enabled",
+        "api_key.rolled",
+        "api_key.deleted",
+        "public_api_key.generated",
+        "public_api_key.updated",
+        "public_api_key.rotated",
+        "public_api_key.deleted",
+        "signing_api_key.generated",
+        "signing_api_key.rolled",
+        "signing_api_key.deleted",
+        "organisation_key.generated",
+        "organisation_key.deleted",
+        "service_token.generated",
+        "service_token.revoked",
+        "audit.pruned",
+    ];
+    for name in SPEC {
+        assert!(AuditAction::parse(name).is_some(), "{name} is not an AuditAction");
+    }
+    let extra: Vec<&str> =
+        AuditAction::ALL.iter().map(|action| action.as_str()).filter(|name| !SPEC.contains(name)).collect();
+    assert_eq!(extra, ["organisation.created"]);
+}
+
 #[test]
 fn audit_actions_round_trip_through_their_names() {
     for action in AuditAction::ALL {
