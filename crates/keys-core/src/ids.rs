@@ -112,6 +112,52 @@ prefixed_id!(
     OrganisationKeyId, "", "organisation key"
 );
 
+/// The id of one HTTP request, as it appears in `X-Request-Id` and in the
+/// audit events the request causes: what a client sent when it is a sane
+/// token (1–128 characters of `A-Z a-z 0-9 . _ : -`), else a ULID keysd
+/// makes. Client text, so it is checked before it is echoed or stored.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// The longest request id accepted from a client.
+    pub const MAX_LEN: usize = 128;
+
+    /// A new id (a ULID) from the injected time and randomness.
+    pub fn generate(now: OffsetDateTime, rng: &mut impl RngCore) -> Self {
+        Self(ulid(now, rng))
+    }
+
+    /// A client's (or a stored) request id; anything but 1–128 characters
+    /// of `A-Z a-z 0-9 . _ : -` is refused.
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        let sane = !text.is_empty()
+            && text.len() <= Self::MAX_LEN
+            && text.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b':' | b'-'));
+        if sane {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(CoreError::InvalidId { kind: "request" })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RequestId({})", self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +193,18 @@ mod tests {
             assert!(ApiKeyId::parse(bad).is_err(), "{bad} parsed");
         }
         assert!(ApiKeyId::parse("ws_apik_01ARZ3NDEKTSV4RRFFQ69G5FAV").is_ok());
+    }
+
+    #[test]
+    fn request_ids_are_sane_tokens() {
+        for good in ["a", "abc-123", "trace:01.x_y", &"x".repeat(128)] {
+            assert_eq!(RequestId::parse(good).map(|id| id.as_str().to_owned()), Ok(good.to_owned()));
+        }
+        for bad in ["", "bad id!", "a/b", "é", "line\nbreak", &"x".repeat(129)] {
+            assert!(RequestId::parse(bad).is_err(), "{bad:?} parsed");
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let generated = RequestId::generate(OffsetDateTime::UNIX_EPOCH, &mut rng);
+        assert_eq!(RequestId::parse(generated.as_str()), Ok(generated));
     }
 }

@@ -36,8 +36,8 @@ pub use api_key::{
 pub use digest::SecretDigest;
 pub use error::CoreError;
 pub use ids::{
-    ulid, ApiKeyId, OrganisationId, OrganisationKeyId, PublicKeyId, ServiceTokenId, SigningKeyId, SigningKeyUid,
-    WorkspaceUid,
+    ulid, ApiKeyId, OrganisationId, OrganisationKeyId, PublicKeyId, RequestId, ServiceTokenId, SigningKeyId,
+    SigningKeyUid, WorkspaceUid,
 };
 pub use organisation::Organisation;
 pub use organisation_key::{KeyPage, KeyPosition, KeySlice, OrganisationSigningKey, OrganisationSigningKeyState};

@@ -17,6 +17,7 @@ use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
+use keys_core::RequestId;
 
 use crate::error::{ApiError, Dialect};
 use crate::route::{Authenticated, Caller, Handler, Input, Public};
@@ -31,6 +32,7 @@ pub(crate) async fn dispatch<B>(
     state: &Arc<AppState>,
     matched: Option<Matched<'_>>,
     request: Request<B>,
+    request_id: &RequestId,
 ) -> Result<Response<Full<Bytes>>, ApiError>
 where
     B: Body<Data = Bytes> + Send + 'static,
@@ -64,6 +66,8 @@ where
             if !caller.may(permission) {
                 return Err(ApiError::forbidden_role(caller.role(), permission));
             }
+            // The request's id goes with the caller into every audit event.
+            let caller = caller.with_request_id(request_id.clone());
             let body = if matches!(parts.method, Method::POST | Method::PATCH | Method::PUT) {
                 read_body(body, limit, state.config.body_read_timeout).await?
             } else {

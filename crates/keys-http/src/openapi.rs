@@ -236,7 +236,9 @@ fn operation(
             ));
         builder = builder.parameter(parameter);
     }
-    if operation.query != Query::None {
+    if operation.query == Query::Audit {
+        builder = audit_parameters(builder);
+    } else if operation.query != Query::None {
         let integer = |minimum: u64, maximum: Option<u64>, default: u64| {
             ObjectBuilder::new()
                 .schema_type(Type::Integer)
@@ -396,6 +398,46 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| match build().to_json() {
 /// The document as generated, without a `servers` entry.
 pub fn document() -> &'static str {
     &DOCUMENT
+}
+
+/// The query of `GET /v1/audit_event/` (see [`Query::Audit`]).
+fn audit_parameters(mut builder: utoipa::openapi::path::OperationBuilder) -> utoipa::openapi::path::OperationBuilder {
+    let string = |pattern: Option<&str>, format: Option<&str>| {
+        let schema = ObjectBuilder::new().schema_type(Type::String).pattern(pattern);
+        match format {
+            Some(format) => schema.format(Some(utoipa::openapi::SchemaFormat::Custom(format.to_owned()))),
+            None => schema,
+        }
+    };
+    let limit =
+        ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(100)).default(Some(50.into()));
+    let parameters = [
+        (
+            "workspace",
+            "Only the events of this workspace (slug); an unknown one is a 404.",
+            string(Some(r"^[a-z0-9][a-z0-9_-]{0,62}$"), None),
+        ),
+        (
+            "action",
+            "Only events of this action, e.g. `api_key.rolled`; an unknown action is a 400.",
+            string(Some(r"^[a-z_]+\.[a-z_]+$"), None),
+        ),
+        ("target_id", "Only events on this target (its id).", string(None, None)),
+        ("since", "Only events at or after this RFC 3339 instant.", string(None, Some("date-time"))),
+        ("until", "Only events before this RFC 3339 instant.", string(None, Some("date-time"))),
+        ("limit", "Page size; out of range is a 400, never clamped.", limit),
+        ("cursor", "`meta.next_cursor` of the previous page (opaque).", string(Some("^[0-9a-f]{32}$"), None)),
+    ];
+    for (name, description, schema) in parameters {
+        let parameter = ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(schema));
+        builder = builder.parameter(parameter);
+    }
+    builder
 }
 
 #[cfg(test)]

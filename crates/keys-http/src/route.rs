@@ -294,11 +294,12 @@ pub enum Tag {
     SigningKeys,
     Verification,
     SigningKeysVersori,
+    Audit,
 }
 
 impl Tag {
     /// Every tag, in the order the document lists them.
-    pub const ALL: [Tag; 8] = [
+    pub const ALL: [Tag; 9] = [
         Self::Operations,
         Self::Workspaces,
         Self::ServiceTokens,
@@ -307,6 +308,7 @@ impl Tag {
         Self::SigningKeys,
         Self::Verification,
         Self::SigningKeysVersori,
+        Self::Audit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -319,6 +321,7 @@ impl Tag {
             Self::SigningKeys => "signing-keys",
             Self::Verification => "verification",
             Self::SigningKeysVersori => "signing-keys-versori",
+            Self::Audit => "audit",
         }
     }
 
@@ -332,6 +335,7 @@ impl Tag {
             Self::SigningKeys => "Dialect 1: workspace ES256 signing keys and their public JWKS.",
             Self::Verification => "Verification: 200 with `valid` for any well-formed request.",
             Self::SigningKeysVersori => "Dialect 2 (Versori-compatible): organisation RS256 signing keys.",
+            Self::Audit => "Dialect 1: the organisation's audit trail, newest first, paged by an opaque cursor.",
         }
     }
 }
@@ -374,6 +378,9 @@ pub(crate) enum Query {
     Page,
     /// `limit` (1–1000) and an opaque `cursor` (organisation keys).
     Cursor,
+    /// The audit trail's: `workspace`, `action`, `target_id`, `since`,
+    /// `until`, `limit` (1–100, default 50) and `cursor`.
+    Audit,
 }
 
 /// One method of a route.

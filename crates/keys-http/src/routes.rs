@@ -9,7 +9,8 @@ pub use crate::route::{Auth, Operation, Route, Tag};
 pub(crate) use crate::route::{Body, Payload, Query};
 
 use crate::handlers::{
-    api_keys, forward_auth, ops, organisation_keys, public_keys, service_tokens, signing_keys, verification, workspaces,
+    api_keys, audit_events, forward_auth, ops, organisation_keys, public_keys, service_tokens, signing_keys,
+    verification, workspaces,
 };
 
 /// Every route of the server, resource by resource. The router prefers
@@ -24,6 +25,7 @@ pub static ROUTES: &Routes = &Routes(&[
     forward_auth::ROUTES,
     verification::ROUTES,
     organisation_keys::ROUTES,
+    audit_events::ROUTES,
 ]);
 
 /// The routes of the resource modules, in table order.

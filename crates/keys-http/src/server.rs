@@ -23,6 +23,7 @@ use hyper::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulConnection;
+use keys_core::RequestId;
 use keys_service::{Service, ServiceConfig};
 use keys_store::Store;
 use rand_chacha::ChaCha8Rng;
@@ -158,8 +159,11 @@ impl App {
                     Ok(Err(ApiError::TooManyRequests { retry_after_seconds }))
                 }
                 None => {
-                    tokio::time::timeout(state.config.request_timeout, dispatch::dispatch(state, matched, request))
-                        .await
+                    tokio::time::timeout(
+                        state.config.request_timeout,
+                        dispatch::dispatch(state, matched, request, &request_id),
+                    )
+                    .await
                 }
             };
             let response = match outcome {
@@ -195,7 +199,7 @@ impl App {
         // A disabled span (the verification routes at `info`) has nothing to
         // enter on every poll.
         let mut response = if span.is_disabled() { work.await } else { work.instrument(span).await };
-        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(request_id)) {
+        if let Ok(value) = HeaderValue::from_str(request_id.as_str()) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
         // Every answer, errors included: a browser must never guess that a
@@ -227,17 +231,14 @@ thread_local! {
     static REQUEST_ID_RNG: RefCell<ChaCha8Rng> = RefCell::new(ChaCha8Rng::from_entropy());
 }
 
-/// The client's request id when it is a sane token, otherwise a new ULID.
-fn request_id(headers: &HeaderMap) -> String {
-    let offered = headers.get(REQUEST_ID).and_then(|value| value.to_str().ok()).filter(|value| {
-        !value.is_empty()
-            && value.len() <= 128
-            && value.bytes().all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
-    });
-    match offered {
-        Some(offered) => offered.to_owned(),
-        None => REQUEST_ID_RNG.with(|rng| keys_core::ulid(time::OffsetDateTime::now_utc(), &mut *rng.borrow_mut())),
-    }
+/// The client's request id when it is a sane token (`RequestId::parse`:
+/// 1–128 characters of `A-Z a-z 0-9 . _ : -`), otherwise a new ULID. It is
+/// echoed on the response and reaches every audit event the request causes.
+fn request_id(headers: &HeaderMap) -> RequestId {
+    let offered = headers.get(REQUEST_ID).and_then(|value| RequestId::parse(value.to_str().ok()?).ok());
+    offered.unwrap_or_else(|| {
+        REQUEST_ID_RNG.with(|rng| RequestId::generate(time::OffsetDateTime::now_utc(), &mut *rng.borrow_mut()))
+    })
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains

@@ -1739,3 +1739,136 @@ async fn organisation_key_list_pages_with_a_cursor() {
     let most = harness.call(Method::GET, &format!("{keys}?limit=1000"), None).await;
     assert_eq!(ids(&most), created);
 }
+
+// ------------------------------------------------------------------- audit
+
+/// Every event of `path` (a `/v1/audit_event/` query), page after page.
+async fn audit_pages(harness: &Harness, path: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    let mut next = String::new();
+    for _ in 0..100 {
+        let separator = if path.contains('?') { '&' } else { '?' };
+        let page = harness.call(Method::GET, &format!("{path}{separator}{next}"), None).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.text);
+        events.extend(page.body["results"].as_array().expect("results").iter().cloned());
+        match page.body["meta"]["next_cursor"].as_str() {
+            Some(cursor) => next = format!("cursor={cursor}"),
+            None => return events,
+        }
+    }
+    panic!("the cursor never ends");
+}
+
+#[tokio::test]
+async fn audit_events_list_filter_and_page() {
+    let harness = harness().await;
+    let token_id = {
+        let token = ServiceToken::parse(&harness.token).expect("token");
+        harness.store.service_token_by_digest(&token.digest()).await.expect("lookup").expect("token").id.to_string()
+    };
+    let create = Request::builder()
+        .method(Method::POST)
+        .uri("/v1/staging/ws_api_key/")
+        .header(header::AUTHORIZATION, format!("ServiceToken {}", harness.token))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("x-request-id", "deploy:42.a_b-c")
+        .body(Full::new(Bytes::from(json!({"name": "backend"}).to_string())))
+        .expect("request");
+    let created = harness.send(create).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
+    assert_eq!(created.headers["x-request-id"], "deploy:42.a_b-c");
+    let (secret, key_id) = (created.body["api_key"].as_str().expect("secret"), created.body["id"].clone());
+    let public = harness.call(Method::POST, "/v1/production/ws_public_key/", Some(json!({"name": "web"}))).await;
+    assert_eq!(public.status, StatusCode::CREATED);
+    let deleted =
+        harness.call(Method::DELETE, &format!("/v1/staging/ws_api_key/{}/", key_id.as_str().expect("id")), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let deleted_request_id = deleted.headers["x-request-id"].to_str().expect("ascii").to_owned();
+
+    let list = harness.call(Method::GET, "/v1/audit_event/", None).await;
+    assert_eq!(list.status, StatusCode::OK, "{}", list.text);
+    assert!(!list.text.contains(secret), "an event shows the secret");
+    assert_eq!(list.body["meta"], json!({"limit": 50, "next_cursor": null}));
+    let events = list.body["results"].as_array().expect("results");
+    let actions: Vec<&str> = events.iter().map(|event| event["action"].as_str().expect("action")).collect();
+    assert_eq!(
+        actions,
+        [
+            "api_key.deleted",
+            "public_api_key.generated",
+            "api_key.generated",
+            "service_token.generated",
+            "workspace.created",
+            "workspace.created",
+            "organisation.created"
+        ]
+    );
+    assert_eq!(keys_of(&events[0]), ["action", "actor", "at", "id", "request_id", "target", "workspace"]);
+    assert_eq!(events[0]["request_id"], deleted_request_id.as_str());
+    assert_eq!(events[0]["target"], json!({"type": "api_key", "id": key_id}));
+    assert_eq!(events[0]["workspace"], "staging");
+    assert_eq!(events[2]["request_id"], "deploy:42.a_b-c");
+    assert_eq!(events[2]["actor"]["token_id"], token_id.as_str());
+    assert_eq!(events[2]["actor"]["email"], format!("org_{}@systemuser.keysd.local", harness.organisation));
+    assert!(is_timestamp(&events[2]["at"]));
+    assert!(events[2]["id"].as_str().expect("id").starts_with("evt_"));
+    assert_eq!(events[1]["workspace"], "production");
+    // The bootstrap was the operator's: no token, no request.
+    assert_eq!(events[6]["actor"], json!({"name": null, "email": null, "token_id": null}));
+    assert_eq!((&events[6]["request_id"], &events[6]["workspace"]), (&Value::Null, &Value::Null));
+    assert_eq!(events[6]["target"], json!({"type": "organisation", "id": harness.organisation.to_string()}));
+
+    // Pages of 2 are the same list, each event once.
+    let paged = audit_pages(&harness, "/v1/audit_event/?limit=2").await;
+    assert_eq!(paged, events.to_vec());
+    let first = harness.call(Method::GET, "/v1/audit_event/?limit=2", None).await;
+    assert_eq!(first.body["meta"]["limit"], 2);
+    assert!(first.body["meta"]["next_cursor"].is_string());
+
+    // Filters.
+    let ids = |events: &[Value]| events.iter().map(|event| event["action"].clone()).collect::<Vec<_>>();
+    let staging = audit_pages(&harness, "/v1/audit_event/?workspace=staging").await;
+    assert_eq!(ids(&staging), [json!("api_key.deleted"), json!("api_key.generated"), json!("workspace.created")]);
+    let generated = audit_pages(&harness, "/v1/audit_event/?action=api_key.generated&limit=1").await;
+    assert_eq!(ids(&generated), [json!("api_key.generated")]);
+    let target = audit_pages(&harness, &format!("/v1/audit_event/?target_id={}", key_id.as_str().expect("id"))).await;
+    assert_eq!(ids(&target), [json!("api_key.deleted"), json!("api_key.generated")]);
+    let at = events[2]["at"].as_str().expect("at");
+    let since = audit_pages(&harness, &format!("/v1/audit_event/?since={}", at.replace(':', "%3A"))).await;
+    assert_eq!(since.len(), 3);
+    let until = audit_pages(&harness, &format!("/v1/audit_event/?until={at}")).await;
+    assert_eq!(until.len(), 4);
+
+    // Another organisation sees its own trail only.
+    let (_, other_token) = harness.other_organisation("globex").await;
+    let theirs = harness.call_as(&other_token, Method::GET, "/v1/audit_event/", None).await;
+    let theirs = theirs.body["results"].as_array().expect("results").clone();
+    assert!(theirs.iter().all(|event| event["action"] != "api_key.generated"), "{theirs:?}");
+    let unauthenticated = harness.public(Method::GET, "/v1/audit_event/").await;
+    assert_eq!(unauthenticated.status, StatusCode::UNAUTHORIZED);
+    assert!(unauthenticated.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn audit_event_queries_are_validated() {
+    let harness = harness().await;
+    for (query, message) in [
+        ("limit=0", "limit must be a whole number between 1 and 100"),
+        ("limit=101", "limit must be a whole number between 1 and 100"),
+        ("limit=many", "limit must be a whole number between 1 and 100"),
+        ("cursor=nope", "cursor is not one this server returned"),
+        ("cursor=0000000000000000000000000000000", "cursor is not one this server returned"),
+        ("action=api_key.create", "action 'api_key.create' is not an audit action"),
+        ("since=yesterday", "since must be an RFC 3339 timestamp"),
+        ("until=2026-02-30T00:00:00Z", "until must be an RFC 3339 timestamp"),
+        ("since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z", "since must not be after until"),
+    ] {
+        validation(&harness.call(Method::GET, &format!("/v1/audit_event/?{query}"), None).await, message);
+    }
+    let both = harness.call(Method::GET, "/v1/audit_event/?limit=0&cursor=x", None).await;
+    assert_eq!(both.body["detail"].as_array().expect("detail").len(), 2, "{}", both.text);
+    not_found(&harness.call(Method::GET, "/v1/audit_event/?workspace=nope", None).await, "workspace 'nope' not found");
+    let (_, other_token) = harness.other_organisation("globex").await;
+    let foreign = harness.call_as(&other_token, Method::GET, "/v1/audit_event/?workspace=production", None).await;
+    not_found(&foreign, "workspace 'production' not found");
+}

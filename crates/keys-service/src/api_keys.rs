@@ -5,6 +5,7 @@
 
 use keys_core::{ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, ApiKeyProfile, GracePeriod, Page};
 use keys_crypto::ApiKeySecret;
+use keys_store::Mutations as _;
 use keys_store::{ApiKeyChange, StoreError};
 use rand_core::{CryptoRng, RngCore};
 use time::OffsetDateTime;
@@ -50,7 +51,7 @@ impl InWorkspace<'_> {
         let (material, secret) = material(now, &mut self.service.rng());
         let new = keys_core::NewApiKey { workspace: self.workspace.uid.clone(), material, profile };
         let key = ApiKey::create(new, self.caller.actor(), now).map_err(StoreError::Refused)?;
-        self.service.store.create_api_key(&key).await?;
+        self.service.mutations(self.caller).create_api_key(&key).await?;
         Ok(IssuedApiKey { key, secret })
     }
 
@@ -73,7 +74,7 @@ impl InWorkspace<'_> {
     pub async fn roll_api_key(&self, id: &ApiKeyId, grace: Option<GracePeriod>) -> ServiceResult<IssuedApiKey> {
         let now = self.now();
         let (material, secret) = material(now, &mut self.service.rng());
-        let store = &self.service.store;
+        let store = self.service.mutations(self.caller);
         let (_rolled, key) =
             store.roll_api_key(&self.workspace.uid, id, grace, material, self.caller.actor(), now).await?;
         Ok(IssuedApiKey { key, secret })
@@ -84,7 +85,7 @@ impl InWorkspace<'_> {
     }
 
     async fn change_api_key(&self, id: &ApiKeyId, change: ApiKeyChange) -> ServiceResult<ApiKey> {
-        let store = &self.service.store;
+        let store = self.service.mutations(self.caller);
         Ok(store.change_api_key(&self.workspace.uid, id, change, self.caller.actor(), self.now()).await?)
     }
 }

@@ -23,10 +23,11 @@
 //!
 //! Modules are named by the resource they hold: [`workspaces`],
 //! [`api_keys`], [`public_keys`], [`signing_keys`], [`organisation_keys`],
-//! [`operators`] (organisations, service tokens, bootstrap) and
-//! [`verification`].
+//! [`operators`] (organisations, service tokens, bootstrap), [`audit`]
+//! (the trail: pages, export, prune) and [`verification`].
 
 pub mod api_keys;
+pub mod audit;
 pub mod operators;
 pub mod organisation_keys;
 pub mod public_keys;
@@ -40,9 +41,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use keys_core::verify::{OrganisationTokenPolicy, Scope, TimePolicy};
-use keys_core::{Actor, Permission, Role, ServiceTokenRecord};
+use keys_core::{Actor, Permission, RequestId, Role, ServiceTokenRecord};
 use keys_crypto::RsaKeyPool;
-use keys_store::{Store, StoreError};
+use keys_store::{Attributed, Attribution, Store, StoreError};
 use rand_core::{CryptoRngCore, OsRng};
 use time::OffsetDateTime;
 
@@ -122,13 +123,28 @@ impl Default for ServiceConfig {
 /// store's cache, not copied). It gives the [`Scope`] every decision takes
 /// (its organisation and workspaces), the [`Role`] its operations are
 /// checked against, and the [`Actor`] that fills every `*_by` the call
-/// causes.
+/// causes; with the id of the request it came in, the [`Attribution`] of
+/// every audit event.
 #[derive(Clone)]
-pub struct Caller(Arc<ServiceTokenRecord>);
+pub struct Caller(Arc<ServiceTokenRecord>, Option<RequestId>);
 
 impl Caller {
     pub fn new(record: Arc<ServiceTokenRecord>) -> Self {
-        Self(record)
+        Self(record, None)
+    }
+
+    /// The same caller, acting in the request `request_id`.
+    pub fn with_request_id(self, request_id: RequestId) -> Self {
+        Self(self.0, Some(request_id))
+    }
+
+    pub fn request_id(&self) -> Option<&RequestId> {
+        self.1.as_ref()
+    }
+
+    /// What the audit events of this caller's changes say of it.
+    pub fn attribution(&self) -> Attribution {
+        Attribution { token_id: Some(self.0.id.clone()), request_id: self.1.clone() }
     }
 
     pub fn scope(&self) -> Scope<'_> {
@@ -161,6 +177,7 @@ impl fmt::Debug for Caller {
             .field("token_id", &self.0.id)
             .field("role", &self.0.role)
             .field("actor", &self.0.actor)
+            .field("request_id", &self.1)
             .finish_non_exhaustive()
     }
 }
@@ -255,6 +272,12 @@ impl Service {
 
     pub fn config(&self) -> &ServiceConfig {
         &self.config
+    }
+
+    /// The store, with every change attributed to `caller` (its token and
+    /// request reach each audit event the change writes).
+    pub(crate) fn mutations<'a>(&'a self, caller: &Caller) -> Attributed<'a, dyn Store> {
+        Attributed::new(&*self.store, caller.attribution())
     }
 
     /// The clock's `now`.

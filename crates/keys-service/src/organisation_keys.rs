@@ -4,6 +4,7 @@
 //! when it runs dry, generation happens on a blocking thread, never on a
 //! runtime worker.
 
+use keys_store::Mutations as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -81,7 +82,7 @@ impl Service {
             caller.actor(),
             now,
         );
-        self.store.create_organisation_key(&key).await?;
+        self.mutations(caller).create_organisation_key(&key).await?;
         Ok(IssuedOrganisationKey { key, pair })
     }
 
@@ -119,7 +120,7 @@ impl Service {
         id: &OrganisationKeyId,
     ) -> ServiceResult<OrganisationSigningKey> {
         let organisation = self.own_organisation(caller, organisation)?;
-        Ok(self.store.delete_organisation_key(organisation, id, caller.actor(), self.now()).await?)
+        Ok(self.mutations(caller).delete_organisation_key(organisation, id, caller.actor(), self.now()).await?)
     }
 
     /// A key as public verifiers see it (no authentication): deleted keys

@@ -4,6 +4,7 @@
 
 use keys_core::{Page, PublicKey, PublicKeyId, PublicKeyPatch};
 use keys_crypto::PublicKeyValue;
+use keys_store::Mutations as _;
 use keys_store::PublicKeyChange;
 
 use crate::workspaces::{InWorkspace, Listing, NewKey};
@@ -25,7 +26,7 @@ impl InWorkspace<'_> {
         let id = PublicKeyId::generate(now, &mut rng);
         let workspace = self.workspace.uid.clone();
         let new = keys_core::NewPublicKey { id, workspace, value, name: new.name, description: new.description };
-        Ok(self.service.store.create_public_key(new, self.caller.actor(), now).await?)
+        Ok(self.service.mutations(self.caller).create_public_key(new, self.caller.actor(), now).await?)
     }
 
     pub async fn patch_public_key(&self, id: &PublicKeyId, patch: PublicKeyPatch) -> ServiceResult<PublicKey> {
@@ -39,12 +40,12 @@ impl InWorkspace<'_> {
     }
 
     async fn change_public_key(&self, id: &PublicKeyId, change: PublicKeyChange) -> ServiceResult<PublicKey> {
-        let store = &self.service.store;
+        let store = self.service.mutations(self.caller);
         Ok(store.change_public_key(&self.workspace.uid, id, change, self.caller.actor(), self.now()).await?)
     }
 
     pub async fn delete_public_key(&self, id: &PublicKeyId) -> ServiceResult<PublicKey> {
-        let store = &self.service.store;
+        let store = self.service.mutations(self.caller);
         Ok(store.delete_public_key(&self.workspace.uid, id, self.caller.actor(), self.now()).await?)
     }
 }

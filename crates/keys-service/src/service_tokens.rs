@@ -8,7 +8,7 @@ use keys_core::{
     NewServiceToken, Organisation, OrganisationId, Page, ServiceTokenId, ServiceTokenMaterial, ServiceTokenRecord,
 };
 use keys_crypto::ServiceToken;
-use keys_store::StoreError;
+use keys_store::{Mutations, StoreError};
 use rand_core::RngCore;
 use time::OffsetDateTime;
 
@@ -45,7 +45,7 @@ impl Service {
             .organisation(caller.scope().organisation_id())
             .await?
             .ok_or(ServiceError::OrganisationNotFound)?;
-        self.issue(&organisation, new, Some(caller.token())).await
+        self.issue(&organisation, new, Some(caller)).await
     }
 
     /// A new token of `organisation`, made by the operator (the CLI): any
@@ -62,7 +62,7 @@ impl Service {
         &self,
         organisation: &Organisation,
         new: NewServiceToken,
-        created_by: Option<&ServiceTokenRecord>,
+        caller: Option<&Caller>,
     ) -> ServiceResult<IssuedServiceToken> {
         for slug in new.workspaces.slugs().unwrap_or_default() {
             if self.store.workspace_by_slug(&organisation.id, slug.as_str()).await?.is_none() {
@@ -73,9 +73,14 @@ impl Service {
         let mut rng = self.rng();
         let token = ServiceToken::generate(&mut rng);
         let material = material(&token, now, &mut rng);
+        let created_by = caller.map(Caller::token);
         let record =
             ServiceTokenRecord::create(material, organisation, new, created_by, now).map_err(StoreError::Refused)?;
-        self.store.create_service_token(&record).await?;
+        match caller {
+            // Its audit event names the creating token and the request.
+            Some(caller) => self.mutations(caller).create_service_token(&record).await?,
+            None => self.store.create_service_token(&record).await?,
+        }
         Ok(IssuedServiceToken { record, token })
     }
 
@@ -105,7 +110,8 @@ impl Service {
     pub async fn revoke_service_token(&self, caller: &Caller, id: &str) -> ServiceResult<ServiceTokenRecord> {
         let id = ServiceTokenId::parse(id).map_err(|_| StoreError::NotFound { kind: "service token" })?;
         let organisation = caller.scope().organisation_id();
-        Ok(self.store.revoke_service_token(organisation, &id, Some(caller.actor()), self.now()).await?)
+        let mutations = self.mutations(caller);
+        Ok(mutations.revoke_service_token(organisation, &id, Some(caller.actor()), self.now()).await?)
     }
 
     /// Revokes a token of `organisation` (the CLI; no actor).

@@ -6,6 +6,7 @@
 
 use keys_core::{GracePeriod, NewSigningKey, Page, SigningKeyId, SigningKeyUid, WorkspaceSigningKey};
 use keys_crypto::EcKeyPair;
+use keys_store::Mutations as _;
 
 use crate::workspaces::{InWorkspace, Listing};
 use crate::ServiceResult;
@@ -36,8 +37,11 @@ impl InWorkspace<'_> {
 
     pub async fn create_signing_key(&self) -> ServiceResult<IssuedSigningKey> {
         let (pair, new) = self.new_signing_key();
-        let key =
-            self.service.store.create_signing_key(&self.workspace.uid, new, self.caller.actor(), self.now()).await?;
+        let key = self
+            .service
+            .mutations(self.caller)
+            .create_signing_key(&self.workspace.uid, new, self.caller.actor(), self.now())
+            .await?;
         Ok(IssuedSigningKey { key, pair })
     }
 
@@ -50,12 +54,13 @@ impl InWorkspace<'_> {
     ) -> ServiceResult<IssuedSigningKey> {
         let (pair, new) = self.new_signing_key();
         let (workspace, actor) = (&self.workspace.uid, self.caller.actor());
-        let (_rolled, key) = self.service.store.roll_signing_key(workspace, uid, grace, new, actor, self.now()).await?;
+        let (_rolled, key) =
+            self.service.mutations(self.caller).roll_signing_key(workspace, uid, grace, new, actor, self.now()).await?;
         Ok(IssuedSigningKey { key, pair })
     }
 
     pub async fn delete_signing_key(&self, uid: &SigningKeyUid) -> ServiceResult<WorkspaceSigningKey> {
-        let store = &self.service.store;
+        let store = self.service.mutations(self.caller);
         Ok(store.delete_signing_key(&self.workspace.uid, uid, self.caller.actor(), self.now()).await?)
     }
 }

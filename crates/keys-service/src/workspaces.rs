@@ -4,6 +4,7 @@
 
 use keys_core::verify::WorkspaceAccess;
 use keys_core::{Description, Name, NewWorkspace, Page, Pagination, Workspace, WorkspaceSlug};
+use keys_store::Mutations as _;
 use time::OffsetDateTime;
 
 use crate::{Caller, Service, ServiceError, ServiceResult};
@@ -95,7 +96,7 @@ impl Service {
         let organisation = caller.scope().organisation_id().clone();
         let workspace = Workspace::create(organisation, new, Some(caller.actor()), self.now(), &mut self.rng())
             .map_err(keys_store::StoreError::Refused)?;
-        self.store.create_workspace(&workspace).await?;
+        self.mutations(caller).create_workspace(&workspace).await?;
         Ok(workspace)
     }
 }

@@ -54,9 +54,10 @@ use keys_core::{
 use time::OffsetDateTime;
 
 use crate::change::{Change, ChangeFeed, Heard};
-use crate::commands::{AuditEvent, Command, Executed, Mutations};
+use crate::commands::{Attribution, Command, Executed, Mutations, RecordedAuditEvent};
 use crate::error::StoreResult;
 use crate::postgres::{ChangeListener, PgStore};
+use crate::repo::AuditQuery;
 use crate::store::{Listing, Lookups, Management};
 
 /// How long entries live and how many there may be.
@@ -430,8 +431,8 @@ impl<S: Mutations> Mutations for CachedStore<S> {
     /// Forwards the command, then forgets what its change made stale. A
     /// client error wrote nothing; any other error may hide a commit that
     /// happened (the connection died while committing), so everything goes.
-    async fn execute(&self, command: Command) -> StoreResult<Executed> {
-        let result = self.inner.execute(command).await;
+    async fn execute_attributed(&self, command: Command, attribution: &Attribution) -> StoreResult<Executed> {
+        let result = self.inner.execute_attributed(command, attribution).await;
         match &result {
             Ok(executed) => {
                 if let Some(change) = &executed.change {
@@ -569,8 +570,8 @@ impl<S: Management> Management for CachedStore<S> {
         self.inner.organisation_keys_page(organisation, page).await
     }
 
-    async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {
-        self.inner.audit_events(organisation, limit).await
+    async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<RecordedAuditEvent>> {
+        self.inner.audit_page(query).await
     }
 }
 

@@ -35,14 +35,14 @@ use async_trait::async_trait;
 use keys_core::{
     Actor, ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, CoreError, GracePeriod, NewPublicKey, NewSigningKey,
     Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKey, PublicKeyId, PublicKeyPatch,
-    PublicKeyRing, ServiceTokenId, ServiceTokenRecord, SigningKeyRing, SigningKeyUid, Workspace, WorkspaceSigningKey,
-    WorkspaceUid,
+    PublicKeyRing, RequestId, ServiceTokenId, ServiceTokenRecord, SigningKeyRing, SigningKeyUid, Workspace,
+    WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
 };
 use time::OffsetDateTime;
 
 use crate::change::Change;
 use crate::error::{Conflict, StoreError, StoreResult};
-use crate::repo::{self, AuditRow, Sql};
+use crate::repo::{self, AuditPosition, AuditRow, Sql};
 use crate::rows::{self, RowExt};
 
 /// What an audit event says happened (SPEC section 7).
@@ -67,11 +67,12 @@ pub enum AuditAction {
     OrganisationKeyGenerated,
     OrganisationKeyDeleted,
     ServiceTokenRevoked,
+    AuditPruned,
 }
 
 impl AuditAction {
     /// Every action, for parsing.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 20] = [
         Self::OrganisationCreated,
         Self::WorkspaceCreated,
         Self::ServiceTokenGenerated,
@@ -91,6 +92,7 @@ impl AuditAction {
         Self::OrganisationKeyGenerated,
         Self::OrganisationKeyDeleted,
         Self::ServiceTokenRevoked,
+        Self::AuditPruned,
     ];
 
     /// The stored and displayed name, e.g. `api_key.generated`.
@@ -115,6 +117,29 @@ impl AuditAction {
             Self::OrganisationKeyGenerated => "organisation_key.generated",
             Self::OrganisationKeyDeleted => "organisation_key.deleted",
             Self::ServiceTokenRevoked => "service_token.revoked",
+            Self::AuditPruned => "audit.pruned",
+        }
+    }
+
+    /// What kind of thing the event's `target_id` names: the part of the
+    /// name before the dot, except that a prune targets its organisation.
+    pub fn target_type(self) -> &'static str {
+        match self {
+            Self::OrganisationCreated | Self::AuditPruned => "organisation",
+            Self::WorkspaceCreated => "workspace",
+            Self::ServiceTokenGenerated | Self::ServiceTokenRevoked => "service_token",
+            Self::ApiKeyGenerated
+            | Self::ApiKeyUpdated
+            | Self::ApiKeyDisabled
+            | Self::ApiKeyEnabled
+            | Self::ApiKeyRolled
+            | Self::ApiKeyDeleted => "api_key",
+            Self::PublicApiKeyGenerated
+            | Self::PublicApiKeyUpdated
+            | Self::PublicApiKeyRotated
+            | Self::PublicApiKeyDeleted => "public_api_key",
+            Self::SigningApiKeyGenerated | Self::SigningApiKeyRolled | Self::SigningApiKeyDeleted => "signing_api_key",
+            Self::OrganisationKeyGenerated | Self::OrganisationKeyDeleted => "organisation_key",
         }
     }
 
@@ -136,6 +161,10 @@ pub struct AuditEvent {
     pub organisation_id: OrganisationId,
     pub workspace: Option<WorkspaceUid>,
     pub actor: Option<Actor>,
+    /// The service token that acted; `None` for the operator's CLI.
+    pub token_id: Option<ServiceTokenId>,
+    /// The HTTP request the change came from; `None` for the CLI.
+    pub request_id: Option<RequestId>,
     pub action: AuditAction,
     pub target_id: String,
     pub at: OffsetDateTime,
@@ -148,6 +177,8 @@ impl AuditEvent {
             organisation_id: self.organisation_id.as_str(),
             workspace_uid: self.workspace.as_ref().map(WorkspaceUid::as_str),
             actor: self.actor.as_ref(),
+            token_id: self.token_id.as_ref().map(ServiceTokenId::as_str),
+            request_id: self.request_id.as_ref().map(RequestId::as_str),
             action: self.action.as_str(),
             target_id: &self.target_id,
             at: self.at,
@@ -158,14 +189,91 @@ impl AuditEvent {
     pub(crate) fn decode(row: &impl RowExt) -> StoreResult<Self> {
         let workspace = row.optional_text("workspace_uid")?;
         let action = row.text("action")?;
+        let token_id = row.optional_text("token_id")?;
+        let request_id = row.optional_text("request_id")?;
         Ok(Self {
             organisation_id: rows::parsed(OrganisationId::parse(&row.text("organisation_id")?), "organisation_id")?,
             workspace: workspace.map(|uid| rows::parsed(WorkspaceUid::parse(&uid), "workspace_uid")).transpose()?,
             actor: rows::actor(row, "actor")?,
+            token_id: token_id.map(|id| rows::parsed(ServiceTokenId::parse(&id), "token_id")).transpose()?,
+            request_id: request_id.map(|id| rows::parsed(RequestId::parse(&id), "request_id")).transpose()?,
             action: AuditAction::parse(&action).ok_or_else(|| rows::corrupt("audit action", "action"))?,
             target_id: row.text("target_id")?,
             at: row.time("at")?,
         })
+    }
+}
+
+/// An event as the trail holds it: its sequence number (`id`, the order of
+/// insertion, which breaks ties of `at`) and the slug of its workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedAuditEvent {
+    pub id: i64,
+    pub event: AuditEvent,
+    pub workspace_slug: Option<WorkspaceSlug>,
+}
+
+impl RecordedAuditEvent {
+    /// Where this event sits in the trail's order, for the next page.
+    pub fn position(&self) -> AuditPosition {
+        AuditPosition { at: self.event.at, id: self.id }
+    }
+
+    pub(crate) fn decode(row: &impl RowExt) -> StoreResult<Self> {
+        let slug = row.optional_text("workspace_slug")?;
+        Ok(Self {
+            id: row.integer("id")?,
+            event: AuditEvent::decode(row)?,
+            workspace_slug: slug.map(|slug| rows::parsed(WorkspaceSlug::parse(&slug), "workspace_slug")).transpose()?,
+        })
+    }
+}
+
+/// Who caused a change, beyond its actor: the service token that acted and
+/// the request it came in. The pipeline writes both into every audit event
+/// of the command; the CLI's changes have neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attribution {
+    pub token_id: Option<ServiceTokenId>,
+    pub request_id: Option<RequestId>,
+}
+
+/// A store whose commands are attributed: [`Mutations::execute`] (and so
+/// every typed method) runs each command with this attribution. What
+/// keys-service hands its use cases, so none of their signatures names it.
+pub struct Attributed<'a, S: ?Sized> {
+    store: &'a S,
+    attribution: Attribution,
+}
+
+impl<S: ?Sized> std::fmt::Debug for Attributed<'_, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attributed").field("attribution", &self.attribution).finish_non_exhaustive()
+    }
+}
+
+impl<'a, S: Mutations + ?Sized> Attributed<'a, S> {
+    pub fn new(store: &'a S, attribution: Attribution) -> Self {
+        Self { store, attribution }
+    }
+}
+
+#[async_trait]
+impl<S: Mutations + ?Sized> Mutations for Attributed<'_, S> {
+    async fn execute(&self, command: Command) -> StoreResult<Executed> {
+        self.store.execute_attributed(command, &self.attribution).await
+    }
+
+    async fn execute_attributed(&self, command: Command, attribution: &Attribution) -> StoreResult<Executed> {
+        self.store.execute_attributed(command, attribution).await
+    }
+
+    async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64> {
+        self.store.record_api_key_uses(uses).await
+    }
+
+    async fn record_service_token_uses(&self, uses: &[(ServiceTokenId, OffsetDateTime)]) -> StoreResult<u64> {
+        self.store.record_service_token_uses(uses).await
     }
 }
 
@@ -190,6 +298,8 @@ impl Scope {
             organisation_id: self.organisation.clone(),
             workspace: self.workspace.clone(),
             actor: actor.cloned(),
+            token_id: None,
+            request_id: None,
             action,
             target_id: target_id.to_owned(),
             at,
@@ -309,6 +419,13 @@ pub enum Command {
         actor: Actor,
         now: OffsetDateTime,
     },
+    /// Deletes the organisation's audit events older than `before` (the one
+    /// way the database lets events go) and records one `audit.pruned`.
+    PruneAuditEvents {
+        organisation: OrganisationId,
+        before: OffsetDateTime,
+        now: OffsetDateTime,
+    },
 }
 
 /// What a command locks before it reads anything.
@@ -349,6 +466,8 @@ pub enum Outcome {
     OrganisationKey(OrganisationSigningKey),
     /// Boxed: a token's record carries its limit and stamps.
     ServiceToken(Box<ServiceTokenRecord>),
+    /// How many audit events a prune deleted.
+    Pruned(u64),
 }
 
 /// A committed command: its outcome, and what it changed (none when it
@@ -432,7 +551,9 @@ impl Command {
             Self::RevokeServiceToken { organisation, .. } => Lock::Organisation(organisation),
             Self::CreateWorkspace(workspace) => Lock::Organisation(&workspace.organisation_id),
             Self::CreateOrganisationKey(key) => Lock::Organisation(&key.organisation_id),
-            Self::DeleteOrganisationKey { organisation, .. } => Lock::Organisation(organisation),
+            Self::DeleteOrganisationKey { organisation, .. } | Self::PruneAuditEvents { organisation, .. } => {
+                Lock::Organisation(organisation)
+            }
             Self::CreateApiKey(key) => Lock::Workspace(&key.workspace),
             Self::ChangeApiKey { workspace, .. }
             | Self::CreatePublicKey { new: NewPublicKey { workspace, .. }, .. }
@@ -617,6 +738,16 @@ impl Command {
                 let change = Change::OrganisationKey(key.id.clone());
                 Ok(Applied::one(Outcome::OrganisationKey(key), event, change))
             }
+            Self::PruneAuditEvents { before, now, .. } => {
+                let organisation = locked_organisation(locked)?;
+                let pruned = repo::prune_audit_events(sql, &organisation.id, before).await?;
+                // Written after the delete, so a prune never removes its own
+                // event, whatever `before` is. Nothing cached depends on the
+                // trail: no change to announce.
+                let (action, at) = (AuditAction::AuditPruned, keys_core::timestamp(now));
+                let event = Scope::of_organisation(&organisation.id).event(action, None, organisation.id.as_str(), at);
+                Ok(Applied { outcome: Outcome::Pruned(pruned), events: vec![event], change: None })
+            }
         }
     }
 }
@@ -636,8 +767,16 @@ fn outcome_of<T>(executed: Executed, pick: impl FnOnce(Outcome) -> Option<T>) ->
 #[async_trait]
 pub trait Mutations: Send + Sync {
     /// Runs one command in one transaction (see the module documentation)
-    /// and returns its outcome with the change it committed.
-    async fn execute(&self, command: Command) -> StoreResult<Executed>;
+    /// and returns its outcome with the change it committed; its audit
+    /// events carry `attribution`.
+    async fn execute_attributed(&self, command: Command, attribution: &Attribution) -> StoreResult<Executed>;
+
+    /// [`Mutations::execute_attributed`] with no attribution (the CLI's
+    /// changes), or with the one an [`Attributed`] store holds. Every typed
+    /// method below goes through this.
+    async fn execute(&self, command: Command) -> StoreResult<Executed> {
+        self.execute_attributed(command, &Attribution::default()).await
+    }
 
     /// Writes the bootstrap state if the database has no organisation yet;
     /// returns whether it did.
@@ -826,6 +965,19 @@ pub trait Mutations: Send + Sync {
         let (organisation, id, actor) = (organisation.clone(), id.clone(), actor.clone());
         let executed = self.execute(Command::DeleteOrganisationKey { organisation, id, actor, now }).await?;
         outcome_of(executed, |outcome| if let Outcome::OrganisationKey(key) = outcome { Some(key) } else { None })
+    }
+
+    /// Deletes the organisation's audit events older than `before` in one
+    /// transaction, recording one `audit.pruned`; returns how many went.
+    async fn prune_audit_events(
+        &self,
+        organisation: &OrganisationId,
+        before: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> StoreResult<u64> {
+        let command = Command::PruneAuditEvents { organisation: organisation.clone(), before, now };
+        let executed = self.execute(command).await?;
+        outcome_of(executed, |outcome| if let Outcome::Pruned(count) = outcome { Some(count) } else { None })
     }
 }
 

@@ -47,11 +47,13 @@ mod tests;
 pub use cache::{CacheConfig, CachedStore};
 pub use change::{Change, CHANGES_CHANNEL};
 pub use commands::{
-    ApiKeyChange, AuditAction, AuditEvent, Bootstrap, Command, Executed, Lock, Mutations, Outcome, PublicKeyChange,
+    ApiKeyChange, Attributed, Attribution, AuditAction, AuditEvent, Bootstrap, Command, Executed, Lock, Mutations,
+    Outcome, PublicKeyChange, RecordedAuditEvent,
 };
 pub use error::{Conflict, StoreError, StoreResult};
 pub use pipeline::{Backend, SqlStore};
 pub use postgres::PgStore;
+pub use repo::{AuditFilter, AuditOrder, AuditPosition, AuditQuery};
 pub use sqlite::SqliteStore;
 pub use store::{Listing, Lookups, Management};
 

@@ -26,10 +26,10 @@ use sqlx::Transaction;
 use time::OffsetDateTime;
 
 use crate::change::Change;
-use crate::commands::{self, AuditEvent, Command, Executed, Lock, Locked, Mutations};
+use crate::commands::{self, Attribution, Command, Executed, Lock, Locked, Mutations, RecordedAuditEvent};
 use crate::error::{database, StoreError, StoreResult};
 use crate::quota;
-use crate::repo::{self, Sql};
+use crate::repo::{self, AuditQuery, Sql};
 use crate::store::{Listing, Lookups, Management};
 
 /// What a database brings to [`SqlStore`]: connections that speak
@@ -124,11 +124,21 @@ async fn detached<T: Send + 'static>(
 /// Runs one command in one transaction (see the module documentation),
 /// held to `quotas`. This is also the one place where a keys-core "not
 /// found" becomes the store's [`StoreError::NotFound`].
-pub(crate) async fn run<DB: Backend>(pool: &sqlx::Pool<DB>, quotas: Quotas, command: Command) -> StoreResult<Executed> {
-    transact::<DB>(pool, quotas, command).await.map_err(commands::store_outcome)
+pub(crate) async fn run<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    quotas: Quotas,
+    command: Command,
+    attribution: &Attribution,
+) -> StoreResult<Executed> {
+    transact::<DB>(pool, quotas, command, attribution).await.map_err(commands::store_outcome)
 }
 
-async fn transact<DB: Backend>(pool: &sqlx::Pool<DB>, quotas: Quotas, command: Command) -> StoreResult<Executed> {
+async fn transact<DB: Backend>(
+    pool: &sqlx::Pool<DB>,
+    quotas: Quotas,
+    command: Command,
+    attribution: &Attribution,
+) -> StoreResult<Executed> {
     let mut transaction = DB::writer(pool).await?;
     let locked = take_lock::<DB>(&mut *transaction, command.lock()).await?;
     let counted = quota::counted(&command, &locked);
@@ -142,7 +152,11 @@ async fn transact<DB: Backend>(pool: &sqlx::Pool<DB>, quotas: Quotas, command: C
     if let Some(counted) = &counted {
         quota::admit(&mut *transaction, &quotas, counted).await?;
     }
-    for event in &applied.events {
+    for mut event in applied.events {
+        // Who caused the change is the caller's, not the command's: the
+        // same command is run by the CLI (no token, no request) and over HTTP.
+        event.token_id.clone_from(&attribution.token_id);
+        event.request_id.clone_from(&attribution.request_id);
         repo::insert_audit_event(&mut *transaction, event.row()).await?;
     }
     if let Some(change) = &applied.change {
@@ -171,9 +185,9 @@ async fn take_lock<DB: Backend>(connection: &mut DB::Connection, lock: Lock<'_>)
 
 #[async_trait]
 impl<DB: Backend> Mutations for SqlStore<DB> {
-    async fn execute(&self, command: Command) -> StoreResult<Executed> {
-        let (pool, quotas) = (self.pool.clone(), self.quotas);
-        detached(async move { run(&pool, quotas, command).await }).await
+    async fn execute_attributed(&self, command: Command, attribution: &Attribution) -> StoreResult<Executed> {
+        let (pool, quotas, attribution) = (self.pool.clone(), self.quotas, attribution.clone());
+        detached(async move { run(&pool, quotas, command, &attribution).await }).await
     }
 
     async fn record_api_key_uses(&self, uses: &[(ApiKeyId, OffsetDateTime)]) -> StoreResult<u64> {
@@ -304,7 +318,7 @@ impl<DB: Backend> Management for SqlStore<DB> {
         Ok(page.slice(repo::organisation_keys_page(&mut *self.reader().await?, organisation, page).await?))
     }
 
-    async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {
-        repo::audit_events(&mut *self.reader().await?, organisation, limit, AuditEvent::decode).await
+    async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<RecordedAuditEvent>> {
+        repo::audit_page(&mut *self.reader().await?, query, RecordedAuditEvent::decode).await
     }
 }

@@ -152,6 +152,9 @@ impl Sql for PgConnection {
     /// Lets foreign-key checks of other transactions through, unlike
     /// `FOR UPDATE`, while excluding every other writer of the row.
     const ROW_LOCK: &'static str = " FOR NO KEY UPDATE";
+    /// A transaction-local setting the trigger of migration 0006 reads.
+    const OPEN_AUDIT_PRUNE: &'static str = "SELECT set_config('keysd.audit_prune', $1, true)";
+    const CLOSE_AUDIT_PRUNE: &'static str = "SELECT set_config('keysd.audit_prune', '', true)";
 
     /// Which rule a unique violation stands for, by constraint name.
     fn violated(unique_violation: &dyn sqlx::error::DatabaseError) -> Option<Constraint> {

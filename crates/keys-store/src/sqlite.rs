@@ -192,6 +192,10 @@ impl Sql for SqliteConnection {
     type Row = SqliteRow;
     /// Nothing: `BEGIN IMMEDIATE` already excludes every other writer.
     const ROW_LOCK: &'static str = "";
+    /// A guard row the trigger of migration 0006 looks for; no other
+    /// connection sees it (uncommitted, under `BEGIN IMMEDIATE`).
+    const OPEN_AUDIT_PRUNE: &'static str = "INSERT INTO audit_prune_guard (organisation_id) VALUES ($1)";
+    const CLOSE_AUDIT_PRUNE: &'static str = "DELETE FROM audit_prune_guard";
 
     /// Which rule a unique violation stands for. SQLite names the columns of
     /// the violated index, not the index (`UNIQUE constraint failed:

@@ -13,8 +13,9 @@ use keys_core::{
     WorkspaceSigningKey, WorkspaceUid,
 };
 
-use crate::commands::AuditEvent;
+use crate::commands::{AuditEvent, RecordedAuditEvent};
 use crate::error::StoreResult;
+use crate::repo::{AuditFilter, AuditOrder, AuditQuery};
 
 /// The lookups on the request path of authentication and verification.
 /// Each returns `Ok(None)` for what does not exist.
@@ -90,6 +91,13 @@ pub trait Management: Send + Sync {
     /// One page of the live keys of the organisation, newest first, and
     /// where the next page starts.
     async fn organisation_keys_page(&self, organisation: &OrganisationId, page: &KeyPage) -> StoreResult<KeySlice>;
+    /// One page of an organisation's audit events, in the query's order,
+    /// after its position (keyset pagination on `(at, id)`).
+    async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<RecordedAuditEvent>>;
     /// The newest `limit` audit events of an organisation.
-    async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>>;
+    async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {
+        let filter = AuditFilter::organisation(organisation.clone());
+        let query = AuditQuery { filter, order: AuditOrder::NewestFirst, after: None, limit };
+        Ok(self.audit_page(&query).await?.into_iter().map(|recorded| recorded.event).collect())
+    }
 }

@@ -211,6 +211,27 @@ pub struct Results {
     pub keygen_rsa_ms: Vec<f64>,
     pub idle: Vec<MemorySample>,
     pub loaded: Vec<MemorySample>,
+    /// 7. A page of 50 audit events as the organisation's trail grows.
+    pub audit_pages: Vec<AuditPages>,
+    /// 7b. `keysd audit export` of the largest trail.
+    pub audit_export: AuditExportRun,
+}
+
+/// Figure 7 at one size of the trail.
+#[derive(Debug, Clone, Default)]
+pub struct AuditPages {
+    pub events: u64,
+    pub insert_seconds: f64,
+    pub series: Series,
+}
+
+/// Figure 7b: one `keysd audit export`, its lines counted.
+#[derive(Debug, Clone, Default)]
+pub struct AuditExportRun {
+    pub events: u64,
+    pub seconds: f64,
+    /// `VmHWM` of the export process, last read before it exited.
+    pub peak_rss_kib: u64,
 }
 
 fn progress(message: &str) {
@@ -355,6 +376,8 @@ pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
 
     management_writes(options, &mut results, &postgres, &database, &temp).await?;
     results.loaded.push(memory_of(&postgres, "5. management writes")?);
+
+    audit_trail(options, &mut results, keysd, &admin, &temp).await?;
     results.loaded.push(memory_of(&sqlite, "end")?);
 
     // Guards stop the servers, drop the database and remove the directory,
@@ -583,6 +606,34 @@ fn forward_requests(server: &Server, api_key: &str) -> MakeRequest {
     })
 }
 
+/// A scratch database of its own for one figure and a keysd on it (the
+/// server is declared last, so it stops before the database is dropped).
+fn scratch_keysd(keysd: &Path, admin: &str, temp: &TempDir, figure: &str) -> Result<(ScratchDatabase, Server)> {
+    let database = ScratchDatabase::create(admin, &format!("{}_{figure}", random_suffix()))?;
+    let log = temp.path.join(format!("keysd-{figure}.log"));
+    let server = procs::start_keysd(keysd, &format!("keysd-postgres-{figure}"), &database.url, &log)?;
+    Ok((database, server))
+}
+
+/// The runs of one level of a scaling figure (2, 7): a warm-up, then
+/// `options.runs` closed-loop runs at `options.scale_concurrency`.
+async fn scaling_series(
+    options: &Options,
+    server: &Server,
+    make: &MakeRequest,
+    expect: Expect,
+    label: &str,
+) -> Result<Series> {
+    warm_up(server, options.scale_concurrency, options.warmup, make, expect).await?;
+    let mut series = Series::default();
+    for index in 0..options.runs {
+        let run = closed(server, options.scale_concurrency, options.duration, make, expect, false).await?;
+        log_run(label, index, options.runs, &run);
+        series.runs.push(run);
+    }
+    Ok(series)
+}
+
 /// Figure 2: verification latency as the number of stored API keys grows,
 /// on its own scratch database and keysd.
 async fn key_count_scaling(
@@ -593,8 +644,7 @@ async fn key_count_scaling(
     temp: &TempDir,
 ) -> Result<()> {
     progress("2. key-count scaling on PostgreSQL");
-    let database = ScratchDatabase::create(admin, &format!("{}_scale", random_suffix()))?;
-    let server = procs::start_keysd(keysd, "keysd-postgres-scale", &database.url, &temp.path.join("keysd-scale.log"))?;
+    let (database, server) = scratch_keysd(keysd, admin, temp, "scale")?;
     let api = Api::new(server.addr, &server.token);
     let created = api.expect("POST", "/v1/staging/ws_api_key/", Some(&json!({"name": "bench scale"})), 201).await?;
     let body = Bytes::from(json!({"api_key": text(&created.json, "api_key")?}).to_string());
@@ -616,20 +666,101 @@ async fn key_count_scaling(
         }
         let insert_seconds = started.elapsed().as_secs_f64();
         let stored: u64 = database.psql("SELECT count(*) FROM api_keys")?.parse().context("counting api_keys")?;
-        let mut scale = Scale { keys: stored, insert_seconds, series: Series::default() };
-        warm_up(&server, options.scale_concurrency, options.warmup, &make, Expect::valid()).await?;
-        for index in 0..options.runs {
-            let run =
-                closed(&server, options.scale_concurrency, options.duration, &make, Expect::valid(), false).await?;
-            log_run(&format!("{stored} keys"), index, options.runs, &run);
-            scale.series.runs.push(run);
-        }
-        results.scaling.push(scale);
+        let series = scaling_series(options, &server, &make, Expect::valid(), &format!("{stored} keys")).await?;
+        results.scaling.push(Scale { keys: stored, insert_seconds, series });
     }
     results.loaded.push(memory_of(&server, "2. key-count scaling")?);
     drop(server);
     drop(database);
     Ok(())
+}
+
+/// Figure 7: `GET /v1/audit_event/?limit=50` as the organisation's trail
+/// grows to each of `options.audit_event_counts` (rows bulk-inserted below
+/// the store), then 7b: `keysd audit export` of the largest trail, its time
+/// and its peak RSS.
+async fn audit_trail(
+    options: &Options,
+    results: &mut Results,
+    keysd: &Path,
+    admin: &str,
+    temp: &TempDir,
+) -> Result<()> {
+    progress("7. audit trail pages and export on PostgreSQL");
+    let (database, server) = scratch_keysd(keysd, admin, temp, "audit")?;
+    let organisation = server.organisation_id.clone();
+    let make =
+        load::requests(server.addr, &server.token, "GET", "/v1/audit_event/?limit=50", Bodies::Same(Bytes::new()));
+    let count = || -> Result<u64> {
+        database.psql("SELECT count(*) FROM audit_events")?.parse().context("counting audit_events")
+    };
+    // The bootstrap wrote a few events; bulk rows are numbered after them.
+    let mut inserted = 0u64;
+    for &events in &options.audit_event_counts {
+        let started = Instant::now();
+        let target = events.saturating_sub(count()?);
+        if target > 0 {
+            progress(&format!("  inserting {target} rows into audit_events (to {events} events)"));
+            database.psql(&bulk_audit_sql(&organisation, inserted + 1, inserted + target))?;
+            database.psql("VACUUM (ANALYZE) audit_events")?;
+            inserted += target;
+        }
+        let insert_seconds = started.elapsed().as_secs_f64();
+        let stored = count()?;
+        let series =
+            scaling_series(options, &server, &make, Expect::status(200), &format!("{stored} audit events")).await?;
+        results.audit_pages.push(AuditPages { events: stored, insert_seconds, series });
+    }
+    drop(server);
+
+    // 7b. The export, alone on the database, to a counting sink.
+    let events = count()?;
+    progress(&format!("  keysd audit export of {events} events"));
+    let started = Instant::now();
+    let mut export = std::process::Command::new(keysd)
+        .args(["audit", "export", "--org", &organisation, "--database-url", &database.url])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("starting keysd audit export")?;
+    let stdout = export.stdout.take().context("export stdout")?;
+    let counter = std::thread::spawn(move || {
+        use std::io::BufRead;
+        std::io::BufReader::new(stdout).split(b'\n').filter(Result::is_ok).count() as u64
+    });
+    let pid = export.id();
+    let mut peak_rss_kib = 0;
+    let status = loop {
+        if let Ok(memory) = procs::memory_kib(pid) {
+            peak_rss_kib = peak_rss_kib.max(memory.peak_kib);
+        }
+        if let Some(status) = export.try_wait().context("waiting for the export")? {
+            break status;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let lines = counter.join().map_err(|_| anyhow!("the line counter panicked"))?;
+    if !status.success() || lines != events {
+        bail!("keysd audit export: {status}, {lines} lines for {events} events");
+    }
+    progress(&format!("  exported {lines} events in {seconds:.1} s, peak RSS {} MiB", peak_rss_kib / 1024));
+    results.audit_export = AuditExportRun { events, seconds, peak_rss_kib };
+    drop(database);
+    Ok(())
+}
+
+/// Audit events `first..=last` of `organisation`, as the pipeline writes
+/// them (an API key generated, by a token, in a request), one microsecond
+/// apart, two days ago.
+pub fn bulk_audit_sql(organisation: &str, first: u64, last: u64) -> String {
+    format!(
+        "INSERT INTO audit_events (organisation_id, actor_name, actor_email, token_id, request_id, action, \
+         target_id, at) SELECT '{organisation}', 'System User', 'bench@systemuser.keysd.local', \
+         'st_01BENCH0000000000000000000', 'bench-' || g, 'api_key.generated', \
+         'ws_apik_01BENCH' || lpad(g::text, 19, '0'), now() - interval '2 days' + g * interval '1 microsecond' \
+         FROM generate_series({first}::bigint, {last}::bigint) AS g"
+    )
 }
 
 /// Rows `first..=last` of synthetic API keys: valid-looking ids, unique
@@ -1106,6 +1237,15 @@ rsa  2048 bits 0.000565s 0.000017s 0.000018s 0.000563s   1770.0  59525.5  56071.
         assert!(sql.contains("generate_series(1::bigint, 999::bigint)"));
         // 'ws_apik_' + a 26-character ULID-shaped body.
         assert_eq!("01BENCH".len() + 19, 26);
+    }
+
+    #[test]
+    fn bulk_audit_rows_look_like_the_pipelines() {
+        let sql = bulk_audit_sql("01ORG", 2, 1_000_000);
+        assert!(sql.contains("generate_series(2::bigint, 1000000::bigint)"));
+        // A token id keys-core parses: 'st_' + 26 Crockford characters.
+        let token = "01BENCH0000000000000000000";
+        assert!(sql.contains(&format!("'st_{token}'")) && token.len() == 26);
     }
 
     #[test]

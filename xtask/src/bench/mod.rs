@@ -41,6 +41,8 @@ pub struct Options {
     pub scale_concurrency: usize,
     /// Stored API keys of figure 2.
     pub key_counts: Vec<u64>,
+    /// Audit events of the organisation in figure 6 (the last is exported, 6b).
+    pub audit_event_counts: Vec<u64>,
     /// Clients of the management-write figure (5), keysd and pgbench alike.
     pub write_concurrency: usize,
     /// Steady key-creation rate (4), per second.
@@ -69,6 +71,7 @@ impl Options {
             warmup: Duration::from_millis(if quick { 500 } else { 2000 }),
             scale_concurrency: 1,
             key_counts: if quick { vec![1_000, 100_000] } else { vec![1_000, 100_000, 1_000_000] },
+            audit_event_counts: if quick { vec![1_000, 100_000] } else { vec![1_000, 1_000_000] },
             write_concurrency: 16,
             rate: 5.0,
             steady_duration: Duration::from_secs(if quick { 2 } else { 12 }),

@@ -100,6 +100,56 @@ fn percentile(values: &[f64], p: f64) -> f64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// One level of a scaling figure: how many (keys, events), the seconds the
+/// bulk insert took, the series measured there.
+type Level<'a> = (u64, f64, &'a Series);
+
+/// The rows of a figure measured at growing sizes (2: stored keys, 7: audit
+/// events): each level beside the smallest one's p99, the target at 10^6.
+/// `name` gives each level's id and title.
+fn scaling_rows(
+    rows: &mut Vec<Row>,
+    (number, noun): (&'static str, &str),
+    levels: &[Level<'_>],
+    name: impl Fn(u64) -> (String, String),
+) {
+    let Some(&(first, _, reference)) = levels.first() else { return };
+    let largest = levels.last().map_or(0, |level| level.0);
+    for &(count, insert_seconds, series) in levels {
+        let ratio = series.p99() / reference.p99();
+        let is_reference = count == first;
+        let is_target = count >= 1_000_000 && !is_reference;
+        let (id, figure) = name(count);
+        rows.push(Row {
+            number,
+            id,
+            figure,
+            keysd: throughput(series, "req/s"),
+            baseline: if is_reference {
+                "(the reference of this figure)".to_owned()
+            } else {
+                format!("{} {noun}: p99 {}", thousands(first as f64), ms(reference.p99()))
+            },
+            ratio: if is_reference { "1.00".to_owned() } else { format!("{} (p99)", ratio_text(ratio)) },
+            target: if is_target {
+                "p99 ≤ 1.3 × p99 at 1,000".to_owned()
+            } else if largest < 1_000_000 && count == largest && !is_reference {
+                "(1M not measured in this mode)".to_owned()
+            } else {
+                "—".to_owned()
+            },
+            met: if is_target { Some(ratio <= 1.3) } else { None },
+            json: json!({
+                noun: count,
+                "insert_seconds": round(insert_seconds, 1),
+                "keysd": series.to_json(),
+                "baseline": {"name": format!("{first} {noun}"), "p99_ms": round(reference.p99(), 3)},
+                "ratio_p99": round(ratio, 3),
+            }),
+        });
+    }
+}
+
 fn rows(options: &Options, results: &Results) -> Vec<Row> {
     let mut rows = Vec::new();
     let hello_rps: Vec<f64> = results.hello.runs.iter().map(|run| run.rps).collect();
@@ -190,46 +240,16 @@ fn rows(options: &Options, results: &Results) -> Vec<Row> {
     }
 
     // 2. Key-count scaling.
-    if let Some(first) = results.scaling.first() {
-        let largest = results.scaling.last().map_or(0, |scale| scale.keys);
-        for scale in &results.scaling {
-            let ratio = scale.series.p99() / first.series.p99();
-            let is_reference = scale.keys == first.keys;
-            let is_target = scale.keys >= 1_000_000 && !is_reference;
-            rows.push(Row {
-                number: "2",
-                id: format!("verify_api_key_postgres_{}_keys", scale.keys),
-                figure: format!(
-                    "API-key verification latency, {} keys in PostgreSQL, {} connection{}",
-                    thousands(scale.keys as f64),
-                    options.scale_concurrency,
-                    if options.scale_concurrency == 1 { "" } else { "s" }
-                ),
-                keysd: throughput(&scale.series, "req/s"),
-                baseline: if is_reference {
-                    "(the reference of this figure)".to_owned()
-                } else {
-                    format!("{} keys: p99 {}", thousands(first.keys as f64), ms(first.series.p99()))
-                },
-                ratio: if is_reference { "1.00".to_owned() } else { format!("{} (p99)", ratio_text(ratio)) },
-                target: if is_target {
-                    "p99 ≤ 1.3 × p99 at 1,000".to_owned()
-                } else if largest < 1_000_000 && scale.keys == largest && !is_reference {
-                    "(1M not measured in this mode)".to_owned()
-                } else {
-                    "—".to_owned()
-                },
-                met: if is_target { Some(ratio <= 1.3) } else { None },
-                json: json!({
-                    "keys": scale.keys,
-                    "insert_seconds": round(scale.insert_seconds, 1),
-                    "keysd": scale.series.to_json(),
-                    "baseline": {"name": format!("{} keys", first.keys), "p99_ms": round(first.series.p99(), 3)},
-                    "ratio_p99": round(ratio, 3),
-                }),
-            });
-        }
-    }
+    let connections =
+        format!("{} connection{}", options.scale_concurrency, if options.scale_concurrency == 1 { "" } else { "s" });
+    let levels: Vec<Level<'_>> =
+        results.scaling.iter().map(|scale| (scale.keys, scale.insert_seconds, &scale.series)).collect();
+    scaling_rows(&mut rows, ("2", "keys"), &levels, |keys| {
+        (
+            format!("verify_api_key_postgres_{keys}_keys"),
+            format!("API-key verification latency, {} keys in PostgreSQL, {connections}", thousands(keys as f64)),
+        )
+    });
 
     // 3. Cold JWT verification beside openssl speed.
     let cores = results.machine.cores as f64;
@@ -531,6 +551,42 @@ fn rows(options: &Options, results: &Results) -> Vec<Row> {
             json: json!({"keysd": samples_json(&results.loaded), "target_mib": 100}),
         });
     }
+    // 7. A page of audit events as the trail grows, and its export.
+    if !results.audit_pages.is_empty() {
+        let levels: Vec<Level<'_>> =
+            results.audit_pages.iter().map(|pages| (pages.events, pages.insert_seconds, &pages.series)).collect();
+        scaling_rows(&mut rows, ("7", "events"), &levels, |events| {
+            (
+                format!("audit_event_page_postgres_{events}_events"),
+                format!(
+                    "`GET /v1/audit_event/?limit=50`, {} events in the organisation, PostgreSQL, {connections}",
+                    thousands(events as f64)
+                ),
+            )
+        });
+        let export = &results.audit_export;
+        let peak_mib = export.peak_rss_kib as f64 / 1024.0;
+        rows.push(Row {
+            number: "7b",
+            id: "audit_export_postgres".to_owned(),
+            figure: format!("`keysd audit export` of {} events (NDJSON), PostgreSQL", thousands(export.events as f64)),
+            keysd: format!(
+                "{:.1} s ({} events/s), peak RSS {peak_mib:.1} MiB",
+                export.seconds,
+                thousands(export.events as f64 / export.seconds.max(1e-9))
+            ),
+            baseline: "—".to_owned(),
+            ratio: "—".to_owned(),
+            target: "peak RSS < 50 MB".to_owned(),
+            met: Some(export.peak_rss_kib * 1024 < 50_000_000),
+            json: json!({
+                "events": export.events,
+                "seconds": round(export.seconds, 2),
+                "peak_rss_kib": export.peak_rss_kib,
+            }),
+        });
+    }
+
     rows
 }
 
@@ -648,7 +704,11 @@ pub fn write(options: &Options, results: &Results, elapsed: Duration) -> Result<
          identity primary key) on the same database. Every create locks its workspace row until commit, so the \
          diagnostic row spreads the same creates over one workspace per client.\n\
          6. `VmRSS`/`VmHWM` from `/proc/PID/status`: idle is one second after start (bootstrap done, no request yet); \
-         loaded is the largest `VmRSS` seen at the end of a figure's load.\n",
+         loaded is the largest `VmRSS` seen at the end of a figure's load.\n\
+         7. A fresh PostgreSQL database and keysd; synthetic events of the bootstrap organisation are bulk-inserted \
+         into `audit_events` with SQL (as the pipeline writes them), then `VACUUM ANALYZE`; each run asks for the \
+         newest page of 50. The 1,000-event level is the baseline. 7b runs `keysd audit export` of the largest trail \
+         to a line counter and reads its `VmHWM` every 20 ms until it exits.\n",
         slots = options.burst.max(8),
         w = options.write_concurrency,
         secs = options.duration.as_secs()

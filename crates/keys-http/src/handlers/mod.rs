@@ -5,6 +5,7 @@
 //! [`crate::dispatch`]'s.
 
 pub(crate) mod api_keys;
+pub(crate) mod audit_events;
 pub(crate) mod forward_auth;
 pub(crate) mod ops;
 pub(crate) mod organisation_keys;

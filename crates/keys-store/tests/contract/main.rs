@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api_key_lifecycle;
+mod audit;
 mod cache;
 mod concurrency;
 mod lifecycle;
@@ -77,6 +78,11 @@ contract_suite! {
         service_tokens::the_last_live_admin_token_cannot_be_revoked,
     ],
     store_only: [
+        audit::audit_events_carry_their_attribution_and_filter,
+        audit::audit_ties_of_at_are_paged_by_id,
+        audit::audit_pages_stay_exact_under_concurrent_inserts,
+        audit::audit_events_are_append_only_in_the_database,
+        audit::audit_prune_deletes_older_events_and_records_itself,
         cache::cached_lookups_answer_as_the_store_does,
         cache::own_changes_are_seen_at_once,
         cache::other_stores_changes_are_seen_within_a_second,

@@ -1,14 +1,16 @@
 //! The secret scan: make real secrets the way keysd does, go through every
 //! store operation that involves them, then read every value of every column
 //! of every table (listed from the database's own catalog) and find none of
-//! the secrets there.
+//! the secrets there. The audit trail is scanned as every table is: its
+//! events, attributed to a real service token and a request, must name the
+//! token's id and never its secret.
 
 use keys_core::{
     ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyProfile, Description, NewServiceToken, ServiceTokenId,
     ServiceTokenMaterial, ServiceTokenRecord,
 };
 use keys_crypto::{ApiKeySecret, EcKeyPair, PublicKeyValue, RsaKeyPair, ServiceToken};
-use keys_store::PublicKeyChange;
+use keys_store::{Attributed, Attribution, Mutations, PublicKeyChange};
 use rand_core::OsRng;
 
 use crate::support::{contains, name_of, TestDb, World};
@@ -44,7 +46,8 @@ pub async fn no_secret_reaches_the_database(db: &TestDb) {
     let workspace = &bootstrap.workspaces[0];
     let actor = world.actor.clone();
 
-    // Service tokens.
+    // Service tokens; the last one acts in the changes below.
+    let mut acting = None;
     for _ in 0..3 {
         let token = ServiceToken::generate(&mut OsRng);
         secrets.add("service token", token.expose());
@@ -58,7 +61,14 @@ pub async fn no_secret_reaches_the_database(db: &TestDb) {
         let record = ServiceTokenRecord::create(material, organisation, new, None, world.tick(1)).unwrap();
         store.create_service_token(&record).await.unwrap();
         assert!(store.service_token_by_digest(&token.digest()).await.unwrap().is_some());
+        acting = Some(record.id.clone());
     }
+    let request_id = keys_core::RequestId::parse("scan:request-1").unwrap();
+    let attribution = Attribution { token_id: acting.clone(), request_id: Some(request_id.clone()) };
+    let attributed = Attributed::new(&*store, attribution);
+    // The audit columns are read: the acting token's id and the request id.
+    must_find.push(acting.unwrap().to_string());
+    must_find.push(request_id.to_string());
 
     // API keys, one of them deleted.
     for index in 0..3 {
@@ -76,10 +86,10 @@ pub async fn no_secret_reaches_the_database(db: &TestDb) {
         };
         let new = keys_core::NewApiKey { workspace: workspace.uid.clone(), material, profile };
         let key = ApiKey::create(new, &actor, world.tick(1)).unwrap();
-        store.create_api_key(&key).await.unwrap();
+        attributed.create_api_key(&key).await.unwrap();
         assert!(store.api_key_by_digest(&secret.digest()).await.unwrap().is_some());
         if index == 0 {
-            store.delete_api_key(&workspace.uid, &key.id, &actor, world.tick(1)).await.unwrap();
+            attributed.delete_api_key(&workspace.uid, &key.id, &actor, world.tick(1)).await.unwrap();
         }
     }
 

@@ -1,0 +1,130 @@
+//! The audit trail (dialect 1): `GET /v1/audit_event/`, a page of the
+//! caller's organisation's events, newest first, continued by the opaque
+//! `meta.next_cursor` (keyset pagination in keys-store, so pages stay exact
+//! while events are written).
+
+use http::StatusCode;
+use keys_service::audit::{AuditCursor, AuditEventsRequest};
+use keys_store::AuditAction;
+
+use super::instant;
+use super::{echo, HttpResult};
+use crate::dto::{percent_decode, AuditEventDto, AuditEventListDto, AuditEventListMeta};
+use crate::error::{json, ApiError, Dialect};
+use crate::route::{authenticated, Authenticated, Operation, Query, Route, Tag, NOT_FOUND};
+use crate::schema::schema;
+
+/// The page size when the query names none.
+const DEFAULT_LIMIT: u32 = 50;
+/// The largest page.
+const MAX_LIMIT: u32 = 100;
+
+/// The query of a list of events: every value checked, every problem told
+/// at once (a 400), unknown parameters ignored as the other lists do.
+fn parse_query(query: Option<&str>) -> Result<AuditEventsRequest, ApiError> {
+    let mut request = AuditEventsRequest { limit: DEFAULT_LIMIT, ..AuditEventsRequest::default() };
+    let mut problems = Vec::new();
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = percent_decode(value);
+        let mut time = |field: &str| match instant(field, &value) {
+            Ok(at) => Some(at),
+            Err(ApiError::Validation(told)) => {
+                problems.extend(told);
+                None
+            }
+            Err(_) => None,
+        };
+        match key {
+            "since" => request.since = time("since"),
+            "until" => request.until = time("until"),
+            "workspace" => request.workspace = Some(value),
+            "target_id" => request.target_id = Some(value),
+            "action" => match AuditAction::parse(&value) {
+                Some(action) => request.action = Some(action),
+                None => problems.push(format!("action '{}' is not an audit action", echo(&value))),
+            },
+            "limit" => match value.parse::<u32>() {
+                Ok(limit @ 1..=MAX_LIMIT) => request.limit = limit,
+                _ => problems.push(format!("limit must be a whole number between 1 and {MAX_LIMIT}")),
+            },
+            "cursor" => match AuditCursor::parse(&value) {
+                Ok(cursor) => request.cursor = Some(cursor),
+                Err(error) => problems.push(error.to_string()),
+            },
+            _ => {}
+        }
+    }
+    if let (Some(since), Some(until)) = (request.since, request.until) {
+        if since > until {
+            problems.push("since must not be after until".to_owned());
+        }
+    }
+    if problems.is_empty() {
+        Ok(request)
+    } else {
+        Err(ApiError::Validation(problems))
+    }
+}
+
+pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, input) = (call.state, call.caller, call.input);
+    let request = parse_query(input.query.as_deref())?;
+    let (workspace, limit) = (request.workspace.clone().unwrap_or_default(), request.limit);
+    let page = state
+        .service
+        .audit_events(caller, request)
+        .await
+        .map_err(|error| ApiError::from_service(error, &workspace, "organisation"))?;
+    let meta = AuditEventListMeta { limit, next_cursor: page.next.map(|cursor| cursor.to_string()) };
+    json(StatusCode::OK, &AuditEventListDto { meta, results: page.events.iter().map(AuditEventDto::from).collect() })
+}
+
+/// `/v1/audit_event/`.
+const AUDIT_EVENTS: &[Operation] = &[Operation::get(
+    "list-audit-events",
+    "List audit events",
+    authenticated!(ReadAudit, list),
+    schema::<AuditEventListDto>(),
+)
+.query(Query::Audit)
+.describe(
+    "Every change of the organisation, newest first. `meta.next_cursor` continues the list (null on the last \
+     page); events written meanwhile never shift a page or appear twice.",
+)
+.refuses(&[NOT_FOUND])];
+
+/// Dialect 1's audit trail.
+pub(crate) static ROUTES: &[Route] = &[Route::new("/v1/audit_event/", Dialect::SuprSend, Tag::Audit, AUDIT_EVENTS)];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_is_checked_value_by_value() {
+        let default = parse_query(None).expect("default");
+        assert_eq!((default.limit, default.cursor, default.action), (DEFAULT_LIMIT, None, None));
+        let full = parse_query(Some(
+            "workspace=demo&action=api_key.rolled&target_id=ws_apik_x&since=2026-01-01T00%3A00%3A00Z\
+             &until=2026-02-01T00:00:00Z&limit=100&utm=ignored",
+        ))
+        .expect("valid");
+        assert_eq!(
+            (full.workspace.as_deref(), full.action, full.limit),
+            (Some("demo"), Some(AuditAction::ApiKeyRolled), 100)
+        );
+        for bad in [
+            "limit=0",
+            "limit=101",
+            "limit=ten",
+            "action=api_key.create",
+            "since=yesterday",
+            "until=2026-13-01T00:00:00Z",
+            "cursor=abc",
+            "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+        ] {
+            assert!(parse_query(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}
