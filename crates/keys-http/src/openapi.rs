@@ -420,7 +420,9 @@ fn audit_parameters(mut builder: utoipa::openapi::path::OperationBuilder) -> uto
         (
             "action",
             "Only events of this action, e.g. `api_key.rolled`; an unknown action is a 400.",
-            string(Some(r"^[a-z_]+\.[a-z_]+$"), None),
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some(keys_store::AuditAction::ALL.map(keys_store::AuditAction::as_str))),
         ),
         ("target_id", "Only events on this target (its id).", string(None, None)),
         ("since", "Only events at or after this RFC 3339 instant.", string(None, Some("date-time"))),

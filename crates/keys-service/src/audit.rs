@@ -31,10 +31,14 @@ impl AuditCursor {
         }
         let half = |range: std::ops::Range<usize>| u64::from_str_radix(&text[range], 16).map_err(|_| InvalidCursor);
         let (micros, id) = (half(0..16)? as i64, half(16..32)? as i64);
-        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000).map_err(|_| InvalidCursor)?;
-        if id < 1 {
-            return Err(InvalidCursor);
-        }
+        // Any 32 hexadecimal characters are a position: one this server
+        // never made lies before or after every event (clamped to the years
+        // both databases hold), and pages from there. Only the format is
+        // refused.
+        let (first, last) =
+            (time::macros::datetime!(0001-01-01 0:00 UTC), time::macros::datetime!(9999-12-31 23:59:59.999999 UTC));
+        let at = OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+            .map_or(if micros < 0 { first } else { last }, |at| at.clamp(first, last));
         Ok(Self(AuditPosition { at, id }))
     }
 
@@ -152,7 +156,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursors_round_trip_and_refuse_what_keysd_did_not_make() {
+    fn cursors_round_trip_and_refuse_only_malformed_text() {
         for (at, id) in [(time::macros::datetime!(2026-04-21 12:35:24.117631 UTC), 42), (OffsetDateTime::UNIX_EPOCH, 1)]
         {
             let cursor = AuditCursor(AuditPosition { at, id });
@@ -164,8 +168,13 @@ mod tests {
         {
             assert_eq!(AuditCursor::parse(bad), Err(InvalidCursor), "{bad:?}");
         }
-        // Id 0 and a time beyond the year 9999 are no position of the trail.
-        assert_eq!(AuditCursor::parse("00000000000000000000000000000000"), Err(InvalidCursor));
-        assert_eq!(AuditCursor::parse("7fffffffffffffff0000000000000001"), Err(InvalidCursor));
+        // Any well-formed cursor is a position, one keysd never made
+        // included: before every event, or (clamped) after every one.
+        let zero = AuditCursor::parse("00000000000000000000000000000000").map(AuditCursor::position);
+        assert_eq!(zero, Ok(AuditPosition { at: OffsetDateTime::UNIX_EPOCH, id: 0 }));
+        let far = AuditCursor::parse("7fffffffffffffff0000000000000001").map(|cursor| cursor.position().at.year());
+        assert_eq!(far, Ok(9999));
+        let early = AuditCursor::parse("ffffffffffffffffffffffffffffffff").map(|cursor| cursor.position().at.year());
+        assert_eq!(early, Ok(1969), "-1 µs");
     }
 }
