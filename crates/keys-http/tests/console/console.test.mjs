@@ -88,8 +88,9 @@ async function main() {
       assert.ok(secret.length > 20, 'a secret is shown');
       return secret;
     };
-    const closeSecret = async (secret) => {
-      await page.click('#secret-close');
+    const closeSecret = async (secret, withEscape) => {
+      if (withEscape) await page.keyboard.press('Escape');
+      else await page.click('#secret-close');
       await page.locator('#secret-dialog').waitFor({ state: 'hidden' });
       const html = await page.content();
       assert.ok(!html.includes(secret), 'the secret is gone from the page when the dialog closes');
@@ -115,7 +116,12 @@ async function main() {
     step('sign in');
     await page.goto(`${base}/console/`);
     await page.screenshot({ path: join(shots, 'sign-in.png') });
-    await signIn(adminToken);
+    // By keyboard alone: the field is labelled and focused, Enter submits.
+    await page.getByLabel('Service token').waitFor({ state: 'visible' });
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'token', 'the token field has the focus');
+    await page.keyboard.type(adminToken);
+    await page.keyboard.press('Enter');
+    await page.locator('#who').filter({ hasText: 'Signed in' }).waitFor();
     assert.match(await page.locator('#who').textContent(), /role admin/);
     await page.locator('tr[data-slug="staging"]').waitFor();
     await page.screenshot({ path: join(shots, 'workspaces.png') });
@@ -131,7 +137,8 @@ async function main() {
     const first = await secretShown();
     assert.match(first, /^SS\./);
     await page.screenshot({ path: join(shots, 'secret-once.png') });
-    await closeSecret(first);
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'secret-copy', 'the dialog takes the focus');
+    await closeSecret(first, true);
 
     // Reload: masked, and the secret nowhere.
     step('reload: masked');
@@ -166,6 +173,13 @@ async function main() {
     assert.equal(disabled.valid, false);
     assert.equal(disabled.reason, 'key_disabled');
     await page.screenshot({ path: join(shots, 'api-keys.png') });
+
+    // At 200% zoom (half the CSS width) the page reflows: nothing but a
+    // table scrolls sideways, inside its own box.
+    await page.setViewportSize({ width: 640, height: 400 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `the page is ${overflow}px wider than a 200% zoomed window`);
+    await page.setViewportSize({ width: 1280, height: 800 });
 
     // Delete asks, naming the key; cancelling keeps it.
     await page.locator(`tr[data-id="${secondCheck.key_id}"]`).getByRole('button', { name: 'Delete' }).click();
