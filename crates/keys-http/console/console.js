@@ -293,6 +293,13 @@ async function apiKeysPage(slug) {
       const scopes = scopesOf(form.elements.scopes.value);
       if (scopes.length) body.scopes = scopes;
       if (form.elements.expires_at.value) body.expires_at = new Date(form.elements.expires_at.value).toISOString();
+      if (form.elements.external_id.value.trim()) body.external_id = form.elements.external_id.value.trim();
+      try {
+        if (form.elements.meta.value.trim()) body.meta = JSON.parse(form.elements.meta.value);
+      } catch (_) {
+        say('Meta must be a JSON object, such as {"plan": "pro"}.', true);
+        return;
+      }
       try {
         const created = await api('POST', base, body);
         showSecret(`The secret of API key “${created.name}” (${created.id}). It is shown this once; store it now.`, created.api_key);
@@ -305,6 +312,8 @@ async function apiKeysPage(slug) {
     field('Name', el('input', { name: 'name', required: true, maxlength: 255 })),
     field('Scopes (comma-separated)', el('input', { name: 'scopes', placeholder: 'keys:read, keys:write' })),
     field('Expires at (optional)', el('input', { name: 'expires_at', type: 'datetime-local' })),
+    field('Owner id (optional)', el('input', { name: 'external_id', placeholder: 'customer_42' })),
+    field('Meta (optional JSON object)', el('input', { name: 'meta', placeholder: '{"plan": "pro"}' })),
     el('button', { type: 'submit' }, 'Create API key'),
   );
   const action = (label, run, options) => el('button', { type: 'button', class: (options && options.class) || 'secondary', onclick: async () => {
@@ -352,12 +361,13 @@ async function apiKeysPage(slug) {
       el('td', {}, el('code', {}, key.masked_api_key)),
       el('td', {}, badge(key.status)),
       el('td', {}, (key.scopes || []).join(', ') || '—'),
+      el('td', {}, key.external_id || '—'),
       el('td', {}, when(key.expires_at)),
       el('td', {}, when(key.created_at)),
       el('td', { class: 'actions' }, actions),
     );
   });
-  page(`API keys · ${slug}`, workspaceNav(slug, 'API keys'), el('h3', {}, 'Create an API key'), create, el('h3', {}, `${list.meta.count} API keys`), table(['Name', 'Key', 'Status', 'Scopes', 'Expires', 'Created', 'Actions'], rows));
+  page(`API keys · ${slug}`, workspaceNav(slug, 'API keys'), el('h3', {}, 'Create an API key'), create, el('h3', {}, `${list.meta.count} API keys`), table(['Name', 'Key', 'Status', 'Scopes', 'Owner', 'Expires', 'Created', 'Actions'], rows));
 }
 
 async function signingKeysPage(slug) {
@@ -429,27 +439,59 @@ async function publicKeysPage(slug) {
     field('Name', el('input', { name: 'name', required: true, maxlength: 255 })),
     el('button', { type: 'submit' }, 'Create public key'),
   );
-  const rows = list.results.map((key) =>
-    el(
+  const run = (fn) => async () => {
+    try {
+      await fn();
+    } catch (error) {
+      failed(error);
+    }
+  };
+  const rows = list.results.map((key) => {
+    const path = `${base}${enc(key.id)}/`;
+    const domains = el(
+      'form',
+      { class: 'inline', onsubmit: (event) => {
+        event.preventDefault();
+        const allowed = scopesOf(event.target.elements.domains.value);
+        run(async () => {
+          await api('PATCH', path, { allowed_domains: allowed.length ? allowed : null });
+          await publicKeysPage(slug);
+          say(`Saved the allowed domains of public key “${key.name}”.`);
+        })();
+      } },
+      field(`Allowed domains of “${key.name}”`, el('input', { name: 'domains', value: (key.allowed_domains || []).join(', '), placeholder: 'app.example.com, *.example.com' })),
+      el('button', { type: 'submit', class: 'secondary' }, 'Save'),
+    );
+    return el(
       'tr',
       { 'data-id': key.id },
-      el('td', {}, key.name),
+      el('td', {}, key.name, key.is_default ? el('span', { class: 'muted' }, ' (default)') : null),
       el('td', {}, el('code', {}, key.api_key)),
-      el('td', {}, key.is_secure_mode_enabled ? 'on' : 'off'),
-      el('td', {}, (key.allowed_domains || []).join(', ') || '—'),
+      el('td', {}, el('button', { type: 'button', class: 'secondary', 'aria-pressed': key.is_secure_mode_enabled ? 'true' : 'false', onclick: run(async () => {
+        await api('PATCH', path, { is_secure_mode_enabled: !key.is_secure_mode_enabled });
+        await publicKeysPage(slug);
+        say(`Secure mode of public key “${key.name}” is ${key.is_secure_mode_enabled ? 'off' : 'on'}.`);
+      }) }, key.is_secure_mode_enabled ? 'Secure mode: on' : 'Secure mode: off')),
+      el('td', {}, domains),
       el('td', {}, when(key.created_at)),
-      el('td', { class: 'actions' }, el('button', { type: 'button', class: 'danger', onclick: async () => {
-        try {
+      el(
+        'td',
+        { class: 'actions' },
+        el('button', { type: 'button', class: 'secondary', onclick: run(async () => {
+          if (!(await confirmAction(`Rotate public key “${key.name}” (${key.id})? Its current value ${key.api_key} stops working at once.`, `Rotate “${key.name}”`))) return;
+          await api('PATCH', `${path}rotate/`, {});
+          await publicKeysPage(slug);
+          say(`Rotated public key “${key.name}”.`);
+        }) }, 'Rotate'),
+        el('button', { type: 'button', class: 'danger', onclick: run(async () => {
           if (!(await confirmAction(`Delete public key “${key.name}” (${key.id})? Clients using it stop working; this cannot be undone.`, `Delete “${key.name}”`))) return;
-          await api('DELETE', `${base}${enc(key.id)}/`);
+          await api('DELETE', path);
           await publicKeysPage(slug);
           say(`Deleted public key “${key.name}”.`);
-        } catch (error) {
-          failed(error);
-        }
-      } }, 'Delete')),
-    ),
-  );
+        }) }, 'Delete'),
+      ),
+    );
+  });
   page(`Public keys · ${slug}`, workspaceNav(slug, 'Public keys'), el('h3', {}, 'Create a public key'), create, el('h3', {}, `${list.meta.count} public keys`), table(['Name', 'Key (publishable)', 'Secure mode', 'Allowed domains', 'Created', 'Actions'], rows));
 }
 

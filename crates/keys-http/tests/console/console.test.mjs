@@ -208,6 +208,35 @@ async function main() {
     assert.equal((await fetch(base + jwks)).status, 200);
     await page.screenshot({ path: join(shots, 'signing-keys.png') });
 
+    // A public key: create, allow a domain, rotate (confirmed).
+    step('public key');
+    await page.goto(`${base}/console/#/workspace/staging/public-keys`);
+    await page.fill('#create-public-key input[name=name]', 'web');
+    await page.click('#create-public-key button[type=submit]');
+    const publicRow = page.locator('tr', { hasText: 'web' }).filter({ has: page.locator('code') });
+    await publicRow.waitFor();
+    const publicKey = (await publicRow.locator('code').textContent()).trim();
+    assert.match(publicKey, /^SS\.PUBK\./);
+    await publicRow.getByLabel('Allowed domains of “web”').fill('app.example.com');
+    await publicRow.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#status', { hasText: 'Saved the allowed domains' }).waitFor();
+    const verifyPublic = async (key, origin) => {
+      const response = await fetch(`${base}/v1/verify/public_key/`, {
+        method: 'POST',
+        headers: { Authorization: `ServiceToken ${adminToken}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ api_key: key, origin }),
+      });
+      return response.json();
+    };
+    assert.equal((await verifyPublic(publicKey, 'https://app.example.com')).valid, true);
+    assert.equal((await verifyPublic(publicKey, 'https://evil.example.net')).reason, 'origin_not_allowed');
+    await page.screenshot({ path: join(shots, 'public-keys.png') });
+    await page.locator('tr', { hasText: 'web' }).getByRole('button', { name: 'Rotate' }).click();
+    assert.match(await page.locator('#confirm-message').textContent(), /web/);
+    await page.click('#confirm-ok');
+    await page.locator('#status', { hasText: 'Rotated public key' }).waitFor();
+    assert.equal((await verifyPublic(publicKey, 'https://app.example.com')).valid, false, 'the rotated-away value stops working');
+
     // The audit view.
     step('audit trail');
     await page.goto(`${base}/console/#/audit`);
