@@ -262,8 +262,20 @@ async function main() {
     await closeSecret(verifyToken);
     await page.locator('tr', { hasText: 'edge-verifier' }).waitFor();
     await page.screenshot({ path: join(shots, 'service-tokens.png') });
+    // A manage token: keys yes, service tokens and the audit trail not offered.
+    await page.fill('#create-service-token input[name=name]', 'deployer');
+    await page.selectOption('#create-service-token select[name=role]', 'manage');
+    await page.click('#create-service-token button[type=submit]');
+    const manageToken = await secretShown();
+    await closeSecret(manageToken);
     await page.click('#sign-out');
     assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'sign-out forgets the token');
+    await signIn(manageToken);
+    assert.match(await page.locator('#who').textContent(), /role manage/);
+    await page.locator('tr[data-slug="staging"]').waitFor();
+    assert.equal(await page.getByRole('link', { name: 'Service tokens' }).isVisible(), false, 'no service tokens for manage');
+    assert.equal(await page.getByRole('link', { name: 'Audit trail' }).isVisible(), false, 'no audit trail for manage');
+    await page.click('#sign-out');
     await signIn(verifyToken);
     await page.locator('#verify-only').waitFor({ state: 'visible' });
     assert.match(await page.locator('#verify-only').textContent(), /this token can only verify/i);
