@@ -11,6 +11,9 @@
 //! - `cargo xtask schemathesis`: schemathesis with every check against a
 //!   live `keysd`, both dialects, deterministic and bounded (see
 //!   `schemathesis.rs`); part of `ci`, after the tests.
+//! - `cargo xtask console`: the console's browser test, headless Chromium
+//!   against a live `keysd` (see `console.rs`); part of `ci`, after
+//!   schemathesis.
 //! - `cargo xtask bench [--quick]`: the benchmarks of docs/BENCHMARKS.md
 //!   (see `bench/mod.rs`); `xtask bench-hello ADDR` is its baseline server.
 //!
@@ -18,6 +21,7 @@
 //! hyper, keys-crypto) are the bench's, already built for the workspace.
 
 mod bench;
+mod console;
 mod fuzz;
 mod schemathesis;
 mod tidy;
@@ -38,14 +42,16 @@ fn main() -> Result<()> {
         Some("bench") => bench::main(&args[1..]),
         Some("fuzz") => fuzz::main(&args[1..]),
         Some("schemathesis") => schemathesis::main(&args[1..]),
+        Some("console") => console::run(),
         Some("bench-hello") => bench::hello::main(args.get(1).map_or("127.0.0.1:0", String::as_str)),
         _ => {
-            eprintln!("usage: cargo xtask <ci|pg|bench|fuzz|schemathesis>");
+            eprintln!("usage: cargo xtask <ci|pg|bench|fuzz|schemathesis|console>");
             eprintln!("  ci      fmt --check, clippy -D warnings, the whole test suite (PostgreSQL included)");
             eprintln!("  pg      start the local PostgreSQL if it is installed but stopped");
             eprintln!("  bench   build in release and write docs/BENCHMARKS.md (--quick: under 2 minutes; --help)");
             eprintln!("  fuzz    every fuzz target for SECONDS each (default 30, KEYSD_FUZZ_SECONDS)");
             eprintln!("  schemathesis  schemathesis --checks all against a live keysd, both dialects");
+            eprintln!("  console  the console's browser test: headless Chromium against a live keysd");
             std::process::exit(2);
         }
     }
@@ -91,6 +97,7 @@ fn ci() -> Result<()> {
     doc_tests.args(["test", "--workspace", "--doc"]);
     run(doc_tests)?;
     schemathesis::run(&python)?;
+    console::run()?;
     fuzz::fuzz(fuzz::seconds_from_env()?)
 }
 

@@ -48,6 +48,10 @@ fn path_parameter(name: &str) -> Option<(&'static str, &'static str)> {
         "signing_key_uid" => ("The signing key's uid, `signing_key_<ULID>` (also its JWT `kid`).", "^signing_key_"),
         "organisation_id" => ("The organisation's id, a ULID.", ULID),
         "key_id" => ("The organisation signing key's id, a ULID.", ULID),
+        "asset" => (
+            "A file of the console: `index.html`, `console.js` or `console.css`.",
+            "^(index\\.html|console\\.js|console\\.css)$",
+        ),
         _ => return None,
     };
     Some(described)
@@ -184,18 +188,19 @@ fn responses(
         .map(|(status, payload)| {
             let description = if status == 400 && rule_refusal { RULE_REFUSAL } else { status_description(status) };
             let mut response = ResponseBuilder::new().description(description);
-            let content = match payload {
-                Payload::Json(of) => Some(("application/json", register(schemas, of))),
-                Payload::List(of) => Some(("application/json", register_list(schemas, of))),
-                Payload::AnyObject => Some(("application/json", ObjectBuilder::new().schema_type(Type::Object).into())),
-                Payload::PrometheusText => {
-                    Some(("text/plain; version=0.0.4", ObjectBuilder::new().schema_type(Type::String).into()))
-                }
-                Payload::Empty => None,
-                Payload::Error => Some(("application/json", register(schemas, error))),
+            let text = || -> RefOr<Schema> { ObjectBuilder::new().schema_type(Type::String).into() };
+            let content: Vec<(&str, RefOr<Schema>)> = match payload {
+                Payload::Json(of) => vec![("application/json", register(schemas, of))],
+                Payload::List(of) => vec![("application/json", register_list(schemas, of))],
+                Payload::AnyObject => vec![("application/json", ObjectBuilder::new().schema_type(Type::Object).into())],
+                Payload::PrometheusText => vec![("text/plain; version=0.0.4", text())],
+                Payload::Html => vec![("text/html", text())],
+                Payload::ConsoleAsset => vec![("text/html", text()), ("text/javascript", text()), ("text/css", text())],
+                Payload::Empty => vec![],
+                Payload::Error => vec![("application/json", register(schemas, error))],
             };
-            if let Some((media_type, schema)) = content {
-                if !head {
+            if !head {
+                for (media_type, schema) in content {
                     response = response.content(media_type, ContentBuilder::new().schema(Some(schema)).build());
                 }
             }

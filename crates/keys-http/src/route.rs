@@ -351,6 +351,10 @@ pub(crate) enum Payload {
     AnyObject,
     /// Prometheus text exposition.
     PrometheusText,
+    /// An HTML page (the console's).
+    Html,
+    /// One of the console's files: HTML, JavaScript or CSS.
+    ConsoleAsset,
     /// No body (204).
     Empty,
     /// The error body of the route's dialect.

@@ -9,7 +9,7 @@ pub use crate::route::{Auth, Operation, Route, Tag};
 pub(crate) use crate::route::{Body, Payload, Query};
 
 use crate::handlers::{
-    api_keys, audit_events, forward_auth, ops, organisation_keys, public_keys, service_tokens, signing_keys,
+    api_keys, audit_events, console, forward_auth, ops, organisation_keys, public_keys, service_tokens, signing_keys,
     verification, workspaces,
 };
 
@@ -26,6 +26,7 @@ pub static ROUTES: &Routes = &Routes(&[
     verification::ROUTES,
     organisation_keys::ROUTES,
     audit_events::ROUTES,
+    console::ROUTES,
 ]);
 
 /// The routes of the resource modules, in table order.

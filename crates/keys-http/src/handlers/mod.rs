@@ -6,6 +6,7 @@
 
 pub(crate) mod api_keys;
 pub(crate) mod audit_events;
+pub(crate) mod console;
 pub(crate) mod forward_auth;
 pub(crate) mod ops;
 pub(crate) mod organisation_keys;

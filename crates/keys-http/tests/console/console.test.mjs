@@ -1,0 +1,299 @@
+// The console's browser test: headless Debian Chromium, driven by
+// playwright-core, against a real keysd on its own SQLite file.
+//
+//   KEYSD=target/debug/keysd node crates/keys-http/tests/console/console.test.mjs
+//
+// `cargo xtask ci` runs it (installing chromium and `npm ci` when missing).
+// Screenshots of the main pages are written to docs/console/.
+import { spawn } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import assert from 'node:assert/strict';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const root = resolve(here, '../../../..');
+const binary = resolve(root, process.env.KEYSD || 'target/debug/keysd');
+const shots = resolve(root, process.env.CONSOLE_SCREENSHOTS || 'docs/console');
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+const started = Date.now();
+
+function step(message) {
+  console.log(`[console test +${((Date.now() - started) / 1000).toFixed(1)}s] ${message}`);
+}
+
+// Starts keysd on port 0 and reads its address and bootstrap token.
+function startKeysd(dir) {
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(binary, ['serve', '--listen', '127.0.0.1:0', '--database-url', `sqlite://${join(dir, 'console.db')}`], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
+    });
+    let out = '';
+    let base = null;
+    let token = null;
+    const timer = setTimeout(() => reject(new Error(`keysd did not start within 30s:\n${out}`)), 30000);
+    const read = (chunk) => {
+      out += chunk.toString();
+      const listening = out.match(/keysd listening on (http:\/\/\S+)/);
+      const shown = out.match(/keysd service token \(shown once, store it now\): (kst_\S+)/);
+      if (listening) base = listening[1];
+      if (shown) token = shown[1];
+      if (base && token) {
+        clearTimeout(timer);
+        resolvePromise({ child, base, token });
+      }
+    };
+    child.stdout.on('data', read);
+    child.stderr.on('data', read);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`keysd exited (${code}):\n${out}`));
+    });
+  });
+}
+
+async function main() {
+  const dir = mkdtempSync(join(tmpdir(), 'keysd-console-'));
+  mkdirSync(shots, { recursive: true });
+  const keysd = await startKeysd(dir);
+  const { base, token: adminToken } = keysd;
+  step(`keysd at ${base}`);
+  const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox'] });
+  const consoleErrors = [];
+  try {
+    const context = await browser.newContext({ acceptDownloads: true, viewport: { width: 1280, height: 800 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: base });
+    const page = await context.newPage();
+    page.on('console', (message) => {
+      if (message.type() === 'error') consoleErrors.push(message.text());
+    });
+    page.on('pageerror', (error) => consoleErrors.push(String(error)));
+
+    const verify = async (apiKey) => {
+      const response = await fetch(`${base}/v1/verify/api_key/`, {
+        method: 'POST',
+        headers: { Authorization: `ServiceToken ${adminToken}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ api_key: apiKey }),
+      });
+      assert.equal(response.status, 200);
+      return response.json();
+    };
+    const secretShown = async () => {
+      const dialog = page.locator('#secret-dialog');
+      await dialog.waitFor({ state: 'visible' });
+      const secret = (await page.locator('#secret-value').textContent()).trim();
+      assert.ok(secret.length > 20, 'a secret is shown');
+      return secret;
+    };
+    const closeSecret = async (secret, withEscape) => {
+      if (withEscape) await page.keyboard.press('Escape');
+      else await page.click('#secret-close');
+      await page.locator('#secret-dialog').waitFor({ state: 'hidden' });
+      const html = await page.content();
+      assert.ok(!html.includes(secret), 'the secret is gone from the page when the dialog closes');
+    };
+    const storage = () => page.evaluate(() => JSON.stringify({ session: { ...sessionStorage }, local: { ...localStorage } }));
+    const signIn = async (token) => {
+      await page.locator('#token').waitFor({ state: 'visible' });
+      await page.fill('#token', token);
+      await page.click('#sign-in-form button[type=submit]');
+      await page.locator('#who').filter({ hasText: 'Signed in' }).waitFor();
+    };
+
+    // The strict headers.
+    const index = await fetch(`${base}/console/`);
+    assert.equal(index.status, 200);
+    assert.match(index.headers.get('content-type'), /^text\/html/);
+    assert.match(index.headers.get('content-security-policy'), /^default-src 'self'/);
+    assert.equal(index.headers.get('x-frame-options'), 'DENY');
+    assert.equal(index.headers.get('referrer-policy'), 'no-referrer');
+    assert.equal((await fetch(`${base}/console/nothing.js`)).status, 404);
+
+    // Sign in.
+    step('sign in');
+    await page.goto(`${base}/console/`);
+    await page.screenshot({ path: join(shots, 'sign-in.png') });
+    // By keyboard alone: the field is labelled and focused, Enter submits.
+    await page.getByLabel('Service token').waitFor({ state: 'visible' });
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'token', 'the token field has the focus');
+    await page.keyboard.type(adminToken);
+    await page.keyboard.press('Enter');
+    await page.locator('#who').filter({ hasText: 'Signed in' }).waitFor();
+    assert.match(await page.locator('#who').textContent(), /role admin/);
+    await page.locator('tr[data-slug="staging"]').waitFor();
+    await page.screenshot({ path: join(shots, 'workspaces.png') });
+    assert.ok(!(await storage()).includes('SS.'), 'nothing but the token in storage');
+    assert.ok((await storage()).includes('"local":{}'), 'nothing in localStorage');
+
+    // Create an API key: its secret once.
+    step('create an API key');
+    await page.goto(`${base}/console/#/workspace/staging/api-keys`);
+    await page.fill('#create-api-key input[name=name]', 'checkout');
+    await page.fill('#create-api-key input[name=scopes]', 'orders:read, orders:write');
+    await page.click('#create-api-key button[type=submit]');
+    const first = await secretShown();
+    assert.match(first, /^SS\./);
+    await page.screenshot({ path: join(shots, 'secret-once.png') });
+    assert.equal(await page.evaluate(() => document.activeElement.id), 'secret-copy', 'the dialog takes the focus');
+    await closeSecret(first, true);
+
+    // Reload: masked, and the secret nowhere.
+    step('reload: masked');
+    await page.reload();
+    if (await page.locator('#sign-in').isVisible()) await signIn(adminToken);
+    const firstCheck = await verify(first);
+    assert.equal(firstCheck.valid, true, JSON.stringify(firstCheck));
+    const firstRow = page.locator(`tr[data-id="${firstCheck.key_id}"]`);
+    await firstRow.waitFor();
+    assert.match(await firstRow.textContent(), /SS\.\w+\*{5}/);
+    assert.ok(!(await page.content()).includes(first), 'the secret is not in the page after a reload');
+    assert.ok(!(await storage()).includes(first), 'the secret is not in browser storage');
+
+    // Roll with a grace: both verify.
+    step('roll with a grace');
+    await firstRow.getByRole('button', { name: 'Roll' }).click();
+    await page.fill('#grace-seconds', '600');
+    await page.click('#grace-ok');
+    const second = await secretShown();
+    assert.notEqual(second, first);
+    await closeSecret(second);
+    assert.equal((await verify(first)).valid, true, 'the old key verifies during the grace');
+    const secondCheck = await verify(second);
+    assert.equal(secondCheck.valid, true, 'the new key verifies');
+
+    // Disable the new key.
+    step('disable');
+    const secondRow = page.locator(`tr[data-id="${secondCheck.key_id}"]`);
+    await secondRow.getByRole('button', { name: 'Disable' }).click();
+    await page.locator(`tr[data-id="${secondCheck.key_id}"][data-status="disabled"]`).waitFor();
+    const disabled = await verify(second);
+    assert.equal(disabled.valid, false);
+    assert.equal(disabled.reason, 'key_disabled');
+    await page.screenshot({ path: join(shots, 'api-keys.png') });
+
+    // At 200% zoom (half the CSS width) the page reflows: nothing but a
+    // table scrolls sideways, inside its own box.
+    await page.setViewportSize({ width: 640, height: 400 });
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(overflow <= 0, `the page is ${overflow}px wider than a 200% zoomed window`);
+    await page.setViewportSize({ width: 1280, height: 800 });
+
+    // Delete asks, naming the key; cancelling keeps it.
+    await page.locator(`tr[data-id="${secondCheck.key_id}"]`).getByRole('button', { name: 'Delete' }).click();
+    assert.match(await page.locator('#confirm-message').textContent(), /checkout/);
+    await page.click('#confirm-cancel');
+    await page.locator(`tr[data-id="${secondCheck.key_id}"]`).waitFor();
+
+    // A signing key: create, roll, download the PEM.
+    step('signing key');
+    await page.goto(`${base}/console/#/workspace/staging/signing-keys`);
+    await page.click('#create-signing-key');
+    const created = await secretShown();
+    assert.match(created, /^-----BEGIN PRIVATE KEY-----/);
+    await closeSecret(created);
+    await page.locator('tr[data-status="active"]').getByRole('button', { name: 'Roll' }).click();
+    await page.fill('#grace-seconds', '300');
+    await page.click('#grace-ok');
+    const rolledPem = await secretShown();
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('#secret-download')]);
+    const downloaded = readFileSync(await download.path(), 'utf8');
+    assert.match(downloaded, /^-----BEGIN PRIVATE KEY-----\n[\s\S]+-----END PRIVATE KEY-----\n?$/);
+    assert.equal(downloaded.trim(), rolledPem.trim(), 'the download is the key shown');
+    assert.match(download.suggestedFilename(), /^signing_key_.*\.pem$/);
+    await closeSecret(rolledPem);
+    const jwks = await page.locator('#jwks-link').getAttribute('href');
+    assert.equal((await fetch(base + jwks)).status, 200);
+    await page.screenshot({ path: join(shots, 'signing-keys.png') });
+
+    // A public key: create, allow a domain, rotate (confirmed).
+    step('public key');
+    await page.goto(`${base}/console/#/workspace/staging/public-keys`);
+    await page.fill('#create-public-key input[name=name]', 'web');
+    await page.click('#create-public-key button[type=submit]');
+    const publicRow = page.locator('tr', { hasText: 'web' }).filter({ has: page.locator('code') });
+    await publicRow.waitFor();
+    const publicKey = (await publicRow.locator('code').textContent()).trim();
+    assert.match(publicKey, /^SS\.PUBK\./);
+    await publicRow.getByLabel('Allowed domains of “web”').fill('app.example.com');
+    await publicRow.getByRole('button', { name: 'Save' }).click();
+    await page.locator('#status', { hasText: 'Saved the allowed domains' }).waitFor();
+    const verifyPublic = async (key, origin) => {
+      const response = await fetch(`${base}/v1/verify/public_key/`, {
+        method: 'POST',
+        headers: { Authorization: `ServiceToken ${adminToken}`, 'Content-Type': 'application/json' },
+        body: JSON.stringify({ api_key: key, origin }),
+      });
+      return response.json();
+    };
+    assert.equal((await verifyPublic(publicKey, 'https://app.example.com')).valid, true);
+    assert.equal((await verifyPublic(publicKey, 'https://evil.example.net')).reason, 'origin_not_allowed');
+    await page.screenshot({ path: join(shots, 'public-keys.png') });
+    await page.locator('tr', { hasText: 'web' }).getByRole('button', { name: 'Rotate' }).click();
+    assert.match(await page.locator('#confirm-message').textContent(), /web/);
+    await page.click('#confirm-ok');
+    await page.locator('#status', { hasText: 'Rotated public key' }).waitFor();
+    assert.equal((await verifyPublic(publicKey, 'https://app.example.com')).valid, false, 'the rotated-away value stops working');
+
+    // The audit view.
+    step('audit trail');
+    await page.goto(`${base}/console/#/audit`);
+    for (const action of ['api_key.generated', 'api_key.rolled', 'api_key.disabled', 'signing_api_key.rolled']) {
+      await page.locator(`tr[data-action="${action}"]`).first().waitFor();
+    }
+    await page.screenshot({ path: join(shots, 'audit.png') });
+    await page.fill('#audit-filter input[name=action]', 'api_key.rolled');
+    await page.click('#audit-filter button[type=submit]');
+    await page.waitForFunction(() => {
+      const rows = [...document.querySelectorAll('tr[data-action]')];
+      return rows.length > 0 && rows.every((row) => row.dataset.action === 'api_key.rolled');
+    });
+
+    // A verify token, made in the console: management is not offered.
+    step('verify token');
+    await page.goto(`${base}/console/#/service-tokens`);
+    await page.fill('#create-service-token input[name=name]', 'edge-verifier');
+    await page.selectOption('#create-service-token select[name=role]', 'verify');
+    await page.click('#create-service-token button[type=submit]');
+    const verifyToken = await secretShown();
+    assert.match(verifyToken, /^kst_/);
+    await closeSecret(verifyToken);
+    await page.locator('tr', { hasText: 'edge-verifier' }).waitFor();
+    await page.screenshot({ path: join(shots, 'service-tokens.png') });
+    // A manage token: keys yes, service tokens and the audit trail not offered.
+    await page.fill('#create-service-token input[name=name]', 'deployer');
+    await page.selectOption('#create-service-token select[name=role]', 'manage');
+    await page.click('#create-service-token button[type=submit]');
+    const manageToken = await secretShown();
+    await closeSecret(manageToken);
+    await page.click('#sign-out');
+    assert.equal(await page.evaluate(() => sessionStorage.length), 0, 'sign-out forgets the token');
+    await signIn(manageToken);
+    assert.match(await page.locator('#who').textContent(), /role manage/);
+    await page.locator('tr[data-slug="staging"]').waitFor();
+    assert.equal(await page.getByRole('link', { name: 'Service tokens' }).isVisible(), false, 'no service tokens for manage');
+    assert.equal(await page.getByRole('link', { name: 'Audit trail' }).isVisible(), false, 'no audit trail for manage');
+    await page.click('#sign-out');
+    await signIn(verifyToken);
+    await page.locator('#verify-only').waitFor({ state: 'visible' });
+    assert.match(await page.locator('#verify-only').textContent(), /this token can only verify/i);
+    assert.equal(await page.locator('#nav').isVisible(), false, 'no management navigation');
+    assert.equal(await page.locator('#view').isVisible(), false, 'no management view');
+    assert.equal(await page.locator('#create-api-key').count(), 0);
+    await page.screenshot({ path: join(shots, 'verify-only.png') });
+
+    assert.deepEqual(consoleErrors.filter((text) => !/status of 40[34]/.test(text)), [], 'no script errors');
+    step('passed');
+  } finally {
+    await browser.close();
+    keysd.child.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error) => {
+  console.error(error);
+  process.exit(1);
+});
