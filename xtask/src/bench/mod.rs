@@ -109,6 +109,20 @@ impl Options {
                     options.key_counts.sort_unstable();
                     options.key_counts.dedup();
                 }
+                "--audit-events" => {
+                    options.audit_event_counts = value()?
+                        .split(',')
+                        .map(|count| {
+                            let count = count.trim().replace('_', "");
+                            count.parse::<u64>().context("--audit-events takes counts like 1000,1000000")
+                        })
+                        .collect::<Result<_>>()?;
+                    if options.audit_event_counts.is_empty() || options.audit_event_counts.contains(&0) {
+                        bail!("--audit-events needs positive counts");
+                    }
+                    options.audit_event_counts.sort_unstable();
+                    options.audit_event_counts.dedup();
+                }
                 "--write-concurrency" => options.write_concurrency = positive(value()?)?,
                 "--rate" => {
                     options.rate = value()?.parse().context("--rate")?;
@@ -150,6 +164,7 @@ usage: cargo xtask bench [--quick] [flags]
   --warmup S              unmeasured load before each series (default 2, quick 0.5)
   --scale-concurrency N   connections of the key-count scaling runs (default 1)
   --keys A,B,C            stored API keys of the scaling figure (default 1000,100000,1000000)
+  --audit-events A,B      audit events of the audit-page figure (default 1000,1000000, quick 1000,100000)
   --write-concurrency N   clients of the management-write figure, keysd and pgbench (default 16)
   --rate R                steady key-creation rate per second (default 5)
   --steady-duration S     seconds per steady key-creation run (default 12, quick 2)
