@@ -31,7 +31,7 @@ use crate::key_material::{PublicKeyMaterial, MAX_RSA_BITS, MIN_RSA_BITS};
 use crate::CryptoError;
 
 pub use crate::jwk::{Jwk, JwkSet};
-pub use pool::{RsaKeyPool, DEFAULT_POOL_CAPACITY};
+pub use pool::{RsaKeyPool, DEFAULT_POOL_CAPACITY, DEFAULT_POOL_THREADS};
 
 /// Size of generated organisation keys.
 pub const RSA_KEY_BITS: usize = 2048;
