@@ -192,6 +192,19 @@ pub struct ServeArgs {
     /// core, so a create that finds the pool empty waits that long.
     #[arg(long, env = "KEYSD_RSA_POOL_SIZE", value_name = "KEYS", default_value_t = 8, value_parser = up_to(256))]
     pub rsa_pool_size: u64,
+    /// Threads that refill the RSA pool. More refill a drained pool sooner
+    /// (a burst of creates), each taking a core while it generates.
+    #[arg(long, env = "KEYSD_RSA_POOL_THREADS", value_name = "THREADS", default_value_t = 1)]
+    #[arg(value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub rsa_pool_threads: u64,
+    /// JWTs whose signature verified that are remembered by the digest of
+    /// the whole token (the warm path), so that a token sent again skips
+    /// the signature check; every other check still runs on each request.
+    /// About 1 KiB each at most; 0 turns the warm path off.
+    #[arg(long, env = "KEYSD_VERIFIED_TOKEN_CACHE_ENTRIES", value_name = "TOKENS")]
+    #[arg(default_value_t = keys_service::warm::DEFAULT_VERIFIED_TOKEN_CACHE_ENTRIES as u64)]
+    #[arg(value_parser = up_to(10_000_000))]
+    pub verified_token_cache_entries: u64,
     /// RSA keys generated inline at once when the pool is empty; further
     /// organisation-key creates wait their turn, so that a burst of them
     /// cannot take every core from verification.
@@ -547,6 +560,8 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         rate_limit_per_minute: args.rate_limit.and_then(std::num::NonZeroU32::new),
         // The range check of the flag keeps this far inside usize.
         rsa_pool_capacity: args.rsa_pool_size as usize,
+        rsa_pool_threads: args.rsa_pool_threads as usize,
+        verified_token_cache_entries: args.verified_token_cache_entries as usize,
         rsa_max_concurrent_generations: args.rsa_max_concurrent_generations as usize,
         time_policy: TimePolicy::new(args.jwt_leeway_seconds).map_err(|error| anyhow!("{error}"))?,
         max_connections,

@@ -71,8 +71,10 @@ impl App {
             time_policy: config.time_policy,
             organisation_token_policy: config.organisation_token_policy.clone(),
             rsa_pool_capacity: config.rsa_pool_capacity,
+            rsa_pool_threads: config.rsa_pool_threads,
             rsa_max_concurrent_generations: config.rsa_max_concurrent_generations,
             record_api_key_uses: config.last_used_interval.is_some(),
+            verified_token_cache_entries: config.verified_token_cache_entries,
         };
         let service = Arc::new(Service::new(store, service_config));
         let openapi = crate::openapi::document();

@@ -43,6 +43,11 @@ pub struct AppConfig {
     pub shutdown_grace: Duration,
     /// RSA keys generated ahead of time; 0 generates on demand.
     pub rsa_pool_capacity: usize,
+    /// Threads that refill the RSA pool (`--rsa-pool-threads`).
+    pub rsa_pool_threads: usize,
+    /// JWTs the warm path remembers (`--verified-token-cache-entries`; 0:
+    /// off).
+    pub verified_token_cache_entries: usize,
     /// RSA keys generated inline at once (`--rsa-max-concurrent-generations`).
     pub rsa_max_concurrent_generations: usize,
     /// Verification calls and failed authentications a client may make per
@@ -73,6 +78,8 @@ impl Default for AppConfig {
             http2_keep_alive_interval: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(30),
             rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
+            rsa_pool_threads: keys_crypto::keypair::DEFAULT_POOL_THREADS,
+            verified_token_cache_entries: keys_service::warm::DEFAULT_VERIFIED_TOKEN_CACHE_ENTRIES,
             rsa_max_concurrent_generations: keys_service::DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS,
             separate_metrics: false,
             rate_limit_per_minute: None,

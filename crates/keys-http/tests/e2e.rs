@@ -570,6 +570,58 @@ async fn postgres_two_replicas_agree_on_an_api_keys_life() {
     replicas.stop().await;
 }
 
+/// Two `keysd` on one PostgreSQL, tokens on the warm path of both: a
+/// user token and a Versori JWT verified again and again (so each replica
+/// remembers it), then their keys deleted through one replica. The other
+/// refuses each within a second, through its warm path, which decides the
+/// key's state again on every hit.
+#[tokio::test]
+async fn postgres_two_replicas_refuse_warm_tokens_within_a_second() {
+    let replicas = Replicas::start(&[]).await;
+    let apis = &replicas.apis;
+
+    let value = apis[0].secure_public_key("warm-web").await;
+    let signing = apis[0].call(Method::POST, "/v1/staging/ws_signing_key/", None).await;
+    assert_eq!(signing.status, StatusCode::CREATED, "{}", signing.body);
+    let kid = text(&signing.body["uid"]);
+    let claims = json!({"entity_type": "subscriber", "entity_id": "user-1", "exp": now_seconds() + 600});
+    let user_token =
+        mint::sign(&claims, Some(&kid), &text(&signing.body["private_key_pem"]), Algorithm::Es256).expect("signs");
+    let user_request = json!({"api_key": value, "user_token": user_token});
+
+    let organisation = apis[0].organisation_id("Warm Probe").await;
+    let created = apis[0].create_organisation_key(&organisation, "warm").await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let key_id = text(&created.body["id"]);
+    let claims =
+        json!({"iss": format!("https://versori.com/sk/{key_id}"), "sub": "end-user", "exp": now_seconds() + 600});
+    let jwt = mint::sign(&claims, None, &text(&created.body["privateKey"]), Algorithm::Rs256).expect("signs");
+    let jwt_request = json!({"token": jwt});
+
+    for api in apis {
+        for _ in 0..3 {
+            assert_eq!(api.verify("public_key", user_request.clone()).await["valid"], true);
+            assert_eq!(api.verify("jwt", jwt_request.clone()).await["valid"], true);
+        }
+    }
+    let deleted = apis[0].call(Method::DELETE, &format!("/v1/staging/ws_signing_key/{kid}/"), None).await;
+    let deleted_at = std::time::Instant::now();
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(apis[0].verdict_of("public_key", user_request.clone()).await, "key_deleted", "at once where deleted");
+    let after = apis[1].refuses_within_a_second("public_key", user_request, "key_deleted", deleted_at).await;
+    eprintln!("a warm user token was refused by the other replica {after:?} after its key's delete");
+
+    let path = format!("/api/organisations/v1/organisations/{organisation}/keys/{key_id}");
+    let deleted = apis[0].call(Method::DELETE, &path, None).await;
+    let deleted_at = std::time::Instant::now();
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    assert_eq!(apis[0].verdict_of("jwt", jwt_request.clone()).await, "key_deleted", "at once where deleted");
+    let after = apis[1].refuses_within_a_second("jwt", jwt_request, "key_deleted", deleted_at).await;
+    eprintln!("a warm JWT was refused by the other replica {after:?} after its key's delete");
+
+    replicas.stop().await;
+}
+
 /// The status of `GET path` with `token`.
 async fn status_as(api: &Api, token: &str, path: &str) -> StatusCode {
     api.send(Method::GET, path, Some(token), None).await.status
@@ -726,6 +778,35 @@ on_both_backends! {
 }
 
 impl Api {
+    /// The `reason` of a `/v1/verify/{kind}/` answer to `body`, or `valid`.
+    async fn verdict_of(&self, kind: &str, body: Value) -> String {
+        let answer = self.verify(kind, body).await;
+        if answer["valid"] == true {
+            return "valid".to_owned();
+        }
+        text(&answer["reason"])
+    }
+
+    /// Polls `/v1/verify/{kind}/` with `body` until it answers `reason`,
+    /// answering only `valid` meanwhile, and no later than a second after
+    /// `since`; returns how long after `since` it did.
+    async fn refuses_within_a_second(
+        &self,
+        kind: &str,
+        body: Value,
+        reason: &str,
+        since: std::time::Instant,
+    ) -> Duration {
+        loop {
+            let seen = self.verdict_of(kind, body.clone()).await;
+            if seen == reason {
+                return since.elapsed();
+            }
+            assert_eq!(seen, "valid", "on the way to {reason}");
+            assert!(since.elapsed() < Duration::from_secs(1), "still valid a second after the change to {reason}");
+        }
+    }
+
     /// The `reason` of verifying the API key `secret`, or `valid`.
     async fn verdict(&self, secret: &str) -> String {
         let body = self.verify("api_key", json!({"api_key": secret})).await;

@@ -24,7 +24,8 @@
 //! Modules are named by the resource they hold: [`workspaces`],
 //! [`api_keys`], [`public_keys`], [`signing_keys`], [`organisation_keys`],
 //! [`operators`] (organisations, service tokens, bootstrap), [`audit`]
-//! (the trail: pages, export, prune) and [`verification`].
+//! (the trail: pages, export, prune) and [`verification`], with its warm
+//! path [`warm`].
 
 pub mod api_keys;
 pub mod audit;
@@ -35,6 +36,7 @@ pub mod service_tokens;
 pub mod signing_keys;
 mod usage;
 pub mod verification;
+pub mod warm;
 pub mod workspaces;
 
 use std::fmt;
@@ -93,6 +95,8 @@ pub struct ServiceConfig {
     pub organisation_token_policy: OrganisationTokenPolicy,
     /// RSA keys generated ahead of time; 0 generates on demand.
     pub rsa_pool_capacity: usize,
+    /// Threads that refill the RSA pool (at least 1 when it has a capacity).
+    pub rsa_pool_threads: usize,
     /// RSA keys generated inline (the pool empty) at once, at least 1: each
     /// takes a core for up to a second, and without a bound a burst of
     /// creates would take every core from verification.
@@ -101,6 +105,9 @@ pub struct ServiceConfig {
     /// authentication its service token's (in memory; written by
     /// [`Service::spawn_usage_flusher`]).
     pub record_api_key_uses: bool,
+    /// The most verified JWTs the warm path remembers ([`warm`]); 0 turns
+    /// it off.
+    pub verified_token_cache_entries: usize,
 }
 
 /// The default of [`ServiceConfig::rsa_max_concurrent_generations`].
@@ -113,8 +120,10 @@ impl Default for ServiceConfig {
             time_policy: TimePolicy::default(),
             organisation_token_policy: OrganisationTokenPolicy::default(),
             rsa_pool_capacity: 0,
+            rsa_pool_threads: keys_crypto::keypair::DEFAULT_POOL_THREADS,
             rsa_max_concurrent_generations: DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS,
             record_api_key_uses: false,
+            verified_token_cache_entries: warm::DEFAULT_VERIFIED_TOKEN_CACHE_ENTRIES,
         }
     }
 }
@@ -227,6 +236,8 @@ pub struct Service {
     parsed_keys: verification::ParsedKeys,
     usage: usage::UsageRecorder<keys_core::ApiKeyId>,
     token_usage: usage::UsageRecorder<keys_core::ServiceTokenId>,
+    /// JWTs whose signature verified, by the digest of the token.
+    warm: warm::VerifiedTokens<verification::Warm>,
 }
 
 impl fmt::Debug for Service {
@@ -248,10 +259,11 @@ impl Service {
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
     ) -> Self {
-        let rsa_pool = Arc::new(RsaKeyPool::new(config.rsa_pool_capacity));
+        let rsa_pool = Arc::new(RsaKeyPool::with_threads(config.rsa_pool_capacity, config.rsa_pool_threads));
         let rsa_generations = Arc::new(tokio::sync::Semaphore::new(config.rsa_max_concurrent_generations.max(1)));
         let usage = usage::UsageRecorder::new(config.record_api_key_uses);
         let token_usage = usage::UsageRecorder::new(config.record_api_key_uses);
+        let warm = warm::VerifiedTokens::new(config.verified_token_cache_entries);
         Self {
             store,
             clock,
@@ -263,6 +275,7 @@ impl Service {
             parsed_keys: verification::ParsedKeys::default(),
             usage,
             token_usage,
+            warm,
         }
     }
 
@@ -288,6 +301,11 @@ impl Service {
     /// A generator for one use case.
     pub(crate) fn rng(&self) -> Box<dyn CryptoRngCore + Send> {
         self.entropy.generator()
+    }
+
+    /// How many verified JWTs the warm path remembers now.
+    pub fn warm_path_entries(&self) -> usize {
+        self.warm.len()
     }
 
     /// Readiness: one round trip to the database.

@@ -11,24 +11,34 @@
 //! than a signature check's bookkeeping, and a PEM always parses to the
 //! same key. The memo decides nothing: whether a key may verify is decided
 //! from the record the store returns, on every request.
+//!
+//! JWTs that verified are remembered by the digest of the whole token
+//! ([`crate::warm`]): a hit skips the parsing and the signature check only,
+//! and decides everything else again, from the store's current records, at
+//! `now`, with the same `decide_*` functions as the cold path.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
+
+use keys_core::verify::TokenTimes;
 
 use keys_core::verify::{
     decide_api_key, decide_organisation_key, decide_organisation_token, decide_public_key, decide_signing_key,
     decide_user_token, kidless_candidates, parse_issuer, Denial, OrganisationTokenClaims, PublicKeyAccess,
     PublicKeyPresentation, UserTokenClaims,
 };
+use keys_core::SecretDigest;
 use keys_core::{
-    ApiKey, OrganisationId, OrganisationKeyId, PublicKey, SigningKeyRing, SigningKeyUid, Workspace,
-    WorkspaceSigningKey, WorkspaceUid,
+    ApiKey, OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKey, SigningKeyRing, SigningKeyUid,
+    Workspace, WorkspaceSigningKey, WorkspaceUid,
 };
 use keys_crypto::jwt::{self, Algorithm, Claims, JwtError, VerificationKey};
 use keys_crypto::keypair::public_jwk_from_pem;
+use keys_crypto::secret::sha256_digest;
 use keys_crypto::{ApiKeySecret, JwkSet, PublicKeyValue, ServiceToken};
 use keys_store::StoreError;
+use time::OffsetDateTime;
 
 use crate::{Caller, Service};
 
@@ -113,7 +123,38 @@ pub struct VerifiedJwt {
     pub organisation_id: OrganisationId,
     pub key_id: OrganisationKeyId,
     pub sub: String,
-    pub claims: serde_json::Value,
+    /// Shared with the warm path's entry rather than copied.
+    pub claims: Arc<serde_json::Value>,
+}
+
+/// What a token's signature check established, remembered by the digest of
+/// the token ([`crate::warm`]). No decision: which key signed, and the
+/// claims the rules read.
+#[derive(Debug, Clone)]
+pub(crate) enum Warm {
+    User(Arc<WarmUserToken>),
+    Organisation(Arc<WarmJwt>),
+}
+
+/// A secure-mode user token whose ES256 signature verified.
+#[derive(Debug)]
+pub(crate) struct WarmUserToken {
+    /// The workspace signing key that verified it.
+    key: SigningKeyUid,
+    /// Whether the token's `kid` named that key (otherwise it was found
+    /// among the kid-less candidates, and must still be one).
+    named_by_kid: bool,
+    claims: UserTokenClaims,
+}
+
+/// A Versori-style JWT whose RS256 signature verified.
+#[derive(Debug)]
+pub(crate) struct WarmJwt {
+    key_id: OrganisationKeyId,
+    sub: Option<String>,
+    times: TokenTimes,
+    audiences: Vec<String>,
+    claims: Arc<serde_json::Value>,
 }
 
 impl Service {
@@ -212,11 +253,17 @@ impl Service {
     /// without a `kid`, one of [`kidless_candidates`] — and whose claims
     /// pass [`decide_user_token`]. Returns the token's `entity_id`.
     async fn user_token(&self, workspace: &WorkspaceUid, token: &str, tenant_id: Option<&str>) -> Verdict<String> {
+        let now = self.now();
+        let digest = self.warm_digest(token);
+        if let Some(digest) = &digest {
+            if let Some(Warm::User(warm)) = self.warm.get(digest) {
+                return self.warm_user_token(workspace, &warm, digest, tenant_id, now).await;
+            }
+        }
         let Ok(header) = jwt::peek_header(token) else {
             return Ok(Err(Denial::UserTokenInvalid.into()));
         };
-        let now = self.now();
-        let claims = match header.kid.as_deref() {
+        let (claims, key, named_by_kid) = match header.kid.as_deref() {
             Some(kid) => {
                 let Ok(uid) = SigningKeyUid::parse(kid) else {
                     return Ok(Err(Denial::UserTokenInvalid.into()));
@@ -231,7 +278,7 @@ impl Service {
                     return Ok(Err(Denial::UserTokenInvalid.into()));
                 };
                 match jwt::verify(token, &parsed_key) {
-                    Ok(claims) => claims,
+                    Ok(claims) => (claims, uid, true),
                     Err(_) => return Ok(Err(Denial::UserTokenInvalid.into())),
                 }
             }
@@ -242,29 +289,75 @@ impl Service {
                     Err(denial) => return Ok(Err(denial.into())),
                 };
                 match self.verify_with_any(token, &candidates) {
-                    Some(claims) => claims,
+                    Some((claims, key)) => (claims, key, false),
                     None => return Ok(Err(Denial::UserTokenInvalid.into())),
                 }
             }
         };
         let user_claims = user_token_claims(&claims);
-        Ok(decide_user_token(&user_claims, tenant_id, &self.config.time_policy, now)
-            .map(str::to_owned)
-            .map_err(Refusal::from))
+        let decided = decide_user_token(&user_claims, tenant_id, &self.config.time_policy, now).map(str::to_owned);
+        if let (Ok(_), Some(digest)) = (&decided, &digest) {
+            self.warm.insert(digest, Warm::User(Arc::new(WarmUserToken { key, named_by_kid, claims: user_claims })));
+        }
+        Ok(decided.map_err(Refusal::from))
+    }
+
+    /// A user token seen before: its signature verified with `warm.key`;
+    /// everything else is decided again as [`Self::user_token`] decides it.
+    async fn warm_user_token(
+        &self,
+        workspace: &WorkspaceUid,
+        warm: &WarmUserToken,
+        digest: &SecretDigest,
+        tenant_id: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Verdict<String> {
+        let key = if warm.named_by_kid {
+            let found = self.store.signing_key_by_uid(&warm.key).await?;
+            decide_signing_key(found.as_ref(), workspace, now).map(|_| ())
+        } else {
+            let ring = SigningKeyRing::restore(workspace.clone(), self.store.live_signing_keys(workspace).await?);
+            // The cold path tries every candidate; only the key that signed
+            // can verify, so the token verifies iff that key is one of them.
+            kidless_candidates(&ring, now).and_then(|candidates| {
+                if candidates.iter().any(|candidate| candidate.uid == warm.key) {
+                    Ok(())
+                } else {
+                    Err(Denial::UserTokenInvalid)
+                }
+            })
+        };
+        if let Err(denial) = key {
+            return Ok(Err(denial.into()));
+        }
+        match decide_user_token(&warm.claims, tenant_id, &self.config.time_policy, now) {
+            Ok(entity_id) => Ok(Ok(entity_id.to_owned())),
+            Err(denial) => {
+                if denial == Denial::UserTokenExpired {
+                    self.warm.remove(digest);
+                }
+                Ok(Err(denial.into()))
+            }
+        }
+    }
+
+    /// The digest a token is remembered by, when the warm path is on.
+    fn warm_digest(&self, token: &str) -> Option<SecretDigest> {
+        self.warm.enabled().then(|| sha256_digest(token.as_bytes()))
     }
 
     /// The claims of `token` if one of `candidates` verifies its signature.
     /// Only a bad signature moves on to the next key: a token that is
     /// malformed or names another algorithm fails the same way for every
     /// key, so it is refused after one check.
-    fn verify_with_any(&self, token: &str, candidates: &[&WorkspaceSigningKey]) -> Option<Claims> {
+    fn verify_with_any(&self, token: &str, candidates: &[&WorkspaceSigningKey]) -> Option<(Claims, SigningKeyUid)> {
         for key in candidates {
             let Some(parsed_key) = self.parsed_keys.get(Algorithm::Es256, &key.public_key_pem) else {
                 tracing::error!(kid = %key.uid, "stored signing key does not parse");
                 continue;
             };
             match jwt::verify(token, &parsed_key) {
-                Ok(claims) => return Some(claims),
+                Ok(claims) => return Some((claims, key.uid.clone())),
                 Err(JwtError::BadSignature) => continue,
                 Err(_) => return None,
             }
@@ -275,6 +368,12 @@ impl Service {
     /// Verifies an RS256 JWT whose `iss` is `<base>/sk/<KEY_ID>` against that
     /// organisation key, for the caller.
     pub async fn verify_jwt(&self, caller: &Caller, token: &str) -> Verdict<VerifiedJwt> {
+        let digest = self.warm_digest(token);
+        if let Some(digest) = &digest {
+            if let Some(Warm::Organisation(warm)) = self.warm.get(digest) {
+                return self.warm_jwt(caller, &warm, digest).await;
+            }
+        }
         let unverified = match jwt::peek_unverified_claims(token) {
             Ok(claims) => claims,
             Err(_) => return Ok(Err(Denial::Malformed.into())),
@@ -302,22 +401,54 @@ impl Service {
             Ok(claims) => claims,
             Err(error) => return Ok(Err(refusal_of_jwt_error(error))),
         };
-        let decided = OrganisationTokenClaims { sub: claims.sub(), times: claims.times(), audiences: claims.aud() };
-        let sub = match decide_organisation_token(
+        let warm = WarmJwt {
+            key_id: key.id.clone(),
+            sub: claims.sub().map(str::to_owned),
+            times: claims.times(),
+            audiences: claims.aud().into_iter().map(str::to_owned).collect(),
+            claims: Arc::new(claims.into_value()),
+        };
+        let verified = self.decide_jwt(key, &warm);
+        if let (Ok(_), Some(digest)) = (&verified, &digest) {
+            self.warm.insert(digest, Warm::Organisation(Arc::new(warm)));
+        }
+        Ok(verified)
+    }
+
+    /// A JWT seen before: its signature verified with `warm.key_id`;
+    /// everything else is decided again as [`Self::verify_jwt`] decides it.
+    async fn warm_jwt(&self, caller: &Caller, warm: &WarmJwt, digest: &SecretDigest) -> Verdict<VerifiedJwt> {
+        let found = self.store.organisation_key(&warm.key_id).await?;
+        let key = match decide_organisation_key(found.as_ref(), caller.scope()) {
+            Ok(key) => key,
+            Err(denial) => return Ok(Err(denial.into())),
+        };
+        let verified = self.decide_jwt(key, warm);
+        if matches!(verified, Err(Refusal::Denied(Denial::TokenExpired))) {
+            self.warm.remove(digest);
+        }
+        Ok(verified)
+    }
+
+    /// keys-core's decision on the claims of a JWT that `key` verified.
+    fn decide_jwt(&self, key: &OrganisationSigningKey, warm: &WarmJwt) -> Result<VerifiedJwt, Refusal> {
+        let decided = OrganisationTokenClaims {
+            sub: warm.sub.as_deref(),
+            times: warm.times,
+            audiences: warm.audiences.iter().map(String::as_str).collect(),
+        };
+        let sub = decide_organisation_token(
             &decided,
             &self.config.time_policy,
             &self.config.organisation_token_policy,
             self.now(),
-        ) {
-            Ok(sub) => sub.to_owned(),
-            Err(denial) => return Ok(Err(denial.into())),
-        };
-        Ok(Ok(VerifiedJwt {
+        )?;
+        Ok(VerifiedJwt {
             organisation_id: key.organisation_id.clone(),
             key_id: key.id.clone(),
-            sub,
-            claims: claims.into_value(),
-        }))
+            sub: sub.to_owned(),
+            claims: Arc::clone(&warm.claims),
+        })
     }
 
     /// The JWKS of a workspace: the keys that verify now (active, and rolled

@@ -70,7 +70,7 @@ pub(crate) struct ApiKeyVerdict<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     scopes: Option<Vec<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Value>)]
     meta: Option<Option<Map<String, Value>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime, value_type = Option<String>)]
@@ -105,8 +105,10 @@ pub(crate) struct JwtVerdict {
     key_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     sub: Option<String>,
+    /// Shared with the warm path's entry, not copied.
     #[serde(skip_serializing_if = "Option::is_none")]
-    claims: Option<Value>,
+    #[schema(value_type = Option<Value>)]
+    claims: Option<std::sync::Arc<Value>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::schema::reason_schema)]
     reason: Option<&'static str>,
