@@ -202,6 +202,18 @@ pub struct Results {
     pub create_workspace_burst: Series,
     pub create_organisation_steady: Series,
     pub create_organisation_burst: Series,
+    /// Organisation keys at a steady 1 create/s (the target's rate).
+    pub create_organisation_steady_slow: Series,
+    /// 3c. The warm path: a few tokens sent again and again, ES256 and
+    /// RS256, each run beside a hello run.
+    pub jwt_es256_warm: Series,
+    pub jwt_rs256_warm: Series,
+    pub hello_warm: Series,
+    /// 3d. What the warm path's memory costs when full.
+    pub warm_memory: WarmMemory,
+    /// SHA-256 of one API key in this process, µs (the crypto floor of
+    /// figure 1).
+    pub sha256_api_key_us: f64,
     pub writes_keysd: Series,
     /// The same creates spread round-robin over one workspace per client.
     pub writes_keysd_spread: Series,
@@ -215,6 +227,15 @@ pub struct Results {
     pub audit_pages: Vec<AuditPages>,
     /// 7b. `keysd audit export` of the largest trail.
     pub audit_export: AuditExportRun,
+}
+
+/// Figure 3d: a keysd whose warm path was filled with distinct tokens.
+#[derive(Debug, Clone, Default)]
+pub struct WarmMemory {
+    pub entries: u64,
+    pub before: Memory,
+    pub after: Memory,
+    pub verify_rps: f64,
 }
 
 /// Figure 7 at one size of the trail.
@@ -368,8 +389,12 @@ pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
 
     key_count_scaling(options, &mut results, keysd, &admin, &temp).await?;
 
-    cold_jwt(options, &mut results, &postgres).await?;
+    let samples = cold_jwt(options, &mut results, &postgres).await?;
     results.loaded.push(memory_of(&postgres, "3. cold JWT verification")?);
+    warm_jwt(options, &mut results, &hello, &postgres, samples).await?;
+    results.loaded.push(memory_of(&postgres, "3c. warm JWT verification")?);
+    warm_memory(options, &mut results, keysd, &temp).await?;
+    results.sha256_api_key_us = sha256_floor();
 
     key_creation(options, &mut results, &postgres).await?;
     results.loaded.push(memory_of(&postgres, "4. key creation")?);
@@ -808,22 +833,10 @@ fn sign_tokens(
 
 /// Figure 3: cold JWT verification (every token distinct), ES256 user tokens
 /// in secure mode and RS256 organisation tokens, on PostgreSQL.
-async fn cold_jwt(options: &Options, results: &mut Results, server: &Server) -> Result<()> {
+async fn cold_jwt(options: &Options, results: &mut Results, server: &Server) -> Result<WarmSamples> {
     progress("3. cold JWT verification on PostgreSQL (every token distinct)");
     let api = Api::new(server.addr, &server.token);
-    let public_key = api.expect("POST", "/v1/staging/ws_public_key/", Some(&json!({"name": "bench jwt"})), 201).await?;
-    let public_id = text(&public_key.json, "id")?.to_owned();
-    let public_value = text(&public_key.json, "api_key")?.to_owned();
-    api.expect(
-        "PATCH",
-        &format!("/v1/staging/ws_public_key/{public_id}/"),
-        Some(&json!({"is_secure_mode_enabled": true})),
-        202,
-    )
-    .await?;
-    let signing = api.expect("POST", "/v1/staging/ws_signing_key/", None, 201).await?;
-    let kid = text(&signing.json, "uid")?.to_owned();
-    let ec_pem = text(&signing.json, "private_key_pem")?.to_owned();
+    let SecureMode { public_value, kid, ec_pem } = secure_mode(&api).await?;
     let org_key = api
         .expect(
             "POST",
@@ -889,6 +902,10 @@ async fn cold_jwt(options: &Options, results: &mut Results, server: &Server) -> 
         .collect();
     let rs_bodies: Vec<Bytes> =
         rs_tokens.into_iter().map(|token| Bytes::from(json!({"token": token}).to_string())).collect();
+    let samples = WarmSamples {
+        es256: es_bodies.iter().take(WARM_TOKENS).cloned().collect(),
+        rs256: rs_bodies.iter().take(WARM_TOKENS).cloned().collect(),
+    };
 
     let kinds = [
         ("ES256", "/v1/verify/public_key/", es_bodies, es_seconds, es_library),
@@ -939,7 +956,147 @@ async fn cold_jwt(options: &Options, results: &mut Results, server: &Server) -> 
         log_run("ES256 without kid", index, options.runs, &run);
         results.jwt_es256_kidless.runs.push(run);
     }
+    Ok(samples)
+}
+
+/// A secure-mode public key of `staging` and its workspace's signing key.
+struct SecureMode {
+    public_value: String,
+    kid: String,
+    ec_pem: String,
+}
+
+async fn secure_mode(api: &Api) -> Result<SecureMode> {
+    let public_key = api.expect("POST", "/v1/staging/ws_public_key/", Some(&json!({"name": "bench jwt"})), 201).await?;
+    let public_id = text(&public_key.json, "id")?.to_owned();
+    let public_value = text(&public_key.json, "api_key")?.to_owned();
+    api.expect(
+        "PATCH",
+        &format!("/v1/staging/ws_public_key/{public_id}/"),
+        Some(&json!({"is_secure_mode_enabled": true})),
+        202,
+    )
+    .await?;
+    let signing = api.expect("POST", "/v1/staging/ws_signing_key/", None, 201).await?;
+    let kid = text(&signing.json, "uid")?.to_owned();
+    let ec_pem = text(&signing.json, "private_key_pem")?.to_owned();
+    Ok(SecureMode { public_value, kid, ec_pem })
+}
+
+/// Distinct tokens of the warm figure: each is sent again and again.
+const WARM_TOKENS: usize = 64;
+
+/// Request bodies of figure 3 kept for the warm figure.
+pub struct WarmSamples {
+    es256: Vec<Bytes>,
+    rs256: Vec<Bytes>,
+}
+
+/// Figure 3c: the warm path. [`WARM_TOKENS`] tokens of each kind, cycled
+/// (a browser's user token on every page, a backend's JWT on every call),
+/// each keysd run beside a hello run.
+async fn warm_jwt(
+    options: &Options,
+    results: &mut Results,
+    hello: &Server,
+    server: &Server,
+    samples: WarmSamples,
+) -> Result<()> {
+    progress(&format!("3c. warm JWT verification ({WARM_TOKENS} tokens of each kind, sent again and again)"));
+    let cycled = |bodies: Vec<Bytes>| {
+        let bodies = Arc::new(bodies);
+        Bodies::Numbered(Arc::new(move |n| bodies[(n as usize) % bodies.len()].clone()))
+    };
+    let kinds =
+        [("ES256 warm", "/v1/verify/public_key/", samples.es256), ("RS256 warm", "/v1/verify/jwt/", samples.rs256)];
+    for (name, path, bodies) in kinds {
+        // The same requests (headers and bodies) go to hello.
+        let hello_make = load::requests(hello.addr, &server.token, "POST", path, cycled(bodies.clone()));
+        let make = load::requests(server.addr, &server.token, "POST", path, cycled(bodies));
+        warm_up(server, options.concurrency, options.warmup, &make, Expect::valid()).await?;
+        let mut series = Series::default();
+        for index in 0..options.runs {
+            let run = closed(hello, options.concurrency, options.duration, &hello_make, Expect::valid(), true).await?;
+            log_run("hello", index, options.runs, &run);
+            results.hello_warm.runs.push(run);
+            let run = closed(server, options.concurrency, options.duration, &make, Expect::valid(), true).await?;
+            log_run(name, index, options.runs, &run);
+            series.runs.push(run);
+        }
+        if name.starts_with("ES256") {
+            results.jwt_es256_warm = series;
+        } else {
+            results.jwt_rs256_warm = series;
+        }
+    }
     Ok(())
+}
+
+/// Figure 3d: a keysd on SQLite with room for as many verified tokens as the
+/// figure sends, each distinct and sent once: the resident memory before
+/// and after is what the warm path costs when full.
+async fn warm_memory(options: &Options, results: &mut Results, keysd: &Path, temp: &TempDir) -> Result<()> {
+    let entries: u64 = if options.quick { 100_000 } else { 1_000_000 };
+    progress(&format!("3d. warm-path memory: {entries} distinct ES256 tokens into a cache of as many"));
+    let url = format!("sqlite://{}", temp.path.join("keysd-warm.db").display());
+    let capacity = entries.to_string();
+    let server = procs::start_keysd_with(
+        keysd,
+        "keysd-sqlite-warm",
+        &url,
+        &temp.path.join("keysd-sqlite-warm.log"),
+        &["--verified-token-cache-entries", &capacity, "--last-used-interval-seconds", "0"],
+    )?;
+    let api = Api::new(server.addr, &server.token);
+    let SecureMode { public_value, kid, ec_pem } = secure_mode(&api).await?;
+    let expires = unix_now() + 3600;
+    let (tokens, seconds) = sign_tokens(entries as usize, Duration::from_secs(600), |n| {
+        let claims =
+            json!({"entity_type": "subscriber", "entity_id": format!("bench-user-{n}"), "exp": expires, "jti": n});
+        keys_crypto::mint::sign(&claims, Some(&kid), &ec_pem, keys_crypto::Algorithm::Es256)
+            .map_err(|error| anyhow!("{error}"))
+    })?;
+    progress(&format!("  signed {} tokens in {seconds:.1} s", tokens.len()));
+    let bodies: Vec<Bytes> = tokens
+        .into_iter()
+        .map(|token| Bytes::from(json!({"api_key": public_value, "user_token": token}).to_string()))
+        .collect();
+    // A few requests first, so that connections and buffers are in `before`.
+    let split = 1_000.min(bodies.len());
+    let first = Arc::new(bodies[..split].to_vec());
+    let make = load::requests(server.addr, &server.token, "POST", "/v1/verify/public_key/", Bodies::Each(first));
+    closed(&server, options.concurrency, Duration::from_secs(60), &make, Expect::valid(), false).await?;
+    let before = server.memory_kib()?;
+    let rest = Arc::new(bodies[split..].to_vec());
+    drop(bodies);
+    let make = load::requests(server.addr, &server.token, "POST", "/v1/verify/public_key/", Bodies::Each(rest));
+    let run = closed(&server, options.concurrency, Duration::from_secs(600), &make, Expect::valid(), false).await?;
+    let after = server.memory_kib()?;
+    progress(&format!(
+        "  RSS {:.1} MiB before, {:.1} MiB after {} more verifications ({:.0}/s)",
+        before.rss_kib as f64 / 1024.0,
+        after.rss_kib as f64 / 1024.0,
+        run.ok,
+        run.rps
+    ));
+    results.warm_memory = WarmMemory { entries, before, after, verify_rps: run.rps };
+    Ok(())
+}
+
+/// SHA-256 of an API key-sized string in this process, µs per digest: the
+/// crypto of an API-key verification.
+fn sha256_floor() -> f64 {
+    let rounds = 200_000u32;
+    let keys: Vec<String> =
+        (0..16).map(|index| format!("sk_live_0123456789abcdefghijklmnopqrstuvwxyzABCD_{index:04}")).collect();
+    let started = Instant::now();
+    let mut sink = 0u8;
+    for round in 0..rounds {
+        let key = &keys[(round % 16) as usize];
+        sink ^= keys_crypto::secret::sha256_digest(std::hint::black_box(key.as_bytes())).as_bytes()[0];
+    }
+    std::hint::black_box(sink);
+    started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds)
 }
 
 /// Verifications per second of keys-crypto on one thread, cycling through
@@ -1077,7 +1234,11 @@ async fn key_creation(options: &Options, results: &mut Results, server: &Server)
         joined.context("opening connections")??;
     }
     let pause = Duration::from_millis(if options.quick { 300 } else { 2000 });
+    // Long enough for one refill thread to fill keysd's pool again (8 keys
+    // of 0.2-0.7 s each) before an organisation-key burst.
+    let refill = Duration::from_secs(if options.quick { 4 } else { 6 });
     for (name, job) in [("workspace key (P-256)", &workspace_job), ("organisation key (RSA-2048)", &organisation_job)] {
+        let organisation = name.starts_with("organisation");
         let mut steady = Series::default();
         let mut bursts = Series::default();
         for index in 0..options.runs {
@@ -1086,13 +1247,21 @@ async fn key_creation(options: &Options, results: &mut Results, server: &Server)
             log_run(&format!("{name} steady"), index, options.runs, &run);
             steady.runs.push(run);
             // Let background work (the RSA pool refill) settle, as after any
-            // quiet period, then burst.
-            tokio::time::sleep(pause).await;
-            let sample = load::burst(options.burst, 1_000_000 * (index as u64 + 1), Arc::clone(job)).await?;
+            // quiet period, then burst: as many as keysd's pool holds.
+            tokio::time::sleep(if organisation { refill } else { pause }).await;
+            let size = if organisation { RSA_POOL_SIZE } else { options.burst };
+            let sample = load::burst(size, 1_000_000 * (index as u64 + 1), Arc::clone(job)).await?;
             let run = Run::from_sample(&sample, None);
             log_run(&format!("{name} burst"), index, options.runs, &run);
             bursts.runs.push(run);
-            tokio::time::sleep(pause).await;
+            tokio::time::sleep(if organisation { refill } else { pause }).await;
+            if organisation {
+                let sample =
+                    load::fixed_rate(1.0, options.steady_duration.max(Duration::from_secs(3)), Arc::clone(job)).await?;
+                let run = Run::from_sample(&sample, None);
+                log_run(&format!("{name} steady 1/s"), index, options.runs, &run);
+                results.create_organisation_steady_slow.runs.push(run);
+            }
         }
         if name.starts_with("workspace") {
             results.create_workspace_steady = steady;
@@ -1104,6 +1273,10 @@ async fn key_creation(options: &Options, results: &mut Results, server: &Server)
     }
     Ok(())
 }
+
+/// keysd's default `--rsa-pool-size`: the organisation-key burst is this
+/// many creates at once.
+pub const RSA_POOL_SIZE: usize = 8;
 
 /// Figure 5: API-key creates per second on PostgreSQL beside pgbench's
 /// single-row INSERTs into a scratch table of the same database, run after
