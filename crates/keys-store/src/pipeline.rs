@@ -48,6 +48,20 @@ pub trait Backend: sqlx::Database<Connection: Sql> {
     /// `pg_notify` on [`crate::CHANGES_CHANNEL`]. SQLite has no such
     /// channel: there, other processes' caches rely on their time to live.
     async fn announce(connection: &mut Self::Connection, change: &Change) -> StoreResult<()>;
+    /// Creates an API key, its audit event and its announcement in one
+    /// statement, admitted under `limit` live keys of its workspace, where
+    /// the backend can do it exactly (PostgreSQL, [`repo::create_api_key_at_once`]).
+    /// `None`: it cannot (SQLite, whose writers are serialised anyway);
+    /// `Some(false)`: not admitted (no such workspace, or its cap reached),
+    /// and nothing was written.
+    async fn create_api_key_at_once(
+        _pool: &sqlx::Pool<Self>,
+        _key: &ApiKey,
+        _limit: u32,
+        _attribution: &Attribution,
+    ) -> Option<StoreResult<bool>> {
+        None
+    }
 }
 
 /// A store on a SQL database: [`crate::PgStore`] or [`crate::SqliteStore`].
@@ -130,6 +144,20 @@ pub(crate) async fn run<DB: Backend>(
     command: Command,
     attribution: &Attribution,
 ) -> StoreResult<Executed> {
+    if let Command::CreateApiKey(key) = &command {
+        let limit = quotas.limit(keys_core::QuotaKind::ApiKeys);
+        match DB::create_api_key_at_once(pool, key, limit, attribution).await {
+            Some(Ok(true)) => {
+                return Ok(Executed { outcome: commands::Outcome::Done, change: Some(Change::ApiKey(key.digest)) })
+            }
+            Some(Err(error)) => return Err(commands::store_outcome(error)),
+            // Not admitted: the transaction below says why, as it does on
+            // every backend (no such workspace, or the cap reached), under
+            // the workspace's lock; it writes only if a delete made room
+            // meanwhile, and then counts under that lock.
+            Some(Ok(false)) | None => {}
+        }
+    }
     transact::<DB>(pool, quotas, command, attribution).await.map_err(commands::store_outcome)
 }
 

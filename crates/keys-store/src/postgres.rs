@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use keys_core::ApiKey;
 use sqlx::migrate::MigrateError;
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::query::Query;
@@ -19,9 +20,10 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use crate::change::{Change, ChangeFeed, Heard, CHANGES_CHANNEL};
+use crate::commands::{Attribution, AuditAction};
 use crate::error::{database, StoreError, StoreResult};
 use crate::pipeline::{Backend, SqlStore};
-use crate::repo::{Constraint, Sql, Statement, Value};
+use crate::repo::{self, Constraint, Sql, Statement, Value};
 use crate::rows::{corrupt, RowExt};
 
 /// The store on PostgreSQL.
@@ -203,6 +205,50 @@ impl Backend for Postgres {
         let values = vec![Value::Text(Some(CHANGES_CHANNEL)), Value::Text(Some(&payload))];
         connection.execute(Statement { sql: "SELECT pg_notify($1, $2)", values }).await.map_err(database)?;
         Ok(())
+    }
+
+    async fn create_api_key_at_once(
+        pool: &sqlx::Pool<Self>,
+        key: &ApiKey,
+        limit: u32,
+        attribution: &Attribution,
+    ) -> Option<StoreResult<bool>> {
+        Some(create_api_key_at_once(pool, key, limit, attribution).await)
+    }
+}
+
+/// See [`Backend::create_api_key_at_once`]: one statement in autocommit, on
+/// a task of its own (a cancelled caller cannot stop it half way; there is
+/// no half way, but the connection goes back to the pool clean).
+async fn create_api_key_at_once(
+    pool: &sqlx::Pool<Postgres>,
+    key: &ApiKey,
+    limit: u32,
+    attribution: &Attribution,
+) -> StoreResult<bool> {
+    let (pool, key, attribution) = (pool.clone(), key.clone(), attribution.clone());
+    let written = tokio::spawn(async move {
+        let payload = Change::ApiKey(key.digest).to_payload();
+        let token_id = attribution.token_id.as_ref().map(keys_core::ServiceTokenId::as_str);
+        let request_id = attribution.request_id.as_ref().map(keys_core::RequestId::as_str);
+        let action = AuditAction::ApiKeyGenerated.as_str();
+        let statement =
+            repo::create_api_key_at_once(&key, limit, (token_id, request_id, action), (CHANGES_CHANNEL, &payload));
+        let mut connection = pool.acquire().await.map_err(database)?;
+        let rows =
+            connection.fetch_all(statement).await.map_err(|error| repo::write_error::<PgConnection>(error, ""))?;
+        let row = rows.first().ok_or_else(|| StoreError::Inconsistent("the API-key create returned no row".into()))?;
+        let (created, logged, announced) = (row.integer("created")?, row.integer("logged")?, row.integer("announced")?);
+        match (created, logged, announced) {
+            (1, 1, 1) => Ok(true),
+            (0, 0, 0) => Ok(false),
+            other => Err(StoreError::Inconsistent(format!("the API-key create wrote {other:?}"))),
+        }
+    });
+    match written.await {
+        Ok(result) => result,
+        Err(joined) if joined.is_panic() => std::panic::resume_unwind(joined.into_panic()),
+        Err(joined) => Err(StoreError::Inconsistent(format!("a write did not run to its end: {joined}"))),
     }
 }
 

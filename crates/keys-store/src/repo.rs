@@ -142,7 +142,7 @@ fn statement<'a>(sql: &'a str, values: &[&[Value<'a>]]) -> Statement<'a> {
 
 /// Maps a failed write: a violated uniqueness rule that stands for a rule
 /// becomes its refusal or conflict, anything else a database error.
-fn write_error<C: Sql + ?Sized>(error: sqlx::Error, subject: &str) -> StoreError {
+pub(crate) fn write_error<C: Sql + ?Sized>(error: sqlx::Error, subject: &str) -> StoreError {
     let unique_violation = error.as_database_error().filter(|database_error| database_error.is_unique_violation());
     match unique_violation.and_then(C::violated) {
         Some(Constraint::OrganisationName) => Conflict::OrganisationNameTaken(subject.to_owned()).into(),
@@ -529,6 +529,63 @@ pub async fn insert_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> Store
     let groups: [&[Value<'_>]; 4] =
         [&head, &actor(key.created_by.as_ref()), &api_key_mutable(key), &[Value::Time(key.last_used_at)]];
     insert(sql, statement(&SQL, &groups), "").await
+}
+
+/// PostgreSQL's API-key create in one statement, run outside a
+/// transaction (migration 0007): admit the key under `limit` by locking its
+/// workspace's row of `workspace_api_key_counts` only if `live < limit`
+/// (`FOR UPDATE` re-reads the newest version after waiting, so concurrent
+/// creates, on any replica, see each other's count; this restates
+/// `Quotas::admit`'s rule, live after the create ≤ limit), insert the key
+/// (its trigger counts it), its audit event and its announcement. The row
+/// lock lasts for this statement and its commit. Returns
+/// `created, logged, announced`: all 1 when admitted, all 0 when not (no
+/// such workspace, or its cap reached), for the caller to tell which.
+pub fn create_api_key_at_once<'a>(
+    key: &'a ApiKey,
+    limit: u32,
+    (token_id, request_id, action): (Option<&'a str>, Option<&'a str>, &'a str),
+    (channel, payload): (&'a str, &'a str),
+) -> Statement<'a> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let columns = API_KEY.split(", ").count();
+        let parameters = (1..=columns).map(|index| format!("${index}")).collect::<Vec<_>>().join(", ");
+        let (actor_name, actor_email, token, request, action, limit, channel, payload) =
+            (columns + 1, columns + 2, columns + 3, columns + 4, columns + 5, columns + 6, columns + 7, columns + 8);
+        format!(
+            "WITH admitted AS (\
+                 SELECT counts.workspace_uid, workspaces.organisation_id \
+                 FROM workspace_api_key_counts counts JOIN workspaces ON workspaces.uid = counts.workspace_uid \
+                 WHERE counts.workspace_uid = $2 AND counts.live < ${limit} FOR UPDATE OF counts), \
+             created AS (INSERT INTO api_keys ({API_KEY}) SELECT {parameters} FROM admitted RETURNING id), \
+             logged AS (INSERT INTO audit_events ({AUDIT_EVENT}) \
+                 SELECT admitted.organisation_id, admitted.workspace_uid, ${actor_name}, ${actor_email}, \
+                        ${token}, ${request}, ${action}, created.id, $5 \
+                 FROM admitted, created RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM created) AS created, (SELECT COUNT(*) FROM logged) AS logged, \
+                    (SELECT COUNT(*) FROM (SELECT pg_notify(${channel}, ${payload}) FROM created) notified) AS announced"
+        )
+    });
+    let head = [
+        text(key.id.as_str()),
+        text(key.workspace.as_str()),
+        Value::Bytes(&key.digest.as_bytes()[..]),
+        text(key.masked_api_key.as_str()),
+        time(key.created_at),
+    ];
+    let attribution = [Value::Text(token_id), Value::Text(request_id), text(action)];
+    let tail = [Value::Integer(i64::from(limit)), text(channel), text(payload)];
+    let groups: [&[Value<'_>]; 7] = [
+        &head,
+        &actor(key.created_by.as_ref()),
+        &api_key_mutable(key),
+        &[Value::Time(key.last_used_at)],
+        // The event's actor is the key's creator, as `Scope::event` makes it.
+        &actor(key.created_by.as_ref()),
+        &attribution,
+        &tail,
+    ];
+    statement(&SQL, &groups)
 }
 
 /// Writes every mutable column of a live API key.

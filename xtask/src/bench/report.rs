@@ -850,8 +850,9 @@ pub fn write(options: &Options, results: &Results, elapsed: Duration) -> Result<
          baseline is the key generation alone, in the bench process.\n\
          5. `POST /v1/staging/ws_api_key/` with distinct names from {w} keep-alive connections, alternating with \
          `pgbench -n -c {w} -T {secs} -f insert.sql` (`INSERT INTO bench_scratch (v) VALUES (md5(random()::text))`, an \
-         identity primary key) on the same database. Every create locks its workspace row until commit, so the \
-         diagnostic row spreads the same creates over one workspace per client.\n\
+         identity primary key) on the same database. On PostgreSQL a create is one autocommit statement that locks \
+         its workspace's API-key count row for that statement and its commit; the diagnostic row spreads the same \
+         creates over one workspace per client.\n\
          6. `VmRSS`/`VmHWM` from `/proc/PID/status`: idle is one second after start (bootstrap done, no request yet); \
          loaded is the largest `VmRSS` seen at the end of a figure's load.\n\
          7. A fresh PostgreSQL database and keysd; synthetic events of the bootstrap organisation are bulk-inserted \

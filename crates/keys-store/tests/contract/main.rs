@@ -108,6 +108,7 @@ contract_suite! {
         service_tokens::service_token_uses_only_move_forwards,
         service_tokens::the_database_refuses_impossible_service_token_rows,
         quotas::every_cap_refuses_past_it_and_a_delete_frees_a_place,
+        quotas::the_api_key_count_follows_every_write,
         quotas::concurrent_creates_never_pass_a_cap,
         quotas::organisation_keys_page_newest_first_with_a_cursor,
     ],

@@ -95,6 +95,52 @@ pub async fn every_cap_refuses_past_it_and_a_delete_frees_a_place(db: &TestDb) {
     store.create_organisation_key(&world.organisation_key(&other, "own")).await.unwrap();
 }
 
+/// PostgreSQL admits an API-key create on its workspace's row of
+/// `workspace_api_key_counts` (migration 0007), kept by triggers: after
+/// creates (one statement each), a roll, a delete and racing creates from
+/// two stores, it equals the live keys counted directly, and a new
+/// workspace starts at 0. SQLite has no such table (one writer at a time).
+pub async fn the_api_key_count_follows_every_write(db: &TestDb) {
+    let Kind::Postgres = db.kind else { return };
+    let quotas = Quotas::new(10, 40, 10).unwrap();
+    let stores = [capped(db, quotas).await, capped(db, quotas).await];
+    let mut world = World::new(44);
+    let organisation = world.stored_organisation(&*stores[0], "acme").await;
+    let [workspace, empty] = world.stored_workspaces(&*stores[0], &organisation, ["demo", "empty"]).await;
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url).await.unwrap();
+    let mut counted = async |uid: &keys_core::WorkspaceUid| -> (i64, i64) {
+        sqlx::query_as(
+            "SELECT (SELECT live FROM workspace_api_key_counts WHERE workspace_uid = $1), \
+                    (SELECT COUNT(*) FROM api_keys WHERE workspace_uid = $1 AND deleted_at IS NULL)",
+        )
+        .bind(uid.as_str())
+        .fetch_one(&mut admin)
+        .await
+        .unwrap()
+    };
+    assert_eq!(counted(&empty.uid).await, (0, 0));
+
+    let first = world.api_key(&workspace, "first");
+    stores[0].create_api_key(&first).await.unwrap();
+    stores[1].create_api_key(&world.api_key(&workspace, "second")).await.unwrap();
+    assert_eq!(counted(&workspace.uid).await, (2, 2));
+    let actor = world.actor.clone();
+    let (material, now) = (world.api_key_material(), world.tick(1));
+    stores[1].roll_api_key(&workspace.uid, &first.id, None, material, &actor, now).await.unwrap();
+    assert_eq!(counted(&workspace.uid).await, (3, 3), "the rolled key keeps its place");
+    stores[0].delete_api_key(&workspace.uid, &first.id, &actor, world.tick(1)).await.unwrap();
+    assert_eq!(counted(&workspace.uid).await, (2, 2));
+
+    let (created, refusals) = race_alternating(24, &stores, |store| {
+        let key = world.api_key(&workspace, "raced");
+        Box::pin(async move { store.create_api_key(&key).await })
+    })
+    .await;
+    assert_eq!((created.len(), refusals.len()), (24, 0), "{refusals:?}");
+    assert_eq!(counted(&workspace.uid).await, (26, 26));
+    assert_eq!(counted(&empty.uid).await, (0, 0), "counts are per workspace");
+}
+
 pub async fn concurrent_creates_never_pass_a_cap(db: &TestDb) {
     let quotas = Quotas::new(4, 5, 3).unwrap();
     let stores = [capped(db, quotas).await, capped(db, quotas).await];
