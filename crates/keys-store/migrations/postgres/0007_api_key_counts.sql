@@ -26,27 +26,51 @@ $$;
 CREATE TRIGGER workspaces_api_key_count AFTER INSERT ON workspaces
     FOR EACH ROW EXECUTE FUNCTION workspace_api_key_counts_open();
 
-CREATE FUNCTION workspace_api_key_counts_keep() RETURNS trigger LANGUAGE plpgsql AS $$
+-- Statement-level, over the transition tables: one counter update per
+-- statement and workspace, so a statement that writes many keys (an
+-- import) costs one update of the count, not one per row.
+CREATE FUNCTION workspace_api_key_counts_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    IF TG_OP = 'INSERT' THEN
-        IF NEW.deleted_at IS NULL THEN
-            INSERT INTO workspace_api_key_counts AS counts (workspace_uid, live) VALUES (NEW.workspace_uid, 1)
-            ON CONFLICT (workspace_uid) DO UPDATE SET live = counts.live + 1;
-        END IF;
-    ELSIF TG_OP = 'UPDATE' THEN
-        IF OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN
-            UPDATE workspace_api_key_counts SET live = live - 1 WHERE workspace_uid = OLD.workspace_uid;
-        ELSIF OLD.deleted_at IS NOT NULL AND NEW.deleted_at IS NULL THEN
-            UPDATE workspace_api_key_counts SET live = live + 1 WHERE workspace_uid = OLD.workspace_uid;
-        END IF;
-    ELSIF TG_OP = 'DELETE' THEN
-        IF OLD.deleted_at IS NULL THEN
-            UPDATE workspace_api_key_counts SET live = live - 1 WHERE workspace_uid = OLD.workspace_uid;
-        END IF;
-    END IF;
+    INSERT INTO workspace_api_key_counts AS counts (workspace_uid, live)
+    SELECT workspace_uid, COUNT(*) FROM inserted_rows WHERE deleted_at IS NULL GROUP BY workspace_uid
+    ON CONFLICT (workspace_uid) DO UPDATE SET live = counts.live + EXCLUDED.live;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER api_keys_count AFTER INSERT OR UPDATE OF deleted_at OR DELETE ON api_keys
-    FOR EACH ROW EXECUTE FUNCTION workspace_api_key_counts_keep();
+CREATE TRIGGER api_keys_count_inserts AFTER INSERT ON api_keys
+    REFERENCING NEW TABLE AS inserted_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION workspace_api_key_counts_inserted();
+
+CREATE FUNCTION workspace_api_key_counts_updated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE workspace_api_key_counts AS counts SET live = counts.live + changed.delta
+    FROM (
+        SELECT new_rows.workspace_uid,
+               SUM(CASE WHEN old_rows.deleted_at IS NULL AND new_rows.deleted_at IS NOT NULL THEN -1
+                        WHEN old_rows.deleted_at IS NOT NULL AND new_rows.deleted_at IS NULL THEN 1
+                        ELSE 0 END) AS delta
+        FROM old_rows JOIN new_rows ON new_rows.id = old_rows.id
+        GROUP BY new_rows.workspace_uid
+    ) AS changed
+    WHERE counts.workspace_uid = changed.workspace_uid AND changed.delta <> 0;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER api_keys_count_updates AFTER UPDATE ON api_keys
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION workspace_api_key_counts_updated();
+
+CREATE FUNCTION workspace_api_key_counts_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    UPDATE workspace_api_key_counts AS counts SET live = counts.live - gone.live
+    FROM (SELECT workspace_uid, COUNT(*) AS live FROM deleted_rows WHERE deleted_at IS NULL GROUP BY workspace_uid) AS gone
+    WHERE counts.workspace_uid = gone.workspace_uid;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER api_keys_count_deletes AFTER DELETE ON api_keys
+    REFERENCING OLD TABLE AS deleted_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION workspace_api_key_counts_deleted();
