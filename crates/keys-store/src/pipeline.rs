@@ -124,7 +124,7 @@ impl<DB: Backend> fmt::Debug for SqlStore<DB> {
 /// that nothing rolls back (launchbadge/sqlx#2054, #3932, #4385), which on
 /// SQLite holds the write lock against every other writer. Detached, the
 /// transaction always commits or rolls back.
-async fn detached<T: Send + 'static>(
+pub(crate) async fn detached<T: Send + 'static>(
     write: impl std::future::Future<Output = StoreResult<T>> + Send + 'static,
 ) -> StoreResult<T> {
     match tokio::spawn(write).await {

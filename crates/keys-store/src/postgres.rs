@@ -227,7 +227,7 @@ async fn create_api_key_at_once(
     attribution: &Attribution,
 ) -> StoreResult<bool> {
     let (pool, key, attribution) = (pool.clone(), key.clone(), attribution.clone());
-    let written = tokio::spawn(async move {
+    crate::pipeline::detached(async move {
         let payload = Change::ApiKey(key.digest).to_payload();
         let token_id = attribution.token_id.as_ref().map(keys_core::ServiceTokenId::as_str);
         let request_id = attribution.request_id.as_ref().map(keys_core::RequestId::as_str);
@@ -244,12 +244,8 @@ async fn create_api_key_at_once(
             (0, 0, 0) => Ok(false),
             other => Err(StoreError::Inconsistent(format!("the API-key create wrote {other:?}"))),
         }
-    });
-    match written.await {
-        Ok(result) => result,
-        Err(joined) if joined.is_panic() => std::panic::resume_unwind(joined.into_panic()),
-        Err(joined) => Err(StoreError::Inconsistent(format!("a write did not run to its end: {joined}"))),
-    }
+    })
+    .await
 }
 
 /// One typed column of a row.

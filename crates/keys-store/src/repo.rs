@@ -519,6 +519,11 @@ fn api_key_mutable(key: &ApiKey) -> Vec<Value<'_>> {
 
 pub async fn insert_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> StoreResult<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("api_keys", API_KEY));
+    insert(sql, statement(&SQL, &[&api_key_columns(key)]), "").await
+}
+
+/// Every column of [`API_KEY`] of `key`, in that order.
+fn api_key_columns(key: &ApiKey) -> Vec<Value<'_>> {
     let head = [
         text(key.id.as_str()),
         text(key.workspace.as_str()),
@@ -528,7 +533,7 @@ pub async fn insert_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> Store
     ];
     let groups: [&[Value<'_>]; 4] =
         [&head, &actor(key.created_by.as_ref()), &api_key_mutable(key), &[Value::Time(key.last_used_at)]];
-    insert(sql, statement(&SQL, &groups), "").await
+    groups.iter().flat_map(|group| group.iter().copied()).collect()
 }
 
 /// PostgreSQL's API-key create in one statement, run outside a
@@ -566,25 +571,10 @@ pub fn create_api_key_at_once<'a>(
                     (SELECT COUNT(*) FROM (SELECT pg_notify(${channel}, ${payload}) FROM created) notified) AS announced"
         )
     });
-    let head = [
-        text(key.id.as_str()),
-        text(key.workspace.as_str()),
-        Value::Bytes(&key.digest.as_bytes()[..]),
-        text(key.masked_api_key.as_str()),
-        time(key.created_at),
-    ];
     let attribution = [Value::Text(token_id), Value::Text(request_id), text(action)];
     let tail = [Value::Integer(i64::from(limit)), text(channel), text(payload)];
-    let groups: [&[Value<'_>]; 7] = [
-        &head,
-        &actor(key.created_by.as_ref()),
-        &api_key_mutable(key),
-        &[Value::Time(key.last_used_at)],
-        // The event's actor is the key's creator, as `Scope::event` makes it.
-        &actor(key.created_by.as_ref()),
-        &attribution,
-        &tail,
-    ];
+    // The event's actor is the key's creator, as `Scope::event` makes it.
+    let groups: [&[Value<'_>]; 4] = [&api_key_columns(key), &actor(key.created_by.as_ref()), &attribution, &tail];
     statement(&SQL, &groups)
 }
 
