@@ -20,8 +20,10 @@ pub enum CoreError {
     TooLong { field: &'static str, max: usize },
     #[error("{field} contains control characters")]
     ControlCharacters { field: &'static str },
-    #[error("{field} contains invisible format characters (such as U+200B or U+202E)")]
+    #[error("{field} contains invisible format characters (such as U+200B, U+202E, U+2028 or U+3164)")]
     FormatCharacters { field: &'static str },
+    #[error("{field} stacks more than {max} combining marks in a row")]
+    CombiningMarks { field: &'static str, max: usize },
     #[error(
         "invalid domain '{0}': expected a host name such as app.example.com or *.example.com, \
          optionally with a scheme and port such as https://app.example.com:8443"

@@ -52,6 +52,7 @@ pub use signing_key::{
     StoredSigningKey, WorkspaceSigningKey,
 };
 pub use values::{
-    timestamp, Actor, Description, Mode, Name, Page, Pagination, WorkspaceSlug, FORMAT_CHARACTERS, RESERVED_SLUGS,
+    timestamp, Actor, Description, Mode, Name, Page, Pagination, WorkspaceSlug, COMBINING_MARKS, FORMAT_CHARACTERS,
+    INVISIBLE_CHARACTERS, MAX_COMBINING_MARKS, PRESENTATION_SELECTORS, RESERVED_SLUGS,
 };
 pub use workspace::{NewWorkspace, Workspace};

@@ -92,10 +92,69 @@ fn checked_text(text: &str, field: &'static str, max: usize, from: Source) -> Re
     if checked.chars().any(char::is_control) {
         return Err(CoreError::ControlCharacters { field });
     }
-    if from == Source::Client && checked.chars().any(is_format_character) {
-        return Err(CoreError::FormatCharacters { field });
+    if from == Source::Client {
+        match invisible_text(checked) {
+            Some(InvisibleText::Character) => return Err(CoreError::FormatCharacters { field }),
+            Some(InvisibleText::StackedMarks) => {
+                return Err(CoreError::CombiningMarks { field, max: MAX_COMBINING_MARKS });
+            }
+            None => {}
+        }
     }
     Ok(trimmed.to_owned())
+}
+
+/// What makes a client's text unfit for a name or a description, beyond
+/// control characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InvisibleText {
+    /// A format or other invisible character ([`FORMAT_CHARACTERS`],
+    /// [`INVISIBLE_CHARACTERS`]), or a presentation selector
+    /// ([`PRESENTATION_SELECTORS`]) out of place.
+    Character,
+    /// More than [`MAX_COMBINING_MARKS`] combining marks in a row.
+    StackedMarks,
+}
+
+/// One pass over the text: the first reason it is refused, if any.
+fn invisible_text(text: &str) -> Option<InvisibleText> {
+    let mut previous: Option<char> = None;
+    let mut marks_in_a_row = 0;
+    for character in text.chars() {
+        if is_format_character(character) || in_ranges(&INVISIBLE_CHARACTERS, character) {
+            return Some(InvisibleText::Character);
+        }
+        if in_ranges(&COMBINING_MARKS, character) {
+            marks_in_a_row += 1;
+            if marks_in_a_row > MAX_COMBINING_MARKS {
+                return Some(InvisibleText::StackedMarks);
+            }
+        } else {
+            marks_in_a_row = 0;
+        }
+        if in_ranges(&PRESENTATION_SELECTORS, character) && !previous.is_some_and(takes_presentation_selector) {
+            return Some(InvisibleText::Character);
+        }
+        previous = Some(character);
+    }
+    None
+}
+
+/// Whether a presentation selector may follow `character`: a visible
+/// character outside ASCII (an emoji such as U+2764 HEAVY BLACK HEART or a
+/// CJK symbol) that is not itself a mark, a selector or whitespace. After
+/// an ASCII letter or digit a selector changes nothing a reader sees, so
+/// `key1` and `key1` + U+FE0F would be two names that look alike.
+fn takes_presentation_selector(character: char) -> bool {
+    !character.is_ascii()
+        && !character.is_whitespace()
+        && !in_ranges(&COMBINING_MARKS, character)
+        && !in_ranges(&PRESENTATION_SELECTORS, character)
+}
+
+fn in_ranges(ranges: &[(u32, u32)], character: char) -> bool {
+    let code = u32::from(character);
+    ranges.iter().any(|&(first, last)| (first..=last).contains(&code))
 }
 
 /// The Unicode format characters (general category `Cf`, Unicode 15):
@@ -128,11 +187,51 @@ pub const FORMAT_CHARACTERS: [(u32, u32); 21] = [
 ];
 
 fn is_format_character(character: char) -> bool {
-    let code = u32::from(character);
-    FORMAT_CHARACTERS.iter().any(|&(first, last)| (first..=last).contains(&code))
+    in_ranges(&FORMAT_CHARACTERS, character)
 }
 
-/// A display name: 1 to 255 characters after trimming, no control characters.
+/// Invisible characters outside category `Cf` that names and descriptions
+/// refuse too: the rest of Unicode's `Default_Ignorable_Code_Point` set
+/// (U+034F COMBINING GRAPHEME JOINER, the Hangul fillers U+115F, U+1160,
+/// U+3164 and U+FFA0, which render as blank space, the Khmer inherent
+/// vowels, the Mongolian free variation selectors, variation selectors 1
+/// to 14, U+2065, U+FFF0 to U+FFF8, and the whole tag and variation
+/// selector supplement block U+E0000 to U+E0FFF), the line and paragraph
+/// separators (categories `Zl` and `Zp`, which break a console's line),
+/// and U+2800 BRAILLE PATTERN BLANK, a favourite for names that look empty.
+pub const INVISIBLE_CHARACTERS: [(u32, u32); 12] = [
+    (0x034F, 0x034F),
+    (0x115F, 0x1160),
+    (0x17B4, 0x17B5),
+    (0x180B, 0x180F),
+    (0x2028, 0x2029),
+    (0x2065, 0x2065),
+    (0x2800, 0x2800),
+    (0x3164, 0x3164),
+    (0xFE00, 0xFE0D),
+    (0xFFA0, 0xFFA0),
+    (0xFFF0, 0xFFF8),
+    (0xE0000, 0xE0FFF),
+];
+
+/// U+FE0E and U+FE0F, the text and emoji presentation selectors: allowed
+/// once, directly after a visible character outside ASCII (`❤` + U+FE0F
+/// is how keyboards type ❤️), refused anywhere else.
+pub const PRESENTATION_SELECTORS: [(u32, u32); 1] = [(0xFE0E, 0xFE0F)];
+
+/// The blocks of combining diacritical marks (U+034F, in the first, is
+/// refused outright). A few stacked on one letter are ordinary text (ệ,
+/// Vietnamese); more are "Zalgo" text that spills over neighbouring lines.
+pub const COMBINING_MARKS: [(u32, u32); 6] =
+    [(0x0300, 0x034E), (0x0350, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F)];
+
+/// The most [`COMBINING_MARKS`] a name or a description may hold in a row.
+pub const MAX_COMBINING_MARKS: usize = 4;
+
+/// A display name: 1 to 255 characters after trimming, no control
+/// characters, and (from clients) no invisible ones: see
+/// [`FORMAT_CHARACTERS`], [`INVISIBLE_CHARACTERS`],
+/// [`PRESENTATION_SELECTORS`] and [`MAX_COMBINING_MARKS`].
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Name(String);
 
@@ -292,4 +391,118 @@ pub struct Page<T> {
     pub items: Vec<T>,
     pub total: u64,
     pub pagination: Pagination,
+}
+
+#[cfg(test)]
+mod tests {
+    //! The rules against invisible text: a table of spoofs and of ordinary
+    //! text, and a property over text drawn around the edges of the rules.
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[test]
+    fn names_and_descriptions_refuse_blank_lookalikes_separators_and_stacked_marks() {
+        let invisible = [
+            "\u{3164}",                 // HANGUL FILLER alone: a name that looks empty
+            "admin\u{3164}",            // and one that looks like "admin"
+            "\u{115F}ops",              // HANGUL CHOSEONG FILLER
+            "ops\u{1160}",              // HANGUL JUNGSEONG FILLER
+            "a\u{FFA0}b",               // HALFWIDTH HANGUL FILLER
+            "line\u{2028}break",        // LINE SEPARATOR (Zl)
+            "para\u{2029}graph",        // PARAGRAPH SEPARATOR (Zp)
+            "gra\u{034F}pheme",         // COMBINING GRAPHEME JOINER
+            "mongol\u{180B}",           // MONGOLIAN FREE VARIATION SELECTOR ONE
+            "vs\u{FE00}",               // VARIATION SELECTOR-1
+            "ideograph\u{E0100}",       // VARIATION SELECTOR-17
+            "tag\u{E0000}",             // an unassigned tag-block code point
+            "\u{2800}",                 // BRAILLE PATTERN BLANK
+            "key1\u{FE0F}",             // an emoji selector after ASCII: looks like "key1"
+            "\u{FE0F}start",            // a selector with nothing before it
+            "\u{2764}\u{FE0F}\u{FE0F}", // two selectors in a row
+            "\u{3000}\u{FE0F}x",        // a selector after whitespace
+        ];
+        for spoof in invisible {
+            assert_eq!(Name::parse(spoof), Err(CoreError::FormatCharacters { field: "name" }), "{spoof:?}");
+            assert_eq!(
+                Description::parse(Some(spoof)),
+                Err(CoreError::FormatCharacters { field: "description" }),
+                "{spoof:?}"
+            );
+        }
+        let zalgo = format!("z{}", "\u{0301}".repeat(250));
+        for stacked in
+            [zalgo.as_str(), "a\u{0300}\u{0301}\u{0302}\u{0303}\u{0304}", "\u{20D0}\u{1DC0}\u{1AB0}\u{FE20}\u{0300}x"]
+        {
+            assert_eq!(Name::parse(stacked), Err(CoreError::CombiningMarks { field: "name", max: 4 }), "{stacked:?}");
+            assert_eq!(
+                Description::parse(Some(stacked)),
+                Err(CoreError::CombiningMarks { field: "description", max: 4 }),
+                "{stacked:?}"
+            );
+        }
+        // Ordinary text with marks, emoji typed with their presentation selector
+        // and a keycap stay valid; four marks in a row is the bound, inclusive.
+        for fine in [
+            "Tie\u{0302}\u{0323}ng Vie\u{0323}\u{0302}t",
+            "\u{2764}\u{FE0F} billing",
+            "\u{2601}\u{FE0E} cloud",
+            "a\u{0300}\u{0301}\u{0302}\u{0303} b\u{0300}\u{0301}\u{0302}\u{0303}",
+            "\u{2764}\u{FE0F}\u{20E3}",
+            "\u{0301}",
+        ] {
+            assert!(Name::parse(fine).is_ok(), "{fine:?}");
+            assert!(Description::parse(Some(fine)).is_ok(), "{fine:?}");
+        }
+        // What storage holds was accepted under the rules of its day and stays
+        // readable.
+        assert!(Name::restore("admin\u{3164}").is_ok());
+        assert!(Description::restore(Some(&zalgo)).is_ok());
+    }
+
+    /// Text drawn mostly from the characters the rules are about, so that
+    /// runs of marks and selectors after every kind of character occur.
+    fn text() -> impl Strategy<Value = String> {
+        let interesting = prop_oneof![
+            Just('a'),
+            Just(' '),
+            Just('\u{2764}'),
+            Just('\u{6771}'),
+            Just('\u{0301}'),
+            Just('\u{20E3}'),
+            Just('\u{FE0F}'),
+            Just('\u{3164}'),
+            Just('\u{2028}'),
+            Just('\u{200B}'),
+            any::<char>(),
+        ];
+        proptest::collection::vec(interesting, 0..24).prop_map(|characters| characters.into_iter().collect())
+    }
+
+    proptest! {
+        /// A name that parses holds no refused character, never more than
+        /// four marks in a row, and a selector only right after a visible
+        /// non-ASCII character; and putting a refused character anywhere in
+        /// it makes it fail.
+        #[test]
+        fn an_accepted_name_is_visible_text(text in text(), at in any::<prop::sample::Index>(), which in 0..4usize) {
+            let Ok(name) = Name::parse(&text) else { return Ok(()) };
+            let characters: Vec<char> = text.chars().collect();
+            let mut run = 0;
+            for (index, &character) in characters.iter().enumerate() {
+                prop_assert!(!in_ranges(&FORMAT_CHARACTERS, character) && !in_ranges(&INVISIBLE_CHARACTERS, character));
+                run = if in_ranges(&COMBINING_MARKS, character) { run + 1 } else { 0 };
+                prop_assert!(run <= MAX_COMBINING_MARKS);
+                if in_ranges(&PRESENTATION_SELECTORS, character) {
+                    let before = index.checked_sub(1).map(|index| characters[index]);
+                    prop_assert!(before.is_some_and(|before| !before.is_ascii() && !before.is_whitespace()));
+                }
+            }
+            let refused = ['\u{3164}', '\u{2028}', '\u{E0001}', '\u{034F}'][which];
+            let mut spoof: Vec<char> = name.as_str().chars().collect();
+            spoof.insert(at.index(spoof.len() + 1), refused);
+            prop_assert!(Name::parse(&spoof.into_iter().collect::<String>()).is_err());
+        }
+    }
 }

@@ -86,19 +86,15 @@ pub fn reasons() -> Vec<&'static str> {
     reasons
 }
 
-/// The characters a name or a description may not hold, as the inside of a
-/// regular-expression class: control characters (`Cc`, what
-/// `char::is_control` refuses) and keys-core's format characters (`Cf`).
-/// Written as literal characters, so the class means the same to every
+/// Ranges of code points as the inside of a regular-expression class,
+/// written as literal characters, so the class means the same to every
 /// regex dialect that reads code points (Python's, ECMA-262 with `u`).
-fn refused_characters() -> String {
-    let mut ranges: Vec<(u32, u32)> = vec![(0x0000, 0x001F), (0x007F, 0x009F)];
-    ranges.extend(keys_core::FORMAT_CHARACTERS);
+fn class_of(ranges: &[(u32, u32)]) -> String {
     let literal = |code: u32| char::from_u32(code).map(String::from).unwrap_or_default();
     ranges
-        .into_iter()
+        .iter()
         .map(
-            |(first, last)| {
+            |&(first, last)| {
                 if first == last {
                     literal(first)
                 } else {
@@ -109,27 +105,69 @@ fn refused_characters() -> String {
         .collect()
 }
 
-/// Whitespace that `str::trim` removes and that is not a control character.
-const SPACES: &str = " \u{00A0}\u{1680}\u{2000}-\u{200A}\u{2028}\u{2029}\u{202F}\u{205F}\u{3000}";
+/// The characters a name or a description may not hold anywhere: control
+/// characters (`Cc`, what `char::is_control` refuses), keys-core's format
+/// characters (`Cf`) and its other invisible characters.
+fn refused_characters() -> String {
+    let mut ranges: Vec<(u32, u32)> = vec![(0x0000, 0x001F), (0x007F, 0x009F)];
+    ranges.extend(keys_core::FORMAT_CHARACTERS);
+    ranges.extend(keys_core::INVISIBLE_CHARACTERS);
+    class_of(&ranges)
+}
+
+/// Whitespace that `str::trim` removes and that is not a control character
+/// or a line or paragraph separator (those are refused).
+const SPACES: &str = " \u{00A0}\u{1680}\u{2000}-\u{200A}\u{202F}\u{205F}\u{3000}";
+
+/// The text keys-core's `Name` and `Description` accept from clients, as
+/// the pieces of a regular expression without look-around: `unit` is a
+/// character that is neither refused, a combining mark nor a presentation
+/// selector (`base`), or a visible non-ASCII one followed by one selector,
+/// then at most `MAX_COMBINING_MARKS` marks; `first` is such a unit that is
+/// not whitespace, or marks alone (a name needs one of them after any
+/// leading whitespace); `marks` is the run text may start with.
+struct TextPattern {
+    unit: String,
+    first: String,
+    marks: String,
+}
+
+fn text_pattern() -> TextPattern {
+    let refused = refused_characters();
+    let marks = class_of(&keys_core::COMBINING_MARKS);
+    let selectors = class_of(&keys_core::PRESENTATION_SELECTORS);
+    let max = keys_core::MAX_COMBINING_MARKS;
+    let base = format!("[^{refused}{marks}{selectors}]");
+    let visible = format!("[^{refused}{marks}{selectors}{SPACES}]");
+    let selectable = format!("[^{refused}{marks}{selectors}{SPACES} -~][{selectors}]");
+    TextPattern {
+        unit: format!("(?:{base}|{selectable})[{marks}]{{0,{max}}}"),
+        first: format!("(?:[{marks}]{{1,{max}}}|(?:{visible}|{selectable})[{marks}]{{0,{max}}})"),
+        marks: format!("[{marks}]{{0,{max}}}"),
+    }
+}
 
 /// A name (keys-core's `Name`): 1 to 255 characters as sent, at least one
-/// of them not whitespace, none a control or format character.
+/// of them not whitespace, none a control, format or invisible character,
+/// no more than four combining marks in a row, and a presentation selector
+/// only after a visible non-ASCII character.
 pub(crate) fn name_schema() -> ObjectBuilder {
-    let refused = refused_characters();
+    let TextPattern { unit, first, .. } = text_pattern();
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(keys_core::Name::MAX_CHARS))
-        .pattern(Some(format!("^[^{refused}]*[^{refused}{SPACES}][^{refused}]*$")))
+        .pattern(Some(format!("^[{SPACES}]*{first}(?:{unit})*$")))
 }
 
 /// A description (keys-core's `Description`): null or up to 1024
-/// characters, none a control or format character; blank means none.
+/// characters, under the same rules as a name; blank means none.
 pub(crate) fn description_schema() -> ObjectBuilder {
+    let TextPattern { unit, marks, .. } = text_pattern();
     ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Null]))
         .max_length(Some(keys_core::Description::MAX_CHARS))
-        .pattern(Some(format!("^[^{}]*$", refused_characters())))
+        .pattern(Some(format!("^{marks}(?:{unit})*$")))
 }
 
 /// One entry of `allowed_domains` as keys-core's `DomainPattern::parse`

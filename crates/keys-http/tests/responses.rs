@@ -172,3 +172,25 @@ async fn names_and_descriptions_with_invisible_format_characters_are_refused() {
     let workspace = client.send(Method::POST, "/v1/workspace/", Some(r#"{"name": "ops\u202e"}"#)).await;
     assert_eq!(workspace.status, StatusCode::BAD_REQUEST, "{}", workspace.body);
 }
+
+#[tokio::test]
+async fn names_that_look_blank_break_lines_or_stack_marks_are_refused() {
+    let client = Client::new().await;
+    let zalgo = format!("z{}", "\u{0301}".repeat(250));
+    let cases = [
+        (json!({"name": "\u{3164}"}), "invisible format characters"),
+        (json!({"name": "admin\u{115F}"}), "invisible format characters"),
+        (json!({"name": "web", "description": "one\u{2028}two"}), "invisible format characters"),
+        (json!({"name": "key1\u{FE0F}"}), "invisible format characters"),
+        (json!({"name": zalgo}), "name stacks more than 4 combining marks in a row"),
+    ];
+    for (body, expected) in cases {
+        let reply = client.send(Method::POST, "/v1/staging/ws_public_key/", Some(&body.to_string())).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{body}");
+        assert!(reply.body["message"].as_str().expect("message").contains(expected), "{}", reply.body);
+    }
+    let list = client.send(Method::GET, "/v1/staging/ws_public_key/", None).await;
+    assert_eq!(list.body["meta"]["count"], 0, "nothing was created: {}", list.body);
+    let emoji = client.send(Method::POST, "/v1/staging/ws_public_key/", Some(r#"{"name": "\u2764\ufe0f web"}"#)).await;
+    assert_eq!(emoji.status, StatusCode::CREATED, "{}", emoji.body);
+}
