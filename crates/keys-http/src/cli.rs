@@ -247,13 +247,15 @@ pub struct ServeArgs {
     /// may make per minute (a token bucket); beyond, 429 with
     /// `Retry-After`, for verification and every route that needs a service
     /// token. Off by default. Behind a reverse proxy every client is the
-    /// proxy: limit there instead.
+    /// proxy, unless it is a `--trusted-proxy`.
     #[arg(long, env = "KEYSD_RATE_LIMIT", value_name = "PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: Option<u32>,
-    /// Most client connections at once; a socket accepted beyond is closed
-    /// at once while the open ones are served. Default: three quarters of
-    /// the open-files limit (after raising it to the hard limit), at most
-    /// 65536.
+    /// Most client connections at once. When all are open, a new one takes
+    /// the place of the oldest that serves nobody (no complete request head
+    /// yet, response bytes its peer does not take, or idle between
+    /// requests); when every one has a request in progress, the new socket
+    /// is closed at once. Default: three quarters of the open-files limit
+    /// (after raising it to the hard limit), at most 65536.
     #[arg(long, env = "KEYSD_MAX_CONNECTIONS", value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: Option<u32>,
     /// Longest time a connection may take to send a complete request head,
@@ -287,6 +289,63 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..=3600)
     )]
     pub http2_keep_alive_seconds: u32,
+    /// Streams one HTTP/2 connection may have open at once.
+    #[arg(
+        long,
+        env = "KEYSD_HTTP2_MAX_CONCURRENT_STREAMS",
+        value_name = "N",
+        default_value_t = crate::state::DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub http2_max_concurrent_streams: u32,
+    /// Largest request head (request line and headers; on HTTP/2 the
+    /// decoded header list), in bytes; 431 beyond.
+    #[arg(
+        long,
+        env = "KEYSD_MAX_REQUEST_HEAD_BYTES",
+        value_name = "BYTES",
+        default_value_t = crate::state::DEFAULT_MAX_REQUEST_HEAD_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(8192..=1_048_576)
+    )]
+    pub max_request_head_bytes: u64,
+    /// Unsent bytes of response bodies (those not shared with a cache) one
+    /// connection may hold while its peer does not read them; a connection
+    /// over it is closed.
+    #[arg(
+        long,
+        env = "KEYSD_MAX_RESPONSE_BYTES_PER_CONNECTION",
+        value_name = "BYTES",
+        default_value_t = crate::state::DEFAULT_MAX_RESPONSE_BYTES_PER_CONNECTION as u64,
+        value_parser = clap::value_parser!(u64).range(65_536..=1_073_741_824)
+    )]
+    pub max_response_bytes_per_connection: u64,
+    /// The same over every connection: the connection whose response would
+    /// go over it is closed.
+    #[arg(
+        long,
+        env = "KEYSD_MAX_RESPONSE_BYTES",
+        value_name = "BYTES",
+        default_value_t = crate::state::DEFAULT_MAX_RESPONSE_BYTES as u64,
+        value_parser = clap::value_parser!(u64).range(65_536..=68_719_476_736)
+    )]
+    pub max_response_bytes: u64,
+    /// A connection that holds response bytes its peer takes none of for
+    /// this long (an HTTP/2 flow-control window left at zero, a socket
+    /// never read) is closed.
+    #[arg(
+        long,
+        env = "KEYSD_STALLED_RESPONSE_TIMEOUT_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..=3600)
+    )]
+    pub stalled_response_timeout_seconds: u32,
+    /// A reverse proxy keysd believes (`ADDRESS` or `ADDRESS/PREFIX`,
+    /// repeatable): for its requests the client is the right-most address
+    /// of `X-Forwarded-For` that is not a trusted proxy, for the rate limit.
+    /// None by default: the header is ignored.
+    #[arg(long = "trusted-proxy", env = "KEYSD_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR")]
+    pub trusted_proxies: Vec<crate::rate_limit::Cidr>,
     /// How often the API keys' `last_used_at` is written, at most once per
     /// key per interval (uses are recorded in memory, never on the request
     /// path); 0 records no uses.
@@ -568,6 +627,14 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         header_read_timeout: seconds(args.header_read_timeout_seconds),
         max_connection_age: seconds(args.max_connection_age_seconds),
         http2_keep_alive_interval: seconds(args.http2_keep_alive_seconds),
+        http2_max_concurrent_streams: args.http2_max_concurrent_streams,
+        // The range checks of the flags keep these far inside usize.
+        max_request_head_bytes: usize::try_from(args.max_request_head_bytes).unwrap_or(usize::MAX),
+        max_response_bytes_per_connection: usize::try_from(args.max_response_bytes_per_connection)
+            .unwrap_or(usize::MAX),
+        max_response_bytes: usize::try_from(args.max_response_bytes).unwrap_or(usize::MAX),
+        stalled_response_timeout: seconds(args.stalled_response_timeout_seconds),
+        trusted_proxies: crate::rate_limit::TrustedProxies::new(args.trusted_proxies),
         last_used_interval: (args.last_used_interval_seconds > 0)
             .then(|| std::time::Duration::from_secs(args.last_used_interval_seconds)),
         ..AppConfig::default()

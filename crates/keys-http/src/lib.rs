@@ -14,7 +14,10 @@
 //!   values, calls one keys-service use case, and renders the answer in its
 //!   dialect.
 //! - [`error`], `dto`: the wire shapes of errors and resources.
-//! - [`rate_limit`]: the optional per-client limit of `--rate-limit`.
+//! - `connections`: the connection table of [`serve`] (eviction from a full
+//!   table, response bytes counted until the peer takes them).
+//! - [`rate_limit`]: the optional per-client limit of `--rate-limit`, and
+//!   who the client is behind a trusted proxy.
 //! - [`metrics`], [`openapi`], [`cli`]; `process` (what `serve` asks of the
 //!   OS: the open-files limit raised, core dumps off); `quotas` (the
 //!   `--max-…` flags: the caps every create is held to).
@@ -29,6 +32,7 @@
 //! logged.
 
 pub mod cli;
+mod connections;
 mod dispatch;
 mod dto;
 pub mod error;

@@ -2,7 +2,8 @@
 //!
 //! Four families: request counts by route pattern, method and status; a
 //! latency histogram by route pattern; verification outcomes by kind and
-//! reason; connections refused because `--max-connections` was reached. Labels only ever hold route templates, methods, status codes and
+//! reason; connections refused because `--max-connections` was reached, and
+//! connections closed early (evicted from a full table, or stalled). Labels only ever hold route templates, methods, status codes and
 //! the fixed reason strings, so their number is bounded and nothing
 //! client-controlled (or secret) reaches them.
 
@@ -40,6 +41,19 @@ pub struct Metrics {
     families: Mutex<Families>,
     /// Counted on the accept path, which takes no lock.
     refused_connections: AtomicU64,
+    /// Connections closed early, by [`ConnectionClosed`].
+    evicted_connections: AtomicU64,
+    stalled_connections: AtomicU64,
+}
+
+/// Why keysd closed a connection early (see `crate::connections`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionClosed {
+    /// A new connection took its place in a full table.
+    Evicted,
+    /// It held response bytes its peer did not take: over a budget, or past
+    /// the stall timeout.
+    Stalled,
 }
 
 impl Default for Metrics {
@@ -59,7 +73,12 @@ impl Metrics {
                 families.verifications.insert((kind, denial.reason()), 0);
             }
         }
-        Self { families: Mutex::new(families), refused_connections: AtomicU64::new(0) }
+        Self {
+            families: Mutex::new(families),
+            refused_connections: AtomicU64::new(0),
+            evicted_connections: AtomicU64::new(0),
+            stalled_connections: AtomicU64::new(0),
+        }
     }
 
     fn with<R>(&self, action: impl FnOnce(&mut Families) -> R) -> R {
@@ -94,6 +113,15 @@ impl Metrics {
     /// Records one connection closed at accept because the server was full.
     pub fn observe_refused_connection(&self) {
         self.refused_connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one connection closed early.
+    pub fn observe_connection_closed(&self, reason: ConnectionClosed) {
+        let counter = match reason {
+            ConnectionClosed::Evicted => &self.evicted_connections,
+            ConnectionClosed::Stalled => &self.stalled_connections,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The exposition text.
@@ -138,6 +166,18 @@ impl Metrics {
             out.push_str("# TYPE keysd_connections_refused_total counter\n");
             let _ =
                 writeln!(out, "keysd_connections_refused_total {}", self.refused_connections.load(Ordering::Relaxed));
+            out.push_str(
+                "# HELP keysd_connections_closed_total Connections keysd closed early: evicted (a new connection took \
+                 the place of one that served nobody) or stalled (response bytes its peer did not take).\n",
+            );
+            out.push_str("# TYPE keysd_connections_closed_total counter\n");
+            for (reason, counter) in [("evicted", &self.evicted_connections), ("stalled", &self.stalled_connections)] {
+                let _ = writeln!(
+                    out,
+                    "keysd_connections_closed_total{{reason=\"{reason}\"}} {}",
+                    counter.load(Ordering::Relaxed)
+                );
+            }
             out
         })
     }

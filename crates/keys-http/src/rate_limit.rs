@@ -7,7 +7,9 @@
 //!
 //! Clients are told apart by the peer address of their connection; IPv6
 //! addresses by their /64, which one host usually holds whole. Behind a
-//! reverse proxy every client is the proxy: set the limit there instead.
+//! reverse proxy every client is the proxy, unless the proxy is trusted
+//! ([`TrustedProxies`], `--trusted-proxy CIDR`): then the client is the
+//! address the proxy appended to `X-Forwarded-For`.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -24,6 +26,97 @@ const MAX_CLIENTS: usize = 100_000;
 /// may too.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub IpAddr);
+
+/// The networks whose connections are reverse proxies keysd believes
+/// (`--trusted-proxy CIDR`, repeatable): for a request from one of them,
+/// the client is the right-most address of `X-Forwarded-For` that is not
+/// itself a trusted proxy. Anything else in that header was written by the
+/// client and is ignored; from any other peer the header is ignored whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies(Vec<Cidr>);
+
+/// An address block, `ADDRESS/PREFIX` (a bare address is its own block).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let (address, prefix) = text.split_once('/').map_or((text, None), |(address, prefix)| (address, Some(prefix)));
+        let network: IpAddr =
+            address.trim().parse().map_err(|_| format!("{text:?} is not an IP address or ADDRESS/PREFIX block"))?;
+        let bits = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => bits,
+            Some(prefix) => prefix
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|prefix| *prefix <= bits)
+                .ok_or_else(|| format!("the prefix of {text:?} is not 0-{bits}"))?,
+        };
+        Ok(Self { network, prefix })
+    }
+}
+
+impl Cidr {
+    /// Whether `address` is in the block (an IPv4-mapped IPv6 address as its
+    /// IPv4 one).
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = match address {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(address, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, address) {
+            (IpAddr::V4(network), IpAddr::V4(address)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(network) & mask == u32::from(address) & mask
+            }
+            (IpAddr::V6(network), IpAddr::V6(address)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(network) & mask == u128::from(address) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl TrustedProxies {
+    pub fn new(blocks: Vec<Cidr>) -> Self {
+        Self(blocks)
+    }
+
+    fn trusts(&self, address: IpAddr) -> bool {
+        self.0.iter().any(|block| block.contains(address))
+    }
+
+    /// The client of a request that came from `peer` with `headers`.
+    pub fn client(&self, peer: IpAddr, headers: &http::HeaderMap) -> IpAddr {
+        if self.0.is_empty() || !self.trusts(peer) {
+            return peer;
+        }
+        // Each proxy appends the address it saw: read from the right, past
+        // the trusted ones. Every header line counts, in order.
+        let mut client = peer;
+        let lines: Vec<&str> =
+            headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok()).collect();
+        for entry in lines.iter().rev().flat_map(|line| line.rsplit(',')) {
+            let Ok(address) = entry.trim().parse::<IpAddr>() else {
+                // Unreadable: what lies left of it cannot be trusted.
+                return client;
+            };
+            client = address;
+            if !self.trusts(address) {
+                return address;
+            }
+        }
+        client
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Bucket {
@@ -103,6 +196,27 @@ fn key(client: IpAddr) -> IpAddr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_trusted_proxy_names_the_client_and_nobody_else_does() {
+        let proxies = TrustedProxies::new(vec!["10.0.0.0/8".parse().expect("cidr"), "::1".parse().expect("cidr")]);
+        let mut headers = http::HeaderMap::new();
+        headers.insert("x-forwarded-for", "6.6.6.6, 203.0.113.9, 10.1.2.3".parse().expect("value"));
+        let proxy: IpAddr = "10.0.0.1".parse().expect("ip");
+        let stranger: IpAddr = "198.51.100.1".parse().expect("ip");
+        assert_eq!(proxies.client(proxy, &headers), "203.0.113.9".parse::<IpAddr>().expect("ip"));
+        assert_eq!(proxies.client(stranger, &headers), stranger, "an untrusted peer's header is ignored");
+        assert_eq!(TrustedProxies::default().client(proxy, &headers), proxy, "no proxy is trusted by default");
+        headers.insert("x-forwarded-for", "garbage, 10.1.2.3".parse().expect("value"));
+        assert_eq!(proxies.client(proxy, &headers), "10.1.2.3".parse::<IpAddr>().expect("ip"));
+        headers.remove("x-forwarded-for");
+        assert_eq!(proxies.client(proxy, &headers), proxy);
+        let mapped: IpAddr = "::ffff:10.9.9.9".parse().expect("ip");
+        assert!("10.0.0.0/8".parse::<Cidr>().expect("cidr").contains(mapped));
+        assert!("0.0.0.0/0".parse::<Cidr>().expect("cidr").contains(stranger));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("ten/8".parse::<Cidr>().is_err());
+    }
 
     fn limiter(per_minute: u32) -> RateLimiter {
         RateLimiter::new(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))

@@ -12,7 +12,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,12 +28,13 @@ use keys_store::Store;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 use tokio::net::TcpListener;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::connections::{Admission, Budgets, Closing, Connection, ConnectionTable, TrackedBody};
 use crate::dispatch::{self, BoxError};
 use crate::error::{ApiError, Dialect};
-use crate::metrics::Metrics;
+use crate::metrics::{ConnectionClosed, Metrics};
 use crate::rate_limit::{ClientAddr, RateLimiter};
 use crate::router;
 use crate::routes::Auth;
@@ -79,7 +79,14 @@ impl App {
         let service = Arc::new(Service::new(store, service_config));
         let openapi = crate::openapi::document();
         let rate_limiter = config.rate_limit_per_minute.map(RateLimiter::new);
-        let state = Arc::new(AppState { service, config, metrics: Metrics::new(), rate_limiter, openapi });
+        let state = Arc::new(AppState {
+            service,
+            config,
+            metrics: Metrics::new(),
+            rate_limiter,
+            openapi,
+            openapi_bodies: Default::default(),
+        });
         Self { state, listener: Listener::Main }
     }
 
@@ -265,14 +272,32 @@ fn request_id(headers: &HeaderMap) -> RequestId {
 pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
     let config = app.config().clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        // hyper's floor is 8 KiB; a longer head is a 431.
+        .max_buf_size(config.max_request_head_bytes.max(8192));
     builder
         .http2()
         .timer(TokioTimer::new())
         .keep_alive_interval(config.http2_keep_alive_interval)
-        .keep_alive_timeout(config.http2_keep_alive_interval);
+        .keep_alive_timeout(config.http2_keep_alive_interval)
+        .max_concurrent_streams(config.http2_max_concurrent_streams)
+        .max_header_list_size(u32::try_from(config.max_request_head_bytes).unwrap_or(u32::MAX))
+        // What a peer may send before keysd reads it: one whole body per
+        // stream, four per connection.
+        .initial_stream_window_size(u32::try_from(config.body_limit).unwrap_or(u32::MAX).max(65_535))
+        .initial_connection_window_size(
+            u32::try_from(config.body_limit.saturating_mul(4)).unwrap_or(u32::MAX).max(65_535),
+        );
     let limits = ConnectionLimits::of(&config);
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let table = ConnectionTable::new(Budgets {
+        max_connections: limits.max_connections,
+        per_connection: config.max_response_bytes_per_connection,
+        total: config.max_response_bytes,
+        stall: config.stalled_response_timeout,
+    });
     let (stop, stopped) = watch::channel(false);
     // One flusher per application: the operations listener (`--metrics-listen`)
     // serves no API keys.
@@ -294,29 +319,43 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
                         continue;
                     }
                 };
-                let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
-                    // Full: dropping the stream closes it at once.
-                    tracing::debug!(peer = %peer, "connection refused: --max-connections reached");
-                    app.state.metrics.observe_refused_connection();
-                    continue;
+                let connection = match table.admit() {
+                    Admission::Admitted(connection) => connection,
+                    Admission::Evicted(connection) => {
+                        app.state.metrics.observe_connection_closed(ConnectionClosed::Evicted);
+                        connection
+                    }
+                    Admission::Refused => {
+                        // Every open connection is serving a request:
+                        // dropping the stream closes it at once.
+                        tracing::debug!(peer = %peer, "connection refused: --max-connections busy");
+                        app.state.metrics.observe_refused_connection();
+                        continue;
+                    }
                 };
-                // Set by the first request the connection carries.
-                let spoke = Arc::new(AtomicBool::new(false));
                 let service = {
                     let app = app.clone();
-                    let spoke = Arc::clone(&spoke);
+                    let connection = Arc::clone(&connection);
                     hyper::service::service_fn(move |mut request: Request<hyper::body::Incoming>| {
-                        spoke.store(true, Ordering::Relaxed);
-                        request.extensions_mut().insert(ClientAddr(peer.ip()));
+                        connection.spoke();
+                        let in_flight = connection.begin();
+                        let client = app.state.config.trusted_proxies.client(peer.ip(), request.headers());
+                        request.extensions_mut().insert(ClientAddr(client));
                         let app = app.clone();
-                        async move { Ok::<_, Infallible>(app.handle(request).await) }
+                        async move {
+                            let response = app.handle(request).await;
+                            Ok::<_, Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
+                        }
                     })
                 };
-                let connection = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let served = builder.serve_connection(TokioIo::new(stream), service).into_owned();
                 let stopped = stopped.clone();
+                let state = Arc::clone(&app.state);
                 tokio::spawn(async move {
-                    limits.drive(connection, &spoke, stopped, peer).await;
-                    drop(slot);
+                    if let Some(reason) = limits.drive(served, &connection, stopped, peer).await {
+                        state.metrics.observe_connection_closed(reason);
+                    }
+                    connection.leave();
                 });
             }
             () = &mut shutdown => break,
@@ -326,11 +365,8 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
     tracing::info!("shutting down: finishing in-flight requests");
     // Ignoring the result: no connection task may still be listening.
     let _ = stop.send(true);
-    // Every connection holds a slot until it ends: all slots back means
-    // all connections closed.
-    let everyone = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
     tokio::select! {
-        _ = slots.acquire_many(everyone) => tracing::info!("all connections closed"),
+        () = table.emptied() => tracing::info!("all connections closed"),
         () = tokio::time::sleep(config.shutdown_grace) => {
             tracing::warn!("shutdown grace period over; closing remaining connections");
         }
@@ -357,18 +393,24 @@ struct ConnectionLimits {
 impl ConnectionLimits {
     fn of(config: &AppConfig) -> Self {
         Self {
-            // A semaphore holds at most `Semaphore::MAX_PERMITS`; at least
-            // one connection, or nothing could ever be served.
-            max_connections: config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            // At least one connection, or nothing could ever be served.
+            max_connections: config.max_connections.max(1),
             first_request: config.header_read_timeout,
             max_age: config.max_connection_age,
             grace: config.shutdown_grace,
         }
     }
 
-    /// Runs `connection` to its end under the limits; `spoke` tells whether
-    /// a request has arrived, `stopped` turns true at shutdown.
-    async fn drive<C>(self, connection: C, spoke: &AtomicBool, mut stopped: watch::Receiver<bool>, peer: SocketAddr)
+    /// Runs `connection` to its end under the limits; `state` is its entry
+    /// in the connection table, `stopped` turns true at shutdown. Returns
+    /// why keysd closed it early, if it did for a reason the metrics count.
+    async fn drive<C>(
+        self,
+        connection: C,
+        state: &Connection,
+        mut stopped: watch::Receiver<bool>,
+        peer: SocketAddr,
+    ) -> Option<ConnectionClosed>
     where
         C: GracefulConnection,
         C::Error: std::fmt::Display,
@@ -378,6 +420,13 @@ impl ConnectionLimits {
         let mut old_age = pin!(tokio::time::sleep(self.max_age));
         // Armed when the graceful close begins: how long it may take.
         let mut drain_deadline = pin!(tokio::time::sleep(self.grace));
+        // Checks for response bytes its peer does not take: a few times per
+        // stall timeout, at most once a second.
+        let mut stall_check =
+            tokio::time::interval((state.stall_timeout() / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)));
+        stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let closing = state.closing();
+        let mut closing = pin!(closing);
         let mut waiting_for_first_request = true;
         let mut draining = false;
         loop {
@@ -386,12 +435,26 @@ impl ConnectionLimits {
                     if let Err(error) = result {
                         tracing::debug!(peer = %peer, error = %error, "connection ended with an error");
                     }
-                    return;
+                    return None;
+                }
+                reason = &mut closing => {
+                    // Dropping the connection frees every stream it holds.
+                    tracing::debug!(peer = %peer, ?reason, "connection closed by the connection table");
+                    return Some(match reason {
+                        Closing::Evicted => ConnectionClosed::Evicted,
+                        Closing::Stalled => ConnectionClosed::Stalled,
+                    });
+                }
+                _ = stall_check.tick() => {
+                    if state.stalled() {
+                        tracing::debug!(peer = %peer, "connection closed: its peer took no response bytes within the stall timeout");
+                        return Some(ConnectionClosed::Stalled);
+                    }
                 }
                 () = &mut first_request, if waiting_for_first_request => {
-                    if !spoke.load(Ordering::Relaxed) {
+                    if !state.has_spoken() {
                         tracing::debug!(peer = %peer, "connection closed: no request within the header read timeout");
-                        return;
+                        return None;
                     }
                     waiting_for_first_request = false;
                 }
@@ -409,7 +472,7 @@ impl ConnectionLimits {
                 }
                 () = &mut drain_deadline, if draining => {
                     tracing::debug!(peer = %peer, "connection did not close in time; dropping it");
-                    return;
+                    return None;
                 }
             }
         }

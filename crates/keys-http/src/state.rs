@@ -10,11 +10,23 @@ use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
 use keys_service::Service;
 
 use crate::metrics::Metrics;
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{RateLimiter, TrustedProxies};
 
 /// `AppConfig::max_connections` of embedders; `keysd serve` derives its
 /// default from the file-descriptor limit instead.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+
+/// [`AppConfig::max_request_head_bytes`]: 64 KiB.
+pub const DEFAULT_MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+
+/// [`AppConfig::http2_max_concurrent_streams`].
+pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
+
+/// [`AppConfig::max_response_bytes_per_connection`]: 1 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES_PER_CONNECTION: usize = 1024 * 1024;
+
+/// [`AppConfig::max_response_bytes`]: 256 MiB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 /// Limits and policy of the server.
 #[derive(Debug, Clone)]
@@ -31,9 +43,27 @@ pub struct AppConfig {
     /// connection's start to its first request, whatever the protocol, and
     /// between requests on an HTTP/1 keep-alive connection.
     pub header_read_timeout: Duration,
-    /// Most connections served at once; a socket accepted beyond is closed
-    /// at once.
+    /// Most connections served at once. When all are open, a new one takes
+    /// the place of one that serves nobody (silent, stalled or idle); when
+    /// every one has a request in progress, the new socket is closed.
     pub max_connections: usize,
+    /// Largest request head, in bytes: HTTP/1 (431 beyond) and the HTTP/2
+    /// header list (`--max-request-head-bytes`).
+    pub max_request_head_bytes: usize,
+    /// Streams one HTTP/2 connection may have open at once
+    /// (`--http2-max-concurrent-streams`).
+    pub http2_max_concurrent_streams: u32,
+    /// Unsent bytes of unshared response bodies one connection may hold; a
+    /// connection over it is closed (`--max-response-bytes-per-connection`).
+    pub max_response_bytes_per_connection: usize,
+    /// The same over every connection: the connection that goes over it is
+    /// closed (`--max-response-bytes`).
+    pub max_response_bytes: usize,
+    /// A connection holding response bytes its peer takes none of for this
+    /// long is closed (`--stalled-response-timeout-seconds`).
+    pub stalled_response_timeout: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (`--trusted-proxy`).
+    pub trusted_proxies: TrustedProxies,
     /// Age at which a connection is asked to close (clients reconnect).
     pub max_connection_age: Duration,
     /// How often an HTTP/2 connection is pinged; one unanswered for as long
@@ -74,6 +104,12 @@ impl Default for AppConfig {
             request_timeout: Duration::from_secs(30),
             header_read_timeout: Duration::from_secs(10),
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_request_head_bytes: DEFAULT_MAX_REQUEST_HEAD_BYTES,
+            http2_max_concurrent_streams: DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+            max_response_bytes_per_connection: DEFAULT_MAX_RESPONSE_BYTES_PER_CONNECTION,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            stalled_response_timeout: Duration::from_secs(10),
+            trusted_proxies: TrustedProxies::default(),
             max_connection_age: Duration::from_secs(600),
             http2_keep_alive_interval: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(30),
@@ -101,6 +137,33 @@ pub(crate) struct AppState {
     /// The generated OpenAPI document without `servers` (see
     /// [`crate::openapi`]), built by the application at start.
     pub openapi: &'static str,
+    /// `/openapi.json`'s bodies by the server they name, shared between
+    /// responses.
+    pub openapi_bodies: SharedBodies,
+}
+
+/// Response bodies built once and shared between responses (cloning a
+/// [`Bytes`] copies nothing), keyed by what they vary with. It keeps
+/// [`SharedBodies::MAX`] at most; beyond, a body is built per response
+/// (keys come from clients, such as the `Host` header).
+#[derive(Debug, Default)]
+pub(crate) struct SharedBodies(std::sync::Mutex<std::collections::HashMap<String, bytes::Bytes>>);
+
+impl SharedBodies {
+    const MAX: usize = 16;
+
+    /// The body kept for `key`, or `build`'s (kept while there is room).
+    pub fn get_or_insert(&self, key: &str, build: impl FnOnce() -> bytes::Bytes) -> bytes::Bytes {
+        let mut bodies = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(body) = bodies.get(key) {
+            return body.clone();
+        }
+        let body = build();
+        if bodies.len() < Self::MAX {
+            bodies.insert(key.to_owned(), body.clone());
+        }
+        body
+    }
 }
 
 impl std::fmt::Debug for AppState {

@@ -26,6 +26,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 struct Keysd {
     child: Child,
     address: SocketAddr,
+    /// The service token the first start printed.
+    token: String,
     /// With `--metrics-listen`.
     metrics_address: Option<SocketAddr>,
     db: keys_testkit::TestDb,
@@ -50,8 +52,12 @@ impl Keysd {
             .expect("keysd starts");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
         let mut metrics_address = None;
+        let mut token = String::new();
         let address = tokio::time::timeout(Duration::from_secs(60), async {
             while let Some(line) = lines.next_line().await.expect("stdout") {
+                if let Some(at) = line.find("kst_") {
+                    token = line[at..].trim().to_owned();
+                }
                 if let Some(address) = line.strip_prefix("keysd metrics on http://") {
                     metrics_address = Some(address.trim().trim_end_matches("/metrics").parse().expect("address"));
                 }
@@ -65,7 +71,7 @@ impl Keysd {
         .expect("keysd listens within a minute");
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { child, address, metrics_address, db }
+        Self { child, address, token, metrics_address, db }
     }
 
     async fn start(flags: &[&str]) -> Self {
@@ -84,6 +90,29 @@ impl Keysd {
     /// `GET path` on a new connection; the status line's code.
     async fn get(&self, path: &str) -> u16 {
         get(self.address, path).await.0
+    }
+
+    /// keysd's resident memory, in bytes.
+    fn rss(&self) -> u64 {
+        let pid = self.child.id().expect("running");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+        let kib = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .expect("VmRSS");
+        kib * 1024
+    }
+
+    /// The value of the metrics line that starts with `series ` (on the
+    /// main listener).
+    async fn metric(&self, series: &str) -> u64 {
+        let (status, metrics) = get(self.address, "/metrics").await;
+        assert_eq!(status, 200);
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} in {metrics}"))
     }
 
     /// The soft and hard value of a line of `/proc/<pid>/limits`.
@@ -157,11 +186,19 @@ async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
     received
 }
 
-/// Whether the server closes `stream` within `wait` (it sends nothing
-/// that is read here).
+/// Whether the server closes `stream` within `wait` (what it sends before,
+/// such as HTTP/2 `SETTINGS`, is read and ignored).
 async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
-    let mut chunk = [0_u8; 64];
-    matches!(tokio::time::timeout(wait, stream.read(&mut chunk)).await, Ok(Ok(0) | Err(_)))
+    let mut chunk = [0_u8; 4096];
+    tokio::time::timeout(wait, async {
+        while let Ok(read) = stream.read(&mut chunk).await {
+            if read == 0 {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok()
 }
 
 #[tokio::test]
@@ -186,35 +223,43 @@ async fn idle_sockets_are_closed_after_the_header_timeout_and_health_answers_mea
     assert_eq!(keysd.get("/health").await, 200);
 }
 
+/// Opens a connection that keeps a request in progress: a `POST` whose
+/// body never comes (keysd waits for it up to its body read timeout).
+async fn busy(keysd: &Keysd) -> TcpStream {
+    let mut stream = keysd.connect().await;
+    let head = format!(
+        "POST /v1/verify/api_key/ HTTP/1.1\r\nHost: keysd\r\nAuthorization: ServiceToken {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        keysd.token
+    );
+    stream.write_all(head.as_bytes()).await.expect("write");
+    stream
+}
+
 #[tokio::test]
-async fn a_full_server_closes_new_sockets_at_once_and_serves_the_open_ones() {
+async fn a_server_whose_connections_are_all_busy_closes_new_sockets_at_once_and_serves_the_open_ones() {
     let keysd = Keysd::start(&["--max-connections", "3", "--header-read-timeout-seconds", "120"]).await;
-    let mut working = keysd.connect().await;
-    assert_eq!(request(&mut working, "/health").await.expect("answer").0, 200);
-    let mut idle = vec![keysd.connect().await, keysd.connect().await];
-    // The two idle sockets fill the server (accepting is asynchronous: wait
-    // until a fourth is refused).
+    assert!(keysd.token.starts_with("kst_"), "the bootstrap token was printed");
+    let mut working = busy(&keysd).await;
+    let mut others = vec![busy(&keysd).await, busy(&keysd).await];
+    // Three requests in progress fill the server, once keysd has read
+    // their heads (until then they are sockets that said nothing).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let mut refused = keysd.connect().await;
     assert!(
         closed_within(&mut refused, PATIENCE).await,
-        "a socket beyond --max-connections is closed, long before the 120 s header timeout"
+        "a socket beyond --max-connections is closed when every open one is busy"
     );
-    for _ in 0..3 {
-        let mut again = keysd.connect().await;
-        assert!(closed_within(&mut again, PATIENCE).await, "still full");
+    for stream in &mut others {
+        assert!(!closed_within(stream, Duration::from_millis(200)).await, "busy connections stay open");
     }
-    for stream in &mut idle {
-        assert!(!closed_within(stream, Duration::from_millis(200)).await, "open connections stay open");
-    }
-    let (status, metrics) = request(&mut working, "/metrics").await.expect("the open connection is served");
-    assert_eq!(status, 200);
-    let refused_total = metrics
-        .lines()
-        .find_map(|line| line.strip_prefix("keysd_connections_refused_total "))
-        .expect("refused connections are counted");
-    assert!(refused_total.parse::<u64>().expect("a count") >= 4, "{refused_total}");
-    // A slot freed is a slot served.
-    drop(idle.pop());
+    // The request in progress is answered (its body is refused as
+    // malformed JSON) and its connection is served on.
+    working.write_all(&[b' '; 100]).await.expect("write");
+    let mut answer = [0_u8; 12];
+    working.read_exact(&mut answer).await.expect("an answer");
+    assert_eq!(&answer, b"HTTP/1.1 400");
+    drop(others.pop());
     let served = tokio::time::timeout(PATIENCE, async {
         loop {
             let mut stream = keysd.connect().await;
@@ -226,6 +271,168 @@ async fn a_full_server_closes_new_sockets_at_once_and_serves_the_open_ones() {
     .await
     .expect("a new connection is served once one closed");
     assert_eq!(served, 200);
+    assert!(keysd.metric("keysd_connections_refused_total").await >= 1, "refused connections are counted");
+}
+
+#[tokio::test]
+async fn connections_that_serve_nobody_give_their_place_to_new_ones() {
+    let keysd = Keysd::start(&["--max-connections", "40", "--header-read-timeout-seconds", "120"]).await;
+    // Silence, one byte, the HTTP/2 preface, and idle keep-alive
+    // connections that made one request: none is serving anybody.
+    let openings: [&[u8]; 3] = [b"", b"P", H2_PREFACE];
+    let mut held = Vec::new();
+    for index in 0..40 {
+        let mut stream = keysd.connect().await;
+        if index % 4 == 3 {
+            assert_eq!(request(&mut stream, "/health").await.expect("answer").0, 200);
+        } else {
+            stream.write_all(openings[index % 4]).await.expect("write");
+        }
+        held.push(stream);
+    }
+    // Wave after wave: each new client is served, the attacker's sockets
+    // make way.
+    for _ in 0..3 {
+        for _ in 0..10 {
+            let (status, _) = tokio::time::timeout(Duration::from_secs(10), get(keysd.address, "/health"))
+                .await
+                .expect("health answers while the table is held");
+            assert_eq!(status, 200);
+        }
+        for _ in 0..10 {
+            held.push(keysd.connect().await);
+        }
+    }
+    let closed = held.iter_mut().map(|stream| async { closed_within(stream, Duration::from_millis(100)).await });
+    let mut evicted = 0;
+    for close in closed {
+        evicted += usize::from(close.await);
+    }
+    assert!(evicted >= 30, "the sockets that served nobody were closed: {evicted}");
+    assert!(keysd.metric("keysd_connections_closed_total{reason=\"evicted\"}").await >= 30);
+}
+
+/// An HTTP/2 connection whose peer sets `SETTINGS_INITIAL_WINDOW_SIZE` to
+/// 0 and never reads a body, so keysd can send no response bytes; it
+/// answers pings (h2 does). Requests `GET {path}` with the authorities
+/// `authorities` (one stream each, at once) and keeps the responses.
+struct ZeroWindow {
+    sender: hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    responses: Vec<http::Response<hyper::body::Incoming>>,
+}
+
+impl ZeroWindow {
+    async fn open(address: SocketAddr) -> Self {
+        let stream = TcpStream::connect(address).await.expect("connect");
+        let (sender, connection) = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .initial_stream_window_size(0)
+            .handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .expect("HTTP/2 handshake");
+        tokio::spawn(connection);
+        Self { sender, responses: Vec::new() }
+    }
+
+    /// Sends the requests; those answered are kept, unread.
+    async fn request(&mut self, path: &str, authorities: impl Iterator<Item = String>) {
+        let mut pending = Vec::new();
+        for authority in authorities {
+            let mut sender = self.sender.clone();
+            let request = http::Request::get(format!("http://{authority}{path}"))
+                .body(http_body_util::Empty::new())
+                .expect("request");
+            pending.push(tokio::spawn(async move { sender.send_request(request).await }));
+        }
+        for answer in pending {
+            if let Ok(Ok(response)) = tokio::time::timeout(PATIENCE, answer).await.expect("answered or refused") {
+                self.responses.push(response);
+            }
+        }
+    }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+#[tokio::test]
+async fn zero_window_http2_clients_hold_neither_memory_nor_the_server() {
+    let keysd =
+        Keysd::start(&["--stalled-response-timeout-seconds", "3600", "--http2-keep-alive-seconds", "3600"]).await;
+    let before = keysd.rss();
+    // 30 connections, 100 streams each, of the ~140 KB OpenAPI document:
+    // the same one (shared, never copied), and one per authority (copies,
+    // over the per-connection budget).
+    let mut shared = Vec::new();
+    for _ in 0..15 {
+        let mut client = ZeroWindow::open(keysd.address).await;
+        client.request("/openapi.json", (0..100).map(|_| "keysd.test".to_owned())).await;
+        assert!(client.responses.len() >= 90, "shared bodies cost no budget: {}", client.responses.len());
+        shared.push(client);
+    }
+    let mut copied = Vec::new();
+    for connection in 0..15 {
+        let mut client = ZeroWindow::open(keysd.address).await;
+        client.request("/openapi.json", (0..100).map(|stream| format!("h{connection}-{stream}.test"))).await;
+        copied.push(client);
+    }
+    let held = keysd.rss();
+    assert!(held < 200 * MIB, "RSS grew from {} to {} MiB", before / MIB, held / MIB);
+    tokio::time::timeout(PATIENCE, async {
+        while !copied.iter().all(|client| client.sender.is_closed()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("a connection over its response-bytes budget is closed");
+    assert!(shared.iter().all(|client| !client.sender.is_closed()), "the others are served on");
+    assert!(keysd.metric("keysd_connections_closed_total{reason=\"stalled\"}").await >= 15);
+    assert_eq!(keysd.get("/health").await, 200);
+    drop(shared);
+}
+
+#[tokio::test]
+async fn stalled_http2_streams_are_closed_after_the_stall_timeout_and_give_way_meanwhile() {
+    let keysd = Keysd::start(&[
+        "--max-connections",
+        "20",
+        "--stalled-response-timeout-seconds",
+        "4",
+        "--http2-keep-alive-seconds",
+        "3600",
+    ])
+    .await;
+    let mut stalled = Vec::new();
+    for _ in 0..20 {
+        let mut client = ZeroWindow::open(keysd.address).await;
+        client.request("/openapi.json", std::iter::once("keysd.test".to_owned())).await;
+        assert_eq!(client.responses.len(), 1);
+        stalled.push(client);
+    }
+    // Their responses wait on their peers; after a second they make way.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (status, _) = tokio::time::timeout(Duration::from_secs(10), get(keysd.address, "/health"))
+        .await
+        .expect("health answers while stalled streams fill the table");
+    assert_eq!(status, 200);
+    // And past the stall timeout, every one is closed.
+    tokio::time::timeout(PATIENCE, async {
+        while !stalled.iter().all(|client| client.sender.is_closed()) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("stalled connections are closed");
+}
+
+#[tokio::test]
+async fn a_request_head_over_the_limit_is_a_431() {
+    let keysd = Keysd::start(&["--max-request-head-bytes", "16384"]).await;
+    let mut stream = keysd.connect().await;
+    let long = format!("X-Padding: {}\r\n", "a".repeat(20_000));
+    let (status, _) = request_with(&mut stream, "/health", &long).await.expect("answer");
+    assert_eq!(status, 431);
+    let mut stream = keysd.connect().await;
+    let short = format!("X-Padding: {}\r\n", "a".repeat(8_000));
+    assert_eq!(request_with(&mut stream, "/health", &short).await.expect("answer").0, 200);
 }
 
 const HEADERS: u8 = 0x1;
@@ -350,4 +557,25 @@ async fn rate_limit_counts_each_client_address_on_the_real_server() {
     }
     assert_eq!(statuses, [401, 401, 429]);
     assert_eq!(keysd.get("/health").await, 200, "public routes are not limited");
+    // An untrusted peer's X-Forwarded-For changes nothing.
+    let spoofed = format!("{forged}X-Forwarded-For: 203.0.113.7\r\n");
+    assert_eq!(request_with(&mut stream, "/v1/workspace/", &spoofed).await.expect("answer").0, 429);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_rate_limit_counts_each_forwarded_client() {
+    let keysd = Keysd::start(&["--rate-limit", "2", "--trusted-proxy", "127.0.0.0/8"]).await;
+    let mut stream = keysd.connect().await;
+    let from =
+        |client: &str| format!("Authorization: ServiceToken kst_forged\r\nX-Forwarded-For: 6.6.6.6, {client}\r\n");
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(request_with(&mut stream, "/v1/workspace/", &from("203.0.113.7")).await.expect("answer").0);
+    }
+    assert_eq!(statuses, [401, 401, 429], "one client behind the proxy");
+    assert_eq!(
+        request_with(&mut stream, "/v1/workspace/", &from("203.0.113.8")).await.expect("answer").0,
+        401,
+        "another client behind the same proxy has its own budget"
+    );
 }

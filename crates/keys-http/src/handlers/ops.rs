@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::dto::StatusDoc;
 use crate::error::Dialect;
-use crate::error::{json, json_bytes, ApiError};
+use crate::error::{json, ApiError};
 use crate::route::{public, HttpResult, Operation, Payload, Public, Route, Tag};
 use crate::schema::schema;
 
@@ -40,9 +40,17 @@ pub(crate) async fn metrics(call: Public<'_>) -> HttpResult {
 }
 
 /// `GET /openapi.json`, with the address it was fetched from as its server.
+///
+/// The body is shared, not copied, between the responses that name the
+/// same server (a few distinct `Host`s are kept): a client that never reads
+/// its responses holds a reference to it per stream, not 100 KiB.
 pub(crate) async fn openapi(call: Public<'_>) -> HttpResult {
     let (state, head) = (call.state, call.head);
-    Ok(json_bytes(StatusCode::OK, served(state.openapi, head)))
+    let url = server_url(head).unwrap_or_else(|| "/".to_owned());
+    let body = state.openapi_bodies.get_or_insert(&url, || Bytes::from(served(state.openapi, &url)));
+    let mut response = Response::new(Full::new(body));
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    Ok(response)
 }
 
 /// The address a request was sent to, when its `Host` (or HTTP/2
@@ -69,10 +77,9 @@ fn server_url(head: &Parts) -> Option<String> {
     Some(format!("{scheme}://{host}"))
 }
 
-/// The body of `/openapi.json` for this request: the document with the
-/// address it was fetched from as its one server.
-pub(crate) fn served(document: &str, head: &Parts) -> Vec<u8> {
-    let url = server_url(head).unwrap_or_else(|| "/".to_owned());
+/// The body of `/openapi.json` fetched from `url` (see [`server_url`]):
+/// the document with that address as its one server.
+pub(crate) fn served(document: &str, url: &str) -> Vec<u8> {
     // `url` holds only the characters checked above, so it needs no JSON
     // escaping; the document is an object, so it starts with `{`.
     let rest = document.strip_prefix('{').unwrap_or(document);
@@ -125,8 +132,11 @@ mod tests {
     }
 
     fn servers(parts: &Parts) -> serde_json::Value {
-        let document: serde_json::Value =
-            serde_json::from_slice(&served(r#"{"openapi":"3.1.0","paths":{}}"#, parts)).expect("JSON");
+        let document: serde_json::Value = serde_json::from_slice(&served(
+            r#"{"openapi":"3.1.0","paths":{}}"#,
+            &server_url(parts).unwrap_or_else(|| "/".to_owned()),
+        ))
+        .expect("JSON");
         document["servers"].clone()
     }
 
