@@ -781,8 +781,8 @@ pub fn key_page(query: Option<&str>) -> Result<KeyPage, ApiError> {
     let mut limit = KeyPage::DEFAULT_LIMIT;
     let mut after = None;
     let mut problems = Vec::new();
-    for (key, value) in query_pairs(query) {
-        match key {
+    for (key, value) in query_pairs(query)? {
+        match key.as_str() {
             "limit" => match value.parse::<u32>() {
                 Ok(parsed) => limit = parsed,
                 Err(_) => problems.push(CoreError::InvalidKeyPageLimit { max: KeyPage::MAX_LIMIT }.to_string()),
@@ -816,8 +816,8 @@ impl ListQuery {
         let mut offset = None;
         let mut include_deleted = false;
         let mut problems = Vec::new();
-        for (key, value) in query_pairs(query) {
-            match key {
+        for (key, value) in query_pairs(query)? {
+            match key.as_str() {
                 "limit" => match value.parse::<u32>() {
                     Ok(parsed) => limit = Some(parsed),
                     Err(_) => problems.push(CoreError::InvalidLimit.to_string()),
@@ -843,12 +843,23 @@ impl ListQuery {
     }
 }
 
-/// The `key=value` pairs of a query, each value percent-decoded.
-fn query_pairs(query: Option<&str>) -> impl Iterator<Item = (&str, String)> {
-    query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()).map(|pair| {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (key, percent_decode(value))
-    })
+/// The `name=value` pairs of a query, names and values percent-decoded. A
+/// name given twice (`?limit=1&limit=100`, or `?limit=1&l%69mit=100`) is a
+/// 400: which one counts would be a guess, and a proxy or a log may have
+/// read the other.
+pub(crate) fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let mut pairs: Vec<(String, String)> = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(name);
+        if !names.insert(name.clone()) {
+            let shown: String = name.chars().take(64).collect();
+            return Err(ApiError::validation(format!("query parameter {shown:?} is given more than once")));
+        }
+        pairs.push((name, percent_decode(value)));
+    }
+    Ok(pairs)
 }
 
 /// Decodes `%XX` escapes and `+`; invalid escapes are kept as they are.
@@ -882,6 +893,157 @@ pub(crate) fn percent_decode(text: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+// ------------------------------------------------------- duplicate JSON keys
+
+/// Where a JSON document names one member of an object twice, as a path in
+/// the words of the request (`name`, `meta.owner`, `keys[2].name`); `None`
+/// when every object's names are distinct. Parsers keep the last of two
+/// equal names (serde_json does), so a body with one could mean one thing
+/// to keysd and another to a proxy or a log reader that keeps the first:
+/// such a body is refused (RFC 8259 section 4, I-JSON).
+///
+/// One pass over the bytes, no allocation for objects with distinct plain
+/// names beyond one set per object. It expects a document that already
+/// parsed (so depth is within serde_json's limit of 128) and, on anything
+/// else, returns without a verdict rather than failing.
+pub(crate) fn duplicate_json_key(document: &[u8]) -> Option<String> {
+    let mut scanner = DuplicateScanner { bytes: document, at: 0 };
+    scanner.value().err().flatten()
+}
+
+/// The state of [`duplicate_json_key`]'s pass. Its methods answer
+/// `Err(Some(path))` for a duplicate (the path built while unwinding),
+/// `Err(None)` for a document that does not parse.
+struct DuplicateScanner<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+type Scanned<T> = Result<T, Option<String>>;
+
+impl<'a> DuplicateScanner<'a> {
+    fn skip_whitespace(&mut self) {
+        while self.bytes.get(self.at).is_some_and(|byte| matches!(byte, b' ' | b'\t' | b'\n' | b'\r')) {
+            self.at += 1;
+        }
+    }
+
+    fn value(&mut self) -> Scanned<()> {
+        self.skip_whitespace();
+        match self.bytes.get(self.at) {
+            Some(b'{') => self.object(),
+            Some(b'[') => self.array(),
+            Some(b'"') => self.string().map(drop),
+            Some(_) => {
+                while self
+                    .bytes
+                    .get(self.at)
+                    .is_some_and(|byte| !matches!(byte, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r'))
+                {
+                    self.at += 1;
+                }
+                Ok(())
+            }
+            None => Err(None),
+        }
+    }
+
+    /// A string, from its opening quote: its text, borrowed unless it holds
+    /// escapes (`"a"` and `"\u0061"` are one name).
+    fn string(&mut self) -> Scanned<std::borrow::Cow<'a, str>> {
+        let start = self.at;
+        self.at += 1;
+        let mut escaped = false;
+        loop {
+            match self.bytes.get(self.at) {
+                Some(b'"') => break,
+                Some(b'\\') => {
+                    escaped = true;
+                    self.at += 2;
+                }
+                Some(_) => self.at += 1,
+                None => return Err(None),
+            }
+        }
+        self.at += 1;
+        let quoted = &self.bytes[start..self.at];
+        if escaped {
+            serde_json::from_slice::<String>(quoted).map(std::borrow::Cow::Owned).map_err(|_| None)
+        } else {
+            std::str::from_utf8(&quoted[1..quoted.len() - 1]).map(std::borrow::Cow::Borrowed).map_err(|_| None)
+        }
+    }
+
+    fn object(&mut self) -> Scanned<()> {
+        self.at += 1;
+        let mut names = std::collections::HashSet::new();
+        loop {
+            self.skip_whitespace();
+            match self.bytes.get(self.at) {
+                Some(b'}') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                Some(b',') => self.at += 1,
+                Some(b'"') => {
+                    let name = self.string()?;
+                    if names.contains(&name) {
+                        return Err(Some(echo_key(&name)));
+                    }
+                    self.skip_whitespace();
+                    if self.bytes.get(self.at) != Some(&b':') {
+                        return Err(None);
+                    }
+                    self.at += 1;
+                    self.value().map_err(|inner| inner.map(|inner| joined(&echo_key(&name), &inner)))?;
+                    names.insert(name);
+                }
+                _ => return Err(None),
+            }
+        }
+    }
+
+    fn array(&mut self) -> Scanned<()> {
+        self.at += 1;
+        let mut index = 0usize;
+        loop {
+            self.skip_whitespace();
+            match self.bytes.get(self.at) {
+                Some(b']') => {
+                    self.at += 1;
+                    return Ok(());
+                }
+                Some(b',') => {
+                    self.at += 1;
+                    index += 1;
+                }
+                Some(_) => {
+                    self.value().map_err(|inner| inner.map(|inner| joined(&format!("[{index}]"), &inner)))?;
+                }
+                None => return Err(None),
+            }
+        }
+    }
+}
+
+/// `outer` then `inner` as one path: `meta` and `owner` make `meta.owner`,
+/// `keys` and `[2].name` make `keys[2].name`.
+fn joined(outer: &str, inner: &str) -> String {
+    let separator = if inner.starts_with('[') { "" } else { "." };
+    format!("{outer}{separator}{inner}")
+}
+
+/// A member name as a 400 echoes it: shortened, and quoted when it is not
+/// a plain field name.
+fn echo_key(name: &str) -> String {
+    let short: String = name.chars().take(64).collect();
+    if !short.is_empty() && short.chars().all(|character| character.is_ascii_alphanumeric() || character == '_') {
+        short
+    } else {
+        format!("{short:?}")
+    }
 }
 
 #[cfg(test)]
@@ -946,6 +1108,17 @@ mod tests {
         let secret = Secret::new("SS.abc");
         assert_eq!(format!("{secret:?}"), "<redacted>");
         assert_eq!(serde_json::to_string(&secret).expect("json"), r#""SS.abc""#);
+    }
+
+    #[test]
+    fn duplicate_json_keys_are_found_at_any_depth_and_garbage_has_no_verdict() {
+        assert_eq!(duplicate_json_key(br#"{"a":1,"b":{"c":[1,{"d":2,"d":3}]}}"#).as_deref(), Some("b.c[1].d"));
+        assert_eq!(duplicate_json_key(br#"[{"x":1},{"y":[[{"z":0,"z":0}]]}]"#).as_deref(), Some("[1].y[0][0].z"));
+        assert_eq!(duplicate_json_key(br#"{"a\"b":1,"a\u0022b":2}"#).as_deref(), Some(r#""a\"b""#));
+        assert_eq!(duplicate_json_key(br#" { "a" : "}" , "b" : "{\"a\":1}" } "#), None);
+        for garbage in [&b""[..], b"{", b"{\"a", b"{\"a\":", b"[1,", b"\"\\", b"{1:2}", b"}", b"{\"a\" 1}"] {
+            assert_eq!(duplicate_json_key(garbage), None, "{:?}", String::from_utf8_lossy(garbage));
+        }
     }
 
     #[test]

@@ -107,7 +107,13 @@ impl Input {
         }
         // The fast path for the bodies clients send; only a body that does
         // not fit takes the slow one, which also accepts `60.0` for `60`.
-        serde_json::from_slice(&self.body).or_else(|_| body_from_value(&self.body))
+        let parsed = serde_json::from_slice(&self.body).or_else(|_| body_from_value(&self.body))?;
+        // A name twice in one object (at any depth) is refused, whatever
+        // `T` makes of it: serde_json would keep the last one silently.
+        if let Some(path) = crate::dto::duplicate_json_key(&self.body) {
+            return Err(ApiError::validation(format!("{path} appears twice in one object")));
+        }
+        Ok(parsed)
     }
 
     /// An optional JSON body: empty (with or without a content type) means

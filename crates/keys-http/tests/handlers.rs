@@ -421,6 +421,58 @@ async fn list_parameters_are_validated_not_clamped() {
     assert_eq!(ok.body["meta"], json!({"count": 0, "limit": 100, "offset": 0}));
 }
 
+#[tokio::test]
+async fn a_name_twice_in_a_body_or_a_query_is_a_400_that_changes_nothing() {
+    let harness = harness().await;
+    let keys = "/v1/staging/ws_api_key/";
+    let json_type = Some("application/json");
+    for (body, path) in [
+        (r#"{"name":"a","name":"b"}"#, "name"),
+        // The same name however it is escaped.
+        (r#"{"name":"a","n\u0061me":"b"}"#, "name"),
+        (r#"{"name":"a","meta":{"owner":"x","owner":"y"}}"#, "meta.owner"),
+        (r#"{"name":"a","meta":{"list":[{"k":1},{"k":1, "k" : 2}]}}"#, "meta.list[1].k"),
+        (r#"{"name":"a","meta":{"odd key":{"":1,"":2}}}"#, r#"meta."odd key"."""#),
+    ] {
+        let reply = harness.raw(Method::POST, keys, json_type, body).await;
+        validation(&reply, &format!("{path} appears twice in one object"));
+        assert!(!reply.text.contains("line") && !reply.text.contains("column"), "{}", reply.text);
+    }
+    assert_eq!(harness.call(Method::GET, keys, None).await.body["meta"]["count"], 0, "nothing was created");
+    // Equal names in different objects are not duplicates.
+    let siblings = r#"{"name":"a","meta":{"a":{"x":1},"b":{"x":1},"c":[{"x":1},{"x":2}]}}"#;
+    assert_eq!(harness.raw(Method::POST, keys, json_type, siblings).await.status, StatusCode::CREATED);
+
+    // Verification bodies too, and the other dialect in its own shape.
+    let verify =
+        harness.raw(Method::POST, "/v1/verify/api_key/", json_type, r#"{"api_key":"SS.a","api_key":"SS.b"}"#).await;
+    validation(&verify, "api_key appears twice in one object");
+    let organisation_keys = format!("/api/organisations/v1/organisations/{}/keys", harness.organisation);
+    let versori = harness.raw(Method::POST, &organisation_keys, json_type, r#"{"name":"a","name":"b"}"#).await;
+    assert_eq!(versori.status, StatusCode::BAD_REQUEST, "{}", versori.text);
+    assert_eq!(versori.body["code"], "invalid_request");
+    assert_eq!(versori.body["cause"], "name appears twice in one object");
+
+    // A query parameter given twice, however it is spelled, on every kind of
+    // list (both dialects and the audit trail).
+    for path in [
+        "/v1/staging/ws_api_key/?limit=1&limit=100",
+        "/v1/staging/ws_api_key/?limit=1&l%69mit=100",
+        "/v1/workspace/?offset=0&offset=0",
+        "/v1/audit_event/?limit=1&limit=2",
+        "/v1/audit_event/?action=api_key.generated&action=workspace.created",
+    ] {
+        validation(&harness.call(Method::GET, path, None).await, "is given more than once");
+    }
+    let repeated = harness.call(Method::GET, &format!("{organisation_keys}?limit=1&limit=2"), None).await;
+    assert_eq!(repeated.status, StatusCode::BAD_REQUEST, "{}", repeated.text);
+    assert_eq!(repeated.body["cause"], r#"query parameter "limit" is given more than once"#);
+    assert_eq!(
+        harness.call(Method::GET, "/v1/staging/ws_api_key/?limit=1&offset=0", None).await.status,
+        StatusCode::OK
+    );
+}
+
 // -------------------------------------------------------------------- api keys
 
 #[tokio::test]

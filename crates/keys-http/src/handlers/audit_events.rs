@@ -9,7 +9,7 @@ use keys_store::AuditAction;
 
 use super::instant;
 use super::{echo, HttpResult};
-use crate::dto::{percent_decode, AuditEventDto, AuditEventListDto, AuditEventListMeta};
+use crate::dto::{query_pairs, AuditEventDto, AuditEventListDto, AuditEventListMeta};
 use crate::error::{json, ApiError, Dialect};
 use crate::route::{authenticated, Authenticated, Operation, Query, Route, Tag, NOT_FOUND};
 use crate::schema::schema;
@@ -24,9 +24,7 @@ const MAX_LIMIT: u32 = 100;
 fn parse_query(query: Option<&str>) -> Result<AuditEventsRequest, ApiError> {
     let mut request = AuditEventsRequest { limit: DEFAULT_LIMIT, ..AuditEventsRequest::default() };
     let mut problems = Vec::new();
-    for pair in query.unwrap_or_default().split('&').filter(|pair| !pair.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode(value);
+    for (key, value) in query_pairs(query)? {
         let mut time = |field: &str| match instant(field, &value) {
             Ok(at) => Some(at),
             Err(ApiError::Validation(told)) => {
@@ -35,7 +33,7 @@ fn parse_query(query: Option<&str>) -> Result<AuditEventsRequest, ApiError> {
             }
             Err(_) => None,
         };
-        match key {
+        match key.as_str() {
             "since" => request.since = time("since"),
             "until" => request.until = time("until"),
             "workspace" => request.workspace = Some(value),
