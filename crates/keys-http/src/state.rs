@@ -16,8 +16,9 @@ use crate::rate_limit::{RateLimiter, TrustedProxies};
 /// default from the file-descriptor limit instead.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
-/// [`AppConfig::max_request_head_bytes`]: 64 KiB.
-pub const DEFAULT_MAX_REQUEST_HEAD_BYTES: usize = 64 * 1024;
+/// [`AppConfig::max_request_head_bytes`]: 16 KiB (nginx's default allows
+/// 8 KiB a header line).
+pub const DEFAULT_MAX_REQUEST_HEAD_BYTES: usize = 16 * 1024;
 
 /// [`AppConfig::http2_max_concurrent_streams`].
 pub const DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS: u32 = 100;
