@@ -15,7 +15,10 @@ mod time_policy;
 
 use time::OffsetDateTime;
 
-pub use time_policy::{TimeDenial, TimePolicy, TokenTimes, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS};
+pub use time_policy::{
+    TimeDenial, TimePolicy, TokenTimes, DEFAULT_LEEWAY_SECONDS, DEFAULT_USER_TOKEN_MAX_LIFETIME_SECONDS,
+    MAX_LEEWAY_SECONDS,
+};
 
 use crate::origin::Origin;
 use crate::{
@@ -54,6 +57,14 @@ pub enum Denial {
     UserTokenExpiryMissing,
     /// The user token is not yet valid (`nbf`).
     UserTokenNotYetValid,
+    /// The user token is valid for longer than a user token may be
+    /// ([`TimePolicy::user_token_max_lifetime_seconds`]): an `exp` of year
+    /// 9999 or 2^64 is a token that never expires.
+    UserTokenLifetimeTooLong,
+    /// The user token has no `kid`, none of the [`MAX_KIDLESS_CANDIDATES`]
+    /// newest keys verifies it, and the workspace has more keys that verify
+    /// now: the token must name its key.
+    UserTokenKidRequired,
     /// `entity_type` is not `subscriber`.
     EntityTypeNotSubscriber,
     /// `entity_id` is missing or empty.
@@ -82,6 +93,10 @@ pub enum Denial {
     InsufficientScope,
     /// The request carried no credential at all (forward authentication).
     CredentialMissing,
+    /// The gateway's own service token (forward authentication's
+    /// `X-Keysd-Service-Token`) is missing, unknown, revoked or expired, or
+    /// its role does not permit verification.
+    ServiceTokenInvalid,
 }
 
 impl Denial {
@@ -100,6 +115,8 @@ impl Denial {
             Self::UserTokenExpired => "user_token_expired",
             Self::UserTokenExpiryMissing => "user_token_exp_missing",
             Self::UserTokenNotYetValid => "user_token_not_yet_valid",
+            Self::UserTokenLifetimeTooLong => "user_token_lifetime_too_long",
+            Self::UserTokenKidRequired => "user_token_kid_required",
             Self::EntityTypeNotSubscriber => "entity_type_not_subscriber",
             Self::EntityIdMissing => "entity_id_missing",
             Self::TenantMismatch => "tenant_mismatch",
@@ -114,11 +131,12 @@ impl Denial {
             Self::AudienceNotAccepted => "audience_not_accepted",
             Self::InsufficientScope => "insufficient_scope",
             Self::CredentialMissing => "credential_missing",
+            Self::ServiceTokenInvalid => "service_token_invalid",
         }
     }
 
     /// Every denial, for metrics that pre-register their labels.
-    pub const ALL: [Denial; 27] = [
+    pub const ALL: [Denial; 30] = [
         Self::Malformed,
         Self::UnknownKey,
         Self::Deleted,
@@ -132,6 +150,8 @@ impl Denial {
         Self::UserTokenExpired,
         Self::UserTokenExpiryMissing,
         Self::UserTokenNotYetValid,
+        Self::UserTokenLifetimeTooLong,
+        Self::UserTokenKidRequired,
         Self::EntityTypeNotSubscriber,
         Self::EntityIdMissing,
         Self::TenantMismatch,
@@ -146,6 +166,7 @@ impl Denial {
         Self::AudienceNotAccepted,
         Self::InsufficientScope,
         Self::CredentialMissing,
+        Self::ServiceTokenInvalid,
     ];
 }
 
@@ -331,24 +352,77 @@ pub fn decide_signing_key<'a>(
     Ok(key)
 }
 
+/// The most signature checks a user token *without* a `kid` costs: it is
+/// checked against at most this many keys, newest first. Without a bound
+/// one such token costs a check per key in grace (a `manage` token can
+/// roll a thousand keys into a 30-day grace in seconds, and then every
+/// kid-less token, forged ones included, costs a thousand checks). Three
+/// covers the active key and the two most recent rolls, which is what a
+/// workspace that rolls on a schedule has in grace; a workspace with more
+/// keys verifying at once needs tokens that name their key
+/// ([`Denial::UserTokenKidRequired`]).
+pub const MAX_KIDLESS_CANDIDATES: usize = 3;
+
+/// The keys a user token *without* a `kid` is checked against, in order,
+/// and what to answer when none of them verifies it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KidlessCandidates<'a> {
+    keys: Vec<&'a WorkspaceSigningKey>,
+    /// Whether more keys verify now than were kept.
+    truncated: bool,
+}
+
+impl<'a> KidlessCandidates<'a> {
+    /// The keys to try, newest first: at most [`MAX_KIDLESS_CANDIDATES`].
+    pub fn keys(&self) -> &[&'a WorkspaceSigningKey] {
+        &self.keys
+    }
+
+    /// Whether the key `uid` is one of them (the warm path's question: a
+    /// token verified earlier by a key now outside them would not verify
+    /// again on the cold path).
+    pub fn contains(&self, uid: &crate::SigningKeyUid) -> bool {
+        self.keys.iter().any(|key| &key.uid == uid)
+    }
+
+    /// Whether keys beyond [`MAX_KIDLESS_CANDIDATES`] verify now too.
+    pub fn truncated(&self) -> bool {
+        self.truncated
+    }
+
+    /// The denial of a token whose signature none of them verifies: it
+    /// names no key and more keys verify now than a kid-less token is
+    /// checked against ([`Denial::UserTokenKidRequired`]), or it is simply
+    /// not signed by a key of the workspace ([`Denial::UserTokenInvalid`]).
+    pub fn none_verified(&self) -> Denial {
+        if self.truncated {
+            Denial::UserTokenKidRequired
+        } else {
+            Denial::UserTokenInvalid
+        }
+    }
+}
+
 /// The keys a user token *without* a `kid` is checked against, in order:
-/// the workspace's active key, then each rolled key still inside its grace,
-/// most recently rolled first. SuprSend's documented recipe
-/// (`jwt.sign(payload, pem, {algorithm: 'ES256'})`) writes no `kid`, so this
-/// is how most real tokens arrive. The token is valid if one of them
-/// verifies its signature: at most this many signature checks, each with the
-/// algorithm pinned by the key. No key verifying now is
-/// [`Denial::UnknownKey`].
-pub fn kidless_candidates(ring: &SigningKeyRing, now: OffsetDateTime) -> Result<Vec<&WorkspaceSigningKey>, Denial> {
-    let mut candidates: Vec<&WorkspaceSigningKey> = ring.verifying_at(now).collect();
-    // Active first (it has no `rolled_at`), then the newest roll.
-    candidates.sort_by(|left, right| {
-        right.rolled_at().is_none().cmp(&left.rolled_at().is_none()).then(right.rolled_at().cmp(&left.rolled_at()))
-    });
-    if candidates.is_empty() {
+/// the workspace's active key, then the rolled keys still inside their
+/// grace, most recently rolled first, at most [`MAX_KIDLESS_CANDIDATES`] in
+/// all. SuprSend's documented recipe (`jwt.sign(payload, pem, {algorithm:
+/// 'ES256'})`) writes no `kid`, so this is how most real tokens arrive. The
+/// token is valid if one of them verifies its signature: at most that many
+/// signature checks, each with the algorithm pinned by the key, however
+/// many keys are in grace. No key verifying now is [`Denial::UnknownKey`].
+pub fn kidless_candidates(ring: &SigningKeyRing, now: OffsetDateTime) -> Result<KidlessCandidates<'_>, Denial> {
+    let mut keys: Vec<&WorkspaceSigningKey> = ring.verifying_at(now).collect();
+    if keys.is_empty() {
         return Err(Denial::UnknownKey);
     }
-    Ok(candidates)
+    // Active first (it has no `rolled_at`), then the newest roll.
+    keys.sort_by(|left, right| {
+        right.rolled_at().is_none().cmp(&left.rolled_at().is_none()).then(right.rolled_at().cmp(&left.rolled_at()))
+    });
+    let truncated = keys.len() > MAX_KIDLESS_CANDIDATES;
+    keys.truncate(MAX_KIDLESS_CANDIDATES);
+    Ok(KidlessCandidates { keys, truncated })
 }
 
 /// The claims of a user token that the secure-mode rules read, extracted by
@@ -392,6 +466,12 @@ pub fn decide_user_token<'c>(
     if claims.times.exp.is_none() {
         return Err(Denial::UserTokenExpiryMissing);
     }
+    // Nor may one be valid for ever: an `exp` of year 9999 (or 2^64, which
+    // keys-crypto reads as the far future) meets "has an `exp`" and
+    // nothing else.
+    if TimePolicy::lifetime_exceeds(&claims.times, now, policy.user_token_max_lifetime_seconds()) {
+        return Err(Denial::UserTokenLifetimeTooLong);
+    }
     let wanted = tenant_id.unwrap_or(DEFAULT_TENANT);
     let token_tenant = claims.tenant_id.as_deref().unwrap_or(DEFAULT_TENANT);
     if wanted != token_tenant {
@@ -401,13 +481,16 @@ pub fn decide_user_token<'c>(
 }
 
 /// May this organisation signing key verify a JWT for the caller? Returns
-/// the key.
+/// the key. An organisation key spans every workspace of its organisation,
+/// so a caller limited to some workspaces does not reach it: for such a
+/// caller it is no key at all ([`Denial::WrongOrganisation`], reported as
+/// `unknown_key`), as a key of a workspace outside its limit is.
 pub fn decide_organisation_key<'a>(
     found: Option<&'a OrganisationSigningKey>,
     scope: Scope<'_>,
 ) -> Result<&'a OrganisationSigningKey, Denial> {
     let key = found.ok_or(Denial::UnknownKey)?;
-    if !scope.reaches_organisation(&key.organisation_id) {
+    if !scope.reaches_organisation(&key.organisation_id) || !scope.reaches_every_workspace() {
         return Err(Denial::WrongOrganisation);
     }
     if key.is_deleted() {
@@ -455,9 +538,8 @@ pub fn decide_organisation_token<'c>(
     if exp.is_none() && (token_policy.require_exp || token_policy.max_lifetime_seconds.is_some()) {
         return Err(Denial::TokenExpiryMissing);
     }
-    if let (Some(exp), Some(max)) = (exp, token_policy.max_lifetime_seconds) {
-        let start = claims.times.iat.unwrap_or_else(|| now.unix_timestamp());
-        if exp.saturating_sub(start) > i64::from(max) {
+    if let Some(max) = token_policy.max_lifetime_seconds {
+        if TimePolicy::lifetime_exceeds(&claims.times, now, max) {
             return Err(Denial::TokenLifetimeTooLong);
         }
     }

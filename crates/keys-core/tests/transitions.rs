@@ -509,8 +509,9 @@ fn signing_key_lifecycle() {
     assert_eq!(ring.jwks_max_age(at(69), 60), 1);
     assert_eq!(ring.jwks_max_age(at(70), 60), 60, "the expired key is no longer listed");
     // A token without kid: the active key first, then the rolled one in grace.
-    let uids =
-        |now| kidless_candidates(&ring, now).map(|keys| keys.iter().map(|key| key.uid.clone()).collect::<Vec<_>>());
+    let uids = |now| {
+        kidless_candidates(&ring, now).map(|keys| keys.keys().iter().map(|key| key.uid.clone()).collect::<Vec<_>>())
+    };
     assert_eq!(uids(at(30)), Ok(vec![second.clone(), first.clone()]));
     assert_eq!(uids(at(70)), Ok(vec![second.clone()]));
 
@@ -546,12 +547,35 @@ fn signing_key_lifecycle() {
     let middle = middle.uid.clone();
     let (_, newest) = graced.roll(&middle, Some(long), new_signing_key(&mut rng), &actor(), at(2)).expect("roll");
     let newest = newest.uid.clone();
-    let order: Vec<_> = kidless_candidates(&graced, at(3)).expect("keys").iter().map(|key| key.uid.clone()).collect();
-    assert_eq!(order, vec![newest, middle, oldest]);
+    let candidates = kidless_candidates(&graced, at(3)).expect("keys");
+    let order: Vec<_> = candidates.keys().iter().map(|key| key.uid.clone()).collect();
+    assert_eq!(order, vec![newest.clone(), middle.clone(), oldest.clone()]);
+    assert!(!candidates.truncated());
+    assert_eq!(candidates.none_verified(), Denial::UserTokenInvalid);
     assert_eq!(
         kidless_candidates(&SigningKeyRing::restore(workspace.clone(), Vec::new()), at(3)),
         Err(Denial::UnknownKey)
     );
+    // More keys in grace than a kid-less token is checked against: only the
+    // newest MAX_KIDLESS_CANDIDATES are tried, and a token none of them
+    // verifies is told to name its key.
+    let mut previous = newest.clone();
+    let mut rolls = vec![oldest, middle, newest];
+    for second in 3..20 {
+        let (_, next) =
+            graced.roll(&previous, Some(long), new_signing_key(&mut rng), &actor(), at(second)).expect("roll");
+        previous = next.uid.clone();
+        rolls.push(previous.clone());
+    }
+    let candidates = kidless_candidates(&graced, at(21)).expect("keys");
+    assert_eq!(graced.verifying_at(at(21)).count(), 20);
+    assert_eq!(candidates.keys().len(), MAX_KIDLESS_CANDIDATES);
+    let newest_first: Vec<_> = rolls.iter().rev().take(MAX_KIDLESS_CANDIDATES).cloned().collect();
+    assert_eq!(candidates.keys().iter().map(|key| key.uid.clone()).collect::<Vec<_>>(), newest_first);
+    assert!(candidates.contains(&previous));
+    assert!(!candidates.contains(&rolls[0]));
+    assert!(candidates.truncated());
+    assert_eq!(candidates.none_verified(), Denial::UserTokenKidRequired);
 
     // Deleting the active key allows a new create.
     let active = ring.active().expect("active").uid.clone();
@@ -605,6 +629,30 @@ fn user_token_rules() {
     for (claims, tenant, denial) in cases {
         assert_eq!(decide_user_token(&claims, tenant, &policy, t0()), Err(denial), "{claims:?} {tenant:?}");
     }
+    // No token lives for ever: `exp` at most a year (366 days) after `iat`,
+    // or after `now` without one; year 9999 and 2^64 (read as i64::MAX) are
+    // refused, a year's token is not.
+    let year = i64::from(DEFAULT_USER_TOKEN_MAX_LIFETIME_SECONDS);
+    for (exp, iat) in [
+        (253_402_300_799, None),
+        (i64::MAX, None),
+        (i64::MAX, Some(now)),
+        (now + year + 1, None),
+        (now + year + 1, Some(now)),
+        (now + 600, Some(now - year)),
+    ] {
+        let forever = UserTokenClaims { times: times(Some(exp), iat), ..valid.clone() };
+        assert_eq!(decide_user_token(&forever, None, &policy, t0()), Err(Denial::UserTokenLifetimeTooLong), "{exp}");
+    }
+    for (exp, iat) in [(now + year, None), (now + year, Some(now)), (now + 31_557_600, Some(now))] {
+        let long = UserTokenClaims { times: times(Some(exp), iat), ..valid.clone() };
+        assert_eq!(decide_user_token(&long, None, &policy, t0()), Ok("user-1"), "{exp}");
+    }
+    // The operator may shorten it.
+    let hour = policy.with_user_token_max_lifetime(3_600);
+    assert_eq!(hour.user_token_max_lifetime_seconds(), 3_600);
+    let day = UserTokenClaims { times: times(Some(now + 86_400), Some(now)), ..valid.clone() };
+    assert_eq!(decide_user_token(&day, None, &hour, t0()), Err(Denial::UserTokenLifetimeTooLong));
     let skewed = UserTokenClaims { times: times(Some(now - 59), Some(now + 60)), ..valid.clone() };
     assert_eq!(decide_user_token(&skewed, None, &policy, t0()), Ok("user-1"));
     let acme = UserTokenClaims { tenant_id: Some("acme".into()), ..valid };
@@ -707,6 +755,15 @@ fn organisation_key_rules_and_issuer() {
     assert_eq!(decide_organisation_key(Some(&key), Scope::organisation(&mine)).map(|key| &key.id), Ok(&key.id));
     assert_eq!(decide_organisation_key(Some(&key), Scope::organisation(&theirs)), Err(Denial::WrongOrganisation));
     assert_eq!(decide_organisation_key(None, Scope::organisation(&mine)), Err(Denial::UnknownKey));
+    // Organisation keys span every workspace: a caller limited to some
+    // does not reach them, and learns no more than of a key it cannot see.
+    let staging = [WorkspaceSlug::parse("staging").expect("slug")];
+    assert_eq!(
+        decide_organisation_key(Some(&key), Scope::limited(&mine, Some(&staging))),
+        Err(Denial::WrongOrganisation)
+    );
+    assert_eq!(Denial::WrongOrganisation.reason(), "unknown_key");
+    assert!(decide_organisation_key(Some(&key), Scope::limited(&mine, None)).is_ok());
     key.delete(&actor(), at(1)).expect("delete");
     assert_eq!(decide_organisation_key(Some(&key), Scope::organisation(&mine)), Err(Denial::Deleted));
     assert!(key.delete(&actor(), at(2)).is_err());

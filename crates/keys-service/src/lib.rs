@@ -238,6 +238,11 @@ pub struct Service {
     token_usage: usage::UsageRecorder<keys_core::ServiceTokenId>,
     /// JWTs whose signature verified, by the digest of the token.
     warm: warm::VerifiedTokens<verification::Warm>,
+    /// Signature checks made by verification ([`Service::signature_checks`]).
+    signature_checks: std::sync::atomic::AtomicU64,
+    /// Gateway tokens stronger than `verify` already warned of
+    /// ([`Service::authenticate_gateway`]).
+    strong_gateways: std::sync::Mutex<std::collections::HashSet<keys_core::ServiceTokenId>>,
 }
 
 impl fmt::Debug for Service {
@@ -276,6 +281,8 @@ impl Service {
             usage,
             token_usage,
             warm,
+            signature_checks: std::sync::atomic::AtomicU64::new(0),
+            strong_gateways: std::sync::Mutex::default(),
         }
     }
 

@@ -19,20 +19,21 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use keys_core::verify::TokenTimes;
 
 use keys_core::verify::{
     decide_api_key, decide_organisation_key, decide_organisation_token, decide_public_key, decide_signing_key,
-    decide_user_token, kidless_candidates, parse_issuer, Denial, OrganisationTokenClaims, PublicKeyAccess,
-    PublicKeyPresentation, UserTokenClaims,
+    decide_user_token, kidless_candidates, parse_issuer, Denial, KidlessCandidates, OrganisationTokenClaims,
+    PublicKeyAccess, PublicKeyPresentation, UserTokenClaims,
 };
-use keys_core::SecretDigest;
 use keys_core::{
     ApiKey, OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKey, SigningKeyRing, SigningKeyUid,
-    Workspace, WorkspaceSigningKey, WorkspaceUid,
+    Workspace, WorkspaceUid,
 };
+use keys_core::{Permission, SecretDigest};
 use keys_crypto::jwt::{self, Algorithm, Claims, JwtError, VerificationKey};
 use keys_crypto::keypair::public_jwk_from_pem;
 use keys_crypto::secret::sha256_digest;
@@ -179,6 +180,50 @@ impl Service {
         Ok(Some(Caller::new(record)))
     }
 
+    /// Authenticates the gateway of a forward-authentication request: a
+    /// service token that [authenticates](Self::authenticate) and whose
+    /// role permits [`Permission::Verify`] (keys-core decides:
+    /// [`keys_core::Role::permits`]). `None`: the gateway is refused
+    /// (`service_token_invalid`). Roles are ordered, so `manage` and
+    /// `admin` tokens pass too; a gateway needs no more than `verify`, and
+    /// one holding more is logged once per token (per process), as a
+    /// warning, for its operator to replace.
+    pub async fn authenticate_gateway(&self, presented: &str) -> Result<Option<Caller>, StoreError> {
+        let Some(caller) = self.authenticate(presented).await? else {
+            return Ok(None);
+        };
+        if !caller.may(Permission::Verify) {
+            return Ok(None);
+        }
+        if caller.role() > Permission::Verify.least_role() {
+            self.warn_of_strong_gateway(&caller);
+        }
+        Ok(Some(caller))
+    }
+
+    /// Logs, once per token, that a gateway authenticated with a token
+    /// stronger than it needs. The set of tokens warned of is bounded: past
+    /// [`STRONG_GATEWAYS_REMEMBERED`] it starts over, so a token may be
+    /// warned of again, never on every request.
+    fn warn_of_strong_gateway(&self, caller: &Caller) {
+        let token = caller.token();
+        let mut warned = self.strong_gateways.lock().unwrap_or_else(PoisonError::into_inner);
+        if warned.contains(&token.id) {
+            return;
+        }
+        if warned.len() >= STRONG_GATEWAYS_REMEMBERED {
+            warned.clear();
+        }
+        warned.insert(token.id.clone());
+        tracing::warn!(
+            token_id = %token.id,
+            role = %token.role,
+            organisation = %token.organisation_id,
+            "a gateway authenticates forward authentication with a service token stronger than it needs: \
+             give it a `verify` token (keysd token create --role verify)"
+        );
+    }
+
     /// Verifies a server-side API key for the caller at the clock's `now`.
     pub async fn verify_api_key(&self, caller: &Caller, presented: &str) -> Verdict<VerifiedApiKey> {
         self.verify_api_key_with_scopes::<&str>(caller, presented, &[]).await
@@ -277,7 +322,7 @@ impl Service {
                     tracing::error!(kid = %uid, "stored signing key does not parse");
                     return Ok(Err(Denial::UserTokenInvalid.into()));
                 };
-                match jwt::verify(token, &parsed_key) {
+                match self.check_signature(token, &parsed_key) {
                     Ok(claims) => (claims, uid, true),
                     Err(_) => return Ok(Err(Denial::UserTokenInvalid.into())),
                 }
@@ -289,8 +334,8 @@ impl Service {
                     Err(denial) => return Ok(Err(denial.into())),
                 };
                 match self.verify_with_any(token, &candidates) {
-                    Some((claims, key)) => (claims, key, false),
-                    None => return Ok(Err(Denial::UserTokenInvalid.into())),
+                    Ok((claims, key)) => (claims, key, false),
+                    Err(denial) => return Ok(Err(denial.into())),
                 }
             }
         };
@@ -318,12 +363,13 @@ impl Service {
         } else {
             let ring = SigningKeyRing::restore(workspace.clone(), self.store.live_signing_keys(workspace).await?);
             // The cold path tries every candidate; only the key that signed
-            // can verify, so the token verifies iff that key is one of them.
+            // can verify, so the token verifies iff that key is one of them
+            // (and is refused as the cold path would refuse it otherwise).
             kidless_candidates(&ring, now).and_then(|candidates| {
-                if candidates.iter().any(|candidate| candidate.uid == warm.key) {
+                if candidates.contains(&warm.key) {
                     Ok(())
                 } else {
-                    Err(Denial::UserTokenInvalid)
+                    Err(candidates.none_verified())
                 }
             })
         };
@@ -346,23 +392,46 @@ impl Service {
         self.warm.enabled().then(|| sha256_digest(token.as_bytes()))
     }
 
-    /// The claims of `token` if one of `candidates` verifies its signature.
-    /// Only a bad signature moves on to the next key: a token that is
-    /// malformed or names another algorithm fails the same way for every
-    /// key, so it is refused after one check.
-    fn verify_with_any(&self, token: &str, candidates: &[&WorkspaceSigningKey]) -> Option<(Claims, SigningKeyUid)> {
-        for key in candidates {
+    /// The claims of `token` if one of `candidates` verifies its signature,
+    /// with the key that did; otherwise the candidates' refusal
+    /// ([`KidlessCandidates::none_verified`]). Only a bad signature moves on
+    /// to the next key: a token that is malformed or names another
+    /// algorithm fails the same way for every key, so it is refused after
+    /// one check. At most [`keys_core::verify::MAX_KIDLESS_CANDIDATES`]
+    /// checks, however many keys are in grace.
+    fn verify_with_any(
+        &self,
+        token: &str,
+        candidates: &KidlessCandidates<'_>,
+    ) -> Result<(Claims, SigningKeyUid), Denial> {
+        for key in candidates.keys() {
             let Some(parsed_key) = self.parsed_keys.get(Algorithm::Es256, &key.public_key_pem) else {
                 tracing::error!(kid = %key.uid, "stored signing key does not parse");
                 continue;
             };
-            match jwt::verify(token, &parsed_key) {
-                Ok(claims) => return Some((claims, key.uid.clone())),
+            match self.check_signature(token, &parsed_key) {
+                Ok(claims) => return Ok((claims, key.uid.clone())),
                 Err(JwtError::BadSignature) => continue,
-                Err(_) => return None,
+                Err(_) => return Err(Denial::UserTokenInvalid),
             }
         }
-        None
+        Err(candidates.none_verified())
+    }
+
+    /// keys-crypto's verification of `token` with `key`, counted: every
+    /// call is one signature check in [`Service::signature_checks`] (an
+    /// upper bound: a token refused before the cryptography counts too).
+    fn check_signature(&self, token: &str, key: &VerificationKey) -> Result<Claims, JwtError> {
+        self.signature_checks.fetch_add(1, Ordering::Relaxed);
+        jwt::verify(token, key)
+    }
+
+    /// How many signature checks verification has made since the service
+    /// started: user tokens (by `kid` or among the kid-less candidates) and
+    /// organisation-key JWTs; the warm path makes none. `/metrics` shows it
+    /// as `keysd_signature_checks_total`.
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
     }
 
     /// Verifies an RS256 JWT whose `iss` is `<base>/sk/<KEY_ID>` against that
@@ -397,7 +466,7 @@ impl Service {
             tracing::error!(key_id = %key.id, "stored organisation key does not parse");
             return Ok(Err(Denial::SignatureInvalid.into()));
         };
-        let claims = match jwt::verify(token, &parsed_key) {
+        let claims = match self.check_signature(token, &parsed_key) {
             Ok(claims) => claims,
             Err(error) => return Ok(Err(refusal_of_jwt_error(error))),
         };
@@ -530,6 +599,10 @@ pub fn refusal_of_jwt_error(error: JwtError) -> Refusal {
         other => Refusal::Token(other),
     }
 }
+
+/// The most gateway tokens [`Service::authenticate_gateway`] remembers
+/// having warned of.
+pub(crate) const STRONG_GATEWAYS_REMEMBERED: usize = 1_024;
 
 /// The most parsed keys the memo keeps; past it, it starts over. Keys only
 /// come from the store, so this is a guard, not a working limit.

@@ -234,6 +234,66 @@ async fn user_tokens_without_kid_are_checked_against_the_active_then_the_graced_
     assert_eq!(verify(missing_exp, "acme").await, Err(Denial::UserTokenExpiryMissing.into()));
 }
 
+/// A kid-less user token costs at most `MAX_KIDLESS_CANDIDATES` signature
+/// checks, newest key first, however many keys are in grace: here 1,001
+/// keys verify (the active one and 1,000 rolls with a 30-day grace), as a
+/// `manage` token can make them in seconds. The checks are counted, not
+/// timed. A token none of the newest keys verifies is told to name its
+/// key, and one that does name it verifies with one check.
+#[tokio::test]
+async fn a_kidless_user_token_costs_a_bounded_number_of_signature_checks() {
+    let Fixture { service, clock, caller, _directory } = fixture().await;
+    let public_key = secure_public_key(&service, &caller).await;
+    let first =
+        service.in_workspace(&caller, "staging").await.expect("workspace").create_signing_key().await.expect("created");
+    // (uid, private PEM) of every key, oldest first.
+    let mut keys = vec![(first.key.uid.clone(), first.pair.private_key_pem().to_string())];
+    for _ in 0..1_000 {
+        // A roll a second: which roll is newest is then never a tie.
+        clock.advance(1);
+        let active = keys.last().expect("a key").0.clone();
+        let rolled = roll_with_grace(&service, &caller, &active, 30 * 86_400).await;
+        keys.push((rolled.key.uid.clone(), rolled.pair.private_key_pem().to_string()));
+    }
+    let newest = |rank: usize| &keys[keys.len() - 1 - rank];
+    // Each verification with the signature checks it cost.
+    let verify = |token: String| {
+        let (service, caller, api_key) = (&service, &caller, public_key.api_key.clone());
+        async move {
+            let before = service.signature_checks();
+            let request = PublicKeyRequest { api_key: &api_key, user_token: Some(&token), ..Default::default() };
+            let verdict = service.verify_public_key(caller, request).await.expect("store");
+            (verdict.map(|verified| verified.entity_id).map_err(Refusal::reason), service.signature_checks() - before)
+        }
+    };
+    let token = |pem: &str, kid: Option<&str>, entity: &str| {
+        let claims = json!({"entity_type": "subscriber", "entity_id": entity, "exp": T0 + 86_400, "iat": T0});
+        mint::sign(&claims, kid, pem, Algorithm::Es256).expect("signs")
+    };
+    let bound = keys_core::verify::MAX_KIDLESS_CANDIDATES as u64;
+    assert_eq!(bound, 3, "the documented bound");
+
+    // A forged token (another key, no kid) is what an attacker sends: it
+    // costs the bound, not a check per key, and is told to name its key.
+    let stranger = keys_crypto::EcKeyPair::generate(&mut rand_core_os()).private_key_pem();
+    for attempt in 0..3 {
+        let (verdict, checks) = verify(token(&stranger, None, &format!("forged-{attempt}"))).await;
+        assert_eq!(verdict, Err("user_token_kid_required"));
+        assert!(checks <= bound, "a kid-less token cost {checks} signature checks against 1,001 keys");
+    }
+    // Newest first: the active key verifies with one check, the third
+    // newest with three.
+    assert_eq!(verify(token(&newest(0).1, None, "active")).await, (Ok(Some("active".to_owned())), 1));
+    assert_eq!(verify(token(&newest(2).1, None, "third")).await, (Ok(Some("third".to_owned())), bound));
+    // The fourth newest key and the oldest still verify, but only a token
+    // that names them.
+    for (uid, pem) in [newest(3), &keys[0]] {
+        let (verdict, checks) = verify(token(pem, None, "older")).await;
+        assert_eq!((verdict, checks), (Err("user_token_kid_required"), bound));
+        assert_eq!(verify(token(pem, Some(uid.as_str()), "named")).await, (Ok(Some("named".to_owned())), 1));
+    }
+}
+
 fn rand_core_os() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(99)
 }
@@ -412,6 +472,14 @@ async fn a_workspace_limited_token_reaches_only_its_workspaces() {
     let organisation = caller.scope().organisation_id().as_str().to_owned();
     let refused = service.list_organisation_keys(&limited, &organisation).await.map(|_| ());
     assert!(matches!(refused, Err(ServiceError::PermissionDenied(_))), "{refused:?}");
+    // Nor do their JWTs verify for it: such a key is, for this token, no key.
+    let issued =
+        service.create_organisation_key(&caller, &organisation, Name::parse("k").expect("name")).await.expect("key");
+    let claims = json!({"iss": format!("https://versori.com/sk/{}", issued.key.id), "sub": "u", "exp": T0 + 600});
+    let jwt = mint::sign(&claims, None, &issued.pair.private_key_pem(), Algorithm::Rs256).expect("signs");
+    assert!(service.verify_jwt(&caller, &jwt).await.expect("store").is_ok());
+    let refused = service.verify_jwt(&limited, &jwt).await.expect("store");
+    assert_eq!(refused.map(|_| ()).map_err(Refusal::reason), Err("unknown_key"));
 
     // It cannot hand on more than it has.
     let wider = service.issue_service_token(&limited, manage_token_for(&["staging", "production"])).await;

@@ -15,6 +15,13 @@ pub const DEFAULT_LEEWAY_SECONDS: u32 = 60;
 /// "skew" allowance becomes a validity extension.
 pub const MAX_LEEWAY_SECONDS: u32 = 300;
 
+/// The longest a secure-mode user token may be valid when the operator
+/// configures nothing else: 366 days, `exp` counted from `iat` (or from
+/// `now` without one). A year, so that no token minted with a year's
+/// lifetime (`expiresIn: '1y'` is 365.25 days) is refused, while an `exp`
+/// of year 9999 or 2^64, a token that never expires, is.
+pub const DEFAULT_USER_TOKEN_MAX_LIFETIME_SECONDS: u32 = 366 * 86_400;
+
 /// The time claims of a verified token, in whole Unix seconds. `exp` of a
 /// fractional NumericDate is rounded down, `nbf` and `iat` up, so that
 /// rounding never extends validity.
@@ -35,15 +42,20 @@ pub enum TimeDenial {
     NotYetValid,
 }
 
-/// The time window rule with its leeway.
+/// The time window rule with its leeway, and the longest lifetime a
+/// secure-mode user token may have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimePolicy {
     leeway_seconds: u32,
+    user_token_max_lifetime_seconds: u32,
 }
 
 impl Default for TimePolicy {
     fn default() -> Self {
-        Self { leeway_seconds: DEFAULT_LEEWAY_SECONDS }
+        Self {
+            leeway_seconds: DEFAULT_LEEWAY_SECONDS,
+            user_token_max_lifetime_seconds: DEFAULT_USER_TOKEN_MAX_LIFETIME_SECONDS,
+        }
     }
 }
 
@@ -54,11 +66,32 @@ impl TimePolicy {
         if leeway_seconds > MAX_LEEWAY_SECONDS {
             return Err(CoreError::InvalidLeeway { max: MAX_LEEWAY_SECONDS });
         }
-        Ok(Self { leeway_seconds })
+        Ok(Self { leeway_seconds, ..Self::default() })
+    }
+
+    /// The same policy with another longest lifetime for secure-mode user
+    /// tokens (default [`DEFAULT_USER_TOKEN_MAX_LIFETIME_SECONDS`]).
+    pub fn with_user_token_max_lifetime(self, seconds: u32) -> Self {
+        Self { user_token_max_lifetime_seconds: seconds, ..self }
     }
 
     pub fn leeway_seconds(&self) -> u32 {
         self.leeway_seconds
+    }
+
+    /// The longest a secure-mode user token may be valid: its `exp` at most
+    /// this long after its `iat` (after `now` when it has none).
+    pub fn user_token_max_lifetime_seconds(&self) -> u32 {
+        self.user_token_max_lifetime_seconds
+    }
+
+    /// Is a token whose `exp` is `exp` valid for longer than `max_seconds`,
+    /// counted from its `iat` (from `now` when it has none)? One rule for
+    /// user tokens and for the operator's `--jwt-max-lifetime-seconds`.
+    pub fn lifetime_exceeds(times: &TokenTimes, now: OffsetDateTime, max_seconds: u32) -> bool {
+        let Some(exp) = times.exp else { return false };
+        let start = times.iat.unwrap_or_else(|| now.unix_timestamp());
+        exp.saturating_sub(start) > i64::from(max_seconds)
     }
 
     /// Is a token with these claims inside its window at `now`? Absent
