@@ -10,9 +10,12 @@
 //! everywhere. The error codes of both dialects are enums built from
 //! `ApiError` itself. The verification `reason` enum is built from
 //! `keys_core::verify::Denial::ALL` and the keys-crypto errors the
-//! verification code passes through. `servers` is the address the document
-//! was fetched from (the `Host` header, or the request's authority), or `/`
-//! (this origin) when the request names none that is well-formed.
+//! verification code passes through; forward authentication's
+//! `X-Keysd-Reason` is one of them too (its handler only sends a keys-core
+//! `Denial` or a keys-service `Refusal`, `service_token_invalid` included).
+//! `servers` is the address the document was fetched from (the `Host`
+//! header, or the request's authority), or `/` (this origin) when the
+//! request names none that is well-formed.
 //!
 //! The document is built and serialised once ([`document`]); the handler of
 //! `/openapi.json` only splices each request's `servers` entry in front of
@@ -346,7 +349,11 @@ pub fn build() -> OpenApi {
         }
         paths = paths.path(route.pattern, item);
     }
-    let reason = string_enum(reasons(), "Why a credential did not verify: a stable snake_case code.");
+    let reason = string_enum(
+        reasons(),
+        "Why a credential did not verify: a stable snake_case code, in a verify answer's `reason` and in forward \
+         authentication's `X-Keysd-Reason` (where `service_token_invalid` is the gateway's own token).",
+    );
     schemas.push((REASON.to_owned(), reason.into()));
     let components = ComponentsBuilder::new()
         .schemas_from_iter(schemas)

@@ -11,6 +11,9 @@ use serde_json::json;
 struct Gateway {
     app: App,
     token: String,
+    /// Every reason an answer carried, to be checked against the reasons
+    /// `/openapi.json` lists.
+    reasons: std::sync::Mutex<std::collections::BTreeSet<String>>,
     _db: TestDb,
 }
 
@@ -27,7 +30,7 @@ impl Gateway {
         let db = TestDb::sqlite();
         let app = App::new(db.store().await, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
         let token = app.service().bootstrap_if_empty().await.expect("bootstrap").expect("empty").token;
-        Self { app, token: token.expose().to_owned(), _db: db }
+        Self { app, token: token.expose().to_owned(), reasons: Default::default(), _db: db }
     }
 
     async fn manage(&self, method: Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
@@ -52,8 +55,48 @@ impl Gateway {
         let response = self.app.handle(request.body(Full::new(Bytes::from_static(b"ignored"))).expect("request")).await;
         let headers = response.headers().clone();
         let reason = headers.get("x-keysd-reason").and_then(|value| value.to_str().ok()).map(str::to_owned);
+        if let Some(reason) = &reason {
+            self.reasons.lock().expect("lock").insert(reason.clone());
+        }
+        if response.status() != StatusCode::OK {
+            assert_generic_challenge(&headers, reason.as_deref());
+        }
         Answer { status: response.status(), reason, headers }
     }
+
+    /// A service token made through the API by the bootstrap admin token.
+    async fn service_token(&self, body: serde_json::Value) -> String {
+        let created = self.manage(Method::POST, "/v1/service_token/", Some(body)).await;
+        created["token"].as_str().expect("token").to_owned()
+    }
+}
+
+impl Drop for Gateway {
+    // Every reason forward auth sent is one `/openapi.json` documents.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let documented = keys_http::openapi::reasons();
+        for reason in self.reasons.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+            assert!(documented.contains(&reason.as_str()), "forward auth sent `{reason}`, which /openapi.json omits");
+        }
+    }
+}
+
+/// The `WWW-Authenticate` a gateway hands on to the client says only that
+/// the token is invalid (or lacks a scope, or is missing): never the reason,
+/// which is the gateway's (`X-Keysd-Reason`). A client holding a leaked key
+/// must not learn that it is disabled, deleted or unknown.
+fn assert_generic_challenge(headers: &http::HeaderMap, reason: Option<&str>) {
+    let challenge = headers[header::WWW_AUTHENTICATE].to_str().expect("ascii");
+    let expected = match reason {
+        Some("credential_missing") => "Bearer realm=\"keysd\"",
+        Some("insufficient_scope") => "Bearer realm=\"keysd\", error=\"insufficient_scope\"",
+        _ => "Bearer realm=\"keysd\", error=\"invalid_token\"",
+    };
+    assert_eq!(challenge, expected, "the client's challenge for {reason:?}");
+    assert!(!challenge.contains("error_description"), "{challenge}");
 }
 
 #[tokio::test]
@@ -141,7 +184,7 @@ async fn every_credential_shape_and_every_refusal() {
     let scoped = [service, ("authorization", bearer.as_str()), ("x-keysd-required-scopes", "orders:read")];
     let answer = gateway.forward(Method::GET, "/v1/auth/forward", &scoped).await;
     assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::FORBIDDEN, Some("insufficient_scope")));
-    assert!(answer.headers[header::WWW_AUTHENTICATE].to_str().expect("ascii").contains("insufficient_scope"));
+    assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer realm=\"keysd\", error=\"insufficient_scope\"");
 
     // A verified identity that cannot travel as a header value is refused,
     // never granted without it.
@@ -213,7 +256,9 @@ async fn api_key_scopes_owner_and_lifecycle_reach_the_gateway() {
     assert_eq!(gateway.manage(Method::PATCH, &format!("{path}/disable/"), None).await["status"], "disabled");
     let answer = gateway.forward(Method::GET, "/v1/auth/forward", &with(None)).await;
     assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::UNAUTHORIZED, Some("key_disabled")));
-    assert!(answer.headers.contains_key(header::WWW_AUTHENTICATE));
+    // The gateway learns the key is disabled; the challenge the client gets
+    // does not say so.
+    assert_eq!(answer.headers[header::WWW_AUTHENTICATE], "Bearer realm=\"keysd\", error=\"invalid_token\"");
     assert_eq!(gateway.manage(Method::PATCH, &format!("{path}/enable/"), None).await["status"], "active");
     assert_eq!(gateway.forward(Method::GET, "/v1/auth/forward", &with(None)).await.status, StatusCode::OK);
 
@@ -231,6 +276,48 @@ async fn api_key_scopes_owner_and_lifecycle_reach_the_gateway() {
     let answer = gateway.forward(Method::GET, "/v1/auth/forward", &[service, ("authorization", &new_bearer)]).await;
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.headers["x-keysd-scopes"], "keys:*,audit:read", "the new key inherits the scopes");
+}
+
+/// The gateway's own token: any role that permits verification passes
+/// (`verify` is what a gateway needs; `manage` and `admin` still work), and
+/// a `verify` token limited to one workspace does not reach organisation
+/// keys, whose JWTs are for it unknown.
+#[tokio::test]
+async fn the_gateway_token_needs_verify_and_a_limited_one_reaches_no_organisation_key() {
+    let gateway = Gateway::new().await;
+    let key = gateway.manage(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "backend"}))).await;
+    let bearer = format!("Bearer {}", key["api_key"].as_str().expect("secret"));
+    let verify = gateway.service_token(json!({"name": "nginx", "role": "verify"})).await;
+    let manage = gateway.service_token(json!({"name": "ops", "role": "manage"})).await;
+    let limited = gateway.service_token(json!({"name": "edge", "role": "verify", "workspaces": ["staging"]})).await;
+    for token in [&verify, &manage, &gateway.token, &limited] {
+        let answer = gateway
+            .forward(Method::GET, "/v1/auth/forward", &[("x-keysd-service-token", token), ("authorization", &bearer)])
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.reason);
+    }
+
+    // An organisation-key JWT: the unlimited verify token verifies it, the
+    // one limited to a workspace does not reach the key.
+    let organisation = gateway.app.service().find_organisation("default").await.expect("lookup").expect("default").id;
+    let path = format!("/api/organisations/v1/organisations/{organisation}/keys");
+    let created = gateway.manage(Method::POST, &path, Some(json!({"name": "k"}))).await;
+    let claims = json!({
+        "iss": format!("https://versori.com/sk/{}", created["id"].as_str().expect("id")),
+        "sub": "user-7",
+        "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 600,
+    });
+    let private_key = created["privateKey"].as_str().expect("private key");
+    let jwt = keys_crypto::mint::sign(&claims, None, private_key, keys_crypto::Algorithm::Rs256).expect("signs");
+    let jwt = format!("JWT {jwt}");
+    let answer = gateway
+        .forward(Method::GET, "/v1/auth/forward", &[("x-keysd-service-token", &verify), ("authorization", &jwt)])
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.reason);
+    let answer = gateway
+        .forward(Method::GET, "/v1/auth/forward", &[("x-keysd-service-token", &limited), ("authorization", &jwt)])
+        .await;
+    assert_eq!((answer.status, answer.reason.as_deref()), (StatusCode::UNAUTHORIZED, Some("unknown_key")));
 }
 
 /// The headers of a request presenting `bearer`, through the gateway whose

@@ -151,6 +151,15 @@ fn the_reason_enum_is_the_verification_reasons() {
     let expected: BTreeSet<&str> = denials.union(&token_errors).copied().collect();
     assert_eq!(unique, expected);
     assert_eq!(keys_http::openapi::reasons(), documented);
+    // What forward authentication sends of its own (the gateway's token),
+    // and the reasons of issue 21: a kid-less token past the bound, a user
+    // token that never expires. (tests/forward_auth.rs checks every reason
+    // its answers carry against this list.)
+    for reason in
+        ["service_token_invalid", "credential_missing", "user_token_kid_required", "user_token_lifetime_too_long"]
+    {
+        assert!(unique.contains(reason), "{reason} is not in /openapi.json's reasons");
+    }
     // Each verification answer refers to the enum.
     for answer in ["VerifyApiKeyResponse", "VerifyPublicKeyResponse", "VerifyJwtResponse"] {
         let reason = &document["components"]["schemas"][answer]["properties"]["reason"];

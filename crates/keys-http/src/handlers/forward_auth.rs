@@ -16,6 +16,11 @@
 //! turns anything else into a 500 for the client), so every refusal a
 //! client can cause is a 401 with `X-Keysd-Reason` and `WWW-Authenticate`,
 //! or a 403 for `insufficient_scope`; never a 4xx of another kind or a 5xx.
+//! The reason is the gateway's to log; the `WWW-Authenticate` a gateway
+//! hands on to the client is generic (`error="invalid_token"`), so a client
+//! does not learn a key's state from it. Every reason is one of keys-core's
+//! [`Denial`]s (or a refusal of keys-service), so `/openapi.json`'s
+//! `Reason` list covers them.
 
 use bytes::Bytes;
 use http::header::{AUTHORIZATION, ORIGIN, WWW_AUTHENTICATE};
@@ -55,27 +60,34 @@ enum Credential<'a> {
     Jwt(&'a str),
 }
 
-/// A refusal as a gateway understands it.
-fn refused(reason: &str) -> Response<Full<Bytes>> {
+/// A refusal as a gateway understands it. The reason is for the gateway,
+/// in `X-Keysd-Reason` (nginx can log it with `auth_request_set`); the
+/// challenge, which gateways pass on to the client (nginx copies a 401's
+/// `WWW-Authenticate`), says only what RFC 6750 says: the token is invalid
+/// or lacks a scope. A client that holds a leaked key does not learn from
+/// it whether the key is disabled, deleted, expired or unknown.
+///
+/// It takes a [`Refusal`], not text, so that every reason it can send is one
+/// `/openapi.json` lists.
+fn refused(refusal: impl Into<Refusal>) -> Response<Full<Bytes>> {
+    let reason = refusal.into().reason();
     let status =
         if reason == Denial::InsufficientScope.reason() { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(reason) {
-        headers.insert(HeaderName::from_static(REASON_HEADER), value.clone());
-        let challenge = if reason == Denial::CredentialMissing.reason() {
-            // RFC 6750 §3.1: no error code when the request had no credential.
-            "Bearer realm=\"keysd\"".to_owned()
-        } else if status == StatusCode::FORBIDDEN {
-            format!("Bearer realm=\"keysd\", error=\"insufficient_scope\", error_description=\"{reason}\"")
-        } else {
-            format!("Bearer realm=\"keysd\", error=\"invalid_token\", error_description=\"{reason}\"")
-        };
-        if let Ok(challenge) = HeaderValue::from_str(&challenge) {
-            headers.insert(WWW_AUTHENTICATE, challenge);
-        }
+        headers.insert(HeaderName::from_static(REASON_HEADER), value);
     }
+    let challenge = if reason == Denial::CredentialMissing.reason() {
+        // RFC 6750 §3.1: no error code when the request had no credential.
+        "Bearer realm=\"keysd\""
+    } else if status == StatusCode::FORBIDDEN {
+        "Bearer realm=\"keysd\", error=\"insufficient_scope\""
+    } else {
+        "Bearer realm=\"keysd\", error=\"invalid_token\""
+    };
+    headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
     headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
 }
@@ -131,20 +143,22 @@ pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, A
     let (state, headers) = (call.state, &call.head.headers);
     let gateway = match single(headers, SERVICE_TOKEN_HEADER) {
         Ok(Some(token)) => token,
-        _ => return Ok(refused("service_token_invalid")),
+        _ => return Ok(refused(Denial::ServiceTokenInvalid)),
     };
+    // A token that authenticates and whose role permits verification
+    // (keys-service decides, and warns of a token stronger than `verify`).
     let Some(caller) = state
         .service
-        .authenticate(gateway)
+        .authenticate_gateway(gateway)
         .await
         .map_err(|error| ApiError::internal("service token lookup", &error))?
     else {
-        return Ok(refused("service_token_invalid"));
+        return Ok(refused(Denial::ServiceTokenInvalid));
     };
     let credential = match credential(headers) {
         Ok(Some(credential)) => credential,
-        Ok(None) => return Ok(refused(Denial::CredentialMissing.reason())),
-        Err(()) => return Ok(refused(Denial::Malformed.reason())),
+        Ok(None) => return Ok(refused(Denial::CredentialMissing)),
+        Err(()) => return Ok(refused(Denial::Malformed)),
     };
     let store_failure = |error| ApiError::internal("forward auth", &error);
     let mut identity =
@@ -152,19 +166,19 @@ pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, A
     match credential {
         Credential::ApiKey(presented) => {
             let Ok(required) = single(headers, REQUIRED_SCOPES_HEADER) else {
-                return Ok(refused(Denial::Malformed.reason()));
+                return Ok(refused(Denial::Malformed));
             };
             let required: Vec<&str> =
                 required.unwrap_or_default().split(',').map(str::trim).filter(|scope| !scope.is_empty()).collect();
             if required.len() > MAX_REQUIRED_SCOPES {
-                return Ok(refused(Denial::Malformed.reason()));
+                return Ok(refused(Denial::Malformed));
             }
             let verdict =
                 state.service.verify_api_key_with_scopes(&caller, presented, &required).await.map_err(store_failure)?;
             record(state, "api_key", verdict.as_ref().err().copied());
             let verified = match verdict {
                 Ok(verified) => verified,
-                Err(refusal) => return Ok(refused(refusal.reason())),
+                Err(refusal) => return Ok(refused(refusal)),
             };
             let key = verified.key();
             identity.workspace = verified.workspace().slug.as_str().to_owned();
@@ -176,14 +190,14 @@ pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, A
             let (Ok(user_token), Ok(origin), Ok(tenant_id)) =
                 (single(headers, SIGNATURE_HEADER), single(headers, ORIGIN.as_str()), single(headers, TENANT_HEADER))
             else {
-                return Ok(refused(Denial::Malformed.reason()));
+                return Ok(refused(Denial::Malformed));
             };
             let request = PublicKeyRequest { api_key, origin, user_token, tenant_id };
             let verdict = state.service.verify_public_key(&caller, request).await.map_err(store_failure)?;
             record(state, "public_key", verdict.as_ref().err().copied());
             let verified = match verdict {
                 Ok(verified) => verified,
-                Err(refusal) => return Ok(refused(refusal.reason())),
+                Err(refusal) => return Ok(refused(refusal)),
             };
             identity.workspace = verified.workspace.slug.as_str().to_owned();
             identity.key_id = verified.key.id.as_str().to_owned();
@@ -194,7 +208,7 @@ pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, A
             record(state, "jwt", verdict.as_ref().err().copied());
             let verified = match verdict {
                 Ok(verified) => verified,
-                Err(refusal) => return Ok(refused(refusal.reason())),
+                Err(refusal) => return Ok(refused(refusal)),
             };
             identity.key_id = verified.key_id.as_str().to_owned();
             identity.subject = verified.sub;
@@ -202,7 +216,7 @@ pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, A
     }
     // An identity that cannot travel as header values (a `sub` with a line
     // break, say) is refused rather than granted without it.
-    Ok(identity.into_response().unwrap_or_else(|| refused(Denial::Malformed.reason())))
+    Ok(identity.into_response().unwrap_or_else(|| refused(Denial::Malformed)))
 }
 
 /// What a granted request is, as the identity headers say it. Every header
@@ -251,8 +265,10 @@ const fn operation(method: Method, operation_id: &'static str) -> Operation {
             "For nginx `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz`. The gateway sends \
          `X-Keysd-Service-Token`; the client's `Authorization` (`Bearer SS.…`, `SS.…`, `SS.PUBK.…` with \
          `x-ss-signature`, `JWT …`) or `X-Api-Key` says what to verify. 200 with the identity in `X-Keysd-*` \
-         headers; 401 with `X-Keysd-Reason` and `WWW-Authenticate`; 403 for `insufficient_scope`. The body is \
-         ignored; any path below this one is accepted too.",
+         headers; 401 with `X-Keysd-Reason` (one of the `Reason` values, `service_token_invalid` for the \
+         gateway's own token) for the gateway, and a generic `WWW-Authenticate` (`error=\"invalid_token\"`, no \
+         description) for the client; 403 for `insufficient_scope`. The body is ignored; any path below this \
+         one is accepted too.",
         )
         .refuses(&[(401, Payload::Empty), (403, Payload::Empty)])
 }

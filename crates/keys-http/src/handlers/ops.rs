@@ -29,10 +29,18 @@ pub(crate) async fn ready(call: Public<'_>) -> HttpResult {
     }
 }
 
-/// `GET /metrics`: Prometheus text.
+/// `GET /metrics`: Prometheus text, with the service's own counters.
 pub(crate) async fn metrics(call: Public<'_>) -> HttpResult {
     let state = call.state;
-    let mut response = Response::new(Full::new(Bytes::from(state.metrics.render())));
+    let mut text = state.metrics.render();
+    // What one verification costs in cryptography: a kid-less user token
+    // is bounded to keys_core::verify::MAX_KIDLESS_CANDIDATES checks.
+    text.push_str(
+        "# HELP keysd_signature_checks_total JWT signature checks made by verification (user tokens and \
+         organisation-key JWTs; the warm path makes none).\n# TYPE keysd_signature_checks_total counter\n",
+    );
+    text.push_str(&format!("keysd_signature_checks_total {}\n", state.service.signature_checks()));
+    let mut response = Response::new(Full::new(Bytes::from(text)));
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
