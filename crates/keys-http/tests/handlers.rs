@@ -1318,6 +1318,60 @@ async fn secure_mode_user_tokens() {
 
 // -------------------------------------------------------- organisation keys
 
+/// A public GET with extra headers.
+async fn public_with(harness: &Harness, method: Method, path: &str, headers: &[(&str, &str)]) -> Reply {
+    let mut builder = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    harness.send(builder.body(Full::new(Bytes::new())).expect("request")).await
+}
+
+#[tokio::test]
+async fn the_organisation_jwks_is_revalidated_and_changes_exactly_with_its_keys() {
+    let harness = harness().await;
+    let base = format!("/api/organisations/v1/organisations/{}", harness.organisation);
+    let jwks = format!("{base}/jwks.json");
+    let etag_of = |reply: &Reply| reply.headers[header::ETAG].to_str().expect("etag").to_owned();
+
+    let empty = harness.public(Method::GET, &jwks).await;
+    assert_eq!(empty.status, StatusCode::OK);
+    assert_eq!(empty.body, json!({"keys": []}));
+    assert_eq!(empty.headers[header::CACHE_CONTROL], "public, max-age=60");
+    assert_eq!(empty.headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], "*");
+    let created = harness.call(Method::POST, &format!("{base}/keys"), Some(json!({"name": "k"}))).await;
+    let key_id = created.body["id"].as_str().expect("id").to_owned();
+
+    // The next request lists the new key, under a new strong ETag.
+    let listed = harness.public(Method::GET, &jwks).await;
+    assert_eq!(listed.body["keys"][0]["kid"], key_id.as_str());
+    let etag = etag_of(&listed);
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "{etag}");
+    assert_ne!(etag, etag_of(&empty));
+    // Unchanged keys: the same document and validator, and a 304 without a
+    // body for a client that holds it (weakly compared, in a list, or `*`).
+    let again = harness.public(Method::GET, &jwks).await;
+    assert_eq!((etag_of(&again), &again.text), (etag.clone(), &listed.text));
+    for held in [etag.clone(), format!("W/{etag}"), format!("\"other\", {etag}"), "*".to_owned()] {
+        let revalidated = public_with(&harness, Method::GET, &jwks, &[("if-none-match", &held)]).await;
+        assert_eq!(revalidated.status, StatusCode::NOT_MODIFIED, "{held}");
+        assert!(revalidated.text.is_empty());
+        assert_eq!(etag_of(&revalidated), etag);
+        assert_eq!(revalidated.headers[header::CACHE_CONTROL], "public, max-age=60");
+    }
+    let head = public_with(&harness, Method::HEAD, &jwks, &[]).await;
+    assert_eq!((head.status, etag_of(&head)), (StatusCode::OK, etag.clone()));
+
+    // A deleted key leaves the document at once: the old validator no
+    // longer matches.
+    let deleted = harness.call(Method::DELETE, &format!("{base}/keys/{key_id}"), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let after = public_with(&harness, Method::GET, &jwks, &[("if-none-match", &etag)]).await;
+    assert_eq!(after.status, StatusCode::OK);
+    assert_eq!(after.body, json!({"keys": []}));
+    assert_eq!(etag_of(&after), etag_of(&empty));
+}
+
 #[tokio::test]
 async fn organisation_keys_and_jwt_verification() {
     let harness = harness().await;

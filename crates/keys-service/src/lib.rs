@@ -29,6 +29,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod jwks;
 pub mod operators;
 pub mod organisation_keys;
 pub mod public_keys;
@@ -238,6 +239,8 @@ pub struct Service {
     token_usage: usage::UsageRecorder<keys_core::ServiceTokenId>,
     /// JWTs whose signature verified, by the digest of the token.
     warm: warm::VerifiedTokens<verification::Warm>,
+    /// The public JWKS documents, made once per set of keys ([`jwks`]).
+    jwks_documents: jwks::JwksDocuments,
     /// Signature checks made by verification ([`Service::signature_checks`]).
     signature_checks: std::sync::atomic::AtomicU64,
     /// Gateway tokens stronger than `verify` already warned of
@@ -281,6 +284,7 @@ impl Service {
             usage,
             token_usage,
             warm,
+            jwks_documents: jwks::JwksDocuments::default(),
             signature_checks: std::sync::atomic::AtomicU64::new(0),
             strong_gateways: std::sync::Mutex::default(),
         }

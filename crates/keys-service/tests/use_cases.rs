@@ -518,3 +518,66 @@ async fn tokens_stop_at_expiry_and_revocation_and_record_their_use() {
         "{last:?}"
     );
 }
+
+// ------------------------------------------------------------------- JWKS
+
+fn jwks_kids(published: &keys_service::jwks::PublishedDocument) -> Vec<String> {
+    let set: keys_crypto::JwkSet = serde_json::from_slice(&published.document.json).expect("a JWK Set");
+    set.keys.iter().filter_map(|jwk| jwk.kid.clone()).collect()
+}
+
+/// Through the store as `keysd serve` opens it (behind the verification
+/// cache), on a clock the test moves: the document is shared while the
+/// keys that verify stay the same, and changes on the next request when
+/// a key is created, rolled, deleted or leaves its grace.
+#[tokio::test]
+async fn the_published_jwks_document_changes_exactly_when_the_keys_that_verify_change() {
+    let directory = TestDb::sqlite();
+    let store = directory.cached_store(keys_store::CacheConfig::default()).await;
+    let clock = Arc::new(TestClock::at(1_800_000_000));
+    let config = ServiceConfig { rsa_pool_capacity: 0, ..ServiceConfig::default() };
+    let service =
+        Service::with_sources(store, config, Arc::clone(&clock) as Arc<dyn Clock>, Arc::new(SeededEntropy::new(3)));
+    let token = service.bootstrap_if_empty().await.expect("bootstrap").expect("empty").token;
+    let caller = service.authenticate(token.expose()).await.expect("lookup").expect("valid");
+    let staging = service.in_workspace(&caller, "staging").await.expect("workspace");
+    let uid = staging.workspace().uid.clone();
+    let published = async || service.workspace_jwks_document(&uid).await.expect("store").expect("workspace");
+
+    let empty = published().await;
+    assert!(jwks_kids(&empty).is_empty());
+    let first = staging.create_signing_key().await.expect("created").key.uid.clone();
+    let one = published().await;
+    assert_eq!(jwks_kids(&one), [first.as_str()]);
+    let again = published().await;
+    assert!(Arc::ptr_eq(&one.document, &again.document), "made once, then shared");
+    assert_eq!(one.document.json.as_ptr(), again.document.json.as_ptr());
+
+    let grace = GracePeriod::from_seconds(30).expect("grace");
+    let second = staging.roll_signing_key(&first, Some(grace)).await.expect("rolled").key.uid.clone();
+    let both = published().await;
+    let mut listed = jwks_kids(&both);
+    listed.sort_unstable();
+    let mut expected = [second.as_str(), first.as_str()];
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+    assert!(both.max_age_seconds <= 30, "never past the end of a grace: {}", both.max_age_seconds);
+    assert_ne!(both.document.fingerprint, one.document.fingerprint);
+
+    clock.advance(31);
+    let after_grace = published().await;
+    assert_eq!(jwks_kids(&after_grace), [second.as_str()]);
+    assert_eq!(after_grace.max_age_seconds, keys_service::verification::JWKS_MAX_AGE_SECONDS);
+
+    let organisation = caller.scope().organisation_id().to_string();
+    let organisation_id = caller.scope().organisation_id().clone();
+    let of_organisation =
+        async || service.organisation_jwks_document(&organisation_id).await.expect("store").expect("organisation");
+    let name = Name::parse("k").expect("name");
+    let key = service.create_organisation_key(&caller, &organisation, name).await.expect("created").key.id.clone();
+    let listed = of_organisation().await;
+    assert_eq!(jwks_kids(&listed), [key.as_str()]);
+    assert!(Arc::ptr_eq(&listed.document, &of_organisation().await.document));
+    service.delete_organisation_key(&caller, &organisation, &key).await.expect("deleted");
+    assert!(jwks_kids(&of_organisation().await).is_empty());
+}

@@ -109,18 +109,22 @@ pub(crate) fn listing(input: &Input) -> Result<keys_service::workspaces::Listing
     Ok(keys_service::workspaces::Listing { page: query.pagination, include_deleted: query.include_deleted })
 }
 
+/// The answer of a conditional `GET` whose validator is current (a JWKS).
+pub(crate) const NOT_MODIFIED: (u16, crate::route::Payload) = (304, crate::route::Payload::Empty);
+
 /// A JWKS response: public, readable by browsers of any origin, cacheable
-/// for as long as keys-core allows, with a strong `ETag` (the SHA-256 of the
-/// document, the same on every replica) that `If-None-Match` turns into a
-/// bodiless 304.
+/// for as long as keys-core allows, with a strong `ETag` (from the SHA-256
+/// of the document, the same on every replica) that `If-None-Match` turns
+/// into a bodiless 304. The body is the service's shared document: each
+/// response clones the `Bytes` (a reference count), never the JSON.
 pub(crate) fn jwks_response(
-    published: &keys_service::verification::PublishedJwks,
+    published: &keys_service::jwks::PublishedDocument,
     request_headers: &HeaderMap,
 ) -> HttpResult {
-    use sha2::Digest;
-    let body = serde_json::to_vec(&published.keys).map_err(|error| ApiError::internal("jwks", &error))?;
-    let digest = sha2::Sha256::digest(&body);
-    let etag = format!("\"{}\"", digest.iter().take(16).map(|byte| format!("{byte:02x}")).collect::<String>());
+    let document = &published.document;
+    let etag = format!("\"{}\"", document.fingerprint);
+    // `If-None-Match` compares weakly (RFC 9110 section 13.1.2): `W/"x"`
+    // matches `"x"`.
     let matches = request_headers
         .get_all(http::header::IF_NONE_MATCH)
         .iter()
@@ -130,14 +134,17 @@ pub(crate) fn jwks_response(
             let candidate = candidate.trim();
             candidate == "*" || candidate.trim_start_matches("W/") == etag
         });
-    let mut response = if matches {
-        let mut response = Response::new(Full::new(Bytes::new()));
-        *response.status_mut() = http::StatusCode::NOT_MODIFIED;
-        response
+    let (status, body) = if matches {
+        (http::StatusCode::NOT_MODIFIED, Bytes::new())
     } else {
-        crate::error::json_bytes(http::StatusCode::OK, body)
+        (http::StatusCode::OK, document.json.clone())
     };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
     let headers = response.headers_mut();
+    if status == http::StatusCode::OK {
+        headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    }
     if let Ok(value) = HeaderValue::from_str(&etag) {
         headers.insert(http::header::ETAG, value);
     }

@@ -9,13 +9,13 @@
 use http::StatusCode;
 use keys_core::{Name, OrganisationId, OrganisationKeyId};
 
-use super::{echo, jwks_response, HttpResult};
+use super::{echo, jwks_response, HttpResult, NOT_MODIFIED};
 use crate::dto::{key_page, CreateOrganisationKey, OrganisationKeyDto, OrganisationKeyList, Secret};
 use crate::error::{json, no_content, secret_json, ApiError};
 
 use crate::dto::JwkSetDoc;
 use crate::error::Dialect;
-use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag};
+use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag, NOT_FOUND};
 use crate::schema::schema;
 
 fn organisation_not_found(id: &str) -> ApiError {
@@ -93,7 +93,7 @@ pub(crate) async fn jwks(call: Public<'_>) -> HttpResult {
     let id = OrganisationId::parse(organisation).map_err(|_| organisation_not_found(organisation))?;
     let published = state
         .service
-        .organisation_jwks(&id)
+        .organisation_jwks_document(&id)
         .await
         .map_err(|error| ApiError::from_store(error, "organisation"))?
         .ok_or_else(|| organisation_not_found(organisation))?;
@@ -133,7 +133,11 @@ const KEY: &[Operation] =
 /// `…/organisations/{organisation_id}/jwks.json`.
 const JWKS: &[Operation] =
     &[Operation::get("OrganisationJwks", "Organisation JWKS (public)", public!(jwks), schema::<JwkSetDoc>())
-        .describe("The organisation's live keys as RS256 JWKs, `kid` = key id.")];
+        .describe(
+            "The organisation's live keys as RS256 JWKs, `kid` = key id. A strong `ETag`; `If-None-Match` \
+             with it is a 304 without a body while the keys are unchanged.",
+        )
+        .refuses(&[NOT_MODIFIED, NOT_FOUND])];
 /// `/api/organisations/v1/keys/{key_id}`.
 const PUBLIC_KEY: &[Operation] = &[Operation::get(
     "GetPublicKey",

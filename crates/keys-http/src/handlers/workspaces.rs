@@ -9,12 +9,14 @@ use http::StatusCode;
 use keys_core::{Description, Mode, NewWorkspace, WorkspaceSlug, WorkspaceUid};
 
 use super::organisation_keys::found_by_id;
-use super::{jwks_response, required_name, HttpResult};
+use super::{jwks_response, required_name, HttpResult, NOT_MODIFIED};
 use crate::dto::JwkSetDoc;
 use crate::dto::{CreateWorkspace, ListDto, ListQuery, WorkspaceDto};
 use crate::error::Dialect;
 use crate::error::{json, ApiError};
-use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag, BAD_REQUEST};
+use crate::route::{
+    authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag, BAD_REQUEST, NOT_FOUND,
+};
 use crate::schema::schema;
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
@@ -50,7 +52,7 @@ pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
 pub(crate) async fn jwks(call: Public<'_>) -> HttpResult {
     let (state, uid, headers) = (call.state, call.param(0), &call.head.headers);
     let published = found_by_id(uid, "workspace", WorkspaceUid::parse, async |uid| {
-        state.service.workspace_jwks(&uid).await.map_err(|error| ApiError::from_store(error, "workspace"))
+        state.service.workspace_jwks_document(&uid).await.map_err(|error| ApiError::from_store(error, "workspace"))
     })
     .await?;
     jwks_response(&published, headers)
@@ -79,7 +81,11 @@ const WORKSPACES: &[Operation] = &[
 /// `/v1/workspace/{workspace_uid}/jwks.json`.
 const JWKS: &[Operation] =
     &[Operation::get("workspace-jwks", "Workspace JWKS (public)", public!(jwks), schema::<JwkSetDoc>())
-        .describe("The active signing key and the rolled ones still inside their grace, `kid` = uid.")];
+        .describe(
+            "The active signing key and the rolled ones still inside their grace, `kid` = uid. A strong `ETag`; \
+             `If-None-Match` with it is a 304 without a body while the keys are unchanged.",
+        )
+        .refuses(&[NOT_MODIFIED, NOT_FOUND])];
 
 /// Dialect 1's workspaces, and the public JWKS of each.
 pub(crate) static ROUTES: &[Route] = &[
