@@ -11,7 +11,10 @@
 //! - ES256: `ECDSA_P256_SHA256_FIXED`, the 64-byte `r || s` of JOSE
 //!   (RFC 7518 §3.4) with the uncompressed SEC1 point as key. `ring` does not
 //!   insist on low-S, so signatures made by OpenSSL (which does not
-//!   normalise S) verify.
+//!   normalise S) verify. This is deliberate: about half the tokens of
+//!   Node's `jsonwebtoken` and of PyJWT are high-S, so refusing them would
+//!   refuse half of real clients' tokens; the consequence (a second valid
+//!   string per token) is argued in docs/SECURITY.md, "Tokens".
 //! - RS256: `RSA_PKCS1_2048_8192_SHA256`, RSASSA-PKCS1-v1_5 with SHA-256,
 //!   with the PKCS#1 `RSAPublicKey` DER as key. Its 2048-bit floor is the same
 //!   as our key policy, which also caps the modulus at 4096 bits.
