@@ -1,5 +1,5 @@
 //! API keys (server-side secrets): a digest and a masked prefix, never the
-//! secret, and the whole life of one (SPEC section 1): active ⇄ disabled,
+//! secret, and the whole life of one (docs/GUARANTEES.md, API keys): active ⇄ disabled,
 //! active → rolled by a roll (the new key inherits the old one's profile),
 //! any → deleted (terminal); expiry is not a state, a key past its
 //! `expires_at` simply stops authenticating.

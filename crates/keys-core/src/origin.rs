@@ -1,4 +1,4 @@
-//! Origins and the patterns of `allowed_domains` (SPEC section 4).
+//! Origins and the patterns of `allowed_domains` (docs/API.md, Public keys).
 //!
 //! An [`Origin`] is what a browser sends (`scheme://host[:port]`) or a bare
 //! host, parsed as the WHATWG URL standard parses it (the `url` crate), so

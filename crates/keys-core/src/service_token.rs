@@ -1,6 +1,6 @@
 //! Service tokens: their metadata, never the token (only its digest and a
 //! masked prefix), their [`Role`], the workspaces they are limited to, and
-//! the rules of their life (SPEC section 6): what each role permits, who may
+//! the rules of their life (docs/GUARANTEES.md, Service tokens): what each role permits, who may
 //! be given which token, when a token authenticates, and that an
 //! organisation never loses its last unexpired admin token through a
 //! revocation.

@@ -136,7 +136,7 @@ async fn export_audit(
 
 #[derive(Debug, Subcommand)]
 pub enum SignCommand {
-    /// An ES256 secure-mode user token (SPEC section 4).
+    /// An ES256 secure-mode user token, as `/v1/verify/public_key/` checks it (docs/API.md, Verification).
     UserToken {
         /// File holding the signing key's `private_key_pem` or `private_key_base64`.
         #[arg(long, value_name = "FILE")]

@@ -132,7 +132,7 @@ pub struct AuditTargetDto {
     pub id: String,
 }
 
-/// One event of the audit trail (SPEC section 7); never a secret.
+/// One event of the audit trail (docs/API.md, Audit events); never a secret.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = AuditEvent)]
 pub struct AuditEventDto {
@@ -233,7 +233,7 @@ pub struct CreateWorkspace {
 
 // ------------------------------------------------------------ service tokens
 
-/// A service token as lists show it (SPEC section 6); `token` only in the
+/// A service token as lists show it (docs/API.md, Service tokens); `token` only in the
 /// create response.
 #[derive(Serialize, ToSchema)]
 #[schema(as = ServiceToken)]
@@ -318,7 +318,7 @@ pub struct CreateServiceToken {
 }
 
 pub(crate) fn role_schema() -> impl Into<RefOr<Schema>> {
-    string_enum(Role::ALL.map(Role::as_str), "`admin`, `manage` or `verify` (SPEC section 6).")
+    string_enum(Role::ALL.map(Role::as_str), "`admin`, `manage` or `verify`.")
 }
 
 fn optional_role_schema() -> impl Into<RefOr<Schema>> {
@@ -658,7 +658,7 @@ pub struct NoFields {}
 #[schema(as = SigningKeyRoll)]
 pub struct RollSigningKey {
     /// Any JSON value, so that one of another type, out of range or with a
-    /// fraction is refused with the field's own message (SPEC section 10),
+    /// fraction is refused with the field's own message (docs/API.md, Shared HTTP behaviour),
     /// not serde's.
     #[schema(value_type = Option<u64>, minimum = 0, maximum = 2592000)]
     grace_period_seconds: Option<serde_json::Value>,

@@ -107,8 +107,8 @@ fn register_list(schemas: &mut Vec<(String, RefOr<Schema>)>, of: SchemaOf) -> Re
     Ref::from_schema_name(name).into()
 }
 
-/// An operation's description, with the least role it needs (SPEC
-/// section 6) for an authenticated one.
+/// An operation's description, with the least role it needs (docs/API.md,
+/// Authentication and roles) for an authenticated one.
 fn described(operation: &crate::routes::Operation) -> Option<String> {
     let role = operation.permission().map(|permission| {
         format!("Needs a service token with role `{}` or above (403 otherwise).", permission.least_role())

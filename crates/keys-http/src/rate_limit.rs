@@ -1,5 +1,5 @@
-//! The optional per-client rate limit (`--rate-limit N`, off by default as
-//! SPEC section 2 says): a token bucket of N per minute for each client
+//! The optional per-client rate limit (`--rate-limit N`, off by default;
+//! docs/API.md, Shared HTTP behaviour): a token bucket of N per minute for each client
 //! address, spent by every verification call and by every failed
 //! authentication. A client whose bucket is empty gets a 429 for the
 //! verification routes and for every route that needs a service token,

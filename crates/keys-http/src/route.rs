@@ -128,8 +128,8 @@ impl Input {
 
 /// Decodes a body that did not decode directly: as a JSON document first
 /// (so a syntax error is told as such, without parser positions), then with
-/// every number that has a zero fraction made that integer (SPEC section
-/// 10), then into `T`, telling which field did not fit and what it must be.
+/// every number that has a zero fraction made that integer (docs/API.md,
+/// Shared HTTP behaviour), then into `T`, telling which field did not fit and what it must be.
 fn body_from_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let document: serde_json::Value =
         serde_json::from_slice(body).map_err(|_| ApiError::validation("request body is not valid JSON"))?;
@@ -409,7 +409,7 @@ pub struct Operation {
     /// ones every operation of its kind can give (401, 413, 415, 500, …).
     pub(crate) refusals: &'static [(u16, Payload)],
     /// Whether a success carries a secret or a private key (shown once):
-    /// the response then has `Cache-Control: no-store` (SPEC section 10).
+    /// the response then has `Cache-Control: no-store` (docs/GUARANTEES.md, Secrets).
     pub(crate) hands_out_secret: bool,
 }
 

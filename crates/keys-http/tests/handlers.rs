@@ -1699,7 +1699,7 @@ async fn service_token_bad_input_is_a_400_about_the_request() {
 /// role: a role the operation's permission does not admit is a 403 in the
 /// dialect's shape, before anything else is looked at; every other role
 /// gets past the check. The permission is read from the table itself, and
-/// compared with SPEC section 6's rules written out here.
+/// compared with the rules of docs/GUARANTEES.md, Service tokens, written out here.
 #[tokio::test]
 async fn every_route_checks_the_role_its_table_entry_states_sqlite() {
     every_route_checks_the_role_its_table_entry_states(harness_of(keys_testkit::Kind::Sqlite).await).await;
@@ -1737,7 +1737,7 @@ async fn every_route_checks_the_role_its_table_entry_states(harness: Harness) {
                 assert_eq!(operation.auth(), Auth::Public, "{} {}", operation.method(), route.pattern());
                 continue;
             };
-            // SPEC section 6, independently of keys-core's table.
+            // docs/GUARANTEES.md, Service tokens, independently of keys-core's table.
             let spec_least = if route.pattern().starts_with("/v1/verify/") {
                 Role::Verify
             } else if route.pattern().starts_with("/v1/service_token/")

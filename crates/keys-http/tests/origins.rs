@@ -1,4 +1,4 @@
-//! `allowed_domains` over HTTP (SPEC section 4), without a socket: broad
+//! `allowed_domains` over HTTP (docs/API.md, Public keys), without a socket: broad
 //! wildcards refused when they are set, patterns answered in canonical
 //! form, and the origins a hostile page can send refused by verification.
 

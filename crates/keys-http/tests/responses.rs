@@ -1,4 +1,4 @@
-//! SPEC section 10 without a socket: what every response shares
+//! docs/API.md, Shared HTTP behaviour, without a socket: what every response shares
 //! (`X-Content-Type-Options: nosniff`), 400s that speak of the request and
 //! never of serde, `60.0` taken as `60`, and names that cannot hide
 //! invisible format characters.

@@ -88,7 +88,7 @@ fn each_route_speaks_the_dialect_of_its_path() {
 }
 
 /// Every response that hands out a secret or a private key says
-/// `Cache-Control: no-store` (SPEC section 10); others do not need to.
+/// `Cache-Control: no-store` (docs/GUARANTEES.md, Secrets); others do not need to.
 #[tokio::test]
 async fn responses_with_secrets_are_never_cached() {
     let (app, _dir) = app().await;

@@ -1,4 +1,4 @@
-//! Service tokens (SPEC section 6): issued, listed and revoked over the API
+//! Service tokens (docs/GUARANTEES.md, Service tokens): issued, listed and revoked over the API
 //! by an admin token, and by the operator's CLI on the database. The rules
 //! (roles, workspace limits, expiry, the last admin token) are keys-core's
 //! [`ServiceTokenRecord`]; the one this module adds is that a token's

@@ -1,5 +1,5 @@
 //! `last_used_at` of API keys and service tokens without slowing
-//! verification (SPEC sections 1 and 6): a use is
+//! verification (docs/GUARANTEES.md, API keys): a use is
 //! recorded in memory on the request path (one sharded lock, no database
 //! write, no allocation after a key's first use in an interval); a
 //! background task ([`Service::spawn_usage_flusher`]) writes the latest use

@@ -560,7 +560,7 @@ impl Service {
     }
 }
 
-/// The longest an outside verifier may cache a JWKS (SPEC section 4).
+/// The longest an outside verifier may cache a JWKS (docs/API.md, JWKS).
 pub const JWKS_MAX_AGE_SECONDS: u32 = 60;
 
 /// A JWKS as published, with its cache lifetime.

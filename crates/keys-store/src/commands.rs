@@ -7,7 +7,7 @@
 //!   the keys-core method that decides, and the generic per-entity
 //!   statements of [`crate::repo`] (`insert_*`, `save_*`) that write the
 //!   result, so a new transition needs no new SQL;
-//! - its **audit action** ([`AuditAction`], the names of SPEC section 7);
+//! - its **audit action** ([`AuditAction`], the names of docs/API.md, Audit events);
 //! - its **[`Change`]**, which the pipeline announces to other processes and
 //!   hands back to the caller, so the verification cache invalidates from
 //!   the same value instead of a second, hand-written one.
@@ -45,7 +45,7 @@ use crate::error::{Conflict, StoreError, StoreResult};
 use crate::repo::{self, AuditPosition, AuditRow, Sql};
 use crate::rows::{self, RowExt};
 
-/// What an audit event says happened (SPEC section 7).
+/// What an audit event says happened (docs/API.md, Audit events).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum AuditAction {
     OrganisationCreated,
@@ -702,7 +702,7 @@ impl Command {
                 // takes it; the other order would trip the one-active index.
                 repo::save_signing_key(sql, &rolled).await?;
                 repo::insert_signing_key(sql, &fresh).await?;
-                // One change, one event (SPEC section 7), on the key rolled.
+                // One change, one event (docs/GUARANTEES.md, The audit trail), on the key rolled.
                 let (action, at) = (AuditAction::SigningApiKeyRolled, fresh.created_at);
                 let event = Scope::of_workspace(&workspace).event(action, Some(&actor), rolled.uid.as_str(), at);
                 let outcome = Outcome::RolledSigningKey(Box::new((rolled, fresh)));

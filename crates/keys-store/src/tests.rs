@@ -252,7 +252,7 @@ async fn postgres_migration_renames_old_audit_actions() {
     db.cleanup().await;
 }
 
-/// Every action SPEC section 7 lists, in its order, and nothing else
+/// Every action docs/API.md lists under Audit events, in its order, and nothing else
 /// (besides `organisation.created`, which the CLI's organisations write).
 #[test]
 fn audit_actions_are_the_specs() {

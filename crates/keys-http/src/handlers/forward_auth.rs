@@ -1,6 +1,6 @@
 //! `/v1/auth/forward`: the sub-request of a reverse proxy (nginx
 //! `auth_request`, Traefik `forwardAuth`, Envoy `ext_authz` over HTTP), so
-//! keysd can guard any service without code in it (SPEC section 8).
+//! keysd can guard any service without code in it (docs/API.md, Forward authentication).
 //!
 //! The gateway authenticates itself with `X-Keysd-Service-Token`; the
 //! client's own headers say what to verify, in the shapes real clients send:

@@ -1,4 +1,4 @@
-//! Service tokens (dialect 1, SPEC section 6): list (masked), create (the
+//! Service tokens (dialect 1; docs/API.md, Service tokens): list (masked), create (the
 //! token is in that one response) and revoke. Only an `admin` token reaches
 //! these routes (the table below says so); keys-core decides what a token
 //! may hand on and that the last unexpired admin token stays.

@@ -1,4 +1,4 @@
-//! The whole life of an API key (SPEC section 1) through the store, one
+//! The whole life of an API key (docs/GUARANTEES.md, API keys) through the store, one
 //! backend at a time: every transition writes what keys-core decided and
 //! exactly one audit event; every refusal changes nothing; the database
 //! itself refuses rows no transition makes; `last_used_at` only moves
@@ -417,7 +417,7 @@ pub async fn api_key_refusals_change_nothing(db: &TestDb) {
 }
 
 /// The whole life of one key, and of the key that replaces it, is one
-/// audit event per change, with the action names of SPEC section 7.
+/// audit event per change, with the action names of docs/API.md, Audit events.
 pub async fn api_key_changes_are_audited_once_each(db: &TestDb) {
     let mut start = Start::new(db, 65).await;
     let key = start.key("backend").await;

@@ -1,4 +1,4 @@
-//! Service tokens (SPEC section 6) on both stores: what a token is made
+//! Service tokens (docs/GUARANTEES.md, Service tokens) on both stores: what a token is made
 //! with reads back, lists are newest first and masked, a revocation is
 //! audited and announced, the last live admin token stays, uses only move
 //! `last_used_at` forwards, and the database refuses rows keys-core would
