@@ -294,6 +294,56 @@ async fn a_kidless_user_token_costs_a_bounded_number_of_signature_checks() {
     }
 }
 
+/// What the service logs, captured for the thread the test runs on.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A gateway authenticates with any token that permits verification; one
+/// stronger than `verify` is warned of once (not on every request), a
+/// `verify` token never.
+#[tokio::test]
+async fn gateways_need_verify_and_a_stronger_token_is_warned_of_once() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+    // The test runs on one thread (tokio's current-thread runtime).
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let Fixture { service, caller, _directory, .. } = fixture().await;
+    let new = |role| NewServiceToken {
+        name: Name::parse("gateway").expect("name"),
+        role,
+        workspaces: TokenWorkspaces::default(),
+        expires_at: None,
+    };
+    let verify = service.issue_service_token(&caller, new(Role::Verify)).await.expect("issued");
+    let manage = service.issue_service_token(&caller, new(Role::Manage)).await.expect("issued");
+    for _ in 0..3 {
+        for token in [&verify, &manage] {
+            let gateway = service.authenticate_gateway(token.token.expose()).await.expect("store");
+            assert!(gateway.is_some(), "a token that permits verification is a gateway's");
+        }
+    }
+    assert!(service.authenticate_gateway("kst_nope").await.expect("store").is_none());
+
+    let logged = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf-8");
+    let warnings: Vec<&str> = logged.lines().filter(|line| line.contains("stronger than it needs")).collect();
+    assert_eq!(warnings.len(), 1, "{logged}");
+    assert!(warnings[0].contains(manage.record.id.as_str()) && warnings[0].contains("WARN"), "{logged}");
+    assert!(!logged.contains(manage.token.expose()), "the token itself is never logged");
+}
+
 fn rand_core_os() -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(99)
 }
