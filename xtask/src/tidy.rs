@@ -1,6 +1,8 @@
 //! Tidy checks that run as ordinary `#[test]`s: the crate boundaries of
 //! docs/ARCHITECTURE.md, read from `cargo metadata`; a `//!` doc at the top
-//! of every module; and every code symbol ARCHITECTURE.md names exists.
+//! of every module; every code symbol ARCHITECTURE.md names exists; and
+//! nothing points at a contract outside the repository (the reference is
+//! docs/API.md, docs/CLI.md and docs/GUARANTEES.md).
 //! (The route-table checks — reserved slugs, the reason enum of the OpenAPI
 //! document — live in keys-http's tests, beside what they check.)
 
@@ -335,5 +337,69 @@ mod tests {
                 panic!("modules of {krate} import each other: {cycle}");
             }
         }
+    }
+
+    /// Every text file under `directory`, build output and installed
+    /// packages left out.
+    fn text_files(directory: &Path, found: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(directory) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            if path.is_dir() {
+                if name != "target" && name != "node_modules" && name != ".git" {
+                    text_files(&path, found);
+                }
+            } else if std::fs::read_to_string(&path).is_ok() {
+                found.push(path);
+            }
+        }
+    }
+
+    /// Applied migrations are never edited (sqlx refuses a database whose
+    /// applied migration's checksum changed, and a comment is part of it),
+    /// so the comments written in them before the reference existed stay.
+    const APPLIED_MIGRATIONS: &str = "crates/keys-store/migrations/";
+
+    /// Whether `text` points at the contract file that lived outside the
+    /// repository, or at a section of it. Comment markers are dropped and
+    /// lines joined, so that a mention wrapped across two comment lines is
+    /// found too.
+    fn points_outside(text: &str) -> bool {
+        // Built from parts, so that this file does not name what it looks for.
+        let spec = ["SPEC", ".md"].concat();
+        let section = ["SPEC", " section"].concat();
+        let words: Vec<&str> =
+            text.split_whitespace().filter(|word| !matches!(*word, "//" | "///" | "//!" | "--" | "#" | "*")).collect();
+        let joined = words.join(" ");
+        joined.contains(&spec) || joined.contains(&section)
+    }
+
+    #[test]
+    fn nothing_points_at_a_contract_outside_the_repository() {
+        // Guards the guard: a wrapped mention is found, a pointer into docs/ is not.
+        assert!(points_outside(&["/// the least role it needs (SPEC\n", "/// section 6)"].concat()));
+        assert!(points_outside(&["-- see ", "SPEC", ".md"].concat()));
+        assert!(!points_outside("/// the least role it needs (docs/API.md,\n/// Authentication and roles)"));
+        let mut files = vec![root().join("README.md")];
+        for directory in ["crates", "xtask", "docs"] {
+            text_files(&root().join(directory), &mut files);
+        }
+        assert!(files.len() > 50, "found only {} files", files.len());
+        let mut pointing = Vec::new();
+        for path in &files {
+            let relative = path.strip_prefix(root()).unwrap_or(path).to_string_lossy().replace('\\', "/");
+            if relative.starts_with(APPLIED_MIGRATIONS) {
+                continue;
+            }
+            if points_outside(&std::fs::read_to_string(path).unwrap_or_default()) {
+                pointing.push(relative);
+            }
+        }
+        assert!(
+            pointing.is_empty(),
+            "these files point at a contract outside the repository; point them at docs/API.md, docs/CLI.md or \
+             docs/GUARANTEES.md instead: {pointing:?}"
+        );
     }
 }
