@@ -225,6 +225,17 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(0..=i64::from(keys_core::verify::MAX_LEEWAY_SECONDS))
     )]
     pub jwt_leeway_seconds: u32,
+    /// Longest a secure-mode user token may be valid: `exp` at most this
+    /// long after `iat` (after now without `iat`); beyond,
+    /// `user_token_lifetime_too_long`. Default 366 days, at most 10 years.
+    #[arg(
+        long,
+        env = "KEYSD_USER_TOKEN_MAX_LIFETIME_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = keys_core::verify::DEFAULT_USER_TOKEN_MAX_LIFETIME_SECONDS,
+        value_parser = clap::value_parser!(u32).range(60..=315_360_000)
+    )]
+    pub user_token_max_lifetime_seconds: u32,
     /// Refuse Versori-style JWTs without `exp` (`token_exp_missing`); without
     /// it such a token is valid until its key is deleted.
     #[arg(long, env = "KEYSD_JWT_REQUIRE_EXP")]
@@ -622,7 +633,9 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         rsa_pool_threads: args.rsa_pool_threads as usize,
         verified_token_cache_entries: args.verified_token_cache_entries as usize,
         rsa_max_concurrent_generations: args.rsa_max_concurrent_generations as usize,
-        time_policy: TimePolicy::new(args.jwt_leeway_seconds).map_err(|error| anyhow!("{error}"))?,
+        time_policy: TimePolicy::new(args.jwt_leeway_seconds)
+            .map_err(|error| anyhow!("{error}"))?
+            .with_user_token_max_lifetime(args.user_token_max_lifetime_seconds),
         max_connections,
         header_read_timeout: seconds(args.header_read_timeout_seconds),
         max_connection_age: seconds(args.max_connection_age_seconds),
