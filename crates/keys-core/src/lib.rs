@@ -43,9 +43,10 @@ pub use organisation::Organisation;
 pub use organisation_key::{KeyPage, KeyPosition, KeySlice, OrganisationSigningKey, OrganisationSigningKeyState};
 pub use origin::{DomainPattern, Origin, Scheme};
 pub use public_key::{NewPublicKey, PublicKey, PublicKeyPatch, PublicKeyRing, PublicKeyState};
-pub use quota::{QuotaKind, Quotas};
+pub use quota::{EntityKind, Mutation, QuotaKind, Quotas};
 pub use service_token::{
-    NewServiceToken, Permission, Role, ServiceTokenMaterial, ServiceTokenRecord, ServiceTokenState, TokenWorkspaces,
+    LiveAdmin, NewServiceToken, Permission, Role, ServiceTokenMaterial, ServiceTokenRecord, ServiceTokenState,
+    TokenWorkspaces,
 };
 pub use signing_key::{
     Deletion, GracePeriod, NewSigningKey, SigningKeyLifecycle, SigningKeyRing, SigningKeyState, SigningKeyStatus,

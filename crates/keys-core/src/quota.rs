@@ -1,6 +1,7 @@
 //! Per-organisation caps: how many workspaces an organisation, and how many
 //! keys of each kind a workspace or an organisation, may hold at once
-//! ([`Quotas`]), and the one decision that admits a create or refuses it
+//! ([`Quotas`]), what a change adds to what they count ([`Mutation::adds`]),
+//! and the one decision that admits a create or refuses it
 //! ([`Quotas::admit`]).
 //!
 //! A cap counts what is live (not deleted): a deleted key frees its place,
@@ -50,6 +51,60 @@ impl QuotaKind {
         match self {
             Self::Workspaces | Self::OrganisationKeys => "organisation",
             Self::ApiKeys | Self::PublicKeys | Self::SigningKeys => "workspace",
+        }
+    }
+}
+
+/// What a stored thing is, as far as a change to it is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntityKind {
+    Organisation,
+    ServiceToken,
+    Workspace,
+    ApiKey,
+    PublicKey,
+    SigningKey,
+    OrganisationKey,
+    AuditTrail,
+}
+
+/// A change to the stored state, in the terms the caps need: each command
+/// of the store says which one it is, and [`Mutation::adds`] decides what
+/// that adds to the counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Mutation {
+    /// The first state of an empty database.
+    Bootstrap,
+    /// One new thing of a kind.
+    Create(EntityKind),
+    /// A key replaced by a new one; the rolled key keeps its place until
+    /// it is deleted.
+    Roll(EntityKind),
+    /// Anything else done to what exists (a patch, a disable, a rotation of
+    /// its material, a revocation, a prune).
+    Update(EntityKind),
+    /// A deletion: it frees a place, it never takes one.
+    Delete(EntityKind),
+}
+
+impl Mutation {
+    /// What the change adds to a count a cap holds: one of that kind, or
+    /// nothing. A create adds one of its kind and so does a roll (the key
+    /// that replaces the rolled one); organisations and service tokens are
+    /// not capped; the bootstrap writes a fixed, small state into an empty
+    /// database.
+    pub fn adds(self) -> Option<QuotaKind> {
+        let kind = match self {
+            Self::Create(kind) | Self::Roll(kind) => kind,
+            Self::Bootstrap | Self::Update(_) | Self::Delete(_) => return None,
+        };
+        match kind {
+            EntityKind::Workspace => Some(QuotaKind::Workspaces),
+            EntityKind::ApiKey => Some(QuotaKind::ApiKeys),
+            EntityKind::PublicKey => Some(QuotaKind::PublicKeys),
+            EntityKind::SigningKey => Some(QuotaKind::SigningKeys),
+            EntityKind::OrganisationKey => Some(QuotaKind::OrganisationKeys),
+            EntityKind::Organisation | EntityKind::ServiceToken | EntityKind::AuditTrail => None,
         }
     }
 }
@@ -131,6 +186,33 @@ mod tests {
         ];
         for (kind, live, admitted) in cases {
             assert_eq!(quotas.admit(kind, live).is_ok(), admitted, "{kind:?} with {live} live");
+        }
+    }
+
+    #[test]
+    fn creates_and_rolls_add_one_of_their_kind_and_nothing_else_adds() {
+        use EntityKind as E;
+        let cases = [
+            (Mutation::Create(E::Workspace), Some(QuotaKind::Workspaces)),
+            (Mutation::Create(E::ApiKey), Some(QuotaKind::ApiKeys)),
+            (Mutation::Roll(E::ApiKey), Some(QuotaKind::ApiKeys)),
+            (Mutation::Create(E::PublicKey), Some(QuotaKind::PublicKeys)),
+            (Mutation::Create(E::SigningKey), Some(QuotaKind::SigningKeys)),
+            (Mutation::Roll(E::SigningKey), Some(QuotaKind::SigningKeys)),
+            (Mutation::Create(E::OrganisationKey), Some(QuotaKind::OrganisationKeys)),
+            (Mutation::Create(E::Organisation), None),
+            (Mutation::Create(E::ServiceToken), None),
+            (Mutation::Bootstrap, None),
+            (Mutation::Update(E::ApiKey), None),
+            (Mutation::Update(E::PublicKey), None),
+            (Mutation::Update(E::ServiceToken), None),
+            (Mutation::Update(E::AuditTrail), None),
+            (Mutation::Delete(E::ApiKey), None),
+            (Mutation::Delete(E::SigningKey), None),
+            (Mutation::Delete(E::OrganisationKey), None),
+        ];
+        for (mutation, added) in cases {
+            assert_eq!(mutation.adds(), added, "{mutation:?}");
         }
     }
 

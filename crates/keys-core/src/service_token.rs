@@ -235,7 +235,7 @@ impl ServiceTokenRecord {
     /// Whether this is an admin token that authenticates at `now`: what
     /// [`ServiceTokenRecord::revoke`] keeps at least one of.
     pub fn is_live_admin(&self, now: OffsetDateTime) -> bool {
-        self.0.role == Role::Admin && self.authenticates(now)
+        LiveAdmin::holds(self.0.role, self.0.revoked_at, self.0.expires_at, now)
     }
 
     /// The scope of the token's calls: its organisation and workspaces.
@@ -261,6 +261,31 @@ impl ServiceTokenRecord {
         self.0.revoked_at = Some(timestamp(now));
         self.0.revoked_by = by.cloned();
         Ok(())
+    }
+}
+
+/// Who counts as a live admin token at `now`, stated once: a token of
+/// [`LiveAdmin::ROLE`], not revoked, with no expiry or one strictly after
+/// `now` (a token that expires at exactly `now` no longer authenticates).
+/// [`ServiceTokenRecord::is_live_admin`] applies it to a record; keys-store
+/// counts the tokens it holds without loading them
+/// (`repo::service_tokens::other_live_admin_tokens`), binding
+/// [`LiveAdmin::ROLE`] and `now` into the same three conditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveAdmin;
+
+impl LiveAdmin {
+    /// The role a live admin token has.
+    pub const ROLE: Role = Role::Admin;
+
+    /// Whether a token with these fields is a live admin token at `now`.
+    pub fn holds(
+        role: Role,
+        revoked_at: Option<OffsetDateTime>,
+        expires_at: Option<OffsetDateTime>,
+        now: OffsetDateTime,
+    ) -> bool {
+        role == Self::ROLE && revoked_at.is_none() && expires_at.is_none_or(|at| now < at)
     }
 }
 
@@ -379,5 +404,38 @@ mod tests {
         assert_eq!(TokenWorkspaces::only(many), Err(CoreError::TooManyTokenWorkspaces { max: TokenWorkspaces::MAX }));
         let twice = vec![WorkspaceSlug::parse("a").unwrap(), WorkspaceSlug::parse("a").unwrap()];
         assert_eq!(TokenWorkspaces::only(twice).unwrap().slugs().map(<[_]>::len), Some(1));
+    }
+
+    #[test]
+    fn a_live_admin_is_an_unrevoked_admin_token_unexpired_at_now() {
+        let at = now();
+        let second = time::Duration::seconds(1);
+        let cases = [
+            (Role::Admin, None, None, true),
+            (Role::Admin, None, Some(at + second), true),
+            // Expired at exactly `now`: no longer live.
+            (Role::Admin, None, Some(at), false),
+            (Role::Admin, None, Some(at - second), false),
+            (Role::Admin, Some(at - second), None, false),
+            (Role::Admin, Some(at + second), Some(at + second), false),
+            (Role::Manage, None, None, false),
+            (Role::Verify, None, None, false),
+        ];
+        for (role, revoked_at, expires_at, live) in cases {
+            assert_eq!(
+                LiveAdmin::holds(role, revoked_at, expires_at, at),
+                live,
+                "{role:?} {revoked_at:?} {expires_at:?}"
+            );
+            // The record's predicate is the same rule: an admin token that authenticates.
+            let mut state =
+                ServiceTokenRecord::create(material(1), &organisation(), new(Role::Admin, &[]), None, at - second * 10)
+                    .unwrap()
+                    .0;
+            (state.role, state.revoked_at, state.expires_at) = (role, revoked_at, expires_at);
+            let record = ServiceTokenRecord(state);
+            assert_eq!(record.is_live_admin(at), live);
+            assert_eq!(record.is_live_admin(at), role == Role::Admin && record.authenticates(at));
+        }
     }
 }
