@@ -38,7 +38,7 @@ pub fn run() -> Result<()> {
         crate::run(install)?;
     }
     let mut build = crate::cargo();
-    build.args(["build", "--package", "keys-http", "--bin", "keysd"]);
+    build.args(["build", "--package", "keysd", "--bin", "keysd"]);
     crate::run(build)?;
     let keysd = crate::target_dir().join("debug/keysd");
     if !keysd.exists() {

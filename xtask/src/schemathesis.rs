@@ -63,7 +63,7 @@ pub fn main(_args: &[String]) -> Result<()> {
 pub fn run(python: &Path) -> Result<()> {
     let started = Instant::now();
     let mut build = crate::cargo();
-    build.args(["build", "--package", "keys-http", "--bin", "keysd"]);
+    build.args(["build", "--package", "keysd", "--bin", "keysd"]);
     crate::run(build)?;
     let keysd = crate::target_dir().join("debug/keysd");
     let directory = crate::target_dir().join("schemathesis");

@@ -17,7 +17,7 @@ mod tests {
 
     /// The crates of the workspace, in dependency order: each may depend on
     /// the ones before it, never on the ones after.
-    const LAYERS: [&str; 5] = ["keys-core", "keys-crypto", "keys-store", "keys-service", "keys-http"];
+    const LAYERS: [&str; 6] = ["keys-core", "keys-crypto", "keys-store", "keys-service", "keys-http", "keysd"];
 
     /// The dev-only test kit: it may use every layer, and only
     /// `[dev-dependencies]` may name it.
@@ -77,6 +77,7 @@ mod tests {
         assert!(depends_on("keys-store", "sqlx", false));
         assert!(depends_on("keys-store", "keys-core", false));
         assert!(depends_on("keys-http", "keys-service", false));
+        assert!(depends_on("keysd", "keys-http", false));
     }
 
     #[test]
@@ -115,7 +116,7 @@ mod tests {
             for later in &LAYERS[position + 1..] {
                 assert!(
                     !depends_on(krate, later, true),
-                    "{krate} must not depend on {later}: the direction is core <- crypto <- store <- service <- http"
+                    "{krate} must not depend on {later}: the direction is core <- crypto <- store <- service <- http <- keysd"
                 );
             }
         }
@@ -141,8 +142,12 @@ mod tests {
                 assert!(!depends_on(krate, name, false), "{krate} must not know HTTP ({name})");
             }
         }
-        for krate in ["keys-core", "keys-crypto", "keys-service", "keys-http"] {
+        for krate in ["keys-core", "keys-crypto", "keys-service", "keys-http", "keysd"] {
             assert!(!depends_on(krate, "sqlx", false), "{krate} must not know SQL (sqlx)");
+        }
+        // The binary runs the server; it speaks no HTTP of its own.
+        for name in ["hyper", "hyper-util", "http-body-util"] {
+            assert!(!depends_on("keysd", name, false), "keysd must leave HTTP to keys-http ({name})");
         }
     }
 

@@ -1,4 +1,6 @@
-//! keys-http: the HTTP face of keysd and the `keysd` binary.
+//! keys-http: the HTTP face of keysd, as a library: the server, the routes
+//! and their wire types, the OpenAPI document and the console. The `keysd`
+//! binary (crate `keysd`) runs it; embedders may serve it themselves.
 //!
 //! - [`server`]: [`App`] (request → response, generic over the body so tests
 //!   need no socket) and [`serve`] (hyper 1 + hyper-util: HTTP/1.1 and
@@ -18,9 +20,7 @@
 //!   table, response bytes counted until the peer takes them).
 //! - [`rate_limit`]: the optional per-client limit of `--rate-limit`, and
 //!   who the client is behind a trusted proxy.
-//! - [`metrics`], [`openapi`], [`cli`]; `process` (what `serve` asks of the
-//!   OS: the open-files limit raised, core dumps off); `quotas` (the
-//!   `--max-…` flags: the caps every create is held to).
+//! - [`metrics`], [`openapi`].
 //!
 //! **Architecture invariant:** this is the only crate that knows HTTP and
 //! JSON, and it holds no domain rule and no use case: those are keys-core's
@@ -31,7 +31,6 @@
 //! that creates it. Bodies, queries and `Authorization` headers are never
 //! logged.
 
-pub mod cli;
 mod connections;
 mod dispatch;
 mod dto;
@@ -39,8 +38,6 @@ pub mod error;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
-mod process;
-mod quotas;
 pub mod rate_limit;
 mod route;
 pub mod router;
@@ -49,6 +46,9 @@ mod schema;
 pub mod server;
 mod state;
 
-pub use dto::format_timestamp;
+pub use dto::{format_timestamp, AuditEventDto, ServiceTokenDto};
 pub use server::{serve, App};
-pub use state::AppConfig;
+pub use state::{
+    AppConfig, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_HEAD_BYTES,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_RESPONSE_BYTES_PER_CONNECTION,
+};

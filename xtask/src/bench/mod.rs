@@ -182,7 +182,7 @@ pub fn main(args: &[String]) -> Result<()> {
     let options = Options::parse(args)?;
     if !args.iter().any(|arg| arg == "--built") {
         let mut build = cargo();
-        build.args(["build", "--release", "--package", "keys-http", "--package", "xtask"]);
+        build.args(["build", "--release", "--package", "keysd", "--package", "xtask"]);
         run(build)?;
         let exe = target_dir().join("release").join("xtask");
         let mut inner = Command::new(&exe);

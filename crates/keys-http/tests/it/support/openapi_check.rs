@@ -8,8 +8,6 @@
 //! Python call: each against the schema documented for its route template,
 //! method and status.
 
-#![allow(dead_code)] // Each test binary uses a part.
-
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -23,7 +21,7 @@ fn python() -> String {
 
 /// Runs the checker on `request`; `Err` carries the problems it reports.
 pub fn run_checker(request: &Value) -> Result<(), String> {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/check_openapi.py");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/support/check_openapi.py");
     let mut child = Command::new(python())
         .arg(script)
         .stdin(Stdio::piped())

@@ -14,8 +14,7 @@ use keys_http::rate_limit::ClientAddr;
 use keys_http::AppConfig;
 use serde_json::{json, Value};
 
-#[path = "support/bootstrapped.rs"]
-mod bootstrapped;
+use crate::support::bootstrapped;
 
 /// A request from `client` with `token`: status, `Retry-After` and body.
 async fn from(

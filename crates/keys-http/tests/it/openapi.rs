@@ -22,10 +22,8 @@ use keys_http::{App, AppConfig};
 use keys_testkit::TestDb;
 use serde_json::{json, Value};
 
-#[path = "support/openapi_check.rs"]
-mod openapi_check;
-#[path = "support/paths.rs"]
-mod paths;
+use crate::support::openapi_check;
+use crate::support::paths;
 
 /// `GET /openapi.json` as a client on `host` sees it.
 async fn served(host: &str) -> Value {

@@ -1,172 +1,18 @@
-//! The `keysd` command line: `serve`, and the operator commands that create
-//! organisations, workspaces and service tokens directly in the database
-//! (they work while a `keysd serve` runs on the same database).
-//!
-//! Output contract: `org create` prints the new id alone, `token create` the
-//! token alone, `workspace create` the new workspace uid alone;
-//! `sign user-token` / `sign jwt` print the token alone (no database); `serve`
-//! prints the bootstrap token (only when this process bootstrapped) and a
-//! `keysd listening on http://ADDR` line to stdout. Logs go to stderr. Errors
-//! are one line on stderr and a non-zero exit. `audit export` writes NDJSON
-//! (one event a line, as `GET /v1/audit_event/` renders it, oldest first),
-//! reading the trail in batches so memory stays flat whatever its size;
-//! `audit prune` prints how many events it deleted.
+//! `keysd serve`: the HTTP server of keys-http on a cached store, with the
+//! process limits it asks of the OS and one shutdown signal for both
+//! listeners.
 
-use std::process::ExitCode;
-use std::sync::Arc;
-
-use anyhow::{anyhow, bail, Context};
-use clap::{Args, Parser, Subcommand};
+use anyhow::{anyhow, Context};
+use clap::Args;
 use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
-use keys_core::{
-    CoreError, Mode, Name, NewServiceToken, NewWorkspace, Organisation, Pagination, Quotas, Role, TokenWorkspaces,
-    WorkspaceSlug,
-};
-use keys_service::{Service, ServiceConfig, ServiceError};
-use keys_store::{CacheConfig, Store, StoreError};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use keys_http::{serve, App, AppConfig};
+use keys_service::Service;
+use keys_store::CacheConfig;
 use tokio::net::TcpListener;
 
-use crate::dto::ServiceTokenDto;
+use crate::database::{open_cached_store, service_error};
 use crate::process;
 use crate::quotas::QuotaArgs;
-use crate::server::{serve, App, AppConfig};
-
-/// keysd: API keys, publishable keys and signing keys as a service.
-#[derive(Debug, Parser)]
-#[command(name = "keysd", version, about)]
-pub struct Cli {
-    /// Database: `sqlite://PATH` (created if missing) or `postgres://…`.
-    #[arg(long, global = true, env = "KEYSD_DATABASE_URL", default_value = "sqlite://keysd.db")]
-    pub database_url: String,
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the HTTP server.
-    Serve(ServeArgs),
-    /// Manage organisations.
-    #[command(subcommand)]
-    Org(OrgCommand),
-    /// Manage workspaces.
-    #[command(subcommand)]
-    Workspace(WorkspaceCommand),
-    /// Manage service tokens.
-    #[command(subcommand)]
-    Token(TokenCommand),
-    /// Sign tokens locally with a private key keysd returned (no database).
-    #[command(subcommand)]
-    Sign(SignCommand),
-    /// Export or prune the audit trail.
-    #[command(subcommand)]
-    Audit(AuditCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// Write the organisation's events to stdout as NDJSON, oldest first.
-    Export {
-        /// Organisation id or name.
-        #[arg(long)]
-        org: String,
-        /// Only events at or after this RFC 3339 instant.
-        #[arg(long, value_parser = rfc3339)]
-        since: Option<time::OffsetDateTime>,
-        /// Only events before this RFC 3339 instant.
-        #[arg(long, value_parser = rfc3339)]
-        until: Option<time::OffsetDateTime>,
-    },
-    /// Delete the organisation's events older than `--before` (one
-    /// transaction; records one `audit.pruned` event) and print how many.
-    Prune {
-        /// Organisation id or name.
-        #[arg(long)]
-        org: String,
-        /// Events before this RFC 3339 instant go.
-        #[arg(long, value_parser = rfc3339)]
-        before: time::OffsetDateTime,
-    },
-}
-
-fn rfc3339(text: &str) -> Result<time::OffsetDateTime, String> {
-    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|_| "must be an RFC 3339 timestamp such as 2027-01-31T12:00:00Z".to_owned())
-}
-
-/// How many events `audit export` reads at once: memory is this batch's.
-const EXPORT_BATCH: u32 = 1_000;
-
-/// `keysd audit export`: batch after batch, each written and flushed before
-/// the next is read. A closed stdout (`| head`) ends the export quietly.
-async fn export_audit(
-    service: &Service,
-    organisation: &Organisation,
-    since: Option<time::OffsetDateTime>,
-    until: Option<time::OffsetDateTime>,
-) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut export = service.export_audit_events(&organisation.id, since, until, EXPORT_BATCH);
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
-    let written = async {
-        while let Some(batch) = export.next_batch().await.map_err(service_error)? {
-            for event in &batch {
-                // Serialised apart, so a closed stdout is an I/O error of its own.
-                let mut line = serde_json::to_vec(&crate::dto::AuditEventDto::from(event))?;
-                line.push(b'\n');
-                out.write_all(&line)?;
-            }
-            out.flush()?;
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    match written {
-        Err(error)
-            if error.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(())
-        }
-        other => other,
-    }
-}
-
-#[derive(Debug, Subcommand)]
-pub enum SignCommand {
-    /// An ES256 secure-mode user token, as `/v1/verify/public_key/` checks it (docs/API.md, Verification).
-    UserToken {
-        /// File holding the signing key's `private_key_pem` or `private_key_base64`.
-        #[arg(long, value_name = "FILE")]
-        private_key: std::path::PathBuf,
-        #[arg(long)]
-        entity_id: String,
-        #[arg(long)]
-        tenant_id: Option<String>,
-        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
-        ttl_seconds: u32,
-        /// The signing key's uid as `kid` (optional: keysd tries the active key
-        /// and the rolled keys in grace).
-        #[arg(long, value_name = "UID")]
-        kid: Option<String>,
-    },
-    /// An RS256 Versori-style JWT for an organisation key.
-    Jwt {
-        /// File holding the organisation key's `privateKey` PEM (or its base64).
-        #[arg(long, value_name = "FILE")]
-        private_key: std::path::PathBuf,
-        #[arg(long)]
-        key_id: String,
-        #[arg(long)]
-        sub: String,
-        #[arg(long, default_value = "https://versori.com")]
-        issuer_base: String,
-        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u32).range(1..=31_536_000))]
-        ttl_seconds: u32,
-    },
-}
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -305,7 +151,7 @@ pub struct ServeArgs {
         long,
         env = "KEYSD_HTTP2_MAX_CONCURRENT_STREAMS",
         value_name = "N",
-        default_value_t = crate::state::DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
+        default_value_t = keys_http::DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS,
         value_parser = clap::value_parser!(u32).range(1..=1000)
     )]
     pub http2_max_concurrent_streams: u32,
@@ -315,7 +161,7 @@ pub struct ServeArgs {
         long,
         env = "KEYSD_MAX_REQUEST_HEAD_BYTES",
         value_name = "BYTES",
-        default_value_t = crate::state::DEFAULT_MAX_REQUEST_HEAD_BYTES as u64,
+        default_value_t = keys_http::DEFAULT_MAX_REQUEST_HEAD_BYTES as u64,
         value_parser = clap::value_parser!(u64).range(8192..=1_048_576)
     )]
     pub max_request_head_bytes: u64,
@@ -326,7 +172,7 @@ pub struct ServeArgs {
         long,
         env = "KEYSD_MAX_RESPONSE_BYTES_PER_CONNECTION",
         value_name = "BYTES",
-        default_value_t = crate::state::DEFAULT_MAX_RESPONSE_BYTES_PER_CONNECTION as u64,
+        default_value_t = keys_http::DEFAULT_MAX_RESPONSE_BYTES_PER_CONNECTION as u64,
         value_parser = clap::value_parser!(u64).range(65_536..=1_073_741_824)
     )]
     pub max_response_bytes_per_connection: u64,
@@ -336,7 +182,7 @@ pub struct ServeArgs {
         long,
         env = "KEYSD_MAX_RESPONSE_BYTES",
         value_name = "BYTES",
-        default_value_t = crate::state::DEFAULT_MAX_RESPONSE_BYTES as u64,
+        default_value_t = keys_http::DEFAULT_MAX_RESPONSE_BYTES as u64,
         value_parser = clap::value_parser!(u64).range(65_536..=68_719_476_736)
     )]
     pub max_response_bytes: u64,
@@ -356,7 +202,7 @@ pub struct ServeArgs {
     /// of `X-Forwarded-For` that is not a trusted proxy, for the rate limit.
     /// None by default: the header is ignored.
     #[arg(long = "trusted-proxy", env = "KEYSD_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR")]
-    pub trusted_proxies: Vec<crate::rate_limit::Cidr>,
+    pub trusted_proxies: Vec<keys_http::rate_limit::Cidr>,
     /// How often the API keys' `last_used_at` is written, at most once per
     /// key per interval (uses are recorded in memory, never on the request
     /// path); 0 records no uses.
@@ -373,214 +219,8 @@ fn up_to(max: u64) -> clap::builder::RangedU64ValueParser<u64> {
     clap::value_parser!(u64).range(0..=max)
 }
 
-#[derive(Debug, Subcommand)]
-pub enum OrgCommand {
-    /// Create an organisation (no workspaces) and print its id.
-    Create {
-        /// The organisation's unique name.
-        name: String,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum WorkspaceCommand {
-    /// Create a workspace and print its uid.
-    Create {
-        /// Organisation id or name.
-        #[arg(long)]
-        org: String,
-        /// The workspace slug (`^[a-z0-9][a-z0-9_-]{0,62}$`).
-        slug: String,
-        /// Display name (default: the slug).
-        #[arg(long)]
-        name: Option<String>,
-        /// `sandbox` (default) or `production`.
-        #[arg(long)]
-        mode: Option<String>,
-        /// Free-text description.
-        #[arg(long)]
-        description: Option<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Create a service token and print it alone (shown once).
-    Create {
-        /// Organisation id or name.
-        #[arg(long)]
-        org: String,
-        /// A label for the token.
-        #[arg(long)]
-        name: String,
-        /// `admin` (everything), `manage` (the keys of its workspaces) or
-        /// `verify` (only verification and forward authentication).
-        #[arg(long, default_value = "admin")]
-        role: String,
-        /// A workspace slug the token is limited to (repeatable; none: all).
-        #[arg(long = "workspace", value_name = "SLUG")]
-        workspaces: Vec<String>,
-        /// When the token stops authenticating (RFC 3339).
-        #[arg(long, value_name = "RFC3339")]
-        expires_at: Option<String>,
-    },
-    /// List the organisation's service tokens, one JSON object a line
-    /// (masked, as the API lists them), revoked ones included.
-    List {
-        /// Organisation id or name.
-        #[arg(long)]
-        org: String,
-    },
-    /// Revoke a service token: every replica refuses it within a second.
-    Revoke {
-        /// Organisation id or name.
-        #[arg(long)]
-        org: String,
-        /// The token's id (`st_…`).
-        id: String,
-    },
-}
-
-/// Runs the command line; the exit code is non-zero on any error.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("keysd: error: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("keysd: error: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _already_set = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
-}
-
-/// Runs one parsed command.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Command::Sign(command) => {
-            println!("{}", sign(command)?);
-            Ok(())
-        }
-        Command::Serve(args) => run_serve(&cli.database_url, args).await,
-        Command::Org(OrgCommand::Create { name }) => {
-            let service = open_service(&cli.database_url).await?;
-            let name = Name::parse(&name).map_err(|error| anyhow!("{error}"))?;
-            let organisation = service.create_organisation(name).await.map_err(service_error)?;
-            println!("{}", organisation.id);
-            Ok(())
-        }
-        Command::Workspace(WorkspaceCommand::Create { org, slug, name, mode, description }) => {
-            let service = open_service(&cli.database_url).await?;
-            let organisation = find_organisation(&service, &org).await?;
-            let slug = WorkspaceSlug::parse(&slug).map_err(|error| anyhow!("{error}"))?;
-            let new = NewWorkspace {
-                name: Name::parse(name.as_deref().unwrap_or(slug.as_str())).map_err(|error| anyhow!("{error}"))?,
-                slug: Some(slug),
-                description: keys_core::Description::parse(description.as_deref())
-                    .map_err(|error| anyhow!("{error}"))?,
-                mode: mode.as_deref().map(Mode::parse).transpose().map_err(|error| anyhow!("{error}"))?,
-            };
-            let workspace = service.create_operator_workspace(&organisation, new).await.map_err(service_error)?;
-            println!("{}", workspace.uid);
-            Ok(())
-        }
-        Command::Token(command) => run_token(&cli.database_url, command).await,
-        Command::Audit(AuditCommand::Export { org, since, until }) => {
-            let service = open_service(&cli.database_url).await?;
-            let organisation = find_organisation(&service, &org).await?;
-            export_audit(&service, &organisation, since, until).await
-        }
-        Command::Audit(AuditCommand::Prune { org, before }) => {
-            let service = open_service(&cli.database_url).await?;
-            let organisation = find_organisation(&service, &org).await?;
-            let pruned = service.prune_audit_events(&organisation, before).await.map_err(service_error)?;
-            println!("{pruned}");
-            Ok(())
-        }
-    }
-}
-
-/// `keysd token create | list | revoke`.
-async fn run_token(database_url: &str, command: TokenCommand) -> anyhow::Result<()> {
-    let refused = |error: CoreError| anyhow!("{error}");
-    match command {
-        TokenCommand::Create { org, name, role, workspaces, expires_at } => {
-            let service = open_service(database_url).await?;
-            let organisation = find_organisation(&service, &org).await?;
-            let workspaces = if workspaces.is_empty() {
-                TokenWorkspaces::all()
-            } else {
-                let slugs = workspaces.iter().map(|slug| WorkspaceSlug::parse(slug)).collect::<Result<Vec<_>, _>>();
-                TokenWorkspaces::only(slugs.map_err(refused)?).map_err(refused)?
-            };
-            let expires_at = expires_at
-                .map(|text| {
-                    OffsetDateTime::parse(&text, &Rfc3339)
-                        .map_err(|_| anyhow!("--expires-at must be an RFC 3339 timestamp such as 2027-01-31T12:00:00Z"))
-                })
-                .transpose()?;
-            let new = NewServiceToken {
-                name: Name::parse(&name).map_err(refused)?,
-                role: Role::parse(&role).map_err(refused)?,
-                workspaces,
-                expires_at,
-            };
-            let issued = service.create_service_token(&organisation, new).await.map_err(service_error)?;
-            println!("{}", issued.token.expose());
-            Ok(())
-        }
-        TokenCommand::List { org } => {
-            let service = open_service(database_url).await?;
-            let organisation = find_organisation(&service, &org).await?;
-            let mut offset = 0;
-            loop {
-                let page = Pagination::new(100, offset).map_err(refused)?;
-                let listing = keys_service::workspaces::Listing::new(page, true);
-                let tokens = service.service_tokens_of(&organisation.id, listing).await.map_err(service_error)?;
-                for token in &tokens.items {
-                    println!("{}", serde_json::to_string(&ServiceTokenDto::from(token))?);
-                }
-                offset += tokens.items.len() as u64;
-                if tokens.items.is_empty() || offset >= tokens.total {
-                    return Ok(());
-                }
-            }
-        }
-        TokenCommand::Revoke { org, id } => {
-            let service = open_service(database_url).await?;
-            let organisation = find_organisation(&service, &org).await?;
-            let revoked =
-                service.revoke_service_token_of(&organisation.id, &id).await.map_err(|error| match error {
-                    ServiceError::Store(StoreError::NotFound { .. }) => {
-                        anyhow!("service token '{id}' not found (or already revoked)")
-                    }
-                    other => service_error(other),
-                })?;
-            println!("{}", revoked.id);
-            Ok(())
-        }
-    }
-}
-
-async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
+/// `keysd serve`.
+pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     process::disable_core_dumps();
     let descriptor_limit = process::raise_descriptor_limit();
     let max_connections = match args.max_connections {
@@ -647,7 +287,7 @@ async fn run_serve(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or(usize::MAX),
         max_response_bytes: usize::try_from(args.max_response_bytes).unwrap_or(usize::MAX),
         stalled_response_timeout: seconds(args.stalled_response_timeout_seconds),
-        trusted_proxies: crate::rate_limit::TrustedProxies::new(args.trusted_proxies),
+        trusted_proxies: keys_http::rate_limit::TrustedProxies::new(args.trusted_proxies),
         last_used_interval: (args.last_used_interval_seconds > 0)
             .then(|| std::time::Duration::from_secs(args.last_used_interval_seconds)),
         ..AppConfig::default()
@@ -687,37 +327,6 @@ fn seconds(seconds: u32) -> std::time::Duration {
     std::time::Duration::from_secs(u64::from(seconds))
 }
 
-/// `keysd sign …`: reads the key file, mints the token at the system clock.
-fn sign(command: SignCommand) -> anyhow::Result<String> {
-    let read = |path: &std::path::Path| {
-        std::fs::read_to_string(path)
-            .map(zeroize::Zeroizing::new)
-            .with_context(|| format!("cannot read the private key file {}", path.display()))
-    };
-    let now = time::OffsetDateTime::now_utc();
-    match command {
-        SignCommand::UserToken { private_key, entity_id, tenant_id, ttl_seconds, kid } => {
-            let request = keys_crypto::mint::UserTokenRequest {
-                entity_id: &entity_id,
-                tenant_id: tenant_id.as_deref(),
-                ttl_seconds,
-                kid: kid.as_deref(),
-            };
-            keys_crypto::mint::user_token(&read(&private_key)?, &request, now).map_err(|error| anyhow!("{error}"))
-        }
-        SignCommand::Jwt { private_key, key_id, sub, issuer_base, ttl_seconds } => {
-            let request = keys_crypto::mint::OrganisationTokenRequest {
-                key_id: &key_id,
-                sub: &sub,
-                issuer_base: &issuer_base,
-                ttl_seconds,
-            };
-            keys_crypto::mint::organisation_token(&read(&private_key)?, &request, now)
-                .map_err(|error| anyhow!("{error}"))
-        }
-    }
-}
-
 async fn bootstrap(service: &Service) -> anyhow::Result<()> {
     if let Some(bootstrapped) = service.bootstrap_if_empty().await.map_err(service_error)? {
         println!(
@@ -727,58 +336,6 @@ async fn bootstrap(service: &Service) -> anyhow::Result<()> {
         println!("keysd service token (shown once, store it now): {}", bootstrapped.token.expose());
     }
     Ok(())
-}
-
-/// The use cases over the uncached store: operator commands write and exit.
-async fn open_service(url: &str) -> anyhow::Result<Service> {
-    let store = keys_store::open(url).await.map_err(|error| open_error(url, error))?;
-    Ok(Service::new(store, ServiceConfig::default()))
-}
-
-async fn open_cached_store(url: &str, cache: CacheConfig, quotas: Quotas) -> anyhow::Result<Arc<dyn Store>> {
-    keys_store::open_cached(url, cache, quotas).await.map_err(|error| open_error(url, error))
-}
-
-fn open_error(url: &str, error: StoreError) -> anyhow::Error {
-    match error {
-        StoreError::UnsupportedUrl => {
-            anyhow!("unsupported database url '{}' (expected sqlite://PATH or postgres://…)", redact_url(url))
-        }
-        other => anyhow!("cannot open database {}: {other}", redact_url(url)),
-    }
-}
-
-fn service_error(error: ServiceError) -> anyhow::Error {
-    match error {
-        ServiceError::Store(StoreError::Refused(refusal)) => anyhow!("{refusal}"),
-        other => anyhow!("{other}"),
-    }
-}
-
-/// `--org` takes an organisation id or its name.
-async fn find_organisation(service: &Service, reference: &str) -> anyhow::Result<Organisation> {
-    match service.find_organisation(reference).await.map_err(service_error)? {
-        Some(organisation) => Ok(organisation),
-        None => bail!("organisation '{reference}' not found"),
-    }
-}
-
-/// The URL with any password replaced, for error messages.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(authority, path)| (authority, path));
-    let authority = match authority.rsplit_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => format!("{credentials}@{host}"),
-        },
-        None => authority.to_owned(),
-    };
-    if rest.contains('/') {
-        format!("{scheme}://{authority}/{path}")
-    } else {
-        format!("{scheme}://{authority}")
-    }
 }
 
 /// Completes on ctrl-c or SIGTERM.
@@ -811,15 +368,9 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use clap::Parser;
 
-    #[test]
-    fn redacts_passwords_only() {
-        assert_eq!(redact_url("postgres://user:secret@db:5432/keys"), "postgres://user:***@db:5432/keys");
-        assert_eq!(redact_url("postgres://postgres@127.0.0.1/test"), "postgres://postgres@127.0.0.1/test");
-        assert_eq!(redact_url("sqlite://keysd.db"), "sqlite://keysd.db");
-        assert_eq!(redact_url("nonsense"), "nonsense");
-    }
+    use crate::{Cli, Command};
 
     #[test]
     fn cli_parses_serve_and_commands() {

@@ -19,8 +19,7 @@ use rand_core::OsRng;
 use serde_json::{json, Value};
 use time::OffsetDateTime;
 
-#[path = "support/openapi_check.rs"]
-mod openapi_check;
+use crate::support::openapi_check;
 
 struct Harness {
     app: App,

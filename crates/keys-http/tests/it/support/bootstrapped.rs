@@ -2,9 +2,6 @@
 //! `default`, workspaces `staging` and `production`), with its admin token:
 //! what tests without a socket start from.
 
-// Each test crate that includes this module uses part of it.
-#![allow(dead_code)]
-
 use bytes::Bytes;
 use http::{header, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};

@@ -5,8 +5,7 @@
 use http::{Method, StatusCode};
 use serde_json::json;
 
-#[path = "support/bootstrapped.rs"]
-mod bootstrapped;
+use crate::support::bootstrapped;
 
 #[tokio::test]
 async fn broad_wildcards_are_refused_and_hostile_origins_do_not_verify() {

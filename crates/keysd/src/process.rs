@@ -58,7 +58,7 @@ pub fn disable_core_dumps() {
 /// [`MAX_DEFAULT_CONNECTIONS`]; the embedders' default where the limit is
 /// unknown.
 pub fn default_max_connections(descriptor_limit: Option<u64>) -> usize {
-    let Some(limit) = descriptor_limit else { return crate::state::DEFAULT_MAX_CONNECTIONS };
+    let Some(limit) = descriptor_limit else { return keys_http::DEFAULT_MAX_CONNECTIONS };
     let reserved = (limit / 4).max(RESERVED_DESCRIPTORS);
     let connections = limit.saturating_sub(reserved).clamp(1, MAX_DEFAULT_CONNECTIONS);
     usize::try_from(connections).unwrap_or(usize::MAX)
@@ -75,7 +75,7 @@ mod tests {
         assert_eq!(default_max_connections(Some(100)), 36);
         assert_eq!(default_max_connections(Some(10)), 1);
         assert_eq!(default_max_connections(Some(1 << 20)), 65_536);
-        assert_eq!(default_max_connections(None), crate::state::DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(default_max_connections(None), keys_http::DEFAULT_MAX_CONNECTIONS);
         for limit in [64, 65, 200, 4096, 1 << 16] {
             assert!((default_max_connections(Some(limit)) as u64) < limit, "{limit}");
         }

@@ -12,8 +12,7 @@ use keys_crypto::jwt::Algorithm;
 use keys_http::AppConfig;
 use serde_json::{json, Value};
 
-#[path = "support/bootstrapped.rs"]
-mod bootstrapped;
+use crate::support::bootstrapped;
 
 /// An organisation key made over the API: its id and private key.
 async fn organisation_key(keysd: &bootstrapped::Bootstrapped) -> (String, String) {

@@ -10,10 +10,8 @@ use keys_http::routes::ROUTES;
 use keys_http::App;
 use serde_json::{json, Value};
 
-#[path = "support/bootstrapped.rs"]
-mod bootstrapped;
-#[path = "support/paths.rs"]
-mod paths;
+use crate::support::bootstrapped;
+use crate::support::paths;
 
 struct Client {
     app: App,

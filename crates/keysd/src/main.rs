@@ -1,0 +1,113 @@
+//! `keysd`: the command line of keysd. `serve` runs the HTTP server of
+//! keys-http; the operator commands create organisations, workspaces and
+//! service tokens directly in the database (they work while a `keysd
+//! serve` runs on the same database); `sign` mints tokens locally.
+//!
+//! Output contract (docs/CLI.md): `org create` prints the new id alone,
+//! `token create` the token alone, `workspace create` the new workspace uid
+//! alone; `sign user-token` / `sign jwt` print the token alone (no
+//! database); `serve` prints the bootstrap token (only when this process
+//! bootstrapped) and a `keysd listening on http://ADDR` line to stdout.
+//! Logs go to stderr. Errors are one line on stderr and a non-zero exit.
+//! `audit export` writes NDJSON (one event a line, as `GET
+//! /v1/audit_event/` renders it, oldest first), reading the trail in
+//! batches so memory stays flat whatever its size; `audit prune` prints how
+//! many events it deleted.
+//!
+//! One module per command group: [`serve`] (with [`process`], what `serve`
+//! asks of the OS, and [`quotas`], the `--max-…` flags), [`org`],
+//! [`workspace`], [`token`], [`audit`], [`sign`]; [`database`] opens the
+//! store and turns service errors into one-line messages.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod audit;
+mod database;
+mod org;
+mod process;
+mod quotas;
+mod serve;
+mod sign;
+mod token;
+mod workspace;
+
+/// keysd: API keys, publishable keys and signing keys as a service.
+#[derive(Debug, Parser)]
+#[command(name = "keysd", version, about)]
+pub struct Cli {
+    /// Database: `sqlite://PATH` (created if missing) or `postgres://…`.
+    #[arg(long, global = true, env = "KEYSD_DATABASE_URL", default_value = "sqlite://keysd.db")]
+    pub database_url: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server.
+    Serve(serve::ServeArgs),
+    /// Manage organisations.
+    #[command(subcommand)]
+    Org(org::OrgCommand),
+    /// Manage workspaces.
+    #[command(subcommand)]
+    Workspace(workspace::WorkspaceCommand),
+    /// Manage service tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Sign tokens locally with a private key keysd returned (no database).
+    #[command(subcommand)]
+    Sign(sign::SignCommand),
+    /// Export or prune the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+}
+
+/// Runs the command line; the exit code is non-zero on any error.
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("keysd: error: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("keysd: error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _already_set = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs one parsed command.
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let url = &cli.database_url;
+    match cli.command {
+        Command::Sign(command) => {
+            println!("{}", sign::sign(command)?);
+            Ok(())
+        }
+        Command::Serve(args) => serve::run(url, args).await,
+        Command::Org(command) => org::run(url, command).await,
+        Command::Workspace(command) => workspace::run(url, command).await,
+        Command::Token(command) => token::run(url, command).await,
+        Command::Audit(command) => audit::run(url, command).await,
+    }
+}

@@ -1,0 +1,8 @@
+//! The `keysd` binary end to end, one test binary: each module starts the
+//! real binary (SQLite in a temporary directory, or PostgreSQL) and talks
+//! to it as its users do: over sockets (`e2e`, `hostile`) or through its
+//! command line (`audit_cli`).
+
+mod audit_cli;
+mod e2e;
+mod hostile;
