@@ -254,6 +254,21 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// How the caller may treat the organisation keys of `organisation`
+    /// (management and verification alike). An organisation key spans every
+    /// workspace, so a token limited to some workspaces may not manage or
+    /// use one: [`WorkspaceAccess::Forbidden`]. Another organisation's keys
+    /// are [`WorkspaceAccess::Hidden`], exactly like none.
+    pub fn organisation_keys_access(&self, organisation: &OrganisationId) -> WorkspaceAccess {
+        if !self.reaches_organisation(organisation) {
+            WorkspaceAccess::Hidden
+        } else if self.reaches_every_workspace() {
+            WorkspaceAccess::Reachable
+        } else {
+            WorkspaceAccess::Forbidden
+        }
+    }
+
     /// Whether the caller may see this workspace and its keys.
     pub fn reaches(&self, workspace: &Workspace) -> bool {
         self.access(workspace) == WorkspaceAccess::Reachable
@@ -350,6 +365,20 @@ pub fn decide_signing_key<'a>(
         return Err(Denial::KeyExpired);
     }
     Ok(key)
+}
+
+/// The longest an outside verifier may cache a JWKS (`Cache-Control:
+/// public, max-age`), in seconds: a key deleted or past its grace is still
+/// trusted by such a cache for at most this long.
+pub const JWKS_MAX_AGE_SECONDS: u32 = 60;
+
+/// How long a JWKS published at `now` may be cached: at most
+/// [`JWKS_MAX_AGE_SECONDS`], and for a workspace (its `ring`) never past
+/// the earliest end of grace of a key it lists
+/// ([`SigningKeyRing::jwks_max_age`]). An organisation's JWKS (`None`)
+/// lists keys without a grace: the cap.
+pub fn jwks_max_age(ring: Option<&SigningKeyRing>, now: OffsetDateTime) -> u32 {
+    ring.map_or(JWKS_MAX_AGE_SECONDS, |ring| ring.jwks_max_age(now, JWKS_MAX_AGE_SECONDS))
 }
 
 /// The most signature checks a user token *without* a `kid` costs: it is
@@ -490,7 +519,7 @@ pub fn decide_organisation_key<'a>(
     scope: Scope<'_>,
 ) -> Result<&'a OrganisationSigningKey, Denial> {
     let key = found.ok_or(Denial::UnknownKey)?;
-    if !scope.reaches_organisation(&key.organisation_id) || !scope.reaches_every_workspace() {
+    if scope.organisation_keys_access(&key.organisation_id) != WorkspaceAccess::Reachable {
         return Err(Denial::WrongOrganisation);
     }
     if key.is_deleted() {
@@ -581,4 +610,60 @@ pub fn parse_issuer<'a>(issuer: &'a str, pinned_bases: &[String]) -> Result<(&'a
         return Err(Denial::IssuerNotAccepted);
     }
     Ok((base, key_id))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use rand_chacha::rand_core::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use time::Duration;
+
+    use super::*;
+    use crate::{Actor, GracePeriod, NewSigningKey, SigningKeyId, TokenWorkspaces};
+
+    fn organisation(last: char) -> OrganisationId {
+        OrganisationId::parse(&format!("01J000000000000000000000{last}A")).unwrap()
+    }
+
+    #[test]
+    fn organisation_keys_are_for_the_own_organisation_and_an_unlimited_token_only() {
+        let (own, other) = (organisation('1'), organisation('2'));
+        let limit = TokenWorkspaces::only(vec![WorkspaceSlug::parse("staging").unwrap()]).unwrap();
+        let cases = [
+            (Scope::organisation(&own), &own, WorkspaceAccess::Reachable),
+            (Scope::organisation(&own), &other, WorkspaceAccess::Hidden),
+            (Scope::limited(&own, limit.slugs()), &own, WorkspaceAccess::Forbidden),
+            (Scope::limited(&own, limit.slugs()), &other, WorkspaceAccess::Hidden),
+        ];
+        for (scope, named, access) in cases {
+            assert_eq!(scope.organisation_keys_access(named), access, "{scope:?} {named:?}");
+        }
+    }
+
+    #[test]
+    fn a_jwks_is_cached_at_most_the_cap_and_never_past_a_grace() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        assert_eq!(JWKS_MAX_AGE_SECONDS, 60);
+        assert_eq!(jwks_max_age(None, now), JWKS_MAX_AGE_SECONDS, "an organisation's keys have no grace");
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let new_key = |rng: &mut ChaCha8Rng| NewSigningKey {
+            id: SigningKeyId::generate(now, rng),
+            uid: crate::SigningKeyUid::generate(now, rng),
+            public_key_pem: "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n".to_owned(),
+        };
+        let (actor, workspace) = (Actor::new("a", "a@example.com"), WorkspaceUid::generate(now, &mut rng));
+        let mut ring = SigningKeyRing::restore(workspace, Vec::new());
+        assert_eq!(jwks_max_age(Some(&ring), now), JWKS_MAX_AGE_SECONDS, "no key");
+        let first = ring.create(new_key(&mut rng), &actor, now).unwrap().uid.clone();
+        assert_eq!(jwks_max_age(Some(&ring), now), JWKS_MAX_AGE_SECONDS, "an active key has no grace");
+        let long = GracePeriod::from_seconds(3_600).unwrap();
+        let (_, second) = ring.roll(&first, Some(long), new_key(&mut rng), &actor, now).unwrap();
+        let second = second.uid.clone();
+        assert_eq!(jwks_max_age(Some(&ring), now), JWKS_MAX_AGE_SECONDS, "a grace beyond the cap");
+        let short = GracePeriod::from_seconds(10).unwrap();
+        ring.roll(&second, Some(short), new_key(&mut rng), &actor, now).unwrap();
+        assert_eq!(jwks_max_age(Some(&ring), now), 10, "never past the earliest end of grace");
+        assert_eq!(jwks_max_age(Some(&ring), now + Duration::seconds(10)), JWKS_MAX_AGE_SECONDS, "ended");
+    }
 }
