@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use keys_core::{Organisation, OrganisationId};
+use keys_core::{Organisation, OrganisationId, Permission};
 use keys_store::{AuditAction, AuditFilter, AuditOrder, AuditPosition, AuditQuery, RecordedAuditEvent};
 use time::OffsetDateTime;
 
@@ -102,11 +102,13 @@ impl AuditExport<'_> {
 }
 
 impl Service {
-    /// A page of the caller's organisation's events, newest first. An
-    /// unknown workspace is [`crate::ServiceError::WorkspaceNotFound`].
+    /// A page of the caller's organisation's events, newest first. Needs
+    /// [`Permission::ReadAudit`]. An unknown workspace is
+    /// [`crate::ServiceError::WorkspaceNotFound`].
     pub async fn audit_events(&self, caller: &Caller, request: AuditEventsRequest) -> ServiceResult<AuditEventPage> {
+        caller.require(Permission::ReadAudit)?;
         let workspace = match &request.workspace {
-            Some(slug) => Some(self.workspace(caller, slug).await?.uid),
+            Some(slug) => Some(self.resolve_workspace(caller, slug).await?.uid),
             None => None,
         };
         let filter = AuditFilter {

@@ -28,6 +28,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
 use bytes::Bytes;
+use keys_core::verify::jwks_max_age;
 use keys_core::{OrganisationId, SigningKeyRing, WorkspaceUid};
 use keys_crypto::jwt::Algorithm;
 use keys_crypto::keypair::public_jwk_from_pem;
@@ -35,7 +36,6 @@ use keys_crypto::secret::sha256_digest;
 use keys_crypto::JwkSet;
 use keys_store::StoreError;
 
-use crate::verification::JWKS_MAX_AGE_SECONDS;
 use crate::Service;
 
 /// The most bytes of documents kept (about 160 organisations at the cap of
@@ -54,7 +54,7 @@ pub struct JwksDocument {
 
 /// A JWKS as published now: the shared document and how long outside
 /// verifiers may cache it (`Cache-Control: public, max-age=N`), which is at
-/// most [`JWKS_MAX_AGE_SECONDS`] and, for a workspace, never past the
+/// most [`keys_core::verify::JWKS_MAX_AGE_SECONDS`] and, for a workspace, never past the
 /// earliest end of grace of a listed key.
 #[derive(Debug, Clone)]
 pub struct PublishedDocument {
@@ -137,7 +137,7 @@ impl Service {
             }
             set
         });
-        Ok(Some(PublishedDocument { document, max_age_seconds: ring.jwks_max_age(now, JWKS_MAX_AGE_SECONDS) }))
+        Ok(Some(PublishedDocument { document, max_age_seconds: jwks_max_age(Some(&ring), now) }))
     }
 
     /// The JWKS of an organisation: its keys that verify (not deleted; they
@@ -165,7 +165,7 @@ impl Service {
             }
             set
         });
-        Ok(Some(PublishedDocument { document, max_age_seconds: JWKS_MAX_AGE_SECONDS }))
+        Ok(Some(PublishedDocument { document, max_age_seconds: jwks_max_age(None, self.now()) }))
     }
 }
 

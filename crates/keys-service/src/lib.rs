@@ -44,7 +44,10 @@ use std::fmt;
 use std::sync::Arc;
 
 use keys_core::verify::{OrganisationTokenPolicy, Scope, TimePolicy};
-use keys_core::{Actor, Permission, RequestId, Role, ServiceTokenRecord};
+use keys_core::{
+    Actor, CoreError, Name, NewServiceToken, Organisation, OrganisationId, Permission, RequestId, Role, SecretDigest,
+    ServiceTokenId, ServiceTokenMaterial, ServiceTokenRecord, ServiceTokenState, TokenWorkspaces,
+};
 use keys_crypto::RsaKeyPool;
 use keys_store::{Attributed, Attribution, Store, StoreError};
 use rand_core::{CryptoRngCore, OsRng};
@@ -129,65 +132,179 @@ impl Default for ServiceConfig {
     }
 }
 
-/// Who is calling: an authenticated service token's record (shared with the
-/// store's cache, not copied). It gives the [`Scope`] every decision takes
-/// (its organisation and workspaces), the [`Role`] its operations are
-/// checked against, and the [`Actor`] that fills every `*_by` the call
-/// causes; with the id of the request it came in, the [`Attribution`] of
-/// every audit event.
+/// Who is calling. Made only by authenticating a service token
+/// ([`Service::authenticate`], [`Service::authenticate_gateway`]) or, for a
+/// service that embeds keysd, by [`Caller::embedded`], which states its
+/// organisation, role and workspaces. It gives the [`Scope`] every decision
+/// takes (its organisation and workspaces), the [`Role`] every use case
+/// checks its [`Permission`] against ([`Caller::require`]), and the
+/// [`Actor`] that fills every `*_by` the call causes; with the id of the
+/// request it came in, the [`Attribution`] of every audit event.
 #[derive(Clone)]
-pub struct Caller(Arc<ServiceTokenRecord>, Option<RequestId>);
+pub struct Caller {
+    /// The token's record (shared with the store's cache, not copied); for
+    /// an embedded caller, the record of the token it stands for, which is
+    /// never stored and never authenticates, so that keys-core's token
+    /// rules apply to it unchanged.
+    record: Arc<ServiceTokenRecord>,
+    /// Whether `record` is a stored token that authenticated.
+    authenticated: bool,
+    request_id: Option<RequestId>,
+}
+
+/// The id of the record an embedded caller stands for: no token has it
+/// (every stored id is a ULID made at some instant after 1970).
+const EMBEDDED_TOKEN_ID: &str = "st_00000000000000000000000000";
 
 impl Caller {
-    pub fn new(record: Arc<ServiceTokenRecord>) -> Self {
-        Self(record, None)
+    /// The caller of a token that authenticated.
+    pub(crate) fn authenticated(record: Arc<ServiceTokenRecord>) -> Self {
+        Self { record, authenticated: true, request_id: None }
+    }
+
+    /// A caller for a service that embeds keysd and calls the use cases in
+    /// its own process, without a service token: it acts in
+    /// `organisation_id` with `role`, limited to `workspaces`, exactly as a
+    /// token of that role and limit would, and every use case checks its
+    /// permission and the limit alike. Refused as a token would be: an
+    /// admin limited to workspaces
+    /// ([`CoreError::AdminTokenLimited`](keys_core::CoreError)).
+    ///
+    /// Changes it makes are attributed to no token and no request: their
+    /// audit events and `*_by` fields name the actor `actor_name`
+    /// (`org_<organisation>@embedded.keysd.local`).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let database = keys_testkit::TestDb::sqlite();
+    /// # let url = database.url();
+    /// use keys_core::{Name, Permission, Role, TokenWorkspaces, WorkspaceSlug};
+    /// use keys_service::{Caller, Service, ServiceConfig, ServiceError};
+    ///
+    /// let service = Service::new(keys_store::open(url).await.unwrap(), ServiceConfig::default());
+    /// let organisation = service.bootstrap_if_empty().await.unwrap().unwrap().organisation;
+    ///
+    /// // A billing service that may only verify, in every workspace.
+    /// let billing = Caller::embedded(
+    ///     organisation.id.clone(),
+    ///     Role::Verify,
+    ///     TokenWorkspaces::all(),
+    ///     Name::parse("billing").unwrap(),
+    /// )
+    /// .unwrap();
+    /// assert!(billing.require(Permission::Verify).is_ok());
+    /// let verdict = service.verify_api_key(&billing, "SS.not-a-key").await.unwrap();
+    /// assert_eq!(verdict.unwrap_err().reason(), "malformed");
+    /// // Management needs `manage`: refused by the use case itself.
+    /// let refused = service.in_workspace(&billing, "staging").await;
+    /// assert!(matches!(refused, Err(ServiceError::PermissionDenied(_))));
+    ///
+    /// // A provisioning job that manages the keys of `staging` only.
+    /// let staging = vec![WorkspaceSlug::parse("staging").unwrap()];
+    /// let provisioning = Caller::embedded(
+    ///     organisation.id.clone(),
+    ///     Role::Manage,
+    ///     TokenWorkspaces::only(staging).unwrap(),
+    ///     Name::parse("provisioning").unwrap(),
+    /// )
+    /// .unwrap();
+    /// let workspace = service.in_workspace(&provisioning, "staging").await.unwrap();
+    /// let created = workspace.create_signing_key().await.unwrap();
+    /// assert_eq!(created.key.created_by.as_ref().map(|actor| actor.name()), Some("provisioning"));
+    /// # });
+    /// ```
+    pub fn embedded(
+        organisation_id: OrganisationId,
+        role: Role,
+        workspaces: TokenWorkspaces,
+        actor_name: Name,
+    ) -> Result<Self, CoreError> {
+        let actor = Actor::new(actor_name.as_str(), format!("org_{organisation_id}@embedded.keysd.local"));
+        // The record of the token it stands for, made by keys-core's rules
+        // for any token (the operator's, so no creator limits it); its
+        // instant is never read, and it never expires.
+        let material = ServiceTokenMaterial {
+            id: ServiceTokenId::parse(EMBEDDED_TOKEN_ID)?,
+            digest: SecretDigest::from_bytes([0; 32]),
+            masked_token: String::new(),
+        };
+        let organisation = Organisation::create(organisation_id, actor_name.clone(), OffsetDateTime::UNIX_EPOCH);
+        let new = NewServiceToken { name: actor_name, role, workspaces, expires_at: None };
+        let record = ServiceTokenRecord::create(material, &organisation, new, None, OffsetDateTime::UNIX_EPOCH)?;
+        let record = ServiceTokenRecord::restore(ServiceTokenState { actor, ..ServiceTokenState::clone(&record) });
+        Ok(Self { record: Arc::new(record), authenticated: false, request_id: None })
     }
 
     /// The same caller, acting in the request `request_id`.
     pub fn with_request_id(self, request_id: RequestId) -> Self {
-        Self(self.0, Some(request_id))
+        Self { request_id: Some(request_id), ..self }
     }
 
     pub fn request_id(&self) -> Option<&RequestId> {
-        self.1.as_ref()
+        self.request_id.as_ref()
     }
 
-    /// What the audit events of this caller's changes say of it.
+    /// What the audit events of this caller's changes say of it: the token
+    /// and request, none for an embedded caller (its actor names it).
     pub fn attribution(&self) -> Attribution {
-        Attribution { token_id: Some(self.0.id.clone()), request_id: self.1.clone() }
+        let token_id = self.authenticated.then(|| self.record.id.clone());
+        Attribution { token_id, request_id: self.request_id.clone() }
     }
 
     pub fn scope(&self) -> Scope<'_> {
-        self.0.scope()
+        self.record.scope()
     }
 
     pub fn role(&self) -> Role {
-        self.0.role
+        self.record.role
     }
 
     /// Whether the caller's role allows an operation that needs
     /// `permission` (keys-core decides: [`Role::permits`]).
     pub fn may(&self, permission: Permission) -> bool {
-        self.0.role.permits(permission)
+        self.record.role.permits(permission)
+    }
+
+    /// The check every use case that takes a caller makes first: its
+    /// `permission`, or [`ServiceError::PermissionDenied`] saying which role
+    /// it needs. (The workspace limit is checked where a workspace is
+    /// resolved: [`Service::workspace`], [`Service::own_organisation`].)
+    pub fn require(&self, permission: Permission) -> ServiceResult<()> {
+        if self.may(permission) {
+            return Ok(());
+        }
+        Err(ServiceError::PermissionDenied(format!(
+            "this caller may not do this: it needs role '{}' (this one is '{}')",
+            permission.least_role(),
+            self.role()
+        )))
     }
 
     pub fn actor(&self) -> &Actor {
-        &self.0.actor
+        &self.record.actor
     }
 
-    pub fn token(&self) -> &ServiceTokenRecord {
-        &self.0
+    /// The record of the service token that authenticated; `None` for an
+    /// embedded caller.
+    pub fn token(&self) -> Option<&ServiceTokenRecord> {
+        self.authenticated.then_some(&*self.record)
+    }
+
+    /// The record keys-core's token rules read of this caller (a creator's
+    /// role and limit), embedded or not.
+    pub(crate) fn record(&self) -> &ServiceTokenRecord {
+        &self.record
     }
 }
 
 impl fmt::Debug for Caller {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Caller")
-            .field("organisation_id", &self.0.organisation_id)
-            .field("token_id", &self.0.id)
-            .field("role", &self.0.role)
-            .field("actor", &self.0.actor)
-            .field("request_id", &self.1)
+            .field("organisation_id", &self.record.organisation_id)
+            .field("token_id", &self.token().map(|token| &token.id))
+            .field("role", &self.record.role)
+            .field("actor", &self.record.actor)
+            .field("request_id", &self.request_id)
             .finish_non_exhaustive()
     }
 }

@@ -8,7 +8,8 @@ use keys_store::Mutations as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use keys_core::{KeyPage, KeySlice, Name, OrganisationId, OrganisationKeyId, OrganisationSigningKey};
+use keys_core::verify::WorkspaceAccess;
+use keys_core::{KeyPage, KeySlice, Name, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Permission};
 use keys_crypto::RsaKeyPair;
 
 use crate::{Caller, Service, ServiceError, ServiceResult};
@@ -26,19 +27,23 @@ impl Service {
     /// other is [`ServiceError::OrganisationNotFound`], like one that does
     /// not exist. Organisation keys span every workspace, so a token
     /// limited to some workspaces may not manage them
-    /// ([`ServiceError::PermissionDenied`]).
+    /// ([`ServiceError::PermissionDenied`]; keys-core decides:
+    /// [`keys_core::verify::Scope::organisation_keys_access`]).
+    ///
+    /// Every organisation-key use case resolves its organisation here, so
+    /// this is where they check [`Permission::ManageKeys`], first.
     pub fn own_organisation<'c>(&self, caller: &'c Caller, organisation: &str) -> ServiceResult<&'c OrganisationId> {
-        // A path that is no organisation id names nothing; one that is
-        // another organisation's is, for this caller, the same: keys-core's
-        // scope decides.
+        caller.require(Permission::ManageKeys)?;
+        // A path that is no organisation id names nothing, like one of
+        // another organisation.
         let scope = caller.scope();
-        let named = OrganisationId::parse(organisation).ok();
-        match named.filter(|id| scope.reaches_organisation(id)) {
-            Some(_) if !scope.reaches_every_workspace() => Err(ServiceError::PermissionDenied(
+        let named = OrganisationId::parse(organisation).map_err(|_| ServiceError::OrganisationNotFound)?;
+        match scope.organisation_keys_access(&named) {
+            WorkspaceAccess::Reachable => Ok(scope.organisation_id()),
+            WorkspaceAccess::Forbidden => Err(ServiceError::PermissionDenied(
                 "a service token limited to workspaces cannot manage organisation keys".to_owned(),
             )),
-            Some(_) => Ok(scope.organisation_id()),
-            None => Err(ServiceError::OrganisationNotFound),
+            WorkspaceAccess::Hidden => Err(ServiceError::OrganisationNotFound),
         }
     }
 

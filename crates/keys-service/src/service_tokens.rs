@@ -5,7 +5,8 @@
 //! workspaces must exist when it is made.
 
 use keys_core::{
-    NewServiceToken, Organisation, OrganisationId, Page, ServiceTokenId, ServiceTokenMaterial, ServiceTokenRecord,
+    NewServiceToken, Organisation, OrganisationId, Page, Permission, ServiceTokenId, ServiceTokenMaterial,
+    ServiceTokenRecord,
 };
 use keys_crypto::ServiceToken;
 use keys_store::{Mutations, StoreError};
@@ -34,12 +35,13 @@ pub(crate) fn material<R: RngCore>(token: &ServiceToken, now: OffsetDateTime, rn
 
 impl Service {
     /// A new token of the caller's organisation, no stronger than the
-    /// caller's own token.
+    /// caller's own token. Needs [`Permission::ManageServiceTokens`].
     pub async fn issue_service_token(
         &self,
         caller: &Caller,
         new: NewServiceToken,
     ) -> ServiceResult<IssuedServiceToken> {
+        caller.require(Permission::ManageServiceTokens)?;
         let organisation = self
             .store
             .organisation(caller.scope().organisation_id())
@@ -73,7 +75,7 @@ impl Service {
         let mut rng = self.rng();
         let token = ServiceToken::generate(&mut rng);
         let material = material(&token, now, &mut rng);
-        let created_by = caller.map(Caller::token);
+        let created_by = caller.map(Caller::record);
         let record =
             ServiceTokenRecord::create(material, organisation, new, created_by, now).map_err(StoreError::Refused)?;
         match caller {
@@ -84,12 +86,14 @@ impl Service {
         Ok(IssuedServiceToken { record, token })
     }
 
-    /// A page of the caller's organisation's tokens, newest first.
+    /// A page of the caller's organisation's tokens, newest first. Needs
+    /// [`Permission::ManageServiceTokens`].
     pub async fn list_service_tokens(
         &self,
         caller: &Caller,
         listing: Listing,
     ) -> ServiceResult<Page<ServiceTokenRecord>> {
+        caller.require(Permission::ManageServiceTokens)?;
         self.service_tokens_of(caller.scope().organisation_id(), listing).await
     }
 
@@ -106,8 +110,9 @@ impl Service {
     /// long as it is not the last unexpired admin token). Every replica
     /// refuses it within a second: the revocation is announced like every
     /// change. An id that is malformed, unknown or already revoked is
-    /// `NotFound`.
+    /// `NotFound`. Needs [`Permission::ManageServiceTokens`].
     pub async fn revoke_service_token(&self, caller: &Caller, id: &str) -> ServiceResult<ServiceTokenRecord> {
+        caller.require(Permission::ManageServiceTokens)?;
         let id = ServiceTokenId::parse(id).map_err(|_| StoreError::NotFound { kind: "service token" })?;
         let organisation = caller.scope().organisation_id();
         let mutations = self.mutations(caller);

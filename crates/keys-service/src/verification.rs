@@ -26,8 +26,8 @@ use keys_core::verify::TokenTimes;
 
 use keys_core::verify::{
     decide_api_key, decide_organisation_key, decide_organisation_token, decide_public_key, decide_signing_key,
-    decide_user_token, kidless_candidates, parse_issuer, Denial, KidlessCandidates, OrganisationTokenClaims,
-    PublicKeyAccess, PublicKeyPresentation, UserTokenClaims,
+    decide_user_token, jwks_max_age, kidless_candidates, parse_issuer, Denial, KidlessCandidates,
+    OrganisationTokenClaims, PublicKeyAccess, PublicKeyPresentation, UserTokenClaims,
 };
 use keys_core::{
     ApiKey, OrganisationId, OrganisationKeyId, OrganisationSigningKey, PublicKey, SigningKeyRing, SigningKeyUid,
@@ -66,6 +66,13 @@ impl From<Denial> for Refusal {
     fn from(denial: Denial) -> Self {
         Self::Denied(denial)
     }
+}
+
+/// Every verification needs [`Permission::Verify`] of its caller
+/// ([`Caller::require`]). Every role has it; a caller without it would be
+/// refused as a gateway without it is (`service_token_invalid`).
+fn may_verify(caller: &Caller) -> Result<(), Refusal> {
+    caller.require(Permission::Verify).map_err(|_| Denial::ServiceTokenInvalid.into())
 }
 
 /// The answer to "does this credential verify?": `Ok` with what it grants,
@@ -177,7 +184,7 @@ impl Service {
             return Ok(None);
         }
         self.token_usage.record(&record.id, digest.as_bytes()[0], now);
-        Ok(Some(Caller::new(record)))
+        Ok(Some(Caller::authenticated(record)))
     }
 
     /// Authenticates the gateway of a forward-authentication request: a
@@ -192,7 +199,7 @@ impl Service {
         let Some(caller) = self.authenticate(presented).await? else {
             return Ok(None);
         };
-        if !caller.may(Permission::Verify) {
+        if caller.require(Permission::Verify).is_err() {
             return Ok(None);
         }
         if caller.role() > Permission::Verify.least_role() {
@@ -206,7 +213,7 @@ impl Service {
     /// [`STRONG_GATEWAYS_REMEMBERED`] it starts over, so a token may be
     /// warned of again, never on every request.
     fn warn_of_strong_gateway(&self, caller: &Caller) {
-        let token = caller.token();
+        let token = caller.record();
         let mut warned = self.strong_gateways.lock().unwrap_or_else(PoisonError::into_inner);
         if warned.contains(&token.id) {
             return;
@@ -239,6 +246,9 @@ impl Service {
         presented: &str,
         required_scopes: &[R],
     ) -> Verdict<VerifiedApiKey> {
+        if let Err(refusal) = may_verify(caller) {
+            return Ok(Err(refusal));
+        }
         let Ok(secret) = ApiKeySecret::parse(presented) else {
             return Ok(Err(Denial::Malformed.into()));
         };
@@ -265,6 +275,9 @@ impl Service {
         caller: &Caller,
         request: PublicKeyRequest<'_>,
     ) -> Verdict<VerifiedPublicKey> {
+        if let Err(refusal) = may_verify(caller) {
+            return Ok(Err(refusal));
+        }
         let Ok(value) = PublicKeyValue::parse(request.api_key) else {
             return Ok(Err(Denial::Malformed.into()));
         };
@@ -437,6 +450,9 @@ impl Service {
     /// Verifies an RS256 JWT whose `iss` is `<base>/sk/<KEY_ID>` against that
     /// organisation key, for the caller.
     pub async fn verify_jwt(&self, caller: &Caller, token: &str) -> Verdict<VerifiedJwt> {
+        if let Err(refusal) = may_verify(caller) {
+            return Ok(Err(refusal));
+        }
         let digest = self.warm_digest(token);
         if let Some(digest) = &digest {
             if let Some(Warm::Organisation(warm)) = self.warm.get(digest) {
@@ -537,7 +553,7 @@ impl Service {
                 Err(error) => tracing::error!(kid = %key.uid, error = %error, "stored signing key does not parse"),
             }
         }
-        Ok(Some(PublishedJwks { max_age_seconds: ring.jwks_max_age(now, JWKS_MAX_AGE_SECONDS), keys: set }))
+        Ok(Some(PublishedJwks { max_age_seconds: jwks_max_age(Some(&ring), now), keys: set }))
     }
 
     /// The JWKS of an organisation: its keys that verify (not deleted; they
@@ -556,12 +572,9 @@ impl Service {
                 }
             }
         }
-        Ok(Some(PublishedJwks { keys: set, max_age_seconds: JWKS_MAX_AGE_SECONDS }))
+        Ok(Some(PublishedJwks { keys: set, max_age_seconds: jwks_max_age(None, self.now()) }))
     }
 }
-
-/// The longest an outside verifier may cache a JWKS (docs/API.md, JWKS).
-pub const JWKS_MAX_AGE_SECONDS: u32 = 60;
 
 /// A JWKS as published, with its cache lifetime.
 #[derive(Debug, Clone)]

@@ -3,7 +3,7 @@
 //! are methods.
 
 use keys_core::verify::WorkspaceAccess;
-use keys_core::{Description, Name, NewWorkspace, Page, Pagination, Workspace, WorkspaceSlug};
+use keys_core::{Description, Name, NewWorkspace, Page, Pagination, Permission, Workspace, WorkspaceSlug};
 use keys_store::Mutations as _;
 use time::OffsetDateTime;
 
@@ -11,7 +11,9 @@ use crate::{Caller, Service, ServiceError, ServiceResult};
 
 /// A workspace the caller may reach, resolved once: the key use cases of
 /// `api_keys`, `public_keys` and `signing_keys` are its methods, so none
-/// of them resolves a slug or checks a scope again.
+/// of them resolves a slug or checks a scope again. Made only by
+/// [`Service::in_workspace`], after the caller's [`Permission::ManageKeys`]
+/// was checked: every one of those use cases needs it.
 #[derive(Debug)]
 pub struct InWorkspace<'s> {
     pub(crate) service: &'s Service,
@@ -41,9 +43,11 @@ pub struct NewKey {
 }
 
 impl Service {
-    /// Resolves `slug` within the caller's scope (see [`Service::workspace`]).
+    /// Resolves `slug` within the caller's scope (see [`Service::workspace`])
+    /// for the key use cases, which need [`Permission::ManageKeys`].
     pub async fn in_workspace<'s>(&'s self, caller: &'s Caller, slug: &str) -> ServiceResult<InWorkspace<'s>> {
-        let workspace = self.workspace(caller, slug).await?;
+        caller.require(Permission::ManageKeys)?;
+        let workspace = self.resolve_workspace(caller, slug).await?;
         Ok(InWorkspace { service: self, caller, workspace })
     }
 
@@ -53,8 +57,16 @@ impl Service {
     /// exist: the caller cannot tell them apart. One of the caller's
     /// organisation outside its token's workspaces is
     /// [`ServiceError::PermissionDenied`] (keys-core's
-    /// [`keys_core::verify::Scope::access`] decides).
+    /// [`keys_core::verify::Scope::access`] decides). Needs
+    /// [`Permission::ReadWorkspaces`].
     pub async fn workspace(&self, caller: &Caller, slug: &str) -> ServiceResult<Workspace> {
+        caller.require(Permission::ReadWorkspaces)?;
+        self.resolve_workspace(caller, slug).await
+    }
+
+    /// [`Service::workspace`] for a use case that checked its own
+    /// permission: the one place a slug is resolved within a scope.
+    pub(crate) async fn resolve_workspace(&self, caller: &Caller, slug: &str) -> ServiceResult<Workspace> {
         if WorkspaceSlug::parse(slug).is_err() {
             return Err(ServiceError::WorkspaceNotFound);
         }
@@ -71,8 +83,10 @@ impl Service {
     }
 
     /// The workspaces the caller reaches, newest first: every workspace of
-    /// its organisation, or only those its token is limited to.
+    /// its organisation, or only those its token is limited to. Needs
+    /// [`Permission::ReadWorkspaces`].
     pub async fn list_workspaces(&self, caller: &Caller, page: Pagination) -> ServiceResult<Page<Workspace>> {
+        caller.require(Permission::ReadWorkspaces)?;
         let scope = caller.scope();
         let Some(limit) = scope.workspace_limit() else {
             return Ok(self.store.list_workspaces(scope.organisation_id(), page).await?);
@@ -91,8 +105,10 @@ impl Service {
         Ok(Page { items, total, pagination: page })
     }
 
-    /// Creates a workspace in the caller's organisation.
+    /// Creates a workspace in the caller's organisation. Needs
+    /// [`Permission::ManageWorkspaces`].
     pub async fn create_workspace(&self, caller: &Caller, new: NewWorkspace) -> ServiceResult<Workspace> {
+        caller.require(Permission::ManageWorkspaces)?;
         let organisation = caller.scope().organisation_id().clone();
         let workspace = Workspace::create(organisation, new, Some(caller.actor()), self.now(), &mut self.rng())
             .map_err(keys_store::StoreError::Refused)?;

@@ -562,7 +562,7 @@ async fn tokens_stop_at_expiry_and_revocation_and_record_their_use() {
     service.revoke_service_token(&caller, other.record.id.as_str()).await.expect("revoked");
     assert!(service.authenticate(other.token.expose()).await.expect("lookup").is_none(), "revoked");
     // The caller's own token is the last live admin one now.
-    let last = service.revoke_service_token(&caller, caller.token().id.as_str()).await.map(|_| ());
+    let last = service.revoke_service_token(&caller, caller.token().expect("a token").id.as_str()).await.map(|_| ());
     assert!(
         matches!(last, Err(ServiceError::Store(keys_store::StoreError::Refused(keys_core::CoreError::LastAdminToken)))),
         "{last:?}"
@@ -617,7 +617,7 @@ async fn the_published_jwks_document_changes_exactly_when_the_keys_that_verify_c
     clock.advance(31);
     let after_grace = published().await;
     assert_eq!(jwks_kids(&after_grace), [second.as_str()]);
-    assert_eq!(after_grace.max_age_seconds, keys_service::verification::JWKS_MAX_AGE_SECONDS);
+    assert_eq!(after_grace.max_age_seconds, keys_core::verify::JWKS_MAX_AGE_SECONDS);
 
     let organisation = caller.scope().organisation_id().to_string();
     let organisation_id = caller.scope().organisation_id().clone();
@@ -630,4 +630,95 @@ async fn the_published_jwks_document_changes_exactly_when_the_keys_that_verify_c
     assert!(Arc::ptr_eq(&listed.document, &of_organisation().await.document));
     service.delete_organisation_key(&caller, &organisation, &key).await.expect("deleted");
     assert!(jwks_kids(&of_organisation().await).is_empty());
+}
+
+/// An embedding service's caller (no service token): the use cases check
+/// its role and its workspaces themselves, as they do a token's, and its
+/// changes are audited under its own name.
+#[tokio::test]
+async fn an_embedded_caller_gets_exactly_what_its_role_and_workspaces_permit() {
+    let Fixture { service, caller, _directory, .. } = fixture().await;
+    let organisation = caller.scope().organisation_id().clone();
+    let embedded = |role, workspaces, name: &str| {
+        Caller::embedded(organisation.clone(), role, workspaces, Name::parse(name).expect("name")).expect("caller")
+    };
+    let denied = |result: Result<(), ServiceError>| matches!(result, Err(ServiceError::PermissionDenied(_)));
+
+    // `verify` verifies, and may manage nothing: every management use case
+    // refuses it, before it looks anything up.
+    let verifier = embedded(Role::Verify, TokenWorkspaces::all(), "billing");
+    assert!(verifier.token().is_none(), "no token stands behind it");
+    let key = service
+        .in_workspace(&caller, "staging")
+        .await
+        .expect("workspace")
+        .create_api_key(NewApiKey::named(Name::parse("backend").expect("name")))
+        .await
+        .expect("created");
+    assert!(service.verify_api_key(&verifier, key.secret.expose()).await.expect("store").is_ok());
+    let id = organisation.as_str();
+    let name = || Name::parse("x").expect("name");
+    let new_workspace = || keys_core::NewWorkspace { name: name(), slug: None, description: None, mode: None };
+    assert!(denied(service.in_workspace(&verifier, "staging").await.map(|_| ())));
+    assert!(denied(service.in_workspace(&verifier, "nowhere").await.map(|_| ())), "before the lookup");
+    assert!(denied(service.workspace(&verifier, "staging").await.map(|_| ())));
+    assert!(denied(service.list_workspaces(&verifier, Default::default()).await.map(|_| ())));
+    assert!(denied(service.create_workspace(&verifier, new_workspace()).await.map(|_| ())));
+    assert!(denied(service.list_organisation_keys(&verifier, id).await.map(|_| ())));
+    assert!(denied(service.create_organisation_key(&verifier, id, name()).await.map(|_| ())));
+    assert!(denied(service.issue_service_token(&verifier, manage_token_for(&["staging"])).await.map(|_| ())));
+    assert!(denied(service.list_service_tokens(&verifier, Default::default()).await.map(|_| ())));
+    let token_id = caller.token().expect("a token").id.as_str();
+    assert!(denied(service.revoke_service_token(&verifier, token_id).await.map(|_| ())));
+    let audit = keys_service::audit::AuditEventsRequest { limit: 10, ..Default::default() };
+    assert!(denied(service.audit_events(&verifier, audit.clone()).await.map(|_| ())));
+
+    // `manage` limited to `staging`: its keys there, nothing elsewhere, no
+    // organisation keys (they span every workspace), no workspaces or tokens.
+    let staging = vec![WorkspaceSlug::parse("staging").expect("slug")];
+    let manager = embedded(Role::Manage, TokenWorkspaces::only(staging).expect("limit"), "provisioning");
+    let in_staging = service.in_workspace(&manager, "staging").await.expect("its workspace");
+    in_staging.create_signing_key().await.expect("manages its keys");
+    assert!(denied(service.in_workspace(&manager, "production").await.map(|_| ())), "another workspace");
+    assert!(denied(service.list_organisation_keys(&manager, id).await.map(|_| ())));
+    assert!(denied(service.create_workspace(&manager, new_workspace()).await.map(|_| ())));
+    let listed = service.list_workspaces(&manager, Default::default()).await.expect("list");
+    assert_eq!(listed.items.iter().map(|workspace| workspace.slug.as_str()).collect::<Vec<_>>(), ["staging"]);
+
+    // An admin cannot be limited, as no admin token can.
+    let limited_admin = Caller::embedded(
+        organisation.clone(),
+        Role::Admin,
+        manage_token_for(&["staging"]).workspaces,
+        Name::parse("root").expect("name"),
+    );
+    assert_eq!(limited_admin.map(|_| ()), Err(keys_core::CoreError::AdminTokenLimited));
+
+    // `admin` does everything, and the audit trail names it: its actor, no
+    // token, no request.
+    let admin = embedded(Role::Admin, TokenWorkspaces::all(), "provisioning-admin");
+    let workspace = service.create_workspace(&admin, new_workspace()).await.expect("created");
+    let issued = service.create_organisation_key(&admin, id, name()).await.expect("organisation key");
+    let token = service.issue_service_token(&admin, manage_token_for(&["staging"])).await.expect("token");
+    assert_eq!(token.record.created_by.as_ref().map(|actor| actor.name()), Some("provisioning-admin"));
+    let page = service.audit_events(&admin, audit).await.expect("audit");
+    let by_admin: Vec<_> = page
+        .events
+        .iter()
+        .filter(|recorded| recorded.event.actor.as_ref().map(|actor| actor.name()) == Some("provisioning-admin"))
+        .map(|recorded| (recorded.event.action.as_str(), recorded.event.target_id.as_str()))
+        .collect();
+    assert_eq!(
+        by_admin,
+        [
+            ("service_token.generated", token.record.id.as_str()),
+            ("organisation_key.generated", issued.key.id.as_str()),
+            ("workspace.created", workspace.uid.as_str()),
+        ]
+    );
+    for recorded in page.events.iter().take(3) {
+        let actor = recorded.event.actor.as_ref().expect("an actor");
+        assert_eq!(actor.email(), format!("org_{organisation}@embedded.keysd.local"));
+        assert_eq!((&recorded.event.token_id, &recorded.event.request_id), (&None, &None));
+    }
 }
