@@ -34,6 +34,7 @@ mod cache;
 mod change;
 mod commands;
 mod error;
+mod mutations;
 mod pipeline;
 mod postgres;
 mod quota;
@@ -47,10 +48,13 @@ mod tests;
 pub use cache::{CacheConfig, CachedStore};
 pub use change::{Change, CHANGES_CHANNEL};
 pub use commands::{
-    ApiKeyChange, Attributed, Attribution, AuditAction, AuditEvent, Bootstrap, Command, Executed, Lock, Mutations,
-    Outcome, PublicKeyChange, RecordedAuditEvent,
+    ApiKeyChange, AuditAction, AuditEvent, Bootstrap, ChangeApiKey, ChangePublicKey, Command, CreateApiKey,
+    CreateOrganisation, CreateOrganisationKey, CreatePublicKey, CreateServiceToken, CreateSigningKey, CreateWorkspace,
+    DeleteOrganisationKey, DeletePublicKey, DeleteSigningKey, Executed, Lock, PruneAuditEvents, PublicKeyChange,
+    Queued, RecordedAuditEvent, Reply, RevokeServiceToken, RollApiKey, RollSigningKey,
 };
 pub use error::{Conflict, StoreError, StoreResult};
+pub use mutations::{Attributed, Attribution, Mutations, Run};
 pub use pipeline::{Backend, SqlStore};
 pub use postgres::PgStore;
 pub use repo::{AuditFilter, AuditOrder, AuditPosition, AuditQuery};

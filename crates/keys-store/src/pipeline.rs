@@ -8,7 +8,9 @@
 //! command that writes no audit event wrote nothing: its transaction is
 //! rolled back and nothing is announced, so no change happens without its
 //! event. After the command writes, [`crate::quota`] holds what it added
-//! to the store's [`Quotas`], counted under the same lock.
+//! (keys-core's `Mutation::adds` of the command's `Command::mutation`) to
+//! the store's [`Quotas`], counted under the same lock. The command's own
+//! output goes to its `Reply`; [`run`] returns only the change.
 //!
 //! The reads of [`Lookups`] and [`Management`] are one statement each, on a
 //! pooled connection.
@@ -26,8 +28,9 @@ use sqlx::Transaction;
 use time::OffsetDateTime;
 
 use crate::change::Change;
-use crate::commands::{self, Attribution, Command, Executed, Lock, Locked, Mutations, RecordedAuditEvent};
+use crate::commands::{self, Lock, Locked, Queued, RecordedAuditEvent, WriteConnection};
 use crate::error::{database, StoreError, StoreResult};
+use crate::mutations::{Attribution, Mutations};
 use crate::quota;
 use crate::repo::{self, AuditQuery, Sql};
 use crate::store::{Listing, Lookups, Management};
@@ -48,6 +51,9 @@ pub trait Backend: sqlx::Database<Connection: Sql> {
     /// `pg_notify` on [`crate::CHANGES_CHANNEL`]. SQLite has no such
     /// channel: there, other processes' caches rely on their time to live.
     async fn announce(connection: &mut Self::Connection, change: &Change) -> StoreResult<()>;
+    /// The connection as a command's `apply` takes it from behind
+    /// [`Queued`]'s trait object.
+    fn connection(connection: &mut Self::Connection) -> WriteConnection<'_>;
     /// Creates an API key, its audit event and its announcement in one
     /// statement, admitted under `limit` live keys of its workspace, where
     /// the backend can do it exactly (PostgreSQL, [`repo::create_api_key_at_once`]).
@@ -141,15 +147,13 @@ pub(crate) async fn detached<T: Send + 'static>(
 pub(crate) async fn run<DB: Backend>(
     pool: &sqlx::Pool<DB>,
     quotas: Quotas,
-    command: Command,
+    command: Queued,
     attribution: &Attribution,
-) -> StoreResult<Executed> {
-    if let Command::CreateApiKey(key) = &command {
+) -> StoreResult<Option<Change>> {
+    if let Some(key) = command.api_key_at_once() {
         let limit = quotas.limit(keys_core::QuotaKind::ApiKeys);
         match DB::create_api_key_at_once(pool, key, limit, attribution).await {
-            Some(Ok(true)) => {
-                return Ok(Executed { outcome: commands::Outcome::Done, change: Some(Change::ApiKey(key.digest)) })
-            }
+            Some(Ok(true)) => return command.written_at_once().map(Some),
             Some(Err(error)) => return Err(commands::store_outcome(error)),
             // Not admitted: the transaction below says why, as it does on
             // every backend (no such workspace, or the cap reached), under
@@ -164,34 +168,34 @@ pub(crate) async fn run<DB: Backend>(
 async fn transact<DB: Backend>(
     pool: &sqlx::Pool<DB>,
     quotas: Quotas,
-    command: Command,
+    command: Queued,
     attribution: &Attribution,
-) -> StoreResult<Executed> {
+) -> StoreResult<Option<Change>> {
     let mut transaction = DB::writer(pool).await?;
     let locked = take_lock::<DB>(&mut *transaction, command.lock()).await?;
     let counted = quota::counted(&command, &locked);
-    let applied = command.apply(&mut *transaction, locked).await?;
-    if applied.events.is_empty() {
+    let written = command.apply(DB::connection(&mut *transaction), locked).await?;
+    if written.events.is_empty() {
         // Nothing was written; dropping the transaction rolls it back.
-        return Ok(Executed { outcome: applied.outcome, change: None });
+        return Ok(None);
     }
     // Counted under the lock, so no concurrent create can pass the cap; a
     // refusal drops the transaction, and with it the write.
     if let Some(counted) = &counted {
         quota::admit(&mut *transaction, &quotas, counted).await?;
     }
-    for mut event in applied.events {
+    for mut event in written.events {
         // Who caused the change is the caller's, not the command's: the
         // same command is run by the CLI (no token, no request) and over HTTP.
         event.token_id.clone_from(&attribution.token_id);
         event.request_id.clone_from(&attribution.request_id);
         repo::insert_audit_event(&mut *transaction, event.row()).await?;
     }
-    if let Some(change) = &applied.change {
+    if let Some(change) = &written.change {
         DB::announce(&mut *transaction, change).await?;
     }
     transaction.commit().await.map_err(|source| StoreError::database("commit", source))?;
-    Ok(Executed { outcome: applied.outcome, change: applied.change })
+    Ok(written.change)
 }
 
 /// Takes the lock a command names and returns what it locked; a missing
@@ -213,7 +217,7 @@ async fn take_lock<DB: Backend>(connection: &mut DB::Connection, lock: Lock<'_>)
 
 #[async_trait]
 impl<DB: Backend> Mutations for SqlStore<DB> {
-    async fn execute_attributed(&self, command: Command, attribution: &Attribution) -> StoreResult<Executed> {
+    async fn execute_attributed(&self, command: Queued, attribution: &Attribution) -> StoreResult<Option<Change>> {
         let (pool, quotas, attribution) = (self.pool.clone(), self.quotas, attribution.clone());
         detached(async move { run(&pool, quotas, command, &attribution).await }).await
     }

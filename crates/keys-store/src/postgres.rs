@@ -20,8 +20,9 @@ use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
 use time::OffsetDateTime;
 
 use crate::change::{Change, ChangeFeed, Heard, CHANGES_CHANNEL};
-use crate::commands::{Attribution, AuditAction};
+use crate::commands::{AuditAction, WriteConnection};
 use crate::error::{database, StoreError, StoreResult};
+use crate::mutations::Attribution;
 use crate::pipeline::{Backend, SqlStore};
 use crate::repo::{self, Constraint, Sql, Statement, Value};
 use crate::rows::{corrupt, RowExt};
@@ -187,6 +188,10 @@ impl Sql for PgConnection {
 
 #[async_trait]
 impl Backend for Postgres {
+    fn connection(connection: &mut PgConnection) -> WriteConnection<'_> {
+        WriteConnection::Postgres(connection)
+    }
+
     async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Transaction<'static, Self>> {
         pool.begin().await.map_err(database)
     }

@@ -7,36 +7,21 @@
 //! `BEGIN IMMEDIATE`). Two processes on one database therefore never go
 //! past a cap together.
 //!
-//! Which command adds what is said here, once, so the commands of
-//! `commands.rs` stay as they are: a create adds one of its kind, and so
-//! does a roll (the rolled key keeps its place until it is deleted).
+//! What a command adds is not decided here: each command says what it is
+//! (`Command::mutation`) and keys-core's `Mutation::adds` decides what that
+//! adds to which count.
 
 use keys_core::{QuotaKind, Quotas};
 
-use crate::commands::{ApiKeyChange, Command, Locked};
+use crate::commands::{Locked, Queued};
 use crate::error::StoreResult;
 use crate::repo::{self, Sql};
-
-/// What a command adds that a cap counts, if anything.
-fn adds(command: &Command) -> Option<QuotaKind> {
-    match command {
-        Command::CreateWorkspace(_) => Some(QuotaKind::Workspaces),
-        Command::CreateApiKey(_) | Command::ChangeApiKey { change: ApiKeyChange::Roll { .. }, .. } => {
-            Some(QuotaKind::ApiKeys)
-        }
-        Command::CreatePublicKey { .. } => Some(QuotaKind::PublicKeys),
-        Command::CreateSigningKey { .. } | Command::RollSigningKey { .. } => Some(QuotaKind::SigningKeys),
-        Command::CreateOrganisationKey(_) => Some(QuotaKind::OrganisationKeys),
-        // The bootstrap writes a fixed, small state into an empty database.
-        _ => None,
-    }
-}
 
 /// What a cap will count after `command`: its kind and the id of the
 /// organisation or workspace the pipeline locked for it. Taken before the
 /// command runs (it consumes both).
-pub(crate) fn counted(command: &Command, locked: &Locked) -> Option<(QuotaKind, String)> {
-    let kind = adds(command)?;
+pub(crate) fn counted(command: &Queued, locked: &Locked) -> Option<(QuotaKind, String)> {
+    let kind = command.adds()?;
     let holder = match locked {
         Locked::Organisation(organisation) => organisation.id.as_str(),
         Locked::Workspace(workspace) => workspace.uid.as_str(),

@@ -22,6 +22,7 @@ use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
 use time::OffsetDateTime;
 
 use crate::change::Change;
+use crate::commands::WriteConnection;
 use crate::error::{database, StoreError, StoreResult};
 use crate::pipeline::{Backend, SqlStore};
 use crate::repo::{Constraint, Sql, Statement, Value};
@@ -229,6 +230,10 @@ impl Sql for SqliteConnection {
 
 #[async_trait]
 impl Backend for Sqlite {
+    fn connection(connection: &mut SqliteConnection) -> WriteConnection<'_> {
+        WriteConnection::Sqlite(connection)
+    }
+
     async fn writer(pool: &sqlx::Pool<Self>) -> StoreResult<Transaction<'static, Self>> {
         pool.begin_with("BEGIN IMMEDIATE").await.map_err(database)
     }

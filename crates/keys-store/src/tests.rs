@@ -152,6 +152,72 @@ async fn sqlite_unique_violations_become_refusals() {
     unique_violations_become_refusals(&store).await;
 }
 
+/// keys-core's `LiveAdmin` decides who is a live admin token; the count a
+/// revocation reads (`repo::other_live_admin_tokens`) restates it in SQL.
+/// Both halves agree on the edges: an expiry at exactly `now`, a revoked
+/// token, roles other than admin.
+async fn live_admin_counts_agree_with_keys_core<DB: Backend>(store: &SqlStore<DB>) {
+    use keys_core::{NewServiceToken, Role, SecretDigest, ServiceTokenId, ServiceTokenMaterial, ServiceTokenRecord};
+    let mut fixture = fixture();
+    let now = datetime!(2026-04-22 12:00 UTC);
+    let (before, second) = (datetime!(2026-04-21 12:00 UTC), time::Duration::seconds(1));
+    let cases: [(Role, Option<time::OffsetDateTime>, bool); 7] = [
+        (Role::Admin, None, false),
+        (Role::Admin, Some(now), false),
+        (Role::Admin, Some(now + second), false),
+        (Role::Admin, Some(now - second), false),
+        (Role::Admin, None, true),
+        (Role::Manage, None, false),
+        (Role::Verify, None, false),
+    ];
+    let mut tokens = Vec::new();
+    for (index, (role, expires_at, revoked)) in cases.into_iter().enumerate() {
+        let material = ServiceTokenMaterial {
+            id: ServiceTokenId::generate(before, &mut fixture.rng),
+            digest: SecretDigest::from_bytes([u8::try_from(index).unwrap(); 32]),
+            masked_token: "kst_abcdef*****".to_owned(),
+        };
+        let mut new = NewServiceToken::admin(Name::parse(&format!("token {index}")).unwrap());
+        (new.role, new.expires_at) = (role, expires_at);
+        let mut token = ServiceTokenRecord::create(material, &fixture.organisation, new, None, before).unwrap();
+        if revoked {
+            token.revoke(1, None, before + second).unwrap();
+        }
+        tokens.push(token);
+    }
+    let mut writer = DB::writer(&store.pool).await.unwrap();
+    repo::insert_organisation(&mut *writer, &fixture.organisation).await.unwrap();
+    for token in &tokens {
+        repo::insert_service_token(&mut *writer, token).await.unwrap();
+    }
+    writer.commit().await.unwrap();
+
+    let mut reader = store.pool.acquire().await.unwrap();
+    let live: Vec<bool> = tokens.iter().map(|token| token.is_live_admin(now)).collect();
+    assert_eq!(live, [true, false, true, false, false, false, false], "keys-core's edges");
+    for token in &tokens {
+        let counted = repo::other_live_admin_tokens(&mut *reader, &fixture.organisation.id, &token.id, now).await;
+        let expected = tokens.iter().filter(|other| other.id != token.id && other.is_live_admin(now)).count();
+        assert_eq!(counted.unwrap(), u64::try_from(expected).unwrap(), "all but {}", token.name.as_str());
+    }
+}
+
+#[tokio::test]
+async fn sqlite_live_admin_counts_agree_with_keys_core() {
+    let db = TestDb::sqlite();
+    let store = crate::SqliteStore::open(db.url()).await.unwrap();
+    live_admin_counts_agree_with_keys_core(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_live_admin_counts_agree_with_keys_core() {
+    let db = TestDb::postgres().await;
+    let store = crate::PgStore::connect(db.url()).await.unwrap();
+    live_admin_counts_agree_with_keys_core(&store).await;
+    store.close().await;
+    db.cleanup().await;
+}
+
 #[tokio::test]
 async fn postgres_unique_violations_become_refusals() {
     let db = TestDb::postgres().await;

@@ -5,7 +5,7 @@
 //! never write.
 
 use keys_core::{CoreError, NewServiceToken, Role, ServiceTokenRecord, TokenWorkspaces, WorkspaceSlug};
-use keys_store::{Change, Listing};
+use keys_store::{Change, Listing, Run};
 use time::Duration;
 
 use crate::support::{acme, assert_refused, name_of, not_found, Kind, TestDb};
@@ -89,7 +89,7 @@ pub async fn revocation_is_audited_announced_and_final(db: &TestDb) {
     let third = world.service_token(&organisation);
     store.create_service_token(&third).await.unwrap();
     let executed = store
-        .execute(keys_store::Command::RevokeServiceToken {
+        .run(keys_store::RevokeServiceToken {
             organisation: organisation.id.clone(),
             id: third.id.clone(),
             actor: None,
@@ -98,6 +98,8 @@ pub async fn revocation_is_audited_announced_and_final(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(executed.change, Some(Change::ServiceToken(third.digest)));
+    // The output is typed by the command: the token as it now is.
+    assert!(executed.output.revoked_at.is_some());
 }
 
 pub async fn the_last_live_admin_token_cannot_be_revoked(db: &TestDb) {

@@ -16,7 +16,7 @@
 //! 1. A mutation made through this `CachedStore` invalidates what it touched
 //!    before it returns: this process sees its own changes at once. What it
 //!    touched is the [`Change`] the command itself declared and the store
-//!    committed ([`Executed::change`]); the cache has no list of its own.
+//!    committed (what `Mutations::execute` returns); the cache has no list of its own.
 //! 2. On PostgreSQL every mutation transaction announces its [`Change`]
 //!    (`pg_notify`, delivered on commit), and a store made with
 //!    [`CachedStore::following`] runs a listener task that applies every
@@ -38,12 +38,8 @@
 //! and as many not-found entries; a full map first drops its expired
 //! entries and, if still full, starts over empty.
 
-use std::borrow::Borrow;
-use std::collections::HashMap;
-use std::future::Future;
-use std::hash::Hash;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use keys_core::{
@@ -54,11 +50,16 @@ use keys_core::{
 use time::OffsetDateTime;
 
 use crate::change::{Change, ChangeFeed, Heard};
-use crate::commands::{Attribution, Command, Executed, Mutations, RecordedAuditEvent};
+use crate::commands::{Queued, RecordedAuditEvent};
 use crate::error::StoreResult;
+use crate::mutations::{Attribution, Mutations};
 use crate::postgres::{ChangeListener, PgStore};
 use crate::repo::AuditQuery;
 use crate::store::{Listing, Lookups, Management};
+
+mod sections;
+
+use sections::Cache;
 
 /// How long entries live and how many there may be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,231 +92,6 @@ impl CacheConfig {
 impl Default for CacheConfig {
     fn default() -> Self {
         Self { ttl: Self::DEFAULT_TTL, capacity: Self::DEFAULT_CAPACITY }
-    }
-}
-
-/// A found entry: the value and when the lookup that read it began.
-struct Slot<V> {
-    read_at: Instant,
-    value: V,
-}
-
-struct SectionState<K, V> {
-    found: HashMap<K, Slot<V>>,
-    missing: HashMap<K, Instant>,
-    /// Bumped by every invalidation of the section.
-    generation: u64,
-}
-
-/// The cache of one kind of lookup.
-struct Section<K, V> {
-    state: RwLock<SectionState<K, V>>,
-}
-
-/// The answer of [`Section::get`].
-enum Cached<V> {
-    /// A fresh entry: the value, or `None` for a cached "not found".
-    Hit(Option<V>),
-    /// Nothing fresh; a fill must present this generation.
-    Miss { generation: u64 },
-}
-
-impl<K: Hash + Eq, V: Clone> Section<K, V> {
-    fn new() -> Self {
-        Self { state: RwLock::new(SectionState { found: HashMap::new(), missing: HashMap::new(), generation: 0 }) }
-    }
-
-    // A panic while holding the lock cannot leave a map half-updated in a
-    // way that matters (each update is one insert, remove or clear), so a
-    // poisoned lock is still safe to use.
-    fn read(&self) -> RwLockReadGuard<'_, SectionState<K, V>> {
-        self.state.read().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn write(&self) -> RwLockWriteGuard<'_, SectionState<K, V>> {
-        self.state.write().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn get<Q>(&self, key: &Q, now: Instant, ttl: Duration) -> Cached<V>
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let state = self.read();
-        let fresh = |read_at: Instant| now.saturating_duration_since(read_at) < ttl;
-        if let Some(slot) = state.found.get(key) {
-            if fresh(slot.read_at) {
-                return Cached::Hit(Some(slot.value.clone()));
-            }
-        } else if let Some(read_at) = state.missing.get(key) {
-            if fresh(*read_at) {
-                return Cached::Hit(None);
-            }
-        }
-        Cached::Miss { generation: state.generation }
-    }
-
-    /// Stores what a lookup that began at `read_at` found, unless the
-    /// section was invalidated since (`generation` moved).
-    fn fill(&self, key: K, value: Option<V>, read_at: Instant, generation: u64, config: &CacheConfig) {
-        let mut state = self.write();
-        if state.generation != generation {
-            return;
-        }
-        let now = Instant::now();
-        match value {
-            Some(value) => {
-                state.missing.remove(&key);
-                make_room(&mut state.found, &key, now, config, |slot| slot.read_at);
-                state.found.insert(key, Slot { read_at, value });
-            }
-            None => {
-                state.found.remove(&key);
-                make_room(&mut state.missing, &key, now, config, |read_at| *read_at);
-                state.missing.insert(key, read_at);
-            }
-        }
-    }
-
-    fn remove<Q>(&self, key: &Q)
-    where
-        K: Borrow<Q>,
-        Q: Hash + Eq + ?Sized,
-    {
-        let mut state = self.write();
-        state.generation += 1;
-        state.found.remove(key);
-        state.missing.remove(key);
-    }
-
-    /// Drops every found entry `doomed` picks and every not-found entry
-    /// (the change may have created what was missing).
-    fn remove_where(&self, doomed: impl Fn(&V) -> bool) {
-        let mut state = self.write();
-        state.generation += 1;
-        state.found.retain(|_, slot| !doomed(&slot.value));
-        state.missing = HashMap::new();
-    }
-
-    fn clear(&self) {
-        let mut state = self.write();
-        state.generation += 1;
-        state.found = HashMap::new();
-        state.missing = HashMap::new();
-    }
-
-    fn len(&self) -> usize {
-        let state = self.read();
-        state.found.len() + state.missing.len()
-    }
-}
-
-/// Keeps a map under its capacity before `key` is inserted: expired
-/// entries go first; if the map is still full, it starts over empty (so
-/// garbage presented faster than entries expire costs a refill, never
-/// unbounded memory).
-fn make_room<K: Hash + Eq, T>(
-    map: &mut HashMap<K, T>,
-    key: &K,
-    now: Instant,
-    config: &CacheConfig,
-    read_at: impl Fn(&T) -> Instant,
-) {
-    if map.len() < config.capacity || map.contains_key(key) {
-        return;
-    }
-    map.retain(|_, entry| now.saturating_duration_since(read_at(entry)) < config.ttl);
-    if map.len() >= config.capacity {
-        *map = HashMap::new();
-    }
-}
-
-/// Every section, and the configuration they share.
-struct Cache {
-    config: CacheConfig,
-    // The two lookups of every API-key verification keep their values
-    // shared, so a hit costs a reference count, not a copy.
-    service_tokens: Section<SecretDigest, Arc<ServiceTokenRecord>>,
-    api_keys: Section<SecretDigest, Arc<(ApiKey, Workspace)>>,
-    public_keys: Section<String, (PublicKey, Workspace)>,
-    signing_keys: Section<SigningKeyUid, WorkspaceSigningKey>,
-    live_signing_keys: Section<WorkspaceUid, Vec<WorkspaceSigningKey>>,
-    organisation_keys: Section<OrganisationKeyId, OrganisationSigningKey>,
-}
-
-impl Cache {
-    fn new(config: CacheConfig) -> Self {
-        Self {
-            config,
-            service_tokens: Section::new(),
-            api_keys: Section::new(),
-            public_keys: Section::new(),
-            signing_keys: Section::new(),
-            live_signing_keys: Section::new(),
-            organisation_keys: Section::new(),
-        }
-    }
-
-    /// Forgets whatever `change` may have made stale.
-    fn apply(&self, change: &Change) {
-        match change {
-            Change::Everything => {
-                self.service_tokens.clear();
-                self.api_keys.clear();
-                self.public_keys.clear();
-                self.signing_keys.clear();
-                self.live_signing_keys.clear();
-                self.organisation_keys.clear();
-            }
-            // Workspaces never change once created, and organisations only
-            // gain workspaces and keys, which announce themselves; no
-            // cached lookup answers differently after these.
-            Change::Organisation(_) | Change::Workspace(_) => {}
-            Change::ServiceToken(digest) => self.service_tokens.remove(digest),
-            Change::ApiKey(digest) => self.api_keys.remove(digest),
-            Change::PublicKeys(workspace) => self.public_keys.remove_where(|(key, _)| &key.workspace == workspace),
-            Change::SigningKeys(workspace) => {
-                self.signing_keys.remove_where(|key| &key.workspace == workspace);
-                self.live_signing_keys.remove(workspace);
-            }
-            Change::OrganisationKey(id) => self.organisation_keys.remove(id),
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.service_tokens.len()
-            + self.api_keys.len()
-            + self.public_keys.len()
-            + self.signing_keys.len()
-            + self.live_signing_keys.len()
-            + self.organisation_keys.len()
-    }
-
-    /// The cached answer for `key`, or the inner store's (then cached).
-    /// `lookup` is only called on a miss.
-    async fn through<K, V, Q, F>(
-        &self,
-        section: &Section<K, V>,
-        key: &Q,
-        lookup: impl FnOnce() -> F,
-    ) -> StoreResult<Option<V>>
-    where
-        K: Borrow<Q> + Hash + Eq,
-        Q: ToOwned<Owned = K> + Hash + Eq + ?Sized,
-        V: Clone,
-        F: Future<Output = StoreResult<Option<V>>>,
-    {
-        if !self.config.is_enabled() {
-            return lookup().await;
-        }
-        let started = Instant::now();
-        let generation = match section.get(key, started, self.config.ttl) {
-            Cached::Hit(value) => return Ok(value),
-            Cached::Miss { generation } => generation,
-        };
-        let value = lookup().await?;
-        section.fill(key.to_owned(), value.clone(), started, generation, &self.config);
-        Ok(value)
     }
 }
 
@@ -431,11 +207,11 @@ impl<S: Mutations> Mutations for CachedStore<S> {
     /// Forwards the command, then forgets what its change made stale. A
     /// client error wrote nothing; any other error may hide a commit that
     /// happened (the connection died while committing), so everything goes.
-    async fn execute_attributed(&self, command: Command, attribution: &Attribution) -> StoreResult<Executed> {
+    async fn execute_attributed(&self, command: Queued, attribution: &Attribution) -> StoreResult<Option<Change>> {
         let result = self.inner.execute_attributed(command, attribution).await;
         match &result {
-            Ok(executed) => {
-                if let Some(change) = &executed.change {
+            Ok(change) => {
+                if let Some(change) = change {
                     self.cache.apply(change);
                 }
             }
@@ -577,6 +353,9 @@ impl<S: Management> Management for CachedStore<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
+    use super::sections::{Cached, Section};
     use super::*;
     use crate::error::StoreError;
     use rand_chacha::rand_core::SeedableRng;

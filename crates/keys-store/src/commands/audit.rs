@@ -1,0 +1,227 @@
+//! The audit trail's values ([`AuditAction`], [`AuditEvent`],
+//! [`RecordedAuditEvent`]) and its one command, [`PruneAuditEvents`].
+
+use keys_core::{Actor, EntityKind, Mutation, OrganisationId, RequestId, ServiceTokenId, WorkspaceSlug, WorkspaceUid};
+use time::OffsetDateTime;
+
+use super::{Applied, Command, Lock, Locked, Scope};
+use crate::error::StoreResult;
+use crate::repo::{self, AuditPosition, AuditRow, Sql};
+use crate::rows::{self, RowExt};
+
+/// What an audit event says happened (docs/API.md, Audit events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditAction {
+    OrganisationCreated,
+    WorkspaceCreated,
+    ServiceTokenGenerated,
+    ApiKeyGenerated,
+    ApiKeyUpdated,
+    ApiKeyDisabled,
+    ApiKeyEnabled,
+    ApiKeyRolled,
+    ApiKeyDeleted,
+    PublicApiKeyGenerated,
+    PublicApiKeyUpdated,
+    PublicApiKeyRotated,
+    PublicApiKeyDeleted,
+    SigningApiKeyGenerated,
+    SigningApiKeyRolled,
+    SigningApiKeyDeleted,
+    OrganisationKeyGenerated,
+    OrganisationKeyDeleted,
+    ServiceTokenRevoked,
+    AuditPruned,
+}
+
+impl AuditAction {
+    /// Every action, for parsing.
+    pub const ALL: [Self; 20] = [
+        Self::OrganisationCreated,
+        Self::WorkspaceCreated,
+        Self::ServiceTokenGenerated,
+        Self::ApiKeyGenerated,
+        Self::ApiKeyUpdated,
+        Self::ApiKeyDisabled,
+        Self::ApiKeyEnabled,
+        Self::ApiKeyRolled,
+        Self::ApiKeyDeleted,
+        Self::PublicApiKeyGenerated,
+        Self::PublicApiKeyUpdated,
+        Self::PublicApiKeyRotated,
+        Self::PublicApiKeyDeleted,
+        Self::SigningApiKeyGenerated,
+        Self::SigningApiKeyRolled,
+        Self::SigningApiKeyDeleted,
+        Self::OrganisationKeyGenerated,
+        Self::OrganisationKeyDeleted,
+        Self::ServiceTokenRevoked,
+        Self::AuditPruned,
+    ];
+
+    /// The stored and displayed name, e.g. `api_key.generated`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::OrganisationCreated => "organisation.created",
+            Self::WorkspaceCreated => "workspace.created",
+            Self::ServiceTokenGenerated => "service_token.generated",
+            Self::ApiKeyGenerated => "api_key.generated",
+            Self::ApiKeyUpdated => "api_key.updated",
+            Self::ApiKeyDisabled => "api_key.disabled",
+            Self::ApiKeyEnabled => "api_key.enabled",
+            Self::ApiKeyRolled => "api_key.rolled",
+            Self::ApiKeyDeleted => "api_key.deleted",
+            Self::PublicApiKeyGenerated => "public_api_key.generated",
+            Self::PublicApiKeyUpdated => "public_api_key.updated",
+            Self::PublicApiKeyRotated => "public_api_key.rotated",
+            Self::PublicApiKeyDeleted => "public_api_key.deleted",
+            Self::SigningApiKeyGenerated => "signing_api_key.generated",
+            Self::SigningApiKeyRolled => "signing_api_key.rolled",
+            Self::SigningApiKeyDeleted => "signing_api_key.deleted",
+            Self::OrganisationKeyGenerated => "organisation_key.generated",
+            Self::OrganisationKeyDeleted => "organisation_key.deleted",
+            Self::ServiceTokenRevoked => "service_token.revoked",
+            Self::AuditPruned => "audit.pruned",
+        }
+    }
+
+    /// What kind of thing the event's `target_id` names: the part of the
+    /// name before the dot, except that a prune targets its organisation.
+    pub fn target_type(self) -> &'static str {
+        match self {
+            Self::OrganisationCreated | Self::AuditPruned => "organisation",
+            Self::WorkspaceCreated => "workspace",
+            Self::ServiceTokenGenerated | Self::ServiceTokenRevoked => "service_token",
+            Self::ApiKeyGenerated
+            | Self::ApiKeyUpdated
+            | Self::ApiKeyDisabled
+            | Self::ApiKeyEnabled
+            | Self::ApiKeyRolled
+            | Self::ApiKeyDeleted => "api_key",
+            Self::PublicApiKeyGenerated
+            | Self::PublicApiKeyUpdated
+            | Self::PublicApiKeyRotated
+            | Self::PublicApiKeyDeleted => "public_api_key",
+            Self::SigningApiKeyGenerated | Self::SigningApiKeyRolled | Self::SigningApiKeyDeleted => "signing_api_key",
+            Self::OrganisationKeyGenerated | Self::OrganisationKeyDeleted => "organisation_key",
+        }
+    }
+
+    /// The action named `name`, if it is one.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|action| action.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for AuditAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One entry of the audit trail. Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub organisation_id: OrganisationId,
+    pub workspace: Option<WorkspaceUid>,
+    pub actor: Option<Actor>,
+    /// The service token that acted; `None` for the operator's CLI.
+    pub token_id: Option<ServiceTokenId>,
+    /// The HTTP request the change came from; `None` for the CLI.
+    pub request_id: Option<RequestId>,
+    pub action: AuditAction,
+    pub target_id: String,
+    pub at: OffsetDateTime,
+}
+
+impl AuditEvent {
+    /// The row this event is stored as.
+    pub(crate) fn row(&self) -> AuditRow<'_> {
+        AuditRow {
+            organisation_id: self.organisation_id.as_str(),
+            workspace_uid: self.workspace.as_ref().map(WorkspaceUid::as_str),
+            actor: self.actor.as_ref(),
+            token_id: self.token_id.as_ref().map(ServiceTokenId::as_str),
+            request_id: self.request_id.as_ref().map(RequestId::as_str),
+            action: self.action.as_str(),
+            target_id: &self.target_id,
+            at: self.at,
+        }
+    }
+
+    /// Reads a stored event back.
+    pub(crate) fn decode(row: &impl RowExt) -> StoreResult<Self> {
+        let workspace = row.optional_text("workspace_uid")?;
+        let action = row.text("action")?;
+        let token_id = row.optional_text("token_id")?;
+        let request_id = row.optional_text("request_id")?;
+        Ok(Self {
+            organisation_id: rows::parsed(OrganisationId::parse(&row.text("organisation_id")?), "organisation_id")?,
+            workspace: workspace.map(|uid| rows::parsed(WorkspaceUid::parse(&uid), "workspace_uid")).transpose()?,
+            actor: rows::actor(row, "actor")?,
+            token_id: token_id.map(|id| rows::parsed(ServiceTokenId::parse(&id), "token_id")).transpose()?,
+            request_id: request_id.map(|id| rows::parsed(RequestId::parse(&id), "request_id")).transpose()?,
+            action: AuditAction::parse(&action).ok_or_else(|| rows::corrupt("audit action", "action"))?,
+            target_id: row.text("target_id")?,
+            at: row.time("at")?,
+        })
+    }
+}
+
+/// An event as the trail holds it: its sequence number (`id`, the order of
+/// insertion, which breaks ties of `at`) and the slug of its workspace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedAuditEvent {
+    pub id: i64,
+    pub event: AuditEvent,
+    pub workspace_slug: Option<WorkspaceSlug>,
+}
+
+impl RecordedAuditEvent {
+    /// Where this event sits in the trail's order, for the next page.
+    pub fn position(&self) -> AuditPosition {
+        AuditPosition { at: self.event.at, id: self.id }
+    }
+
+    pub(crate) fn decode(row: &impl RowExt) -> StoreResult<Self> {
+        let slug = row.optional_text("workspace_slug")?;
+        Ok(Self {
+            id: row.integer("id")?,
+            event: AuditEvent::decode(row)?,
+            workspace_slug: slug.map(|slug| rows::parsed(WorkspaceSlug::parse(&slug), "workspace_slug")).transpose()?,
+        })
+    }
+}
+
+/// Deletes the organisation's audit events older than `before` (the one
+/// way the database lets events go) and records one `audit.pruned`.
+/// Returns how many went.
+#[derive(Debug, Clone)]
+pub struct PruneAuditEvents {
+    pub organisation: OrganisationId,
+    pub before: OffsetDateTime,
+    pub now: OffsetDateTime,
+}
+
+impl Command for PruneAuditEvents {
+    type Output = u64;
+
+    fn lock(&self) -> Lock<'_> {
+        Lock::Organisation(&self.organisation)
+    }
+
+    fn mutation(&self) -> Mutation {
+        Mutation::Update(EntityKind::AuditTrail)
+    }
+
+    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, locked: Locked) -> StoreResult<Applied<u64>> {
+        let organisation = locked.organisation()?;
+        let pruned = repo::prune_audit_events(sql, &organisation.id, self.before).await?;
+        // Written after the delete, so a prune never removes its own
+        // event, whatever `before` is. Nothing cached depends on the
+        // trail: no change to announce.
+        let (action, at) = (AuditAction::AuditPruned, keys_core::timestamp(self.now));
+        let event = Scope::of_organisation(&organisation.id).event(action, None, organisation.id.as_str(), at);
+        Ok(Applied { output: pruned, events: vec![event], change: None })
+    }
+}

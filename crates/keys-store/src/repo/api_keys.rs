@@ -1,0 +1,127 @@
+//! API keys: the verification lookup by digest, the list, the insert, the
+//! save, and PostgreSQL's one-statement create.
+
+use super::*;
+
+pub async fn api_key<C: Sql + ?Sized>(
+    sql: &mut C,
+    workspace: &WorkspaceUid,
+    id: &ApiKeyId,
+) -> StoreResult<Option<ApiKey>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(API_KEY, "api_keys WHERE id = $1 AND workspace_uid = $2"));
+    one(sql, statement(&SQL, &[&[text(id.as_str()), text(workspace.as_str())]]), rows::api_key).await
+}
+
+pub async fn list_api_keys<C: Sql + ?Sized>(
+    sql: &mut C,
+    workspace: &WorkspaceUid,
+    listing: Listing,
+) -> StoreResult<Page<ApiKey>> {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("api_keys", API_KEY));
+    workspace_page(sql, &SQL, workspace, listing, rows::api_key).await
+}
+
+/// The verification path: one index lookup by digest, deleted keys too.
+pub async fn api_key_by_digest<C: Sql + ?Sized>(
+    sql: &mut C,
+    digest: &SecretDigest,
+) -> StoreResult<Option<(ApiKey, Workspace)>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let columns = format!("{}, {}", qualified("k", API_KEY), joined("w", WORKSPACE));
+        select(&columns, "api_keys k JOIN workspaces w ON w.uid = k.workspace_uid WHERE k.digest = $1")
+    });
+    let decode = |row: &C::Row| Ok((rows::api_key(row)?, rows::workspace(row, "w_")?));
+    one(sql, statement(&SQL, &[&[Value::Bytes(&digest.as_bytes()[..])]]), decode).await
+}
+
+/// The mutable columns of a key, in [`API_KEY_MUTABLE`] order.
+fn api_key_mutable(key: &ApiKey) -> Vec<Value<'_>> {
+    let (disabled, rolled) = match &key.lifecycle {
+        ApiKeyLifecycle::Active => ((None, None), (None, None)),
+        ApiKeyLifecycle::Disabled { at, by } => ((Some(*at), by.as_ref()), (None, None)),
+        ApiKeyLifecycle::Rolled { at, by } => ((None, None), (Some(*at), by.as_ref())),
+    };
+    let deletion = (key.deleted_at(), key.deletion.as_ref().and_then(|deletion| deletion.by.as_ref()));
+    let head = [
+        text(key.name.as_str()),
+        description(key.description.as_ref()),
+        text(key.status().as_str()),
+        Value::Time(key.expires_at),
+        Value::Scopes(key.scopes.as_slice()),
+        Value::Text(key.external_id.as_ref().map(ExternalId::as_str)),
+        Value::Text(key.meta.as_ref().map(KeyMeta::as_str)),
+    ];
+    let mut values = head.to_vec();
+    for (at, by) in [disabled, rolled, (Some(key.updated_at), key.updated_by.as_ref()), deletion] {
+        values.push(Value::Time(at));
+        values.extend(actor(by));
+    }
+    values
+}
+
+pub async fn insert_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("api_keys", API_KEY));
+    insert(sql, statement(&SQL, &[&api_key_columns(key)]), "").await
+}
+
+/// Every column of [`API_KEY`] of `key`, in that order.
+fn api_key_columns(key: &ApiKey) -> Vec<Value<'_>> {
+    let head = [
+        text(key.id.as_str()),
+        text(key.workspace.as_str()),
+        Value::Bytes(&key.digest.as_bytes()[..]),
+        text(key.masked_api_key.as_str()),
+        time(key.created_at),
+    ];
+    let groups: [&[Value<'_>]; 4] =
+        [&head, &actor(key.created_by.as_ref()), &api_key_mutable(key), &[Value::Time(key.last_used_at)]];
+    groups.iter().flat_map(|group| group.iter().copied()).collect()
+}
+
+/// PostgreSQL's API-key create in one statement, run outside a
+/// transaction (migration 0007): admit the key under `limit` by locking its
+/// workspace's row of `workspace_api_key_counts` only if `live < limit`
+/// (`FOR UPDATE` re-reads the newest version after waiting, so concurrent
+/// creates, on any replica, see each other's count; this restates
+/// `Quotas::admit`'s rule, live after the create ≤ limit), insert the key
+/// (its trigger counts it), its audit event and its announcement. The row
+/// lock lasts for this statement and its commit. Returns
+/// `created, logged, announced`: all 1 when admitted, all 0 when not (no
+/// such workspace, or its cap reached), for the caller to tell which.
+pub fn create_api_key_at_once<'a>(
+    key: &'a ApiKey,
+    limit: u32,
+    (token_id, request_id, action): (Option<&'a str>, Option<&'a str>, &'a str),
+    (channel, payload): (&'a str, &'a str),
+) -> Statement<'a> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let columns = API_KEY.split(", ").count();
+        let parameters = (1..=columns).map(|index| format!("${index}")).collect::<Vec<_>>().join(", ");
+        let (actor_name, actor_email, token, request, action, limit, channel, payload) =
+            (columns + 1, columns + 2, columns + 3, columns + 4, columns + 5, columns + 6, columns + 7, columns + 8);
+        format!(
+            "WITH admitted AS (\
+                 SELECT counts.workspace_uid, workspaces.organisation_id \
+                 FROM workspace_api_key_counts counts JOIN workspaces ON workspaces.uid = counts.workspace_uid \
+                 WHERE counts.workspace_uid = $2 AND counts.live < ${limit} FOR UPDATE OF counts), \
+             created AS (INSERT INTO api_keys ({API_KEY}) SELECT {parameters} FROM admitted RETURNING id), \
+             logged AS (INSERT INTO audit_events ({AUDIT_EVENT}) \
+                 SELECT admitted.organisation_id, admitted.workspace_uid, ${actor_name}, ${actor_email}, \
+                        ${token}, ${request}, ${action}, created.id, $5 \
+                 FROM admitted, created RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM created) AS created, (SELECT COUNT(*) FROM logged) AS logged, \
+                    (SELECT COUNT(*) FROM (SELECT pg_notify(${channel}, ${payload}) FROM created) notified) AS announced"
+        )
+    });
+    let attribution = [Value::Text(token_id), Value::Text(request_id), text(action)];
+    let tail = [Value::Integer(i64::from(limit)), text(channel), text(payload)];
+    // The event's actor is the key's creator, as `Scope::event` makes it.
+    let groups: [&[Value<'_>]; 4] = [&api_key_columns(key), &actor(key.created_by.as_ref()), &attribution, &tail];
+    statement(&SQL, &groups)
+}
+
+/// Writes every mutable column of a live API key.
+pub async fn save_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| save_sql("api_keys", API_KEY_MUTABLE));
+    save(sql, statement(&SQL, &[&[text(key.id.as_str())], &api_key_mutable(key)]), "api_keys").await
+}

@@ -1,0 +1,90 @@
+//! Public keys: the live keys of a workspace (what `PublicKeyRing` holds),
+//! the verification lookup by value, the list, the insert and the save.
+
+use super::*;
+
+/// The live keys of a workspace, oldest first: what `PublicKeyRing` holds.
+pub async fn live_public_keys<C: Sql + ?Sized>(sql: &mut C, workspace: &WorkspaceUid) -> StoreResult<Vec<PublicKey>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        select(PUBLIC_KEY, "public_keys WHERE workspace_uid = $1 AND deleted_at IS NULL ORDER BY created_at, id")
+    });
+    all(sql, statement(&SQL, &[&[text(workspace.as_str())]]), rows::public_key).await
+}
+
+pub async fn public_key<C: Sql + ?Sized>(
+    sql: &mut C,
+    workspace: &WorkspaceUid,
+    id: &PublicKeyId,
+) -> StoreResult<Option<PublicKey>> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| select(PUBLIC_KEY, "public_keys WHERE id = $1 AND workspace_uid = $2"));
+    one(sql, statement(&SQL, &[&[text(id.as_str()), text(workspace.as_str())]]), rows::public_key).await
+}
+
+pub async fn list_public_keys<C: Sql + ?Sized>(
+    sql: &mut C,
+    workspace: &WorkspaceUid,
+    listing: Listing,
+) -> StoreResult<Page<PublicKey>> {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("public_keys", PUBLIC_KEY));
+    workspace_page(sql, &SQL, workspace, listing, rows::public_key).await
+}
+
+/// The verification path: by the `SS.PUBK.` value (unique index).
+pub async fn public_key_by_value<C: Sql + ?Sized>(
+    sql: &mut C,
+    value: &str,
+) -> StoreResult<Option<(PublicKey, Workspace)>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        let columns = format!("{}, {}", qualified("k", PUBLIC_KEY), joined("w", WORKSPACE));
+        select(&columns, "public_keys k JOIN workspaces w ON w.uid = k.workspace_uid WHERE k.value = $1")
+    });
+    let decode = |row: &C::Row| Ok((rows::public_key(row)?, rows::workspace(row, "w_")?));
+    one(sql, statement(&SQL, &[&[text(value)]]), decode).await
+}
+
+/// The columns after `id, workspace_uid` that a public key's save writes.
+const PUBLIC_KEY_MUTABLE: &str = "value, name, description, allowed_domains, is_secure_mode_enabled, is_default, \
+                                  rotated_at, rotated_by_name, rotated_by_email, updated_at, updated_by_name, \
+                                  updated_by_email, deleted_at, deleted_by_name, deleted_by_email";
+
+/// The values of [`PUBLIC_KEY_MUTABLE`], in order.
+fn public_key_mutable(key: &PublicKey) -> Vec<Value<'_>> {
+    let head = [
+        text(key.api_key.as_str()),
+        text(key.name.as_str()),
+        description(key.description.as_ref()),
+        domains(&key.allowed_domains),
+        Value::Flag(key.is_secure_mode_enabled),
+        Value::Flag(key.is_default),
+        Value::Time(key.rotated_at),
+    ];
+    let (updated, deleted) = ([time(key.updated_at)], [Value::Time(key.deleted_at)]);
+    let groups: [&[Value<'_>]; 6] = [
+        &head,
+        &actor(key.rotated_by.as_ref()),
+        &updated,
+        &actor(key.updated_by.as_ref()),
+        &deleted,
+        &actor(key.deleted_by.as_ref()),
+    ];
+    groups.iter().flat_map(|group| group.iter().copied()).collect()
+}
+
+pub async fn insert_public_key<C: Sql + ?Sized>(sql: &mut C, key: &PublicKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        insert_sql(
+            "public_keys",
+            &format!("id, workspace_uid, created_at, created_by_name, created_by_email, {PUBLIC_KEY_MUTABLE}"),
+        )
+    });
+    let head = [text(key.id.as_str()), text(key.workspace.as_str()), time(key.created_at)];
+    let created_by = actor(key.created_by.as_ref());
+    insert(sql, statement(&SQL, &[&head, &created_by, &public_key_mutable(key)]), "").await
+}
+
+/// Writes every mutable column of a live public key.
+pub async fn save_public_key<C: Sql + ?Sized>(sql: &mut C, key: &PublicKey) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| save_sql("public_keys", PUBLIC_KEY_MUTABLE));
+    save(sql, statement(&SQL, &[&[text(key.id.as_str())], &public_key_mutable(key)]), "public_keys").await
+}

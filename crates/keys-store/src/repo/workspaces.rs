@@ -1,0 +1,53 @@
+//! Workspaces: lookups, the lock of a workspace (the aggregate root of its
+//! keys), the list and the insert.
+
+use super::*;
+
+pub async fn workspace<C: Sql + ?Sized>(sql: &mut C, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(WORKSPACE, "workspaces WHERE uid = $1"));
+    one(sql, statement(&SQL, &[&[text(uid.as_str())]]), |row| rows::workspace(row, "")).await
+}
+
+/// The workspace, locked until the transaction ends: concurrent mutations
+/// of one workspace's keys run one after the other.
+pub async fn lock_workspace<C: Sql + ?Sized>(sql: &mut C, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| select(WORKSPACE, "workspaces WHERE uid = $1"));
+    let locked = format!("{}{}", *SQL, C::ROW_LOCK);
+    one(sql, statement(&locked, &[&[text(uid.as_str())]]), |row| rows::workspace(row, "")).await
+}
+
+pub async fn workspace_by_slug<C: Sql + ?Sized>(
+    sql: &mut C,
+    organisation: &OrganisationId,
+    slug: &str,
+) -> StoreResult<Option<Workspace>> {
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| select(WORKSPACE, "workspaces WHERE organisation_id = $1 AND slug = $2"));
+    one(sql, statement(&SQL, &[&[text(organisation.as_str()), text(slug)]]), |row| rows::workspace(row, "")).await
+}
+
+pub async fn list_workspaces<C: Sql + ?Sized>(
+    sql: &mut C,
+    organisation: &OrganisationId,
+    pagination: Pagination,
+) -> StoreResult<Page<Workspace>> {
+    static SQL: LazyLock<String> = LazyLock::new(|| {
+        select(WORKSPACE, "workspaces WHERE organisation_id = $1 ORDER BY created_at DESC, uid DESC LIMIT $2 OFFSET $3")
+    });
+    let count = "SELECT COUNT(*) AS total FROM workspaces WHERE organisation_id = $1";
+    page(sql, (count, &SQL), &[text(organisation.as_str())], pagination, |row| rows::workspace(row, "")).await
+}
+
+pub async fn insert_workspace<C: Sql + ?Sized>(sql: &mut C, workspace: &Workspace) -> StoreResult<()> {
+    static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("workspaces", WORKSPACE));
+    let values = [
+        text(workspace.uid.as_str()),
+        text(workspace.organisation_id.as_str()),
+        text(workspace.slug.as_str()),
+        text(workspace.name.as_str()),
+        description(workspace.description.as_ref()),
+        text(workspace.mode.as_str()),
+        time(workspace.created_at),
+    ];
+    insert(sql, statement(&SQL, &[&values, &actor(workspace.created_by.as_ref())]), workspace.slug.as_str()).await
+}
