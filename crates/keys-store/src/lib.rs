@@ -6,10 +6,12 @@
 //! [`Command`]). Two implementations: [`PgStore`] (PostgreSQL, production)
 //! and [`SqliteStore`] (an embedded SQLite file, the zero-setup default).
 //!
-//! Every mutation is a [`Command`] (declared once, in `commands.rs`: its
-//! lock, its keys-core transition, its [`AuditAction`] and its [`Change`])
-//! run by one function, the pipeline of `pipeline.rs`, in one transaction;
-//! the SQL is plain functions in `repo.rs`, one text for both backends. The
+//! Every mutation is a type implementing [`Command`] (declared once, in
+//! the file of its entity under `commands/`: its typed output, its lock,
+//! its keys-core transition, its [`AuditAction`] and its [`Change`]) run by
+//! one function, the pipeline of `pipeline.rs`, in one transaction; the SQL
+//! is plain functions under `repo/`, one file per entity, one text for both
+//! backends. The
 //! schema enforces the invariants again (partial unique indexes, unique
 //! digests, foreign keys), so two processes on one database cannot break
 //! them.
@@ -20,7 +22,8 @@
 //! the local cache invalidates from it.
 //!
 //! Module dependencies run one way: `error`, `change`, `rows` ← `repo` ←
-//! `commands` ← `store`, `quota` ← `pipeline` ← the backends ← `cache`.
+//! `commands` ← `mutations`, `store`, `quota` ← `pipeline` ← the backends
+//! ← `cache`.
 //!
 //! **Architecture invariant:** this is the only crate that knows SQL. It
 //! never sees a secret: only digests (API keys, service tokens) and public
