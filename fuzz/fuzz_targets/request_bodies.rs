@@ -23,7 +23,7 @@ static TARGET: LazyLock<Target> = LazyLock::new(|| {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let (app, token) = runtime.block_on(async {
         let store = keys_store::open("sqlite::memory:").await.expect("store");
-        let app = App::new(store, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
+        let app = App::new(store, AppConfig::default());
         let bootstrapped = app.service().bootstrap_if_empty().await.expect("bootstrap").expect("empty");
         (app, bootstrapped.token.expose().to_owned())
     });

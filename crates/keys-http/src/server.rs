@@ -66,16 +66,8 @@ const OPERATIONS_ROUTES: [&str; 3] = ["/metrics", "/health", "/ready"];
 
 impl App {
     pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {
-        let service_config = ServiceConfig {
-            issuer_bases: config.issuer_bases.clone(),
-            time_policy: config.time_policy,
-            organisation_token_policy: config.organisation_token_policy.clone(),
-            rsa_pool_capacity: config.rsa_pool_capacity,
-            rsa_pool_threads: config.rsa_pool_threads,
-            rsa_max_concurrent_generations: config.rsa_max_concurrent_generations,
-            record_api_key_uses: config.last_used_interval.is_some(),
-            verified_token_cache_entries: config.verified_token_cache_entries,
-        };
+        let service_config =
+            ServiceConfig { record_api_key_uses: config.last_used_interval.is_some(), ..config.service.clone() };
         let service = Arc::new(Service::new(store, service_config));
         let openapi = crate::openapi::document();
         let rate_limiter = config.rate_limit_per_minute.map(RateLimiter::new);

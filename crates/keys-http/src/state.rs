@@ -6,8 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
-use keys_service::Service;
+use keys_service::{Service, ServiceConfig};
 
 use crate::metrics::Metrics;
 use crate::rate_limit::{RateLimiter, TrustedProxies};
@@ -32,8 +31,11 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 /// Limits and policy of the server.
 #[derive(Debug, Clone)]
 pub struct AppConfig {
-    /// Issuer bases accepted in Versori-style JWTs; empty accepts any base.
-    pub issuer_bases: Vec<String>,
+    /// The use cases' policy, passed to [`Service::new`] as it is (the one
+    /// place the token rules, the RSA pool and the warm path are set).
+    /// Whether API key uses are recorded follows
+    /// [`AppConfig::last_used_interval`].
+    pub service: ServiceConfig,
     /// Largest request body, in bytes (413 beyond).
     pub body_limit: usize,
     /// Longest time to receive a request body (408 beyond).
@@ -72,25 +74,12 @@ pub struct AppConfig {
     pub http2_keep_alive_interval: Duration,
     /// Longest wait for in-flight requests at shutdown.
     pub shutdown_grace: Duration,
-    /// RSA keys generated ahead of time; 0 generates on demand.
-    pub rsa_pool_capacity: usize,
-    /// Threads that refill the RSA pool (`--rsa-pool-threads`).
-    pub rsa_pool_threads: usize,
-    /// JWTs the warm path remembers (`--verified-token-cache-entries`; 0:
-    /// off).
-    pub verified_token_cache_entries: usize,
-    /// RSA keys generated inline at once (`--rsa-max-concurrent-generations`).
-    pub rsa_max_concurrent_generations: usize,
     /// Verification calls and failed authentications a client may make per
     /// minute (`--rate-limit`); `None`: no limit.
     pub rate_limit_per_minute: Option<std::num::NonZeroU32>,
     /// `/metrics` is served on its own listener (`--metrics-listen`, see
     /// [`crate::App::operations`]) and not on the main one.
     pub separate_metrics: bool,
-    /// The one time window rule of every token (`--jwt-leeway-seconds`).
-    pub time_policy: TimePolicy,
-    /// `--jwt-require-exp`, `--jwt-max-lifetime-seconds`, `--jwt-audience`.
-    pub organisation_token_policy: OrganisationTokenPolicy,
     /// How often recorded API key uses are written to `last_used_at`
     /// (`--last-used-interval-seconds`); `None` records none.
     pub last_used_interval: Option<Duration>,
@@ -99,7 +88,7 @@ pub struct AppConfig {
 impl Default for AppConfig {
     fn default() -> Self {
         Self {
-            issuer_bases: Vec::new(),
+            service: ServiceConfig::default(),
             body_limit: 64 * 1024,
             body_read_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
@@ -114,14 +103,8 @@ impl Default for AppConfig {
             max_connection_age: Duration::from_secs(600),
             http2_keep_alive_interval: Duration::from_secs(20),
             shutdown_grace: Duration::from_secs(30),
-            rsa_pool_capacity: keys_crypto::keypair::DEFAULT_POOL_CAPACITY,
-            rsa_pool_threads: keys_crypto::keypair::DEFAULT_POOL_THREADS,
-            verified_token_cache_entries: keys_service::warm::DEFAULT_VERIFIED_TOKEN_CACHE_ENTRIES,
-            rsa_max_concurrent_generations: keys_service::DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS,
             separate_metrics: false,
             rate_limit_per_minute: None,
-            time_policy: TimePolicy::default(),
-            organisation_token_policy: OrganisationTokenPolicy::default(),
             last_used_interval: Some(Duration::from_secs(60)),
         }
     }

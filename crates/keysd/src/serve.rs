@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
 use keys_http::{serve, App, AppConfig};
-use keys_service::Service;
+use keys_service::{Service, ServiceConfig};
 use keys_store::CacheConfig;
 use tokio::net::TcpListener;
 
@@ -263,19 +263,25 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         max_lifetime_seconds: args.jwt_max_lifetime_seconds,
         audiences: args.jwt_audiences,
     };
-    let config = AppConfig {
+    // The flags fill one configuration: the service's policy inside the
+    // server's limits.
+    let service = ServiceConfig {
         issuer_bases: args.jwt_issuer_bases,
         organisation_token_policy,
-        separate_metrics: metrics_listener.is_some(),
-        rate_limit_per_minute: args.rate_limit.and_then(std::num::NonZeroU32::new),
-        // The range check of the flag keeps this far inside usize.
+        time_policy: TimePolicy::new(args.jwt_leeway_seconds)
+            .map_err(|error| anyhow!("{error}"))?
+            .with_user_token_max_lifetime(args.user_token_max_lifetime_seconds),
+        // The range checks of the flags keep these far inside usize.
         rsa_pool_capacity: args.rsa_pool_size as usize,
         rsa_pool_threads: args.rsa_pool_threads as usize,
         verified_token_cache_entries: args.verified_token_cache_entries as usize,
         rsa_max_concurrent_generations: args.rsa_max_concurrent_generations as usize,
-        time_policy: TimePolicy::new(args.jwt_leeway_seconds)
-            .map_err(|error| anyhow!("{error}"))?
-            .with_user_token_max_lifetime(args.user_token_max_lifetime_seconds),
+        ..ServiceConfig::default()
+    };
+    let config = AppConfig {
+        service,
+        separate_metrics: metrics_listener.is_some(),
+        rate_limit_per_minute: args.rate_limit.and_then(std::num::NonZeroU32::new),
         max_connections,
         header_read_timeout: seconds(args.header_read_timeout_seconds),
         max_connection_age: seconds(args.max_connection_age_seconds),

@@ -14,7 +14,7 @@ use keys_testkit::TestDb;
 async fn app() -> (App, TestDb) {
     let db = TestDb::sqlite();
     let store = db.store().await;
-    (App::new(store, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() }), db)
+    (App::new(store, AppConfig::default()), db)
 }
 
 async fn send(app: &App, method: Method, path: &str) -> (http::response::Parts, Bytes) {

@@ -28,7 +28,7 @@ struct Answer {
 impl Gateway {
     async fn new() -> Self {
         let db = TestDb::sqlite();
-        let app = App::new(db.store().await, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
+        let app = App::new(db.store().await, AppConfig::default());
         let token = app.service().bootstrap_if_empty().await.expect("bootstrap").expect("empty").token;
         Self { app, token: token.expose().to_owned(), reasons: Default::default(), _db: db }
     }

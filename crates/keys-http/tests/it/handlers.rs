@@ -13,6 +13,7 @@ use keys_crypto::jwt::Algorithm;
 use keys_crypto::mint;
 use keys_crypto::ServiceToken;
 use keys_http::{App, AppConfig};
+use keys_service::ServiceConfig;
 use keys_store::Store;
 use keys_testkit::{Tenant, TestDb};
 use rand_core::OsRng;
@@ -39,7 +40,7 @@ struct Reply {
 }
 
 async fn harness() -> Harness {
-    harness_with(AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() }).await
+    harness_with(AppConfig::default()).await
 }
 
 async fn harness_with(config: AppConfig) -> Harness {
@@ -54,7 +55,7 @@ async fn capped_harness(quotas: Quotas) -> Harness {
     let db = TestDb::sqlite();
     let capped = db.sqlite_store().await.with_quotas(quotas);
     let store: Arc<dyn Store> = Arc::new(keys_store::CachedStore::new(capped, keys_store::CacheConfig::default()));
-    harness_on(db, store, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() }).await
+    harness_on(db, store, AppConfig::default()).await
 }
 
 async fn harness_on(db: TestDb, store: Arc<dyn Store>, config: AppConfig) -> Harness {
@@ -1470,12 +1471,9 @@ async fn organisation_keys_and_jwt_verification() {
 
 #[tokio::test]
 async fn pinned_issuer_bases() {
-    let harness = harness_with(AppConfig {
-        rsa_pool_capacity: 0,
-        issuer_bases: vec!["https://issuer.example.com/".to_owned()],
-        ..AppConfig::default()
-    })
-    .await;
+    let service =
+        ServiceConfig { issuer_bases: vec!["https://issuer.example.com/".to_owned()], ..ServiceConfig::default() };
+    let harness = harness_with(AppConfig { service, ..AppConfig::default() }).await;
     let base = format!("/api/organisations/v1/organisations/{}", harness.organisation);
     let created = harness.call(Method::POST, &format!("{base}/keys"), Some(json!({"name": "k"}))).await;
     let key_id = created.body["id"].as_str().expect("id").to_owned();
@@ -1567,7 +1565,7 @@ fn permission_denied(reply: &Reply) {
 async fn harness_of(kind: keys_testkit::Kind) -> Harness {
     let db = TestDb::new(kind).await;
     let store = db.cached_store(keys_store::CacheConfig::default()).await;
-    harness_on(db, store, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() }).await
+    harness_on(db, store, AppConfig::default()).await
 }
 
 #[tokio::test]

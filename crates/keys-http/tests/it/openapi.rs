@@ -28,7 +28,7 @@ use crate::support::paths;
 /// `GET /openapi.json` as a client on `host` sees it.
 async fn served(host: &str) -> Value {
     let db = TestDb::sqlite();
-    let app = App::new(db.store().await, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
+    let app = App::new(db.store().await, AppConfig::default());
     let request = Request::builder()
         .method(Method::GET)
         .uri("/openapi.json")
@@ -219,7 +219,7 @@ async fn the_document_says_what_the_server_accepts() {
 async fn every_method_the_server_answers_is_documented() {
     let document = served("127.0.0.1:8080").await;
     let db = TestDb::sqlite();
-    let app = App::new(db.store().await, AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() });
+    let app = App::new(db.store().await, AppConfig::default());
     for route in ROUTES {
         let path = paths::concrete(route.pattern());
         let item = &document["paths"][route.pattern()];

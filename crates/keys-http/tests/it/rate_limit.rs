@@ -46,7 +46,7 @@ const FORGED: &str = "kst_forged";
 
 #[tokio::test]
 async fn verification_calls_spend_the_budget_of_their_client_only() {
-    let config = AppConfig { rate_limit_per_minute: NonZeroU32::new(3), rsa_pool_capacity: 0, ..AppConfig::default() };
+    let config = AppConfig { rate_limit_per_minute: NonZeroU32::new(3), ..AppConfig::default() };
     let keysd = bootstrapped::bootstrapped_app_with(config).await;
     let token = keysd.token.clone();
     let garbage = json!({"api_key": "SS.nothing"});
@@ -70,7 +70,7 @@ async fn verification_calls_spend_the_budget_of_their_client_only() {
 
 #[tokio::test]
 async fn failed_authentications_spend_the_budget_and_then_every_authenticated_route_is_refused() {
-    let config = AppConfig { rate_limit_per_minute: NonZeroU32::new(2), rsa_pool_capacity: 0, ..AppConfig::default() };
+    let config = AppConfig { rate_limit_per_minute: NonZeroU32::new(2), ..AppConfig::default() };
     let keysd = bootstrapped::bootstrapped_app_with(config).await;
     let good = keysd.token.clone();
     let workspaces = "/v1/workspace/";

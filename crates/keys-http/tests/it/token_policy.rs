@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use keys_core::verify::{OrganisationTokenPolicy, TimePolicy};
 use keys_crypto::jwt::Algorithm;
 use keys_http::AppConfig;
+use keys_service::ServiceConfig;
 use serde_json::{json, Value};
 
 use crate::support::bootstrapped;
@@ -35,9 +36,11 @@ async fn the_operator_policy_decides_what_a_versori_token_must_carry() {
         max_lifetime_seconds: Some(3600),
         audiences: vec!["https://api.example.com".to_owned()],
     };
-    let strict =
-        bootstrapped::bootstrapped_app_with(AppConfig { organisation_token_policy: policy, ..AppConfig::default() })
-            .await;
+    let strict = bootstrapped::bootstrapped_app_with(AppConfig {
+        service: ServiceConfig { organisation_token_policy: policy, ..ServiceConfig::default() },
+        ..AppConfig::default()
+    })
+    .await;
     let lenient = bootstrapped::bootstrapped_app().await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for (keysd, is_strict) in [(&strict, true), (&lenient, false)] {
@@ -109,8 +112,7 @@ async fn signature_checks(keysd: &bootstrapped::Bootstrapped) -> u64 {
 async fn user_tokens_do_not_live_for_ever() {
     let hour = TimePolicy::default().with_user_token_max_lifetime(3_600);
     let strict = bootstrapped::bootstrapped_app_with(AppConfig {
-        rsa_pool_capacity: 0,
-        time_policy: hour,
+        service: ServiceConfig { time_policy: hour, ..ServiceConfig::default() },
         ..AppConfig::default()
     })
     .await;

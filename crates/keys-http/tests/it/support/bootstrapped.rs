@@ -21,7 +21,7 @@ pub struct Bootstrapped {
 
 /// The application with the default configuration (and no RSA pool).
 pub async fn bootstrapped_app() -> Bootstrapped {
-    bootstrapped_app_with(AppConfig { rsa_pool_capacity: 0, ..AppConfig::default() }).await
+    bootstrapped_app_with(AppConfig::default()).await
 }
 
 pub async fn bootstrapped_app_with(config: AppConfig) -> Bootstrapped {
