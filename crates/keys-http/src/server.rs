@@ -65,10 +65,18 @@ enum Listener {
 const OPERATIONS_ROUTES: [&str; 3] = ["/metrics", "/health", "/ready"];
 
 impl App {
+    /// The application over `store`, with a [`Service`] made from
+    /// `config.service` (system clock, OS entropy).
     pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {
         let service_config =
             ServiceConfig { record_api_key_uses: config.last_used_interval.is_some(), ..config.service.clone() };
-        let service = Arc::new(Service::new(store, service_config));
+        Self::with_service(Arc::new(Service::new(store, service_config)), config)
+    }
+
+    /// The application over a [`Service`] the caller made (its own clock
+    /// and entropy, or one it also calls in process); `config.service` is
+    /// not read again.
+    pub fn with_service(service: Arc<Service>, config: AppConfig) -> Self {
         let openapi = crate::openapi::document();
         let rate_limiter = config.rate_limit_per_minute.map(RateLimiter::new);
         let state = Arc::new(AppState {
