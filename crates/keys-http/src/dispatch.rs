@@ -1,6 +1,6 @@
 //! Request handling after routing: method check, size limits, service-token
 //! authentication, body reading, then the handler of the route's operation
-//! (see [`crate::routes`], where each route is declared once).
+//! (see [`crate::handlers::ROUTES`], where each route is declared once).
 //!
 //! The order of checks is fixed: unknown path (404), wrong method (405 with
 //! `Allow`), declared body too large (413), authentication (401), the
@@ -20,8 +20,7 @@ use hyper::body::Body;
 use keys_core::RequestId;
 
 use crate::error::{ApiError, Dialect};
-use crate::route::{Authenticated, Caller, Handler, Input, Public};
-use crate::router::Matched;
+use crate::routing::{Authenticated, Caller, Handler, Input, Matched, Public};
 use crate::state::AppState;
 
 /// The boxed error of request bodies.

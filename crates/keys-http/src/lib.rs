@@ -5,11 +5,13 @@
 //! - [`server`]: [`App`] (request → response, generic over the body so tests
 //!   need no socket) and [`serve`] (hyper 1 + hyper-util: HTTP/1.1 and
 //!   HTTP/2, timeouts, graceful shutdown).
-//! - `route`: what a route is (template, dialect, per-method handler,
-//!   request and response types) and the request parts handlers read.
+//! - `routing`: what a route is (template, dialect, per-method handler,
+//!   request and response types), the request parts handlers read, the
+//!   table type and the router (a path → its [`routes::Route`] and
+//!   parameters); it knows no resource.
 //! - [`routes`]: the route table, gathered from the resource modules, each
-//!   of which declares its routes beside its handlers.
-//! - [`router`]: a path → its [`routes::Route`] and parameters.
+//!   of which declares its routes beside its handlers; [`router`]: path
+//!   resolution against it (both public paths of the table above).
 //! - `handlers`: one module per resource (`workspaces`, `api_keys`,
 //!   `public_keys`, `signing_keys`, `organisation_keys`, `verification`,
 //!   `forward_auth`, `ops`); each handler parses the request into keys-core
@@ -39,15 +41,31 @@ mod handlers;
 pub mod metrics;
 pub mod openapi;
 pub mod rate_limit;
-mod route;
-pub mod router;
-pub mod routes;
+mod routing;
 mod schema;
 pub mod server;
 mod state;
 
 pub use dto::{format_timestamp, AuditEventDto, ServiceTokenDto};
 pub use server::{serve, App};
+
+/// The route table: [`ROUTES`](routes::ROUTES), every route of the server,
+/// and what a route is.
+pub mod routes {
+    pub use crate::handlers::ROUTES;
+    pub use crate::routing::{Auth, Operation, Route, Routes, Tag};
+}
+
+/// A request path → its route of [`routes::ROUTES`] and its parameters.
+pub mod router {
+    pub use crate::routing::{Matched, MAX_PARAMS};
+
+    /// Resolves a path (without query) to a route of the table, regardless
+    /// of method.
+    pub fn resolve(path: &str) -> Option<Matched<'_>> {
+        crate::handlers::ROUTES.resolve(path)
+    }
+}
 pub use state::{
     AppConfig, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_HEAD_BYTES,
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_RESPONSE_BYTES_PER_CONNECTION,

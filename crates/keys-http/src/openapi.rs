@@ -1,5 +1,5 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`, generated from the
-//! route table ([`crate::routes::ROUTES`]) and the wire types (utoipa's
+//! route table ([`crate::handlers::ROUTES`]) and the wire types (utoipa's
 //! `ToSchema` derives on the DTOs, the error bodies and the verification
 //! answers), so it cannot drift from what the server accepts and returns.
 //!
@@ -33,7 +33,8 @@ use utoipa::openapi::{
 };
 
 use crate::error::{Dialect, SuprSendError, VersoriError};
-use crate::routes::{Auth, Body, Payload, Query, Route, Tag, ROUTES};
+use crate::handlers::ROUTES;
+use crate::routing::{Auth, Body, Payload, Query, Route, Tag};
 pub use crate::schema::reasons;
 use crate::schema::{schema, string_enum, SchemaOf, REASON};
 
@@ -109,7 +110,7 @@ fn register_list(schemas: &mut Vec<(String, RefOr<Schema>)>, of: SchemaOf) -> Re
 
 /// An operation's description, with the least role it needs (docs/API.md,
 /// Authentication and roles) for an authenticated one.
-fn described(operation: &crate::routes::Operation) -> Option<String> {
+fn described(operation: &crate::routing::Operation) -> Option<String> {
     let role = operation.permission().map(|permission| {
         format!("Needs a service token with role `{}` or above (403 otherwise).", permission.least_role())
     });
@@ -151,7 +152,7 @@ fn status_description(status: u16) -> &'static str {
 fn responses(
     schemas: &mut Vec<(String, RefOr<Schema>)>,
     route: &Route,
-    operation: &crate::routes::Operation,
+    operation: &crate::routing::Operation,
     head: bool,
 ) -> Vec<(u16, utoipa::openapi::Response)> {
     let mut statuses: Vec<(u16, Payload)> = vec![operation.success];
@@ -216,7 +217,7 @@ fn responses(
 fn operation(
     schemas: &mut Vec<(String, RefOr<Schema>)>,
     route: &Route,
-    operation: &crate::routes::Operation,
+    operation: &crate::routing::Operation,
     head: bool,
 ) -> Operation {
     let mut builder = OperationBuilder::new()

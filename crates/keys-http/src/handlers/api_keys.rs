@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::{in_workspace, instant, list_of, required_name, HttpResult};
 use crate::dto::{ApiKeyDto, CreateApiKey, NoFields, PatchApiKey, RollSigningKey, Secret};
 use crate::error::{json, no_content, secret_json, ApiError, Dialect};
-use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
+use crate::routing::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {

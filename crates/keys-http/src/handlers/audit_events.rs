@@ -11,7 +11,7 @@ use super::instant;
 use super::{echo, HttpResult};
 use crate::dto::{query_pairs, AuditEventDto, AuditEventListDto, AuditEventListMeta};
 use crate::error::{json, ApiError, Dialect};
-use crate::route::{authenticated, Authenticated, Operation, Query, Route, Tag, NOT_FOUND};
+use crate::routing::{authenticated, Authenticated, Operation, Query, Route, Tag, NOT_FOUND};
 use crate::schema::schema;
 
 /// The page size when the query names none.

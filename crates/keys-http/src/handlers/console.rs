@@ -12,7 +12,7 @@ use http::{header, HeaderValue, Method, Response};
 use http_body_util::Full;
 
 use crate::error::{ApiError, Dialect};
-use crate::route::{public, HttpResult, Operation, Payload, Public, Route, Tag, NOT_FOUND};
+use crate::routing::{public, HttpResult, Operation, Payload, Public, Route, Tag, NOT_FOUND};
 
 /// The console's files: name, media type, content.
 const ASSETS: &[(&str, &str, &str)] = &[

@@ -34,7 +34,7 @@ use crate::state::AppState;
 use http::Method;
 
 use crate::error::Dialect;
-use crate::route::{public, Operation, Payload, Public, Route, Tag};
+use crate::routing::{public, Operation, Payload, Public, Route, Tag};
 
 /// The gateway's own service token.
 pub const SERVICE_TOKEN_HEADER: &str = "x-keysd-service-token";

@@ -1,8 +1,9 @@
 //! The handlers, one module per resource, and what they share: the
 //! request parts a handler reads ([`Input`], [`Public`], [`Authenticated`]),
-//! and the parse and render helpers every resource uses. Which handler runs
-//! is the route table's ([`crate::routes`]); how it is reached is
-//! [`crate::dispatch`]'s.
+//! and the parse and render helpers every resource uses, and [`ROUTES`],
+//! the one route table, gathered from the resource modules' groups. What a
+//! route is, and how a path finds one, is [`crate::routing`]'s; how a
+//! handler is reached is [`crate::dispatch`]'s.
 
 pub(crate) mod api_keys;
 pub(crate) mod audit_events;
@@ -22,9 +23,28 @@ use http_body_util::Full;
 use keys_core::{CoreError, Name};
 
 use crate::error::ApiError;
+use crate::routing::Routes;
 use crate::state::AppState;
 
-pub(crate) use crate::route::{Authenticated, Caller, HttpResult, Input};
+pub(crate) use crate::routing::{Authenticated, Caller, HttpResult, Input};
+
+/// Every route of the server, resource by resource. The router prefers
+/// literal segments over parameters whatever the order here.
+pub static ROUTES: &Routes = &TABLE;
+
+static TABLE: Routes = Routes::new(&[
+    ops::ROUTES,
+    workspaces::ROUTES,
+    service_tokens::ROUTES,
+    api_keys::ROUTES,
+    public_keys::ROUTES,
+    signing_keys::ROUTES,
+    forward_auth::ROUTES,
+    verification::ROUTES,
+    organisation_keys::ROUTES,
+    audit_events::ROUTES,
+    console::ROUTES,
+]);
 
 /// Shortens client-supplied text echoed in a message.
 pub(crate) fn echo(text: &str) -> String {
@@ -110,7 +130,7 @@ pub(crate) fn listing(input: &Input) -> Result<keys_service::workspaces::Listing
 }
 
 /// The answer of a conditional `GET` whose validator is current (a JWKS).
-pub(crate) const NOT_MODIFIED: (u16, crate::route::Payload) = (304, crate::route::Payload::Empty);
+pub(crate) const NOT_MODIFIED: (u16, crate::routing::Payload) = (304, crate::routing::Payload::Empty);
 
 /// A JWKS response: public, readable by browsers of any origin, cacheable
 /// for as long as keys-core allows, with a strong `ETag` (from the SHA-256

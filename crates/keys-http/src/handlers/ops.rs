@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::dto::StatusDoc;
 use crate::error::Dialect;
 use crate::error::{json, ApiError};
-use crate::route::{public, HttpResult, Operation, Payload, Public, Route, Tag};
+use crate::routing::{public, HttpResult, Operation, Payload, Public, Route, Tag};
 use crate::schema::schema;
 
 /// `GET /health`: the process answers.

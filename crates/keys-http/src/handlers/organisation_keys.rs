@@ -15,7 +15,7 @@ use crate::error::{json, no_content, secret_json, ApiError};
 
 use crate::dto::JwkSetDoc;
 use crate::error::Dialect;
-use crate::route::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag, NOT_FOUND};
+use crate::routing::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag, NOT_FOUND};
 use crate::schema::schema;
 
 fn organisation_not_found(id: &str) -> ApiError {

@@ -9,7 +9,7 @@ use keys_core::{NewServiceToken, Role, TokenWorkspaces, WorkspaceSlug};
 use super::{instant, required_name, HttpResult};
 use crate::dto::{CreateServiceToken, ListDto, ListQuery, ServiceTokenDto};
 use crate::error::{json, no_content, ApiError, Dialect};
-use crate::route::{authenticated, Authenticated, Body, Operation, Query, Route, Tag, BAD_REQUEST, NOT_FOUND};
+use crate::routing::{authenticated, Authenticated, Body, Operation, Query, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
 
 /// What a create request's body asks for.

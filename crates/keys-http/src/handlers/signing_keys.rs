@@ -10,7 +10,7 @@ use crate::dto::{NoFields, RollSigningKey, Secret, SigningKeyDto};
 use crate::error::{no_content, secret_json, ApiError};
 
 use crate::error::Dialect;
-use crate::route::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
+use crate::routing::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {

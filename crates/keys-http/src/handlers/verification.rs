@@ -21,7 +21,7 @@ use http::Method;
 
 use crate::dto::{VerifyApiKeyRequest, VerifyJwtRequest, VerifyPublicKeyRequest};
 use crate::error::Dialect;
-use crate::route::{authenticated, Authenticated, Body, Handler, Operation, Payload, Route, Tag};
+use crate::routing::{authenticated, Authenticated, Body, Handler, Operation, Payload, Route, Tag};
 use crate::schema::schema;
 use crate::schema::SchemaOf;
 

@@ -14,7 +14,7 @@ use crate::dto::JwkSetDoc;
 use crate::dto::{CreateWorkspace, ListDto, ListQuery, WorkspaceDto};
 use crate::error::Dialect;
 use crate::error::{json, ApiError};
-use crate::route::{
+use crate::routing::{
     authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag, BAD_REQUEST, NOT_FOUND,
 };
 use crate::schema::schema;

@@ -7,8 +7,9 @@
 //! [`Operation`] per method with the handler, how it authenticates, what it
 //! reads (query, body) and what it answers (status → body).
 //!
-//! [`crate::routes`] gathers the resource modules' groups into the one
-//! table the router, the dispatcher, the metrics and `/openapi.json` read.
+//! [`crate::handlers::ROUTES`] gathers the resource modules' groups into
+//! the one table the router, the dispatcher, the metrics and
+//! `/openapi.json` read.
 //! Adding a route is one entry in its resource module, beside its handler;
 //! nothing else lists routes.
 //!
@@ -35,12 +36,12 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::request::Parts;
-use http::{HeaderValue, Method, Response};
+use http::{Method, Response};
 use http_body_util::Full;
 pub(crate) use keys_core::Permission;
 pub(crate) use keys_service::Caller;
-use serde::de::DeserializeOwned;
 
+use super::input::Input;
 use crate::error::{ApiError, Dialect};
 use crate::schema::SchemaOf;
 use crate::state::AppState;
@@ -50,181 +51,6 @@ pub const MAX_PARAMS: usize = 2;
 
 /// What every handler returns.
 pub(crate) type HttpResult = Result<Response<Full<Bytes>>, ApiError>;
-
-/// The parts of a request a handler reads besides its path parameters.
-#[derive(Default)]
-pub(crate) struct Input {
-    pub query: Option<String>,
-    /// Shares the request's header bytes.
-    content_type: Option<HeaderValue>,
-    body: Bytes,
-}
-
-impl std::fmt::Debug for Input {
-    // The body may hold a secret (a key to verify), so only its size shows.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Input")
-            .field("query", &self.query)
-            .field("content_type", &self.content_type)
-            .field("body_bytes", &self.body.len())
-            .finish()
-    }
-}
-
-impl Input {
-    pub fn new(query: Option<String>, content_type: Option<HeaderValue>, body: Bytes) -> Self {
-        Self { query, content_type, body }
-    }
-
-    /// Whether the declared media type is JSON (`application/json`, any
-    /// parameters, or a `+json` suffix type).
-    fn is_json(&self) -> bool {
-        let Some(content_type) = self.content_type.as_ref().and_then(|value| value.to_str().ok()) else {
-            return false;
-        };
-        let media_type = content_type.split(';').next().unwrap_or_default().trim().as_bytes();
-        let starts_with = |prefix: &str| {
-            media_type.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix.as_bytes()))
-        };
-        let ends_with = |suffix: &str| {
-            media_type.len() >= suffix.len()
-                && media_type[media_type.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
-        };
-        media_type.eq_ignore_ascii_case(b"application/json") || (starts_with("application/") && ends_with("+json"))
-    }
-
-    fn body_is_empty(&self) -> bool {
-        self.body.iter().all(u8::is_ascii_whitespace)
-    }
-
-    /// A required JSON body.
-    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        if !self.is_json() {
-            return Err(ApiError::UnsupportedMediaType);
-        }
-        if self.body_is_empty() {
-            return Err(ApiError::validation("request body must be a JSON object"));
-        }
-        // The fast path for the bodies clients send; only a body that does
-        // not fit takes the slow one, which also accepts `60.0` for `60`.
-        let parsed = serde_json::from_slice(&self.body).or_else(|_| body_from_value(&self.body))?;
-        // A name twice in one object (at any depth) is refused, whatever
-        // `T` makes of it: serde_json would keep the last one silently.
-        if let Some(path) = crate::dto::duplicate_json_key(&self.body) {
-            return Err(ApiError::validation(format!("{path} appears twice in one object")));
-        }
-        Ok(parsed)
-    }
-
-    /// An optional JSON body: empty (with or without a content type) means
-    /// the default.
-    pub fn optional_json<T: DeserializeOwned + Default>(&self) -> Result<T, ApiError> {
-        if self.body_is_empty() {
-            return Ok(T::default());
-        }
-        self.json()
-    }
-}
-
-/// Decodes a body that did not decode directly: as a JSON document first
-/// (so a syntax error is told as such, without parser positions), then with
-/// every number that has a zero fraction made that integer (docs/API.md,
-/// Shared HTTP behaviour), then into `T`, telling which field did not fit and what it must be.
-fn body_from_value<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    let document: serde_json::Value =
-        serde_json::from_slice(body).map_err(|_| ApiError::validation("request body is not valid JSON"))?;
-    // Every request body is an object (serde would also take an array for
-    // a struct, field by field).
-    if !document.is_object() {
-        return Err(ApiError::validation("request body must be a JSON object"));
-    }
-    serde_path_to_error::deserialize(whole_numbers(document))
-        .map_err(|error| ApiError::validation(body_error_message(&error)))
-}
-
-/// `document` with each float that is a whole number (`60.0`, `1e3`)
-/// replaced by that integer.
-fn whole_numbers(document: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match document {
-        Value::Number(number) => {
-            let whole = number.as_f64().filter(|float| number.is_f64() && float.fract() == 0.0).and_then(|float| {
-                // Exact conversions only: floats beyond the integer types stay floats.
-                if (0.0..18_446_744_073_709_551_616.0).contains(&float) {
-                    Some(serde_json::Number::from(float as u64))
-                } else if (-9_223_372_036_854_775_808.0..0.0).contains(&float) {
-                    Some(serde_json::Number::from(float as i64))
-                } else {
-                    None
-                }
-            });
-            Value::Number(whole.unwrap_or(number))
-        }
-        Value::Array(items) => Value::Array(items.into_iter().map(whole_numbers).collect()),
-        Value::Object(fields) => {
-            Value::Object(fields.into_iter().map(|(name, value)| (name, whole_numbers(value))).collect())
-        }
-        other => other,
-    }
-}
-
-/// What was wrong with a JSON body, in the words of the request: the field
-/// (`grace_period_seconds`, `allowed_domains[2]`) and what it must be,
-/// never serde's type names (`u64`, `struct RollSigningKey`).
-fn body_error_message(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
-    let path = error.path().to_string();
-    let field = if path == "." { "request body".to_owned() } else { path };
-    let serde = error.inner().to_string();
-    let quoted = |text: &str| text.split('`').skip(1).step_by(2).map(str::to_owned).collect::<Vec<_>>();
-    if let Some(rest) = serde.strip_prefix("missing field ") {
-        let missing = quoted(rest).join("");
-        return if field == "request body" {
-            format!("{missing} is required")
-        } else {
-            format!("{field}.{missing} is required")
-        };
-    }
-    if let Some(rest) = serde.strip_prefix("unknown field ") {
-        let mut names = quoted(rest).into_iter();
-        let unknown = names.next().unwrap_or_default();
-        let accepted: Vec<String> = names.collect();
-        return if accepted.is_empty() {
-            format!("unknown field {}: this request takes no fields", shortened(&unknown))
-        } else {
-            format!("unknown field {}; the fields are {}", shortened(&unknown), accepted.join(", "))
-        };
-    }
-    if let Some(rest) = serde.strip_prefix("unknown variant ") {
-        let allowed: Vec<String> = quoted(rest).into_iter().skip(1).collect();
-        return format!("{field} must be one of {}", allowed.join(", "));
-    }
-    if serde.starts_with("duplicate field ") {
-        return format!("{} appears twice", quoted(&serde).join(""));
-    }
-    let expected = serde.rsplit_once(", expected ").map(|(_, expected)| expected).unwrap_or_default();
-    format!("{field} must be {}", plain_expectation(expected))
-}
-
-/// serde's "expected …" in plain words.
-fn plain_expectation(expected: &str) -> &'static str {
-    let expected = expected.trim();
-    match expected {
-        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a whole number, 0 or more",
-        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "a whole number",
-        "f32" | "f64" => "a number",
-        "a string" | "a borrowed string" | "a character" => "a string",
-        "a boolean" => "true or false",
-        "a sequence" => "an array",
-        _ if expected.starts_with("struct ") || expected.starts_with("a map") || expected == "map" => "a JSON object",
-        _ if expected.starts_with("a sequence") || expected.starts_with("tuple") => "an array",
-        _ => "of another type or value",
-    }
-}
-
-/// Client text echoed in a message, shortened.
-fn shortened(text: &str) -> String {
-    text.chars().take(100).collect()
-}
 
 /// What a public handler gets: the state, the request head and the path
 /// parameters. Copied into the handler's closure, borrowed for `'a`.
@@ -535,7 +361,7 @@ impl Route {
 /// permission is stated.
 macro_rules! authenticated {
     ($permission:ident, $handler:path) => {
-        $crate::route::Handler::ServiceToken(keys_core::Permission::$permission, |call| Box::pin($handler(call)))
+        $crate::routing::Handler::ServiceToken(keys_core::Permission::$permission, |call| Box::pin($handler(call)))
     };
 }
 pub(crate) use authenticated;
@@ -544,7 +370,7 @@ pub(crate) use authenticated;
 /// `async fn f(Public<'_>) -> HttpResult`, run without authentication.
 macro_rules! public {
     ($handler:path) => {
-        $crate::route::Handler::Public(|call| Box::pin($handler(call)))
+        $crate::routing::Handler::Public(|call| Box::pin($handler(call)))
     };
 }
 pub(crate) use public;
