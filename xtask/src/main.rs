@@ -77,14 +77,15 @@ fn run(mut command: Command) -> Result<()> {
 }
 
 fn ci() -> Result<()> {
+    let mut phases = Phases::default();
     ensure_postgres()?;
-    let python = ensure_test_tools()?;
+    let python = phases.time("tools", ensure_test_tools)?;
     let mut fmt = cargo();
     fmt.args(["fmt", "--all", "--check"]);
-    run(fmt)?;
+    phases.time("fmt", || run(fmt))?;
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
-    run(clippy)?;
+    phases.time("clippy", || run(clippy))?;
     let mut test = cargo();
     test.args(["test", "--workspace", "--all-targets"]);
     // The PostgreSQL tests must run, never skip: they fail when the server
@@ -92,13 +93,41 @@ fn ci() -> Result<()> {
     test.env("KEYSD_REQUIRE_POSTGRES", "1");
     // The independent implementations the tests judge keysd with.
     test.env("KEYSD_PYTHON", &python);
-    run(test)?;
+    phases.time("test", || run(test))?;
     let mut doc_tests = cargo();
     doc_tests.args(["test", "--workspace", "--doc"]);
-    run(doc_tests)?;
-    schemathesis::run(&python)?;
-    console::run()?;
-    fuzz::fuzz(fuzz::seconds_from_env()?)
+    phases.time("doc tests", || run(doc_tests))?;
+    phases.time("schemathesis", || schemathesis::run(&python))?;
+    phases.time("console", console::run)?;
+    phases.time("fuzz", || fuzz::fuzz(fuzz::seconds_from_env()?))?;
+    phases.report();
+    Ok(())
+}
+
+/// How long each phase of `ci` took, reported at its end (where CI's time
+/// goes, run after run).
+#[derive(Debug, Default)]
+struct Phases(Vec<(&'static str, std::time::Duration)>);
+
+impl Phases {
+    fn time<T>(&mut self, name: &'static str, phase: impl FnOnce() -> Result<T>) -> Result<T> {
+        let started = std::time::Instant::now();
+        let result = phase();
+        self.0.push((name, started.elapsed()));
+        if result.is_err() {
+            self.report();
+        }
+        result
+    }
+
+    fn report(&self) {
+        let total: std::time::Duration = self.0.iter().map(|(_, took)| *took).sum();
+        eprintln!("ci phases:");
+        for (name, took) in &self.0 {
+            eprintln!("  {name:<13} {:>6.1} s", took.as_secs_f64());
+        }
+        eprintln!("  {:<13} {:>6.1} s", "total", total.as_secs_f64());
+    }
 }
 
 /// The Python packages the suite judges keysd with: an OpenAPI 3.1 validator
