@@ -51,7 +51,7 @@ mod tests;
 pub use cache::{CacheConfig, CachedStore};
 pub use change::{Change, CHANGES_CHANNEL};
 pub use commands::{
-    ApiKeyChange, AuditAction, AuditEvent, Bootstrap, ChangeApiKey, ChangePublicKey, Command, CreateApiKey,
+    Acting, ApiKeyChange, AuditAction, AuditEvent, Bootstrap, ChangeApiKey, ChangePublicKey, Command, CreateApiKey,
     CreateOrganisation, CreateOrganisationKey, CreatePublicKey, CreateServiceToken, CreateSigningKey, CreateWorkspace,
     DeleteOrganisationKey, DeletePublicKey, DeleteSigningKey, Executed, Lock, PruneAuditEvents, PublicKeyChange,
     Queued, RecordedAuditEvent, Reply, RevokeServiceToken, RollApiKey, RollSigningKey,

@@ -16,7 +16,7 @@ use time::OffsetDateTime;
 
 use crate::change::Change;
 use crate::commands::{
-    ApiKeyChange, Bootstrap, ChangeApiKey, ChangePublicKey, Command, CreateApiKey, CreateOrganisation,
+    Acting, ApiKeyChange, Bootstrap, ChangeApiKey, ChangePublicKey, Command, CreateApiKey, CreateOrganisation,
     CreateOrganisationKey, CreatePublicKey, CreateServiceToken, CreateSigningKey, CreateWorkspace,
     DeleteOrganisationKey, DeletePublicKey, DeleteSigningKey, Executed, PruneAuditEvents, PublicKeyChange, Queued,
     RevokeServiceToken, RollApiKey, RollSigningKey,
@@ -118,9 +118,8 @@ pub trait Mutations: Send + Sync {
         actor: Option<&Actor>,
         now: OffsetDateTime,
     ) -> StoreResult<ServiceTokenRecord> {
-        let command =
-            RevokeServiceToken { organisation: organisation.clone(), id: id.clone(), actor: actor.cloned(), now };
-        Ok(self.run(command).await?.output)
+        let acting = Acting::new(organisation.clone(), actor.cloned(), now);
+        Ok(self.run(RevokeServiceToken { acting, id: id.clone() }).await?.output)
     }
 
     async fn create_workspace(&self, workspace: &Workspace) -> StoreResult<()> {
@@ -141,8 +140,8 @@ pub trait Mutations: Send + Sync {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> StoreResult<ApiKey> {
-        let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
-        Ok(self.run(ChangeApiKey { workspace, id, change, actor, now }).await?.output)
+        let acting = Acting::new(workspace.clone(), actor.clone(), now);
+        Ok(self.run(ChangeApiKey { acting, id: id.clone(), change }).await?.output)
     }
 
     async fn delete_api_key(
@@ -165,8 +164,8 @@ pub trait Mutations: Send + Sync {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> StoreResult<(ApiKey, ApiKey)> {
-        let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
-        Ok(self.run(RollApiKey { workspace, id, grace, material, actor, now }).await?.output)
+        let acting = Acting::new(workspace.clone(), actor.clone(), now);
+        Ok(self.run(RollApiKey { acting, id: id.clone(), grace, material }).await?.output)
     }
 
     /// Moves each key's `last_used_at` forwards to the use given, never
@@ -189,8 +188,8 @@ pub trait Mutations: Send + Sync {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> StoreResult<PublicKey> {
-        let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
-        Ok(self.run(ChangePublicKey { workspace, id, change, actor, now }).await?.output)
+        let acting = Acting::new(workspace.clone(), actor.clone(), now);
+        Ok(self.run(ChangePublicKey { acting, id: id.clone(), change }).await?.output)
     }
 
     async fn delete_public_key(
@@ -200,8 +199,8 @@ pub trait Mutations: Send + Sync {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> StoreResult<PublicKey> {
-        let (workspace, id, actor) = (workspace.clone(), id.clone(), actor.clone());
-        Ok(self.run(DeletePublicKey { workspace, id, actor, now }).await?.output)
+        let acting = Acting::new(workspace.clone(), actor.clone(), now);
+        Ok(self.run(DeletePublicKey { acting, id: id.clone() }).await?.output)
     }
 
     async fn create_signing_key(
@@ -211,8 +210,8 @@ pub trait Mutations: Send + Sync {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> StoreResult<WorkspaceSigningKey> {
-        let (workspace, actor) = (workspace.clone(), actor.clone());
-        Ok(self.run(CreateSigningKey { workspace, new, actor, now }).await?.output)
+        let acting = Acting::new(workspace.clone(), actor.clone(), now);
+        Ok(self.run(CreateSigningKey { acting, new }).await?.output)
     }
 
     /// Returns (the rolled key, the new active key).
@@ -225,8 +224,8 @@ pub trait Mutations: Send + Sync {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> StoreResult<(WorkspaceSigningKey, WorkspaceSigningKey)> {
-        let (workspace, uid, actor) = (workspace.clone(), uid.clone(), actor.clone());
-        Ok(self.run(RollSigningKey { workspace, uid, grace, new, actor, now }).await?.output)
+        let acting = Acting::new(workspace.clone(), actor.clone(), now);
+        Ok(self.run(RollSigningKey { acting, uid: uid.clone(), grace, new }).await?.output)
     }
 
     async fn delete_signing_key(
@@ -236,8 +235,8 @@ pub trait Mutations: Send + Sync {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> StoreResult<WorkspaceSigningKey> {
-        let (workspace, uid, actor) = (workspace.clone(), uid.clone(), actor.clone());
-        Ok(self.run(DeleteSigningKey { workspace, uid, actor, now }).await?.output)
+        let acting = Acting::new(workspace.clone(), actor.clone(), now);
+        Ok(self.run(DeleteSigningKey { acting, uid: uid.clone() }).await?.output)
     }
 
     async fn create_organisation_key(&self, key: &OrganisationSigningKey) -> StoreResult<()> {
@@ -251,8 +250,8 @@ pub trait Mutations: Send + Sync {
         actor: &Actor,
         now: OffsetDateTime,
     ) -> StoreResult<OrganisationSigningKey> {
-        let (organisation, id, actor) = (organisation.clone(), id.clone(), actor.clone());
-        Ok(self.run(DeleteOrganisationKey { organisation, id, actor, now }).await?.output)
+        let acting = Acting::new(organisation.clone(), actor.clone(), now);
+        Ok(self.run(DeleteOrganisationKey { acting, id: id.clone() }).await?.output)
     }
 
     /// Deletes the organisation's audit events older than `before` in one

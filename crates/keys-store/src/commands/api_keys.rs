@@ -1,12 +1,9 @@
 //! API keys: [`CreateApiKey`], [`ChangeApiKey`] (patch, disable, enable,
 //! delete) and [`RollApiKey`].
 
-use keys_core::{
-    Actor, ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, EntityKind, GracePeriod, Mutation, WorkspaceUid,
-};
-use time::OffsetDateTime;
+use keys_core::{ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, EntityKind, GracePeriod, Mutation, WorkspaceUid};
 
-use super::{Applied, AuditAction, Command, Lock, Locked, Scope};
+use super::{Acting, Applied, AuditAction, Command, Lock, Locked, Scope};
 use crate::change::Change;
 use crate::error::{StoreError, StoreResult};
 use crate::repo::{self, Sql};
@@ -36,23 +33,10 @@ impl ApiKeyChange {
     }
 }
 
-/// Creates the key (PostgreSQL: in one statement where the cap admits it).
-#[derive(Debug, Clone)]
-pub struct CreateApiKey(pub ApiKey);
-
-impl Command for CreateApiKey {
-    type Output = ();
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Workspace(&self.0.workspace)
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Create(EntityKind::ApiKey)
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, locked: Locked) -> StoreResult<Applied<()>> {
-        let key = self.0;
+command! {
+    /// Creates the key (PostgreSQL: in one statement where the cap admits it).
+    CreateApiKey(ApiKey) in Workspace(workspace) -> (), Mutation::Create(EntityKind::ApiKey);
+    apply |Self(key), sql, locked| {
         let scope = Scope::of_workspace(&locked.workspace()?);
         repo::insert_api_key(sql, &key).await?;
         let event = scope.event(AuditAction::ApiKeyGenerated, key.created_by.as_ref(), key.id.as_str(), key.created_at);
@@ -68,64 +52,26 @@ impl Command for CreateApiKey {
     }
 }
 
-/// Patches, disables, enables, deletes (or rolls) one live API key; returns
-/// it as it now is (a rolled key: the key rolled).
-#[derive(Debug, Clone)]
-pub struct ChangeApiKey {
-    pub workspace: WorkspaceUid,
-    pub id: ApiKeyId,
-    pub change: ApiKeyChange,
-    pub actor: Actor,
-    pub now: OffsetDateTime,
-}
-
-impl Command for ChangeApiKey {
-    type Output = ApiKey;
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Workspace(&self.workspace)
-    }
-
-    fn mutation(&self) -> Mutation {
-        self.change.mutation()
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, locked: Locked) -> StoreResult<Applied<ApiKey>> {
-        let applied = change(sql, locked, self).await?;
-        Ok(Applied { output: applied.output.0, events: applied.events, change: applied.change })
+command! {
+    /// Patches, disables, enables, deletes (or rolls) one live API key; returns
+    /// it as it now is (a rolled key: the key rolled).
+    ChangeApiKey { id: ApiKeyId, change: ApiKeyChange } in Workspace(WorkspaceUid) -> ApiKey,
+    |command| command.change.mutation();
+    apply |command, sql, locked| {
+        change(sql, locked, command).await?.map(|(key, _)| Ok(key))
     }
 }
 
-/// Replaces a live API key by a new one with this material; returns (the
-/// rolled key, the key that replaces it).
-#[derive(Debug, Clone)]
-pub struct RollApiKey {
-    pub workspace: WorkspaceUid,
-    pub id: ApiKeyId,
-    pub grace: Option<GracePeriod>,
-    pub material: ApiKeyMaterial,
-    pub actor: Actor,
-    pub now: OffsetDateTime,
-}
-
-impl Command for RollApiKey {
-    type Output = (ApiKey, ApiKey);
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Workspace(&self.workspace)
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Roll(EntityKind::ApiKey)
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, locked: Locked) -> StoreResult<Applied<(ApiKey, ApiKey)>> {
-        let Self { workspace, id, grace, material, actor, now } = self;
-        let change_of = ChangeApiKey { workspace, id, change: ApiKeyChange::Roll { grace, material }, actor, now };
-        let applied = change(sql, locked, change_of).await?;
-        let (rolled, fresh) = applied.output;
-        let fresh = fresh.ok_or_else(|| StoreError::Inconsistent("a roll made no new key".to_owned()))?;
-        Ok(Applied { output: (rolled, fresh), events: applied.events, change: applied.change })
+command! {
+    /// Replaces a live API key by a new one with this material; returns (the
+    /// rolled key, the key that replaces it).
+    RollApiKey { id: ApiKeyId, grace: Option<GracePeriod>, material: ApiKeyMaterial } in Workspace(WorkspaceUid)
+        -> (ApiKey, ApiKey), Mutation::Roll(EntityKind::ApiKey);
+    apply |Self { acting, id, grace, material }, sql, locked| {
+        let roll = ChangeApiKey { acting, id, change: ApiKeyChange::Roll { grace, material } };
+        change(sql, locked, roll).await?.map(|(rolled, fresh)| {
+            Ok((rolled, fresh.ok_or_else(|| StoreError::Inconsistent("a roll made no new key".to_owned()))?))
+        })
     }
 }
 
@@ -137,7 +83,7 @@ async fn change<C: Sql + ?Sized>(
     locked: Locked,
     command: ChangeApiKey,
 ) -> StoreResult<Applied<(ApiKey, Option<ApiKey>)>> {
-    let ChangeApiKey { id, change, actor, now, .. } = command;
+    let ChangeApiKey { acting: Acting { actor, now, .. }, id, change } = command;
     let workspace = locked.workspace()?;
     let found = repo::api_key(sql, &workspace.uid, &id).await?.filter(|key| !key.is_deleted());
     let mut key = found.ok_or(StoreError::NotFound { kind: "api key" })?;

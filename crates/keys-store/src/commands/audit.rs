@@ -193,34 +193,20 @@ impl RecordedAuditEvent {
     }
 }
 
-/// Deletes the organisation's audit events older than `before` (the one
-/// way the database lets events go) and records one `audit.pruned`.
-/// Returns how many went.
-#[derive(Debug, Clone)]
-pub struct PruneAuditEvents {
-    pub organisation: OrganisationId,
-    pub before: OffsetDateTime,
-    pub now: OffsetDateTime,
-}
-
-impl Command for PruneAuditEvents {
-    type Output = u64;
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Organisation(&self.organisation)
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Update(EntityKind::AuditTrail)
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, locked: Locked) -> StoreResult<Applied<u64>> {
+command! {
+    /// Deletes the organisation's audit events older than `before` (the one
+    /// way the database lets events go) and records one `audit.pruned`.
+    /// Returns how many went.
+    PruneAuditEvents { organisation: OrganisationId, before: OffsetDateTime, now: OffsetDateTime } -> u64,
+        lock |command| Lock::Organisation(&command.organisation),
+        mutation |_command| Mutation::Update(EntityKind::AuditTrail);
+    apply |Self { before, now, .. }, sql, locked| {
         let organisation = locked.organisation()?;
-        let pruned = repo::prune_audit_events(sql, &organisation.id, self.before).await?;
+        let pruned = repo::prune_audit_events(sql, &organisation.id, before).await?;
         // Written after the delete, so a prune never removes its own
         // event, whatever `before` is. Nothing cached depends on the
         // trail: no change to announce.
-        let (action, at) = (AuditAction::AuditPruned, keys_core::timestamp(self.now));
+        let (action, at) = (AuditAction::AuditPruned, keys_core::timestamp(now));
         let event = Scope::of_organisation(&organisation.id).event(action, None, organisation.id.as_str(), at);
         Ok(Applied { output: pruned, events: vec![event], change: None })
     }

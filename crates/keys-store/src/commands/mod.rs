@@ -3,7 +3,9 @@
 //! `service_tokens`, `workspaces`, `api_keys`, `public_keys`,
 //! `signing_keys`, `organisation_keys`, `audit`).
 //!
-//! A command names, in its `impl Command`:
+//! A command names, in its `command!` declaration (one line that makes its
+//! struct and its `impl Command`; a change of something that exists
+//! carries an [`Acting`]: its aggregate root, its actor and `now`):
 //! - its **output** ([`Command::Output`]): what its caller gets back, fixed
 //!   by its type, so asking a create-API-key command for a workspace does
 //!   not compile;
@@ -29,9 +31,9 @@
 //! (`crate::Run::run` does both). The trait object reaches the generic
 //! [`Command::apply`] through [`WriteConnection`], one arm per backend.
 //!
-//! **Adding an operation** touches the entity's file only: a type, its
-//! `impl Command` (the keys-core transition, then `repo::save_*`), an
-//! [`AuditAction`] if the action is new; callers run it with
+//! **Adding an operation** touches the entity's file only: its
+//! `command!` (the declaration, then the keys-core transition and
+//! `repo::save_*`), an [`AuditAction`] if the action is new; callers run it with
 //! `crate::Run::run`, or through a typed method of `crate::Mutations` if
 //! one is wanted there. The pipeline, both backends, the cache and the SQL
 //! stay as they are.
@@ -47,6 +49,103 @@ use tokio::sync::oneshot;
 use crate::change::Change;
 use crate::error::{StoreError, StoreResult};
 use crate::repo::Sql;
+
+/// Declares a command in one line: its struct, its [`Command::Output`], its
+/// [`Command::lock`] and its [`Command::mutation`] (a keys-core
+/// `Mutation`); then its transition, `apply |pattern, sql, locked| { … }`
+/// (the body of [`Command::apply`], with the command bound to the
+/// pattern), and any other method of [`Command`] it overrides.
+///
+/// - `Name { field: Type, … } in Workspace(WorkspaceUid) -> Output, mutation;`
+///   changes what exists under an aggregate root: its first field,
+///   `acting`, is an [`Acting`] on that root, which it locks
+///   (`in Organisation(OrganisationId, Option<Actor>)` where the actor is
+///   optional). `…, |command| mutation;` where the command decides it.
+/// - `Name(Record) in Organisation(organisation_id) -> Output, mutation;`
+///   writes the record it carries, locking the root the record names
+///   (`in Nothing`: no lock).
+/// - `Name { … } -> Output, lock |command| …, mutation |command| …;` says
+///   both in full.
+macro_rules! command {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $($field:ident: $type:ty),* $(,)? } in $root:ident($($acting:ty),+) -> $output:ty,
+        |$that:ident| $mutation:expr; $($rest:tt)*
+    ) => {
+        command! {
+            $(#[$meta])*
+            $name { acting: Acting<$($acting),+>, $($field: $type),* } -> $output,
+            lock |command| Lock::$root(&command.acting.root), mutation |$that| $mutation; $($rest)*
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $name:ident { $($field:ident: $type:ty),* $(,)? } in $root:ident($($acting:ty),+) -> $output:ty,
+        $mutation:expr; $($rest:tt)*
+    ) => {
+        command! {
+            $(#[$meta])*
+            $name { acting: Acting<$($acting),+>, $($field: $type),* } -> $output,
+            lock |command| Lock::$root(&command.acting.root), mutation |_command| $mutation; $($rest)*
+        }
+    };
+    (
+        $(#[$meta:meta])*
+        $name:ident($record:ty) in Nothing -> $output:ty, $mutation:expr; $($rest:tt)*
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub $record);
+
+        command!(@impl $name -> $output, |_command| Lock::Nothing, |_command| $mutation; $($rest)*);
+    };
+    (
+        $(#[$meta:meta])*
+        $name:ident($record:ty) in $root:ident($path:ident) -> $output:ty, $mutation:expr; $($rest:tt)*
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub struct $name(pub $record);
+
+        command!(@impl $name -> $output, |command| Lock::$root(&command.0.$path), |_command| $mutation; $($rest)*);
+    };
+    (
+        $(#[$meta:meta])*
+        $name:ident { $($field:ident: $type:ty),* $(,)? } -> $output:ty,
+        lock |$this:ident| $lock:expr, mutation |$that:ident| $mutation:expr; $($rest:tt)*
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone)]
+        pub struct $name { $(pub $field: $type),* }
+
+        command!(@impl $name -> $output, |$this| $lock, |$that| $mutation; $($rest)*);
+    };
+    (
+        @impl $name:ident -> $output:ty, |$this:ident| $lock:expr, |$that:ident| $mutation:expr;
+        apply |$command:pat_param, $sql:ident, $locked:pat_param| $apply:block $($more:tt)*
+    ) => {
+        impl Command for $name {
+            type Output = $output;
+
+            fn lock(&self) -> Lock<'_> {
+                let $this = self;
+                $lock
+            }
+
+            fn mutation(&self) -> Mutation {
+                let $that = self;
+                $mutation
+            }
+
+            async fn apply<C: Sql + ?Sized>(self, $sql: &mut C, $locked: Locked) -> StoreResult<Applied<$output>> {
+                let $command = self;
+                $apply
+            }
+
+            $($more)*
+        }
+    };
+}
 
 mod api_keys;
 mod audit;
@@ -98,6 +197,29 @@ pub trait Command: Send + Sized + 'static {
     /// statement.
     fn written_at_once(self) -> Option<(Self::Output, Change)> {
         None
+    }
+}
+
+/// Who changes something that exists, when, and under which aggregate
+/// root (a [`WorkspaceUid`] or an [`OrganisationId`], which the command
+/// locks): the fields every such command shares, first in each.
+#[derive(Debug, Clone)]
+pub struct Acting<Root, Who = Actor> {
+    pub root: Root,
+    pub actor: Who,
+    pub now: OffsetDateTime,
+}
+
+impl<Root, Who> Acting<Root, Who> {
+    pub fn new(root: Root, actor: Who, now: OffsetDateTime) -> Self {
+        Self { root, actor, now }
+    }
+}
+
+impl<Root> Acting<Root> {
+    /// The event of this actor's change of `target`, at `at`, in `scope`.
+    fn event(&self, scope: &Scope, action: AuditAction, target: &str, at: OffsetDateTime) -> AuditEvent {
+        scope.event(action, Some(&self.actor), target, at)
     }
 }
 
@@ -155,6 +277,11 @@ pub struct Applied<T> {
 impl<T> Applied<T> {
     fn one(output: T, event: AuditEvent, change: Change) -> Self {
         Self { output, events: vec![event], change: Some(change) }
+    }
+
+    /// The same writes, with the output `shape` makes of this one.
+    fn map<U>(self, shape: impl FnOnce(T) -> StoreResult<U>) -> StoreResult<Applied<U>> {
+        Ok(Applied { output: shape(self.output)?, events: self.events, change: self.change })
     }
 }
 

@@ -11,58 +11,31 @@ use crate::change::Change;
 use crate::error::{Conflict, StoreResult};
 use crate::repo::{self, Sql};
 
-/// Writes the bootstrap state if, and only if, the database has no
-/// organisation yet; returns whether it did. Safe when several processes
-/// start at once.
-#[derive(Debug, Clone)]
-pub struct Bootstrap {
-    pub organisation: Organisation,
-    pub workspaces: Vec<Workspace>,
-    pub token: ServiceTokenRecord,
-}
-
-impl Command for Bootstrap {
-    type Output = bool;
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Bootstrap
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Bootstrap
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, _locked: Locked) -> StoreResult<Applied<bool>> {
+command! {
+    /// Writes the bootstrap state if, and only if, the database has no
+    /// organisation yet; returns whether it did. Safe when several processes
+    /// start at once.
+    Bootstrap { organisation: Organisation, workspaces: Vec<Workspace>, token: ServiceTokenRecord } -> bool,
+        lock |_command| Lock::Bootstrap, mutation |_command| Mutation::Bootstrap;
+    apply |bootstrap, sql, _locked| {
         if repo::count_organisations(sql).await? > 0 {
             return Ok(Applied { output: false, events: Vec::new(), change: None });
         }
-        let mut events = vec![write_organisation(sql, &self.organisation).await?];
-        for workspace in &self.workspaces {
+        let mut events = vec![write_organisation(sql, &bootstrap.organisation).await?];
+        for workspace in &bootstrap.workspaces {
             events.push(write_workspace(sql, workspace).await?);
         }
-        events.push(write_service_token(sql, &self.token).await?);
+        events.push(write_service_token(sql, &bootstrap.token).await?);
         Ok(Applied { output: true, events, change: Some(Change::Everything) })
     }
 }
 
-/// Refused with [`Conflict::OrganisationNameTaken`] if the name exists.
-#[derive(Debug, Clone)]
-pub struct CreateOrganisation(pub Organisation);
-
-impl Command for CreateOrganisation {
-    type Output = ();
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Nothing
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Create(EntityKind::Organisation)
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, _locked: Locked) -> StoreResult<Applied<()>> {
-        let event = write_organisation(sql, &self.0).await?;
-        Ok(Applied::one((), event, Change::Organisation(self.0.id)))
+command! {
+    /// Refused with [`Conflict::OrganisationNameTaken`] if the name exists.
+    CreateOrganisation(Organisation) in Nothing -> (), Mutation::Create(EntityKind::Organisation);
+    apply |Self(organisation), sql, _locked| {
+        let event = write_organisation(sql, &organisation).await?;
+        Ok(Applied::one((), event, Change::Organisation(organisation.id)))
     }
 }
 

@@ -3,11 +3,12 @@
 //! and [`DeletePublicKey`].
 
 use keys_core::{
-    Actor, EntityKind, Mutation, NewPublicKey, PublicKey, PublicKeyId, PublicKeyPatch, PublicKeyRing, WorkspaceUid,
+    Actor, EntityKind, Mutation, NewPublicKey, PublicKey, PublicKeyId, PublicKeyPatch, PublicKeyRing, Workspace,
+    WorkspaceUid,
 };
 use time::OffsetDateTime;
 
-use super::{Applied, AuditAction, Command, Lock, Locked, Scope};
+use super::{Acting, Applied, AuditAction, Command, Lock, Locked, Scope};
 use crate::change::Change;
 use crate::error::{StoreError, StoreResult};
 use crate::repo::{self, Sql};
@@ -20,31 +21,15 @@ pub enum PublicKeyChange {
     Rotate(String),
 }
 
-/// Through the workspace's `PublicKeyRing`: the first live key is the
-/// default.
-#[derive(Debug, Clone)]
-pub struct CreatePublicKey {
-    pub new: NewPublicKey,
-    pub actor: Actor,
-    pub now: OffsetDateTime,
-}
-
-impl Command for CreatePublicKey {
-    type Output = PublicKey;
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Workspace(&self.new.workspace)
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Create(EntityKind::PublicKey)
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, locked: Locked) -> StoreResult<Applied<PublicKey>> {
-        let Self { new, actor, now } = self;
+command! {
+    /// Through the workspace's `PublicKeyRing`: the first live key is the
+    /// default.
+    CreatePublicKey { new: NewPublicKey, actor: Actor, now: OffsetDateTime } -> PublicKey,
+        lock |command| Lock::Workspace(&command.new.workspace),
+        mutation |_command| Mutation::Create(EntityKind::PublicKey);
+    apply |Self { new, actor, now }, sql, locked| {
         let workspace = locked.workspace()?;
-        let mut ring = PublicKeyRing::restore(repo::live_public_keys(sql, &workspace.uid).await?);
-        let key = ring.create(new, &actor, now).clone();
+        let key = ring(sql, &workspace).await?.create(new, &actor, now).clone();
         repo::insert_public_key(sql, &key).await?;
         let (action, at) = (AuditAction::PublicApiKeyGenerated, key.created_at);
         let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.id.as_str(), at);
@@ -52,75 +37,44 @@ impl Command for CreatePublicKey {
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct ChangePublicKey {
-    pub workspace: WorkspaceUid,
-    pub id: PublicKeyId,
-    pub change: PublicKeyChange,
-    pub actor: Actor,
-    pub now: OffsetDateTime,
-}
-
-impl Command for ChangePublicKey {
-    type Output = PublicKey;
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Workspace(&self.workspace)
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Update(EntityKind::PublicKey)
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, locked: Locked) -> StoreResult<Applied<PublicKey>> {
-        let Self { id, change, actor, now, .. } = self;
+command! {
+    ChangePublicKey { id: PublicKeyId, change: PublicKeyChange } in Workspace(WorkspaceUid) -> PublicKey,
+        Mutation::Update(EntityKind::PublicKey);
+    apply |Self { acting, id, change }, sql, locked| {
         let workspace = locked.workspace()?;
         let found = repo::public_key(sql, &workspace.uid, &id).await?.filter(|key| !key.is_deleted());
         let mut key = found.ok_or(StoreError::NotFound { kind: "public key" })?;
         let action = match change {
             PublicKeyChange::Patch(patch) => {
-                key.patch(patch, &actor, now)?;
+                key.patch(patch, &acting.actor, acting.now)?;
                 AuditAction::PublicApiKeyUpdated
             }
             PublicKeyChange::Rotate(value) => {
-                key.rotate(value, &actor, now)?;
+                key.rotate(value, &acting.actor, acting.now)?;
                 AuditAction::PublicApiKeyRotated
             }
         };
         repo::save_public_key(sql, &key).await?;
-        let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.id.as_str(), key.updated_at);
+        let event = acting.event(&Scope::of_workspace(&workspace), action, key.id.as_str(), key.updated_at);
         Ok(Applied::one(key, event, Change::PublicKeys(workspace.uid)))
     }
 }
 
-/// Through the ring: the default is not deleted while others live.
-#[derive(Debug, Clone)]
-pub struct DeletePublicKey {
-    pub workspace: WorkspaceUid,
-    pub id: PublicKeyId,
-    pub actor: Actor,
-    pub now: OffsetDateTime,
-}
-
-impl Command for DeletePublicKey {
-    type Output = PublicKey;
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Workspace(&self.workspace)
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Delete(EntityKind::PublicKey)
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, locked: Locked) -> StoreResult<Applied<PublicKey>> {
-        let Self { id, actor, now, .. } = self;
+command! {
+    /// Through the ring: the default is not deleted while others live.
+    DeletePublicKey { id: PublicKeyId } in Workspace(WorkspaceUid) -> PublicKey,
+        Mutation::Delete(EntityKind::PublicKey);
+    apply |Self { acting, id }, sql, locked| {
         let workspace = locked.workspace()?;
-        let mut ring = PublicKeyRing::restore(repo::live_public_keys(sql, &workspace.uid).await?);
-        let key = ring.delete(&id, &actor, now)?;
+        let key = ring(sql, &workspace).await?.delete(&id, &acting.actor, acting.now)?;
         repo::save_public_key(sql, &key).await?;
         let (action, at) = (AuditAction::PublicApiKeyDeleted, key.updated_at);
-        let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.id.as_str(), at);
+        let event = acting.event(&Scope::of_workspace(&workspace), action, key.id.as_str(), at);
         Ok(Applied::one(key, event, Change::PublicKeys(workspace.uid)))
     }
+}
+
+/// The live public keys of the locked workspace.
+async fn ring<C: Sql + ?Sized>(sql: &mut C, workspace: &Workspace) -> StoreResult<PublicKeyRing> {
+    Ok(PublicKeyRing::restore(repo::live_public_keys(sql, &workspace.uid).await?))
 }

@@ -1,58 +1,29 @@
 //! Service tokens: [`CreateServiceToken`] and [`RevokeServiceToken`].
 
 use keys_core::{Actor, EntityKind, Mutation, OrganisationId, ServiceTokenId, ServiceTokenRecord};
-use time::OffsetDateTime;
 
-use super::{Applied, AuditAction, AuditEvent, Command, Lock, Locked, Scope};
+use super::{Acting, Applied, AuditAction, AuditEvent, Command, Lock, Locked, Scope};
 use crate::change::Change;
 use crate::error::{StoreError, StoreResult};
 use crate::repo::{self, Sql};
 
-#[derive(Debug, Clone)]
-pub struct CreateServiceToken(pub ServiceTokenRecord);
-
-impl Command for CreateServiceToken {
-    type Output = ();
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Organisation(&self.0.organisation_id)
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Create(EntityKind::ServiceToken)
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, _locked: Locked) -> StoreResult<Applied<()>> {
-        let event = write_service_token(sql, &self.0).await?;
-        Ok(Applied::one((), event, Change::ServiceToken(self.0.digest)))
+command! {
+    CreateServiceToken(ServiceTokenRecord) in Organisation(organisation_id) -> (),
+        Mutation::Create(EntityKind::ServiceToken);
+    apply |Self(token), sql, _locked| {
+        let event = write_service_token(sql, &token).await?;
+        Ok(Applied::one((), event, Change::ServiceToken(token.digest)))
     }
 }
 
-/// Revokes a live token of the organisation; returns it as it now is.
-/// Refused with `LastAdminToken` when the token is the organisation's last
-/// live admin token (keys-core's `LiveAdmin`) at `now`, under any
-/// concurrency (the organisation's lock serializes revocations).
-#[derive(Debug, Clone)]
-pub struct RevokeServiceToken {
-    pub organisation: OrganisationId,
-    pub id: ServiceTokenId,
-    pub actor: Option<Actor>,
-    pub now: OffsetDateTime,
-}
-
-impl Command for RevokeServiceToken {
-    type Output = ServiceTokenRecord;
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Organisation(&self.organisation)
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Update(EntityKind::ServiceToken)
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, locked: Locked) -> StoreResult<Applied<ServiceTokenRecord>> {
-        let Self { id, actor, now, .. } = self;
+command! {
+    /// Revokes a live token of the organisation; returns it as it now is.
+    /// Refused with `LastAdminToken` when the token is the organisation's last
+    /// live admin token (keys-core's `LiveAdmin`) at `now`, under any
+    /// concurrency (the organisation's lock serializes revocations).
+    RevokeServiceToken { id: ServiceTokenId } in Organisation(OrganisationId, Option<Actor>) -> ServiceTokenRecord,
+        Mutation::Update(EntityKind::ServiceToken);
+    apply |Self { acting: Acting { actor, now, .. }, id }, sql, locked| {
         let organisation = locked.organisation()?;
         let found = repo::service_token(sql, &organisation.id, &id).await?;
         let mut token =

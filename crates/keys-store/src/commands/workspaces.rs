@@ -7,24 +7,12 @@ use crate::change::Change;
 use crate::error::{Conflict, StoreResult};
 use crate::repo::{self, Sql};
 
-/// Refused with [`Conflict::SlugTaken`] if the organisation has the slug.
-#[derive(Debug, Clone)]
-pub struct CreateWorkspace(pub Workspace);
-
-impl Command for CreateWorkspace {
-    type Output = ();
-
-    fn lock(&self) -> Lock<'_> {
-        Lock::Organisation(&self.0.organisation_id)
-    }
-
-    fn mutation(&self) -> Mutation {
-        Mutation::Create(EntityKind::Workspace)
-    }
-
-    async fn apply<C: Sql + ?Sized>(self, sql: &mut C, _locked: Locked) -> StoreResult<Applied<()>> {
-        let event = write_workspace(sql, &self.0).await?;
-        Ok(Applied::one((), event, Change::Workspace(self.0.uid)))
+command! {
+    /// Refused with [`Conflict::SlugTaken`] if the organisation has the slug.
+    CreateWorkspace(Workspace) in Organisation(organisation_id) -> (), Mutation::Create(EntityKind::Workspace);
+    apply |Self(workspace), sql, _locked| {
+        let event = write_workspace(sql, &workspace).await?;
+        Ok(Applied::one((), event, Change::Workspace(workspace.uid)))
     }
 }
 

@@ -13,7 +13,8 @@ use keys_core::{
     SigningKeyUid, Workspace, WorkspaceUid,
 };
 use keys_store::{
-    ApiKeyChange, CacheConfig, CachedStore, Change, Command, Lookups, PublicKeyChange, Queued, Store, CHANGES_CHANNEL,
+    Acting, ApiKeyChange, CacheConfig, CachedStore, Change, Command, Lookups, PublicKeyChange, Queued, Store,
+    CHANGES_CHANNEL,
 };
 use sqlx::Connection;
 
@@ -362,11 +363,9 @@ async fn every_command_announces_the_change_it_returns() {
         queue(keys_store::CreateWorkspace(workspace.clone())),
         queue(keys_store::CreateApiKey(api_key.clone())),
         queue(keys_store::ChangeApiKey {
-            workspace: uid.clone(),
+            acting: Acting::new(uid.clone(), actor.clone(), world.tick(1)),
             id: api_key.id.clone(),
             change: ApiKeyChange::Delete,
-            actor: actor.clone(),
-            now: world.tick(1),
         }),
         queue(keys_store::CreatePublicKey {
             new: keys_core::NewPublicKey {
@@ -380,38 +379,28 @@ async fn every_command_announces_the_change_it_returns() {
             now: world.tick(1),
         }),
         queue(keys_store::ChangePublicKey {
-            workspace: uid.clone(),
+            acting: Acting::new(uid.clone(), actor.clone(), world.tick(1)),
             id: public_key.clone(),
             change: PublicKeyChange::Rotate(world.public_key_value()),
-            actor: actor.clone(),
-            now: world.tick(1),
         }),
         queue(keys_store::DeletePublicKey {
-            workspace: uid.clone(),
+            acting: Acting::new(uid.clone(), actor.clone(), world.tick(1)),
             id: public_key,
-            actor: actor.clone(),
-            now: world.tick(1),
         }),
         queue(keys_store::CreateSigningKey {
-            workspace: uid.clone(),
+            acting: Acting::new(uid.clone(), actor.clone(), world.tick(1)),
             new: signing_key.clone(),
-            actor: actor.clone(),
-            now: world.tick(1),
         }),
         queue(keys_store::RollSigningKey {
-            workspace: uid.clone(),
+            acting: Acting::new(uid.clone(), actor.clone(), world.tick(1)),
             uid: signing_key.uid.clone(),
             grace: None,
             new: world.signing_key(),
-            actor: actor.clone(),
-            now: world.tick(1),
         }),
         queue(keys_store::CreateOrganisationKey(organisation_key.clone())),
         queue(keys_store::DeleteOrganisationKey {
-            organisation: organisation.id.clone(),
+            acting: Acting::new(organisation.id.clone(), actor.clone(), world.tick(1)),
             id: organisation_key.id.clone(),
-            actor: actor.clone(),
-            now: world.tick(1),
         }),
     ];
     let mut returned = Vec::new();
@@ -420,8 +409,10 @@ async fn every_command_announces_the_change_it_returns() {
         returned.push(executed.expect("a command that wrote returns its change").to_payload());
     }
     // Refused (a second active signing key) and a no-op: nothing to announce.
-    let refused =
-        queue(keys_store::CreateSigningKey { workspace: uid.clone(), new: world.signing_key(), actor, now: world.now });
+    let refused = queue(keys_store::CreateSigningKey {
+        acting: Acting::new(uid.clone(), actor, world.now),
+        new: world.signing_key(),
+    });
     assert!(store.execute(refused).await.is_err());
     assert_eq!(store.execute(queue(world.bootstrap("late"))).await.unwrap(), None);
     // The last announcement: anything announced in between would come first.

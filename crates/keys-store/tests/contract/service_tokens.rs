@@ -90,10 +90,8 @@ pub async fn revocation_is_audited_announced_and_final(db: &TestDb) {
     store.create_service_token(&third).await.unwrap();
     let executed = store
         .run(keys_store::RevokeServiceToken {
-            organisation: organisation.id.clone(),
+            acting: keys_store::Acting::new(organisation.id.clone(), None, world.tick(1)),
             id: third.id.clone(),
-            actor: None,
-            now: world.tick(1),
         })
         .await
         .unwrap();
