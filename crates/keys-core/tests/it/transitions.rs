@@ -1,8 +1,6 @@
 //! Table-driven tests for every transition and every refusal of keys-core.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use keys_core::verify::*;
 use keys_core::*;
 

@@ -11,9 +11,7 @@
 //! nor past its `expires_at`, and a roll caps the old key's expiry at
 //! `min(now + grace, its expiry)` while the new key inherits the expiry.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use keys_core::verify::*;
 use keys_core::*;
 use proptest::prelude::*;

@@ -1,0 +1,7 @@
+//! keys-core's integration tests, one binary: every transition and
+//! decision of the domain (`transitions`) and a model of key lifecycles
+//! driven by proptest (`lifecycle_model`), through the public API only.
+
+mod common;
+mod lifecycle_model;
+mod transitions;

@@ -1,0 +1,7 @@
+//! keys-service's integration tests, one binary: the use cases on a real
+//! SQLite file or PostgreSQL database, with a `TestClock` and seeded
+//! entropy where time and randomness matter.
+
+mod rsa_quota;
+mod use_cases;
+mod warm_path;
