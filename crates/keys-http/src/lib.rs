@@ -14,10 +14,12 @@
 //!   resolution against it (both public paths of the table above).
 //! - `handlers`: one module per resource (`workspaces`, `api_keys`,
 //!   `public_keys`, `signing_keys`, `organisation_keys`, `verification`,
-//!   `forward_auth`, `ops`); each handler parses the request into keys-core
-//!   values, calls one keys-service use case, and renders the answer in its
+//!   `forward_auth`, `ops`, …), each with its routes, its handlers and its
+//!   wire types; each handler parses the request into keys-core values,
+//!   calls one keys-service use case, and renders the answer in its
 //!   dialect.
-//! - [`error`], `dto`: the wire shapes of errors and resources.
+//! - `wire`: the wire types several resources share; `query`: query
+//!   strings; [`error`]: the error bodies.
 //! - `connections`: the connection table of [`serve`] (eviction from a full
 //!   table, response bytes counted until the peer takes them).
 //! - [`rate_limit`]: the optional per-client limit of `--rate-limit`, and
@@ -35,19 +37,22 @@
 
 mod connections;
 mod dispatch;
-mod dto;
 pub mod error;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
+mod query;
 pub mod rate_limit;
 mod routing;
 mod schema;
 pub mod server;
 mod state;
+mod wire;
 
-pub use dto::{format_timestamp, AuditEventDto, ServiceTokenDto};
+pub use handlers::audit_events::AuditEventDto;
+pub use handlers::service_tokens::ServiceTokenDto;
 pub use server::{serve, App};
+pub use wire::format_timestamp;
 
 /// The route table: [`ROUTES`](routes::ROUTES), every route of the server,
 /// and what a route is.

@@ -94,7 +94,7 @@ fn register(schemas: &mut Vec<(String, RefOr<Schema>)>, of: SchemaOf) -> RefOr<S
 /// `<Name>List`.
 fn register_list(schemas: &mut Vec<(String, RefOr<Schema>)>, of: SchemaOf) -> RefOr<Schema> {
     let item = register(schemas, of);
-    let meta = register(schemas, schema::<crate::dto::ListMeta>());
+    let meta = register(schemas, schema::<crate::wire::ListMeta>());
     let name = format!("{}List", (of.name)());
     if !schemas.iter().any(|(known, _)| *known == name) {
         let list = ObjectBuilder::new()
@@ -274,7 +274,9 @@ fn operation(
                 .parameter(query(
                     "cursor",
                     "The `nextCursor` of the previous page, as it was returned (opaque).",
-                    ObjectBuilder::new().schema_type(Type::String).pattern(Some(crate::dto::CURSOR_PATTERN)),
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .pattern(Some(crate::handlers::organisation_keys::cursor::CURSOR_PATTERN)),
                 ));
         } else {
             builder = builder

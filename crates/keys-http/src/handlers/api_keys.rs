@@ -1,18 +1,29 @@
 //! API keys (dialect 1): list, get, create and roll (the secret is in that
 //! one response), patch, disable, enable, delete.
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::ToSchema;
+
 use http::StatusCode;
-use keys_core::{ApiKeyId, ApiKeyPatch, ApiKeyProfile, Description, ExternalId, KeyMeta, KeyScopes, Name};
+use keys_core::{
+    ApiKey, ApiKeyId, ApiKeyLifecycle, ApiKeyPatch, ApiKeyProfile, ApiKeyStatus, Description, ExternalId, KeyMeta,
+    KeyScopes, Name,
+};
 use keys_service::api_keys::IssuedApiKey;
 use keys_service::workspaces::InWorkspace;
 use keys_service::ServiceResult;
 use serde_json::Value;
 
+use super::signing_keys::RollSigningKey;
 use super::{in_workspace, instant, list_of, required_name, HttpResult};
-use crate::dto::{ApiKeyDto, CreateApiKey, NoFields, PatchApiKey, RollSigningKey, Secret};
 use crate::error::{json, no_content, secret_json, ApiError, Dialect};
 use crate::routing::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
+use crate::schema::{description_schema, external_id_schema, name_schema, scopes_schema, string_enum};
+use crate::wire::{actor, format_timestamp, present, timestamp_opt, ActorDto, NoFields, Secret};
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
     list_of::<ApiKeyDto, _>(call, async |scope, listing| scope.list_api_keys(listing).await).await
@@ -182,3 +193,174 @@ pub(crate) static ROUTES: &[Route] = &[
     Route::new("/v1/{workspace}/ws_api_key/{api_key_id}/enable/", Dialect::SuprSend, Tag::ApiKeys, ENABLE),
     Route::new("/v1/{workspace}/ws_api_key/{api_key_id}/roll/", Dialect::SuprSend, Tag::ApiKeys, ROLL),
 ];
+
+// ---------------------------------------------------------------- wire types
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = ApiKey)]
+pub struct ApiKeyDto {
+    #[schema(pattern = "^ws_apik_")]
+    pub id: String,
+    /// The first 10 characters of the secret and `*****`.
+    #[schema(pattern = r"^SS\.")]
+    pub masked_api_key: String,
+    pub is_deleted: bool,
+    pub name: String,
+    pub description: Option<String>,
+    pub allowed_domains: Vec<String>,
+    #[schema(schema_with = api_key_status_schema)]
+    pub status: &'static str,
+    /// Authenticates strictly before this instant; null never expires.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    pub scopes: Vec<String>,
+    /// The key's owner in the customer's system.
+    pub external_id: Option<String>,
+    /// Free-form JSON object (at most 4 KiB serialised).
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<serde_json::Map<String, serde_json::Value>>,
+    /// May lag real use by up to a minute; never moves back.
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub created_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    pub updated_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub disabled_at: Option<String>,
+    pub disabled_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub rolled_at: Option<String>,
+    pub rolled_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub deleted_at: Option<String>,
+    pub deleted_by: Option<ActorDto>,
+    /// The secret: only in the create and roll responses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = r"^SS\.")]
+    pub api_key: Option<Secret>,
+}
+
+/// Its one secret field is a [`Secret`].
+impl zeroize::ZeroizeOnDrop for ApiKeyDto {}
+
+impl fmt::Debug for ApiKeyDto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyDto")
+            .field("id", &self.id)
+            .field("masked_api_key", &self.masked_api_key)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&ApiKey> for ApiKeyDto {
+    fn from(key: &ApiKey) -> Self {
+        let (disabled, rolled) = match &key.lifecycle {
+            ApiKeyLifecycle::Active => ((None, None), (None, None)),
+            ApiKeyLifecycle::Disabled { at, by } => ((Some(*at), by.clone()), (None, None)),
+            ApiKeyLifecycle::Rolled { at, by } => ((None, None), (Some(*at), by.clone())),
+        };
+        let deletion = key.deletion.as_ref();
+        Self {
+            id: key.id.to_string(),
+            masked_api_key: key.masked_api_key.clone(),
+            is_deleted: key.is_deleted(),
+            name: key.name.as_str().to_owned(),
+            description: key.description.as_ref().map(|description| description.as_str().to_owned()),
+            allowed_domains: Vec::new(),
+            status: key.status().as_str(),
+            expires_at: timestamp_opt(key.expires_at),
+            scopes: key.scopes.as_slice().iter().map(|scope| scope.as_str().to_owned()).collect(),
+            external_id: key.external_id.as_ref().map(|id| id.as_str().to_owned()),
+            meta: key.meta.as_ref().and_then(meta_object),
+            last_used_at: timestamp_opt(key.last_used_at),
+            created_at: format_timestamp(key.created_at),
+            created_by: actor(&key.created_by),
+            updated_at: format_timestamp(key.updated_at),
+            updated_by: actor(&key.updated_by),
+            disabled_at: timestamp_opt(disabled.0),
+            disabled_by: actor(&disabled.1),
+            rolled_at: timestamp_opt(rolled.0),
+            rolled_by: actor(&rolled.1),
+            deleted_at: timestamp_opt(deletion.map(|deletion| deletion.at)),
+            deleted_by: actor(&deletion.and_then(|deletion| deletion.by.clone())),
+            api_key: None,
+        }
+    }
+}
+
+/// A key's meta as the JSON object it is (keys-core keeps its text).
+pub(crate) fn meta_object(meta: &keys_core::KeyMeta) -> Option<serde_json::Map<String, serde_json::Value>> {
+    serde_json::from_str(meta.as_str()).ok()
+}
+
+/// `POST …/ws_api_key/`: `{name, description?, expires_at?, scopes?,
+/// external_id?, meta?}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ApiKeyCreate)]
+pub struct CreateApiKey {
+    #[schema(required = true, schema_with = name_schema)]
+    pub name: Option<String>,
+    #[schema(schema_with = description_schema)]
+    pub description: Option<String>,
+    /// RFC 3339; must lie in the future.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    /// At most 64; each 1–64 characters of `a-z 0-9 : . _ -`, optionally
+    /// ending in `:*`.
+    #[schema(schema_with = scopes_schema)]
+    pub scopes: Option<Vec<String>>,
+    #[schema(schema_with = external_id_schema)]
+    pub external_id: Option<String>,
+    /// A JSON object of at most 4 KiB serialised.
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<serde_json::Value>,
+}
+
+/// `PATCH …/ws_api_key/{id}/`: any of the fields; `null` clears the
+/// nullable ones (and empties `scopes`).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ApiKeyPatch)]
+pub struct PatchApiKey {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = name_schema)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = description_schema)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(format = DateTime)]
+    pub expires_at: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = scopes_schema)]
+    pub scopes: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = external_id_schema)]
+    pub external_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>)]
+    pub meta: Option<Option<serde_json::Value>>,
+}
+
+/// `status` of a workspace signing key.
+pub(crate) fn api_key_status_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(ApiKeyStatus::ALL.map(ApiKeyStatus::as_str), "`active`, `disabled` or `rolled`.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles only while the API key answer (it carries the secret) is zeroized on drop.
+    fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+    #[test]
+    fn the_api_key_answer_is_zeroized_on_drop() {
+        zeroized_on_drop::<ApiKeyDto>();
+    }
+}

@@ -3,16 +3,20 @@
 //! `meta.next_cursor` (keyset pagination in keys-store, so pages stay exact
 //! while events are written).
 
+use serde::Serialize;
+use utoipa::ToSchema;
+
 use http::StatusCode;
 use keys_service::audit::{AuditCursor, AuditEventsRequest};
 use keys_store::AuditAction;
 
 use super::instant;
 use super::{echo, HttpResult};
-use crate::dto::{query_pairs, AuditEventDto, AuditEventListDto, AuditEventListMeta};
 use crate::error::{json, ApiError, Dialect};
+use crate::query::pairs as query_pairs;
 use crate::routing::{authenticated, Authenticated, Operation, Query, Route, Tag, NOT_FOUND};
 use crate::schema::schema;
+use crate::wire::format_timestamp;
 
 /// The page size when the query names none.
 const DEFAULT_LIMIT: u32 = 50;
@@ -91,6 +95,82 @@ const AUDIT_EVENTS: &[Operation] = &[Operation::get(
 
 /// Dialect 1's audit trail.
 pub(crate) static ROUTES: &[Route] = &[Route::new("/v1/audit_event/", Dialect::SuprSend, Tag::Audit, AUDIT_EVENTS)];
+
+// ---------------------------------------------------------------- wire types
+
+/// Who caused an audit event: the actor of its `*_by` fields and the
+/// service token that acted (all null for the operator's CLI).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditActor)]
+pub struct AuditActorDto {
+    pub name: Option<String>,
+    pub email: Option<String>,
+    #[schema(pattern = "^st_")]
+    pub token_id: Option<String>,
+}
+
+/// What an audit event happened to.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditTarget)]
+pub struct AuditTargetDto {
+    /// `workspace`, `api_key`, `public_api_key`, `signing_api_key`,
+    /// `organisation_key`, `service_token` or `organisation`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: String,
+}
+
+/// One event of the audit trail (docs/API.md, Audit events); never a secret.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEvent)]
+pub struct AuditEventDto {
+    #[schema(pattern = "^evt_[0-9]+$")]
+    pub id: String,
+    pub at: String,
+    #[schema(pattern = r"^[a-z_]+\.[a-z_]+$")]
+    pub action: &'static str,
+    pub actor: AuditActorDto,
+    /// The workspace's slug, for what happened inside one.
+    pub workspace: Option<String>,
+    pub target: AuditTargetDto,
+    pub request_id: Option<String>,
+}
+
+impl From<&keys_store::RecordedAuditEvent> for AuditEventDto {
+    fn from(recorded: &keys_store::RecordedAuditEvent) -> Self {
+        let event = &recorded.event;
+        Self {
+            id: format!("evt_{}", recorded.id),
+            at: format_timestamp(event.at),
+            action: event.action.as_str(),
+            actor: AuditActorDto {
+                name: event.actor.as_ref().map(|actor| actor.name().to_owned()),
+                email: event.actor.as_ref().map(|actor| actor.email().to_owned()),
+                token_id: event.token_id.as_ref().map(ToString::to_string),
+            },
+            workspace: recorded.workspace_slug.as_ref().map(|slug| slug.as_str().to_owned()),
+            target: AuditTargetDto { kind: event.action.target_type(), id: event.target_id.clone() },
+            request_id: event.request_id.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// `{limit, next_cursor}`: `next_cursor` is null on the last page.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEventListMeta)]
+pub struct AuditEventListMeta {
+    pub limit: u32,
+    #[schema(pattern = "^[0-9a-f]{32}$")]
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /v1/audit_event/`: `{"meta": {limit, next_cursor}, "results": [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = AuditEventList)]
+pub struct AuditEventListDto {
+    pub meta: AuditEventListMeta,
+    pub results: Vec<AuditEventDto>,
+}
 
 #[cfg(test)]
 mod tests {

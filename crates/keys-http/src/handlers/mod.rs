@@ -120,12 +120,12 @@ where
     let listing = listing(input)?;
     let page = list(&in_workspace(state, caller, workspace).await?, listing).await;
     let page = page.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
-    crate::error::json(http::StatusCode::OK, &crate::dto::ListDto::<Dto>::from_page(page))
+    crate::error::json(http::StatusCode::OK, &crate::wire::ListDto::<Dto>::from_page(page))
 }
 
 /// The `limit`, `offset` and `include_deleted` of a list request.
 pub(crate) fn listing(input: &Input) -> Result<keys_service::workspaces::Listing, ApiError> {
-    let query = crate::dto::ListQuery::parse(input.query.as_deref())?;
+    let query = crate::query::ListQuery::parse(input.query.as_deref())?;
     Ok(keys_service::workspaces::Listing { page: query.pagination, include_deleted: query.include_deleted })
 }
 

@@ -1,12 +1,13 @@
 //! Operational endpoints: liveness, readiness, metrics, the OpenAPI document.
 
+use utoipa::ToSchema;
+
 use bytes::Bytes;
 use http::request::Parts;
 use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
-use crate::dto::StatusDoc;
 use crate::error::Dialect;
 use crate::error::{json, ApiError};
 use crate::routing::{public, HttpResult, Operation, Payload, Public, Route, Tag};
@@ -123,6 +124,16 @@ pub(crate) static ROUTES: &[Route] = &[
     Route::new("/metrics", Dialect::SuprSend, Tag::Operations, METRICS),
     Route::new("/openapi.json", Dialect::SuprSend, Tag::Operations, OPENAPI),
 ];
+
+// ---------------------------------------------------------------- wire types
+
+/// `{"status": "ok"}` (or `"ready"`).
+#[derive(ToSchema)]
+#[schema(as = Status)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct StatusDoc {
+    status: String,
+}
 
 #[cfg(test)]
 mod tests {

@@ -1,12 +1,18 @@
 //! Public keys (dialect 1): list, create, patch, rotate, delete.
 
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::SchemaType;
+use utoipa::openapi::{ArrayBuilder, RefOr, Schema, Type};
+use utoipa::ToSchema;
+
 use http::StatusCode;
-use keys_core::{Description, DomainPattern, Name, PublicKeyId, PublicKeyPatch};
+use keys_core::{Description, DomainPattern, Name, PublicKey, PublicKeyId, PublicKeyPatch};
 use keys_service::workspaces::NewKey;
 
 use super::{in_workspace, list_of, on_key, required_name, HttpResult, Input};
-use crate::dto::{CreateKey, NoFields, PatchPublicKey, PublicKeyDto};
 use crate::error::{json, no_content, ApiError};
+use crate::schema::{description_schema, domain_pattern_schema, name_schema};
+use crate::wire::{actor, format_timestamp, present, timestamp_opt, ActorDto, NoFields};
 
 use crate::error::Dialect;
 use crate::routing::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
@@ -134,3 +140,104 @@ pub(crate) static ROUTES: &[Route] = &[
     Route::new("/v1/{workspace}/ws_public_key/{public_key_id}/", Dialect::SuprSend, Tag::PublicKeys, KEY),
     Route::new("/v1/{workspace}/ws_public_key/{public_key_id}/rotate/", Dialect::SuprSend, Tag::PublicKeys, ROTATE),
 ];
+
+// ---------------------------------------------------------------- wire types
+
+/// `{name, description?}` of API keys and public keys.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = KeyCreate)]
+pub struct CreateKey {
+    #[schema(required = true, schema_with = name_schema)]
+    pub name: Option<String>,
+    #[schema(schema_with = description_schema)]
+    pub description: Option<String>,
+}
+
+// --------------------------------------------------------------- public keys
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = PublicKey)]
+pub struct PublicKeyDto {
+    #[schema(pattern = "^ws_pubk_")]
+    pub id: String,
+    #[schema(pattern = r"^SS\.PUBK\.")]
+    pub api_key: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub allowed_domains: Option<Vec<String>>,
+    pub is_secure_mode_enabled: bool,
+    pub is_deleted: bool,
+    pub is_default: bool,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub created_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub rotated_at: Option<String>,
+    pub rotated_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+    pub updated_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub deleted_at: Option<String>,
+    pub deleted_by: Option<ActorDto>,
+}
+
+impl From<&PublicKey> for PublicKeyDto {
+    fn from(key: &PublicKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            api_key: key.api_key.clone(),
+            name: key.name.as_str().to_owned(),
+            description: key.description.as_ref().map(|description| description.as_str().to_owned()),
+            allowed_domains: key
+                .allowed_domains
+                .as_ref()
+                .map(|domains| domains.iter().map(|domain| domain.as_str().to_owned()).collect()),
+            is_secure_mode_enabled: key.is_secure_mode_enabled,
+            is_deleted: key.is_deleted(),
+            is_default: key.is_default,
+            created_at: format_timestamp(key.created_at),
+            created_by: actor(&key.created_by),
+            rotated_at: timestamp_opt(key.rotated_at),
+            rotated_by: actor(&key.rotated_by),
+            updated_at: format_timestamp(key.updated_at),
+            updated_by: actor(&key.updated_by),
+            deleted_at: timestamp_opt(key.deleted_at),
+            deleted_by: actor(&key.deleted_by),
+        }
+    }
+}
+
+/// A partial update of a public key.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PublicKeyPatch)]
+pub struct PatchPublicKey {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = bool)]
+    pub is_secure_mode_enabled: Option<Option<bool>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = name_schema)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = description_schema)]
+    pub description: Option<Option<String>>,
+    /// Origins allowed to use the key (`null`: any). Each entry is a host
+    /// (`app.example.com`), a wildcard over the subdomains of a registrable
+    /// domain (`*.example.com`, not the apex; `*.com` or `*.co.uk` is
+    /// refused), or either with a scheme and optional port
+    /// (`https://app.example.com:8443`), which pins both.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = allowed_domains_schema)]
+    pub allowed_domains: Option<Option<Vec<String>>>,
+}
+
+/// `allowed_domains` of a public-key patch: null (any origin) or at most
+/// `DomainPattern::MAX_PER_KEY` patterns.
+pub(crate) fn allowed_domains_schema() -> impl Into<RefOr<Schema>> {
+    ArrayBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Array, Type::Null]))
+        .items(domain_pattern_schema())
+        .max_items(Some(keys_core::DomainPattern::MAX_PER_KEY))
+}

@@ -3,14 +3,22 @@
 //! these routes (the table below says so); keys-core decides what a token
 //! may hand on and that the last unexpired admin token stays.
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::ToSchema;
+
 use http::StatusCode;
-use keys_core::{NewServiceToken, Role, TokenWorkspaces, WorkspaceSlug};
+use keys_core::{NewServiceToken, Role, ServiceTokenRecord, TokenWorkspaces, WorkspaceSlug};
 
 use super::{instant, required_name, HttpResult};
-use crate::dto::{CreateServiceToken, ListDto, ListQuery, ServiceTokenDto};
 use crate::error::{json, no_content, ApiError, Dialect};
+use crate::query::ListQuery;
 use crate::routing::{authenticated, Authenticated, Body, Operation, Query, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
+use crate::schema::string_enum;
+use crate::wire::{actor, format_timestamp, timestamp_opt, ActorDto, ListDto};
 
 /// What a create request's body asks for.
 fn new_token(body: CreateServiceToken) -> Result<NewServiceToken, ApiError> {
@@ -105,3 +113,97 @@ pub(crate) static ROUTES: &[Route] = &[
     Route::new("/v1/service_token/", Dialect::SuprSend, Tag::ServiceTokens, TOKENS),
     Route::new("/v1/service_token/{service_token_id}/", Dialect::SuprSend, Tag::ServiceTokens, TOKEN),
 ];
+
+// ---------------------------------------------------------------- wire types
+
+/// A service token as lists show it (docs/API.md, Service tokens); `token` only in the
+/// create response.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ServiceToken)]
+pub struct ServiceTokenDto {
+    #[schema(pattern = "^st_")]
+    pub id: String,
+    pub name: String,
+    #[schema(schema_with = role_schema)]
+    pub role: &'static str,
+    /// The workspaces (slugs) the token is limited to; null reaches all.
+    pub workspaces: Option<Vec<String>>,
+    /// The first 10 characters of the token and `*****`.
+    #[schema(pattern = "^kst_")]
+    pub masked_token: String,
+    /// Authenticates strictly before this instant; null never expires.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub created_by: Option<ActorDto>,
+    /// May lag real use by up to a minute; never moves back.
+    #[schema(format = DateTime)]
+    pub last_used_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub revoked_at: Option<String>,
+    pub revoked_by: Option<ActorDto>,
+    /// The token: only in the create response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^kst_")]
+    pub token: Option<String>,
+}
+
+impl fmt::Debug for ServiceTokenDto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServiceTokenDto")
+            .field("id", &self.id)
+            .field("masked_token", &self.masked_token)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&ServiceTokenRecord> for ServiceTokenDto {
+    fn from(token: &ServiceTokenRecord) -> Self {
+        Self {
+            id: token.id.to_string(),
+            name: token.name.as_str().to_owned(),
+            role: token.role.as_str(),
+            workspaces: token
+                .workspaces
+                .slugs()
+                .map(|slugs| slugs.iter().map(|slug| slug.as_str().to_owned()).collect()),
+            masked_token: token.masked_token.clone(),
+            expires_at: timestamp_opt(token.expires_at),
+            created_at: format_timestamp(token.created_at),
+            created_by: actor(&token.created_by),
+            last_used_at: timestamp_opt(token.last_used_at),
+            revoked_at: timestamp_opt(token.revoked_at),
+            revoked_by: actor(&token.revoked_by),
+            token: None,
+        }
+    }
+}
+
+/// `POST /v1/service_token/`: `{name, role?, workspaces?, expires_at?}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ServiceTokenCreate)]
+pub struct CreateServiceToken {
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 255)]
+    pub name: Option<String>,
+    /// Default `admin`.
+    #[schema(schema_with = optional_role_schema)]
+    pub role: Option<String>,
+    /// Slugs of existing workspaces (1–100) the token is limited to; null or
+    /// absent reaches all. Not for `admin` tokens.
+    #[schema(min_items = 1, max_items = 100)]
+    pub workspaces: Option<Vec<String>>,
+    /// RFC 3339; must lie in the future.
+    #[schema(format = DateTime)]
+    pub expires_at: Option<String>,
+}
+
+pub(crate) fn role_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(Role::ALL.map(Role::as_str), "`admin`, `manage` or `verify`.")
+}
+
+fn optional_role_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(Role::ALL.map(Role::as_str), "`admin` (the default), `manage` or `verify`.")
+}

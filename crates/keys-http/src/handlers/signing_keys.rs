@@ -1,13 +1,20 @@
 //! Workspace signing keys (dialect 1): list, create and roll (the private
 //! key is in that one response), delete.
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::ToSchema;
+
 use http::StatusCode;
-use keys_core::SigningKeyUid;
+use keys_core::{GracePeriod, SigningKeyStatus, SigningKeyUid, WorkspaceSigningKey};
 use keys_service::signing_keys::IssuedSigningKey;
 
 use super::{in_workspace, list_of, on_key, HttpResult};
-use crate::dto::{NoFields, RollSigningKey, Secret, SigningKeyDto};
 use crate::error::{no_content, secret_json, ApiError};
+use crate::schema::string_enum;
+use crate::wire::{actor, format_timestamp, grace_period, timestamp_opt, ActorDto, NoFields, Secret};
 
 use crate::error::Dialect;
 use crate::routing::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
@@ -97,3 +104,107 @@ pub(crate) static ROUTES: &[Route] = &[
     Route::new("/v1/{workspace}/ws_signing_key/{signing_key_uid}/", Dialect::SuprSend, Tag::SigningKeys, KEY),
     Route::new("/v1/{workspace}/ws_signing_key/{signing_key_uid}/roll/", Dialect::SuprSend, Tag::SigningKeys, ROLL),
 ];
+
+// ---------------------------------------------------------------- wire types
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = SigningKey)]
+pub struct SigningKeyDto {
+    #[schema(pattern = "^ws_signk_")]
+    pub id: String,
+    #[schema(pattern = "^signing_key_")]
+    pub uid: String,
+    #[schema(schema_with = signing_key_status_schema)]
+    pub status: &'static str,
+    pub allowed_domains: Option<Vec<String>>,
+    #[schema(format = DateTime)]
+    pub expiry_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^-----BEGIN PRIVATE KEY-----")]
+    pub private_key_pem: Option<Secret>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub private_key_base64: Option<Secret>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub created_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub rolled_at: Option<String>,
+    pub rolled_by: Option<ActorDto>,
+    #[schema(format = DateTime)]
+    pub deleted_at: Option<String>,
+    pub deleted_by: Option<ActorDto>,
+}
+
+/// Its secret fields are [`Secret`]s.
+impl zeroize::ZeroizeOnDrop for SigningKeyDto {}
+
+impl fmt::Debug for SigningKeyDto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKeyDto")
+            .field("id", &self.id)
+            .field("uid", &self.uid)
+            .field("status", &self.status)
+            .field("private_key_pem", &self.private_key_pem.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&WorkspaceSigningKey> for SigningKeyDto {
+    fn from(key: &WorkspaceSigningKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            uid: key.uid.to_string(),
+            status: key.status().as_str(),
+            allowed_domains: key
+                .allowed_domains
+                .as_ref()
+                .map(|domains| domains.iter().map(|domain| domain.as_str().to_owned()).collect()),
+            expiry_at: timestamp_opt(key.expiry_at()),
+            private_key_pem: None,
+            private_key_base64: None,
+            created_at: format_timestamp(key.created_at),
+            created_by: actor(&key.created_by),
+            rolled_at: timestamp_opt(key.rolled_at()),
+            rolled_by: actor(&key.rolled_by().cloned()),
+            deleted_at: timestamp_opt(key.deleted_at()),
+            deleted_by: actor(&key.deleted_by().cloned()),
+        }
+    }
+}
+
+/// The optional body of a roll (of a signing key or an API key).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = SigningKeyRoll)]
+pub struct RollSigningKey {
+    /// Any JSON value, so that one of another type, out of range or with a
+    /// fraction is refused with the field's own message (docs/API.md, Shared HTTP behaviour),
+    /// not serde's.
+    #[schema(value_type = Option<u64>, minimum = 0, maximum = 2592000)]
+    pub(crate) grace_period_seconds: Option<serde_json::Value>,
+}
+
+impl RollSigningKey {
+    /// The grace asked for (see [`grace_period`]).
+    pub fn grace(&self) -> Result<Option<GracePeriod>, ApiError> {
+        grace_period(&self.grace_period_seconds)
+    }
+}
+
+pub(crate) fn signing_key_status_schema() -> impl Into<RefOr<Schema>> {
+    string_enum([SigningKeyStatus::Active.as_str(), SigningKeyStatus::Rolled.as_str()], "The key's state.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compiles only while the signing key answer (it carries the private key) is zeroized on drop.
+    fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+    #[test]
+    fn the_signing_key_answer_is_zeroized_on_drop() {
+        zeroized_on_drop::<SigningKeyDto>();
+    }
+}

@@ -6,6 +6,8 @@
 //! is a credential that does not verify (`valid:false`, `malformed`), not a
 //! client error: verifiers forward whatever they were handed.
 
+use utoipa::ToSchema;
+
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
@@ -19,7 +21,6 @@ use crate::error::{json, ApiError};
 use crate::state::AppState;
 use http::Method;
 
-use crate::dto::{VerifyApiKeyRequest, VerifyJwtRequest, VerifyPublicKeyRequest};
 use crate::error::Dialect;
 use crate::routing::{authenticated, Authenticated, Body, Handler, Operation, Payload, Route, Tag};
 use crate::schema::schema;
@@ -171,8 +172,8 @@ pub(crate) async fn api_key(call: Authenticated<'_>) -> HttpResult {
                 name: Some(key.name.as_str()),
                 external_id: Some(key.external_id.as_ref().map(|id| id.as_str())),
                 scopes: Some(key.scopes.as_slice().iter().map(|scope| scope.as_str()).collect()),
-                meta: Some(key.meta.as_ref().and_then(crate::dto::meta_object)),
-                expires_at: Some(key.expires_at.map(crate::dto::format_timestamp)),
+                meta: Some(key.meta.as_ref().and_then(super::api_keys::meta_object)),
+                expires_at: Some(key.expires_at.map(crate::wire::format_timestamp)),
                 reason: record(state, "api_key", None),
             }
         }
@@ -264,3 +265,52 @@ pub(crate) static ROUTES: &[Route] = &[
     Route::new("/v1/verify/public_key/", Dialect::SuprSend, Tag::Verification, PUBLIC_KEY),
     Route::new("/v1/verify/jwt/", Dialect::SuprSend, Tag::Verification, JWT),
 ];
+
+// ---------------------------------------------------------------- wire types
+
+// These types only describe JSON that the verification handlers read as a
+// JSON object; the handler tests validate every request against them.
+
+/// `POST /v1/verify/api_key/`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct VerifyApiKeyRequest {
+    /// The `SS.…` secret to verify, a string: any other value is
+    /// `valid:false`, `malformed` (garbage is never a 400).
+    #[schema(value_type = Value)]
+    api_key: String,
+    /// Scopes the key must hold (`keys:*` held covers `keys:read`
+    /// required); one it lacks is `valid:false`, `insufficient_scope`. An
+    /// array of strings: any other value is `valid:false`, `malformed`.
+    #[schema(value_type = Option<Value>)]
+    required_scopes: Option<Vec<String>>,
+}
+
+/// `POST /v1/verify/public_key/`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct VerifyPublicKeyRequest {
+    /// The `SS.PUBK.…` key to verify, a string (any other value, here or
+    /// in the optional fields, is `valid:false`, `malformed`).
+    #[schema(value_type = Value)]
+    api_key: String,
+    /// The browser's origin (`scheme://host[:port]`) or a bare host.
+    #[schema(value_type = Option<Value>)]
+    origin: Option<String>,
+    /// In secure mode: the ES256 user token signed by the workspace's key.
+    #[schema(value_type = Option<Value>)]
+    user_token: Option<String>,
+    /// The tenant the user token must name (absent means `default`).
+    #[schema(value_type = Option<Value>)]
+    tenant_id: Option<String>,
+}
+
+/// `POST /v1/verify/jwt/`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only.
+pub(crate) struct VerifyJwtRequest {
+    /// A Versori-style RS256 JWT (`iss` = `<issuer base>/sk/<KEY_ID>`), a
+    /// string: any other value is `valid:false`, `malformed`.
+    #[schema(value_type = Value)]
+    token: String,
+}

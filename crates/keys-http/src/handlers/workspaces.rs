@@ -5,19 +5,25 @@
 //! that does not exist (404): keys-service resolves every slug within the
 //! caller's scope.
 
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::SchemaType;
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+use utoipa::ToSchema;
+
 use http::StatusCode;
-use keys_core::{Description, Mode, NewWorkspace, WorkspaceSlug, WorkspaceUid};
+use keys_core::{Description, Mode, NewWorkspace, Workspace, WorkspaceSlug, WorkspaceUid};
 
 use super::organisation_keys::found_by_id;
 use super::{jwks_response, required_name, HttpResult, NOT_MODIFIED};
-use crate::dto::JwkSetDoc;
-use crate::dto::{CreateWorkspace, ListDto, ListQuery, WorkspaceDto};
 use crate::error::Dialect;
 use crate::error::{json, ApiError};
+use crate::query::ListQuery;
 use crate::routing::{
     authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag, BAD_REQUEST, NOT_FOUND,
 };
 use crate::schema::schema;
+use crate::schema::{description_schema, name_schema, string_enum};
+use crate::wire::{actor, format_timestamp, ActorDto, JwkSetDoc, ListDto};
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, input) = (call.state, call.caller, call.input);
@@ -92,3 +98,63 @@ pub(crate) static ROUTES: &[Route] = &[
     Route::new("/v1/workspace/", Dialect::SuprSend, Tag::Workspaces, WORKSPACES),
     Route::new("/v1/workspace/{workspace_uid}/jwks.json", Dialect::SuprSend, Tag::SigningKeys, JWKS),
 ];
+
+// ---------------------------------------------------------------- wire types
+
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Workspace)]
+pub struct WorkspaceDto {
+    #[schema(pattern = "^wksp_")]
+    pub uid: String,
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    pub slug: String,
+    pub name: String,
+    pub description: Option<String>,
+    #[schema(schema_with = mode_schema)]
+    pub mode: &'static str,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    pub created_by: Option<ActorDto>,
+}
+
+impl From<&Workspace> for WorkspaceDto {
+    fn from(workspace: &Workspace) -> Self {
+        Self {
+            uid: workspace.uid.to_string(),
+            slug: workspace.slug.to_string(),
+            name: workspace.name.as_str().to_owned(),
+            description: workspace.description.as_ref().map(|description| description.as_str().to_owned()),
+            mode: workspace.mode.as_str(),
+            created_at: format_timestamp(workspace.created_at),
+            created_by: actor(&workspace.created_by),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = WorkspaceCreate)]
+pub struct CreateWorkspace {
+    #[schema(required = true, schema_with = name_schema)]
+    pub name: Option<String>,
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+    pub slug: Option<String>,
+    #[schema(schema_with = description_schema)]
+    pub description: Option<String>,
+    /// `null` or absent is `sandbox` (SuprSend's clients may send `null`).
+    #[schema(schema_with = optional_mode_schema)]
+    pub mode: Option<String>,
+}
+
+/// `mode` of a workspace.
+pub(crate) fn mode_schema() -> impl Into<RefOr<Schema>> {
+    string_enum([Mode::Sandbox.as_str(), Mode::Production.as_str()], "The workspace's mode.")
+}
+
+/// `mode` of a workspace create, optional: `null` is the default too.
+pub(crate) fn optional_mode_schema() -> impl Into<RefOr<Schema>> {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .enum_values(Some([Some(Mode::Sandbox.as_str()), Some(Mode::Production.as_str()), None]))
+        .description(Some("The workspace's mode; absent or null is `sandbox`."))
+}

@@ -6,14 +6,23 @@
 //! any other is a 404, exactly like one that does not exist (decided in
 //! keys-service by the caller's scope).
 
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+pub(crate) mod cursor;
+
 use http::StatusCode;
-use keys_core::{Name, OrganisationId, OrganisationKeyId};
+use keys_core::{CoreError, KeyPage, KeySlice, Name, OrganisationId, OrganisationKeyId, OrganisationSigningKey};
+
+use self::cursor::{decode_cursor, encode_cursor};
 
 use super::{echo, jwks_response, HttpResult, NOT_MODIFIED};
-use crate::dto::{key_page, CreateOrganisationKey, OrganisationKeyDto, OrganisationKeyList, Secret};
 use crate::error::{json, no_content, secret_json, ApiError};
+use crate::schema::name_schema;
+use crate::wire::{format_timestamp, JwkSetDoc, Secret};
 
-use crate::dto::JwkSetDoc;
 use crate::error::Dialect;
 use crate::routing::{authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag, NOT_FOUND};
 use crate::schema::schema;
@@ -168,3 +177,135 @@ pub(crate) static ROUTES: &[Route] = &[
     ),
     Route::new("/api/organisations/v1/keys/{key_id}", Dialect::Versori, Tag::SigningKeysVersori, PUBLIC_KEY),
 ];
+
+// ---------------------------------------------------------------- wire types
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrganisationKey {
+    #[schema(required = true, schema_with = name_schema)]
+    pub name: Option<String>,
+}
+
+/// `{id, name, publicKey, createdAt}`, plus `privateKey` at creation only.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = OrganisationKey)]
+pub struct OrganisationKeyDto {
+    pub id: String,
+    pub name: String,
+    #[schema(pattern = "^-----BEGIN PUBLIC KEY-----")]
+    pub public_key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, pattern = "^-----BEGIN PRIVATE KEY-----")]
+    pub private_key: Option<Secret>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+}
+
+/// Its secret field is a [`Secret`].
+impl zeroize::ZeroizeOnDrop for OrganisationKeyDto {}
+
+impl fmt::Debug for OrganisationKeyDto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OrganisationKeyDto")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("private_key", &self.private_key.as_ref().map(|_| "<redacted>"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl From<&OrganisationSigningKey> for OrganisationKeyDto {
+    fn from(key: &OrganisationSigningKey) -> Self {
+        Self {
+            id: key.id.to_string(),
+            name: key.name.as_str().to_owned(),
+            public_key: key.public_key_pem.clone(),
+            private_key: None,
+            created_at: format_timestamp(key.created_at),
+        }
+    }
+}
+
+/// `{keys: [...], nextCursor}`: Versori's `{keys}` with one more field,
+/// which clients that do not page ignore.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganisationKeyList {
+    pub keys: Vec<OrganisationKeyDto>,
+    /// Pass as `?cursor=` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl OrganisationKeyList {
+    pub fn from_slice(slice: &KeySlice) -> Self {
+        Self {
+            keys: slice.keys.iter().map(OrganisationKeyDto::from).collect(),
+            next_cursor: slice.next.as_ref().map(encode_cursor),
+        }
+    }
+}
+
+/// The query of the organisation-key list: `limit` (1–1000, default 100)
+/// and `cursor` (from the previous page's `nextCursor`). Bad values are
+/// refused, never clamped; other parameters are ignored.
+pub fn key_page(query: Option<&str>) -> Result<KeyPage, ApiError> {
+    let mut limit = KeyPage::DEFAULT_LIMIT;
+    let mut after = None;
+    let mut problems = Vec::new();
+    for (key, value) in crate::query::pairs(query)? {
+        match key.as_str() {
+            "limit" => match value.parse::<u32>() {
+                Ok(parsed) => limit = parsed,
+                Err(_) => problems.push(CoreError::InvalidKeyPageLimit { max: KeyPage::MAX_LIMIT }.to_string()),
+            },
+            "cursor" => match decode_cursor(&value) {
+                Some(position) => after = Some(position),
+                None => problems.push("cursor must be a nextCursor this server returned".to_owned()),
+            },
+            _ => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(ApiError::Validation(problems));
+    }
+    Ok(KeyPage::new(limit, after)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keys_core::{KeyPosition, OrganisationKeyId};
+
+    /// Compiles only while the organisation key answer (it carries the private key) is zeroized on drop.
+    fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+    #[test]
+    fn the_organisation_key_answer_is_zeroized_on_drop() {
+        zeroized_on_drop::<OrganisationKeyDto>();
+    }
+
+    #[test]
+    fn key_page_query_round_trips_cursors_and_refuses_bad_values() {
+        assert_eq!(key_page(None).expect("default"), KeyPage::default());
+        let position = KeyPosition {
+            created_at: time::macros::datetime!(2026-04-21 12:35:24.117631 UTC),
+            id: OrganisationKeyId::parse("01ARZ3NDEKTSV4RRFFQ69G5FAV").expect("id"),
+        };
+        let cursor = cursor::encode_cursor(&position);
+        let page = key_page(Some(&format!("limit=1000&cursor={cursor}"))).expect("valid");
+        assert_eq!((page.limit(), page.after()), (1000, Some(&position)));
+        for bad in [
+            "limit=0",
+            "limit=1001",
+            "limit=x",
+            "cursor=",
+            "cursor=abc",
+            "cursor=12-nope",
+            "cursor=-01ARZ3NDEKTSV4RRFFQ69G5FAV",
+        ] {
+            assert!(key_page(Some(bad)).is_err(), "{bad}");
+        }
+    }
+}
