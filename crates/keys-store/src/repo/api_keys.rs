@@ -3,22 +3,11 @@
 
 use super::*;
 
-pub async fn api_key<C: Sql + ?Sized>(
-    sql: &mut C,
-    workspace: &WorkspaceUid,
-    id: &ApiKeyId,
-) -> StoreResult<Option<ApiKey>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| select(API_KEY, "api_keys WHERE id = $1 AND workspace_uid = $2"));
-    one(sql, statement(&SQL, &[&[text(id.as_str()), text(workspace.as_str())]]), rows::api_key).await
-}
-
-pub async fn list_api_keys<C: Sql + ?Sized>(
-    sql: &mut C,
-    workspace: &WorkspaceUid,
-    listing: Listing,
-) -> StoreResult<Page<ApiKey>> {
-    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("api_keys", API_KEY));
-    workspace_page(sql, &SQL, workspace, listing, rows::api_key).await
+lookups! {
+    api_key(workspace: &WorkspaceUid, id: &ApiKeyId) -> Option<ApiKey> =
+        select(API_KEY, "api_keys WHERE id = $1 AND workspace_uid = $2"),
+        [text(id.as_str()), text(workspace.as_str())], rows::api_key;
+    list list_api_keys(workspace) -> Page<ApiKey> = "api_keys", API_KEY, rows::api_key;
 }
 
 /// The verification path: one index lookup by digest, deleted keys too.

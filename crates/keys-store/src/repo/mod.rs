@@ -43,6 +43,50 @@ use time::OffsetDateTime;
 use crate::error::{database, Conflict, StoreError, StoreResult};
 use crate::rows::{self, RowExt};
 
+/// Declares lookups, one per line: the function, its parameters (after
+/// the connection), what it returns (`Option<T>`: the one row a unique key
+/// finds, with [`one`]; `Vec<T>`: every row, with [`all`]), the SQL, built once, the values bound to
+/// `$1`, `$2`, … and the decoder of a row. Table and column names are
+/// constants of this module: the SQL never holds input.
+///
+/// `list name(workspace) -> Page<T> = table, COLUMNS, decode;` declares the
+/// page of a workspace's keys that [`workspace_list`] makes.
+macro_rules! lookups {
+    () => {};
+    (
+        $(#[$meta:meta])*
+        $name:ident($($parameter:ident: $type:ty),*) -> $rows:ident<$output:ty> = $sql:expr, [$($value:expr),*], $decode:expr;
+        $($rest:tt)*
+    ) => {
+        $(#[$meta])*
+        pub async fn $name<C: Sql + ?Sized>(sql: &mut C, $($parameter: $type),*) -> StoreResult<$rows<$output>> {
+            static SQL: LazyLock<String> = LazyLock::new(|| $sql);
+            lookups!(@fetch $rows)(sql, statement(&SQL, &[&[$($value),*]]), $decode).await
+        }
+
+        lookups!($($rest)*);
+    };
+    (@fetch Option) => { one };
+    (@fetch Vec) => { all };
+    (
+        $(#[$meta:meta])*
+        list $name:ident(workspace) -> Page<$output:ty> = $table:literal, $columns:expr, $decode:expr;
+        $($rest:tt)*
+    ) => {
+        $(#[$meta])*
+        pub async fn $name<C: Sql + ?Sized>(
+            sql: &mut C,
+            workspace: &WorkspaceUid,
+            listing: Listing,
+        ) -> StoreResult<Page<$output>> {
+            static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list($table, $columns));
+            workspace_page(sql, &SQL, workspace, listing, $decode).await
+        }
+
+        lookups!($($rest)*);
+    };
+}
+
 mod api_keys;
 mod audit;
 mod last_used;

@@ -3,27 +3,17 @@
 
 use super::*;
 
-/// By id, deleted keys included.
-pub async fn organisation_key<C: Sql + ?Sized>(
-    sql: &mut C,
-    id: &OrganisationKeyId,
-) -> StoreResult<Option<OrganisationSigningKey>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| select(ORGANISATION_KEY, "organisation_keys WHERE id = $1"));
-    one(sql, statement(&SQL, &[&[text(id.as_str())]]), rows::organisation_key).await
-}
-
-/// Live keys of the organisation, newest first.
-pub async fn list_organisation_keys<C: Sql + ?Sized>(
-    sql: &mut C,
-    organisation: &OrganisationId,
-) -> StoreResult<Vec<OrganisationSigningKey>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
+lookups! {
+    /// By id, deleted keys included.
+    organisation_key(id: &OrganisationKeyId) -> Option<OrganisationSigningKey> =
+        select(ORGANISATION_KEY, "organisation_keys WHERE id = $1"), [text(id.as_str())], rows::organisation_key;
+    /// Live keys of the organisation, newest first.
+    list_organisation_keys(organisation: &OrganisationId) -> Vec<OrganisationSigningKey> =
         select(
             ORGANISATION_KEY,
             "organisation_keys WHERE organisation_id = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC",
-        )
-    });
-    all(sql, statement(&SQL, &[&[text(organisation.as_str())]]), rows::organisation_key).await
+        ),
+        [text(organisation.as_str())], rows::organisation_key;
 }
 
 /// One page of the live keys of the organisation, newest first, after the

@@ -4,9 +4,11 @@
 
 use super::*;
 
-pub async fn organisation<C: Sql + ?Sized>(sql: &mut C, id: &OrganisationId) -> StoreResult<Option<Organisation>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| select(ORGANISATION, "organisations WHERE id = $1"));
-    one(sql, statement(&SQL, &[&[text(id.as_str())]]), rows::organisation).await
+lookups! {
+    organisation(id: &OrganisationId) -> Option<Organisation> =
+        select(ORGANISATION, "organisations WHERE id = $1"), [text(id.as_str())], rows::organisation;
+    organisation_by_name(name: &str) -> Option<Organisation> =
+        select(ORGANISATION, "organisations WHERE name = $1"), [text(name)], rows::organisation;
 }
 
 /// The organisation, locked until the transaction ends.
@@ -14,11 +16,6 @@ pub async fn lock_organisation<C: Sql + ?Sized>(sql: &mut C, id: &OrganisationId
     static SQL: LazyLock<String> = LazyLock::new(|| select(ORGANISATION, "organisations WHERE id = $1"));
     let locked = format!("{}{}", *SQL, C::ROW_LOCK);
     one(sql, statement(&locked, &[&[text(id.as_str())]]), rows::organisation).await
-}
-
-pub async fn organisation_by_name<C: Sql + ?Sized>(sql: &mut C, name: &str) -> StoreResult<Option<Organisation>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| select(ORGANISATION, "organisations WHERE name = $1"));
-    one(sql, statement(&SQL, &[&[text(name)]]), rows::organisation).await
 }
 
 pub async fn count_organisations<C: Sql + ?Sized>(sql: &mut C) -> StoreResult<u64> {

@@ -3,31 +3,15 @@
 
 use super::*;
 
-/// The live keys of a workspace, oldest first: what `PublicKeyRing` holds.
-pub async fn live_public_keys<C: Sql + ?Sized>(sql: &mut C, workspace: &WorkspaceUid) -> StoreResult<Vec<PublicKey>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        select(PUBLIC_KEY, "public_keys WHERE workspace_uid = $1 AND deleted_at IS NULL ORDER BY created_at, id")
-    });
-    all(sql, statement(&SQL, &[&[text(workspace.as_str())]]), rows::public_key).await
-}
-
-pub async fn public_key<C: Sql + ?Sized>(
-    sql: &mut C,
-    workspace: &WorkspaceUid,
-    id: &PublicKeyId,
-) -> StoreResult<Option<PublicKey>> {
-    static SQL: LazyLock<String> =
-        LazyLock::new(|| select(PUBLIC_KEY, "public_keys WHERE id = $1 AND workspace_uid = $2"));
-    one(sql, statement(&SQL, &[&[text(id.as_str()), text(workspace.as_str())]]), rows::public_key).await
-}
-
-pub async fn list_public_keys<C: Sql + ?Sized>(
-    sql: &mut C,
-    workspace: &WorkspaceUid,
-    listing: Listing,
-) -> StoreResult<Page<PublicKey>> {
-    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("public_keys", PUBLIC_KEY));
-    workspace_page(sql, &SQL, workspace, listing, rows::public_key).await
+lookups! {
+    /// The live keys of a workspace, oldest first: what `PublicKeyRing` holds.
+    live_public_keys(workspace: &WorkspaceUid) -> Vec<PublicKey> =
+        select(PUBLIC_KEY, "public_keys WHERE workspace_uid = $1 AND deleted_at IS NULL ORDER BY created_at, id"),
+        [text(workspace.as_str())], rows::public_key;
+    public_key(workspace: &WorkspaceUid, id: &PublicKeyId) -> Option<PublicKey> =
+        select(PUBLIC_KEY, "public_keys WHERE id = $1 AND workspace_uid = $2"),
+        [text(id.as_str()), text(workspace.as_str())], rows::public_key;
+    list list_public_keys(workspace) -> Page<PublicKey> = "public_keys", PUBLIC_KEY, rows::public_key;
 }
 
 /// The verification path: by the `SS.PUBK.` value (unique index).

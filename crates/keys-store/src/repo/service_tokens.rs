@@ -7,26 +7,16 @@ use keys_core::LiveAdmin;
 
 use super::*;
 
-/// The authentication lookup: unrevoked tokens only (expiry is decided at
-/// each use, by the clock: see `ServiceTokenRecord::authenticates`).
-pub async fn service_token_by_digest<C: Sql + ?Sized>(
-    sql: &mut C,
-    digest: &SecretDigest,
-) -> StoreResult<Option<ServiceTokenRecord>> {
-    static SQL: LazyLock<String> =
-        LazyLock::new(|| select(SERVICE_TOKEN, "service_tokens WHERE digest = $1 AND revoked_at IS NULL"));
-    one(sql, statement(&SQL, &[&[Value::Bytes(&digest.as_bytes()[..])]]), rows::service_token).await
-}
-
-/// A token of the organisation by id, revoked or not.
-pub async fn service_token<C: Sql + ?Sized>(
-    sql: &mut C,
-    organisation: &OrganisationId,
-    id: &ServiceTokenId,
-) -> StoreResult<Option<ServiceTokenRecord>> {
-    static SQL: LazyLock<String> =
-        LazyLock::new(|| select(SERVICE_TOKEN, "service_tokens WHERE organisation_id = $1 AND id = $2"));
-    one(sql, statement(&SQL, &[&[text(organisation.as_str()), text(id.as_str())]]), rows::service_token).await
+lookups! {
+    /// The authentication lookup: unrevoked tokens only (expiry is decided at
+    /// each use, by the clock: see `ServiceTokenRecord::authenticates`).
+    service_token_by_digest(digest: &SecretDigest) -> Option<ServiceTokenRecord> =
+        select(SERVICE_TOKEN, "service_tokens WHERE digest = $1 AND revoked_at IS NULL"),
+        [Value::Bytes(&digest.as_bytes()[..])], rows::service_token;
+    /// A token of the organisation by id, revoked or not.
+    service_token(organisation: &OrganisationId, id: &ServiceTokenId) -> Option<ServiceTokenRecord> =
+        select(SERVICE_TOKEN, "service_tokens WHERE organisation_id = $1 AND id = $2"),
+        [text(organisation.as_str()), text(id.as_str())], rows::service_token;
 }
 
 /// One page of the organisation's tokens, newest first; revoked ones only

@@ -4,36 +4,19 @@
 
 use super::*;
 
-/// The live keys of a workspace, newest first: what `SigningKeyRing` holds.
-pub async fn live_signing_keys<C: Sql + ?Sized>(
-    sql: &mut C,
-    workspace: &WorkspaceUid,
-) -> StoreResult<Vec<WorkspaceSigningKey>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
+lookups! {
+    /// The live keys of a workspace, newest first: what `SigningKeyRing` holds.
+    live_signing_keys(workspace: &WorkspaceUid) -> Vec<WorkspaceSigningKey> =
         select(
             SIGNING_KEY,
             "workspace_signing_keys WHERE workspace_uid = $1 AND deleted_at IS NULL ORDER BY created_at DESC, id DESC",
-        )
-    });
-    all(sql, statement(&SQL, &[&[text(workspace.as_str())]]), rows::signing_key).await
-}
-
-pub async fn list_signing_keys<C: Sql + ?Sized>(
-    sql: &mut C,
-    workspace: &WorkspaceUid,
-    listing: Listing,
-) -> StoreResult<Page<WorkspaceSigningKey>> {
-    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| workspace_list("workspace_signing_keys", SIGNING_KEY));
-    workspace_page(sql, &SQL, workspace, listing, rows::signing_key).await
-}
-
-/// By `uid` (the JWT `kid`), deleted keys included.
-pub async fn signing_key_by_uid<C: Sql + ?Sized>(
-    sql: &mut C,
-    uid: &SigningKeyUid,
-) -> StoreResult<Option<WorkspaceSigningKey>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| select(SIGNING_KEY, "workspace_signing_keys WHERE uid = $1"));
-    one(sql, statement(&SQL, &[&[text(uid.as_str())]]), rows::signing_key).await
+        ),
+        [text(workspace.as_str())], rows::signing_key;
+    list list_signing_keys(workspace) -> Page<WorkspaceSigningKey> =
+        "workspace_signing_keys", SIGNING_KEY, rows::signing_key;
+    /// By `uid` (the JWT `kid`), deleted keys included.
+    signing_key_by_uid(uid: &SigningKeyUid) -> Option<WorkspaceSigningKey> =
+        select(SIGNING_KEY, "workspace_signing_keys WHERE uid = $1"), [text(uid.as_str())], rows::signing_key;
 }
 
 /// The columns after `id, uid, workspace_uid, public_key_pem` that a

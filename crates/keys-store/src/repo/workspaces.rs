@@ -3,9 +3,12 @@
 
 use super::*;
 
-pub async fn workspace<C: Sql + ?Sized>(sql: &mut C, uid: &WorkspaceUid) -> StoreResult<Option<Workspace>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| select(WORKSPACE, "workspaces WHERE uid = $1"));
-    one(sql, statement(&SQL, &[&[text(uid.as_str())]]), |row| rows::workspace(row, "")).await
+lookups! {
+    workspace(uid: &WorkspaceUid) -> Option<Workspace> =
+        select(WORKSPACE, "workspaces WHERE uid = $1"), [text(uid.as_str())], |row| rows::workspace(row, "");
+    workspace_by_slug(organisation: &OrganisationId, slug: &str) -> Option<Workspace> =
+        select(WORKSPACE, "workspaces WHERE organisation_id = $1 AND slug = $2"),
+        [text(organisation.as_str()), text(slug)], |row| rows::workspace(row, "");
 }
 
 /// The workspace, locked until the transaction ends: concurrent mutations
@@ -14,16 +17,6 @@ pub async fn lock_workspace<C: Sql + ?Sized>(sql: &mut C, uid: &WorkspaceUid) ->
     static SQL: LazyLock<String> = LazyLock::new(|| select(WORKSPACE, "workspaces WHERE uid = $1"));
     let locked = format!("{}{}", *SQL, C::ROW_LOCK);
     one(sql, statement(&locked, &[&[text(uid.as_str())]]), |row| rows::workspace(row, "")).await
-}
-
-pub async fn workspace_by_slug<C: Sql + ?Sized>(
-    sql: &mut C,
-    organisation: &OrganisationId,
-    slug: &str,
-) -> StoreResult<Option<Workspace>> {
-    static SQL: LazyLock<String> =
-        LazyLock::new(|| select(WORKSPACE, "workspaces WHERE organisation_id = $1 AND slug = $2"));
-    one(sql, statement(&SQL, &[&[text(organisation.as_str()), text(slug)]]), |row| rows::workspace(row, "")).await
 }
 
 pub async fn list_workspaces<C: Sql + ?Sized>(
