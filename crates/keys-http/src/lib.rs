@@ -19,7 +19,7 @@
 //!   calls one keys-service use case, and renders the answer in its
 //!   dialect.
 //! - `wire`: the wire types several resources share; `query`: query
-//!   strings; [`error`]: the error bodies.
+//!   strings; [`error`]: failures and their bodies; [`respond`]: successful answers.
 //! - `connections`: the connection table of [`serve`] (eviction from a full
 //!   table, response bytes counted until the peer takes them).
 //! - [`rate_limit`]: the optional per-client limit of `--rate-limit`, and
@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod openapi;
 mod query;
 pub mod rate_limit;
+pub mod respond;
 mod routing;
 mod schema;
 pub mod server;

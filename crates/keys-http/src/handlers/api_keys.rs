@@ -19,7 +19,8 @@ use serde_json::Value;
 
 use super::signing_keys::RollSigningKey;
 use super::{in_workspace, instant, list_of, required_name, HttpResult};
-use crate::error::{json, no_content, secret_json, ApiError, Dialect};
+use crate::error::{ApiError, Dialect};
+use crate::respond::{json, no_content, secret_json};
 use crate::routing::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
 use crate::schema::{description_schema, external_id_schema, name_schema, scopes_schema, string_enum};

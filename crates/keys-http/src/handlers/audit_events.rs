@@ -12,8 +12,9 @@ use keys_store::AuditAction;
 
 use super::instant;
 use super::{echo, HttpResult};
-use crate::error::{json, ApiError, Dialect};
+use crate::error::{ApiError, Dialect};
 use crate::query::pairs as query_pairs;
+use crate::respond::json;
 use crate::routing::{authenticated, Authenticated, Operation, Query, Route, Tag, NOT_FOUND};
 use crate::schema::schema;
 use crate::wire::format_timestamp;

@@ -120,7 +120,7 @@ where
     let listing = listing(input)?;
     let page = list(&in_workspace(state, caller, workspace).await?, listing).await;
     let page = page.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
-    crate::error::json(http::StatusCode::OK, &crate::wire::ListDto::<Dto>::from_page(page))
+    crate::respond::json(http::StatusCode::OK, &crate::wire::ListDto::<Dto>::from_page(page))
 }
 
 /// The `limit`, `offset` and `include_deleted` of a list request.

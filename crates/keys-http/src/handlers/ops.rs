@@ -8,8 +8,9 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 
+use crate::error::ApiError;
 use crate::error::Dialect;
-use crate::error::{json, ApiError};
+use crate::respond::json;
 use crate::routing::{public, HttpResult, Operation, Payload, Public, Route, Tag};
 use crate::schema::schema;
 

@@ -10,7 +10,8 @@ use keys_core::{Description, DomainPattern, Name, PublicKey, PublicKeyId, Public
 use keys_service::workspaces::NewKey;
 
 use super::{in_workspace, list_of, on_key, required_name, HttpResult, Input};
-use crate::error::{json, no_content, ApiError};
+use crate::error::ApiError;
+use crate::respond::{json, no_content};
 use crate::schema::{description_schema, domain_pattern_schema, name_schema};
 use crate::wire::{actor, format_timestamp, present, timestamp_opt, ActorDto, NoFields};
 

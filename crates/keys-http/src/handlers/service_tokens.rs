@@ -13,8 +13,9 @@ use http::StatusCode;
 use keys_core::{NewServiceToken, Role, ServiceTokenRecord, TokenWorkspaces, WorkspaceSlug};
 
 use super::{instant, required_name, HttpResult};
-use crate::error::{json, no_content, ApiError, Dialect};
+use crate::error::{ApiError, Dialect};
 use crate::query::ListQuery;
+use crate::respond::{json, no_content};
 use crate::routing::{authenticated, Authenticated, Body, Operation, Query, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
 use crate::schema::string_enum;

@@ -12,7 +12,8 @@ use keys_core::{GracePeriod, SigningKeyStatus, SigningKeyUid, WorkspaceSigningKe
 use keys_service::signing_keys::IssuedSigningKey;
 
 use super::{in_workspace, list_of, on_key, HttpResult};
-use crate::error::{no_content, secret_json, ApiError};
+use crate::error::ApiError;
+use crate::respond::{no_content, secret_json};
 use crate::schema::string_enum;
 use crate::wire::{actor, format_timestamp, grace_period, timestamp_opt, ActorDto, NoFields, Secret};
 

@@ -17,7 +17,8 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::Input;
-use crate::error::{json, ApiError};
+use crate::error::ApiError;
+use crate::respond::json;
 use crate::state::AppState;
 use http::Method;
 

@@ -15,9 +15,10 @@ use keys_core::{Description, Mode, NewWorkspace, Workspace, WorkspaceSlug, Works
 
 use super::organisation_keys::found_by_id;
 use super::{jwks_response, required_name, HttpResult, NOT_MODIFIED};
+use crate::error::ApiError;
 use crate::error::Dialect;
-use crate::error::{json, ApiError};
 use crate::query::ListQuery;
+use crate::respond::json;
 use crate::routing::{
     authenticated, public, Authenticated, Body, Operation, Public, Query, Route, Tag, BAD_REQUEST, NOT_FOUND,
 };

@@ -19,7 +19,8 @@ use keys_core::{CoreError, KeyPage, KeySlice, Name, OrganisationId, Organisation
 use self::cursor::{decode_cursor, encode_cursor};
 
 use super::{echo, jwks_response, HttpResult, NOT_MODIFIED};
-use crate::error::{json, no_content, secret_json, ApiError};
+use crate::error::ApiError;
+use crate::respond::{json, no_content, secret_json};
 use crate::schema::name_schema;
 use crate::wire::{format_timestamp, JwkSetDoc, Secret};
 
