@@ -281,3 +281,29 @@ impl Drop for TestDb {
         let _ = dropper.join();
     }
 }
+
+/// Instantiates each `journey(TestDb)` as two tests, one on a fresh SQLite
+/// file and one on a fresh PostgreSQL database, named as given: the one way
+/// the suites run a test on both backends.
+///
+/// ```ignore
+/// keys_testkit::on_both_backends! {
+///     gateway_journey => sqlite_gateway, postgres_gateway;
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($journey:path => $sqlite:ident, $postgres:ident;)*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $sqlite() {
+                $journey($crate::TestDb::new($crate::Kind::Sqlite).await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $postgres() {
+                $journey($crate::TestDb::new($crate::Kind::Postgres).await).await;
+            }
+        )*
+    };
+}

@@ -1580,23 +1580,17 @@ fn permission_denied(reply: &Reply) {
 }
 
 /// The harness on a fresh database of `kind`, behind the cache.
-async fn harness_of(kind: keys_testkit::Kind) -> Harness {
-    let db = TestDb::new(kind).await;
+async fn harness_from(db: TestDb) -> Harness {
     let store = db.cached_store(keys_store::CacheConfig::default()).await;
     harness_on(db, store, AppConfig::default()).await
 }
 
-#[tokio::test]
-async fn service_tokens_are_created_once_listed_masked_and_revoked_sqlite() {
-    service_tokens_are_created_once_listed_masked_and_revoked(harness_of(keys_testkit::Kind::Sqlite).await).await;
+keys_testkit::on_both_backends! {
+    service_tokens_are_created_once_listed_masked_and_revoked => service_tokens_are_created_once_listed_masked_and_revoked_sqlite, service_tokens_are_created_once_listed_masked_and_revoked_postgres;
 }
 
-#[tokio::test]
-async fn service_tokens_are_created_once_listed_masked_and_revoked_postgres() {
-    service_tokens_are_created_once_listed_masked_and_revoked(harness_of(keys_testkit::Kind::Postgres).await).await;
-}
-
-async fn service_tokens_are_created_once_listed_masked_and_revoked(harness: Harness) {
+async fn service_tokens_are_created_once_listed_masked_and_revoked(db: TestDb) {
+    let harness = harness_from(db).await;
     let expires_at = in_seconds(3600);
     let (created, token) = harness
         .token_as(json!({"name": "ci", "role": "manage", "workspaces": ["staging"], "expires_at": expires_at}))
@@ -1715,17 +1709,8 @@ async fn service_token_bad_input_is_a_400_about_the_request() {
 /// dialect's shape, before anything else is looked at; every other role
 /// gets past the check. The permission is read from the table itself, and
 /// compared with the rules of docs/GUARANTEES.md, Service tokens, written out here.
-#[tokio::test]
-async fn every_route_checks_the_role_its_table_entry_states_sqlite() {
-    every_route_checks_the_role_its_table_entry_states(harness_of(keys_testkit::Kind::Sqlite).await).await;
-}
-
-#[tokio::test]
-async fn every_route_checks_the_role_its_table_entry_states_postgres() {
-    every_route_checks_the_role_its_table_entry_states(harness_of(keys_testkit::Kind::Postgres).await).await;
-}
-
-async fn every_route_checks_the_role_its_table_entry_states(harness: Harness) {
+async fn every_route_checks_the_role_its_table_entry_states(db: TestDb) {
+    let harness = harness_from(db).await;
     use keys_core::{Permission, Role};
     use keys_http::routes::{Auth, ROUTES};
 
@@ -1999,4 +1984,8 @@ async fn audit_event_queries_are_validated() {
     let (_, other_token) = harness.other_organisation("globex").await;
     let foreign = harness.call_as(&other_token, Method::GET, "/v1/audit_event/?workspace=production", None).await;
     not_found(&foreign, "workspace 'production' not found");
+}
+
+keys_testkit::on_both_backends! {
+    every_route_checks_the_role_its_table_entry_states => every_route_checks_the_role_its_table_entry_states_sqlite, every_route_checks_the_role_its_table_entry_states_postgres;
 }

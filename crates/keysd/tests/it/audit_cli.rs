@@ -121,22 +121,7 @@ async fn prune_counts_and_records(db: keys_testkit::TestDb) {
     db.cleanup().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_audit_export_streams_oldest_first() {
-    export_streams_oldest_first(keys_testkit::TestDb::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_audit_export_streams_oldest_first() {
-    export_streams_oldest_first(keys_testkit::TestDb::postgres().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_audit_prune_counts_and_records() {
-    prune_counts_and_records(keys_testkit::TestDb::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_audit_prune_counts_and_records() {
-    prune_counts_and_records(keys_testkit::TestDb::postgres().await).await;
+keys_testkit::on_both_backends! {
+    export_streams_oldest_first => sqlite_audit_export_streams_oldest_first, postgres_audit_export_streams_oldest_first;
+    prune_counts_and_records => sqlite_audit_prune_counts_and_records, postgres_audit_prune_counts_and_records;
 }

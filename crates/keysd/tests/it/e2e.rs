@@ -226,23 +226,7 @@ fn now_seconds() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
 }
 
-/// Instantiates each `journey(Backend)` as a test on SQLite and one on
-/// PostgreSQL, named as given.
-macro_rules! on_both_backends {
-    ($($journey:ident => $sqlite:ident, $postgres:ident;)*) => {
-        $(
-            #[tokio::test]
-            async fn $sqlite() {
-                $journey(Backend::sqlite()).await;
-            }
-
-            #[tokio::test]
-            async fn $postgres() {
-                $journey(Backend::postgres().await).await;
-            }
-        )*
-    };
-}
+use keys_testkit::on_both_backends;
 
 // ------------------------------------------------------------------ journeys
 
@@ -1451,4 +1435,115 @@ async fn jwks_cache_correctly_for_outside_verifiers() {
     assert!((25..=30).contains(&max_age), "max-age {max_age} reaches past the rolled key's expiry");
     server.stop().await;
     backend.cleanup().await;
+}
+
+// ------------------------------------------------- embedding, beside keysd
+
+/// The `embed` example (`examples/embed.rs`), built beside the binary by
+/// `cargo test --all-targets`; built here when a narrower run did not.
+fn embed_example() -> PathBuf {
+    let example = std::path::Path::new(BINARY).parent().expect("target dir").join("examples/embed");
+    if !example.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+        let built = std::process::Command::new(cargo)
+            .args(["build", "--package", "keysd", "--example", "embed"])
+            .status()
+            .expect("cargo runs");
+        assert!(built.success(), "the embed example builds");
+    }
+    example
+}
+
+/// `GET /whoami` of the embedding service with `credential`: status and
+/// body.
+async fn whoami(base: &str, credential: &str) -> (StatusCode, Value) {
+    let http: Client<HttpConnector, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let request = Request::get(format!("{base}/whoami"))
+        .header(header::AUTHORIZATION, format!("Bearer {credential}"))
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let response = http.request(request).await.expect("response");
+    let status = response.status();
+    let bytes = response.into_body().collect().await.expect("body").to_bytes();
+    (status, serde_json::from_slice(&bytes).expect("JSON"))
+}
+
+/// A service of its own that embeds keys-service on keysd's database
+/// verifies an API key and an organisation-key JWT made through keysd, in
+/// process, and refuses the key within a second of keysd disabling it and
+/// the JWT within a second of keysd deleting its key.
+async fn embedded_verifier_journey(backend: Backend) {
+    let server = Server::start(&backend, &[]).await;
+    let api = server.client(server.token.as_deref().expect("bootstrapped"));
+    let created = api.call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "embedded"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let (api_key, key_id) = (text(&created.body["api_key"]), text(&created.body["id"]));
+    let organisation = api.organisation_id("embed probe").await;
+    let organisation_key = api.create_organisation_key(&organisation, "embedded").await;
+    assert_eq!(organisation_key.status, StatusCode::CREATED, "{}", organisation_key.body);
+    let organisation_key_id = text(&organisation_key.body["id"]);
+    let private_file = backend.dir().join("embedded.pem");
+    std::fs::write(&private_file, text(&organisation_key.body["privateKey"])).expect("write pem");
+    let jwt = keysd_sign(&backend, "jwt", &private_file, &["--key-id", &organisation_key_id, "--sub", "user-9"]).await;
+
+    let mut embed = Command::new(embed_example())
+        .args([backend.url(), "default", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the example starts");
+    let mut lines = BufReader::new(embed.stdout.take().expect("stdout")).lines();
+    let base = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.expect("stdout") {
+            if let Some(address) = line.strip_prefix("embed listening on ") {
+                return address.trim().to_owned();
+            }
+        }
+        panic!("the example exited before listening")
+    })
+    .await
+    .expect("the example listens within a minute");
+
+    let (status, who) = whoami(&base, &api_key).await;
+    assert_eq!(status, StatusCode::OK, "{who}");
+    assert_eq!((who["kind"].as_str(), who["key_id"].as_str()), (Some("api_key"), Some(key_id.as_str())));
+    assert_eq!(who["workspace"], "staging");
+    let (status, who) = whoami(&base, &jwt).await;
+    assert_eq!(status, StatusCode::OK, "{who}");
+    assert_eq!((who["kind"].as_str(), who["sub"].as_str()), (Some("jwt"), Some("user-9")));
+    let (status, who) = whoami(&base, "SS.not-a-key").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{who}");
+
+    // keysd disables the key: the embedder refuses it within a second.
+    let disabled = api.call(Method::PATCH, &format!("/v1/staging/ws_api_key/{key_id}/disable/"), None).await;
+    assert_eq!(disabled.status, StatusCode::ACCEPTED, "{}", disabled.body);
+    let disabled_at = std::time::Instant::now();
+    loop {
+        match whoami(&base, &api_key).await {
+            (StatusCode::UNAUTHORIZED, who) => {
+                assert_eq!(who["reason"], "key_disabled");
+                break;
+            }
+            (StatusCode::OK, _) => assert!(disabled_at.elapsed() < Duration::from_secs(1), "still valid after 1 s"),
+            (other, who) => panic!("unexpected {other}: {who}"),
+        }
+    }
+    // keysd deletes the organisation key: the JWT goes the same way.
+    let path = format!("/api/organisations/v1/organisations/{organisation}/keys/{organisation_key_id}");
+    let deleted = api.call(Method::DELETE, &path, None).await;
+    assert!(deleted.status.is_success(), "{}", deleted.body);
+    let deleted_at = std::time::Instant::now();
+    loop {
+        match whoami(&base, &jwt).await {
+            (StatusCode::UNAUTHORIZED, _) => break,
+            (StatusCode::OK, _) => assert!(deleted_at.elapsed() < Duration::from_secs(1), "still valid after 1 s"),
+            (other, who) => panic!("unexpected {other}: {who}"),
+        }
+    }
+    drop(embed);
+    server.stop().await;
+}
+
+on_both_backends! {
+    embedded_verifier_journey => sqlite_embedded_verifier, postgres_embedded_verifier;
 }
