@@ -10,17 +10,11 @@ lookups! {
     list list_api_keys(workspace) -> Page<ApiKey> = "api_keys", API_KEY, rows::api_key;
 }
 
-/// The verification path: one index lookup by digest, deleted keys too.
-pub async fn api_key_by_digest<C: Sql + ?Sized>(
-    sql: &mut C,
-    digest: &SecretDigest,
-) -> StoreResult<Option<(ApiKey, Workspace)>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        let columns = format!("{}, {}", qualified("k", API_KEY), joined("w", WORKSPACE));
-        select(&columns, "api_keys k JOIN workspaces w ON w.uid = k.workspace_uid WHERE k.digest = $1")
-    });
-    let decode = |row: &C::Row| Ok((rows::api_key(row)?, rows::workspace(row, "w_")?));
-    one(sql, statement(&SQL, &[&[Value::Bytes(&digest.as_bytes()[..])]]), decode).await
+lookups! {
+    /// The verification path: one index lookup by digest, deleted keys too.
+    api_key_by_digest(digest: &SecretDigest) -> Option<(ApiKey, Workspace)> =
+        with_workspace("api_keys", API_KEY, "digest"), [Value::Bytes(&digest.as_bytes()[..])],
+        |row| Ok((rows::api_key(row)?, rows::workspace(row, "w_")?));
 }
 
 /// The mutable columns of a key, in [`API_KEY_MUTABLE`] order.

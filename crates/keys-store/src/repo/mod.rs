@@ -55,7 +55,8 @@ macro_rules! lookups {
     () => {};
     (
         $(#[$meta:meta])*
-        $name:ident($($parameter:ident: $type:ty),*) -> $rows:ident<$output:ty> = $sql:expr, [$($value:expr),*], $decode:expr;
+        $name:ident($($parameter:ident: $type:ty),*) -> $rows:ident<$output:ty> =
+            $sql:expr, [$($value:expr),*], $decode:expr;
         $($rest:tt)*
     ) => {
         $(#[$meta])*
@@ -301,6 +302,14 @@ async fn workspace_page<C: Sql + ?Sized, T>(
 /// `SELECT columns FROM table WHERE …`, built once per statement.
 fn select(columns: &str, rest: &str) -> String {
     format!("SELECT {columns} FROM {rest}")
+}
+
+/// A key of `table` (its `columns`, as `k`) with its workspace (as `w`,
+/// each column prefixed `w_`), by a unique `column` bound to `$1`: the
+/// verification path.
+fn with_workspace(table: &str, columns: &str, column: &str) -> String {
+    let columns = format!("{}, {}", qualified("k", columns), joined("w", WORKSPACE));
+    select(&columns, &format!("{table} k JOIN workspaces w ON w.uid = k.workspace_uid WHERE k.{column} = $1"))
 }
 
 /// `columns` as they appear in a join: `w.uid AS w_uid, …`.

@@ -14,17 +14,11 @@ lookups! {
     list list_public_keys(workspace) -> Page<PublicKey> = "public_keys", PUBLIC_KEY, rows::public_key;
 }
 
-/// The verification path: by the `SS.PUBK.` value (unique index).
-pub async fn public_key_by_value<C: Sql + ?Sized>(
-    sql: &mut C,
-    value: &str,
-) -> StoreResult<Option<(PublicKey, Workspace)>> {
-    static SQL: LazyLock<String> = LazyLock::new(|| {
-        let columns = format!("{}, {}", qualified("k", PUBLIC_KEY), joined("w", WORKSPACE));
-        select(&columns, "public_keys k JOIN workspaces w ON w.uid = k.workspace_uid WHERE k.value = $1")
-    });
-    let decode = |row: &C::Row| Ok((rows::public_key(row)?, rows::workspace(row, "w_")?));
-    one(sql, statement(&SQL, &[&[text(value)]]), decode).await
+lookups! {
+    /// The verification path: by the `SS.PUBK.` value (unique index).
+    public_key_by_value(value: &str) -> Option<(PublicKey, Workspace)> =
+        with_workspace("public_keys", PUBLIC_KEY, "value"), [text(value)],
+        |row| Ok((rows::public_key(row)?, rows::workspace(row, "w_")?));
 }
 
 /// The columns after `id, workspace_uid` that a public key's save writes.
