@@ -1,7 +1,7 @@
 //! Wire types every resource shares: timestamps as the seeds write them,
 //! [`Secret`] (secret material on its way into a response), the `*_by`
-//! actor, the list envelope of dialect 1, the empty body, the grace period
-//! of a roll, and the JWKS documentation types. Each resource's own wire
+//! actor, the list envelope of dialect 1, the empty body, the body of a
+//! roll ([`roll_body`]), and the JWKS documentation types. Each resource's own wire
 //! types live beside its handlers (`handlers/api_keys.rs`, …). Domain types
 //! carry no serde; they convert there, explicitly.
 //!
@@ -138,6 +138,34 @@ pub(crate) fn grace_period(value: &Option<serde_json::Value>) -> Result<Option<G
     let invalid = CoreError::InvalidGracePeriod { max: GracePeriod::MAX_SECONDS };
     Ok(Some(GracePeriod::from_seconds(seconds.ok_or(invalid)?)?))
 }
+
+/// Declares the optional body of a roll, `{grace_period_seconds?}`, under a
+/// type name and an OpenAPI schema name of its resource's own
+/// (`roll_body!(RollApiKey, ApiKeyRoll, "…")`): the shape is one, the names
+/// say what is rolled.
+macro_rules! roll_body {
+    ($name:ident, $schema:ident, $doc:literal) => {
+        #[doc = $doc]
+        #[derive(Debug, Default, serde::Deserialize, utoipa::ToSchema)]
+        #[serde(deny_unknown_fields)]
+        #[schema(as = $schema)]
+        pub struct $name {
+            /// Any JSON value, so that one of another type, out of range or with a
+            /// fraction is refused with the field's own message (docs/API.md, Shared HTTP behaviour),
+            /// not serde's.
+            #[schema(value_type = Option<u64>, minimum = 0, maximum = 2592000)]
+            grace_period_seconds: Option<serde_json::Value>,
+        }
+
+        impl $name {
+            /// The grace asked for (see [`crate::wire::grace_period`]).
+            pub fn grace(&self) -> Result<Option<keys_core::GracePeriod>, crate::error::ApiError> {
+                crate::wire::grace_period(&self.grace_period_seconds)
+            }
+        }
+    };
+}
+pub(crate) use roll_body;
 
 // ------------------------------------------------------ documentation types
 

@@ -17,14 +17,13 @@ use keys_service::workspaces::InWorkspace;
 use keys_service::ServiceResult;
 use serde_json::Value;
 
-use super::signing_keys::RollSigningKey;
 use super::{in_workspace, instant, list_of, required_name, HttpResult};
 use crate::error::{ApiError, Dialect};
 use crate::respond::{json, no_content, secret_json};
 use crate::routing::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
 use crate::schema::{description_schema, external_id_schema, name_schema, scopes_schema, string_enum};
-use crate::wire::{actor, format_timestamp, present, timestamp_opt, ActorDto, NoFields, Secret};
+use crate::wire::{actor, format_timestamp, present, roll_body, timestamp_opt, ActorDto, NoFields, Secret};
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
     list_of::<ApiKeyDto, _>(call, async |scope, listing| scope.list_api_keys(listing).await).await
@@ -123,7 +122,7 @@ pub(crate) async fn enable(call: Authenticated<'_>) -> HttpResult {
 }
 
 pub(crate) async fn roll(call: Authenticated<'_>) -> HttpResult {
-    let body: RollSigningKey = call.input.optional_json()?;
+    let body: RollApiKey = call.input.optional_json()?;
     let grace = body.grace()?;
     issued(on_key(call, async |scope, id| scope.roll_api_key(id, grace).await).await?)
 }
@@ -182,7 +181,7 @@ const ROLL: &[Operation] =
          expires_at; the old key becomes `rolled` and keeps authenticating until min(now + grace_period_seconds, \
          its expires_at). Only an active key can be rolled (400).",
         )
-        .body(Body::Optional(schema::<RollSigningKey>()))
+        .body(Body::Optional(schema::<RollApiKey>()))
         .refuses(&[BAD_REQUEST, NOT_FOUND])
         .hands_out_secret()];
 
@@ -347,6 +346,8 @@ pub struct PatchApiKey {
     #[schema(value_type = Option<Object>)]
     pub meta: Option<Option<serde_json::Value>>,
 }
+
+roll_body!(RollApiKey, ApiKeyRoll, "The optional body of an API-key roll.");
 
 /// `status` of a workspace signing key.
 pub(crate) fn api_key_status_schema() -> impl Into<RefOr<Schema>> {

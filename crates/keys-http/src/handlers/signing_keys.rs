@@ -3,19 +3,19 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
 
 use http::StatusCode;
-use keys_core::{GracePeriod, SigningKeyStatus, SigningKeyUid, WorkspaceSigningKey};
+use keys_core::{SigningKeyStatus, SigningKeyUid, WorkspaceSigningKey};
 use keys_service::signing_keys::IssuedSigningKey;
 
 use super::{in_workspace, list_of, on_key, HttpResult};
 use crate::error::ApiError;
 use crate::respond::{no_content, secret_json};
 use crate::schema::string_enum;
-use crate::wire::{actor, format_timestamp, grace_period, timestamp_opt, ActorDto, NoFields, Secret};
+use crate::wire::{actor, format_timestamp, roll_body, timestamp_opt, ActorDto, NoFields, Secret};
 
 use crate::error::Dialect;
 use crate::routing::{authenticated, Authenticated, Body, Operation, Route, Tag, BAD_REQUEST, NOT_FOUND};
@@ -174,24 +174,7 @@ impl From<&WorkspaceSigningKey> for SigningKeyDto {
     }
 }
 
-/// The optional body of a roll (of a signing key or an API key).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = SigningKeyRoll)]
-pub struct RollSigningKey {
-    /// Any JSON value, so that one of another type, out of range or with a
-    /// fraction is refused with the field's own message (docs/API.md, Shared HTTP behaviour),
-    /// not serde's.
-    #[schema(value_type = Option<u64>, minimum = 0, maximum = 2592000)]
-    pub(crate) grace_period_seconds: Option<serde_json::Value>,
-}
-
-impl RollSigningKey {
-    /// The grace asked for (see [`grace_period`]).
-    pub fn grace(&self) -> Result<Option<GracePeriod>, ApiError> {
-        grace_period(&self.grace_period_seconds)
-    }
-}
+roll_body!(RollSigningKey, SigningKeyRoll, "The optional body of a signing-key roll.");
 
 pub(crate) fn signing_key_status_schema() -> impl Into<RefOr<Schema>> {
     string_enum([SigningKeyStatus::Active.as_str(), SigningKeyStatus::Rolled.as_str()], "The key's state.")

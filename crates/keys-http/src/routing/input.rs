@@ -130,7 +130,7 @@ fn whole_numbers(document: serde_json::Value) -> serde_json::Value {
 
 /// What was wrong with a JSON body, in the words of the request: the field
 /// (`grace_period_seconds`, `allowed_domains[2]`) and what it must be,
-/// never serde's type names (`u64`, `struct RollSigningKey`).
+/// never serde's type names (`u64`, `struct RollApiKey`).
 fn body_error_message(error: &serde_path_to_error::Error<serde_json::Error>) -> String {
     let path = error.path().to_string();
     let field = if path == "." { "request body".to_owned() } else { path };

@@ -90,7 +90,7 @@ fn assert_speaks_of_the_request(reply: &Reply, expected: &str) {
     let message = reply.body["message"].as_str().expect("message");
     let detail = reply.body["detail"].to_string();
     for implementation in
-        ["line ", "column", "struct", "u64", "invalid type", "expected", "`", "RollSigningKey", "Create"]
+        ["line ", "column", "struct", "u64", "invalid type", "expected", "`", "RollSigningKey", "RollApiKey", "Create"]
     {
         assert!(!message.contains(implementation), "{implementation:?} in {message}");
         assert!(!detail.contains(implementation), "{implementation:?} in {detail}");
