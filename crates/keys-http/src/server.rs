@@ -34,10 +34,10 @@ use tracing::Instrument;
 use crate::connections::{Admission, Budgets, Closing, Connection, ConnectionTable, TrackedBody};
 use crate::dispatch::{self, BoxError};
 use crate::error::{ApiError, Dialect};
+use crate::handlers::ROUTES;
 use crate::metrics::{ConnectionClosed, Metrics};
 use crate::rate_limit::{ClientAddr, RateLimiter};
-use crate::router;
-use crate::routes::Auth;
+use crate::routing::Auth;
 pub use crate::state::AppConfig;
 use crate::state::AppState;
 
@@ -137,7 +137,7 @@ impl App {
         // A clone of the URI shares its bytes: the path outlives the request.
         let uri = request.uri().clone();
         let path = uri.path();
-        let matched = router::resolve(path).filter(|matched| self.serves(matched.route.pattern()));
+        let matched = ROUTES.resolve(path).filter(|matched| self.serves(matched.route.pattern()));
         let dialect = matched.map_or_else(|| Dialect::of_path(path), |matched| matched.route.dialect());
         let route = matched.map_or("unmatched", |matched| matched.route.pattern());
         let verification = matched.is_some_and(|matched| matched.route.is_verification());
