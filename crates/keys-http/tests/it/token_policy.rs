@@ -29,6 +29,11 @@ async fn verify(keysd: &bootstrapped::Bootstrapped, token: &str) -> Value {
     answer
 }
 
+/// A bootstrapped application whose service has the policy `service`.
+async fn serving(service: ServiceConfig) -> bootstrapped::Bootstrapped {
+    bootstrapped::bootstrapped_app_with(AppConfig { service, ..AppConfig::default() }).await
+}
+
 #[tokio::test]
 async fn the_operator_policy_decides_what_a_versori_token_must_carry() {
     let policy = OrganisationTokenPolicy {
@@ -36,11 +41,7 @@ async fn the_operator_policy_decides_what_a_versori_token_must_carry() {
         max_lifetime_seconds: Some(3600),
         audiences: vec!["https://api.example.com".to_owned()],
     };
-    let strict = bootstrapped::bootstrapped_app_with(AppConfig {
-        service: ServiceConfig { organisation_token_policy: policy, ..ServiceConfig::default() },
-        ..AppConfig::default()
-    })
-    .await;
+    let strict = serving(ServiceConfig { organisation_token_policy: policy, ..ServiceConfig::default() }).await;
     let lenient = bootstrapped::bootstrapped_app().await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for (keysd, is_strict) in [(&strict, true), (&lenient, false)] {
@@ -111,11 +112,7 @@ async fn signature_checks(keysd: &bootstrapped::Bootstrapped) -> u64 {
 #[tokio::test]
 async fn user_tokens_do_not_live_for_ever() {
     let hour = TimePolicy::default().with_user_token_max_lifetime(3_600);
-    let strict = bootstrapped::bootstrapped_app_with(AppConfig {
-        service: ServiceConfig { time_policy: hour, ..ServiceConfig::default() },
-        ..AppConfig::default()
-    })
-    .await;
+    let strict = serving(ServiceConfig { time_policy: hour, ..ServiceConfig::default() }).await;
     let default = bootstrapped::bootstrapped_app().await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     for (keysd, is_strict) in [(&strict, true), (&default, false)] {

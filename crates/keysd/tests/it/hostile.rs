@@ -201,18 +201,29 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     .is_ok()
 }
 
+/// `count` sockets that serve nobody, in turn: silent, one byte of the
+/// HTTP/2 preface, and the whole preface (none is a request, and none tells
+/// hyper-util's detection to give up); with `keep_alive`, every fourth
+/// instead makes one request and then idles.
+async fn useless_sockets(keysd: &Keysd, count: usize, keep_alive: bool) -> Vec<TcpStream> {
+    let openings: [&[u8]; 3] = [b"", b"P", H2_PREFACE];
+    let mut sockets = Vec::new();
+    for index in 0..count {
+        let mut stream = keysd.connect().await;
+        if keep_alive && index % 4 == 3 {
+            assert_eq!(request(&mut stream, "/health").await.expect("answer").0, 200);
+        } else {
+            stream.write_all(openings[index % 3]).await.expect("write");
+        }
+        sockets.push(stream);
+    }
+    sockets
+}
+
 #[tokio::test]
 async fn idle_sockets_are_closed_after_the_header_timeout_and_health_answers_meanwhile() {
     let keysd = Keysd::start(&["--header-read-timeout-seconds", "1", "--max-connections", "1000"]).await;
-    // Silence, one byte of the HTTP/2 preface, and the whole preface: none
-    // is a request, and none tells hyper-util's detection to give up.
-    let openings: [&[u8]; 3] = [b"", b"P", H2_PREFACE];
-    let mut idle = Vec::new();
-    for index in 0..150 {
-        let mut stream = keysd.connect().await;
-        stream.write_all(openings[index % 3]).await.expect("write");
-        idle.push(stream);
-    }
+    let mut idle = useless_sockets(&keysd, 150, false).await;
     assert_eq!(keysd.get("/health").await, 200, "health answers while 150 idle sockets are open");
     for (index, stream) in idle.iter_mut().enumerate() {
         let sent = until_closed(stream).await;
@@ -277,19 +288,7 @@ async fn a_server_whose_connections_are_all_busy_closes_new_sockets_at_once_and_
 #[tokio::test]
 async fn connections_that_serve_nobody_give_their_place_to_new_ones() {
     let keysd = Keysd::start(&["--max-connections", "40", "--header-read-timeout-seconds", "120"]).await;
-    // Silence, one byte, the HTTP/2 preface, and idle keep-alive
-    // connections that made one request: none is serving anybody.
-    let openings: [&[u8]; 3] = [b"", b"P", H2_PREFACE];
-    let mut held = Vec::new();
-    for index in 0..40 {
-        let mut stream = keysd.connect().await;
-        if index % 4 == 3 {
-            assert_eq!(request(&mut stream, "/health").await.expect("answer").0, 200);
-        } else {
-            stream.write_all(openings[index % 4]).await.expect("write");
-        }
-        held.push(stream);
-    }
+    let mut held = useless_sockets(&keysd, 40, true).await;
     // Wave after wave: each new client is served, the attacker's sockets
     // make way.
     for _ in 0..3 {
