@@ -1,0 +1,110 @@
+//! The six figures of the benchmark, each beside its baseline: one module
+//! per group of figures, by what it measures (verification throughput,
+//! growing sizes: key counts and audit pages, JWT verification, key
+//! creation, management writes), what they share in [`drive`] and
+//! [`results`], the machine and its crypto floors in [`machine`]. Memory
+//! (figure 6) is sampled here, between the figures.
+
+mod creation;
+mod drive;
+mod jwt;
+mod machine;
+mod results;
+mod scaling;
+mod verification;
+mod writes;
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use super::procs::{self, ScratchDatabase, TempDir};
+use super::{admin_url, random_suffix, Options};
+use drive::{memory_of, progress};
+
+pub use creation::RSA_POOL_SIZE;
+pub use results::{paired_ratios, round, MemorySample, Results, Series};
+
+pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
+    let keysd_built = std::fs::metadata(keysd)
+        .and_then(|metadata| metadata.modified())
+        .ok()
+        .and_then(|modified| {
+            time::OffsetDateTime::from(modified).format(&time::format_description::well_known::Rfc3339).ok()
+        })
+        .unwrap_or_default();
+    let mut results = Results { machine: machine::machine(), keysd_built, ..Results::default() };
+    progress(&format!(
+        "{} cores, {}; {} mode: {} runs of {} s, concurrency {}",
+        results.machine.cores,
+        results.machine.cpu,
+        if options.quick { "quick" } else { "full" },
+        options.runs,
+        options.duration.as_secs(),
+        options.concurrency
+    ));
+
+    // The crypto baseline first, on a quiet machine.
+    progress(&format!("openssl speed -seconds {} ecdsap256 rsa2048", options.openssl_seconds));
+    results.openssl = machine::openssl_speed(options.openssl_seconds).await?;
+    progress(&format!(
+        "  openssl single-core verify: ecdsap256 {:.0}/s, rsa2048 {:.0}/s",
+        results.openssl.ecdsap256_verify_per_s, results.openssl.rsa2048_verify_per_s
+    ));
+
+    let suffix = random_suffix();
+    let temp = TempDir::new(&suffix)?;
+    let admin = admin_url();
+    let database = ScratchDatabase::create(&admin, &suffix)?;
+    progress(&format!("scratch database {} and directory {}", database.name, temp.path.display()));
+    let hello = procs::start_hello(&temp.path.join("hello.log"))?;
+    let sqlite_url = format!("sqlite://{}", temp.path.join("keysd.db").display());
+    let sqlite = procs::start_keysd(keysd, "keysd-sqlite", &sqlite_url, &temp.path.join("keysd-sqlite.log"))?;
+    let postgres = procs::start_keysd(keysd, "keysd-postgres", &database.url, &temp.path.join("keysd-postgres.log"))?;
+    let unrecorded_database = ScratchDatabase::create(&admin, &format!("{suffix}_unrecorded"))?;
+    let unrecorded = procs::start_keysd_with(
+        keysd,
+        "keysd-postgres-unrecorded",
+        &unrecorded_database.url,
+        &temp.path.join("keysd-postgres-unrecorded.log"),
+        &["--last-used-interval-seconds", "0"],
+    )?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    results.idle.push(memory_of(&hello, "start")?);
+    results.idle.push(memory_of(&sqlite, "start")?);
+    results.idle.push(memory_of(&postgres, "start")?);
+
+    verification::verify_api_keys(options, &mut results, &hello, &sqlite, &postgres, &unrecorded).await?;
+    drop(unrecorded);
+    drop(unrecorded_database);
+    verification::last_used_flush(options, &mut results, keysd, &admin, &temp).await?;
+    results.loaded.push(memory_of(&hello, "1. API-key verification")?);
+    results.loaded.push(memory_of(&sqlite, "1. API-key verification")?);
+    results.loaded.push(memory_of(&postgres, "1. API-key verification")?);
+
+    scaling::key_count_scaling(options, &mut results, keysd, &admin, &temp).await?;
+
+    let samples = jwt::cold_jwt(options, &mut results, &postgres).await?;
+    results.loaded.push(memory_of(&postgres, "3. cold JWT verification")?);
+    jwt::warm_jwt(options, &mut results, &hello, &postgres, samples).await?;
+    results.loaded.push(memory_of(&postgres, "3c. warm JWT verification")?);
+    jwt::warm_memory(options, &mut results, keysd, &temp).await?;
+    results.sha256_api_key_us = machine::sha256_floor();
+
+    creation::key_creation(options, &mut results, &postgres).await?;
+    results.loaded.push(memory_of(&postgres, "4. key creation")?);
+
+    writes::management_writes(options, &mut results, &postgres, &database, &temp).await?;
+    results.loaded.push(memory_of(&postgres, "5. management writes")?);
+
+    scaling::audit_trail(options, &mut results, keysd, &admin, &temp).await?;
+    results.loaded.push(memory_of(&sqlite, "end")?);
+
+    // Guards stop the servers, drop the database and remove the directory,
+    // in this order (reverse declaration order).
+    drop((postgres, sqlite, hello));
+    drop(database);
+    drop(temp);
+    Ok(results)
+}

@@ -1,0 +1,265 @@
+//! What the figures measure, as the report reads it: one run reduced
+//! ([`Run`]), a series of runs and its medians ([`Series`]), and
+//! [`Results`], everything measured, with the parts of it.
+
+use serde_json::{json, Value};
+
+use crate::bench::load::Sample;
+use crate::bench::median;
+use crate::bench::procs::Memory;
+
+/// One measured run, reduced.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub rps: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub ok: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub seconds: f64,
+    /// CPU time of the server over the run divided by its length.
+    pub server_cores: Option<f64>,
+}
+
+impl Run {
+    pub(super) fn from_sample(sample: &Sample, server_cores: Option<f64>) -> Self {
+        Self {
+            rps: sample.rps(),
+            p50_ms: sample.percentile_ms(50.0),
+            p99_ms: sample.percentile_ms(99.0),
+            ok: sample.ok(),
+            errors: sample.errors,
+            first_error: sample.first_error.clone(),
+            seconds: sample.elapsed.as_secs_f64(),
+            server_cores,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        json!({
+            "rps": round(self.rps, 1),
+            "p50_ms": round(self.p50_ms, 3),
+            "p99_ms": round(self.p99_ms, 3),
+            "ok": self.ok,
+            "errors": self.errors,
+            "first_error": self.first_error,
+            "seconds": round(self.seconds, 3),
+            "server_cores": self.server_cores.map(|cores| round(cores, 2)),
+        })
+    }
+}
+
+/// A series of runs of one thing; every summary is a median over runs.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    pub runs: Vec<Run>,
+}
+
+impl Series {
+    fn stat(&self, pick: impl Fn(&Run) -> f64) -> f64 {
+        median(&self.runs.iter().map(pick).collect::<Vec<_>>())
+    }
+    pub fn rps(&self) -> f64 {
+        self.stat(|run| run.rps)
+    }
+    pub fn p50(&self) -> f64 {
+        self.stat(|run| run.p50_ms)
+    }
+    pub fn p99(&self) -> f64 {
+        self.stat(|run| run.p99_ms)
+    }
+    pub fn server_cores(&self) -> f64 {
+        self.stat(|run| run.server_cores.unwrap_or(f64::NAN))
+    }
+    /// Server CPU time per successful request, in microseconds.
+    pub fn cpu_us_per_request(&self) -> f64 {
+        self.stat(|run| run.server_cores.map_or(f64::NAN, |cores| cores * 1e6 / run.rps))
+    }
+    pub fn errors(&self) -> u64 {
+        self.runs.iter().map(|run| run.errors).sum()
+    }
+    pub fn ok(&self) -> u64 {
+        self.runs.iter().map(|run| run.ok).sum()
+    }
+    pub fn first_error(&self) -> Option<&str> {
+        self.runs.iter().find_map(|run| run.first_error.as_deref())
+    }
+    pub fn to_json(&self) -> Value {
+        json!({
+            "median": {
+                "rps": round(self.rps(), 1),
+                "p50_ms": round(self.p50(), 3),
+                "p99_ms": round(self.p99(), 3),
+                "server_cores_busy": round(self.server_cores(), 2),
+                "server_cpu_us_per_request": round(self.cpu_us_per_request(), 1),
+            },
+            "ok": self.ok(),
+            "errors": self.errors(),
+            "runs": self.runs.iter().map(Run::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+pub fn round(value: f64, digits: i32) -> Value {
+    if value.is_finite() {
+        let scale = 10f64.powi(digits);
+        json!((value * scale).round() / scale)
+    } else {
+        Value::Null
+    }
+}
+
+/// Ratios of paired runs (`numerator[i] / denominator[i]`).
+pub fn paired_ratios(numerator: &[f64], denominator: &[f64]) -> Vec<f64> {
+    numerator.iter().zip(denominator).map(|(top, bottom)| if *bottom > 0.0 { top / bottom } else { f64::NAN }).collect()
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Machine {
+    pub cores: usize,
+    pub cpu: String,
+    pub kernel: String,
+    pub memory_mib: u64,
+    /// `/proc/loadavg` before anything of the bench started.
+    pub loadavg_before: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct OpenSsl {
+    pub version: String,
+    pub seconds: u32,
+    pub ecdsap256_verify_per_s: f64,
+    pub rsa2048_verify_per_s: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Scale {
+    pub keys: u64,
+    pub insert_seconds: f64,
+    pub series: Series,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Jwt {
+    pub series: Series,
+    pub tokens_per_run: usize,
+    pub signing_seconds: f64,
+    /// keys-crypto in this process, one thread: `jwt::verify` with a parsed
+    /// key, and `VerificationKey::from_pem` + `jwt::verify` (what keysd does
+    /// per request besides I/O), per second.
+    pub library_verify_per_s: f64,
+    pub library_pem_verify_per_s: f64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MemorySample {
+    pub server: String,
+    pub after: String,
+    pub memory: Memory,
+}
+
+/// Figure 1d: how the `last_used_at` writer copes with many distinct keys.
+#[derive(Debug, Clone, Default)]
+pub struct Flush {
+    pub keys: u64,
+    /// Seconds from the end of the uses until every key had its
+    /// `last_used_at` (at `--last-used-interval-seconds 1`, so at most one
+    /// interval of waiting is in it).
+    pub written_after_seconds: f64,
+    pub verify_rps: f64,
+}
+
+/// Everything measured.
+#[derive(Debug, Clone, Default)]
+pub struct Results {
+    pub machine: Machine,
+    /// When the measured `keysd` binary was built (its mtime, RFC 3339).
+    pub keysd_built: String,
+    pub openssl: OpenSsl,
+    pub hello: Series,
+    pub verify_sqlite: Series,
+    pub verify_postgres: Series,
+    pub scaling: Vec<Scale>,
+    pub jwt_es256: Jwt,
+    /// The same ES256 path with tokens that carry no `kid` (SuprSend's
+    /// recipe), one active signing key.
+    pub jwt_es256_kidless: Series,
+    pub jwt_rs256: Jwt,
+    /// API-key forward authentication (`/v1/auth/forward`) on PostgreSQL,
+    /// interleaved with the hello runs of figure 1.
+    pub forward_postgres: Series,
+    /// Figure 1's PostgreSQL verification on a keysd that records no
+    /// `last_used_at` (`--last-used-interval-seconds 0`), interleaved.
+    pub verify_postgres_unrecorded: Series,
+    /// Writing `last_used_at` of distinct keys used once each.
+    pub flush: Flush,
+    pub create_workspace_steady: Series,
+    pub create_workspace_burst: Series,
+    pub create_organisation_steady: Series,
+    pub create_organisation_burst: Series,
+    /// Organisation keys at a steady 1 create/s (the target's rate).
+    pub create_organisation_steady_slow: Series,
+    /// 3c. The warm path: a few tokens sent again and again, ES256 and
+    /// RS256, each run beside a hello run.
+    pub jwt_es256_warm: Series,
+    pub jwt_rs256_warm: Series,
+    pub hello_warm: Series,
+    /// 3d. What the warm path's memory costs when full.
+    pub warm_memory: WarmMemory,
+    /// SHA-256 of one API key in this process, µs (the crypto floor of
+    /// figure 1).
+    pub sha256_api_key_us: f64,
+    pub writes_keysd: Series,
+    /// The same creates spread round-robin over one workspace per client.
+    pub writes_keysd_spread: Series,
+    pub writes_pgbench_tps: Vec<f64>,
+    /// In-process key generation with keys-crypto (the floor of figure 4), ms.
+    pub keygen_p256_ms: Vec<f64>,
+    pub keygen_rsa_ms: Vec<f64>,
+    pub idle: Vec<MemorySample>,
+    pub loaded: Vec<MemorySample>,
+    /// 7. A page of 50 audit events as the organisation's trail grows.
+    pub audit_pages: Vec<AuditPages>,
+    /// 7b. `keysd audit export` of the largest trail.
+    pub audit_export: AuditExportRun,
+}
+
+/// Figure 3d: a keysd whose warm path was filled with distinct tokens.
+#[derive(Debug, Clone, Default)]
+pub struct WarmMemory {
+    pub entries: u64,
+    pub before: Memory,
+    pub after: Memory,
+    pub verify_rps: f64,
+}
+
+/// Figure 7 at one size of the trail.
+#[derive(Debug, Clone, Default)]
+pub struct AuditPages {
+    pub events: u64,
+    pub insert_seconds: f64,
+    pub series: Series,
+}
+
+/// Figure 7b: one `keysd audit export`, its lines counted.
+#[derive(Debug, Clone, Default)]
+pub struct AuditExportRun {
+    pub events: u64,
+    pub seconds: f64,
+    /// `VmHWM` of the export process, last read before it exited.
+    pub peak_rss_kib: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_and_rounds() {
+        assert_eq!(paired_ratios(&[1.0, 3.0], &[2.0, 0.0])[0], 0.5);
+        assert!(paired_ratios(&[1.0], &[0.0])[0].is_nan());
+        assert_eq!(round(1.23456, 2), json!(1.23));
+        assert_eq!(round(f64::NAN, 2), Value::Null);
+    }
+}

@@ -1,0 +1,131 @@
+//! `BENCHMARKS.md`: the run and the machine, the table of figures, server
+//! CPU per request, and how each figure is measured.
+
+use super::row::{thousands, Row, Stamp};
+use crate::bench::figures::{Results, RSA_POOL_SIZE};
+use crate::bench::Options;
+use std::fmt::Write as _;
+
+pub(super) fn markdown(options: &Options, results: &Results, rows: &[Row], stamp: &Stamp) -> String {
+    let Stamp { date, commit, elapsed } = stamp;
+    let mode = if options.quick { "quick (`cargo xtask bench --quick`)" } else { "full (`cargo xtask bench`)" };
+    let machine = &results.machine;
+
+    let mut md = String::new();
+    let _ = writeln!(md, "# keysd benchmarks\n");
+    let _ = writeln!(
+        md,
+        "Written by `cargo xtask bench` (xtask/src/bench/); do not edit by hand, run it again. \
+         The machine-readable twin is [`benchmarks.json`](benchmarks.json).\n"
+    );
+    let _ = writeln!(
+        md,
+        "- **Run:** {date}, {mode}, commit `{commit}`, keysd binary built {}, {:.0} s in all.",
+        results.keysd_built,
+        elapsed.as_secs_f64()
+    );
+    let _ = writeln!(
+        md,
+        "- **Machine:** {} cores ({}), {} MiB RAM, Linux {}, load average {} before the run. Servers, PostgreSQL \
+         and the load generator share it (and so may anything else running there: per-run figures are in the JSON).",
+        machine.cores, machine.cpu, machine.memory_mib, machine.kernel, machine.loadavg_before
+    );
+    let _ = writeln!(
+        md,
+        "- **Method:** every figure is the median of {runs} runs of {secs} s (key creation: {runs} runs of {steady} s at \
+         {rate} req/s, then a burst of {burst}), after an unmeasured warm-up. Each baseline is measured in the same \
+         invocation, run for run beside its figure (hello and keysd, pgbench and keysd alternate), and ratios are the \
+         median of the per-run ratios. Latency is per request, from send to the last body byte, nearest-rank percentiles.",
+        runs = options.runs,
+        secs = options.duration.as_secs(),
+        steady = options.steady_duration.as_secs(),
+        rate = options.rate,
+        burst = options.burst
+    );
+    let _ = writeln!(
+        md,
+        "- **Load generator:** the in-repo tokio + hyper HTTP/1.1 client (`xtask/src/bench/load.rs`), {} thread(s), \
+         keep-alive connections on 127.0.0.1; closed loop for throughput, open loop (fixed schedule) for the steady \
+         key creation. keysd runs its default configuration (release build, `info` logs to a file).\n",
+        options.client_threads
+    );
+    let _ = writeln!(md, "| # | figure | keysd (median) | baseline, same run (median) | ratio | target | met |");
+    let _ = writeln!(md, "|---|---|---|---|---|---|---|");
+    for row in rows {
+        let _ = writeln!(md, "| {} |", row.cells().join(" | "));
+    }
+    let _ = writeln!(md, "\n## Server CPU per request\n");
+    let _ = writeln!(
+        md,
+        "keysd's CPU time over a run divided by the requests it answered (median of runs); the machine has {} cores.\n",
+        machine.cores
+    );
+    for (label, series) in [
+        ("hello (baseline of figure 1)", &results.hello),
+        ("API-key verification, SQLite", &results.verify_sqlite),
+        ("API-key verification, PostgreSQL (plus PostgreSQL's own CPU)", &results.verify_postgres),
+        ("cold ES256 verification, PostgreSQL", &results.jwt_es256.series),
+        ("cold RS256 verification, PostgreSQL", &results.jwt_rs256.series),
+        ("warm ES256 verification, PostgreSQL", &results.jwt_es256_warm),
+        ("warm RS256 verification, PostgreSQL", &results.jwt_rs256_warm),
+        ("API-key create, PostgreSQL", &results.writes_keysd),
+    ] {
+        let _ = writeln!(
+            md,
+            "- {label}: {:.0} µs ({:.2} cores busy at {} req/s)",
+            series.cpu_us_per_request(),
+            series.server_cores(),
+            thousands(series.rps())
+        );
+    }
+    for (label, jwt) in [("ES256", &results.jwt_es256), ("RS256", &results.jwt_rs256)] {
+        let _ = writeln!(
+            md,
+            "- {label} signature check alone in keys-crypto (`VerificationKey::from_pem` + `jwt::verify`): {:.0} µs",
+            1e6 / jwt.library_pem_verify_per_s
+        );
+    }
+    let _ = writeln!(md, "\n## How each figure is measured\n");
+    let _ = writeln!(
+        md,
+        "1. `POST /v1/verify/api_key/` with one valid key (every answer checked for `\"valid\":true`), against keysd on \
+         SQLite and on PostgreSQL; the baseline is `xtask bench-hello`, a minimal hyper 1 server built like keysd's \
+         (hyper-util auto builder, multi-threaded tokio) that reads the body and answers a small JSON, sent the same \
+         request by the same load generator.\n\
+         2. A fresh PostgreSQL database and keysd; synthetic rows are bulk-inserted into `api_keys` with SQL (unique \
+         SHA-256 digests, store-shaped ids), then `VACUUM ANALYZE`; one real key created through the API is verified. \
+         The 1,000-key level is the baseline.\n\
+         3. Every token is distinct (own `jti` and subject), signed before the run by the bench (keys-crypto): ES256 \
+         user tokens (`kid` = the workspace signing key) through `/v1/verify/public_key/` with a secure-mode public key, \
+         RS256 tokens (`iss = https://versori.com/sk/<key id>`) through `/v1/verify/jwt/`. A run ends after its \
+         duration or when its tokens run out. The bound is `openssl speed` single-core verify/s times the machine's \
+         cores; \"busy cores\" is keysd's CPU time over the run's wall time (from `/proc/PID/stat`). The in-process \
+         keys-crypto rates split the crypto library's cost from the service's.\n\
+         4. Only the create request is timed. A workspace holds one active signing key, so each create is followed by \
+         an (untimed) delete in one of {slots} workspaces; organisation keys are deleted after each create too. The \
+         baseline is the key generation alone, in the bench process.\n\
+         5. `POST /v1/staging/ws_api_key/` with distinct names from {w} keep-alive connections, alternating with \
+         `pgbench -n -c {w} -T {secs} -f insert.sql` (`INSERT INTO bench_scratch (v) VALUES (md5(random()::text))`, an \
+         identity primary key) on the same database. On PostgreSQL a create is one autocommit statement that locks \
+         its workspace's API-key count row for that statement and its commit; the diagnostic row spreads the same \
+         creates over one workspace per client.\n\
+         6. `VmRSS`/`VmHWM` from `/proc/PID/status`: idle is one second after start (bootstrap done, no request yet); \
+         loaded is the largest `VmRSS` seen at the end of a figure's load.\n\
+         7. A fresh PostgreSQL database and keysd; synthetic events of the bootstrap organisation are bulk-inserted \
+         into `audit_events` with SQL (as the pipeline writes them), then `VACUUM ANALYZE`; each run asks for the \
+         newest page of 50. The 1,000-event level is the baseline. 7b runs `keysd audit export` of the largest trail \
+         to a line counter and reads its `VmHWM` every 20 ms until it exits.\n",
+        slots = options.burst.max(8),
+        w = options.write_concurrency,
+        secs = options.duration.as_secs()
+    );
+    let _ = writeln!(
+        md,
+        "Added for issue 15:\n\n         - 1e. keysd's CPU per request (figures 1 and 3) against the floor of one request: hello's CPU per request          (the same load generator, the same requests) plus the crypto alone, `openssl speed`'s single-core time per          verify for JWTs and an in-process SHA-256 of the key for API keys.\n         - 3c. {warm} tokens of each kind from figure 3, cycled over {c} connections, so each is verified cold once          and then again and again from the warm path; each keysd run is beside a hello run sent the same requests.\n         - 3d. A keysd on SQLite with `--verified-token-cache-entries` as large as the figure; after 1,000 tokens          (connections and buffers warm) its `VmRSS` is read, then every other token is verified once, and `VmRSS` is          read again.\n         - 4, organisation keys: after each burst and before the next, the bench waits for keysd's pool of          {pool} to refill (one thread by default, `--rsa-pool-threads`), then creates {pool} at once; the steady 1/s          runs follow.\n",
+        warm = 64,
+        c = options.concurrency,
+        pool = RSA_POOL_SIZE
+    );
+    let _ = writeln!(md, "Nothing in the test suite asserts a time; these figures are only reported.");
+    md
+}
