@@ -86,14 +86,7 @@ fn ci() -> Result<()> {
     let mut clippy = cargo();
     clippy.args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]);
     phases.time("clippy", || run(clippy))?;
-    let mut test = cargo();
-    test.args(["test", "--workspace", "--all-targets"]);
-    // The PostgreSQL tests must run, never skip: they fail when the server
-    // is unreachable, and this tells them CI expects them.
-    test.env("KEYSD_REQUIRE_POSTGRES", "1");
-    // The independent implementations the tests judge keysd with.
-    test.env("KEYSD_PYTHON", &python);
-    phases.time("test", || run(test))?;
+    phases.time("test", || test(&python))?;
     let mut doc_tests = cargo();
     doc_tests.args(["test", "--workspace", "--doc"]);
     phases.time("doc tests", || run(doc_tests))?;
@@ -102,6 +95,40 @@ fn ci() -> Result<()> {
     phases.time("fuzz", || fuzz::fuzz(fuzz::seconds_from_env()?))?;
     phases.report();
     Ok(())
+}
+
+/// The whole test suite, PostgreSQL included. With cargo-nextest (on every
+/// machine of this project's kind) the test binaries run side by side, each
+/// test in its own process, instead of one binary after another; the
+/// examples (the e2e suite runs `embed`) are built first, and the crypto
+/// benchmark runs once as a smoke test, as `cargo test --all-targets` would
+/// run it. Without nextest, `cargo test --workspace --all-targets` does all
+/// of it.
+fn test(python: &Path) -> Result<()> {
+    let suite = |mut command: Command| {
+        // The PostgreSQL tests must run, never skip: they fail when the
+        // server is unreachable, and this tells them CI expects them.
+        command.env("KEYSD_REQUIRE_POSTGRES", "1");
+        // The independent implementations the tests judge keysd with.
+        command.env("KEYSD_PYTHON", python);
+        command
+    };
+    let mut nextest = cargo();
+    nextest.args(["nextest", "--version"]);
+    if !succeeds(nextest) {
+        let mut test = cargo();
+        test.args(["test", "--workspace", "--all-targets"]);
+        return run(suite(test));
+    }
+    let mut examples = cargo();
+    examples.args(["build", "--workspace", "--examples"]);
+    run(examples)?;
+    let mut tests = cargo();
+    tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    run(suite(tests))?;
+    let mut benches = cargo();
+    benches.args(["test", "--package", "keys-crypto", "--bench", "crypto"]);
+    run(suite(benches))
 }
 
 /// How long each phase of `ci` took, reported at its end (where CI's time
