@@ -2,6 +2,7 @@
 //! SQLite file or PostgreSQL database, with a `TestClock` and seeded
 //! entropy where time and randomness matter.
 
+mod fixture;
 mod rsa_quota;
 mod use_cases;
 mod warm_path;

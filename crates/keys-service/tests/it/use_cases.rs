@@ -14,32 +14,7 @@ use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
 use serde_json::json;
 
-const T0: i64 = 1_800_000_000;
-
-struct Fixture {
-    service: Service,
-    clock: Arc<TestClock>,
-    caller: Caller,
-    _directory: TestDb,
-}
-
-async fn fixture() -> Fixture {
-    fixture_with(ServiceConfig { rsa_pool_capacity: 0, ..ServiceConfig::default() }, 7).await
-}
-
-/// A service on a fresh SQLite file with `config`, the test's clock at
-/// [`T0`] and entropy seeded with `seed`, bootstrapped once.
-async fn fixture_with(config: ServiceConfig, seed: u64) -> Fixture {
-    let directory = TestDb::sqlite();
-    let store = keys_store::open(directory.url()).await.expect("store opens");
-    let clock = Arc::new(TestClock::at(T0));
-    let entropy = Arc::new(SeededEntropy::new(seed));
-    let service = Service::with_sources(store, config, Arc::clone(&clock) as Arc<dyn Clock>, entropy);
-    let bootstrapped = service.bootstrap_if_empty().await.expect("bootstrap").expect("an empty database");
-    assert!(service.bootstrap_if_empty().await.expect("second bootstrap").is_none(), "bootstraps once");
-    let caller = service.authenticate(bootstrapped.token.expose()).await.expect("lookup").expect("token is valid");
-    Fixture { service, clock, caller, _directory: directory }
-}
+use crate::fixture::{fixture, fixture_with, Fixture, T0};
 
 /// A public key `web` in `staging` with secure mode on, so that it verifies
 /// only with a user token.

@@ -4,35 +4,19 @@
 //! at every step, and the steps where a change must refuse a token that
 //! was verified (and remembered) a moment before do refuse it.
 
-use std::sync::Arc;
-
 use keys_core::{GracePeriod, Name, NewServiceToken};
 use keys_crypto::jwt::Algorithm;
 use keys_crypto::mint;
-use keys_service::{Caller, Clock, PublicKeyRequest, Service, ServiceConfig};
-use keys_testkit::{SeededEntropy, TestClock, TestDb};
+use keys_service::{Caller, Clock, PublicKeyRequest, ServiceConfig};
 use serde_json::json;
 
-const T0: i64 = 1_800_000_000;
+use crate::fixture::{fixture_with, Fixture, T0};
 
-struct Fixture {
-    service: Service,
-    clock: Arc<TestClock>,
-    caller: Caller,
-    _directory: TestDb,
-}
-
+/// The fixture with the warm path remembering `verified_token_cache_entries`
+/// tokens; the same seed on both sides: the same ids, keys and so tokens.
 async fn fixture(verified_token_cache_entries: usize) -> Fixture {
-    let config = ServiceConfig { rsa_pool_capacity: 0, verified_token_cache_entries, ..ServiceConfig::default() };
-    let directory = TestDb::sqlite();
-    let store = keys_store::open(directory.url()).await.expect("store opens");
-    let clock = Arc::new(TestClock::at(T0));
-    // The same seed on both sides: the same ids, keys and so tokens.
-    let entropy = Arc::new(SeededEntropy::new(42));
-    let service = Service::with_sources(store, config, Arc::clone(&clock) as Arc<dyn Clock>, entropy);
-    let bootstrapped = service.bootstrap_if_empty().await.expect("bootstrap").expect("an empty database");
-    let caller = service.authenticate(bootstrapped.token.expose()).await.expect("lookup").expect("token is valid");
-    Fixture { service, clock, caller, _directory: directory }
+    fixture_with(ServiceConfig { rsa_pool_capacity: 0, verified_token_cache_entries, ..ServiceConfig::default() }, 42)
+        .await
 }
 
 /// Each step's label and verdict: `valid:<entity or sub>` or the reason.
