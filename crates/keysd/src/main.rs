@@ -14,8 +14,8 @@
 //! batches so memory stays flat whatever its size; `audit prune` prints how
 //! many events it deleted.
 //!
-//! One module per command group: [`serve`] (with [`process`], what `serve`
-//! asks of the OS, and [`quotas`], the `--max-…` flags), [`org`],
+//! One module per command group: [`serve`] (its flags, the `--max-…` caps
+//! among them, with [`process`], what `serve` asks of the OS), [`org`],
 //! [`workspace`], [`token`], [`audit`], [`sign`]; [`database`] opens the
 //! store and turns service errors into one-line messages.
 
@@ -27,7 +27,6 @@ mod audit;
 mod database;
 mod org;
 mod process;
-mod quotas;
 mod serve;
 mod sign;
 mod token;

@@ -7,18 +7,13 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
+use crate::e2e::{keysd, keysd_refused};
+
 const BINARY: &str = env!("CARGO_BIN_EXE_keysd");
 
 /// The bulk events of a test: as many as the export figure uses
 /// for its correctness check.
 const EVENTS: usize = 10_000;
-
-/// Runs a `keysd` operator command and returns its stdout, trimmed.
-async fn keysd(db: &keys_testkit::TestDb, args: &[&str]) -> String {
-    let output = Command::new(BINARY).args(args).args(["--database-url", db.url()]).output().await.expect("keysd runs");
-    assert!(output.status.success(), "keysd {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
-}
 
 /// `EVENTS` events of `organisation` in 2020, one microsecond apart, written
 /// in one statement below the store (as the bench does).
@@ -112,12 +107,7 @@ async fn prune_counts_and_records(db: keys_testkit::TestDb) {
     assert_eq!(pruned["action"], "audit.pruned");
     assert_eq!(pruned["target"], serde_json::json!({"type": "organisation", "id": organisation}));
     assert_eq!(keysd(&db, &["audit", "export", "--org", "globex"]).await.lines().count(), 1);
-    let refused = Command::new(BINARY)
-        .args(["audit", "prune", "--org", "acme", "--before", "yesterday", "--database-url", db.url()])
-        .output()
-        .await
-        .expect("runs");
-    assert!(!refused.status.success());
+    keysd_refused(&db, &["audit", "prune", "--org", "acme", "--before", "yesterday"]).await;
     db.cleanup().await;
 }
 

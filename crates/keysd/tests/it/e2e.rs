@@ -101,12 +101,24 @@ impl Server {
     }
 }
 
+/// Runs a `keysd` operator command on `backend`'s database and returns its
+/// output.
+async fn keysd_output(backend: &Backend, args: &[&str]) -> std::process::Output {
+    Command::new(BINARY).args(args).args(["--database-url", backend.url()]).output().await.expect("keysd runs")
+}
+
 /// Runs a `keysd` operator command and returns its stdout, trimmed.
-async fn keysd(backend: &Backend, args: &[&str]) -> String {
-    let output =
-        Command::new(BINARY).args(args).args(["--database-url", backend.url()]).output().await.expect("keysd runs");
+pub(crate) async fn keysd(backend: &Backend, args: &[&str]) -> String {
+    let output = keysd_output(backend, args).await;
     assert!(output.status.success(), "keysd {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).expect("utf-8").trim().to_owned()
+}
+
+/// Runs a `keysd` operator command that must fail; its stderr.
+pub(crate) async fn keysd_refused(backend: &Backend, args: &[&str]) -> String {
+    let output = keysd_output(backend, args).await;
+    assert!(!output.status.success(), "keysd {args:?} succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// `keysd sign <token> --private-key <file> <claims…>`: the token it prints.
@@ -891,13 +903,8 @@ async fn clear_errors_for_bad_urls_and_busy_ports() {
     assert!(stderr.contains(&format!("cannot listen on {address}")), "{stderr}");
     assert!(in_use.stdout.is_empty(), "nothing bootstrapped or printed");
 
-    let missing = Command::new(BINARY)
-        .args(["token", "create", "--org", "nobody", "--name", "x", "--database-url", backend.url()])
-        .output()
-        .await
-        .expect("runs");
-    assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("organisation 'nobody' not found"));
+    let missing = keysd_refused(&backend, &["token", "create", "--org", "nobody", "--name", "x"]).await;
+    assert!(missing.contains("organisation 'nobody' not found"), "{missing}");
 }
 
 /// SIGTERM while a request is in flight: the listener closes, the request
