@@ -12,7 +12,7 @@ use keys_core::{
 };
 // Only the kit's databases, by url: its stores belong to the keys-store the
 // kit links, not to the one these unit tests are compiled into.
-use keys_testkit::TestDb;
+use keys_testkit::{Kind, TestDb};
 use rand_chacha::rand_core::SeedableRng;
 use time::macros::datetime;
 
@@ -145,13 +145,6 @@ async fn unique_violations_become_refusals<DB: Backend>(store: &SqlStore<DB>) {
     assert!(matches!(again, Err(StoreError::Inconsistent(_))), "{again:?}");
 }
 
-#[tokio::test]
-async fn sqlite_unique_violations_become_refusals() {
-    let db = TestDb::sqlite();
-    let store = crate::SqliteStore::open(db.url()).await.unwrap();
-    unique_violations_become_refusals(&store).await;
-}
-
 /// keys-core's `LiveAdmin` decides who is a live admin token; the count a
 /// revocation reads (`repo::other_live_admin_tokens`) restates it in SQL.
 /// Both halves agree on the edges: an expiry at exactly `now`, a revoked
@@ -202,29 +195,41 @@ async fn live_admin_counts_agree_with_keys_core<DB: Backend>(store: &SqlStore<DB
     }
 }
 
-#[tokio::test]
-async fn sqlite_live_admin_counts_agree_with_keys_core() {
-    let db = TestDb::sqlite();
-    let store = crate::SqliteStore::open(db.url()).await.unwrap();
-    live_admin_counts_agree_with_keys_core(&store).await;
+/// Runs the check `$check`, generic over the backend, on this crate's store
+/// on `$db`, then closes the store and drops the database. A macro because
+/// the store's type differs by backend and a check is a generic function.
+macro_rules! on_sql_store {
+    ($db:expr, $check:path) => {{
+        let db: TestDb = $db;
+        match db.kind {
+            Kind::Sqlite => {
+                let store = crate::SqliteStore::open(db.url()).await.unwrap();
+                $check(&store).await;
+                store.close().await;
+            }
+            Kind::Postgres => {
+                let store = crate::PgStore::connect(db.url()).await.unwrap();
+                $check(&store).await;
+                store.close().await;
+            }
+        }
+        db.cleanup().await;
+    }};
 }
 
-#[tokio::test]
-async fn postgres_live_admin_counts_agree_with_keys_core() {
-    let db = TestDb::postgres().await;
-    let store = crate::PgStore::connect(db.url()).await.unwrap();
-    live_admin_counts_agree_with_keys_core(&store).await;
-    store.close().await;
-    db.cleanup().await;
+async fn unique_violations_journey(db: TestDb) {
+    on_sql_store!(db, unique_violations_become_refusals);
 }
 
-#[tokio::test]
-async fn postgres_unique_violations_become_refusals() {
-    let db = TestDb::postgres().await;
-    let store = crate::PgStore::connect(db.url()).await.unwrap();
-    unique_violations_become_refusals(&store).await;
-    store.close().await;
-    db.cleanup().await;
+async fn live_admin_counts_journey(db: TestDb) {
+    on_sql_store!(db, live_admin_counts_agree_with_keys_core);
+}
+
+keys_testkit::on_both_backends! {
+    unique_violations_journey =>
+        sqlite_unique_violations_become_refusals, postgres_unique_violations_become_refusals;
+    live_admin_counts_journey =>
+        sqlite_live_admin_counts_agree_with_keys_core, postgres_live_admin_counts_agree_with_keys_core;
 }
 
 /// The action names of the first schema, and what migration 0002 renames

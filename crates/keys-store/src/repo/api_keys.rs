@@ -4,9 +4,7 @@
 use super::*;
 
 lookups! {
-    api_key(workspace: &WorkspaceUid, id: &ApiKeyId) -> Option<ApiKey> =
-        select(API_KEY, "api_keys WHERE id = $1 AND workspace_uid = $2"),
-        [text(id.as_str()), text(workspace.as_str())], rows::api_key;
+    by_id api_key(workspace, id: &ApiKeyId) -> Option<ApiKey> = "api_keys", API_KEY, rows::api_key;
     list list_api_keys(workspace) -> Page<ApiKey> = "api_keys", API_KEY, rows::api_key;
 }
 

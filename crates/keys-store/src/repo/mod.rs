@@ -50,9 +50,24 @@ use crate::rows::{self, RowExt};
 /// constants of this module: the SQL never holds input.
 ///
 /// `list name(workspace) -> Page<T> = table, COLUMNS, decode;` declares the
-/// page of a workspace's keys that [`workspace_list`] makes.
+/// page of a workspace's keys that [`workspace_list`] makes, and
+/// `by_id name(workspace, id: &Id) -> Option<T> = table, COLUMNS, decode;`
+/// the key of a workspace by its id.
 macro_rules! lookups {
     () => {};
+    (
+        $(#[$meta:meta])*
+        by_id $name:ident(workspace, id: $id:ty) -> Option<$output:ty> = $table:literal, $columns:expr, $decode:expr;
+        $($rest:tt)*
+    ) => {
+        lookups! {
+            $(#[$meta])*
+            $name(workspace: &WorkspaceUid, id: $id) -> Option<$output> =
+                select($columns, concat!($table, " WHERE id = $1 AND workspace_uid = $2")),
+                [text(id.as_str()), text(workspace.as_str())], $decode;
+            $($rest)*
+        }
+    };
     (
         $(#[$meta:meta])*
         $name:ident($($parameter:ident: $type:ty),*) -> $rows:ident<$output:ty> =
@@ -192,6 +207,11 @@ fn text(value: &str) -> Value<'_> {
     Value::Text(Some(value))
 }
 
+/// [`text`] of each value, in order: the text columns an insert starts with.
+fn texts<const N: usize>(values: [&str; N]) -> [Value<'_>; N] {
+    values.map(text)
+}
+
 fn description(value: Option<&Description>) -> Value<'_> {
     Value::Text(value.map(Description::as_str))
 }
@@ -229,20 +249,23 @@ pub(crate) fn write_error<C: Sql + ?Sized>(error: sqlx::Error, subject: &str) ->
     }
 }
 
-async fn one<C: Sql + ?Sized, T>(
-    sql: &mut C,
-    statement: Statement<'_>,
-    decode: impl FnOnce(&C::Row) -> StoreResult<T>,
-) -> StoreResult<Option<T>> {
-    sql.fetch_all(statement).await.map_err(database)?.first().map(decode).transpose()
-}
-
+/// Every row `statement` returns, decoded.
 async fn all<C: Sql + ?Sized, T>(
     sql: &mut C,
     statement: Statement<'_>,
     decode: impl Fn(&C::Row) -> StoreResult<T>,
 ) -> StoreResult<Vec<T>> {
     sql.fetch_all(statement).await.map_err(database)?.iter().map(decode).collect()
+}
+
+/// The row a unique key finds (or a count's one row), decoded: [`all`] of
+/// a statement that returns one row or none.
+async fn one<C: Sql + ?Sized, T>(
+    sql: &mut C,
+    statement: Statement<'_>,
+    decode: impl Fn(&C::Row) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
+    Ok(all(sql, statement, decode).await?.into_iter().next())
 }
 
 async fn insert<C: Sql + ?Sized>(sql: &mut C, statement: Statement<'_>, subject: &str) -> StoreResult<()> {

@@ -45,16 +45,10 @@ pub async fn organisation_keys_page<C: Sql + ?Sized>(
 
 pub async fn insert_organisation_key<C: Sql + ?Sized>(sql: &mut C, key: &OrganisationSigningKey) -> StoreResult<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("organisation_keys", ORGANISATION_KEY));
-    let values = [
-        text(key.id.as_str()),
-        text(key.organisation_id.as_str()),
-        text(key.name.as_str()),
-        text(key.public_key_pem.as_str()),
-        time(key.created_at),
-    ];
-    let deleted = [Value::Time(key.deleted_at)];
-    let groups: [&[Value<'_>]; 4] =
-        [&values, &actor(key.created_by.as_ref()), &deleted, &actor(key.deleted_by.as_ref())];
+    let texts = texts([key.id.as_str(), key.organisation_id.as_str(), key.name.as_str(), key.public_key_pem.as_str()]);
+    let (created, deleted) = ([time(key.created_at)], [Value::Time(key.deleted_at)]);
+    let groups: [&[Value<'_>]; 5] =
+        [&texts, &created, &actor(key.created_by.as_ref()), &deleted, &actor(key.deleted_by.as_ref())];
     insert(sql, statement(&SQL, &groups), "").await
 }
 

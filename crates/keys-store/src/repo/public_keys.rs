@@ -8,9 +8,7 @@ lookups! {
     live_public_keys(workspace: &WorkspaceUid) -> Vec<PublicKey> =
         select(PUBLIC_KEY, "public_keys WHERE workspace_uid = $1 AND deleted_at IS NULL ORDER BY created_at, id"),
         [text(workspace.as_str())], rows::public_key;
-    public_key(workspace: &WorkspaceUid, id: &PublicKeyId) -> Option<PublicKey> =
-        select(PUBLIC_KEY, "public_keys WHERE id = $1 AND workspace_uid = $2"),
-        [text(id.as_str()), text(workspace.as_str())], rows::public_key;
+    by_id public_key(workspace, id: &PublicKeyId) -> Option<PublicKey> = "public_keys", PUBLIC_KEY, rows::public_key;
     list list_public_keys(workspace) -> Page<PublicKey> = "public_keys", PUBLIC_KEY, rows::public_key;
 }
 

@@ -61,12 +61,8 @@ pub async fn other_live_admin_tokens<C: Sql + ?Sized>(
 
 pub async fn insert_service_token<C: Sql + ?Sized>(sql: &mut C, token: &ServiceTokenRecord) -> StoreResult<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("service_tokens", SERVICE_TOKEN));
-    let values = [
-        text(token.id.as_str()),
-        text(token.organisation_id.as_str()),
-        text(token.name.as_str()),
-        Value::Bytes(&token.digest.as_bytes()[..]),
-    ];
+    let texts = texts([token.id.as_str(), token.organisation_id.as_str(), token.name.as_str()]);
+    let digest = [Value::Bytes(&token.digest.as_bytes()[..])];
     let times = [time(token.created_at), Value::Time(token.revoked_at)];
     let limits = [
         text(&token.masked_token),
@@ -75,8 +71,9 @@ pub async fn insert_service_token<C: Sql + ?Sized>(sql: &mut C, token: &ServiceT
         Value::Time(token.expires_at),
     ];
     let used = [Value::Time(token.last_used_at)];
-    let parts: [&[Value<'_>]; 7] = [
-        &values,
+    let parts: [&[Value<'_>]; 8] = [
+        &texts,
+        &digest,
         &actor(Some(&token.actor)),
         &times,
         &limits,

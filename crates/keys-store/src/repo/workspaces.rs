@@ -33,14 +33,9 @@ pub async fn list_workspaces<C: Sql + ?Sized>(
 
 pub async fn insert_workspace<C: Sql + ?Sized>(sql: &mut C, workspace: &Workspace) -> StoreResult<()> {
     static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("workspaces", WORKSPACE));
-    let values = [
-        text(workspace.uid.as_str()),
-        text(workspace.organisation_id.as_str()),
-        text(workspace.slug.as_str()),
-        text(workspace.name.as_str()),
-        description(workspace.description.as_ref()),
-        text(workspace.mode.as_str()),
-        time(workspace.created_at),
-    ];
-    insert(sql, statement(&SQL, &[&values, &actor(workspace.created_by.as_ref())]), workspace.slug.as_str()).await
+    let (uid, organisation, slug) =
+        (workspace.uid.as_str(), workspace.organisation_id.as_str(), workspace.slug.as_str());
+    let texts = texts([uid, organisation, slug, workspace.name.as_str()]);
+    let rest = [description(workspace.description.as_ref()), text(workspace.mode.as_str()), time(workspace.created_at)];
+    insert(sql, statement(&SQL, &[&texts, &rest, &actor(workspace.created_by.as_ref())]), slug).await
 }
