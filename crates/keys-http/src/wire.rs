@@ -7,8 +7,9 @@
 //!
 //! Request bodies deny unknown fields, so a typo is a 400 instead of a
 //! silently ignored setting. Responses that carry secret material (the API
-//! key at creation, private keys at creation and roll) implement `Debug` by
-//! hand without it.
+//! key and the service token at creation, private keys at creation and roll)
+//! hold it as a [`Secret`], whose `Debug` hides it, so they derive `Debug`
+//! and are zeroized on drop.
 
 use std::fmt;
 

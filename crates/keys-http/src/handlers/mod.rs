@@ -175,3 +175,20 @@ pub(crate) fn jwks_response(
     headers.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     Ok(response)
 }
+
+#[cfg(test)]
+mod tests {
+    /// Compiles only while `T` is zeroized on drop.
+    fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
+
+    /// Every answer that carries a secret (an API key, a service token, a
+    /// private key) holds it as a [`crate::wire::Secret`], so it is zeroized
+    /// on drop; adding one here keeps it so.
+    #[test]
+    fn the_answers_that_carry_secrets_are_zeroized_on_drop() {
+        zeroized_on_drop::<super::api_keys::ApiKeyDto>();
+        zeroized_on_drop::<super::service_tokens::ServiceTokenDto>();
+        zeroized_on_drop::<super::signing_keys::SigningKeyDto>();
+        zeroized_on_drop::<super::organisation_keys::OrganisationKeyDto>();
+    }
+}

@@ -3,8 +3,6 @@
 //! these routes (the table below says so); keys-core decides what a token
 //! may hand on and that the last unexpired admin token stays.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
@@ -15,11 +13,11 @@ use keys_core::{NewServiceToken, Role, ServiceTokenRecord, TokenWorkspaces, Work
 use super::{instant, required_name, HttpResult};
 use crate::error::{ApiError, Dialect};
 use crate::query::ListQuery;
-use crate::respond::{json, no_content};
+use crate::respond::{json, no_content, secret_json};
 use crate::routing::{authenticated, Authenticated, Body, Operation, Query, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::schema;
 use crate::schema::string_enum;
-use crate::wire::{actor, format_timestamp, timestamp_opt, ActorDto, ListDto};
+use crate::wire::{actor, format_timestamp, timestamp_opt, ActorDto, ListDto, Secret};
 
 /// What a create request's body asks for.
 fn new_token(body: CreateServiceToken) -> Result<NewServiceToken, ApiError> {
@@ -64,8 +62,8 @@ pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
         .await
         .map_err(|error| ApiError::from_service(error, "", "organisation"))?;
     let mut dto = ServiceTokenDto::from(&issued.record);
-    dto.token = Some(issued.token.expose().to_owned());
-    json(StatusCode::CREATED, &dto)
+    dto.token = Some(Secret::new(issued.token.expose()));
+    secret_json(StatusCode::CREATED, &dto)
 }
 
 pub(crate) async fn revoke(call: Authenticated<'_>) -> HttpResult {
@@ -119,7 +117,7 @@ pub(crate) static ROUTES: &[Route] = &[
 
 /// A service token as lists show it (docs/API.md, Service tokens); `token` only in the
 /// create response.
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[schema(as = ServiceToken)]
 pub struct ServiceTokenDto {
     #[schema(pattern = "^st_")]
@@ -146,19 +144,12 @@ pub struct ServiceTokenDto {
     pub revoked_by: Option<ActorDto>,
     /// The token: only in the create response.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(pattern = "^kst_")]
-    pub token: Option<String>,
+    #[schema(value_type = Option<String>, pattern = "^kst_")]
+    pub token: Option<Secret>,
 }
 
-impl fmt::Debug for ServiceTokenDto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceTokenDto")
-            .field("id", &self.id)
-            .field("masked_token", &self.masked_token)
-            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
-    }
-}
+/// Its secret field is a [`Secret`].
+impl zeroize::ZeroizeOnDrop for ServiceTokenDto {}
 
 impl From<&ServiceTokenRecord> for ServiceTokenDto {
     fn from(token: &ServiceTokenRecord) -> Self {

@@ -1,8 +1,6 @@
 //! Workspace signing keys (dialect 1): list, create and roll (the private
 //! key is in that one response), delete.
 
-use std::fmt;
-
 use serde::Serialize;
 use utoipa::openapi::{RefOr, Schema};
 use utoipa::ToSchema;
@@ -108,7 +106,7 @@ pub(crate) static ROUTES: &[Route] = &[
 
 // ---------------------------------------------------------------- wire types
 
-#[derive(Serialize, ToSchema)]
+#[derive(Debug, Serialize, ToSchema)]
 #[schema(as = SigningKey)]
 pub struct SigningKeyDto {
     #[schema(pattern = "^ws_signk_")]
@@ -140,17 +138,6 @@ pub struct SigningKeyDto {
 /// Its secret fields are [`Secret`]s.
 impl zeroize::ZeroizeOnDrop for SigningKeyDto {}
 
-impl fmt::Debug for SigningKeyDto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SigningKeyDto")
-            .field("id", &self.id)
-            .field("uid", &self.uid)
-            .field("status", &self.status)
-            .field("private_key_pem", &self.private_key_pem.as_ref().map(|_| "<redacted>"))
-            .finish_non_exhaustive()
-    }
-}
-
 impl From<&WorkspaceSigningKey> for SigningKeyDto {
     fn from(key: &WorkspaceSigningKey) -> Self {
         Self {
@@ -178,17 +165,4 @@ roll_body!(RollSigningKey, SigningKeyRoll, "The optional body of a signing-key r
 
 pub(crate) fn signing_key_status_schema() -> impl Into<RefOr<Schema>> {
     string_enum([SigningKeyStatus::Active.as_str(), SigningKeyStatus::Rolled.as_str()], "The key's state.")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Compiles only while the signing key answer (it carries the private key) is zeroized on drop.
-    fn zeroized_on_drop<T: zeroize::ZeroizeOnDrop>() {}
-
-    #[test]
-    fn the_signing_key_answer_is_zeroized_on_drop() {
-        zeroized_on_drop::<SigningKeyDto>();
-    }
 }
