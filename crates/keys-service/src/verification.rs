@@ -232,6 +232,30 @@ impl Service {
     }
 
     /// Verifies a server-side API key for the caller at the clock's `now`.
+    /// The outer `Result` is the store's; the inner one the verdict, with
+    /// the reason of a refusal (docs/API.md, Verification).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// # let database = keys_testkit::TestDb::sqlite();
+    /// use keys_core::{Name, Role, TokenWorkspaces};
+    /// use keys_service::api_keys::NewApiKey;
+    /// use keys_service::{Caller, Service, ServiceConfig};
+    ///
+    /// let service = Service::new(keys_store::open(database.url()).await.unwrap(), ServiceConfig::default());
+    /// let organisation = service.bootstrap_if_empty().await.unwrap().unwrap().organisation;
+    /// let name = |text| Name::parse(text).unwrap();
+    /// let admin = Caller::embedded(organisation.id.clone(), Role::Admin, TokenWorkspaces::all(), name("ops")).unwrap();
+    /// let staging = service.in_workspace(&admin, "staging").await.unwrap();
+    /// let issued = staging.create_api_key(NewApiKey::named(name("backend"))).await.unwrap();
+    ///
+    /// let verifier = Caller::embedded(organisation.id, Role::Verify, TokenWorkspaces::all(), name("api")).unwrap();
+    /// let verified = service.verify_api_key(&verifier, issued.secret.expose()).await.unwrap().unwrap();
+    /// assert_eq!(verified.workspace().slug.as_str(), "staging");
+    /// let refused = service.verify_api_key(&verifier, "SS.not-a-key").await.unwrap().unwrap_err();
+    /// assert!(!refused.reason().is_empty());
+    /// # });
+    /// ```
     pub async fn verify_api_key(&self, caller: &Caller, presented: &str) -> Verdict<VerifiedApiKey> {
         self.verify_api_key_with_scopes::<&str>(caller, presented, &[]).await
     }

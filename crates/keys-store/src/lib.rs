@@ -88,7 +88,21 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
 /// Like [`open`], behind a [`CachedStore`] for long-running servers, and
 /// holding every create to `quotas` ([`SqlStore::with_quotas`]): on
 /// PostgreSQL it also follows the changes other processes announce
-/// ([`CachedStore::following`]).
+/// ([`CachedStore::following`]). This is the store an embedder opens on
+/// the database of a running `keysd serve`: changes made through keysd
+/// reach its lookups within a second.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// # let database = keys_testkit::TestDb::sqlite();
+/// use keys_core::Quotas;
+/// use keys_store::{CacheConfig, Management};
+///
+/// let store = keys_store::open_cached(database.url(), CacheConfig::default(), Quotas::default()).await.unwrap();
+/// store.ping().await.unwrap();
+/// assert!(keys_store::open_cached("mysql://nope", CacheConfig::default(), Quotas::default()).await.is_err());
+/// # });
+/// ```
 pub async fn open_cached(url: &str, config: CacheConfig, quotas: Quotas) -> StoreResult<Arc<dyn Store>> {
     if is_postgres(url) {
         Ok(Arc::new(CachedStore::following(PgStore::connect(url).await?.with_quotas(quotas), config).await?))
