@@ -614,7 +614,13 @@ async function route() {
 function start() {
   $('sign-in-form').addEventListener('submit', signIn);
   $('sign-out').addEventListener('click', signOut);
-  $('secret-close').addEventListener('click', () => $('secret-dialog').close());
+  // The secret leaves the page as the dialog closes, not a task later:
+  // `close` is dispatched after the dialog is already hidden.
+  $('secret-close').addEventListener('click', () => {
+    forgetSecret();
+    $('secret-dialog').close();
+  });
+  $('secret-dialog').addEventListener('cancel', forgetSecret);
   $('secret-dialog').addEventListener('close', forgetSecret);
   $('secret-copy').addEventListener('click', async () => {
     try {
