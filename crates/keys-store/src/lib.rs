@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use keys_core::Quotas;
 
+mod backup;
 mod cache;
 mod change;
 mod commands;
@@ -43,11 +44,13 @@ mod postgres;
 mod quota;
 mod repo;
 mod rows;
+mod schema;
 mod sqlite;
 mod store;
 #[cfg(test)]
 mod tests;
 
+pub use backup::{backup, Backup, BackupError};
 pub use cache::{CacheConfig, CachedStore};
 pub use change::{Change, CHANGES_CHANNEL};
 pub use commands::{
@@ -60,6 +63,7 @@ pub use error::{Conflict, StoreError, StoreResult};
 pub use mutations::{Attributed, Attribution, Mutations, Run};
 pub use pipeline::{Backend, SqlStore};
 pub use postgres::PgStore;
+pub use schema::{Migrations, SchemaError, SchemaStatus, SchemaSupport};
 pub use repo::{AuditFilter, AuditOrder, AuditPosition, AuditQuery};
 pub use sqlite::SqliteStore;
 pub use store::{Listing, Lookups, Management};
@@ -104,13 +108,43 @@ pub async fn open(url: &str) -> StoreResult<Arc<dyn Store>> {
 /// # });
 /// ```
 pub async fn open_cached(url: &str, config: CacheConfig, quotas: Quotas) -> StoreResult<Arc<dyn Store>> {
+    open_cached_with(url, config, quotas, Migrations::Apply).await
+}
+
+/// Like [`open_cached`], applying the pending migrations or refusing to
+/// open while one is pending, as `migrations` says (`serve --migrate`).
+pub async fn open_cached_with(
+    url: &str,
+    config: CacheConfig,
+    quotas: Quotas,
+    migrations: Migrations,
+) -> StoreResult<Arc<dyn Store>> {
     if is_postgres(url) {
-        Ok(Arc::new(CachedStore::following(PgStore::connect(url).await?.with_quotas(quotas), config).await?))
+        let store = PgStore::connect_with_migrations(url, migrations).await?;
+        Ok(Arc::new(CachedStore::following(store.with_quotas(quotas), config).await?))
     } else if is_sqlite(url) {
-        Ok(Arc::new(CachedStore::new(SqliteStore::open(url).await?.with_quotas(quotas), config)))
+        Ok(Arc::new(CachedStore::new(SqliteStore::open_with(url, migrations).await?.with_quotas(quotas), config)))
     } else {
         Err(StoreError::UnsupportedUrl)
     }
+}
+
+/// Applies the pending migrations of the database `url` names and reports
+/// its schema (`keysd migrate`); refuses, as every open does, a schema that
+/// needs a newer binary.
+pub async fn migrate(url: &str) -> StoreResult<SchemaStatus> {
+    if is_postgres(url) {
+        Ok(PgStore::connect(url).await?.schema())
+    } else if is_sqlite(url) {
+        Ok(SqliteStore::open(url).await?.schema())
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}
+
+/// The schema this binary writes and serves.
+pub fn schema_support() -> SchemaSupport {
+    SchemaSupport { version: schema::versions(sqlite::migrator()).into_iter().max().unwrap_or(0) }
 }
 
 fn is_postgres(url: &str) -> bool {
