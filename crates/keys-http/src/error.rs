@@ -101,6 +101,7 @@ impl ApiError {
             StoreError::Conflict(conflict) => Self::Validation(vec![conflict.to_string()]),
             StoreError::Database { .. }
             | StoreError::Migration { .. }
+            | StoreError::Schema(_)
             | StoreError::Inconsistent(_)
             | StoreError::UnsupportedUrl => Self::internal("store", &error),
         }

@@ -50,6 +50,10 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    /// This binary will not serve the database's schema: a newer release
+    /// contracted it, or migrations are pending and were not to be applied.
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
     /// The database holds something this crate would never have written, or
     /// a statement touched other rows than the transaction locked: a fault,
     /// not a client error.

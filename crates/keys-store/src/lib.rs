@@ -33,7 +33,6 @@ use std::sync::Arc;
 
 use keys_core::Quotas;
 
-mod backup;
 mod cache;
 mod change;
 mod commands;
@@ -50,7 +49,6 @@ mod store;
 #[cfg(test)]
 mod tests;
 
-pub use backup::{backup, Backup, BackupError};
 pub use cache::{CacheConfig, CachedStore};
 pub use change::{Change, CHANGES_CHANNEL};
 pub use commands::{
@@ -63,8 +61,8 @@ pub use error::{Conflict, StoreError, StoreResult};
 pub use mutations::{Attributed, Attribution, Mutations, Run};
 pub use pipeline::{Backend, SqlStore};
 pub use postgres::PgStore;
-pub use schema::{Migrations, SchemaError, SchemaStatus, SchemaSupport};
 pub use repo::{AuditFilter, AuditOrder, AuditPosition, AuditQuery};
+pub use schema::{Migrations, SchemaError, SchemaStatus, SchemaSupport};
 pub use sqlite::SqliteStore;
 pub use store::{Listing, Lookups, Management};
 

@@ -75,9 +75,17 @@ pub struct SqlStore<DB: Backend> {
     pub(crate) pool: sqlx::Pool<DB>,
     /// The caps every create is held to ([`SqlStore::with_quotas`]).
     pub(crate) quotas: Quotas,
+    /// What opening found of the schema, and what it applied.
+    pub(crate) schema: crate::schema::SchemaStatus,
 }
 
 impl<DB: Backend> SqlStore<DB> {
+    /// The database's schema as opening found it (after applying what was
+    /// pending).
+    pub fn schema(&self) -> crate::schema::SchemaStatus {
+        self.schema
+    }
+
     /// The connection pool, for callers that need the database itself
     /// (tests, operational tooling).
     pub fn pool(&self) -> &sqlx::Pool<DB> {
@@ -108,7 +116,7 @@ impl<DB: Backend> SqlStore<DB> {
 
 impl<DB: Backend> Clone for SqlStore<DB> {
     fn clone(&self) -> Self {
-        Self { pool: self.pool.clone(), quotas: self.quotas }
+        Self { pool: self.pool.clone(), quotas: self.quotas, schema: self.schema }
     }
 }
 
@@ -118,6 +126,7 @@ impl<DB: Backend> fmt::Debug for SqlStore<DB> {
             .field("backend", &DB::NAME)
             .field("pool", &self.pool)
             .field("quotas", &self.quotas)
+            .field("schema", &self.schema)
             .finish()
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keys_core::ApiKey;
-use sqlx::migrate::MigrateError;
+use sqlx::migrate::{Migrate, MigrateError};
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::query::Query;
 use sqlx::{Connection, PgConnection, Postgres, Row, Transaction};
@@ -26,6 +26,7 @@ use crate::mutations::Attribution;
 use crate::pipeline::{Backend, SqlStore};
 use crate::repo::{self, Constraint, Sql, Statement, Value};
 use crate::rows::{corrupt, RowExt};
+use crate::schema::{self, Migrations, SchemaStatus};
 
 /// The store on PostgreSQL.
 pub type PgStore = SqlStore<Postgres>;
@@ -38,6 +39,12 @@ const BOOTSTRAP_LOCK: i64 = 0x6b65_7973_642d_6273;
 impl SqlStore<Postgres> {
     /// Connects to `url` (`postgres://…`) and applies the migrations.
     pub async fn connect(url: &str) -> StoreResult<Self> {
+        Self::connect_with_migrations(url, Migrations::Apply).await
+    }
+
+    /// Like [`connect`](Self::connect), applying the pending migrations or
+    /// refusing to open while one is pending, as `migrations` says.
+    pub async fn connect_with_migrations(url: &str, migrations: Migrations) -> StoreResult<Self> {
         let options =
             PgConnectOptions::from_str(url).map_err(|source| StoreError::database("invalid PostgreSQL url", source))?;
         let target = format!(
@@ -58,22 +65,63 @@ impl SqlStore<Postgres> {
             .connect_with(options)
             .await
             .map_err(unreachable)?;
-        Self::from_pool(pool).await
+        Self::from_pool_with(pool, migrations).await
     }
 
     /// Wraps an existing pool and applies the migrations.
     pub async fn from_pool(pool: sqlx::PgPool) -> StoreResult<Self> {
-        migrate(&pool).await.map_err(|source| StoreError::Migration { backend: "PostgreSQL", source })?;
-        Ok(Self { pool, quotas: keys_core::Quotas::default() })
+        Self::from_pool_with(pool, Migrations::Apply).await
+    }
+
+    async fn from_pool_with(pool: sqlx::PgPool, migrations: Migrations) -> StoreResult<Self> {
+        let status = migrate(&pool, migrations).await?;
+        schema::report("PostgreSQL", status);
+        Ok(Self { pool, quotas: keys_core::Quotas::default(), schema: status })
     }
 }
 
-/// Applies the migrations (sqlx serializes concurrent migrators with an
-/// advisory lock). Boxed as `Send` here, where every lifetime is concrete:
-/// left to inference, sqlx's higher-ranked `Acquire` bounds make the
-/// compiler unable to prove `open`'s future `Send`, and callers spawn it.
-fn migrate(pool: &sqlx::PgPool) -> Pin<Box<dyn Future<Output = Result<(), MigrateError>> + Send + '_>> {
-    Box::pin(MIGRATOR.run(pool))
+/// This backend's migrations, as this binary knows them.
+#[cfg(test)]
+pub(crate) fn migrator() -> &'static sqlx::migrate::Migrator {
+    &MIGRATOR
+}
+
+/// Checks the schema against this binary ([`schema::judge`]) and applies
+/// the pending migrations, under sqlx's advisory lock, which serializes the
+/// migrators of every process on the database: the check sees the schema
+/// the migrations then change. Boxed as `Send` here, where every lifetime
+/// is concrete: left to inference, sqlx's higher-ranked `Acquire` bounds
+/// make the compiler unable to prove `open`'s future `Send`, and callers
+/// spawn it.
+fn migrate(
+    pool: &sqlx::PgPool,
+    migrations: Migrations,
+) -> Pin<Box<dyn Future<Output = StoreResult<SchemaStatus>> + Send + '_>> {
+    Box::pin(async move {
+        let mut connection = pool.acquire().await.map_err(|source| migration_failed(source.into()))?;
+        connection.lock().await.map_err(migration_failed)?;
+        let outcome = check_and_apply(&mut connection, migrations).await;
+        let unlocked = connection.unlock().await.map_err(migration_failed);
+        let status = outcome?;
+        unlocked?;
+        Ok(status)
+    })
+}
+
+async fn check_and_apply(connection: &mut PgConnection, migrations: Migrations) -> StoreResult<SchemaStatus> {
+    let failed = |source| StoreError::database("PostgreSQL migrations", source);
+    connection.ensure_migrations_table().await.map_err(migration_failed)?;
+    let applied = schema::applied(&sqlx::query(schema::APPLIED).fetch_all(&mut *connection).await.map_err(failed)?)
+        .map_err(failed)?;
+    let status = schema::judge(&schema::versions(&MIGRATOR), &applied, migrations)?;
+    if status.pending > 0 {
+        schema::tolerant(&MIGRATOR).run_direct(connection).await.map_err(migration_failed)?;
+    }
+    Ok(status)
+}
+
+fn migration_failed(source: MigrateError) -> StoreError {
+    StoreError::Migration { backend: "PostgreSQL", source }
 }
 
 /// A connection of its own that `LISTEN`s on [`CHANGES_CHANNEL`]: the

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keys_core::{DomainPattern, KeyScope, WorkspaceSlug};
+use sqlx::migrate::Migrate;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -27,6 +28,7 @@ use crate::error::{database, StoreError, StoreResult};
 use crate::pipeline::{Backend, SqlStore};
 use crate::repo::{Constraint, Sql, Statement, Value};
 use crate::rows::{corrupt, RowExt};
+use crate::schema::{self, Migrations, SchemaStatus};
 
 /// The store on an SQLite file (or in memory).
 pub type SqliteStore = SqlStore<Sqlite>;
@@ -87,6 +89,12 @@ impl SqlStore<Sqlite> {
     /// `sqlite://path`, `sqlite:path` or `sqlite::memory:`; applies the
     /// migrations.
     pub async fn open(url: &str) -> StoreResult<Self> {
+        Self::open_with(url, Migrations::Apply).await
+    }
+
+    /// Like [`open`](Self::open), applying the pending migrations or
+    /// refusing to open while one is pending, as `migrations` says.
+    pub async fn open_with(url: &str, migrations: Migrations) -> StoreResult<Self> {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|source| StoreError::database("invalid SQLite url", source))?
@@ -123,18 +131,29 @@ impl SqlStore<Sqlite> {
             }
         }
         .map_err(|source| StoreError::database(format!("could not open SQLite database {target}"), source))?;
-        Self::from_pool(pool).await
+        Self::from_pool_with(pool, migrations).await
     }
 
     /// Wraps an existing pool and applies the migrations. The pool's
     /// connections should have foreign keys on (sqlx's default).
     pub async fn from_pool(pool: sqlx::SqlitePool) -> StoreResult<Self> {
-        migrate(&pool).await.map_err(|source| StoreError::database("SQLite migrations", source))?;
-        Ok(Self { pool, quotas: keys_core::Quotas::default() })
+        Self::from_pool_with(pool, Migrations::Apply).await
+    }
+
+    async fn from_pool_with(pool: sqlx::SqlitePool, migrations: Migrations) -> StoreResult<Self> {
+        let status = migrate(&pool, migrations).await?;
+        schema::report("SQLite", status);
+        Ok(Self { pool, quotas: keys_core::Quotas::default(), schema: status })
     }
 }
 
-/// Applies the migrations inside one `BEGIN IMMEDIATE` transaction. sqlx
+/// This backend's migrations, as this binary knows them.
+pub(crate) fn migrator() -> &'static sqlx::migrate::Migrator {
+    &MIGRATOR
+}
+
+/// Checks the schema against this binary ([`schema::judge`]) and applies
+/// the pending migrations, inside one `BEGIN IMMEDIATE` transaction. sqlx
 /// takes no lock while migrating SQLite, so two processes opening a new file
 /// at once would both try to create the tables; holding the write lock makes
 /// the second wait, then find the migrations applied. (The migrator's own
@@ -143,12 +162,28 @@ impl SqlStore<Sqlite> {
 /// Boxed as `Send` here, where every lifetime is concrete: left to
 /// inference, sqlx's higher-ranked `Acquire` bounds make the compiler unable
 /// to prove `open`'s future `Send`, and callers spawn it.
-fn migrate(pool: &sqlx::SqlitePool) -> Pin<Box<dyn Future<Output = Result<(), sqlx::Error>> + Send + '_>> {
+fn migrate(
+    pool: &sqlx::SqlitePool,
+    migrations: Migrations,
+) -> Pin<Box<dyn Future<Output = StoreResult<SchemaStatus>> + Send + '_>> {
     Box::pin(async move {
-        let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await?;
-        MIGRATOR.run_direct(&mut *transaction).await?;
-        transaction.commit().await
+        let failed = |source| StoreError::database("SQLite migrations", source);
+        let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
+        transaction.ensure_migrations_table().await.map_err(migration_failed)?;
+        let applied =
+            schema::applied(&sqlx::query(schema::APPLIED).fetch_all(&mut *transaction).await.map_err(failed)?)
+                .map_err(failed)?;
+        let status = schema::judge(&schema::versions(&MIGRATOR), &applied, migrations)?;
+        if status.pending > 0 {
+            schema::tolerant(&MIGRATOR).run_direct(&mut *transaction).await.map_err(migration_failed)?;
+        }
+        transaction.commit().await.map_err(failed)?;
+        Ok(status)
     })
+}
+
+fn migration_failed(source: sqlx::migrate::MigrateError) -> StoreError {
+    StoreError::Migration { backend: "SQLite", source }
 }
 
 /// Microseconds since the Unix epoch: what the INTEGER columns hold.

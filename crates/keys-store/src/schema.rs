@@ -1,0 +1,342 @@
+//! Which schemas this binary may serve, and whether it applies its
+//! migrations: the upgrade policy of docs/OPERATIONS.md ("Upgrading and
+//! rolling back"), decided before any migration runs.
+//!
+//! Every release changes the schema in two steps: it only *expands* (new
+//! tables, nullable or defaulted columns, new indexes), so that the
+//! previous release's binary keeps serving, and restarting, on it; the
+//! release after it may *contract* what is no longer read. A contract
+//! migration names the oldest schema whose binaries can still serve the
+//! database after it, in its file name: `0012_drop_old_column_needs_0011.sql`
+//! (sqlx's description, `drop old column needs 0011`, ends in
+//! `needs <version>`). A migration without that suffix needs nothing: any
+//! binary that served the schema before it serves the schema after it.
+//!
+//! So a binary, finding migrations it does not know (written by a newer
+//! release), starts unless one of them needs a schema newer than its own;
+//! then it refuses with both versions named ([`SchemaError::TooNew`]). sqlx
+//! by itself refuses any unknown migration; the migrators here are told to
+//! ignore them, after this check.
+
+use std::fmt;
+
+/// Whether opening a store applies the pending migrations (`serve --migrate
+/// auto`, and every command by default) or refuses to start while any is
+/// pending (`--migrate never`, for fleets that migrate with `keysd migrate`
+/// as a step of their own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Migrations {
+    /// Apply what is pending.
+    #[default]
+    Apply,
+    /// Apply nothing; refuse a database that lacks one of this binary's
+    /// migrations.
+    Require,
+}
+
+/// One row of sqlx's `_sqlx_migrations` table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Applied {
+    pub version: i64,
+    pub description: String,
+    pub success: bool,
+}
+
+/// The schema of a database as the check found it (and left it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaStatus {
+    /// The newest migration applied to the database (0: none).
+    pub database: i64,
+    /// The newest migration this binary knows: the schema it writes.
+    pub binary: i64,
+    /// How many of this binary's migrations were pending before opening.
+    pub pending: usize,
+}
+
+/// Why a binary will not serve a database's schema.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SchemaError {
+    /// A newer release contracted the schema beyond what this binary reads.
+    #[error(
+        "the database's schema is version {database}, whose migration {migration} ('{description}') needs a \
+         binary that serves schema {needs} or later; this keysd serves schema {binary}: upgrade keysd"
+    )]
+    TooNew { database: i64, binary: i64, migration: i64, description: String, needs: i64 },
+    /// Migrations of this binary are pending and it was told not to apply
+    /// them.
+    #[error(
+        "the database's schema is version {database} and this keysd serves schema {binary}: apply the \
+         migrations first (`keysd migrate`, or serve with --migrate auto)"
+    )]
+    Behind { database: i64, binary: i64 },
+    /// A migration failed half-way and left its row marked unfinished.
+    #[error("the database's migration {0} failed part-way; repair it by hand before starting keysd")]
+    Dirty(i64),
+}
+
+/// The schema a database needs a binary to serve: `needs <version>` at the
+/// end of a migration's description, else none.
+pub(crate) fn needs(description: &str) -> Option<i64> {
+    let (_, version) = description.rsplit_once("needs ")?;
+    version.trim().parse().ok()
+}
+
+/// The decision, before anything runs: whether a binary knowing `known`
+/// (its migrations' versions) may serve a database holding `applied`, and
+/// how many of its own migrations are pending.
+pub(crate) fn judge(known: &[i64], applied: &[Applied], mode: Migrations) -> Result<SchemaStatus, SchemaError> {
+    let binary = known.iter().copied().max().unwrap_or(0);
+    if let Some(dirty) = applied.iter().find(|row| !row.success) {
+        return Err(SchemaError::Dirty(dirty.version));
+    }
+    let database = applied.iter().map(|row| row.version).max().unwrap_or(0);
+    let newer = applied.iter().filter(|row| !known.contains(&row.version));
+    if let Some((row, needed)) =
+        newer.filter_map(|row| needs(&row.description).map(|needed| (row, needed))).max_by_key(|(_, needed)| *needed)
+    {
+        if needed > binary {
+            return Err(SchemaError::TooNew {
+                database,
+                binary,
+                migration: row.version,
+                description: row.description.clone(),
+                needs: needed,
+            });
+        }
+    }
+    let pending = known.iter().filter(|version| !applied.iter().any(|row| row.version == **version)).count();
+    if pending > 0 && mode == Migrations::Require {
+        return Err(SchemaError::Behind { database, binary });
+    }
+    Ok(SchemaStatus { database, binary, pending })
+}
+
+/// What sqlx recorded of the migrations applied to a database.
+pub(crate) const APPLIED: &str = "SELECT version, description, success FROM _sqlx_migrations";
+
+/// The rows of [`APPLIED`].
+pub(crate) fn applied<R: sqlx::Row>(rows: &[R]) -> Result<Vec<Applied>, sqlx::Error>
+where
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> bool: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> &'r str: sqlx::ColumnIndex<R>,
+{
+    rows.iter()
+        .map(|row| {
+            Ok(Applied {
+                version: row.try_get("version")?,
+                description: row.try_get("description")?,
+                success: row.try_get("success")?,
+            })
+        })
+        .collect()
+}
+
+/// Logs what opening found and did.
+pub(crate) fn report(backend: &str, status: SchemaStatus) {
+    if status.pending > 0 {
+        tracing::info!(backend, from = status.database, to = status.binary, "applied {} migration(s)", status.pending);
+    } else if status.database > status.binary {
+        tracing::info!(
+            backend,
+            database = status.database,
+            binary = status.binary,
+            "the schema is newer than this binary's and needs nothing newer: serving it"
+        );
+    }
+}
+
+/// The versions of a migrator's migrations (up-migrations only).
+pub(crate) fn versions(migrator: &sqlx::migrate::Migrator) -> Vec<i64> {
+    migrator.iter().filter(|migration| !migration.migration_type.is_down_migration()).map(|m| m.version).collect()
+}
+
+/// The migrator of `migrations` that tolerates migrations it does not know
+/// (checked by [`judge`] first) and takes no lock of its own (the caller
+/// holds one).
+pub(crate) fn tolerant(migrations: &'static sqlx::migrate::Migrator) -> sqlx::migrate::Migrator {
+    sqlx::migrate::Migrator {
+        migrations: migrations.migrations.clone(),
+        ignore_missing: true,
+        locking: false,
+        no_tx: migrations.no_tx,
+    }
+}
+
+/// What `keysd --version` says of the schema: the version this binary
+/// writes, and which schemas it serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SchemaSupport {
+    /// The newest migration of this binary (the same number on both
+    /// backends).
+    pub version: i64,
+}
+
+impl fmt::Display for SchemaSupport {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "schema {version}; serves schema {version} and the later ones until a migration needs schema {next} or newer",
+            version = self.version,
+            next = self.version + 1
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(version: i64, description: &str) -> Applied {
+        Applied { version, description: description.to_owned(), success: true }
+    }
+
+    const KNOWN: [i64; 3] = [1, 2, 3];
+
+    #[test]
+    fn a_fresh_or_current_database_is_served() {
+        assert_eq!(judge(&KNOWN, &[], Migrations::Apply), Ok(SchemaStatus { database: 0, binary: 3, pending: 3 }));
+        let current = [row(1, "initial"), row(2, "b"), row(3, "c")];
+        assert_eq!(
+            judge(&KNOWN, &current, Migrations::Require),
+            Ok(SchemaStatus { database: 3, binary: 3, pending: 0 })
+        );
+    }
+
+    #[test]
+    fn expansions_of_a_newer_release_are_served() {
+        let next = [row(1, "initial"), row(2, "b"), row(3, "c"), row(4, "add usage table"), row(5, "drop x needs 3")];
+        assert_eq!(judge(&KNOWN, &next, Migrations::Require), Ok(SchemaStatus { database: 5, binary: 3, pending: 0 }));
+    }
+
+    #[test]
+    fn a_contraction_beyond_this_binary_is_refused_naming_both_versions() {
+        let later = [row(1, "initial"), row(2, "b"), row(3, "c"), row(4, "add y"), row(6, "drop b column needs 4")];
+        let refusal = judge(&KNOWN, &later, Migrations::Apply).expect_err("refused");
+        assert_eq!(
+            refusal,
+            SchemaError::TooNew {
+                database: 6,
+                binary: 3,
+                migration: 6,
+                description: "drop b column needs 4".to_owned(),
+                needs: 4
+            }
+        );
+        let message = refusal.to_string();
+        assert!(message.contains("schema is version 6") && message.contains("serves schema 3"), "{message}");
+    }
+
+    #[test]
+    fn pending_migrations_are_refused_only_when_asked() {
+        let behind = [row(1, "initial"), row(2, "b")];
+        assert_eq!(judge(&KNOWN, &behind, Migrations::Apply).map(|status| status.pending), Ok(1));
+        assert_eq!(judge(&KNOWN, &behind, Migrations::Require), Err(SchemaError::Behind { database: 2, binary: 3 }));
+    }
+
+    #[test]
+    fn a_failed_migration_is_refused() {
+        let dirty = [row(1, "initial"), Applied { version: 2, description: "b".to_owned(), success: false }];
+        assert_eq!(judge(&KNOWN, &dirty, Migrations::Apply), Err(SchemaError::Dirty(2)));
+    }
+
+    #[test]
+    fn needs_reads_the_suffix_only() {
+        assert_eq!(needs("drop old column needs 0011"), Some(11));
+        assert_eq!(needs("needs 7"), Some(7));
+        assert_eq!(needs("api key counts"), None);
+        assert_eq!(needs("needs review"), None);
+    }
+
+    #[test]
+    fn this_binarys_migrations_need_nothing_newer_than_themselves() {
+        for migrator in [crate::sqlite::migrator(), crate::postgres::migrator()] {
+            let known = versions(migrator);
+            for migration in migrator.iter() {
+                if let Some(needed) = needs(&migration.description) {
+                    assert!(needed < migration.version, "migration {} needs {needed}", migration.version);
+                    assert!(known.contains(&needed), "migration {} needs unknown {needed}", migration.version);
+                }
+            }
+        }
+    }
+
+    /// A newer release's migration, written into sqlx's table as sqlx
+    /// would (`checksum` is the backend's literal of some bytes).
+    fn later_migration(version: i64, description: &str, checksum: &str) -> String {
+        format!(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+             VALUES ({version}, '{description}', TRUE, {checksum}, 1)"
+        )
+    }
+
+    /// The life of one database through releases this binary does not know:
+    /// refused under `Require` while fresh, migrated, then served as the
+    /// next releases expand it and contract what this binary no longer
+    /// needs, until a contraction needs a schema newer than its own.
+    async fn later_releases_journey(
+        checksum: &str,
+        execute: impl AsyncFn(String),
+        open: impl AsyncFn(Migrations) -> crate::StoreResult<SchemaStatus>,
+    ) {
+        let binary = crate::schema_support().version;
+        let Err(crate::StoreError::Schema(behind)) = open(Migrations::Require).await else { panic!("fresh: refused") };
+        assert_eq!(behind, SchemaError::Behind { database: 0, binary });
+        let migrated = open(Migrations::Apply).await.expect("migrates");
+        assert_eq!(migrated, SchemaStatus { database: 0, binary, pending: usize::try_from(binary).expect("small") });
+        execute("CREATE TABLE next_release_usage (key_id TEXT NOT NULL, count BIGINT NOT NULL DEFAULT 0)".to_owned())
+            .await;
+        execute(later_migration(binary + 1, "usage counts", checksum)).await;
+        execute(later_migration(binary + 2, "drop old column needs 0007", checksum)).await;
+        let served = open(Migrations::Require).await.expect("the next release's schema is served");
+        assert_eq!(served, SchemaStatus { database: binary + 2, binary, pending: 0 });
+        execute(later_migration(binary + 3, &format!("drop newer column needs {}", binary + 1), checksum)).await;
+        let Err(crate::StoreError::Schema(too_new)) = open(Migrations::Apply).await else { panic!("refused") };
+        assert_eq!(
+            too_new,
+            SchemaError::TooNew {
+                database: binary + 3,
+                binary,
+                migration: binary + 3,
+                description: format!("drop newer column needs {}", binary + 1),
+                needs: binary + 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn sqlite_serves_later_schemas_until_one_needs_a_newer_binary() {
+        let db = keys_testkit::TestDb::sqlite();
+        let url = db.url().to_owned();
+        let execute = async |sql: String| {
+            let store = crate::SqliteStore::open(&url).await.expect("opens");
+            sqlx::query(&sql).execute(store.pool()).await.expect("executes");
+            store.close().await;
+        };
+        let open = async |migrations| {
+            let store = crate::SqliteStore::open_with(&url, migrations).await?;
+            store.close().await;
+            Ok(store.schema())
+        };
+        later_releases_journey("X'00'", execute, open).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_serves_later_schemas_until_one_needs_a_newer_binary() {
+        let db = keys_testkit::TestDb::postgres().await;
+        let url = db.url().to_owned();
+        let pool = sqlx::PgPool::connect(&url).await.expect("connects");
+        let execute = async |sql: String| {
+            sqlx::query(&sql).execute(&pool).await.expect("executes");
+        };
+        let open = async |migrations| {
+            let store = crate::PgStore::connect_with_migrations(&url, migrations).await?;
+            store.close().await;
+            Ok(store.schema())
+        };
+        later_releases_journey("'\\x00'::bytea", execute, open).await;
+        pool.close().await;
+        db.cleanup().await;
+    }
+}
