@@ -33,6 +33,7 @@ use std::sync::Arc;
 
 use keys_core::Quotas;
 
+mod backup;
 mod cache;
 mod change;
 mod commands;
@@ -49,6 +50,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 
+pub use backup::{backup, Backup, BackupError};
 pub use cache::{CacheConfig, CachedStore};
 pub use change::{Change, CHANGES_CHANNEL};
 pub use commands::{
