@@ -12,7 +12,7 @@
 //! `audit export` writes NDJSON (one event a line, as `GET
 //! /v1/audit_event/` renders it, oldest first), reading the trail in
 //! batches so memory stays flat whatever its size; `audit prune` prints how
-//! many events it deleted.
+//! many events it deleted; `backup` prints the copy's path and size.
 //!
 //! One module per command group: [`serve`] (its flags, the `--max-…` caps
 //! among them, with [`process`], what `serve` asks of the OS), [`org`],
@@ -24,6 +24,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod audit;
+mod backup;
 mod database;
 mod org;
 mod process;
@@ -62,6 +63,8 @@ pub enum Command {
     /// Export or prune the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Write a consistent copy of the SQLite database, while `serve` runs.
+    Backup(backup::BackupArgs),
 }
 
 /// Runs the command line; the exit code is non-zero on any error.
@@ -108,5 +111,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Workspace(command) => workspace::run(url, command).await,
         Command::Token(command) => token::run(url, command).await,
         Command::Audit(command) => audit::run(url, command).await,
+        Command::Backup(args) => backup::run(url, args).await,
     }
 }
