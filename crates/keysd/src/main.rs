@@ -17,7 +17,10 @@
 //! One module per command group: [`serve`] (its flags, the `--max-…` caps
 //! among them, with [`process`], what `serve` asks of the OS), [`org`],
 //! [`workspace`], [`token`], [`audit`], [`sign`]; [`database`] opens the
-//! store and turns service errors into one-line messages.
+//! store and turns service errors into one-line messages; [`config`] reads
+//! `--config FILE` into the flags' defaults before clap parses; [`output`]
+//! writes the logs, `serve`'s announced lines and the final error in the
+//! `--log-format` chosen.
 
 use std::process::ExitCode;
 
@@ -25,8 +28,10 @@ use clap::{Parser, Subcommand};
 
 mod audit;
 mod backup;
+mod config;
 mod database;
 mod org;
+mod output;
 mod process;
 mod serve;
 mod sign;
@@ -40,6 +45,16 @@ pub struct Cli {
     /// Database: `sqlite://PATH` (created if missing) or `postgres://…`.
     #[arg(long, global = true, env = "KEYSD_DATABASE_URL", default_value = "sqlite://keysd.db")]
     pub database_url: String,
+    /// A TOML file of settings: the long name of any global flag or flag of
+    /// `serve`, without its dashes, as a key (`cache-ttl-ms = 250`). A flag
+    /// beats its environment variable, which beats the file.
+    #[arg(long, global = true, env = "KEYSD_CONFIG", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+    /// `text`, or `json`: one JSON object a line on stderr, and on stdout
+    /// for the lines `serve` announces (its service token included).
+    #[arg(long, global = true, env = "KEYSD_LOG_FORMAT", value_name = "FORMAT", value_enum)]
+    #[arg(default_value_t = output::LogFormat::Text)]
+    pub log_format: output::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -69,33 +84,30 @@ pub enum Command {
 
 /// Runs the command line; the exit code is non-zero on any error.
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    init_tracing();
+    let cli = match config::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(config::Failure::Usage(error)) => error.exit(),
+        Err(config::Failure::Settings { error, log_format }) => {
+            output::init(log_format);
+            output::error(&error);
+            return ExitCode::FAILURE;
+        }
+    };
+    output::init(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("keysd: error: cannot start the runtime: {error}");
+            output::error(&anyhow::anyhow!("cannot start the runtime: {error}"));
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("keysd: error: {error:#}");
+            output::error(&error);
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _already_set = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false)
-        .try_init();
 }
 
 /// Runs one parsed command.

@@ -313,13 +313,13 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let operations = match metrics_listener {
         Some(metrics_listener) => {
             let metrics_address = metrics_listener.local_addr().context("cannot read the metrics address")?;
-            println!("keysd metrics on http://{metrics_address}/metrics");
+            crate::output::metrics(&format!("http://{metrics_address}/metrics"));
             tracing::info!(%metrics_address, "metrics listening");
             Some(tokio::spawn(serve(metrics_listener, app.operations(), until_stopped(stopped.clone()))))
         }
         None => None,
     };
-    println!("keysd listening on http://{address}");
+    crate::output::listening(&format!("http://{address}"));
     tracing::info!(%address, "listening");
     serve(listener, app, until_stopped(stopped)).await.context("server failed")?;
     if let Some(operations) = operations {
@@ -335,11 +335,8 @@ fn seconds(seconds: u32) -> std::time::Duration {
 
 async fn bootstrap(service: &Service) -> anyhow::Result<()> {
     if let Some(bootstrapped) = service.bootstrap_if_empty().await.map_err(service_error)? {
-        println!(
-            "keysd bootstrapped organisation 'default' ({}) with workspaces 'staging' and 'production'",
-            bootstrapped.organisation.id
-        );
-        println!("keysd service token (shown once, store it now): {}", bootstrapped.token.expose());
+        crate::output::bootstrapped(&bootstrapped.organisation.id.to_string());
+        crate::output::service_token(bootstrapped.token.expose());
     }
     Ok(())
 }
