@@ -14,6 +14,9 @@
 //! - `cargo xtask console`: the console's browser test, headless Chromium
 //!   against a live `keysd` (see `console.rs`); part of `ci`, after
 //!   schemathesis.
+//! - `cargo xtask previous-release`: the previous release's `keysd`, built
+//!   once from its recorded commit, for the upgrade test (see
+//!   `previous.rs`); part of `ci`, before the tests.
 //! - `cargo xtask bench [--quick]`: the benchmarks of docs/BENCHMARKS.md
 //!   (see `bench/mod.rs`); `xtask bench-hello ADDR` is its baseline server.
 //!
@@ -23,6 +26,7 @@
 mod bench;
 mod console;
 mod fuzz;
+mod previous;
 mod schemathesis;
 mod tidy;
 
@@ -43,6 +47,7 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz::main(&args[1..]),
         Some("schemathesis") => schemathesis::main(&args[1..]),
         Some("console") => console::run(),
+        Some("previous-release") => previous::build().map(|binary| println!("{}", binary.display())),
         Some("bench-hello") => bench::hello::main(args.get(1).map_or("127.0.0.1:0", String::as_str)),
         _ => {
             eprintln!("usage: cargo xtask <ci|pg|bench|fuzz|schemathesis|console>");
@@ -52,6 +57,9 @@ fn main() -> Result<()> {
             eprintln!("  fuzz    every fuzz target for SECONDS each (default 30, KEYSD_FUZZ_SECONDS)");
             eprintln!("  schemathesis  schemathesis --checks all against a live keysd, both dialects");
             eprintln!("  console  the console's browser test: headless Chromium against a live keysd");
+            eprintln!(
+                "  previous-release  build the previous release's keysd (for the upgrade test) and print its path"
+            );
             std::process::exit(2);
         }
     }
@@ -136,15 +144,17 @@ fn test(python: &Path) -> Result<()> {
     let mut nextest = cargo();
     nextest.args(["nextest", "--version"]);
     if !succeeds(nextest) {
+        let previous = previous::build()?;
         let mut test = cargo();
-        test.args(["test", "--workspace", "--all-targets"]);
+        test.args(["test", "--workspace", "--all-targets"]).env("KEYSD_PREVIOUS_BINARY", previous);
         return run(suite(test));
     }
     let mut examples = cargo();
     examples.args(["build", "--workspace", "--examples"]);
     run(examples)?;
+    let previous = previous::build()?;
     let mut tests = cargo();
-    tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    tests.args(["nextest", "run", "--workspace", "--no-fail-fast"]).env("KEYSD_PREVIOUS_BINARY", previous);
     run(suite(tests))?;
     let mut benches = cargo();
     // `--workspace`, so that features resolve as for the suite (no rebuild).

@@ -32,18 +32,23 @@ type Backend = keys_testkit::TestDb;
 // ------------------------------------------------------------------- servers
 
 /// A running `keysd serve`.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     /// The bootstrap token, when this process bootstrapped.
-    token: Option<String>,
+    pub(crate) token: Option<String>,
     log: PathBuf,
 }
 
 impl Server {
-    async fn start(backend: &Backend, extra: &[&str]) -> Self {
+    pub(crate) async fn start(backend: &Backend, extra: &[&str]) -> Self {
+        Self::start_binary(BINARY, backend, extra).await
+    }
+
+    /// `serve` of the binary at `binary` (another release's, for upgrades).
+    pub(crate) async fn start_binary(binary: &str, backend: &Backend, extra: &[&str]) -> Self {
         let log = backend.dir().join(format!("keysd-{:08x}.log", OsRng.next_u32()));
-        let mut child = Command::new(BINARY)
+        let mut child = Command::new(binary)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--database-url", backend.url()])
             .args(extra)
@@ -80,8 +85,20 @@ impl Server {
         Self { child, base, token, log }
     }
 
+    /// Sends the process `signal` (`TERM`, `KILL`, …).
+    pub(crate) fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill").args([format!("-{signal}"), pid.to_string()]).status();
+        assert!(status.expect("kill").success());
+    }
+
+    /// Waits at most `within` for the process to exit; its status.
+    pub(crate) async fn exit(mut self, within: Duration) -> std::process::ExitStatus {
+        tokio::time::timeout(within, self.child.wait()).await.expect("keysd exits in time").expect("wait")
+    }
+
     /// SIGTERM, then wait for a clean exit.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let pid = self.child.id().expect("running");
         let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().expect("kill");
         assert!(status.success());
@@ -92,7 +109,7 @@ impl Server {
         assert!(exit.success(), "keysd exit {exit:?}: {}", std::fs::read_to_string(&self.log).unwrap_or_default());
     }
 
-    fn client(&self, token: &str) -> Api {
+    pub(crate) fn client(&self, token: &str) -> Api {
         Api {
             http: Client::builder(TokioExecutor::new()).build_http(),
             base: self.base.clone(),
@@ -129,15 +146,15 @@ async fn keysd_sign(backend: &Backend, token: &str, private_key: &std::path::Pat
 
 // -------------------------------------------------------------------- client
 
-struct Api {
+pub(crate) struct Api {
     http: Client<HttpConnector, Full<Bytes>>,
     base: String,
     token: String,
 }
 
-struct Reply {
-    status: StatusCode,
-    body: Value,
+pub(crate) struct Reply {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
 }
 
 impl Api {
@@ -160,7 +177,7 @@ impl Api {
         Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
     }
 
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Reply {
         self.send(method, path, Some(&self.token), body).await
     }
 
@@ -168,7 +185,7 @@ impl Api {
         self.send(Method::GET, path, None, None).await
     }
 
-    async fn verify(&self, kind: &str, body: Value) -> Value {
+    pub(crate) async fn verify(&self, kind: &str, body: Value) -> Value {
         let reply = self.call(Method::POST, &format!("/v1/verify/{kind}/"), Some(body)).await;
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
         reply.body
@@ -230,7 +247,7 @@ impl Api {
     }
 }
 
-fn text(value: &Value) -> String {
+pub(crate) fn text(value: &Value) -> String {
     value.as_str().unwrap_or_else(|| panic!("not a string: {value}")).to_owned()
 }
 
@@ -804,7 +821,7 @@ impl Api {
     }
 
     /// The `reason` of verifying the API key `secret`, or `valid`.
-    async fn verdict(&self, secret: &str) -> String {
+    pub(crate) async fn verdict(&self, secret: &str) -> String {
         let body = self.verify("api_key", json!({"api_key": secret})).await;
         if body["valid"] == true {
             return "valid".to_owned();
@@ -814,7 +831,13 @@ impl Api {
 
     /// Polls until verifying `secret` answers `after`, answering only
     /// `before` meanwhile, and no later than a second after `since`.
-    async fn turns_within_a_second(&self, secret: &str, before: &str, after: &str, since: std::time::Instant) {
+    pub(crate) async fn turns_within_a_second(
+        &self,
+        secret: &str,
+        before: &str,
+        after: &str,
+        since: std::time::Instant,
+    ) {
         loop {
             let verdict = self.verdict(secret).await;
             if verdict == after {

@@ -4,5 +4,9 @@
 //! command line (`audit_cli`).
 
 mod audit_cli;
+mod backup;
 mod e2e;
 mod hostile;
+mod shutdown;
+mod tls;
+mod upgrade;
