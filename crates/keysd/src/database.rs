@@ -5,7 +5,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail};
 use keys_core::{Organisation, Quotas};
 use keys_service::{Service, ServiceConfig, ServiceError};
-use keys_store::{CacheConfig, Store, StoreError};
+use keys_store::{CacheConfig, Migrations, Store, StoreError};
 
 /// The use cases over the uncached store: operator commands write and exit.
 pub async fn open_service(url: &str) -> anyhow::Result<Service> {
@@ -13,8 +13,19 @@ pub async fn open_service(url: &str) -> anyhow::Result<Service> {
     Ok(Service::new(store, ServiceConfig::default()))
 }
 
-pub async fn open_cached_store(url: &str, cache: CacheConfig, quotas: Quotas) -> anyhow::Result<Arc<dyn Store>> {
-    keys_store::open_cached(url, cache, quotas).await.map_err(|error| open_error(url, error))
+pub async fn open_cached_store(
+    url: &str,
+    cache: CacheConfig,
+    quotas: Quotas,
+    migrations: Migrations,
+) -> anyhow::Result<Arc<dyn Store>> {
+    keys_store::open_cached_with(url, cache, quotas, migrations).await.map_err(|error| open_error(url, error))
+}
+
+/// `keysd migrate`: applies the pending migrations and says where the
+/// schema stands.
+pub async fn migrate(url: &str) -> anyhow::Result<keys_store::SchemaStatus> {
+    keys_store::migrate(url).await.map_err(|error| open_error(url, error))
 }
 
 fn open_error(url: &str, error: StoreError) -> anyhow::Error {
@@ -22,6 +33,7 @@ fn open_error(url: &str, error: StoreError) -> anyhow::Error {
         StoreError::UnsupportedUrl => {
             anyhow!("unsupported database url '{}' (expected sqlite://PATH or postgres://…)", redact_url(url))
         }
+        StoreError::Schema(refusal) => anyhow!("cannot serve database {}: {refusal}", redact_url(url)),
         other => anyhow!("cannot open database {}: {other}", redact_url(url)),
     }
 }

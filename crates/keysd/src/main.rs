@@ -40,7 +40,7 @@ mod workspace;
 
 /// keysd: API keys, publishable keys and signing keys as a service.
 #[derive(Debug, Parser)]
-#[command(name = "keysd", version, about)]
+#[command(name = "keysd", version = version_text(), about)]
 pub struct Cli {
     /// Database: `sqlite://PATH` (created if missing) or `postgres://…`.
     #[arg(long, global = true, env = "KEYSD_DATABASE_URL", default_value = "sqlite://keysd.db")]
@@ -80,6 +80,15 @@ pub enum Command {
     Audit(audit::AuditCommand),
     /// Write a consistent copy of the SQLite database, while `serve` runs.
     Backup(backup::BackupArgs),
+    /// Apply the pending migrations of the database and exit.
+    Migrate,
+}
+
+/// What `keysd --version` prints after the name: the release, and the
+/// schema it writes and serves (docs/OPERATIONS.md, "Upgrading").
+fn version_text() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| format!("{} ({})", env!("CARGO_PKG_VERSION"), keys_store::schema_support()))
 }
 
 /// Runs the command line; the exit code is non-zero on any error.
@@ -124,5 +133,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Token(command) => token::run(url, command).await,
         Command::Audit(command) => audit::run(url, command).await,
         Command::Backup(args) => backup::run(url, args).await,
+        Command::Migrate => {
+            let status = database::migrate(url).await?;
+            println!("schema {} ({} migration(s) applied)", status.database.max(status.binary), status.pending);
+            Ok(())
+        }
     }
 }

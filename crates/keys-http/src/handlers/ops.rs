@@ -19,9 +19,13 @@ pub(crate) async fn health(_call: Public<'_>) -> HttpResult {
     json(StatusCode::OK, &json!({"status": "ok"}))
 }
 
-/// `GET /ready`: the store answers too.
+/// `GET /ready`: the store answers too, and the process is not shutting
+/// down ([`crate::App::drain`]).
 pub(crate) async fn ready(call: Public<'_>) -> HttpResult {
     let state = call.state;
+    if state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(ApiError::Unavailable("keysd is shutting down.".to_owned()));
+    }
     match state.service.ping().await {
         Ok(()) => json(StatusCode::OK, &json!({"status": "ready"})),
         Err(error) => {
