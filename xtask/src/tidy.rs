@@ -407,4 +407,57 @@ mod tests {
              docs/GUARANTEES.md instead: {pointing:?}"
         );
     }
+
+    /// The newest migration of the release that introduced the upgrade
+    /// policy of docs/OPERATIONS.md; the policy binds every later one.
+    const POLICY_FLOOR: u32 = 7;
+
+    /// Statements that take something away from the schema an older binary
+    /// reads or writes: a migration holding one must say which schema it
+    /// needs (`_needs_NNNN` at the end of its file name, docs/OPERATIONS.md).
+    fn contracts(sql: &str) -> Option<&'static str> {
+        let sql = sql
+            .lines()
+            .map(|line| line.split("--").next().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_ascii_uppercase();
+        let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        ["DROP TABLE", "DROP COLUMN", "RENAME", "ALTER COLUMN", "SET NOT NULL", "DROP INDEX", "DROP TRIGGER"]
+            .into_iter()
+            .find(|statement| sql.contains(statement))
+    }
+
+    #[test]
+    fn later_migrations_expand_or_say_what_they_need() {
+        // Guards the guard.
+        assert_eq!(contracts("ALTER TABLE api_keys\n  DROP   COLUMN old;"), Some("DROP COLUMN"));
+        assert_eq!(contracts("CREATE TABLE usage (id TEXT); -- drop table later"), None);
+        let mut seen = 0;
+        let mut missing = Vec::new();
+        for backend in ["sqlite", "postgres"] {
+            let directory = root().join("crates/keys-store/migrations").join(backend);
+            for entry in std::fs::read_dir(&directory).expect("migrations") {
+                let path = entry.expect("entry").path();
+                let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
+                let version: u32 = name.split('_').next().and_then(|number| number.parse().ok()).expect("numbered");
+                seen += 1;
+                if version <= POLICY_FLOOR {
+                    continue;
+                }
+                let declares = name.trim_end_matches(".sql").rsplit_once("_needs_").is_some();
+                if let Some(statement) = contracts(&std::fs::read_to_string(&path).expect("readable")) {
+                    if !declares {
+                        missing.push(format!("{backend}/{name} ({statement})"));
+                    }
+                }
+            }
+        }
+        assert!(seen >= 2 * POLICY_FLOOR, "found only {seen} migrations");
+        assert!(
+            missing.is_empty(),
+            "these migrations contract the schema without naming the schema they need (`…_needs_NNNN.sql`; see \
+             docs/OPERATIONS.md, Upgrading): {missing:?}"
+        );
+    }
 }
