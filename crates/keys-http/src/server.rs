@@ -86,6 +86,7 @@ impl App {
             rate_limiter,
             openapi,
             openapi_bodies: Default::default(),
+            draining: std::sync::atomic::AtomicBool::new(false),
         });
         Self { state, listener: Listener::Main }
     }
@@ -104,6 +105,13 @@ impl App {
             Listener::Main => !(self.state.config.separate_metrics && pattern == "/metrics"),
             Listener::Operations => OPERATIONS_ROUTES.contains(&pattern),
         }
+    }
+
+    /// Marks the process as shutting down: `/ready` answers 503 from now
+    /// on (on every listener), so that load balancers stop sending requests
+    /// while those in flight finish.
+    pub fn drain(&self) {
+        self.state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn config(&self) -> &AppConfig {

@@ -124,6 +124,10 @@ pub(crate) struct AppState {
     /// `/openapi.json`'s bodies by the server they name, shared between
     /// responses.
     pub openapi_bodies: SharedBodies,
+    /// Set when the process begins to shut down ([`crate::App::drain`]):
+    /// `/ready` answers 503 from then on, so that load balancers stop
+    /// sending requests while those in flight finish.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// Response bodies built once and shared between responses (cloning a
