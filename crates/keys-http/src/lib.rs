@@ -24,6 +24,8 @@
 //!   table, response bytes counted until the peer takes them).
 //! - [`rate_limit`]: the optional per-client limit of `--rate-limit`, and
 //!   who the client is behind a trusted proxy.
+//! - [`tls`]: HTTPS for [`serve`] (rustls), its certificate re-read from
+//!   its files while the server runs.
 //! - [`metrics`], [`openapi`].
 //!
 //! **Architecture invariant:** this is the only crate that knows HTTP and
@@ -48,6 +50,7 @@ mod routing;
 mod schema;
 pub mod server;
 mod state;
+pub mod tls;
 mod wire;
 
 pub use handlers::audit_events::AuditEventDto;

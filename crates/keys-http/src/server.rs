@@ -4,8 +4,9 @@
 //! [`App::handle`] is generic over the request body, so tests call it with
 //! in-memory bodies and no socket; [`serve`] feeds it hyper's `Incoming`
 //! bodies from an accept loop (HTTP/1.1 and HTTP/2 via hyper-util's auto
-//! builder) and shuts down gracefully: on the shutdown signal it stops
-//! accepting, lets in-flight requests finish, and closes idle connections.
+//! builder), over TLS when [`AppConfig::tls`] says so, and shuts down
+//! gracefully: on the shutdown signal it stops accepting, lets in-flight
+//! requests finish, and closes idle connections.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -40,6 +41,7 @@ use crate::rate_limit::{ClientAddr, RateLimiter};
 use crate::routing::Auth;
 pub use crate::state::AppConfig;
 use crate::state::AppState;
+use crate::tls::Stream;
 
 /// The `x-request-id` header.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -267,7 +269,8 @@ fn request_id(headers: &HeaderMap) -> RequestId {
 ///   beyond that is closed at once, while the open ones are served on;
 /// - a connection that has not sent a complete first request head within
 ///   [`AppConfig::header_read_timeout`] is closed, whatever it sent (nothing,
-///   one byte, or the HTTP/2 preface): hyper-util's HTTP/1-or-2 detection
+///   one byte, part of a TLS handshake, or the HTTP/2 preface): the TLS
+///   handshake runs under that timer, and hyper-util's HTTP/1-or-2 detection
 ///   has no timer of its own, and hyper's HTTP/1 header timeout only starts
 ///   once the protocol is known (it then also closes idle keep-alive
 ///   connections between requests);
@@ -299,6 +302,7 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         .initial_connection_window_size(
             u32::try_from(config.body_limit.saturating_mul(4)).unwrap_or(u32::MAX).max(65_535),
         );
+    let builder = Arc::new(builder);
     let limits = ConnectionLimits::of(&config);
     let table = ConnectionTable::new(Budgets {
         max_connections: limits.max_connections,
@@ -356,11 +360,19 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
                         }
                     })
                 };
-                let served = builder.serve_connection(TokioIo::new(stream), service).into_owned();
+                let tls = config.tls.clone();
+                let opening = async move {
+                    match tls {
+                        Some(tls) => tls.accept(stream).await,
+                        None => Ok(Stream::Plain(stream)),
+                    }
+                };
+                let builder = Arc::clone(&builder);
                 let stopped = stopped.clone();
                 let state = Arc::clone(&app.state);
                 tokio::spawn(async move {
-                    if let Some(reason) = limits.drive(served, &connection, stopped, peer).await {
+                    let serving = |stream| builder.serve_connection(TokioIo::new(stream), service);
+                    if let Some(reason) = limits.drive(opening, serving, &connection, stopped, peer).await {
                         state.metrics.observe_connection_closed(reason);
                     }
                     connection.leave();
@@ -409,12 +421,18 @@ impl ConnectionLimits {
         }
     }
 
-    /// Runs `connection` to its end under the limits; `state` is its entry
-    /// in the connection table, `stopped` turns true at shutdown. Returns
-    /// why keysd closed it early, if it did for a reason the metrics count.
-    async fn drive<C>(
+    /// Opens a connection (`opening`: its TLS handshake, or nothing for
+    /// plain TCP) and runs it (`serving` makes the HTTP connection over the
+    /// stream) to its end under the limits; `state` is its entry in the
+    /// connection table, `stopped` turns true at shutdown. Returns why keysd
+    /// closed it early, if it did for a reason the metrics count.
+    ///
+    /// The opening is bounded like a silent client: the first request's
+    /// timer starts at accept, and the connection table may evict it.
+    async fn drive<S, C>(
         self,
-        connection: C,
+        opening: impl Future<Output = std::io::Result<S>>,
+        serving: impl FnOnce(S) -> C,
         state: &Connection,
         mut stopped: watch::Receiver<bool>,
         peer: SocketAddr,
@@ -423,8 +441,29 @@ impl ConnectionLimits {
         C: GracefulConnection,
         C::Error: std::fmt::Display,
     {
-        let mut connection = pin!(connection);
         let mut first_request = pin!(tokio::time::sleep(self.first_request));
+        let closing = state.closing();
+        let mut closing = pin!(closing);
+        let stream = tokio::select! {
+            opened = opening => match opened {
+                Ok(stream) => stream,
+                Err(error) => {
+                    tracing::debug!(peer = %peer, error = %error, "connection closed: TLS handshake failed");
+                    return None;
+                }
+            },
+            reason = &mut closing => {
+                tracing::debug!(peer = %peer, ?reason, "connection closed by the connection table during its TLS handshake");
+                return Some(closed(reason));
+            }
+            () = &mut first_request => {
+                tracing::debug!(peer = %peer, "connection closed: no TLS handshake within the header read timeout");
+                return None;
+            }
+            // An error means the server is gone: close just the same.
+            _ = stopped.changed() => return None,
+        };
+        let mut connection = pin!(serving(stream));
         let mut old_age = pin!(tokio::time::sleep(self.max_age));
         // Armed when the graceful close begins: how long it may take.
         let mut drain_deadline = pin!(tokio::time::sleep(self.grace));
@@ -433,8 +472,6 @@ impl ConnectionLimits {
         let mut stall_check =
             tokio::time::interval((state.stall_timeout() / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)));
         stall_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let closing = state.closing();
-        let mut closing = pin!(closing);
         let mut waiting_for_first_request = true;
         let mut draining = false;
         loop {
@@ -448,10 +485,7 @@ impl ConnectionLimits {
                 reason = &mut closing => {
                     // Dropping the connection frees every stream it holds.
                     tracing::debug!(peer = %peer, ?reason, "connection closed by the connection table");
-                    return Some(match reason {
-                        Closing::Evicted => ConnectionClosed::Evicted,
-                        Closing::Stalled => ConnectionClosed::Stalled,
-                    });
+                    return Some(closed(reason));
                 }
                 _ = stall_check.tick() => {
                     if state.stalled() {
@@ -484,5 +518,13 @@ impl ConnectionLimits {
                 }
             }
         }
+    }
+}
+
+/// The metrics' name of why the connection table closed a connection.
+fn closed(reason: Closing) -> ConnectionClosed {
+    match reason {
+        Closing::Evicted => ConnectionClosed::Evicted,
+        Closing::Stalled => ConnectionClosed::Stalled,
     }
 }

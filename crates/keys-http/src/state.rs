@@ -83,6 +83,9 @@ pub struct AppConfig {
     /// How often recorded API key uses are written to `last_used_at`
     /// (`--last-used-interval-seconds`); `None` records none.
     pub last_used_interval: Option<Duration>,
+    /// HTTPS on every listener of the application (`--tls-cert-file`,
+    /// `--tls-key-file`); `None` serves plain HTTP.
+    pub tls: Option<crate::tls::Tls>,
 }
 
 impl Default for AppConfig {
@@ -106,6 +109,7 @@ impl Default for AppConfig {
             separate_metrics: false,
             rate_limit_per_minute: None,
             last_used_interval: Some(Duration::from_secs(60)),
+            tls: None,
         }
     }
 }
