@@ -211,14 +211,18 @@ fn apt_install(packages: &[&str]) -> Result<()> {
 }
 
 /// Installs what the suite needs and the machine lacks, so the test command
-/// works on a fresh machine: Debian's nginx (the gateway tests), and a
-/// Python venv under `target/ci-venv` with [`PYTHON_PACKAGES`]. Returns the
+/// works on a fresh machine: Debian's nginx (the gateway tests), curl (the
+/// HTTPS tests), and a Python venv under `target/ci-venv` with [`PYTHON_PACKAGES`]. Returns the
 /// venv's interpreter.
 fn ensure_test_tools() -> Result<PathBuf> {
     let nginx_present = ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().any(|path| Path::new(path).exists());
     if !nginx_present {
         eprintln!("tools: installing nginx");
         apt_install(&["nginx"])?;
+    }
+    if !Path::new("/usr/bin/curl").exists() {
+        eprintln!("tools: installing curl (the HTTPS tests' client)");
+        apt_install(&["curl"])?;
     }
     let mut has_venv = Command::new("python3");
     has_venv.args(["-m", "venv", "--help"]);

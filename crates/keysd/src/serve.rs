@@ -24,6 +24,16 @@ pub struct ServeArgs {
     /// `/metrics` then answers 404 on `--listen`.
     #[arg(long, env = "KEYSD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<String>,
+    /// Serve HTTPS (TLS 1.2 and 1.3, HTTP/2 by ALPN) on `--listen` and
+    /// `--metrics-listen` with this certificate chain (PEM, leaf first);
+    /// needs `--tls-key-file`. Both files are read again every 2 s: a changed
+    /// pair serves new connections without a restart.
+    #[arg(long, env = "KEYSD_TLS_CERT_FILE", value_name = "FILE")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// The private key of `--tls-cert-file` (PEM, not encrypted; keep it
+    /// mode 0600).
+    #[arg(long, env = "KEYSD_TLS_KEY_FILE", value_name = "FILE")]
+    pub tls_key_file: Option<std::path::PathBuf>,
     /// Accepted issuer base of Versori-style JWTs (repeatable); none given
     /// accepts the base a token states.
     #[arg(long = "jwt-issuer-base", value_name = "URL")]
@@ -237,6 +247,9 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // A bad certificate or key stops the start before anything listens.
+    let tls = load_tls(args.tls_cert_file.as_deref(), args.tls_key_file.as_deref())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // Bind first: a port in use fails before anything is written.
     let listener =
         TcpListener::bind(&args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -296,6 +309,7 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         trusted_proxies: keys_http::rate_limit::TrustedProxies::new(args.trusted_proxies),
         last_used_interval: (args.last_used_interval_seconds > 0)
             .then(|| std::time::Duration::from_secs(args.last_used_interval_seconds)),
+        tls,
         ..AppConfig::default()
     };
     let app = App::new(store, config);
@@ -313,13 +327,13 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let operations = match metrics_listener {
         Some(metrics_listener) => {
             let metrics_address = metrics_listener.local_addr().context("cannot read the metrics address")?;
-            crate::output::metrics(&format!("http://{metrics_address}/metrics"));
+            crate::output::metrics(&format!("{scheme}://{metrics_address}/metrics"));
             tracing::info!(%metrics_address, "metrics listening");
             Some(tokio::spawn(serve(metrics_listener, app.operations(), until_stopped(stopped.clone()))))
         }
         None => None,
     };
-    crate::output::listening(&format!("http://{address}"));
+    crate::output::listening(&format!("{scheme}://{address}"));
     tracing::info!(%address, "listening");
     serve(listener, app, until_stopped(stopped)).await.context("server failed")?;
     if let Some(operations) = operations {
@@ -327,6 +341,22 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// `--tls-cert-file` and `--tls-key-file`, which go together: the HTTPS of
+/// both listeners, or none.
+fn load_tls(
+    certificate: Option<&std::path::Path>,
+    key: Option<&std::path::Path>,
+) -> anyhow::Result<Option<keys_http::tls::Tls>> {
+    match (certificate, key) {
+        (Some(certificate), Some(key)) => {
+            keys_http::tls::Tls::load(certificate, key).map(Some).map_err(|error| anyhow!("TLS: {error}"))
+        }
+        (None, None) => Ok(None),
+        (Some(_), None) => Err(anyhow!("--tls-cert-file needs --tls-key-file (KEYSD_TLS_KEY_FILE) beside it")),
+        (None, Some(_)) => Err(anyhow!("--tls-key-file needs --tls-cert-file (KEYSD_TLS_CERT_FILE) beside it")),
+    }
 }
 
 fn seconds(seconds: u32) -> std::time::Duration {
