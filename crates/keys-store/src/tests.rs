@@ -363,3 +363,97 @@ fn audit_actions_round_trip_through_their_names() {
     }
     assert_eq!(AuditAction::parse("api_key.create"), None);
 }
+
+// ------------------------------------------------ schemas of later releases
+
+#[test]
+fn this_binarys_migrations_need_nothing_newer_than_themselves() {
+    for migrator in [crate::sqlite::migrator(), crate::postgres::migrator()] {
+        let known = crate::schema::versions(migrator);
+        for migration in migrator.iter() {
+            if let Some(needed) = crate::schema::needs(&migration.description) {
+                assert!(needed < migration.version, "migration {} needs {needed}", migration.version);
+                assert!(known.contains(&needed), "migration {} needs unknown {needed}", migration.version);
+            }
+        }
+    }
+}
+
+/// A newer release's migration, written into sqlx's table as sqlx
+/// would (`checksum` is the backend's literal of some bytes).
+fn later_migration(version: i64, description: &str, checksum: &str) -> String {
+    format!(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES ({version}, '{description}', TRUE, {checksum}, 1)"
+    )
+}
+
+/// The life of one database through releases this binary does not know:
+/// refused under `Require` while fresh, migrated, then served as the
+/// next releases expand it and contract what this binary no longer
+/// needs, until a contraction needs a schema newer than its own.
+async fn later_releases_journey(
+    checksum: &str,
+    execute: impl AsyncFn(String),
+    open: impl AsyncFn(crate::Migrations) -> crate::StoreResult<crate::SchemaStatus>,
+) {
+    let binary = crate::schema_support().version;
+    let Err(crate::StoreError::Schema(behind)) = open(crate::Migrations::Require).await else {
+        panic!("fresh: refused")
+    };
+    assert_eq!(behind, crate::SchemaError::Behind { database: 0, binary });
+    let migrated = open(crate::Migrations::Apply).await.expect("migrates");
+    assert_eq!(migrated, crate::SchemaStatus { database: 0, binary, pending: usize::try_from(binary).expect("small") });
+    execute("CREATE TABLE next_release_usage (key_id TEXT NOT NULL, count BIGINT NOT NULL DEFAULT 0)".to_owned()).await;
+    execute(later_migration(binary + 1, "usage counts", checksum)).await;
+    execute(later_migration(binary + 2, "drop old column needs 0007", checksum)).await;
+    let served = open(crate::Migrations::Require).await.expect("the next release's schema is served");
+    assert_eq!(served, crate::SchemaStatus { database: binary + 2, binary, pending: 0 });
+    execute(later_migration(binary + 3, &format!("drop newer column needs {}", binary + 1), checksum)).await;
+    let Err(crate::StoreError::Schema(too_new)) = open(crate::Migrations::Apply).await else { panic!("refused") };
+    assert_eq!(
+        too_new,
+        crate::SchemaError::TooNew {
+            database: binary + 3,
+            binary,
+            migration: binary + 3,
+            description: format!("drop newer column needs {}", binary + 1),
+            needs: binary + 1
+        }
+    );
+}
+
+#[tokio::test]
+async fn sqlite_serves_later_schemas_until_one_needs_a_newer_binary() {
+    let db = keys_testkit::TestDb::sqlite();
+    let url = db.url().to_owned();
+    let execute = async |sql: String| {
+        let store = crate::SqliteStore::open(&url).await.expect("opens");
+        sqlx::query(&sql).execute(store.pool()).await.expect("executes");
+        store.close().await;
+    };
+    let open = async |migrations| {
+        let store = crate::SqliteStore::open_with(&url, migrations).await?;
+        store.close().await;
+        Ok(store.schema())
+    };
+    later_releases_journey("X'00'", execute, open).await;
+}
+
+#[tokio::test]
+async fn postgres_serves_later_schemas_until_one_needs_a_newer_binary() {
+    let db = keys_testkit::TestDb::postgres().await;
+    let url = db.url().to_owned();
+    let pool = sqlx::PgPool::connect(&url).await.expect("connects");
+    let execute = async |sql: String| {
+        sqlx::query(&sql).execute(&pool).await.expect("executes");
+    };
+    let open = async |migrations| {
+        let store = crate::PgStore::connect_with_migrations(&url, migrations).await?;
+        store.close().await;
+        Ok(store.schema())
+    };
+    later_releases_journey("'\\x00'::bytea", execute, open).await;
+    pool.close().await;
+    db.cleanup().await;
+}
