@@ -219,8 +219,54 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYSD_LAST_USED_INTERVAL_SECONDS", value_name = "SECONDS", default_value_t = 60)]
     #[arg(value_parser = up_to(86_400))]
     pub last_used_interval_seconds: u64,
+    /// After SIGTERM (or ctrl-c), how long `serve` keeps serving with
+    /// `/ready` answering 503, so that load balancers take it out of
+    /// rotation before it stops accepting connections; a second signal
+    /// cuts it short.
+    #[arg(
+        long,
+        env = "KEYSD_SHUTDOWN_DELAY_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=300)
+    )]
+    pub shutdown_delay_seconds: u32,
+    /// Then, how long requests in flight may take to finish before their
+    /// connections are closed; the pending `last_used_at` writes follow.
+    #[arg(
+        long,
+        env = "KEYSD_SHUTDOWN_GRACE_SECONDS",
+        value_name = "SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u32).range(1..=3600)
+    )]
+    pub shutdown_grace_seconds: u32,
+    /// Whether `serve` applies the pending migrations at start (`auto`) or
+    /// refuses to start while one is pending (`never`: the fleet migrates
+    /// with `keysd migrate` as a step of its own). Either way it refuses a
+    /// schema that needs a newer keysd. See docs/OPERATIONS.md.
+    #[arg(long, env = "KEYSD_MIGRATE", value_name = "WHEN", value_enum, default_value_t = MigrateWhen::Auto)]
+    pub migrate: MigrateWhen,
     #[command(flatten)]
     pub quotas: QuotaArgs,
+}
+
+/// `--migrate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MigrateWhen {
+    /// Apply the pending migrations at start.
+    Auto,
+    /// Apply none; refuse to start while one is pending.
+    Never,
+}
+
+impl From<MigrateWhen> for keys_store::Migrations {
+    fn from(when: MigrateWhen) -> Self {
+        match when {
+            MigrateWhen::Auto => Self::Apply,
+            MigrateWhen::Never => Self::Require,
+        }
+    }
 }
 
 /// The parser of a bounded count option: a whole number from 0 to `max`
@@ -264,7 +310,7 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     };
     let cache = CacheConfig { ttl: std::time::Duration::from_millis(args.cache_ttl_ms), ..CacheConfig::default() };
     let quotas = args.quotas.quotas().map_err(|error| anyhow!("{error}"))?;
-    let store = open_cached_store(database_url, cache, quotas).await?;
+    let store = open_cached_store(database_url, cache, quotas, args.migrate.into()).await?;
     if args.jwt_issuer_bases.is_empty() {
         tracing::warn!(
             "no --jwt-issuer-base pinned: Versori-style JWTs are accepted with any issuer base they state \
@@ -310,14 +356,27 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         last_used_interval: (args.last_used_interval_seconds > 0)
             .then(|| std::time::Duration::from_secs(args.last_used_interval_seconds)),
         tls,
+        shutdown_grace: seconds(args.shutdown_grace_seconds),
         ..AppConfig::default()
     };
     let app = App::new(store, config);
     bootstrap(app.service()).await?;
-    // One shutdown signal, for both listeners.
+    // One shutdown signal, for both listeners: `/ready` turns 503 at once,
+    // the listeners stop `--shutdown-delay-seconds` later (or at a second
+    // signal), then in-flight requests have `--shutdown-grace-seconds`.
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let draining = app.clone();
+    let delay = seconds(args.shutdown_delay_seconds);
     tokio::spawn(async move {
         shutdown_signal().await;
+        draining.drain();
+        if !delay.is_zero() {
+            tracing::info!(seconds = delay.as_secs(), "draining: /ready answers 503; stopping after the delay");
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown_signal() => tracing::info!("second signal: stopping now"),
+            }
+        }
         let _ = stop.send(true);
     });
     let until_stopped = |mut stopped: tokio::sync::watch::Receiver<bool>| async move {
