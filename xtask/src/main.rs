@@ -212,8 +212,8 @@ fn apt_install(packages: &[&str]) -> Result<()> {
 
 /// Installs what the suite needs and the machine lacks, so the test command
 /// works on a fresh machine: Debian's nginx (the gateway tests), curl (the
-/// HTTPS tests), and a Python venv under `target/ci-venv` with [`PYTHON_PACKAGES`]. Returns the
-/// venv's interpreter.
+/// HTTPS tests), and a Python venv under `target/ci-venv` with
+/// [`PYTHON_PACKAGES`]. Returns the venv's interpreter.
 fn ensure_test_tools() -> Result<PathBuf> {
     let nginx_present = ["/usr/sbin/nginx", "/usr/bin/nginx"].iter().any(|path| Path::new(path).exists());
     if !nginx_present {
