@@ -62,7 +62,8 @@ fn parse_with(arguments: Vec<OsString>, read: impl Fn(&Path) -> std::io::Result<
     };
     let log_format = matches.get_one::<LogFormat>(LOG_FORMAT).copied().unwrap_or_default();
     let refused = |error| Failure::Settings { error, log_format };
-    let text = read(path).map_err(|error| refused(anyhow!("cannot read the config file {}: {error}", path.display())))?;
+    let text =
+        read(path).map_err(|error| refused(anyhow!("cannot read the config file {}: {error}", path.display())))?;
     let settings = read_settings(path, &text).map_err(refused)?;
     let serving = matches.subcommand_name() == Some(SERVE);
     let mut command = Cli::command();
@@ -218,6 +219,8 @@ fn one_line(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
     use crate::Command as Subcommand;
 
@@ -290,8 +293,8 @@ mod tests {
 
     #[test]
     fn without_a_file_nothing_changes() {
-        let cli = parse_with(["keysd", "serve"].map(OsString::from).to_vec(), |_| panic!("no file is read"))
-            .expect("parses");
+        let cli =
+            parse_with(["keysd", "serve"].map(OsString::from).to_vec(), |_| panic!("no file is read")).expect("parses");
         let Subcommand::Serve(args) = cli.command else { panic!("serve") };
         assert_eq!(args.cache_ttl_ms, 500);
         assert_eq!(cli.log_format, LogFormat::Text);
@@ -337,6 +340,148 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    // ------------------------------------------- the settings table
+
+    /// A row of the settings table: its cells, backticks and all.
+    #[derive(Debug)]
+    struct Row {
+        flag: String,
+        environment: String,
+        file_key: String,
+        default: String,
+    }
+
+    fn document(name: &str) -> String {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs").join(name);
+        std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+    }
+
+    /// The text of section `## {title}` of a Markdown document.
+    fn section<'a>(text: &'a str, title: &str) -> &'a str {
+        let heading = format!("\n## {title}\n");
+        let start = text.find(&heading).unwrap_or_else(|| panic!("no section '{title}'")) + heading.len();
+        let rest = &text[start..];
+        rest.find("\n## ").map_or(rest, |end| &rest[..end])
+    }
+
+    /// The long name of the flag a table row is about (`| `--listen ADDR` |
+    /// …` gives `listen`), if the row is about one.
+    fn flag_of(line: &str) -> Option<&str> {
+        let rest = line.strip_prefix("| `--")?;
+        rest.split([' ', '`']).next()
+    }
+
+    fn rows(section: &str) -> BTreeMap<String, Row> {
+        let mut rows = BTreeMap::new();
+        for line in section.lines() {
+            let Some(flag) = flag_of(line) else { continue };
+            let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+            assert_eq!(cells.len(), 5, "a row of the settings table has 5 cells (no `|` inside one): {line}");
+            let row = Row {
+                flag: cells[0].to_owned(),
+                environment: cells[1].to_owned(),
+                file_key: cells[2].to_owned(),
+                default: cells[3].to_owned(),
+            };
+            assert!(rows.insert(flag.to_owned(), row).is_none(), "--{flag} has two rows");
+        }
+        rows
+    }
+
+    /// The row `arg` should have, as far as clap decides it: the flag, its
+    /// environment variable, file key and default (the meaning is prose).
+    fn expected_row(arg: &Arg) -> (String, String, String, Option<String>) {
+        let long = arg.get_long().expect("a long flag");
+        let takes_value = !matches!(arg.get_action(), ArgAction::SetTrue);
+        let value_name = arg.get_value_names().and_then(|names| names.first()).map(ToString::to_string);
+        let flag = match value_name {
+            Some(name) if takes_value => format!("`--{long} {name}`"),
+            _ => format!("`--{long}`"),
+        };
+        let environment =
+            arg.get_env().map_or_else(|| "none".to_owned(), |name| format!("`{}`", name.to_string_lossy()));
+        let file_key = file_key(arg).map_or_else(|| "none".to_owned(), |key| format!("`{key}`"));
+        let defaults: Vec<String> =
+            arg.get_default_values().iter().map(|value| value.to_string_lossy().into_owned()).collect();
+        let default = (!defaults.is_empty()).then(|| format!("`{}`", defaults.join(",")));
+        (flag, environment, file_key, default)
+    }
+
+    /// Checks `rows` against every global flag and flag of serve, both
+    /// ways; the list of what differs.
+    fn differences(rows: &BTreeMap<String, Row>) -> Vec<String> {
+        let arguments = arguments();
+        let mut differences = Vec::new();
+        for (_, arg) in &arguments {
+            let long = arg.get_long().expect("a long flag");
+            let (flag, environment, file_key, default) = expected_row(arg);
+            let Some(row) = rows.get(long) else {
+                let default = default.unwrap_or_else(|| "none".to_owned());
+                differences
+                    .push(format!("no row for --{long}: | {flag} | {environment} | {file_key} | {default} | … |"));
+                continue;
+            };
+            // A value name in the table that clap does not know is fine
+            // (clap's is the field's name unless one is given); the flag is not.
+            if !(row.flag == flag || (flag.contains(' ') && row.flag.starts_with(&format!("`--{long} ")))) {
+                differences.push(format!("--{long}: flag cell {} (expected {flag})", row.flag));
+            }
+            // An environment cell may say more after the name: "(comma-separated)".
+            if !(row.environment == environment || row.environment.starts_with(&format!("{environment} "))) {
+                differences.push(format!("--{long}: environment {} (expected {environment})", row.environment));
+            }
+            if row.file_key != file_key {
+                differences.push(format!("--{long}: file key {} (expected {file_key})", row.file_key));
+            }
+            match default {
+                Some(default) if !row.default.starts_with(&default) => {
+                    differences.push(format!("--{long}: default {} (expected {default} first)", row.default));
+                }
+                None if row.default.starts_with('`') => {
+                    differences
+                        .push(format!("--{long}: default {} but clap has none (write it in words)", row.default));
+                }
+                _ => {}
+            }
+        }
+        for long in rows.keys() {
+            if !arguments.iter().any(|(_, arg)| arg.get_long() == Some(long.as_str())) {
+                differences.push(format!("a row for --{long}, which is neither a global flag nor a flag of serve"));
+            }
+        }
+        differences
+    }
+
+    #[test]
+    fn the_settings_table_is_every_global_flag_and_flag_of_serve() {
+        let operations = document("OPERATIONS.md");
+        let rows = rows(section(&operations, "Settings"));
+        // Guards the guard: the reader sees the table's rows.
+        assert!(rows.len() > 30 && rows.contains_key("cache-ttl-ms"), "read only {:?}", rows.keys());
+        let differences = differences(&rows);
+        assert!(
+            differences.is_empty(),
+            "docs/OPERATIONS.md, Settings, and the flags differ (each flag of serve and each global one has one \
+             row there, with its environment variable, file key and default):\n{}",
+            differences.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_table_check_finds_a_missing_a_wrong_and_an_extra_row() {
+        let table = "| `--listen ADDR` | `KEYSD_LISTEN` | `listen` | `127.0.0.1:9` | address |\n\
+                     | `--jwt-require-exp` | `KEYSD_JWT_REQUIRE_EXP` | `jwt-require-exp` | `false` | refuse |\n\
+                     | `--config FILE` | `KEYSD_CONFIG` | `config` | none | the file |\n\
+                     | `--no-such-flag` | none | `no-such-flag` | none | nothing |\n";
+        let differences = differences(&rows(table));
+        let about = |needle: &str| differences.iter().filter(|line| line.contains(needle)).count();
+        assert_eq!(about("--listen: default"), 1, "{differences:#?}");
+        assert_eq!(about("--config: file key"), 1, "{differences:#?}");
+        assert_eq!(about("--no-such-flag"), 1, "{differences:#?}");
+        assert_eq!(about("no row for --cache-ttl-ms"), 1, "{differences:#?}");
+        assert_eq!(about("--jwt-require-exp"), 0, "{differences:#?}");
     }
 
     #[test]

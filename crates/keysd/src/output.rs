@@ -44,10 +44,9 @@ pub fn init(format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let subscriber = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _already_set = match format {
-        LogFormat::Text => subscriber
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_target(false)
-            .try_init(),
+        LogFormat::Text => {
+            subscriber.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).with_target(false).try_init()
+        }
         LogFormat::Json => {
             std::panic::set_hook(Box::new(|panic| tracing::error!(panic = %panic, "keysd panicked")));
             // The event's fields beside `message` rather than in a nested
@@ -137,8 +136,10 @@ mod tests {
         assert_eq!(object["message"], "keysd listening");
         assert_eq!(object["address"], "http://127.0.0.1:1");
         assert!(object["timestamp"].as_str().is_some_and(|timestamp| timestamp.ends_with('Z')), "{line}");
-        let order: Vec<usize> =
-            ["\"timestamp\"", "\"level\"", "\"message\"", "\"address\""].iter().filter_map(|key| line.find(key)).collect();
+        let order: Vec<usize> = ["\"timestamp\"", "\"level\"", "\"message\"", "\"address\""]
+            .iter()
+            .filter_map(|key| line.find(key))
+            .collect();
         assert!(order.len() == 4 && order.is_sorted(), "{line}");
         // Quotes and newlines in a message stay inside its string.
         let tricky = json_line("ERROR", "a \"quoted\"\nmessage", &[]);

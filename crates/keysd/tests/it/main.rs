@@ -5,6 +5,7 @@
 
 mod audit_cli;
 mod backup;
+mod config;
 mod e2e;
 mod hostile;
 mod shutdown;
