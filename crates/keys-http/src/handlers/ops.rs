@@ -60,7 +60,7 @@ pub(crate) async fn metrics(call: Public<'_>) -> HttpResult {
 /// its responses holds a reference to it per stream, not 100 KiB.
 pub(crate) async fn openapi(call: Public<'_>) -> HttpResult {
     let (state, head) = (call.state, call.head);
-    let url = server_url(head).unwrap_or_else(|| "/".to_owned());
+    let url = server_url(head, state.config.tls.is_some()).unwrap_or_else(|| "/".to_owned());
     let body = state.openapi_bodies.get_or_insert(&url, || Bytes::from(served(state.openapi, &url)));
     let mut response = Response::new(Full::new(body));
     response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
@@ -69,8 +69,9 @@ pub(crate) async fn openapi(call: Public<'_>) -> HttpResult {
 
 /// The address a request was sent to, when its `Host` (or HTTP/2
 /// authority) is a well-formed `host[:port]`: `http://host[:port]`, or
-/// `https://…` behind a proxy that says so in `X-Forwarded-Proto`.
-fn server_url(head: &Parts) -> Option<String> {
+/// `https://…` when keysd serves TLS (`tls`) or behind a proxy that says so
+/// in `X-Forwarded-Proto`.
+fn server_url(head: &Parts, tls: bool) -> Option<String> {
     let host = head
         .headers
         .get(http::header::HOST)
@@ -86,6 +87,7 @@ fn server_url(head: &Parts) -> Option<String> {
     let forwarded = head.headers.get("x-forwarded-proto").and_then(|value| value.to_str().ok());
     let scheme = match forwarded.map(str::trim) {
         Some(proto) if proto.eq_ignore_ascii_case("https") => "https",
+        _ if tls => "https",
         _ => head.uri.scheme_str().filter(|scheme| *scheme == "https").unwrap_or("http"),
     };
     Some(format!("{scheme}://{host}"))
@@ -158,10 +160,18 @@ mod tests {
     fn servers(parts: &Parts) -> serde_json::Value {
         let document: serde_json::Value = serde_json::from_slice(&served(
             r#"{"openapi":"3.1.0","paths":{}}"#,
-            &server_url(parts).unwrap_or_else(|| "/".to_owned()),
+            &server_url(parts, false).unwrap_or_else(|| "/".to_owned()),
         ))
         .expect("JSON");
         document["servers"].clone()
+    }
+
+    #[test]
+    fn over_tls_the_server_is_https_whatever_the_protocol() {
+        assert_eq!(
+            server_url(&head(Some("keys.example:8443"), None), true).as_deref(),
+            Some("https://keys.example:8443")
+        );
     }
 
     #[test]
