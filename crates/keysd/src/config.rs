@@ -485,6 +485,26 @@ mod tests {
     }
 
     #[test]
+    fn cli_md_leaves_the_settings_to_the_table() {
+        // One table, so that the two cannot drift: CLI.md points to it and
+        // repeats none of its rows.
+        let cli = document("CLI.md");
+        assert!(cli.contains("OPERATIONS.md#settings"), "docs/CLI.md does not point to the settings table");
+        let repeated: Vec<&str> = cli
+            .lines()
+            .filter(|line| {
+                flag_of(line).is_some_and(|long| arguments().iter().any(|(_, arg)| arg.get_long() == Some(long)))
+            })
+            .collect();
+        assert!(
+            repeated.is_empty(),
+            "docs/CLI.md repeats rows of the settings table (the flags of serve and the global ones are \
+             documented once, in docs/OPERATIONS.md, Settings):\n{}",
+            repeated.join("\n")
+        );
+    }
+
+    #[test]
     fn integers_in_any_base_and_numbers_with_underscores_read_as_decimals() {
         let args = serve(&[], "max-request-head-bytes = 0x4000\nmax-response-bytes = 1_048_576\n");
         assert_eq!(args.max_request_head_bytes, 16_384);
