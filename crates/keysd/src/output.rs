@@ -20,7 +20,8 @@ use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 /// `--log-format`: how every line keysd writes is shaped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines; `serve`'s announcements as they always were.
+    /// Lines for people; the lines `serve` announces exactly as scripts
+    /// parse them.
     #[default]
     Text,
     /// One JSON object a line, on stdout and on stderr.
