@@ -412,52 +412,62 @@ mod tests {
     /// policy of docs/OPERATIONS.md; the policy binds every later one.
     const POLICY_FLOOR: u32 = 7;
 
-    /// Statements that take something away from the schema an older binary
-    /// reads or writes: a migration holding one must say which schema it
-    /// needs (`_needs_NNNN` at the end of its file name, docs/OPERATIONS.md).
-    fn contracts(sql: &str) -> Option<&'static str> {
-        let sql = sql
-            .lines()
-            .map(|line| line.split("--").next().unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(" ")
-            .to_ascii_uppercase();
-        let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
-        ["DROP TABLE", "DROP COLUMN", "RENAME", "ALTER COLUMN", "SET NOT NULL", "DROP INDEX", "DROP TRIGGER"]
-            .into_iter()
-            .find(|statement| sql.contains(statement))
+    /// What is wrong with the migration `name` (its file name) holding
+    /// `sql`, under the upgrade policy: after the floor, its name ends
+    /// `_needs_NNNN` with the floor ≤ NNNN < its own version (the schema
+    /// whose binaries still serve the database after it), and it adds no
+    /// `NOT NULL` column without a `DEFAULT` (the previous release's
+    /// inserts would fail).
+    fn policy_breach(name: &str, sql: &str) -> Option<String> {
+        let version: u32 = name.split('_').next()?.parse().ok()?;
+        if version <= POLICY_FLOOR {
+            return None;
+        }
+        let needs = name.strip_suffix(".sql")?.rsplit_once("_needs_").and_then(|(_, needs)| needs.parse::<u32>().ok());
+        match needs {
+            Some(needs) if (POLICY_FLOOR..version).contains(&needs) => {}
+            Some(needs) => return Some(format!("needs {needs}, outside {POLICY_FLOOR}..{version}")),
+            None => return Some("no `_needs_NNNN` at the end of its name".to_owned()),
+        }
+        let sql: String =
+            sql.lines().map(|line| line.split("--").next().unwrap_or_default()).collect::<Vec<_>>().join(" ");
+        let sql = sql.to_ascii_uppercase().split_whitespace().collect::<Vec<_>>().join(" ");
+        sql.split(';')
+            .flat_map(|statement| statement.split("ADD COLUMN").skip(1))
+            .find(|column| {
+                let column = column.split(',').next().unwrap_or_default();
+                column.contains("NOT NULL") && !column.contains("DEFAULT")
+            })
+            .map(|column| {
+                format!("adds a NOT NULL column without a DEFAULT:{}", column.split(',').next().unwrap_or_default())
+            })
     }
 
     #[test]
-    fn later_migrations_expand_or_say_what_they_need() {
+    fn later_migrations_say_which_schema_they_need_and_only_expand_safely() {
         // Guards the guard.
-        assert_eq!(contracts("ALTER TABLE api_keys\n  DROP   COLUMN old;"), Some("DROP COLUMN"));
-        assert_eq!(contracts("CREATE TABLE usage (id TEXT); -- drop table later"), None);
+        assert_eq!(policy_breach("0007_api_key_counts.sql", "ALTER TABLE a DROP COLUMN b"), None);
+        assert!(policy_breach("0008_usage.sql", "CREATE TABLE usage (id TEXT)").is_some());
+        assert!(policy_breach("0008_usage_needs_abc.sql", "CREATE TABLE usage (id TEXT)").is_some());
+        assert!(policy_breach("0008_usage_needs_0001.sql", "CREATE TABLE usage (id TEXT)").is_some());
+        assert!(policy_breach("0008_usage_needs_0008.sql", "CREATE TABLE usage (id TEXT)").is_some());
+        assert_eq!(policy_breach("0008_usage_needs_0007.sql", "CREATE TABLE usage (id TEXT NOT NULL)"), None);
+        assert!(policy_breach("0008_x_needs_0007.sql", "ALTER TABLE a ADD COLUMN b\n TEXT NOT NULL;").is_some());
+        assert_eq!(policy_breach("0008_x_needs_0007.sql", "ALTER TABLE a ADD COLUMN b TEXT NOT NULL DEFAULT ''"), None);
         let mut seen = 0;
-        let mut missing = Vec::new();
+        let mut breaches = Vec::new();
         for backend in ["sqlite", "postgres"] {
             let directory = root().join("crates/keys-store/migrations").join(backend);
             for entry in std::fs::read_dir(&directory).expect("migrations") {
                 let path = entry.expect("entry").path();
                 let name = path.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                let version: u32 = name.split('_').next().and_then(|number| number.parse().ok()).expect("numbered");
                 seen += 1;
-                if version <= POLICY_FLOOR {
-                    continue;
-                }
-                let declares = name.trim_end_matches(".sql").rsplit_once("_needs_").is_some();
-                if let Some(statement) = contracts(&std::fs::read_to_string(&path).expect("readable")) {
-                    if !declares {
-                        missing.push(format!("{backend}/{name} ({statement})"));
-                    }
+                if let Some(breach) = policy_breach(&name, &std::fs::read_to_string(&path).expect("readable")) {
+                    breaches.push(format!("{backend}/{name}: {breach}"));
                 }
             }
         }
         assert!(seen >= 2 * POLICY_FLOOR, "found only {seen} migrations");
-        assert!(
-            missing.is_empty(),
-            "these migrations contract the schema without naming the schema they need (`…_needs_NNNN.sql`; see \
-             docs/OPERATIONS.md, Upgrading): {missing:?}"
-        );
+        assert!(breaches.is_empty(), "these migrations break the upgrade policy of docs/OPERATIONS.md: {breaches:?}");
     }
 }

@@ -144,7 +144,9 @@ pub async fn migrate(url: &str) -> StoreResult<SchemaStatus> {
 
 /// The schema this binary writes and serves.
 pub fn schema_support() -> SchemaSupport {
-    SchemaSupport { version: schema::versions(sqlite::migrator()).into_iter().max().unwrap_or(0) }
+    SchemaSupport {
+        version: schema::known(sqlite::migrator()).iter().map(|migration| migration.version).max().unwrap_or(0),
+    }
 }
 
 fn is_postgres(url: &str) -> bool {

@@ -110,10 +110,15 @@ fn migrate(
 
 async fn check_and_apply(connection: &mut PgConnection, migrations: Migrations) -> StoreResult<SchemaStatus> {
     let failed = |source| StoreError::database("PostgreSQL migrations", source);
-    connection.ensure_migrations_table().await.map_err(migration_failed)?;
-    let applied = schema::applied(&sqlx::query(schema::APPLIED).fetch_all(&mut *connection).await.map_err(failed)?)
-        .map_err(failed)?;
-    let status = schema::judge(&schema::versions(&MIGRATOR), &applied, migrations)?;
+    let recorded: bool =
+        sqlx::query_scalar(schema::HAS_APPLIED_POSTGRES).fetch_one(&mut *connection).await.map_err(failed)?;
+    let applied = if recorded {
+        schema::applied(&sqlx::query(schema::APPLIED).fetch_all(&mut *connection).await.map_err(failed)?)
+            .map_err(failed)?
+    } else {
+        Vec::new()
+    };
+    let status = schema::judge(&schema::known(&MIGRATOR), &applied, migrations)?;
     if status.pending > 0 {
         schema::tolerant(&MIGRATOR).run_direct(connection).await.map_err(migration_failed)?;
     }

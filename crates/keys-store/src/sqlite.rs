@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use keys_core::{DomainPattern, KeyScope, WorkspaceSlug};
-use sqlx::migrate::Migrate;
 use sqlx::query::Query;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -169,11 +168,15 @@ fn migrate(
     Box::pin(async move {
         let failed = |source| StoreError::database("SQLite migrations", source);
         let mut transaction = pool.begin_with("BEGIN IMMEDIATE").await.map_err(failed)?;
-        transaction.ensure_migrations_table().await.map_err(migration_failed)?;
-        let applied =
+        let recorded: bool =
+            sqlx::query_scalar(schema::HAS_APPLIED_SQLITE).fetch_one(&mut *transaction).await.map_err(failed)?;
+        let applied = if recorded {
             schema::applied(&sqlx::query(schema::APPLIED).fetch_all(&mut *transaction).await.map_err(failed)?)
-                .map_err(failed)?;
-        let status = schema::judge(&schema::versions(&MIGRATOR), &applied, migrations)?;
+                .map_err(failed)?
+        } else {
+            Vec::new()
+        };
+        let status = schema::judge(&schema::known(&MIGRATOR), &applied, migrations)?;
         if status.pending > 0 {
             schema::tolerant(&MIGRATOR).run_direct(&mut *transaction).await.map_err(migration_failed)?;
         }

@@ -181,7 +181,7 @@ async fn a_binary_says_which_schemas_it_serves_and_refuses_the_others() {
              VALUES ({version}, '{description}', TRUE, X'00', 1)"
         )
     };
-    sqlx::query(&later(schema + 1, "usage counts")).execute(&pool).await.expect("inserts");
+    sqlx::query(&later(schema + 1, &format!("usage counts needs {schema}"))).execute(&pool).await.expect("inserts");
     let server = Server::start(&backend, &["--migrate", "never"]).await;
     server.stop().await;
     sqlx::query(&later(schema + 2, &format!("drop old columns needs {}", schema + 1)))
