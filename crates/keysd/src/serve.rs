@@ -277,6 +277,8 @@ fn up_to(max: u64) -> clap::builder::RangedU64ValueParser<u64> {
 
 /// `keysd serve`.
 pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
+    // Before anything is announced: a signal from now on drains.
+    let mut signals = Signals::listen()?;
     process::disable_core_dumps();
     let descriptor_limit = process::raise_descriptor_limit();
     let max_connections = match args.max_connections {
@@ -368,13 +370,13 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     let draining = app.clone();
     let delay = seconds(args.shutdown_delay_seconds);
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signals.next().await;
         draining.drain();
         if !delay.is_zero() {
             tracing::info!(seconds = delay.as_secs(), "draining: /ready answers 503; stopping after the delay");
             tokio::select! {
                 () = tokio::time::sleep(delay) => {}
-                () = shutdown_signal() => tracing::info!("second signal: stopping now"),
+                () = signals.next() => tracing::info!("second signal: stopping now"),
             }
         }
         let _ = stop.send(true);
@@ -430,31 +432,42 @@ async fn bootstrap(service: &Service) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %error, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
+/// SIGTERM and ctrl-c (SIGINT), listened for from the moment this is made:
+/// `serve` makes it before it announces its address, so that a signal sent
+/// as soon as the address is printed drains like any other instead of
+/// killing the process (the default action, until a handler exists).
+struct Signals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::warn!(error = %error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn listen() -> anyhow::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt()).context("cannot listen for ctrl-c")?,
+                terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            })
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("ctrl-c received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+        #[cfg(not(unix))]
+        Ok(Self {})
+    }
+
+    /// Completes at the next SIGTERM or ctrl-c.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => tracing::info!("ctrl-c received"),
+            _ = self.terminate.recv() => tracing::info!("SIGTERM received"),
+        }
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_ok() {
+            tracing::info!("ctrl-c received");
+        }
     }
 }
 
