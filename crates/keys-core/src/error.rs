@@ -100,4 +100,23 @@ pub enum CoreError {
     /// "not found" outcome.
     #[error("{kind} not found")]
     NotFound { kind: &'static str },
+    /// A whole number outside its range; `field` is its name on the wire
+    /// (`ratelimits.limit`, `credits.remaining`, `cost`, …).
+    #[error("{field} must be a whole number between {min} and {max}")]
+    OutOfRange { field: &'static str, min: u64, max: u64 },
+    #[error(
+        "invalid rate limit name '{0}': a name is 1 to 64 characters of a-z, 0-9, '_', '.', ':' and '-', starting \
+         with a letter or digit"
+    )]
+    InvalidRateLimitName(String),
+    #[error("too many rate limits (at most {max})")]
+    TooManyRateLimits { max: usize },
+    #[error("{field} names '{name}' twice: each name may appear once")]
+    DuplicateRateLimit { field: &'static str, name: String },
+    #[error("credits.refill.interval must be 'daily' or 'monthly'")]
+    InvalidRefillInterval,
+    #[error("credits.refill.refill_day applies to monthly refills only")]
+    RefillDayNotMonthly,
+    #[error("operation must be 'set', 'increment' or 'decrement'")]
+    InvalidCreditsOperation,
 }

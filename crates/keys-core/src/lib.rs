@@ -18,6 +18,7 @@ mod api_key;
 mod digest;
 mod error;
 mod ids;
+pub mod meter;
 mod organisation;
 mod organisation_key;
 mod origin;
