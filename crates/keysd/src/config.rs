@@ -22,7 +22,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{anyhow, bail};
 use clap::builder::ValueParser;
 use clap::error::{ContextKind, ContextValue};
-use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches};
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, Command, CommandFactory, FromArgMatches, ValueEnum};
 use toml::de::{DeTable, DeValue};
 
 use crate::output::LogFormat;
@@ -60,10 +61,16 @@ fn parse_with(arguments: Vec<OsString>, read: impl Fn(&Path) -> std::io::Result<
     let Some(path) = matches.get_one::<PathBuf>(CONFIG) else {
         return Cli::from_arg_matches(&matches).map_err(Failure::Usage);
     };
-    let log_format = matches.get_one::<LogFormat>(LOG_FORMAT).copied().unwrap_or_default();
+    let chosen = matches.get_one::<LogFormat>(LOG_FORMAT).copied().unwrap_or_default();
+    let explicit = matches.value_source(LOG_FORMAT).is_some_and(|source| source != ValueSource::DefaultValue);
+    let text = read(path).map_err(|error| Failure::Settings {
+        error: anyhow!("cannot read the config file {}: {error}", path.display()),
+        log_format: chosen,
+    })?;
+    // A refused file's message comes in the format the flag or the
+    // environment chose, else in the one the file itself asks for.
+    let log_format = if explicit { chosen } else { file_log_format(&text).unwrap_or(chosen) };
     let refused = |error| Failure::Settings { error, log_format };
-    let text =
-        read(path).map_err(|error| refused(anyhow!("cannot read the config file {}: {error}", path.display())))?;
     let settings = read_settings(path, &text).map_err(refused)?;
     let serving = matches.subcommand_name() == Some(SERVE);
     let mut command = Cli::command();
@@ -78,6 +85,37 @@ fn parse_with(arguments: Vec<OsString>, read: impl Fn(&Path) -> std::io::Result<
     }
     let matches = command.try_get_matches_from(&arguments).map_err(Failure::Usage)?;
     Cli::from_arg_matches(&matches).map_err(Failure::Usage)
+}
+
+/// The `log-format` a config file's text sets, if it parses and sets one.
+fn file_log_format(text: &str) -> Option<LogFormat> {
+    let table = DeTable::parse(text).ok()?;
+    let value = table.get_ref().iter().find(|(key, _)| key.get_ref().as_ref() == "log-format")?.1;
+    LogFormat::from_str(value.get_ref().as_str()?, true).ok()
+}
+
+/// The log format a command line that clap refused asked for, so that its
+/// usage error is one JSON object in JSON mode: `--log-format` (either
+/// spelling), else `KEYSD_LOG_FORMAT`, else the config file's
+/// `log-format` (`--config` or `KEYSD_CONFIG`).
+pub fn requested_log_format(arguments: &[OsString]) -> LogFormat {
+    let arguments: Vec<String> = arguments.iter().map(|argument| argument.to_string_lossy().into_owned()).collect();
+    let flag = |name: &str| {
+        arguments.iter().enumerate().find_map(|(index, argument)| match argument.strip_prefix(name) {
+            Some("") => arguments.get(index + 1).cloned(),
+            Some(rest) => rest.strip_prefix('=').map(str::to_owned),
+            None => None,
+        })
+    };
+    let parse = |value: String| LogFormat::from_str(&value, true).ok();
+    if let Some(format) = flag("--log-format").and_then(parse) {
+        return format;
+    }
+    if let Some(format) = std::env::var("KEYSD_LOG_FORMAT").ok().and_then(parse) {
+        return format;
+    }
+    let file = flag("--config").or_else(|| std::env::var("KEYSD_CONFIG").ok());
+    file.and_then(|path| std::fs::read_to_string(path).ok()).and_then(|text| file_log_format(&text)).unwrap_or_default()
 }
 
 /// Whose flag an argument is.
@@ -225,6 +263,25 @@ mod tests {
     use crate::Command as Subcommand;
 
     const FILE: &str = "/etc/keysd/keysd.toml";
+
+    #[test]
+    fn a_refused_command_line_is_told_in_the_format_it_asked_for() {
+        let format =
+            |arguments: &[&str]| requested_log_format(&arguments.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(format(&["keysd", "--log-format", "json", "serve", "--nope"]), LogFormat::Json);
+        assert_eq!(format(&["keysd", "serve", "--log-format=JSON"]), LogFormat::Json);
+        assert_eq!(format(&["keysd", "serve", "--log-format", "yaml"]), LogFormat::Text);
+        let file = std::env::temp_dir().join(format!("keysd-log-format-{}.toml", std::process::id()));
+        std::fs::write(&file, "log-format = \"json\"\nbogus = 1\n").expect("writes");
+        let file = file.to_string_lossy().into_owned();
+        assert_eq!(format(&["keysd", "--config", &file, "serve", "--nope"]), LogFormat::Json);
+        assert_eq!(format(&["keysd", "--config", &file, "--log-format", "text"]), LogFormat::Text);
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(
+            crate::output::one_line("error: unexpected argument '--nope' found\n\nUsage: keysd serve\n"),
+            "unexpected argument '--nope' found Usage: keysd serve"
+        );
+    }
 
     fn parsed(arguments: &[&str], file: &str) -> Result<Cli, Failure> {
         let arguments = ["keysd", "--config", FILE].iter().chain(arguments).map(OsString::from).collect();

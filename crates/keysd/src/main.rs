@@ -93,9 +93,21 @@ fn version_text() -> &'static str {
 
 /// Runs the command line; the exit code is non-zero on any error.
 fn main() -> ExitCode {
-    let cli = match config::parse(std::env::args_os().collect()) {
+    let arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match config::parse(arguments.clone()) {
         Ok(cli) => cli,
-        Err(config::Failure::Usage(error)) => error.exit(),
+        // `--help` and `--version` (on stdout), and usage errors in text
+        // mode, as clap prints them.
+        Err(config::Failure::Usage(error))
+            if !error.use_stderr() || config::requested_log_format(&arguments) == output::LogFormat::Text =>
+        {
+            error.exit()
+        }
+        Err(config::Failure::Usage(error)) => {
+            output::init(output::LogFormat::Json);
+            output::error(&anyhow::anyhow!("{}", output::one_line(&error.to_string())));
+            return ExitCode::from(2);
+        }
         Err(config::Failure::Settings { error, log_format }) => {
             output::init(log_format);
             output::error(&error);

@@ -96,6 +96,13 @@ pub fn error(error: &anyhow::Error) {
     }
 }
 
+/// A multi-line message (clap's usage errors) as one line: its lines
+/// trimmed and joined, without clap's leading `error: `.
+pub fn one_line(message: &str) -> String {
+    let joined = message.lines().map(str::trim).filter(|line| !line.is_empty()).collect::<Vec<_>>().join(" ");
+    joined.strip_prefix("error: ").map(str::to_owned).unwrap_or(joined)
+}
+
 /// One announcement on stdout: `text` as it is in text mode, else a JSON
 /// object of `message` and `fields`.
 fn announce(text: String, message: &str, fields: &[(&str, Value)]) {
