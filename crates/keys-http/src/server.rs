@@ -143,6 +143,7 @@ impl App {
     {
         let started = Instant::now();
         let request_id = request_id(request.headers());
+        let http1 = request.version() < http::Version::HTTP_2;
         let method = request.method().clone();
         // A clone of the URI shares its bytes: the path outlives the request.
         let uri = request.uri().clone();
@@ -224,6 +225,13 @@ impl App {
         // Every answer, errors included: a browser must never guess that a
         // JSON body (which may echo client text) is HTML or script.
         response.headers_mut().insert(http::header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        // Shutting down ([`App::drain`]): an HTTP/1 client opens a new
+        // connection for its next request (to another replica, once the
+        // load balancer has seen `/ready`), instead of reusing this one as
+        // the listener closes under it.
+        if http1 && self.state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
         response
     }
 }

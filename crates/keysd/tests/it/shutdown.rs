@@ -57,8 +57,17 @@ async fn sigterm_turns_ready_off_then_drains_within_the_grace() {
     server.signal("TERM");
     let signalled = Instant::now();
     not_ready_within_a_second(&base).await;
-    // Draining is not stopping: new connections are still served.
+    // Draining is not stopping: new connections are still served, and
+    // HTTP/1 clients are told not to reuse theirs.
     assert_eq!(status(&base, "/health").await, Some(200));
+    let headers = tokio::process::Command::new("curl")
+        .args(["-s", "-D", "-", "-o", "/dev/null", "--max-time", "2"])
+        .arg(format!("{base}/health"))
+        .output()
+        .await
+        .expect("curl runs");
+    let headers = String::from_utf8_lossy(&headers.stdout).to_ascii_lowercase();
+    assert!(headers.contains("connection: close"), "{headers}");
     assert_eq!(status(&base, "/v1/workspace/").await, Some(401));
 
     let exit = server.exit(Duration::from_secs(20)).await;
