@@ -149,7 +149,20 @@ struct Temporary {
 
 impl Temporary {
     async fn create(destination: &Path) -> Result<Self, BackupError> {
-        let name = destination.file_name().map(|name| name.to_string_lossy()).unwrap_or_default();
+        // The destination's name, cut to leave room for the suffix within
+        // the 255 bytes a file name may have.
+        let name: String = destination
+            .file_name()
+            .map(|name| {
+                name.to_string_lossy()
+                    .chars()
+                    .scan(0, |bytes, c| {
+                        *bytes += c.len_utf8();
+                        (*bytes <= 200).then_some(c)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
         let path = destination.with_file_name(format!(".{name}.{}-{nanos:x}.partial", std::process::id()));
         let mut open = tokio::fs::OpenOptions::new();

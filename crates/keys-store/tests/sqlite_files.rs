@@ -83,6 +83,12 @@ async fn a_backup_is_a_consistent_private_copy_that_never_overwrites() {
     assert_eq!(std::fs::read(&destination).expect("copy"), written);
     assert_eq!(file_names(backups.path()), ["copy.db"]);
 
+    // A destination whose name is as long as a file name may be (its
+    // temporary name beside it must still fit).
+    let long = backups.path().join(format!("{}.db", "k".repeat(252)));
+    keys_store::backup(&url, &long).await.expect("a 255-byte name is written");
+    std::fs::remove_file(&long).expect("removed");
+
     let copy = keys_store::open(&format!("sqlite://{}", destination.display())).await.expect("the copy opens");
     let found = copy.organisation_by_name("acme").await.expect("readable").expect("committed before: in the copy");
     assert_eq!(found.id, organisation);
