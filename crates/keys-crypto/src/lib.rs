@@ -4,6 +4,9 @@
 //!   (`kst_…`) and publishable keys (`SS.PUBK.…`), each with a CRC32 checksum
 //!   so that a mistyped or truncated value is rejected before any storage
 //!   lookup, and their SHA-256 digests (the only form storage keeps).
+//! - [`imported`]: the plaintext of a key made by another system (any
+//!   format, 16–256 printable ASCII characters), digested the same way, and
+//!   the masks imported keys are listed with.
 //! - [`keypair`]: P-256 (ES256) workspace signing keys and RSA-2048 (RS256)
 //!   organisation keys, their PKCS#8 / SPKI PEM encodings, RFC 7517 JWKs, and
 //!   a background pool of pre-generated RSA keys.
@@ -38,6 +41,7 @@ mod jwk;
 mod key_material;
 mod provider;
 
+pub mod imported;
 pub mod jwt;
 pub mod keypair;
 pub mod mint;
@@ -47,6 +51,7 @@ pub mod secret;
 mod test_support;
 
 pub use error::CryptoError;
+pub use imported::{ImportedKeyRejection, ImportedKeyText};
 pub use jwt::{Algorithm, Claims, JwtError, VerificationKey, Verifier};
 pub use keypair::{EcKeyPair, Jwk, JwkSet, RsaKeyPair, RsaKeyPool};
 pub use secret::{

@@ -1,17 +1,38 @@
 //! API keys (server-side secrets) in a workspace the caller reaches: list,
-//! get, create, patch, disable, enable, roll, delete. Every transition is
-//! keys-core's; the secret of a create or roll exists in plaintext only in
-//! the [`IssuedApiKey`] it returns.
+//! get, create, patch, disable, enable, roll, delete, and import of keys
+//! made elsewhere. Every transition is keys-core's; the secret of a create
+//! or roll exists in plaintext only in the [`IssuedApiKey`] it returns, and
+//! an imported key's text only until its digest is computed.
 
-use keys_core::{ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, ApiKeyProfile, GracePeriod, Page};
-use keys_crypto::ApiKeySecret;
-use keys_store::Mutations as _;
-use keys_store::{ApiKeyChange, StoreError};
+use keys_core::{ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, ApiKeyProfile, GracePeriod, Page, SecretDigest};
+use keys_crypto::imported::masked_digest;
+use keys_crypto::{ApiKeySecret, ImportedKeyText};
+use keys_store::{Acting, ApiKeyChange, ImportApiKeys, ImportedApiKeys, StoreError, StoredDigests};
+use keys_store::{Mutations as _, Run as _};
 use rand_core::{CryptoRng, RngCore};
 use time::OffsetDateTime;
 
 use crate::workspaces::{InWorkspace, Listing};
-use crate::ServiceResult;
+use crate::{ServiceError, ServiceResult};
+
+/// The most entries one import takes (the API's limit, and the CLI's batch).
+pub const MAX_IMPORT_BATCH: usize = 1_000;
+
+/// The secret of an imported key, as its owner hands it over.
+#[derive(Debug)]
+pub enum ImportedSecret {
+    /// The plaintext, digested at once and then dropped (zeroized).
+    Text(ImportedKeyText),
+    /// The SHA-256 of the plaintext, as keysd computes it.
+    Sha256(SecretDigest),
+}
+
+/// One key to import: its secret and the fields a create takes.
+#[derive(Debug)]
+pub struct ImportEntry {
+    pub secret: ImportedSecret,
+    pub profile: ApiKeyProfile,
+}
 
 /// What a new API key is made of: its profile (name, description, scopes,
 /// owner, meta, expiry).
@@ -78,6 +99,37 @@ impl InWorkspace<'_> {
         let (_rolled, key) =
             store.roll_api_key(&self.workspace.uid, id, grace, material, self.caller.actor(), now).await?;
         Ok(IssuedApiKey { key, secret })
+    }
+
+    /// Stores keys made elsewhere, 1 to [`MAX_IMPORT_BATCH`] of them, all
+    /// or nothing in one transaction (see `keys_store::ImportApiKeys`); an
+    /// imported key verifies by its original text like a created one. A
+    /// refused entry is named by its index (`keys[3]: …`).
+    pub async fn import_api_keys(
+        &self,
+        entries: Vec<ImportEntry>,
+        stored: StoredDigests,
+    ) -> ServiceResult<ImportedApiKeys> {
+        if entries.is_empty() || entries.len() > MAX_IMPORT_BATCH {
+            return Err(ServiceError::Invalid(format!("keys must hold 1 to {MAX_IMPORT_BATCH} entries")));
+        }
+        let now = self.now();
+        let mut rng = self.service.rng();
+        let mut keys = Vec::with_capacity(entries.len());
+        for (index, ImportEntry { secret, profile }) in entries.into_iter().enumerate() {
+            let (digest, masked_api_key) = match secret {
+                ImportedSecret::Text(text) => (text.digest(), text.masked()),
+                ImportedSecret::Sha256(digest) => (digest, masked_digest(&digest)),
+            };
+            let material = ApiKeyMaterial { id: ApiKeyId::generate(now, &mut rng), digest, masked_api_key };
+            let new = keys_core::NewApiKey { workspace: self.workspace.uid.clone(), material, profile };
+            let key = ApiKey::create(new, self.caller.actor(), now)
+                .map_err(|refusal| ServiceError::Invalid(format!("keys[{index}]: {refusal}")))?;
+            keys.push(key);
+        }
+        let acting = Acting::new(self.workspace.uid.clone(), self.caller.actor().clone(), now);
+        let store = self.service.mutations(self.caller);
+        Ok(store.run(ImportApiKeys { acting, keys, stored }).await?.output)
     }
 
     pub async fn delete_api_key(&self, id: &ApiKeyId) -> ServiceResult<ApiKey> {

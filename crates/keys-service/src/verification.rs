@@ -273,10 +273,9 @@ impl Service {
         if let Err(refusal) = may_verify(caller) {
             return Ok(Err(refusal));
         }
-        let Ok(secret) = ApiKeySecret::parse(presented) else {
+        let Some(digest) = api_key_digest(presented) else {
             return Ok(Err(Denial::Malformed.into()));
         };
-        let digest = secret.digest();
         let found = self.store.shared_api_key_by_digest(&digest).await?;
         let now = self.now();
         let pair = found.as_deref().map(|(key, workspace)| (key, workspace));
@@ -640,6 +639,20 @@ pub fn refusal_of_jwt_error(error: JwtError) -> Refusal {
 /// The most gateway tokens [`Service::authenticate_gateway`] remembers
 /// having warned of.
 pub(crate) const STRONG_GATEWAYS_REMEMBERED: usize = 1_024;
+
+/// The digest a presented API key is looked up by, or `None` for a text
+/// that can be no key at all, refused without a lookup. keysd's own format
+/// (`SS.` …) must pass its checksum; any other text is a key imported from
+/// another system if it is 16–256 printable ASCII characters. Those reach
+/// the lookup, whose misses the store's cache remembers (bounded, per
+/// process, dropped when keys are created or imported), so the same unknown
+/// text presented again does not reach the database again.
+fn api_key_digest(presented: &str) -> Option<keys_core::SecretDigest> {
+    if presented.starts_with(ApiKeySecret::PREFIX) {
+        return ApiKeySecret::parse(presented).ok().map(|secret| secret.digest());
+    }
+    keys_crypto::ImportedKeyText::parse_foreign(presented).ok().map(|text| text.digest())
+}
 
 /// The most parsed keys the memo keeps; past it, it starts over. Keys only
 /// come from the store, so this is a guard, not a working limit.

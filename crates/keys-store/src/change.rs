@@ -37,6 +37,10 @@ pub enum Change {
     ServiceToken(SecretDigest),
     /// The API key with this digest was created or deleted.
     ApiKey(SecretDigest),
+    /// Keys were imported into this workspace: any digest looked up and
+    /// not found may be stored now (one announcement for a whole batch,
+    /// which could name a thousand digests).
+    ApiKeysImported(WorkspaceUid),
     /// Public keys of this workspace were created, changed (patched,
     /// rotated to a new value) or deleted.
     PublicKeys(WorkspaceUid),
@@ -56,6 +60,7 @@ impl Change {
             Self::Workspace(uid) => format!("workspace:{uid}"),
             Self::ServiceToken(digest) => format!("service_token:{}", digest.to_hex()),
             Self::ApiKey(digest) => format!("api_key:{}", digest.to_hex()),
+            Self::ApiKeysImported(workspace) => format!("api_keys_imported:{workspace}"),
             Self::PublicKeys(workspace) => format!("public_keys:{workspace}"),
             Self::SigningKeys(workspace) => format!("signing_keys:{workspace}"),
             Self::OrganisationKey(id) => format!("organisation_key:{id}"),
@@ -73,6 +78,7 @@ impl Change {
             "workspace" => WorkspaceUid::parse(argument).ok().map(Self::Workspace),
             "service_token" => SecretDigest::from_hex(argument).map(Self::ServiceToken),
             "api_key" => SecretDigest::from_hex(argument).map(Self::ApiKey),
+            "api_keys_imported" => WorkspaceUid::parse(argument).ok().map(Self::ApiKeysImported),
             "public_keys" => WorkspaceUid::parse(argument).ok().map(Self::PublicKeys),
             "signing_keys" => WorkspaceUid::parse(argument).ok().map(Self::SigningKeys),
             "organisation_key" => OrganisationKeyId::parse(argument).ok().map(Self::OrganisationKey),
@@ -121,6 +127,7 @@ mod tests {
             Change::Workspace(workspace.clone()),
             Change::ServiceToken(SecretDigest::from_bytes([7; 32])),
             Change::ApiKey(SecretDigest::from_bytes([0xab; 32])),
+            Change::ApiKeysImported(workspace.clone()),
             Change::PublicKeys(workspace.clone()),
             Change::SigningKeys(workspace),
             Change::OrganisationKey(OrganisationKeyId::generate(now, &mut rng)),

@@ -18,6 +18,13 @@ pub enum Conflict {
     /// Another organisation has this name (the CLI's `--org` takes names).
     #[error("organisation name '{0}' already exists")]
     OrganisationNameTaken(String),
+    /// An imported key (the entry at this index of the batch) is already
+    /// stored, in this workspace or another: a 409 at the HTTP boundary.
+    #[error("keys[{index}]: this key is already stored")]
+    DigestStored { index: usize },
+    /// An imported key repeats an earlier entry of the same batch.
+    #[error("keys[{index}]: the same key as keys[{first}]")]
+    RepeatedInBatch { index: usize, first: usize },
 }
 
 /// Why a store call failed.

@@ -327,7 +327,7 @@ async fn postgres_migration_renames_old_audit_actions() {
 /// (besides `organisation.created`, which the CLI's organisations write).
 #[test]
 fn audit_actions_are_the_specs() {
-    const SPEC: [&str; 19] = [
+    const SPEC: [&str; 20] = [
         "workspace.created",
         "api_key.generated",
         "api_key.updated",
@@ -335,6 +335,7 @@ fn audit_actions_are_the_specs() {
         "api_key.enabled",
         "api_key.rolled",
         "api_key.deleted",
+        "api_key.imported",
         "public_api_key.generated",
         "public_api_key.updated",
         "public_api_key.rotated",

@@ -3,6 +3,7 @@
 //! entropy where time and randomness matter.
 
 mod fixture;
+mod imports;
 mod rsa_quota;
 mod use_cases;
 mod warm_path;

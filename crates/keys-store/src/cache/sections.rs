@@ -198,6 +198,8 @@ impl Cache {
             Change::Organisation(_) | Change::Workspace(_) => {}
             Change::ServiceToken(digest) => self.service_tokens.remove(digest),
             Change::ApiKey(digest) => self.api_keys.remove(digest),
+            // What was found stays true; what was missing may be stored now.
+            Change::ApiKeysImported(_) => self.api_keys.remove_where(|_| false),
             Change::PublicKeys(workspace) => self.public_keys.remove_where(|(key, _)| &key.workspace == workspace),
             Change::SigningKeys(workspace) => {
                 self.signing_keys.remove_where(|key| &key.workspace == workspace);

@@ -1,11 +1,13 @@
 //! API keys: [`CreateApiKey`], [`ChangeApiKey`] (patch, disable, enable,
-//! delete) and [`RollApiKey`].
+//! delete), [`RollApiKey`] and [`ImportApiKeys`].
+
+use std::collections::HashMap;
 
 use keys_core::{ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, EntityKind, GracePeriod, Mutation, WorkspaceUid};
 
 use super::{Acting, Applied, AuditAction, Command, Lock, Locked, Scope};
 use crate::change::Change;
-use crate::error::{StoreError, StoreResult};
+use crate::error::{Conflict, StoreError, StoreResult};
 use crate::repo::{self, Sql};
 
 /// A change to one API key: its transitions in keys-core.
@@ -72,6 +74,73 @@ command! {
         change(sql, locked, roll).await?.map(|(rolled, fresh)| {
             Ok((rolled, fresh.ok_or_else(|| StoreError::Inconsistent("a roll made no new key".to_owned()))?))
         })
+    }
+}
+
+/// What an import does with an entry whose digest is already stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredDigests {
+    /// Refuses the whole batch ([`Conflict::DigestStored`]), and an entry
+    /// that repeats an earlier one ([`Conflict::RepeatedInBatch`]): the API.
+    Refuse,
+    /// Skips an entry already stored in the workspace imported into, or
+    /// repeating an earlier one, and counts it; one stored in another
+    /// workspace still refuses the batch: `keysd import`, which may be run
+    /// again over the same file.
+    SkipInWorkspace,
+}
+
+/// What an import wrote: the keys it created, in the order of their
+/// entries, and the indexes of the entries it skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedApiKeys {
+    pub imported: Vec<ApiKey>,
+    pub skipped: Vec<usize>,
+}
+
+command! {
+    /// Stores keys made elsewhere (their digests computed by the caller),
+    /// all or nothing: an entry whose digest is stored already refuses the
+    /// whole batch (or is skipped, see [`StoredDigests`]), and the
+    /// workspace's key cap counts the whole batch, as it counts a create.
+    /// One `api_key.imported` event names how many and which keys.
+    ImportApiKeys { keys: Vec<ApiKey>, stored: StoredDigests } in Workspace(WorkspaceUid) -> ImportedApiKeys,
+        Mutation::Create(EntityKind::ApiKey);
+    apply |Self { acting, keys, stored }, sql, locked| {
+        let workspace = locked.workspace()?;
+        let mut first_of: HashMap<[u8; 32], usize> = HashMap::with_capacity(keys.len());
+        let mut written = ImportedApiKeys { imported: Vec::with_capacity(keys.len()), skipped: Vec::new() };
+        for (index, key) in keys.into_iter().enumerate() {
+            if let Some(&first) = first_of.get(key.digest.as_bytes()) {
+                match stored {
+                    StoredDigests::Refuse => return Err(Conflict::RepeatedInBatch { index, first }.into()),
+                    StoredDigests::SkipInWorkspace => written.skipped.push(index),
+                }
+                continue;
+            }
+            first_of.insert(*key.digest.as_bytes(), index);
+            if let Some((_, holder)) = repo::api_key_by_digest(sql, &key.digest).await? {
+                if stored == StoredDigests::SkipInWorkspace && holder.uid == workspace.uid {
+                    written.skipped.push(index);
+                    continue;
+                }
+                return Err(Conflict::DigestStored { index }.into());
+            }
+            if key.workspace != workspace.uid {
+                return Err(StoreError::Inconsistent("an imported key names another workspace".to_owned()));
+            }
+            repo::insert_api_key(sql, &key).await?;
+            written.imported.push(key);
+        }
+        if written.imported.is_empty() {
+            // Nothing written: no event, and the pipeline rolls back.
+            return Ok(Applied { output: written, events: Vec::new(), change: None });
+        }
+        let ids: Vec<&str> = written.imported.iter().map(|key| key.id.as_str()).collect();
+        let target = format!("count={} ids={}", ids.len(), ids.join(","));
+        let at = written.imported[0].created_at;
+        let event = acting.event(&Scope::of_workspace(&workspace), AuditAction::ApiKeyImported, &target, at);
+        Ok(Applied::one(written, event, Change::ApiKeysImported(workspace.uid)))
     }
 }
 

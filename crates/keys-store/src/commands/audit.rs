@@ -21,6 +21,7 @@ pub enum AuditAction {
     ApiKeyEnabled,
     ApiKeyRolled,
     ApiKeyDeleted,
+    ApiKeyImported,
     PublicApiKeyGenerated,
     PublicApiKeyUpdated,
     PublicApiKeyRotated,
@@ -36,7 +37,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for parsing.
-    pub const ALL: [Self; 20] = [
+    pub const ALL: [Self; 21] = [
         Self::OrganisationCreated,
         Self::WorkspaceCreated,
         Self::ServiceTokenGenerated,
@@ -46,6 +47,7 @@ impl AuditAction {
         Self::ApiKeyEnabled,
         Self::ApiKeyRolled,
         Self::ApiKeyDeleted,
+        Self::ApiKeyImported,
         Self::PublicApiKeyGenerated,
         Self::PublicApiKeyUpdated,
         Self::PublicApiKeyRotated,
@@ -71,6 +73,7 @@ impl AuditAction {
             Self::ApiKeyEnabled => "api_key.enabled",
             Self::ApiKeyRolled => "api_key.rolled",
             Self::ApiKeyDeleted => "api_key.deleted",
+            Self::ApiKeyImported => "api_key.imported",
             Self::PublicApiKeyGenerated => "public_api_key.generated",
             Self::PublicApiKeyUpdated => "public_api_key.updated",
             Self::PublicApiKeyRotated => "public_api_key.rotated",
@@ -97,7 +100,8 @@ impl AuditAction {
             | Self::ApiKeyDisabled
             | Self::ApiKeyEnabled
             | Self::ApiKeyRolled
-            | Self::ApiKeyDeleted => "api_key",
+            | Self::ApiKeyDeleted
+            | Self::ApiKeyImported => "api_key",
             Self::PublicApiKeyGenerated
             | Self::PublicApiKeyUpdated
             | Self::PublicApiKeyRotated

@@ -156,7 +156,9 @@ mod service_tokens;
 mod signing_keys;
 mod workspaces;
 
-pub use api_keys::{ApiKeyChange, ChangeApiKey, CreateApiKey, RollApiKey};
+pub use api_keys::{
+    ApiKeyChange, ChangeApiKey, CreateApiKey, ImportApiKeys, ImportedApiKeys, RollApiKey, StoredDigests,
+};
 pub use audit::{AuditAction, AuditEvent, PruneAuditEvents, RecordedAuditEvent};
 pub use organisation_keys::{CreateOrganisationKey, DeleteOrganisationKey};
 pub use organisations::{Bootstrap, CreateOrganisation};

@@ -10,6 +10,7 @@ mod api_key_lifecycle;
 mod audit;
 mod cache;
 mod concurrency;
+mod imports;
 mod lifecycle;
 mod quotas;
 mod secrets;
@@ -111,5 +112,7 @@ contract_suite! {
         quotas::the_api_key_count_follows_every_write,
         quotas::concurrent_creates_never_pass_a_cap,
         quotas::organisation_keys_page_newest_first_with_a_cursor,
+        imports::imports_are_all_or_nothing_and_audited_once,
+        imports::imports_count_whole_against_the_key_cap,
     ],
 }
