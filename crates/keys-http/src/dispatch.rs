@@ -44,7 +44,7 @@ where
     let Some(operation) = route.operation(request.method()) else {
         return Err(ApiError::MethodNotAllowed { allow: route.methods().cloned().collect() });
     };
-    let limit = state.config.body_limit;
+    let limit = operation.body_limit(state.config.body_limit);
     // Public handlers never read a body, so its declared length is no
     // reason to refuse them (a gateway may forward the client's).
     if matches!(operation.handler, Handler::ServiceToken(..)) {

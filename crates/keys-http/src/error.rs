@@ -12,7 +12,7 @@ use http::{header, HeaderValue, Method, Response, StatusCode};
 use http_body_util::Full;
 use keys_core::{CoreError, Permission, Role};
 use keys_service::ServiceError;
-use keys_store::StoreError;
+use keys_store::{Conflict, StoreError};
 use serde::Serialize;
 use utoipa::openapi::{ArrayBuilder, ObjectBuilder, OneOfBuilder, RefOr, Schema, Type};
 
@@ -52,6 +52,9 @@ pub enum ApiError {
     NotFound(String),
     /// 405: the path exists, the method does not.
     MethodNotAllowed { allow: Vec<Method> },
+    /// 409: what the request would store is stored already (an imported
+    /// API key).
+    Conflict(String),
     /// 408: the client was too slow sending its body.
     RequestTimeout,
     /// 413: the body is over the limit.
@@ -98,6 +101,7 @@ impl ApiError {
                 Self::NotFound(format!("{target} not found"))
             }
             StoreError::Refused(refusal) => Self::Validation(vec![refusal.to_string()]),
+            StoreError::Conflict(conflict @ Conflict::DigestStored { .. }) => Self::Conflict(conflict.to_string()),
             StoreError::Conflict(conflict) => Self::Validation(vec![conflict.to_string()]),
             StoreError::Database { .. }
             | StoreError::Migration { .. }
@@ -129,6 +133,7 @@ impl ApiError {
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -146,6 +151,7 @@ impl ApiError {
             Self::PermissionDenied(_) => ("permission_denied", "PermissionDenied", "forbidden"),
             Self::NotFound(_) => ("not_found", "NotFound", "not_found"),
             Self::MethodNotAllowed { .. } => ("method_not_allowed", "MethodNotAllowed", "method_not_allowed"),
+            Self::Conflict(_) => ("conflict", "Conflict", "conflict"),
             Self::RequestTimeout => ("request_timeout", "RequestTimeout", "request_timeout"),
             Self::PayloadTooLarge { .. } => ("payload_too_large", "PayloadTooLarge", "payload_too_large"),
             Self::UnsupportedMediaType => ("unsupported_media_type", "UnsupportedMediaType", "unsupported_media_type"),
@@ -156,11 +162,13 @@ impl ApiError {
     }
 
     /// The human-readable message (for validation errors: every problem).
-    fn messages(&self) -> Vec<String> {
+    pub(crate) fn messages(&self) -> Vec<String> {
         match self {
             Self::Validation(problems) => problems.clone(),
             Self::Unauthenticated => vec!["Invalid service token.".to_owned()],
-            Self::PermissionDenied(message) | Self::NotFound(message) => vec![message.clone()],
+            Self::PermissionDenied(message) | Self::NotFound(message) | Self::Conflict(message) => {
+                vec![message.clone()]
+            }
             Self::MethodNotAllowed { .. } => vec!["Method not allowed.".to_owned()],
             Self::RequestTimeout => vec!["Request timed out.".to_owned()],
             Self::PayloadTooLarge { limit } => vec![format!("Request body is larger than {limit} bytes.")],
@@ -264,13 +272,14 @@ pub(crate) fn error_detail_schema() -> impl Into<RefOr<Schema>> {
 
 /// One error of each kind; the exhaustive match below fails to compile
 /// when a kind is added to `ApiError`, so its codes cannot be forgotten.
-fn every_error() -> [ApiError; 11] {
+fn every_error() -> [ApiError; 12] {
     [
         ApiError::Validation(Vec::new()),
         ApiError::Unauthenticated,
         ApiError::PermissionDenied(String::new()),
         ApiError::NotFound(String::new()),
         ApiError::MethodNotAllowed { allow: Vec::new() },
+        ApiError::Conflict(String::new()),
         ApiError::RequestTimeout,
         ApiError::PayloadTooLarge { limit: 0 },
         ApiError::UnsupportedMediaType,
@@ -288,6 +297,7 @@ fn every_error_is_listed(error: ApiError) {
         | ApiError::PermissionDenied(_)
         | ApiError::NotFound(_)
         | ApiError::MethodNotAllowed { .. }
+        | ApiError::Conflict(_)
         | ApiError::RequestTimeout
         | ApiError::PayloadTooLarge { .. }
         | ApiError::UnsupportedMediaType

@@ -53,6 +53,7 @@ mod state;
 pub mod tls;
 mod wire;
 
+pub use handlers::api_key_imports::{import_entry, IMPORT_BODY_LIMIT};
 pub use handlers::audit_events::AuditEventDto;
 pub use handlers::service_tokens::ServiceTokenDto;
 pub use server::{serve, App};

@@ -54,6 +54,21 @@ impl Secret {
 
 impl zeroize::ZeroizeOnDrop for Secret {}
 
+/// A secret arriving in a request (the text of an imported API key): held
+/// in the same zeroizing string from the moment it is read.
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|text| Self(zeroize::Zeroizing::new(text)))
+    }
+}
+
+impl Secret {
+    /// The text, to digest it (an imported key's) at once.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")

@@ -9,6 +9,8 @@
 //! database); `serve` prints the bootstrap token (only when this process
 //! bootstrapped) and a `keysd listening on http://ADDR` line to stdout.
 //! Logs go to stderr. Errors are one line on stderr and a non-zero exit.
+//! `import` reads NDJSON of API keys made elsewhere and prints `imported N,
+//! skipped M` alone.
 //! `audit export` writes NDJSON (one event a line, as `GET
 //! /v1/audit_event/` renders it, oldest first), reading the trail in
 //! batches so memory stays flat whatever its size; `audit prune` prints how
@@ -16,7 +18,7 @@
 //!
 //! One module per command group: [`serve`] (its flags, the `--max-…` caps
 //! among them, with [`process`], what `serve` asks of the OS), [`org`],
-//! [`workspace`], [`token`], [`audit`], [`sign`]; [`database`] opens the
+//! [`workspace`], [`token`], [`import`], [`audit`], [`sign`]; [`database`] opens the
 //! store and turns service errors into one-line messages; [`config`] reads
 //! `--config FILE` into the flags' defaults before clap parses; [`output`]
 //! writes the logs, `serve`'s announced lines and the final error in the
@@ -30,6 +32,7 @@ mod audit;
 mod backup;
 mod config;
 mod database;
+mod import;
 mod org;
 mod output;
 mod process;
@@ -75,6 +78,10 @@ pub enum Command {
     /// Sign tokens locally with a private key keysd returned (no database).
     #[command(subcommand)]
     Sign(sign::SignCommand),
+    /// Import API keys made by another system from NDJSON (one entry a
+    /// line, as the API's import takes them), in batches of 1,000; keys
+    /// the workspace holds already are skipped, so a rerun resumes.
+    Import(import::ImportArgs),
     /// Export or prune the audit trail.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -143,6 +150,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Org(command) => org::run(url, command).await,
         Command::Workspace(command) => workspace::run(url, command).await,
         Command::Token(command) => token::run(url, command).await,
+        Command::Import(args) => import::run(url, args).await,
         Command::Audit(command) => audit::run(url, command).await,
         Command::Backup(args) => backup::run(url, args).await,
         Command::Migrate => {

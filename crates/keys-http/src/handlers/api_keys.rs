@@ -43,7 +43,7 @@ fn external_id(text: &str) -> Result<ExternalId, ApiError> {
 }
 
 /// The profile a create request's body asks for.
-fn profile(body: CreateApiKey) -> Result<ApiKeyProfile, ApiError> {
+pub(crate) fn profile(body: CreateApiKey) -> Result<ApiKeyProfile, ApiError> {
     Ok(ApiKeyProfile {
         name: required_name(body.name.as_deref())?,
         description: Description::parse(body.description.as_deref())?,
@@ -199,8 +199,10 @@ pub(crate) static ROUTES: &[Route] = &[
 pub struct ApiKeyDto {
     #[schema(pattern = "^ws_apik_")]
     pub id: String,
-    /// The first 10 characters of the secret and `*****`.
-    #[schema(pattern = r"^SS\.")]
+    /// The first 10 characters of the secret and `*****`; for an imported
+    /// key, at most a quarter of its text (and at most 10 characters) and
+    /// `*****`, or `imported_` and 6 hex digits of its SHA-256 when only
+    /// that was imported.
     pub masked_api_key: String,
     pub is_deleted: bool,
     pub name: String,
@@ -285,28 +287,42 @@ pub(crate) fn meta_object(meta: &keys_core::KeyMeta) -> Option<serde_json::Map<S
     serde_json::from_str(meta.as_str()).ok()
 }
 
-/// `POST …/ws_api_key/`: `{name, description?, expires_at?, scopes?,
-/// external_id?, meta?}`.
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = ApiKeyCreate)]
-pub struct CreateApiKey {
-    #[schema(required = true, schema_with = name_schema)]
-    pub name: Option<String>,
-    #[schema(schema_with = description_schema)]
-    pub description: Option<String>,
-    /// RFC 3339; must lie in the future.
-    #[schema(format = DateTime)]
-    pub expires_at: Option<String>,
-    /// At most 64; each 1–64 characters of `a-z 0-9 : . _ -`, optionally
-    /// ending in `:*`.
-    #[schema(schema_with = scopes_schema)]
-    pub scopes: Option<Vec<String>>,
-    #[schema(schema_with = external_id_schema)]
-    pub external_id: Option<String>,
-    /// A JSON object of at most 4 KiB serialised.
-    #[schema(value_type = Option<Object>)]
-    pub meta: Option<serde_json::Value>,
+/// Declares a request body that takes the fields of an API-key create
+/// (`{name, description?, expires_at?, scopes?, external_id?, meta?}`)
+/// after its own: the create's body, and an entry of an import.
+macro_rules! with_create_fields {
+    ($(#[$meta:meta])* $name:ident as $schema:ident { $($(#[$field_meta:meta])* $field:ident: $type:ty,)* }) => {
+        $(#[$meta])*
+        #[derive(Debug, Deserialize, ToSchema)]
+        #[serde(deny_unknown_fields)]
+        #[schema(as = $schema)]
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $type,)*
+            #[schema(required = true, schema_with = name_schema)]
+            pub name: Option<String>,
+            #[schema(schema_with = description_schema)]
+            pub description: Option<String>,
+            /// RFC 3339; must lie in the future.
+            #[schema(format = DateTime)]
+            pub expires_at: Option<String>,
+            /// At most 64; each 1–64 characters of `a-z 0-9 : . _ -`, optionally
+            /// ending in `:*`.
+            #[schema(schema_with = scopes_schema)]
+            pub scopes: Option<Vec<String>>,
+            #[schema(schema_with = external_id_schema)]
+            pub external_id: Option<String>,
+            /// A JSON object of at most 4 KiB serialised.
+            #[schema(value_type = Option<Object>)]
+            pub meta: Option<serde_json::Value>,
+        }
+    };
+}
+pub(crate) use with_create_fields;
+
+with_create_fields! {
+    /// `POST …/ws_api_key/`: `{name, description?, expires_at?, scopes?,
+    /// external_id?, meta?}`.
+    CreateApiKey as ApiKeyCreate {}
 }
 
 /// `PATCH …/ws_api_key/{id}/`: any of the fields; `null` clears the

@@ -5,6 +5,7 @@
 //! route is, and how a path finds one, is [`crate::routing`]'s; how a
 //! handler is reached is [`crate::dispatch`]'s.
 
+pub(crate) mod api_key_imports;
 pub(crate) mod api_keys;
 pub(crate) mod audit_events;
 pub(crate) mod console;
@@ -37,6 +38,7 @@ static TABLE: Routes = Routes::new(&[
     workspaces::ROUTES,
     service_tokens::ROUTES,
     api_keys::ROUTES,
+    api_key_imports::ROUTES,
     public_keys::ROUTES,
     signing_keys::ROUTES,
     forward_auth::ROUTES,

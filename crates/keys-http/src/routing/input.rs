@@ -148,10 +148,18 @@ fn body_error_message(error: &serde_path_to_error::Error<serde_json::Error>) -> 
         let mut names = quoted(rest).into_iter();
         let unknown = names.next().unwrap_or_default();
         let accepted: Vec<String> = names.collect();
+        // Inside an array of objects (an import's `keys`), the object at
+        // fault is named: `keys[3]: unknown field …`.
+        let owner = match field.strip_suffix(unknown.as_str()) {
+            Some(rest) => rest.strip_suffix('.').unwrap_or_default(),
+            None if field != "request body" => field.as_str(),
+            None => "",
+        };
+        let at = if owner.is_empty() { String::new() } else { format!("{owner}: ") };
         return if accepted.is_empty() {
-            format!("unknown field {}: this request takes no fields", shortened(&unknown))
+            format!("{at}unknown field {}: this request takes no fields", shortened(&unknown))
         } else {
-            format!("unknown field {}; the fields are {}", shortened(&unknown), accepted.join(", "))
+            format!("{at}unknown field {}; the fields are {}", shortened(&unknown), accepted.join(", "))
         };
     }
     if let Some(rest) = serde.strip_prefix("unknown variant ") {

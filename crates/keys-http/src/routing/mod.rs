@@ -19,7 +19,7 @@ mod tests;
 pub(crate) use input::Input;
 pub(crate) use route::{
     authenticated, public, Authenticated, Body, Caller, Handler, HttpResult, Payload, Public, Query, BAD_REQUEST,
-    NOT_FOUND,
+    CONFLICT, NOT_FOUND,
 };
 pub use route::{Auth, Operation, Route, Tag, MAX_PARAMS};
 pub use router::Matched;

@@ -237,6 +237,10 @@ pub struct Operation {
     /// Whether a success carries a secret or a private key (shown once):
     /// the response then has `Cache-Control: no-store` (docs/GUARANTEES.md, Secrets).
     pub(crate) hands_out_secret: bool,
+    /// The most bytes of body this operation takes, where it takes more
+    /// than the server's limit (the import of API keys); `None`: the
+    /// server's limit (`AppConfig::body_limit`).
+    pub(crate) body_limit: Option<usize>,
 }
 
 impl std::fmt::Debug for Operation {
@@ -379,6 +383,8 @@ pub(crate) use public;
 pub(crate) const NOT_FOUND: (u16, Payload) = (404, Payload::Error);
 /// The answer of an operation a domain rule can refuse.
 pub(crate) const BAD_REQUEST: (u16, Payload) = (400, Payload::Error);
+/// The answer of an operation refused because what it would store exists.
+pub(crate) const CONFLICT: (u16, Payload) = (409, Payload::Error);
 
 /// Building an operation: a constructor for each common shape (list,
 /// create, get, update, delete) or [`Operation::new`], then what differs
@@ -402,6 +408,7 @@ impl Operation {
             success,
             refusals: &[],
             hands_out_secret: false,
+            body_limit: None,
         }
     }
 
@@ -455,6 +462,19 @@ impl Operation {
         let mut operation = self;
         operation.refusals = refusals;
         operation
+    }
+
+    /// Takes bodies up to `bytes` (more than the server's limit; a server
+    /// configured with a larger limit keeps its own).
+    pub(crate) const fn takes_bodies_up_to(self, bytes: usize) -> Self {
+        let mut operation = self;
+        operation.body_limit = Some(bytes);
+        operation
+    }
+
+    /// The most bytes of body this operation reads under `server_limit`.
+    pub(crate) fn body_limit(&self, server_limit: usize) -> usize {
+        self.body_limit.map_or(server_limit, |limit| limit.max(server_limit))
     }
 
     /// A success carries a secret or a private key, shown this once.

@@ -136,12 +136,24 @@ command! {
             // Nothing written: no event, and the pipeline rolls back.
             return Ok(Applied { output: written, events: Vec::new(), change: None });
         }
-        let ids: Vec<&str> = written.imported.iter().map(|key| key.id.as_str()).collect();
-        let target = format!("count={} ids={}", ids.len(), ids.join(","));
+        let target = import_target(&written.imported);
         let at = written.imported[0].created_at;
         let event = acting.event(&Scope::of_workspace(&workspace), AuditAction::ApiKeyImported, &target, at);
         Ok(Applied::one(written, event, Change::ApiKeysImported(workspace.uid)))
     }
+}
+
+/// The most key ids an `api_key.imported` event names: its `target_id` is
+/// indexed, and PostgreSQL's index rows hold at most about 2.7 kB.
+const IMPORT_EVENT_IDS: usize = 50;
+
+/// The `target_id` of an `api_key.imported` event: `count=N ids=…`, the
+/// first [`IMPORT_EVENT_IDS`] ids and, past them, `,…` (every key of one
+/// import has the event's instant as its `created_at`).
+fn import_target(imported: &[ApiKey]) -> String {
+    let ids: Vec<&str> = imported.iter().take(IMPORT_EVENT_IDS).map(|key| key.id.as_str()).collect();
+    let more = if imported.len() > IMPORT_EVENT_IDS { ",…" } else { "" };
+    format!("count={} ids={}{more}", imported.len(), ids.join(","))
 }
 
 /// Every change of one API key: loads it under its workspace's lock, lets

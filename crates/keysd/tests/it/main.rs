@@ -8,6 +8,7 @@ mod backup;
 mod config;
 mod e2e;
 mod hostile;
+mod import;
 mod shutdown;
 mod tls;
 mod upgrade;
