@@ -219,6 +219,7 @@ impl Sql for PgConnection {
             "workspaces_organisation_slug_key" => Some(Constraint::WorkspaceSlug),
             "workspace_signing_keys_one_active" => Some(Constraint::ActiveSigningKey),
             "public_keys_one_default" => Some(Constraint::DefaultPublicKey),
+            "api_keys_digest_key" => Some(Constraint::ApiKeyDigest),
             _ => None,
         }
     }

@@ -246,6 +246,7 @@ impl Sql for SqliteConnection {
             "workspaces.organisation_id, workspaces.slug" => Some(Constraint::WorkspaceSlug),
             "workspace_signing_keys.workspace_uid" => Some(Constraint::ActiveSigningKey),
             "public_keys.workspace_uid" => Some(Constraint::DefaultPublicKey),
+            "api_keys.digest" => Some(Constraint::ApiKeyDigest),
             _ => None,
         }
     }

@@ -129,7 +129,12 @@ command! {
             if key.workspace != workspace.uid {
                 return Err(StoreError::Inconsistent("an imported key names another workspace".to_owned()));
             }
-            repo::insert_api_key(sql, &key).await?;
+            // A concurrent import of the same key into another workspace
+            // (PostgreSQL: another workspace's lock) meets the unique digest.
+            repo::insert_api_key(sql, &key).await.map_err(|error| match error {
+                StoreError::Conflict(Conflict::DigestStored { .. }) => Conflict::DigestStored { index }.into(),
+                other => other,
+            })?;
             written.imported.push(key);
         }
         if written.imported.is_empty() {

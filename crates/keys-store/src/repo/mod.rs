@@ -175,6 +175,9 @@ pub enum Constraint {
     ActiveSigningKey,
     /// `public_keys_one_default`.
     DefaultPublicKey,
+    /// `api_keys_digest_key`: two imports of one key racing (a created
+    /// key's digest is random).
+    ApiKeyDigest,
 }
 
 /// A connection of one backend: what it takes to run a [`Statement`].
@@ -243,6 +246,8 @@ pub(crate) fn write_error<C: Sql + ?Sized>(error: sqlx::Error, subject: &str) ->
         Some(Constraint::OrganisationName) => Conflict::OrganisationNameTaken(subject.to_owned()).into(),
         Some(Constraint::WorkspaceSlug) => Conflict::SlugTaken(subject.to_owned()).into(),
         Some(Constraint::ActiveSigningKey) => keys_core::CoreError::OnlyOneActiveSigningKey.into(),
+        // The import that inserted it names the entry (`ImportApiKeys`).
+        Some(Constraint::ApiKeyDigest) => Conflict::DigestStored { index: 0 }.into(),
         // The domain has no refusal for this: the workspace lock makes it
         // unreachable, so seeing it is a fault, not a client error.
         Some(Constraint::DefaultPublicKey) | None => database(error),

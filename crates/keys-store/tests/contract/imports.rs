@@ -127,3 +127,27 @@ pub async fn imports_count_whole_against_the_key_cap(db: &TestDb) {
     assert_eq!(live_keys(&*store, &workspace).await, 3);
     assert_refused(store.create_api_key(&world.api_key(&workspace, "one more")).await, reached);
 }
+
+/// The same key imported into two workspaces at once, through two stores
+/// (two processes): exactly one import stores it, the other is refused
+/// naming the entry, never a fault.
+pub async fn concurrent_imports_of_one_key_store_it_once(db: &TestDb) {
+    let (first, second) = (db.store().await, db.store().await);
+    let mut world = World::new(73);
+    let organisation = world.stored_organisation(&*first, "acme").await;
+    let [one, two] = world.stored_workspaces(&*first, &organisation, ["one", "two"]).await;
+    for round in 0..5 {
+        let key = world.api_key(&one, &format!("k{round}"));
+        let twin = same_digest(&mut world, &two, &key);
+        let now = world.tick(1);
+        let acting = |workspace: &Workspace| Acting::new(workspace.uid.clone(), world.actor.clone(), now);
+        let (left, right) = tokio::join!(
+            first.run(ImportApiKeys { acting: acting(&one), keys: vec![key], stored: StoredDigests::Refuse }),
+            second.run(ImportApiKeys { acting: acting(&two), keys: vec![twin], stored: StoredDigests::Refuse }),
+        );
+        assert_eq!([left.is_ok(), right.is_ok()].iter().filter(|stored| **stored).count(), 1, "round {round}");
+        for refused in [left, right].into_iter().filter(Result::is_err) {
+            assert_refused(refused, Conflict::DigestStored { index: 0 });
+        }
+    }
+}

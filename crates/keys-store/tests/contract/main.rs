@@ -114,5 +114,6 @@ contract_suite! {
         quotas::organisation_keys_page_newest_first_with_a_cursor,
         imports::imports_are_all_or_nothing_and_audited_once,
         imports::imports_count_whole_against_the_key_cap,
+        imports::concurrent_imports_of_one_key_store_it_once,
     ],
 }
