@@ -131,6 +131,15 @@ async fn api_import_journey(backend: Backend) {
     assert!(large.starts_with("count=300 ids=ws_apik_") && large.ends_with(",…"), "{large}");
     assert_eq!(large.matches("ws_apik_").count(), 50, "at most 50 ids");
     server.stop().await;
+    // No key text anywhere in the logs (debug included) nor, on SQLite, in
+    // the database's files.
+    for entry in std::fs::read_dir(backend.dir()).expect("directory").flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap_or_default();
+        for secret in [&plain, &hashed, &fresh] {
+            let found = bytes.windows(secret.len()).any(|window| window == secret.as_bytes());
+            assert!(!found, "{} holds an imported key's text", entry.path().display());
+        }
+    }
     backend.cleanup().await;
 }
 
