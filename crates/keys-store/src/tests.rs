@@ -217,6 +217,44 @@ macro_rules! on_sql_store {
     }};
 }
 
+/// Events a later release records under actions this one does not know
+/// are served (their names kept, their target kind the part before the
+/// dot), so that this release reads the trail of the next one's schema; a
+/// stored action not shaped like one is still corrupt.
+async fn later_actions_are_served<DB: Backend>(store: &SqlStore<DB>) {
+    let organisation = fixture().organisation;
+    const INSERT: &str = "INSERT INTO audit_events (organisation_id, action, target_id, at) VALUES ($1, $2, $3, $4)";
+    let insert = async |action: &'static str, target: &'static str, seconds: i64| {
+        let mut writer = DB::writer(&store.pool).await.unwrap();
+        let values = vec![
+            repo::Value::Text(Some(organisation.id.as_str())),
+            repo::Value::Text(Some(action)),
+            repo::Value::Text(Some(target)),
+            repo::Value::Time(Some(organisation.created_at + time::Duration::seconds(seconds))),
+        ];
+        repo::Sql::execute(&mut *writer, repo::Statement { sql: INSERT, values }).await.unwrap();
+        writer.commit().await.unwrap();
+    };
+    let mut writer = DB::writer(&store.pool).await.unwrap();
+    repo::insert_organisation(&mut *writer, &organisation).await.unwrap();
+    writer.commit().await.unwrap();
+    insert("identity.updated", "customer-1", 1).await;
+    insert("credits.low", "ws_apik_1", 2).await;
+    let events = store.audit_events(&organisation.id, 10).await.unwrap();
+    let seen: Vec<(&str, &str, &str)> = events
+        .iter()
+        .map(|event| (event.action.as_str(), event.action.target_type(), event.target_id.as_str()))
+        .collect();
+    assert_eq!(seen, [("credits.low", "credits", "ws_apik_1"), ("identity.updated", "identity", "customer-1")]);
+    assert_eq!(AuditAction::parse("identity.updated"), None, "not a filter this release offers");
+    insert("Robert'); DROP TABLE audit_events;--", "x", 3).await;
+    assert!(matches!(store.audit_events(&organisation.id, 10).await, Err(StoreError::Inconsistent(_))));
+}
+
+async fn later_actions_journey(db: TestDb) {
+    on_sql_store!(db, later_actions_are_served);
+}
+
 async fn unique_violations_journey(db: TestDb) {
     on_sql_store!(db, unique_violations_become_refusals);
 }
@@ -226,6 +264,7 @@ async fn live_admin_counts_journey(db: TestDb) {
 }
 
 keys_testkit::on_both_backends! {
+    later_actions_journey => sqlite_later_audit_actions_are_served, postgres_later_audit_actions_are_served;
     unique_violations_journey =>
         sqlite_unique_violations_become_refusals, postgres_unique_violations_become_refusals;
     live_admin_counts_journey =>

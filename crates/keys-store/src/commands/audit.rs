@@ -33,6 +33,11 @@ pub enum AuditAction {
     OrganisationKeyDeleted,
     ServiceTokenRevoked,
     AuditPruned,
+    /// An action a later release records, read back by this one: events
+    /// are kept whatever wrote them, so a binary serves the trail of the
+    /// next release's schema (docs/OPERATIONS.md, "Upgrading and rolling
+    /// back"). Never written by this release; see [`AuditAction::later`].
+    Later(&'static str),
 }
 
 impl AuditAction {
@@ -85,6 +90,7 @@ impl AuditAction {
             Self::OrganisationKeyDeleted => "organisation_key.deleted",
             Self::ServiceTokenRevoked => "service_token.revoked",
             Self::AuditPruned => "audit.pruned",
+            Self::Later(name) => name,
         }
     }
 
@@ -108,12 +114,37 @@ impl AuditAction {
             | Self::PublicApiKeyDeleted => "public_api_key",
             Self::SigningApiKeyGenerated | Self::SigningApiKeyRolled | Self::SigningApiKeyDeleted => "signing_api_key",
             Self::OrganisationKeyGenerated | Self::OrganisationKeyDeleted => "organisation_key",
+            Self::Later(name) => name.split_once('.').map_or(name, |(kind, _)| kind),
         }
     }
 
-    /// The action named `name`, if it is one.
+    /// The action named `name`, if it is one this release knows.
     pub fn parse(name: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|action| action.as_str() == name)
+    }
+
+    /// A stored action this release does not know, when it is shaped like
+    /// one (`kind.what`: lowercase letters and underscores, at most 64
+    /// bytes): [`AuditAction::Later`]. Each distinct name is kept once for
+    /// the life of the process (they are the few action names of later
+    /// releases), so the action stays `Copy`.
+    pub fn later(name: &str) -> Option<Self> {
+        let word = |part: &str| !part.is_empty() && part.bytes().all(|byte| byte.is_ascii_lowercase() || byte == b'_');
+        let shaped = name.len() <= 64 && name.split_once('.').is_some_and(|(kind, what)| word(kind) && word(what));
+        if !shaped {
+            return None;
+        }
+        static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+        let mut names = NAMES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let interned = match names.iter().find(|known| **known == name) {
+            Some(known) => *known,
+            None => {
+                let leaked: &'static str = Box::leak(name.to_owned().into_boxed_str());
+                names.push(leaked);
+                leaked
+            }
+        };
+        Some(Self::Later(interned))
     }
 }
 
@@ -165,7 +196,9 @@ impl AuditEvent {
             actor: rows::actor(row, "actor")?,
             token_id: token_id.map(|id| rows::parsed(ServiceTokenId::parse(&id), "token_id")).transpose()?,
             request_id: request_id.map(|id| rows::parsed(RequestId::parse(&id), "request_id")).transpose()?,
-            action: AuditAction::parse(&action).ok_or_else(|| rows::corrupt("audit action", "action"))?,
+            action: AuditAction::parse(&action)
+                .or_else(|| AuditAction::later(&action))
+                .ok_or_else(|| rows::corrupt("audit action", "action"))?,
             target_id: row.text("target_id")?,
             at: row.time("at")?,
         })
