@@ -10,7 +10,7 @@
 use http::StatusCode;
 use keys_core::SecretDigest;
 use keys_crypto::ImportedKeyText;
-use keys_service::api_keys::{ImportEntry, ImportedSecret, MAX_IMPORT_BATCH};
+use keys_service::api_keys::{ImportEntry, ImportedSecret};
 use keys_store::StoredDigests;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -31,9 +31,8 @@ pub const IMPORT_BODY_LIMIT: usize = 1 << 20;
 pub(crate) async fn import(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, workspace, input) = (call.state, call.caller, call.param(0), call.input);
     let body: ImportApiKeys = input.json()?;
-    if body.keys.is_empty() || body.keys.len() > MAX_IMPORT_BATCH {
-        return Err(ApiError::validation(format!("keys must hold 1 to {MAX_IMPORT_BATCH} entries")));
-    }
+    // How many entries a call takes is the use case's rule (it refuses an
+    // empty or oversized batch); the body limit bounds what is parsed here.
     let entries = body
         .keys
         .into_iter()
