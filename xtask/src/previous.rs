@@ -18,15 +18,13 @@ use anyhow::{bail, Context, Result};
 
 use crate::{cargo, project_root, run, target_dir};
 
-/// The previous release: the last commit of main that landed before the
-/// upgrade policy of docs/OPERATIONS.md. Move it forward at each release
-/// (to the release before the one being built). It predates the policy:
-/// like every binary before it, it refuses at start a schema holding a
-/// migration it does not know, so the release that adds the first
-/// migration after 0007 must first move this to a commit that has the
-/// policy (the landing that introduced it, or later), or the test's
-/// restart of the previous release fails, as it should.
-pub const PREVIOUS_RELEASE: &str = "395c1fc1858c17935fc5e2996956e26315e6ed15";
+/// The previous release: the commit of main that landed last (issue 26's
+/// landing, the first release with the upgrade policy of
+/// docs/OPERATIONS.md, schema 7). Move it forward at each release, to the
+/// release before the one being built. Releases before this one refuse at
+/// start any schema holding a migration they do not know, so this must
+/// never move back behind it.
+pub const PREVIOUS_RELEASE: &str = "e00717ce4ffc240900945dc1d91d5631116d9d1d";
 
 /// What the previous release's binary is called in the target directory.
 const BINARY: &str = "keysd-previous";
