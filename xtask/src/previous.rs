@@ -31,7 +31,9 @@ const BINARY: &str = "keysd-previous";
 
 /// Builds (or finds) the previous release's binary and returns its path.
 pub fn build() -> Result<PathBuf> {
-    let source = target_dir().join("previous-release").join(&PREVIOUS_RELEASE[..12]);
+    // The directory names the layout of the unpacked tree too (`-v2`: its
+    // crates carry their own version), so an older unpacking is not reused.
+    let source = target_dir().join("previous-release").join(format!("{}-v2", &PREVIOUS_RELEASE[..12]));
     if !source.join("Cargo.toml").exists() {
         unpack(&source)?;
     }
@@ -86,6 +88,59 @@ fn unpack(source: &std::path::Path) -> Result<()> {
         bail!("the previous release's crates/keysd/Cargo.toml has no [[bin]] named keysd");
     }
     std::fs::write(&manifest, renamed)?;
+    set_version(&partial)?;
     std::fs::rename(&partial, source)?;
     Ok(())
+}
+
+/// The previous release's own version, so that its crates never share
+/// build artifacts with this tree's. Cargo names a path crate's artifacts
+/// by its name, version and path relative to its workspace root, which are
+/// the same in both trees: built into one target directory, each build
+/// would find the other's `keys-core` fresh (its fingerprint lists the
+/// other tree's unchanged files) and link it. Dependencies from crates.io
+/// keep their names, so they are still shared.
+const VERSION: &str = "0.1.0-previous";
+
+fn set_version(tree: &std::path::Path) -> Result<()> {
+    let root = tree.join("Cargo.toml");
+    let text = std::fs::read_to_string(&root)?;
+    let members = workspace_members(&text);
+    let Some((head, tail)) = text.split_once("[workspace.package]\nversion = \"") else {
+        bail!("the previous release's Cargo.toml has no [workspace.package] version");
+    };
+    let Some((_, rest)) = tail.split_once('"') else {
+        bail!("the previous release's workspace version is not a string");
+    };
+    std::fs::write(&root, format!("{head}[workspace.package]\nversion = \"{VERSION}\"{rest}"))?;
+    // Its lock file says the same, so that `--locked` still holds.
+    let lock = tree.join("Cargo.lock");
+    let text = std::fs::read_to_string(&lock)?;
+    let mut out = String::with_capacity(text.len());
+    let mut ours = false;
+    for line in text.lines() {
+        if let Some(name) = line.strip_prefix("name = \"").and_then(|rest| rest.strip_suffix('"')) {
+            ours = members.iter().any(|member| member == name);
+        }
+        if ours && line.starts_with("version = \"") {
+            out.push_str(&format!("version = \"{VERSION}\""));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    std::fs::write(&lock, out)?;
+    Ok(())
+}
+
+/// The package names of the workspace's members (`crates/<name>`, `xtask`).
+fn workspace_members(manifest: &str) -> Vec<String> {
+    let Some(list) = manifest.split_once("members = [").and_then(|(_, rest)| rest.split_once(']')) else {
+        return Vec::new();
+    };
+    list.0
+        .split(',')
+        .filter_map(|member| member.trim().trim_matches('"').rsplit('/').next().map(str::to_owned))
+        .filter(|name| !name.is_empty())
+        .collect()
 }
