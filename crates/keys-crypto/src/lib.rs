@@ -16,6 +16,8 @@
 //! - [`mint`]: signing — the general [`mint::sign`], and the two token kinds
 //!   keysd verifies ([`mint::user_token`], [`mint::organisation_token`]) for
 //!   `keysd sign` and backends that mint locally.
+//! - [`github`]: the keys GitHub's secret scanning signs its alerts with,
+//!   and the check of an alert's signature.
 //!
 //! Two cryptographic backends, each for what it does best: the pure-Rust
 //! `p256` and `rsa` crates generate keys and parse, validate and encode all
@@ -41,6 +43,7 @@ mod jwk;
 mod key_material;
 mod provider;
 
+pub mod github;
 pub mod imported;
 pub mod jwt;
 pub mod keypair;
@@ -51,6 +54,7 @@ pub mod secret;
 mod test_support;
 
 pub use error::CryptoError;
+pub use github::{AlertSignatureRejection, GithubKeySet, GithubKeysError};
 pub use imported::{ImportedKeyRejection, ImportedKeyText};
 pub use jwt::{Algorithm, Claims, JwtError, VerificationKey, Verifier};
 pub use keypair::{EcKeyPair, Jwk, JwkSet, RsaKeyPair, RsaKeyPool};
