@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::signing_key::{Deletion, GracePeriod};
 use crate::values::timestamp;
 use crate::verify::Denial;
-use crate::{Actor, ApiKeyId, CoreError, Description, Name, SecretDigest, WorkspaceUid};
+use crate::{Actor, ApiKeyId, CoreError, Description, Name, OnLeak, SecretDigest, WorkspaceUid};
 
 /// `active`, `disabled` or `rolled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -279,6 +279,18 @@ pub struct ApiKeyPatch {
     pub meta: Option<Option<KeyMeta>>,
 }
 
+/// What [`ApiKey::contain_leak`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeakContainment {
+    /// Active → disabled.
+    Disabled,
+    /// A rolled key's grace ended at the report.
+    GraceEnded,
+    /// Nothing: the workspace only reports leaks, or the key no longer
+    /// authenticated.
+    Unchanged,
+}
+
 /// A server-side API key. Its transitions are the only way to change it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiKey(ApiKeyState);
@@ -449,6 +461,35 @@ impl ApiKey {
         self.0.lifecycle = ApiKeyLifecycle::Disabled { at: timestamp(now), by: Some(actor.clone()) };
         self.touched(actor, now);
         Ok(())
+    }
+
+    /// What a leak report does to the key under the workspace's `policy`
+    /// (docs/API.md, Leaked keys): with `disable`, an active key is
+    /// disabled and a rolled key's grace ends now, so that it stops
+    /// authenticating either way; with `notify`, or for a key that no
+    /// longer authenticates, nothing changes.
+    pub fn contain_leak(
+        &mut self,
+        policy: OnLeak,
+        actor: &Actor,
+        now: OffsetDateTime,
+    ) -> Result<LeakContainment, CoreError> {
+        self.live()?;
+        if policy == OnLeak::Notify || self.authenticates(now).is_err() {
+            return Ok(LeakContainment::Unchanged);
+        }
+        match self.status() {
+            ApiKeyStatus::Active => {
+                self.disable(actor, now)?;
+                Ok(LeakContainment::Disabled)
+            }
+            ApiKeyStatus::Rolled => {
+                self.0.profile.expires_at = Some(timestamp(now));
+                self.touched(actor, now);
+                Ok(LeakContainment::GraceEnded)
+            }
+            ApiKeyStatus::Disabled => Ok(LeakContainment::Unchanged),
+        }
     }
 
     /// Disabled → active.

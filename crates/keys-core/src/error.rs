@@ -35,6 +35,10 @@ pub enum CoreError {
     TooManyDomains { max: usize },
     #[error("mode must be 'sandbox' or 'production'")]
     InvalidMode,
+    #[error("api_key_prefix must match ^[a-z][a-z0-9]{{1,15}}_(live|test)$ (or be null for the default SS.)")]
+    InvalidApiKeyPrefix,
+    #[error("on_leak must be 'disable' or 'notify'")]
+    InvalidOnLeak,
     #[error("grace_period_seconds must be a whole number of seconds between 0 and {max}")]
     InvalidGracePeriod { max: u64 },
     /// Storage returned a record no transition can produce. Never the

@@ -32,7 +32,7 @@ mod workspace;
 
 pub use api_key::{
     ApiKey, ApiKeyLifecycle, ApiKeyMaterial, ApiKeyPatch, ApiKeyProfile, ApiKeyState, ApiKeyStatus, ExternalId,
-    KeyMeta, KeyScope, KeyScopes, NewApiKey, StoredApiKey, StoredStamp,
+    KeyMeta, KeyScope, KeyScopes, LeakContainment, NewApiKey, StoredApiKey, StoredStamp,
 };
 pub use digest::SecretDigest;
 pub use error::CoreError;
@@ -54,7 +54,7 @@ pub use signing_key::{
     StoredSigningKey, WorkspaceSigningKey,
 };
 pub use values::{
-    timestamp, Actor, Description, Mode, Name, Page, Pagination, WorkspaceSlug, COMBINING_MARKS, FORMAT_CHARACTERS,
-    INVISIBLE_CHARACTERS, MAX_COMBINING_MARKS, PRESENTATION_SELECTORS, RESERVED_SLUGS,
+    timestamp, Actor, ApiKeyPrefix, Description, Mode, Name, OnLeak, Page, Pagination, WorkspaceSlug, COMBINING_MARKS,
+    FORMAT_CHARACTERS, INVISIBLE_CHARACTERS, MAX_COMBINING_MARKS, PRESENTATION_SELECTORS, RESERVED_SLUGS,
 };
-pub use workspace::{NewWorkspace, Workspace};
+pub use workspace::{NewWorkspace, Workspace, WorkspacePatch};

@@ -70,13 +70,17 @@ pub enum Permission {
     ManageServiceTokens,
     /// Read the audit trail.
     ReadAudit,
+    /// Report an API key of the organisation as leaked
+    /// (`POST /v1/leak_report/`): any token may, as any scanner might
+    /// find a key.
+    ReportLeaks,
 }
 
 impl Permission {
     /// The least role that has this permission.
     pub fn least_role(self) -> Role {
         match self {
-            Self::Verify => Role::Verify,
+            Self::Verify | Self::ReportLeaks => Role::Verify,
             Self::ReadWorkspaces | Self::ManageKeys => Role::Manage,
             Self::ManageWorkspaces | Self::ManageServiceTokens | Self::ReadAudit => Role::Admin,
         }

@@ -8,8 +8,19 @@ use time::OffsetDateTime;
 use crate::CoreError;
 
 /// Slugs that would collide with routes of the HTTP API.
-pub const RESERVED_SLUGS: [&str; 9] =
-    ["workspace", "organisations", "keys", "verify", "health", "service_token", "audit_event", "auth", "console"];
+pub const RESERVED_SLUGS: [&str; 11] = [
+    "workspace",
+    "organisations",
+    "keys",
+    "verify",
+    "health",
+    "service_token",
+    "audit_event",
+    "auth",
+    "console",
+    "secret_scanning",
+    "leak_report",
+];
 
 /// A workspace slug: `^[a-z0-9][a-z0-9_-]{0,62}$`, not reserved.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -308,6 +319,76 @@ impl Mode {
         match self {
             Self::Sandbox => "sandbox",
             Self::Production => "production",
+        }
+    }
+}
+
+/// A workspace's prefix for its new API keys (docs/API.md, Workspaces):
+/// `^[a-z][a-z0-9]{1,15}_(live|test)$`, e.g. `acme_live`. Its keys are
+/// `acme_live_` followed by the 43 characters every keysd key ends with, a
+/// shape distinct enough for a secret scanner to register. The `_live` /
+/// `_test` tail is required so that a leaked key says which it was.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ApiKeyPrefix(String);
+
+impl ApiKeyPrefix {
+    /// The longest prefix: 16 + `_live`.
+    pub const MAX_LEN: usize = 21;
+
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        if Self::is_valid(text) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(CoreError::InvalidApiKeyPrefix)
+        }
+    }
+
+    /// Whether `text` has the shape of a prefix (also what verification asks
+    /// of the part of a presented key before its last 44 characters).
+    pub fn is_valid(text: &str) -> bool {
+        let Some(head) = text.strip_suffix("_live").or_else(|| text.strip_suffix("_test")) else {
+            return false;
+        };
+        let bytes = head.as_bytes();
+        (2..=16).contains(&bytes.len())
+            && bytes[0].is_ascii_lowercase()
+            && bytes.iter().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for ApiKeyPrefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What a workspace does when one of its API keys is reported leaked
+/// (docs/API.md, Leaked keys): disable it at once (the default), or only
+/// report it (audit and webhooks), for operators who rotate by hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum OnLeak {
+    #[default]
+    Disable,
+    Notify,
+}
+
+impl OnLeak {
+    pub fn parse(text: &str) -> Result<Self, CoreError> {
+        match text {
+            "disable" => Ok(Self::Disable),
+            "notify" => Ok(Self::Notify),
+            _ => Err(CoreError::InvalidOnLeak),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Notify => "notify",
         }
     }
 }

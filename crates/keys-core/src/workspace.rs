@@ -1,11 +1,15 @@
-//! Workspaces: what a client asks for ([`NewWorkspace`]) and what is kept
-//! ([`Workspace`]).
+//! Workspaces: what a client asks for ([`NewWorkspace`]), what is kept
+//! ([`Workspace`]) and what may change afterwards ([`WorkspacePatch`]: its
+//! name, description, API-key prefix and leak policy; never its slug, uid
+//! or mode, which clients and keys refer to).
 
 use rand_core::RngCore;
 use time::OffsetDateTime;
 
 use crate::values::timestamp;
-use crate::{Actor, CoreError, Description, Mode, Name, OrganisationId, WorkspaceSlug, WorkspaceUid};
+use crate::{
+    Actor, ApiKeyPrefix, CoreError, Description, Mode, Name, OnLeak, OrganisationId, WorkspaceSlug, WorkspaceUid,
+};
 
 /// A workspace of an organisation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,8 +20,27 @@ pub struct Workspace {
     pub name: Name,
     pub description: Option<Description>,
     pub mode: Mode,
+    /// The prefix of its new API keys; `None`: `SS.`.
+    pub api_key_prefix: Option<ApiKeyPrefix>,
+    pub on_leak: OnLeak,
     pub created_at: OffsetDateTime,
     pub created_by: Option<Actor>,
+}
+
+/// What `PATCH /v1/workspace/{slug}/` may change, already parsed; `None`
+/// leaves a field as it is, `Some(None)` clears a nullable one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkspacePatch {
+    pub name: Option<Name>,
+    pub description: Option<Option<Description>>,
+    pub api_key_prefix: Option<Option<ApiKeyPrefix>>,
+    pub on_leak: Option<OnLeak>,
+}
+
+impl WorkspacePatch {
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 /// What a client asks for when it creates a workspace, already parsed.
@@ -52,8 +75,30 @@ impl Workspace {
             name: new.name,
             description: new.description,
             mode: new.mode.unwrap_or(Mode::Sandbox),
+            api_key_prefix: None,
+            on_leak: OnLeak::default(),
             created_at: timestamp(now),
             created_by: actor.cloned(),
         })
+    }
+
+    /// The workspace with `patch` applied. A changed prefix applies to the
+    /// keys made afterwards: a key's text never changes, so existing keys
+    /// keep verifying whatever the prefix becomes.
+    pub fn patched(&self, patch: WorkspacePatch) -> Self {
+        let mut next = self.clone();
+        if let Some(name) = patch.name {
+            next.name = name;
+        }
+        if let Some(description) = patch.description {
+            next.description = description;
+        }
+        if let Some(prefix) = patch.api_key_prefix {
+            next.api_key_prefix = prefix;
+        }
+        if let Some(on_leak) = patch.on_leak {
+            next.on_leak = on_leak;
+        }
+        next
     }
 }

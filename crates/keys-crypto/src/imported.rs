@@ -40,7 +40,8 @@ impl fmt::Display for ImportedKeyRejection {
             Self::WrongLength => "must be 16 to 256 characters long",
             Self::NotPrintable => "must be printable ASCII characters (no spaces)",
             Self::KeysdPrefix => {
-                "starts with keysd's prefix SS. but is not a well-formed keysd key, so it could never verify"
+                "has the shape of a keysd key (SS. or a workspace prefix such as acme_live_) but not its checksum, \
+                 so it could never verify"
             }
         })
     }
@@ -58,7 +59,7 @@ impl ImportedKeyText {
     /// a well-formed keysd key. Needs no storage.
     pub fn parse(candidate: &str) -> Result<Self, ImportedKeyRejection> {
         let text = Self::parse_foreign(candidate)?;
-        if candidate.starts_with(ApiKeySecret::PREFIX) && ApiKeySecret::parse(candidate).is_err() {
+        if matches!(ApiKeySecret::recognise(candidate), Some(Err(_))) {
             return Err(ImportedKeyRejection::KeysdPrefix);
         }
         Ok(text)

@@ -109,44 +109,67 @@ impl Format {
     }
 
     fn generate<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Zeroizing<String> {
-        let mut random = Zeroizing::new([0u8; RANDOM_CHARS]);
-        rng.fill_bytes(random.as_mut());
-        // Reserving the final size up front means the string never
-        // reallocates, so no unzeroized copy of a partial secret is left
-        // behind in freed memory.
-        let mut text = Zeroizing::new(String::with_capacity(self.total_len()));
-        text.push_str(self.prefix);
-        // 256 is a multiple of 64, so masking a uniform byte to 6 bits gives
-        // a uniform character: no modulo bias.
-        for byte in random.iter() {
-            text.push(char::from(ALPHABET[usize::from(byte & 0x3f)]));
-        }
-        let checksum = checksum_chars(text.as_bytes());
-        for digit in checksum {
-            text.push(char::from(digit));
-        }
-        text
+        generate_text(self.prefix, rng)
     }
 
     fn check(&self, candidate: &str) -> Result<(), SecretRejection> {
         if !candidate.starts_with(self.prefix) {
             return Err(SecretRejection::WrongPrefix);
         }
-        // Lengths are in bytes; everything valid is ASCII, so a non-ASCII
-        // character shows up either here or in the alphabet check.
-        if candidate.len() != self.total_len() {
-            return Err(SecretRejection::WrongLength);
-        }
-        let bytes = candidate.as_bytes();
-        if !bytes[self.prefix.len()..].iter().all(|byte| is_alphabet(*byte)) {
-            return Err(SecretRejection::InvalidCharacter);
-        }
-        let (signed, checksum) = bytes.split_at(bytes.len() - CHECKSUM_CHARS);
-        if checksum_chars(signed) != checksum {
-            return Err(SecretRejection::BadChecksum);
-        }
-        Ok(())
+        check_body(self.prefix.len(), candidate)
     }
+}
+
+/// `prefix` + 37 random characters + the checksum of everything before it.
+fn generate_text<R: RngCore + CryptoRng>(prefix: &str, rng: &mut R) -> Zeroizing<String> {
+    let mut random = Zeroizing::new([0u8; RANDOM_CHARS]);
+    rng.fill_bytes(random.as_mut());
+    // Reserving the final size up front means the string never
+    // reallocates, so no unzeroized copy of a partial secret is left
+    // behind in freed memory.
+    let mut text = Zeroizing::new(String::with_capacity(prefix.len() + BODY_CHARS));
+    text.push_str(prefix);
+    // 256 is a multiple of 64, so masking a uniform byte to 6 bits gives
+    // a uniform character: no modulo bias.
+    for byte in random.iter() {
+        text.push(char::from(ALPHABET[usize::from(byte & 0x3f)]));
+    }
+    let checksum = checksum_chars(text.as_bytes());
+    for digit in checksum {
+        text.push(char::from(digit));
+    }
+    text
+}
+
+/// Length, alphabet and checksum of a candidate whose first `prefix_len`
+/// bytes are a prefix already checked.
+fn check_body(prefix_len: usize, candidate: &str) -> Result<(), SecretRejection> {
+    // Lengths are in bytes; everything valid is ASCII, so a non-ASCII
+    // character shows up either here or in the alphabet check.
+    if candidate.len() != prefix_len + BODY_CHARS {
+        return Err(SecretRejection::WrongLength);
+    }
+    let bytes = candidate.as_bytes();
+    if !bytes[prefix_len..].iter().all(|byte| is_alphabet(*byte)) {
+        return Err(SecretRejection::InvalidCharacter);
+    }
+    let (signed, checksum) = bytes.split_at(bytes.len() - CHECKSUM_CHARS);
+    if checksum_chars(signed) != checksum {
+        return Err(SecretRejection::BadChecksum);
+    }
+    Ok(())
+}
+
+/// The length of the workspace prefix and separator (`acme_live_`) of a
+/// candidate shaped like a prefixed API key: a valid
+/// [`keys_core::ApiKeyPrefix`], `_`, then exactly 43 more characters.
+/// `None` for anything else. Shape only: the alphabet and checksum are
+/// [`check_body`]'s.
+fn workspace_prefix_len(candidate: &str) -> Option<usize> {
+    let head_len = candidate.len().checked_sub(BODY_CHARS)?;
+    let head = candidate.get(..head_len)?;
+    let prefix = head.strip_suffix('_')?;
+    keys_core::ApiKeyPrefix::is_valid(prefix).then_some(head_len)
 }
 
 fn is_alphabet(byte: u8) -> bool {
@@ -257,10 +280,48 @@ impl<Kind: SecretKind> Secret<Kind> {
     /// The first 10 characters followed by `*****`, e.g. `SS.AbCdEfG*****`
     /// or `kst_AbCdEf*****`, as lists show it: the prefix and at most 7
     /// random characters, which leaves 36 or more unknown.
+    ///
+    /// An API key with a workspace prefix shows the whole prefix and the
+    /// same 7 random characters (`acme_live_AbCdEfG*****`).
     pub fn masked(&self) -> String {
         // The text is ASCII and longer than 10 bytes, so byte 10 is a
-        // character boundary.
-        format!("{}*****", &self.text[..10])
+        // character boundary; every format ends with BODY_CHARS after its
+        // prefix, so the other cut is one too.
+        let shown = if self.text.starts_with(Kind::PREFIX) { 10 } else { self.text.len() - BODY_CHARS + 7 };
+        format!("{}*****", &self.text[..shown])
+    }
+}
+
+/// API keys come in two formats (docs/API.md, Workspaces): `SS.` + 43
+/// characters, or a workspace's prefix (`acme_live`), `_`, + 43 characters.
+/// The checksum covers the prefix either way.
+impl Secret<ApiKeyKind> {
+    /// A fresh key: `<prefix>_…` for a workspace with a prefix, else `SS.…`.
+    pub fn generate_for<R: RngCore + CryptoRng>(prefix: Option<&keys_core::ApiKeyPrefix>, rng: &mut R) -> Self {
+        match prefix {
+            None => Self::generate(rng),
+            Some(prefix) => {
+                let head = format!("{prefix}_");
+                Self { text: generate_text(&head, rng), kind: PhantomData }
+            }
+        }
+    }
+
+    /// Tells keysd's API keys from any other text: `None` for a text in
+    /// neither of keysd's formats (a foreign key, or nothing), else
+    /// whether it is a well-formed one (the checksum checked). A text that
+    /// claims keysd's shape but fails its checksum can never be a key
+    /// keysd issued, and is refused without a lookup.
+    pub fn recognise(candidate: &str) -> Option<Result<Self, CryptoError>> {
+        if candidate.starts_with(Self::PREFIX) {
+            return Some(Self::parse(candidate));
+        }
+        let prefix_len = workspace_prefix_len(candidate)?;
+        Some(
+            check_body(prefix_len, candidate)
+                .map(|()| Self { text: Zeroizing::new(candidate.to_owned()), kind: PhantomData })
+                .map_err(CryptoError::from),
+        )
     }
 }
 

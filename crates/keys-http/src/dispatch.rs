@@ -20,7 +20,7 @@ use hyper::body::Body;
 use keys_core::RequestId;
 
 use crate::error::{ApiError, Dialect};
-use crate::routing::{Authenticated, Caller, Handler, Input, Matched, Public};
+use crate::routing::{Authenticated, Caller, Handler, Input, Matched, Public, Signed};
 use crate::state::AppState;
 
 /// The boxed error of request bodies.
@@ -47,7 +47,7 @@ where
     let limit = operation.body_limit(state.config.body_limit);
     // Public handlers never read a body, so its declared length is no
     // reason to refuse them (a gateway may forward the client's).
-    if matches!(operation.handler, Handler::ServiceToken(..)) {
+    if matches!(operation.handler, Handler::ServiceToken(..) | Handler::Signed(_)) {
         check_declared_length(request.headers(), limit)?;
     }
     let head_only = request.method() == Method::HEAD;
@@ -75,6 +75,12 @@ where
             let input =
                 Input::new(parts.uri.query().map(str::to_owned), parts.headers.get(CONTENT_TYPE).cloned(), body);
             handler(Authenticated::new(Public::new(state, &parts, params), &caller, &input)).await?
+        }
+        Handler::Signed(handler) => {
+            let body = read_body(body, limit, state.config.body_read_timeout).await?;
+            let input =
+                Input::new(parts.uri.query().map(str::to_owned), parts.headers.get(CONTENT_TYPE).cloned(), body);
+            handler(Signed { state, head: &parts, input: &input }).await?
         }
     };
     let mut response = response;

@@ -46,6 +46,9 @@ pub enum ApiError {
     Validation(Vec<String>),
     /// 401: no, a malformed or an unknown service token.
     Unauthenticated,
+    /// 401: a signed request (GitHub's secret-scanning alert) whose
+    /// signature is missing or does not verify; why, in a few words.
+    BadSignature(&'static str),
     /// 403: a valid token whose role or workspaces do not allow the request.
     PermissionDenied(String),
     /// 404 with a client-facing message such as `workspace 'demo' not found`.
@@ -129,7 +132,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::Validation(_) => StatusCode::BAD_REQUEST,
-            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            Self::Unauthenticated | Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
             Self::PermissionDenied(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
@@ -147,7 +150,9 @@ impl ApiError {
     pub(crate) fn codes(&self) -> (&'static str, &'static str, &'static str) {
         match self {
             Self::Validation(_) => ("error", "ValidationError", "invalid_request"),
-            Self::Unauthenticated => ("authentication_failed", "AuthenticationFailed", "unauthenticated"),
+            Self::Unauthenticated | Self::BadSignature(_) => {
+                ("authentication_failed", "AuthenticationFailed", "unauthenticated")
+            }
             Self::PermissionDenied(_) => ("permission_denied", "PermissionDenied", "forbidden"),
             Self::NotFound(_) => ("not_found", "NotFound", "not_found"),
             Self::MethodNotAllowed { .. } => ("method_not_allowed", "MethodNotAllowed", "method_not_allowed"),
@@ -166,6 +171,7 @@ impl ApiError {
         match self {
             Self::Validation(problems) => problems.clone(),
             Self::Unauthenticated => vec!["Invalid service token.".to_owned()],
+            Self::BadSignature(reason) => vec![format!("Invalid signature: {reason}.")],
             Self::PermissionDenied(message) | Self::NotFound(message) | Self::Conflict(message) => {
                 vec![message.clone()]
             }
@@ -294,6 +300,7 @@ fn every_error_is_listed(error: ApiError) {
     match error {
         ApiError::Validation(_)
         | ApiError::Unauthenticated
+        | ApiError::BadSignature(_)
         | ApiError::PermissionDenied(_)
         | ApiError::NotFound(_)
         | ApiError::MethodNotAllowed { .. }

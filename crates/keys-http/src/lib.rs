@@ -26,6 +26,8 @@
 //!   who the client is behind a trusted proxy.
 //! - [`tls`]: HTTPS for [`serve`] (rustls), its certificate re-read from
 //!   its files while the server runs.
+//! - `github_keys`: [`GithubKeys`], GitHub's secret-scanning keys, read
+//!   from a copy of GitHub's key file and re-read while the server runs.
 //! - [`metrics`], [`openapi`].
 //!
 //! **Architecture invariant:** this is the only crate that knows HTTP and
@@ -40,11 +42,13 @@
 mod connections;
 mod dispatch;
 pub mod error;
+mod github_keys;
 mod handlers;
 pub mod metrics;
 pub mod openapi;
 mod query;
 pub mod rate_limit;
+mod reload;
 pub mod respond;
 mod routing;
 mod schema;
@@ -53,6 +57,7 @@ mod state;
 pub mod tls;
 mod wire;
 
+pub use github_keys::GithubKeys;
 pub use handlers::api_key_imports::{import_entry, IMPORT_BODY_LIMIT};
 pub use handlers::audit_events::AuditEventDto;
 pub use handlers::service_tokens::ServiceTokenDto;
@@ -77,6 +82,6 @@ pub mod router {
     }
 }
 pub use state::{
-    AppConfig, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_REQUEST_HEAD_BYTES,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_RESPONSE_BYTES_PER_CONNECTION,
+    AppConfig, DEFAULT_HTTP2_MAX_CONCURRENT_STREAMS, DEFAULT_LEAK_REPORTS_PER_MINUTE, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_REQUEST_HEAD_BYTES, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_RESPONSE_BYTES_PER_CONNECTION,
 };

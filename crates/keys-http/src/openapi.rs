@@ -166,10 +166,13 @@ fn responses(
     if operation.auth() == Auth::ServiceToken {
         generic.extend([401, 403]);
     }
-    if operation.auth() == Auth::ServiceToken || route.is_verification() {
+    if operation.auth() == Auth::Signed {
+        generic.push(401);
+    }
+    if operation.auth() != Auth::Public || route.is_verification() {
         generic.push(429);
     }
-    if !matches!(operation.body, Body::None) && operation.auth() == Auth::ServiceToken {
+    if !matches!(operation.body, Body::None) && operation.auth() != Auth::Public {
         generic.extend([408, 415]);
     }
     generic.extend([413, 500, 503]);
@@ -321,6 +324,9 @@ fn operation(
             builder.securities(Some(vec![SecurityRequirement::new("GatewayToken", Vec::<String>::new())]))
         }
         Auth::Public => builder.securities(Some(Vec::<SecurityRequirement>::new())),
+        Auth::Signed => {
+            builder.securities(Some(vec![SecurityRequirement::new("GithubSignature", Vec::<String>::new())]))
+        }
         Auth::ServiceToken => {
             let mut requirements = vec![SecurityRequirement::new("ServiceToken", Vec::<String>::new())];
             if route.dialect == Dialect::Versori {
@@ -373,6 +379,14 @@ pub fn build() -> OpenApi {
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
                 "X-Keysd-Service-Token",
                 "Forward authentication only: the gateway's own service token (any role).",
+            ))),
+        )
+        .security_scheme(
+            "GithubSignature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Github-Public-Key-Signature",
+                "GitHub secret scanning only: the base64 DER ECDSA P-256 signature of the raw body, under the key \
+                 `Github-Public-Key-Identifier` names in the file of `--github-secret-scanning-keys`.",
             ))),
         )
         .security_scheme(

@@ -35,6 +35,7 @@ use tracing::Instrument;
 use crate::connections::{Admission, Budgets, Closing, Connection, ConnectionTable, TrackedBody};
 use crate::dispatch::{self, BoxError};
 use crate::error::{ApiError, Dialect};
+use crate::handlers::leaks::LEAK_ROUTES;
 use crate::handlers::ROUTES;
 use crate::metrics::{ConnectionClosed, Metrics};
 use crate::rate_limit::{ClientAddr, RateLimiter};
@@ -81,11 +82,13 @@ impl App {
     pub fn with_service(service: Arc<Service>, config: AppConfig) -> Self {
         let openapi = crate::openapi::document();
         let rate_limiter = config.rate_limit_per_minute.map(RateLimiter::new);
+        let leak_limiter = RateLimiter::new(config.leak_reports_per_minute);
         let state = Arc::new(AppState {
             service,
             config,
             metrics: Metrics::new(),
             rate_limiter,
+            leak_limiter,
             openapi,
             openapi_bodies: Default::default(),
             draining: std::sync::atomic::AtomicBool::new(false),
@@ -166,11 +169,19 @@ impl App {
                     .and_then(|matched| matched.route.operation(&method))
                     .is_some_and(|operation| operation.auth() == Auth::ServiceToken)
         });
+        // Leak reports have a budget of their own, always on: each may cost
+        // a transaction, and GitHub's route takes unauthenticated bodies.
+        let leak_report = matched.is_some_and(|matched| LEAK_ROUTES.contains(&matched.route.pattern()));
+        let client = request.extensions().get::<ClientAddr>().copied();
         let work = async {
             let throttled = limited.and_then(|(limiter, ClientAddr(client))| {
                 let now = Instant::now();
                 let allowed = if verification { limiter.spend(client, now) } else { limiter.check(client, now) };
                 allowed.err()
+            });
+            let throttled = throttled.or_else(|| {
+                let ClientAddr(client) = client.filter(|_| leak_report)?;
+                state.leak_limiter.spend(client, Instant::now()).err()
             });
             let outcome = match throttled {
                 Some(wait) => {

@@ -86,7 +86,19 @@ pub struct AppConfig {
     /// HTTPS on every listener of the application (`--tls-cert-file`,
     /// `--tls-key-file`); `None` serves plain HTTP.
     pub tls: Option<crate::tls::Tls>,
+    /// GitHub's secret-scanning keys (`--github-secret-scanning-keys`);
+    /// `None`: `POST /v1/secret_scanning/github/` is a 404.
+    pub github_keys: Option<crate::GithubKeys>,
+    /// Leak reports (GitHub's and others') a client may send per minute
+    /// (`--leak-report-rate-limit`); on whatever `--rate-limit` says.
+    pub leak_reports_per_minute: std::num::NonZeroU32,
 }
+
+/// [`AppConfig::leak_reports_per_minute`].
+pub const DEFAULT_LEAK_REPORTS_PER_MINUTE: std::num::NonZeroU32 = match std::num::NonZeroU32::new(120) {
+    Some(limit) => limit,
+    None => unreachable!(),
+};
 
 impl Default for AppConfig {
     fn default() -> Self {
@@ -110,6 +122,8 @@ impl Default for AppConfig {
             rate_limit_per_minute: None,
             last_used_interval: Some(Duration::from_secs(60)),
             tls: None,
+            github_keys: None,
+            leak_reports_per_minute: DEFAULT_LEAK_REPORTS_PER_MINUTE,
         }
     }
 }
@@ -122,6 +136,8 @@ pub(crate) struct AppState {
     pub metrics: Metrics,
     /// From [`AppConfig::rate_limit_per_minute`].
     pub rate_limiter: Option<RateLimiter>,
+    /// From [`AppConfig::leak_reports_per_minute`].
+    pub leak_limiter: RateLimiter,
     /// The generated OpenAPI document without `servers` (see
     /// [`crate::openapi`]), built by the application at start.
     pub openapi: &'static str,

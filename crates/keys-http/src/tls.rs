@@ -39,6 +39,8 @@ use tokio_rustls::rustls::{version, InconsistentKeys, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 use zeroize::Zeroizing;
 
+use crate::reload::{Reload, Seen};
+
 /// How often the certificate and key files are read again: a changed pair
 /// is served within this (twice this for the warning about a bad one).
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(2);
@@ -113,7 +115,7 @@ impl Tls {
         warn_if_others_may_read(&files.key);
         let current = Arc::new(CurrentCertificate {
             served: RwLock::new(Arc::new(certified)),
-            reload: Mutex::new(Reload { loaded: Seen::Contents(pair.digest), failed: None }),
+            reload: Mutex::new(Reload::new(pair.digest)),
             files,
             provider: Arc::clone(&provider),
         });
@@ -123,7 +125,7 @@ impl Tls {
             .with_no_client_auth()
             .with_cert_resolver(Arc::clone(&current) as Arc<dyn ResolvesServerCert>);
         config.alpn_protocols = ALPN.iter().map(|protocol| protocol.to_vec()).collect();
-        watch(Arc::downgrade(&current));
+        crate::reload::watch("tls", RELOAD_INTERVAL, Arc::downgrade(&current), CurrentCertificate::refresh);
         Ok(Self { acceptor: TlsAcceptor::from(Arc::new(config)), current })
     }
 
@@ -255,21 +257,6 @@ struct CurrentCertificate {
     provider: Arc<CryptoProvider>,
 }
 
-/// What one reading of the files found, to tell a change from the last.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Seen {
-    Contents([u8; 32]),
-    Unreadable(String),
-}
-
-#[derive(Debug)]
-struct Reload {
-    /// The reading that is being served.
-    loaded: Seen,
-    /// A reading that did not load, and whether it was logged.
-    failed: Option<(Seen, bool)>,
-}
-
 impl fmt::Debug for CurrentCertificate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // The key is the provider's signing key: only its file is named.
@@ -293,12 +280,7 @@ impl CurrentCertificate {
             Ok(pair) => Seen::Contents(pair.digest),
             Err(error) => Seen::Unreadable(error.to_string()),
         };
-        if seen == reload.loaded {
-            reload.failed = None;
-            return;
-        }
-        if matches!(&reload.failed, Some((failed, true)) if *failed == seen) {
-            // Said already; nothing changed since.
+        if !reload.wants(&seen) {
             return;
         }
         match read.and_then(|pair| pair.certified_key(&self.files, &self.provider)) {
@@ -310,30 +292,14 @@ impl CurrentCertificate {
                 );
                 *self.served.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(certified);
                 warn_if_others_may_read(&self.files.key);
-                reload.loaded = seen;
-                reload.failed = None;
+                reload.loaded(seen);
             }
-            Err(error) => match &mut reload.failed {
-                Some((failed, logged)) if *failed == seen => {
-                    *logged = true;
+            Err(error) => {
+                if reload.failed(seen) {
                     tracing::warn!(%error, "TLS certificate not reloaded: the previous one is still served");
                 }
-                _ => reload.failed = Some((seen, false)),
-            },
+            }
         }
-    }
-}
-
-/// Re-reads the files every [`RELOAD_INTERVAL`] on a thread of its own
-/// (blocking file reads, no runtime needed) until the [`Tls`] is gone.
-fn watch(current: std::sync::Weak<CurrentCertificate>) {
-    let spawned = std::thread::Builder::new().name("keysd-tls-reload".to_owned()).spawn(move || loop {
-        std::thread::sleep(RELOAD_INTERVAL);
-        let Some(current) = current.upgrade() else { return };
-        current.refresh();
-    });
-    if let Err(error) = spawned {
-        tracing::warn!(%error, "cannot start the TLS certificate watcher: certificate changes need a restart");
     }
 }
 

@@ -4,7 +4,9 @@
 //! or roll exists in plaintext only in the [`IssuedApiKey`] it returns, and
 //! an imported key's text only until its digest is computed.
 
-use keys_core::{ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, ApiKeyProfile, GracePeriod, Page, SecretDigest};
+use keys_core::{
+    ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, ApiKeyPrefix, ApiKeyProfile, GracePeriod, Page, SecretDigest,
+};
 use keys_crypto::imported::masked_digest;
 use keys_crypto::{ApiKeySecret, ImportedKeyText};
 use keys_store::{Acting, ApiKeyChange, ImportApiKeys, ImportedApiKeys, StoreError, StoredDigests};
@@ -46,9 +48,14 @@ pub struct IssuedApiKey {
     pub secret: ApiKeySecret,
 }
 
-/// A fresh secret and what the domain keeps of it.
-fn material<R: RngCore + CryptoRng>(now: OffsetDateTime, rng: &mut R) -> (ApiKeyMaterial, ApiKeySecret) {
-    let secret = ApiKeySecret::generate(rng);
+/// A fresh secret (with the workspace's prefix, if it has one) and what
+/// the domain keeps of it.
+fn material<R: RngCore + CryptoRng>(
+    prefix: Option<&ApiKeyPrefix>,
+    now: OffsetDateTime,
+    rng: &mut R,
+) -> (ApiKeyMaterial, ApiKeySecret) {
+    let secret = ApiKeySecret::generate_for(prefix, rng);
     let material =
         ApiKeyMaterial { id: ApiKeyId::generate(now, rng), digest: secret.digest(), masked_api_key: secret.masked() };
     (material, secret)
@@ -69,7 +76,7 @@ impl InWorkspace<'_> {
     /// Creates a key; the store keeps only the secret's digest.
     pub async fn create_api_key(&self, profile: NewApiKey) -> ServiceResult<IssuedApiKey> {
         let now = self.now();
-        let (material, secret) = material(now, &mut self.service.rng());
+        let (material, secret) = material(self.workspace.api_key_prefix.as_ref(), now, &mut self.service.rng());
         let new = keys_core::NewApiKey { workspace: self.workspace.uid.clone(), material, profile };
         let key = ApiKey::create(new, self.caller.actor(), now).map_err(StoreError::Refused)?;
         self.service.mutations(self.caller).create_api_key(&key).await?;
@@ -94,7 +101,7 @@ impl InWorkspace<'_> {
     /// one keeps authenticating for the grace (capped by its expiry).
     pub async fn roll_api_key(&self, id: &ApiKeyId, grace: Option<GracePeriod>) -> ServiceResult<IssuedApiKey> {
         let now = self.now();
-        let (material, secret) = material(now, &mut self.service.rng());
+        let (material, secret) = material(self.workspace.api_key_prefix.as_ref(), now, &mut self.service.rng());
         let store = self.service.mutations(self.caller);
         let (_rolled, key) =
             store.roll_api_key(&self.workspace.uid, id, grace, material, self.caller.actor(), now).await?;

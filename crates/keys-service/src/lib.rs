@@ -30,6 +30,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod jwks;
+pub mod leaks;
 pub mod operators;
 pub mod organisation_keys;
 pub mod public_keys;

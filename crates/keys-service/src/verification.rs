@@ -641,17 +641,19 @@ pub fn refusal_of_jwt_error(error: JwtError) -> Refusal {
 pub(crate) const STRONG_GATEWAYS_REMEMBERED: usize = 1_024;
 
 /// The digest a presented API key is looked up by, or `None` for a text
-/// that can be no key at all, refused without a lookup. keysd's own format
-/// (`SS.` …) must pass its checksum; any other text is a key imported from
-/// another system if it is 16–256 printable ASCII characters. Those reach
-/// the lookup, whose misses the store's cache remembers (bounded, per
-/// process, dropped when keys are created or imported), so the same unknown
-/// text presented again does not reach the database again.
-fn api_key_digest(presented: &str) -> Option<keys_core::SecretDigest> {
-    if presented.starts_with(ApiKeySecret::PREFIX) {
-        return ApiKeySecret::parse(presented).ok().map(|secret| secret.digest());
+/// that can be no key at all, refused without a lookup. keysd's own formats
+/// (`SS.` …, or a workspace prefix such as `acme_live_` …) must pass their
+/// checksum; any other text is a key imported from another system if it is
+/// 16–256 printable ASCII characters. Those reach the lookup, as a
+/// well-formed but unknown keysd key does, and their misses are
+/// remembered by the store's cache the same way (bounded, per process,
+/// dropped when keys are created or imported), so the same unknown text
+/// presented again does not reach the database again.
+pub(crate) fn api_key_digest(presented: &str) -> Option<keys_core::SecretDigest> {
+    match ApiKeySecret::recognise(presented) {
+        Some(parsed) => parsed.ok().map(|secret| secret.digest()),
+        None => keys_crypto::ImportedKeyText::parse_foreign(presented).ok().map(|text| text.digest()),
     }
-    keys_crypto::ImportedKeyText::parse_foreign(presented).ok().map(|text| text.digest())
 }
 
 /// The most parsed keys the memo keeps; past it, it starts over. Keys only

@@ -3,8 +3,11 @@
 //! are methods.
 
 use keys_core::verify::WorkspaceAccess;
-use keys_core::{Description, Name, NewWorkspace, Page, Pagination, Permission, Workspace, WorkspaceSlug};
-use keys_store::Mutations as _;
+use keys_core::{
+    Description, Name, NewWorkspace, Page, Pagination, Permission, Workspace, WorkspacePatch, WorkspaceSlug,
+};
+use keys_store::{Acting, PatchWorkspace};
+use keys_store::{Mutations as _, Run as _};
 use time::OffsetDateTime;
 
 use crate::{Caller, Service, ServiceError, ServiceResult};
@@ -114,5 +117,24 @@ impl Service {
             .map_err(keys_store::StoreError::Refused)?;
         self.mutations(caller).create_workspace(&workspace).await?;
         Ok(workspace)
+    }
+
+    /// Changes a workspace of the caller's organisation: its name,
+    /// description, API-key prefix (for the keys made afterwards) and leak
+    /// policy. Needs [`Permission::ManageWorkspaces`] (`admin`). An empty
+    /// patch changes nothing and writes no event.
+    pub async fn patch_workspace(
+        &self,
+        caller: &Caller,
+        slug: &str,
+        patch: WorkspacePatch,
+    ) -> ServiceResult<Workspace> {
+        caller.require(Permission::ManageWorkspaces)?;
+        let workspace = self.resolve_workspace(caller, slug).await?;
+        if patch.is_empty() {
+            return Ok(workspace);
+        }
+        let acting = Acting::new(workspace.uid, caller.actor().clone(), self.now());
+        Ok(self.mutations(caller).run(PatchWorkspace { acting, patch }).await?.output)
     }
 }

@@ -31,7 +31,8 @@ pub enum Change {
     Everything,
     /// An organisation was created (nothing cached depends on it yet).
     Organisation(OrganisationId),
-    /// A workspace was created (workspaces never change afterwards).
+    /// A workspace was created, or patched (its name, description, prefix
+    /// or leak policy): what was cached with it is dropped.
     Workspace(WorkspaceUid),
     /// The service token with this digest was created.
     ServiceToken(SecretDigest),

@@ -56,9 +56,9 @@ pub use change::{Change, CHANGES_CHANNEL};
 pub use commands::{
     Acting, ApiKeyChange, AuditAction, AuditEvent, Bootstrap, ChangeApiKey, ChangePublicKey, Command, CreateApiKey,
     CreateOrganisation, CreateOrganisationKey, CreatePublicKey, CreateServiceToken, CreateSigningKey, CreateWorkspace,
-    DeleteOrganisationKey, DeletePublicKey, DeleteSigningKey, Executed, ImportApiKeys, ImportedApiKeys, Lock,
-    PruneAuditEvents, PublicKeyChange, Queued, RecordedAuditEvent, Reply, RevokeServiceToken, RollApiKey,
-    RollSigningKey, StoredDigests,
+    DeleteOrganisationKey, DeletePublicKey, DeleteSigningKey, Executed, ImportApiKeys, ImportedApiKeys, LeakedApiKey,
+    Lock, PatchWorkspace, PruneAuditEvents, PublicKeyChange, Queued, RecordedAuditEvent, Reply, ReportLeakedApiKey,
+    RevokeServiceToken, RollApiKey, RollSigningKey, StoredDigests,
 };
 pub use error::{Conflict, StoreError, StoreResult};
 pub use mutations::{Attributed, Attribution, Mutations, Run};

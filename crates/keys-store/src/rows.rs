@@ -7,11 +7,11 @@
 //! smuggled into the domain.
 
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, ApiKeyProfile, Description, DomainPattern, ExternalId, KeyMeta, KeyScopes, Mode, Name,
-    Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, OrganisationSigningKeyState, PublicKey,
-    PublicKeyId, PublicKeyState, Role, SecretDigest, ServiceTokenId, ServiceTokenRecord, ServiceTokenState,
-    SigningKeyId, SigningKeyUid, StoredApiKey, StoredSigningKey, StoredStamp, TokenWorkspaces, Workspace,
-    WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
+    Actor, ApiKey, ApiKeyId, ApiKeyPrefix, ApiKeyProfile, Description, DomainPattern, ExternalId, KeyMeta, KeyScopes,
+    Mode, Name, OnLeak, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey,
+    OrganisationSigningKeyState, PublicKey, PublicKeyId, PublicKeyState, Role, SecretDigest, ServiceTokenId,
+    ServiceTokenRecord, ServiceTokenState, SigningKeyId, SigningKeyUid, StoredApiKey, StoredSigningKey, StoredStamp,
+    TokenWorkspaces, Workspace, WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -133,6 +133,11 @@ pub fn workspace(row: &impl RowExt, prefix: &str) -> StoreResult<Workspace> {
         mode: parsed(Mode::parse(&row.text(&column("mode"))?), "mode")?,
         created_at: row.time(&column("created_at"))?,
         created_by: actor(row, &column("created_by"))?,
+        api_key_prefix: parsed(
+            row.optional_text(&column("api_key_prefix"))?.as_deref().map(ApiKeyPrefix::parse).transpose(),
+            "api_key_prefix",
+        )?,
+        on_leak: parsed(OnLeak::parse(&row.text(&column("on_leak"))?), "on_leak")?,
     })
 }
 

@@ -366,8 +366,9 @@ async fn postgres_migration_renames_old_audit_actions() {
 /// (besides `organisation.created`, which the CLI's organisations write).
 #[test]
 fn audit_actions_are_the_specs() {
-    const SPEC: [&str; 20] = [
+    const SPEC: [&str; 22] = [
         "workspace.created",
+        "workspace.updated",
         "api_key.generated",
         "api_key.updated",
         "api_key.disabled",
@@ -375,6 +376,7 @@ fn audit_actions_are_the_specs() {
         "api_key.rolled",
         "api_key.deleted",
         "api_key.imported",
+        "api_key.leaked",
         "public_api_key.generated",
         "public_api_key.updated",
         "public_api_key.rotated",

@@ -295,7 +295,7 @@ mod tests {
     fn serve(arguments: &[&str], file: &str) -> crate::serve::ServeArgs {
         let cli = parsed(&[&["serve"], arguments].concat(), file).expect("parses");
         match cli.command {
-            Subcommand::Serve(args) => args,
+            Subcommand::Serve(args) => *args,
             other => panic!("not serve: {other:?}"),
         }
     }

@@ -65,7 +65,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Manage organisations.
     #[command(subcommand)]
     Org(org::OrgCommand),
@@ -146,7 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", sign::sign(command)?);
             Ok(())
         }
-        Command::Serve(args) => serve::run(url, args).await,
+        Command::Serve(args) => serve::run(url, *args).await,
         Command::Org(command) => org::run(url, command).await,
         Command::Workspace(command) => workspace::run(url, command).await,
         Command::Token(command) => token::run(url, command).await,

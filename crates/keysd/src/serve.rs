@@ -117,6 +117,24 @@ pub struct ServeArgs {
     /// proxy, unless it is a `--trusted-proxy`.
     #[arg(long, env = "KEYSD_RATE_LIMIT", value_name = "PER_MINUTE", value_parser = clap::value_parser!(u32).range(1..))]
     pub rate_limit: Option<u32>,
+    /// Leak reports (GitHub's secret-scanning alerts and
+    /// `POST /v1/leak_report/`) each client address may send per minute;
+    /// beyond, 429 with `Retry-After`. On whatever `--rate-limit` says.
+    #[arg(
+        long,
+        env = "KEYSD_LEAK_REPORT_RATE_LIMIT",
+        value_name = "PER_MINUTE",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub leak_report_rate_limit: u32,
+    /// GitHub's secret-scanning public keys: the JSON GitHub publishes at
+    /// https://api.github.com/meta/public_keys/secret_scanning, saved to a
+    /// file (keysd reaches no other host). Enables
+    /// `POST /v1/secret_scanning/github/`; the file is read again every
+    /// 2 s, so a refreshed copy needs no restart.
+    #[arg(long, env = "KEYSD_GITHUB_SECRET_SCANNING_KEYS", value_name = "FILE")]
+    pub github_secret_scanning_keys: Option<std::path::PathBuf>,
     /// Most client connections at once. When all are open, a new one takes
     /// the place of the oldest that serves nobody (no complete request head
     /// yet, response bytes its peer does not take, or idle between
@@ -297,6 +315,12 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
     }
     // A bad certificate or key stops the start before anything listens.
     let tls = load_tls(args.tls_cert_file.as_deref(), args.tls_key_file.as_deref())?;
+    let github_keys = args
+        .github_secret_scanning_keys
+        .as_ref()
+        .map(keys_http::GithubKeys::load)
+        .transpose()
+        .map_err(|error| anyhow!("--github-secret-scanning-keys: {error}"))?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Bind first: a port in use fails before anything is written.
     let listener =
@@ -343,6 +367,9 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         service,
         separate_metrics: metrics_listener.is_some(),
         rate_limit_per_minute: args.rate_limit.and_then(std::num::NonZeroU32::new),
+        leak_reports_per_minute: std::num::NonZeroU32::new(args.leak_report_rate_limit)
+            .unwrap_or(keys_http::DEFAULT_LEAK_REPORTS_PER_MINUTE),
+        github_keys,
         max_connections,
         header_read_timeout: seconds(args.header_read_timeout_seconds),
         max_connection_age: seconds(args.max_connection_age_seconds),

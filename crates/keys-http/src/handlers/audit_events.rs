@@ -135,6 +135,9 @@ pub struct AuditEventDto {
     pub workspace: Option<String>,
     pub target: AuditTargetDto,
     pub request_id: Option<String>,
+    /// What else the event says, never a secret: `source=<URL>` for
+    /// `api_key.leaked`; null for the others.
+    pub detail: Option<String>,
 }
 
 impl From<&keys_store::RecordedAuditEvent> for AuditEventDto {
@@ -152,6 +155,7 @@ impl From<&keys_store::RecordedAuditEvent> for AuditEventDto {
             workspace: recorded.workspace_slug.as_ref().map(|slug| slug.as_str().to_owned()),
             target: AuditTargetDto { kind: event.action.target_type(), id: event.target_id.clone() },
             request_id: event.request_id.as_ref().map(ToString::to_string),
+            detail: event.detail.clone(),
         }
     }
 }

@@ -10,6 +10,7 @@ pub(crate) mod api_keys;
 pub(crate) mod audit_events;
 pub(crate) mod console;
 pub(crate) mod forward_auth;
+pub(crate) mod leaks;
 pub(crate) mod ops;
 pub(crate) mod organisation_keys;
 pub(crate) mod public_keys;
@@ -39,6 +40,7 @@ static TABLE: Routes = Routes::new(&[
     service_tokens::ROUTES,
     api_keys::ROUTES,
     api_key_imports::ROUTES,
+    leaks::ROUTES,
     public_keys::ROUTES,
     signing_keys::ROUTES,
     forward_auth::ROUTES,

@@ -11,7 +11,9 @@ use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
 use utoipa::ToSchema;
 
 use http::StatusCode;
-use keys_core::{Description, Mode, NewWorkspace, Workspace, WorkspaceSlug, WorkspaceUid};
+use keys_core::{
+    ApiKeyPrefix, Description, Mode, Name, NewWorkspace, OnLeak, Workspace, WorkspacePatch, WorkspaceSlug, WorkspaceUid,
+};
 
 use super::organisation_keys::found_by_id;
 use super::{jwks_response, required_name, HttpResult, NOT_MODIFIED};
@@ -24,7 +26,7 @@ use crate::routing::{
 };
 use crate::schema::schema;
 use crate::schema::{description_schema, name_schema, string_enum};
-use crate::wire::{actor, format_timestamp, ActorDto, JwkSetDoc, ListDto};
+use crate::wire::{actor, format_timestamp, present, ActorDto, JwkSetDoc, ListDto};
 
 pub(crate) async fn list(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, input) = (call.state, call.caller, call.input);
@@ -52,6 +54,38 @@ pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
         .await
         .map_err(|error| ApiError::from_service(error, "", "organisation"))?;
     json(StatusCode::CREATED, &WorkspaceDto::from(&workspace))
+}
+
+/// `PATCH /v1/workspace/{slug}/`: name, description, API-key prefix, leak
+/// policy (docs/API.md, Workspaces).
+pub(crate) async fn patch(call: Authenticated<'_>) -> HttpResult {
+    let (state, caller, slug, input) = (call.state, call.caller, call.param(0), call.input);
+    let body: PatchWorkspaceBody = input.json()?;
+    let name = match body.name {
+        None => None,
+        Some(None) => return Err(ApiError::validation("name may not be null")),
+        Some(Some(text)) => Some(Name::parse(&text)?),
+    };
+    let on_leak = match body.on_leak {
+        None => None,
+        Some(None) => return Err(ApiError::validation("on_leak may not be null")),
+        Some(Some(text)) => Some(OnLeak::parse(&text)?),
+    };
+    let patch = WorkspacePatch {
+        name,
+        description: body.description.map(|text| Description::parse(text.as_deref())).transpose()?,
+        api_key_prefix: body
+            .api_key_prefix
+            .map(|text| text.as_deref().map(ApiKeyPrefix::parse).transpose())
+            .transpose()?,
+        on_leak,
+    };
+    let workspace = state
+        .service
+        .patch_workspace(caller, slug, patch)
+        .await
+        .map_err(|error| ApiError::from_service(error, slug, "workspace"))?;
+    json(StatusCode::OK, &WorkspaceDto::from(&workspace))
 }
 
 /// `GET /v1/workspace/{workspace_uid}/jwks.json`: public, the keys that
@@ -85,6 +119,20 @@ const WORKSPACES: &[Operation] = &[
     .describe("A slug the organisation already has (given, or made from the name) is a 400.")
     .refuses(&[BAD_REQUEST]),
 ];
+/// `/v1/workspace/{workspace}/`.
+const WORKSPACE: &[Operation] = &[Operation::patch(
+    "update-workspace",
+    "Update workspace",
+    authenticated!(ManageWorkspaces, patch),
+    schema::<WorkspaceDto>(),
+)
+.describe(
+    "Any of `name`, `description`, `api_key_prefix` and `on_leak`; `null` clears the description and the prefix \
+     (keys are then `SS.`…). A prefix applies to the API keys made afterwards: existing keys keep verifying. \
+     Slug, uid and mode never change.",
+)
+.body(Body::Required(schema::<PatchWorkspaceBody>()))
+.refuses(&[BAD_REQUEST, NOT_FOUND])];
 /// `/v1/workspace/{workspace_uid}/jwks.json`.
 const JWKS: &[Operation] =
     &[Operation::get("workspace-jwks", "Workspace JWKS (public)", public!(jwks), schema::<JwkSetDoc>())
@@ -97,6 +145,7 @@ const JWKS: &[Operation] =
 /// Dialect 1's workspaces, and the public JWKS of each.
 pub(crate) static ROUTES: &[Route] = &[
     Route::new("/v1/workspace/", Dialect::SuprSend, Tag::Workspaces, WORKSPACES),
+    Route::new("/v1/workspace/{workspace}/", Dialect::SuprSend, Tag::Workspaces, WORKSPACE),
     Route::new("/v1/workspace/{workspace_uid}/jwks.json", Dialect::SuprSend, Tag::SigningKeys, JWKS),
 ];
 
@@ -113,6 +162,12 @@ pub struct WorkspaceDto {
     pub description: Option<String>,
     #[schema(schema_with = mode_schema)]
     pub mode: &'static str,
+    /// The prefix of the workspace's new API keys (`<prefix>_…`); null:
+    /// `SS.`.
+    #[schema(pattern = r"^[a-z][a-z0-9]{1,15}_(live|test)$")]
+    pub api_key_prefix: Option<String>,
+    #[schema(schema_with = on_leak_schema)]
+    pub on_leak: &'static str,
     #[schema(format = DateTime)]
     pub created_at: String,
     pub created_by: Option<ActorDto>,
@@ -126,6 +181,8 @@ impl From<&Workspace> for WorkspaceDto {
             name: workspace.name.as_str().to_owned(),
             description: workspace.description.as_ref().map(|description| description.as_str().to_owned()),
             mode: workspace.mode.as_str(),
+            api_key_prefix: workspace.api_key_prefix.as_ref().map(|prefix| prefix.as_str().to_owned()),
+            on_leak: workspace.on_leak.as_str(),
             created_at: format_timestamp(workspace.created_at),
             created_by: actor(&workspace.created_by),
         }
@@ -145,6 +202,34 @@ pub struct CreateWorkspace {
     /// `null` or absent is `sandbox` (SuprSend's clients may send `null`).
     #[schema(schema_with = optional_mode_schema)]
     pub mode: Option<String>,
+}
+
+/// `PATCH /v1/workspace/{slug}/`: any of the fields; `null` clears the
+/// description and the prefix.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = WorkspacePatch)]
+pub struct PatchWorkspaceBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = name_schema)]
+    pub name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = description_schema)]
+    pub description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(pattern = r"^[a-z][a-z0-9]{1,15}_(live|test)$")]
+    pub api_key_prefix: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = on_leak_schema)]
+    pub on_leak: Option<Option<String>>,
+}
+
+/// `on_leak` of a workspace.
+pub(crate) fn on_leak_schema() -> impl Into<RefOr<Schema>> {
+    string_enum(
+        [OnLeak::Disable.as_str(), OnLeak::Notify.as_str()],
+        "What a leak report does to the workspace's key: `disable` it (the default) or only `notify`.",
+    )
 }
 
 /// `mode` of a workspace.

@@ -57,6 +57,18 @@ impl Input {
         self.body.iter().all(u8::is_ascii_whitespace)
     }
 
+    /// The body as it arrived, for a handler that checks its signature
+    /// before it parses it.
+    pub fn raw_body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// Whether the declared media type is JSON, for a handler that parses
+    /// [`Input::raw_body`] itself.
+    pub fn declares_json(&self) -> bool {
+        self.is_json()
+    }
+
     /// A required JSON body.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
         if !self.is_json() {

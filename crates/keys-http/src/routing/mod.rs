@@ -18,8 +18,8 @@ mod tests;
 
 pub(crate) use input::Input;
 pub(crate) use route::{
-    authenticated, public, Authenticated, Body, Caller, Handler, HttpResult, Payload, Public, Query, BAD_REQUEST,
-    CONFLICT, NOT_FOUND,
+    authenticated, public, signed, Authenticated, Body, Caller, Handler, HttpResult, Payload, Public, Query, Signed,
+    BAD_REQUEST, CONFLICT, NOT_FOUND,
 };
 pub use route::{Auth, Operation, Route, Tag, MAX_PARAMS};
 pub use router::Matched;

@@ -93,6 +93,15 @@ impl<'a> Authenticated<'a> {
     }
 }
 
+/// What a signed handler gets: besides [`Public`]'s, the query and body,
+/// whose signature it checks before anything else.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Signed<'a> {
+    pub state: &'a Arc<AppState>,
+    pub head: &'a Parts,
+    pub input: &'a Input,
+}
+
 /// The future of one handler call, borrowing the request for `'a`.
 pub(crate) type HandlerFuture<'a> = Pin<Box<dyn Future<Output = HttpResult> + Send + 'a>>;
 
@@ -106,6 +115,10 @@ pub(crate) enum Handler {
     /// 403, before the body is read); the body is read for POST, PATCH and
     /// PUT.
     ServiceToken(Permission, for<'a> fn(Authenticated<'a>) -> HandlerFuture<'a>),
+    /// No token: the handler authenticates the raw body itself, by a
+    /// signature in its headers (GitHub's secret-scanning alerts), before
+    /// it reads anything of it. The body is read as for `ServiceToken`.
+    Signed(for<'a> fn(Signed<'a>) -> HandlerFuture<'a>),
 }
 
 /// How an operation authenticates, as documented.
@@ -113,6 +126,8 @@ pub(crate) enum Handler {
 pub enum Auth {
     Public,
     ServiceToken,
+    /// A signature of the body, checked by the handler.
+    Signed,
 }
 
 /// The OpenAPI tag of a route: the group it is listed under.
@@ -262,6 +277,7 @@ impl Operation {
         match self.handler {
             Handler::Public(_) => Auth::Public,
             Handler::ServiceToken(..) => Auth::ServiceToken,
+            Handler::Signed(_) => Auth::Signed,
         }
     }
 
@@ -269,7 +285,7 @@ impl Operation {
     /// Stated once, in the operation's table entry (`authenticated!`).
     pub fn permission(&self) -> Option<Permission> {
         match self.handler {
-            Handler::Public(_) => None,
+            Handler::Public(_) | Handler::Signed(_) => None,
             Handler::ServiceToken(permission, _) => Some(permission),
         }
     }
@@ -378,6 +394,16 @@ macro_rules! public {
     };
 }
 pub(crate) use public;
+
+/// A table entry's handler: `signed!(f)` for an
+/// `async fn f(Signed<'_>) -> HttpResult`, which checks the signature of
+/// the body itself.
+macro_rules! signed {
+    ($handler:path) => {
+        $crate::routing::Handler::Signed(|call| Box::pin($handler(call)))
+    };
+}
+pub(crate) use signed;
 
 /// The answer every operation on a keyed resource may give.
 pub(crate) const NOT_FOUND: (u16, Payload) = (404, Payload::Error);

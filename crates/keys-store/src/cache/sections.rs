@@ -192,10 +192,15 @@ impl Cache {
                 self.live_signing_keys.clear();
                 self.organisation_keys.clear();
             }
-            // Workspaces never change once created, and organisations only
-            // gain workspaces and keys, which announce themselves; no
-            // cached lookup answers differently after these.
-            Change::Organisation(_) | Change::Workspace(_) => {}
+            // Organisations only gain workspaces and keys, which announce
+            // themselves; no cached lookup answers differently after this.
+            Change::Organisation(_) => {}
+            // A created workspace holds nothing yet; a patched one was
+            // cached beside its keys.
+            Change::Workspace(workspace) => {
+                self.api_keys.remove_where(|found| &found.1.uid == workspace);
+                self.public_keys.remove_where(|(_, held)| &held.uid == workspace);
+            }
             Change::ServiceToken(digest) => self.service_tokens.remove(digest),
             Change::ApiKey(digest) => self.api_keys.remove(digest),
             // What was found stays true; what was missing may be stored now.

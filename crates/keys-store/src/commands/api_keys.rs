@@ -1,11 +1,14 @@
 //! API keys: [`CreateApiKey`], [`ChangeApiKey`] (patch, disable, enable,
-//! delete), [`RollApiKey`] and [`ImportApiKeys`].
+//! delete), [`RollApiKey`], [`ImportApiKeys`] and [`ReportLeakedApiKey`].
 
 use std::collections::HashMap;
 
-use keys_core::{ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, EntityKind, GracePeriod, Mutation, WorkspaceUid};
+use keys_core::{
+    ApiKey, ApiKeyId, ApiKeyMaterial, ApiKeyPatch, ApiKeyStatus, EntityKind, GracePeriod, LeakContainment, Mutation,
+    SecretDigest, WorkspaceUid,
+};
 
-use super::{Acting, Applied, AuditAction, Command, Lock, Locked, Scope};
+use super::{Acting, Applied, AuditAction, AuditEvent, Command, Lock, Locked, Scope};
 use crate::change::Change;
 use crate::error::{Conflict, StoreError, StoreResult};
 use crate::repo::{self, Sql};
@@ -146,6 +149,70 @@ command! {
         let event = acting.event(&Scope::of_workspace(&workspace), AuditAction::ApiKeyImported, &target, at);
         Ok(Applied::one(written, event, Change::ApiKeysImported(workspace.uid)))
     }
+}
+
+/// A key reported leaked, as the report left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeakedApiKey {
+    /// The key after the report (disabled, or its grace ended, when the
+    /// workspace's policy is `disable`).
+    pub key: ApiKey,
+    /// Whether it authenticated when reported: a live key, which secret
+    /// scanners call a true positive.
+    pub was_live: bool,
+    pub containment: LeakContainment,
+}
+
+command! {
+    /// Records that the key of the workspace with this digest was found
+    /// where it should not be, and contains it as the workspace's
+    /// `on_leak` says ([`ApiKey::contain_leak`]): one `api_key.leaked`
+    /// event carrying the source (`detail`, never the key), plus the
+    /// event of the transition it made (`api_key.disabled`, or
+    /// `api_key.updated` for a rolled key's grace ended). `None`, and
+    /// nothing written, when the workspace has no live (undeleted) key with
+    /// this digest.
+    ReportLeakedApiKey { digest: SecretDigest, source: Option<String> } in Workspace(WorkspaceUid)
+        -> Option<LeakedApiKey>, Mutation::Update(EntityKind::ApiKey);
+    apply |Self { acting, digest, source }, sql, locked| {
+        let workspace = locked.workspace()?;
+        let found = repo::api_key_by_digest(sql, &digest).await?;
+        let Some((mut key, _)) = found.filter(|(key, holder)| holder.uid == workspace.uid && !key.is_deleted()) else {
+            return Ok(Applied { output: None, events: Vec::new(), change: None });
+        };
+        let Acting { actor, now, .. } = &acting;
+        let was_live = key.authenticates(*now).is_ok();
+        let containment = key.contain_leak(workspace.on_leak, actor, *now)?;
+        let scope = Scope::of_workspace(&workspace);
+        let mut leaked = acting.event(&scope, AuditAction::ApiKeyLeaked, key.id.as_str(), *now);
+        leaked.detail = Some(leak_detail(source.as_deref()));
+        let mut events = vec![leaked];
+        if containment != LeakContainment::Unchanged {
+            repo::save_api_key(sql, &key).await?;
+            let action = match key.status() {
+                ApiKeyStatus::Disabled => AuditAction::ApiKeyDisabled,
+                _ => AuditAction::ApiKeyUpdated,
+            };
+            events.push(acting.event(&scope, action, key.id.as_str(), key.updated_at));
+        }
+        let change = Change::ApiKey(key.digest);
+        Ok(Applied { output: Some(LeakedApiKey { key, was_live, containment }), events, change: Some(change) })
+    }
+}
+
+/// The `detail` of an `api_key.leaked` event: `source=<where it was
+/// found>` (or `source=unknown`), cut to what the column holds on a
+/// character boundary.
+fn leak_detail(source: Option<&str>) -> String {
+    let mut detail = format!("source={}", source.unwrap_or("unknown"));
+    if detail.len() > AuditEvent::MAX_DETAIL {
+        let mut end = AuditEvent::MAX_DETAIL;
+        while !detail.is_char_boundary(end) {
+            end -= 1;
+        }
+        detail.truncate(end);
+    }
+    detail
 }
 
 /// The most key ids an `api_key.imported` event names: its `target_id` is

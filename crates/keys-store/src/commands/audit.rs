@@ -14,6 +14,7 @@ use crate::rows::{self, RowExt};
 pub enum AuditAction {
     OrganisationCreated,
     WorkspaceCreated,
+    WorkspaceUpdated,
     ServiceTokenGenerated,
     ApiKeyGenerated,
     ApiKeyUpdated,
@@ -22,6 +23,7 @@ pub enum AuditAction {
     ApiKeyRolled,
     ApiKeyDeleted,
     ApiKeyImported,
+    ApiKeyLeaked,
     PublicApiKeyGenerated,
     PublicApiKeyUpdated,
     PublicApiKeyRotated,
@@ -42,9 +44,10 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for parsing.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 23] = [
         Self::OrganisationCreated,
         Self::WorkspaceCreated,
+        Self::WorkspaceUpdated,
         Self::ServiceTokenGenerated,
         Self::ApiKeyGenerated,
         Self::ApiKeyUpdated,
@@ -53,6 +56,7 @@ impl AuditAction {
         Self::ApiKeyRolled,
         Self::ApiKeyDeleted,
         Self::ApiKeyImported,
+        Self::ApiKeyLeaked,
         Self::PublicApiKeyGenerated,
         Self::PublicApiKeyUpdated,
         Self::PublicApiKeyRotated,
@@ -71,6 +75,7 @@ impl AuditAction {
         match self {
             Self::OrganisationCreated => "organisation.created",
             Self::WorkspaceCreated => "workspace.created",
+            Self::WorkspaceUpdated => "workspace.updated",
             Self::ServiceTokenGenerated => "service_token.generated",
             Self::ApiKeyGenerated => "api_key.generated",
             Self::ApiKeyUpdated => "api_key.updated",
@@ -79,6 +84,7 @@ impl AuditAction {
             Self::ApiKeyRolled => "api_key.rolled",
             Self::ApiKeyDeleted => "api_key.deleted",
             Self::ApiKeyImported => "api_key.imported",
+            Self::ApiKeyLeaked => "api_key.leaked",
             Self::PublicApiKeyGenerated => "public_api_key.generated",
             Self::PublicApiKeyUpdated => "public_api_key.updated",
             Self::PublicApiKeyRotated => "public_api_key.rotated",
@@ -99,7 +105,7 @@ impl AuditAction {
     pub fn target_type(self) -> &'static str {
         match self {
             Self::OrganisationCreated | Self::AuditPruned => "organisation",
-            Self::WorkspaceCreated => "workspace",
+            Self::WorkspaceCreated | Self::WorkspaceUpdated => "workspace",
             Self::ServiceTokenGenerated | Self::ServiceTokenRevoked => "service_token",
             Self::ApiKeyGenerated
             | Self::ApiKeyUpdated
@@ -107,7 +113,8 @@ impl AuditAction {
             | Self::ApiKeyEnabled
             | Self::ApiKeyRolled
             | Self::ApiKeyDeleted
-            | Self::ApiKeyImported => "api_key",
+            | Self::ApiKeyImported
+            | Self::ApiKeyLeaked => "api_key",
             Self::PublicApiKeyGenerated
             | Self::PublicApiKeyUpdated
             | Self::PublicApiKeyRotated
@@ -167,9 +174,15 @@ pub struct AuditEvent {
     pub action: AuditAction,
     pub target_id: String,
     pub at: OffsetDateTime,
+    /// What else the event says, never a secret: the source URL of a
+    /// leak report (`source=…`). At most [`AuditEvent::MAX_DETAIL`] bytes.
+    pub detail: Option<String>,
 }
 
 impl AuditEvent {
+    /// The longest `detail` (the tables' CHECK).
+    pub const MAX_DETAIL: usize = 2048;
+
     /// The row this event is stored as.
     pub(crate) fn row(&self) -> AuditRow<'_> {
         AuditRow {
@@ -181,6 +194,7 @@ impl AuditEvent {
             action: self.action.as_str(),
             target_id: &self.target_id,
             at: self.at,
+            detail: self.detail.as_deref(),
         }
     }
 
@@ -201,6 +215,7 @@ impl AuditEvent {
                 .ok_or_else(|| rows::corrupt("audit action", "action"))?,
             target_id: row.text("target_id")?,
             at: row.time("at")?,
+            detail: row.optional_text("detail")?,
         })
     }
 }

@@ -157,7 +157,8 @@ mod signing_keys;
 mod workspaces;
 
 pub use api_keys::{
-    ApiKeyChange, ChangeApiKey, CreateApiKey, ImportApiKeys, ImportedApiKeys, RollApiKey, StoredDigests,
+    ApiKeyChange, ChangeApiKey, CreateApiKey, ImportApiKeys, ImportedApiKeys, LeakedApiKey, ReportLeakedApiKey,
+    RollApiKey, StoredDigests,
 };
 pub use audit::{AuditAction, AuditEvent, PruneAuditEvents, RecordedAuditEvent};
 pub use organisation_keys::{CreateOrganisationKey, DeleteOrganisationKey};
@@ -165,7 +166,7 @@ pub use organisations::{Bootstrap, CreateOrganisation};
 pub use public_keys::{ChangePublicKey, CreatePublicKey, DeletePublicKey, PublicKeyChange};
 pub use service_tokens::{CreateServiceToken, RevokeServiceToken};
 pub use signing_keys::{CreateSigningKey, DeleteSigningKey, RollSigningKey};
-pub use workspaces::CreateWorkspace;
+pub use workspaces::{CreateWorkspace, PatchWorkspace};
 
 /// One mutation of the store. Each carries what its transition needs,
 /// `now` and the actor included (the store never reads the clock).
@@ -443,6 +444,7 @@ impl Scope {
             action,
             target_id: target_id.to_owned(),
             at,
+            detail: None,
         }
     }
 }

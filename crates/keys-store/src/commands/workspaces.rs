@@ -1,8 +1,9 @@
-//! Workspaces: [`CreateWorkspace`] (workspaces never change afterwards).
+//! Workspaces: [`CreateWorkspace`] and [`PatchWorkspace`] (name,
+//! description, API-key prefix, leak policy; never slug, uid or mode).
 
-use keys_core::{EntityKind, Mutation, Workspace};
+use keys_core::{EntityKind, Mutation, Workspace, WorkspacePatch, WorkspaceUid};
 
-use super::{Applied, AuditAction, AuditEvent, Command, Lock, Locked, Scope};
+use super::{Acting, Applied, AuditAction, AuditEvent, Command, Lock, Locked, Scope};
 use crate::change::Change;
 use crate::error::{Conflict, StoreResult};
 use crate::repo::{self, Sql};
@@ -13,6 +14,21 @@ command! {
     apply |Self(workspace), sql, _locked| {
         let event = write_workspace(sql, &workspace).await?;
         Ok(Applied::one((), event, Change::Workspace(workspace.uid)))
+    }
+}
+
+command! {
+    /// Changes what a patch may change of a workspace, under its lock;
+    /// returns it as it now is. Announced as a change of the workspace, so
+    /// that every replica drops the keys it cached with the old one.
+    PatchWorkspace { patch: WorkspacePatch } in Workspace(WorkspaceUid) -> Workspace,
+        Mutation::Update(EntityKind::Workspace);
+    apply |Self { acting, patch }, sql, locked| {
+        let workspace = locked.workspace()?.patched(patch);
+        repo::save_workspace(sql, &workspace).await?;
+        let event = acting.event(&Scope::of_workspace(&workspace), AuditAction::WorkspaceUpdated, workspace.uid.as_str(), acting.now);
+        let change = Change::Workspace(workspace.uid.clone());
+        Ok(Applied::one(workspace, event, change))
     }
 }
 

@@ -88,7 +88,7 @@ pub fn create_api_key_at_once<'a>(
              created AS (INSERT INTO api_keys ({API_KEY}) SELECT {parameters} FROM admitted RETURNING id), \
              logged AS (INSERT INTO audit_events ({AUDIT_EVENT}) \
                  SELECT admitted.organisation_id, admitted.workspace_uid, ${actor_name}, ${actor_email}, \
-                        ${token}, ${request}, ${action}, created.id, $5 \
+                        ${token}, ${request}, ${action}, created.id, $5, NULL \
                  FROM admitted, created RETURNING 1) \
              SELECT (SELECT COUNT(*) FROM created) AS created, (SELECT COUNT(*) FROM logged) AS logged, \
                     (SELECT COUNT(*) FROM (SELECT pg_notify(${channel}, ${payload}) FROM created) notified) AS announced"

@@ -15,6 +15,7 @@ pub struct AuditRow<'a> {
     pub action: &'a str,
     pub target_id: &'a str,
     pub at: OffsetDateTime,
+    pub detail: Option<&'a str>,
 }
 
 /// Which of an organisation's audit events a read keeps: each `Some` narrows
@@ -124,7 +125,7 @@ pub async fn insert_audit_event<C: Sql + ?Sized>(sql: &mut C, event: AuditRow<'_
     static SQL: LazyLock<String> = LazyLock::new(|| insert_sql("audit_events", AUDIT_EVENT));
     let head = [text(event.organisation_id), Value::Text(event.workspace_uid)];
     let attribution = [Value::Text(event.token_id), Value::Text(event.request_id)];
-    let tail = [text(event.action), text(event.target_id), time(event.at)];
+    let tail = [text(event.action), text(event.target_id), time(event.at), Value::Text(event.detail)];
     insert(sql, statement(&SQL, &[&head, &actor(event.actor), &attribution, &tail]), "").await
 }
 

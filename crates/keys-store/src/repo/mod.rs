@@ -33,10 +33,10 @@ use std::future::Future;
 use std::sync::LazyLock;
 
 use keys_core::{
-    Actor, ApiKey, ApiKeyId, ApiKeyLifecycle, Description, DomainPattern, ExternalId, KeyMeta, KeyPage, KeyScope,
-    Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey, PublicKeyId,
-    QuotaKind, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace, WorkspaceSigningKey,
-    WorkspaceSlug, WorkspaceUid,
+    Actor, ApiKey, ApiKeyId, ApiKeyLifecycle, ApiKeyPrefix, Description, DomainPattern, ExternalId, KeyMeta, KeyPage,
+    KeyScope, Organisation, OrganisationId, OrganisationKeyId, OrganisationSigningKey, Page, Pagination, PublicKey,
+    PublicKeyId, QuotaKind, SecretDigest, ServiceTokenId, ServiceTokenRecord, SigningKeyUid, Workspace,
+    WorkspaceSigningKey, WorkspaceSlug, WorkspaceUid,
 };
 use time::OffsetDateTime;
 
@@ -354,8 +354,8 @@ const ORGANISATION: &str = "id, name, created_at";
 const SERVICE_TOKEN: &str = "id, organisation_id, name, digest, actor_name, actor_email, created_at, revoked_at, \
                              masked_token, role, workspaces, expires_at, created_by_name, created_by_email, \
                              last_used_at, revoked_by_name, revoked_by_email";
-const WORKSPACE: &str =
-    "uid, organisation_id, slug, name, description, mode, created_at, created_by_name, created_by_email";
+const WORKSPACE: &str = "uid, organisation_id, slug, name, description, mode, created_at, created_by_name, \
+                         created_by_email, api_key_prefix, on_leak";
 const API_KEY: &str = "id, workspace_uid, digest, masked_api_key, created_at, created_by_name, created_by_email, \
                        name, description, status, expires_at, scopes, external_id, meta, disabled_at, \
                        disabled_by_name, disabled_by_email, rolled_at, rolled_by_name, rolled_by_email, updated_at, \
@@ -377,7 +377,7 @@ const SIGNING_KEY: &str = "id, uid, workspace_uid, public_key_pem, status, allow
 const ORGANISATION_KEY: &str = "id, organisation_id, name, public_key_pem, created_at, created_by_name, \
                                 created_by_email, deleted_at, deleted_by_name, deleted_by_email";
 const AUDIT_EVENT: &str =
-    "organisation_id, workspace_uid, actor_name, actor_email, token_id, request_id, action, target_id, at";
+    "organisation_id, workspace_uid, actor_name, actor_email, token_id, request_id, action, target_id, at, detail";
 
 /// `INSERT INTO table (columns) VALUES ($1, …)` with one parameter per column.
 fn insert_sql(table: &str, columns: &str) -> String {

@@ -37,5 +37,19 @@ pub async fn insert_workspace<C: Sql + ?Sized>(sql: &mut C, workspace: &Workspac
         (workspace.uid.as_str(), workspace.organisation_id.as_str(), workspace.slug.as_str());
     let texts = texts([uid, organisation, slug, workspace.name.as_str()]);
     let rest = [description(workspace.description.as_ref()), text(workspace.mode.as_str()), time(workspace.created_at)];
-    insert(sql, statement(&SQL, &[&texts, &rest, &actor(workspace.created_by.as_ref())]), slug).await
+    let leaks = leak_columns(workspace);
+    insert(sql, statement(&SQL, &[&texts, &rest, &actor(workspace.created_by.as_ref()), &leaks]), slug).await
+}
+
+/// Saves what a patch may change: name, description, prefix, leak policy.
+pub async fn save_workspace<C: Sql + ?Sized>(sql: &mut C, workspace: &Workspace) -> StoreResult<()> {
+    const SQL: &str =
+        "UPDATE workspaces SET name = $1, description = $2, api_key_prefix = $3, on_leak = $4 WHERE uid = $5";
+    let [prefix, on_leak] = leak_columns(workspace);
+    let values = [text(workspace.name.as_str()), description(workspace.description.as_ref()), prefix, on_leak];
+    save(sql, statement(SQL, &[&values, &[text(workspace.uid.as_str())]]), "workspaces").await
+}
+
+fn leak_columns(workspace: &Workspace) -> [Value<'_>; 2] {
+    [Value::Text(workspace.api_key_prefix.as_ref().map(ApiKeyPrefix::as_str)), text(workspace.on_leak.as_str())]
 }
