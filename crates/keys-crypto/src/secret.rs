@@ -496,6 +496,56 @@ mod tests {
         assert!(token_debug.contains("redacted"));
     }
 
+    fn prefix(text: &str) -> keys_core::ApiKeyPrefix {
+        keys_core::ApiKeyPrefix::parse(text).unwrap()
+    }
+
+    #[test]
+    fn a_workspace_prefix_makes_keys_of_its_own_shape() {
+        let key = ApiKeySecret::generate_for(Some(&prefix("acme_live")), &mut rng(9));
+        let text = key.expose();
+        assert!(text.starts_with("acme_live_"), "{text}");
+        assert_eq!(text.len(), "acme_live_".len() + 43);
+        assert!(text["acme_live_".len()..].bytes().all(is_alphabet));
+        // The checksum covers the prefix: the same random part under
+        // another prefix is another key, and not a well-formed one.
+        let moved = text.replacen("acme_live_", "acme_test_", 1);
+        assert!(matches!(ApiKeySecret::recognise(&moved), Some(Err(_))), "{moved}");
+        let parsed = ApiKeySecret::recognise(text).unwrap().unwrap();
+        assert_eq!(parsed.digest(), key.digest());
+        // The mask shows the prefix and 7 random characters, as `SS.` keys.
+        assert_eq!(key.masked(), format!("{}*****", &text[.."acme_live_".len() + 7]));
+        assert_eq!(ApiKeySecret::generate_for(None, &mut rng(9)).expose(), ApiKeySecret::generate(&mut rng(9)).expose());
+    }
+
+    #[test]
+    fn recognise_tells_keysd_formats_from_foreign_text() {
+        let plain = ApiKeySecret::generate(&mut rng(10));
+        assert!(matches!(ApiKeySecret::recognise(plain.expose()), Some(Ok(_))));
+        let longest = ApiKeySecret::generate_for(Some(&prefix("abcdefghijklmnop_test")), &mut rng(11));
+        assert!(matches!(ApiKeySecret::recognise(longest.expose()), Some(Ok(_))));
+        // keysd's shapes with a bad checksum: claimed, and refused.
+        assert!(matches!(ApiKeySecret::recognise("SS.short"), Some(Err(_))));
+        let mut bad = longest.expose().to_owned();
+        let last = bad.pop().unwrap();
+        bad.push(if last == 'A' { 'B' } else { 'A' });
+        assert!(matches!(ApiKeySecret::recognise(&bad), Some(Err(_))));
+        // Foreign: another vendor's prefix, a prefix that is not one (no
+        // `_live`/`_test`, uppercase, one letter, seventeen), a wrong length.
+        let body = &plain.expose()[3..];
+        for foreign in [
+            format!("sk_live_{}", &body[..24]),
+            format!("acme_prod_{body}"),
+            format!("Acme_live_{body}"),
+            format!("a_live_{body}"),
+            format!("abcdefghijklmnopq_live_{body}"),
+            format!("acme_live_{body}x"),
+            "not a key at all".to_owned(),
+        ] {
+            assert!(ApiKeySecret::recognise(&foreign).is_none(), "{foreign}");
+        }
+    }
+
     /// A generated value with the character at `position` replaced by
     /// `replacement` must be rejected.
     fn assert_single_change_rejected(
@@ -558,7 +608,20 @@ mod tests {
         }
 
         #[test]
+        fn any_single_character_change_of_a_prefixed_key_is_refused(
+            seed in any::<u64>(),
+            position in 0usize..64,
+            replacement in replacement_char(),
+        ) {
+            let key = ApiKeySecret::generate_for(Some(&prefix("shop7_test")), &mut rng(seed));
+            assert_single_change_rejected(key.expose(), position, replacement, |text| {
+                matches!(ApiKeySecret::recognise(text), Some(Ok(_)))
+            })?;
+        }
+
+        #[test]
         fn parse_never_panics_on_arbitrary_text(text in any::<String>()) {
+            let _ = ApiKeySecret::recognise(&text);
             let _ = ApiKeySecret::parse(&text);
             let _ = ServiceToken::parse(&text);
             let _ = PublicKeyValue::parse(&text);

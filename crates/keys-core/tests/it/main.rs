@@ -5,6 +5,7 @@
 //! through the public API only.
 
 mod common;
+mod leaks;
 mod lifecycle_model;
 mod metering;
 mod metering_model;
