@@ -181,6 +181,23 @@ impl Api {
         self.send(method, path, Some(&self.token), body).await
     }
 
+    /// `POST path` with `body` as it is and `headers`, no token: what
+    /// GitHub's secret scanning sends.
+    async fn post_signed(&self, path: &str, headers: &[(&str, &str)], body: &str) -> Reply {
+        let mut builder = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{}{path}", self.base))
+            .header(header::CONTENT_TYPE, "application/json");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(Full::new(Bytes::from(body.to_owned()))).expect("request");
+        let response = self.http.request(request).await.expect("response");
+        let status = response.status();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes();
+        Reply { status, body: serde_json::from_slice(&bytes).unwrap_or(Value::Null) }
+    }
+
     async fn public(&self, path: &str) -> Reply {
         self.send(Method::GET, path, None, None).await
     }
@@ -703,6 +720,77 @@ async fn postgres_two_replicas_refuse_a_revoked_service_token_within_a_second() 
         }
     }
     replicas.stop().await;
+}
+
+/// A key leaked to a public repository, across two replicas that both have
+/// it cached: GitHub's signed alert through one replica disables it, and
+/// both refuse it within a second; a forged alert changes nothing; the
+/// audit trail names where it was found, never the key. The workspace's
+/// keys carry its prefix, as a secret scanner would register it.
+#[tokio::test]
+async fn postgres_two_replicas_refuse_a_leaked_key_within_a_second() {
+    let github = keys_crypto::github::GithubTestSigner::generate(&mut OsRng);
+    let keys_file = std::env::temp_dir().join(format!("keysd-github-keys-{}.json", OsRng.next_u64()));
+    std::fs::write(&keys_file, github.key_set_json("github-key-1")).expect("write the key file");
+    let keys_flag = keys_file.to_str().expect("utf-8 path");
+    let replicas = Replicas::start(&["--github-secret-scanning-keys", keys_flag]).await;
+    let apis = &replicas.apis;
+
+    let prefix = Some(json!({"api_key_prefix": "acme_live"}));
+    let patched = apis[0].call(Method::PATCH, "/v1/workspace/staging/", prefix).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let created = apis[1].call(Method::POST, "/v1/staging/ws_api_key/", Some(json!({"name": "leaky"}))).await;
+    let key = text(&created.body["api_key"]);
+    assert!(key.starts_with("acme_live_") && key.len() == "acme_live_".len() + 43, "{key}");
+    for api in apis {
+        assert_eq!(api.verify("api_key", json!({"api_key": key})).await["valid"], true);
+    }
+
+    let url = "https://github.com/acme/app/blob/main/.env";
+    let alert = json!([{"token": key, "type": "keysd_api_key", "url": url, "source": "content"}]).to_string();
+    let path = "/v1/secret_scanning/github/";
+    let forged = keys_crypto::github::GithubTestSigner::generate(&mut OsRng).sign(alert.as_bytes());
+    for headers in [
+        vec![("Github-Public-Key-Identifier", "github-key-1"), ("Github-Public-Key-Signature", forged.as_str())],
+        vec![("Github-Public-Key-Identifier", "github-key-1")],
+    ] {
+        let refused = apis[1].post_signed(path, &headers, &alert).await;
+        assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.body);
+    }
+    for api in apis {
+        assert_eq!(api.verify("api_key", json!({"api_key": key})).await["valid"], true, "a forged alert changed it");
+    }
+
+    let signature = github.sign(alert.as_bytes());
+    let headers =
+        [("Github-Public-Key-Identifier", "github-key-1"), ("Github-Public-Key-Signature", signature.as_str())];
+    let labelled = apis[1].post_signed(path, &headers, &alert).await;
+    assert_eq!(labelled.status, StatusCode::OK, "{}", labelled.body);
+    assert_eq!(labelled.body, json!([{"token_raw": key, "token_type": "keysd_api_key", "label": "true_positive"}]));
+    let reported_at = std::time::Instant::now();
+    for api in apis {
+        loop {
+            let verdict = api.verify("api_key", json!({"api_key": key})).await;
+            if verdict["valid"] == false {
+                assert_eq!(verdict["reason"], "key_disabled");
+                break;
+            }
+            assert!(reported_at.elapsed() < Duration::from_secs(1), "a replica still accepts the key after 1 s");
+        }
+    }
+    let audit = apis[0].call(Method::GET, "/v1/audit_event/?action=api_key.leaked", None).await;
+    assert_eq!(audit.body["results"][0]["detail"], format!("source={url}"), "{}", audit.body);
+    assert_eq!(audit.body["results"][0]["actor"]["name"], "GitHub secret scanning");
+    let trail = apis[0].call(Method::GET, "/v1/audit_event/?limit=100", None).await;
+    assert!(!trail.body.to_string().contains(&key), "the key is in the audit trail");
+    // Reported again: no longer live.
+    let signature = github.sign(alert.as_bytes());
+    let headers =
+        [("Github-Public-Key-Identifier", "github-key-1"), ("Github-Public-Key-Signature", signature.as_str())];
+    let again = apis[0].post_signed(path, &headers, &alert).await;
+    assert_eq!(again.body[0]["label"], "false_positive", "{}", again.body);
+    replicas.stop().await;
+    let _ = std::fs::remove_file(keys_file);
 }
 
 /// `last_used_at` written by two replicas on one PostgreSQL (each flushing
