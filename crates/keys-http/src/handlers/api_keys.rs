@@ -237,9 +237,10 @@ pub struct ApiKeyDto {
     #[schema(format = DateTime)]
     pub deleted_at: Option<String>,
     pub deleted_by: Option<ActorDto>,
-    /// The secret: only in the create and roll responses.
+    /// The secret: only in the create and roll responses. `SS.`, or the
+    /// workspace's prefix and `_`, then 43 characters.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, pattern = r"^SS\.")]
+    #[schema(value_type = Option<String>, pattern = r"^(SS\.|[a-z][a-z0-9]{1,15}_(live|test)_)[A-Za-z0-9_-]{43}$")]
     pub api_key: Option<Secret>,
 }
 

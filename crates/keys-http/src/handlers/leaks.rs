@@ -101,11 +101,11 @@ pub(crate) async fn report(call: Authenticated<'_>) -> HttpResult {
     json(StatusCode::OK, &LeakReportAnswer { label: label.as_str() })
 }
 
-const GITHUB: &[Operation] = &[Operation::post(
+const GITHUB: &[Operation] = &[Operation::post_answering(
     "github-secret-scanning",
     "GitHub secret-scanning alert",
     signed!(github),
-    schema::<Vec<GithubLabel>>(),
+    schema::<GithubLabels>(),
 )
 .describe(
     "GitHub's partner alert: a JSON array of `{token, type, url, source}`, its raw body signed with ECDSA P-256 \
@@ -116,11 +116,11 @@ const GITHUB: &[Operation] = &[Operation::post(
      `false_positive`. A 404 when the server has no key file. At least 250 ms per answer; rate-limited per \
      client.",
 )
-.body(Body::Required(schema::<Vec<GithubAlert>>()))
+.body(Body::Required(schema::<GithubAlertBody>()))
 .takes_bodies_up_to(BODY_LIMIT)
 .refuses(&[BAD_REQUEST, NOT_FOUND])];
 
-const REPORT: &[Operation] = &[Operation::post(
+const REPORT: &[Operation] = &[Operation::post_answering(
     "report-leak",
     "Report a leaked API key",
     authenticated!(ReportLeaks, report),
@@ -154,6 +154,17 @@ pub struct GithubAlert {
     /// Where it was found.
     pub url: Option<String>,
 }
+
+/// GitHub's alert: its matches, in order (the OpenAPI document's name for
+/// the body).
+#[derive(ToSchema)]
+#[schema(as = GithubAlert)]
+pub struct GithubAlertBody(#[allow(dead_code)] Vec<GithubAlert>);
+
+/// The answer to an alert: one label per match, in the alert's order.
+#[derive(ToSchema)]
+#[schema(as = GithubAlertLabels)]
+pub struct GithubLabels(#[allow(dead_code)] Vec<GithubLabel>);
 
 /// GitHub's expected answer per token. No `Debug`: it holds the key.
 #[derive(Serialize, ToSchema)]

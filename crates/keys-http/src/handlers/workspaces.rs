@@ -120,7 +120,7 @@ const WORKSPACES: &[Operation] = &[
     .refuses(&[BAD_REQUEST]),
 ];
 /// `/v1/workspace/{workspace}/`.
-const WORKSPACE: &[Operation] = &[Operation::patch(
+const WORKSPACE: &[Operation] = &[Operation::patch_answering(
     "update-workspace",
     "Update workspace",
     authenticated!(ManageWorkspaces, patch),

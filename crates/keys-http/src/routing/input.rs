@@ -77,6 +77,14 @@ impl Input {
         if self.body_is_empty() {
             return Err(ApiError::validation("request body must be a JSON object"));
         }
+        // Every request body is an object: serde would also fill a struct
+        // from an array, field by field.
+        if self.body.iter().find(|byte| !byte.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::validation(match serde_json::from_slice::<serde::de::IgnoredAny>(&self.body) {
+                Ok(_) => "request body must be a JSON object",
+                Err(_) => "request body is not valid JSON",
+            }));
+        }
         // The fast path for the bodies clients send; only a body that does
         // not fit takes the slow one, which also accepts `60.0` for `60`.
         let parsed = serde_json::from_slice(&self.body).or_else(|_| body_from_value(&self.body))?;

@@ -461,6 +461,27 @@ impl Operation {
         Self::new(Method::PATCH, id, summary, handler, (202, Payload::Json(item))).refuses(&[NOT_FOUND])
     }
 
+    /// `POST` an action that stores nothing new, answering 200 with `item`.
+    pub(crate) const fn post_answering(
+        id: &'static str,
+        summary: &'static str,
+        handler: Handler,
+        item: SchemaOf,
+    ) -> Self {
+        Self::new(Method::POST, id, summary, handler, (200, Payload::Json(item)))
+    }
+
+    /// `PATCH` the resource the path names (404), answering 200 with it (the
+    /// routes of dialect 1's SuprSend pages answer 202: [`Operation::patch`]).
+    pub(crate) const fn patch_answering(
+        id: &'static str,
+        summary: &'static str,
+        handler: Handler,
+        item: SchemaOf,
+    ) -> Self {
+        Self::new(Method::PATCH, id, summary, handler, (200, Payload::Json(item))).refuses(&[NOT_FOUND])
+    }
+
     /// `DELETE` the resource the path names (404), answering 204.
     pub(crate) const fn delete(id: &'static str, summary: &'static str, handler: Handler) -> Self {
         Self::new(Method::DELETE, id, summary, handler, (204, Payload::Empty)).refuses(&[NOT_FOUND])

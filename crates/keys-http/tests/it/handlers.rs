@@ -1910,7 +1910,7 @@ async fn audit_events_list_filter_and_page() {
             "organisation.created"
         ]
     );
-    assert_eq!(keys_of(&events[0]), ["action", "actor", "at", "id", "request_id", "target", "workspace"]);
+    assert_eq!(keys_of(&events[0]), ["action", "actor", "at", "detail", "id", "request_id", "target", "workspace"]);
     assert_eq!(events[0]["request_id"], deleted_request_id.as_str());
     assert_eq!(events[0]["target"], json!({"type": "api_key", "id": key_id}));
     assert_eq!(events[0]["workspace"], "staging");

@@ -24,7 +24,12 @@ command! {
     PatchWorkspace { patch: WorkspacePatch } in Workspace(WorkspaceUid) -> Workspace,
         Mutation::Update(EntityKind::Workspace);
     apply |Self { acting, patch }, sql, locked| {
-        let workspace = locked.workspace()?.patched(patch);
+        let current = locked.workspace()?;
+        let workspace = current.patched(patch);
+        if workspace == current {
+            // Nothing changes: no write, no event (the pipeline rolls back).
+            return Ok(Applied { output: workspace, events: Vec::new(), change: None });
+        }
         repo::save_workspace(sql, &workspace).await?;
         let event = acting.event(&Scope::of_workspace(&workspace), AuditAction::WorkspaceUpdated, workspace.uid.as_str(), acting.now);
         let change = Change::Workspace(workspace.uid.clone());
