@@ -515,7 +515,10 @@ mod tests {
         assert_eq!(parsed.digest(), key.digest());
         // The mask shows the prefix and 7 random characters, as `SS.` keys.
         assert_eq!(key.masked(), format!("{}*****", &text[.."acme_live_".len() + 7]));
-        assert_eq!(ApiKeySecret::generate_for(None, &mut rng(9)).expose(), ApiKeySecret::generate(&mut rng(9)).expose());
+        assert_eq!(
+            ApiKeySecret::generate_for(None, &mut rng(9)).expose(),
+            ApiKeySecret::generate(&mut rng(9)).expose()
+        );
     }
 
     #[test]
