@@ -39,6 +39,12 @@ pub enum CoreError {
     InvalidApiKeyPrefix,
     #[error("on_leak must be 'disable' or 'notify'")]
     InvalidOnLeak,
+    #[error("granularity must be 'minute', 'hour' or 'day'")]
+    InvalidGranularity,
+    #[error("usage retention must keep each width for at least one bucket, coarser widths no shorter than finer ones")]
+    InvalidUsageRetention,
+    #[error("since must be before until")]
+    InvalidUsageWindow,
     #[error("grace_period_seconds must be a whole number of seconds between 0 and {max}")]
     InvalidGracePeriod { max: u64 },
     /// Storage returned a record no transition can produce. Never the

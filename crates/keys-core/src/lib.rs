@@ -26,6 +26,7 @@ mod public_key;
 mod quota;
 mod service_token;
 mod signing_key;
+pub mod usage;
 mod values;
 pub mod verify;
 mod workspace;

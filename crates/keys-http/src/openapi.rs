@@ -251,6 +251,8 @@ fn operation(
     }
     if operation.query == Query::Audit {
         builder = audit_parameters(builder);
+    } else if operation.query == Query::Usage {
+        builder = usage_parameters(builder);
     } else if operation.query != Query::None {
         let integer = |minimum: u64, maximum: Option<u64>, default: u64| {
             ObjectBuilder::new()
@@ -428,6 +430,47 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| match build().to_json() {
 /// The document as generated, without a `servers` entry.
 pub fn document() -> &'static str {
     &DOCUMENT
+}
+
+/// The query of `GET /v1/{workspace}/usage/` (see [`Query::Usage`]).
+fn usage_parameters(mut builder: utoipa::openapi::path::OperationBuilder) -> utoipa::openapi::path::OperationBuilder {
+    let string = |pattern: Option<&str>| ObjectBuilder::new().schema_type(Type::String).pattern(pattern);
+    let instant = || {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::Custom("date-time".to_owned())))
+    };
+    let most = keys_core::usage::MAX_USAGE_ROWS;
+    let limit =
+        ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(most)).default(Some(most.into()));
+    let granularity = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(keys_core::usage::Granularity::ALL.map(keys_core::usage::Granularity::as_str)))
+        .default(Some("hour".into()));
+    let parameters = [
+        ("granularity", "Bucket width; `hour` when absent.", granularity),
+        (
+            "since",
+            "Buckets starting at or after this RFC 3339 instant (moved to the start of its bucket); by default \
+             `until` minus a day (`minute`, `hour`) or 30 days (`day`).",
+            instant(),
+        ),
+        ("until", "Buckets starting before this RFC 3339 instant; now by default.", instant()),
+        ("key_id", "Only this key's counts (`ws_apik_…`, `ws_pubk_…`).", string(Some(r"^[A-Za-z0-9_]{1,64}$"))),
+        ("external_id", "Only the counts of each API key with this `external_id`; not with `key_id`.", string(None)),
+        ("limit", "Rows per page; out of range is a 400, never clamped.", limit),
+        ("cursor", "`next_cursor` of the previous page (opaque).", string(Some("^([0-9a-f]{2}){1,256}$"))),
+    ];
+    for (name, description, schema) in parameters {
+        let parameter = ParameterBuilder::new()
+            .name(name)
+            .parameter_in(ParameterIn::Query)
+            .required(Required::False)
+            .description(Some(description))
+            .schema(Some(schema));
+        builder = builder.parameter(parameter);
+    }
+    builder
 }
 
 /// The query of `GET /v1/audit_event/` (see [`Query::Audit`]).

@@ -71,8 +71,11 @@ impl App {
     /// The application over `store`, with a [`Service`] made from
     /// `config.service` (system clock, OS entropy).
     pub fn new(store: Arc<dyn Store>, config: AppConfig) -> Self {
-        let service_config =
-            ServiceConfig { record_api_key_uses: config.last_used_interval.is_some(), ..config.service.clone() };
+        let service_config = ServiceConfig {
+            record_api_key_uses: config.last_used_interval.is_some(),
+            count_usage: config.usage_interval.is_some(),
+            ..config.service.clone()
+        };
         Self::with_service(Arc::new(Service::new(store, service_config)), config)
     }
 
@@ -336,6 +339,10 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         .last_used_interval
         .filter(|_| app.listener == Listener::Main)
         .map(|interval| app.state.service.spawn_usage_flusher(interval));
+    let counts_flusher = config
+        .usage_interval
+        .filter(|_| app.listener == Listener::Main)
+        .map(|interval| app.state.service.spawn_usage_counts_flusher(interval));
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
@@ -415,6 +422,13 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         // The uses recorded since the last interval are not lost.
         if let Err(error) = app.service().flush_uses().await {
             tracing::warn!(%error, "writing the last API key and service token uses at shutdown failed");
+        }
+    }
+    if let Some(flusher) = counts_flusher {
+        flusher.stop().await;
+        // The counts since the last interval are not lost.
+        if let Err(error) = app.service().flush_usage_counts().await {
+            tracing::warn!(%error, "writing the usage counts at shutdown failed");
         }
     }
     Ok(())

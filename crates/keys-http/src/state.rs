@@ -83,6 +83,10 @@ pub struct AppConfig {
     /// How often recorded API key uses are written to `last_used_at`
     /// (`--last-used-interval-seconds`); `None` records none.
     pub last_used_interval: Option<Duration>,
+    /// How often usage counts are written and old buckets pruned
+    /// (`--usage-interval-seconds`); `None` counts none per key (set
+    /// `service.count_usage` to match).
+    pub usage_interval: Option<Duration>,
     /// HTTPS on every listener of the application (`--tls-cert-file`,
     /// `--tls-key-file`); `None` serves plain HTTP.
     pub tls: Option<crate::tls::Tls>,
@@ -121,6 +125,7 @@ impl Default for AppConfig {
             separate_metrics: false,
             rate_limit_per_minute: None,
             last_used_interval: Some(Duration::from_secs(60)),
+            usage_interval: None,
             tls: None,
             github_keys: None,
             leak_reports_per_minute: DEFAULT_LEAK_REPORTS_PER_MINUTE,

@@ -37,6 +37,7 @@ pub mod public_keys;
 pub mod service_tokens;
 pub mod signing_keys;
 mod usage;
+pub mod usage_counts;
 pub mod verification;
 pub mod warm;
 pub mod workspaces;
@@ -55,6 +56,7 @@ use rand_core::{CryptoRngCore, OsRng};
 use time::OffsetDateTime;
 
 pub use usage::UsageFlusher;
+pub use usage_counts::{UsageCountsFlusher, VerificationKind};
 pub use verification::{PublicKeyRequest, Refusal, Verdict, VerifiedApiKey, VerifiedJwt, VerifiedPublicKey};
 
 /// Where `now` comes from. [`SystemClock`] in production; tests and
@@ -113,6 +115,12 @@ pub struct ServiceConfig {
     /// The most verified JWTs the warm path remembers ([`warm`]); 0 turns
     /// it off.
     pub verified_token_cache_entries: usize,
+    /// Whether verifications are counted per key (in memory; written by
+    /// [`Service::spawn_usage_counts_flusher`]). The totals by kind and
+    /// outcome of `/metrics` are counted either way.
+    pub count_usage: bool,
+    /// How long usage buckets are kept.
+    pub usage_retention: keys_core::usage::UsageRetention,
 }
 
 /// The default of [`ServiceConfig::rsa_max_concurrent_generations`].
@@ -129,6 +137,8 @@ impl Default for ServiceConfig {
             rsa_max_concurrent_generations: DEFAULT_RSA_MAX_CONCURRENT_GENERATIONS,
             record_api_key_uses: false,
             verified_token_cache_entries: warm::DEFAULT_VERIFIED_TOKEN_CACHE_ENTRIES,
+            count_usage: false,
+            usage_retention: keys_core::usage::UsageRetention::DEFAULT,
         }
     }
 }
@@ -355,6 +365,8 @@ pub struct Service {
     parsed_keys: verification::ParsedKeys,
     usage: usage::UsageRecorder<keys_core::ApiKeyId>,
     token_usage: usage::UsageRecorder<keys_core::ServiceTokenId>,
+    /// Verifications counted per key and outcome ([`usage_counts`]).
+    usage_counts: usage_counts::UsageCounter,
     /// JWTs whose signature verified, by the digest of the token.
     warm: warm::VerifiedTokens<verification::Warm>,
     /// The public JWKS documents, made once per set of keys ([`jwks`]).
@@ -390,6 +402,10 @@ impl Service {
         let usage = usage::UsageRecorder::new(config.record_api_key_uses);
         let token_usage = usage::UsageRecorder::new(config.record_api_key_uses);
         let warm = warm::VerifiedTokens::new(config.verified_token_cache_entries);
+        // Names this process's usage batches: 128 random bits.
+        let mut generator = entropy.generator();
+        let process = format!("{:016x}{:016x}", generator.next_u64(), generator.next_u64());
+        let usage_counts = usage_counts::UsageCounter::new(config.count_usage, config.usage_retention, process);
         Self {
             store,
             clock,
@@ -401,6 +417,7 @@ impl Service {
             parsed_keys: verification::ParsedKeys::default(),
             usage,
             token_usage,
+            usage_counts,
             warm,
             jwks_documents: jwks::JwksDocuments::default(),
             signature_checks: std::sync::atomic::AtomicU64::new(0),

@@ -41,6 +41,9 @@ use keys_crypto::{ApiKeySecret, JwkSet, PublicKeyValue, ServiceToken};
 use keys_store::StoreError;
 use time::OffsetDateTime;
 
+use keys_core::usage::VALID;
+
+use crate::usage_counts::{Counted, VerificationKind};
 use crate::{Caller, Service};
 
 /// Why a credential did not verify: a keys-core denial, or (for the few
@@ -274,12 +277,19 @@ impl Service {
             return Ok(Err(refusal));
         }
         let Some(digest) = api_key_digest(presented) else {
+            let shard = presented.len().to_le_bytes()[0];
+            self.count(VerificationKind::ApiKey, None, Denial::Malformed.reason(), shard, self.now());
             return Ok(Err(Denial::Malformed.into()));
         };
         let found = self.store.shared_api_key_by_digest(&digest).await?;
         let now = self.now();
         let pair = found.as_deref().map(|(key, workspace)| (key, workspace));
         let decided = decide_api_key(pair, caller.scope(), now, required_scopes).map(|_| ());
+        let counted = found
+            .as_deref()
+            .map(|(key, workspace)| Counted { workspace: workspace.uid.as_str(), key_id: key.id.as_str() });
+        let outcome = decided.map_or_else(Denial::reason, |()| VALID);
+        self.count(VerificationKind::ApiKey, counted, outcome, digest.as_bytes()[0], now);
         Ok(match (decided, found) {
             (Ok(()), Some(found)) => {
                 self.usage.record(&found.0.id, digest.as_bytes()[0], now);
@@ -289,6 +299,18 @@ impl Service {
             // A decision that grants always had something to grant.
             (Ok(()), None) => Err(Denial::UnknownKey.into()),
         })
+    }
+
+    /// Counts one verification (see [`crate::usage_counts`]).
+    fn count(
+        &self,
+        kind: VerificationKind,
+        counted: Option<Counted<'_>>,
+        outcome: &'static str,
+        shard_byte: u8,
+        at: OffsetDateTime,
+    ) {
+        self.usage_counts.record(kind, counted, outcome, shard_byte, at);
     }
 
     /// Verifies a publishable key (and, in secure mode, its user token) for
@@ -301,15 +323,64 @@ impl Service {
         if let Err(refusal) = may_verify(caller) {
             return Ok(Err(refusal));
         }
+        let mut refused_key = None;
+        let verdict = self.verify_public_key_of(caller, request, &mut refused_key).await?;
+        let counted = match (&verdict, &refused_key) {
+            (Ok(verified), _) => Some((&verified.key, &verified.workspace)),
+            (Err(_), Some((key, workspace))) => Some((key, workspace)),
+            (Err(_), None) => None,
+        };
+        let counted =
+            counted.map(|(key, workspace)| Counted { workspace: workspace.uid.as_str(), key_id: key.id.as_str() });
+        let outcome = verdict.as_ref().map_or_else(|refusal| refusal.reason(), |_| VALID);
+        let shard = request.api_key.as_bytes().last().copied().unwrap_or_default();
+        self.count(VerificationKind::PublicKey, counted, outcome, shard, self.now());
+        Ok(verdict)
+    }
+
+    /// [`Self::verify_public_key`] for a caller that may verify; a key
+    /// found and refused is left in `refused_key`, to be counted.
+    async fn verify_public_key_of(
+        &self,
+        caller: &Caller,
+        request: PublicKeyRequest<'_>,
+        refused_key: &mut Option<(PublicKey, Workspace)>,
+    ) -> Verdict<VerifiedPublicKey> {
         let Ok(value) = PublicKeyValue::parse(request.api_key) else {
             return Ok(Err(Denial::Malformed.into()));
         };
         let found = self.store.public_key_by_value(value.as_str()).await?;
+        let Some((key, workspace)) = found else {
+            let presented = PublicKeyPresentation { origin: request.origin, has_user_token: false };
+            return Ok(Err(decide_public_key(None, caller.scope(), presented)
+                .err()
+                .unwrap_or(Denial::UnknownKey)
+                .into()));
+        };
+        let verdict = self.decide_public_key_request(caller, request, &key, &workspace).await?;
+        Ok(match verdict {
+            Ok(entity_id) => Ok(VerifiedPublicKey { key, workspace, entity_id }),
+            Err(refusal) => {
+                *refused_key = Some((key, workspace));
+                Err(refusal)
+            }
+        })
+    }
+
+    /// Whether a public key that was found grants `request`: its rules, then
+    /// in secure mode the user token's. `Ok(entity_id)` when it does.
+    async fn decide_public_key_request(
+        &self,
+        caller: &Caller,
+        request: PublicKeyRequest<'_>,
+        key: &PublicKey,
+        workspace: &Workspace,
+    ) -> Verdict<Option<String>> {
+        let found = Some((key, workspace));
         let user_token = request.user_token.filter(|token| !token.trim().is_empty());
         let presented = PublicKeyPresentation { origin: request.origin, has_user_token: user_token.is_some() };
-        let pair = found.as_ref().map(|(key, workspace)| (key, workspace));
         // What the decision grants, reduced to what outlives the borrow.
-        let needs_token_for = match decide_public_key(pair, caller.scope(), presented) {
+        let needs_token_for = match decide_public_key(found, caller.scope(), presented) {
             Ok(PublicKeyAccess::Granted { .. }) => None,
             Ok(PublicKeyAccess::NeedsUserToken { workspace, .. }) => Some(workspace.uid.clone()),
             Err(denial) => return Ok(Err(denial.into())),
@@ -323,10 +394,7 @@ impl Service {
             // decide_public_key asks for a token only when one was sent.
             (Some(_), None) => return Ok(Err(Denial::UserTokenRequired.into())),
         };
-        Ok(match found {
-            Some((key, workspace)) => Ok(VerifiedPublicKey { key, workspace, entity_id }),
-            None => Err(Denial::UnknownKey.into()),
-        })
+        Ok(Ok(entity_id))
     }
 
     /// Secure mode: the user token must be an ES256 JWT signed by a key of
@@ -476,10 +544,36 @@ impl Service {
         if let Err(refusal) = may_verify(caller) {
             return Ok(Err(refusal));
         }
+        let mut refused_key = None;
+        let verdict = self.verify_jwt_of(caller, token, &mut refused_key).await?;
+        let key_id = match (&verdict, &refused_key) {
+            (Ok(verified), _) => Some(&verified.key_id),
+            (Err(_), key_id) => key_id.as_ref(),
+        };
+        let counted = key_id.map(|key_id| Counted { workspace: "", key_id: key_id.as_str() });
+        let outcome = verdict.as_ref().map_or_else(|refusal| refusal.reason(), |_| VALID);
+        let shard = token.as_bytes().last().copied().unwrap_or_default();
+        self.count(VerificationKind::Jwt, counted, outcome, shard, self.now());
+        Ok(verdict)
+    }
+
+    /// [`Self::verify_jwt`] for a caller that may verify; the id of an
+    /// organisation key found, whose token was refused, is left in
+    /// `refused_key`, to be counted.
+    async fn verify_jwt_of(
+        &self,
+        caller: &Caller,
+        token: &str,
+        refused_key: &mut Option<OrganisationKeyId>,
+    ) -> Verdict<VerifiedJwt> {
         let digest = self.warm_digest(token);
         if let Some(digest) = &digest {
             if let Some(Warm::Organisation(warm)) = self.warm.get(digest) {
-                return self.warm_jwt(caller, &warm, digest).await;
+                let verdict = self.warm_jwt(caller, &warm, digest).await?;
+                if verdict.is_err() {
+                    *refused_key = Some(warm.key_id.clone());
+                }
+                return Ok(verdict);
             }
         }
         let unverified = match jwt::peek_unverified_claims(token) {
@@ -497,6 +591,9 @@ impl Service {
             return Ok(Err(Denial::UnknownKey.into()));
         };
         let found = self.store.organisation_key(&key_id).await?;
+        if found.is_some() {
+            *refused_key = Some(key_id.clone());
+        }
         let key = match decide_organisation_key(found.as_ref(), caller.scope()) {
             Ok(key) => key,
             Err(denial) => return Ok(Err(denial.into())),

@@ -49,6 +49,7 @@ mod sqlite;
 mod store;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 pub use backup::{backup, Backup, BackupError};
 pub use cache::{CacheConfig, CachedStore};
@@ -68,6 +69,7 @@ pub use repo::{AuditFilter, AuditOrder, AuditPosition, AuditQuery};
 pub use schema::{Migrations, SchemaError, SchemaStatus, SchemaSupport};
 pub use sqlite::SqliteStore;
 pub use store::{Listing, Lookups, Management};
+pub use usage::{UsageBatch, UsageCount, UsageOf, UsagePosition, UsagePruned, UsageQuery, UsageRow};
 
 /// Everything keysd keeps: the cached [`Lookups`] of verification, the
 /// [`Management`] reads and the [`Mutations`]. Implemented by every type

@@ -22,6 +22,8 @@ use crate::commands::{
     RevokeServiceToken, RollApiKey, RollSigningKey,
 };
 use crate::error::StoreResult;
+use crate::usage::{UsageBatch, UsagePruned};
+use keys_core::usage::Granularity;
 
 /// Who caused a change, beyond its actor: the service token that acted and
 /// the request it came in. The pipeline writes both into every audit event
@@ -68,6 +70,19 @@ impl<S: Mutations + ?Sized> Mutations for Attributed<'_, S> {
 
     async fn record_service_token_uses(&self, uses: &[(ServiceTokenId, OffsetDateTime)]) -> StoreResult<u64> {
         self.store.record_service_token_uses(uses).await
+    }
+
+    async fn record_usage(&self, batch: &UsageBatch) -> StoreResult<bool> {
+        self.store.record_usage(batch).await
+    }
+
+    async fn prune_usage(
+        &self,
+        cutoffs: &[(Granularity, OffsetDateTime)],
+        batches_before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<UsagePruned> {
+        self.store.prune_usage(cutoffs, batches_before, limit).await
     }
 }
 
@@ -175,6 +190,22 @@ pub trait Mutations: Send + Sync {
 
     /// As [`Mutations::record_api_key_uses`], for service tokens.
     async fn record_service_token_uses(&self, uses: &[(ServiceTokenId, OffsetDateTime)]) -> StoreResult<u64>;
+
+    /// Adds a batch of usage counts to their minute, hour and day buckets,
+    /// in one transaction with the batch's id; not an audited change.
+    /// `false`: the batch's id was recorded already, and nothing was added
+    /// (a retry of a write whose answer was lost).
+    async fn record_usage(&self, batch: &UsageBatch) -> StoreResult<bool>;
+
+    /// Deletes up to `limit` rows of each granularity's counts older than
+    /// its cutoff, and of batch ids recorded before `batches_before`, each
+    /// delete its own short transaction.
+    async fn prune_usage(
+        &self,
+        cutoffs: &[(Granularity, OffsetDateTime)],
+        batches_before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<UsagePruned>;
 
     async fn create_public_key(&self, new: NewPublicKey, actor: &Actor, now: OffsetDateTime) -> StoreResult<PublicKey> {
         Ok(self.run(CreatePublicKey { new, actor: actor.clone(), now }).await?.output)

@@ -34,6 +34,8 @@ use crate::mutations::{Attribution, Mutations};
 use crate::quota;
 use crate::repo::{self, AuditQuery, Sql};
 use crate::store::{Listing, Lookups, Management};
+use crate::usage::{UsageBatch, UsagePruned, UsageQuery, UsageRow};
+use keys_core::usage::Granularity;
 
 /// What a database brings to [`SqlStore`]: connections that speak
 /// [`Sql`], write transactions, and the two things only a backend knows
@@ -240,6 +242,42 @@ impl<DB: Backend> Mutations for SqlStore<DB> {
         let uses = uses.iter().map(|(id, at)| (id.as_str().to_owned(), *at)).collect();
         self.record_uses(repo::Used::ServiceToken, uses).await
     }
+
+    async fn record_usage(&self, batch: &UsageBatch) -> StoreResult<bool> {
+        let (pool, batch) = (self.pool.clone(), batch.clone());
+        detached(async move {
+            let mut transaction = DB::writer(&pool).await?;
+            if !repo::claim_usage_batch(&mut *transaction, &batch).await? {
+                return Ok(false);
+            }
+            repo::add_usage(&mut *transaction, &batch).await?;
+            transaction.commit().await.map_err(|source| StoreError::database("commit", source))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn prune_usage(
+        &self,
+        cutoffs: &[(Granularity, OffsetDateTime)],
+        batches_before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<UsagePruned> {
+        let (pool, cutoffs) = (self.pool.clone(), cutoffs.to_vec());
+        detached(async move {
+            let mut pruned = UsagePruned::default();
+            for (granularity, cutoff) in cutoffs {
+                let mut transaction = DB::writer(&pool).await?;
+                pruned.counts += repo::prune_usage_counts(&mut *transaction, granularity, cutoff, limit).await?;
+                transaction.commit().await.map_err(|source| StoreError::database("commit", source))?;
+            }
+            let mut transaction = DB::writer(&pool).await?;
+            pruned.batches = repo::prune_usage_batches(&mut *transaction, batches_before, limit).await?;
+            transaction.commit().await.map_err(|source| StoreError::database("commit", source))?;
+            Ok(pruned)
+        })
+        .await
+    }
 }
 
 impl<DB: Backend> SqlStore<DB> {
@@ -361,5 +399,9 @@ impl<DB: Backend> Management for SqlStore<DB> {
 
     async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<RecordedAuditEvent>> {
         repo::audit_page(&mut *self.reader().await?, query, RecordedAuditEvent::decode).await
+    }
+
+    async fn usage_page(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
+        repo::usage_page(&mut *self.reader().await?, query).await
     }
 }

@@ -16,6 +16,7 @@ use keys_core::{
 use crate::commands::{AuditEvent, RecordedAuditEvent};
 use crate::error::StoreResult;
 use crate::repo::{AuditFilter, AuditOrder, AuditQuery};
+use crate::usage::{UsageQuery, UsageRow};
 
 /// The lookups on the request path of authentication and verification.
 /// Each returns `Ok(None)` for what does not exist.
@@ -94,6 +95,8 @@ pub trait Management: Send + Sync {
     /// One page of an organisation's audit events, in the query's order,
     /// after its position (keyset pagination on `(at, id)`).
     async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<RecordedAuditEvent>>;
+    /// One page of usage counts (see [`UsageQuery`]).
+    async fn usage_page(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>>;
     /// The newest `limit` audit events of an organisation.
     async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {
         let filter = AuditFilter::organisation(organisation.clone());

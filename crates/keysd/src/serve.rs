@@ -237,6 +237,25 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYSD_LAST_USED_INTERVAL_SECONDS", value_name = "SECONDS", default_value_t = 60)]
     #[arg(value_parser = up_to(86_400))]
     pub last_used_interval_seconds: u64,
+    /// How often verifications counted per key and outcome are written to
+    /// the usage buckets (in memory until then, never on the request path),
+    /// and buckets past their retention pruned; 0 counts nothing per key
+    /// (`/metrics` still counts by kind and outcome).
+    #[arg(long, env = "KEYSD_USAGE_INTERVAL_SECONDS", value_name = "SECONDS", default_value_t = 60)]
+    #[arg(value_parser = up_to(86_400))]
+    pub usage_interval_seconds: u64,
+    /// How long minute buckets of usage are kept.
+    #[arg(long, env = "KEYSD_USAGE_MINUTE_RETENTION_HOURS", value_name = "HOURS", default_value_t = 48)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=876_000))]
+    pub usage_minute_retention_hours: u32,
+    /// How long hour buckets of usage are kept.
+    #[arg(long, env = "KEYSD_USAGE_HOUR_RETENTION_DAYS", value_name = "DAYS", default_value_t = 90)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub usage_hour_retention_days: u32,
+    /// How long day buckets of usage are kept.
+    #[arg(long, env = "KEYSD_USAGE_DAY_RETENTION_DAYS", value_name = "DAYS", default_value_t = 730)]
+    #[arg(value_parser = clap::value_parser!(u32).range(1..=36_500))]
+    pub usage_day_retention_days: u32,
     /// After SIGTERM (or ctrl-c), how long `serve` keeps serving with
     /// `/ready` answering 503, so that load balancers take it out of
     /// rotation before it stops accepting connections; a second signal
@@ -360,6 +379,12 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         rsa_pool_capacity: args.rsa_pool_size as usize,
         rsa_pool_threads: args.rsa_pool_threads as usize,
         verified_token_cache_entries: args.verified_token_cache_entries as usize,
+        usage_retention: keys_core::usage::UsageRetention::new(
+            time::Duration::hours(args.usage_minute_retention_hours.into()),
+            time::Duration::days(args.usage_hour_retention_days.into()),
+            time::Duration::days(args.usage_day_retention_days.into()),
+        )
+        .map_err(|error| anyhow!("--usage-*-retention-*: {error}"))?,
         rsa_max_concurrent_generations: args.rsa_max_concurrent_generations as usize,
         ..ServiceConfig::default()
     };
@@ -384,6 +409,8 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         trusted_proxies: keys_http::rate_limit::TrustedProxies::new(args.trusted_proxies),
         last_used_interval: (args.last_used_interval_seconds > 0)
             .then(|| std::time::Duration::from_secs(args.last_used_interval_seconds)),
+        usage_interval: (args.usage_interval_seconds > 0)
+            .then(|| std::time::Duration::from_secs(args.usage_interval_seconds)),
         tls,
         shutdown_grace: seconds(args.shutdown_grace_seconds),
         ..AppConfig::default()

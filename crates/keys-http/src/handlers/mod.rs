@@ -16,6 +16,7 @@ pub(crate) mod organisation_keys;
 pub(crate) mod public_keys;
 pub(crate) mod service_tokens;
 pub(crate) mod signing_keys;
+pub(crate) mod usage;
 pub(crate) mod verification;
 pub(crate) mod workspaces;
 
@@ -47,6 +48,7 @@ static TABLE: Routes = Routes::new(&[
     verification::ROUTES,
     organisation_keys::ROUTES,
     audit_events::ROUTES,
+    usage::ROUTES,
     console::ROUTES,
 ]);
 

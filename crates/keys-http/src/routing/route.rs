@@ -232,6 +232,9 @@ pub(crate) enum Query {
     /// The audit trail's: `workspace`, `action`, `target_id`, `since`,
     /// `until`, `limit` (1–100, default 50) and `cursor`.
     Audit,
+    /// Usage's: `since`, `until`, `granularity`, `key_id`, `external_id`,
+    /// `limit` (1–10,000, default 10,000) and `cursor`.
+    Usage,
 }
 
 /// One method of a route.

@@ -56,6 +56,8 @@ use crate::mutations::{Attribution, Mutations};
 use crate::postgres::{ChangeListener, PgStore};
 use crate::repo::AuditQuery;
 use crate::store::{Listing, Lookups, Management};
+use crate::usage::{UsageBatch, UsagePruned, UsageQuery, UsageRow};
+use keys_core::usage::Granularity;
 
 mod sections;
 
@@ -227,6 +229,19 @@ impl<S: Mutations> Mutations for CachedStore<S> {
         self.inner.record_api_key_uses(uses).await
     }
 
+    async fn record_usage(&self, batch: &UsageBatch) -> StoreResult<bool> {
+        self.inner.record_usage(batch).await
+    }
+
+    async fn prune_usage(
+        &self,
+        cutoffs: &[(Granularity, OffsetDateTime)],
+        batches_before: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<UsagePruned> {
+        self.inner.prune_usage(cutoffs, batches_before, limit).await
+    }
+
     /// Forwarded as it is: an authentication reads the token's role,
     /// limit, expiry and revocation, never when it was last used.
     async fn record_service_token_uses(&self, uses: &[(ServiceTokenId, OffsetDateTime)]) -> StoreResult<u64> {
@@ -348,6 +363,10 @@ impl<S: Management> Management for CachedStore<S> {
 
     async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<RecordedAuditEvent>> {
         self.inner.audit_page(query).await
+    }
+
+    async fn usage_page(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
+        self.inner.usage_page(query).await
     }
 }
 

@@ -112,6 +112,7 @@ mod public_keys;
 mod quotas;
 mod service_tokens;
 mod signing_keys;
+mod usage;
 mod workspaces;
 
 pub use self::api_keys::*;
@@ -123,6 +124,7 @@ pub use self::public_keys::*;
 pub use self::quotas::*;
 pub use self::service_tokens::*;
 pub use self::signing_keys::*;
+pub use self::usage::*;
 pub use self::workspaces::*;
 
 /// Which page of a workspace's keys, and whether deleted ones are in it.
