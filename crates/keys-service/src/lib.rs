@@ -56,7 +56,7 @@ use rand_core::{CryptoRngCore, OsRng};
 use time::OffsetDateTime;
 
 pub use usage::UsageFlusher;
-pub use usage_counts::{UsageCountsFlusher, VerificationKind};
+pub use usage_counts::UsageCountsFlusher;
 pub use verification::{PublicKeyRequest, Refusal, Verdict, VerifiedApiKey, VerifiedJwt, VerifiedPublicKey};
 
 /// Where `now` comes from. [`SystemClock`] in production; tests and
@@ -116,8 +116,7 @@ pub struct ServiceConfig {
     /// it off.
     pub verified_token_cache_entries: usize,
     /// Whether verifications are counted per key (in memory; written by
-    /// [`Service::spawn_usage_counts_flusher`]). The totals by kind and
-    /// outcome of `/metrics` are counted either way.
+    /// [`Service::spawn_usage_counts_flusher`]).
     pub count_usage: bool,
     /// How long usage buckets are kept.
     pub usage_retention: keys_core::usage::UsageRetention,

@@ -1,12 +1,12 @@
 //! Usage counts (docs/API.md, Usage): every verification counted per key
 //! and outcome, per minute, without slowing verification.
 //!
-//! **On the request path** a verification adds one to its key's count of
-//! this minute and outcome, under one of [`SHARDS`] locks, in a map keyed
-//! by the key's id: nothing is allocated once a key has its entry (its
-//! first use since the last flush), and nothing touches the database. The
-//! same lock holds the process's totals by kind and outcome, which
-//! `/metrics` reads (no key ids: bounded labels).
+//! **On the request path** a verification that found a key adds one to
+//! the key's count of this minute and outcome, under one of [`SHARDS`]
+//! locks, in a map keyed by the key's id: nothing is allocated once a key
+//! has its entry (its first use since the last flush), and nothing touches
+//! the database. (A verification that found no key has nothing to count
+//! here; `/metrics` counts every verification by kind and outcome.)
 //!
 //! **Off it**, [`Service::spawn_usage_counts_flusher`] writes what was
 //! counted once per interval as one [`UsageBatch`], which the store adds to
@@ -50,26 +50,6 @@ const PRUNE_ROUNDS: usize = 10;
 /// retry of a write takes.
 const BATCH_ID_RETENTION: time::Duration = time::Duration::DAY;
 
-/// What was verified: the label of `/metrics`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum VerificationKind {
-    ApiKey,
-    PublicKey,
-    Jwt,
-}
-
-impl VerificationKind {
-    pub const ALL: [Self; 3] = [Self::ApiKey, Self::PublicKey, Self::Jwt];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ApiKey => "api_key",
-            Self::PublicKey => "public_key",
-            Self::Jwt => "jwt",
-        }
-    }
-}
-
 /// The key a verification found, to count it under: its id and its
 /// workspace's uid (`""` for an organisation key, which belongs to no
 /// workspace).
@@ -90,14 +70,13 @@ struct KeyCounts {
 #[derive(Debug, Default)]
 struct Shard {
     keys: HashMap<Box<str>, KeyCounts>,
-    totals: HashMap<(VerificationKind, &'static str), u64>,
 }
 
 /// The counts of this process (see the module documentation).
 #[derive(Debug)]
 pub(crate) struct UsageCounter {
-    /// Whether counts per key are kept (the totals always are).
-    per_key: bool,
+    /// Whether counts are kept.
+    enabled: bool,
     retention: UsageRetention,
     shards: [Mutex<Shard>; SHARDS],
     /// Batches whose write failed, kept whole with their ids.
@@ -108,9 +87,9 @@ pub(crate) struct UsageCounter {
 }
 
 impl UsageCounter {
-    pub(crate) fn new(per_key: bool, retention: UsageRetention, process: String) -> Self {
+    pub(crate) fn new(enabled: bool, retention: UsageRetention, process: String) -> Self {
         Self {
-            per_key,
+            enabled,
             retention,
             shards: std::array::from_fn(|_| Mutex::default()),
             unwritten: Mutex::new(Vec::new()),
@@ -119,22 +98,14 @@ impl UsageCounter {
         }
     }
 
-    /// Counts one verification of `kind` answered `outcome` at `at`, under
-    /// `counted` when a key was found. `shard_byte` spreads the locks (any
-    /// byte that varies between keys: a digest's first).
-    pub(crate) fn record(
-        &self,
-        kind: VerificationKind,
-        counted: Option<Counted<'_>>,
-        outcome: &'static str,
-        shard_byte: u8,
-        at: OffsetDateTime,
-    ) {
-        let mut shard = self.shards[usize::from(shard_byte) % SHARDS].lock().unwrap_or_else(PoisonError::into_inner);
-        *shard.totals.entry((kind, outcome)).or_default() += 1;
-        let Some(counted) = counted.filter(|_| self.per_key) else {
+    /// Counts one verification of the key `counted` answered `outcome` at
+    /// `at`. `shard_byte` spreads the locks (any byte that varies between
+    /// keys: a digest's first).
+    pub(crate) fn record(&self, counted: Counted<'_>, outcome: &'static str, shard_byte: u8, at: OffsetDateTime) {
+        if !self.enabled {
             return;
-        };
+        }
+        let mut shard = self.shards[usize::from(shard_byte) % SHARDS].lock().unwrap_or_else(PoisonError::into_inner);
         let minute = Granularity::Minute.bucket(at).unix_timestamp();
         let key = match shard.keys.get_mut(counted.key_id) {
             Some(key) => key,
@@ -147,20 +118,6 @@ impl UsageCounter {
             Some((_, _, count)) => *count += 1,
             None => key.counts.push((minute, outcome, 1)),
         }
-    }
-
-    /// The totals by kind and outcome since the process started.
-    pub(crate) fn totals(&self) -> Vec<(VerificationKind, &'static str, u64)> {
-        let mut summed: HashMap<(VerificationKind, &'static str), u64> = HashMap::new();
-        for shard in &self.shards {
-            let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
-            for (key, count) in &shard.totals {
-                *summed.entry(*key).or_default() += count;
-            }
-        }
-        let mut totals: Vec<_> = summed.into_iter().map(|((kind, outcome), count)| (kind, outcome, count)).collect();
-        totals.sort_by_key(|(kind, outcome, _)| (kind.as_str(), *outcome));
-        totals
     }
 
     /// Counts not written yet: keys with a count, plus a batch kept after
@@ -249,12 +206,6 @@ impl Service {
             cutoffs.retain(|_| round.counts >= PRUNE_BATCH.into());
         }
         Ok(pruned)
-    }
-
-    /// Verifications answered by this process since it started, by kind
-    /// and outcome (`/metrics`).
-    pub fn verification_totals(&self) -> Vec<(VerificationKind, &'static str, u64)> {
-        self.usage_counts.totals()
     }
 
     /// Counts not written yet.

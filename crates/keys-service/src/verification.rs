@@ -43,7 +43,7 @@ use time::OffsetDateTime;
 
 use keys_core::usage::VALID;
 
-use crate::usage_counts::{Counted, VerificationKind};
+use crate::usage_counts::Counted;
 use crate::{Caller, Service};
 
 /// Why a credential did not verify: a keys-core denial, or (for the few
@@ -277,19 +277,17 @@ impl Service {
             return Ok(Err(refusal));
         }
         let Some(digest) = api_key_digest(presented) else {
-            let shard = presented.len().to_le_bytes()[0];
-            self.count(VerificationKind::ApiKey, None, Denial::Malformed.reason(), shard, self.now());
             return Ok(Err(Denial::Malformed.into()));
         };
         let found = self.store.shared_api_key_by_digest(&digest).await?;
         let now = self.now();
         let pair = found.as_deref().map(|(key, workspace)| (key, workspace));
         let decided = decide_api_key(pair, caller.scope(), now, required_scopes).map(|_| ());
-        let counted = found
-            .as_deref()
-            .map(|(key, workspace)| Counted { workspace: workspace.uid.as_str(), key_id: key.id.as_str() });
-        let outcome = decided.map_or_else(Denial::reason, |()| VALID);
-        self.count(VerificationKind::ApiKey, counted, outcome, digest.as_bytes()[0], now);
+        if let Some((key, workspace)) = found.as_deref() {
+            let counted = Counted { workspace: workspace.uid.as_str(), key_id: key.id.as_str() };
+            let outcome = decided.map_or_else(Denial::reason, |()| VALID);
+            self.usage_counts.record(counted, outcome, digest.as_bytes()[0], now);
+        }
         Ok(match (decided, found) {
             (Ok(()), Some(found)) => {
                 self.usage.record(&found.0.id, digest.as_bytes()[0], now);
@@ -299,18 +297,6 @@ impl Service {
             // A decision that grants always had something to grant.
             (Ok(()), None) => Err(Denial::UnknownKey.into()),
         })
-    }
-
-    /// Counts one verification (see [`crate::usage_counts`]).
-    fn count(
-        &self,
-        kind: VerificationKind,
-        counted: Option<Counted<'_>>,
-        outcome: &'static str,
-        shard_byte: u8,
-        at: OffsetDateTime,
-    ) {
-        self.usage_counts.record(kind, counted, outcome, shard_byte, at);
     }
 
     /// Verifies a publishable key (and, in secure mode, its user token) for
@@ -330,11 +316,12 @@ impl Service {
             (Err(_), Some((key, workspace))) => Some((key, workspace)),
             (Err(_), None) => None,
         };
-        let counted =
-            counted.map(|(key, workspace)| Counted { workspace: workspace.uid.as_str(), key_id: key.id.as_str() });
-        let outcome = verdict.as_ref().map_or_else(|refusal| refusal.reason(), |_| VALID);
-        let shard = request.api_key.as_bytes().last().copied().unwrap_or_default();
-        self.count(VerificationKind::PublicKey, counted, outcome, shard, self.now());
+        if let Some((key, workspace)) = counted {
+            let counted = Counted { workspace: workspace.uid.as_str(), key_id: key.id.as_str() };
+            let outcome = verdict.as_ref().map_or_else(|refusal| refusal.reason(), |_| VALID);
+            let shard = request.api_key.as_bytes().last().copied().unwrap_or_default();
+            self.usage_counts.record(counted, outcome, shard, self.now());
+        }
         Ok(verdict)
     }
 
@@ -550,10 +537,12 @@ impl Service {
             (Ok(verified), _) => Some(&verified.key_id),
             (Err(_), key_id) => key_id.as_ref(),
         };
-        let counted = key_id.map(|key_id| Counted { workspace: "", key_id: key_id.as_str() });
-        let outcome = verdict.as_ref().map_or_else(|refusal| refusal.reason(), |_| VALID);
-        let shard = token.as_bytes().last().copied().unwrap_or_default();
-        self.count(VerificationKind::Jwt, counted, outcome, shard, self.now());
+        if let Some(key_id) = key_id {
+            let counted = Counted { workspace: "", key_id: key_id.as_str() };
+            let outcome = verdict.as_ref().map_or_else(|refusal| refusal.reason(), |_| VALID);
+            let shard = token.as_bytes().last().copied().unwrap_or_default();
+            self.usage_counts.record(counted, outcome, shard, self.now());
+        }
         Ok(verdict)
     }
 

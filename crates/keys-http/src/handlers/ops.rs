@@ -46,17 +46,6 @@ pub(crate) async fn metrics(call: Public<'_>) -> HttpResult {
          organisation-key JWTs; the warm path makes none).\n# TYPE keysd_signature_checks_total counter\n",
     );
     text.push_str(&format!("keysd_signature_checks_total {}\n", state.service.signature_checks()));
-    // Bounded labels: three kinds, and `valid` or one of the reasons.
-    text.push_str(
-        "# HELP keysd_verifications_total Verifications answered by this process, by kind (api_key, public_key, \
-         jwt) and outcome (valid, or the reason of the refusal).\n# TYPE keysd_verifications_total counter\n",
-    );
-    for (kind, outcome, count) in state.service.verification_totals() {
-        text.push_str(&format!(
-            "keysd_verifications_total{{kind=\"{}\",outcome=\"{outcome}\"}} {count}\n",
-            kind.as_str()
-        ));
-    }
     let mut response = Response::new(Full::new(Bytes::from(text)));
     response
         .headers_mut()
