@@ -13,6 +13,12 @@ pub async fn open_service(url: &str) -> anyhow::Result<Service> {
     Ok(Service::new(store, ServiceConfig::default()))
 }
 
+/// As [`open_service`], held to `quotas` instead of the default caps.
+pub async fn open_service_with(url: &str, quotas: Quotas) -> anyhow::Result<Service> {
+    let store = open_cached_store(url, CacheConfig::disabled(), quotas, Migrations::Apply).await?;
+    Ok(Service::new(store, ServiceConfig::default()))
+}
+
 pub async fn open_cached_store(
     url: &str,
     cache: CacheConfig,

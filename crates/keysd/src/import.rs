@@ -17,7 +17,7 @@ use keys_service::{Caller, ServiceError};
 use keys_store::{Conflict, StoreError, StoredDigests};
 use zeroize::Zeroize;
 
-use crate::database::{find_organisation, open_service, service_error};
+use crate::database::{find_organisation, open_service_with, service_error};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -29,6 +29,10 @@ pub struct ImportArgs {
     pub workspace: String,
     /// The NDJSON file to read; `-` reads standard input.
     pub file: String,
+    /// The caps the import is held to, as `serve`'s (a workspace's key cap
+    /// counts every imported key).
+    #[command(flatten)]
+    pub quotas: crate::serve::QuotaArgs,
 }
 
 /// What has been stored so far, and how the current batch maps back to
@@ -58,7 +62,8 @@ impl Progress {
 
 /// `keysd import`.
 pub async fn run(database_url: &str, args: ImportArgs) -> anyhow::Result<()> {
-    let service = open_service(database_url).await?;
+    let quotas = args.quotas.quotas().map_err(|error| anyhow!("{error}"))?;
+    let service = open_service_with(database_url, quotas).await?;
     let organisation = find_organisation(&service, &args.org).await?;
     // The operator acts as a `manage` caller of the organisation, so the
     // import runs the very use case the API runs, with its checks.
@@ -136,13 +141,20 @@ async fn store(
     let line_of = |index: usize| lines.get(index).copied().unwrap_or_default();
     let stored = result.map_err(|error| {
         progress.finish();
-        match error {
+        let first_line = line_of(0);
+        let refused = match error {
             ServiceError::Store(StoreError::Conflict(Conflict::DigestStored { index })) => {
                 anyhow!("line {}: this key is already stored in another workspace", line_of(index))
             }
             ServiceError::Invalid(message) => anyhow!("{}", on_line(&message, line_of)),
             other => service_error(other),
-        }
+        };
+        // Whatever stopped it, say what is stored: a rerun starts over and
+        // skips it.
+        refused.context(format!(
+            "stopped at the batch from line {first_line}; the lines before it are stored (imported {}, skipped {})",
+            progress.imported, progress.skipped
+        ))
     })?;
     progress.imported += stored.imported.len();
     progress.skipped += stored.skipped.len();

@@ -143,14 +143,15 @@ async fn api_import_journey(backend: Backend) {
     backend.cleanup().await;
 }
 
-/// `keysd import` of 10^4 keys while `serve` runs: all imported, a rerun
-/// imports none and skips them all, a sample verifies by its text; `-`
-/// reads stdin; a bad line stops the import with its number after storing
-/// the lines before it.
+/// `keysd import` of 10^5 keys while `serve` runs (the workspace's cap
+/// raised for it, as an operator would): all imported, a rerun imports
+/// none and skips them all, a sample verifies by its text; `-` reads
+/// stdin; a bad line stops the import with its number after storing the
+/// lines before it.
 async fn cli_import_journey(backend: Backend) {
     let server = Server::start(&backend, &[]).await;
     let api = server.client(server.token.as_deref().expect("bootstrap token"));
-    let keys: Vec<String> = (0..10_000).map(|_| foreign_key()).collect();
+    let keys: Vec<String> = (0..100_000).map(|_| foreign_key()).collect();
     let mut ndjson = String::new();
     for (index, key) in keys.iter().enumerate() {
         let entry = if index % 10 == 0 {
@@ -163,14 +164,19 @@ async fn cli_import_journey(backend: Backend) {
     let file = backend.dir().join("keys.ndjson");
     std::fs::write(&file, &ndjson).expect("write");
     let path = file.to_str().expect("utf-8 path");
-    let import = ["import", "--org", "default", "--workspace", "staging", path];
-    assert_eq!(keysd(&backend, &import).await, "imported 10000, skipped 0");
-    assert_eq!(keysd(&backend, &import).await, "imported 0, skipped 10000");
-    for index in [0, 1, 4_999, 9_990, 9_999] {
+    let cap = ["--max-keys-per-workspace", "100000"];
+    let import = ["import", "--org", "default", "--workspace", "staging", path, cap[0], cap[1]];
+    // The default cap (10,000 live keys) refuses the whole batch that
+    // would pass it, naming it.
+    let capped = keysd_refused(&backend, &["import", "--org", "default", "--workspace", "staging", path]).await;
+    assert!(capped.contains("imported 10000, skipped 0"), "{capped}");
+    assert_eq!(keysd(&backend, &import).await, "imported 90000, skipped 10000");
+    assert_eq!(keysd(&backend, &import).await, "imported 0, skipped 100000");
+    for index in [0, 1, 49_999, 99_990, 99_999] {
         assert_eq!(api.verdict(&keys[index]).await, "valid", "line {}", index + 1);
     }
     let listed = api.call(Method::GET, "/v1/staging/ws_api_key/?limit=1", None).await;
-    assert_eq!(listed.body["meta"]["count"], 10_000);
+    assert_eq!(listed.body["meta"]["count"], 100_000);
 
     // A bad line (2) after a good one: line 1 is stored, the rest is not.
     let (good, later) = (foreign_key(), foreign_key());
