@@ -24,10 +24,13 @@ function step(message) {
   console.log(`[console test +${((Date.now() - started) / 1000).toFixed(1)}s] ${message}`);
 }
 
-// Starts keysd on port 0 and reads its address and bootstrap token.
+// Starts keysd on port 0 and reads its address and bootstrap token. Usage
+// counts and `last_used_at` are written every second (not every minute), so
+// that the charts and the "Last used" column have them within the test.
 function startKeysd(dir) {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(binary, ['serve', '--listen', '127.0.0.1:0', '--database-url', `sqlite://${join(dir, 'console.db')}`], {
+    const args = ['serve', '--listen', '127.0.0.1:0', '--database-url', `sqlite://${join(dir, 'console.db')}`, '--usage-interval-seconds', '1', '--last-used-interval-seconds', '1'];
+    const child = spawn(binary, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
     });
@@ -72,11 +75,11 @@ async function main() {
     });
     page.on('pageerror', (error) => consoleErrors.push(String(error)));
 
-    const verify = async (apiKey) => {
+    const verify = async (apiKey, more) => {
       const response = await fetch(`${base}/v1/verify/api_key/`, {
         method: 'POST',
         headers: { Authorization: `ServiceToken ${adminToken}`, 'Content-Type': 'application/json' },
-        body: JSON.stringify({ api_key: apiKey }),
+        body: JSON.stringify({ api_key: apiKey, ...more }),
       });
       assert.equal(response.status, 200);
       return response.json();
@@ -95,6 +98,42 @@ async function main() {
       const html = await page.content();
       assert.ok(!html.includes(secret), 'the secret is gone from the page when the dialog closes');
     };
+    const getJson = async (path) => {
+      const response = await fetch(base + path, { headers: { Authorization: `ServiceToken ${adminToken}` } });
+      assert.equal(response.status, 200, path);
+      return response.json();
+    };
+    // Polls until `read` answers what `expected` is (deep equality), for
+    // what keysd writes in the background.
+    const eventually = async (what, read, expected) => {
+      const deadline = Date.now() + 20000;
+      for (;;) {
+        const seen = await read();
+        try {
+          assert.deepEqual(seen, expected);
+          return;
+        } catch (error) {
+          if (Date.now() > deadline) throw new Error(`${what}: still ${JSON.stringify(seen)}`, { cause: error });
+        }
+        await new Promise((resolveTimer) => setTimeout(resolveTimer, 200));
+      }
+    };
+    // A usage panel's legend as {outcome: total}, read from its visible text.
+    const legendOf = (panel) => panel.locator('.usage-legend li').evaluateAll((items) => Object.fromEntries(items.map((item) => {
+      const [outcome, total] = item.textContent.split(': ');
+      return [outcome, Number(total.replace(/,/g, ''))];
+    })));
+    // Its bars summed per outcome, each bar's hover title checked.
+    const barsOf = (panel) => panel.locator('rect.usage-bar').evaluateAll((bars) => {
+      const sums = {};
+      for (const bar of bars) {
+        const title = bar.querySelector('title').textContent;
+        const expected = ` · ${bar.dataset.outcome} · ${bar.dataset.count}`;
+        if (!/^\d{4}-\d\d-\d\d( \d\d:\d\dZ)? · /.test(title) || !title.endsWith(expected)) throw new Error(`a bar's title: ${title}`);
+        sums[bar.dataset.outcome] = (sums[bar.dataset.outcome] || 0) + Number(bar.dataset.count);
+      }
+      return sums;
+    });
     const storage = () => page.evaluate(() => JSON.stringify({ session: { ...sessionStorage }, local: { ...localStorage } }));
     const signIn = async (token) => {
       await page.locator('#token').waitFor({ state: 'visible' });
@@ -139,6 +178,7 @@ async function main() {
     await page.screenshot({ path: join(shots, 'secret-once.png') });
     assert.equal(await page.evaluate(() => document.activeElement.id), 'secret-copy', 'the dialog takes the focus');
     await closeSecret(first, true);
+    assert.equal(await page.locator('tr', { hasText: 'checkout' }).locator('td.last-used').textContent(), 'never', 'a key not used yet');
 
     // Reload: masked, and the secret nowhere.
     step('reload: masked');
@@ -186,6 +226,53 @@ async function main() {
     assert.match(await page.locator('#confirm-message').textContent(), /checkout/);
     await page.click('#confirm-cancel');
     await page.locator(`tr[data-id="${secondCheck.key_id}"]`).waitFor();
+
+    // Usage: more verifications, valid and refused (disabled, a scope the
+    // key lacks), counted per key and outcome once keysd wrote them.
+    step('usage chart');
+    for (let round = 0; round < 2; round += 1) assert.equal((await verify(second)).reason, 'key_disabled');
+    for (let round = 0; round < 3; round += 1) assert.equal((await verify(first)).valid, true);
+    assert.equal((await verify(first, { required_scopes: ['orders:refund'] })).reason, 'insufficient_scope');
+    const workspaceCounts = { valid: 6, key_disabled: 3, insufficient_scope: 1 };
+    const secondCounts = { valid: 1, key_disabled: 3 };
+    const totalsOf = async (query) => {
+      const totals = {};
+      for (const row of (await getJson(`/v1/staging/usage/?granularity=day${query}`)).results) totals[row.outcome] = (totals[row.outcome] || 0) + row.count;
+      return totals;
+    };
+    await eventually('the workspace usage', () => totalsOf(''), workspaceCounts);
+    await eventually('the usage of the disabled key', () => totalsOf(`&key_id=${secondCheck.key_id}`), secondCounts);
+    const usedKeys = async () => (await getJson('/v1/staging/ws_api_key/?limit=100')).results.filter((key) => key.last_used_at !== null).map((key) => key.id).sort();
+    await eventually('last_used_at of both keys', usedKeys, [firstCheck.key_id, secondCheck.key_id].sort());
+    await page.reload();
+    if (await page.locator('#sign-in').isVisible()) await signIn(adminToken);
+    // The workspace's chart, on the API keys page; the table says when each key was last used.
+    const workspaceUsage = page.locator('#workspace-usage[data-range="24h"][data-state="ready"]');
+    await workspaceUsage.waitFor();
+    assert.deepEqual(await legendOf(workspaceUsage), workspaceCounts);
+    assert.deepEqual(await barsOf(workspaceUsage), workspaceCounts);
+    assert.equal(await workspaceUsage.locator('.usage-bucket').count(), 24, 'every hour of the day, empty ones too');
+    assert.match(await page.locator(`tr[data-id="${secondCheck.key_id}"] td.last-used`).textContent(), /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
+    // A key's chart, from its row; the range picker changes the buckets, not the totals.
+    await page.locator(`tr[data-id="${secondCheck.key_id}"]`).getByRole('button', { name: 'Usage' }).click();
+    await page.locator('#usage-dialog').waitFor({ state: 'visible' });
+    assert.match(await page.locator('#usage-heading').textContent(), /checkout/);
+    for (const [range, buckets] of [['24h', 24], ['7d', 168], ['30d', 30]]) {
+      if (range !== '24h') await page.locator(`#key-usage .usage-ranges button[data-range="${range}"]`).click();
+      const keyUsage = page.locator(`#key-usage[data-range="${range}"][data-state="ready"]`);
+      await keyUsage.waitFor();
+      assert.deepEqual(await legendOf(keyUsage), secondCounts, range);
+      const bars = await barsOf(keyUsage);
+      assert.ok(Object.keys(bars).length >= 2, `bars for two outcomes at ${range}`);
+      assert.deepEqual(bars, secondCounts, range);
+      assert.equal(await keyUsage.locator('.usage-bucket').count(), buckets, range);
+      assert.equal(await keyUsage.locator(`.usage-ranges button[data-range="${range}"]`).getAttribute('aria-pressed'), 'true');
+    }
+    await page.click('#usage-close');
+    await page.locator('#usage-dialog').waitFor({ state: 'hidden' });
+    await page.locator('#workspace-usage').scrollIntoViewIfNeeded();
+    await page.mouse.move(0, 0); // no bucket highlighted by where the pointer was left
+    await page.screenshot({ path: join(shots, 'usage.png') });
 
     // A signing key: create, roll, download the PEM.
     step('signing key');
