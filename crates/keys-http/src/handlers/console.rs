@@ -18,6 +18,7 @@ use crate::routing::{public, HttpResult, Operation, Payload, Public, Route, Tag,
 const ASSETS: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../../console/index.html")),
     ("console.js", "text/javascript; charset=utf-8", include_str!("../../console/console.js")),
+    ("usage.js", "text/javascript; charset=utf-8", include_str!("../../console/usage.js")),
     ("console.css", "text/css; charset=utf-8", include_str!("../../console/console.css")),
 ];
 
@@ -66,7 +67,7 @@ const FILE: &[Operation] = &[Operation::new(
     public!(file),
     (200, Payload::ConsoleAsset),
 )
-.describe("`index.html`, `console.js` or `console.css`; any other name is a 404.")
+.describe("`index.html`, `console.js`, `usage.js` or `console.css`; any other name is a 404.")
 .refuses(&[NOT_FOUND])];
 
 /// The console's page and files.
@@ -103,11 +104,15 @@ mod tests {
     }
 
     #[test]
-    fn the_script_keeps_nothing_outside_the_tab_and_logs_nothing() {
-        // The one `console.` is the name of the sessionStorage entry.
-        let script = ASSETS[1].2.replace("'keysd.console.token'", "");
-        for forbidden in ["localStorage", "document.cookie", "console.", "innerHTML", "eval(", "http://", "https://"] {
-            assert!(!script.contains(forbidden), "console.js uses {forbidden}");
+    fn the_scripts_keep_nothing_outside_the_tab_and_log_nothing() {
+        for (name, _, content) in ASSETS.iter().filter(|(name, _, _)| name.ends_with(".js")) {
+            // The one `console.` is the name of the sessionStorage entry.
+            let script = content.replace("'keysd.console.token'", "");
+            for forbidden in
+                ["localStorage", "document.cookie", "console.", "innerHTML", "eval(", "http://", "https://"]
+            {
+                assert!(!script.contains(forbidden), "{name} uses {forbidden}");
+            }
         }
     }
 
