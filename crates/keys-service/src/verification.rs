@@ -319,8 +319,7 @@ impl Service {
         if let Some((key, workspace)) = counted {
             let counted = Counted { workspace: workspace.uid.as_str(), key_id: key.id.as_str() };
             let outcome = verdict.as_ref().map_or_else(|refusal| refusal.reason(), |_| VALID);
-            let shard = request.api_key.as_bytes().last().copied().unwrap_or_default();
-            self.usage_counts.record(counted, outcome, shard, self.now());
+            self.usage_counts.record(counted, outcome, counted.shard_byte(), self.now());
         }
         Ok(verdict)
     }
@@ -540,8 +539,7 @@ impl Service {
         if let Some(key_id) = key_id {
             let counted = Counted { workspace: "", key_id: key_id.as_str() };
             let outcome = verdict.as_ref().map_or_else(|refusal| refusal.reason(), |_| VALID);
-            let shard = token.as_bytes().last().copied().unwrap_or_default();
-            self.usage_counts.record(counted, outcome, shard, self.now());
+            self.usage_counts.record(counted, outcome, counted.shard_byte(), self.now());
         }
         Ok(verdict)
     }

@@ -14,3 +14,4 @@ mod responses;
 mod routes;
 mod support;
 mod token_policy;
+mod usage;

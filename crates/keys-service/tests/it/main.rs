@@ -5,5 +5,6 @@
 mod fixture;
 mod imports;
 mod rsa_quota;
+mod usage;
 mod use_cases;
 mod warm_path;

@@ -16,6 +16,7 @@ mod quotas;
 mod secrets;
 mod service_tokens;
 mod support;
+mod usage;
 
 /// Instantiates `module::test(&TestDb)` for each backend, with the
 /// databases `TestDb::$open` makes, as `sqlite::test` and `postgres::test`.
@@ -115,5 +116,11 @@ contract_suite! {
         imports::imports_are_all_or_nothing_and_audited_once,
         imports::imports_count_whole_against_the_key_cap,
         imports::concurrent_imports_of_one_key_store_it_once,
+        usage::usage_batches_add_to_minute_hour_and_day_buckets_once_each,
+        usage::usage_totals_and_selections_read_the_right_rows,
+        usage::usage_windows_include_since_and_exclude_until,
+        usage::usage_pages_cover_every_row_once_newest_first,
+        usage::usage_batches_from_two_stores_at_once_add_up,
+        usage::usage_prune_deletes_only_what_is_past_each_cutoff_in_bounded_rounds,
     ],
 }

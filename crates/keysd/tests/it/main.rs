@@ -12,3 +12,4 @@ mod import;
 mod shutdown;
 mod tls;
 mod upgrade;
+mod usage;
