@@ -57,6 +57,10 @@ pub struct Options {
     pub rs256_signing_budget: Duration,
     /// `openssl speed -seconds`.
     pub openssl_seconds: u32,
+    /// Keys of the generated file `keysd import` reads (8).
+    pub import_keys: u64,
+    /// Runs of the import figure (8), each on a fresh database.
+    pub import_runs: usize,
     /// Where BENCHMARKS.md and benchmarks.json go.
     pub out_dir: PathBuf,
 }
@@ -79,6 +83,8 @@ impl Options {
             client_threads: 1,
             rs256_signing_budget: Duration::from_secs(if quick { 3 } else { 20 }),
             openssl_seconds: if quick { 1 } else { 3 },
+            import_keys: if quick { 100_000 } else { 1_000_000 },
+            import_runs: 3,
             out_dir: project_root().join("docs"),
         }
     }
@@ -133,6 +139,14 @@ impl Options {
                 "--steady-duration" => options.steady_duration = seconds(value()?)?,
                 "--burst" => options.burst = positive(value()?)?,
                 "--client-threads" => options.client_threads = positive(value()?)?,
+                "--import-keys" => {
+                    let count = value()?.replace('_', "");
+                    options.import_keys = count.parse().context("--import-keys takes a count like 1000000")?;
+                    if !(1..=100_000_000).contains(&options.import_keys) {
+                        bail!("--import-keys must be in 1..=100000000");
+                    }
+                }
+                "--import-runs" => options.import_runs = positive(value()?)?,
                 "--out" => options.out_dir = PathBuf::from(value()?),
                 other => bail!("unknown flag {other}\n{USAGE}"),
             }
@@ -170,6 +184,8 @@ usage: cargo xtask bench [--quick] [flags]
   --steady-duration S     seconds per steady key-creation run (default 12, quick 2)
   --burst N               simultaneous key creations of a burst (default 16, quick 8)
   --client-threads N      load generator threads (default 1)
+  --import-keys N         keys of the file `keysd import` reads (default 1000000, quick 100000)
+  --import-runs N         runs of the import figure, each on a fresh database (default 3)
   --out DIR               where BENCHMARKS.md and benchmarks.json go (default docs/)";
 
 /// `cargo xtask bench ARGS`: builds in release, then runs the release build
@@ -277,6 +293,10 @@ mod tests {
         assert_eq!(options.runs, 3);
         let full = Options::parse(&[]).expect("parses");
         assert_eq!(full.key_counts, vec![1_000, 100_000, 1_000_000]);
+        assert_eq!((full.import_keys, options.import_keys), (1_000_000, 100_000));
+        let import = Options::parse(&args(&["--import-keys", "10_000", "--import-runs", "1"])).expect("parses");
+        assert_eq!((import.import_keys, import.import_runs), (10_000, 1));
+        assert!(Options::parse(&args(&["--import-keys", "0"])).is_err());
         assert!(Options::parse(&args(&["--concurrency", "0"])).is_err());
         assert!(Options::parse(&args(&["--bogus"])).is_err());
         assert!(Options::parse(&args(&["--duration"])).is_err());

@@ -134,10 +134,17 @@ pub fn start_keysd(binary: &Path, name: &str, database_url: &str, log: &Path) ->
     start_keysd_with(binary, name, database_url, log, &[])
 }
 
+/// The cap of keys per workspace every keysd of the bench runs with: the
+/// creates of figure 5 and the imports of figure 8 put more than the
+/// default 10,000 into one workspace. Counting against a cap costs the same
+/// whatever its value.
+pub const BENCH_KEYS_PER_WORKSPACE: &str = "100000000";
+
 /// `keysd serve` on an empty database with these extra flags.
 pub fn start_keysd_with(binary: &Path, name: &str, database_url: &str, log: &Path, flags: &[&str]) -> Result<Server> {
     let mut command = Command::new(binary);
     command.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url]).args(flags);
+    command.args(["--max-keys-per-workspace", BENCH_KEYS_PER_WORKSPACE]);
     command.env_remove("KEYSD_LISTEN").env_remove("KEYSD_DATABASE_URL");
     let server = spawn_server(name, command, log)?;
     if server.token.is_empty() || server.organisation_id.is_empty() {

@@ -1,12 +1,13 @@
-//! The six figures of the benchmark, each beside its baseline: one module
-//! per group of figures, by what it measures (verification throughput,
-//! growing sizes: key counts and audit pages, JWT verification, key
-//! creation, management writes), what they share in [`drive`] and
-//! [`results`], the machine and its crypto floors in [`machine`]. Memory
-//! (figure 6) is sampled here, between the figures.
+//! The figures of the benchmark, each beside its baseline: one module per
+//! group of figures, by what it measures (verification throughput, growing
+//! sizes: key counts and audit pages, JWT verification, key creation,
+//! management writes, the import of foreign keys), what they share in
+//! [`drive`] and [`results`], the machine and its crypto floors in
+//! [`machine`]. Memory (figure 6) is sampled here, between the figures.
 
 mod creation;
 mod drive;
+mod import;
 mod jwt;
 mod machine;
 mod results;
@@ -24,7 +25,8 @@ use super::{admin_url, random_suffix, Options};
 use drive::{memory_of, progress};
 
 pub use creation::RSA_POOL_SIZE;
-pub use results::{paired_ratios, round, MemorySample, Results, Series};
+pub use import::keys_per_second;
+pub use results::{paired_ratios, round, CliRun, Import, ImportRun, MemorySample, Results, Series};
 
 pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
     let keysd_built = std::fs::metadata(keysd)
@@ -100,6 +102,8 @@ pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
 
     scaling::audit_trail(options, &mut results, keysd, &admin, &temp).await?;
     results.loaded.push(memory_of(&sqlite, "end")?);
+
+    import::import(options, &mut results, keysd, &admin, &temp).await?;
 
     // Guards stop the servers, drop the database and remove the directory,
     // in this order (reverse declaration order).

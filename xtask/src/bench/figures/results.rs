@@ -223,6 +223,11 @@ pub struct Results {
     pub audit_pages: Vec<AuditPages>,
     /// 7b. `keysd audit export` of the largest trail.
     pub audit_export: AuditExportRun,
+    /// 1f. Figure 1's PostgreSQL verification with an imported key of a
+    /// foreign format (`sk_live_…`), interleaved with the keysd-format runs.
+    pub verify_postgres_foreign: Series,
+    /// 8. `keysd import` beside `COPY`, its rerun, and (8b) its peak memory.
+    pub import: Import,
 }
 
 /// Figure 3d: a keysd whose warm path was filled with distinct tokens.
@@ -249,6 +254,42 @@ pub struct AuditExportRun {
     pub seconds: f64,
     /// `VmHWM` of the export process, last read before it exited.
     pub peak_rss_kib: u64,
+}
+
+/// Figure 8: runs of `keysd import` of the same generated file, each on a
+/// fresh database beside a `COPY` of the same rows.
+#[derive(Debug, Clone, Default)]
+pub struct Import {
+    pub keys: u64,
+    /// How the peak resident set was read.
+    pub peak_method: String,
+    pub runs: Vec<ImportRun>,
+}
+
+/// One run of figure 8: the `COPY` (`psql \copy`, the baseline), the
+/// import, the rerun of the same file.
+#[derive(Debug, Clone, Default)]
+pub struct ImportRun {
+    pub copy_seconds: f64,
+    pub copy_peak_rss_kib: u64,
+    pub import: CliRun,
+    pub rerun: CliRun,
+}
+
+/// One `keysd import`, timed from spawn to exit.
+#[derive(Debug, Clone, Default)]
+pub struct CliRun {
+    pub seconds: f64,
+    pub peak_rss_kib: u64,
+    /// What it printed (`imported N, skipped M`); `None` when it printed
+    /// no such line (it failed).
+    pub imported: Option<u64>,
+    pub skipped: Option<u64>,
+    /// Keys the workspace held after it.
+    pub stored: u64,
+    /// Why the run does not count: the command failed (its last line of
+    /// stderr) or printed other counts than the file's.
+    pub error: Option<String>,
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Figure 1: API-key verification throughput on SQLite and PostgreSQL
 //! beside hello, forward authentication (1b), with `last_used_at` recording
-//! off (1c), and how the `last_used_at` writer copes with many keys (1d).
+//! off (1c), how the `last_used_at` writer copes with many keys (1d), and
+//! an imported key of a foreign format against a keysd-format one (1f).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,12 +12,14 @@ use bytes::Bytes;
 use serde_json::json;
 
 use super::drive::{closed, log_run, progress, text, warm_up};
+use super::import::ForeignKeys;
 use super::results::{Flush, Results};
 use crate::bench::load::{self, Api, Bodies, Expect, MakeRequest};
 use crate::bench::procs::{self, ScratchDatabase, Server, TempDir};
 use crate::bench::{random_suffix, Options};
 
-/// Figure 1: API-key verification on SQLite and PostgreSQL beside hello.
+/// Figure 1: API-key verification on SQLite and PostgreSQL beside hello,
+/// 1b, 1c and 1f in the same rounds.
 pub(super) async fn verify_api_keys(
     options: &Options,
     results: &mut Results,
@@ -48,24 +51,37 @@ pub(super) async fn verify_api_keys(
     let api = Api::new(postgres.addr, &postgres.token);
     let created = api.expect("POST", "/v1/staging/ws_api_key/", Some(&json!({"name": "bench forward"})), 201).await?;
     let forward_make = forward_requests(postgres, text(&created.json, "api_key")?);
+    // 1f. A key of another system's format, imported through the API into
+    // the same workspace: verified by its text, without keysd's checksum.
+    let foreign = ForeignKeys::new().next_key();
+    let import = json!({"keys": [{"key": foreign, "name": "bench foreign"}]});
+    api.expect("POST", "/v1/staging/ws_api_key/import/", Some(&import), 201).await?;
+    let foreign_body = Bytes::from(json!({"api_key": foreign}).to_string());
+    let foreign_make = load::requests(postgres.addr, &postgres.token, "POST", path, Bodies::Same(foreign_body));
+    // Each run's label; the foreign-format runs come right before the
+    // keysd-format ones on the same server, which come right before the
+    // unrecorded ones (1c).
+    let foreign_label = "keysd-postgres, foreign-format key";
     let all = [
-        (hello, &hello_make),
-        (targets[0].0, &targets[0].1),
-        (targets[1].0, &targets[1].1),
-        (targets[2].0, &targets[2].1),
+        (hello.name.as_str(), hello, &hello_make),
+        (targets[0].0.name.as_str(), targets[0].0, &targets[0].1),
+        (foreign_label, postgres, &foreign_make),
+        (targets[1].0.name.as_str(), targets[1].0, &targets[1].1),
+        (targets[2].0.name.as_str(), targets[2].0, &targets[2].1),
     ];
-    for (server, make) in all {
+    for (_, server, make) in all {
         warm_up(server, options.concurrency, options.warmup, make, Expect::valid()).await?;
     }
     warm_up(postgres, options.concurrency, options.warmup, &forward_make, Expect::status(200)).await?;
     for index in 0..options.runs {
-        for (server, make) in all {
+        for (label, server, make) in all {
             let run = closed(server, options.concurrency, options.duration, make, Expect::valid(), true).await?;
-            log_run(&server.name, index, options.runs, &run);
-            match server.name.as_str() {
+            log_run(label, index, options.runs, &run);
+            match label {
                 "hello" => results.hello.runs.push(run),
                 "keysd-sqlite" => results.verify_sqlite.runs.push(run),
                 "keysd-postgres-unrecorded" => results.verify_postgres_unrecorded.runs.push(run),
+                label if label == foreign_label => results.verify_postgres_foreign.runs.push(run),
                 _ => results.verify_postgres.runs.push(run),
             }
         }

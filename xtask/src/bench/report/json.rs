@@ -35,6 +35,8 @@ pub(super) fn document(options: &Options, results: &Results, rows: &[Row], stamp
             "steady_duration_seconds": options.steady_duration.as_secs(),
             "burst": options.burst,
             "client_threads": options.client_threads,
+            "import_keys": options.import_keys,
+            "import_runs": options.import_runs,
         },
         "openssl": {
             "version": results.openssl.version,
@@ -44,7 +46,8 @@ pub(super) fn document(options: &Options, results: &Results, rows: &[Row], stamp
         },
         "figures": rows.iter().map(|row| {
             let mut value = json!({
-                "figure": row.number.parse::<u32>().unwrap_or(0),
+                "figure": figure_number(row.number),
+                "number": row.number,
                 "id": row.id,
                 "title": row.figure,
                 "target": row.target,
@@ -56,4 +59,21 @@ pub(super) fn document(options: &Options, results: &Results, rows: &[Row], stamp
             value
         }).collect::<Vec<_>>(),
     })
+}
+
+/// The figure a row's number belongs to: `1` of `1f`, `8` of `8b`.
+fn figure_number(number: &str) -> u32 {
+    let digits: String = number.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_name_their_figure() {
+        assert_eq!([figure_number("1"), figure_number("1f"), figure_number("8b")], [1, 1, 8]);
+        assert_eq!(figure_number(""), 0);
+    }
 }

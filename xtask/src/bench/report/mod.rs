@@ -1,10 +1,11 @@
 //! Writes `BENCHMARKS.md` (the table) and `benchmarks.json` (everything):
 //! the rows of each group of figures, each beside its baseline, in
-//! [`verification`], [`scaling`], [`jwt`], [`creation`], [`writes`] and
-//! [`memory`]; how a row is written in [`row`]; the two files in
-//! [`markdown`] and [`json`].
+//! [`verification`], [`scaling`], [`jwt`], [`creation`], [`writes`],
+//! [`memory`] and [`import`]; how a row is written in [`row`]; the two
+//! files in [`markdown`] and [`json`].
 
 mod creation;
+mod import;
 mod json;
 mod jwt;
 mod markdown;
@@ -35,6 +36,7 @@ fn rows(options: &Options, results: &Results) -> Vec<Row> {
     writes::rows(&mut rows, options, results);
     memory::rows(&mut rows, results);
     scaling::audit_rows(&mut rows, results, &connections);
+    import::rows(&mut rows, results);
     rows
 }
 

@@ -1,6 +1,7 @@
 //! The rows of figure 1: API-key verification beside hello, forward
 //! authentication (1b), `last_used_at` recording on against off (1c), its
-//! writer with many keys (1d), and CPU per request against its floor (1e).
+//! writer with many keys (1d), CPU per request against its floor (1e), and
+//! an imported foreign-format key against a keysd-format one (1f).
 
 use serde_json::json;
 
@@ -147,6 +148,38 @@ pub(super) fn api_key_rows(rows: &mut Vec<Row>, options: &Options, results: &Res
                 }),
             });
         }
+    }
+
+    // 1f. An imported key of a foreign format against a keysd-format key,
+    // the same server, run for run.
+    {
+        let foreign = &results.verify_postgres_foreign;
+        let native = &results.verify_postgres;
+        let foreign_rps: Vec<f64> = foreign.runs.iter().map(|run| run.rps).collect();
+        let native_rps: Vec<f64> = native.runs.iter().map(|run| run.rps).collect();
+        let ratios = paired_ratios(&foreign_rps, &native_rps);
+        let ratio = median(&ratios);
+        rows.push(Row {
+            number: "1f",
+            id: "verify_api_key_postgres_foreign_format".to_owned(),
+            figure: format!(
+                "API-key verification, PostgreSQL, an imported key of a foreign format (`sk_live_…`), {} connections",
+                options.concurrency
+            ),
+            keysd: throughput(foreign, "req/s"),
+            baseline: format!("a keysd-format key (`SS.…`), same server: {}", throughput(native, "req/s")),
+            ratio: ratio_text(ratio),
+            target: "≥ 0.95 of the keysd-format key's req/s".to_owned(),
+            met: Some(ratio >= 0.95),
+            json: json!({
+                "keysd": foreign.to_json(),
+                "baseline": {"name": "the same verification with a keysd-format key (figure 1, PostgreSQL)", "series": native.to_json()},
+                "ratio": round(ratio, 3),
+                "ratio_per_run": ratios.iter().map(|ratio| round(*ratio, 3)).collect::<Vec<_>>(),
+                "server_cores_busy": round(foreign.server_cores(), 2),
+                "baseline_server_cores_busy": round(native.server_cores(), 2),
+            }),
+        });
     }
 }
 
