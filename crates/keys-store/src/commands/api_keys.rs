@@ -109,36 +109,51 @@ command! {
     /// One `api_key.imported` event names how many and which keys.
     ImportApiKeys { keys: Vec<ApiKey>, stored: StoredDigests } in Workspace(WorkspaceUid) -> ImportedApiKeys,
         Mutation::Create(EntityKind::ApiKey);
-    apply |Self { acting, keys, stored }, sql, locked| {
+    apply |Self { acting, keys, stored: stored_policy }, sql, locked| {
         let workspace = locked.workspace()?;
+        if keys.iter().any(|key| key.workspace != workspace.uid) {
+            return Err(StoreError::Inconsistent("an imported key names another workspace".to_owned()));
+        }
+        // One lookup for the whole batch, under the workspace's lock.
+        let digests: Vec<&SecretDigest> = keys.iter().map(|key| &key.digest).collect();
+        let stored: HashMap<[u8; 32], String> = repo::stored_digests(sql, &digests).await?.into_iter().collect();
         let mut first_of: HashMap<[u8; 32], usize> = HashMap::with_capacity(keys.len());
         let mut written = ImportedApiKeys { imported: Vec::with_capacity(keys.len()), skipped: Vec::new() };
         for (index, key) in keys.into_iter().enumerate() {
             if let Some(&first) = first_of.get(key.digest.as_bytes()) {
-                match stored {
+                match stored_policy {
                     StoredDigests::Refuse => return Err(Conflict::RepeatedInBatch { index, first }.into()),
                     StoredDigests::SkipInWorkspace => written.skipped.push(index),
                 }
                 continue;
             }
             first_of.insert(*key.digest.as_bytes(), index);
-            if let Some((_, holder)) = repo::api_key_by_digest(sql, &key.digest).await? {
-                if stored == StoredDigests::SkipInWorkspace && holder.uid == workspace.uid {
+            if let Some(holder) = stored.get(key.digest.as_bytes()) {
+                if stored_policy == StoredDigests::SkipInWorkspace && holder == workspace.uid.as_str() {
                     written.skipped.push(index);
                     continue;
                 }
                 return Err(Conflict::DigestStored { index }.into());
             }
-            if key.workspace != workspace.uid {
-                return Err(StoreError::Inconsistent("an imported key names another workspace".to_owned()));
-            }
-            // A concurrent import of the same key into another workspace
-            // (PostgreSQL: another workspace's lock) meets the unique digest.
-            repo::insert_api_key(sql, &key).await.map_err(|error| match error {
-                StoreError::Conflict(Conflict::DigestStored { .. }) => Conflict::DigestStored { index }.into(),
-                other => other,
-            })?;
             written.imported.push(key);
+        }
+        // A concurrent import of one of these keys into another workspace
+        // (PostgreSQL: another workspace's lock) meets the unique digest:
+        // back to before the insert, the batch is refused naming its entry
+        // that another transaction stored meanwhile.
+        repo::savepoint(sql, "import_batch").await?;
+        if let Err(error) = repo::insert_api_keys(sql, &written.imported).await {
+            let StoreError::Conflict(Conflict::DigestStored { .. }) = error else { return Err(error) };
+            repo::rollback_to_savepoint(sql, "import_batch").await?;
+            let digests: Vec<&SecretDigest> = written.imported.iter().map(|key| &key.digest).collect();
+            let taken = repo::stored_digests(sql, &digests).await?;
+            let index = written
+                .imported
+                .iter()
+                .find(|key| taken.iter().any(|(digest, _)| digest == key.digest.as_bytes()))
+                .and_then(|key| first_of.get(key.digest.as_bytes()).copied())
+                .unwrap_or_default();
+            return Err(Conflict::DigestStored { index }.into());
         }
         if written.imported.is_empty() {
             // Nothing written: no event, and the pipeline rolls back.

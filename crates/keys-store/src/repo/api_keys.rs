@@ -45,6 +45,68 @@ pub async fn insert_api_key<C: Sql + ?Sized>(sql: &mut C, key: &ApiKey) -> Store
     insert(sql, statement(&SQL, &[&api_key_columns(key)]), "").await
 }
 
+/// Keys per statement of [`insert_api_keys`]: 27 parameters each, under
+/// SQLite's 32,766 and PostgreSQL's 65,535.
+const KEYS_PER_INSERT: usize = 500;
+
+/// Inserts `keys` in statements of up to [`KEYS_PER_INSERT`] rows each (an
+/// import's batch: one round trip per 500 keys instead of one per key).
+/// A digest stored already fails the statement ([`Conflict::DigestStored`]
+/// with index 0: the caller, which looked the digests up first under the
+/// workspace's lock, names the entry).
+pub async fn insert_api_keys<C: Sql + ?Sized>(sql: &mut C, keys: &[ApiKey]) -> StoreResult<()> {
+    let columns = API_KEY.split(", ").count();
+    for chunk in keys.chunks(KEYS_PER_INSERT) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|row| {
+                let parameters: Vec<String> =
+                    (1..=columns).map(|column| format!("${}", row * columns + column)).collect();
+                format!("({})", parameters.join(", "))
+            })
+            .collect();
+        let sql_text = format!("INSERT INTO api_keys ({API_KEY}) VALUES {}", rows.join(", "));
+        let values: Vec<Value<'_>> = chunk.iter().flat_map(api_key_columns).collect();
+        insert(sql, Statement { sql: &sql_text, values }, "").await?;
+    }
+    Ok(())
+}
+
+/// Marks the transaction's state, to go back to with
+/// [`rollback_to_savepoint`] after a statement that failed (PostgreSQL
+/// refuses every statement of a transaction after a failed one, until
+/// then).
+pub async fn savepoint<C: Sql + ?Sized>(sql: &mut C, name: &'static str) -> StoreResult<()> {
+    let text = format!("SAVEPOINT {name}");
+    sql.execute(Statement { sql: &text, values: Vec::new() }).await.map_err(database).map(|_| ())
+}
+
+pub async fn rollback_to_savepoint<C: Sql + ?Sized>(sql: &mut C, name: &'static str) -> StoreResult<()> {
+    let text = format!("ROLLBACK TO SAVEPOINT {name}");
+    sql.execute(Statement { sql: &text, values: Vec::new() }).await.map_err(database).map(|_| ())
+}
+
+/// Of these digests, the ones stored already, with the uid of the
+/// workspace that holds each: one statement per 1,000 digests.
+pub async fn stored_digests<C: Sql + ?Sized>(
+    sql: &mut C,
+    digests: &[&SecretDigest],
+) -> StoreResult<Vec<([u8; 32], String)>> {
+    let mut found = Vec::new();
+    for chunk in digests.chunks(1_000) {
+        let parameters: Vec<String> = (1..=chunk.len()).map(|index| format!("${index}")).collect();
+        let sql_text =
+            format!("SELECT digest, workspace_uid FROM api_keys WHERE digest IN ({})", parameters.join(", "));
+        let values = chunk.iter().map(|digest| Value::Bytes(&digest.as_bytes()[..])).collect();
+        let rows = all(sql, Statement { sql: &sql_text, values }, |row| {
+            let digest: [u8; 32] = row.bytes("digest")?.try_into().map_err(|_| rows::corrupt("digest", "digest"))?;
+            Ok((digest, row.text("workspace_uid")?))
+        })
+        .await?;
+        found.extend(rows);
+    }
+    Ok(found)
+}
+
 /// Every column of [`API_KEY`] of `key`, in that order.
 fn api_key_columns(key: &ApiKey) -> Vec<Value<'_>> {
     let head = [

@@ -151,3 +151,32 @@ pub async fn concurrent_imports_of_one_key_store_it_once(db: &TestDb) {
         }
     }
 }
+
+/// A batch of several keys racing another workspace's import of its
+/// middle one: one of the two is stored, and a refused batch names the
+/// entry at fault (index 1), not its first, though the batch is written in
+/// one statement.
+pub async fn a_refused_batch_names_the_entry_another_import_stored(db: &TestDb) {
+    let (first, second) = (db.store().await, db.store().await);
+    let mut world = World::new(79);
+    let organisation = world.stored_organisation(&*first, "acme").await;
+    let [one, two] = world.stored_workspaces(&*first, &organisation, ["one", "two"]).await;
+    for round in 0..5 {
+        let batch = [0, 1, 2].map(|entry| world.api_key(&one, &format!("k{round}-{entry}")));
+        let twin = same_digest(&mut world, &two, &batch[1]);
+        let now = world.tick(1);
+        let acting = |workspace: &Workspace| Acting::new(workspace.uid.clone(), world.actor.clone(), now);
+        let (left, right) = tokio::join!(
+            first.run(ImportApiKeys { acting: acting(&one), keys: batch.to_vec(), stored: StoredDigests::Refuse }),
+            second.run(ImportApiKeys { acting: acting(&two), keys: vec![twin], stored: StoredDigests::Refuse }),
+        );
+        match (left, right) {
+            (Ok(stored), Err(refused)) => {
+                assert_eq!(stored.output.imported.len(), 3, "round {round}");
+                assert_refused(Err::<(), _>(refused), Conflict::DigestStored { index: 0 });
+            }
+            (Err(refused), Ok(_)) => assert_refused(Err::<(), _>(refused), Conflict::DigestStored { index: 1 }),
+            other => panic!("round {round}: exactly one import stores the shared key: {other:?}"),
+        }
+    }
+}

@@ -116,6 +116,7 @@ contract_suite! {
         imports::imports_are_all_or_nothing_and_audited_once,
         imports::imports_count_whole_against_the_key_cap,
         imports::concurrent_imports_of_one_key_store_it_once,
+        imports::a_refused_batch_names_the_entry_another_import_stored,
         usage::usage_batches_add_to_minute_hour_and_day_buckets_once_each,
         usage::usage_totals_and_selections_read_the_right_rows,
         usage::usage_windows_include_since_and_exclude_until,
