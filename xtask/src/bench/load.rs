@@ -44,15 +44,23 @@ pub struct Expect {
     pub status: u16,
     /// A byte string the body must contain (e.g. `"valid":true`).
     pub body_contains: Option<&'static str>,
+    /// How many times exactly `body_contains` must occur (e.g. once per
+    /// row of a list); `None` is at least once.
+    pub occurrences: Option<usize>,
 }
 
 impl Expect {
     pub const fn status(status: u16) -> Self {
-        Self { status, body_contains: None }
+        Self { status, body_contains: None, occurrences: None }
     }
 
     pub const fn valid() -> Self {
-        Self { status: 200, body_contains: Some("\"valid\":true") }
+        Self { status: 200, body_contains: Some("\"valid\":true"), occurrences: None }
+    }
+
+    /// A 200 whose body holds `needle` exactly `times` times.
+    pub const fn counted(needle: &'static str, times: usize) -> Self {
+        Self { status: 200, body_contains: Some(needle), occurrences: Some(times) }
     }
 
     fn check(&self, status: u16, body: &[u8]) -> Result<()> {
@@ -64,12 +72,42 @@ impl Expect {
             );
         }
         if let Some(needle) = self.body_contains {
-            if !body.windows(needle.len()).any(|window| window == needle.as_bytes()) {
-                bail!("body lacks {needle}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+            match self.occurrences {
+                None => {
+                    if !body.windows(needle.len()).any(|window| window == needle.as_bytes()) {
+                        bail!("body lacks {needle}: {}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+                    }
+                }
+                Some(expected) => {
+                    let found = occurrences(body, needle.as_bytes());
+                    if found != expected {
+                        bail!(
+                            "body holds {needle} {found} times (expected {expected}): {}",
+                            String::from_utf8_lossy(&body[..body.len().min(300)])
+                        );
+                    }
+                }
             }
         }
         Ok(())
     }
+}
+
+/// Non-overlapping occurrences of `needle` in `haystack`.
+fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+    if needle.is_empty() {
+        return 0;
+    }
+    let (mut found, mut at) = (0, 0);
+    while at + needle.len() <= haystack.len() {
+        if &haystack[at..at + needle.len()] == needle {
+            found += 1;
+            at += needle.len();
+        } else {
+            at += 1;
+        }
+    }
+    found
 }
 
 /// The outcome of one run.
@@ -144,12 +182,16 @@ async fn connect(addr: SocketAddr) -> Result<Sender> {
     Ok(sender)
 }
 
-async fn send(sender: &mut Sender, request: Request<Full<Bytes>>, expect: Expect) -> Result<()> {
+/// Sends one request and reads its answer; the latency is from `sent` to
+/// the last byte of the body, so checking the body is not part of it.
+async fn send(sender: &mut Sender, request: Request<Full<Bytes>>, expect: Expect, sent: Instant) -> Result<Duration> {
     sender.ready().await.context("connection closed")?;
     let response = sender.send_request(request).await.context("request failed")?;
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.context("reading the body")?.to_bytes();
-    expect.check(status, &body)
+    let latency = sent.elapsed();
+    expect.check(status, &body)?;
+    Ok(latency)
 }
 
 /// `concurrency` connections sending back to back until `duration` has
@@ -180,9 +222,9 @@ pub async fn closed_loop(
             while Instant::now() < deadline {
                 let Some(request) = make(counter.fetch_add(1, Ordering::Relaxed)) else { break };
                 let sent = Instant::now();
-                match tokio::time::timeout(REQUEST_TIMEOUT, send(&mut sender, request, expect)).await {
-                    Ok(Ok(())) => {
-                        sample.latencies_us.push(micros(sent.elapsed()));
+                match tokio::time::timeout(REQUEST_TIMEOUT, send(&mut sender, request, expect, sent)).await {
+                    Ok(Ok(latency)) => {
+                        sample.latencies_us.push(micros(latency));
                         consecutive_errors = 0;
                         continue;
                     }
@@ -422,5 +464,10 @@ mod tests {
         assert!(Expect::valid().check(200, br#"{"valid":true,"key_id":"x"}"#).is_ok());
         assert!(Expect::valid().check(200, br#"{"valid":false}"#).is_err());
         assert!(Expect::status(201).check(200, b"").is_err());
+        let rows = br#"{"results":[{"outcome":"valid"},{"outcome":"key_disabled"}],"next_cursor":null}"#;
+        assert!(Expect::counted("\"outcome\":", 2).check(200, rows).is_ok());
+        assert!(Expect::counted("\"outcome\":", 3).check(200, rows).is_err());
+        assert_eq!(occurrences(b"aaaa", b"aa"), 2);
+        assert_eq!(occurrences(b"abc", b""), 0);
     }
 }

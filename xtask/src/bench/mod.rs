@@ -61,6 +61,12 @@ pub struct Options {
     pub import_keys: u64,
     /// Runs of the import figure (8), each on a fresh database.
     pub import_runs: usize,
+    /// Keys with a month of hourly usage counts in the table of the usage
+    /// query (9), the key asked for among them.
+    pub usage_keys: u64,
+    /// Keys verified once each to measure the usage writer's rows and
+    /// bytes (9b).
+    pub usage_active_keys: u64,
     /// Where BENCHMARKS.md and benchmarks.json go.
     pub out_dir: PathBuf,
 }
@@ -85,6 +91,8 @@ impl Options {
             openssl_seconds: if quick { 1 } else { 3 },
             import_keys: if quick { 100_000 } else { 1_000_000 },
             import_runs: 3,
+            usage_keys: if quick { 10_000 } else { 100_000 },
+            usage_active_keys: 10_000,
             out_dir: project_root().join("docs"),
         }
     }
@@ -147,6 +155,10 @@ impl Options {
                     }
                 }
                 "--import-runs" => options.import_runs = positive(value()?)?,
+                "--usage-keys" => options.usage_keys = count(value()?, "--usage-keys", 1_000_000)?,
+                "--usage-active-keys" => {
+                    options.usage_active_keys = count(value()?, "--usage-active-keys", 1_000_000)?;
+                }
                 "--out" => options.out_dir = PathBuf::from(value()?),
                 other => bail!("unknown flag {other}\n{USAGE}"),
             }
@@ -159,6 +171,14 @@ fn positive(text: &str) -> Result<usize> {
     match text.parse::<usize>() {
         Ok(value) if value > 0 && value <= 10_000 => Ok(value),
         _ => bail!("expected a count in 1..=10000, got {text:?}"),
+    }
+}
+
+/// A count in `1..=most`, written `100000` or `100_000`.
+fn count(text: &str, flag: &str, most: u64) -> Result<u64> {
+    match text.replace('_', "").parse::<u64>() {
+        Ok(value) if (1..=most).contains(&value) => Ok(value),
+        _ => bail!("{flag} takes a count in 1..={most}, got {text:?}"),
     }
 }
 
@@ -186,6 +206,8 @@ usage: cargo xtask bench [--quick] [flags]
   --client-threads N      load generator threads (default 1)
   --import-keys N         keys of the file `keysd import` reads (default 1000000, quick 100000)
   --import-runs N         runs of the import figure, each on a fresh database (default 3)
+  --usage-keys N          keys with a month of hourly usage in the usage-query figure (default 100000, quick 10000)
+  --usage-active-keys N   keys verified once each to measure the usage writer's rows and bytes (default 10000)
   --out DIR               where BENCHMARKS.md and benchmarks.json go (default docs/)";
 
 /// `cargo xtask bench ARGS`: builds in release, then runs the release build
@@ -297,6 +319,11 @@ mod tests {
         let import = Options::parse(&args(&["--import-keys", "10_000", "--import-runs", "1"])).expect("parses");
         assert_eq!((import.import_keys, import.import_runs), (10_000, 1));
         assert!(Options::parse(&args(&["--import-keys", "0"])).is_err());
+        assert_eq!((full.usage_keys, options.usage_keys), (100_000, 10_000));
+        assert_eq!((full.usage_active_keys, options.usage_active_keys), (10_000, 10_000));
+        let usage = Options::parse(&args(&["--usage-keys", "1_000", "--usage-active-keys", "500"])).expect("parses");
+        assert_eq!((usage.usage_keys, usage.usage_active_keys), (1_000, 500));
+        assert!(Options::parse(&args(&["--usage-keys", "0"])).is_err());
         assert!(Options::parse(&args(&["--concurrency", "0"])).is_err());
         assert!(Options::parse(&args(&["--bogus"])).is_err());
         assert!(Options::parse(&args(&["--duration"])).is_err());

@@ -1,6 +1,6 @@
 //! How a figure drives load: progress lines, a closed-loop run against a
 //! server with its CPU use, the warm-up before a series, a scratch keysd of
-//! a figure's own, and the series of a scaling figure.
+//! a figure's own, and the series of runs of a figure at one size.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -112,10 +112,24 @@ pub(super) async fn scaling_series(
     expect: Expect,
     label: &str,
 ) -> Result<Series> {
-    warm_up(server, options.scale_concurrency, options.warmup, make, expect).await?;
+    series_at(options, server, options.scale_concurrency, make, expect, label, false).await
+}
+
+/// A warm-up, then `options.runs` closed-loop runs at `concurrency`, with
+/// the server's CPU use when `track_cpu`.
+pub(super) async fn series_at(
+    options: &Options,
+    server: &Server,
+    concurrency: usize,
+    make: &MakeRequest,
+    expect: Expect,
+    label: &str,
+    track_cpu: bool,
+) -> Result<Series> {
+    warm_up(server, concurrency, options.warmup, make, expect).await?;
     let mut series = Series::default();
     for index in 0..options.runs {
-        let run = closed(server, options.scale_concurrency, options.duration, make, expect, false).await?;
+        let run = closed(server, concurrency, options.duration, make, expect, track_cpu).await?;
         log_run(label, index, options.runs, &run);
         series.runs.push(run);
     }

@@ -1,8 +1,8 @@
 //! The figures of the benchmark, each beside its baseline: one module per
 //! group of figures, by what it measures (verification throughput, growing
 //! sizes: key counts and audit pages, JWT verification, key creation,
-//! management writes, the import of foreign keys), what they share in
-//! [`drive`] and [`results`], the machine and its crypto floors in
+//! management writes, the import of foreign keys, usage counts), what they
+//! share in [`drive`] and [`results`], the machine and its crypto floors in
 //! [`machine`]. Memory (figure 6) is sampled here, between the figures.
 
 mod creation;
@@ -12,6 +12,7 @@ mod jwt;
 mod machine;
 mod results;
 mod scaling;
+mod usage;
 mod verification;
 mod writes;
 
@@ -26,7 +27,8 @@ use drive::{memory_of, progress};
 
 pub use creation::RSA_POOL_SIZE;
 pub use import::keys_per_second;
-pub use results::{paired_ratios, round, CliRun, Import, ImportRun, MemorySample, Results, Series};
+pub use results::{paired_ratios, round, CliRun, Import, ImportRun, MemorySample, Results, Series, UsageWrites};
+pub use usage::{BUCKETS_PER_KEY_PER_DAY, RETAINED_BUCKETS_PER_KEY};
 
 pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
     let keysd_built = std::fs::metadata(keysd)
@@ -72,14 +74,28 @@ pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
         &temp.path.join("keysd-postgres-unrecorded.log"),
         &["--last-used-interval-seconds", "0"],
     )?;
+    let uncounted_database = ScratchDatabase::create(&admin, &format!("{suffix}_uncounted"))?;
+    let uncounted = procs::start_keysd_with(
+        keysd,
+        "keysd-postgres-uncounted",
+        &uncounted_database.url,
+        &temp.path.join("keysd-postgres-uncounted.log"),
+        &["--usage-interval-seconds", "0"],
+    )?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     results.idle.push(memory_of(&hello, "start")?);
     results.idle.push(memory_of(&sqlite, "start")?);
     results.idle.push(memory_of(&postgres, "start")?);
 
-    verification::verify_api_keys(options, &mut results, &hello, &sqlite, &postgres, &unrecorded).await?;
-    drop(unrecorded);
-    drop(unrecorded_database);
+    let servers = verification::VerifyServers {
+        sqlite: &sqlite,
+        postgres: &postgres,
+        unrecorded: &unrecorded,
+        uncounted: &uncounted,
+    };
+    verification::verify_api_keys(options, &mut results, &hello, servers).await?;
+    drop((uncounted, unrecorded));
+    drop((uncounted_database, unrecorded_database));
     verification::last_used_flush(options, &mut results, keysd, &admin, &temp).await?;
     results.loaded.push(memory_of(&hello, "1. API-key verification")?);
     results.loaded.push(memory_of(&sqlite, "1. API-key verification")?);
@@ -104,6 +120,9 @@ pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
     results.loaded.push(memory_of(&sqlite, "end")?);
 
     import::import(options, &mut results, keysd, &admin, &temp).await?;
+
+    usage::usage_query(options, &mut results, keysd, &admin, &temp).await?;
+    usage::usage_writes(options, &mut results, keysd, &admin, &temp).await?;
 
     // Guards stop the servers, drop the database and remove the directory,
     // in this order (reverse declaration order).

@@ -228,6 +228,55 @@ pub struct Results {
     pub verify_postgres_foreign: Series,
     /// 8. `keysd import` beside `COPY`, its rerun, and (8b) its peak memory.
     pub import: Import,
+    /// 1g. Figure 1's PostgreSQL verification on a keysd that counts no
+    /// usage (`--usage-interval-seconds 0`), interleaved.
+    pub verify_postgres_uncounted: Series,
+    /// 9. One key's 30 days of hourly usage, read through keysd.
+    pub usage_query: UsageQuery,
+    /// 9b. The rows and bytes the usage writer adds for many active keys.
+    pub usage_writes: UsageWrites,
+}
+
+/// Figure 9: `GET /v1/staging/usage/?granularity=hour&key_id=…` over 30
+/// days, first with the key's rows alone in `usage_counts`, then among a
+/// month of hourly rows of many keys.
+#[derive(Debug, Clone, Default)]
+pub struct UsageQuery {
+    /// Keys with counts in the table, the one asked for included.
+    pub keys: u64,
+    /// Rows of `usage_counts`, and its `pg_total_relation_size` (indexes
+    /// included).
+    pub rows: u64,
+    pub table_bytes: u64,
+    /// The bulk insert and its `VACUUM ANALYZE`.
+    pub insert_seconds: f64,
+    /// Rows every answer must hold (hours × outcomes).
+    pub rows_per_answer: usize,
+    /// The window asked for (RFC 3339, whole hours).
+    pub since: String,
+    pub until: String,
+    /// The same query with the key's rows alone in the table.
+    pub alone: Series,
+    pub series: Series,
+}
+
+/// Figure 9b: each of `keys` API keys verified once through a keysd that
+/// writes usage every second; what that added to `usage_counts`.
+#[derive(Debug, Clone, Default)]
+pub struct UsageWrites {
+    pub keys: u64,
+    /// Verifications answered `"valid":true` (each a distinct key).
+    pub verified: u64,
+    pub errors: u64,
+    pub verify_rps: f64,
+    /// From the last verification until the minute rows held every one.
+    pub written_after_seconds: f64,
+    /// Rows of `usage_counts` added, and the growth of its
+    /// `pg_total_relation_size`.
+    pub rows_added: u64,
+    pub bytes_added: u64,
+    /// Write batches recorded in `usage_batches` meanwhile.
+    pub batches: u64,
 }
 
 /// Figure 3d: a keysd whose warm path was filled with distinct tokens.

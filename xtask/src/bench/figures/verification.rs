@@ -1,7 +1,8 @@
 //! Figure 1: API-key verification throughput on SQLite and PostgreSQL
 //! beside hello, forward authentication (1b), with `last_used_at` recording
-//! off (1c), how the `last_used_at` writer copes with many keys (1d), and
-//! an imported key of a foreign format against a keysd-format one (1f).
+//! off (1c), how the `last_used_at` writer copes with many keys (1d), an
+//! imported key of a foreign format against a keysd-format one (1f), and
+//! with usage counting off (1g).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,20 +19,29 @@ use crate::bench::load::{self, Api, Bodies, Expect, MakeRequest};
 use crate::bench::procs::{self, ScratchDatabase, Server, TempDir};
 use crate::bench::{random_suffix, Options};
 
+/// The keysd servers of figure 1: on SQLite and PostgreSQL with their
+/// defaults, and on PostgreSQL with `last_used_at` recording off (1c) and
+/// with usage counting off (1g), each on a database of its own.
+pub(super) struct VerifyServers<'a> {
+    pub(super) sqlite: &'a Server,
+    pub(super) postgres: &'a Server,
+    pub(super) unrecorded: &'a Server,
+    pub(super) uncounted: &'a Server,
+}
+
 /// Figure 1: API-key verification on SQLite and PostgreSQL beside hello,
-/// 1b, 1c and 1f in the same rounds.
+/// 1b, 1c, 1f and 1g in the same rounds.
 pub(super) async fn verify_api_keys(
     options: &Options,
     results: &mut Results,
     hello: &Server,
-    sqlite: &Server,
-    postgres: &Server,
-    unrecorded: &Server,
+    servers: VerifyServers<'_>,
 ) -> Result<()> {
+    let VerifyServers { sqlite, postgres, unrecorded, uncounted } = servers;
     progress("1. API-key verification over HTTP, beside hello");
     let path = "/v1/verify/api_key/";
     let mut targets = Vec::new();
-    for server in [sqlite, postgres, unrecorded] {
+    for server in [sqlite, postgres, unrecorded, uncounted] {
         let api = Api::new(server.addr, &server.token);
         let created =
             api.expect("POST", "/v1/staging/ws_api_key/", Some(&json!({"name": "bench verify"})), 201).await?;
@@ -60,7 +70,7 @@ pub(super) async fn verify_api_keys(
     let foreign_make = load::requests(postgres.addr, &postgres.token, "POST", path, Bodies::Same(foreign_body));
     // Each run's label; the foreign-format runs come right before the
     // keysd-format ones on the same server, which come right before the
-    // unrecorded ones (1c).
+    // unrecorded ones (1c), then the uncounted ones (1g).
     let foreign_label = "keysd-postgres, foreign-format key";
     let all = [
         (hello.name.as_str(), hello, &hello_make),
@@ -68,6 +78,7 @@ pub(super) async fn verify_api_keys(
         (foreign_label, postgres, &foreign_make),
         (targets[1].0.name.as_str(), targets[1].0, &targets[1].1),
         (targets[2].0.name.as_str(), targets[2].0, &targets[2].1),
+        (targets[3].0.name.as_str(), targets[3].0, &targets[3].1),
     ];
     for (_, server, make) in all {
         warm_up(server, options.concurrency, options.warmup, make, Expect::valid()).await?;
@@ -81,6 +92,7 @@ pub(super) async fn verify_api_keys(
                 "hello" => results.hello.runs.push(run),
                 "keysd-sqlite" => results.verify_sqlite.runs.push(run),
                 "keysd-postgres-unrecorded" => results.verify_postgres_unrecorded.runs.push(run),
+                "keysd-postgres-uncounted" => results.verify_postgres_uncounted.runs.push(run),
                 label if label == foreign_label => results.verify_postgres_foreign.runs.push(run),
                 _ => results.verify_postgres.runs.push(run),
             }

@@ -37,6 +37,8 @@ pub(super) fn document(options: &Options, results: &Results, rows: &[Row], stamp
             "client_threads": options.client_threads,
             "import_keys": options.import_keys,
             "import_runs": options.import_runs,
+            "usage_keys": options.usage_keys,
+            "usage_active_keys": options.usage_active_keys,
         },
         "openssl": {
             "version": results.openssl.version,

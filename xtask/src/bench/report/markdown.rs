@@ -65,6 +65,7 @@ pub(super) fn markdown(options: &Options, results: &Results, rows: &[Row], stamp
         ("API-key verification, SQLite", &results.verify_sqlite),
         ("API-key verification, PostgreSQL (plus PostgreSQL's own CPU)", &results.verify_postgres),
         ("API-key verification, PostgreSQL, an imported foreign-format key", &results.verify_postgres_foreign),
+        ("API-key verification, PostgreSQL, usage counting off", &results.verify_postgres_uncounted),
         ("cold ES256 verification, PostgreSQL", &results.jwt_es256.series),
         ("cold RS256 verification, PostgreSQL", &results.jwt_rs256.series),
         ("warm ES256 verification, PostgreSQL", &results.jwt_es256_warm),
@@ -92,7 +93,8 @@ pub(super) fn markdown(options: &Options, results: &Results, rows: &[Row], stamp
         "1. `POST /v1/verify/api_key/` with one valid key (every answer checked for `\"valid\":true`), against keysd on \
          SQLite and on PostgreSQL; the baseline is `xtask bench-hello`, a minimal hyper 1 server built like keysd's \
          (hyper-util auto builder, multi-threaded tokio) that reads the body and answers a small JSON, sent the same \
-         request by the same load generator.\n\
+         request by the same load generator. keysd runs its defaults, so it records `last_used_at` and counts \
+         every verification per key and outcome in memory, both written every 60 s.\n\
          2. A fresh PostgreSQL database and keysd; synthetic rows are bulk-inserted into `api_keys` with SQL (unique \
          SHA-256 digests, store-shaped ids), then `VACUUM ANALYZE`; one real key created through the API is verified. \
          The 1,000-key level is the baseline.\n\
@@ -164,6 +166,46 @@ pub(super) fn markdown(options: &Options, results: &Results, rows: &[Row], stamp
          each run comes right before figure 1's PostgreSQL run with the keysd-format key (`SS.…`, made by a create) \
          on the same server, its baseline, and the ratio is the median of the per-run ratios.\n",
         c = options.concurrency
+    );
+    let usage = &results.usage_query;
+    let _ = writeln!(
+        md,
+        "Added for issue 24:\n\n\
+         - 1g. Figure 1's PostgreSQL verification (usage counted, keysd's default: every verification counted per \
+         key and outcome in memory, written every 60 s) beside the same on a keysd with `--usage-interval-seconds 0` \
+         (no counting per key), on a database of its own, from {c} connections; the runs alternate in the same \
+         rounds as figure 1's, and the ratio is the median of the per-run ratios.\n\
+         - 9. A fresh PostgreSQL database and keysd; one API key created through the API, and its rows written \
+         into `usage_counts` with SQL: every hour of the 30 days before the current hour, under two outcomes \
+         (`valid`, `origin_not_allowed`), {per_answer} rows. Then `VACUUM ANALYZE`, and `GET \
+         /v1/staging/usage/?granularity=hour&key_id=<id>&since={since}&until={until}` from 1 connection (every \
+         answer checked to hold {per_answer} rows): that is the baseline, the key's rows alone in the table. Then \
+         {synthetic} synthetic keys' hourly rows are bulk-inserted with SQL `generate_series` (store-shaped ids, \
+         1,000 keys to a workspace, each key counted `valid` in 4 hours of every day of the same 30 days, 120 rows a \
+         key), `VACUUM ANALYZE` again, and the same query is measured again. The ratio is of the p99s. The target \
+         is for 100,000 keys (12,001,320 rows); a smaller table (`--quick`, `--usage-keys`) reports it as not \
+         measured.\n\
+         - 9b. A fresh PostgreSQL database and a keysd with `--usage-interval-seconds 1`; {active} API keys \
+         (`sk_live_` and 32 random alphanumerics) imported through `POST /v1/staging/ws_api_key/import/`, 1,000 a \
+         call. Measured: each key verified once (`POST /v1/verify/api_key/` from {c} connections, every answer \
+         checked for `\"valid\":true`), then the bench waits until the minute rows' counts add up to the \
+         verifications, and two intervals more; the rows added to `usage_counts` and the growth of \
+         `pg_total_relation_size('usage_counts')` (the table with its indexes), from before the verifications to \
+         then, give the rows per key (one bucket of each width: a minute, an hour, a day) and the bytes per row. \
+         Computed, not measured: for {keys} keys each verified once a minute with one outcome, the rows each \
+         minute's write touches ({keys} × the rows per key: a new minute row and the hour's and day's rows, \
+         which are added to after their first minute), the rows added a day ({keys} × 1,465: 1,440 minutes, 24 \
+         hours, a day) and their bytes at the measured bytes per row, and the rows and bytes held once keysd's \
+         default retention (48 h of minutes, 90 days of hours, 730 days of days) prunes as much as it adds \
+         ({keys} × 5,770). Not in the bytes: the dead row versions the updates of hour and day rows leave until \
+         autovacuum reclaims them, and `usage_batches` (a row per write).\n",
+        c = options.concurrency,
+        per_answer = thousands(usage.rows_per_answer as f64),
+        since = if usage.since.is_empty() { "…" } else { &usage.since },
+        until = if usage.until.is_empty() { "…" } else { &usage.until },
+        synthetic = thousands(options.usage_keys.saturating_sub(1) as f64),
+        active = thousands(options.usage_active_keys as f64),
+        keys = thousands(super::usage::ACTIVE_KEYS as f64),
     );
     let _ = writeln!(md, "Nothing in the test suite asserts a time; these figures are only reported.");
     md

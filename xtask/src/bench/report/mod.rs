@@ -1,7 +1,7 @@
 //! Writes `BENCHMARKS.md` (the table) and `benchmarks.json` (everything):
 //! the rows of each group of figures, each beside its baseline, in
 //! [`verification`], [`scaling`], [`jwt`], [`creation`], [`writes`],
-//! [`memory`] and [`import`]; how a row is written in [`row`]; the two
+//! [`memory`], [`import`] and [`usage`]; how a row is written in [`row`]; the two
 //! files in [`markdown`] and [`json`].
 
 mod creation;
@@ -12,6 +12,7 @@ mod markdown;
 mod memory;
 mod row;
 mod scaling;
+mod usage;
 mod verification;
 mod writes;
 
@@ -37,6 +38,7 @@ fn rows(options: &Options, results: &Results) -> Vec<Row> {
     memory::rows(&mut rows, results);
     scaling::audit_rows(&mut rows, results, &connections);
     import::rows(&mut rows, results);
+    usage::rows(&mut rows, results);
     rows
 }
 

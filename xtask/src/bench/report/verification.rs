@@ -1,12 +1,13 @@
 //! The rows of figure 1: API-key verification beside hello, forward
 //! authentication (1b), `last_used_at` recording on against off (1c), its
-//! writer with many keys (1d), CPU per request against its floor (1e), and
-//! an imported foreign-format key against a keysd-format one (1f).
+//! writer with many keys (1d), CPU per request against its floor (1e), an
+//! imported foreign-format key against a keysd-format one (1f), and usage
+//! counting on against off (1g).
 
 use serde_json::json;
 
 use super::row::{ratio_text, thousands, throughput, Row};
-use crate::bench::figures::{paired_ratios, round, Results};
+use crate::bench::figures::{paired_ratios, round, Results, Series};
 use crate::bench::{median, Options};
 
 pub(super) fn api_key_rows(rows: &mut Vec<Row>, options: &Options, results: &Results, hello_rps: &[f64]) {
@@ -36,33 +37,15 @@ pub(super) fn api_key_rows(rows: &mut Vec<Row>, options: &Options, results: &Res
     }
 
     // 1c. `last_used_at` recording on (the default) against off.
-    {
-        let on = &results.verify_postgres;
-        let off = &results.verify_postgres_unrecorded;
-        let on_rps: Vec<f64> = on.runs.iter().map(|run| run.rps).collect();
-        let off_rps: Vec<f64> = off.runs.iter().map(|run| run.rps).collect();
-        let ratios = paired_ratios(&on_rps, &off_rps);
-        let ratio = median(&ratios);
-        rows.push(Row {
-            number: "1c",
-            id: "verify_api_key_postgres_last_used_recording".to_owned(),
-            figure: format!(
-                "API-key verification, PostgreSQL, `last_used_at` recorded (default), {} connections",
-                options.concurrency
-            ),
-            keysd: throughput(on, "req/s"),
-            baseline: format!("the same with `--last-used-interval-seconds 0`: {}", throughput(off, "req/s")),
-            ratio: ratio_text(ratio),
-            target: "≥ 0.95 of recording off".to_owned(),
-            met: Some(ratio >= 0.95),
-            json: json!({
-                "keysd": on.to_json(),
-                "baseline": {"name": "keysd with --last-used-interval-seconds 0", "series": off.to_json()},
-                "ratio": round(ratio, 3),
-                "ratio_per_run": ratios.iter().map(|ratio| round(*ratio, 3)).collect::<Vec<_>>(),
-            }),
-        });
-    }
+    rows.push(on_against_off(
+        ("1c", "verify_api_key_postgres_last_used_recording"),
+        format!(
+            "API-key verification, PostgreSQL, `last_used_at` recorded (default), {} connections",
+            options.concurrency
+        ),
+        (&results.verify_postgres, &results.verify_postgres_unrecorded),
+        ("--last-used-interval-seconds 0", "recording off"),
+    ));
 
     // 1d. The `last_used_at` writer with many distinct keys.
     {
@@ -180,6 +163,51 @@ pub(super) fn api_key_rows(rows: &mut Vec<Row>, options: &Options, results: &Res
                 "baseline_server_cores_busy": round(native.server_cores(), 2),
             }),
         });
+    }
+
+    // 1g. Usage counting on (the default) against off.
+    rows.push(on_against_off(
+        ("1g", "verify_api_key_postgres_usage_counting"),
+        format!(
+            "API-key verification, PostgreSQL, usage counted (default, written every 60 s), {} connections",
+            options.concurrency
+        ),
+        (&results.verify_postgres, &results.verify_postgres_uncounted),
+        ("--usage-interval-seconds 0", "counting off"),
+    ));
+}
+
+/// A row of figure 1's PostgreSQL verification with keysd's default on
+/// against the same with a recorder turned off by `flag` (1c, 1g): the
+/// runs alternate in the same rounds, the ratio is the median of the
+/// per-run ratios, the target 0.95.
+fn on_against_off(
+    (number, id): (&'static str, &str),
+    figure: String,
+    (on, off): (&Series, &Series),
+    (flag, off_name): (&str, &str),
+) -> Row {
+    let on_rps: Vec<f64> = on.runs.iter().map(|run| run.rps).collect();
+    let off_rps: Vec<f64> = off.runs.iter().map(|run| run.rps).collect();
+    let ratios = paired_ratios(&on_rps, &off_rps);
+    let ratio = median(&ratios);
+    Row {
+        number,
+        id: id.to_owned(),
+        figure,
+        keysd: throughput(on, "req/s"),
+        baseline: format!("the same with `{flag}`: {}", throughput(off, "req/s")),
+        ratio: ratio_text(ratio),
+        target: format!("≥ 0.95 of {off_name}"),
+        met: Some(ratio >= 0.95),
+        json: json!({
+            "keysd": on.to_json(),
+            "baseline": {"name": format!("keysd with {flag}"), "series": off.to_json()},
+            "ratio": round(ratio, 3),
+            "ratio_per_run": ratios.iter().map(|ratio| round(*ratio, 3)).collect::<Vec<_>>(),
+            "server_cores_busy": round(on.server_cores(), 2),
+            "baseline_server_cores_busy": round(off.server_cores(), 2),
+        }),
     }
 }
 
