@@ -25,6 +25,7 @@ use tokio::time::Instant;
 use utoipa::ToSchema;
 
 use http::StatusCode;
+use keys_crypto::AlertSignatureRejection;
 use keys_service::leaks::{LeakLabel, MAX_LEAK_SOURCE_CHARS};
 
 use super::HttpResult;
@@ -51,13 +52,22 @@ pub(crate) const LEAK_ROUTES: [&str; 2] = ["/v1/secret_scanning/github/", "/v1/l
 /// `POST /v1/secret_scanning/github/`.
 pub(crate) async fn github(call: Signed<'_>) -> HttpResult {
     let started = Instant::now();
+    let header = |name: &str| call.head.headers.get(name).and_then(|value| value.to_str().ok());
+    let body = call.input.raw_body();
+    // An alert without its signature is refused as such, whether or not
+    // this server takes alerts at all.
+    let missing = [
+        ("github-public-key-identifier", AlertSignatureRejection::MissingIdentifier),
+        ("github-public-key-signature", AlertSignatureRejection::MissingSignature),
+    ];
+    if let Some((_, rejection)) = missing.iter().find(|(name, _)| header(name).is_none_or(str::is_empty)) {
+        return Err(ApiError::BadSignature(rejection.as_str()));
+    }
     let Some(keys) = call.state.config.github_keys.as_ref() else {
         return Err(ApiError::NotFound(
             "GitHub secret scanning is not enabled on this server (--github-secret-scanning-keys)".to_owned(),
         ));
     };
-    let header = |name: &str| call.head.headers.get(name).and_then(|value| value.to_str().ok());
-    let body = call.input.raw_body();
     keys.current()
         .verify(header("github-public-key-identifier"), header("github-public-key-signature"), body)
         .map_err(|rejection| ApiError::BadSignature(rejection.as_str()))?;

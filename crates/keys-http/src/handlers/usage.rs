@@ -14,7 +14,7 @@ use super::{echo, in_workspace, instant, HttpResult};
 use crate::error::{ApiError, Dialect};
 use crate::query::pairs as query_pairs;
 use crate::respond::json;
-use crate::routing::{authenticated, Authenticated, Operation, Query, Route, Tag, NOT_FOUND};
+use crate::routing::{authenticated, Authenticated, Operation, Query, Route, Tag, BAD_REQUEST, NOT_FOUND};
 use crate::schema::{schema, string_enum};
 use crate::wire::format_timestamp;
 
@@ -113,7 +113,9 @@ const USAGE: &[Operation] = &[Operation::get(
              default); `next_cursor` continues (null on the last page). Counts are in within one \
              `--usage-interval-seconds` (60 s by default) of the verification.",
 )
-.refuses(&[NOT_FOUND])];
+// What no schema says: `key_id` and `external_id` exclude each other,
+// `since` must come before `until`, a cursor is one this server made.
+.refuses(&[BAD_REQUEST, NOT_FOUND])];
 
 /// Dialect 1's usage.
 pub(crate) static ROUTES: &[Route] = &[Route::new("/v1/{workspace}/usage/", Dialect::SuprSend, Tag::ApiKeys, USAGE)];
