@@ -208,6 +208,12 @@ impl Sql for PgConnection {
     /// Lets foreign-key checks of other transactions through, unlike
     /// `FOR UPDATE`, while excluding every other writer of the row.
     const ROW_LOCK: &'static str = " FOR NO KEY UPDATE";
+    /// The count migration 0007's triggers keep: a command that adds API
+    /// keys has written them by then, so its own trigger holds this row's
+    /// lock and its newest version (concurrent one-statement creates
+    /// included). Counting the rows instead cost a scan of the workspace's
+    /// keys per command: O(n^2) over an import of n keys.
+    const LIVE_API_KEYS: &'static str = "SELECT live AS total FROM workspace_api_key_counts WHERE workspace_uid = $1";
     /// A transaction-local setting the trigger of migration 0006 reads.
     const OPEN_AUDIT_PRUNE: &'static str = "SELECT set_config('keysd.audit_prune', $1, true)";
     const CLOSE_AUDIT_PRUNE: &'static str = "SELECT set_config('keysd.audit_prune', '', true)";

@@ -231,6 +231,9 @@ impl Sql for SqliteConnection {
     type Row = SqliteRow;
     /// Nothing: `BEGIN IMMEDIATE` already excludes every other writer.
     const ROW_LOCK: &'static str = "";
+    /// No count table (one writer at a time): the rows themselves.
+    const LIVE_API_KEYS: &'static str =
+        "SELECT COUNT(*) AS total FROM api_keys WHERE workspace_uid = $1 AND deleted_at IS NULL";
     /// A guard row the trigger of migration 0006 looks for; no other
     /// connection sees it (uncommitted, under `BEGIN IMMEDIATE`).
     const OPEN_AUDIT_PRUNE: &'static str = "INSERT INTO audit_prune_guard (organisation_id) VALUES ($1)";

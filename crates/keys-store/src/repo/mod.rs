@@ -187,6 +187,9 @@ pub trait Sql: Send {
     type Row: RowExt + Send;
     /// Appended to the `lock_*` lookups.
     const ROW_LOCK: &'static str;
+    /// How many live API keys the workspace `$1` has, read after a
+    /// command's writes under its lock (`total`).
+    const LIVE_API_KEYS: &'static str;
     /// Lets this transaction delete the audit events of the organisation
     /// `$1` (the append-only triggers refuse every other delete).
     const OPEN_AUDIT_PRUNE: &'static str;

@@ -8,7 +8,7 @@ use super::*;
 pub async fn count_live<C: Sql + ?Sized>(sql: &mut C, kind: QuotaKind, holder: &str) -> StoreResult<u64> {
     let sql_text = match kind {
         QuotaKind::Workspaces => "SELECT COUNT(*) AS total FROM workspaces WHERE organisation_id = $1",
-        QuotaKind::ApiKeys => "SELECT COUNT(*) AS total FROM api_keys WHERE workspace_uid = $1 AND deleted_at IS NULL",
+        QuotaKind::ApiKeys => C::LIVE_API_KEYS,
         QuotaKind::PublicKeys => {
             "SELECT COUNT(*) AS total FROM public_keys WHERE workspace_uid = $1 AND deleted_at IS NULL"
         }
