@@ -56,7 +56,6 @@ use rand_core::{CryptoRngCore, OsRng};
 use time::OffsetDateTime;
 
 pub use usage::UsageFlusher;
-pub use usage_counts::UsageCountsFlusher;
 pub use verification::{PublicKeyRequest, Refusal, Verdict, VerifiedApiKey, VerifiedJwt, VerifiedPublicKey};
 
 /// Where `now` comes from. [`SystemClock`] in production; tests and

@@ -157,30 +157,44 @@ impl Service {
     /// [`UsageFlusher::stop`] (then call [`Service::flush_uses`]
     /// once more, as graceful shutdown does).
     pub fn spawn_usage_flusher(self: &Arc<Self>, interval: Duration) -> UsageFlusher {
-        let service = Arc::clone(self);
-        let stop = Arc::new(Notify::new());
-        let stopped = Arc::clone(&stop);
-        let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
-            loop {
-                // Only the wait is raced against the stop: a flush under
-                // way always finishes.
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    () = stopped.notified() => return,
-                }
-                if let Err(error) = service.flush_uses().await {
-                    tracing::warn!(%error, "writing last_used_at failed; retrying at the next interval");
-                }
+        every(self, interval, |service| async move {
+            if let Err(error) = service.flush_uses().await {
+                tracing::warn!(%error, "writing last_used_at failed; retrying at the next interval");
             }
-        });
-        UsageFlusher { stop, task }
+        })
     }
 }
 
-/// The background task of [`Service::spawn_usage_flusher`].
+/// Runs `work` on the service every `interval` until the returned
+/// flusher's [`UsageFlusher::stop`]: the task of both background writers
+/// (`last_used_at`, and the usage counts of [`crate::usage_counts`]).
+pub(crate) fn every<Work, Done>(service: &Arc<Service>, interval: Duration, work: Work) -> UsageFlusher
+where
+    Work: Fn(Arc<Service>) -> Done + Send + 'static,
+    Done: std::future::Future<Output = ()> + Send,
+{
+    let service = Arc::clone(service);
+    let stop = Arc::new(Notify::new());
+    let stopped = Arc::clone(&stop);
+    let task = tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
+        loop {
+            // Only the wait is raced against the stop: work under way
+            // always finishes.
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stopped.notified() => return,
+            }
+            work(Arc::clone(&service)).await;
+        }
+    });
+    UsageFlusher { stop, task }
+}
+
+/// A background writer of [`Service::spawn_usage_flusher`] or
+/// [`Service::spawn_usage_counts_flusher`].
 #[derive(Debug)]
 pub struct UsageFlusher {
     stop: Arc<Notify>,
@@ -195,7 +209,7 @@ impl UsageFlusher {
         // next wait.
         self.stop.notify_one();
         if let Err(error) = self.task.await {
-            tracing::warn!(%error, "the API key last_used_at flusher ended abnormally");
+            tracing::warn!(%error, "a usage flusher ended abnormally");
         }
     }
 }

@@ -29,9 +29,9 @@ use std::time::Duration;
 use keys_core::usage::{Granularity, UsageRetention, UsageWindow};
 use keys_store::{UsageBatch, UsageCount, UsageOf, UsagePosition, UsageQuery, UsageRow};
 use time::OffsetDateTime;
-use tokio::sync::Notify;
 
 use crate::audit::InvalidCursor;
+use crate::usage::UsageFlusher;
 use crate::workspaces::InWorkspace;
 use crate::{Service, ServiceResult};
 
@@ -223,31 +223,18 @@ impl Service {
     }
 
     /// Writes the counts every `interval`, and prunes what is past its
-    /// retention, until [`UsageCountsFlusher::stop`] (then call
+    /// retention, until [`UsageFlusher::stop`] (then call
     /// [`Service::flush_usage_counts`] once more, as graceful shutdown
     /// does).
-    pub fn spawn_usage_counts_flusher(self: &Arc<Self>, interval: Duration) -> UsageCountsFlusher {
-        let service = Arc::clone(self);
-        let stop = Arc::new(Notify::new());
-        let stopped = Arc::clone(&stop);
-        let task = tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            ticks.tick().await;
-            loop {
-                tokio::select! {
-                    _ = ticks.tick() => {}
-                    () = stopped.notified() => return,
-                }
-                if let Err(error) = service.flush_usage_counts().await {
-                    tracing::warn!(%error, "writing usage counts failed; they are kept for the next interval");
-                }
-                if let Err(error) = service.prune_usage().await {
-                    tracing::warn!(%error, "pruning usage counts failed; retrying at the next interval");
-                }
+    pub fn spawn_usage_counts_flusher(self: &Arc<Self>, interval: Duration) -> UsageFlusher {
+        crate::usage::every(self, interval, |service| async move {
+            if let Err(error) = service.flush_usage_counts().await {
+                tracing::warn!(%error, "writing usage counts failed; they are kept for the next interval");
             }
-        });
-        UsageCountsFlusher { stop, task }
+            if let Err(error) = service.prune_usage().await {
+                tracing::warn!(%error, "pruning usage counts failed; retrying at the next interval");
+            }
+        })
     }
 }
 
@@ -274,23 +261,6 @@ impl Drop for KeptBatch<'_> {
         let empty = UsageBatch { id: String::new(), counts: Vec::new(), written_at: OffsetDateTime::UNIX_EPOCH };
         let batch = std::mem::replace(&mut self.batch, empty);
         self.counter.unwritten.lock().unwrap_or_else(PoisonError::into_inner).push(batch);
-    }
-}
-
-/// The background task of [`Service::spawn_usage_counts_flusher`].
-#[derive(Debug)]
-pub struct UsageCountsFlusher {
-    stop: Arc<Notify>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl UsageCountsFlusher {
-    /// Stops the flusher once the flush under way, if any, has finished.
-    pub async fn stop(self) {
-        self.stop.notify_one();
-        if let Err(error) = self.task.await {
-            tracing::warn!(%error, "the usage counts flusher ended abnormally");
-        }
     }
 }
 

@@ -10,7 +10,7 @@ use http::StatusCode;
 use keys_service::audit::{AuditCursor, AuditEventsRequest};
 use keys_store::AuditAction;
 
-use super::instant;
+use super::instant_or_told;
 use super::{echo, HttpResult};
 use crate::error::{ApiError, Dialect};
 use crate::query::pairs as query_pairs;
@@ -30,17 +30,9 @@ fn parse_query(query: Option<&str>) -> Result<AuditEventsRequest, ApiError> {
     let mut request = AuditEventsRequest { limit: DEFAULT_LIMIT, ..AuditEventsRequest::default() };
     let mut problems = Vec::new();
     for (key, value) in query_pairs(query)? {
-        let mut time = |field: &str| match instant(field, &value) {
-            Ok(at) => Some(at),
-            Err(ApiError::Validation(told)) => {
-                problems.extend(told);
-                None
-            }
-            Err(_) => None,
-        };
         match key.as_str() {
-            "since" => request.since = time("since"),
-            "until" => request.until = time("until"),
+            "since" => request.since = instant_or_told("since", &value, &mut problems),
+            "until" => request.until = instant_or_told("until", &value, &mut problems),
             "workspace" => request.workspace = Some(value),
             "target_id" => request.target_id = Some(value),
             "action" => match AuditAction::parse(&value) {

@@ -64,6 +64,19 @@ pub(crate) fn instant(field: &str, text: &str) -> Result<time::OffsetDateTime, A
     })
 }
 
+/// [`instant`] for a query parser that tells every problem at once: the
+/// instant, or `None` with the problem added to `problems`.
+pub(crate) fn instant_or_told(field: &str, text: &str, problems: &mut Vec<String>) -> Option<time::OffsetDateTime> {
+    match instant(field, text) {
+        Ok(at) => Some(at),
+        Err(ApiError::Validation(told)) => {
+            problems.extend(told);
+            None
+        }
+        Err(_) => None,
+    }
+}
+
 /// A required name: absent, blank or too long is a 400.
 pub(crate) fn required_name(name: Option<&str>) -> Result<Name, ApiError> {
     let name = name.ok_or_else(|| ApiError::validation("name is required"))?;

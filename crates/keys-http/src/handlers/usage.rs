@@ -10,7 +10,7 @@ use keys_core::usage::{Granularity, UsageWindow, MAX_USAGE_ROWS};
 use keys_service::usage_counts::{UsageCursor, UsageRequest};
 use keys_store::{UsageOf, UsageRow};
 
-use super::{echo, in_workspace, instant, HttpResult};
+use super::{echo, in_workspace, instant_or_told, HttpResult};
 use crate::error::{ApiError, Dialect};
 use crate::query::pairs as query_pairs;
 use crate::respond::json;
@@ -25,17 +25,9 @@ fn parse_query(query: Option<&str>, now: time::OffsetDateTime) -> Result<UsageRe
     let (mut granularity, mut since, mut until) = (Granularity::Hour, None, None);
     let (mut key_id, mut external_id, mut after, mut limit) = (None, None, None, MAX_USAGE_ROWS);
     for (key, value) in query_pairs(query)? {
-        let mut time = |field: &str| match instant(field, &value) {
-            Ok(at) => Some(at),
-            Err(ApiError::Validation(told)) => {
-                problems.extend(told);
-                None
-            }
-            Err(_) => None,
-        };
         match key.as_str() {
-            "since" => since = time("since"),
-            "until" => until = time("until"),
+            "since" => since = instant_or_told("since", &value, &mut problems),
+            "until" => until = instant_or_told("until", &value, &mut problems),
             "granularity" => match Granularity::parse(&value) {
                 Ok(parsed) => granularity = parsed,
                 Err(error) => problems.push(error.to_string()),

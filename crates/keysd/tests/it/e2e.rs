@@ -491,14 +491,14 @@ on_both_backends! {
 
 /// Two `keysd serve` on one fresh PostgreSQL database, started with
 /// `extra`, and a client of each with the bootstrap token.
-struct Replicas {
+pub(crate) struct Replicas {
     backend: Backend,
     servers: [Server; 2],
-    apis: [Api; 2],
+    pub(crate) apis: [Api; 2],
 }
 
 impl Replicas {
-    async fn start(extra: &[&str]) -> Self {
+    pub(crate) async fn start(extra: &[&str]) -> Self {
         let backend = Backend::postgres().await;
         let first = Server::start(&backend, extra).await;
         let token = first.token.clone().expect("bootstrap token");
@@ -508,7 +508,7 @@ impl Replicas {
         Self { backend, servers: [first, second], apis }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         for server in self.servers {
             server.stop().await;
         }

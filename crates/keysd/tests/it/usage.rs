@@ -18,7 +18,7 @@ use keys_testkit::{on_both_backends, TestDb};
 use rand_core::OsRng;
 use serde_json::{json, Value};
 
-use crate::e2e::{text, Api, Server};
+use crate::e2e::{text, Api, Replicas, Server};
 
 /// How long counts may take to arrive before a read gives up: many
 /// intervals of one second, on two busy cores.
@@ -133,33 +133,6 @@ async fn sqlite_usage_counts_arrive_exactly() {
     let api = restarted.client(&token);
     assert_eq!(usage(&api, "granularity=minute").await, totals);
     restarted.stop().await;
-}
-
-/// Two `keysd serve` on one fresh PostgreSQL database, each writing its
-/// counts every second.
-struct Replicas {
-    backend: TestDb,
-    servers: [Server; 2],
-    apis: [Api; 2],
-}
-
-impl Replicas {
-    async fn start(extra: &[&str]) -> Self {
-        let backend = TestDb::postgres().await;
-        let first = Server::start(&backend, extra).await;
-        let token = first.token.clone().expect("bootstrap token");
-        let second = Server::start(&backend, extra).await;
-        assert_eq!(second.token, None, "the second replica does not bootstrap");
-        let apis = [first.client(&token), second.client(&token)];
-        Self { backend, servers: [first, second], apis }
-    }
-
-    async fn stop(self) {
-        for server in self.servers {
-            server.stop().await;
-        }
-        self.backend.cleanup().await;
-    }
 }
 
 /// PostgreSQL, two replicas: a known mix split across both (the same keys
