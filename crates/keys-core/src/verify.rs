@@ -91,6 +91,12 @@ pub enum Denial {
     AudienceNotAccepted,
     /// The credential verified but lacks one of the required scopes.
     InsufficientScope,
+    /// The key verified but one of its rate limits, or its identity's,
+    /// refuses it now (`keys_core::meter::decide`).
+    RateLimited,
+    /// The key verified but its balance, or its identity's, holds less
+    /// than the verification's cost.
+    UsageExceeded,
     /// The request carried no credential at all (forward authentication).
     CredentialMissing,
     /// The gateway's own service token (forward authentication's
@@ -130,13 +136,15 @@ impl Denial {
             Self::TokenLifetimeTooLong => "token_lifetime_too_long",
             Self::AudienceNotAccepted => "audience_not_accepted",
             Self::InsufficientScope => "insufficient_scope",
+            Self::RateLimited => "rate_limited",
+            Self::UsageExceeded => "usage_exceeded",
             Self::CredentialMissing => "credential_missing",
             Self::ServiceTokenInvalid => "service_token_invalid",
         }
     }
 
     /// Every denial, for metrics that pre-register their labels.
-    pub const ALL: [Denial; 30] = [
+    pub const ALL: [Denial; 32] = [
         Self::Malformed,
         Self::UnknownKey,
         Self::Deleted,
@@ -165,6 +173,8 @@ impl Denial {
         Self::TokenLifetimeTooLong,
         Self::AudienceNotAccepted,
         Self::InsufficientScope,
+        Self::RateLimited,
+        Self::UsageExceeded,
         Self::CredentialMissing,
         Self::ServiceTokenInvalid,
     ];

@@ -52,6 +52,11 @@ fn path_parameter(name: &str) -> Option<(&'static str, &'static str)> {
         "signing_key_uid" => ("The signing key's uid, `signing_key_<ULID>` (also its JWT `kid`).", "^signing_key_"),
         "organisation_id" => ("The organisation's id, a ULID.", ULID),
         "key_id" => ("The organisation signing key's id, a ULID.", ULID),
+        "external_id" => (
+            "The identity's `external_id` (the keys' owner in the customer's system), percent-encoded where a URL \
+             needs it.",
+            "^[^/]{1,765}$",
+        ),
         "asset" => (
             "A file of the console: `index.html`, `console.js` or `console.css`.",
             "^(index\\.html|console\\.js|console\\.css)$",

@@ -343,6 +343,8 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         .usage_interval
         .filter(|_| app.listener == Listener::Main)
         .map(|interval| app.state.service.spawn_usage_counts_flusher(interval));
+    // Metering's slices and batches go back when idle, and at shutdown.
+    let sweeper = (app.listener == Listener::Main).then(|| app.state.service.spawn_metering_sweeper());
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
@@ -435,6 +437,13 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         // The counts since the last interval are not lost.
         if let Err(error) = app.service().flush_usage_counts().await {
             tracing::warn!(%error, "writing the usage counts at shutdown failed");
+        }
+    }
+    if let Some(sweeper) = sweeper {
+        sweeper.stop().await;
+        // What this replica holds of the shared balances goes back.
+        if let Err(error) = app.service().hand_back_metering().await {
+            tracing::warn!(%error, "handing back metering slices at shutdown failed");
         }
     }
     Ok(())

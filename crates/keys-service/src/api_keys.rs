@@ -75,11 +75,27 @@ impl InWorkspace<'_> {
 
     /// Creates a key; the store keeps only the secret's digest.
     pub async fn create_api_key(&self, profile: NewApiKey) -> ServiceResult<IssuedApiKey> {
+        self.create_metered_api_key(profile, None).await
+    }
+
+    /// Creates a key with its rate limits and credits, in one transaction
+    /// (docs/METERING.md); `None` meters nothing.
+    pub async fn create_metered_api_key(
+        &self,
+        profile: NewApiKey,
+        setting: Option<keys_store::MeterSetting>,
+    ) -> ServiceResult<IssuedApiKey> {
         let now = self.now();
         let (material, secret) = material(self.workspace.api_key_prefix.as_ref(), now, &mut self.service.rng());
         let new = keys_core::NewApiKey { workspace: self.workspace.uid.clone(), material, profile };
         let key = ApiKey::create(new, self.caller.actor(), now).map_err(StoreError::Refused)?;
-        self.service.mutations(self.caller).create_api_key(&key).await?;
+        let store = self.service.mutations(self.caller);
+        match setting {
+            Some(setting) => {
+                store.run(keys_store::CreateMeteredApiKey { key: key.clone(), setting }).await?;
+            }
+            None => store.create_api_key(&key).await?,
+        }
         Ok(IssuedApiKey { key, secret })
     }
 

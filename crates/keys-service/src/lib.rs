@@ -31,6 +31,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod jwks;
 pub mod leaks;
+pub mod metering;
 pub mod operators;
 pub mod organisation_keys;
 pub mod public_keys;
@@ -56,7 +57,9 @@ use rand_core::{CryptoRngCore, OsRng};
 use time::OffsetDateTime;
 
 pub use usage::UsageFlusher;
-pub use verification::{PublicKeyRequest, Refusal, Verdict, VerifiedApiKey, VerifiedJwt, VerifiedPublicKey};
+pub use verification::{
+    MeteredVerdict, PublicKeyRequest, Refusal, Verdict, VerifiedApiKey, VerifiedJwt, VerifiedPublicKey,
+};
 
 /// Where `now` comes from. [`SystemClock`] in production; tests and
 /// embedders may pass their own.
@@ -374,6 +377,8 @@ pub struct Service {
     /// Gateway tokens stronger than `verify` already warned of
     /// ([`Service::authenticate_gateway`]).
     strong_gateways: std::sync::Mutex<std::collections::HashSet<keys_core::ServiceTokenId>>,
+    /// What this replica holds of metering ([`metering`]).
+    metering: metering::Metering,
 }
 
 impl fmt::Debug for Service {
@@ -420,6 +425,7 @@ impl Service {
             jwks_documents: jwks::JwksDocuments::default(),
             signature_checks: std::sync::atomic::AtomicU64::new(0),
             strong_gateways: std::sync::Mutex::default(),
+            metering: metering::Metering::default(),
         }
     }
 

@@ -22,6 +22,7 @@ use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError, RwLock};
 
+use keys_core::meter::{Decision, MeterRequest};
 use keys_core::verify::TokenTimes;
 
 use keys_core::verify::{
@@ -97,6 +98,16 @@ impl VerifiedApiKey {
     pub fn workspace(&self) -> &Workspace {
         &self.found.1
     }
+}
+
+/// An API key's verdict with metering's decision: `meter` is `None` when
+/// nothing meters the key or it did not verify; a refusal by metering is
+/// `rate_limited` or `usage_exceeded` in `verdict`, with the decision (its
+/// report, its retry instant) here.
+#[derive(Debug, Clone)]
+pub struct MeteredVerdict {
+    pub verdict: Result<VerifiedApiKey, Refusal>,
+    pub meter: Option<Decision>,
 }
 
 /// What a public-key check presents.
@@ -273,22 +284,49 @@ impl Service {
         presented: &str,
         required_scopes: &[R],
     ) -> Verdict<VerifiedApiKey> {
+        let metered = self.verify_api_key_metered(caller, presented, required_scopes, &MeterRequest::default()).await?;
+        Ok(metered.verdict)
+    }
+
+    /// Verifies a server-side API key as [`Self::verify_api_key_with_scopes`]
+    /// does, then meters it (docs/METERING.md): the key's rate limits and
+    /// its identity's, then their credits, spending `request.cost`. A key
+    /// that its metering refuses is `rate_limited` or `usage_exceeded`, and
+    /// the refusal spends nothing. The answer carries metering's decision
+    /// (`None` when nothing meters the key, or it did not verify).
+    pub async fn verify_api_key_metered<R: AsRef<str> + Sync>(
+        &self,
+        caller: &Caller,
+        presented: &str,
+        required_scopes: &[R],
+        request: &MeterRequest,
+    ) -> Result<MeteredVerdict, StoreError> {
+        let refused = |refusal: Refusal| MeteredVerdict { verdict: Err(refusal), meter: None };
         if let Err(refusal) = may_verify(caller) {
-            return Ok(Err(refusal));
+            return Ok(refused(refusal));
         }
         let Some(digest) = api_key_digest(presented) else {
-            return Ok(Err(Denial::Malformed.into()));
+            return Ok(refused(Denial::Malformed.into()));
         };
         let found = self.store.shared_api_key_by_digest(&digest).await?;
         let now = self.now();
         let pair = found.as_deref().map(|(key, workspace)| (key, workspace));
-        let decided = decide_api_key(pair, caller.scope(), now, required_scopes).map(|_| ());
+        let mut decided = decide_api_key(pair, caller.scope(), now, required_scopes).map(|_| ());
+        let mut meter = None;
+        if let (Ok(()), Some((key, workspace))) = (&decided, found.as_deref()) {
+            meter = self.metering.meter(self.store.as_ref(), key, workspace, request, now).await?;
+            match &meter {
+                Some(Decision::RateLimited { .. }) => decided = Err(Denial::RateLimited),
+                Some(Decision::UsageExceeded { .. }) => decided = Err(Denial::UsageExceeded),
+                _ => {}
+            }
+        }
         if let Some((key, workspace)) = found.as_deref() {
             let counted = Counted { workspace: workspace.uid.as_str(), key_id: key.id.as_str() };
             let outcome = decided.map_or_else(Denial::reason, |()| VALID);
             self.usage_counts.record(counted, outcome, digest.as_bytes()[0], now);
         }
-        Ok(match (decided, found) {
+        let verdict = match (decided, found) {
             (Ok(()), Some(found)) => {
                 self.usage.record(&found.0.id, digest.as_bytes()[0], now);
                 Ok(VerifiedApiKey { found })
@@ -296,7 +334,8 @@ impl Service {
             (Err(denial), _) => Err(denial.into()),
             // A decision that grants always had something to grant.
             (Ok(()), None) => Err(Denial::UnknownKey.into()),
-        })
+        };
+        Ok(MeteredVerdict { verdict, meter })
     }
 
     /// Verifies a publishable key (and, in secure mode, its user token) for

@@ -38,6 +38,7 @@ mod cache;
 mod change;
 mod commands;
 mod error;
+mod meters;
 mod mutations;
 mod pipeline;
 mod postgres;
@@ -55,13 +56,15 @@ pub use backup::{backup, Backup, BackupError};
 pub use cache::{CacheConfig, CachedStore};
 pub use change::{Change, CHANGES_CHANNEL};
 pub use commands::{
-    Acting, ApiKeyChange, AuditAction, AuditEvent, Bootstrap, ChangeApiKey, ChangePublicKey, Command, CreateApiKey,
-    CreateOrganisation, CreateOrganisationKey, CreatePublicKey, CreateServiceToken, CreateSigningKey, CreateWorkspace,
-    DeleteOrganisationKey, DeletePublicKey, DeleteSigningKey, Executed, ImportApiKeys, ImportedApiKeys, LeakedApiKey,
-    Lock, PatchWorkspace, PruneAuditEvents, PublicKeyChange, Queued, RecordedAuditEvent, Reply, ReportLeakedApiKey,
+    Acting, ApiKeyChange, AuditAction, AuditEvent, Bootstrap, ChangeApiKey, ChangeCredits, ChangePublicKey, Command,
+    CreateApiKey, CreateMeteredApiKey, CreateOrganisation, CreateOrganisationKey, CreatePublicKey, CreateServiceToken,
+    CreateSigningKey, CreateWorkspace, CreditsOf, DeleteIdentity, DeleteOrganisationKey, DeletePublicKey,
+    DeleteSigningKey, Executed, ImportApiKeys, ImportedApiKeys, LeakedApiKey, Lock, PatchWorkspace, PruneAuditEvents,
+    PublicKeyChange, PutIdentity, PutKeyMeter, Queued, RecordedAuditEvent, Reply, ReportLeakedApiKey,
     RevokeServiceToken, RollApiKey, RollSigningKey, StoredDigests,
 };
 pub use error::{Conflict, StoreError, StoreResult};
+pub use meters::{KeyMeters, MeterOf, MeterSetting, StoredMeter, TokensTaken};
 pub use mutations::{Attributed, Attribution, Mutations, Run};
 pub use pipeline::{Backend, SqlStore};
 pub use postgres::PgStore;
@@ -126,7 +129,9 @@ pub async fn open_cached_with(
         let store = PgStore::connect_with_migrations(url, migrations).await?;
         Ok(Arc::new(CachedStore::following(store.with_quotas(quotas), config).await?))
     } else if is_sqlite(url) {
-        Ok(Arc::new(CachedStore::new(SqliteStore::open_with(url, migrations).await?.with_quotas(quotas), config)))
+        Ok(Arc::new(
+            CachedStore::new(SqliteStore::open_with(url, migrations).await?.with_quotas(quotas), config).sole_writer(),
+        ))
     } else {
         Err(StoreError::UnsupportedUrl)
     }

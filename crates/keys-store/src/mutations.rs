@@ -22,7 +22,9 @@ use crate::commands::{
     RevokeServiceToken, RollApiKey, RollSigningKey,
 };
 use crate::error::StoreResult;
+use crate::meters::{MeterOf, TokensTaken};
 use crate::usage::{UsageBatch, UsagePruned};
+use keys_core::meter::{CreditPool, RateLimit, Reserved};
 use keys_core::usage::Granularity;
 
 /// Who caused a change, beyond its actor: the service token that acted and
@@ -83,6 +85,49 @@ impl<S: Mutations + ?Sized> Mutations for Attributed<'_, S> {
         limit: u32,
     ) -> StoreResult<UsagePruned> {
         self.store.prune_usage(cutoffs, batches_before, limit).await
+    }
+
+    async fn reserve_credits(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        want: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<(Reserved, CreditPool)>> {
+        self.store.reserve_credits(workspace, of, want, now).await
+    }
+
+    async fn hand_back_credits(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        epoch: u64,
+        unspent: u64,
+    ) -> StoreResult<()> {
+        self.store.hand_back_credits(workspace, of, epoch, unspent).await
+    }
+
+    async fn take_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        least: u32,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokensTaken> {
+        self.store.take_tokens(workspace, of, limit, least, want, now).await
+    }
+
+    async fn give_back_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        tokens: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.store.give_back_tokens(workspace, of, limit, tokens, now).await
     }
 }
 
@@ -206,6 +251,49 @@ pub trait Mutations: Send + Sync {
         batches_before: OffsetDateTime,
         limit: u32,
     ) -> StoreResult<UsagePruned>;
+
+    /// Reserves a slice of at most `want` credits of a metered subject for
+    /// this replica, in one transaction under the subject's row lock
+    /// ([`CreditPool::reserve`], a refill due applied first): the slice and
+    /// the pool after it. `None`: the subject spends no credits (or is gone).
+    async fn reserve_credits(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        want: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<(Reserved, CreditPool)>>;
+
+    /// Hands back the unspent part of a slice ([`CreditPool::hand_back`]).
+    async fn hand_back_credits(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        epoch: u64,
+        unspent: u64,
+    ) -> StoreResult<()>;
+
+    /// Takes a batch of `least` to `want` tokens from the shared counter of
+    /// `limit` ([`RateLimit::take_up_to`]) under the subject's row lock.
+    async fn take_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        least: u32,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokensTaken>;
+
+    /// Gives tokens taken and not used back to the shared counter.
+    async fn give_back_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        tokens: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<()>;
 
     async fn create_public_key(&self, new: NewPublicKey, actor: &Actor, now: OffsetDateTime) -> StoreResult<PublicKey> {
         Ok(self.run(CreatePublicKey { new, actor: actor.clone(), now }).await?.output)

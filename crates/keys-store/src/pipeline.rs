@@ -30,11 +30,13 @@ use time::OffsetDateTime;
 use crate::change::Change;
 use crate::commands::{self, Lock, Locked, Queued, RecordedAuditEvent, WriteConnection};
 use crate::error::{database, StoreError, StoreResult};
+use crate::meters::{KeyMeters, MeterOf, StoredMeter, TokensTaken};
 use crate::mutations::{Attribution, Mutations};
 use crate::quota;
 use crate::repo::{self, AuditQuery, Sql};
 use crate::store::{Listing, Lookups, Management};
 use crate::usage::{UsageBatch, UsagePruned, UsageQuery, UsageRow};
+use keys_core::meter::{CreditPool, RateLimit, Reserved};
 use keys_core::usage::Granularity;
 
 /// What a database brings to [`SqlStore`]: connections that speak
@@ -80,6 +82,9 @@ pub struct SqlStore<DB: Backend> {
     /// What opening found of the schema, and what it applied.
     pub(crate) schema: crate::schema::SchemaStatus,
 }
+
+/// One step of [`SqlStore::under_meter`].
+type MeterStep<'c, T> = std::pin::Pin<Box<dyn std::future::Future<Output = StoreResult<T>> + Send + 'c>>;
 
 impl<DB: Backend> SqlStore<DB> {
     /// The database's schema as opening found it (after applying what was
@@ -278,9 +283,130 @@ impl<DB: Backend> Mutations for SqlStore<DB> {
         })
         .await
     }
+
+    async fn reserve_credits(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        want: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<(Reserved, CreditPool)>> {
+        let reserved = self
+            .under_meter(workspace, of, move |sql, meter| {
+                Box::pin(async move {
+                    let Some(rule) = meter.meter.credits else { return Ok(None) };
+                    let (pool, reserved) = meter.pool.reserve(&rule, want, now);
+                    if pool != meter.pool {
+                        repo::save_pool(sql, &meter.workspace, &meter.of, &pool).await?;
+                    }
+                    Ok(Some((reserved, pool)))
+                })
+            })
+            .await?;
+        Ok(reserved.flatten())
+    }
+
+    async fn hand_back_credits(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        epoch: u64,
+        unspent: u64,
+    ) -> StoreResult<()> {
+        self.under_meter(workspace, of, move |sql, meter| {
+            Box::pin(async move {
+                let pool = meter.pool.hand_back(epoch, unspent);
+                if pool != meter.pool {
+                    repo::save_pool(sql, &meter.workspace, &meter.of, &pool).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(())
+    }
+
+    async fn take_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        least: u32,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokensTaken> {
+        let limit = limit.clone();
+        let taken = self
+            .under_meter(workspace, of, move |sql, meter| {
+                Box::pin(async move {
+                    let name = limit.name().as_str();
+                    let state = repo::counter(sql, &meter.workspace, &meter.of, name).await?;
+                    match limit.take_up_to(state.as_ref(), least, want, now) {
+                        Some((batch, next)) => {
+                            repo::save_counter(sql, &meter.workspace, &meter.of, name, &next).await?;
+                            Ok(Ok(batch))
+                        }
+                        None => {
+                            let cost = keys_core::meter::Cost::parse(u64::from(least)).unwrap_or_default();
+                            let check = limit.check(state.as_ref(), cost, now);
+                            let retry_at = match check.outcome {
+                                keys_core::meter::RateLimitOutcome::Refused { retry_at } => retry_at,
+                                keys_core::meter::RateLimitOutcome::Admitted(_) => Some(now),
+                            };
+                            Ok(Err(retry_at))
+                        }
+                    }
+                })
+            })
+            .await?;
+        Ok(taken.unwrap_or(Err(None)))
+    }
+
+    async fn give_back_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        tokens: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        let limit = limit.clone();
+        self.under_meter(workspace, of, move |sql, meter| {
+            Box::pin(async move {
+                let name = limit.name().as_str();
+                if let Some(state) = repo::counter(sql, &meter.workspace, &meter.of, name).await? {
+                    let next = limit.give_back(&state, tokens, now);
+                    repo::save_counter(sql, &meter.workspace, &meter.of, name, &next).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(())
+    }
 }
 
 impl<DB: Backend> SqlStore<DB> {
+    /// Runs `step` on a subject's meter under its row lock, in one write
+    /// transaction, and commits; `None` (nothing written) when the subject
+    /// has no meter.
+    async fn under_meter<T: Send + 'static>(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        step: impl for<'c> FnOnce(&'c mut DB::Connection, StoredMeter) -> MeterStep<'c, T> + Send + 'static,
+    ) -> StoreResult<Option<T>> {
+        let (pool, workspace, of) = (self.pool.clone(), workspace.clone(), of.clone());
+        detached(async move {
+            let mut transaction = DB::writer(&pool).await?;
+            let Some(meter) = repo::lock_meter(&mut *transaction, &workspace, &of).await? else { return Ok(None) };
+            let output = step(&mut *transaction, meter).await?;
+            transaction.commit().await.map_err(|source| StoreError::database("commit", source))?;
+            Ok(Some(output))
+        })
+        .await
+    }
+
     /// Moves each row's `last_used_at` forwards, in one transaction, rows
     /// in id order, so that two replicas flushing at once take the row
     /// locks in the same order and never deadlock.
@@ -403,5 +529,32 @@ impl<DB: Backend> Management for SqlStore<DB> {
 
     async fn usage_page(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
         repo::usage_page(&mut *self.reader().await?, query).await
+    }
+
+    async fn key_meters(
+        &self,
+        workspace: &WorkspaceUid,
+        key: &ApiKeyId,
+        external_id: Option<&str>,
+    ) -> StoreResult<Option<KeyMeters>> {
+        let mut connection = self.reader().await?;
+        let Some(root) = repo::meter_root(&mut *connection, workspace, key).await? else { return Ok(None) };
+        let of_key = MeterOf::Key(root.clone());
+        let of_identity = external_id.map(|external_id| MeterOf::Identity(external_id.to_owned()));
+        let mut wanted = vec![&of_key];
+        wanted.extend(of_identity.as_ref());
+        let mut found = repo::meters(&mut *connection, workspace, &wanted).await?;
+        let identity =
+            found.iter().position(|meter| Some(&meter.of) == of_identity.as_ref()).map(|at| found.remove(at));
+        let key = found.into_iter().find(|meter| meter.of == of_key);
+        Ok(Some(KeyMeters { root, key, identity }))
+    }
+
+    async fn meter(&self, workspace: &WorkspaceUid, of: &MeterOf) -> StoreResult<Option<StoredMeter>> {
+        Ok(repo::meters(&mut *self.reader().await?, workspace, &[of]).await?.into_iter().next())
+    }
+
+    async fn identity_key_ids(&self, workspace: &WorkspaceUid, external_id: &str) -> StoreResult<Vec<ApiKeyId>> {
+        repo::identity_key_ids(&mut *self.reader().await?, workspace, external_id).await
     }
 }

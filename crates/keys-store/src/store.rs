@@ -15,6 +15,7 @@ use keys_core::{
 
 use crate::commands::{AuditEvent, RecordedAuditEvent};
 use crate::error::StoreResult;
+use crate::meters::{KeyMeters, MeterOf, StoredMeter};
 use crate::repo::{AuditFilter, AuditOrder, AuditQuery};
 use crate::usage::{UsageQuery, UsageRow};
 
@@ -52,6 +53,14 @@ pub trait Lookups: Send + Sync {
     async fn signing_key_by_uid(&self, uid: &SigningKeyUid) -> StoreResult<Option<WorkspaceSigningKey>>;
     /// By id, deleted keys included.
     async fn organisation_key(&self, id: &OrganisationKeyId) -> StoreResult<Option<OrganisationSigningKey>>;
+
+    /// A number that changes whenever a workspace's meters may have
+    /// changed, in this process or another; `None` when this store cannot
+    /// know (it hears no announcements), and meters must be read again
+    /// within a second instead.
+    fn meter_generation(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// The reads of management: lists are newest first with a total count;
@@ -97,6 +106,23 @@ pub trait Management: Send + Sync {
     async fn audit_page(&self, query: &AuditQuery) -> StoreResult<Vec<RecordedAuditEvent>>;
     /// One page of usage counts (see [`UsageQuery`]).
     async fn usage_page(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>>;
+
+    /// What a key of the workspace draws on: the root of its roll chain,
+    /// its meter and, when it has an `external_id`, its identity's; `None`
+    /// when the workspace has no such key.
+    async fn key_meters(
+        &self,
+        workspace: &WorkspaceUid,
+        key: &ApiKeyId,
+        external_id: Option<&str>,
+    ) -> StoreResult<Option<KeyMeters>>;
+
+    /// One subject's meter, when it has one.
+    async fn meter(&self, workspace: &WorkspaceUid, of: &MeterOf) -> StoreResult<Option<StoredMeter>>;
+
+    /// The ids of the live keys with this `external_id` (at most 1,000,
+    /// oldest first).
+    async fn identity_key_ids(&self, workspace: &WorkspaceUid, external_id: &str) -> StoreResult<Vec<ApiKeyId>>;
     /// The newest `limit` audit events of an organisation.
     async fn audit_events(&self, organisation: &OrganisationId, limit: u32) -> StoreResult<Vec<AuditEvent>> {
         let filter = AuditFilter::organisation(organisation.clone());

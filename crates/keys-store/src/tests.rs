@@ -238,15 +238,18 @@ async fn later_actions_are_served<DB: Backend>(store: &SqlStore<DB>) {
     let mut writer = DB::writer(&store.pool).await.unwrap();
     repo::insert_organisation(&mut *writer, &organisation).await.unwrap();
     writer.commit().await.unwrap();
-    insert("identity.updated", "customer-1", 1).await;
+    insert("webhook_endpoint.created", "we_1", 1).await;
     insert("credits.low", "ws_apik_1", 2).await;
     let events = store.audit_events(&organisation.id, 10).await.unwrap();
     let seen: Vec<(&str, &str, &str)> = events
         .iter()
         .map(|event| (event.action.as_str(), event.action.target_type(), event.target_id.as_str()))
         .collect();
-    assert_eq!(seen, [("credits.low", "credits", "ws_apik_1"), ("identity.updated", "identity", "customer-1")]);
-    assert_eq!(AuditAction::parse("identity.updated"), None, "not a filter this release offers");
+    assert_eq!(
+        seen,
+        [("credits.low", "credits", "ws_apik_1"), ("webhook_endpoint.created", "webhook_endpoint", "we_1")]
+    );
+    assert_eq!(AuditAction::parse("webhook_endpoint.created"), None, "not a filter this release offers");
     insert("Robert'); DROP TABLE audit_events;--", "x", 3).await;
     assert!(matches!(store.audit_events(&organisation.id, 10).await, Err(StoreError::Inconsistent(_))));
 }
@@ -366,7 +369,7 @@ async fn postgres_migration_renames_old_audit_actions() {
 /// (besides `organisation.created`, which the CLI's organisations write).
 #[test]
 fn audit_actions_are_the_specs() {
-    const SPEC: [&str; 22] = [
+    const SPEC: [&str; 25] = [
         "workspace.created",
         "workspace.updated",
         "api_key.generated",
@@ -377,6 +380,9 @@ fn audit_actions_are_the_specs() {
         "api_key.deleted",
         "api_key.imported",
         "api_key.leaked",
+        "api_key.credits_updated",
+        "identity.updated",
+        "identity.deleted",
         "public_api_key.generated",
         "public_api_key.updated",
         "public_api_key.rotated",

@@ -138,7 +138,7 @@ impl TestDb {
     /// it: on PostgreSQL it follows the changes other stores announce.
     pub async fn cached_store(&self, config: CacheConfig) -> Arc<dyn Store> {
         match self.kind {
-            Kind::Sqlite => Arc::new(CachedStore::new(self.sqlite_store().await, config)),
+            Kind::Sqlite => Arc::new(CachedStore::new(self.sqlite_store().await, config).sole_writer()),
             Kind::Postgres => {
                 Arc::new(CachedStore::following(self.postgres_store().await, config).await.expect("listen for changes"))
             }

@@ -14,12 +14,14 @@
 
 mod credits;
 mod decision;
+mod pool;
 mod ratelimit;
 
 use std::collections::BTreeMap;
 
 pub use credits::{CreditBalance, CreditRule, Credits, CreditsOperation, Refill, RefillInterval, MAX_CREDITS};
 pub use decision::{decide, Decision, LimitReport, MeterReport};
+pub use pool::{CreditPool, Reserved};
 pub use ratelimit::{RateLimit, RateLimitCheck, RateLimitName, RateLimitOutcome, RateLimitState, RateLimits};
 
 use crate::{ApiKeyId, CoreError, WorkspaceUid};

@@ -129,6 +129,10 @@ impl RateLimit {
     }
 
     /// The emission interval `T` in ticks (`1/limit` ns): `duration × 10⁹`.
+    pub(super) fn interval_ticks(&self) -> i128 {
+        self.interval()
+    }
+
     fn interval(&self) -> i128 {
         i128::from(self.duration_seconds) * NANOS_PER_SECOND
     }
@@ -247,6 +251,12 @@ impl RateLimitState {
         let scaled = i128::from(self.remainder) * limit;
         let fraction = scaled / denominator + i128::from(scaled % denominator != 0);
         i128::from(self.tat_nanos) * limit + fraction
+    }
+
+    /// This state with `ticks` (of `1/limit` ns) less, never before `now`.
+    pub(super) fn moved_back(&self, limit: u32, ticks: i128, now: OffsetDateTime) -> Self {
+        let floor = clamped_nanos(now) * i128::from(limit.max(1));
+        Self::from_ticks((self.ticks(limit) - ticks).max(floor), limit)
     }
 
     fn from_ticks(ticks: i128, limit: u32) -> Self {

@@ -123,7 +123,8 @@ impl ImportEntryDto {
             ),
             _ => return Err(": exactly one of key and sha256 is required".to_owned()),
         };
-        let create = CreateApiKey { name, description, expires_at, scopes, external_id, meta };
+        let create =
+            CreateApiKey { name, description, expires_at, scopes, external_id, meta, ratelimits: None, credits: None };
         let profile = profile(create).map_err(|error| format!(": {}", error.messages().join("; ")))?;
         Ok(ImportEntry { secret, profile })
     }

@@ -75,17 +75,28 @@ fn patch_of(body: PatchApiKey) -> Result<ApiKeyPatch, ApiError> {
 }
 
 /// A key with its secret, as a create or roll answers.
-fn issued(issued: IssuedApiKey) -> HttpResult {
+fn issued(issued: IssuedApiKey, meter: Option<&keys_service::metering::MeterView>) -> HttpResult {
     let mut dto = ApiKeyDto::from(&issued.key);
     dto.api_key = Some(Secret::new(issued.secret.expose()));
+    dto.metered(meter);
     secret_json(StatusCode::CREATED, &dto)
 }
 
 pub(crate) async fn create(call: Authenticated<'_>) -> HttpResult {
     let (state, caller, workspace, input) = (call.state, call.caller, call.param(0), call.input);
-    let profile = profile(input.json()?)?;
-    let created = in_workspace(state, caller, workspace).await?.create_api_key(profile).await;
-    issued(created.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?)
+    let mut body: CreateApiKey = input.json()?;
+    let (limits, credits) = (body.ratelimits.take(), body.credits.take());
+    let setting = super::metering::setting(limits.as_deref().map(Some), credits.as_ref().map(Some))?;
+    let profile = profile(body)?;
+    let scope = in_workspace(state, caller, workspace).await?;
+    let created = async {
+        let issued = scope.create_metered_api_key(profile, setting).await?;
+        let meter = scope.api_key_meter(&issued.key.id).await?;
+        Ok((issued, meter))
+    }
+    .await;
+    let (created, meter) = created.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
+    issued(created, meter.as_ref())
 }
 
 /// Runs `action` on the API key the path names.
@@ -96,33 +107,78 @@ async fn on_key<T>(
     super::on_key(call, "api key", ApiKeyId::parse, action).await
 }
 
+/// Whether a patch changes nothing of the key itself (a patch of its
+/// metering only, which is audited by its own command).
+fn patch_is_empty(patch: &ApiKeyPatch) -> bool {
+    let ApiKeyPatch { name, description, expires_at, scopes, external_id, meta } = patch;
+    name.is_none()
+        && description.is_none()
+        && expires_at.is_none()
+        && scopes.is_none()
+        && external_id.is_none()
+        && meta.is_none()
+}
+
+/// A key with its metering, as an answer about one key carries it.
+fn one_key(status: StatusCode, (key, meter): (ApiKey, Option<keys_service::metering::MeterView>)) -> HttpResult {
+    let mut dto = ApiKeyDto::from(&key);
+    dto.metered(meter.as_ref());
+    json(status, &dto)
+}
+
 pub(crate) async fn get(call: Authenticated<'_>) -> HttpResult {
-    let key = on_key(call, async |scope, id| scope.get_api_key(id).await).await?;
-    json(StatusCode::OK, &ApiKeyDto::from(&key))
+    let found =
+        on_key(call, async |scope, id| Ok((scope.get_api_key(id).await?, scope.api_key_meter(id).await?))).await?;
+    one_key(StatusCode::OK, found)
 }
 
 pub(crate) async fn patch(call: Authenticated<'_>) -> HttpResult {
-    let patch = patch_of(call.input.json()?)?;
-    let key = on_key(call, async |scope, id| scope.patch_api_key(id, patch).await).await?;
-    json(StatusCode::ACCEPTED, &ApiKeyDto::from(&key))
+    let mut body: PatchApiKey = call.input.json()?;
+    let (limits, credits) = (body.ratelimits.take(), body.credits.take());
+    let setting = super::metering::setting(
+        limits.as_ref().map(|items| items.as_deref()),
+        credits.as_ref().map(|dto| dto.as_ref()),
+    )?;
+    let patch = patch_of(body)?;
+    let patched = on_key(call, async |scope, id| {
+        let key = if patch_is_empty(&patch) && setting.is_some() {
+            scope.get_api_key(id).await?
+        } else {
+            scope.patch_api_key(id, patch).await?
+        };
+        if let Some(setting) = setting {
+            scope.set_api_key_meter(id, setting).await?;
+        }
+        Ok((key, scope.api_key_meter(id).await?))
+    })
+    .await?;
+    one_key(StatusCode::ACCEPTED, patched)
 }
 
 pub(crate) async fn disable(call: Authenticated<'_>) -> HttpResult {
     let _: NoFields = call.input.optional_json()?;
-    let key = on_key(call, async |scope, id| scope.disable_api_key(id).await).await?;
-    json(StatusCode::ACCEPTED, &ApiKeyDto::from(&key))
+    let found =
+        on_key(call, async |scope, id| Ok((scope.disable_api_key(id).await?, scope.api_key_meter(id).await?))).await?;
+    one_key(StatusCode::ACCEPTED, found)
 }
 
 pub(crate) async fn enable(call: Authenticated<'_>) -> HttpResult {
     let _: NoFields = call.input.optional_json()?;
-    let key = on_key(call, async |scope, id| scope.enable_api_key(id).await).await?;
-    json(StatusCode::ACCEPTED, &ApiKeyDto::from(&key))
+    let found =
+        on_key(call, async |scope, id| Ok((scope.enable_api_key(id).await?, scope.api_key_meter(id).await?))).await?;
+    one_key(StatusCode::ACCEPTED, found)
 }
 
 pub(crate) async fn roll(call: Authenticated<'_>) -> HttpResult {
     let body: RollApiKey = call.input.optional_json()?;
     let grace = body.grace()?;
-    issued(on_key(call, async |scope, id| scope.roll_api_key(id, grace).await).await?)
+    let (rolled, meter) = on_key(call, async |scope, id| {
+        let issued = scope.roll_api_key(id, grace).await?;
+        let meter = scope.api_key_meter(&issued.key.id).await?;
+        Ok((issued, meter))
+    })
+    .await?;
+    issued(rolled, meter.as_ref())
 }
 
 pub(crate) async fn delete(call: Authenticated<'_>) -> HttpResult {
@@ -242,6 +298,24 @@ pub struct ApiKeyDto {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, pattern = r"^(SS\.|[a-z][a-z0-9]{1,15}_(live|test)_)[A-Za-z0-9_-]{43}$")]
     pub api_key: Option<Secret>,
+    /// The key's rate limits (its roll chain's: a roll hands them on).
+    /// In every answer about one key; not in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<super::metering::RateLimitDto>>)]
+    pub ratelimits: Option<Vec<super::metering::RateLimitDto>>,
+    /// The key's credits (null: unmetered), `remaining` as the answering
+    /// replica sees it. In every answer about one key; not in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::metering::CreditsDto>)]
+    pub credits: Option<Option<super::metering::CreditsDto>>,
+}
+
+impl ApiKeyDto {
+    /// The key's metering, as an answer about one key carries it.
+    pub(crate) fn metered(&mut self, view: Option<&keys_service::metering::MeterView>) {
+        self.ratelimits = Some(super::metering::limits_of(view));
+        self.credits = Some(super::metering::credits_of(view));
+    }
 }
 
 /// Its one secret field is a [`Secret`].
@@ -279,6 +353,8 @@ impl From<&ApiKey> for ApiKeyDto {
             deleted_at: timestamp_opt(deletion.map(|deletion| deletion.at)),
             deleted_by: actor(&deletion.and_then(|deletion| deletion.by.clone())),
             api_key: None,
+            ratelimits: None,
+            credits: None,
         }
     }
 }
@@ -322,8 +398,13 @@ pub(crate) use with_create_fields;
 
 with_create_fields! {
     /// `POST …/ws_api_key/`: `{name, description?, expires_at?, scopes?,
-    /// external_id?, meta?}`.
-    CreateApiKey as ApiKeyCreate {}
+    /// external_id?, meta?, ratelimits?, credits?}`.
+    CreateApiKey as ApiKeyCreate {
+        /// At most 16 (docs/METERING.md).
+        ratelimits: Option<Vec<super::metering::RateLimitDto>>,
+        /// Null: unmetered.
+        credits: Option<super::metering::CreditsDto>,
+    }
 }
 
 /// `PATCH …/ws_api_key/{id}/`: any of the fields; `null` clears the
@@ -350,6 +431,14 @@ pub struct PatchApiKey {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>)]
     pub meta: Option<Option<serde_json::Value>>,
+    /// Replaces the key's rate limits (`null` or `[]` removes them).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<super::metering::RateLimitDto>>)]
+    pub ratelimits: Option<Option<Vec<super::metering::RateLimitDto>>>,
+    /// Replaces the key's credits, balance included (`null`: unmetered).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<super::metering::CreditsDto>)]
+    pub credits: Option<Option<super::metering::CreditsDto>>,
 }
 
 roll_body!(RollApiKey, ApiKeyRoll, "The optional body of an API-key roll.");

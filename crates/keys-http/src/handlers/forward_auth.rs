@@ -71,8 +71,13 @@ enum Credential<'a> {
 /// `/openapi.json` lists.
 fn refused(refusal: impl Into<Refusal>) -> Response<Full<Bytes>> {
     let reason = refusal.into().reason();
-    let status =
-        if reason == Denial::InsufficientScope.reason() { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED };
+    let status = if reason == Denial::RateLimited.reason() {
+        StatusCode::TOO_MANY_REQUESTS
+    } else if reason == Denial::InsufficientScope.reason() || reason == Denial::UsageExceeded.reason() {
+        StatusCode::FORBIDDEN
+    } else {
+        StatusCode::UNAUTHORIZED
+    };
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -82,8 +87,13 @@ fn refused(refusal: impl Into<Refusal>) -> Response<Full<Bytes>> {
     let challenge = if reason == Denial::CredentialMissing.reason() {
         // RFC 6750 §3.1: no error code when the request had no credential.
         "Bearer realm=\"keysd\""
-    } else if status == StatusCode::FORBIDDEN {
+    } else if reason == Denial::InsufficientScope.reason() {
         "Bearer realm=\"keysd\", error=\"insufficient_scope\""
+    } else if status != StatusCode::UNAUTHORIZED {
+        // Metering's refusals: the credential is good, there is nothing to
+        // challenge.
+        headers.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return response;
     } else {
         "Bearer realm=\"keysd\", error=\"invalid_token\""
     };
@@ -163,6 +173,7 @@ pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, A
     let store_failure = |error| ApiError::internal("forward auth", &error);
     let mut identity =
         Identity { organisation: caller.scope().organisation_id().as_str().to_owned(), ..Identity::default() };
+    let mut metering = None;
     match credential {
         Credential::ApiKey(presented) => {
             let Ok(required) = single(headers, REQUIRED_SCOPES_HEADER) else {
@@ -173,13 +184,25 @@ pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, A
             if required.len() > MAX_REQUIRED_SCOPES {
                 return Ok(refused(Denial::Malformed));
             }
-            let verdict =
-                state.service.verify_api_key_with_scopes(&caller, presented, &required).await.map_err(store_failure)?;
-            record(state, "api_key", verdict.as_ref().err().copied());
-            let verified = match verdict {
+            let request = keys_core::meter::MeterRequest::default();
+            let metered = state
+                .service
+                .verify_api_key_metered(&caller, presented, &required, &request)
+                .await
+                .map_err(store_failure)?;
+            record(state, "api_key", metered.verdict.as_ref().err().copied());
+            let now = state.service.now();
+            let verified = match metered.verdict {
                 Ok(verified) => verified,
-                Err(refusal) => return Ok(refused(refusal)),
+                Err(refusal) => {
+                    let mut response = refused(refusal);
+                    if let Some(decision) = &metered.meter {
+                        metering_headers(response.headers_mut(), decision, now);
+                    }
+                    return Ok(response);
+                }
             };
+            metering = metered.meter;
             let key = verified.key();
             identity.workspace = verified.workspace().slug.as_str().to_owned();
             identity.key_id = key.id.as_str().to_owned();
@@ -216,7 +239,37 @@ pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, A
     }
     // An identity that cannot travel as header values (a `sub` with a line
     // break, say) is refused rather than granted without it.
-    Ok(identity.into_response().unwrap_or_else(|| refused(Denial::Malformed)))
+    let mut response = identity.into_response().unwrap_or_else(|| refused(Denial::Malformed));
+    if let Some(decision) = &metering {
+        metering_headers(response.headers_mut(), decision, state.service.now());
+    }
+    Ok(response)
+}
+
+/// Metering's answer to a gateway (docs/API.md, Forward authentication):
+/// the tightest applied limit as the IETF httpapi rate-limit fields
+/// (`RateLimit-Policy: "name";q=limit;w=seconds` and `RateLimit:
+/// "name";r=remaining;t=seconds to reset`), the balance in
+/// `X-Keysd-Credits-Remaining`, and `Retry-After` on a `rate_limited`.
+fn metering_headers(headers: &mut HeaderMap, decision: &keys_core::meter::Decision, now: time::OffsetDateTime) {
+    let report = decision.report();
+    let tightest = report.rate_limits.iter().min_by_key(|line| (line.remaining, line.reset_at));
+    if let Some(line) = tightest {
+        let reset = (line.reset_at - now).whole_seconds().max(0);
+        let policy = format!("\"{}\";q={};w={}", line.name.as_str(), line.limit, line.duration_seconds);
+        let current = format!("\"{}\";r={};t={reset}", line.name.as_str(), line.remaining);
+        for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(HeaderName::from_static(name), value);
+            }
+        }
+    }
+    if let Some(remaining) = report.credits {
+        headers.insert(HeaderName::from_static("x-keysd-credits-remaining"), HeaderValue::from(remaining));
+    }
+    if let Some(seconds) = decision.retry_after_seconds(now) {
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+    }
 }
 
 /// What a granted request is, as the identity headers say it. Every header
@@ -267,10 +320,12 @@ const fn operation(method: Method, operation_id: &'static str) -> Operation {
          `x-ss-signature`, `JWT …`) or `X-Api-Key` says what to verify. 200 with the identity in `X-Keysd-*` \
          headers; 401 with `X-Keysd-Reason` (one of the `Reason` values, `service_token_invalid` for the \
          gateway's own token) for the gateway, and a generic `WWW-Authenticate` (`error=\"invalid_token\"`, no \
-         description) for the client; 403 for `insufficient_scope`. The body is ignored; any path below this \
+         description) for the client; 403 for `insufficient_scope` and `usage_exceeded`; 429 with `Retry-After` for \
+         `rate_limited`. A metered key's answers carry `RateLimit-Policy` and `RateLimit` (its tightest limit) and \
+         `X-Keysd-Credits-Remaining`. The body is ignored; any path below this \
          one is accepted too.",
         )
-        .refuses(&[(401, Payload::Empty), (403, Payload::Empty)])
+        .refuses(&[(401, Payload::Empty), (403, Payload::Empty), (429, Payload::Empty)])
 }
 
 /// Where gateways send their sub-requests.

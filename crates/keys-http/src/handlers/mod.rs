@@ -11,6 +11,7 @@ pub(crate) mod audit_events;
 pub(crate) mod console;
 pub(crate) mod forward_auth;
 pub(crate) mod leaks;
+pub(crate) mod metering;
 pub(crate) mod ops;
 pub(crate) mod organisation_keys;
 pub(crate) mod public_keys;
@@ -49,6 +50,7 @@ static TABLE: Routes = Routes::new(&[
     organisation_keys::ROUTES,
     audit_events::ROUTES,
     usage::ROUTES,
+    metering::ROUTES,
     console::ROUTES,
 ]);
 

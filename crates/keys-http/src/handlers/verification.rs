@@ -77,6 +77,15 @@ pub(crate) struct ApiKeyVerdict<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(format = DateTime, value_type = Option<String>)]
     expires_at: Option<Option<String>>,
+    /// `{remaining}` after this verification: the key's balance when the
+    /// key spends credits, else its identity's; null when neither does.
+    /// In a valid answer and in a `rate_limited` or `usage_exceeded` one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<super::metering::RemainingDto>)]
+    credits: Option<Option<super::metering::RemainingDto>>,
+    /// Each limit applied, the key's then its identity's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ratelimits: Option<Vec<super::metering::AppliedLimitDto>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = crate::schema::reason_schema)]
     reason: Option<&'static str>,
@@ -155,15 +164,26 @@ pub(crate) async fn api_key(call: Authenticated<'_>) -> HttpResult {
         Some(Value::Array(items)) => items.iter().map(Value::as_str).collect::<Option<Vec<&str>>>(),
         Some(_) => None,
     };
-    let verdict = match (required(&body, "api_key")?, required_scopes) {
+    let presented = required(&body, "api_key")?;
+    let request = super::metering::meter_request(&body)?;
+    let metered = match (presented, required_scopes) {
         (Some(presented), Some(required_scopes)) => state
             .service
-            .verify_api_key_with_scopes(caller, presented, &required_scopes)
+            .verify_api_key_metered(caller, presented, &required_scopes, &request)
             .await
             .map_err(store_failure)?,
-        _ => Err(malformed()),
+        _ => keys_service::MeteredVerdict { verdict: Err(malformed()), meter: None },
     };
-    let response = match &verdict {
+    let (credits, ratelimits) = match &metered.meter {
+        Some(decision) => {
+            let (credits, ratelimits) = super::metering::report_of(Some(decision.report()));
+            (Some(credits), Some(ratelimits))
+        }
+        None if metered.verdict.is_ok() => (Some(None), Some(Vec::new())),
+        None => (None, None),
+    };
+    let verdict = &metered.verdict;
+    let response = match verdict {
         Ok(verified) => {
             let key = verified.key();
             ApiKeyVerdict {
@@ -175,10 +195,17 @@ pub(crate) async fn api_key(call: Authenticated<'_>) -> HttpResult {
                 scopes: Some(key.scopes.as_slice().iter().map(|scope| scope.as_str()).collect()),
                 meta: Some(key.meta.as_ref().and_then(super::api_keys::meta_object)),
                 expires_at: Some(key.expires_at.map(crate::wire::format_timestamp)),
+                credits,
+                ratelimits,
                 reason: record(state, "api_key", None),
             }
         }
-        Err(refusal) => ApiKeyVerdict { reason: record(state, "api_key", Some(*refusal)), ..Default::default() },
+        Err(refusal) => ApiKeyVerdict {
+            credits,
+            ratelimits,
+            reason: record(state, "api_key", Some(*refusal)),
+            ..Default::default()
+        },
     };
     json(StatusCode::OK, &response)
 }
@@ -285,6 +312,15 @@ pub(crate) struct VerifyApiKeyRequest {
     /// array of strings: any other value is `valid:false`, `malformed`.
     #[schema(value_type = Option<Value>)]
     required_scopes: Option<Vec<String>>,
+    /// What this verification spends from each balance (0 – 1,000,000,
+    /// default 1); out of range is a 400.
+    #[schema(minimum = 0, maximum = 1000000)]
+    cost: Option<u64>,
+    /// Named limits to apply besides the auto-applied ones, each with the
+    /// tokens it takes (default 1); a name neither the key nor its identity
+    /// defines is ignored.
+    #[schema(value_type = Option<Vec<Object>>)]
+    ratelimits: Option<Vec<Value>>,
 }
 
 /// `POST /v1/verify/public_key/`.

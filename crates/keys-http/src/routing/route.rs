@@ -485,6 +485,12 @@ impl Operation {
         Self::new(Method::PATCH, id, summary, handler, (200, Payload::Json(item))).refuses(&[NOT_FOUND])
     }
 
+    /// `PUT` the resource the path names, whole (404 for what it lives
+    /// under), answering 200 with it.
+    pub(crate) const fn put(id: &'static str, summary: &'static str, handler: Handler, item: SchemaOf) -> Self {
+        Self::new(Method::PUT, id, summary, handler, (200, Payload::Json(item))).refuses(&[NOT_FOUND])
+    }
+
     /// `DELETE` the resource the path names (404), answering 204.
     pub(crate) const fn delete(id: &'static str, summary: &'static str, handler: Handler) -> Self {
         Self::new(Method::DELETE, id, summary, handler, (204, Payload::Empty)).refuses(&[NOT_FOUND])

@@ -512,8 +512,9 @@ async fn api_key_lifecycle_and_verification() {
     assert_eq!(
         keys_of(&created.body),
         record_members(
-            "allowed_domains api_key description disabled_at disabled_by expires_at external_id id is_deleted \
-             last_used_at masked_api_key meta name rolled_at rolled_by scopes status updated_at updated_by"
+            "allowed_domains api_key credits description disabled_at disabled_by expires_at external_id id \
+             is_deleted last_used_at masked_api_key meta name ratelimits rolled_at rolled_by scopes status updated_at \
+             updated_by"
         )
     );
     let secret = created.body["api_key"].as_str().expect("secret").to_owned();
@@ -539,7 +540,7 @@ async fn api_key_lifecycle_and_verification() {
         valid.body,
         json!({
             "valid": true, "workspace": "staging", "key_id": id, "name": "backend-prod",
-            "external_id": null, "scopes": [], "meta": null, "expires_at": null
+            "external_id": null, "scopes": [], "meta": null, "expires_at": null, "credits": null, "ratelimits": []
         })
     );
 
@@ -905,7 +906,7 @@ async fn api_key_verification_with_required_scopes() {
         json!({
             "valid": true, "workspace": "staging", "key_id": created["id"], "name": "backend",
             "external_id": "customer-42", "scopes": ["keys:*", "audit:read"], "meta": {"plan": "pro", "seats": 3},
-            "expires_at": created["expires_at"]
+            "expires_at": created["expires_at"], "credits": null, "ratelimits": []
         })
     );
     let granted =

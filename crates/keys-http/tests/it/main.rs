@@ -7,6 +7,7 @@ mod console_assets;
 mod forward_auth;
 mod handlers;
 mod leaks;
+mod metering;
 mod openapi;
 mod origins;
 mod rate_limit;

@@ -52,11 +52,13 @@ use time::OffsetDateTime;
 use crate::change::{Change, ChangeFeed, Heard};
 use crate::commands::{Queued, RecordedAuditEvent};
 use crate::error::StoreResult;
+use crate::meters::{KeyMeters, MeterOf, StoredMeter, TokensTaken};
 use crate::mutations::{Attribution, Mutations};
 use crate::postgres::{ChangeListener, PgStore};
 use crate::repo::AuditQuery;
 use crate::store::{Listing, Lookups, Management};
 use crate::usage::{UsageBatch, UsagePruned, UsageQuery, UsageRow};
+use keys_core::meter::{CreditPool, RateLimit, Reserved};
 use keys_core::usage::Granularity;
 
 mod sections;
@@ -113,6 +115,10 @@ pub struct CachedStore<S> {
     inner: S,
     cache: Arc<Cache>,
     listener: Option<ListenerTask>,
+    /// Whether every change of the database reaches this store: it follows
+    /// the announcements of other processes, or it is the database's only
+    /// writer (an SQLite file).
+    hears_every_change: bool,
 }
 
 impl<S> std::fmt::Debug for CachedStore<S> {
@@ -130,7 +136,14 @@ impl<S> CachedStore<S> {
     /// seen when entries expire; on PostgreSQL prefer
     /// [`CachedStore::following`], which also hears their announcements.
     pub fn new(inner: S, config: CacheConfig) -> Self {
-        Self { inner, cache: Arc::new(Cache::new(config)), listener: None }
+        Self { inner, cache: Arc::new(Cache::new(config)), listener: None, hears_every_change: false }
+    }
+
+    /// Marks this store as its database's only writer (an SQLite file that
+    /// one process serves), so that every change passes through it.
+    pub fn sole_writer(mut self) -> Self {
+        self.hears_every_change = true;
+        self
     }
 
     /// The wrapped store.
@@ -160,6 +173,7 @@ impl CachedStore<PgStore> {
         if config.is_enabled() {
             let feed = ChangeListener::connect(&store.inner.pool().connect_options()).await?;
             store.listener = Some(ListenerTask(tokio::spawn(follow(Arc::clone(&store.cache), feed))));
+            store.hears_every_change = true;
         }
         Ok(store)
     }
@@ -233,6 +247,49 @@ impl<S: Mutations> Mutations for CachedStore<S> {
         self.inner.record_usage(batch).await
     }
 
+    async fn reserve_credits(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        want: u64,
+        now: OffsetDateTime,
+    ) -> StoreResult<Option<(Reserved, CreditPool)>> {
+        self.inner.reserve_credits(workspace, of, want, now).await
+    }
+
+    async fn hand_back_credits(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        epoch: u64,
+        unspent: u64,
+    ) -> StoreResult<()> {
+        self.inner.hand_back_credits(workspace, of, epoch, unspent).await
+    }
+
+    async fn take_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        least: u32,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokensTaken> {
+        self.inner.take_tokens(workspace, of, limit, least, want, now).await
+    }
+
+    async fn give_back_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        tokens: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<()> {
+        self.inner.give_back_tokens(workspace, of, limit, tokens, now).await
+    }
+
     async fn prune_usage(
         &self,
         cutoffs: &[(Granularity, OffsetDateTime)],
@@ -251,6 +308,10 @@ impl<S: Mutations> Mutations for CachedStore<S> {
 
 #[async_trait]
 impl<S: Lookups> Lookups for CachedStore<S> {
+    fn meter_generation(&self) -> Option<u64> {
+        self.hears_every_change.then(|| self.cache.meter_generation.load(std::sync::atomic::Ordering::Acquire))
+    }
+
     async fn service_token_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<ServiceTokenRecord>> {
         Ok(self.shared_service_token_by_digest(digest).await?.map(Arc::unwrap_or_clone))
     }
@@ -367,6 +428,25 @@ impl<S: Management> Management for CachedStore<S> {
 
     async fn usage_page(&self, query: &UsageQuery) -> StoreResult<Vec<UsageRow>> {
         self.inner.usage_page(query).await
+    }
+
+    /// Not cached here: keys-service keeps the meters it uses
+    /// (`keys_service::metering`), with the slices it holds.
+    async fn key_meters(
+        &self,
+        workspace: &WorkspaceUid,
+        key: &ApiKeyId,
+        external_id: Option<&str>,
+    ) -> StoreResult<Option<KeyMeters>> {
+        self.inner.key_meters(workspace, key, external_id).await
+    }
+
+    async fn meter(&self, workspace: &WorkspaceUid, of: &MeterOf) -> StoreResult<Option<StoredMeter>> {
+        self.inner.meter(workspace, of).await
+    }
+
+    async fn identity_key_ids(&self, workspace: &WorkspaceUid, external_id: &str) -> StoreResult<Vec<ApiKeyId>> {
+        self.inner.identity_key_ids(workspace, external_id).await
     }
 }
 

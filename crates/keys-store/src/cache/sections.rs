@@ -166,6 +166,10 @@ pub(super) struct Cache {
     pub(super) signing_keys: Section<SigningKeyUid, WorkspaceSigningKey>,
     pub(super) live_signing_keys: Section<WorkspaceUid, Vec<WorkspaceSigningKey>>,
     pub(super) organisation_keys: Section<OrganisationKeyId, OrganisationSigningKey>,
+    /// Bumped by every change that may change a workspace's meters
+    /// (`Change::Workspace`, `Change::Everything`): what keys-service's
+    /// metering compares to know its meters are current.
+    pub(super) meter_generation: std::sync::atomic::AtomicU64,
 }
 
 impl Cache {
@@ -178,11 +182,15 @@ impl Cache {
             signing_keys: Section::new(),
             live_signing_keys: Section::new(),
             organisation_keys: Section::new(),
+            meter_generation: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     /// Forgets whatever `change` may have made stale.
     pub(super) fn apply(&self, change: &Change) {
+        if matches!(change, Change::Everything | Change::Workspace(_)) {
+            self.meter_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        }
         match change {
             Change::Everything => {
                 self.service_tokens.clear();

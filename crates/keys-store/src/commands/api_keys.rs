@@ -273,6 +273,8 @@ async fn change<C: Sql + ?Sized>(
     let event = Scope::of_workspace(&workspace).event(action, Some(&actor), key.id.as_str(), at);
     if let Some(fresh) = &fresh {
         repo::insert_api_key(sql, fresh).await?;
+        // The new key draws on the old one's limits and balance.
+        repo::inherit_meter_root(sql, &fresh.id, &key.id).await?;
     }
     Ok(Applied::one((key, fresh), event, change))
 }

@@ -24,6 +24,9 @@ pub enum AuditAction {
     ApiKeyDeleted,
     ApiKeyImported,
     ApiKeyLeaked,
+    ApiKeyCreditsUpdated,
+    IdentityUpdated,
+    IdentityDeleted,
     PublicApiKeyGenerated,
     PublicApiKeyUpdated,
     PublicApiKeyRotated,
@@ -44,7 +47,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for parsing.
-    pub const ALL: [Self; 23] = [
+    pub const ALL: [Self; 26] = [
         Self::OrganisationCreated,
         Self::WorkspaceCreated,
         Self::WorkspaceUpdated,
@@ -57,6 +60,9 @@ impl AuditAction {
         Self::ApiKeyDeleted,
         Self::ApiKeyImported,
         Self::ApiKeyLeaked,
+        Self::ApiKeyCreditsUpdated,
+        Self::IdentityUpdated,
+        Self::IdentityDeleted,
         Self::PublicApiKeyGenerated,
         Self::PublicApiKeyUpdated,
         Self::PublicApiKeyRotated,
@@ -85,6 +91,9 @@ impl AuditAction {
             Self::ApiKeyDeleted => "api_key.deleted",
             Self::ApiKeyImported => "api_key.imported",
             Self::ApiKeyLeaked => "api_key.leaked",
+            Self::ApiKeyCreditsUpdated => "api_key.credits_updated",
+            Self::IdentityUpdated => "identity.updated",
+            Self::IdentityDeleted => "identity.deleted",
             Self::PublicApiKeyGenerated => "public_api_key.generated",
             Self::PublicApiKeyUpdated => "public_api_key.updated",
             Self::PublicApiKeyRotated => "public_api_key.rotated",
@@ -114,7 +123,9 @@ impl AuditAction {
             | Self::ApiKeyRolled
             | Self::ApiKeyDeleted
             | Self::ApiKeyImported
-            | Self::ApiKeyLeaked => "api_key",
+            | Self::ApiKeyLeaked
+            | Self::ApiKeyCreditsUpdated => "api_key",
+            Self::IdentityUpdated | Self::IdentityDeleted => "identity",
             Self::PublicApiKeyGenerated
             | Self::PublicApiKeyUpdated
             | Self::PublicApiKeyRotated

@@ -149,6 +149,7 @@ macro_rules! command {
 
 mod api_keys;
 mod audit;
+mod meters;
 mod organisation_keys;
 mod organisations;
 mod public_keys;
@@ -161,6 +162,7 @@ pub use api_keys::{
     RollApiKey, StoredDigests,
 };
 pub use audit::{AuditAction, AuditEvent, PruneAuditEvents, RecordedAuditEvent};
+pub use meters::{ChangeCredits, CreateMeteredApiKey, CreditsOf, DeleteIdentity, PutIdentity, PutKeyMeter};
 pub use organisation_keys::{CreateOrganisationKey, DeleteOrganisationKey};
 pub use organisations::{Bootstrap, CreateOrganisation};
 pub use public_keys::{ChangePublicKey, CreatePublicKey, DeletePublicKey, PublicKeyChange};

@@ -106,6 +106,7 @@ macro_rules! lookups {
 mod api_keys;
 mod audit;
 mod last_used;
+mod meters;
 mod organisation_keys;
 mod organisations;
 mod public_keys;
@@ -118,6 +119,7 @@ mod workspaces;
 pub use self::api_keys::*;
 pub use self::audit::*;
 pub use self::last_used::*;
+pub use self::meters::*;
 pub use self::organisation_keys::*;
 pub use self::organisations::*;
 pub use self::public_keys::*;

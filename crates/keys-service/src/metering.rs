@@ -1,0 +1,714 @@
+//! Metering at verification (docs/METERING.md, Across replicas): what a
+//! replica holds of each metered subject, and the one path that meters an
+//! API key's verification with keys-core's [`decide`].
+//!
+//! Per subject (a key's roll chain, an identity) a replica keeps:
+//! - its meter as last read (limits, credit rule, the pool's numbers),
+//!   read again when the store says a workspace's meters changed
+//!   ([`keys_store::Lookups::meter_generation`]), or within a second when
+//!   the store cannot say;
+//! - a **slice of credits** reserved from the shared balance
+//!   ([`keys_store::Mutations::reserve_credits`]) and spent from memory;
+//!   handed back after [`CREDITS_IDLE`] without use and at shutdown;
+//! - per rate limit, a **batch of tokens** taken from the shared counter
+//!   ([`keys_store::Mutations::take_tokens`]), used within the limit's
+//!   horizon ([`horizon`]) or given back, and the replica's own GCRA
+//!   counter, which decides first (exact in one process).
+//!
+//! In the steady state a verification reads and writes memory only; the
+//! store is asked when a slice or a batch runs out, which is what bounds
+//! the statements per verification.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::time::Duration;
+
+use keys_core::meter::{
+    decide, CreditBalance, Decision, Meter, MeterCounters, MeterOwner, MeterRequest, MeterSubject, Metered, RateLimit,
+    RateLimitName, RateLimitState,
+};
+use keys_core::{ApiKey, ApiKeyId, Workspace, WorkspaceUid};
+use keys_store::{MeterOf, Store, StoreError, StoredMeter};
+use time::OffsetDateTime;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use crate::usage::UsageFlusher;
+use crate::Service;
+
+/// A slice of credits unused this long is handed back.
+pub const CREDITS_IDLE: Duration = Duration::from_secs(2);
+/// How often idle slices and expired batches are handed back.
+pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// Without announcements, meters are read again this often.
+const REREAD: Duration = Duration::from_secs(1);
+/// The most slices a replica reserves at once, in credits.
+const MAX_SLICE: u64 = 10_000;
+/// Keys and subjects remembered; past it, everything is handed back and
+/// forgotten.
+const REMEMBERED: usize = 100_000;
+
+/// How long tokens taken from a shared counter may be used before what is
+/// left goes back: `duration / 20`, at most a second. Every token is
+/// admitted at most this long after the shared counter admitted it, which
+/// is what bounds the overshoot across replicas (docs/METERING.md).
+pub fn horizon(limit: &RateLimit) -> time::Duration {
+    let nanos = i64::from(limit.duration_seconds()) * 1_000_000_000 / 20;
+    time::Duration::nanoseconds(nanos.min(1_000_000_000))
+}
+
+/// What a replica holds of metering.
+#[derive(Default)]
+pub struct Metering {
+    keys: StdMutex<HashMap<ApiKeyId, Arc<KeyEntry>>>,
+    subjects: StdMutex<HashMap<(WorkspaceUid, MeterOf), Shared>>,
+}
+
+/// One subject, shared by the keys that draw on it.
+type Shared = Arc<Mutex<Subject>>;
+
+impl std::fmt::Debug for Metering {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner).len();
+        f.debug_struct("Metering").field("subjects", &subjects).finish_non_exhaustive()
+    }
+}
+
+/// What a key draws on, as last read.
+struct KeyEntry {
+    external_id: Option<String>,
+    generation: Option<u64>,
+    read_at: OffsetDateTime,
+    root: ApiKeyId,
+    key: Option<Arc<Mutex<Subject>>>,
+    identity: Option<Arc<Mutex<Subject>>>,
+}
+
+/// One metered subject as this replica holds it.
+struct Subject {
+    subject: MeterSubject,
+    stored: StoredMeter,
+    credits: Option<CreditSlice>,
+    /// No credits left in the shared balance when last asked (until the
+    /// meter is read again or a refill is due).
+    exhausted: bool,
+    tokens: HashMap<RateLimitName, TokenBatch>,
+    /// This replica's own GCRA counters.
+    mirror: HashMap<RateLimitName, RateLimitState>,
+    last_used: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct CreditSlice {
+    epoch: u64,
+    refilled_at: OffsetDateTime,
+    unspent: u64,
+    /// Spent from slices since the last reservation (sizes the next).
+    spent: u64,
+}
+
+#[derive(Debug, Clone)]
+struct TokenBatch {
+    limit: RateLimit,
+    left: u32,
+    used: u32,
+    /// When the oldest token held was taken.
+    taken_at: OffsetDateTime,
+    /// The shared counter refused until then.
+    refused_until: Option<OffsetDateTime>,
+}
+
+impl Subject {
+    fn new(stored: StoredMeter, now: OffsetDateTime) -> Self {
+        let subject = match &stored.of {
+            MeterOf::Key(root) => MeterSubject::ApiKey { root: root.clone() },
+            MeterOf::Identity(external_id) => {
+                MeterSubject::Identity { workspace: stored.workspace.clone(), external_id: external_id.clone() }
+            }
+        };
+        Self {
+            subject,
+            stored,
+            credits: None,
+            exhausted: false,
+            tokens: HashMap::new(),
+            mirror: HashMap::new(),
+            last_used: now,
+        }
+    }
+
+    /// The meter read again: a slice of an older epoch is void (a set or a
+    /// refill replaced the balance), a batch of a changed limit is dropped.
+    fn refreshed(&mut self, stored: StoredMeter) {
+        if self.credits.is_some_and(|slice| slice.epoch != stored.pool.epoch()) || stored.meter.credits.is_none() {
+            self.credits = None;
+        }
+        self.tokens.retain(|name, batch| stored.meter.rate_limits.get(name) == Some(&batch.limit));
+        self.mirror.retain(|name, _| stored.meter.rate_limits.get(name).is_some());
+        self.exhausted = false;
+        self.stored = stored;
+    }
+
+    fn of(&self) -> (&WorkspaceUid, &MeterOf) {
+        (&self.stored.workspace, &self.stored.of)
+    }
+
+    /// The slice, if it may still be spent at `now`.
+    fn live_slice(&mut self, now: OffsetDateTime) -> Option<CreditSlice> {
+        let rule = self.stored.meter.credits?;
+        let slice = self.credits?;
+        let refill_due = rule.refill.is_some_and(|refill| refill.due(slice.refilled_at, now).is_some());
+        if slice.epoch != self.stored.pool.epoch() || refill_due {
+            // Spent only in its epoch and period: dropped, not handed back.
+            self.credits = None;
+            return None;
+        }
+        Some(slice)
+    }
+
+    /// A `decrement` took more than the shared balance held: the slice
+    /// this replica holds goes back at once, to pay the debt.
+    async fn pay_debt(&mut self, store: &dyn Store) -> Result<(), StoreError> {
+        let Some(slice) = self.credits.filter(|slice| slice.unspent > 0 && self.stored.pool.debt() > 0) else {
+            return Ok(());
+        };
+        let (workspace, of) = self.of();
+        store.hand_back_credits(workspace, of, slice.epoch, slice.unspent).await?;
+        self.stored.pool = self.stored.pool.hand_back(slice.epoch, slice.unspent);
+        self.credits = None;
+        Ok(())
+    }
+
+    /// What this replica knows is left: its slice and what the shared
+    /// balance held when last read.
+    fn credits_shown(&self) -> Option<u64> {
+        self.stored.meter.credits?;
+        let held = self.credits.map_or(0, |slice| slice.unspent);
+        Some((self.stored.pool.unleased() + held).saturating_sub(self.stored.pool.debt()))
+    }
+
+    async fn reserve_credits(&mut self, store: &dyn Store, cost: u64, now: OffsetDateTime) -> Result<bool, StoreError> {
+        let refill_due = self
+            .stored
+            .meter
+            .credits
+            .and_then(|rule| rule.refill)
+            .is_some_and(|refill| refill.due(self.stored.pool.refilled_at(), now).is_some());
+        if self.exhausted && !refill_due {
+            return Ok(false);
+        }
+        let spent = self.credits.map_or(0, |slice| slice.spent);
+        let want = cost.max(spent.saturating_mul(2).clamp(16, MAX_SLICE).min(self.stored.pool.available() / 4 + 1));
+        let (workspace, of) = self.of();
+        let Some((reserved, pool)) = store.reserve_credits(workspace, of, want.max(cost), now).await? else {
+            self.stored.meter.credits = None;
+            return Ok(false);
+        };
+        self.stored.pool = pool;
+        if reserved.granted == 0 {
+            self.exhausted = true;
+            return Ok(false);
+        }
+        let slice = match self.credits.filter(|slice| slice.epoch == reserved.epoch) {
+            Some(slice) => CreditSlice { unspent: slice.unspent + reserved.granted, spent: 0, ..slice },
+            None => CreditSlice {
+                epoch: reserved.epoch,
+                refilled_at: reserved.refilled_at,
+                unspent: reserved.granted,
+                spent: 0,
+            },
+        };
+        self.credits = Some(slice);
+        Ok(true)
+    }
+
+    /// Makes sure `cost` tokens of `limit` are held, taking a batch from
+    /// the shared counter when they are not; `Err(retry_at)` when it
+    /// refuses.
+    async fn hold_tokens(
+        &mut self,
+        store: &dyn Store,
+        limit: &RateLimit,
+        cost: u32,
+        now: OffsetDateTime,
+    ) -> Result<Result<(), Option<OffsetDateTime>>, StoreError> {
+        let name = limit.name().clone();
+        let expired = self.tokens.get(&name).is_some_and(|batch| now >= batch.taken_at + horizon(limit));
+        if expired {
+            if let Some(batch) = self.tokens.remove(&name) {
+                self.give_back(store, &batch, now).await?;
+            }
+        }
+        let batch = self.tokens.entry(name).or_insert_with(|| TokenBatch {
+            limit: limit.clone(),
+            left: 0,
+            used: 0,
+            taken_at: now,
+            refused_until: None,
+        });
+        if batch.left >= cost {
+            return Ok(Ok(()));
+        }
+        if let Some(until) = batch.refused_until.filter(|until| now < *until) {
+            return Ok(Err(Some(until)));
+        }
+        let need = cost - batch.left;
+        let quarter = u32::try_from(limit.limit() / 4).unwrap_or(u32::MAX).max(1);
+        let want = need.max(batch.used.saturating_mul(2).clamp(4, quarter.max(4)).min(quarter));
+        let (workspace, of) = (&self.stored.workspace, &self.stored.of);
+        match store.take_tokens(workspace, of, limit, need, want.max(need), now).await? {
+            Ok(taken) => {
+                if batch.left == 0 {
+                    batch.taken_at = now;
+                    batch.used = 0;
+                }
+                batch.left += taken;
+                batch.refused_until = None;
+                Ok(Ok(()))
+            }
+            Err(retry_at) => {
+                batch.refused_until = retry_at;
+                Ok(Err(retry_at))
+            }
+        }
+    }
+
+    async fn give_back(&self, store: &dyn Store, batch: &TokenBatch, now: OffsetDateTime) -> Result<(), StoreError> {
+        if batch.left > 0 {
+            let (workspace, of) = self.of();
+            store.give_back_tokens(workspace, of, &batch.limit, batch.left, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Hands back an idle slice and expired batches (everything when
+    /// `all`, at shutdown).
+    async fn sweep(&mut self, store: &dyn Store, now: OffsetDateTime, all: bool) -> Result<(), StoreError> {
+        let idle = now - self.last_used >= CREDITS_IDLE;
+        if all || idle {
+            if let Some(slice) = self.credits.take() {
+                if slice.unspent > 0 {
+                    let (workspace, of) = self.of();
+                    store.hand_back_credits(workspace, of, slice.epoch, slice.unspent).await?;
+                    self.stored.pool = self.stored.pool.hand_back(slice.epoch, slice.unspent);
+                }
+            }
+        }
+        let expired: Vec<RateLimitName> = self
+            .tokens
+            .iter()
+            .filter(|(_, batch)| all || now >= batch.taken_at + horizon(&batch.limit))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in expired {
+            if let Some(batch) = self.tokens.remove(&name) {
+                self.give_back(store, &batch, now).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The counters [`decide`] reads: the replica's own GCRA counters and its
+/// slices.
+struct Held<'a> {
+    sides: [Option<&'a Subject>; 2],
+    now: OffsetDateTime,
+}
+
+impl Held<'_> {
+    fn side(&self, subject: &MeterSubject) -> Option<&Subject> {
+        self.sides.iter().flatten().copied().find(|side| &side.subject == subject)
+    }
+}
+
+impl MeterCounters for Held<'_> {
+    fn rate_limit(&self, subject: &MeterSubject, name: &RateLimitName) -> Option<RateLimitState> {
+        self.side(subject)?.mirror.get(name).copied()
+    }
+
+    fn credits(&self, subject: &MeterSubject) -> Option<CreditBalance> {
+        let slice = self.side(subject)?.credits?;
+        // The slice is spendable now (checked before deciding): no refill
+        // is due on it.
+        CreditBalance::restore(slice.unspent, self.now).ok()
+    }
+}
+
+impl Metering {
+    /// The subjects a key draws on, read again when they may have changed.
+    async fn entry(
+        &self,
+        store: &dyn Store,
+        key: &ApiKey,
+        workspace: &Workspace,
+        now: OffsetDateTime,
+    ) -> Result<Option<Arc<KeyEntry>>, StoreError> {
+        let generation = store.meter_generation();
+        let external_id = key.external_id.as_ref().map(|id| id.as_str().to_owned());
+        let cached = self.keys.lock().unwrap_or_else(PoisonError::into_inner).get(&key.id).cloned();
+        if let Some(entry) = cached {
+            let current = match generation {
+                Some(generation) => entry.generation == Some(generation),
+                None => now - entry.read_at < REREAD,
+            };
+            if current && entry.external_id == external_id {
+                return Ok(Some(entry));
+            }
+        }
+        let Some(found) = store.key_meters(&workspace.uid, &key.id, external_id.as_deref()).await? else {
+            return Ok(None);
+        };
+        let key_side = match found.key.filter(StoredMeter::meters_anything) {
+            Some(stored) => Some(self.subject(stored, now).await),
+            None => None,
+        };
+        let identity_side = match found.identity.filter(StoredMeter::meters_anything) {
+            Some(stored) => Some(self.subject(stored, now).await),
+            None => None,
+        };
+        let entry = Arc::new(KeyEntry {
+            external_id,
+            generation,
+            read_at: now,
+            root: found.root,
+            key: key_side,
+            identity: identity_side,
+        });
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.len() >= REMEMBERED {
+            keys.clear();
+        }
+        keys.insert(key.id.clone(), Arc::clone(&entry));
+        Ok(Some(entry))
+    }
+
+    /// Forgets which meters each key draws on, so that the next
+    /// verification of each reads them again (this process changed a
+    /// meter: its own verifications see the change at once).
+    pub(crate) fn forget_keys(&self) {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner).clear();
+    }
+
+    /// The subject of a meter just read, refreshed with it.
+    async fn subject(&self, stored: StoredMeter, now: OffsetDateTime) -> Arc<Mutex<Subject>> {
+        let id = (stored.workspace.clone(), stored.of.clone());
+        let existing = self.subjects.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
+        if let Some(subject) = existing {
+            subject.lock().await.refreshed(stored);
+            return subject;
+        }
+        let mut subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(subjects.entry(id).or_insert_with(|| Arc::new(Mutex::new(Subject::new(stored, now)))))
+    }
+
+    /// The credits this replica holds in a slice of a subject's balance
+    /// (to show a balance as the verifications on this replica see it).
+    pub(crate) async fn held(&self, workspace: &WorkspaceUid, of: &MeterOf) -> u64 {
+        let subject =
+            self.subjects.lock().unwrap_or_else(PoisonError::into_inner).get(&(workspace.clone(), of.clone())).cloned();
+        match subject {
+            Some(subject) => subject.lock().await.credits.map_or(0, |slice| slice.unspent),
+            None => 0,
+        }
+    }
+
+    /// Hands back idle slices and expired batches; everything when `all`.
+    pub(crate) async fn sweep(&self, store: &dyn Store, now: OffsetDateTime, all: bool) -> Result<(), StoreError> {
+        let subjects: Vec<Arc<Mutex<Subject>>> =
+            self.subjects.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
+        let mut first_error = None;
+        for subject in &subjects {
+            let guard = if all { Some(subject.lock().await) } else { subject.try_lock().ok() };
+            if let Some(mut guard) = guard {
+                if let Err(error) = guard.sweep(store, now, all).await {
+                    first_error.get_or_insert(error);
+                }
+            }
+        }
+        if all || subjects.len() >= REMEMBERED {
+            self.keys.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            if subjects.len() >= REMEMBERED {
+                self.subjects.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Meters one verification of a key that passed its own checks:
+    /// `None` when nothing meters the key, else keys-core's decision, whose
+    /// report shows the balance as this replica sees it.
+    pub(crate) async fn meter(
+        &self,
+        store: &dyn Store,
+        key: &ApiKey,
+        workspace: &Workspace,
+        request: &MeterRequest,
+        now: OffsetDateTime,
+    ) -> Result<Option<Decision>, StoreError> {
+        let Some(entry) = self.entry(store, key, workspace, now).await? else { return Ok(None) };
+        if entry.key.is_none() && entry.identity.is_none() {
+            return Ok(None);
+        }
+        // Always the key's subject first, then the identity's.
+        let mut key_side: Option<OwnedMutexGuard<Subject>> = match &entry.key {
+            Some(subject) => Some(Arc::clone(subject).lock_owned().await),
+            None => None,
+        };
+        let mut identity_side: Option<OwnedMutexGuard<Subject>> = match &entry.identity {
+            Some(subject) => Some(Arc::clone(subject).lock_owned().await),
+            None => None,
+        };
+        for side in key_side.iter_mut().chain(identity_side.iter_mut()) {
+            side.last_used = now;
+            side.live_slice(now);
+            side.pay_debt(store).await?;
+        }
+        let unmetered = Meter::default();
+        let key_subject = MeterSubject::ApiKey { root: entry.root.clone() };
+        let mut reservations = 0;
+        loop {
+            let decision = {
+                let key_metered = Metered {
+                    subject: key_side.as_ref().map_or(&key_subject, |side| &side.subject),
+                    meter: key_side.as_ref().map_or(&unmetered, |side| &side.stored.meter),
+                };
+                let identity_metered =
+                    identity_side.as_ref().map(|side| Metered { subject: &side.subject, meter: &side.stored.meter });
+                let held = Held { sides: [key_side.as_deref(), identity_side.as_deref()], now };
+                decide(request, key_metered, identity_metered, &held, now)
+            };
+            let decision = match decision {
+                Decision::UsageExceeded { owner, .. } if reservations < 4 => {
+                    reservations += 1;
+                    let side = match owner {
+                        MeterOwner::Key => key_side.as_deref_mut(),
+                        MeterOwner::Identity => identity_side.as_deref_mut(),
+                    };
+                    let more = match side {
+                        Some(side) => side.reserve_credits(store, u64::from(request.cost.get()), now).await?,
+                        None => false,
+                    };
+                    if more {
+                        continue;
+                    }
+                    decision
+                }
+                Decision::Admit { updates, mut report } => {
+                    // The shared counters: each applied limit's tokens held.
+                    let mut refused = None;
+                    for line in &report.rate_limits {
+                        let side = match line.owner {
+                            MeterOwner::Key => key_side.as_deref_mut(),
+                            MeterOwner::Identity => identity_side.as_deref_mut(),
+                        };
+                        let Some(side) = side else { continue };
+                        let Some(limit) = side.stored.meter.rate_limits.get(&line.name).cloned() else { continue };
+                        let cost = request.rate_limits.cost_of(&line.name).map_or(1, |cost| cost.get());
+                        if cost == 0 {
+                            continue;
+                        }
+                        if let Err(retry_at) = side.hold_tokens(store, &limit, cost, now).await? {
+                            refused = Some((line.owner, line.name.clone(), retry_at));
+                            break;
+                        }
+                    }
+                    if let Some((owner, name, retry_at)) = refused {
+                        for line in &mut report.rate_limits {
+                            if line.owner == owner && line.name == name {
+                                line.exceeded = true;
+                                line.remaining = 0;
+                            }
+                        }
+                        Decision::RateLimited { owner, name, retry_at, report }
+                    } else {
+                        // Admitted: spend from the batches and slices.
+                        for side in key_side.iter_mut().chain(identity_side.iter_mut()) {
+                            for (counter, state) in &updates.rate_limits {
+                                if counter.subject != side.subject {
+                                    continue;
+                                }
+                                side.mirror.insert(counter.name.clone(), *state);
+                                let cost = request.rate_limits.cost_of(&counter.name).map_or(1, |cost| cost.get());
+                                if let Some(batch) = side.tokens.get_mut(&counter.name) {
+                                    batch.left = batch.left.saturating_sub(cost);
+                                    batch.used = batch.used.saturating_add(cost);
+                                }
+                            }
+                            for (subject, balance) in &updates.credits {
+                                if subject != &side.subject {
+                                    continue;
+                                }
+                                if let Some(slice) = &mut side.credits {
+                                    slice.spent += slice.unspent - balance.remaining();
+                                    slice.unspent = balance.remaining();
+                                }
+                            }
+                        }
+                        Decision::Admit { updates, report }
+                    }
+                }
+                other => other,
+            };
+            return Ok(Some(shown(decision, key_side.as_deref(), identity_side.as_deref())));
+        }
+    }
+}
+
+/// The decision with its balance as this replica sees it: the key's when
+/// the key spends credits, else its identity's.
+fn shown(mut decision: Decision, key: Option<&Subject>, identity: Option<&Subject>) -> Decision {
+    let credits = key.and_then(Subject::credits_shown).or_else(|| identity.and_then(Subject::credits_shown));
+    match &mut decision {
+        Decision::Admit { report, .. }
+        | Decision::RateLimited { report, .. }
+        | Decision::UsageExceeded { report, .. } => {
+            report.credits = credits;
+        }
+    }
+    decision
+}
+
+impl Service {
+    /// Hands back what this replica holds of metering: idle slices and
+    /// expired batches every [`SWEEP_INTERVAL`] until stopped, and
+    /// everything at [`Service::hand_back_metering`].
+    pub fn spawn_metering_sweeper(self: &Arc<Self>) -> UsageFlusher {
+        crate::usage::every(self, SWEEP_INTERVAL, |service| async move {
+            if let Err(error) = service.metering.sweep(service.store.as_ref(), service.now(), false).await {
+                tracing::warn!(%error, "handing back metering slices failed; retrying");
+            }
+        })
+    }
+
+    /// Hands back every slice of credits and batch of tokens this replica
+    /// holds (graceful shutdown): what a replica killed without it holds is
+    /// lost to the customer, never oversold.
+    pub async fn hand_back_metering(&self) -> Result<(), StoreError> {
+        self.metering.sweep(self.store.as_ref(), self.now(), true).await
+    }
+}
+
+/// A subject's meter as management shows it: its limits, its credit rule
+/// and the balance as this replica sees it (the shared balance and the
+/// slice this replica holds; slices other replicas hold come back within
+/// [`CREDITS_IDLE`] of their last use).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeterView {
+    pub stored: StoredMeter,
+    /// `None` when the subject spends no credits.
+    pub remaining: Option<u64>,
+}
+
+/// An identity: its meter and the ids of its live keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentityView {
+    pub external_id: String,
+    pub meter: MeterView,
+    pub key_ids: Vec<ApiKeyId>,
+}
+
+impl crate::workspaces::InWorkspace<'_> {
+    async fn view(&self, stored: StoredMeter) -> MeterView {
+        let now = self.now();
+        let remaining = match stored.meter.credits {
+            Some(rule) => {
+                let pool = stored.pool.refreshed(&rule, now);
+                let held = if pool.epoch() == stored.pool.epoch() {
+                    self.service.metering.held(&stored.workspace, &stored.of).await
+                } else {
+                    0
+                };
+                Some((pool.unleased() + held).saturating_sub(pool.debt()))
+            }
+            None => None,
+        };
+        MeterView { stored, remaining }
+    }
+
+    /// A key's meter (its roll chain's), when it has one.
+    pub async fn api_key_meter(&self, id: &ApiKeyId) -> crate::ServiceResult<Option<MeterView>> {
+        let store = &self.service.store;
+        let Some(found) = store.key_meters(&self.workspace.uid, id, None).await? else { return Ok(None) };
+        Ok(match found.key {
+            Some(stored) => Some(self.view(stored).await),
+            None => None,
+        })
+    }
+
+    /// Replaces what `setting` says of a live key's limits and credits.
+    pub async fn set_api_key_meter(
+        &self,
+        id: &ApiKeyId,
+        setting: keys_store::MeterSetting,
+    ) -> crate::ServiceResult<MeterView> {
+        let acting = keys_store::Acting::new(self.workspace.uid.clone(), self.caller.actor().clone(), self.now());
+        let store = self.service.mutations(self.caller);
+        let stored =
+            keys_store::Run::run(&store, keys_store::PutKeyMeter { acting, id: id.clone(), setting }).await?.output;
+        self.service.metering.forget_keys();
+        Ok(self.view(stored).await)
+    }
+
+    /// `POST …/ws_api_key/{id}/credits/`: changes a key's balance (a key
+    /// that spends none starts to, from 0).
+    pub async fn change_api_key_credits(
+        &self,
+        id: &ApiKeyId,
+        operation: keys_core::meter::CreditsOperation,
+    ) -> crate::ServiceResult<MeterView> {
+        self.change_credits(keys_store::CreditsOf::Key(id.clone()), operation).await
+    }
+
+    async fn change_credits(
+        &self,
+        of: keys_store::CreditsOf,
+        operation: keys_core::meter::CreditsOperation,
+    ) -> crate::ServiceResult<MeterView> {
+        let acting = keys_store::Acting::new(self.workspace.uid.clone(), self.caller.actor().clone(), self.now());
+        let store = self.service.mutations(self.caller);
+        let stored = keys_store::Run::run(&store, keys_store::ChangeCredits { acting, of, operation }).await?.output;
+        self.service.metering.forget_keys();
+        Ok(self.view(stored).await)
+    }
+
+    /// `PUT /v1/{ws}/identity/{external_id}/`: creates or replaces an
+    /// identity; `true` when it is new.
+    pub async fn put_identity(
+        &self,
+        external_id: &keys_core::ExternalId,
+        rate_limits: keys_core::meter::RateLimits,
+        credits: Option<keys_core::meter::Credits>,
+        meta: Option<keys_core::KeyMeta>,
+    ) -> crate::ServiceResult<(IdentityView, bool)> {
+        let acting = keys_store::Acting::new(self.workspace.uid.clone(), self.caller.actor().clone(), self.now());
+        let setting =
+            keys_store::MeterSetting { rate_limits: Some(rate_limits), credits: Some(credits), meta: Some(meta) };
+        let command = keys_store::PutIdentity { acting, external_id: external_id.as_str().to_owned(), setting };
+        let store = self.service.mutations(self.caller);
+        let (stored, created) = keys_store::Run::run(&store, command).await?.output;
+        self.service.metering.forget_keys();
+        let key_ids = self.service.store.identity_key_ids(&self.workspace.uid, external_id.as_str()).await?;
+        let view =
+            IdentityView { external_id: external_id.as_str().to_owned(), meter: self.view(stored).await, key_ids };
+        Ok((view, created))
+    }
+
+    /// An identity with its balances and its keys' ids.
+    pub async fn identity(&self, external_id: &keys_core::ExternalId) -> crate::ServiceResult<IdentityView> {
+        let of = MeterOf::identity(external_id);
+        let stored = self.service.store.meter(&self.workspace.uid, &of).await?;
+        let stored = stored.ok_or(StoreError::NotFound { kind: "identity" })?;
+        let key_ids = self.service.store.identity_key_ids(&self.workspace.uid, external_id.as_str()).await?;
+        Ok(IdentityView { external_id: external_id.as_str().to_owned(), meter: self.view(stored).await, key_ids })
+    }
+
+    /// Removes an identity and its limits; its keys keep working.
+    pub async fn delete_identity(&self, external_id: &keys_core::ExternalId) -> crate::ServiceResult<()> {
+        let acting = keys_store::Acting::new(self.workspace.uid.clone(), self.caller.actor().clone(), self.now());
+        let command = keys_store::DeleteIdentity { acting, external_id: external_id.as_str().to_owned() };
+        let store = self.service.mutations(self.caller);
+        keys_store::Run::run(&store, command).await?;
+        self.service.metering.forget_keys();
+        Ok(())
+    }
+}
