@@ -57,6 +57,7 @@ function el(tag, attributes, ...children) {
     if (value === null || value === undefined || value === false) continue;
     if (name === 'onclick') node.addEventListener('click', value);
     else if (name === 'onsubmit') node.addEventListener('submit', value);
+    else if (name === 'onchange') node.addEventListener('change', value);
     else if (value === true) node.setAttribute(name, '');
     else node.setAttribute(name, String(value));
   }
@@ -251,7 +252,7 @@ function workspaceNav(slug, current) {
   return el(
     'nav',
     { 'aria-label': `Workspace ${slug}` },
-    el('ul', {}, link(`#/workspace/${enc(slug)}/api-keys`, 'API keys'), link(`#/workspace/${enc(slug)}/signing-keys`, 'Signing keys'), link(`#/workspace/${enc(slug)}/public-keys`, 'Public keys')),
+    el('ul', {}, link(`#/workspace/${enc(slug)}/api-keys`, 'API keys'), link(`#/workspace/${enc(slug)}/identities`, 'Identities'), link(`#/workspace/${enc(slug)}/signing-keys`, 'Signing keys'), link(`#/workspace/${enc(slug)}/public-keys`, 'Public keys')),
   );
 }
 
@@ -268,6 +269,7 @@ async function workspacesPage() {
         'td',
         { class: 'actions' },
         el('a', { href: `#/workspace/${enc(workspace.slug)}/api-keys` }, 'API keys'),
+        el('a', { href: `#/workspace/${enc(workspace.slug)}/identities` }, 'Identities'),
         el('a', { href: `#/workspace/${enc(workspace.slug)}/signing-keys` }, 'Signing keys'),
         el('a', { href: `#/workspace/${enc(workspace.slug)}/public-keys` }, 'Public keys'),
         el('a', { href: `/v1/workspace/${enc(workspace.uid)}/jwks.json` }, 'JWKS'),
@@ -279,6 +281,66 @@ async function workspacesPage() {
 
 function scopesOf(text) {
   return text.split(/[\s,]+/).filter(Boolean);
+}
+
+// The hash of an API key's own page.
+function apiKeyHash(slug, id) {
+  return `#/workspace/${enc(slug)}/api-keys/${enc(id)}`;
+}
+
+// Shows another page's address without a `hashchange` (which would clear
+// the status line the caller is about to write).
+function go(hash) {
+  history.pushState(null, '', hash);
+}
+
+// A button that runs `run`, reporting its failure on the status line.
+function action(label, run, options) {
+  return el('button', { type: 'button', class: (options && options.class) || 'secondary', onclick: async () => {
+    try {
+      await run();
+    } catch (error) {
+      failed(error);
+    }
+  } }, label);
+}
+
+// The buttons that act on one API key, in its row of the list and on its
+// own page. `after(what, answer)` shows the outcome: `what` is `changed`,
+// `rolled` (with the new key) or `deleted`.
+function apiKeyActions(slug, key, after) {
+  const path = `/v1/${enc(slug)}/ws_api_key/${enc(key.id)}/`;
+  const actions = [];
+  if (key.status === 'active') {
+    actions.push(action('Roll', async () => {
+      const grace = await askGrace(`Roll API key “${key.name}” (${key.masked_api_key}): a new secret replaces it; the old one keeps working for the grace period.`);
+      if (grace === null) return;
+      const rolled = await api('POST', `${path}roll/`, { grace_period_seconds: grace });
+      showSecret(`The new secret of API key “${rolled.name}” (${rolled.id}). The old secret works for ${grace} more seconds.`, rolled.api_key);
+      await after('rolled', { id: rolled.id });
+      say(`Rolled API key “${key.name}”.`);
+    }));
+    actions.push(action('Disable', async () => {
+      await api('PATCH', `${path}disable/`, {});
+      await after('changed');
+      say(`Disabled API key “${key.name}”.`);
+    }));
+  }
+  if (key.status === 'disabled') {
+    actions.push(action('Enable', async () => {
+      await api('PATCH', `${path}enable/`, {});
+      await after('changed');
+      say(`Enabled API key “${key.name}”.`);
+    }));
+  }
+  actions.push(action('Usage', async () => showKeyUsage(slug, key)));
+  actions.push(action('Delete', async () => {
+    if (!(await confirmAction(`Delete API key “${key.name}” (${key.masked_api_key}, ${key.id})? It stops authenticating at once; this cannot be undone.`, `Delete “${key.name}”`))) return;
+    await api('DELETE', path);
+    await after('deleted');
+    say(`Deleted API key “${key.name}”.`);
+  }, { class: 'danger' }));
+  return actions;
 }
 
 async function apiKeysPage(slug) {
@@ -294,6 +356,7 @@ async function apiKeysPage(slug) {
       if (scopes.length) body.scopes = scopes;
       if (form.elements.expires_at.value) body.expires_at = new Date(form.elements.expires_at.value).toISOString();
       if (form.elements.external_id.value.trim()) body.external_id = form.elements.external_id.value.trim();
+      if (form.elements.credits.value !== '') body.credits = { remaining: Number(form.elements.credits.value) };
       try {
         if (form.elements.meta.value.trim()) body.meta = JSON.parse(form.elements.meta.value);
       } catch (_) {
@@ -314,51 +377,14 @@ async function apiKeysPage(slug) {
     field('Expires at (optional)', el('input', { name: 'expires_at', type: 'datetime-local' })),
     field('Owner id (optional)', el('input', { name: 'external_id', placeholder: 'customer_42' })),
     field('Meta (optional JSON object)', el('input', { name: 'meta', placeholder: '{"plan": "pro"}' })),
+    field('Credits (optional)', el('input', { name: 'credits', type: 'number', min: 0, max: MAX_CREDITS, step: 1, placeholder: 'unmetered' })),
     el('button', { type: 'submit' }, 'Create API key'),
   );
-  const action = (label, run, options) => el('button', { type: 'button', class: (options && options.class) || 'secondary', onclick: async () => {
-    try {
-      await run();
-    } catch (error) {
-      failed(error);
-    }
-  } }, label);
-  const rows = list.results.map((key) => {
-    const path = `${base}${enc(key.id)}/`;
-    const actions = [];
-    if (key.status === 'active') {
-      actions.push(action('Roll', async () => {
-        const grace = await askGrace(`Roll API key “${key.name}” (${key.masked_api_key}): a new secret replaces it; the old one keeps working for the grace period.`);
-        if (grace === null) return;
-        const rolled = await api('POST', `${path}roll/`, { grace_period_seconds: grace });
-        showSecret(`The new secret of API key “${rolled.name}” (${rolled.id}). The old secret works for ${grace} more seconds.`, rolled.api_key);
-        await apiKeysPage(slug);
-        say(`Rolled API key “${key.name}”.`);
-      }));
-      actions.push(action('Disable', async () => {
-        await api('PATCH', `${path}disable/`, {});
-        await apiKeysPage(slug);
-        say(`Disabled API key “${key.name}”.`);
-      }));
-    }
-    if (key.status === 'disabled') {
-      actions.push(action('Enable', async () => {
-        await api('PATCH', `${path}enable/`, {});
-        await apiKeysPage(slug);
-        say(`Enabled API key “${key.name}”.`);
-      }));
-    }
-    actions.push(action('Usage', async () => showKeyUsage(slug, key)));
-    actions.push(action('Delete', async () => {
-      if (!(await confirmAction(`Delete API key “${key.name}” (${key.masked_api_key}, ${key.id})? It stops authenticating at once; this cannot be undone.`, `Delete “${key.name}”`))) return;
-      await api('DELETE', path);
-      await apiKeysPage(slug);
-      say(`Deleted API key “${key.name}”.`);
-    }, { class: 'danger' }));
-    return el(
+  const rows = list.results.map((key) =>
+    el(
       'tr',
       { 'data-id': key.id, 'data-status': key.status },
-      el('td', {}, key.name),
+      el('td', {}, el('a', { href: apiKeyHash(slug, key.id), title: 'Details, rate limits and credits' }, key.name)),
       el('td', {}, el('code', {}, key.masked_api_key)),
       el('td', {}, badge(key.status)),
       el('td', {}, (key.scopes || []).join(', ') || '—'),
@@ -366,21 +392,23 @@ async function apiKeysPage(slug) {
       el('td', {}, when(key.expires_at)),
       el('td', {}, when(key.created_at)),
       el('td', { class: 'last-used' }, key.last_used_at ? when(key.last_used_at) : 'never'),
-      el('td', { class: 'actions' }, actions),
-    );
-  });
+      el('td', { class: 'actions' }, apiKeyActions(slug, key, () => apiKeysPage(slug))),
+    ),
+  );
   page(
     `API keys · ${slug}`,
     workspaceNav(slug, 'API keys'),
     el('h3', {}, 'Create an API key'),
     create,
     el('h3', {}, `${list.meta.count} API keys`),
+    el('p', { class: 'muted' }, 'A key’s name opens its page: its details, rate limits and credits.'),
     table(['Name', 'Key', 'Status', 'Scopes', 'Owner', 'Expires', 'Created', 'Last used', 'Actions'], rows),
     el('h3', {}, `Usage of workspace ${slug}`),
     usagePanel(slug, null, `workspace ${slug}`, 'workspace-usage'),
   );
 }
 
+/*METERING*/
 async function signingKeysPage(slug) {
   const base = `/v1/${enc(slug)}/ws_signing_key/`;
   const list = await api('GET', base + '?limit=100');

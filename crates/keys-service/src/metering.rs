@@ -39,6 +39,9 @@ use crate::Service;
 pub const CREDITS_IDLE: Duration = Duration::from_secs(2);
 /// How often idle slices and expired batches are handed back.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a replica that found a balance empty waits before asking
+/// again (another replica may hand a slice back meanwhile).
+const EXHAUSTED_RETRY: time::Duration = time::Duration::milliseconds(500);
 /// Without announcements, meters are read again this often.
 const REREAD: Duration = Duration::from_secs(1);
 /// The most slices a replica reserves at once, in credits.
@@ -88,9 +91,11 @@ struct Subject {
     subject: MeterSubject,
     stored: StoredMeter,
     credits: Option<CreditSlice>,
-    /// No credits left in the shared balance when last asked (until the
-    /// meter is read again or a refill is due).
-    exhausted: bool,
+    /// No credits were left in the shared balance when last asked: not
+    /// asked again before this instant (unless the meter is read again or
+    /// a refill is due), so that an empty balance costs a replica at most
+    /// [`EXHAUSTED_RETRY`]'s worth of statements, not one per request.
+    exhausted: Option<OffsetDateTime>,
     tokens: HashMap<RateLimitName, TokenBatch>,
     /// This replica's own GCRA counters.
     mirror: HashMap<RateLimitName, RateLimitState>,
@@ -129,7 +134,7 @@ impl Subject {
             subject,
             stored,
             credits: None,
-            exhausted: false,
+            exhausted: None,
             tokens: HashMap::new(),
             mirror: HashMap::new(),
             last_used: now,
@@ -144,7 +149,7 @@ impl Subject {
         }
         self.tokens.retain(|name, batch| stored.meter.rate_limits.get(name) == Some(&batch.limit));
         self.mirror.retain(|name, _| stored.meter.rate_limits.get(name).is_some());
-        self.exhausted = false;
+        self.exhausted = None;
         self.stored = stored;
     }
 
@@ -193,7 +198,7 @@ impl Subject {
             .credits
             .and_then(|rule| rule.refill)
             .is_some_and(|refill| refill.due(self.stored.pool.refilled_at(), now).is_some());
-        if self.exhausted && !refill_due {
+        if self.exhausted.is_some_and(|until| now < until) && !refill_due {
             return Ok(false);
         }
         let spent = self.credits.map_or(0, |slice| slice.spent);
@@ -205,9 +210,10 @@ impl Subject {
         };
         self.stored.pool = pool;
         if reserved.granted == 0 {
-            self.exhausted = true;
+            self.exhausted = Some(now + EXHAUSTED_RETRY);
             return Ok(false);
         }
+        self.exhausted = None;
         let slice = match self.credits.filter(|slice| slice.epoch == reserved.epoch) {
             Some(slice) => CreditSlice { unspent: slice.unspent + reserved.granted, spent: 0, ..slice },
             None => CreditSlice {

@@ -9,6 +9,7 @@ mod config;
 mod e2e;
 mod hostile;
 mod import;
+mod metering;
 mod shutdown;
 mod tls;
 mod upgrade;
