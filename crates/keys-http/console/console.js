@@ -408,7 +408,369 @@ async function apiKeysPage(slug) {
   );
 }
 
-/*METERING*/
+// ---- metering: rate limits and credits (docs/METERING.md) ----------------
+//
+// An API key and an identity (the keys of a workspace with one owner id,
+// `external_id`) may carry rate limits and credits. Only the answers about
+// one key carry them, so the list links each key to its own page.
+
+const MAX_CREDITS = 1000000000000; // 10^12, the most a balance or a refill holds
+const MAX_RATE_LIMITS = 16;
+
+function durationText(seconds) {
+  const [size, unit] = [[86400, 'day'], [3600, 'hour'], [60, 'minute'], [1, 'second']].find(([whole]) => seconds % whole === 0);
+  const count = seconds / size;
+  return count === 1 ? `1 ${unit}` : `${numberText(count)} ${unit}s`;
+}
+
+function refillText(refill) {
+  if (!refill) return 'no refill';
+  const amount = numberText(refill.amount);
+  if (refill.interval === 'daily') return `refilled to ${amount} every day at 00:00 UTC`;
+  return `refilled to ${amount} on day ${refill.refill_day || 1} of each month at 00:00 UTC (the last day of a shorter month)`;
+}
+
+// A balance as the page shows it.
+function creditsSummary(credits, id) {
+  if (!credits) return el('p', { id, 'data-metered': 'false' }, 'Unmetered: verifications spend no credits.');
+  return el('p', { id, 'data-metered': 'true' }, el('strong', { class: 'remaining' }, numberText(credits.remaining)), ` credits remaining; ${refillText(credits.refill)}.`);
+}
+
+function limitsTable(limits, id) {
+  if (!limits.length) return el('p', { id, class: 'muted' }, 'No rate limits.');
+  const rows = limits.map((limit) => el(
+    'tr',
+    { 'data-limit': limit.name },
+    el('td', {}, el('code', {}, limit.name)),
+    el('td', {}, numberText(limit.limit)),
+    el('td', {}, durationText(limit.duration_seconds)),
+    el('td', {}, limit.auto_apply ? 'every verification' : 'verifications that name it'),
+  ));
+  const shown = table(['Name', 'Limit', 'Per', 'Applies to'], rows);
+  shown.id = id;
+  return shown;
+}
+
+function limitsSaved(key) {
+  const count = key.ratelimits.length;
+  if (!count) return `API key “${key.name}” has no rate limits now.`;
+  return `Saved ${count} rate limit${count === 1 ? '' : 's'} of API key “${key.name}”.`;
+}
+
+// Label and value pairs as a definition list.
+function facts(id, pairs) {
+  return el('dl', { class: 'facts', id }, pairs.flatMap(([term, value]) => [el('dt', {}, term), el('dd', {}, value)]));
+}
+
+// The rate limits as editable rows: `{node, read}`, `read` answering the
+// list as the API takes it (empty: none).
+function limitsEditor(limits, legend) {
+  const wrap = table(['Name', 'Limit (tokens)', 'Per (seconds)', 'Auto-apply', ''], []);
+  const rows = wrap.querySelector('tbody');
+  const empty = el('p', { class: 'muted' }, 'No rate limits: saving removes them all.');
+  const add = el('button', { type: 'button', class: 'secondary', onclick: () => {
+    addRow({ name: '', limit: '', duration_seconds: 60, auto_apply: true });
+    rows.lastElementChild.querySelector('input').focus();
+  } }, 'Add a rate limit');
+  function renumber() {
+    [...rows.children].forEach((row, index) => {
+      const number = index + 1;
+      row.querySelector('[name=name]').setAttribute('aria-label', `Name of rate limit ${number}`);
+      row.querySelector('[name=limit]').setAttribute('aria-label', `Limit of rate limit ${number}`);
+      row.querySelector('[name=duration_seconds]').setAttribute('aria-label', `Seconds of rate limit ${number}`);
+      row.querySelector('[name=auto_apply]').setAttribute('aria-label', `Auto-apply rate limit ${number}`);
+      row.querySelector('button').setAttribute('aria-label', `Remove rate limit ${number}`);
+    });
+    empty.hidden = rows.children.length > 0;
+    wrap.hidden = rows.children.length === 0;
+    add.disabled = rows.children.length >= MAX_RATE_LIMITS;
+  }
+  function addRow(limit) {
+    const row = el(
+      'tr',
+      { class: 'limit-row' },
+      el('td', {}, el('input', { name: 'name', value: limit.name, required: true, maxlength: 64, pattern: '[a-z0-9][a-z0-9_.:\\-]{0,63}', title: 'a-z, 0-9 and _ . : - (starting with a letter or digit)', placeholder: 'requests', autocomplete: 'off', spellcheck: 'false' })),
+      el('td', {}, el('input', { name: 'limit', type: 'number', min: 1, max: 1000000000, step: 1, required: true, value: limit.limit })),
+      el('td', {}, el('input', { name: 'duration_seconds', type: 'number', min: 1, max: 86400, step: 1, required: true, value: limit.duration_seconds })),
+      el('td', {}, el('input', { name: 'auto_apply', type: 'checkbox', checked: limit.auto_apply })),
+      el('td', {}, el('button', { type: 'button', class: 'secondary', onclick: () => {
+        row.remove();
+        renumber();
+        add.focus();
+      } }, 'Remove')),
+    );
+    rows.append(row);
+    renumber();
+  }
+  for (const limit of limits) addRow(limit);
+  renumber();
+  const node = el(
+    'fieldset',
+    { class: 'limits-editor' },
+    el('legend', {}, legend),
+    el('p', { class: 'muted' }, `Each admits its limit of verifications per its seconds; an auto-applied one counts every verification, another only those that name it. At most ${MAX_RATE_LIMITS}, names unique.`),
+    empty,
+    wrap,
+    el('p', {}, add),
+  );
+  const read = () => [...rows.children].map((row) => ({
+    name: row.querySelector('[name=name]').value.trim(),
+    limit: Number(row.querySelector('[name=limit]').value),
+    duration_seconds: Number(row.querySelector('[name=duration_seconds]').value),
+    auto_apply: row.querySelector('[name=auto_apply]').checked,
+  }));
+  return { node, read };
+}
+
+// The credits as an editable whole: `{node, read}`, `read` answering null
+// (unmetered) or `{remaining, refill}`.
+function creditsEditor(credits, legend) {
+  const refill = credits && credits.refill;
+  const metered = el('input', { name: 'metered', type: 'checkbox', checked: Boolean(credits), onchange: sync });
+  const remaining = el('input', { name: 'remaining', type: 'number', min: 0, max: MAX_CREDITS, step: 1, required: true, value: credits ? credits.remaining : 0 });
+  const interval = el(
+    'select',
+    { name: 'interval', onchange: sync },
+    el('option', { value: '', selected: !refill }, 'none'),
+    el('option', { value: 'daily', selected: Boolean(refill && refill.interval === 'daily') }, 'daily'),
+    el('option', { value: 'monthly', selected: Boolean(refill && refill.interval === 'monthly') }, 'monthly'),
+  );
+  const amount = el('input', { name: 'amount', type: 'number', min: 0, max: MAX_CREDITS, step: 1, required: true, value: refill ? refill.amount : '' });
+  const day = el('input', { name: 'refill_day', type: 'number', min: 1, max: 31, step: 1, required: true, value: (refill && refill.refill_day) || 1 });
+  const details = el(
+    'fieldset',
+    { class: 'plain' },
+    field('Remaining', remaining),
+    field('Refill', interval),
+    field('Refill to (amount)', amount),
+    field('Refill day (monthly, 1–31)', day),
+  );
+  function sync() {
+    details.disabled = !metered.checked;
+    amount.disabled = !interval.value;
+    day.disabled = interval.value !== 'monthly';
+  }
+  sync();
+  const node = el(
+    'fieldset',
+    { class: 'credits-editor' },
+    el('legend', {}, legend),
+    el('label', { class: 'check' }, metered, 'Spends credits (metered)'),
+    details,
+  );
+  const read = () => {
+    if (!metered.checked) return null;
+    const answer = { remaining: Number(remaining.value), refill: null };
+    if (interval.value) {
+      answer.refill = { interval: interval.value, amount: Number(amount.value) };
+      if (interval.value === 'monthly') answer.refill.refill_day = Number(day.value);
+    }
+    return answer;
+  };
+  return { node, read };
+}
+
+// ---- one API key ---------------------------------------------------------
+
+async function apiKeyPage(slug, id) {
+  showApiKey(slug, await api('GET', `/v1/${enc(slug)}/ws_api_key/${enc(id)}/`));
+}
+
+// A key's page from an answer about it (which carries its metering).
+function showApiKey(slug, key) {
+  const path = `/v1/${enc(slug)}/ws_api_key/${enc(key.id)}/`;
+  const after = async (what, answer) => {
+    if (what === 'deleted') {
+      go(`#/workspace/${enc(slug)}/api-keys`);
+      await apiKeysPage(slug);
+    } else if (what === 'rolled') {
+      go(apiKeyHash(slug, answer.id));
+      await apiKeyPage(slug, answer.id);
+    } else {
+      await apiKeyPage(slug, key.id);
+    }
+  };
+  const saved = (message) => (answer) => {
+    showApiKey(slug, answer);
+    say(message(answer));
+  };
+  const submit = (send, done) => async (event) => {
+    event.preventDefault();
+    try {
+      done(await send(event.target));
+    } catch (error) {
+      failed(error);
+    }
+  };
+  const limits = limitsEditor(key.ratelimits || [], 'Edit the rate limits');
+  const limitsForm = el(
+    'form',
+    { id: 'key-limits-form', onsubmit: submit(() => api('PATCH', path, { ratelimits: limits.read() }), saved((answer) => limitsSaved(answer))) },
+    limits.node,
+    el('p', { class: 'actions' }, el('button', { type: 'submit' }, 'Save rate limits')),
+  );
+  const balance = el(
+    'form',
+    { id: 'key-balance', onsubmit: submit(
+      (form) => api('POST', `${path}credits/`, { operation: form.elements.operation.value, value: Number(form.elements.credits.value) }),
+      saved((answer) => `Credits of API key “${answer.name}”: ${numberText(answer.credits.remaining)} remaining.`),
+    ) },
+    el(
+      'fieldset',
+      { class: 'inline' },
+      el('legend', {}, 'Change the balance'),
+      field('Operation', el('select', { name: 'operation' }, el('option', { value: 'set' }, 'Set to'), el('option', { value: 'increment' }, 'Add'), el('option', { value: 'decrement' }, 'Take away'))),
+      field('Credits', el('input', { name: 'credits', type: 'number', min: 0, max: MAX_CREDITS, step: 1, required: true })),
+      el('button', { type: 'submit' }, 'Change balance'),
+    ),
+    el('p', { class: 'muted' }, key.credits ? 'Taking away stops at 0; adding stops at 10¹².' : 'The key spends no credits yet: changing the balance makes it spend them, from 0.'),
+  );
+  const credits = creditsEditor(key.credits || null, 'Replace the credits');
+  const creditsForm = el(
+    'form',
+    { id: 'key-credits-form', onsubmit: submit(() => api('PATCH', path, { credits: credits.read() }), saved((answer) => (answer.credits ? `Saved the credits of API key “${answer.name}”.` : `API key “${answer.name}” spends no credits now.`))) },
+    credits.node,
+    el('p', { class: 'muted' }, 'Saving replaces the balance with Remaining, whatever verifications spent since this page was shown; to add or take away, change the balance above.'),
+    el('p', { class: 'actions' }, el('button', { type: 'submit' }, 'Save credits')),
+  );
+  page(
+    `API key “${key.name}”`,
+    workspaceNav(slug, 'API keys'),
+    el('p', {}, el('a', { href: `#/workspace/${enc(slug)}/api-keys` }, `All API keys of ${slug}`)),
+    facts('key-facts', [
+      ['Id', el('code', {}, key.id)],
+      ['Key', el('code', {}, key.masked_api_key)],
+      ['Status', badge(key.status)],
+      ['Scopes', (key.scopes || []).join(', ') || '—'],
+      ['Owner', key.external_id ? el('a', { href: identityHash(slug, key.external_id), title: 'Its identity' }, key.external_id) : '—'],
+      ['Description', key.description || '—'],
+      ['Meta', key.meta ? el('code', {}, JSON.stringify(key.meta)) : '—'],
+      ['Expires', when(key.expires_at)],
+      ['Created', when(key.created_at)],
+      ['Last used', key.last_used_at ? when(key.last_used_at) : 'never'],
+    ]),
+    el('p', { class: 'actions', id: 'key-actions' }, apiKeyActions(slug, key, after)),
+    el('h3', {}, 'Rate limits'),
+    limitsTable(key.ratelimits || [], 'key-limits'),
+    limitsForm,
+    el('h3', {}, 'Credits'),
+    creditsSummary(key.credits || null, 'key-credits'),
+    balance,
+    creditsForm,
+  );
+}
+
+// ---- identities ----------------------------------------------------------
+
+function identityHash(slug, externalId) {
+  return `#/workspace/${enc(slug)}/identities` + (externalId ? `/${enc(externalId)}` : '');
+}
+
+function identityPath(slug, externalId) {
+  return `/v1/${enc(slug)}/identity/${enc(externalId)}/`;
+}
+
+// The identities of a workspace: one looked up by its owner id (null
+// when it has none yet), and the owner ids its API keys name.
+async function identitiesPage(slug, externalId) {
+  let identity = null;
+  if (externalId) {
+    try {
+      identity = await api('GET', identityPath(slug, externalId));
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 404)) throw error;
+    }
+  }
+  const keys = await api('GET', `/v1/${enc(slug)}/ws_api_key/?limit=100`);
+  const owners = [...new Set(keys.results.map((key) => key.external_id).filter(Boolean))].sort();
+  showIdentities(slug, externalId, identity, owners);
+}
+
+function showIdentities(slug, externalId, identity, owners) {
+  const lookup = el(
+    'form',
+    { class: 'inline', id: 'identity-lookup', onsubmit: (event) => {
+      event.preventDefault();
+      const wanted = event.target.elements.external_id.value.trim();
+      if (!wanted) return;
+      const hash = identityHash(slug, wanted);
+      if (location.hash === hash) route();
+      else location.hash = hash;
+    } },
+    field('Owner id (external_id)', el('input', { name: 'external_id', required: true, maxlength: 255, value: externalId || '', placeholder: 'customer_42', autocomplete: 'off', spellcheck: 'false' })),
+    el('button', { type: 'submit' }, 'Look up'),
+  );
+  const known = owners.length
+    ? el('p', { id: 'identity-owners' }, 'Owner ids on this workspace’s API keys: ', owners.flatMap((owner, index) => [index ? ', ' : null, el('a', { href: identityHash(slug, owner) }, owner)]))
+    : el('p', { id: 'identity-owners', class: 'muted' }, 'No API key of this workspace names an owner id yet.');
+  const content = [];
+  if (externalId) {
+    const path = identityPath(slug, externalId);
+    if (identity) {
+      content.push(
+        el('h3', {}, `Identity “${identity.external_id}”`),
+        facts('identity-facts', [
+          ['Owner id', el('code', {}, identity.external_id)],
+          ['Credits', creditsSummary(identity.credits, 'identity-credits')],
+          ['Meta', identity.meta ? el('code', {}, JSON.stringify(identity.meta)) : '—'],
+          ['Keys', identity.key_ids.length
+            ? el('ul', { id: 'identity-keys', class: 'plain' }, identity.key_ids.map((id) => el('li', {}, el('a', { href: apiKeyHash(slug, id) }, el('code', {}, id)))))
+            : el('span', { id: 'identity-keys' }, 'none: no live API key has this owner id')],
+          ['Created', when(identity.created_at)],
+          ['Updated', when(identity.updated_at)],
+        ]),
+        el('h4', {}, 'Rate limits'),
+        limitsTable(identity.ratelimits, 'identity-limits'),
+        el('p', { class: 'actions' }, action('Delete identity', async () => {
+          if (!(await confirmAction(`Delete identity “${identity.external_id}”? Its limits and credits go; its keys keep working with their own.`, `Delete “${identity.external_id}”`))) return;
+          await api('DELETE', path);
+          await identitiesPage(slug, externalId);
+          say(`Deleted identity “${identity.external_id}”.`);
+        }, { class: 'danger' })),
+      );
+    } else {
+      content.push(el('p', { id: 'identity-missing' }, `No identity “${externalId}”: its keys have only their own limits and credits. Saving below creates it.`));
+    }
+    const limits = limitsEditor(identity ? identity.ratelimits : [], 'Rate limits');
+    const credits = creditsEditor(identity ? identity.credits : null, 'Credits');
+    const form = el(
+      'form',
+      { id: 'identity-form', onsubmit: async (event) => {
+        event.preventDefault();
+        const body = { ratelimits: limits.read(), credits: credits.read() };
+        const meta = event.target.elements.meta.value.trim();
+        try {
+          if (meta) body.meta = JSON.parse(meta);
+        } catch (_) {
+          say('Meta must be a JSON object, such as {"plan": "pro"}.', true);
+          return;
+        }
+        try {
+          const saved = await api('PUT', path, body);
+          showIdentities(slug, externalId, saved, owners);
+          say(`Saved identity “${saved.external_id}”.`);
+        } catch (error) {
+          failed(error);
+        }
+      } },
+      limits.node,
+      credits.node,
+      el('fieldset', { class: 'inline' }, el('legend', {}, 'Meta'), field('Meta (optional JSON object)', el('input', { name: 'meta', value: identity && identity.meta ? JSON.stringify(identity.meta) : '', placeholder: '{"plan": "pro"}' }))),
+      el('p', { class: 'muted' }, 'Saving replaces the whole identity: its rate limits, its credits (the balance included) and its meta.'),
+      el('p', { class: 'actions' }, el('button', { type: 'submit' }, identity ? 'Replace identity' : 'Create identity')),
+    );
+    content.push(el('h3', {}, identity ? `Replace identity “${externalId}”` : `Create identity “${externalId}”`), form);
+  }
+  page(
+    `Identities · ${slug}`,
+    workspaceNav(slug, 'Identities'),
+    el('p', {}, 'An identity is the API keys of this workspace with one owner id (external_id): its rate limits and credits apply to every verification of each of them, besides the key’s own.'),
+    lookup,
+    known,
+    ...content,
+  );
+}
+
 async function signingKeysPage(slug) {
   const base = `/v1/${enc(slug)}/ws_signing_key/`;
   const list = await api('GET', base + '?limit=100');
@@ -635,6 +997,8 @@ async function route() {
       const slug = parts[1];
       if (parts[2] === 'signing-keys') await signingKeysPage(slug);
       else if (parts[2] === 'public-keys') await publicKeysPage(slug);
+      else if (parts[2] === 'identities') await identitiesPage(slug, parts[3] || null);
+      else if (parts[2] === 'api-keys' && parts[3]) await apiKeyPage(slug, parts[3]);
       else await apiKeysPage(slug);
     } else if (parts[0] === 'service-tokens' && session.role === 'admin') {
       await serviceTokensPage();

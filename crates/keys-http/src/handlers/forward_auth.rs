@@ -60,6 +60,9 @@ enum Credential<'a> {
     Jwt(&'a str),
 }
 
+/// `X-Keysd-Gateway: nginx`: the gateway passes on only 401 and 403.
+const GATEWAY_HEADER: &str = "x-keysd-gateway";
+
 /// A refusal as a gateway understands it. The reason is for the gateway,
 /// in `X-Keysd-Reason` (nginx can log it with `auth_request_set`); the
 /// challenge, which gateways pass on to the client (nginx copies a 401's
@@ -196,6 +199,15 @@ pub(crate) async fn forward(call: Public<'_>) -> Result<Response<Full<Bytes>>, A
                 Ok(verified) => verified,
                 Err(refusal) => {
                     let mut response = refused(refusal);
+                    // nginx's `auth_request` passes on 401 and 403 only
+                    // (anything else becomes a 500): a gateway that says it
+                    // is nginx gets a `rate_limited` as a 403, which its
+                    // configuration turns into the client's 429 (README).
+                    if response.status() == StatusCode::TOO_MANY_REQUESTS
+                        && single(headers, GATEWAY_HEADER) == Ok(Some("nginx"))
+                    {
+                        *response.status_mut() = StatusCode::FORBIDDEN;
+                    }
                     if let Some(decision) = &metered.meter {
                         metering_headers(response.headers_mut(), decision, now);
                     }
@@ -321,7 +333,8 @@ const fn operation(method: Method, operation_id: &'static str) -> Operation {
          headers; 401 with `X-Keysd-Reason` (one of the `Reason` values, `service_token_invalid` for the \
          gateway's own token) for the gateway, and a generic `WWW-Authenticate` (`error=\"invalid_token\"`, no \
          description) for the client; 403 for `insufficient_scope` and `usage_exceeded`; 429 with `Retry-After` for \
-         `rate_limited`. A metered key's answers carry `RateLimit-Policy` and `RateLimit` (its tightest limit) and \
+         `rate_limited` (a 403 when the gateway sends `X-Keysd-Gateway: nginx`, whose `auth_request` passes on \
+         401 and 403 only). A metered key's answers carry `RateLimit-Policy` and `RateLimit` (its tightest limit) and \
          `X-Keysd-Credits-Remaining`. The body is ignored; any path below this \
          one is accepted too.",
         )

@@ -12,6 +12,7 @@ mod cache;
 mod concurrency;
 mod imports;
 mod lifecycle;
+mod metering;
 mod quotas;
 mod secrets;
 mod service_tokens;
@@ -117,6 +118,11 @@ contract_suite! {
         imports::imports_count_whole_against_the_key_cap,
         imports::concurrent_imports_of_one_key_store_it_once,
         imports::a_refused_batch_names_the_entry_another_import_stored,
+        metering::metering_key_reads_back_reserves_hands_back_and_changes_its_balance,
+        metering::metering_from_two_stores_at_once_never_oversells,
+        metering::metering_root_passes_to_the_key_a_roll_makes,
+        metering::metering_identities_are_put_listed_and_deleted_with_their_counters,
+        metering::metering_refill_due_sets_the_balance_in_a_new_epoch_before_a_reservation,
         usage::usage_batches_add_to_minute_hour_and_day_buckets_once_each,
         usage::usage_totals_and_selections_read_the_right_rows,
         usage::usage_windows_include_since_and_exclude_until,

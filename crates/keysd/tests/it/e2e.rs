@@ -1295,6 +1295,15 @@ http {{
             auth_request_set $keysd_entity_id $upstream_http_x_keysd_entity_id;
             auth_request_set $keysd_subject $upstream_http_x_keysd_subject;
             auth_request_set $keysd_reason $upstream_http_x_keysd_reason;
+            # Metering: the client's quota, and when to come back.
+            auth_request_set $keysd_ratelimit_policy $upstream_http_ratelimit_policy;
+            auth_request_set $keysd_ratelimit $upstream_http_ratelimit;
+            auth_request_set $keysd_credits $upstream_http_x_keysd_credits_remaining;
+            auth_request_set $keysd_retry_after $upstream_http_retry_after;
+            add_header RateLimit-Policy $keysd_ratelimit_policy always;
+            add_header RateLimit $keysd_ratelimit always;
+            add_header X-Keysd-Credits-Remaining $keysd_credits always;
+            error_page 403 = @keysd_forbidden;
             proxy_set_header X-Keysd-Organisation $keysd_organisation;
             proxy_set_header X-Keysd-Workspace $keysd_workspace;
             proxy_set_header X-Keysd-Key-Id $keysd_key_id;
@@ -1307,12 +1316,24 @@ http {{
             access_log {dir}/gateway.log keysd;
             proxy_pass http://127.0.0.1:{upstream};
         }}
+        # keysd's 403s: a rate-limited client gets a 429 and when to retry.
+        location @keysd_forbidden {{
+            access_log {dir}/gateway.log keysd;
+            if ($keysd_reason = rate_limited) {{
+                add_header Retry-After $keysd_retry_after always;
+                add_header RateLimit-Policy $keysd_ratelimit_policy always;
+                add_header RateLimit $keysd_ratelimit always;
+                return 429;
+            }}
+            return 403;
+        }}
         location = /_keysd {{
             internal;
             proxy_pass http://{keysd}/v1/auth/forward;
             proxy_pass_request_body off;
             proxy_set_header Content-Length "";
             proxy_set_header X-Keysd-Service-Token "{gateway_token}";
+            proxy_set_header X-Keysd-Gateway nginx;
             proxy_set_header X-Original-URI $request_uri;
         }}
     }}
@@ -1471,6 +1492,38 @@ async fn gateway_journey(backend: Backend) {
     assert_eq!(status, StatusCode::OK, "{seen}");
     assert_eq!(seen["x-keysd-subject"], "u-1");
     assert_eq!(nginx.get(&[("authorization", &format!("Bearer {jwt}"))]).await.0, StatusCode::OK);
+
+    // Metering through nginx: a metered key's quota reaches the client;
+    // past its limit the client gets a 429 with Retry-After (the gateway
+    // logs `rate_limited`), past its credits a 403.
+    let limits = json!([{"name": "gateway", "limit": 2, "duration_seconds": 60}]);
+    let body = json!({"name": "metered", "ratelimits": limits, "credits": {"remaining": 3}});
+    let metered = text(&api.call(Method::POST, "/v1/staging/ws_api_key/", Some(body)).await.body["api_key"]);
+    let metered_bearer = format!("Bearer {metered}");
+    let (status, headers, _) = nginx.get(&[("authorization", metered_bearer.as_str())]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers.get("ratelimit-policy").and_then(|v| v.to_str().ok()), Some("\"gateway\";q=2;w=60"));
+    assert_eq!(headers.get("x-keysd-credits-remaining").and_then(|v| v.to_str().ok()), Some("2"));
+    assert_eq!(nginx.get(&[("authorization", metered_bearer.as_str())]).await.0, StatusCode::OK);
+    let (status, headers, _) = nginx.get(&[("authorization", metered_bearer.as_str())]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{headers:?}");
+    let retry: u64 =
+        headers.get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok()).expect("Retry-After");
+    assert!((1..=60).contains(&retry), "{retry}");
+    assert_eq!(
+        nginx.refused(&[("authorization", metered_bearer.as_str())]).await,
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited".to_owned())
+    );
+    let spender = json!({"name": "spender", "credits": {"remaining": 1}});
+    let spender = format!(
+        "Bearer {}",
+        text(&api.call(Method::POST, "/v1/staging/ws_api_key/", Some(spender)).await.body["api_key"])
+    );
+    assert_eq!(nginx.get(&[("authorization", spender.as_str())]).await.0, StatusCode::OK);
+    assert_eq!(
+        nginx.refused(&[("authorization", spender.as_str())]).await,
+        (StatusCode::FORBIDDEN, "usage_exceeded".to_owned())
+    );
 
     // A key deleted through the API is refused through nginx within a second.
     let deleted = api.call(Method::DELETE, &format!("/v1/staging/ws_api_key/{key_id}/"), None).await;
