@@ -20,7 +20,7 @@
 //! the statements per verification.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex, PoisonError};
+use std::sync::{Arc, Mutex as StdMutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use keys_core::meter::{
@@ -62,7 +62,7 @@ pub fn horizon(limit: &RateLimit) -> time::Duration {
 /// What a replica holds of metering.
 #[derive(Default)]
 pub struct Metering {
-    keys: StdMutex<HashMap<ApiKeyId, Arc<KeyEntry>>>,
+    keys: RwLock<HashMap<ApiKeyId, Arc<KeyEntry>>>,
     subjects: StdMutex<HashMap<(WorkspaceUid, MeterOf), Shared>>,
 }
 
@@ -350,17 +350,18 @@ impl Metering {
         now: OffsetDateTime,
     ) -> Result<Option<Arc<KeyEntry>>, StoreError> {
         let generation = store.meter_generation();
-        let external_id = key.external_id.as_ref().map(|id| id.as_str().to_owned());
-        let cached = self.keys.lock().unwrap_or_else(PoisonError::into_inner).get(&key.id).cloned();
+        let presented = key.external_id.as_ref().map(|id| id.as_str());
+        let cached = self.keys.read().unwrap_or_else(PoisonError::into_inner).get(&key.id).cloned();
         if let Some(entry) = cached {
             let current = match generation {
                 Some(generation) => entry.generation == Some(generation),
                 None => now - entry.read_at < REREAD,
             };
-            if current && entry.external_id == external_id {
+            if current && entry.external_id.as_deref() == presented {
                 return Ok(Some(entry));
             }
         }
+        let external_id = presented.map(str::to_owned);
         let Some(found) = store.key_meters(&workspace.uid, &key.id, external_id.as_deref()).await? else {
             return Ok(None);
         };
@@ -380,7 +381,7 @@ impl Metering {
             key: key_side,
             identity: identity_side,
         });
-        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut keys = self.keys.write().unwrap_or_else(PoisonError::into_inner);
         if keys.len() >= REMEMBERED {
             keys.clear();
         }
@@ -392,7 +393,7 @@ impl Metering {
     /// verification of each reads them again (this process changed a
     /// meter: its own verifications see the change at once).
     pub(crate) fn forget_keys(&self) {
-        self.keys.lock().unwrap_or_else(PoisonError::into_inner).clear();
+        self.keys.write().unwrap_or_else(PoisonError::into_inner).clear();
     }
 
     /// The subject of a meter just read, refreshed with it.
@@ -432,7 +433,7 @@ impl Metering {
             }
         }
         if all || subjects.len() >= REMEMBERED {
-            self.keys.lock().unwrap_or_else(PoisonError::into_inner).clear();
+            self.keys.write().unwrap_or_else(PoisonError::into_inner).clear();
             if subjects.len() >= REMEMBERED {
                 self.subjects.lock().unwrap_or_else(PoisonError::into_inner).clear();
             }

@@ -192,3 +192,56 @@ async fn postgres_kill_9_loses_at_most_the_slice_held_never_oversells() {
     survivor.stop().await;
     backend.cleanup().await;
 }
+
+/// A change made on one replica (credits set, a limit patched) reaches the
+/// other's verification within a second, the slice it held voided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_change_of_limits_or_credits_reaches_the_other_replica_within_a_second() {
+    let backend = TestDb::postgres().await;
+    let (servers, token) = replicas(&backend, 2).await;
+    let (writer, reader) = (servers[0].client(&token), servers[1].client(&token));
+    let limits = json!([{"name": "minute", "limit": 50, "duration_seconds": 60}]);
+    let created = writer
+        .call(
+            Method::POST,
+            "/v1/staging/ws_api_key/",
+            Some(json!({"name": "changing", "ratelimits": limits, "credits": {"remaining": 5}})),
+        )
+        .await;
+    let (id, secret) = (text(&created.body["id"]), text(&created.body["api_key"]));
+    let first = reader.verify("api_key", json!({"api_key": secret})).await;
+    assert_eq!(first["credits"]["remaining"], 4, "{first}");
+
+    let set = writer
+        .call(
+            Method::POST,
+            &format!("/v1/staging/ws_api_key/{id}/credits/"),
+            Some(json!({"operation": "set", "value": 1000})),
+        )
+        .await;
+    assert_eq!(set.status, StatusCode::OK, "{}", set.body);
+    let patched = writer
+        .call(
+            Method::PATCH,
+            &format!("/v1/staging/ws_api_key/{id}/"),
+            Some(json!({"ratelimits": [{"name": "minute", "limit": 7, "duration_seconds": 60}]})),
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::ACCEPTED, "{}", patched.body);
+    let changed_at = Instant::now();
+    loop {
+        let verdict = reader.verify("api_key", json!({"api_key": secret})).await;
+        let seen =
+            verdict["credits"]["remaining"].as_u64().unwrap_or(0) > 900 && verdict["ratelimits"][0]["limit"] == 7;
+        if seen {
+            break;
+        }
+        assert!(changed_at.elapsed() < Duration::from_secs(1), "not seen within a second: {verdict}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("the other replica saw the change after {:?}", changed_at.elapsed());
+    for server in servers {
+        server.stop().await;
+    }
+    backend.cleanup().await;
+}
