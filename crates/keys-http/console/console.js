@@ -508,7 +508,7 @@ function limitsEditor(limits, legend) {
     'fieldset',
     { class: 'limits-editor' },
     el('legend', {}, legend),
-    el('p', { class: 'muted' }, `Each admits its limit of verifications per its seconds; an auto-applied one counts every verification, another only those that name it. At most ${MAX_RATE_LIMITS}, names unique.`),
+    el('p', { class: 'muted' }, `A limit admits so many verifications per so many seconds. An auto-applied limit counts every verification; another counts only those that name it. At most ${MAX_RATE_LIMITS}, each name once.`),
     empty,
     wrap,
     el('p', {}, add),

@@ -281,7 +281,7 @@ impl Subject {
     async fn give_back(&self, store: &dyn Store, batch: &TokenBatch, now: OffsetDateTime) -> Result<(), StoreError> {
         if batch.left > 0 {
             let (workspace, of) = self.of();
-            store.give_back_tokens(workspace, of, &batch.limit, batch.left, now).await?;
+            store.give_back_tokens(workspace, of, &batch.limit, batch.left, batch.taken_at, now).await?;
         }
         Ok(())
     }
@@ -409,12 +409,13 @@ impl Metering {
     }
 
     /// The credits this replica holds in a slice of a subject's balance
-    /// (to show a balance as the verifications on this replica see it).
-    pub(crate) async fn held(&self, workspace: &WorkspaceUid, of: &MeterOf) -> u64 {
-        let subject =
-            self.subjects.lock().unwrap_or_else(PoisonError::into_inner).get(&(workspace.clone(), of.clone())).cloned();
+    /// of `epoch` (to show a balance as the verifications on this replica
+    /// see it; a slice of an older epoch is void, and counts nothing).
+    pub(crate) async fn held(&self, workspace: &WorkspaceUid, of: &MeterOf, epoch: u64) -> u64 {
+        let key = (workspace.clone(), of.clone());
+        let subject = self.subjects.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
         match subject {
-            Some(subject) => subject.lock().await.credits.map_or(0, |slice| slice.unspent),
+            Some(subject) => subject.lock().await.credits.filter(|slice| slice.epoch == epoch).map_or(0, |slice| slice.unspent),
             None => 0,
         }
     }
@@ -620,11 +621,7 @@ impl crate::workspaces::InWorkspace<'_> {
         let remaining = match stored.meter.credits {
             Some(rule) => {
                 let pool = stored.pool.refreshed(&rule, now);
-                let held = if pool.epoch() == stored.pool.epoch() {
-                    self.service.metering.held(&stored.workspace, &stored.of).await
-                } else {
-                    0
-                };
+                let held = self.service.metering.held(&stored.workspace, &stored.of, pool.epoch()).await;
                 Some((pool.unleased() + held).saturating_sub(pool.debt()))
             }
             None => None,

@@ -90,7 +90,13 @@ impl StoredMeter {
                 next.pool = self.pool.apply(keys_core::meter::CreditsOperation::Set(credits.remaining()), &rule, now);
                 next.meter.credits = Some(rule);
             }
-            Some(None) => next.meter.credits = None,
+            Some(None) => {
+                // Unmetered: the balance goes, in a new epoch, so that no
+                // slice of it comes back and no later change starts from it.
+                let rule = CreditRule { refill: None };
+                next.pool = self.pool.apply(keys_core::meter::CreditsOperation::Set(0), &rule, now);
+                next.meter.credits = None;
+            }
             None => {}
         }
         next.updated_at = now;

@@ -125,9 +125,10 @@ impl<S: Mutations + ?Sized> Mutations for Attributed<'_, S> {
         of: &MeterOf,
         limit: &RateLimit,
         tokens: u32,
+        taken_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
-        self.store.give_back_tokens(workspace, of, limit, tokens, now).await
+        self.store.give_back_tokens(workspace, of, limit, tokens, taken_at, now).await
     }
 }
 
@@ -285,13 +286,15 @@ pub trait Mutations: Send + Sync {
         now: OffsetDateTime,
     ) -> StoreResult<TokensTaken>;
 
-    /// Gives tokens taken and not used back to the shared counter.
+    /// Gives tokens taken at `taken_at` and not used back to the shared
+    /// counter ([`RateLimit::give_back`]).
     async fn give_back_tokens(
         &self,
         workspace: &WorkspaceUid,
         of: &MeterOf,
         limit: &RateLimit,
         tokens: u32,
+        taken_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreResult<()>;
 

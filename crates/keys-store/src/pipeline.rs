@@ -368,6 +368,7 @@ impl<DB: Backend> Mutations for SqlStore<DB> {
         of: &MeterOf,
         limit: &RateLimit,
         tokens: u32,
+        taken_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
         let limit = limit.clone();
@@ -375,7 +376,7 @@ impl<DB: Backend> Mutations for SqlStore<DB> {
             Box::pin(async move {
                 let name = limit.name().as_str();
                 if let Some(state) = repo::counter(sql, &meter.workspace, &meter.of, name).await? {
-                    let next = limit.give_back(&state, tokens, now);
+                    let next = limit.give_back(&state, tokens, taken_at, now);
                     repo::save_counter(sql, &meter.workspace, &meter.of, name, &next).await?;
                 }
                 Ok(())

@@ -35,6 +35,9 @@ pub struct CreditPool {
     debt: u64,
     epoch: u64,
     refilled_at: OffsetDateTime,
+    /// When the debt last grew: what is still owed [`CreditPool::DEBT_WINDOW`]
+    /// after it was more than the balance held, and is forgiven.
+    debt_at: OffsetDateTime,
 }
 
 /// A slice of a balance a replica reserved: spend at most `granted`, and
@@ -49,17 +52,35 @@ pub struct Reserved {
 }
 
 impl CreditPool {
+    /// How long a debt waits for the slices that were out when a
+    /// `decrement` took more than `unleased` held: every replica hands its
+    /// slice back as soon as it hears of the change (within a second), and
+    /// an idle one within 2 s anyway. What is still owed after this was
+    /// more than the whole balance, and is forgiven: a decrement is clamped
+    /// at 0.
+    pub const DEBT_WINDOW: time::Duration = time::Duration::seconds(10);
+
     /// A new balance of `remaining` (a create, an identity's put).
     pub fn new(remaining: u64, now: OffsetDateTime) -> Self {
-        Self { unleased: remaining.min(MAX_CREDITS), debt: 0, epoch: 0, refilled_at: now }
+        Self { unleased: remaining.min(MAX_CREDITS), debt: 0, epoch: 0, refilled_at: now, debt_at: now }
     }
 
-    /// Rebuilds a pool read back from storage.
+    /// Rebuilds a pool read back from storage (its debt dated
+    /// `refilled_at`; [`CreditPool::with_debt_at`] says otherwise).
     pub fn restore(unleased: u64, debt: u64, epoch: u64, refilled_at: OffsetDateTime) -> Result<Self, CoreError> {
         if unleased > MAX_CREDITS || debt > MAX_CREDITS {
             return Err(CoreError::InconsistentRecord { kind: "credit balance", reason: "a part exceeds 10^12" });
         }
-        Ok(Self { unleased, debt, epoch, refilled_at })
+        Ok(Self { unleased, debt, epoch, refilled_at, debt_at: refilled_at })
+    }
+
+    /// The same pool, its debt dated `at`.
+    pub fn with_debt_at(self, at: OffsetDateTime) -> Self {
+        Self { debt_at: at, ..self }
+    }
+
+    pub fn debt_at(&self) -> OffsetDateTime {
+        self.debt_at
     }
 
     pub fn unleased(&self) -> u64 {
@@ -87,14 +108,18 @@ impl CreditPool {
     /// The pool at `now` under `rule`: itself, or, when a refill day passed
     /// since it was last refilled or set, the refill's amount in a new
     /// epoch (older slices are void: a refill sets, it does not add).
+    /// A debt older than [`CreditPool::DEBT_WINDOW`] is forgiven first.
     pub fn refreshed(&self, rule: &CreditRule, now: OffsetDateTime) -> Self {
+        let forgive = self.debt > 0 && now - self.debt_at >= Self::DEBT_WINDOW;
+        let current = if forgive { Self { debt: 0, ..*self } } else { *self };
         let balance =
-            CreditBalance::restore(self.unleased, self.refilled_at).unwrap_or_else(|_| CreditBalance::empty(now));
+            CreditBalance::restore(current.unleased, current.refilled_at).unwrap_or_else(|_| CreditBalance::empty(now));
         let refreshed = balance.refreshed(rule.refill.as_ref(), now);
-        if refreshed.refilled_at() == self.refilled_at {
-            return *self;
+        if refreshed.refilled_at() == current.refilled_at {
+            return current;
         }
-        Self { unleased: refreshed.remaining(), debt: 0, epoch: self.epoch + 1, refilled_at: refreshed.refilled_at() }
+        let at = refreshed.refilled_at();
+        Self { unleased: refreshed.remaining(), debt: 0, epoch: current.epoch + 1, refilled_at: at, debt_at: at }
     }
 
     /// Takes a slice of at most `want` out of the unleased part (after a
@@ -125,13 +150,18 @@ impl CreditPool {
     /// refill due: `set` replaces the balance in a new epoch (the slices out
     /// are void); `increment` pays the debt and adds the rest (capped at
     /// 10¹²); `decrement` takes from the unleased part and leaves what it
-    /// could not take as debt, which the slices handed back pay.
+    /// could not take as debt, which the slices handed back pay within
+    /// [`CreditPool::DEBT_WINDOW`] (then it is forgiven).
     pub fn apply(&self, operation: CreditsOperation, rule: &CreditRule, now: OffsetDateTime) -> Self {
         let current = self.refreshed(rule, now);
         match operation {
-            CreditsOperation::Set(value) => {
-                Self { unleased: value.min(MAX_CREDITS), debt: 0, epoch: current.epoch + 1, refilled_at: now }
-            }
+            CreditsOperation::Set(value) => Self {
+                unleased: value.min(MAX_CREDITS),
+                debt: 0,
+                epoch: current.epoch + 1,
+                refilled_at: now,
+                debt_at: now,
+            },
             CreditsOperation::Increment(value) => {
                 let paid = value.min(current.debt);
                 Self {
@@ -142,9 +172,11 @@ impl CreditPool {
             }
             CreditsOperation::Decrement(value) => {
                 let taken = value.min(current.unleased);
+                let owed = value - taken;
                 Self {
                     unleased: current.unleased - taken,
-                    debt: current.debt.saturating_add(value - taken).min(MAX_CREDITS),
+                    debt: current.debt.saturating_add(owed).min(MAX_CREDITS),
+                    debt_at: if owed > 0 { now } else { current.debt_at },
                     ..current
                 }
             }
@@ -175,10 +207,23 @@ impl RateLimit {
         }
     }
 
-    /// The counter with `tokens` taken and not used given back: the TAT
-    /// moved back by `tokens · T`, never before `now` (a bucket is never
-    /// fuller than full).
-    pub fn give_back(&self, state: &RateLimitState, tokens: u32, now: OffsetDateTime) -> RateLimitState {
-        state.moved_back(self.limit() as u32, i128::from(tokens) * self.interval_ticks(), now)
+    /// The counter with `tokens` taken at `taken_at` and not used given
+    /// back at `now`: the TAT moved back by `tokens · T` less the time they
+    /// were held (the bucket refilled meanwhile under them, and later
+    /// batches were stacked on top: moving back further would hand that
+    /// refill out twice), never before `now` (a bucket is never fuller than
+    /// full). So the counter ends no fuller than if they had never been
+    /// taken, and the bound of docs/METERING.md holds.
+    pub fn give_back(
+        &self,
+        state: &RateLimitState,
+        tokens: u32,
+        taken_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> RateLimitState {
+        let limit = i128::from(self.limit() as u32);
+        let held = (now - taken_at).whole_nanoseconds().max(0) * limit;
+        let back = (i128::from(tokens) * self.interval_ticks() - held).max(0);
+        state.moved_back(self.limit() as u32, back, now)
     }
 }

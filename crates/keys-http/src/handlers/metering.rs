@@ -328,25 +328,27 @@ pub(crate) async fn put_identity(call: Authenticated<'_>) -> HttpResult {
     json(StatusCode::OK, &IdentityDto::from(&view))
 }
 
+/// The identity a GET or DELETE names: one whose `external_id` no key can
+/// have does not exist.
+fn named_identity(call: &Authenticated<'_>) -> Result<ExternalId, ApiError> {
+    external_id(call).map_err(|_| ApiError::NotFound(format!("identity '{}' not found", super::echo(call.param(1)))))
+}
+
 pub(crate) async fn get_identity(call: Authenticated<'_>) -> HttpResult {
-    let external_id = external_id(&call)?;
     let (state, caller, workspace) = (call.state, call.caller, call.param(0));
     let scope = in_workspace(state, caller, workspace).await?;
-    let view = scope
-        .identity(&external_id)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, external_id.as_str()))?;
+    let external_id = named_identity(&call)?;
+    let target = format!("identity '{}'", super::echo(external_id.as_str()));
+    let view = scope.identity(&external_id).await.map_err(|error| ApiError::from_service(error, workspace, &target))?;
     json(StatusCode::OK, &IdentityDto::from(&view))
 }
 
 pub(crate) async fn delete_identity(call: Authenticated<'_>) -> HttpResult {
-    let external_id = external_id(&call)?;
     let (state, caller, workspace) = (call.state, call.caller, call.param(0));
     let scope = in_workspace(state, caller, workspace).await?;
-    scope
-        .delete_identity(&external_id)
-        .await
-        .map_err(|error| ApiError::from_service(error, workspace, external_id.as_str()))?;
+    let external_id = named_identity(&call)?;
+    let target = format!("identity '{}'", super::echo(external_id.as_str()));
+    scope.delete_identity(&external_id).await.map_err(|error| ApiError::from_service(error, workspace, &target))?;
     Ok(no_content())
 }
 

@@ -319,8 +319,20 @@ pub(crate) struct VerifyApiKeyRequest {
     /// Named limits to apply besides the auto-applied ones, each with the
     /// tokens it takes (default 1); a name neither the key nor its identity
     /// defines is ignored.
-    #[schema(value_type = Option<Vec<Object>>)]
-    ratelimits: Option<Vec<Value>>,
+    ratelimits: Option<Vec<NamedLimit>>,
+}
+
+/// A limit a verification names: the key's or its identity's (others are
+/// ignored), with the tokens it takes.
+#[derive(ToSchema)]
+#[allow(dead_code)] // Documentation only.
+#[schema(as = NamedRateLimit)]
+pub(crate) struct NamedLimit {
+    #[schema(pattern = "^[a-z0-9][a-z0-9_.:-]{0,63}$")]
+    name: String,
+    /// Tokens it takes (default 1).
+    #[schema(minimum = 0, maximum = 1000000)]
+    cost: Option<u64>,
 }
 
 /// `POST /v1/verify/public_key/`.

@@ -197,6 +197,18 @@ async fn credits_are_spent_refused_without_spending_and_changed_by_hand(db: Test
     assert!(events.iter().all(|event| event["target"]["id"] == id.as_str()), "{events:?}");
     assert!(!serde_json::to_string(&events).expect("json").contains(&secret), "no secret in the trail");
 
+    // A set while this replica holds a slice of the old balance answers
+    // the new balance (the old slice is void, not counted).
+    let fresh = harness.create(json!({"name": "sliced", "credits": {"remaining": 100}})).await;
+    let (fresh_id, fresh_secret) = (text(&fresh["id"]), text(&fresh["api_key"]));
+    assert_eq!(harness.verify(&fresh_secret, json!({})).await["credits"], json!({"remaining": 99}));
+    let fresh_path = format!("{KEYS}{fresh_id}/credits/");
+    let set = harness.call(Method::POST, &fresh_path, Some(json!({"operation": "set", "value": 500}))).await;
+    assert_eq!(set.body["credits"]["remaining"], 500, "{}", set.text);
+    let got = harness.call(Method::GET, &format!("{KEYS}{fresh_id}/"), None).await;
+    assert_eq!(got.body["credits"]["remaining"], 500, "{}", got.text);
+    assert_eq!(harness.verify(&fresh_secret, json!({})).await["credits"], json!({"remaining": 499}));
+
     // A patch that sets credits null makes the key unmetered.
     let patched = harness.call(Method::PATCH, &format!("{KEYS}{id}/"), Some(json!({"credits": null}))).await;
     assert_eq!(patched.status, StatusCode::ACCEPTED, "{}", patched.text);

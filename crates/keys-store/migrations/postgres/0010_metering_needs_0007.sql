@@ -22,6 +22,8 @@ CREATE TABLE meters (
     unleased       bigint NOT NULL CHECK (unleased BETWEEN 0 AND 1000000000000),
     debt           bigint NOT NULL CHECK (debt BETWEEN 0 AND 1000000000000),
     epoch          bigint NOT NULL CHECK (epoch >= 0),
+    -- When the debt last grew: forgiven 10 s later (CreditPool::DEBT_WINDOW).
+    debt_at        timestamptz NOT NULL,
     refilled_at    timestamptz NOT NULL,
     -- An identity's meta (a JSON object); NULL for keys.
     meta           text,

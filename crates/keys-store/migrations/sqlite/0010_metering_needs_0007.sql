@@ -10,6 +10,7 @@ CREATE TABLE meters (
     unleased       INTEGER NOT NULL CHECK (unleased BETWEEN 0 AND 1000000000000),
     debt           INTEGER NOT NULL CHECK (debt BETWEEN 0 AND 1000000000000),
     epoch          INTEGER NOT NULL CHECK (epoch >= 0),
+    debt_at        INTEGER NOT NULL,
     refilled_at    INTEGER NOT NULL,
     meta           TEXT,
     created_at     INTEGER NOT NULL,

@@ -285,9 +285,10 @@ impl<S: Mutations> Mutations for CachedStore<S> {
         of: &MeterOf,
         limit: &RateLimit,
         tokens: u32,
+        taken_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreResult<()> {
-        self.inner.give_back_tokens(workspace, of, limit, tokens, now).await
+        self.inner.give_back_tokens(workspace, of, limit, tokens, taken_at, now).await
     }
 
     async fn prune_usage(

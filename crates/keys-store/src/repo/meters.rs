@@ -8,7 +8,8 @@ use super::*;
 use crate::meters::{decode_rate_limits, decode_refill, encode_rate_limits, encode_refill, MeterOf, StoredMeter};
 
 const METER: &str =
-    "workspace_uid, subject, ratelimits, metered, refill, unleased, debt, epoch, refilled_at, meta, created_at, updated_at";
+    "workspace_uid, subject, ratelimits, metered, refill, unleased, debt, epoch, debt_at, refilled_at, \
+                     meta, created_at, updated_at";
 
 fn stored_meter(row: &impl RowExt) -> StoreResult<StoredMeter> {
     let number = |column: &str| -> StoreResult<u64> {
@@ -17,7 +18,8 @@ fn stored_meter(row: &impl RowExt) -> StoreResult<StoredMeter> {
     let refill = decode_refill(row.optional_text("refill")?.as_deref())?;
     let credits = row.flag("metered")?.then_some(CreditRule { refill });
     let pool = CreditPool::restore(number("unleased")?, number("debt")?, number("epoch")?, row.time("refilled_at")?)
-        .map_err(|_| rows::corrupt("credit pool", "unleased"))?;
+        .map_err(|_| rows::corrupt("credit pool", "unleased"))?
+        .with_debt_at(row.time("debt_at")?);
     let meta = match row.optional_text("meta")? {
         Some(text) => Some(KeyMeta::parse(&text).map_err(|_| rows::corrupt("meta", "meta"))?),
         None => None,
@@ -91,12 +93,14 @@ pub async fn lock_meter<C: Sql + ?Sized>(
 
 /// Writes a subject's meter, whole (insert or replace).
 pub async fn put_meter<C: Sql + ?Sized>(sql: &mut C, meter: &StoredMeter) -> StoreResult<()> {
-    const SQL: &str = "INSERT INTO meters (workspace_uid, subject, ratelimits, metered, refill, unleased, debt, epoch, \
-                       refilled_at, meta, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+    const SQL: &str =
+        "INSERT INTO meters (workspace_uid, subject, ratelimits, metered, refill, unleased, debt, epoch, \
+                       refilled_at, meta, created_at, updated_at, debt_at) \
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
                        ON CONFLICT (workspace_uid, subject) DO UPDATE SET ratelimits = excluded.ratelimits, \
                        metered = excluded.metered, refill = excluded.refill, unleased = excluded.unleased, \
                        debt = excluded.debt, epoch = excluded.epoch, refilled_at = excluded.refilled_at, \
-                       meta = excluded.meta, updated_at = excluded.updated_at";
+                       meta = excluded.meta, updated_at = excluded.updated_at, debt_at = excluded.debt_at";
     let subject = meter.of.column();
     let limits = encode_rate_limits(&meter.meter.rate_limits);
     let refill = encode_refill(meter.meter.credits.as_ref().and_then(|rule| rule.refill.as_ref()));
@@ -113,6 +117,7 @@ pub async fn put_meter<C: Sql + ?Sized>(sql: &mut C, meter: &StoredMeter) -> Sto
         Value::Text(meter.meta.as_ref().map(KeyMeta::as_str)),
         time(meter.created_at),
         time(meter.updated_at),
+        time(meter.pool.debt_at()),
     ];
     sql.execute(statement(SQL, &[&values])).await.map_err(database)?;
     Ok(())
@@ -125,7 +130,7 @@ pub async fn save_pool<C: Sql + ?Sized>(
     of: &MeterOf,
     pool: &CreditPool,
 ) -> StoreResult<()> {
-    const SQL: &str = "UPDATE meters SET unleased = $3, debt = $4, epoch = $5, refilled_at = $6 \
+    const SQL: &str = "UPDATE meters SET unleased = $3, debt = $4, epoch = $5, refilled_at = $6, debt_at = $7 \
                        WHERE workspace_uid = $1 AND subject = $2";
     let subject = of.column();
     let values = [
@@ -135,6 +140,7 @@ pub async fn save_pool<C: Sql + ?Sized>(
         integer(pool.debt()),
         integer(pool.epoch()),
         time(pool.refilled_at()),
+        time(pool.debt_at()),
     ];
     save(sql, statement(SQL, &[&values]), "meters").await
 }

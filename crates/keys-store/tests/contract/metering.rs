@@ -392,7 +392,7 @@ pub async fn metering_from_two_stores_at_once_never_oversells(db: &TestDb) {
     let after_that: TokensTaken = Err(Some(next_token + Duration::seconds(72)));
     assert_eq!(take(Arc::clone(&stores[0]), next_token, 1).await, after_that);
     // Tokens given back (a lease not spent) are taken again, no more.
-    store.give_back_tokens(&alpha.uid, &of, &hourly, 2, next_token).await.unwrap();
+    store.give_back_tokens(&alpha.uid, &of, &hourly, 2, next_token, next_token).await.unwrap();
     assert_eq!(take(Arc::clone(&stores[0]), next_token, 3).await, Ok(2));
     assert_eq!(take(Arc::clone(&stores[1]), next_token, 1).await, after_that);
     // A batch of more than the limit is never admitted; a subject with no
@@ -532,7 +532,7 @@ pub async fn metering_identities_are_put_listed_and_deleted_with_their_counters(
     // Its keys: the live ones of this workspace with its external_id,
     // oldest first.
     assert_eq!(store.identity_key_ids(&alpha.uid, "customer-1").await.unwrap(), [first.id.clone(), second.id.clone()]);
-    assert_eq!(store.identity_key_ids(&beta.uid, "customer-1").await.unwrap(), [theirs.id.clone()]);
+    assert_eq!(store.identity_key_ids(&beta.uid, "customer-1").await.unwrap(), std::slice::from_ref(&theirs.id));
     assert_eq!(store.identity_key_ids(&alpha.uid, "nobody").await.unwrap(), []);
     let drawn = store.key_meters(&alpha.uid, &second.id, Some("customer-1")).await.unwrap().unwrap();
     assert_eq!(drawn.identity, Some(reset.clone()));
