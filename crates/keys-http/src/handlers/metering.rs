@@ -149,9 +149,6 @@ pub(crate) fn meter_request(body: &Map<String, Value>) -> Result<MeterRequest, A
                 let Value::Object(item) = item else {
                     return Err(ApiError::validation("ratelimits must be a list of {name, cost?}"));
                 };
-                if item.keys().any(|field| field != "name" && field != "cost") {
-                    return Err(ApiError::validation("ratelimits entries take only name and cost"));
-                }
                 let Some(Value::String(name)) = item.get("name") else {
                     return Err(ApiError::validation("ratelimits[].name must be a string"));
                 };
@@ -168,8 +165,17 @@ pub(crate) fn meter_request(body: &Map<String, Value>) -> Result<MeterRequest, A
     Ok(MeterRequest { cost, rate_limits })
 }
 
+/// A whole number (`60.0` is 60), or the field's 400.
 fn whole(value: &Value, field: &str, max: u64) -> Result<u64, ApiError> {
-    value.as_u64().ok_or_else(|| ApiError::validation(format!("{field} must be a whole number between 0 and {max}")))
+    let refused = || ApiError::validation(format!("{field} must be a whole number between 0 and {max}"));
+    match value.as_u64() {
+        Some(number) => Ok(number),
+        None => {
+            let number = value.as_f64().filter(|number| number.fract() == 0.0 && *number >= 0.0).ok_or_else(refused)?;
+            // Past the maximum either way; the domain's parse names the range.
+            Ok(if number > max as f64 { max + 1 } else { number as u64 })
+        }
+    }
 }
 
 /// One applied limit in a verification's answer.
