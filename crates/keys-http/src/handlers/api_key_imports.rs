@@ -44,7 +44,17 @@ pub(crate) async fn import(call: Authenticated<'_>) -> HttpResult {
     let scope = in_workspace(state, caller, workspace).await?;
     let imported = scope.import_api_keys(entries, StoredDigests::Refuse).await;
     let imported = imported.map_err(|error| ApiError::from_service(error, workspace, "workspace"))?;
-    json(StatusCode::CREATED, &ImportedApiKeysDto { results: imported.imported.iter().map(ApiKeyDto::from).collect() })
+    // An imported key is unmetered: answered as a create answers one.
+    let results = imported
+        .imported
+        .iter()
+        .map(|key| {
+            let mut dto = ApiKeyDto::from(key);
+            dto.metered(None);
+            dto
+        })
+        .collect();
+    json(StatusCode::CREATED, &ImportedApiKeysDto { results })
 }
 
 /// One entry of an import, as `keysd import` reads it from a line of
