@@ -415,7 +415,9 @@ impl Metering {
         let key = (workspace.clone(), of.clone());
         let subject = self.subjects.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
         match subject {
-            Some(subject) => subject.lock().await.credits.filter(|slice| slice.epoch == epoch).map_or(0, |slice| slice.unspent),
+            Some(subject) => {
+                subject.lock().await.credits.filter(|slice| slice.epoch == epoch).map_or(0, |slice| slice.unspent)
+            }
             None => 0,
         }
     }
