@@ -28,12 +28,20 @@ pub enum QuotaKind {
     SigningKeys,
     /// Live organisation signing keys (dialect 2) of an organisation.
     OrganisationKeys,
+    /// Identities (metering) of a workspace, capped like its keys.
+    Identities,
 }
 
 impl QuotaKind {
     /// Every kind.
-    pub const ALL: [Self; 5] =
-        [Self::Workspaces, Self::ApiKeys, Self::PublicKeys, Self::SigningKeys, Self::OrganisationKeys];
+    pub const ALL: [Self; 6] = [
+        Self::Workspaces,
+        Self::ApiKeys,
+        Self::PublicKeys,
+        Self::SigningKeys,
+        Self::OrganisationKeys,
+        Self::Identities,
+    ];
 
     /// What is counted, in the words of a message.
     pub fn counted(self) -> &'static str {
@@ -43,6 +51,7 @@ impl QuotaKind {
             Self::PublicKeys => "public keys",
             Self::SigningKeys => "signing keys",
             Self::OrganisationKeys => "signing keys",
+            Self::Identities => "identities",
         }
     }
 
@@ -50,7 +59,7 @@ impl QuotaKind {
     pub fn holder(self) -> &'static str {
         match self {
             Self::Workspaces | Self::OrganisationKeys => "organisation",
-            Self::ApiKeys | Self::PublicKeys | Self::SigningKeys => "workspace",
+            Self::ApiKeys | Self::PublicKeys | Self::SigningKeys | Self::Identities => "workspace",
         }
     }
 }
@@ -66,6 +75,8 @@ pub enum EntityKind {
     SigningKey,
     OrganisationKey,
     AuditTrail,
+    /// An identity of metering (the keys of one `external_id`).
+    Identity,
 }
 
 /// A change to the stored state, in the terms the caps need: each command
@@ -104,6 +115,7 @@ impl Mutation {
             EntityKind::PublicKey => Some(QuotaKind::PublicKeys),
             EntityKind::SigningKey => Some(QuotaKind::SigningKeys),
             EntityKind::OrganisationKey => Some(QuotaKind::OrganisationKeys),
+            EntityKind::Identity => Some(QuotaKind::Identities),
             EntityKind::Organisation | EntityKind::ServiceToken | EntityKind::AuditTrail => None,
         }
     }
@@ -140,7 +152,9 @@ impl Quotas {
     pub fn limit(&self, kind: QuotaKind) -> u32 {
         match kind {
             QuotaKind::Workspaces => self.workspaces_per_organisation,
-            QuotaKind::ApiKeys | QuotaKind::PublicKeys | QuotaKind::SigningKeys => self.keys_per_workspace,
+            QuotaKind::ApiKeys | QuotaKind::PublicKeys | QuotaKind::SigningKeys | QuotaKind::Identities => {
+                self.keys_per_workspace
+            }
             QuotaKind::OrganisationKeys => self.organisation_keys_per_organisation,
         }
     }

@@ -542,7 +542,8 @@ pub struct QuotaArgs {
     )]
     pub max_workspaces_per_organisation: u32,
     /// Most live keys of each kind (API keys, public keys, signing keys)
-    /// a workspace may have; rolled and disabled keys count until deleted.
+    /// a workspace may have, and most identities (metering); rolled and
+    /// disabled keys count until deleted.
     #[arg(
         long,
         env = "KEYSD_MAX_KEYS_PER_WORKSPACE",

@@ -87,9 +87,10 @@ command! {
 command! {
     /// Creates or replaces an identity (the keys of the workspace with this
     /// `external_id`): its limits, credits and meta; returns it and whether
-    /// it is new.
+    /// it is new. Counted against the workspace's cap of identities (the
+    /// cap of its keys of each kind): a replace adds nothing.
     PutIdentity { external_id: String, setting: MeterSetting } in Workspace(WorkspaceUid) -> (StoredMeter, bool),
-        Mutation::Update(EntityKind::ApiKey);
+        Mutation::Create(EntityKind::Identity);
     apply |Self { acting, external_id, setting }, sql, locked| {
         let workspace = locked.workspace()?;
         let of = MeterOf::Identity(external_id.clone());
@@ -105,7 +106,7 @@ command! {
 
 command! {
     /// Deletes an identity and its counters; its keys keep working.
-    DeleteIdentity { external_id: String } in Workspace(WorkspaceUid) -> (), Mutation::Update(EntityKind::ApiKey);
+    DeleteIdentity { external_id: String } in Workspace(WorkspaceUid) -> (), Mutation::Delete(EntityKind::Identity);
     apply |Self { acting, external_id }, sql, locked| {
         let workspace = locked.workspace()?;
         if !repo::delete_meter(sql, &workspace.uid, &MeterOf::Identity(external_id.clone())).await? {

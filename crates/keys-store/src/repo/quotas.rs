@@ -18,6 +18,9 @@ pub async fn count_live<C: Sql + ?Sized>(sql: &mut C, kind: QuotaKind, holder: &
         QuotaKind::OrganisationKeys => {
             "SELECT COUNT(*) AS total FROM organisation_keys WHERE organisation_id = $1 AND deleted_at IS NULL"
         }
+        QuotaKind::Identities => {
+            "SELECT COUNT(*) AS total FROM meters WHERE workspace_uid = $1 AND subject LIKE 'identity:%'"
+        }
     };
     Ok(one(sql, statement(sql_text, &[&[text(holder)]]), rows::count).await?.unwrap_or(0))
 }

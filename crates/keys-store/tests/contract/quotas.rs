@@ -89,6 +89,26 @@ pub async fn every_cap_refuses_past_it_and_a_delete_frees_a_place(db: &TestDb) {
     store.delete_organisation_key(&organisation.id, &first.id, &actor, world.tick(1)).await.unwrap();
     store.create_organisation_key(&third).await.unwrap();
 
+    // Identities (metering), capped like keys: a replace adds nothing, a
+    // delete frees a place.
+    let put = |external_id: &str, now| {
+        let acting = keys_store::Acting::new(workspace.uid.clone(), actor.clone(), now);
+        keys_store::PutIdentity {
+            acting,
+            external_id: external_id.to_owned(),
+            setting: keys_store::MeterSetting::default(),
+        }
+    };
+    for external_id in ["a", "b", "a"] {
+        keys_store::Run::run(&*store, put(external_id, world.tick(1))).await.unwrap();
+    }
+    let refused = keys_store::Run::run(&*store, put("c", world.tick(1))).await.map(|_| ());
+    assert_refused(refused, reached(QuotaKind::Identities, 2));
+    let acting = keys_store::Acting::new(workspace.uid.clone(), actor.clone(), world.tick(1));
+    let delete = keys_store::DeleteIdentity { acting, external_id: "a".to_owned() };
+    keys_store::Run::run(&*store, delete).await.unwrap();
+    keys_store::Run::run(&*store, put("c", world.tick(1))).await.unwrap();
+
     // Caps count per holder: another organisation starts from nothing.
     let other = world.stored_organisation(&*store, "globex").await;
     world.stored_workspaces(&*store, &other, ["one", "two"]).await;
