@@ -64,6 +64,8 @@ pub fn horizon(limit: &RateLimit) -> time::Duration {
 pub struct Metering {
     keys: RwLock<HashMap<ApiKeyId, Arc<KeyEntry>>>,
     subjects: StdMutex<HashMap<(WorkspaceUid, MeterOf), Shared>>,
+    /// Tokens of expired batches, given back by the next sweep.
+    returns: StdMutex<Vec<Return>>,
 }
 
 /// One subject, shared by the keys that draw on it.
@@ -115,7 +117,10 @@ struct CreditSlice {
 struct TokenBatch {
     limit: RateLimit,
     left: u32,
+    /// Used since `taken_at`.
     used: u32,
+    /// What the previous horizon used (sizes the next batch).
+    hint: u32,
     /// When the oldest token held was taken.
     taken_at: OffsetDateTime,
     /// The shared counter refused until then.
@@ -233,24 +238,36 @@ impl Subject {
     async fn hold_tokens(
         &mut self,
         store: &dyn Store,
-        limit: &RateLimit,
+        name: &RateLimitName,
         cost: u32,
         now: OffsetDateTime,
+        returns: &StdMutex<Vec<Return>>,
     ) -> Result<Result<(), Option<OffsetDateTime>>, StoreError> {
-        let name = limit.name().clone();
-        let expired = self.tokens.get(&name).is_some_and(|batch| now >= batch.taken_at + horizon(limit));
-        if expired {
-            if let Some(batch) = self.tokens.remove(&name) {
-                self.give_back(store, &batch, now).await?;
-            }
+        let Some(limit) = self.stored.meter.rate_limits.get(name) else { return Ok(Ok(())) };
+        if !self.tokens.contains_key(name) {
+            let batch =
+                TokenBatch { limit: limit.clone(), left: 0, used: 0, hint: 0, taken_at: now, refused_until: None };
+            self.tokens.insert(name.clone(), batch);
         }
-        let batch = self.tokens.entry(name).or_insert_with(|| TokenBatch {
-            limit: limit.clone(),
-            left: 0,
-            used: 0,
-            taken_at: now,
-            refused_until: None,
-        });
+        let Some(batch) = self.tokens.get_mut(name) else { return Ok(Ok(())) };
+        if now >= batch.taken_at + horizon(limit) {
+            // Past its horizon: what is left goes back (off the request
+            // path, by the sweeper), and what it used sizes the next batch.
+            if batch.left > 0 {
+                let (workspace, of) = (self.stored.workspace.clone(), self.stored.of.clone());
+                let back = Return {
+                    workspace,
+                    of,
+                    limit: batch.limit.clone(),
+                    tokens: batch.left,
+                    taken_at: batch.taken_at,
+                    at: now,
+                };
+                returns.lock().unwrap_or_else(PoisonError::into_inner).push(back);
+            }
+            batch.hint = batch.used;
+            (batch.left, batch.used, batch.taken_at) = (0, 0, now);
+        }
         if batch.left >= cost {
             return Ok(Ok(()));
         }
@@ -259,13 +276,15 @@ impl Subject {
         }
         let need = cost - batch.left;
         let quarter = u32::try_from(limit.limit() / 4).unwrap_or(u32::MAX).max(1);
-        let want = need.max(batch.used.saturating_mul(2).clamp(4, quarter.max(4)).min(quarter));
+        // Twice what the last horizon used, so that a steady demand takes
+        // one batch per horizon.
+        let demand = batch.used.max(batch.hint);
+        let want = need.max(demand.saturating_mul(2).clamp(4, quarter.max(4)).min(quarter));
         let (workspace, of) = (&self.stored.workspace, &self.stored.of);
         match store.take_tokens(workspace, of, limit, need, want.max(need), now).await? {
             Ok(taken) => {
                 if batch.left == 0 {
                     batch.taken_at = now;
-                    batch.used = 0;
                 }
                 batch.left += taken;
                 batch.refused_until = None;
@@ -312,6 +331,18 @@ impl Subject {
         }
         Ok(())
     }
+}
+
+/// Tokens of an expired batch on their way back to the shared counter
+/// (given back by the sweeper, off the request path).
+struct Return {
+    workspace: WorkspaceUid,
+    of: MeterOf,
+    limit: RateLimit,
+    tokens: u32,
+    taken_at: OffsetDateTime,
+    /// When the batch expired: the give-back is computed as of then.
+    at: OffsetDateTime,
 }
 
 /// The counters [`decide`] reads: the replica's own GCRA counters and its
@@ -424,6 +455,10 @@ impl Metering {
 
     /// Hands back idle slices and expired batches; everything when `all`.
     pub(crate) async fn sweep(&self, store: &dyn Store, now: OffsetDateTime, all: bool) -> Result<(), StoreError> {
+        let returns = std::mem::take(&mut *self.returns.lock().unwrap_or_else(PoisonError::into_inner));
+        for back in returns {
+            store.give_back_tokens(&back.workspace, &back.of, &back.limit, back.tokens, back.taken_at, back.at).await?;
+        }
         let subjects: Vec<Arc<Mutex<Subject>>> =
             self.subjects.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
         let mut first_error = None;
@@ -512,12 +547,11 @@ impl Metering {
                             MeterOwner::Identity => identity_side.as_deref_mut(),
                         };
                         let Some(side) = side else { continue };
-                        let Some(limit) = side.stored.meter.rate_limits.get(&line.name).cloned() else { continue };
                         let cost = request.rate_limits.cost_of(&line.name).map_or(1, |cost| cost.get());
                         if cost == 0 {
                             continue;
                         }
-                        if let Err(retry_at) = side.hold_tokens(store, &limit, cost, now).await? {
+                        if let Err(retry_at) = side.hold_tokens(store, &line.name, cost, now, &self.returns).await? {
                             refused = Some((line.owner, line.name.clone(), retry_at));
                             break;
                         }
