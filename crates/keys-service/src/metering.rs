@@ -24,13 +24,13 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use keys_core::meter::{
-    decide, CreditBalance, Decision, Meter, MeterCounters, MeterOwner, MeterRequest, MeterSubject, Metered, RateLimit,
-    RateLimitName, RateLimitState,
+    decide, CreditBalance, CreditPool, Decision, Meter, MeterCounters, MeterOwner, MeterRequest, MeterSubject, Metered,
+    RateLimit, RateLimitName, RateLimitState, Reserved,
 };
 use keys_core::{ApiKey, ApiKeyId, Workspace, WorkspaceUid};
-use keys_store::{MeterOf, Store, StoreError, StoredMeter};
+use keys_store::{MeterOf, Store, StoreError, StoredMeter, TokensTaken};
 use time::OffsetDateTime;
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::sync::Mutex;
 
 use crate::usage::UsageFlusher;
 use crate::Service;
@@ -63,13 +63,26 @@ pub fn horizon(limit: &RateLimit) -> time::Duration {
 #[derive(Default)]
 pub struct Metering {
     keys: RwLock<HashMap<ApiKeyId, Arc<KeyEntry>>>,
-    subjects: StdMutex<HashMap<(WorkspaceUid, MeterOf), Shared>>,
+    subjects: StdMutex<HashMap<(WorkspaceUid, MeterOf), Arc<Shared>>>,
     /// Tokens of expired batches, given back by the next sweep.
     returns: StdMutex<Vec<Return>>,
 }
 
-/// One subject, shared by the keys that draw on it.
-type Shared = Arc<Mutex<Subject>>;
+/// One subject, shared by the keys that draw on it: its state behind a
+/// short synchronous lock (held only for in-memory decisions, never across
+/// an await, so that a hot key's verifications do not queue behind each
+/// other), and an asynchronous lock that serialises its trips to the store
+/// (a reservation, a batch, a hand-back) while verifications go on.
+struct Shared {
+    state: StdMutex<Subject>,
+    trips: Mutex<()>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Subject> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
 
 impl std::fmt::Debug for Metering {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,8 +97,8 @@ struct KeyEntry {
     generation: Option<u64>,
     read_at: OffsetDateTime,
     root: ApiKeyId,
-    key: Option<Arc<Mutex<Subject>>>,
-    identity: Option<Arc<Mutex<Subject>>>,
+    key: Option<Arc<Shared>>,
+    identity: Option<Arc<Shared>>,
 }
 
 /// One metered subject as this replica holds it.
@@ -96,7 +109,7 @@ struct Subject {
     /// No credits were left in the shared balance when last asked: not
     /// asked again before this instant (unless the meter is read again or
     /// a refill is due), so that an empty balance costs a replica at most
-    /// [`EXHAUSTED_RETRY`]'s worth of statements, not one per request.
+    /// two statements a second, not one per request.
     exhausted: Option<OffsetDateTime>,
     tokens: HashMap<RateLimitName, TokenBatch>,
     /// This replica's own GCRA counters.
@@ -125,6 +138,17 @@ struct TokenBatch {
     taken_at: OffsetDateTime,
     /// The shared counter refused until then.
     refused_until: Option<OffsetDateTime>,
+}
+
+/// What a verification needs from the store before it can be decided.
+enum Trip {
+    /// A slice of credits of at least `cost`.
+    Credits { want: u64 },
+    /// Tokens of a limit: at least `need`, up to `want`, giving back what
+    /// an expired batch left (`returned`: tokens and when taken).
+    Tokens { limit: RateLimit, need: u32, want: u32, returned: Option<(u32, OffsetDateTime)> },
+    /// The slice goes back to pay a debt.
+    PayDebt { slice: CreditSlice },
 }
 
 impl Subject {
@@ -158,34 +182,26 @@ impl Subject {
         self.stored = stored;
     }
 
-    fn of(&self) -> (&WorkspaceUid, &MeterOf) {
-        (&self.stored.workspace, &self.stored.of)
+    fn of(&self) -> (WorkspaceUid, MeterOf) {
+        (self.stored.workspace.clone(), self.stored.of.clone())
     }
 
-    /// The slice, if it may still be spent at `now`.
-    fn live_slice(&mut self, now: OffsetDateTime) -> Option<CreditSlice> {
-        let rule = self.stored.meter.credits?;
-        let slice = self.credits?;
+    /// Drops a slice that may no longer be spent at `now` (spent only in
+    /// its epoch and refill period: dropped, not handed back).
+    fn check_slice(&mut self, now: OffsetDateTime) {
+        let (Some(rule), Some(slice)) = (self.stored.meter.credits, self.credits) else { return };
         let refill_due = rule.refill.is_some_and(|refill| refill.due(slice.refilled_at, now).is_some());
         if slice.epoch != self.stored.pool.epoch() || refill_due {
-            // Spent only in its epoch and period: dropped, not handed back.
             self.credits = None;
-            return None;
         }
-        Some(slice)
     }
 
     /// A `decrement` took more than the shared balance held: the slice
     /// this replica holds goes back at once, to pay the debt.
-    async fn pay_debt(&mut self, store: &dyn Store) -> Result<(), StoreError> {
-        let Some(slice) = self.credits.filter(|slice| slice.unspent > 0 && self.stored.pool.debt() > 0) else {
-            return Ok(());
-        };
-        let (workspace, of) = self.of();
-        store.hand_back_credits(workspace, of, slice.epoch, slice.unspent).await?;
-        self.stored.pool = self.stored.pool.hand_back(slice.epoch, slice.unspent);
+    fn debt_trip(&mut self) -> Option<Trip> {
+        let slice = self.credits.filter(|slice| slice.unspent > 0 && self.stored.pool.debt() > 0)?;
         self.credits = None;
-        Ok(())
+        Some(Trip::PayDebt { slice })
     }
 
     /// What this replica knows is left: its slice and what the shared
@@ -196,27 +212,29 @@ impl Subject {
         Some((self.stored.pool.unleased() + held).saturating_sub(self.stored.pool.debt()))
     }
 
-    async fn reserve_credits(&mut self, store: &dyn Store, cost: u64, now: OffsetDateTime) -> Result<bool, StoreError> {
-        let refill_due = self
-            .stored
-            .meter
-            .credits
-            .and_then(|rule| rule.refill)
-            .is_some_and(|refill| refill.due(self.stored.pool.refilled_at(), now).is_some());
+    /// The slice to ask for, or `None` when the balance was found empty a
+    /// moment ago (and no refill is due since).
+    fn credits_trip(&self, cost: u64, now: OffsetDateTime) -> Option<Trip> {
+        let rule = self.stored.meter.credits?;
+        let refill_due = rule.refill.is_some_and(|refill| refill.due(self.stored.pool.refilled_at(), now).is_some());
         if self.exhausted.is_some_and(|until| now < until) && !refill_due {
-            return Ok(false);
+            return None;
         }
         let spent = self.credits.map_or(0, |slice| slice.spent);
         let want = cost.max(spent.saturating_mul(2).clamp(16, MAX_SLICE).min(self.stored.pool.available() / 4 + 1));
-        let (workspace, of) = self.of();
-        let Some((reserved, pool)) = store.reserve_credits(workspace, of, want.max(cost), now).await? else {
+        Some(Trip::Credits { want })
+    }
+
+    /// What a reservation gave: `true` when credits were added.
+    fn credits_reserved(&mut self, reserved: Option<(Reserved, CreditPool)>, now: OffsetDateTime) -> bool {
+        let Some((reserved, pool)) = reserved else {
             self.stored.meter.credits = None;
-            return Ok(false);
+            return false;
         };
         self.stored.pool = pool;
         if reserved.granted == 0 {
             self.exhausted = Some(now + EXHAUSTED_RETRY);
-            return Ok(false);
+            return false;
         }
         self.exhausted = None;
         let slice = match self.credits.filter(|slice| slice.epoch == reserved.epoch) {
@@ -229,107 +247,101 @@ impl Subject {
             },
         };
         self.credits = Some(slice);
-        Ok(true)
+        true
     }
 
-    /// Makes sure `cost` tokens of `limit` are held, taking a batch from
-    /// the shared counter when they are not; `Err(retry_at)` when it
-    /// refuses.
-    async fn hold_tokens(
+    /// Whether `cost` tokens of the limit `name` are held: `Ok(None)` they
+    /// are, `Ok(Some(trip))` the store must be asked, `Err(retry_at)` the
+    /// shared counter refused a moment ago.
+    fn tokens_trip(
         &mut self,
-        store: &dyn Store,
         name: &RateLimitName,
         cost: u32,
         now: OffsetDateTime,
-        returns: &StdMutex<Vec<Return>>,
-    ) -> Result<Result<(), Option<OffsetDateTime>>, StoreError> {
-        let Some(limit) = self.stored.meter.rate_limits.get(name) else { return Ok(Ok(())) };
+    ) -> Result<Option<Trip>, Option<OffsetDateTime>> {
+        let Some(limit) = self.stored.meter.rate_limits.get(name) else { return Ok(None) };
         if !self.tokens.contains_key(name) {
             let batch =
                 TokenBatch { limit: limit.clone(), left: 0, used: 0, hint: 0, taken_at: now, refused_until: None };
             self.tokens.insert(name.clone(), batch);
         }
-        let Some(batch) = self.tokens.get_mut(name) else { return Ok(Ok(())) };
+        let Some(batch) = self.tokens.get_mut(name) else { return Ok(None) };
+        // Past its horizon, what is left goes back with the next take, in
+        // one transaction; what the batch used sizes the next one.
+        let mut returned = None;
         if now >= batch.taken_at + horizon(limit) {
-            // Past its horizon: what is left goes back (off the request
-            // path, by the sweeper), and what it used sizes the next batch.
             if batch.left > 0 {
-                let (workspace, of) = (self.stored.workspace.clone(), self.stored.of.clone());
-                let back = Return {
-                    workspace,
-                    of,
-                    limit: batch.limit.clone(),
-                    tokens: batch.left,
-                    taken_at: batch.taken_at,
-                    at: now,
-                };
-                returns.lock().unwrap_or_else(PoisonError::into_inner).push(back);
+                returned = Some((batch.left, batch.taken_at));
             }
             batch.hint = batch.used;
             (batch.left, batch.used, batch.taken_at) = (0, 0, now);
         }
-        if batch.left >= cost {
-            return Ok(Ok(()));
+        if batch.left >= cost && returned.is_none() {
+            return Ok(None);
         }
         if let Some(until) = batch.refused_until.filter(|until| now < *until) {
-            return Ok(Err(Some(until)));
+            if let Some((tokens, taken_at)) = returned {
+                // Not given back with a take: kept for the sweeper.
+                batch.left = tokens;
+                batch.taken_at = taken_at;
+            }
+            return Err(Some(until));
         }
-        let need = cost - batch.left;
+        let need = cost.saturating_sub(batch.left).max(1);
         let quarter = u32::try_from(limit.limit() / 4).unwrap_or(u32::MAX).max(1);
         // Twice what the last horizon used, so that a steady demand takes
         // one batch per horizon.
         let demand = batch.used.max(batch.hint);
         let want = need.max(demand.saturating_mul(2).clamp(4, quarter.max(4)).min(quarter));
-        let (workspace, of) = (&self.stored.workspace, &self.stored.of);
-        match store.take_tokens(workspace, of, limit, need, want.max(need), now).await? {
+        Ok(Some(Trip::Tokens { limit: limit.clone(), need, want, returned }))
+    }
+
+    /// What a take gave.
+    fn tokens_taken(
+        &mut self,
+        name: &RateLimitName,
+        taken: TokensTaken,
+        now: OffsetDateTime,
+    ) -> Result<(), Option<OffsetDateTime>> {
+        let Some(batch) = self.tokens.get_mut(name) else { return Err(None) };
+        match taken {
             Ok(taken) => {
                 if batch.left == 0 {
                     batch.taken_at = now;
                 }
                 batch.left += taken;
                 batch.refused_until = None;
-                Ok(Ok(()))
+                Ok(())
             }
             Err(retry_at) => {
                 batch.refused_until = retry_at;
-                Ok(Err(retry_at))
+                Err(retry_at)
             }
         }
     }
 
-    async fn give_back(&self, store: &dyn Store, batch: &TokenBatch, now: OffsetDateTime) -> Result<(), StoreError> {
-        if batch.left > 0 {
-            let (workspace, of) = self.of();
-            store.give_back_tokens(workspace, of, &batch.limit, batch.left, batch.taken_at, now).await?;
-        }
-        Ok(())
-    }
-
-    /// Hands back an idle slice and expired batches (everything when
-    /// `all`, at shutdown).
-    async fn sweep(&mut self, store: &dyn Store, now: OffsetDateTime, all: bool) -> Result<(), StoreError> {
-        let idle = now - self.last_used >= CREDITS_IDLE;
-        if all || idle {
-            if let Some(slice) = self.credits.take() {
-                if slice.unspent > 0 {
-                    let (workspace, of) = self.of();
-                    store.hand_back_credits(workspace, of, slice.epoch, slice.unspent).await?;
-                    self.stored.pool = self.stored.pool.hand_back(slice.epoch, slice.unspent);
-                }
+    /// What goes back when idle or expired (everything when `all`): an
+    /// idle slice and the batches past their horizon.
+    fn sweep_trips(&mut self, now: OffsetDateTime, all: bool) -> Vec<Trip> {
+        let mut trips = Vec::new();
+        if all || now - self.last_used >= CREDITS_IDLE {
+            if let Some(slice) = self.credits.take().filter(|slice| slice.unspent > 0) {
+                self.stored.pool = self.stored.pool.hand_back(slice.epoch, slice.unspent);
+                trips.push(Trip::PayDebt { slice });
             }
         }
-        let expired: Vec<RateLimitName> = self
-            .tokens
-            .iter()
-            .filter(|(_, batch)| all || now >= batch.taken_at + horizon(&batch.limit))
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in expired {
-            if let Some(batch) = self.tokens.remove(&name) {
-                self.give_back(store, &batch, now).await?;
+        for batch in self.tokens.values_mut() {
+            if (all || now >= batch.taken_at + horizon(&batch.limit)) && batch.left > 0 {
+                trips.push(Trip::Tokens {
+                    limit: batch.limit.clone(),
+                    need: 0,
+                    want: 0,
+                    returned: Some((batch.left, batch.taken_at)),
+                });
+                batch.left = 0;
             }
         }
-        Ok(())
+        trips
     }
 }
 
@@ -371,6 +383,29 @@ impl MeterCounters for Held<'_> {
     }
 }
 
+/// Which side of a verification a trip is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Key,
+    Identity,
+}
+
+impl From<MeterOwner> for Side {
+    fn from(owner: MeterOwner) -> Self {
+        match owner {
+            MeterOwner::Key => Self::Key,
+            MeterOwner::Identity => Self::Identity,
+        }
+    }
+}
+
+/// What one in-memory attempt at a verification came to.
+enum Attempt {
+    Decided(Decision),
+    /// The store must be asked first.
+    Trip(Side, Trip, Option<RateLimitName>),
+}
+
 impl Metering {
     /// The subjects a key draws on, read again when they may have changed.
     async fn entry(
@@ -396,14 +431,8 @@ impl Metering {
         let Some(found) = store.key_meters(&workspace.uid, &key.id, external_id.as_deref()).await? else {
             return Ok(None);
         };
-        let key_side = match found.key.filter(StoredMeter::meters_anything) {
-            Some(stored) => Some(self.subject(stored, now).await),
-            None => None,
-        };
-        let identity_side = match found.identity.filter(StoredMeter::meters_anything) {
-            Some(stored) => Some(self.subject(stored, now).await),
-            None => None,
-        };
+        let key_side = found.key.filter(StoredMeter::meters_anything).map(|stored| self.subject(stored, now));
+        let identity_side = found.identity.filter(StoredMeter::meters_anything).map(|stored| self.subject(stored, now));
         let entry = Arc::new(KeyEntry {
             external_id,
             generation,
@@ -428,44 +457,62 @@ impl Metering {
     }
 
     /// The subject of a meter just read, refreshed with it.
-    async fn subject(&self, stored: StoredMeter, now: OffsetDateTime) -> Arc<Mutex<Subject>> {
+    fn subject(&self, stored: StoredMeter, now: OffsetDateTime) -> Arc<Shared> {
         let id = (stored.workspace.clone(), stored.of.clone());
-        let existing = self.subjects.lock().unwrap_or_else(PoisonError::into_inner).get(&id).cloned();
-        if let Some(subject) = existing {
-            subject.lock().await.refreshed(stored);
-            return subject;
-        }
         let mut subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
-        Arc::clone(subjects.entry(id).or_insert_with(|| Arc::new(Mutex::new(Subject::new(stored, now)))))
+        if let Some(shared) = subjects.get(&id) {
+            shared.lock().refreshed(stored);
+            return Arc::clone(shared);
+        }
+        let shared = Arc::new(Shared { state: StdMutex::new(Subject::new(stored, now)), trips: Mutex::new(()) });
+        subjects.insert(id, Arc::clone(&shared));
+        shared
     }
 
     /// The credits this replica holds in a slice of a subject's balance
     /// of `epoch` (to show a balance as the verifications on this replica
     /// see it; a slice of an older epoch is void, and counts nothing).
-    pub(crate) async fn held(&self, workspace: &WorkspaceUid, of: &MeterOf, epoch: u64) -> u64 {
+    pub(crate) fn held(&self, workspace: &WorkspaceUid, of: &MeterOf, epoch: u64) -> u64 {
         let key = (workspace.clone(), of.clone());
         let subject = self.subjects.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
-        match subject {
-            Some(subject) => {
-                subject.lock().await.credits.filter(|slice| slice.epoch == epoch).map_or(0, |slice| slice.unspent)
-            }
-            None => 0,
-        }
+        subject
+            .and_then(|subject| subject.lock().credits.filter(|slice| slice.epoch == epoch))
+            .map_or(0, |slice| slice.unspent)
     }
 
     /// Hands back idle slices and expired batches; everything when `all`.
     pub(crate) async fn sweep(&self, store: &dyn Store, now: OffsetDateTime, all: bool) -> Result<(), StoreError> {
+        let mut first_error = None;
         let returns = std::mem::take(&mut *self.returns.lock().unwrap_or_else(PoisonError::into_inner));
         for back in returns {
-            store.give_back_tokens(&back.workspace, &back.of, &back.limit, back.tokens, back.taken_at, back.at).await?;
+            let given =
+                store.give_back_tokens(&back.workspace, &back.of, &back.limit, back.tokens, back.taken_at, back.at);
+            if let Err(error) = given.await {
+                first_error.get_or_insert(error);
+            }
         }
-        let subjects: Vec<Arc<Mutex<Subject>>> =
+        let subjects: Vec<Arc<Shared>> =
             self.subjects.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect();
-        let mut first_error = None;
         for subject in &subjects {
-            let guard = if all { Some(subject.lock().await) } else { subject.try_lock().ok() };
-            if let Some(mut guard) = guard {
-                if let Err(error) = guard.sweep(store, now, all).await {
+            // A subject whose trip is under way is swept next time (at
+            // shutdown, once it is done).
+            let trips = if all { Some(subject.trips.lock().await) } else { subject.trips.try_lock().ok() };
+            let Some(_trips) = trips else { continue };
+            let (planned, (workspace, of)) = {
+                let mut state = subject.lock();
+                (state.sweep_trips(now, all), state.of())
+            };
+            for trip in planned {
+                let result = match trip {
+                    Trip::PayDebt { slice } => {
+                        store.hand_back_credits(&workspace, &of, slice.epoch, slice.unspent).await
+                    }
+                    Trip::Tokens { limit, returned: Some((tokens, taken_at)), .. } => {
+                        store.give_back_tokens(&workspace, &of, &limit, tokens, taken_at, now).await
+                    }
+                    Trip::Tokens { returned: None, .. } | Trip::Credits { .. } => Ok(()),
+                };
+                if let Err(error) = result {
                     first_error.get_or_insert(error);
                 }
             }
@@ -482,6 +529,12 @@ impl Metering {
     /// Meters one verification of a key that passed its own checks:
     /// `None` when nothing meters the key, else keys-core's decision, whose
     /// report shows the balance as this replica sees it.
+    ///
+    /// The decision is made in memory, under the subjects' synchronous
+    /// locks (the key's, then its identity's). When it needs the store (a
+    /// slice or a batch ran out, a debt is to be paid), the locks are let
+    /// go, the trip is made under that subject's trip lock, its result
+    /// merged, and the verification decided again.
     pub(crate) async fn meter(
         &self,
         store: &dyn Store,
@@ -494,107 +547,221 @@ impl Metering {
         if entry.key.is_none() && entry.identity.is_none() {
             return Ok(None);
         }
+        // Credits are asked for at most a few times per verification, so
+        // that a balance other replicas drain cannot keep one spinning.
+        let mut credit_trips = 0;
+        for _ in 0..8 {
+            let attempt = self.attempt(&entry, request, now, credit_trips);
+            let (side, trip, name) = match attempt {
+                Attempt::Decided(decision) => return Ok(Some(decision)),
+                Attempt::Trip(side, trip, name) => (side, trip, name),
+            };
+            let Some(shared) = (match side {
+                Side::Key => entry.key.as_ref(),
+                Side::Identity => entry.identity.as_ref(),
+            }) else {
+                break;
+            };
+            if matches!(trip, Trip::Credits { .. }) {
+                credit_trips += 1;
+            }
+            self.travel(store, shared, trip, name.as_ref(), request, now).await?;
+        }
+        // Still undecided after every trip: refused as the last attempt
+        // found it, asking nothing more.
+        Ok(match self.attempt(&entry, request, now, usize::MAX) {
+            Attempt::Decided(decision) => Some(decision),
+            // The last attempt makes no trip (refuses instead).
+            Attempt::Trip(..) => None,
+        })
+    }
+
+    /// One trip to the store for `shared`, under its trip lock: what the
+    /// state asks for is computed again once the lock is held (another
+    /// verification may have made the trip meanwhile), made, and merged.
+    async fn travel(
+        &self,
+        store: &dyn Store,
+        shared: &Shared,
+        planned: Trip,
+        name: Option<&RateLimitName>,
+        request: &MeterRequest,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        let _trip = shared.trips.lock().await;
+        // What an expired batch left, taken out of the state when planned:
+        // it goes back with this trip's take, or by the sweeper.
+        let planned_return = match &planned {
+            Trip::Tokens { limit, returned: Some((tokens, taken_at)), .. } => Some((limit.clone(), *tokens, *taken_at)),
+            _ => None,
+        };
+        let (mut trip, (workspace, of)) = {
+            let mut state = shared.lock();
+            let trip = match planned {
+                // A debt: the slice was taken out when planned.
+                Trip::PayDebt { slice } => Some(Trip::PayDebt { slice }),
+                Trip::Credits { .. } => {
+                    let held = state.credits.map_or(0, |slice| slice.unspent);
+                    let cost = u64::from(request.cost.get());
+                    if held >= cost {
+                        None
+                    } else {
+                        state.credits_trip(cost, now)
+                    }
+                }
+                Trip::Tokens { .. } => {
+                    let cost = name.and_then(|name| request.rate_limits.cost_of(name)).map_or(1, |cost| cost.get());
+                    match name.map(|name| state.tokens_trip(name, cost, now)) {
+                        Some(Ok(trip)) => trip,
+                        Some(Err(_)) | None => None,
+                    }
+                }
+            };
+            (trip, state.of())
+        };
+        if let Some((limit, tokens, taken_at)) = planned_return {
+            match &mut trip {
+                Some(Trip::Tokens { returned: returned @ None, .. }) => *returned = Some((tokens, taken_at)),
+                _ => {
+                    let back =
+                        Return { workspace: workspace.clone(), of: of.clone(), limit, tokens, taken_at, at: now };
+                    self.returns.lock().unwrap_or_else(PoisonError::into_inner).push(back);
+                }
+            }
+        }
+        match trip {
+            None => {}
+            Some(Trip::PayDebt { slice }) => {
+                store.hand_back_credits(&workspace, &of, slice.epoch, slice.unspent).await?;
+                let mut state = shared.lock();
+                state.stored.pool = state.stored.pool.hand_back(slice.epoch, slice.unspent);
+            }
+            Some(Trip::Credits { want }) => {
+                let reserved = store.reserve_credits(&workspace, &of, want, now).await?;
+                shared.lock().credits_reserved(reserved, now);
+            }
+            Some(Trip::Tokens { limit, need, want, returned }) => {
+                let taken = match returned {
+                    Some(returned) => store.exchange_tokens(&workspace, &of, &limit, returned, need, want, now).await?,
+                    None => store.take_tokens(&workspace, &of, &limit, need, want, now).await?,
+                };
+                if let Some(name) = name {
+                    let _ = shared.lock().tokens_taken(name, taken, now);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// One in-memory attempt: decided, or the trip it needs first.
+    fn attempt(&self, entry: &KeyEntry, request: &MeterRequest, now: OffsetDateTime, credit_trips: usize) -> Attempt {
+        // The last attempt makes no trip: what would need one is refused.
+        let last = credit_trips == usize::MAX;
         // Always the key's subject first, then the identity's.
-        let mut key_side: Option<OwnedMutexGuard<Subject>> = match &entry.key {
-            Some(subject) => Some(Arc::clone(subject).lock_owned().await),
-            None => None,
-        };
-        let mut identity_side: Option<OwnedMutexGuard<Subject>> = match &entry.identity {
-            Some(subject) => Some(Arc::clone(subject).lock_owned().await),
-            None => None,
-        };
-        for side in key_side.iter_mut().chain(identity_side.iter_mut()) {
-            side.last_used = now;
-            side.live_slice(now);
-            side.pay_debt(store).await?;
+        let mut key_side = entry.key.as_ref().map(|shared| shared.lock());
+        let mut identity_side = entry.identity.as_ref().map(|shared| shared.lock());
+        for (side, state) in [(Side::Key, key_side.as_deref_mut()), (Side::Identity, identity_side.as_deref_mut())] {
+            let Some(state) = state else { continue };
+            state.last_used = now;
+            state.check_slice(now);
+            if !last {
+                if let Some(trip) = state.debt_trip() {
+                    return Attempt::Trip(side, trip, None);
+                }
+            }
         }
         let unmetered = Meter::default();
         let key_subject = MeterSubject::ApiKey { root: entry.root.clone() };
-        let mut reservations = 0;
-        loop {
-            let decision = {
-                let key_metered = Metered {
-                    subject: key_side.as_ref().map_or(&key_subject, |side| &side.subject),
-                    meter: key_side.as_ref().map_or(&unmetered, |side| &side.stored.meter),
-                };
-                let identity_metered =
-                    identity_side.as_ref().map(|side| Metered { subject: &side.subject, meter: &side.stored.meter });
-                let held = Held { sides: [key_side.as_deref(), identity_side.as_deref()], now };
-                decide(request, key_metered, identity_metered, &held, now)
+        let decision = {
+            let key_metered = Metered {
+                subject: key_side.as_ref().map_or(&key_subject, |side| &side.subject),
+                meter: key_side.as_ref().map_or(&unmetered, |side| &side.stored.meter),
             };
-            let decision = match decision {
-                Decision::UsageExceeded { owner, .. } if reservations < 4 => {
-                    reservations += 1;
-                    let side = match owner {
-                        MeterOwner::Key => key_side.as_deref_mut(),
-                        MeterOwner::Identity => identity_side.as_deref_mut(),
+            let identity_metered =
+                identity_side.as_ref().map(|side| Metered { subject: &side.subject, meter: &side.stored.meter });
+            let held = Held { sides: [key_side.as_deref(), identity_side.as_deref()], now };
+            decide(request, key_metered, identity_metered, &held, now)
+        };
+        let decision = match decision {
+            Decision::UsageExceeded { owner, report } => {
+                let side = Side::from(owner);
+                let state = match side {
+                    Side::Key => key_side.as_deref(),
+                    Side::Identity => identity_side.as_deref(),
+                };
+                let trip = state
+                    .filter(|_| credit_trips < 3)
+                    .and_then(|state| state.credits_trip(u64::from(request.cost.get()), now));
+                match trip {
+                    Some(trip) => return Attempt::Trip(side, trip, None),
+                    None => Decision::UsageExceeded { owner, report },
+                }
+            }
+            Decision::Admit { updates, mut report } => {
+                // The shared counters: each applied limit's tokens held.
+                let mut refused = None;
+                for line in &report.rate_limits {
+                    let side = Side::from(line.owner);
+                    let state = match side {
+                        Side::Key => key_side.as_deref_mut(),
+                        Side::Identity => identity_side.as_deref_mut(),
                     };
-                    let more = match side {
-                        Some(side) => side.reserve_credits(store, u64::from(request.cost.get()), now).await?,
-                        None => false,
-                    };
-                    if more {
+                    let Some(state) = state else { continue };
+                    let cost = request.rate_limits.cost_of(&line.name).map_or(1, |cost| cost.get());
+                    if cost == 0 {
                         continue;
                     }
-                    decision
-                }
-                Decision::Admit { updates, mut report } => {
-                    // The shared counters: each applied limit's tokens held.
-                    let mut refused = None;
-                    for line in &report.rate_limits {
-                        let side = match line.owner {
-                            MeterOwner::Key => key_side.as_deref_mut(),
-                            MeterOwner::Identity => identity_side.as_deref_mut(),
-                        };
-                        let Some(side) = side else { continue };
-                        let cost = request.rate_limits.cost_of(&line.name).map_or(1, |cost| cost.get());
-                        if cost == 0 {
-                            continue;
+                    match state.tokens_trip(&line.name, cost, now) {
+                        Ok(None) => {}
+                        Ok(Some(trip)) if !last => return Attempt::Trip(side, trip, Some(line.name.clone())),
+                        Ok(Some(_)) => {
+                            refused = Some((line.owner, line.name.clone(), None));
+                            break;
                         }
-                        if let Err(retry_at) = side.hold_tokens(store, &line.name, cost, now, &self.returns).await? {
+                        Err(retry_at) => {
                             refused = Some((line.owner, line.name.clone(), retry_at));
                             break;
                         }
                     }
-                    if let Some((owner, name, retry_at)) = refused {
-                        for line in &mut report.rate_limits {
-                            if line.owner == owner && line.name == name {
-                                line.exceeded = true;
-                                line.remaining = 0;
-                            }
-                        }
-                        Decision::RateLimited { owner, name, retry_at, report }
-                    } else {
-                        // Admitted: spend from the batches and slices.
-                        for side in key_side.iter_mut().chain(identity_side.iter_mut()) {
-                            for (counter, state) in &updates.rate_limits {
-                                if counter.subject != side.subject {
-                                    continue;
-                                }
-                                side.mirror.insert(counter.name.clone(), *state);
-                                let cost = request.rate_limits.cost_of(&counter.name).map_or(1, |cost| cost.get());
-                                if let Some(batch) = side.tokens.get_mut(&counter.name) {
-                                    batch.left = batch.left.saturating_sub(cost);
-                                    batch.used = batch.used.saturating_add(cost);
-                                }
-                            }
-                            for (subject, balance) in &updates.credits {
-                                if subject != &side.subject {
-                                    continue;
-                                }
-                                if let Some(slice) = &mut side.credits {
-                                    slice.spent += slice.unspent - balance.remaining();
-                                    slice.unspent = balance.remaining();
-                                }
-                            }
-                        }
-                        Decision::Admit { updates, report }
-                    }
                 }
-                other => other,
-            };
-            return Ok(Some(shown(decision, key_side.as_deref(), identity_side.as_deref())));
-        }
+                if let Some((owner, name, retry_at)) = refused {
+                    for line in &mut report.rate_limits {
+                        if line.owner == owner && line.name == name {
+                            line.exceeded = true;
+                            line.remaining = 0;
+                        }
+                    }
+                    Decision::RateLimited { owner, name, retry_at, report }
+                } else {
+                    // Admitted: spend from the batches and slices.
+                    for state in key_side.iter_mut().chain(identity_side.iter_mut()) {
+                        for (counter, next) in &updates.rate_limits {
+                            if counter.subject != state.subject {
+                                continue;
+                            }
+                            state.mirror.insert(counter.name.clone(), *next);
+                            let cost = request.rate_limits.cost_of(&counter.name).map_or(1, |cost| cost.get());
+                            if let Some(batch) = state.tokens.get_mut(&counter.name) {
+                                batch.left = batch.left.saturating_sub(cost);
+                                batch.used = batch.used.saturating_add(cost);
+                            }
+                        }
+                        for (subject, balance) in &updates.credits {
+                            if subject != &state.subject {
+                                continue;
+                            }
+                            if let Some(slice) = &mut state.credits {
+                                slice.spent += slice.unspent - balance.remaining();
+                                slice.unspent = balance.remaining();
+                            }
+                        }
+                    }
+                    Decision::Admit { updates, report }
+                }
+            }
+            other => other,
+        };
+        Attempt::Decided(shown(decision, key_side.as_deref(), identity_side.as_deref()))
     }
 }
 
@@ -657,7 +824,7 @@ impl crate::workspaces::InWorkspace<'_> {
         let remaining = match stored.meter.credits {
             Some(rule) => {
                 let pool = stored.pool.refreshed(&rule, now);
-                let held = self.service.metering.held(&stored.workspace, &stored.of, pool.epoch()).await;
+                let held = self.service.metering.held(&stored.workspace, &stored.of, pool.epoch());
                 Some((pool.unleased() + held).saturating_sub(pool.debt()))
             }
             None => None,

@@ -130,6 +130,19 @@ impl<S: Mutations + ?Sized> Mutations for Attributed<'_, S> {
     ) -> StoreResult<()> {
         self.store.give_back_tokens(workspace, of, limit, tokens, taken_at, now).await
     }
+
+    async fn exchange_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        returned: (u32, OffsetDateTime),
+        least: u32,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokensTaken> {
+        self.store.exchange_tokens(workspace, of, limit, returned, least, want, now).await
+    }
 }
 
 /// The mutations of the store: one object-safe entry point,
@@ -297,6 +310,24 @@ pub trait Mutations: Send + Sync {
         taken_at: OffsetDateTime,
         now: OffsetDateTime,
     ) -> StoreResult<()>;
+
+    /// Gives back `returned` (tokens and when they were taken) and takes a
+    /// new batch as [`Mutations::take_tokens`] does, in one transaction
+    /// where the backend can (a batch past its horizon, replaced).
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        returned: (u32, OffsetDateTime),
+        least: u32,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokensTaken> {
+        self.give_back_tokens(workspace, of, limit, returned.0, returned.1, now).await?;
+        self.take_tokens(workspace, of, limit, least, want, now).await
+    }
 
     async fn create_public_key(&self, new: NewPublicKey, actor: &Actor, now: OffsetDateTime) -> StoreResult<PublicKey> {
         Ok(self.run(CreatePublicKey { new, actor: actor.clone(), now }).await?.output)

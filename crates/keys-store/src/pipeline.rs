@@ -335,31 +335,20 @@ impl<DB: Backend> Mutations for SqlStore<DB> {
         want: u32,
         now: OffsetDateTime,
     ) -> StoreResult<TokensTaken> {
-        let limit = limit.clone();
-        let taken = self
-            .under_meter(workspace, of, move |sql, meter| {
-                Box::pin(async move {
-                    let name = limit.name().as_str();
-                    let state = repo::counter(sql, &meter.workspace, &meter.of, name).await?;
-                    match limit.take_up_to(state.as_ref(), least, want, now) {
-                        Some((batch, next)) => {
-                            repo::save_counter(sql, &meter.workspace, &meter.of, name, &next).await?;
-                            Ok(Ok(batch))
-                        }
-                        None => {
-                            let cost = keys_core::meter::Cost::parse(u64::from(least)).unwrap_or_default();
-                            let check = limit.check(state.as_ref(), cost, now);
-                            let retry_at = match check.outcome {
-                                keys_core::meter::RateLimitOutcome::Refused { retry_at } => retry_at,
-                                keys_core::meter::RateLimitOutcome::Admitted(_) => Some(now),
-                            };
-                            Ok(Err(retry_at))
-                        }
-                    }
-                })
-            })
-            .await?;
-        Ok(taken.unwrap_or(Err(None)))
+        self.exchange(workspace, of, limit, None, least, want, now).await
+    }
+
+    async fn exchange_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        returned: (u32, OffsetDateTime),
+        least: u32,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokensTaken> {
+        self.exchange(workspace, of, limit, Some(returned), least, want, now).await
     }
 
     async fn give_back_tokens(
@@ -406,6 +395,52 @@ impl<DB: Backend> SqlStore<DB> {
             Ok(Some(output))
         })
         .await
+    }
+
+    /// Gives `returned` back (when some) and takes a batch of `least` to
+    /// `want` tokens, in one transaction under the subject's row lock.
+    #[allow(clippy::too_many_arguments)]
+    async fn exchange(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        returned: Option<(u32, OffsetDateTime)>,
+        least: u32,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokensTaken> {
+        let limit = limit.clone();
+        let taken = self
+            .under_meter(workspace, of, move |sql, meter| {
+                Box::pin(async move {
+                    let name = limit.name().as_str();
+                    let mut state = repo::counter(sql, &meter.workspace, &meter.of, name).await?;
+                    if let (Some((tokens, taken_at)), Some(held)) = (returned, state) {
+                        state = Some(limit.give_back(&held, tokens, taken_at, now));
+                    }
+                    match limit.take_up_to(state.as_ref(), least, want, now) {
+                        Some((batch, next)) => {
+                            repo::save_counter(sql, &meter.workspace, &meter.of, name, &next).await?;
+                            Ok(Ok(batch))
+                        }
+                        None => {
+                            if let (Some(_), Some(given)) = (returned, state) {
+                                repo::save_counter(sql, &meter.workspace, &meter.of, name, &given).await?;
+                            }
+                            let cost = keys_core::meter::Cost::parse(u64::from(least)).unwrap_or_default();
+                            let check = limit.check(state.as_ref(), cost, now);
+                            let retry_at = match check.outcome {
+                                keys_core::meter::RateLimitOutcome::Refused { retry_at } => retry_at,
+                                keys_core::meter::RateLimitOutcome::Admitted(_) => Some(now),
+                            };
+                            Ok(Err(retry_at))
+                        }
+                    }
+                })
+            })
+            .await?;
+        Ok(taken.unwrap_or(Err(None)))
     }
 
     /// Moves each row's `last_used_at` forwards, in one transaction, rows

@@ -170,9 +170,11 @@ fn micros(duration: Duration) -> u32 {
     u32::try_from(duration.as_micros()).unwrap_or(u32::MAX)
 }
 
-type Sender = http1::SendRequest<Full<Bytes>>;
+/// One keep-alive HTTP/1.1 connection's sending half.
+pub type Sender = http1::SendRequest<Full<Bytes>>;
 
-async fn connect(addr: SocketAddr) -> Result<Sender> {
+/// Opens one keep-alive HTTP/1.1 connection to `addr`.
+pub async fn connect(addr: SocketAddr) -> Result<Sender> {
     let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
     let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.context("HTTP/1.1 handshake")?;

@@ -69,6 +69,15 @@ pub struct Options {
     pub usage_active_keys: u64,
     /// Where BENCHMARKS.md and benchmarks.json go.
     pub out_dir: PathBuf,
+    /// Run one group of figures only, print its rows and write no file.
+    pub only: Option<Only>,
+}
+
+/// The figures `--only` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Only {
+    /// The hello baseline started and figure 10 (metering).
+    Metering,
 }
 
 impl Options {
@@ -94,6 +103,7 @@ impl Options {
             usage_keys: if quick { 10_000 } else { 100_000 },
             usage_active_keys: 10_000,
             out_dir: project_root().join("docs"),
+            only: None,
         }
     }
 
@@ -160,6 +170,12 @@ impl Options {
                     options.usage_active_keys = count(value()?, "--usage-active-keys", 1_000_000)?;
                 }
                 "--out" => options.out_dir = PathBuf::from(value()?),
+                "--only" => {
+                    options.only = match value()?.as_str() {
+                        "metering" => Some(Only::Metering),
+                        other => bail!("--only takes metering, got {other:?}"),
+                    }
+                }
                 other => bail!("unknown flag {other}\n{USAGE}"),
             }
         }
@@ -208,7 +224,8 @@ usage: cargo xtask bench [--quick] [flags]
   --import-runs N         runs of the import figure, each on a fresh database (default 3)
   --usage-keys N          keys with a month of hourly usage in the usage-query figure (default 100000, quick 10000)
   --usage-active-keys N   keys verified once each to measure the usage writer's rows and bytes (default 10000)
-  --out DIR               where BENCHMARKS.md and benchmarks.json go (default docs/)";
+  --out DIR               where BENCHMARKS.md and benchmarks.json go (default docs/)
+  --only metering         only the hello baseline and figure 10 (metering); prints its rows, writes no file";
 
 /// `cargo xtask bench ARGS`: builds in release, then runs the release build
 /// of this tool (a debug load generator would measure itself).
@@ -247,6 +264,13 @@ pub fn main(args: &[String]) -> Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
+    if options.only == Some(Only::Metering) {
+        let results = runtime.block_on(figures::run_metering_only(&options, &keysd))?;
+        drop(runtime);
+        report::print_only(&options, &results);
+        eprintln!("bench: done in {:.0} s; --only writes no file", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let results = runtime.block_on(figures::run_all(&options, &keysd))?;
     drop(runtime);
     let elapsed = started.elapsed();
@@ -327,6 +351,10 @@ mod tests {
         assert!(Options::parse(&args(&["--concurrency", "0"])).is_err());
         assert!(Options::parse(&args(&["--bogus"])).is_err());
         assert!(Options::parse(&args(&["--duration"])).is_err());
+        assert_eq!((full.only, options.only), (None, None));
+        let only = Options::parse(&args(&["--quick", "--only", "metering"])).expect("parses");
+        assert_eq!(only.only, Some(Only::Metering));
+        assert!(Options::parse(&args(&["--only", "usage"])).is_err());
     }
 
     #[test]

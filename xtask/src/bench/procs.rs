@@ -153,6 +153,29 @@ pub fn start_keysd_with(binary: &Path, name: &str, database_url: &str, log: &Pat
     Ok(server)
 }
 
+/// A further replica: `keysd serve` on the database `first` bootstrapped.
+/// It prints no token (it does not bootstrap), so it is called with
+/// `first`'s.
+pub fn start_keysd_replica(
+    binary: &Path,
+    name: &str,
+    first: &Server,
+    database_url: &str,
+    log: &Path,
+) -> Result<Server> {
+    let mut command = Command::new(binary);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url]);
+    command.args(["--max-keys-per-workspace", BENCH_KEYS_PER_WORKSPACE]);
+    command.env_remove("KEYSD_LISTEN").env_remove("KEYSD_DATABASE_URL");
+    let mut server = spawn_server(name, command, log)?;
+    if !server.token.is_empty() {
+        bail!("{name}: keysd bootstrapped the database of {} again", first.name);
+    }
+    server.token = first.token.clone();
+    server.organisation_id = first.organisation_id.clone();
+    Ok(server)
+}
+
 /// The hello baseline: this very binary, `xtask bench-hello`.
 pub fn start_hello(log: &Path) -> Result<Server> {
     let exe = std::env::current_exe().context("locating the xtask binary")?;

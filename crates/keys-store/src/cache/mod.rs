@@ -291,6 +291,19 @@ impl<S: Mutations> Mutations for CachedStore<S> {
         self.inner.give_back_tokens(workspace, of, limit, tokens, taken_at, now).await
     }
 
+    async fn exchange_tokens(
+        &self,
+        workspace: &WorkspaceUid,
+        of: &MeterOf,
+        limit: &RateLimit,
+        returned: (u32, OffsetDateTime),
+        least: u32,
+        want: u32,
+        now: OffsetDateTime,
+    ) -> StoreResult<TokensTaken> {
+        self.inner.exchange_tokens(workspace, of, limit, returned, least, want, now).await
+    }
+
     async fn prune_usage(
         &self,
         cutoffs: &[(Granularity, OffsetDateTime)],

@@ -1,15 +1,17 @@
 //! The figures of the benchmark, each beside its baseline: one module per
 //! group of figures, by what it measures (verification throughput, growing
 //! sizes: key counts and audit pages, JWT verification, key creation,
-//! management writes, the import of foreign keys, usage counts), what they
-//! share in [`drive`] and [`results`], the machine and its crypto floors in
-//! [`machine`]. Memory (figure 6) is sampled here, between the figures.
+//! management writes, the import of foreign keys, usage counts, metering),
+//! what they share in [`drive`] and [`results`], the machine and its crypto
+//! floors in [`machine`]. Memory (figure 6) is sampled here, between the
+//! figures.
 
 mod creation;
 mod drive;
 mod import;
 mod jwt;
 mod machine;
+mod metering;
 mod results;
 mod scaling;
 mod usage;
@@ -27,18 +29,50 @@ use drive::{memory_of, progress};
 
 pub use creation::RSA_POOL_SIZE;
 pub use import::keys_per_second;
-pub use results::{paired_ratios, round, CliRun, Import, ImportRun, MemorySample, Results, Series, UsageWrites};
+pub use metering::{memory_keys, steady_windows, BURST_TIMES, GRANTED_CREDITS, OVERLOAD, SHARED_LIMIT, SHARED_SECONDS};
+pub use results::{
+    paired_ratios, round, CliRun, Import, ImportRun, MemorySample, Results, Series, SharedLimit, UsageWrites,
+};
 pub use usage::{BUCKETS_PER_KEY_PER_DAY, RETAINED_BUCKETS_PER_KEY};
 
-pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
-    let keysd_built = std::fs::metadata(keysd)
+/// `--only metering`: the hello baseline started (and its idle memory
+/// read) and figure 10, nothing else.
+pub async fn run_metering_only(options: &Options, keysd: &Path) -> Result<Results> {
+    let mut results = Results { machine: machine::machine(), keysd_built: built(keysd), ..Results::default() };
+    progress(&format!(
+        "{} cores, {}; {} mode, figure 10 only: {} runs of {} s, concurrency {}",
+        results.machine.cores,
+        results.machine.cpu,
+        if options.quick { "quick" } else { "full" },
+        options.runs,
+        options.duration.as_secs(),
+        options.concurrency
+    ));
+    let suffix = random_suffix();
+    let temp = TempDir::new(&suffix)?;
+    let admin = admin_url();
+    let hello = procs::start_hello(&temp.path.join("hello.log"))?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    results.idle.push(memory_of(&hello, "start")?);
+    metering::metering(options, &mut results, keysd, &admin, &temp).await?;
+    drop(hello);
+    drop(temp);
+    Ok(results)
+}
+
+/// When the measured `keysd` binary was built (its mtime, RFC 3339).
+fn built(keysd: &Path) -> String {
+    std::fs::metadata(keysd)
         .and_then(|metadata| metadata.modified())
         .ok()
         .and_then(|modified| {
             time::OffsetDateTime::from(modified).format(&time::format_description::well_known::Rfc3339).ok()
         })
-        .unwrap_or_default();
-    let mut results = Results { machine: machine::machine(), keysd_built, ..Results::default() };
+        .unwrap_or_default()
+}
+
+pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
+    let mut results = Results { machine: machine::machine(), keysd_built: built(keysd), ..Results::default() };
     progress(&format!(
         "{} cores, {}; {} mode: {} runs of {} s, concurrency {}",
         results.machine.cores,
@@ -123,6 +157,8 @@ pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
 
     usage::usage_query(options, &mut results, keysd, &admin, &temp).await?;
     usage::usage_writes(options, &mut results, keysd, &admin, &temp).await?;
+
+    metering::metering(options, &mut results, keysd, &admin, &temp).await?;
 
     // Guards stop the servers, drop the database and remove the directory,
     // in this order (reverse declaration order).

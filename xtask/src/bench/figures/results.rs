@@ -235,6 +235,118 @@ pub struct Results {
     pub usage_query: UsageQuery,
     /// 9b. The rows and bytes the usage writer adds for many active keys.
     pub usage_writes: UsageWrites,
+    /// Figure 10, metering: a metered key beside an unmetered one, the database
+    /// work per metered verification, the memory per metered key, and two
+    /// replicas sharing a limit and a balance.
+    pub metering: Metering,
+}
+
+/// Figure 10: what metering costs and how closely two replicas hold a
+/// shared limit and a shared balance.
+#[derive(Debug, Clone, Default)]
+pub struct Metering {
+    /// Figure 10: a metered key (one auto-applied limit that never refuses, a
+    /// balance that never runs out) and an unmetered key on the same
+    /// keysd, run for run in the same rounds.
+    pub metered: Series,
+    pub unmetered: Series,
+    /// 10b. The keysd database's work over the rounds of figure 10.
+    pub transactions: MeterTransactions,
+    /// 10c. Resident memory per metered key held by a replica.
+    pub memory: MeterMemory,
+    /// 10d (i). A shared limit under a steady open-loop overload.
+    pub steady: SharedLimit,
+    /// 10d (ii). A burst at a shared limit's full bucket.
+    pub burst: SharedLimit,
+    /// 10d (iii). A shared balance spent from both replicas.
+    pub credits: SharedCredits,
+}
+
+/// Figure 10b: what `pg_stat_database` and `pg_stat_user_tables` count
+/// for the keysd database over the life of the keysd of figure 10's runs
+/// (its start, warm-ups, rounds and graceful stop).
+#[derive(Debug, Clone, Default)]
+pub struct MeterTransactions {
+    /// Transactions committed in the keysd database (`xact_commit`), the
+    /// bench's own first read taken away; every writer of keysd included.
+    pub xact_commits: u64,
+    /// Rows inserted or updated in `meters` and `ratelimit_counters`.
+    pub row_writes: u64,
+    /// Verifications of the metered key admitted meanwhile, warm-up
+    /// included.
+    pub verifications: u64,
+    pub warmup_verifications: u64,
+    /// From the keysd's start to its stop.
+    pub seconds: f64,
+}
+
+/// Figure 10c: a fresh keysd holding `keys` unmetered keys, then `keys`
+/// metered ones, each verified once.
+#[derive(Debug, Clone, Default)]
+pub struct MeterMemory {
+    pub keys: u64,
+    pub store: String,
+    /// Before any key was verified, after the unmetered keys were, after
+    /// the metered keys were.
+    pub before: Memory,
+    pub unmetered_after: Memory,
+    pub after: Memory,
+    pub unmetered_verified: u64,
+    pub metered_verified: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+/// Figure 10d (i) and (ii): verifications of one key with a limit of
+/// `limit` per `duration_seconds`, spread over two replicas.
+#[derive(Debug, Clone, Default)]
+pub struct SharedLimit {
+    pub limit: u64,
+    pub duration_seconds: u64,
+    /// The lease horizon h: `duration / 20`, at most 1 s.
+    pub horizon_seconds: f64,
+    /// Requests per second of the open loop (0 for the burst).
+    pub rate: f64,
+    pub connections: usize,
+    pub requests: u64,
+    /// From the first request sent to the last answer read (w).
+    pub seconds: f64,
+    pub admitted: u64,
+    /// Answered `valid:false`, `rate_limited`.
+    pub refused: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+}
+
+impl SharedLimit {
+    /// One counter's bound over the run: `L · (w + D) / D`.
+    pub fn bucket_bound(&self) -> f64 {
+        let (limit, duration) = (self.limit as f64, self.duration_seconds as f64);
+        limit * (self.seconds + duration) / duration
+    }
+
+    /// The bound across replicas: `L · (w + h + D) / D`.
+    pub fn replica_bound(&self) -> f64 {
+        let (limit, duration) = (self.limit as f64, self.duration_seconds as f64);
+        limit * (self.seconds + self.horizon_seconds + duration) / duration
+    }
+}
+
+/// Figure 10d (iii): a balance of `granted` credits spent from two
+/// replicas until they refused for `quiet_seconds` straight.
+#[derive(Debug, Clone, Default)]
+pub struct SharedCredits {
+    pub granted: u64,
+    pub connections: usize,
+    pub quiet_seconds: f64,
+    pub admitted: u64,
+    /// Answered `valid:false`, `usage_exceeded`.
+    pub refused: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub seconds: f64,
+    /// When the last verification was admitted, from the start.
+    pub last_admitted_seconds: f64,
 }
 
 /// Figure 9: `GET /v1/staging/usage/?granularity=hour&key_id=…` over 30

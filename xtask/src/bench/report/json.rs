@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::row::{Row, Stamp};
-use crate::bench::figures::{round, Results};
+use crate::bench::figures::{memory_keys, round, steady_windows, Results};
 use crate::bench::Options;
 
 pub(super) fn document(options: &Options, results: &Results, rows: &[Row], stamp: &Stamp) -> Value {
@@ -39,6 +39,8 @@ pub(super) fn document(options: &Options, results: &Results, rows: &[Row], stamp
             "import_runs": options.import_runs,
             "usage_keys": options.usage_keys,
             "usage_active_keys": options.usage_active_keys,
+            "metering_memory_keys": memory_keys(options.quick),
+            "metering_steady_windows": steady_windows(options.quick),
         },
         "openssl": {
             "version": results.openssl.version,

@@ -2,7 +2,9 @@
 //! CPU per request, and how each figure is measured.
 
 use super::row::{thousands, Row, Stamp};
-use crate::bench::figures::{Results, RSA_POOL_SIZE};
+use crate::bench::figures::{
+    Results, BURST_TIMES, GRANTED_CREDITS, OVERLOAD, RSA_POOL_SIZE, SHARED_LIMIT, SHARED_SECONDS,
+};
 use crate::bench::Options;
 use std::fmt::Write as _;
 
@@ -71,6 +73,8 @@ pub(super) fn markdown(options: &Options, results: &Results, rows: &[Row], stamp
         ("warm ES256 verification, PostgreSQL", &results.jwt_es256_warm),
         ("warm RS256 verification, PostgreSQL", &results.jwt_rs256_warm),
         ("API-key create, PostgreSQL", &results.writes_keysd),
+        ("API-key verification, PostgreSQL, a metered key (figure 10)", &results.metering.metered),
+        ("API-key verification, PostgreSQL, an unmetered key (figure 10's baseline)", &results.metering.unmetered),
     ] {
         let _ = writeln!(
             md,
@@ -206,6 +210,58 @@ pub(super) fn markdown(options: &Options, results: &Results, rows: &[Row], stamp
         synthetic = thousands(options.usage_keys.saturating_sub(1) as f64),
         active = thousands(options.usage_active_keys as f64),
         keys = thousands(super::usage::ACTIVE_KEYS as f64),
+    );
+    let _ = writeln!(
+        md,
+        "Added for metering (figure 10, docs/METERING.md):\n\n\
+         - 10. A fresh PostgreSQL database and keysd (its defaults); two keys created through the API: a metered \
+         one, with one auto-applied rate limit of 1,000,000,000 per 1 s (so it never refuses, and every \
+         verification takes a token) and a balance of 10¹² credits, and an unmetered one. Each answer is checked \
+         once for its shape (the metered key's names its limit and balance, the unmetered key's neither); that \
+         keysd is stopped and a second one started on the same database (see 10b), then `POST \
+         /v1/verify/api_key/` with each key (every answer checked for `\"valid\":true`) from {c} connections, \
+         after a warm-up of each; the runs alternate in the same rounds, the metered key's first, and the ratio is \
+         the median of the per-run ratios.\n\
+         - 10b. The transactions committed in figure 10's database (`xact_commit` of `pg_stat_database`) and the \
+         rows inserted and updated in `meters` and `ratelimit_counters` (`n_tup_ins + n_tup_upd` of \
+         `pg_stat_user_tables`) over the life of the keysd that served figure 10's warm-ups and runs, divided by \
+         the metered verifications it admitted. A backend reports its statistics at a commit a second or more \
+         after its last report, 10 s after it went idle, or when it exits, so a read after a sleep misses what \
+         idle connections hold: the keys are therefore created through a first keysd, which is stopped before \
+         the first read, and the runs go to a second keysd on the same database (it does not bootstrap), stopped \
+         gracefully before the second read. The transactions are an upper bound: they include that keysd's \
+         start-up and shutdown, the unmetered key's runs, and every writer of keysd (`last_used_at`, usage \
+         counts, the hand-back of idle slices and expired batches).\n\
+         - 10c. A fresh keysd on SQLite; {mk} unmetered and {mk} metered keys (the limit and balance of 10) created \
+         through the API by 16 concurrent creators, then each unmetered key verified once (`Bodies::Each`, {c} \
+         connections), then each metered key; `VmRSS` is read before, between and after. Bytes per metered key is \
+         the growth over the metered keys' verifications divided by their number; the unmetered keys' growth \
+         (what any verified key holds: the key cache, usage counters) is its baseline, and the difference \
+         metering's own share.\n\
+         - 10d. A fresh PostgreSQL database, a keysd that bootstraps it and a second keysd on the same database \
+         (it does not bootstrap; the first's service token is used on both). (i) A key limited to {l} per {d} s \
+         (created on the first), verified by an open loop at {rate:.0} req/s ({o:.0}× the limit) for {windows} \
+         windows, request n sent to replica n mod 2 through a pooled client; every answer must be `valid:true` \
+         or `valid:false` with `reason` `rate_limited`. w is the run's length (first request to last answer), \
+         D = {d} s, h = D/20 capped at 1 s (keysd's lease horizon); the admitted count is reported against one \
+         counter's bound L·(w+D)/D and, with the target, against the bound across replicas L·(w+h+D)/D. (ii) A \
+         fresh key of the same limit (a full bucket), created on the second; {burst} verifications sent as fast as \
+         {half} keep-alive connections to each replica (opened before) take them; the admitted count over L, \
+         target 1 + h/D (the refill during the burst's w is not in it; the bound over the burst's length is shown \
+         beside it). (iii) A key with a balance of {granted} credits and no limit, verified from {half} connections \
+         to each replica back to back until no verification was admitted for 3 s (and some were refused \
+         `usage_exceeded`); the admitted count over the credits granted: never above 1 (credits are never \
+         oversold), and at least 0.99 (slices handed back reach the other replica).\n",
+        c = options.concurrency,
+        mk = thousands(crate::bench::figures::memory_keys(options.quick) as f64),
+        l = thousands(SHARED_LIMIT as f64),
+        d = SHARED_SECONDS,
+        rate = OVERLOAD * SHARED_LIMIT as f64 / SHARED_SECONDS as f64,
+        o = OVERLOAD,
+        windows = crate::bench::figures::steady_windows(options.quick),
+        burst = thousands((BURST_TIMES * SHARED_LIMIT) as f64),
+        half = (options.concurrency / 2).max(1),
+        granted = thousands(GRANTED_CREDITS as f64),
     );
     let _ = writeln!(md, "Nothing in the test suite asserts a time; these figures are only reported.");
     md

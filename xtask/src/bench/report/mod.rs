@@ -1,8 +1,8 @@
 //! Writes `BENCHMARKS.md` (the table) and `benchmarks.json` (everything):
 //! the rows of each group of figures, each beside its baseline, in
 //! [`verification`], [`scaling`], [`jwt`], [`creation`], [`writes`],
-//! [`memory`], [`import`] and [`usage`]; how a row is written in [`row`]; the two
-//! files in [`markdown`] and [`json`].
+//! [`memory`], [`import`], [`usage`] and [`metering`]; how a row is written in
+//! [`row`]; the two files in [`markdown`] and [`json`].
 
 mod creation;
 mod import;
@@ -10,6 +10,7 @@ mod json;
 mod jwt;
 mod markdown;
 mod memory;
+mod metering;
 mod row;
 mod scaling;
 mod usage;
@@ -39,7 +40,22 @@ fn rows(options: &Options, results: &Results) -> Vec<Row> {
     scaling::audit_rows(&mut rows, results, &connections);
     import::rows(&mut rows, results);
     usage::rows(&mut rows, results);
+    metering::rows(&mut rows, options, results);
     rows
+}
+
+/// `--only metering`: figure 10's rows, printed; no file is written.
+pub fn print_only(options: &Options, results: &Results) {
+    let mut rows = Vec::new();
+    metering::rows(&mut rows, options, results);
+    print(&rows);
+}
+
+fn print(rows: &[Row]) {
+    for row in rows {
+        let [number, figure, keysd, baseline, ratio, target, met] = row.cells();
+        eprintln!("bench: [{number}] {figure}: {keysd} | {baseline} | ratio {ratio} | {target} {met}");
+    }
 }
 
 pub fn write(options: &Options, results: &Results, elapsed: Duration) -> Result<()> {
@@ -58,10 +74,7 @@ pub fn write(options: &Options, results: &Results, elapsed: Duration) -> Result<
     let mut text = serde_json::to_string_pretty(&json)?;
     text.push('\n');
     std::fs::write(&json_path, text).with_context(|| format!("writing {}", display(&json_path)))?;
-    for row in &rows {
-        let [number, figure, keysd, baseline, ratio, target, met] = row.cells();
-        eprintln!("bench: [{number}] {figure}: {keysd} | {baseline} | ratio {ratio} | {target} {met}");
-    }
+    print(&rows);
     Ok(())
 }
 
