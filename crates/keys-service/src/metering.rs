@@ -24,8 +24,8 @@ use std::sync::{Arc, Mutex as StdMutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use keys_core::meter::{
-    decide, CreditBalance, CreditPool, Decision, Meter, MeterCounters, MeterOwner, MeterRequest, MeterSubject, Metered,
-    RateLimit, RateLimitName, RateLimitState, Reserved,
+    decide, Cost, CreditBalance, CreditPool, Decision, Meter, MeterCounters, MeterOwner, MeterRequest, MeterSubject,
+    Metered, RateLimit, RateLimitName, RateLimitState, Reserved,
 };
 use keys_core::{ApiKey, ApiKeyId, Workspace, WorkspaceUid};
 use keys_store::{MeterOf, Store, StoreError, StoredMeter, TokensTaken};
@@ -93,6 +93,7 @@ impl std::fmt::Debug for Metering {
 
 /// What a key draws on, as last read.
 struct KeyEntry {
+    workspace: WorkspaceUid,
     external_id: Option<String>,
     generation: Option<u64>,
     read_at: OffsetDateTime,
@@ -110,7 +111,7 @@ struct Subject {
     /// asked again before this instant (unless the meter is read again or
     /// a refill is due), so that an empty balance costs a replica at most
     /// two statements a second, not one per request.
-    exhausted: Option<OffsetDateTime>,
+    exhausted: Option<(OffsetDateTime, u64)>,
     tokens: HashMap<RateLimitName, TokenBatch>,
     /// This replica's own GCRA counters.
     mirror: HashMap<RateLimitName, RateLimitState>,
@@ -142,8 +143,8 @@ struct TokenBatch {
 
 /// What a verification needs from the store before it can be decided.
 enum Trip {
-    /// A slice of credits of at least `cost`.
-    Credits { want: u64 },
+    /// A slice of `least` to `want` credits.
+    Credits { least: u64, want: u64 },
     /// Tokens of a limit: at least `need`, up to `want`, giving back what
     /// an expired batch left (`returned`: tokens and when taken).
     Tokens { limit: RateLimit, need: u32, want: u32, returned: Option<(u32, OffsetDateTime)> },
@@ -152,7 +153,9 @@ enum Trip {
 }
 
 impl Subject {
-    fn new(stored: StoredMeter, now: OffsetDateTime) -> Self {
+    fn new(mut stored: StoredMeter, now: OffsetDateTime) -> Self {
+        // Verification never reads an identity's meta: not held.
+        stored.meta = None;
         let subject = match &stored.of {
             MeterOf::Key(root) => MeterSubject::ApiKey { root: root.clone() },
             MeterOf::Identity(external_id) => {
@@ -171,15 +174,30 @@ impl Subject {
     }
 
     /// The meter read again: a slice of an older epoch is void (a set or a
-    /// refill replaced the balance), a batch of a changed limit is dropped.
-    fn refreshed(&mut self, stored: StoredMeter) {
+    /// refill replaced the balance); a batch of a changed limit is taken
+    /// out, and returned for its tokens to be given back.
+    fn refreshed(&mut self, mut stored: StoredMeter) -> Vec<TokenBatch> {
+        stored.meta = None;
         if self.credits.is_some_and(|slice| slice.epoch != stored.pool.epoch()) || stored.meter.credits.is_none() {
             self.credits = None;
         }
-        self.tokens.retain(|name, batch| stored.meter.rate_limits.get(name) == Some(&batch.limit));
+        let changed: Vec<RateLimitName> = self
+            .tokens
+            .iter()
+            .filter(|(name, batch)| stored.meter.rate_limits.get(name) != Some(&batch.limit))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let dropped =
+            changed.iter().filter_map(|name| self.tokens.remove(name)).filter(|batch| batch.left > 0).collect();
         self.mirror.retain(|name, _| stored.meter.rate_limits.get(name).is_some());
         self.exhausted = None;
         self.stored = stored;
+        dropped
+    }
+
+    /// Whether anything of the shared balances is held here.
+    fn holds_anything(&self) -> bool {
+        self.credits.is_some_and(|slice| slice.unspent > 0) || self.tokens.values().any(|batch| batch.left > 0)
     }
 
     fn of(&self) -> (WorkspaceUid, MeterOf) {
@@ -216,24 +234,29 @@ impl Subject {
     /// moment ago (and no refill is due since).
     fn credits_trip(&self, cost: u64, now: OffsetDateTime) -> Option<Trip> {
         let rule = self.stored.meter.credits?;
+        // Nothing unless what this verification lacks is there: one that
+        // cannot be admitted holds nothing back from the other replicas.
+        let held = self.credits.map_or(0, |slice| slice.unspent);
+        let least = cost.saturating_sub(held).max(1);
         let refill_due = rule.refill.is_some_and(|refill| refill.due(self.stored.pool.refilled_at(), now).is_some());
-        if self.exhausted.is_some_and(|until| now < until) && !refill_due {
+        let refused = self.exhausted.is_some_and(|(until, refused)| now < until && least >= refused);
+        if refused && !refill_due {
             return None;
         }
         let spent = self.credits.map_or(0, |slice| slice.spent);
-        let want = cost.max(spent.saturating_mul(2).clamp(16, MAX_SLICE).min(self.stored.pool.available() / 4 + 1));
-        Some(Trip::Credits { want })
+        let want = least.max(spent.saturating_mul(2).clamp(16, MAX_SLICE).min(self.stored.pool.available() / 4 + 1));
+        Some(Trip::Credits { least, want })
     }
 
     /// What a reservation gave: `true` when credits were added.
-    fn credits_reserved(&mut self, reserved: Option<(Reserved, CreditPool)>, now: OffsetDateTime) -> bool {
+    fn credits_reserved(&mut self, reserved: Option<(Reserved, CreditPool)>, least: u64, now: OffsetDateTime) -> bool {
         let Some((reserved, pool)) = reserved else {
             self.stored.meter.credits = None;
             return false;
         };
         self.stored.pool = pool;
         if reserved.granted == 0 {
-            self.exhausted = Some(now + EXHAUSTED_RETRY);
+            self.exhausted = Some((now + EXHAUSTED_RETRY, least));
             return false;
         }
         self.exhausted = None;
@@ -415,7 +438,7 @@ impl Metering {
         workspace: &Workspace,
         now: OffsetDateTime,
     ) -> Result<Option<Arc<KeyEntry>>, StoreError> {
-        let generation = store.meter_generation();
+        let generation = store.meter_generation(&workspace.uid);
         let presented = key.external_id.as_ref().map(|id| id.as_str());
         let cached = self.keys.read().unwrap_or_else(PoisonError::into_inner).get(&key.id).cloned();
         if let Some(entry) = cached {
@@ -434,6 +457,7 @@ impl Metering {
         let key_side = found.key.filter(StoredMeter::meters_anything).map(|stored| self.subject(stored, now));
         let identity_side = found.identity.filter(StoredMeter::meters_anything).map(|stored| self.subject(stored, now));
         let entry = Arc::new(KeyEntry {
+            workspace: workspace.uid.clone(),
             external_id,
             generation,
             read_at: now,
@@ -449,11 +473,17 @@ impl Metering {
         Ok(Some(entry))
     }
 
-    /// Forgets which meters each key draws on, so that the next
-    /// verification of each reads them again (this process changed a
-    /// meter: its own verifications see the change at once).
-    pub(crate) fn forget_keys(&self) {
-        self.keys.write().unwrap_or_else(PoisonError::into_inner).clear();
+    /// Forgets which meters each key of `workspace` draws on, so that the
+    /// next verification of each reads them again (this process changed a
+    /// meter there: its own verifications see the change at once, whatever
+    /// its store hears).
+    pub(crate) fn forget_keys(&self, workspace: &WorkspaceUid) {
+        self.keys.write().unwrap_or_else(PoisonError::into_inner).retain(|_, entry| &entry.workspace != workspace);
+    }
+
+    /// Forgets a subject (an identity deleted): what it held is void.
+    pub(crate) fn forget_subject(&self, workspace: &WorkspaceUid, of: &MeterOf) {
+        self.subjects.lock().unwrap_or_else(PoisonError::into_inner).remove(&(workspace.clone(), of.clone()));
     }
 
     /// The subject of a meter just read, refreshed with it.
@@ -461,7 +491,13 @@ impl Metering {
         let id = (stored.workspace.clone(), stored.of.clone());
         let mut subjects = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(shared) = subjects.get(&id) {
-            shared.lock().refreshed(stored);
+            let dropped = shared.lock().refreshed(stored);
+            let mut returns = self.returns.lock().unwrap_or_else(PoisonError::into_inner);
+            for batch in dropped {
+                let (workspace, of) = (id.0.clone(), id.1.clone());
+                let (limit, tokens, taken_at) = (batch.limit, batch.left, batch.taken_at);
+                returns.push(Return { workspace, of, limit, tokens, taken_at, at: now });
+            }
             return Arc::clone(shared);
         }
         let shared = Arc::new(Shared { state: StdMutex::new(Subject::new(stored, now)), trips: Mutex::new(()) });
@@ -520,7 +556,10 @@ impl Metering {
         if all || subjects.len() >= REMEMBERED {
             self.keys.write().unwrap_or_else(PoisonError::into_inner).clear();
             if subjects.len() >= REMEMBERED {
-                self.subjects.lock().unwrap_or_else(PoisonError::into_inner).clear();
+                // What holds part of a shared balance stays (and goes back
+                // when idle); the rest is read again when next used.
+                let mut map = self.subjects.lock().unwrap_or_else(PoisonError::into_inner);
+                map.retain(|_, shared| shared.state.try_lock().map_or(true, |state| state.holds_anything()));
             }
         }
         first_error.map_or(Ok(()), Err)
@@ -636,9 +675,9 @@ impl Metering {
                 let mut state = shared.lock();
                 state.stored.pool = state.stored.pool.hand_back(slice.epoch, slice.unspent);
             }
-            Some(Trip::Credits { want }) => {
-                let reserved = store.reserve_credits(&workspace, &of, want, now).await?;
-                shared.lock().credits_reserved(reserved, now);
+            Some(Trip::Credits { least, want }) => {
+                let reserved = store.reserve_credits(&workspace, &of, least, want, now).await?;
+                shared.lock().credits_reserved(reserved, least, now);
             }
             Some(Trip::Tokens { limit, need, want, returned }) => {
                 let taken = match returned {
@@ -662,7 +701,6 @@ impl Metering {
         let mut identity_side = entry.identity.as_ref().map(|shared| shared.lock());
         for (side, state) in [(Side::Key, key_side.as_deref_mut()), (Side::Identity, identity_side.as_deref_mut())] {
             let Some(state) = state else { continue };
-            state.last_used = now;
             state.check_slice(now);
             if !last {
                 if let Some(trip) = state.debt_trip() {
@@ -682,84 +720,101 @@ impl Metering {
             let held = Held { sides: [key_side.as_deref(), identity_side.as_deref()], now };
             decide(request, key_metered, identity_metered, &held, now)
         };
-        let decision = match decision {
-            Decision::UsageExceeded { owner, report } => {
+        // The shared counters first (rate limits come before credits): each
+        // applied limit's tokens held, whatever the credits say.
+        let report = decision.report();
+        let mut refused = None;
+        for line in &report.rate_limits {
+            if line.exceeded {
+                continue;
+            }
+            let side = Side::from(line.owner);
+            let state = match side {
+                Side::Key => key_side.as_deref_mut(),
+                Side::Identity => identity_side.as_deref_mut(),
+            };
+            let Some(state) = state else { continue };
+            let cost = request.rate_limits.cost_of(&line.name).map_or(1, |cost| cost.get());
+            if cost == 0 || matches!(decision, Decision::RateLimited { .. }) {
+                continue;
+            }
+            match state.tokens_trip(&line.name, cost, now) {
+                Ok(None) => {}
+                Ok(Some(trip)) if !last => return Attempt::Trip(side, trip, Some(line.name.clone())),
+                Ok(Some(_)) => {
+                    refused = Some((line.owner, line.name.clone(), None));
+                    break;
+                }
+                Err(retry_at) => {
+                    refused = Some((line.owner, line.name.clone(), retry_at));
+                    break;
+                }
+            }
+        }
+        let decision = match (refused, decision) {
+            (Some((owner, name, retry_at)), decision) => {
+                // Refused by a shared counter: that limit is exceeded, every
+                // other one reported as it stands (a refusal takes nothing).
+                let mut report = decision.report().clone();
+                for line in &mut report.rate_limits {
+                    let state = match line.owner {
+                        MeterOwner::Key => key_side.as_deref(),
+                        MeterOwner::Identity => identity_side.as_deref(),
+                    };
+                    if line.owner == owner && line.name == name {
+                        (line.exceeded, line.remaining) = (true, 0);
+                    } else if let Some(state) = state {
+                        if let Some(limit) = state.stored.meter.rate_limits.get(&line.name) {
+                            let as_read = limit.check(state.mirror.get(&line.name), Cost::ZERO, now);
+                            (line.remaining, line.reset_at) = (as_read.remaining, as_read.reset_at);
+                        }
+                    }
+                }
+                report.credits = None;
+                Decision::RateLimited { owner, name, retry_at, report }
+            }
+            (None, Decision::UsageExceeded { owner, report }) => {
                 let side = Side::from(owner);
                 let state = match side {
                     Side::Key => key_side.as_deref(),
                     Side::Identity => identity_side.as_deref(),
                 };
                 let trip = state
-                    .filter(|_| credit_trips < 3)
+                    .filter(|_| credit_trips < 3 && !last)
                     .and_then(|state| state.credits_trip(u64::from(request.cost.get()), now));
                 match trip {
                     Some(trip) => return Attempt::Trip(side, trip, None),
                     None => Decision::UsageExceeded { owner, report },
                 }
             }
-            Decision::Admit { updates, mut report } => {
-                // The shared counters: each applied limit's tokens held.
-                let mut refused = None;
-                for line in &report.rate_limits {
-                    let side = Side::from(line.owner);
-                    let state = match side {
-                        Side::Key => key_side.as_deref_mut(),
-                        Side::Identity => identity_side.as_deref_mut(),
-                    };
-                    let Some(state) = state else { continue };
-                    let cost = request.rate_limits.cost_of(&line.name).map_or(1, |cost| cost.get());
-                    if cost == 0 {
-                        continue;
-                    }
-                    match state.tokens_trip(&line.name, cost, now) {
-                        Ok(None) => {}
-                        Ok(Some(trip)) if !last => return Attempt::Trip(side, trip, Some(line.name.clone())),
-                        Ok(Some(_)) => {
-                            refused = Some((line.owner, line.name.clone(), None));
-                            break;
+            (None, Decision::Admit { updates, report }) => {
+                // Admitted: spend from the batches and slices.
+                for state in key_side.iter_mut().chain(identity_side.iter_mut()) {
+                    state.last_used = now;
+                    for (counter, next) in &updates.rate_limits {
+                        if counter.subject != state.subject {
+                            continue;
                         }
-                        Err(retry_at) => {
-                            refused = Some((line.owner, line.name.clone(), retry_at));
-                            break;
+                        state.mirror.insert(counter.name.clone(), *next);
+                        let cost = request.rate_limits.cost_of(&counter.name).map_or(1, |cost| cost.get());
+                        if let Some(batch) = state.tokens.get_mut(&counter.name) {
+                            batch.left = batch.left.saturating_sub(cost);
+                            batch.used = batch.used.saturating_add(cost);
+                        }
+                    }
+                    for (subject, balance) in &updates.credits {
+                        if subject != &state.subject {
+                            continue;
+                        }
+                        if let Some(slice) = &mut state.credits {
+                            slice.spent += slice.unspent - balance.remaining();
+                            slice.unspent = balance.remaining();
                         }
                     }
                 }
-                if let Some((owner, name, retry_at)) = refused {
-                    for line in &mut report.rate_limits {
-                        if line.owner == owner && line.name == name {
-                            line.exceeded = true;
-                            line.remaining = 0;
-                        }
-                    }
-                    Decision::RateLimited { owner, name, retry_at, report }
-                } else {
-                    // Admitted: spend from the batches and slices.
-                    for state in key_side.iter_mut().chain(identity_side.iter_mut()) {
-                        for (counter, next) in &updates.rate_limits {
-                            if counter.subject != state.subject {
-                                continue;
-                            }
-                            state.mirror.insert(counter.name.clone(), *next);
-                            let cost = request.rate_limits.cost_of(&counter.name).map_or(1, |cost| cost.get());
-                            if let Some(batch) = state.tokens.get_mut(&counter.name) {
-                                batch.left = batch.left.saturating_sub(cost);
-                                batch.used = batch.used.saturating_add(cost);
-                            }
-                        }
-                        for (subject, balance) in &updates.credits {
-                            if subject != &state.subject {
-                                continue;
-                            }
-                            if let Some(slice) = &mut state.credits {
-                                slice.spent += slice.unspent - balance.remaining();
-                                slice.unspent = balance.remaining();
-                            }
-                        }
-                    }
-                    Decision::Admit { updates, report }
-                }
+                Decision::Admit { updates, report }
             }
-            other => other,
+            (None, other) => other,
         };
         Attempt::Decided(shown(decision, key_side.as_deref(), identity_side.as_deref()))
     }
@@ -852,7 +907,7 @@ impl crate::workspaces::InWorkspace<'_> {
         let store = self.service.mutations(self.caller);
         let stored =
             keys_store::Run::run(&store, keys_store::PutKeyMeter { acting, id: id.clone(), setting }).await?.output;
-        self.service.metering.forget_keys();
+        self.service.metering.forget_keys(&self.workspace.uid);
         Ok(self.view(stored).await)
     }
 
@@ -874,7 +929,7 @@ impl crate::workspaces::InWorkspace<'_> {
         let acting = keys_store::Acting::new(self.workspace.uid.clone(), self.caller.actor().clone(), self.now());
         let store = self.service.mutations(self.caller);
         let stored = keys_store::Run::run(&store, keys_store::ChangeCredits { acting, of, operation }).await?.output;
-        self.service.metering.forget_keys();
+        self.service.metering.forget_keys(&self.workspace.uid);
         Ok(self.view(stored).await)
     }
 
@@ -893,7 +948,7 @@ impl crate::workspaces::InWorkspace<'_> {
         let command = keys_store::PutIdentity { acting, external_id: external_id.as_str().to_owned(), setting };
         let store = self.service.mutations(self.caller);
         let (stored, created) = keys_store::Run::run(&store, command).await?.output;
-        self.service.metering.forget_keys();
+        self.service.metering.forget_keys(&self.workspace.uid);
         let key_ids = self.service.store.identity_key_ids(&self.workspace.uid, external_id.as_str()).await?;
         let view =
             IdentityView { external_id: external_id.as_str().to_owned(), meter: self.view(stored).await, key_ids };
@@ -915,7 +970,8 @@ impl crate::workspaces::InWorkspace<'_> {
         let command = keys_store::DeleteIdentity { acting, external_id: external_id.as_str().to_owned() };
         let store = self.service.mutations(self.caller);
         keys_store::Run::run(&store, command).await?;
-        self.service.metering.forget_keys();
+        self.service.metering.forget_keys(&self.workspace.uid);
+        self.service.metering.forget_subject(&self.workspace.uid, &MeterOf::identity(external_id));
         Ok(())
     }
 }

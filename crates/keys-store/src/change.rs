@@ -49,6 +49,9 @@ pub enum Change {
     SigningKeys(WorkspaceUid),
     /// The organisation signing key with this id was created or deleted.
     OrganisationKey(OrganisationKeyId),
+    /// A key's or an identity's limits or credits in this workspace
+    /// changed (metering reads them again; no cached key changes).
+    Meters(WorkspaceUid),
 }
 
 impl Change {
@@ -65,6 +68,7 @@ impl Change {
             Self::PublicKeys(workspace) => format!("public_keys:{workspace}"),
             Self::SigningKeys(workspace) => format!("signing_keys:{workspace}"),
             Self::OrganisationKey(id) => format!("organisation_key:{id}"),
+            Self::Meters(workspace) => format!("meters:{workspace}"),
         }
     }
 
@@ -83,6 +87,7 @@ impl Change {
             "public_keys" => WorkspaceUid::parse(argument).ok().map(Self::PublicKeys),
             "signing_keys" => WorkspaceUid::parse(argument).ok().map(Self::SigningKeys),
             "organisation_key" => OrganisationKeyId::parse(argument).ok().map(Self::OrganisationKey),
+            "meters" => WorkspaceUid::parse(argument).ok().map(Self::Meters),
             _ => None,
         };
         parsed.unwrap_or(Self::Everything)
@@ -130,8 +135,9 @@ mod tests {
             Change::ApiKey(SecretDigest::from_bytes([0xab; 32])),
             Change::ApiKeysImported(workspace.clone()),
             Change::PublicKeys(workspace.clone()),
-            Change::SigningKeys(workspace),
+            Change::SigningKeys(workspace.clone()),
             Change::OrganisationKey(OrganisationKeyId::generate(now, &mut rng)),
+            Change::Meters(workspace),
         ] {
             assert_eq!(Change::from_payload(&change.to_payload()), change, "{}", change.to_payload());
         }

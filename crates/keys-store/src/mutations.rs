@@ -91,10 +91,11 @@ impl<S: Mutations + ?Sized> Mutations for Attributed<'_, S> {
         &self,
         workspace: &WorkspaceUid,
         of: &MeterOf,
+        least: u64,
         want: u64,
         now: OffsetDateTime,
     ) -> StoreResult<Option<(Reserved, CreditPool)>> {
-        self.store.reserve_credits(workspace, of, want, now).await
+        self.store.reserve_credits(workspace, of, least, want, now).await
     }
 
     async fn hand_back_credits(
@@ -266,14 +267,15 @@ pub trait Mutations: Send + Sync {
         limit: u32,
     ) -> StoreResult<UsagePruned>;
 
-    /// Reserves a slice of at most `want` credits of a metered subject for
-    /// this replica, in one transaction under the subject's row lock
+    /// Reserves a slice of at most `want` credits (nothing unless `least`
+    /// are there) of a metered subject for this replica, in one transaction under the subject's row lock
     /// ([`CreditPool::reserve`], a refill due applied first): the slice and
     /// the pool after it. `None`: the subject spends no credits (or is gone).
     async fn reserve_credits(
         &self,
         workspace: &WorkspaceUid,
         of: &MeterOf,
+        least: u64,
         want: u64,
         now: OffsetDateTime,
     ) -> StoreResult<Option<(Reserved, CreditPool)>>;

@@ -288,6 +288,7 @@ impl<DB: Backend> Mutations for SqlStore<DB> {
         &self,
         workspace: &WorkspaceUid,
         of: &MeterOf,
+        least: u64,
         want: u64,
         now: OffsetDateTime,
     ) -> StoreResult<Option<(Reserved, CreditPool)>> {
@@ -295,7 +296,7 @@ impl<DB: Backend> Mutations for SqlStore<DB> {
             .under_meter(workspace, of, move |sql, meter| {
                 Box::pin(async move {
                     let Some(rule) = meter.meter.credits else { return Ok(None) };
-                    let (pool, reserved) = meter.pool.reserve(&rule, want, now);
+                    let (pool, reserved) = meter.pool.reserve(&rule, least, want, now);
                     if pool != meter.pool {
                         repo::save_pool(sql, &meter.workspace, &meter.of, &pool).await?;
                     }

@@ -54,11 +54,12 @@ pub trait Lookups: Send + Sync {
     /// By id, deleted keys included.
     async fn organisation_key(&self, id: &OrganisationKeyId) -> StoreResult<Option<OrganisationSigningKey>>;
 
-    /// A number that changes whenever a workspace's meters may have
-    /// changed, in this process or another; `None` when this store cannot
-    /// know (it hears no announcements), and meters must be read again
-    /// within a second instead.
-    fn meter_generation(&self) -> Option<u64> {
+    /// A number that changes whenever this workspace's meters may have
+    /// changed, in this process or another (`Change::Meters`, or anything
+    /// forgotten); `None` when this store cannot know (it hears no
+    /// announcements), and meters must be read again within a second
+    /// instead.
+    fn meter_generation(&self, _workspace: &WorkspaceUid) -> Option<u64> {
         None
     }
 }

@@ -65,6 +65,14 @@ impl CreditPool {
         Self { unleased: remaining.min(MAX_CREDITS), debt: 0, epoch: 0, refilled_at: now, debt_at: now }
     }
 
+    /// A new balance of a subject that existed before (an identity deleted
+    /// and made again): its epoch is `now` in microseconds, so that no
+    /// slice of the former balance is taken for one of this one.
+    pub fn renewed(remaining: u64, now: OffsetDateTime) -> Self {
+        let epoch = u64::try_from(now.unix_timestamp_nanos() / 1_000).unwrap_or(0);
+        Self { epoch, ..Self::new(remaining, now) }
+    }
+
     /// Rebuilds a pool read back from storage (its debt dated
     /// `refilled_at`; [`CreditPool::with_debt_at`] says otherwise).
     pub fn restore(unleased: u64, debt: u64, epoch: u64, refilled_at: OffsetDateTime) -> Result<Self, CoreError> {
@@ -123,10 +131,13 @@ impl CreditPool {
     }
 
     /// Takes a slice of at most `want` out of the unleased part (after a
-    /// refill due), never more than it holds less the debt.
-    pub fn reserve(&self, rule: &CreditRule, want: u64, now: OffsetDateTime) -> (Self, Reserved) {
+    /// refill due), never more than it holds less the debt, and nothing
+    /// unless at least `least` is there (a verification that cannot be
+    /// admitted holds back nothing from the other replicas).
+    pub fn reserve(&self, rule: &CreditRule, least: u64, want: u64, now: OffsetDateTime) -> (Self, Reserved) {
         let current = self.refreshed(rule, now);
-        let granted = want.min(current.available());
+        let available = current.available();
+        let granted = if available >= least { want.max(least).min(available) } else { 0 };
         let next = Self { unleased: current.unleased - granted, ..current };
         (next, Reserved { granted, epoch: next.epoch, refilled_at: next.refilled_at })
     }

@@ -227,7 +227,7 @@ impl PoolSim {
             PoolStep::Tick(nanos) => self.now += Duration::nanoseconds(nanos),
             PoolStep::Reserve { replica, want } => {
                 let before = self.refreshed();
-                let (next, reserved) = self.pool.reserve(&self.rule, want, self.now);
+                let (next, reserved) = self.pool.reserve(&self.rule, 0, want, self.now);
                 let granted = want.min(before.available());
                 assert_eq!(reserved.granted, granted, "a reservation of {want} from {before:?}");
                 assert_eq!((reserved.epoch, reserved.refilled_at), (before.epoch(), before.refilled_at()));

@@ -267,7 +267,9 @@ fn metering_headers(headers: &mut HeaderMap, decision: &keys_core::meter::Decisi
     let report = decision.report();
     let tightest = report.rate_limits.iter().min_by_key(|line| (line.remaining, line.reset_at));
     if let Some(line) = tightest {
-        let reset = (line.reset_at - now).whole_seconds().max(0);
+        // Whole seconds, rounded up (as `Retry-After`): never earlier.
+        let nanos = (line.reset_at - now).whole_nanoseconds().max(0);
+        let reset = (nanos + 999_999_999) / 1_000_000_000;
         let policy = format!("\"{}\";q={};w={}", line.name.as_str(), line.limit, line.duration_seconds);
         let current = format!("\"{}\";r={};t={reset}", line.name.as_str(), line.remaining);
         for (name, value) in [("ratelimit-policy", policy), ("ratelimit", current)] {

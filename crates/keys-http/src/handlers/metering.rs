@@ -316,6 +316,9 @@ fn external_id(call: &Authenticated<'_>) -> Result<ExternalId, ApiError> {
 }
 
 pub(crate) async fn put_identity(call: Authenticated<'_>) -> HttpResult {
+    // The workspace first: a token that may not reach it learns nothing
+    // from how its body would have been read.
+    let scope = in_workspace(call.state, call.caller, call.param(0)).await?;
     let body: PutIdentity = call.input.json()?;
     let external_id = external_id(&call)?;
     let limits = rate_limits(body.ratelimits.as_deref().unwrap_or_default())?;
@@ -325,8 +328,7 @@ pub(crate) async fn put_identity(call: Authenticated<'_>) -> HttpResult {
         Some(object @ Value::Object(_)) => Some(keys_core::KeyMeta::parse(&object.to_string())?),
         Some(_) => return Err(ApiError::validation("meta must be a JSON object")),
     };
-    let (state, caller, workspace) = (call.state, call.caller, call.param(0));
-    let scope = in_workspace(state, caller, workspace).await?;
+    let workspace = call.param(0);
     let (view, _created) = scope
         .put_identity(&external_id, limits, credits, meta)
         .await

@@ -317,6 +317,23 @@ async fn identities_share_limits_and_credits_among_their_keys(db: TestDb) {
 
     assert_eq!(harness.audited("identity.updated").await.len(), 1);
     assert_eq!(harness.audited("identity.deleted").await.len(), 1);
+
+    // Deleted and made again: the new balance is all there is (nothing of
+    // the former one comes back with it).
+    let reborn = "/v1/staging/identity/reborn/";
+    harness.call(Method::PUT, reborn, Some(json!({"credits": {"remaining": 100}}))).await;
+    let member = text(&harness.create(json!({"name": "member", "external_id": "reborn"})).await["api_key"]);
+    assert_eq!(harness.verify(&member, json!({})).await["credits"], json!({"remaining": 99}));
+    assert_eq!(harness.call(Method::DELETE, reborn, None).await.status, StatusCode::NO_CONTENT);
+    let again = harness.call(Method::PUT, reborn, Some(json!({"credits": {"remaining": 5}}))).await;
+    assert_eq!(again.body["credits"]["remaining"], 5, "{}", again.text);
+    let mut admitted = 0;
+    for _ in 0..10 {
+        if harness.outcome(&member, json!({})).await == "valid" {
+            admitted += 1;
+        }
+    }
+    assert_eq!(admitted, 5, "the identity made again admits its own 5 credits, no more");
 }
 
 /// A roll hands the key's limits and balance to the new key, and during its

@@ -251,10 +251,11 @@ impl<S: Mutations> Mutations for CachedStore<S> {
         &self,
         workspace: &WorkspaceUid,
         of: &MeterOf,
+        least: u64,
         want: u64,
         now: OffsetDateTime,
     ) -> StoreResult<Option<(Reserved, CreditPool)>> {
-        self.inner.reserve_credits(workspace, of, want, now).await
+        self.inner.reserve_credits(workspace, of, least, want, now).await
     }
 
     async fn hand_back_credits(
@@ -322,8 +323,14 @@ impl<S: Mutations> Mutations for CachedStore<S> {
 
 #[async_trait]
 impl<S: Lookups> Lookups for CachedStore<S> {
-    fn meter_generation(&self) -> Option<u64> {
-        self.hears_every_change.then(|| self.cache.meter_generation.load(std::sync::atomic::Ordering::Acquire))
+    fn meter_generation(&self, workspace: &WorkspaceUid) -> Option<u64> {
+        if !self.hears_every_change {
+            return None;
+        }
+        let everything = self.cache.meter_generation.load(std::sync::atomic::Ordering::Acquire);
+        let generations =
+            self.cache.workspace_meter_generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Some(everything.wrapping_add(generations.get(workspace).copied().unwrap_or(0) << 32))
     }
 
     async fn service_token_by_digest(&self, digest: &SecretDigest) -> StoreResult<Option<ServiceTokenRecord>> {

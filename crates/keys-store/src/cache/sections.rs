@@ -166,10 +166,11 @@ pub(super) struct Cache {
     pub(super) signing_keys: Section<SigningKeyUid, WorkspaceSigningKey>,
     pub(super) live_signing_keys: Section<WorkspaceUid, Vec<WorkspaceSigningKey>>,
     pub(super) organisation_keys: Section<OrganisationKeyId, OrganisationSigningKey>,
-    /// Bumped by every change that may change a workspace's meters
-    /// (`Change::Workspace`, `Change::Everything`): what keys-service's
-    /// metering compares to know its meters are current.
+    /// Bumped by `Change::Everything`; with a workspace's own count (bumped
+    /// by `Change::Meters`), what keys-service's metering compares to know
+    /// that workspace's meters are current.
     pub(super) meter_generation: std::sync::atomic::AtomicU64,
+    pub(super) workspace_meter_generations: std::sync::Mutex<std::collections::HashMap<WorkspaceUid, u64>>,
 }
 
 impl Cache {
@@ -183,13 +184,22 @@ impl Cache {
             live_signing_keys: Section::new(),
             organisation_keys: Section::new(),
             meter_generation: std::sync::atomic::AtomicU64::new(0),
+            workspace_meter_generations: std::sync::Mutex::default(),
         }
     }
 
     /// Forgets whatever `change` may have made stale.
     pub(super) fn apply(&self, change: &Change) {
-        if matches!(change, Change::Everything | Change::Workspace(_)) {
-            self.meter_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        match change {
+            Change::Everything => {
+                self.meter_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+            Change::Meters(workspace) => {
+                let mut generations =
+                    self.workspace_meter_generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                *generations.entry(workspace.clone()).or_default() += 1;
+            }
+            _ => {}
         }
         match change {
             Change::Everything => {
@@ -219,6 +229,8 @@ impl Cache {
                 self.live_signing_keys.remove(workspace);
             }
             Change::OrganisationKey(id) => self.organisation_keys.remove(id),
+            // Nothing cached here depends on meters.
+            Change::Meters(_) => {}
         }
     }
 

@@ -5,7 +5,7 @@
 //! audited and writes under its workspace's lock; the counters themselves
 //! (slices, tokens) are not commands: see `Mutations::reserve_credits`.
 
-use keys_core::meter::{CreditRule, CreditsOperation};
+use keys_core::meter::{CreditPool, CreditRule, CreditsOperation};
 use keys_core::{ApiKey, ApiKeyId, EntityKind, Mutation, WorkspaceUid};
 
 use super::{Acting, Applied, AuditAction, Command, Lock, Locked, Scope};
@@ -43,7 +43,7 @@ command! {
         };
         repo::put_meter(sql, &meter).await?;
         let event = acting.event(&Scope::of_workspace(&workspace), AuditAction::ApiKeyUpdated, id.as_str(), acting.now);
-        Ok(Applied::one(meter, event, Change::Workspace(workspace.uid)))
+        Ok(Applied::one(meter, event, Change::Meters(workspace.uid)))
     }
 }
 
@@ -80,7 +80,7 @@ command! {
         meter.updated_at = acting.now;
         repo::put_meter(sql, &meter).await?;
         let event = acting.event(&Scope::of_workspace(&workspace), action, target, acting.now);
-        Ok(Applied::one(meter, event, Change::Workspace(workspace.uid)))
+        Ok(Applied::one(meter, event, Change::Meters(workspace.uid)))
     }
 }
 
@@ -96,11 +96,17 @@ command! {
         let of = MeterOf::Identity(external_id.clone());
         let (meter, created) = match repo::lock_meter(sql, &workspace.uid, &of).await? {
             Some(meter) => (meter.replaced(setting, acting.now), false),
-            None => (StoredMeter::new(workspace.uid.clone(), of, setting, acting.now), true),
+            None => {
+                // An identity may have been deleted and be made again: a
+                // new epoch, which no slice of its former balance names.
+                let mut meter = StoredMeter::new(workspace.uid.clone(), of, setting, acting.now);
+                meter.pool = CreditPool::renewed(meter.pool.unleased(), acting.now);
+                (meter, true)
+            }
         };
         repo::put_meter(sql, &meter).await?;
         let event = acting.event(&Scope::of_workspace(&workspace), AuditAction::IdentityUpdated, &external_id, acting.now);
-        Ok(Applied::one((meter, created), event, Change::Workspace(workspace.uid)))
+        Ok(Applied::one((meter, created), event, Change::Meters(workspace.uid)))
     }
 }
 
@@ -113,7 +119,7 @@ command! {
             return Err(StoreError::NotFound { kind: "identity" });
         }
         let event = acting.event(&Scope::of_workspace(&workspace), AuditAction::IdentityDeleted, &external_id, acting.now);
-        Ok(Applied::one((), event, Change::Workspace(workspace.uid)))
+        Ok(Applied::one((), event, Change::Meters(workspace.uid)))
     }
 }
 

@@ -126,7 +126,7 @@ async fn reserve(
     want: u64,
     now: OffsetDateTime,
 ) -> (Reserved, CreditPool) {
-    let (slice, pool) = store.reserve_credits(&workspace.uid, of, want, now).await.unwrap().expect("spends credits");
+    let (slice, pool) = store.reserve_credits(&workspace.uid, of, 0, want, now).await.unwrap().expect("spends credits");
     assert_eq!(stored_pool(store, workspace, of).await, pool, "the pool answered is the pool stored");
     (slice, pool)
 }
@@ -164,7 +164,7 @@ pub async fn metering_key_reads_back_reserves_hands_back_and_changes_its_balance
     // Not in another workspace.
     assert_eq!(store.key_meters(&beta.uid, &key.id, None).await.unwrap(), None);
     assert_eq!(store.meter(&beta.uid, &of).await.unwrap(), None);
-    assert_eq!(store.reserve_credits(&beta.uid, &of, 10, world.now).await.unwrap(), None);
+    assert_eq!(store.reserve_credits(&beta.uid, &of, 0, 10, world.now).await.unwrap(), None);
 
     // Reservations grant min(want, available) and lower `unleased`.
     let now = world.tick(10);
@@ -217,7 +217,7 @@ pub async fn metering_key_reads_back_reserves_hands_back_and_changes_its_balance
     let other = db.store().await;
     assert_eq!(other.meter(&alpha.uid, &of).await.unwrap().unwrap().pool, pool);
     other.hand_back_credits(&alpha.uid, &of, 1, 8).await.unwrap();
-    let (slice, _) = other.reserve_credits(&alpha.uid, &of, 3, now).await.unwrap().unwrap();
+    let (slice, _) = other.reserve_credits(&alpha.uid, &of, 0, 3, now).await.unwrap().unwrap();
     assert_eq!(slice.granted, 3);
     assert_eq!(parts(&stored_pool(&*store, &alpha, &of).await), (5, 0, 1));
 
@@ -228,14 +228,14 @@ pub async fn metering_key_reads_back_reserves_hands_back_and_changes_its_balance
     let limited_of = MeterOf::Key(limited.id.clone());
     let limited_meter = store.meter(&alpha.uid, &limited_of).await.unwrap().expect("a meter for its limits");
     assert_eq!((limited_meter.meter.credits, parts(&limited_meter.pool)), (None, (0, 0, 0)));
-    assert_eq!(store.reserve_credits(&alpha.uid, &limited_of, 10, now).await.unwrap(), None);
+    assert_eq!(store.reserve_credits(&alpha.uid, &limited_of, 0, 10, now).await.unwrap(), None);
     let plain = plain_key(&*store, &mut world, &alpha, "plain", None).await;
     let plain_of = MeterOf::Key(plain.id.clone());
     let plain_meters = store.key_meters(&alpha.uid, &plain.id, None).await.unwrap();
     assert_eq!(plain_meters, Some(KeyMeters { root: plain.id.clone(), key: None, identity: None }));
-    assert_eq!(store.reserve_credits(&alpha.uid, &plain_of, 10, now).await.unwrap(), None);
+    assert_eq!(store.reserve_credits(&alpha.uid, &plain_of, 0, 10, now).await.unwrap(), None);
     let nobody = MeterOf::Identity("nobody".to_owned());
-    assert_eq!(store.reserve_credits(&alpha.uid, &nobody, 10, now).await.unwrap(), None);
+    assert_eq!(store.reserve_credits(&alpha.uid, &nobody, 0, 10, now).await.unwrap(), None);
     // A hand-back to a subject without a meter makes none.
     store.hand_back_credits(&alpha.uid, &plain_of, 0, 10).await.unwrap();
     store.hand_back_credits(&alpha.uid, &nobody, 0, 10).await.unwrap();
@@ -309,7 +309,7 @@ pub async fn metering_from_two_stores_at_once_never_oversells(db: &TestDb) {
         tasks.spawn(async move {
             let mut slices = Vec::new();
             loop {
-                let reserved = spender.reserve_credits(&workspace, &of, 7, now).await.unwrap();
+                let reserved = spender.reserve_credits(&workspace, &of, 0, 7, now).await.unwrap();
                 let (slice, pool) = reserved.expect("the key spends credits");
                 assert_eq!(slice.epoch, 0, "nothing set the balance");
                 assert!(slice.granted <= 7, "{slice:?}: more than asked");
@@ -506,14 +506,18 @@ pub async fn metering_identities_are_put_listed_and_deleted_with_their_counters(
     assert_eq!((&made.workspace, &made.of, &made.meta), (&alpha.uid, &of, &Some(meta.clone())));
     assert_eq!(made.meter.rate_limits, limits([calls.clone()]));
     assert_eq!(made.meter.credits, Some(CreditRule { refill: None }));
-    assert_eq!((parts(&made.pool), made.pool.refilled_at()), ((50, 0, 0), made.created_at));
+    // Its epoch is its creation instant in microseconds, not 0: an
+    // identity deleted and made again takes back no slice of its former
+    // balance.
+    let first_epoch = u64::try_from(made.created_at.unix_timestamp_nanos() / 1_000).unwrap();
+    assert_eq!((parts(&made.pool), made.pool.refilled_at()), ((50, 0, first_epoch), made.created_at));
     assert_eq!(made.created_at, made.updated_at);
     assert_eq!(store.meter(&alpha.uid, &of).await.unwrap(), Some(made.clone()));
     assert_eq!(store.meter(&beta.uid, &of).await.unwrap(), None, "an identity is of one workspace");
 
     // Replaced: what the put says changes, what it leaves unsaid stays.
     let (_, reserved) = reserve(&*store, &alpha, &of, 20, world.now).await;
-    assert_eq!(parts(&reserved), (30, 0, 0));
+    assert_eq!(parts(&reserved), (30, 0, first_epoch));
     let narrower = limits([limit("calls", 4, 60)]);
     let put = MeterSetting { rate_limits: Some(narrower.clone()), credits: None, meta: Some(None) };
     let (replaced, created) = put_identity(&*store, &mut world, &alpha, "customer-1", put).await.unwrap();
@@ -526,7 +530,7 @@ pub async fn metering_identities_are_put_listed_and_deleted_with_their_counters(
     let put = MeterSetting { credits: Some(Some(Credits::parse(20, None).unwrap())), ..MeterSetting::default() };
     let (reset, created) = put_identity(&*store, &mut world, &alpha, "customer-1", put).await.unwrap();
     assert!(!created);
-    assert_eq!((parts(&reset.pool), reset.pool.refilled_at()), ((20, 0, 1), world.now));
+    assert_eq!((parts(&reset.pool), reset.pool.refilled_at()), ((20, 0, first_epoch + 1), world.now));
     assert_eq!(reset.meter.rate_limits, narrower);
 
     // Its keys: the live ones of this workspace with its external_id,
@@ -556,7 +560,7 @@ pub async fn metering_identities_are_put_listed_and_deleted_with_their_counters(
     assert_eq!(drawn.identity, None);
     assert!(drawn.key.is_some(), "the key's own meter stays");
     assert_eq!(store.take_tokens(&alpha.uid, &of, &narrow, 1, 1, now).await.unwrap(), Err(None));
-    assert_eq!(store.reserve_credits(&alpha.uid, &of, 1, now).await.unwrap(), None);
+    assert_eq!(store.reserve_credits(&alpha.uid, &of, 0, 1, now).await.unwrap(), None);
     let refused = change_credits(
         &*store,
         &world,

@@ -245,3 +245,33 @@ async fn postgres_a_change_of_limits_or_credits_reaches_the_other_replica_within
     }
     backend.cleanup().await;
 }
+
+/// Across two replicas: a verification that cannot be admitted (its cost
+/// above the balance) holds nothing back from the other replica, and a
+/// limit exhausted on one replica refuses on the other as `rate_limited`,
+/// before its credits are looked at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_refused_verification_holds_nothing_back_and_limits_come_before_credits() {
+    let backend = TestDb::postgres().await;
+    let (servers, token) = replicas(&backend, 2).await;
+    let (first, second) = (servers[0].client(&token), servers[1].client(&token));
+    let secret = metered_key(&servers[0], &token, json!({"name": "dear", "credits": {"remaining": 100}})).await;
+    let expensive = first.verify("api_key", json!({"api_key": secret, "cost": 1000})).await;
+    assert_eq!((&expensive["reason"], &expensive["credits"]["remaining"]), (&json!("usage_exceeded"), &json!(100)));
+    let cheap = second.verify("api_key", json!({"api_key": secret})).await;
+    assert_eq!(cheap["valid"], true, "the other replica still spends: {cheap}");
+
+    let limits = json!([{"name": "few", "limit": 3, "duration_seconds": 600}]);
+    let body = json!({"name": "both", "ratelimits": limits, "credits": {"remaining": 3}});
+    let both = metered_key(&servers[0], &token, body).await;
+    for _ in 0..3 {
+        assert_eq!(first.verdict(&both).await, "valid");
+    }
+    assert_eq!(first.verdict(&both).await, "rate_limited");
+    let other = second.verify("api_key", json!({"api_key": both})).await;
+    assert_eq!(other["reason"], "rate_limited", "limits before credits on every replica: {other}");
+    for server in servers {
+        server.stop().await;
+    }
+    backend.cleanup().await;
+}
