@@ -897,18 +897,21 @@ impl crate::workspaces::InWorkspace<'_> {
         })
     }
 
-    /// Replaces what `setting` says of a live key's limits and credits.
+    /// Patches a live key and replaces what `setting` says of its limits
+    /// and credits, in one transaction with one `api_key.updated` event
+    /// (an empty patch moves only its `updated_at`).
     pub async fn set_api_key_meter(
         &self,
         id: &ApiKeyId,
+        patch: keys_core::ApiKeyPatch,
         setting: keys_store::MeterSetting,
-    ) -> crate::ServiceResult<MeterView> {
+    ) -> crate::ServiceResult<(ApiKey, MeterView)> {
         let acting = keys_store::Acting::new(self.workspace.uid.clone(), self.caller.actor().clone(), self.now());
         let store = self.service.mutations(self.caller);
-        let stored =
-            keys_store::Run::run(&store, keys_store::PutKeyMeter { acting, id: id.clone(), setting }).await?.output;
+        let command = keys_store::PutKeyMeter { acting, id: id.clone(), patch, setting };
+        let (key, stored) = keys_store::Run::run(&store, command).await?.output;
         self.service.metering.forget_keys(&self.workspace.uid);
-        Ok(self.view(stored).await)
+        Ok((key, self.view(stored).await))
     }
 
     /// `POST …/ws_api_key/{id}/credits/`: changes a key's balance (a key

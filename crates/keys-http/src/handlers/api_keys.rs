@@ -107,18 +107,6 @@ async fn on_key<T>(
     super::on_key(call, "api key", ApiKeyId::parse, action).await
 }
 
-/// Whether a patch changes nothing of the key itself (a patch of its
-/// metering only, which is audited by its own command).
-fn patch_is_empty(patch: &ApiKeyPatch) -> bool {
-    let ApiKeyPatch { name, description, expires_at, scopes, external_id, meta } = patch;
-    name.is_none()
-        && description.is_none()
-        && expires_at.is_none()
-        && scopes.is_none()
-        && external_id.is_none()
-        && meta.is_none()
-}
-
 /// A key with its metering, as an answer about one key carries it.
 fn one_key(status: StatusCode, (key, meter): (ApiKey, Option<keys_service::metering::MeterView>)) -> HttpResult {
     let mut dto = ApiKeyDto::from(&key);
@@ -140,16 +128,13 @@ pub(crate) async fn patch(call: Authenticated<'_>) -> HttpResult {
         credits.as_ref().map(|dto| dto.as_ref()),
     )?;
     let patch = patch_of(body)?;
-    let patched = on_key(call, async |scope, id| {
-        let key = if patch_is_empty(&patch) && setting.is_some() {
-            scope.get_api_key(id).await?
-        } else {
-            scope.patch_api_key(id, patch).await?
-        };
-        if let Some(setting) = setting {
-            scope.set_api_key_meter(id, setting).await?;
+    // With metering, the key and its meter change in one transaction.
+    let patched = on_key(call, async |scope, id| match setting {
+        Some(setting) => {
+            let (key, meter) = scope.set_api_key_meter(id, patch, setting).await?;
+            Ok((key, Some(meter)))
         }
-        Ok((key, scope.api_key_meter(id).await?))
+        None => Ok((scope.patch_api_key(id, patch).await?, scope.api_key_meter(id).await?)),
     })
     .await?;
     one_key(StatusCode::ACCEPTED, patched)

@@ -209,6 +209,23 @@ async fn credits_are_spent_refused_without_spending_and_changed_by_hand(db: Test
     assert_eq!(got.body["credits"]["remaining"], 500, "{}", got.text);
     assert_eq!(harness.verify(&fresh_secret, json!({})).await["credits"], json!({"remaining": 499}));
 
+    // Metering changes move the key's `updated_at`; a patch of the key and
+    // its metering is one change, one event, all or nothing.
+    let before = harness.call(Method::GET, &format!("{KEYS}{fresh_id}/"), None).await.body;
+    let updated = harness.audited("api_key.updated").await.len();
+    let past = json!({"name": "renamed", "expires_at": "2000-01-01T00:00:00Z", "credits": {"remaining": 1}});
+    let refused = harness.call(Method::PATCH, &format!("{KEYS}{fresh_id}/"), Some(past)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.text);
+    let unchanged = harness.call(Method::GET, &format!("{KEYS}{fresh_id}/"), None).await.body;
+    assert_eq!((&unchanged["name"], &unchanged["credits"]["remaining"]), (&before["name"], &json!(499)));
+    let both = json!({"name": "renamed", "ratelimits": [{"name": "r", "limit": 9, "duration_seconds": 9}]});
+    let patched = harness.call(Method::PATCH, &format!("{KEYS}{fresh_id}/"), Some(both)).await;
+    assert_eq!((&patched.body["name"], &patched.body["ratelimits"][0]["limit"]), (&json!("renamed"), &json!(9)));
+    assert_eq!(harness.audited("api_key.updated").await.len(), updated + 1, "one event for one patch");
+    assert_ne!(patched.body["updated_at"], before["updated_at"]);
+    let topped = harness.call(Method::POST, &fresh_path, Some(json!({"operation": "increment", "value": 1}))).await;
+    assert_ne!(topped.body["updated_at"], patched.body["updated_at"], "{}", topped.text);
+
     // A patch that sets credits null makes the key unmetered.
     let patched = harness.call(Method::PATCH, &format!("{KEYS}{id}/"), Some(json!({"credits": null}))).await;
     assert_eq!(patched.status, StatusCode::ACCEPTED, "{}", patched.text);

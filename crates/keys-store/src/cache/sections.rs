@@ -194,7 +194,7 @@ impl Cache {
             Change::Everything => {
                 self.meter_generation.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             }
-            Change::Meters(workspace) => {
+            Change::Meters(workspace) | Change::Workspace(workspace) => {
                 let mut generations =
                     self.workspace_meter_generations.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 *generations.entry(workspace.clone()).or_default() += 1;

@@ -6,7 +6,7 @@
 //! (slices, tokens) are not commands: see `Mutations::reserve_credits`.
 
 use keys_core::meter::{CreditPool, CreditRule, CreditsOperation};
-use keys_core::{ApiKey, ApiKeyId, EntityKind, Mutation, WorkspaceUid};
+use keys_core::{ApiKey, ApiKeyId, ApiKeyPatch, EntityKind, Mutation, WorkspaceUid};
 
 use super::{Acting, Applied, AuditAction, Command, Lock, Locked, Scope};
 use crate::change::Change;
@@ -30,20 +30,29 @@ command! {
 }
 
 command! {
-    /// Replaces a live key's limits and credits (its roll chain's: the
-    /// rolled keys of the chain draw on the same); returns the meter.
-    PutKeyMeter { id: ApiKeyId, setting: MeterSetting } in Workspace(WorkspaceUid) -> StoredMeter,
-        Mutation::Update(EntityKind::ApiKey);
-    apply |Self { acting, id, setting }, sql, locked| {
+    /// Patches a live key and replaces its limits and credits (its roll
+    /// chain's: the rolled keys of the chain draw on the same), in one
+    /// transaction with one `api_key.updated` event; returns both.
+    PutKeyMeter { id: ApiKeyId, patch: ApiKeyPatch, setting: MeterSetting } in Workspace(WorkspaceUid)
+        -> (ApiKey, StoredMeter), Mutation::Update(EntityKind::ApiKey);
+    apply |Self { acting, id, patch, setting }, sql, locked| {
         let workspace = locked.workspace()?;
         let of = live_key_meter(sql, &workspace.uid, &id).await?;
+        let mut key = repo::api_key(sql, &workspace.uid, &id).await?.ok_or(StoreError::NotFound { kind: "api key" })?;
+        let profile_changes = patch != ApiKeyPatch::default();
+        // An empty patch moves `updated_at` and `updated_by` only.
+        key.patch(patch, &acting.actor, acting.now)?;
+        repo::save_api_key(sql, &key).await?;
         let meter = match repo::lock_meter(sql, &workspace.uid, &of).await? {
             Some(meter) => meter.replaced(setting, acting.now),
             None => StoredMeter::new(workspace.uid.clone(), of, setting, acting.now),
         };
         repo::put_meter(sql, &meter).await?;
         let event = acting.event(&Scope::of_workspace(&workspace), AuditAction::ApiKeyUpdated, id.as_str(), acting.now);
-        Ok(Applied::one(meter, event, Change::Meters(workspace.uid)))
+        // What verification caches of the key changed too: every cached
+        // key of the workspace goes (which also reads its meters again).
+        let change = if profile_changes { Change::Workspace(workspace.uid) } else { Change::Meters(workspace.uid) };
+        Ok(Applied::one((key, meter), event, change))
     }
 }
 
@@ -74,6 +83,13 @@ command! {
             (None, CreditsOf::Key(_)) => StoredMeter::new(workspace.uid.clone(), subject, MeterSetting::default(), acting.now),
             (None, CreditsOf::Identity(_)) => return Err(StoreError::NotFound { kind: "identity" }),
         };
+        if let CreditsOf::Key(id) = &of {
+            // The key's `updated_at` and `updated_by` say the balance moved.
+            let found = repo::api_key(sql, &workspace.uid, id).await?;
+            let mut key = found.ok_or(StoreError::NotFound { kind: "api key" })?;
+            key.patch(ApiKeyPatch::default(), &acting.actor, acting.now)?;
+            repo::save_api_key(sql, &key).await?;
+        }
         let rule = meter.meter.credits.unwrap_or(CreditRule { refill: None });
         meter.pool = meter.pool.apply(operation, &rule, acting.now);
         meter.meter.credits = Some(rule);

@@ -445,7 +445,8 @@ pub async fn metering_root_passes_to_the_key_a_roll_makes(db: &TestDb) {
     let wider = limits([limit("per-second", 20, 1), limit("per-day", 1000, 86_400)]);
     let acting = Acting::new(alpha.uid.clone(), world.actor.clone(), world.tick(10));
     let put = MeterSetting { rate_limits: Some(wider.clone()), credits: None, meta: None };
-    let put = store.run(PutKeyMeter { acting, id: fresh.id.clone(), setting: put }).await.unwrap().output;
+    let command = PutKeyMeter { acting, id: fresh.id.clone(), patch: Default::default(), setting: put };
+    let (_, put) = store.run(command).await.unwrap().output;
     assert_eq!((&put.of, &put.meter.rate_limits, parts(&put.pool)), (&root, &wider, (80, 0, 0)));
     let old = store.key_meters(&alpha.uid, &key.id, None).await.unwrap().unwrap();
     assert_eq!(old.key, Some(put.clone()), "the old key sees the new key's limits");
