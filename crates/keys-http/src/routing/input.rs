@@ -211,6 +211,13 @@ fn plain_expectation(expected: &str) -> &'static str {
 
 /// Client text echoed in a message, shortened.
 fn shortened(text: &str) -> String {
+    // Echoed only when it could be a field's name: a name made of other
+    // text (spaces, quotes, `invalid type: …`) could read as the server's
+    // own words.
+    let plain = text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '[' | ']'));
+    if !plain {
+        return "(a name no field has)".to_owned();
+    }
     text.chars().take(100).collect()
 }
 
@@ -374,6 +381,18 @@ mod tests {
         assert_eq!(duplicate_json_key(br#" { "a" : "}" , "b" : "{\"a\":1}" } "#), None);
         for garbage in [&b""[..], b"{", b"{\"a", b"{\"a\":", b"[1,", b"\"\\", b"{1:2}", b"}", b"{\"a\" 1}"] {
             assert_eq!(duplicate_json_key(garbage), None, "{:?}", String::from_utf8_lossy(garbage));
+        }
+    }
+
+    /// An unknown field is named when it could be a name, and not echoed
+    /// when it holds text that could read as the server's (the fuzzer's
+    /// `{"grace_period_secinvalid type: onds": 60}`).
+    #[test]
+    fn an_unknown_field_is_echoed_only_when_it_could_be_a_name() {
+        assert_eq!(shortened("grace_period"), "grace_period");
+        assert_eq!(shortened("keys[3].name"), "keys[3].name");
+        for odd in ["grace_period_secinvalid type: onds", "a b", "\"x\"", "struct RollApiKey", "é"] {
+            assert_eq!(shortened(odd), "(a name no field has)", "{odd}");
         }
     }
 }
