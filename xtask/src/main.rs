@@ -190,11 +190,18 @@ impl Phases {
 
 /// The Python packages the suite judges keysd with: an OpenAPI 3.1 validator
 /// and JSON Schema for the generated document, PyJWT (with cryptography) as
-/// an independent JOSE implementation, and schemathesis against a live
-/// server.
-const PYTHON_PACKAGES: [&str; 5] =
-    ["openapi-spec-validator", "jsonschema", "pyjwt>=2.8", "cryptography>=42", schemathesis::PACKAGE];
-const PYTHON_IMPORTS: &str = "import openapi_spec_validator, jsonschema, jwt, cryptography, schemathesis";
+/// an independent JOSE implementation, the Standard Webhooks library as the
+/// receiver of webhook deliveries, and schemathesis against a live server.
+const PYTHON_PACKAGES: [&str; 6] = [
+    "openapi-spec-validator",
+    "jsonschema",
+    "pyjwt>=2.8",
+    "cryptography>=42",
+    "standardwebhooks>=1.0",
+    schemathesis::PACKAGE,
+];
+const PYTHON_IMPORTS: &str =
+    "import openapi_spec_validator, jsonschema, jwt, cryptography, standardwebhooks, schemathesis";
 
 fn succeeds(mut command: Command) -> bool {
     command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());

@@ -101,6 +101,16 @@ pub enum CoreError {
     /// A cap of [`crate::Quotas`] is reached: nothing was created.
     #[error("the {holder} has reached its limit of {limit} {counted}: delete one it no longer needs first")]
     QuotaReached { holder: &'static str, counted: &'static str, limit: u32 },
+    #[error("url {0}")]
+    InvalidWebhookUrl(&'static str),
+    #[error("unknown event type '{0}': see docs/WEBHOOKS.md for the list, or use [\"*\"] for every event")]
+    UnknownEventType(String),
+    #[error("events must list at least one event type, or be [\"*\"]")]
+    NoEventTypes,
+    #[error("too many {field} (at most {max})")]
+    TooMany { field: &'static str, max: usize },
+    #[error("status must be 'enabled' or 'disabled'")]
+    InvalidWebhookStatus,
     #[error("a quota must be at least 1")]
     InvalidQuota,
     #[error("{kind} is deleted")]

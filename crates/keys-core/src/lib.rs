@@ -29,6 +29,7 @@ mod signing_key;
 pub mod usage;
 mod values;
 pub mod verify;
+pub mod webhook;
 mod workspace;
 
 pub use api_key::{
@@ -55,7 +56,8 @@ pub use signing_key::{
     StoredSigningKey, WorkspaceSigningKey,
 };
 pub use values::{
-    timestamp, Actor, ApiKeyPrefix, Description, Mode, Name, OnLeak, Page, Pagination, WorkspaceSlug, COMBINING_MARKS,
-    FORMAT_CHARACTERS, INVISIBLE_CHARACTERS, MAX_COMBINING_MARKS, PRESENTATION_SELECTORS, RESERVED_SLUGS,
+    format_timestamp, timestamp, Actor, ApiKeyPrefix, Description, Mode, Name, OnLeak, Page, Pagination, WorkspaceSlug,
+    COMBINING_MARKS, FORMAT_CHARACTERS, INVISIBLE_CHARACTERS, MAX_COMBINING_MARKS, PRESENTATION_SELECTORS,
+    RESERVED_SLUGS,
 };
 pub use workspace::{NewWorkspace, Workspace, WorkspacePatch};

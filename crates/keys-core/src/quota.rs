@@ -77,6 +77,9 @@ pub enum EntityKind {
     AuditTrail,
     /// An identity of metering (the keys of one `external_id`).
     Identity,
+    /// A webhook endpoint of an organisation (capped by
+    /// `WebhookEndpoint::MAX_PER_ORGANISATION` where it is made).
+    WebhookEndpoint,
 }
 
 /// A change to the stored state, in the terms the caps need: each command
@@ -116,7 +119,10 @@ impl Mutation {
             EntityKind::SigningKey => Some(QuotaKind::SigningKeys),
             EntityKind::OrganisationKey => Some(QuotaKind::OrganisationKeys),
             EntityKind::Identity => Some(QuotaKind::Identities),
-            EntityKind::Organisation | EntityKind::ServiceToken | EntityKind::AuditTrail => None,
+            EntityKind::Organisation
+            | EntityKind::ServiceToken
+            | EntityKind::AuditTrail
+            | EntityKind::WebhookEndpoint => None,
         }
     }
 }

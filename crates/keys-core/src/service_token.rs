@@ -74,6 +74,9 @@ pub enum Permission {
     /// (`POST /v1/leak_report/`): any token may, as any scanner might
     /// find a key.
     ReportLeaks,
+    /// Create, read, change and delete webhook endpoints, and see and
+    /// retry their deliveries.
+    ManageWebhooks,
 }
 
 impl Permission {
@@ -82,7 +85,7 @@ impl Permission {
         match self {
             Self::Verify | Self::ReportLeaks => Role::Verify,
             Self::ReadWorkspaces | Self::ManageKeys => Role::Manage,
-            Self::ManageWorkspaces | Self::ManageServiceTokens | Self::ReadAudit => Role::Admin,
+            Self::ManageWorkspaces | Self::ManageServiceTokens | Self::ReadAudit | Self::ManageWebhooks => Role::Admin,
         }
     }
 }

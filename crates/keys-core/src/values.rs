@@ -428,6 +428,22 @@ pub fn timestamp(now: OffsetDateTime) -> OffsetDateTime {
     utc.replace_nanosecond(utc.nanosecond() / 1_000 * 1_000).unwrap_or(utc)
 }
 
+/// RFC 3339 in UTC with exactly six fractional digits, as every `*_at`
+/// field of the API shows a time: `2026-04-21T12:35:24.117631Z`.
+pub fn format_timestamp(at: OffsetDateTime) -> String {
+    let utc = at.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        utc.year(),
+        u8::from(utc.month()),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second(),
+        utc.microsecond()
+    )
+}
+
 /// One page of a list: `limit` in 1..=100 (default 10), `offset` ≥ 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pagination {

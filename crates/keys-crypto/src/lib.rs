@@ -49,6 +49,7 @@ pub mod jwt;
 pub mod keypair;
 pub mod mint;
 pub mod secret;
+pub mod webhook;
 
 #[cfg(test)]
 mod test_support;

@@ -55,6 +55,7 @@ mod schema;
 pub mod server;
 mod state;
 pub mod tls;
+pub mod webhook_client;
 mod wire;
 
 pub use github_keys::GithubKeys;

@@ -57,6 +57,8 @@ fn path_parameter(name: &str) -> Option<(&'static str, &'static str)> {
              needs it.",
             "^[^/]{1,765}$",
         ),
+        "webhook_endpoint_id" => ("The webhook endpoint's id, `we_<ULID>`.", "^we_"),
+        "event_id" => ("The event's id (its `webhook-id`): `evt_<n>` or `wrn_<n>`.", "^(evt|wrn)_[0-9]{1,19}$"),
         "asset" => (
             "A file of the console: `index.html`, `console.js` or `console.css`.",
             "^(index\\.html|console\\.js|console\\.css)$",

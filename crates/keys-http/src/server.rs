@@ -345,6 +345,19 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         .map(|interval| app.state.service.spawn_usage_counts_flusher(interval));
     // Metering's slices and batches go back when idle, and at shutdown.
     let sweeper = (app.listener == Listener::Main).then(|| app.state.service.spawn_metering_sweeper());
+    // Webhooks: every replica delivers (each attempt is claimed by one).
+    let webhooks = if app.listener == Listener::Main && app.state.config.deliver_webhooks {
+        let allow_private = app.state.config.service.webhooks.allow_private_destinations;
+        match crate::webhook_client::WebhookClient::new(allow_private, app.state.config.webhook_ca.as_deref()) {
+            Ok(client) => Some(app.state.service.spawn_webhooks(Arc::new(client))),
+            Err(error) => {
+                tracing::error!(%error, "webhooks are not delivered: the client could not be made");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut shutdown = pin!(shutdown);
     loop {
         tokio::select! {
@@ -437,6 +450,13 @@ pub async fn serve(listener: TcpListener, app: App, shutdown: impl Future<Output
         // The counts since the last interval are not lost.
         if let Err(error) = app.service().flush_usage_counts().await {
             tracing::warn!(%error, "writing the usage counts at shutdown failed");
+        }
+    }
+    if let Some(webhooks) = webhooks {
+        webhooks.stop().await;
+        // The warnings raised since the last pass are not lost.
+        if let Err(error) = app.service().store_warnings().await {
+            tracing::warn!(%error, "storing webhook warnings at shutdown failed");
         }
     }
     if let Some(sweeper) = sweeper {

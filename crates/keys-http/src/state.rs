@@ -96,6 +96,12 @@ pub struct AppConfig {
     /// Leak reports (GitHub's and others') a client may send per minute
     /// (`--leak-report-rate-limit`); on whatever `--rate-limit` says.
     pub leak_reports_per_minute: std::num::NonZeroU32,
+    /// Whether this process delivers webhooks (the deliverer, the warnings'
+    /// writer and the expiry scan); every replica does by default.
+    pub deliver_webhooks: bool,
+    /// More trust roots (PEM) for `https://` webhook destinations
+    /// (`--webhook-ca-file`), beside Mozilla's.
+    pub webhook_ca: Option<Vec<u8>>,
 }
 
 /// [`AppConfig::leak_reports_per_minute`].
@@ -129,6 +135,8 @@ impl Default for AppConfig {
             tls: None,
             github_keys: None,
             leak_reports_per_minute: DEFAULT_LEAK_REPORTS_PER_MINUTE,
+            deliver_webhooks: true,
+            webhook_ca: None,
         }
     }
 }

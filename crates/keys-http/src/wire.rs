@@ -20,21 +20,7 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
-/// RFC 3339 in UTC with exactly six fractional digits:
-/// `2026-04-21T12:35:24.117631Z`.
-pub fn format_timestamp(at: OffsetDateTime) -> String {
-    let utc = at.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        utc.year(),
-        u8::from(utc.month()),
-        utc.day(),
-        utc.hour(),
-        utc.minute(),
-        utc.second(),
-        utc.microsecond()
-    )
-}
+pub use keys_core::format_timestamp;
 
 pub(crate) fn timestamp_opt(at: Option<OffsetDateTime>) -> Option<String> {
     at.map(format_timestamp)

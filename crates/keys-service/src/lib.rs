@@ -41,6 +41,7 @@ mod usage;
 pub mod usage_counts;
 pub mod verification;
 pub mod warm;
+pub mod webhooks;
 pub mod workspaces;
 
 use std::fmt;
@@ -122,6 +123,8 @@ pub struct ServiceConfig {
     pub count_usage: bool,
     /// How long usage buckets are kept.
     pub usage_retention: keys_core::usage::UsageRetention,
+    /// Webhook endpoints and delivery ([`webhooks`]).
+    pub webhooks: webhooks::WebhookConfig,
 }
 
 /// The default of [`ServiceConfig::rsa_max_concurrent_generations`].
@@ -140,6 +143,7 @@ impl Default for ServiceConfig {
             verified_token_cache_entries: warm::DEFAULT_VERIFIED_TOKEN_CACHE_ENTRIES,
             count_usage: false,
             usage_retention: keys_core::usage::UsageRetention::DEFAULT,
+            webhooks: webhooks::WebhookConfig::default(),
         }
     }
 }
@@ -379,6 +383,8 @@ pub struct Service {
     strong_gateways: std::sync::Mutex<std::collections::HashSet<keys_core::ServiceTokenId>>,
     /// What this replica holds of metering ([`metering`]).
     metering: metering::Metering,
+    /// This process's webhook state ([`webhooks`]).
+    webhooks: webhooks::WebhookState,
 }
 
 impl fmt::Debug for Service {
@@ -426,6 +432,7 @@ impl Service {
             signature_checks: std::sync::atomic::AtomicU64::new(0),
             strong_gateways: std::sync::Mutex::default(),
             metering: metering::Metering::default(),
+            webhooks: webhooks::WebhookState::default(),
         }
     }
 

@@ -51,6 +51,7 @@ mod store;
 #[cfg(test)]
 mod tests;
 mod usage;
+mod webhooks;
 
 pub use backup::{backup, Backup, BackupError};
 pub use cache::{CacheConfig, CachedStore};
@@ -63,6 +64,9 @@ pub use commands::{
     PublicKeyChange, PutIdentity, PutKeyMeter, Queued, RecordedAuditEvent, Reply, ReportLeakedApiKey,
     RevokeServiceToken, RollApiKey, RollSigningKey, StoredDigests,
 };
+pub use commands::{
+    ChangeWebhookEndpoint, CreateWebhookEndpoint, DeleteWebhookEndpoint, DisableFailingWebhookEndpoint, EndpointPatch,
+};
 pub use error::{Conflict, StoreError, StoreResult};
 pub use meters::{KeyMeters, MeterOf, MeterSetting, StoredMeter, TokensTaken};
 pub use mutations::{Attributed, Attribution, Mutations, Run};
@@ -73,14 +77,18 @@ pub use schema::{Migrations, SchemaError, SchemaStatus, SchemaSupport};
 pub use sqlite::SqliteStore;
 pub use store::{Listing, Lookups, Management};
 pub use usage::{UsageBatch, UsageCount, UsageOf, UsagePosition, UsagePruned, UsageQuery, UsageRow};
+pub use webhooks::{
+    AttemptOutcome, AttemptRow, ClaimedDelivery, ExpiringKey, FinishedAttempt, Payload, StoredEndpoint, Warning,
+    Webhooks,
+};
 
 /// Everything keysd keeps: the cached [`Lookups`] of verification, the
 /// [`Management`] reads and the [`Mutations`]. Implemented by every type
 /// that has the three; `Arc<dyn Store>` is what keys-http holds, and every
 /// method of the three is callable on it.
-pub trait Store: Lookups + Management + Mutations + 'static {}
+pub trait Store: Lookups + Management + Mutations + Webhooks + 'static {}
 
-impl<T: Lookups + Management + Mutations + 'static> Store for T {}
+impl<T: Lookups + Management + Mutations + Webhooks + 'static> Store for T {}
 
 /// Opens the store a URL names (`sqlite://path`, `sqlite::memory:`,
 /// `postgres://…`), running its migrations, with the default

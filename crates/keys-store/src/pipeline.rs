@@ -116,7 +116,7 @@ impl<DB: Backend> SqlStore<DB> {
         self.pool.close().await;
     }
 
-    async fn reader(&self) -> StoreResult<PoolConnection<DB>> {
+    pub(crate) async fn reader(&self) -> StoreResult<PoolConnection<DB>> {
         self.pool.acquire().await.map_err(database)
     }
 }

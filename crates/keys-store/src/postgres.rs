@@ -217,6 +217,8 @@ impl Sql for PgConnection {
     /// A transaction-local setting the trigger of migration 0006 reads.
     const OPEN_AUDIT_PRUNE: &'static str = "SELECT set_config('keysd.audit_prune', $1, true)";
     const CLOSE_AUDIT_PRUNE: &'static str = "SELECT set_config('keysd.audit_prune', '', true)";
+    const SKIP_LOCKED: &'static str = " FOR UPDATE SKIP LOCKED";
+    const POSITION: &'static str = "strpos";
 
     /// Which rule a unique violation stands for, by constraint name.
     fn violated(unique_violation: &dyn sqlx::error::DatabaseError) -> Option<Constraint> {
@@ -351,6 +353,10 @@ impl RowExt for PgRow {
     }
 
     fn integer(&self, column: &str) -> StoreResult<i64> {
+        get(self, column).map_err(|_| corrupt("integer", column))
+    }
+
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>> {
         get(self, column).map_err(|_| corrupt("integer", column))
     }
 }

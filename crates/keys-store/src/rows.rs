@@ -28,6 +28,7 @@ pub trait RowExt {
     /// `allowed_domains`: `None` for any origin, else the stored patterns.
     fn domains(&self, column: &str) -> StoreResult<Option<Vec<String>>>;
     fn integer(&self, column: &str) -> StoreResult<i64>;
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>>;
 }
 
 /// A stored value the domain would not accept: the database was written by

@@ -238,6 +238,9 @@ impl Sql for SqliteConnection {
     /// connection sees it (uncommitted, under `BEGIN IMMEDIATE`).
     const OPEN_AUDIT_PRUNE: &'static str = "INSERT INTO audit_prune_guard (organisation_id) VALUES ($1)";
     const CLOSE_AUDIT_PRUNE: &'static str = "DELETE FROM audit_prune_guard";
+    /// The write transaction already excludes every other claimer.
+    const SKIP_LOCKED: &'static str = "";
+    const POSITION: &'static str = "instr";
 
     /// Which rule a unique violation stands for. SQLite names the columns of
     /// the violated index, not the index (`UNIQUE constraint failed:
@@ -334,6 +337,10 @@ impl RowExt for SqliteRow {
     }
 
     fn integer(&self, column: &str) -> StoreResult<i64> {
+        get(self, column)
+    }
+
+    fn optional_integer(&self, column: &str) -> StoreResult<Option<i64>> {
         get(self, column)
     }
 }

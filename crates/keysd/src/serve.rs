@@ -128,6 +128,37 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub leak_report_rate_limit: u32,
+    /// Lets webhook endpoints use `http://` URLs and reach destinations that
+    /// resolve to loopback, private, link-local, multicast or unspecified
+    /// addresses (tests, private networks). Off: such a delivery attempt is
+    /// refused (the address connected to is the one checked).
+    #[arg(long, env = "KEYSD_WEBHOOK_ALLOW_PRIVATE_DESTINATIONS")]
+    pub webhook_allow_private_destinations: bool,
+    /// More trust roots (PEM certificates) for `https://` webhook
+    /// destinations, beside Mozilla's (a private CA).
+    #[arg(long, env = "KEYSD_WEBHOOK_CA_FILE", value_name = "FILE")]
+    pub webhook_ca_file: Option<std::path::PathBuf>,
+    /// Lead times of `api_key.expiring`, in hours before a key's
+    /// `expires_at` (repeatable; default 168 and 24: a week and a day).
+    #[arg(
+        long = "webhook-expiry-warning-hours",
+        env = "KEYSD_WEBHOOK_EXPIRY_WARNING_HOURS",
+        value_delimiter = ',',
+        value_name = "HOURS",
+        default_values_t = [168_u32, 24],
+        value_parser = clap::value_parser!(u32).range(1..=8784)
+    )]
+    pub webhook_expiry_warning_hours: Vec<u32>,
+    /// Webhook attempts in flight to one endpoint from this process, so
+    /// that one slow receiver cannot hold every delivery back.
+    #[arg(
+        long,
+        env = "KEYSD_WEBHOOK_IN_FLIGHT_PER_ENDPOINT",
+        value_name = "N",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u32).range(1..=64)
+    )]
+    pub webhook_in_flight_per_endpoint: u32,
     /// GitHub's secret-scanning public keys: the JSON GitHub publishes at
     /// https://api.github.com/meta/public_keys/secret_scanning, saved to a
     /// file (keysd reaches no other host). Enables
@@ -386,8 +417,22 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         )
         .map_err(|error| anyhow!("--usage-*-retention-*: {error}"))?,
         rsa_max_concurrent_generations: args.rsa_max_concurrent_generations as usize,
+        webhooks: keys_service::webhooks::WebhookConfig {
+            allow_private_destinations: args.webhook_allow_private_destinations,
+            expiry_warnings: args
+                .webhook_expiry_warning_hours
+                .iter()
+                .map(|hours| time::Duration::hours(i64::from(*hours)))
+                .collect(),
+            in_flight_per_endpoint: args.webhook_in_flight_per_endpoint as usize,
+        },
         ..ServiceConfig::default()
     };
+    let webhook_ca = args
+        .webhook_ca_file
+        .as_ref()
+        .map(|file| std::fs::read(file).with_context(|| format!("--webhook-ca-file {}", file.display())))
+        .transpose()?;
     let config = AppConfig {
         service,
         separate_metrics: metrics_listener.is_some(),
@@ -412,6 +457,7 @@ pub async fn run(database_url: &str, args: ServeArgs) -> anyhow::Result<()> {
         usage_interval: (args.usage_interval_seconds > 0)
             .then(|| std::time::Duration::from_secs(args.usage_interval_seconds)),
         tls,
+        webhook_ca,
         shutdown_grace: seconds(args.shutdown_grace_seconds),
         ..AppConfig::default()
     };

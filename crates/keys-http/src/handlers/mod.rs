@@ -19,6 +19,7 @@ pub(crate) mod service_tokens;
 pub(crate) mod signing_keys;
 pub(crate) mod usage;
 pub(crate) mod verification;
+pub(crate) mod webhooks;
 pub(crate) mod workspaces;
 
 use bytes::Bytes;
@@ -51,6 +52,7 @@ static TABLE: Routes = Routes::new(&[
     audit_events::ROUTES,
     usage::ROUTES,
     metering::ROUTES,
+    webhooks::ROUTES,
     console::ROUTES,
 ]);
 

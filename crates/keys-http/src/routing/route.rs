@@ -142,11 +142,12 @@ pub enum Tag {
     Verification,
     SigningKeysVersori,
     Audit,
+    Webhooks,
 }
 
 impl Tag {
     /// Every tag, in the order the document lists them.
-    pub const ALL: [Tag; 9] = [
+    pub const ALL: [Tag; 10] = [
         Self::Operations,
         Self::Workspaces,
         Self::ServiceTokens,
@@ -156,6 +157,7 @@ impl Tag {
         Self::Verification,
         Self::SigningKeysVersori,
         Self::Audit,
+        Self::Webhooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -169,6 +171,7 @@ impl Tag {
             Self::Verification => "verification",
             Self::SigningKeysVersori => "signing-keys-versori",
             Self::Audit => "audit",
+            Self::Webhooks => "webhooks",
         }
     }
 
@@ -183,6 +186,7 @@ impl Tag {
             Self::Verification => "Verification: 200 with `valid` for any well-formed request.",
             Self::SigningKeysVersori => "Dialect 2 (Versori-compatible): organisation RS256 signing keys.",
             Self::Audit => "Dialect 1: the organisation's audit trail, newest first, paged by an opaque cursor.",
+            Self::Webhooks => "Webhook endpoints: every change and warning sent out, signed (Standard Webhooks).",
         }
     }
 }

@@ -38,6 +38,11 @@ pub enum AuditAction {
     OrganisationKeyDeleted,
     ServiceTokenRevoked,
     AuditPruned,
+    WebhookEndpointCreated,
+    WebhookEndpointUpdated,
+    WebhookEndpointSecretRotated,
+    WebhookEndpointDeleted,
+    WebhookEndpointDisabled,
     /// An action a later release records, read back by this one: events
     /// are kept whatever wrote them, so a binary serves the trail of the
     /// next release's schema (docs/OPERATIONS.md, "Upgrading and rolling
@@ -47,7 +52,7 @@ pub enum AuditAction {
 
 impl AuditAction {
     /// Every action, for parsing.
-    pub const ALL: [Self; 26] = [
+    pub const ALL: [Self; 31] = [
         Self::OrganisationCreated,
         Self::WorkspaceCreated,
         Self::WorkspaceUpdated,
@@ -74,6 +79,11 @@ impl AuditAction {
         Self::OrganisationKeyDeleted,
         Self::ServiceTokenRevoked,
         Self::AuditPruned,
+        Self::WebhookEndpointCreated,
+        Self::WebhookEndpointUpdated,
+        Self::WebhookEndpointSecretRotated,
+        Self::WebhookEndpointDeleted,
+        Self::WebhookEndpointDisabled,
     ];
 
     /// The stored and displayed name, e.g. `api_key.generated`.
@@ -105,6 +115,11 @@ impl AuditAction {
             Self::OrganisationKeyDeleted => "organisation_key.deleted",
             Self::ServiceTokenRevoked => "service_token.revoked",
             Self::AuditPruned => "audit.pruned",
+            Self::WebhookEndpointCreated => "webhook_endpoint.created",
+            Self::WebhookEndpointUpdated => "webhook_endpoint.updated",
+            Self::WebhookEndpointSecretRotated => "webhook_endpoint.secret_rotated",
+            Self::WebhookEndpointDeleted => "webhook_endpoint.deleted",
+            Self::WebhookEndpointDisabled => "webhook_endpoint.disabled",
             Self::Later(name) => name,
         }
     }
@@ -132,6 +147,11 @@ impl AuditAction {
             | Self::PublicApiKeyDeleted => "public_api_key",
             Self::SigningApiKeyGenerated | Self::SigningApiKeyRolled | Self::SigningApiKeyDeleted => "signing_api_key",
             Self::OrganisationKeyGenerated | Self::OrganisationKeyDeleted => "organisation_key",
+            Self::WebhookEndpointCreated
+            | Self::WebhookEndpointUpdated
+            | Self::WebhookEndpointSecretRotated
+            | Self::WebhookEndpointDeleted
+            | Self::WebhookEndpointDisabled => "webhook_endpoint",
             Self::Later(name) => name.split_once('.').map_or(name, |(kind, _)| kind),
         }
     }

@@ -155,6 +155,7 @@ mod organisations;
 mod public_keys;
 mod service_tokens;
 mod signing_keys;
+mod webhooks;
 mod workspaces;
 
 pub use api_keys::{
@@ -168,6 +169,9 @@ pub use organisations::{Bootstrap, CreateOrganisation};
 pub use public_keys::{ChangePublicKey, CreatePublicKey, DeletePublicKey, PublicKeyChange};
 pub use service_tokens::{CreateServiceToken, RevokeServiceToken};
 pub use signing_keys::{CreateSigningKey, DeleteSigningKey, RollSigningKey};
+pub use webhooks::{
+    ChangeWebhookEndpoint, CreateWebhookEndpoint, DeleteWebhookEndpoint, DisableFailingWebhookEndpoint, EndpointPatch,
+};
 pub use workspaces::{CreateWorkspace, PatchWorkspace};
 
 /// One mutation of the store. Each carries what its transition needs,

@@ -114,6 +114,7 @@ mod quotas;
 mod service_tokens;
 mod signing_keys;
 mod usage;
+mod webhooks;
 mod workspaces;
 
 pub use self::api_keys::*;
@@ -127,6 +128,7 @@ pub use self::quotas::*;
 pub use self::service_tokens::*;
 pub use self::signing_keys::*;
 pub use self::usage::*;
+pub use self::webhooks::*;
 pub use self::workspaces::*;
 
 /// Which page of a workspace's keys, and whether deleted ones are in it.
@@ -197,6 +199,13 @@ pub trait Sql: Send {
     const OPEN_AUDIT_PRUNE: &'static str;
     /// Ends what [`Sql::OPEN_AUDIT_PRUNE`] allowed, before the commit.
     const CLOSE_AUDIT_PRUNE: &'static str;
+    /// Ends the subquery that picks the webhook deliveries a replica
+    /// claims: PostgreSQL's `FOR UPDATE SKIP LOCKED`, so that two replicas
+    /// never claim one delivery and neither waits for the other.
+    const SKIP_LOCKED: &'static str;
+    /// The function `f(haystack, needle)` that is the 1-based position of
+    /// `needle` in `haystack`, 0 when absent (`strpos`, `instr`).
+    const POSITION: &'static str;
 
     /// Which rule a unique violation is, if it is one of [`Constraint`].
     fn violated(unique_violation: &dyn sqlx::error::DatabaseError) -> Option<Constraint>;
