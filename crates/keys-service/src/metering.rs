@@ -116,6 +116,11 @@ struct Subject {
     /// This replica's own GCRA counters.
     mirror: HashMap<RateLimitName, RateLimitState>,
     last_used: OffsetDateTime,
+    /// The balance `credits.low` measures against when the subject has no
+    /// refill: (epoch, the balance this replica first saw in it). A set
+    /// starts a new epoch, so this is the set value, less what was spent
+    /// before this replica read it.
+    basis: (u64, u64),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -162,6 +167,7 @@ impl Subject {
                 MeterSubject::Identity { workspace: stored.workspace.clone(), external_id: external_id.clone() }
             }
         };
+        let basis = (stored.pool.epoch(), stored.pool.available());
         Self {
             subject,
             stored,
@@ -170,7 +176,18 @@ impl Subject {
             tokens: HashMap::new(),
             mirror: HashMap::new(),
             last_used: now,
+            basis,
         }
+    }
+
+    /// The balance shown and the `credits.low` threshold (10 % of the
+    /// refill amount, else of the epoch's first balance), when the
+    /// subject spends credits.
+    fn credits_threshold(&self) -> Option<(u64, u64, u64)> {
+        let rule = self.stored.meter.credits?;
+        let remaining = self.credits_shown()?;
+        let basis = rule.refill.map_or(self.basis.1, |refill| refill.amount());
+        Some((remaining, basis / 10, self.stored.pool.epoch()))
     }
 
     /// The meter read again: a slice of an older epoch is void (a set or a
@@ -191,6 +208,9 @@ impl Subject {
             changed.iter().filter_map(|name| self.tokens.remove(name)).filter(|batch| batch.left > 0).collect();
         self.mirror.retain(|name, _| stored.meter.rate_limits.get(name).is_some());
         self.exhausted = None;
+        if stored.pool.epoch() != self.basis.0 {
+            self.basis = (stored.pool.epoch(), stored.pool.available());
+        }
         self.stored = stored;
         dropped
     }
@@ -832,6 +852,26 @@ fn shown(mut decision: Decision, key: Option<&Subject>, identity: Option<&Subjec
         }
     }
     decision
+}
+
+impl Metering {
+    /// When the balance a verification of `key` shows (the key's, else its
+    /// identity's) is below its `credits.low` threshold: the subject (for
+    /// the warning's key), its epoch and the balance.
+    pub(crate) fn credits_low(&self, key: &ApiKeyId) -> Option<(String, u64, u64)> {
+        let entry = self.keys.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()?;
+        for shared in [entry.key.as_ref(), entry.identity.as_ref()].into_iter().flatten() {
+            let state = shared.lock();
+            if let Some((remaining, threshold, epoch)) = state.credits_threshold() {
+                let subject = match &state.stored.of {
+                    MeterOf::Key(root) => format!("key:{root}"),
+                    MeterOf::Identity(external_id) => format!("identity:{external_id}"),
+                };
+                return (remaining < threshold).then_some((subject, epoch, remaining));
+            }
+        }
+        None
+    }
 }
 
 impl Service {

@@ -173,6 +173,21 @@ where
     Work: Fn(Arc<Service>) -> Done + Send + 'static,
     Done: std::future::Future<Output = ()> + Send,
 {
+    every_or_woken(service, interval, None, work)
+}
+
+/// [`every`], also run at once when `wake` is notified (the deliverer of
+/// webhooks, woken as each attempt ends).
+pub(crate) fn every_or_woken<Work, Done>(
+    service: &Arc<Service>,
+    interval: Duration,
+    wake: Option<Arc<Notify>>,
+    work: Work,
+) -> UsageFlusher
+where
+    Work: Fn(Arc<Service>) -> Done + Send + 'static,
+    Done: std::future::Future<Output = ()> + Send,
+{
     let service = Arc::clone(service);
     let stop = Arc::new(Notify::new());
     let stopped = Arc::clone(&stop);
@@ -182,15 +197,24 @@ where
         ticks.tick().await;
         loop {
             // Only the wait is raced against the stop: work under way
-            // always finishes.
+            // always finishes. A wake-up kept while the work ran (a
+            // `Notify` permit) runs it again at once.
             tokio::select! {
                 _ = ticks.tick() => {}
+                () = woken(wake.as_deref()) => {}
                 () = stopped.notified() => return,
             }
             work(Arc::clone(&service)).await;
         }
     });
     UsageFlusher { stop, task }
+}
+
+async fn woken(wake: Option<&Notify>) {
+    match wake {
+        Some(wake) => wake.notified().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// A background writer of [`Service::spawn_usage_flusher`] or

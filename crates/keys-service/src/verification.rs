@@ -325,6 +325,9 @@ impl Service {
             let counted = Counted { workspace: workspace.uid.as_str(), key_id: key.id.as_str() };
             let outcome = decided.map_or_else(Denial::reason, |()| VALID);
             self.usage_counts.record(counted, outcome, digest.as_bytes()[0], now);
+            // Webhook warnings: only where a condition holds, never a store
+            // round trip here (crate::webhooks).
+            self.verification_warnings(key, workspace, decided.is_ok(), meter.as_ref(), now);
         }
         let verdict = match (decided, found) {
             (Ok(()), Some(found)) => {

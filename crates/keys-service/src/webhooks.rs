@@ -338,7 +338,7 @@ pub trait Outbound: Send + Sync + 'static {
 pub(crate) struct WebhookState {
     warnings: Mutex<Pending>,
     in_flight: Mutex<HashMap<WebhookEndpointId, usize>>,
-    pub(crate) wake: tokio::sync::Notify,
+    pub(crate) wake: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -355,21 +355,22 @@ const MAX_PENDING_WARNINGS: usize = 10_000;
 const MAX_RAISED: usize = 100_000;
 
 impl WebhookState {
-    /// Queues a warning unless this process raised its key already.
-    pub(crate) fn raise(&self, warning: Warning) {
+    /// Queues the warning `build` makes unless this process raised
+    /// `dedupe` already (then nothing is built).
+    pub(crate) fn raise(&self, dedupe: String, at: OffsetDateTime, build: impl FnOnce(String) -> Warning) {
         let mut pending = self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if pending.raised.contains_key(&warning.dedupe) || pending.queue.len() >= MAX_PENDING_WARNINGS {
+        if pending.raised.contains_key(&dedupe) || pending.queue.len() >= MAX_PENDING_WARNINGS {
             return;
         }
         if pending.raised.len() >= MAX_RAISED {
-            let cutoff = warning.at - Duration::hours(1);
-            pending.raised.retain(|_, at| *at > cutoff);
+            let cutoff = at - Duration::hours(1);
+            pending.raised.retain(|_, raised| *raised > cutoff);
             if pending.raised.len() >= MAX_RAISED {
                 pending.raised.clear();
             }
         }
-        pending.raised.insert(warning.dedupe.clone(), warning.at);
-        pending.queue.push(warning);
+        pending.raised.insert(dedupe.clone(), at);
+        pending.queue.push(build(dedupe));
     }
 
     fn take(&self) -> Vec<Warning> {
@@ -424,18 +425,94 @@ impl WebhookTasks {
 }
 
 impl Service {
-    /// Raises a warning (verification's: `api_key.rolled_key_used`,
-    /// `credits.low`, `ratelimit.exceeded`): stored within
-    /// [`POLL_INTERVAL`], once across replicas.
-    pub(crate) fn raise_warning(&self, warning: Warning) {
-        self.webhooks.raise(warning);
+    /// The warnings one API key verification raises: a rolled key still
+    /// in use (once per key per hour), a limit exceeded (once per key,
+    /// limit and window), a balance below its threshold (once per subject
+    /// and epoch: a set or a refill arms it again). Cheap when none holds.
+    pub(crate) fn verification_warnings(
+        &self,
+        key: &keys_core::ApiKey,
+        workspace: &keys_core::Workspace,
+        admitted: bool,
+        meter: Option<&keys_core::meter::Decision>,
+        now: OffsetDateTime,
+    ) {
+        use keys_core::meter::Decision;
+        let raise = |kind: &'static str, dedupe: String, data: &dyn Fn() -> serde_json::Value| {
+            self.webhooks.raise(dedupe, now, |dedupe| Warning {
+                organisation_id: workspace.organisation_id.clone(),
+                workspace: Some(workspace.uid.clone()),
+                kind,
+                dedupe,
+                data: data().to_string(),
+                at: keys_core::timestamp(now),
+            });
+        };
+        let external_id = key.profile.external_id.as_ref().map(|id| id.as_str().to_owned());
+        if admitted && key.status() == keys_core::ApiKeyStatus::Rolled {
+            let hour = now.unix_timestamp().div_euclid(3600);
+            let data = || {
+                serde_json::json!({
+                    "key_id": key.id.as_str(),
+                    "workspace": workspace.slug.as_str(),
+                    "name": key.profile.name.as_str(),
+                    "expires_at": key.profile.expires_at.map(keys_core::format_timestamp),
+                    "used_at": keys_core::format_timestamp(now),
+                })
+            };
+            raise("api_key.rolled_key_used", format!("api_key.rolled_key_used:{}:{hour}", key.id), &data);
+        }
+        match meter {
+            Some(Decision::RateLimited { owner, name, report, .. }) => {
+                let Some(line) = report.rate_limits.iter().find(|line| line.owner == *owner && line.name == *name)
+                else {
+                    return;
+                };
+                let window = now.unix_timestamp().div_euclid(i64::from(line.duration_seconds.max(1)));
+                let owner = match owner {
+                    keys_core::meter::MeterOwner::Key => "key",
+                    keys_core::meter::MeterOwner::Identity => "identity",
+                };
+                let data = || {
+                    serde_json::json!({
+                        "key_id": key.id.as_str(),
+                        "workspace": workspace.slug.as_str(),
+                        "external_id": external_id,
+                        "owner": owner,
+                        "name": name.as_str(),
+                        "limit": line.limit,
+                        "duration_seconds": line.duration_seconds,
+                        "reset_at": keys_core::format_timestamp(line.reset_at),
+                    })
+                };
+                let dedupe = format!("ratelimit.exceeded:{}:{owner}:{}:{window}", key.id, name.as_str());
+                raise("ratelimit.exceeded", dedupe, &data);
+            }
+            Some(decision) if decision.report().credits.is_some() => {
+                if let Some((subject, epoch, remaining)) = self.metering.credits_low(&key.id) {
+                    let data = || {
+                        serde_json::json!({
+                            "key_id": key.id.as_str(),
+                            "workspace": workspace.slug.as_str(),
+                            "external_id": external_id,
+                            "subject": subject,
+                            "remaining": remaining,
+                        })
+                    };
+                    let dedupe = format!("credits.low:{}:{subject}:{epoch}", workspace.uid);
+                    raise("credits.low", dedupe, &data);
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Starts the deliverer, the warnings' writer and the expiry scan.
     pub fn spawn_webhooks(self: &Arc<Self>, outbound: Arc<dyn Outbound>) -> WebhookTasks {
         let deliverer = {
             let outbound = Arc::clone(&outbound);
-            crate::usage::every(self, POLL_INTERVAL, move |service| {
+            let wake = Some(Arc::clone(&self.webhooks.wake));
+            crate::usage::every_or_woken(self, POLL_INTERVAL, wake, move |service| {
                 let outbound = Arc::clone(&outbound);
                 async move {
                     if let Err(error) = service.store_warnings().await {
@@ -444,7 +521,7 @@ impl Service {
                     // Busy: go on at once while there is work, up to a
                     // bound, so that a burst drains fast.
                     for _ in 0..64 {
-                        match service.deliver_due(&outbound).await {
+                        match service.deliver_due(&outbound).await.map(|started| started.len()) {
                             Ok(0) => break,
                             Ok(_) => {}
                             Err(error) => {
@@ -482,8 +559,11 @@ impl Service {
         leads.sort_unstable();
         leads.dedup();
         let now = self.now();
-        let mut warnings = Vec::new();
+        let mut stored = 0;
+        // Shortest lead first, each stored before the next is read: a key
+        // within a day is not also reported at a week.
         for (index, lead) in leads.iter().enumerate() {
+            let mut warnings = Vec::new();
             let covered = &leads[..=index];
             for key in self.store.expiring_api_keys(now, Duration::seconds(*lead), covered, 1_000).await? {
                 let data = serde_json::json!({
@@ -502,16 +582,35 @@ impl Service {
                     at: now,
                 });
             }
+            stored += self.store.record_webhook_warnings(&warnings).await?;
         }
-        Ok(self.store.record_webhook_warnings(&warnings).await?)
+        Ok(stored)
+    }
+
+    /// Makes one pass of the deliverer (what [`Service::spawn_webhooks`]
+    /// does every [`POLL_INTERVAL`]): stores the warnings raised, claims
+    /// the due deliveries of every endpoint with room and attempts them;
+    /// returns how many attempts it made, once they are recorded. For
+    /// embedders that drive delivery themselves, and for tests.
+    pub async fn deliver_due_webhooks(self: &Arc<Self>, outbound: &Arc<dyn Outbound>) -> ServiceResult<usize> {
+        self.store_warnings().await?;
+        let started = self.deliver_due(outbound).await?;
+        let count = started.len();
+        for attempt in started {
+            let _ = attempt.await;
+        }
+        Ok(count)
     }
 
     /// Claims and starts the due deliveries of every endpoint with room;
-    /// returns how many it started.
-    async fn deliver_due(self: &Arc<Self>, outbound: &Arc<dyn Outbound>) -> ServiceResult<usize> {
+    /// returns the attempts it started.
+    async fn deliver_due(
+        self: &Arc<Self>,
+        outbound: &Arc<dyn Outbound>,
+    ) -> ServiceResult<Vec<tokio::task::JoinHandle<()>>> {
         let now = self.now();
         let limit = self.config.webhooks.in_flight_per_endpoint.max(1);
-        let mut started = 0;
+        let mut started = Vec::new();
         let claim = format!("{:016x}", self.rng().next_u64());
         for endpoint in self.store.due_webhook_endpoints(now, 100).await? {
             let room = self.webhooks.enter(&endpoint, limit);
@@ -524,17 +623,16 @@ impl Service {
             self.webhooks.add(&endpoint, deliveries.len());
             let stored = Arc::new(stored);
             for delivery in deliveries {
-                started += 1;
                 let (service, outbound, stored, claim) =
                     (Arc::clone(self), Arc::clone(outbound), Arc::clone(&stored), claim.clone());
-                tokio::spawn(async move {
+                started.push(tokio::spawn(async move {
                     let endpoint = stored.endpoint.id.clone();
                     if let Err(error) = service.attempt(&outbound, &stored, delivery, &claim).await {
                         tracing::warn!(%error, endpoint = %endpoint, "recording a webhook attempt failed");
                     }
                     service.webhooks.leave(&endpoint);
                     service.webhooks.wake.notify_one();
-                });
+                }));
             }
         }
         Ok(started)

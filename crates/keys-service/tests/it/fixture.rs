@@ -9,7 +9,7 @@ use keys_testkit::{SeededEntropy, TestClock, TestDb};
 pub const T0: i64 = 1_800_000_000;
 
 pub struct Fixture {
-    pub service: Service,
+    pub service: Arc<Service>,
     pub clock: Arc<TestClock>,
     pub caller: Caller,
     pub _directory: TestDb,
@@ -30,5 +30,5 @@ pub async fn fixture_with(config: ServiceConfig, seed: u64) -> Fixture {
     let bootstrapped = service.bootstrap_if_empty().await.expect("bootstrap").expect("an empty database");
     assert!(service.bootstrap_if_empty().await.expect("second bootstrap").is_none(), "bootstraps once");
     let caller = service.authenticate(bootstrapped.token.expose()).await.expect("lookup").expect("token is valid");
-    Fixture { service, clock, caller, _directory: directory }
+    Fixture { service: Arc::new(service), clock, caller, _directory: directory }
 }

@@ -8,3 +8,4 @@ mod rsa_quota;
 mod usage;
 mod use_cases;
 mod warm_path;
+mod webhooks;
