@@ -40,6 +40,7 @@ mod commands;
 mod error;
 mod meters;
 mod mutations;
+mod outbox;
 mod pipeline;
 mod postgres;
 mod quota;
@@ -70,6 +71,7 @@ pub use commands::{
 pub use error::{Conflict, StoreError, StoreResult};
 pub use meters::{KeyMeters, MeterOf, MeterSetting, StoredMeter, TokensTaken};
 pub use mutations::{Attributed, Attribution, Mutations, Run};
+pub use outbox::{ClaimedDelivery, Payload, Webhooks};
 pub use pipeline::{Backend, SqlStore};
 pub use postgres::PgStore;
 pub use repo::{AuditFilter, AuditOrder, AuditPosition, AuditQuery};
@@ -77,10 +79,7 @@ pub use schema::{Migrations, SchemaError, SchemaStatus, SchemaSupport};
 pub use sqlite::SqliteStore;
 pub use store::{Listing, Lookups, Management};
 pub use usage::{UsageBatch, UsageCount, UsageOf, UsagePosition, UsagePruned, UsageQuery, UsageRow};
-pub use webhooks::{
-    AttemptOutcome, AttemptRow, ClaimedDelivery, ExpiringKey, FinishedAttempt, Payload, StoredEndpoint, Warning,
-    Webhooks,
-};
+pub use webhooks::{AttemptOutcome, AttemptRow, ExpiringKey, FinishedAttempt, StoredEndpoint, Warning};
 
 /// Everything keysd keeps: the cached [`Lookups`] of verification, the
 /// [`Management`] reads and the [`Mutations`]. Implemented by every type

@@ -7,9 +7,7 @@ use keys_core::webhook::{
 };
 
 use super::*;
-use crate::webhooks::{
-    AttemptOutcome, AttemptRow, ClaimedDelivery, ExpiringKey, FinishedAttempt, StoredEndpoint, Warning,
-};
+use crate::webhooks::{AttemptOutcome, AttemptRow, ExpiringKey, FinishedAttempt, StoredEndpoint, Warning};
 
 const ENDPOINT: &str = "id, organisation_id, url, events, workspaces, description, status, secret, previous_secret, \
                         previous_secret_until, failing_since, created_at, created_by_name, created_by_email, updated_at";
@@ -146,6 +144,19 @@ lookups! {
         [text(organisation.as_str())], rows::count;
 }
 
+/// A delivery row a claim took, with what it sends (an audit event's
+/// or a warning's id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedRow {
+    pub id: i64,
+    pub message_id: String,
+    pub kind: String,
+    pub attempts: u32,
+    pub created_at: OffsetDateTime,
+    pub audit_event_id: Option<i64>,
+    pub warning_id: Option<i64>,
+}
+
 /// Claims due deliveries of one endpoint (see `Webhooks::claim_webhook_deliveries`).
 pub async fn claim_webhook_deliveries<C: Sql + ?Sized>(
     sql: &mut C,
@@ -153,7 +164,7 @@ pub async fn claim_webhook_deliveries<C: Sql + ?Sized>(
     (now, until): (OffsetDateTime, OffsetDateTime),
     claim: &str,
     limit: u32,
-) -> StoreResult<Vec<(ClaimedDelivery, Option<i64>, Option<i64>)>> {
+) -> StoreResult<Vec<ClaimedRow>> {
     let sql_text = {
         format!(
             "UPDATE webhook_deliveries SET claimed_until = $3, claim = $4 WHERE id IN (\
@@ -166,18 +177,18 @@ pub async fn claim_webhook_deliveries<C: Sql + ?Sized>(
     };
     let values = [text(endpoint.as_str()), time(now), time(until), text(claim), Value::Integer(i64::from(limit))];
     let mut claimed = all(sql, statement(&sql_text, &[&values]), |row| {
-        let delivery = ClaimedDelivery {
+        Ok(ClaimedRow {
             id: row.integer("id")?,
             message_id: row.text("message_id")?,
             kind: row.text("type")?,
             attempts: u32::try_from(row.integer("attempts")?).map_err(|_| rows::corrupt("count", "attempts"))?,
             created_at: row.time("created_at")?,
-            payload: crate::webhooks::Payload::Gone,
-        };
-        Ok((delivery, optional_integer(row, "audit_event_id")?, optional_integer(row, "warning_id")?))
+            audit_event_id: optional_integer(row, "audit_event_id")?,
+            warning_id: optional_integer(row, "warning_id")?,
+        })
     })
     .await?;
-    claimed.sort_by_key(|(delivery, _, _)| delivery.id);
+    claimed.sort_by_key(|row| row.id);
     Ok(claimed)
 }
 
@@ -185,11 +196,14 @@ fn optional_integer(row: &impl RowExt, column: &str) -> StoreResult<Option<i64>>
     row.optional_integer(column)
 }
 
-/// One audit event by its sequence number, with its workspace's slug.
-pub async fn audit_event_by_id<C: Sql + ?Sized>(
+/// One audit event by its sequence number, with its workspace's slug, as
+/// `decode` reads it (the caller owns the event type, as for
+/// [`audit_page`]).
+pub async fn audit_event_by_id<C: Sql + ?Sized, T>(
     sql: &mut C,
     id: i64,
-) -> StoreResult<Option<crate::commands::RecordedAuditEvent>> {
+    decode: impl Fn(&C::Row) -> StoreResult<T>,
+) -> StoreResult<Option<T>> {
     static SQL: LazyLock<String> = LazyLock::new(|| {
         format!(
             "SELECT e.id, {}, w.slug AS workspace_slug FROM audit_events e \
@@ -197,7 +211,7 @@ pub async fn audit_event_by_id<C: Sql + ?Sized>(
             qualified("e", AUDIT_EVENT)
         )
     });
-    one(sql, statement(&SQL, &[&[Value::Integer(id)]]), crate::commands::RecordedAuditEvent::decode).await
+    one(sql, statement(&SQL, &[&[Value::Integer(id)]]), decode).await
 }
 
 /// One warning's data and time.
@@ -326,13 +340,21 @@ pub async fn expiring_api_keys<C: Sql + ?Sized>(
     } else {
         format!(" AND NOT EXISTS (SELECT 1 FROM webhook_warnings ww WHERE ww.dedupe IN ({}))", dedupes.join(", "))
     };
+    // Only the keys whose warning an endpoint would take (the condition of
+    // `insert_webhook_warning`): a key no endpoint takes the warning of
+    // is never warned of, so it would be found by every scan, ahead of
+    // the keys that can be.
+    let position = C::POSITION;
     let sql_text = format!(
         "SELECT k.id, k.workspace_uid, k.name, k.expires_at, w.organisation_id, w.slug FROM api_keys k \
          JOIN workspaces w ON w.uid = k.workspace_uid \
          WHERE k.deleted_at IS NULL AND k.expires_at IS NOT NULL AND k.expires_at > $1 AND k.expires_at <= $2 \
            AND k.status = 'active' \
            AND EXISTS (SELECT 1 FROM webhook_endpoints ep WHERE ep.organisation_id = w.organisation_id \
-                       AND ep.status = 'enabled'){unwarned} \
+                       AND ep.status = 'enabled' \
+                       AND (ep.events = ' * ' OR {position}(ep.events, ' api_key.expiring ') > 0) \
+                       AND (ep.workspaces IS NULL OR {position}(ep.workspaces, ' ' || k.workspace_uid || ' ') > 0)\
+                      ){unwarned} \
          ORDER BY k.expires_at LIMIT $3"
     );
     let values = [time(now), time(horizon), Value::Integer(i64::from(limit))];

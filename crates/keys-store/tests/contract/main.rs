@@ -18,6 +18,7 @@ mod secrets;
 mod service_tokens;
 mod support;
 mod usage;
+mod webhooks;
 
 /// Instantiates `module::test(&TestDb)` for each backend, with the
 /// databases `TestDb::$open` makes, as `sqlite::test` and `postgres::test`.
@@ -79,6 +80,8 @@ contract_suite! {
         service_tokens::service_tokens_read_back_as_made,
         service_tokens::revocation_is_audited_announced_and_final,
         service_tokens::the_last_live_admin_token_cannot_be_revoked,
+        webhooks::deliveries_follow_each_endpoints_subscription,
+        webhooks::claims_attempts_and_retries_move_a_delivery_on,
     ],
     store_only: [
         audit::audit_events_carry_their_attribution_and_filter,
@@ -129,5 +132,10 @@ contract_suite! {
         usage::usage_pages_cover_every_row_once_newest_first,
         usage::usage_batches_from_two_stores_at_once_add_up,
         usage::usage_prune_deletes_only_what_is_past_each_cutoff_in_bounded_rounds,
+        webhooks::warnings_are_stored_once_when_an_endpoint_subscribes,
+        webhooks::concurrent_claims_never_take_a_delivery_twice,
+        webhooks::expiring_keys_are_found_once_per_lead,
+        webhooks::endpoint_commands_cascade_cap_and_disable_after_five_days,
+        webhooks::prune_deletes_only_finished_deliveries_past_the_cutoff,
     ],
 }
