@@ -243,7 +243,8 @@ function signOut() {
 function page(title, ...content) {
   const view = $('view');
   view.hidden = false;
-  view.replaceChildren(el('h2', { id: 'page-heading', tabindex: '-1' }, title), ...content);
+  // A part a page leaves out is null: nothing, not the text "null".
+  view.replaceChildren(el('h2', { id: 'page-heading', tabindex: '-1' }, title), ...content.filter((part) => part !== null && part !== undefined && part !== false));
   document.title = `${title} · keysd console`;
 }
 
@@ -985,6 +986,291 @@ async function auditPage(query) {
   page('Audit trail', form, table(['At', 'Action', 'Workspace', 'Target', 'Token'], rows), next);
 }
 
+// ---- webhooks (admin) ----------------------------------------------------
+//
+// Endpoints keysd sends events to, signed in the Standard Webhooks format
+// with a secret shown once (at creation and at each rotation). Each
+// endpoint's page lists its delivery attempts, newest first, each with a
+// Retry.
+
+// Every type an endpoint may subscribe to: each audit action, then the
+// warnings (keys-service `event_types`).
+const WEBHOOK_EVENT_TYPES = [
+  'organisation.created', 'workspace.created', 'workspace.updated',
+  'service_token.generated', 'service_token.revoked',
+  'api_key.generated', 'api_key.updated', 'api_key.disabled', 'api_key.enabled', 'api_key.rolled', 'api_key.deleted', 'api_key.imported', 'api_key.leaked', 'api_key.credits_updated',
+  'identity.updated', 'identity.deleted',
+  'public_api_key.generated', 'public_api_key.updated', 'public_api_key.rotated', 'public_api_key.deleted',
+  'signing_api_key.generated', 'signing_api_key.rolled', 'signing_api_key.deleted',
+  'organisation_key.generated', 'organisation_key.deleted',
+  'audit.pruned',
+  'webhook_endpoint.created', 'webhook_endpoint.updated', 'webhook_endpoint.secret_rotated', 'webhook_endpoint.deleted', 'webhook_endpoint.disabled',
+  'api_key.expiring', 'api_key.rolled_key_used', 'credits.low', 'ratelimit.exceeded',
+];
+const WEBHOOK_ATTEMPTS_PER_PAGE = 25;
+
+function webhookHash(id) {
+  return `#/webhooks/${enc(id)}`;
+}
+
+function webhookPath(id) {
+  return `/v1/webhook_endpoint/${enc(id)}/`;
+}
+
+function eventsText(events) {
+  return events.length === 1 && events[0] === '*' ? 'all (*)' : events.join(', ');
+}
+
+function webhookWorkspacesText(workspaces) {
+  return workspaces ? workspaces.join(', ') : 'all, and the organisation’s own events';
+}
+
+// An endpoint's status: its badge, and since when every attempt failed.
+function webhookStatus(endpoint) {
+  return el(
+    'span',
+    { class: 'webhook-status' },
+    badge(endpoint.status),
+    endpoint.failing_since ? el('span', { class: 'failing' }, ` failing since ${when(endpoint.failing_since)}`) : null,
+  );
+}
+
+// The event types an endpoint receives, as checkboxes: `{node, read}`,
+// `read` answering `["*"]`, the types checked, or null when none is.
+function eventsPicker(events, legend) {
+  const everything = !events || (events.length === 1 && events[0] === '*');
+  const all = el('input', { name: 'all_events', type: 'checkbox', checked: everything, onchange: sync });
+  const boxes = WEBHOOK_EVENT_TYPES.map((type) => el('input', { name: 'event', type: 'checkbox', value: type, checked: !everything && events.includes(type) }));
+  const list = el(
+    'fieldset',
+    { class: 'event-types' },
+    el('legend', {}, 'Or only these types'),
+    boxes.map((box) => el('label', { class: 'check' }, box, el('code', {}, box.value))),
+  );
+  function sync() {
+    list.disabled = all.checked;
+  }
+  sync();
+  const node = el(
+    'fieldset',
+    { class: 'events-picker' },
+    el('legend', {}, legend),
+    el('label', { class: 'check' }, all, 'All events (*), including types a later keysd adds'),
+    list,
+  );
+  const read = () => {
+    if (all.checked) return ['*'];
+    const chosen = boxes.filter((box) => box.checked).map((box) => box.value);
+    return chosen.length ? chosen : null;
+  };
+  return { node, read };
+}
+
+// The fields of an endpoint, for creating one and for editing it:
+// `{node, read}`, `read` answering the body (null after saying why not).
+function webhookFields(endpoint, eventsLegend) {
+  const url = el('input', { name: 'url', type: 'url', class: 'wide', required: true, maxlength: 2048, value: endpoint ? endpoint.url : '', autocomplete: 'off', spellcheck: 'false' });
+  const workspaces = el('input', { name: 'workspaces', value: endpoint && endpoint.workspaces ? endpoint.workspaces.join(', ') : '', placeholder: 'all', autocomplete: 'off', spellcheck: 'false' });
+  const description = el('input', { name: 'description', maxlength: 1024, value: endpoint && endpoint.description ? endpoint.description : '' });
+  const picker = eventsPicker(endpoint ? endpoint.events : null, eventsLegend);
+  const node = el(
+    'div',
+    {},
+    el(
+      'fieldset',
+      { class: 'inline' },
+      el('legend', {}, 'Destination'),
+      field('URL', url),
+      field('Workspaces (optional, comma-separated slugs)', workspaces),
+      field('Description (optional)', description),
+    ),
+    el('p', { class: 'muted' }, 'The URL is https, or http when keysd runs with --webhook-allow-private-destinations. With no workspaces the endpoint receives every workspace’s events and the organisation’s own.'),
+    picker.node,
+  );
+  const read = () => {
+    const events = picker.read();
+    if (!events) {
+      say('Choose at least one event type, or All events.', true);
+      return null;
+    }
+    const slugs = scopesOf(workspaces.value);
+    return { url: url.value.trim(), events, workspaces: slugs.length ? slugs : null, description: description.value.trim() || null };
+  };
+  return { node, read };
+}
+
+// The buttons that act on one endpoint, in its row of the list and on its
+// own page; `after(what)` shows the outcome (`changed` or `deleted`).
+function webhookActions(endpoint, after) {
+  const path = webhookPath(endpoint.id);
+  const actions = [];
+  actions.push(action('Rotate secret', async () => {
+    if (!(await confirmAction(`Rotate the signing secret of webhook endpoint ${endpoint.url} (${endpoint.id})? The new secret is shown once; the current one keeps signing beside it for 24 hours.`, 'Rotate secret'))) return;
+    const rotated = await api('POST', `${path}rotate_secret/`, {});
+    showSecret(`The new signing secret of webhook endpoint ${rotated.url} (${rotated.id}). It is shown this once; store it now. The previous secret keeps signing deliveries for 24 hours.`, rotated.secret);
+    await after('changed');
+    say(`Rotated the signing secret of webhook endpoint ${endpoint.url}.`);
+  }));
+  if (endpoint.status === 'enabled') {
+    actions.push(action('Disable', async () => {
+      await api('PATCH', path, { status: 'disabled' });
+      await after('changed');
+      say(`Disabled webhook endpoint ${endpoint.url}.`);
+    }));
+  } else {
+    actions.push(action('Enable', async () => {
+      await api('PATCH', path, { status: 'enabled' });
+      await after('changed');
+      say(`Enabled webhook endpoint ${endpoint.url}.`);
+    }));
+  }
+  actions.push(action('Delete', async () => {
+    if (!(await confirmAction(`Delete webhook endpoint ${endpoint.url} (${endpoint.id})? Its pending deliveries go with it; this cannot be undone.`, 'Delete endpoint'))) return;
+    await api('DELETE', path);
+    await after('deleted');
+    say(`Deleted webhook endpoint ${endpoint.url}.`);
+  }, { class: 'danger' }));
+  return actions;
+}
+
+async function webhooksPage() {
+  const list = await api('GET', '/v1/webhook_endpoint/?limit=100');
+  const fields = webhookFields(null, 'Events');
+  const create = el(
+    'form',
+    { id: 'create-webhook', onsubmit: async (event) => {
+      event.preventDefault();
+      const body = fields.read();
+      if (!body) return;
+      if (!body.workspaces) delete body.workspaces;
+      if (!body.description) delete body.description;
+      try {
+        const created = await api('POST', '/v1/webhook_endpoint/', body);
+        showSecret(`The signing secret of webhook endpoint ${created.url} (${created.id}). It is shown this once; store it now.`, created.secret);
+        await webhooksPage();
+        say(`Created webhook endpoint ${created.url}.`);
+      } catch (error) {
+        failed(error);
+      }
+    } },
+    fields.node,
+    el('p', { class: 'actions' }, el('button', { type: 'submit' }, 'Create webhook endpoint')),
+  );
+  const rows = list.results.map((endpoint) =>
+    el(
+      'tr',
+      { 'data-id': endpoint.id, 'data-status': endpoint.status },
+      el('td', { class: 'webhook-url' }, el('a', { href: webhookHash(endpoint.id), title: 'Details and delivery attempts' }, endpoint.url)),
+      el('td', {}, eventsText(endpoint.events)),
+      el('td', {}, endpoint.workspaces ? endpoint.workspaces.join(', ') : 'all'),
+      el('td', {}, endpoint.description || '—'),
+      el('td', {}, webhookStatus(endpoint)),
+      el('td', {}, when(endpoint.created_at)),
+      el('td', { class: 'actions' }, el('a', { href: webhookHash(endpoint.id) }, 'Deliveries'), webhookActions(endpoint, () => webhooksPage())),
+    ),
+  );
+  page(
+    'Webhooks',
+    el('p', {}, 'keysd sends each event to every enabled endpoint subscribed to it, signed in the Standard Webhooks format with the endpoint’s secret, and tries a failed delivery again; an endpoint whose every attempt failed for 5 days is disabled.'),
+    el('h3', {}, `${list.meta.count} webhook endpoints`),
+    el('p', { class: 'muted' }, 'An endpoint’s URL opens its page: its details and delivery attempts.'),
+    table(['URL', 'Events', 'Workspaces', 'Description', 'Status', 'Created', 'Actions'], rows),
+    el('h3', {}, 'Create a webhook endpoint'),
+    create,
+  );
+}
+
+// One endpoint: its details, its actions, its delivery attempts (a page
+// of them from `offset`) and a form that edits it.
+async function webhookPage(id, query) {
+  const offset = Math.max(0, Number(new URLSearchParams(query).get('offset')) || 0);
+  const [endpoint, attempts] = await Promise.all([
+    api('GET', webhookPath(id)),
+    api('GET', `${webhookPath(id)}deliveries/?limit=${WEBHOOK_ATTEMPTS_PER_PAGE}&offset=${offset}`),
+  ]);
+  showWebhook(endpoint, attempts, offset);
+}
+
+function showWebhook(endpoint, attempts, offset) {
+  const path = webhookPath(endpoint.id);
+  const again = () => webhookPage(endpoint.id, offset ? `offset=${offset}` : '');
+  const after = async (what) => {
+    if (what === 'deleted') {
+      go('#/webhooks');
+      await webhooksPage();
+    } else {
+      await again();
+    }
+  };
+  const rows = attempts.results.map((attempt) =>
+    el(
+      'tr',
+      { 'data-event-id': attempt.event_id, 'data-state': attempt.state },
+      el('td', {}, when(attempt.attempted_at)),
+      el('td', {}, el('code', {}, attempt.event_id)),
+      el('td', {}, el('code', {}, attempt.type)),
+      el('td', { class: 'outcome' }, attempt.status_code === null ? null : el('span', { class: 'status-code' }, `HTTP ${attempt.status_code}`), attempt.status_code !== null && attempt.error ? ' · ' : null, attempt.error ? el('span', { class: 'attempt-error' }, attempt.error) : null),
+      el('td', {}, `${numberText(attempt.duration_ms)} ms`),
+      el('td', {}, badge(attempt.state)),
+      el('td', {}, when(attempt.next_attempt_at)),
+      el('td', { class: 'actions' }, action('Retry', async () => {
+        const answer = await api('POST', `${path}deliveries/${enc(attempt.event_id)}/retry/`, {});
+        await again();
+        say(`Sending event ${answer.event_id} to ${endpoint.url} again (${answer.state}).`);
+      })),
+    ),
+  );
+  const pager = [];
+  if (offset > 0) pager.push(el('a', { href: `${webhookHash(endpoint.id)}?offset=${Math.max(0, offset - WEBHOOK_ATTEMPTS_PER_PAGE)}`, id: 'attempts-newer' }, 'Newer attempts'));
+  if (offset + attempts.results.length < attempts.meta.count) pager.push(el('a', { href: `${webhookHash(endpoint.id)}?offset=${offset + WEBHOOK_ATTEMPTS_PER_PAGE}`, id: 'attempts-older' }, 'Older attempts'));
+  const fields = webhookFields(endpoint, 'Events');
+  const edit = el(
+    'form',
+    { id: 'webhook-form', onsubmit: async (event) => {
+      event.preventDefault();
+      const body = fields.read();
+      if (!body) return;
+      try {
+        const saved = await api('PATCH', path, body);
+        await again();
+        say(`Saved webhook endpoint ${saved.url}.`);
+      } catch (error) {
+        failed(error);
+      }
+    } },
+    fields.node,
+    el('p', { class: 'actions' }, el('button', { type: 'submit' }, 'Save endpoint')),
+  );
+  const shown = attempts.results.length ? `${offset + 1}–${offset + attempts.results.length} of ${attempts.meta.count}` : `none of ${attempts.meta.count}`;
+  page(
+    `Webhook endpoint ${endpoint.url}`,
+    el('p', {}, el('a', { href: '#/webhooks' }, 'All webhook endpoints')),
+    facts('webhook-facts', [
+      ['Id', el('code', {}, endpoint.id)],
+      ['URL', el('code', {}, endpoint.url)],
+      ['Status', webhookStatus(endpoint)],
+      ['Events', eventsText(endpoint.events)],
+      ['Workspaces', webhookWorkspacesText(endpoint.workspaces)],
+      ['Description', endpoint.description || '—'],
+      ['Created', when(endpoint.created_at)],
+      ['Created by', endpoint.created_by ? endpoint.created_by.name || endpoint.created_by.email || '—' : '—'],
+      ['Updated', when(endpoint.updated_at)],
+    ]),
+    endpoint.status === 'disabled' ? el('p', { class: 'muted', id: 'webhook-disabled-note' }, 'Disabled: keysd sends it nothing until it is enabled again (enabling starts its run of failures over).') : null,
+    el('p', { class: 'actions', id: 'webhook-actions' }, webhookActions(endpoint, after)),
+    el('h3', {}, 'Delivery attempts'),
+    el('p', { class: 'actions', id: 'attempts-bar' }, el('span', { class: 'muted', id: 'attempts-shown' }, `Newest first: ${shown}.`), action('Refresh', async () => {
+      await again();
+    }, { class: 'secondary' })),
+    attempts.results.length
+      ? table(['Attempted', 'Event', 'Type', 'Status code or error', 'Took', 'State', 'Next attempt', 'Actions'], rows)
+      : el('p', { class: 'muted', id: 'no-attempts' }, 'No delivery attempt yet.'),
+    pager.length ? el('p', { class: 'actions' }, pager) : null,
+    el('h3', {}, 'Edit the endpoint'),
+    edit,
+  );
+}
+
 // ---- routing -------------------------------------------------------------
 
 async function route() {
@@ -1004,6 +1290,9 @@ async function route() {
       await serviceTokensPage();
     } else if (parts[0] === 'audit' && session.role === 'admin') {
       await auditPage(query || '');
+    } else if (parts[0] === 'webhooks' && session.role === 'admin') {
+      if (parts[1]) await webhookPage(parts[1], query || '');
+      else await webhooksPage();
     } else {
       await workspacesPage();
     }

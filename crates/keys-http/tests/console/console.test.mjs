@@ -6,7 +6,9 @@
 // `cargo xtask ci` runs it (installing chromium and `npm ci` when missing).
 // Screenshots of the main pages are written to docs/console/.
 import { spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,9 +29,14 @@ function step(message) {
 // Starts keysd on port 0 and reads its address and bootstrap token. Usage
 // counts and `last_used_at` are written every second (not every minute), so
 // that the charts and the "Last used" column have them within the test.
+// Webhook endpoints may be http:// URLs of 127.0.0.1 (this test's
+// receiver).
 function startKeysd(dir) {
   return new Promise((resolvePromise, reject) => {
-    const args = ['serve', '--listen', '127.0.0.1:0', '--database-url', `sqlite://${join(dir, 'console.db')}`, '--usage-interval-seconds', '1', '--last-used-interval-seconds', '1'];
+    const args = [
+      'serve', '--listen', '127.0.0.1:0', '--database-url', `sqlite://${join(dir, 'console.db')}`,
+      '--usage-interval-seconds', '1', '--last-used-interval-seconds', '1', '--webhook-allow-private-destinations',
+    ];
     const child = spawn(binary, args, {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, RUST_LOG: process.env.RUST_LOG || 'warn' },
@@ -58,12 +65,55 @@ function startKeysd(dir) {
   });
 }
 
+// A webhook receiver on 127.0.0.1: records each delivery (its path, its
+// Standard Webhooks headers, its body and type) and answers 204, or 503
+// under /failing.
+function startReceiver() {
+  const received = [];
+  const server = createServer((request, response) => {
+    const chunks = [];
+    request.on('data', (chunk) => chunks.push(chunk));
+    request.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      let type = null;
+      try {
+        type = JSON.parse(body).type;
+      } catch (_) {
+        type = null;
+      }
+      received.push({
+        path: request.url,
+        id: request.headers['webhook-id'],
+        timestamp: request.headers['webhook-timestamp'],
+        signature: request.headers['webhook-signature'] || '',
+        type,
+        body,
+      });
+      response.writeHead(request.url.startsWith('/failing') ? 503 : 204);
+      response.end();
+    });
+  });
+  return new Promise((resolvePromise, reject) => {
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => resolvePromise({ server, received, url: (path) => `http://127.0.0.1:${server.address().port}${path}` }));
+  });
+}
+
+// Whether a delivery carries a `v1` signature made with `secret`
+// (`whsec_` and the base64 of the key): HMAC-SHA256 of "id.timestamp.body".
+function signedWith(message, secret) {
+  const key = Buffer.from(secret.replace(/^whsec_/, ''), 'base64');
+  const expected = createHmac('sha256', key).update(`${message.id}.${message.timestamp}.${message.body}`).digest('base64');
+  return message.signature.split(' ').includes(`v1,${expected}`);
+}
+
 async function main() {
   const dir = mkdtempSync(join(tmpdir(), 'keysd-console-'));
   mkdirSync(shots, { recursive: true });
+  const receiver = await startReceiver();
   const keysd = await startKeysd(dir);
   const { base, token: adminToken } = keysd;
-  step(`keysd at ${base}`);
+  step(`keysd at ${base}, webhook receiver at ${receiver.url('/')}`);
   const browser = await chromium.launch({ executablePath: chromiumPath, headless: true, args: ['--no-sandbox'] });
   const consoleErrors = [];
   try {
@@ -549,6 +599,174 @@ async function main() {
       return rows.length > 0 && rows.every((row) => row.dataset.action === 'api_key.rolled');
     });
 
+    // Webhooks: an endpoint at this test's receiver (keysd runs with
+    // --webhook-allow-private-destinations: http:// to 127.0.0.1). Its
+    // secret is shown once and signs each delivery; the attempts show on
+    // its page, where one is sent again; a rotation shows the new secret
+    // once and signs with both; an endpoint whose receiver fails shows its
+    // status code, its next attempt and since when it fails.
+    step('webhooks');
+    const hookUrl = receiver.url('/hooks');
+    const failingUrl = receiver.url('/failing');
+    const sentTo = (path, type) => receiver.received.filter((message) => message.path === path && (!type || message.type === type));
+    const sendJson = async (method, path, body) => {
+      const response = await fetch(base + path, {
+        method,
+        headers: { Authorization: `ServiceToken ${adminToken}`, 'Content-Type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      assert.ok(response.ok, `${method} ${path}: ${response.status}`);
+      return response.status === 204 ? null : response.json();
+    };
+    // Clicks Refresh on an endpoint's page until `locator` matches.
+    const refreshUntil = async (what, locator, count = 1) => {
+      const deadline = Date.now() + 20000;
+      while ((await locator.count()) < count) {
+        if (Date.now() > deadline) throw new Error(`${what}: not shown after 20 s`);
+        await page.waitForTimeout(250);
+        await page.locator('#webhook-facts').waitFor();
+        await page.getByRole('button', { name: 'Refresh', exact: true }).click();
+      }
+    };
+    await page.goto(`${base}/console/#/webhooks`);
+    await page.locator('#create-webhook').waitFor();
+    assert.equal(await page.locator('#page-heading').textContent(), 'Webhooks');
+    const createHook = page.locator('#create-webhook');
+    assert.equal(await createHook.locator('input[name=all_events]').isChecked(), true, 'all events by default');
+    assert.equal(await createHook.locator('input[name=event][value="api_key.generated"]').isDisabled(), true, 'no types to pick under all events');
+    await createHook.getByLabel('URL', { exact: true }).fill(hookUrl);
+    await createHook.locator('input[name=all_events]').uncheck();
+    for (const type of ['api_key.generated', 'api_key.deleted']) await createHook.locator(`input[name=event][value="${type}"]`).check();
+    await createHook.locator('input[name=workspaces]').fill('staging');
+    await createHook.locator('input[name=description]').fill('billing sync');
+    await createHook.getByRole('button', { name: 'Create webhook endpoint' }).click();
+    const hookSecret = await secretShown();
+    assert.match(hookSecret, /^whsec_[A-Za-z0-9+/]{43}=$/);
+    assert.match(await page.locator('#secret-note').textContent(), /shown this once/);
+    await closeSecret(hookSecret);
+    await saidOk(`Created webhook endpoint ${hookUrl}.`);
+    const hookRow = page.locator('tr[data-id]').filter({ has: page.getByRole('link', { name: hookUrl, exact: true }) });
+    const hookId = await hookRow.getAttribute('data-id');
+    assert.match(hookId, /^we_[0-9A-Z]{26}$/);
+    const hookCells = await cellsOf(hookRow);
+    assert.deepEqual(hookCells.slice(1, 5), ['api_key.generated, api_key.deleted', 'staging', 'billing sync', 'enabled']);
+    const hookPath = `/v1/webhook_endpoint/${hookId}/`;
+    const stored = await getJson(hookPath);
+    assert.deepEqual(
+      { url: stored.url, events: stored.events, workspaces: stored.workspaces, description: stored.description, status: stored.status, secret: stored.secret },
+      { url: hookUrl, events: ['api_key.generated', 'api_key.deleted'], workspaces: ['staging'], description: 'billing sync', status: 'enabled', secret: undefined },
+    );
+    // A change in the workspace: its event is delivered, signed with the secret.
+    const trigger = await sendJson('POST', '/v1/staging/ws_api_key/', { name: 'webhook-trigger' });
+    await eventually('the delivery of api_key.generated', () => sentTo('/hooks').map((message) => message.type), ['api_key.generated']);
+    const [generated] = sentTo('/hooks');
+    assert.ok(signedWith(generated, hookSecret), `signed with the secret shown: ${generated.signature}`);
+    assert.equal(generated.signature.split(' ').length, 1, 'one secret signs');
+    // Its page lists the attempt.
+    await hookRow.getByRole('link', { name: hookUrl, exact: true }).click();
+    await page.locator('#webhook-facts').waitFor();
+    assert.equal(await page.evaluate(() => location.hash), `#/webhooks/${hookId}`);
+    const generatedRows = page.locator(`tr[data-event-id="${generated.id}"]`);
+    await refreshUntil('the delivered attempt', page.locator(`tr[data-event-id="${generated.id}"][data-state="delivered"]`));
+    const attemptCells = await cellsOf(generatedRows.first());
+    assert.match(attemptCells[0], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/);
+    assert.deepEqual([attemptCells[1], attemptCells[2], attemptCells[3], attemptCells[5], attemptCells[6]], [generated.id, 'api_key.generated', 'HTTP 204', 'delivered', '—']);
+    assert.match(attemptCells[4], /^\d[\d,]* ms$/);
+    // Retry: sent again, with the same id; a second attempt shows.
+    await generatedRows.first().getByRole('button', { name: 'Retry' }).click();
+    await saidOk(`Sending event ${generated.id} to ${hookUrl} again (pending).`);
+    await eventually('the retried delivery', () => sentTo('/hooks').map((message) => message.id), [generated.id, generated.id]);
+    await refreshUntil('the second attempt', page.locator(`tr[data-event-id="${generated.id}"][data-state="delivered"]`), 2);
+    assert.equal(await generatedRows.count(), 2, 'two attempts of the event');
+    // Rotate (confirmed): the new secret once; both sign for a day.
+    await page.locator('#webhook-actions').getByRole('button', { name: 'Rotate secret' }).click();
+    assert.match(await page.locator('#confirm-message').textContent(), /24 hours/);
+    await page.click('#confirm-ok');
+    const rotatedSecret = await secretShown();
+    assert.match(rotatedSecret, /^whsec_/);
+    assert.notEqual(rotatedSecret, hookSecret);
+    await closeSecret(rotatedSecret);
+    await saidOk(`Rotated the signing secret of webhook endpoint ${hookUrl}.`);
+    assert.ok(!(await page.content()).includes(hookSecret), 'the first secret is not on the page');
+    await sendJson('DELETE', `/v1/staging/ws_api_key/${trigger.id}/`);
+    await eventually('the delivery of api_key.deleted', () => sentTo('/hooks', 'api_key.deleted').length, 1);
+    const [deleted] = sentTo('/hooks', 'api_key.deleted');
+    assert.equal(deleted.signature.split(' ').length, 2, 'the old and the new secret sign');
+    assert.ok(signedWith(deleted, rotatedSecret) && signedWith(deleted, hookSecret), `signed with both: ${deleted.signature}`);
+    await refreshUntil('the api_key.deleted attempt', page.locator(`tr[data-event-id="${deleted.id}"][data-state="delivered"]`));
+    // Edit: one more type, and no workspace (all of them).
+    const editHook = page.locator('#webhook-form');
+    assert.equal(await editHook.locator('input[name=all_events]').isChecked(), false);
+    assert.equal(await editHook.locator('input[name=event][value="api_key.deleted"]').isChecked(), true);
+    await editHook.locator('input[name=event][value="api_key.disabled"]').check();
+    await editHook.locator('input[name=workspaces]').fill('');
+    await clearStatus();
+    await editHook.getByRole('button', { name: 'Save endpoint' }).click();
+    await saidOk(`Saved webhook endpoint ${hookUrl}.`);
+    const edited = await getJson(hookPath);
+    assert.deepEqual([edited.events, edited.workspaces], [['api_key.generated', 'api_key.disabled', 'api_key.deleted'], null]);
+    assert.match(await page.locator('#webhook-facts').textContent(), /all, and the organisation’s own events/);
+    // Disable: the badge says so.
+    await page.locator('#webhook-actions').getByRole('button', { name: 'Disable' }).click();
+    await saidOk(`Disabled webhook endpoint ${hookUrl}.`);
+    await page.locator('#webhook-facts .badge.disabled').waitFor();
+    assert.equal((await getJson(hookPath)).status, 'disabled');
+    assert.equal(await page.locator('#webhook-actions').getByRole('button', { name: 'Enable' }).count(), 1);
+    await page.setViewportSize({ width: 640, height: 400 });
+    const hookOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(hookOverflow <= 0, `an endpoint's page is ${hookOverflow}px wider than a 200% zoomed window`);
+    await page.setViewportSize({ width: 1280, height: 800 });
+
+    // An endpoint for every event whose receiver answers 503: pending,
+    // with its status code and next attempt, and failing since then.
+    step('webhooks: a failing receiver');
+    await page.click('#nav a[href="#/webhooks"]');
+    await page.locator('#create-webhook').waitFor();
+    await page.locator('#create-webhook').getByLabel('URL', { exact: true }).fill(failingUrl);
+    await page.locator('#create-webhook').getByRole('button', { name: 'Create webhook endpoint' }).click();
+    const failingSecret = await secretShown();
+    await closeSecret(failingSecret, true);
+    const failingRow = page.locator('tr[data-id]').filter({ has: page.getByRole('link', { name: failingUrl, exact: true }) });
+    const failingId = await failingRow.getAttribute('data-id');
+    assert.deepEqual((await getJson(`/v1/webhook_endpoint/${failingId}/`)).events, ['*']);
+    assert.equal(await failingRow.locator('td').nth(1).textContent(), 'all (*)');
+    await sendJson('POST', '/v1/staging/ws_public_key/', { name: 'webhook-trigger' });
+    await eventually('a delivery to the failing receiver', async () => sentTo('/failing', 'public_api_key.generated').length > 0, true);
+    await failingRow.getByRole('link', { name: 'Deliveries' }).click();
+    await page.locator('#webhook-facts').waitFor();
+    const failedAttempt = page.locator('tr[data-state="pending"]', { hasText: 'public_api_key.generated' });
+    await refreshUntil('the failed attempt', failedAttempt);
+    await refreshUntil('failing since', page.locator('#webhook-facts .failing'));
+    const failedCells = await cellsOf(failedAttempt.first());
+    assert.equal(failedCells[3].startsWith('HTTP 503'), true, failedCells[3]);
+    assert.equal(failedCells[5], 'pending');
+    assert.match(failedCells[6], /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ$/, 'its next attempt');
+    assert.match(await page.locator('#webhook-facts .failing').textContent(), /failing since \d{4}-\d\d-\d\d/);
+    // The list: the disabled badge, and since when the other fails.
+    await page.click('#nav a[href="#/webhooks"]');
+    await page.locator(`tr[data-id="${hookId}"][data-status="disabled"] .badge.disabled`).waitFor();
+    await page.locator(`tr[data-id="${failingId}"] .failing`).waitFor();
+    assert.match(await page.locator(`tr[data-id="${failingId}"] .webhook-status`).textContent(), /^enabled failing since /);
+    await clearStatus();
+    await page.evaluate(() => window.scrollTo(0, 0));
+    await page.screenshot({ path: join(shots, 'webhooks.png') });
+    await page.setViewportSize({ width: 640, height: 400 });
+    const hooksOverflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+    assert.ok(hooksOverflow <= 0, `the webhooks page is ${hooksOverflow}px wider than a 200% zoomed window`);
+    await page.setViewportSize({ width: 1280, height: 800 });
+    // Enable the first again; delete the failing one (asked, naming it).
+    await page.locator(`tr[data-id="${hookId}"]`).getByRole('button', { name: 'Enable' }).click();
+    await saidOk(`Enabled webhook endpoint ${hookUrl}.`);
+    assert.equal((await getJson(hookPath)).status, 'enabled');
+    await page.locator(`tr[data-id="${failingId}"]`).getByRole('button', { name: 'Delete' }).click();
+    assert.match(await page.locator('#confirm-message').textContent(), /failing/);
+    await page.click('#confirm-cancel');
+    await page.locator(`tr[data-id="${failingId}"]`).getByRole('button', { name: 'Delete' }).click();
+    await page.click('#confirm-ok');
+    await saidOk(`Deleted webhook endpoint ${failingUrl}.`);
+    await page.locator(`tr[data-id="${failingId}"]`).waitFor({ state: 'detached' });
+    assert.equal((await fetch(`${base}/v1/webhook_endpoint/${failingId}/`, { headers: { Authorization: `ServiceToken ${adminToken}` } })).status, 404);
+
     // A verify token, made in the console: management is not offered.
     step('verify token');
     await page.goto(`${base}/console/#/service-tokens`);
@@ -573,6 +791,10 @@ async function main() {
     await page.locator('tr[data-slug="staging"]').waitFor();
     assert.equal(await page.getByRole('link', { name: 'Service tokens' }).isVisible(), false, 'no service tokens for manage');
     assert.equal(await page.getByRole('link', { name: 'Audit trail' }).isVisible(), false, 'no audit trail for manage');
+    assert.equal(await page.getByRole('link', { name: 'Webhooks' }).isVisible(), false, 'no webhooks for manage');
+    await page.goto(`${base}/console/#/webhooks`);
+    await page.locator('#page-heading', { hasText: 'Workspaces' }).waitFor();
+    assert.equal(await page.locator('#create-webhook').count(), 0, 'no webhooks page for manage');
     await page.click('#sign-out');
     await signIn(verifyToken);
     await page.locator('#verify-only').waitFor({ state: 'visible' });
@@ -589,6 +811,8 @@ async function main() {
   } finally {
     await browser.close();
     keysd.child.kill('SIGTERM');
+    receiver.server.closeAllConnections();
+    receiver.server.close();
     rmSync(dir, { recursive: true, force: true });
   }
 }
