@@ -8,7 +8,7 @@ use time::OffsetDateTime;
 use crate::CoreError;
 
 /// Slugs that would collide with routes of the HTTP API.
-pub const RESERVED_SLUGS: [&str; 11] = [
+pub const RESERVED_SLUGS: [&str; 12] = [
     "workspace",
     "organisations",
     "keys",
@@ -20,6 +20,7 @@ pub const RESERVED_SLUGS: [&str; 11] = [
     "console",
     "secret_scanning",
     "leak_report",
+    "webhook_endpoint",
 ];
 
 /// A workspace slug: `^[a-z0-9][a-z0-9_-]{0,62}$`, not reserved.

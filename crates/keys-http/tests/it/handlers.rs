@@ -1743,6 +1743,7 @@ async fn every_route_checks_the_role_its_table_entry_states(db: TestDb) {
                 Role::Verify
             } else if route.pattern().starts_with("/v1/service_token/")
                 || route.pattern().starts_with("/v1/audit_event/")
+                || route.pattern().starts_with("/v1/webhook_endpoint/")
                 || (route.pattern() == "/v1/workspace/" && operation.method() == Method::POST)
                 || (route.pattern() == "/v1/workspace/{workspace}/" && operation.method() == Method::PATCH)
             {
