@@ -14,3 +14,4 @@ mod shutdown;
 mod tls;
 mod upgrade;
 mod usage;
+mod webhooks;
