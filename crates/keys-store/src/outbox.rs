@@ -23,7 +23,7 @@ use crate::webhooks::{AttemptRow, ExpiringKey, FinishedAttempt, StoredEndpoint, 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     /// An audit event: its `data` is the event as the audit API shows it.
-    Audit(RecordedAuditEvent),
+    Audit(Box<RecordedAuditEvent>),
     /// A warning's data, as stored, and when it happened.
     Warning { data: String, at: OffsetDateTime },
     /// The event is no longer stored (the audit trail was pruned before
@@ -166,7 +166,7 @@ impl<DB: Backend> Webhooks for SqlStore<DB> {
             let payload = match (row.audit_event_id, row.warning_id) {
                 (Some(id), _) => repo::audit_event_by_id(&mut *reader, id, RecordedAuditEvent::decode)
                     .await?
-                    .map_or(Payload::Gone, Payload::Audit),
+                    .map_or(Payload::Gone, |event| Payload::Audit(Box::new(event))),
                 (None, Some(id)) => repo::warning_by_id(&mut *reader, id)
                     .await?
                     .map_or(Payload::Gone, |(data, at)| Payload::Warning { data, at }),

@@ -245,10 +245,7 @@ async fn later_actions_are_served<DB: Backend>(store: &SqlStore<DB>) {
         .iter()
         .map(|event| (event.action.as_str(), event.action.target_type(), event.target_id.as_str()))
         .collect();
-    assert_eq!(
-        seen,
-        [("credits.low", "credits", "ws_apik_1"), ("vault_secret.created", "vault_secret", "vs_1")]
-    );
+    assert_eq!(seen, [("credits.low", "credits", "ws_apik_1"), ("vault_secret.created", "vault_secret", "vs_1")]);
     assert_eq!(AuditAction::parse("vault_secret.created"), None, "not a filter this release offers");
     insert("Robert'); DROP TABLE audit_events;--", "x", 3).await;
     assert!(matches!(store.audit_events(&organisation.id, 10).await, Err(StoreError::Inconsistent(_))));

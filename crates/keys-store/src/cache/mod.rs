@@ -471,6 +471,80 @@ impl<S: Management> Management for CachedStore<S> {
     }
 }
 
+/// Webhooks are not cached: every call goes to the wrapped store.
+#[async_trait]
+impl<S: crate::Webhooks> crate::Webhooks for CachedStore<S> {
+    async fn webhook_endpoints(&self, organisation: &OrganisationId) -> StoreResult<Vec<crate::StoredEndpoint>> {
+        self.inner.webhook_endpoints(organisation).await
+    }
+
+    async fn webhook_endpoint(
+        &self,
+        organisation: &OrganisationId,
+        id: &keys_core::webhook::WebhookEndpointId,
+    ) -> StoreResult<Option<crate::StoredEndpoint>> {
+        self.inner.webhook_endpoint(organisation, id).await
+    }
+
+    async fn due_webhook_endpoints(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> StoreResult<Vec<keys_core::webhook::WebhookEndpointId>> {
+        self.inner.due_webhook_endpoints(now, limit).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        endpoint: &keys_core::webhook::WebhookEndpointId,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        claim: &str,
+        limit: u32,
+    ) -> StoreResult<Option<(crate::StoredEndpoint, Vec<crate::ClaimedDelivery>)>> {
+        self.inner.claim_webhook_deliveries(endpoint, now, until, claim, limit).await
+    }
+
+    async fn finish_webhook_attempt(&self, attempt: &crate::FinishedAttempt) -> StoreResult<Option<OffsetDateTime>> {
+        self.inner.finish_webhook_attempt(attempt).await
+    }
+
+    async fn webhook_attempts(
+        &self,
+        endpoint: &keys_core::webhook::WebhookEndpointId,
+        pagination: keys_core::Pagination,
+    ) -> StoreResult<keys_core::Page<crate::AttemptRow>> {
+        self.inner.webhook_attempts(endpoint, pagination).await
+    }
+
+    async fn retry_webhook_delivery(
+        &self,
+        endpoint: &keys_core::webhook::WebhookEndpointId,
+        message_id: &str,
+        now: OffsetDateTime,
+    ) -> StoreResult<bool> {
+        self.inner.retry_webhook_delivery(endpoint, message_id, now).await
+    }
+
+    async fn record_webhook_warnings(&self, warnings: &[crate::Warning]) -> StoreResult<u64> {
+        self.inner.record_webhook_warnings(warnings).await
+    }
+
+    async fn expiring_api_keys(
+        &self,
+        now: OffsetDateTime,
+        lead: time::Duration,
+        covered: &[i64],
+        limit: u32,
+    ) -> StoreResult<Vec<crate::ExpiringKey>> {
+        self.inner.expiring_api_keys(now, lead, covered, limit).await
+    }
+
+    async fn prune_webhooks(&self, before: OffsetDateTime, limit: u32) -> StoreResult<u64> {
+        self.inner.prune_webhooks(before, limit).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Instant;
@@ -644,79 +718,5 @@ mod tests {
         events.send(Ok(Heard::Change(Change::SigningKeys(workspace.clone())))).ok();
         until(&cache, empty).await;
         drop(task);
-    }
-}
-
-/// Webhooks are not cached: every call goes to the wrapped store.
-#[async_trait]
-impl<S: crate::Webhooks> crate::Webhooks for CachedStore<S> {
-    async fn webhook_endpoints(&self, organisation: &OrganisationId) -> StoreResult<Vec<crate::StoredEndpoint>> {
-        self.inner.webhook_endpoints(organisation).await
-    }
-
-    async fn webhook_endpoint(
-        &self,
-        organisation: &OrganisationId,
-        id: &keys_core::webhook::WebhookEndpointId,
-    ) -> StoreResult<Option<crate::StoredEndpoint>> {
-        self.inner.webhook_endpoint(organisation, id).await
-    }
-
-    async fn due_webhook_endpoints(
-        &self,
-        now: OffsetDateTime,
-        limit: u32,
-    ) -> StoreResult<Vec<keys_core::webhook::WebhookEndpointId>> {
-        self.inner.due_webhook_endpoints(now, limit).await
-    }
-
-    async fn claim_webhook_deliveries(
-        &self,
-        endpoint: &keys_core::webhook::WebhookEndpointId,
-        now: OffsetDateTime,
-        until: OffsetDateTime,
-        claim: &str,
-        limit: u32,
-    ) -> StoreResult<Option<(crate::StoredEndpoint, Vec<crate::ClaimedDelivery>)>> {
-        self.inner.claim_webhook_deliveries(endpoint, now, until, claim, limit).await
-    }
-
-    async fn finish_webhook_attempt(&self, attempt: &crate::FinishedAttempt) -> StoreResult<Option<OffsetDateTime>> {
-        self.inner.finish_webhook_attempt(attempt).await
-    }
-
-    async fn webhook_attempts(
-        &self,
-        endpoint: &keys_core::webhook::WebhookEndpointId,
-        pagination: keys_core::Pagination,
-    ) -> StoreResult<keys_core::Page<crate::AttemptRow>> {
-        self.inner.webhook_attempts(endpoint, pagination).await
-    }
-
-    async fn retry_webhook_delivery(
-        &self,
-        endpoint: &keys_core::webhook::WebhookEndpointId,
-        message_id: &str,
-        now: OffsetDateTime,
-    ) -> StoreResult<bool> {
-        self.inner.retry_webhook_delivery(endpoint, message_id, now).await
-    }
-
-    async fn record_webhook_warnings(&self, warnings: &[crate::Warning]) -> StoreResult<u64> {
-        self.inner.record_webhook_warnings(warnings).await
-    }
-
-    async fn expiring_api_keys(
-        &self,
-        now: OffsetDateTime,
-        lead: time::Duration,
-        covered: &[i64],
-        limit: u32,
-    ) -> StoreResult<Vec<crate::ExpiringKey>> {
-        self.inner.expiring_api_keys(now, lead, covered, limit).await
-    }
-
-    async fn prune_webhooks(&self, before: OffsetDateTime, limit: u32) -> StoreResult<u64> {
-        self.inner.prune_webhooks(before, limit).await
     }
 }

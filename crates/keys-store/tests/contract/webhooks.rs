@@ -138,7 +138,7 @@ fn expected_of(events: &[&RecordedAuditEvent]) -> Vec<(String, String, OffsetDat
                 format!("evt_{}", recorded.id),
                 event.action.as_str().to_owned(),
                 event.at,
-                Payload::Audit((*recorded).clone()),
+                Payload::Audit(Box::new((*recorded).clone())),
             )
         })
         .collect()
@@ -363,7 +363,7 @@ pub async fn claims_attempts_and_retries_move_a_delivery_on(db: &TestDb) {
     assert_eq!(due(&*store, retry_at - Duration::microseconds(1)).await, BTreeSet::from([other.clone()]));
     assert_eq!(due(&*store, retry_at).await, BTreeSet::from([endpoint.clone(), other.clone()]));
     let again = claim(&*store, &endpoint, retry_at, "c").await;
-    assert_eq!(message_ids(&again), [first.message_id.clone()]);
+    assert_eq!(message_ids(&again), vec![first.message_id.clone()]);
     assert_eq!((again[0].id, again[0].attempts, &again[0].payload), (first.id, 1, &first.payload));
 
     let (total, rows) = attempts(&*store, &endpoint).await;
@@ -591,7 +591,7 @@ pub async fn expiring_keys_are_found_once_per_lead(db: &TestDb) {
         store.expiring_api_keys(now, Duration::seconds(lead), covered, 100).await.unwrap()
     };
     let [two_days, twelve_hours] = [&in_two_days, &in_twelve_hours].map(|key| found(&organisation, &workspace, key));
-    assert_eq!(expiring(DAY, &[DAY]).await, [twelve_hours.clone()]);
+    assert_eq!(expiring(DAY, &[DAY]).await, vec![twelve_hours.clone()]);
     assert_eq!(expiring(WEEK, &[DAY, WEEK]).await, [twelve_hours.clone(), two_days.clone()], "soonest first");
     assert_eq!(expiring(WEEK, &[]).await, [twelve_hours.clone(), two_days.clone()]);
     let limited = store.expiring_api_keys(now, Duration::days(60), &[], 2).await.unwrap();
@@ -611,15 +611,15 @@ pub async fn expiring_keys_are_found_once_per_lead(db: &TestDb) {
         )
     };
     assert_eq!(store.record_webhook_warnings(&[week_warning(&in_two_days, WEEK)]).await.unwrap(), 1);
-    assert_eq!(expiring(WEEK, &[DAY, WEEK]).await, [twelve_hours.clone()]);
-    assert_eq!(expiring(DAY, &[DAY]).await, [twelve_hours.clone()]);
+    assert_eq!(expiring(WEEK, &[DAY, WEEK]).await, vec![twelve_hours.clone()]);
+    assert_eq!(expiring(DAY, &[DAY]).await, vec![twelve_hours.clone()]);
     assert_eq!(expiring(WEEK, &[DAY]).await, [twelve_hours.clone(), two_days.clone()], "only the covered leads count");
 
     // The day's warning of the twelve-hour key covers the week's lead.
     assert_eq!(store.record_webhook_warnings(&[week_warning(&in_twelve_hours, DAY)]).await.unwrap(), 1);
     assert!(expiring(DAY, &[DAY]).await.is_empty());
     assert!(expiring(WEEK, &[DAY, WEEK]).await.is_empty());
-    assert_eq!(expiring(WEEK, &[WEEK]).await, [twelve_hours.clone()]);
+    assert_eq!(expiring(WEEK, &[WEEK]).await, vec![twelve_hours.clone()]);
     assert_eq!(expiring(60 * DAY, &[DAY, WEEK]).await, [found(&organisation, &workspace, &in_a_month)]);
 
     // Once a key expires, it is no longer found.
@@ -762,7 +762,7 @@ pub async fn prune_deletes_only_finished_deliveries_past_the_cutoff(db: &TestDb)
     let t3 = later(&mut world, 10);
     store.create_api_key(&world.api_key(&workspace, "recent")).await.unwrap();
     let new_warning = warning(&organisation, None, "credits.low", "credits.low:new", t3);
-    assert_eq!(store.record_webhook_warnings(&[new_warning.clone()]).await.unwrap(), 1);
+    assert_eq!(store.record_webhook_warnings(std::slice::from_ref(&new_warning)).await.unwrap(), 1);
     let t4 = later(&mut world, 1);
     let recent = claim(&*store, &endpoint, t4, "b").await;
     assert_eq!(recent.len(), 2, "{recent:?}");
