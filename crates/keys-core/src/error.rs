@@ -107,6 +107,8 @@ pub enum CoreError {
     UnknownEventType(String),
     #[error("events must list at least one event type, or be [\"*\"]")]
     NoEventTypes,
+    #[error("events: \"*\" (every event) stands alone: [\"*\"], or a list of event types")]
+    StarAlone,
     #[error("too many {field} (at most {max})")]
     TooMany { field: &'static str, max: usize },
     #[error("status must be 'enabled' or 'disabled'")]

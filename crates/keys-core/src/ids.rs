@@ -108,6 +108,10 @@ prefixed_id!(
     SigningKeyUid, "signing_key_", "signing key"
 );
 prefixed_id!(
+    /// A webhook endpoint's id: `we_<ULID>`.
+    WebhookEndpointId, "we_", "webhook endpoint"
+);
+prefixed_id!(
     /// An organisation signing key (Versori dialect): a bare ULID.
     OrganisationKeyId, "", "organisation key"
 );

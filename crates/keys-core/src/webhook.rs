@@ -8,50 +8,10 @@
 
 use std::fmt;
 
-use rand_core::RngCore;
 use time::{Duration, OffsetDateTime};
 
-use crate::{ulid, Actor, CoreError, Description, OrganisationId, WorkspaceUid};
-
-/// A webhook endpoint's id: `we_<ULID>`.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct WebhookEndpointId(String);
-
-impl WebhookEndpointId {
-    const PREFIX: &'static str = "we_";
-
-    pub fn generate(now: OffsetDateTime, rng: &mut impl RngCore) -> Self {
-        Self(format!("{}{}", Self::PREFIX, ulid(now, rng)))
-    }
-
-    /// An id from a client or from storage: `we_` and 26 Crockford
-    /// base32 characters.
-    pub fn parse(text: &str) -> Result<Self, CoreError> {
-        let ulid = text.strip_prefix(Self::PREFIX).ok_or(CoreError::InvalidId { kind: "webhook endpoint" })?;
-        let crockford = |byte: u8| byte.is_ascii_digit() || (byte.is_ascii_uppercase() && !b"ILOU".contains(&byte));
-        if ulid.len() == 26 && ulid.bytes().all(crockford) {
-            Ok(Self(text.to_owned()))
-        } else {
-            Err(CoreError::InvalidId { kind: "webhook endpoint" })
-        }
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for WebhookEndpointId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for WebhookEndpointId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use crate::ids::WebhookEndpointId;
+use crate::{Actor, CoreError, Description, OrganisationId, WorkspaceUid};
 
 /// The event types that are not audit actions: warnings about what is
 /// about to happen or did happen at verification, stored once each across
@@ -74,7 +34,7 @@ impl EventFilter {
     /// (the audit actions are the store's, the warnings keys-core's).
     pub fn parse(types: &[String], known: impl Fn(&str) -> bool) -> Result<Self, CoreError> {
         if types.iter().any(|name| name == "*") {
-            return if types.len() == 1 { Ok(Self::All) } else { Err(CoreError::UnknownEventType("*".to_owned())) };
+            return if types.len() == 1 { Ok(Self::All) } else { Err(CoreError::StarAlone) };
         }
         if types.is_empty() {
             return Err(CoreError::NoEventTypes);
@@ -190,6 +150,10 @@ impl WebhookUrl {
         }
         if url.fragment().is_some() {
             return Err(CoreError::InvalidWebhookUrl("may not carry a fragment"));
+        }
+        // Normalised (percent-encoded, punycode) it may have grown.
+        if url.as_str().len() > Self::MAX_LEN {
+            return Err(CoreError::InvalidWebhookUrl("is longer than 2048 bytes once percent-encoded"));
         }
         Ok(Self(url.into()))
     }
@@ -360,6 +324,8 @@ mod tests {
             assert!(WebhookUrl::parse(bad, true).is_err(), "{bad}");
         }
         assert!(WebhookUrl::parse(&format!("https://example.com/{}", "a".repeat(2100)), false).is_err());
+        // 1,200 bytes as sent, 3,600 once percent-encoded.
+        assert!(WebhookUrl::parse(&format!("https://example.com/{}", "é".repeat(600)), false).is_err());
     }
 
     #[test]

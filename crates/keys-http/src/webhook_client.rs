@@ -88,9 +88,11 @@ impl WebhookClient {
         let host = url.host_str().ok_or("the endpoint's URL has no host")?.to_owned();
         let port = url.port_or_known_default().ok_or("the endpoint's URL has no port")?;
         let address = self.destination(&host, port).await?;
-        let stream = TcpStream::connect(address).await.map_err(|error| format!("connecting to {address}: {error}"))?;
+        // Errors say what failed, not the kernel's or the peer's words: the
+        // deliveries list must not scan ports for its reader.
+        let stream = TcpStream::connect(address).await.map_err(|_| format!("could not connect to {host}"))?;
         // The address connected to is the one checked.
-        let peer = stream.peer_addr().map_err(|error| format!("connecting to {address}: {error}"))?;
+        let peer = stream.peer_addr().map_err(|_| format!("could not connect to {host}"))?;
         if !self.allow_private && !public(peer.ip()) {
             return Err(format!("{host} is at {}, a private address: refused", peer.ip()));
         }
@@ -113,8 +115,11 @@ impl WebhookClient {
         }
         let request = request.body(Full::new(Bytes::from(body))).map_err(|error| error.to_string())?;
         if https {
-            let name = ServerName::try_from(host.clone()).map_err(|_| format!("{host} is not a TLS server name"))?;
-            let stream = self.tls.connect(name, stream).await.map_err(|error| format!("TLS with {host}: {error}"))?;
+            let name = match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+                Ok(ip) => ServerName::IpAddress(ip.into()),
+                Err(_) => ServerName::try_from(host.clone()).map_err(|_| format!("{host} is not a TLS server name"))?,
+            };
+            let stream = self.tls.connect(name, stream).await.map_err(|_| format!("TLS with {host} failed"))?;
             exchange(TokioIo::new(stream), request).await
         } else {
             exchange(TokioIo::new(stream), request).await
@@ -154,12 +159,12 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(io).await.map_err(|error| format!("HTTP: {error}"))?;
+        hyper::client::conn::http1::handshake(io).await.map_err(|_| "HTTP/1.1 failed".to_owned())?;
     let driver = tokio::spawn(async move {
         let _ = connection.await;
     });
     let result = async {
-        let response = sender.send_request(request).await.map_err(|error| format!("HTTP: {error}"))?;
+        let response = sender.send_request(request).await.map_err(|_| "no HTTP answer".to_owned())?;
         let status = response.status().as_u16();
         // Read a little of the answer, so that the receiver sees it taken;
         // what it says does not matter.
@@ -179,11 +184,14 @@ where
 }
 
 /// Whether an address is on the public internet (see the module
-/// documentation for what is not).
+/// documentation for what is not). An IPv6 address that carries an IPv4
+/// one (mapped, NAT64) is judged by it; the ones that tunnel to an address
+/// keysd cannot see (6to4, Teredo, the deprecated IPv4-compatible form) are
+/// refused whole.
 pub fn public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             !(v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
@@ -192,18 +200,36 @@ pub fn public(ip: IpAddr) -> bool {
                 || v4.is_unspecified()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && (c == 0 || c == 2))
+                || (a == 198 && (b == 18 || b == 19))
+                || (a == 198 && b == 51 && c == 100)
+                || (a == 203 && b == 0 && c == 113)
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            // NAT64 (64:ff9b::/96): the IPv4 address it reaches.
+            if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                let [.., high, low] = segments;
+                let v4 = std::net::Ipv4Addr::from((u32::from(high) << 16) | u32::from(low));
+                return public(IpAddr::V4(v4));
+            }
+            let first = segments[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                || (first & 0xffc0) == 0xfe80
+                || (first & 0xffc0) == 0xfec0
+                || segments[..6] == [0, 0, 0, 0, 0, 0]
+                || segments[..2] == [0x64, 0xff9b]
+                || first == 0x2002
+                || segments[..2] == [0x2001, 0]
+                || segments[..2] == [0x2001, 0x0db8]
+                || segments[..4] == [0x0100, 0, 0, 0])
         }
     }
 }
@@ -254,7 +280,7 @@ mod tests {
         ] {
             assert!(!public(private.parse().expect("an address")), "{private}");
         }
-        for open in ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
+        for open in ["93.184.215.14", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"] {
             assert!(public(open.parse().expect("an address")), "{open}");
         }
     }

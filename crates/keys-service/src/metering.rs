@@ -863,11 +863,14 @@ impl Metering {
         for shared in [entry.key.as_ref(), entry.identity.as_ref()].into_iter().flatten() {
             let state = shared.lock();
             if let Some((remaining, threshold, epoch)) = state.credits_threshold() {
+                if remaining >= threshold {
+                    return None;
+                }
                 let subject = match &state.stored.of {
                     MeterOf::Key(root) => format!("key:{root}"),
                     MeterOf::Identity(external_id) => format!("identity:{external_id}"),
                 };
-                return (remaining < threshold).then_some((subject, epoch, remaining));
+                return Some((subject, epoch, remaining));
             }
         }
         None

@@ -131,6 +131,10 @@ impl Service {
         organisation: &OrganisationId,
         slugs: &[String],
     ) -> ServiceResult<Vec<WorkspaceUid>> {
+        if slugs.is_empty() {
+            let message = "workspaces: name at least one workspace, or null for every workspace";
+            return Err(ServiceError::Invalid(message.to_owned()));
+        }
         if slugs.len() > WebhookEndpoint::MAX_WORKSPACES {
             let max = WebhookEndpoint::MAX_WORKSPACES;
             return Err(StoreError::Refused(keys_core::CoreError::TooMany { field: "workspaces", max }).into());
@@ -352,6 +356,10 @@ struct Pending {
 /// The most warnings waiting at once; more are dropped (and raised again
 /// by the next verification that meets the condition).
 const MAX_PENDING_WARNINGS: usize = 10_000;
+
+/// The most attempts in flight from one process, over every endpoint (each
+/// holds a socket).
+pub const MAX_IN_FLIGHT: usize = 256;
 const MAX_RAISED: usize = 100_000;
 
 impl WebhookState {
@@ -378,13 +386,31 @@ impl WebhookState {
         std::mem::take(&mut pending.queue)
     }
 
-    /// A free place for one more attempt to `endpoint`, if there is one.
+    /// Warnings a failed write took, back at the head of the queue (what
+    /// does not fit is dropped, and forgotten, so that it is raised again).
+    fn put_back(&self, mut warnings: Vec<Warning>) {
+        let mut pending = self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let room = MAX_PENDING_WARNINGS.saturating_sub(pending.queue.len());
+        for dropped in warnings.drain(room.min(warnings.len())..) {
+            pending.raised.remove(&dropped.dedupe);
+        }
+        warnings.append(&mut pending.queue);
+        pending.queue = warnings;
+    }
+
+    /// How many more attempts to `endpoint` may start: its own room, and
+    /// the process's ([`MAX_IN_FLIGHT`]).
     fn enter(&self, endpoint: &WebhookEndpointId, limit: usize) -> usize {
         let in_flight = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        limit.saturating_sub(in_flight.get(endpoint).copied().unwrap_or(0))
+        let total: usize = in_flight.values().sum();
+        let own = limit.saturating_sub(in_flight.get(endpoint).copied().unwrap_or(0));
+        own.min(MAX_IN_FLIGHT.saturating_sub(total))
     }
 
     fn add(&self, endpoint: &WebhookEndpointId, count: usize) {
+        if count == 0 {
+            return;
+        }
         let mut in_flight = self.in_flight.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         *in_flight.entry(endpoint.clone()).or_default() += count;
     }
@@ -397,6 +423,19 @@ impl WebhookState {
                 in_flight.remove(endpoint);
             }
         }
+    }
+}
+
+/// An attempt's place in its endpoint's room, given back when dropped.
+struct Place<'a> {
+    service: &'a Service,
+    endpoint: &'a WebhookEndpointId,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        self.service.webhooks.leave(self.endpoint);
+        self.service.webhooks.wake.notify_one();
     }
 }
 
@@ -448,7 +487,7 @@ impl Service {
                 at: keys_core::timestamp(now),
             });
         };
-        let external_id = key.profile.external_id.as_ref().map(|id| id.as_str().to_owned());
+        let external_id = || key.profile.external_id.as_ref().map(|id| id.as_str());
         if admitted && key.status() == keys_core::ApiKeyStatus::Rolled {
             let hour = now.unix_timestamp().div_euclid(3600);
             let data = || {
@@ -477,7 +516,7 @@ impl Service {
                     serde_json::json!({
                         "key_id": key.id.as_str(),
                         "workspace": workspace.slug.as_str(),
-                        "external_id": external_id,
+                        "external_id": external_id(),
                         "owner": owner,
                         "name": name.as_str(),
                         "limit": line.limit,
@@ -494,7 +533,7 @@ impl Service {
                         serde_json::json!({
                             "key_id": key.id.as_str(),
                             "workspace": workspace.slug.as_str(),
-                            "external_id": external_id,
+                            "external_id": external_id(),
                             "subject": subject,
                             "remaining": remaining,
                         })
@@ -537,9 +576,17 @@ impl Service {
             if let Err(error) = service.scan_expiring_keys().await {
                 tracing::warn!(%error, "the expiring keys' scan failed; retrying");
             }
+            // In bounded rounds, until one finds less than a full batch.
             let before = service.now() - RETENTION;
-            if let Err(error) = service.store.prune_webhooks(before, 10_000).await {
-                tracing::warn!(%error, "pruning webhook deliveries failed; retrying");
+            for _ in 0..100 {
+                match service.store.prune_webhooks(before, 10_000).await {
+                    Ok(pruned) if pruned >= 10_000 => {}
+                    Ok(_) => break,
+                    Err(error) => {
+                        tracing::warn!(%error, "pruning webhook deliveries failed; retrying");
+                        break;
+                    }
+                }
             }
         });
         WebhookTasks { tasks: vec![deliverer, scan] }
@@ -548,7 +595,14 @@ impl Service {
     /// Stores the warnings raised since the last call.
     pub async fn store_warnings(&self) -> ServiceResult<u64> {
         let warnings = self.webhooks.take();
-        Ok(self.store.record_webhook_warnings(&warnings).await?)
+        match self.store.record_webhook_warnings(&warnings).await {
+            Ok(stored) => Ok(stored),
+            Err(error) => {
+                // They wait for the next call (within the queue's bound).
+                self.webhooks.put_back(warnings);
+                Err(error.into())
+            }
+        }
     }
 
     /// Raises `api_key.expiring` for each live key that crossed a lead
@@ -608,16 +662,23 @@ impl Service {
         self: &Arc<Self>,
         outbound: &Arc<dyn Outbound>,
     ) -> ServiceResult<Vec<tokio::task::JoinHandle<()>>> {
-        let now = self.now();
         let limit = self.config.webhooks.in_flight_per_endpoint.max(1);
         let mut started = Vec::new();
         let claim = format!("{:016x}", self.rng().next_u64());
-        for endpoint in self.store.due_webhook_endpoints(now, 100).await? {
+        let mut due = self.store.due_webhook_endpoints(self.now(), 10_000).await?;
+        // No endpoint always first: a pass that runs out of room mid-way
+        // leaves a different one behind each time.
+        let offset = usize::try_from(self.rng().next_u32()).unwrap_or(0) % due.len().max(1);
+        due.rotate_left(offset);
+        for endpoint in due {
             let room = self.webhooks.enter(&endpoint, limit);
             if room == 0 {
                 continue;
             }
             let room = u32::try_from(room).unwrap_or(u32::MAX);
+            // The claim runs from now, not from the pass's start: a slow
+            // pass never hands out a claim shorter than CLAIM.
+            let now = self.now();
             let claimed = self.store.claim_webhook_deliveries(&endpoint, now, now + CLAIM, &claim, room).await?;
             let Some((stored, deliveries)) = claimed else { continue };
             self.webhooks.add(&endpoint, deliveries.len());
@@ -626,12 +687,12 @@ impl Service {
                 let (service, outbound, stored, claim) =
                     (Arc::clone(self), Arc::clone(outbound), Arc::clone(&stored), claim.clone());
                 started.push(tokio::spawn(async move {
-                    let endpoint = stored.endpoint.id.clone();
+                    // Gives the endpoint's place back however the attempt
+                    // ends (a panic included), and wakes the deliverer.
+                    let _place = Place { service: &service, endpoint: &stored.endpoint.id };
                     if let Err(error) = service.attempt(&outbound, &stored, delivery, &claim).await {
-                        tracing::warn!(%error, endpoint = %endpoint, "recording a webhook attempt failed");
+                        tracing::warn!(%error, endpoint = %stored.endpoint.id, "recording a webhook attempt failed");
                     }
-                    service.webhooks.leave(&endpoint);
-                    service.webhooks.wake.notify_one();
                 }));
             }
         }
@@ -702,5 +763,54 @@ impl Service {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warning(dedupe: &str) -> Warning {
+        Warning {
+            organisation_id: OrganisationId::parse("01J0000000000000000000000A").expect("id"),
+            workspace: None,
+            kind: "credits.low",
+            dedupe: dedupe.to_owned(),
+            data: "{}".to_owned(),
+            at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_warning_is_queued_once_and_a_failed_write_puts_it_back() {
+        let state = WebhookState::default();
+        let at = OffsetDateTime::UNIX_EPOCH;
+        state.raise("a".to_owned(), at, |dedupe| warning(&dedupe));
+        state.raise("a".to_owned(), at, |_| panic!("not built twice"));
+        state.raise("b".to_owned(), at, |dedupe| warning(&dedupe));
+        let taken = state.take();
+        assert_eq!(taken.iter().map(|warning| warning.dedupe.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        state.raise("c".to_owned(), at, |dedupe| warning(&dedupe));
+        // The write failed: what it took comes back first, and is still
+        // remembered as raised.
+        state.put_back(taken);
+        let again = state.take();
+        assert_eq!(again.iter().map(|warning| warning.dedupe.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        state.raise("a".to_owned(), at, |_| panic!("still raised"));
+    }
+
+    #[test]
+    fn rooms_are_per_endpoint_and_bounded_over_all() {
+        let state = WebhookState::default();
+        let one = WebhookEndpointId::parse("we_01J00000000000000000000001").expect("id");
+        let two = WebhookEndpointId::parse("we_01J00000000000000000000002").expect("id");
+        assert_eq!(state.enter(&one, 4), 4);
+        state.add(&one, 4);
+        assert_eq!(state.enter(&one, 4), 0);
+        assert_eq!(state.enter(&two, 4), 4);
+        state.add(&two, MAX_IN_FLIGHT - 5);
+        assert_eq!(state.enter(&two, MAX_IN_FLIGHT), 1, "the process's bound");
+        state.leave(&one);
+        assert_eq!(state.enter(&one, 4), 1);
     }
 }

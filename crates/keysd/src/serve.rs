@@ -139,14 +139,15 @@ pub struct ServeArgs {
     #[arg(long, env = "KEYSD_WEBHOOK_CA_FILE", value_name = "FILE")]
     pub webhook_ca_file: Option<std::path::PathBuf>,
     /// Lead times of `api_key.expiring`, in hours before a key's
-    /// `expires_at` (repeatable; default 168 and 24: a week and a day).
+    /// `expires_at`, up to 30 days, the warnings' retention (repeatable;
+    /// default 168 and 24: a week and a day).
     #[arg(
         long = "webhook-expiry-warning-hours",
         env = "KEYSD_WEBHOOK_EXPIRY_WARNING_HOURS",
         value_delimiter = ',',
         value_name = "HOURS",
         default_values_t = [168_u32, 24],
-        value_parser = clap::value_parser!(u32).range(1..=8784)
+        value_parser = clap::value_parser!(u32).range(1..=720)
     )]
     pub webhook_expiry_warning_hours: Vec<u32>,
     /// Webhook attempts in flight to one endpoint from this process, so

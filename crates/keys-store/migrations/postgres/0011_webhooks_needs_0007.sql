@@ -61,7 +61,9 @@ CREATE TABLE webhook_deliveries (
     CHECK ((state = 'pending') = (next_attempt_at IS NOT NULL)),
     UNIQUE (endpoint_id, message_id)
 );
-CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+-- What is due, per endpoint: the deliverer asks each enabled endpoint
+-- (one probe each), never the whole backlog.
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (endpoint_id, next_attempt_at) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_finished_idx ON webhook_deliveries (finished_at) WHERE state <> 'pending';
 
 CREATE TABLE webhook_attempts (

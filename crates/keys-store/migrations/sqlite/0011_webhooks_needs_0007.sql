@@ -48,7 +48,7 @@ CREATE TABLE webhook_deliveries (
     CHECK ((state = 'pending') = (next_attempt_at IS NOT NULL)),
     UNIQUE (endpoint_id, message_id)
 ) STRICT;
-CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (endpoint_id, next_attempt_at) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_finished_idx ON webhook_deliveries (finished_at) WHERE state <> 'pending';
 
 CREATE TABLE webhook_attempts (

@@ -129,12 +129,13 @@ lookups! {
         select(ENDPOINT, "webhook_endpoints WHERE id = $1 AND status = 'enabled'"),
         [text(id.as_str())], decode_endpoint;
 
-    /// Enabled endpoints with a delivery due that nobody holds.
+    /// Enabled endpoints with a delivery due that nobody holds: one probe
+    /// of `webhook_deliveries_due_idx` per enabled endpoint, whatever the
+    /// backlog (a disabled endpoint's pending rows are never read).
     due_webhook_endpoints(now: OffsetDateTime, limit: u32) -> Vec<WebhookEndpointId> =
-        "SELECT DISTINCT d.endpoint_id FROM webhook_deliveries d \
-         JOIN webhook_endpoints ep ON ep.id = d.endpoint_id \
-         WHERE d.state = 'pending' AND d.next_attempt_at <= $1 \
-           AND (d.claimed_until IS NULL OR d.claimed_until < $1) AND ep.status = 'enabled' LIMIT $2".to_owned(),
+        "SELECT ep.id AS endpoint_id FROM webhook_endpoints ep WHERE ep.status = 'enabled' AND EXISTS (\
+             SELECT 1 FROM webhook_deliveries d WHERE d.endpoint_id = ep.id AND d.state = 'pending' \
+             AND d.next_attempt_at <= $1 AND (d.claimed_until IS NULL OR d.claimed_until < $1)) LIMIT $2".to_owned(),
         [time(now), Value::Integer(i64::from(limit))],
         |row| rows::parsed(WebhookEndpointId::parse(&row.text("endpoint_id")?), "endpoint_id");
 
@@ -226,9 +227,11 @@ pub async fn finish_webhook_attempt<C: Sql + ?Sized>(
     sql: &mut C,
     attempt: &FinishedAttempt,
 ) -> StoreResult<Option<OffsetDateTime>> {
+    // Only while the delivery exists: its endpoint may have been deleted
+    // during the attempt (the delete took its deliveries with it).
     const RECORD: &str =
         "INSERT INTO webhook_attempts (delivery_id, endpoint_id, at, status_code, error, duration_ms) \
-                          VALUES ($1, $2, $3, $4, $5, $6)";
+         SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)";
     const MOVE: &str = "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $2, next_attempt_at = $3, \
                         finished_at = $4, claimed_until = NULL, claim = NULL WHERE id = $1 AND claim = $5";
     const SUCCEEDED: &str = "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1";
