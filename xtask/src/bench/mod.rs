@@ -78,6 +78,18 @@ pub struct Options {
 pub enum Only {
     /// The hello baseline started and figure 10 (metering).
     Metering,
+    /// Figure 11 (webhooks).
+    Webhooks,
+}
+
+impl Only {
+    /// The figure's number.
+    pub fn figure(self) -> u32 {
+        match self {
+            Self::Metering => 10,
+            Self::Webhooks => 11,
+        }
+    }
 }
 
 impl Options {
@@ -173,7 +185,8 @@ impl Options {
                 "--only" => {
                     options.only = match value()?.as_str() {
                         "metering" => Some(Only::Metering),
-                        other => bail!("--only takes metering, got {other:?}"),
+                        "webhooks" => Some(Only::Webhooks),
+                        other => bail!("--only takes metering or webhooks, got {other:?}"),
                     }
                 }
                 other => bail!("unknown flag {other}\n{USAGE}"),
@@ -225,7 +238,8 @@ usage: cargo xtask bench [--quick] [flags]
   --usage-keys N          keys with a month of hourly usage in the usage-query figure (default 100000, quick 10000)
   --usage-active-keys N   keys verified once each to measure the usage writer's rows and bytes (default 10000)
   --out DIR               where BENCHMARKS.md and benchmarks.json go (default docs/)
-  --only metering         only the hello baseline and figure 10 (metering); prints its rows, writes no file";
+  --only metering         only the hello baseline and figure 10 (metering); prints its rows, writes no file
+  --only webhooks         only figure 11 (webhooks); prints its rows, writes no file";
 
 /// `cargo xtask bench ARGS`: builds in release, then runs the release build
 /// of this tool (a debug load generator would measure itself).
@@ -264,10 +278,10 @@ pub fn main(args: &[String]) -> Result<()> {
         .enable_all()
         .build()
         .context("tokio runtime")?;
-    if options.only == Some(Only::Metering) {
-        let results = runtime.block_on(figures::run_metering_only(&options, &keysd))?;
+    if let Some(only) = options.only {
+        let results = runtime.block_on(figures::run_only(&options, &keysd, only))?;
         drop(runtime);
-        report::print_only(&options, &results);
+        report::print_only(&options, &results, only);
         eprintln!("bench: done in {:.0} s; --only writes no file", started.elapsed().as_secs_f64());
         return Ok(());
     }
@@ -354,6 +368,8 @@ mod tests {
         assert_eq!((full.only, options.only), (None, None));
         let only = Options::parse(&args(&["--quick", "--only", "metering"])).expect("parses");
         assert_eq!(only.only, Some(Only::Metering));
+        let only = Options::parse(&args(&["--quick", "--only", "webhooks"])).expect("parses");
+        assert_eq!(only.only, Some(Only::Webhooks));
         assert!(Options::parse(&args(&["--only", "usage"])).is_err());
     }
 

@@ -163,8 +163,20 @@ pub fn start_keysd_replica(
     database_url: &str,
     log: &Path,
 ) -> Result<Server> {
+    start_keysd_replica_with(binary, name, first, database_url, log, &[])
+}
+
+/// [`start_keysd_replica`] with these extra flags.
+pub fn start_keysd_replica_with(
+    binary: &Path,
+    name: &str,
+    first: &Server,
+    database_url: &str,
+    log: &Path,
+    flags: &[&str],
+) -> Result<Server> {
     let mut command = Command::new(binary);
-    command.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url]);
+    command.args(["serve", "--listen", "127.0.0.1:0", "--database-url", database_url]).args(flags);
     command.args(["--max-keys-per-workspace", BENCH_KEYS_PER_WORKSPACE]);
     command.env_remove("KEYSD_LISTEN").env_remove("KEYSD_DATABASE_URL");
     let mut server = spawn_server(name, command, log)?;

@@ -234,11 +234,23 @@ pub async fn finish_webhook_attempt<C: Sql + ?Sized>(
          SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM webhook_deliveries WHERE id = $1)";
     const MOVE: &str = "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $2, next_attempt_at = $3, \
                         finished_at = $4, claimed_until = NULL, claim = NULL WHERE id = $1 AND claim = $5";
-    const SUCCEEDED: &str = "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1";
-    const FAILED: &str = "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1";
+    // Only when the run of failures starts or ends: a healthy endpoint's
+    // row is not written (nor locked) by every attempt, which would
+    // serialise the attempts of every replica to it.
+    const SUCCEEDED: &str =
+        "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL";
+    const FAILED: &str = "UPDATE webhook_endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL";
     const SINCE: &str = "SELECT failing_since FROM webhook_endpoints WHERE id = $1";
     let delivery = Value::Integer(attempt.delivery_id);
     let endpoint = text(attempt.endpoint_id.as_str());
+    // The endpoint's row first, then the delivery's: the order a delete of
+    // the endpoint takes them in (its row, then the cascade), so that the
+    // two never wait for each other in a circle.
+    let run = match attempt.outcome {
+        AttemptOutcome::Delivered => statement(SUCCEEDED, &[&[endpoint]]),
+        _ => statement(FAILED, &[&[endpoint, time(attempt.at)]]),
+    };
+    sql.execute(run).await.map_err(database)?;
     let duration = Value::Integer(i64::try_from(attempt.duration.whole_milliseconds()).unwrap_or(i64::MAX).max(0));
     let status = Value::Integer(attempt.status_code.map_or(-1, i64::from));
     let error = Value::Text(attempt.error.as_deref());
@@ -254,11 +266,6 @@ pub async fn finish_webhook_attempt<C: Sql + ?Sized>(
     };
     let moved = [delivery, text(state), Value::Time(next), Value::Time(finished), text(&attempt.claim)];
     sql.execute(statement(MOVE, &[&moved])).await.map_err(database)?;
-    let run = match attempt.outcome {
-        AttemptOutcome::Delivered => statement(SUCCEEDED, &[&[endpoint]]),
-        _ => statement(FAILED, &[&[endpoint, time(attempt.at)]]),
-    };
-    sql.execute(run).await.map_err(database)?;
     let since = one(sql, statement(SINCE, &[&[endpoint]]), |row| row.optional_time("failing_since")).await?;
     Ok(since.flatten())
 }

@@ -1,7 +1,8 @@
 //! The figures of the benchmark, each beside its baseline: one module per
 //! group of figures, by what it measures (verification throughput, growing
 //! sizes: key counts and audit pages, JWT verification, key creation,
-//! management writes, the import of foreign keys, usage counts, metering),
+//! management writes, the import of foreign keys, usage counts, metering,
+//! webhooks),
 //! what they share in [`drive`] and [`results`], the machine and its crypto
 //! floors in [`machine`]. Memory (figure 6) is sampled here, between the
 //! figures.
@@ -16,6 +17,7 @@ mod results;
 mod scaling;
 mod usage;
 mod verification;
+mod webhooks;
 mod writes;
 
 use std::path::Path;
@@ -24,7 +26,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::procs::{self, ScratchDatabase, TempDir};
-use super::{admin_url, random_suffix, Options};
+use super::{admin_url, random_suffix, Only, Options};
 use drive::{memory_of, progress};
 
 pub use creation::RSA_POOL_SIZE;
@@ -34,16 +36,19 @@ pub use results::{
     paired_ratios, round, CliRun, Import, ImportRun, MemorySample, Results, Series, SharedLimit, UsageWrites,
 };
 pub use usage::{BUCKETS_PER_KEY_PER_DAY, RETAINED_BUCKETS_PER_KEY};
+pub use webhooks::{backlog_events, DEFAULT_IN_FLIGHT, WIDE_IN_FLIGHT, WRITER_KEYS, WRITER_LEAD, WRITER_RATE};
 
-/// `--only metering`: the hello baseline started (and its idle memory
-/// read) and figure 10, nothing else.
-pub async fn run_metering_only(options: &Options, keysd: &Path) -> Result<Results> {
+/// `--only`: one group of figures, nothing else: `metering`, the hello
+/// baseline started (and its idle memory read) and figure 10; `webhooks`,
+/// figure 11.
+pub async fn run_only(options: &Options, keysd: &Path, only: Only) -> Result<Results> {
     let mut results = Results { machine: machine::machine(), keysd_built: built(keysd), ..Results::default() };
     progress(&format!(
-        "{} cores, {}; {} mode, figure 10 only: {} runs of {} s, concurrency {}",
+        "{} cores, {}; {} mode, figure {} only: {} runs of {} s, concurrency {}",
         results.machine.cores,
         results.machine.cpu,
         if options.quick { "quick" } else { "full" },
+        only.figure(),
         options.runs,
         options.duration.as_secs(),
         options.concurrency
@@ -51,11 +56,16 @@ pub async fn run_metering_only(options: &Options, keysd: &Path) -> Result<Result
     let suffix = random_suffix();
     let temp = TempDir::new(&suffix)?;
     let admin = admin_url();
-    let hello = procs::start_hello(&temp.path.join("hello.log"))?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    results.idle.push(memory_of(&hello, "start")?);
-    metering::metering(options, &mut results, keysd, &admin, &temp).await?;
-    drop(hello);
+    match only {
+        Only::Metering => {
+            let hello = procs::start_hello(&temp.path.join("hello.log"))?;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            results.idle.push(memory_of(&hello, "start")?);
+            metering::metering(options, &mut results, keysd, &admin, &temp).await?;
+            drop(hello);
+        }
+        Only::Webhooks => webhooks::webhooks(options, &mut results, keysd, &admin, &temp).await?,
+    }
     drop(temp);
     Ok(results)
 }
@@ -159,6 +169,8 @@ pub async fn run_all(options: &Options, keysd: &Path) -> Result<Results> {
     usage::usage_writes(options, &mut results, keysd, &admin, &temp).await?;
 
     metering::metering(options, &mut results, keysd, &admin, &temp).await?;
+
+    webhooks::webhooks(options, &mut results, keysd, &admin, &temp).await?;
 
     // Guards stop the servers, drop the database and remove the directory,
     // in this order (reverse declaration order).

@@ -239,6 +239,96 @@ pub struct Results {
     /// work per metered verification, the memory per metered key, and two
     /// replicas sharing a limit and a balance.
     pub metering: Metering,
+    /// Figure 11, webhooks: the deliverer draining a backlog, one endpoint's
+    /// cost to a management write, and a busy deliverer beside
+    /// verification.
+    pub webhooks: Webhooks,
+}
+
+/// Figure 11: what webhook delivery achieves and what it costs.
+#[derive(Debug, Clone, Default)]
+pub struct Webhooks {
+    /// 11a. One backlog drained per bound of attempts in flight and count
+    /// of replicas.
+    pub drains: Vec<WebhookDrain>,
+    /// 11b. Sequential API-key PATCHes without and with one endpoint, per
+    /// store.
+    pub patch: Vec<PatchLatency>,
+    /// 11c. Verification beside the writer at `writer_rate`, with one
+    /// endpoint (busy) and with none (idle), run for run in the same
+    /// rounds; the writer's PATCHes of each run.
+    pub busy: Series,
+    pub idle: Series,
+    pub busy_writes: Series,
+    pub idle_writes: Series,
+    /// Events the receiver had during each busy run's verifications, and
+    /// the deliveries pending at its end.
+    pub busy_delivered: Vec<u64>,
+    pub busy_pending_after: Vec<u64>,
+    /// The mean and longest `duration_ms` of the busy endpoint's attempts,
+    /// per run (keysd's own timing of each POST).
+    pub busy_attempt_ms: Vec<f64>,
+    pub busy_attempt_max_ms: Vec<u64>,
+    pub writer_rate: f64,
+}
+
+/// Figure 11a: `events` audit events inserted in one transaction while
+/// `replicas` keysd with `--webhook-in-flight-per-endpoint in_flight` ran,
+/// delivered to the receiver.
+#[derive(Debug, Clone, Default)]
+pub struct WebhookDrain {
+    pub store: String,
+    pub replicas: usize,
+    pub in_flight: u32,
+    pub events: u64,
+    /// The insert (psql, one statement).
+    pub insert_seconds: f64,
+    /// From the insert's commit until the receiver had the last event.
+    pub seconds: f64,
+    /// What the receiver counted: requests, distinct `webhook-id`s, and
+    /// requests without one.
+    pub requests: u64,
+    pub distinct: u64,
+    pub without_id: u64,
+    /// The backlog's deliveries as the database has them afterwards, and
+    /// the attempts recorded for them.
+    pub delivered: u64,
+    pub failed: u64,
+    pub pending: u64,
+    pub attempts: u64,
+    /// The mean of the attempts' `duration_ms` (keysd's own timing of
+    /// each POST, whole milliseconds).
+    pub attempt_ms: f64,
+    /// CPU time of each replica over the drain.
+    pub replica_cpu_seconds: Vec<f64>,
+    /// Why the drain did not finish.
+    pub error: Option<String>,
+}
+
+impl WebhookDrain {
+    pub fn per_second(&self) -> f64 {
+        if self.seconds > 0.0 {
+            self.distinct as f64 / self.seconds
+        } else {
+            f64::NAN
+        }
+    }
+
+    /// Requests beyond the first of each id.
+    pub fn duplicates(&self) -> u64 {
+        self.requests.saturating_sub(self.distinct + self.without_id)
+    }
+}
+
+/// Figure 11b on one store: the PATCH runs without and with one endpoint,
+/// alternating, and the events the receiver had during each run with one.
+#[derive(Debug, Clone, Default)]
+pub struct PatchLatency {
+    pub store: String,
+    pub without: Series,
+    pub with: Series,
+    pub delivered: Vec<u64>,
+    pub pending_after: Vec<u64>,
 }
 
 /// Figure 10: what metering costs and how closely two replicas hold a

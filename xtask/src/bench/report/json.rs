@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 
 use super::row::{Row, Stamp};
-use crate::bench::figures::{memory_keys, round, steady_windows, Results};
+use crate::bench::figures::{backlog_events, memory_keys, round, steady_windows, Results, WRITER_RATE};
 use crate::bench::Options;
 
 pub(super) fn document(options: &Options, results: &Results, rows: &[Row], stamp: &Stamp) -> Value {
@@ -41,6 +41,8 @@ pub(super) fn document(options: &Options, results: &Results, rows: &[Row], stamp
             "usage_active_keys": options.usage_active_keys,
             "metering_memory_keys": memory_keys(options.quick),
             "metering_steady_windows": steady_windows(options.quick),
+            "webhook_backlog_events": backlog_events(options.quick),
+            "webhook_writer_rate_per_second": WRITER_RATE,
         },
         "openssl": {
             "version": results.openssl.version,

@@ -3,7 +3,8 @@
 
 use super::row::{thousands, Row, Stamp};
 use crate::bench::figures::{
-    Results, BURST_TIMES, GRANTED_CREDITS, OVERLOAD, RSA_POOL_SIZE, SHARED_LIMIT, SHARED_SECONDS,
+    backlog_events, Results, BURST_TIMES, DEFAULT_IN_FLIGHT, GRANTED_CREDITS, OVERLOAD, RSA_POOL_SIZE, SHARED_LIMIT,
+    SHARED_SECONDS, WIDE_IN_FLIGHT, WRITER_KEYS, WRITER_LEAD, WRITER_RATE,
 };
 use crate::bench::Options;
 use std::fmt::Write as _;
@@ -75,6 +76,11 @@ pub(super) fn markdown(options: &Options, results: &Results, rows: &[Row], stamp
         ("API-key create, PostgreSQL", &results.writes_keysd),
         ("API-key verification, PostgreSQL, a metered key (figure 10)", &results.metering.metered),
         ("API-key verification, PostgreSQL, an unmetered key (figure 10's baseline)", &results.metering.unmetered),
+        ("API-key verification, PostgreSQL, beside a busy webhook deliverer (figure 11c)", &results.webhooks.busy),
+        (
+            "API-key verification, PostgreSQL, beside an idle webhook deliverer (figure 11c's baseline)",
+            &results.webhooks.idle,
+        ),
     ] {
         let _ = writeln!(
             md,
@@ -262,6 +268,46 @@ pub(super) fn markdown(options: &Options, results: &Results, rows: &[Row], stamp
         burst = thousands((BURST_TIMES * SHARED_LIMIT) as f64),
         half = (options.concurrency / 2).max(1),
         granted = thousands(GRANTED_CREDITS as f64),
+    );
+    let _ = writeln!(
+        md,
+        "Added for webhooks (figure 11, docs/WEBHOOKS.md):\n\n\
+         - The receiver: a minimal hyper HTTP/1.1 server in the bench process, on a thread of its own (its own \
+         tokio runtime, apart from the load generator's), that reads each request and answers 200 with no body, \
+         counting the requests and the distinct `webhook-id`s. Every keysd of the figure runs with \
+         `--webhook-allow-private-destinations` (its endpoints are `http://127.0.0.1:…/hook`); keysd opens a \
+         connection per attempt.\n\
+         - 11a. A fresh PostgreSQL database; a keysd bootstraps it and makes one endpoint subscribed to `[\"*\"]`, \
+         then stops once the endpoint's own creation was delivered. For `--webhook-in-flight-per-endpoint` {f1} \
+         (keysd's default) and {f2}, and for one and two replicas (`keysd serve` on that database, the bound on \
+         each), the bench inserts {events} audit events with SQL in one statement (one transaction, as the \
+         pipeline writes them, `api_key.generated`), so that the database's trigger writes one delivery each while \
+         the replicas run; the time is from that statement's return (its commit) to the receiver's first request \
+         bearing the last new `webhook-id` (it includes the deliverer's wait for its next poll, at most 250 ms). \
+         Deliveries/s is the events over that time; duplicates are the requests beyond one per `webhook-id`; the \
+         deliveries' states and attempts are read from the database afterwards. The two-replica rows are beside \
+         the one-replica row at the same bound; no target but every event delivered once.\n\
+         - 11b. A fresh keysd on PostgreSQL (a database of its own), then one on SQLite; one API key whose name is \
+         PATCHed (`PATCH /v1/staging/ws_api_key/<id>/`, 202, one `api_key.updated` event each) back to back from \
+         one connection; the runs alternate: no endpoint, then one endpoint subscribed to `[\"*\"]` (made just \
+         before the run; after it, disabled, and deleted once none of its deliveries is claimed), so the same \
+         process delivers the PATCHes of those runs meanwhile. The ratios are the medians of the per-run ratios \
+         of p50 and of p99; the deliveries the receiver had during those runs and the deliveries pending at their \
+         ends say whether the deliverer kept up.\n\
+         - 11c. The PostgreSQL keysd of 11b; `POST /v1/verify/api_key/` with one valid key from {c} connections (as figure 1), \
+         while a writer PATCHes {keys} other keys in turn at {rate:.0}/s (open loop, from {lead} ms before the run \
+         to just after it); the runs alternate, in the same rounds: one endpoint subscribed to `[\"*\"]` (the \
+         deliverer busy delivering every PATCH; made before the run, removed after it as in 11b), then none (the \
+         deliverer idle, the same PATCHes). The receiver works in the bench process in the busy runs only. The \
+         ratio is the median of the per-run ratios; the events the receiver had during the busy runs' \
+         verifications, and the deliveries pending at their ends, are reported beside it.\n",
+        f1 = DEFAULT_IN_FLIGHT,
+        f2 = WIDE_IN_FLIGHT,
+        events = thousands(backlog_events(options.quick) as f64),
+        c = options.concurrency,
+        keys = WRITER_KEYS,
+        rate = WRITER_RATE,
+        lead = WRITER_LEAD.as_millis(),
     );
     let _ = writeln!(md, "Nothing in the test suite asserts a time; these figures are only reported.");
     md

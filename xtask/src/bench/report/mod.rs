@@ -1,8 +1,8 @@
 //! Writes `BENCHMARKS.md` (the table) and `benchmarks.json` (everything):
 //! the rows of each group of figures, each beside its baseline, in
 //! [`verification`], [`scaling`], [`jwt`], [`creation`], [`writes`],
-//! [`memory`], [`import`], [`usage`] and [`metering`]; how a row is written in
-//! [`row`]; the two files in [`markdown`] and [`json`].
+//! [`memory`], [`import`], [`usage`], [`metering`] and [`webhooks`]; how a
+//! row is written in [`row`]; the two files in [`markdown`] and [`json`].
 
 mod creation;
 mod import;
@@ -15,6 +15,7 @@ mod row;
 mod scaling;
 mod usage;
 mod verification;
+mod webhooks;
 mod writes;
 
 use std::time::Duration;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::figures::Results;
-use super::{display, Options};
+use super::{display, Only, Options};
 use row::{Row, Stamp};
 
 fn rows(options: &Options, results: &Results) -> Vec<Row> {
@@ -41,13 +42,17 @@ fn rows(options: &Options, results: &Results) -> Vec<Row> {
     import::rows(&mut rows, results);
     usage::rows(&mut rows, results);
     metering::rows(&mut rows, options, results);
+    webhooks::rows(&mut rows, options, results);
     rows
 }
 
-/// `--only metering`: figure 10's rows, printed; no file is written.
-pub fn print_only(options: &Options, results: &Results) {
+/// `--only`: the rows of its figure, printed; no file is written.
+pub fn print_only(options: &Options, results: &Results, only: Only) {
     let mut rows = Vec::new();
-    metering::rows(&mut rows, options, results);
+    match only {
+        Only::Metering => metering::rows(&mut rows, options, results),
+        Only::Webhooks => webhooks::rows(&mut rows, options, results),
+    }
     print(&rows);
 }
 
