@@ -223,6 +223,12 @@ pub fn next_attempt(attempts: u32, failed_at: OffsetDateTime, jitter: f64) -> Op
     Some(failed_at + *wait * (1.0 + 0.2 * jitter))
 }
 
+/// Whether a balance is low (`credits.low`): below 10 % of `basis`, its
+/// refill amount, or its last set value when it has no refill.
+pub fn credits_low(remaining: u64, basis: u64) -> bool {
+    remaining < basis / 10
+}
+
 /// Whether an endpoint failing since `failing_since` is to be disabled now.
 pub fn failed_too_long(failing_since: Option<OffsetDateTime>, now: OffsetDateTime) -> bool {
     failing_since.is_some_and(|since| now - since >= DISABLE_AFTER)
@@ -341,6 +347,11 @@ mod tests {
         assert!(at - start >= Duration::hours(24), "the last attempt comes {:?} after the first", at - start);
         assert_eq!(attempts as usize, RETRY_SCHEDULE.len() + 1);
         assert_eq!(next_attempt(0, start, 0.5), None);
+    }
+
+    #[test]
+    fn credits_are_low_below_a_tenth_of_their_basis() {
+        assert!(credits_low(9, 100) && !credits_low(10, 100) && !credits_low(0, 0));
     }
 
     #[test]

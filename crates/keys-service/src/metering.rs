@@ -180,14 +180,14 @@ impl Subject {
         }
     }
 
-    /// The balance shown and the `credits.low` threshold (10 % of the
-    /// refill amount, else of the epoch's first balance), when the
-    /// subject spends credits.
-    fn credits_threshold(&self) -> Option<(u64, u64, u64)> {
+    /// The balance shown, what `credits.low` measures it against (the
+    /// refill amount, else the epoch's first balance) and the epoch, when
+    /// the subject spends credits.
+    fn credits_basis(&self) -> Option<(u64, u64, u64)> {
         let rule = self.stored.meter.credits?;
         let remaining = self.credits_shown()?;
         let basis = rule.refill.map_or(self.basis.1, |refill| refill.amount());
-        Some((remaining, basis / 10, self.stored.pool.epoch()))
+        Some((remaining, basis, self.stored.pool.epoch()))
     }
 
     /// The meter read again: a slice of an older epoch is void (a set or a
@@ -862,8 +862,8 @@ impl Metering {
         let entry = self.keys.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()?;
         for shared in [entry.key.as_ref(), entry.identity.as_ref()].into_iter().flatten() {
             let state = shared.lock();
-            if let Some((remaining, threshold, epoch)) = state.credits_threshold() {
-                if remaining >= threshold {
+            if let Some((remaining, basis, epoch)) = state.credits_basis() {
+                if !keys_core::webhook::credits_low(remaining, basis) {
                     return None;
                 }
                 let subject = match &state.stored.of {

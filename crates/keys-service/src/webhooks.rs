@@ -70,12 +70,6 @@ impl Default for WebhookConfig {
     }
 }
 
-/// Every event type an endpoint may subscribe to: each audit action and
-/// each warning.
-pub fn event_types() -> Vec<&'static str> {
-    AuditAction::ALL.iter().map(|action| action.as_str()).chain(WARNING_TYPES).collect()
-}
-
 fn known_event_type(name: &str) -> bool {
     AuditAction::parse(name).is_some() || WARNING_TYPES.contains(&name)
 }

@@ -298,6 +298,23 @@ pub async fn deliveries_follow_each_endpoints_subscription(db: &TestDb) {
     assert_eq!(seen(&claimed), expected_of(&[alpha_key]));
     assert!(!message_ids(&claimed).contains(&format!("evt_{}", gamma_created.id)));
 
+    // The triggers decide what keys-core's `WebhookEndpoint::subscribes`
+    // says of each event since the endpoint's creation.
+    for (id, expected) in [
+        (&everything, own_on.iter().map(|recorded| recorded.id).collect::<Vec<_>>()),
+        (&generated, vec![alpha_key.id, beta_key.id]),
+        (&only_alpha, vec![alpha_key.id]),
+    ] {
+        let endpoint = store.webhook_endpoint(&organisation.id, id).await.unwrap().unwrap().endpoint;
+        let decided: Vec<i64> = acme_trail
+            .iter()
+            .filter(|recorded| recorded.id >= created(id).id)
+            .filter(|recorded| endpoint.subscribes(recorded.event.action.as_str(), recorded.event.workspace.as_ref()))
+            .map(|recorded| recorded.id)
+            .collect();
+        assert_eq!(decided, expected, "keys-core and the trigger agree on {id}");
+    }
+
     // Disabled: nothing to claim, nothing written meanwhile; enabled, it
     // takes the events from then on (its own update first).
     let refused = store.claim_webhook_deliveries(&disabled, now, now + CLAIM, "one", 100).await.unwrap();
